@@ -1,0 +1,59 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Context } from '@temporalio/activity';
+import { loadSplit } from '../data/shards';
+import { selectBackend } from '../training/backend';
+import { evaluateModel, type ModelMetrics } from '../training/evaluate';
+import { deserializeModel } from '../training/model-files';
+import type { ActivityDeps } from './deps';
+import { decideBlessing } from './blessing';
+import { asActivityFailure, checkedSpec } from './failures';
+import { readRegistry } from './registry-client';
+import type { EvaluateInput, EvaluationResult } from './types';
+
+export function createEvaluateActivity(deps: ActivityDeps) {
+  return async function evaluate({ runId, spec: rawSpec, dataset, modelUri }: EvaluateInput): Promise<EvaluationResult> {
+    const spec = checkedSpec(rawSpec);
+    const context = Context.current();
+    const backend = await selectBackend();
+    let test;
+    try {
+      test = await loadSplit(deps.store, dataset, 'test');
+    } catch (error) {
+      throw asActivityFailure(error);
+    }
+    const measure = async (label: string, modelJson: string, weights: Uint8Array): Promise<ModelMetrics> => {
+      context.heartbeat({ evaluating: label });
+      const model = await deserializeModel(modelJson, weights);
+      try {
+        return await evaluateModel(model, test, dataset.featureShape, dataset.numClasses);
+      } finally {
+        model.dispose();
+      }
+    };
+
+    const candidate = await measure(
+      'candidate',
+      (await deps.store.get(`${modelUri}/model.json`)).toString('utf8'),
+      await deps.store.get(`${modelUri}/weights.bin`),
+    );
+
+    // The champion is judged on this run's test split, so the comparison is like for like.
+    const registry = await readRegistry(deps.client, spec.model.name);
+    const championVersion = registry?.aliases[spec.deployment.alias];
+    const championEntry = registry?.versions.find((v) => v.version === championVersion && v.publishedPath);
+    let champion: EvaluationResult['champion'] = null;
+    if (championEntry?.publishedPath) {
+      const folder = championEntry.publishedPath;
+      champion = {
+        version: championEntry.version,
+        metrics: await measure(`champion v${championEntry.version}`, await readFile(path.join(folder, 'model.json'), 'utf8'), await readFile(path.join(folder, 'weights.bin'))),
+      };
+    }
+
+    const decision = decideBlessing(candidate, champion, spec.evaluation);
+    const report = { runId, model: spec.model.name, datasetFingerprint: dataset.fingerprint, candidate, champion, ...decision, gate: spec.evaluation, backend };
+    const reportUri = await deps.store.put(`runs/${runId}/evaluation.json`, JSON.stringify(report, null, 2));
+    return { candidate, champion, blessed: decision.blessed, reasons: decision.reasons, reportUri, backend };
+  };
+}

@@ -1,0 +1,22 @@
+import type { ActivityDeps } from './deps';
+import { createEvaluateActivity } from './evaluate';
+import { createIngestActivity } from './ingest';
+import { createPublishActivity } from './publish';
+import { createRegisterActivity } from './register';
+import { createTrainActivity } from './train';
+import type { ControlActivities, TrainActivities } from './types';
+
+export function createControlActivities(deps: ActivityDeps): ControlActivities {
+  return {
+    ingest: createIngestActivity(deps),
+    evaluate: createEvaluateActivity(deps),
+    register: createRegisterActivity(deps),
+    publish: createPublishActivity(deps),
+  };
+}
+
+export function createTrainActivities(deps: ActivityDeps): TrainActivities {
+  return { train: createTrainActivity(deps) };
+}
+
+export type { ActivityDeps } from './deps';

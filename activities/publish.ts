@@ -1,0 +1,35 @@
+import { ModelRepository, METADATA_FILE } from '../artifacts/model-repository';
+import { publishVersionUpdate, registryWorkflowId } from '../workflows/registry';
+import type { ActivityDeps } from './deps';
+import { checkedSpec } from './failures';
+import type { PublishInput } from './types';
+
+/**
+ * Writes a blessed version into the model repository (atomically: a server never sees half a
+ * version), then tells the registry, which moves the alias to it.
+ */
+export function createPublishActivity(deps: ActivityDeps) {
+  return async function publish({ runId, spec: rawSpec, version, modelUri, evaluation }: PublishInput): Promise<{ publishedPath: string }> {
+    const spec = checkedSpec(rawSpec);
+    const repository = new ModelRepository(deps.home.modelRepositoryDir);
+    const metadata = {
+      model: spec.model.name,
+      version,
+      runId,
+      architecture: spec.model.architecture,
+      signature: { inputs: { input: { dtype: 'float32', note: 'raw pixel values 0..255' } }, outputs: { probabilities: { dtype: 'float32' } } },
+      metrics: evaluation.candidate,
+      reasons: evaluation.reasons,
+      gitCommit: deps.gitCommit,
+    };
+    const publishedPath = await repository.publish(spec.model.name, version, {
+      'model.json': await deps.store.get(`${modelUri}/model.json`),
+      'weights.bin': await deps.store.get(`${modelUri}/weights.bin`),
+      [METADATA_FILE]: JSON.stringify(metadata, null, 2),
+    });
+    await deps.client.workflow
+      .getHandle(registryWorkflowId(spec.model.name))
+      .executeUpdate(publishVersionUpdate, { args: [{ version, publishedPath, alias: spec.deployment.alias }] });
+    return { publishedPath };
+  };
+}

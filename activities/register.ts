@@ -1,0 +1,49 @@
+import { WithStartWorkflowOperation } from '@temporalio/client';
+import { Context } from '@temporalio/activity';
+import { taskQueueOf } from '../control/task-queues';
+import { registerVersionUpdate, registryWorkflow, registryWorkflowId } from '../workflows/registry';
+import type { ActivityDeps } from './deps';
+import { checkedSpec } from './failures';
+import type { RegisterInput } from './types';
+
+/**
+ * Registers the run's model as the next version of its model, starting the model's registry
+ * workflow if this is its first version (update-with-start). The registry remembers which run
+ * registered which version, so a retried activity gets the same number back.
+ */
+export function createRegisterActivity(deps: ActivityDeps) {
+  return async function register({ runId, spec: rawSpec, datasetFingerprint, trained, evaluation }: RegisterInput): Promise<{ version: number }> {
+    const spec = checkedSpec(rawSpec);
+    const { taskQueue } = Context.current().info;
+    const startWorkflowOperation = new WithStartWorkflowOperation(registryWorkflow, {
+      workflowId: registryWorkflowId(spec.model.name),
+      // The registry runs where this activity runs: the control pool.
+      taskQueue: taskQueue || taskQueueOf('control'),
+      args: [{ model: spec.model.name }],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+    });
+    return deps.client.workflow.executeUpdateWithStart(registerVersionUpdate, {
+      startWorkflowOperation,
+      args: [
+        {
+          artifactUri: trained.modelUri,
+          metrics: {
+            testAccuracy: evaluation.candidate.accuracy,
+            testLoss: evaluation.candidate.loss,
+            perClassAccuracy: evaluation.candidate.perClassAccuracy,
+          },
+          lineage: {
+            runId,
+            datasetFingerprint,
+            spec,
+            parentVersion: evaluation.champion?.version ?? null,
+            gitCommit: deps.gitCommit,
+            backend: trained.backend.name,
+          },
+          blessed: evaluation.blessed,
+          reasons: evaluation.reasons,
+        },
+      ],
+    });
+  };
+}

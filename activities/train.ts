@@ -1,0 +1,119 @@
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { loadSplit } from '../data/shards';
+import { selectBackend, tf } from '../training/backend';
+import { buildModel } from '../training/architectures';
+import { loadLatestCheckpoint, saveCheckpoint, type EpochMetrics } from '../training/checkpoint';
+import { serializeModel } from '../training/model-files';
+import { createOptimizer } from '../training/optimizers';
+import { trainLoop } from '../training/trainer';
+import { trainProgressSignal } from '../workflows/retrain';
+import type { ActivityDeps } from './deps';
+import { asActivityFailure, checkedSpec } from './failures';
+import type { TrainInput, TrainProgress, TrainResult } from './types';
+
+/** How often the trainer tells its workflow where it is (heartbeats are throttled by the SDK). */
+const PROGRESS_SIGNAL_INTERVAL_MS = 1_000;
+
+export function createTrainActivity(deps: ActivityDeps) {
+  return async function train({ runId, spec: rawSpec, dataset }: TrainInput): Promise<TrainResult> {
+    const spec = checkedSpec(rawSpec);
+    const context = Context.current();
+    const { attempt, workflowExecution } = context.info;
+    const started = performance.now();
+    const backend = await selectBackend();
+    context.log.info(`training ${spec.model.architecture} on ${backend.name} (attempt ${attempt})`);
+
+    let trainSplit, validationSplit;
+    try {
+      [trainSplit, validationSplit] = await Promise.all([loadSplit(deps.store, dataset, 'train'), loadSplit(deps.store, dataset, 'validation')]);
+    } catch (error) {
+      throw asActivityFailure(error);
+    }
+
+    const checkpointPrefix = `runs/${runId}/checkpoints`;
+    const restored = await loadLatestCheckpoint(deps.store, checkpointPrefix);
+    const model = restored
+      ? restored.model
+      : buildModel(tf, spec.model.architecture, { featureShape: dataset.featureShape, numClasses: dataset.numClasses, seed: spec.train.seed }, spec.model.options);
+    const optimizer = createOptimizer(spec.train.optimizer, spec.train.learningRate);
+    if (restored) {
+      await optimizer.setWeights(restored.optimizerWeights);
+      context.log.info(`resuming from ${restored.manifestUri}: ${restored.manifest.epochsCompleted} epochs done`);
+    }
+    const resumedFromEpoch = restored ? restored.manifest.epochsCompleted : null;
+    const history: EpochMetrics[] = restored ? [...restored.manifest.history] : [];
+
+    // The run this activity belongs to (falls back to the run id for activities started outside a workflow).
+    const workflow = deps.client.workflow.getHandle(workflowExecution?.workflowId ?? runId, workflowExecution?.runId);
+    let lastSignal = 0;
+    let trainedSamples = 0;
+    const trainingStarted = performance.now();
+    const report = (progress: TrainProgress, force: boolean) => {
+      context.heartbeat(progress);
+      const now = performance.now();
+      if (force || now - lastSignal >= PROGRESS_SIGNAL_INTERVAL_MS) {
+        lastSignal = now;
+        // Progress is best effort: a lost signal must never fail the training.
+        workflow.signal(trainProgressSignal, progress).catch((error: Error) => context.log.warn(`progress signal failed: ${error.message}`));
+      }
+    };
+    const samplesPerSecond = () => trainedSamples / Math.max(1e-3, (performance.now() - trainingStarted) / 1000);
+
+    let lastValAccuracy = history.at(-1)?.valAccuracy ?? null;
+    try {
+      await trainLoop({
+        model,
+        optimizer,
+        train: trainSplit,
+        validation: validationSplit,
+        featureShape: dataset.featureShape,
+        numClasses: dataset.numClasses,
+        epochs: spec.train.epochs,
+        batchSize: spec.train.batchSize,
+        seed: spec.train.seed,
+        startEpoch: resumedFromEpoch ?? 0,
+        startGlobalStep: restored?.manifest.globalStep ?? 0,
+        stepDelayMs: spec.train.stepDelayMs,
+        signal: context.cancellationSignal,
+        onStep: (step) => {
+          trainedSamples += Math.min(spec.train.batchSize, trainSplit.count);
+          report(
+            { attempt, epoch: step.epoch + 1, step: step.step, stepsPerEpoch: step.stepsPerEpoch, globalStep: step.globalStep, loss: step.loss, accuracy: step.accuracy, valAccuracy: lastValAccuracy, resumedFromEpoch, samplesPerSecond: samplesPerSecond(), backend: backend.name },
+            step.step === step.stepsPerEpoch,
+          );
+        },
+        onEpochEnd: async (metrics, globalStep) => {
+          history.push(metrics);
+          lastValAccuracy = metrics.valAccuracy;
+          await saveCheckpoint(deps.store, checkpointPrefix, { model, optimizer, epochsCompleted: metrics.epoch, globalStep, history, attempt });
+          context.log.info(
+            `epoch ${metrics.epoch}/${spec.train.epochs}: loss ${metrics.loss.toFixed(4)} acc ${metrics.accuracy.toFixed(4)} val_acc ${metrics.valAccuracy.toFixed(4)} (${metrics.seconds.toFixed(1)} s)`,
+          );
+        },
+      });
+    } catch (error) {
+      if (context.cancellationSignal.aborted) throw context.cancellationSignal.reason ?? error;
+      if (error instanceof Error && error.message.startsWith('training diverged')) {
+        throw ApplicationFailure.nonRetryable(error.message, 'TrainingDiverged');
+      }
+      throw error;
+    }
+
+    const files = await serializeModel(model);
+    const modelKey = `runs/${runId}/model`;
+    await deps.store.put(`${modelKey}/weights.bin`, files['weights.bin']);
+    await deps.store.put(`${modelKey}/model.json`, files['model.json']);
+    model.dispose();
+    optimizer.dispose();
+    return {
+      modelUri: deps.store.uri(modelKey),
+      history,
+      attempt,
+      resumedFromEpoch,
+      backend,
+      samplesPerSecond: samplesPerSecond(),
+      seconds: (performance.now() - started) / 1000,
+    };
+  };
+}

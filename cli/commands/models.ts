@@ -1,0 +1,49 @@
+import { connectClient } from '../../control/connect';
+import { readRegistry } from '../../activities/registry-client';
+import { UsageError } from '../errors';
+
+/** Models are the registry workflows that are running: one per model name. */
+export async function modelsListCommand(options: { json?: boolean }): Promise<void> {
+  const { client, connection } = await connectClient();
+  try {
+    const models: { model: string; versions: number; aliases: Record<string, number> }[] = [];
+    for await (const execution of client.workflow.list({ query: `WorkflowType = 'registryWorkflow' AND ExecutionStatus = 'Running'` })) {
+      const model = execution.workflowId.replace(/^registry:/, '');
+      const state = await readRegistry(client, model);
+      if (state) models.push({ model, versions: state.versions.length, aliases: state.aliases });
+    }
+    models.sort((a, b) => a.model.localeCompare(b.model));
+    if (options.json) {
+      console.log(JSON.stringify(models));
+      return;
+    }
+    if (models.length === 0) console.log('no models registered yet');
+    for (const m of models) {
+      const aliases = Object.entries(m.aliases).map(([a, v]) => `${a}→v${v}`).join(' ') || 'no aliases';
+      console.log(`${m.model}\t${m.versions} version(s)\t${aliases}`);
+    }
+  } finally {
+    await connection.close();
+  }
+}
+
+export async function modelsDescribeCommand(model: string, options: { json?: boolean }): Promise<void> {
+  const { client, connection } = await connectClient();
+  try {
+    const state = await readRegistry(client, model);
+    if (!state) throw new UsageError(`no model named "${model}" is registered`);
+    if (options.json) {
+      console.log(JSON.stringify(state));
+      return;
+    }
+    console.log(`model ${state.model}: ${state.versions.length} version(s); aliases: ${Object.entries(state.aliases).map(([a, v]) => `${a}→v${v}`).join(' ') || 'none'}`);
+    for (const v of state.versions) {
+      console.log(
+        `  v${v.version}\t${v.status}\t${v.blessed ? 'blessed' : 'unblessed'}\tacc ${(v.metrics.testAccuracy * 100).toFixed(2)}%\t` +
+          `run ${v.lineage.runId}\tdata ${v.lineage.datasetFingerprint.slice(0, 12)}\tparent ${v.lineage.parentVersion ?? '-'}\t${v.registeredAt}`,
+      );
+    }
+  } finally {
+    await connection.close();
+  }
+}

@@ -1,0 +1,59 @@
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { connectClient } from '../../control/connect';
+import { progressQuery, type RunProgress } from '../../workflows/retrain';
+import { UsageError } from '../errors';
+import { rootCause } from './run';
+
+/** A run's state: its progress while it runs, its result once it completed. */
+export async function statusCommand(runId: string, options: { json?: boolean }): Promise<void> {
+  const { client, connection } = await connectClient();
+  try {
+    const handle = client.workflow.getHandle(runId);
+    let description;
+    try {
+      description = await handle.describe();
+    } catch (error) {
+      if (error instanceof WorkflowNotFoundError) throw new UsageError(`no run with id "${runId}"`);
+      throw error;
+    }
+    const status = description.status.name;
+    let progress: RunProgress | null = null;
+    let result: unknown = null;
+    let error: string | null = null;
+    try {
+      progress = await handle.query(progressQuery);
+    } catch {
+      // Queries need a live worker; the status and result below do not.
+    }
+    if (status === 'COMPLETED') result = await handle.result();
+    if (status === 'FAILED') error = await handle.result().then(() => null, (e: unknown) => rootCause(e));
+    const report = { runId, status, startTime: description.startTime, closeTime: description.closeTime ?? null, progress, result, error };
+    if (options.json) {
+      console.log(JSON.stringify(report));
+      return;
+    }
+    console.log(`run ${runId}: ${status} (started ${description.startTime.toISOString()})`);
+    if (progress) {
+      console.log(`stages: ${Object.entries(progress.stages).map(([s, v]) => `${s}=${v}`).join(' ')}`);
+      if (progress.train) {
+        const t = progress.train;
+        console.log(`train: epoch ${t.epoch}/${t.epochs} step ${t.step}/${t.stepsPerEpoch} loss ${t.loss.toFixed(4)} acc ${t.accuracy.toFixed(4)} attempt ${t.attempt} on ${t.backend}`);
+      }
+      if (progress.version !== null) console.log(`version: ${progress.version}`);
+      if (progress.evaluation) console.log(`blessed: ${progress.evaluation.blessed}\n  ${progress.evaluation.reasons.join('\n  ')}`);
+    }
+    if (error) console.log(`error: ${error}`);
+  } finally {
+    await connection.close();
+  }
+}
+
+export async function cancelCommand(runId: string): Promise<void> {
+  const { client, connection } = await connectClient();
+  try {
+    await client.workflow.getHandle(runId).cancel();
+    console.log(`cancellation requested for ${runId}`);
+  } finally {
+    await connection.close();
+  }
+}

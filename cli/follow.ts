@@ -1,0 +1,105 @@
+import cliProgress from 'cli-progress';
+import type { WorkflowHandle } from '@temporalio/client';
+import { progressQuery, STAGES, type RunProgress } from '../workflows/retrain';
+
+const POLL_MS = 500;
+
+/**
+ * Shows a run's progress until `done` settles: live bars on a terminal (stages, epochs, steps of
+ * the current epoch), plain lines otherwise (CI logs, pipes).
+ */
+export async function followRun(handle: WorkflowHandle, done: Promise<unknown>, stream: NodeJS.WriteStream = process.stderr): Promise<void> {
+  const view = stream.isTTY ? new BarsView(stream) : new LinesView(stream);
+  let finished = false;
+  done.then(() => (finished = true), () => (finished = true));
+  try {
+    while (!finished) {
+      try {
+        view.update(await handle.query(progressQuery));
+      } catch {
+        // Not answerable yet (no worker picked the first task) or already closed: try again.
+      }
+      await Promise.race([done.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, POLL_MS))]);
+    }
+    try {
+      view.update(await handle.query(progressQuery));
+    } catch {
+      // A finished workflow still answers queries while a worker is up; nothing to add otherwise.
+    }
+  } finally {
+    view.stop();
+  }
+}
+
+const fmt = (x: number | null | undefined, digits = 4) => (x === null || x === undefined ? '-' : x.toFixed(digits));
+
+function stageLine(progress: RunProgress): string {
+  return STAGES.map((s) => `${s}:${progress.stages[s]}`).join(' ');
+}
+
+class LinesView {
+  private lastStages = '';
+  private lastEpoch = 0;
+  private lastStepLine = 0;
+  constructor(private readonly stream: NodeJS.WriteStream) {}
+
+  update(progress: RunProgress): void {
+    const stages = stageLine(progress);
+    if (stages !== this.lastStages) {
+      this.lastStages = stages;
+      this.stream.write(`[${progress.runId}] ${stages}\n`);
+    }
+    const t = progress.train;
+    if (!t) return;
+    const now = Date.now();
+    if (t.epoch !== this.lastEpoch || now - this.lastStepLine > 10_000) {
+      this.lastEpoch = t.epoch;
+      this.lastStepLine = now;
+      this.stream.write(
+        `[${progress.runId}] train epoch ${t.epoch}/${t.epochs} step ${t.step}/${t.stepsPerEpoch} loss ${fmt(t.loss)} acc ${fmt(t.accuracy)} ` +
+          `val_acc ${fmt(t.valAccuracy)} ${Math.round(t.samplesPerSecond)} samples/s on ${t.backend}` +
+          `${t.attempt > 1 ? ` (attempt ${t.attempt}, resumed after epoch ${t.resumedFromEpoch ?? 0})` : ''}\n`,
+      );
+    }
+  }
+
+  stop(): void {}
+}
+
+class BarsView {
+  private readonly multibar: cliProgress.MultiBar;
+  private readonly stagesBar: cliProgress.SingleBar;
+  private epochsBar?: cliProgress.SingleBar;
+  private stepsBar?: cliProgress.SingleBar;
+
+  constructor(stream: NodeJS.WriteStream) {
+    this.multibar = new cliProgress.MultiBar(
+      { stream, clearOnComplete: false, hideCursor: true, format: ' {label} |{bar}| {value}/{total} {detail}', barsize: 30 },
+      cliProgress.Presets.shades_classic,
+    );
+    this.stagesBar = this.multibar.create(STAGES.length, 0, { label: 'stages', detail: '' });
+  }
+
+  update(progress: RunProgress): void {
+    const finished = STAGES.filter((s) => ['done', 'skipped'].includes(progress.stages[s])).length;
+    this.stagesBar.update(finished, { label: 'stages', detail: progress.stage ? `${progress.stage}…` : progress.status });
+    const t = progress.train;
+    if (!t) return;
+    this.epochsBar ??= this.multibar.create(t.epochs, 0, { label: 'epochs', detail: '' });
+    this.stepsBar ??= this.multibar.create(t.stepsPerEpoch, 0, { label: 'steps ', detail: '' });
+    const epochsDone = t.step === t.stepsPerEpoch ? t.epoch : t.epoch - 1;
+    this.epochsBar.update(epochsDone, {
+      label: 'epochs',
+      detail: `val_acc ${fmt(t.valAccuracy)}${t.attempt > 1 ? ` · attempt ${t.attempt}, resumed after epoch ${t.resumedFromEpoch ?? 0}` : ''}`,
+    });
+    this.stepsBar.setTotal(t.stepsPerEpoch);
+    this.stepsBar.update(t.step, {
+      label: 'steps ',
+      detail: `epoch ${t.epoch} loss ${fmt(t.loss)} acc ${fmt(t.accuracy)} · ${Math.round(t.samplesPerSecond)} samples/s on ${t.backend}`,
+    });
+  }
+
+  stop(): void {
+    this.multibar.stop();
+  }
+}

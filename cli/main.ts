@@ -1,0 +1,91 @@
+import { Command, Option } from 'commander';
+import { cancelCommand, statusCommand } from './commands/status';
+import { demoCommand } from './commands/demo';
+import { devCommand } from './commands/dev';
+import { modelsDescribeCommand, modelsListCommand } from './commands/models';
+import { runCommand } from './commands/run';
+import { scheduleCreateCommand, scheduleDescribeCommand, scheduleListCommand, scheduleSimpleCommand } from './commands/schedule';
+import { workerCommand } from './commands/worker';
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+/** Runs a command, then exits with 0, 1 (it failed) or 2 (bad input) — never hangs on open handles. */
+function action<A extends unknown[]>(fn: (...args: A) => Promise<unknown>) {
+  return async (...args: A) => {
+    try {
+      await fn(...args);
+      process.exit(0);
+    } catch (error) {
+      const exitCode = (error as { exitCode?: number }).exitCode ?? 1;
+      console.error(`gantry: ${(error as Error).message}`);
+      if (process.env.GANTRY_DEBUG && error instanceof Error) console.error(error.stack);
+      process.exit(exitCode);
+    }
+  };
+}
+
+const program = new Command('gantry')
+  .description('Keep machine-learning models alive in production: durable Temporal pipelines, TensorFlow.js training, model publishing.')
+  .showHelpAfterError()
+  .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2));
+
+program
+  .command('dev')
+  .description('run the embedded Temporal server, a control worker and a train worker in the foreground (Ctrl-C stops them)')
+  .option('--port <port>', 'Temporal gRPC port, or "auto" (7233 when free)', 'auto')
+  .option('--headless', 'no Temporal Web UI')
+  .action(action(devCommand));
+
+program
+  .command('worker')
+  .description('run one worker of a pool against TEMPORAL_ADDRESS or the embedded server')
+  .requiredOption('--pool <pool>', 'control or train')
+  .action(action(workerCommand));
+
+program
+  .command('run <pipeline>')
+  .description('start a retrain run of a pipeline (a built-in name or a .ts/.json file) and wait for its result')
+  .option('--set <path=value>', 'override a spec field, e.g. --set train.epochs=3 (repeatable)', collect, [])
+  .option('--follow', 'show live progress per stage and epoch')
+  .option('--json', 'print the result as one JSON object')
+  .option('--detach', 'print the run id and return without waiting')
+  .option('--id <runId>', 'workflow id for the run (default: <pipeline>-<time>-<random>)')
+  .action(action((pipeline: string, options) => runCommand(pipeline, options)));
+
+program
+  .command('status <runId>')
+  .description("a run's stages, training progress and result")
+  .option('--json', 'print as JSON')
+  .action(action(statusCommand));
+
+program.command('cancel <runId>').description('cancel a run (training stops at its next step)').action(action(cancelCommand));
+
+const models = program.command('models').description('the model registry');
+models.command('list').option('--json', 'print as JSON').description('registered models and their aliases').action(action(modelsListCommand));
+models.command('describe <model>').option('--json', 'print as JSON').description('every version of a model with metrics and lineage').action(action(modelsDescribeCommand));
+
+const schedule = program.command('schedule').description('scheduled retraining on Temporal Schedules');
+schedule
+  .command('create <pipeline>')
+  .requiredOption('--cron <expr>', 'cron expression, e.g. "0 3 * * *"')
+  .addOption(new Option('--overlap <policy>', 'when a run is still going at the next time').choices(['skip', 'buffer-one', 'buffer-all', 'cancel-other', 'terminate-other', 'allow-all']))
+  .option('--set <path=value>', 'override a spec field (repeatable)', collect, [])
+  .option('--id <scheduleId>', 'schedule id (default: retrain-<pipeline>)')
+  .option('--paused', 'create it paused')
+  .option('--json', 'print as JSON')
+  .action(action((pipeline: string, options) => scheduleCreateCommand(pipeline, options)));
+schedule.command('list').option('--json', 'print as JSON').action(action(scheduleListCommand));
+schedule.command('describe <scheduleId>').option('--json', 'print as JSON').action(action(scheduleDescribeCommand));
+schedule.command('pause <scheduleId>').option('--note <note>').action(action((id: string, o: { note?: string }) => scheduleSimpleCommand('pause', id, o.note)));
+schedule.command('unpause <scheduleId>').option('--note <note>').action(action((id: string, o: { note?: string }) => scheduleSimpleCommand('unpause', id, o.note)));
+schedule.command('trigger <scheduleId>').description('start a run now').action(action((id: string) => scheduleSimpleCommand('trigger', id)));
+schedule.command('delete <scheduleId>').action(action((id: string) => scheduleSimpleCommand('delete', id)));
+
+program
+  .command('demo')
+  .description('embedded Temporal + both pools + the fashion-mnist pipeline on all of Fashion-MNIST, then stop')
+  .option('--set <path=value>', 'override a spec field (repeatable)', collect, [])
+  .option('--json', 'print the result as one JSON object')
+  .action(action(demoCommand));
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,34 @@
+import { randomBytes } from 'node:crypto';
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { taskQueueOf } from '../control/task-queues';
+import { applyOverrides, loadPipeline, PipelineSpecError, validatePipeline, type PipelineSpec } from '../pipelines';
+import { retrainWorkflow, type RetrainInput } from '../workflows/retrain';
+import { UsageError } from './errors';
+
+/** The spec a command will run: the named pipeline with `--set` overrides, validated in full. */
+export async function resolveSpec(pipeline: string, sets: string[]): Promise<PipelineSpec> {
+  try {
+    return validatePipeline(applyOverrides(await loadPipeline(pipeline), sets));
+  } catch (error) {
+    if (error instanceof PipelineSpecError) throw new UsageError(error.message);
+    throw new UsageError((error as Error).message);
+  }
+}
+
+export function retrainInput(spec: PipelineSpec): RetrainInput {
+  return { spec, taskQueues: { control: taskQueueOf('control'), train: taskQueueOf('train') } };
+}
+
+/** A readable, unique run id: the pipeline, the UTC time and a short random suffix. */
+export function newRunId(spec: PipelineSpec): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+  return `${spec.name}-${stamp}-${randomBytes(2).toString('hex')}`;
+}
+
+export async function startRun(client: Client, spec: PipelineSpec, runId = newRunId(spec)): Promise<WorkflowHandle<typeof retrainWorkflow>> {
+  return client.workflow.start(retrainWorkflow, {
+    workflowId: runId,
+    taskQueue: taskQueueOf('control'),
+    args: [retrainInput(spec)],
+  });
+}

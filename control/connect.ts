@@ -1,0 +1,34 @@
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import { findRunningEmbeddedTemporal } from './embedded-temporal';
+import { gantryHome, type GantryHome } from './home';
+import { temporalTargetFromEnv, type TemporalTarget } from './temporal-env';
+
+/**
+ * Which Temporal server this process talks to: TEMPORAL_ADDRESS (a real cluster) first, then the
+ * embedded server that `gantry dev` recorded in GANTRY_HOME.
+ */
+export async function resolveTemporalTarget(home: GantryHome = gantryHome()): Promise<TemporalTarget & { origin: string }> {
+  const fromEnv = temporalTargetFromEnv();
+  if (fromEnv) return { ...fromEnv, origin: 'TEMPORAL_ADDRESS' };
+  const embedded = await findRunningEmbeddedTemporal(home);
+  if (embedded) return { address: embedded.address, namespace: embedded.namespace, origin: `embedded server (pid ${embedded.pid})` };
+  throw new Error(
+    `no Temporal server: TEMPORAL_ADDRESS is unset and no embedded server is running for ${home.root}. ` +
+      'Start one with `gantry dev` (in another terminal), or set TEMPORAL_ADDRESS.',
+  );
+}
+
+function connectionOptions(target: TemporalTarget) {
+  return { address: target.address, tls: target.tls, apiKey: target.apiKey };
+}
+
+export async function connectClient(target?: TemporalTarget): Promise<{ client: Client; connection: Connection; target: TemporalTarget }> {
+  const resolved = target ?? (await resolveTemporalTarget());
+  const connection = await Connection.connect(connectionOptions(resolved));
+  return { client: new Client({ connection, namespace: resolved.namespace }), connection, target: resolved };
+}
+
+export async function connectWorker(target: TemporalTarget): Promise<NativeConnection> {
+  return NativeConnection.connect(connectionOptions(target));
+}

@@ -1,0 +1,161 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Connection } from '@temporalio/client';
+import { z } from 'zod';
+import { writeFileAtomically } from '../artifacts/store';
+import type { GantryHome } from './home';
+import { freePort, isPortFree } from './ports';
+import { resolveTemporalBinary, type ResolvedBinary } from './temporal-binary';
+
+/** What a running embedded server leaves in GANTRY_HOME so that other commands can find it. */
+export const EmbeddedServerRecordSchema = z.object({
+  address: z.string(),
+  uiUrl: z.string().nullable(),
+  pid: z.number().int(),
+  namespace: z.string(),
+  binary: z.string(),
+  database: z.string(),
+  logFile: z.string(),
+});
+export type EmbeddedServerRecord = z.infer<typeof EmbeddedServerRecordSchema>;
+
+export interface EmbeddedTemporal extends EmbeddedServerRecord {
+  binaryOrigin: ResolvedBinary['origin'];
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** A fixed gRPC port, or 'auto': 7233 when it is free (what Temporal users expect), else any free port. */
+  port?: number | 'auto' | 'free';
+  headless?: boolean;
+  readyTimeoutMs?: number;
+}
+
+/**
+ * Starts `temporal server start-dev` bound to 127.0.0.1 with its SQLite database in GANTRY_HOME,
+ * so workflow histories survive a restart of the server, and waits until it answers.
+ */
+export async function startEmbeddedTemporal(home: GantryHome, options: StartOptions = {}): Promise<EmbeddedTemporal> {
+  const running = await findRunningEmbeddedTemporal(home);
+  if (running) {
+    throw new Error(
+      `an embedded Temporal server for ${home.root} is already running at ${running.address} (pid ${running.pid}); ` +
+        'stop it first, or use it by setting TEMPORAL_ADDRESS',
+    );
+  }
+  const binary = resolveTemporalBinary();
+  await mkdir(home.temporalDir, { recursive: true });
+  await mkdir(home.logsDir, { recursive: true });
+
+  const port = await choosePort(options.port ?? 'auto');
+  const uiPort = options.headless ? undefined : await choosePort(port + 1000 <= 65535 ? port + 1000 : 'free');
+  const args = [
+    'server', 'start-dev',
+    '--ip', '127.0.0.1',
+    '--port', String(port),
+    // Left to itself start-dev picks these at random, but fixing them here keeps every port on loopback.
+    '--http-port', String(await freePort()),
+    '--metrics-port', String(await freePort()),
+    '--db-filename', home.temporalDatabase,
+    '--namespace', 'default',
+    '--log-level', 'warn',
+    ...(uiPort ? ['--ui-port', String(uiPort), '--ui-disable-news-fetch'] : ['--headless']),
+  ];
+  const logFile = path.join(home.logsDir, 'temporal.log');
+  const log = createWriteStream(logFile, { flags: 'a' });
+  const child = spawn(binary.path, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout?.pipe(log);
+  child.stderr?.pipe(log);
+
+  const address = `127.0.0.1:${port}`;
+  let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  child.once('exit', (code, signal) => (exited = { code, signal }));
+  try {
+    await waitUntilAnswering(address, options.readyTimeoutMs ?? 60_000, () => exited);
+  } catch (error) {
+    child.kill('SIGKILL');
+    const tail = (await readFile(logFile, 'utf8').catch(() => '')).split('\n').slice(-15).join('\n');
+    throw new Error(`${(error as Error).message}\n--- ${logFile} (last lines) ---\n${tail}`);
+  }
+
+  const record: EmbeddedServerRecord = {
+    address,
+    uiUrl: uiPort ? `http://127.0.0.1:${uiPort}` : null,
+    pid: child.pid!,
+    namespace: 'default',
+    binary: binary.path,
+    database: home.temporalDatabase,
+    logFile,
+  };
+  await writeFileAtomically(home.temporalServerFile, JSON.stringify(record, null, 2));
+  return { ...record, binaryOrigin: binary.origin, stop: () => stopServer(child, home) };
+}
+
+async function choosePort(port: number | 'auto' | 'free'): Promise<number> {
+  if (typeof port === 'number') return port;
+  if (port === 'auto' && (await isPortFree(7233))) return 7233;
+  return freePort();
+}
+
+async function waitUntilAnswering(
+  address: string,
+  timeoutMs: number,
+  exitedEarly: () => { code: number | null; signal: NodeJS.Signals | null } | undefined,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    const exit = exitedEarly();
+    if (exit) throw new Error(`temporal server start-dev exited during start-up (code ${exit.code}, signal ${exit.signal})`);
+    try {
+      const connection = await Connection.connect({ address, connectTimeout: 1_000 });
+      try {
+        await connection.workflowService.describeNamespace({ namespace: 'default' });
+        return;
+      } finally {
+        await connection.close();
+      }
+    } catch (error) {
+      lastError = error;
+      await sleep(250);
+    }
+  }
+  throw new Error(`Temporal at ${address} did not answer within ${timeoutMs} ms: ${(lastError as Error)?.message}`);
+}
+
+async function stopServer(child: ChildProcess, home: GantryHome): Promise<void> {
+  await rm(home.temporalServerFile, { force: true });
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timedOut = await Promise.race([exited.then(() => false), sleep(15_000).then(() => true)]);
+  if (timedOut) {
+    child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The embedded server recorded in GANTRY_HOME, if its process is still alive. */
+export async function findRunningEmbeddedTemporal(home: GantryHome): Promise<EmbeddedServerRecord | undefined> {
+  let text: string;
+  try {
+    text = await readFile(home.temporalServerFile, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const parsed = EmbeddedServerRecordSchema.safeParse(JSON.parse(text));
+  if (!parsed.success || !isAlive(parsed.data.pid)) return undefined;
+  return parsed.data;
+}

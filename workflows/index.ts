@@ -1,0 +1,3 @@
+// Every workflow the control pool runs; the worker bundles this file.
+export { retrainWorkflow } from './retrain';
+export { registryWorkflow } from './registry';

@@ -1,0 +1,162 @@
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  defineQuery,
+  defineSignal,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { ControlActivities, TrainActivities } from '../activities/types';
+import type { EvaluationResult, RunResult, TrainProgress, TrainResult } from '../activities/types';
+import type { PipelineSpec } from '../pipelines/spec';
+
+/**
+ * The retrain pipeline as one durable workflow: ingest → train → evaluate → register → publish.
+ * Every step is an activity on its pool's task queue; only URIs, fingerprints and metrics pass
+ * between them. A crash of any worker or of the server loses no finished step.
+ */
+
+export const STAGES = ['ingest', 'train', 'evaluate', 'register', 'publish'] as const;
+export type Stage = (typeof STAGES)[number];
+export type StageStatus = 'pending' | 'running' | 'done' | 'skipped' | 'failed' | 'cancelled';
+
+export interface RunProgress {
+  runId: string;
+  pipeline: string;
+  model: string;
+  status: 'running' | 'completed' | 'failed' | 'cancelled';
+  stage: Stage | null;
+  stages: Record<Stage, StageStatus>;
+  train: (TrainProgress & { epochs: number }) | null;
+  dataset: { fingerprint: string; counts: { train: number; validation: number; test: number }; drifted: boolean; driftReasons: string[] } | null;
+  evaluation: Pick<EvaluationResult, 'blessed' | 'reasons' | 'candidate' | 'champion'> | null;
+  version: number | null;
+  error: string | null;
+}
+
+export interface RetrainInput {
+  spec: PipelineSpec;
+  taskQueues: { control: string; train: string };
+}
+
+export const progressQuery = defineQuery<RunProgress>('progress');
+export const trainProgressSignal = defineSignal<[TrainProgress]>('trainProgress');
+
+export async function retrainWorkflow({ spec, taskQueues }: RetrainInput): Promise<RunResult> {
+  const runId = workflowInfo().workflowId;
+  const control = proxyActivities<ControlActivities>({
+    taskQueue: taskQueues.control,
+    startToCloseTimeout: '30m',
+    heartbeatTimeout: '2m',
+    retry: { initialInterval: '1s', maximumAttempts: 5, nonRetryableErrorTypes: ['DatasetError', 'InvalidSpec'] },
+  });
+  const trainer = proxyActivities<TrainActivities>({
+    taskQueue: taskQueues.train,
+    startToCloseTimeout: '7d',
+    heartbeatTimeout: spec.train.heartbeatTimeout,
+    retry: {
+      initialInterval: '1s',
+      backoffCoefficient: 2,
+      maximumInterval: '30s',
+      maximumAttempts: spec.train.maxAttempts,
+      nonRetryableErrorTypes: ['DatasetError', 'InvalidSpec', 'TrainingDiverged'],
+    },
+  });
+
+  const progress: RunProgress = {
+    runId,
+    pipeline: spec.name,
+    model: spec.model.name,
+    status: 'running',
+    stage: null,
+    stages: { ingest: 'pending', train: 'pending', evaluate: 'pending', register: 'pending', publish: 'pending' },
+    train: null,
+    dataset: null,
+    evaluation: null,
+    version: null,
+    error: null,
+  };
+  setHandler(progressQuery, () => progress);
+  setHandler(trainProgressSignal, (update) => {
+    // Signals may arrive out of order after a retry; keep the newest step.
+    if (!progress.train || update.attempt > progress.train.attempt || update.globalStep >= progress.train.globalStep) {
+      progress.train = { ...update, epochs: spec.train.epochs };
+    }
+  });
+
+  async function stage<T>(name: Stage, run: () => Promise<T>): Promise<T> {
+    progress.stage = name;
+    progress.stages[name] = 'running';
+    try {
+      const result = await run();
+      progress.stages[name] = 'done';
+      return result;
+    } catch (error) {
+      if (isCancellation(error)) {
+        progress.stages[name] = 'cancelled';
+        progress.status = 'cancelled';
+        throw error;
+      }
+      progress.stages[name] = 'failed';
+      progress.status = 'failed';
+      const cause = error instanceof ActivityFailure && error.cause ? error.cause : (error as Error);
+      progress.error = `${name}: ${cause.message}`;
+      throw ApplicationFailure.create({ message: progress.error, type: `${name}Failed`, nonRetryable: true, cause: error as Error });
+    }
+  }
+
+  const dataset = await stage('ingest', () => control.ingest({ runId, spec }));
+  progress.dataset = {
+    fingerprint: dataset.fingerprint,
+    counts: dataset.counts,
+    drifted: dataset.drift.drifted,
+    driftReasons: dataset.drift.reasons,
+  };
+
+  const trained: TrainResult = await stage('train', () => trainer.train({ runId, spec, dataset }));
+
+  const evaluation = await stage('evaluate', () => control.evaluate({ runId, spec, dataset, modelUri: trained.modelUri }));
+  progress.evaluation = { blessed: evaluation.blessed, reasons: evaluation.reasons, candidate: evaluation.candidate, champion: evaluation.champion };
+
+  const { version } = await stage('register', () =>
+    control.register({ runId, spec, datasetFingerprint: dataset.fingerprint, trained, evaluation }),
+  );
+  progress.version = version;
+
+  let publishedPath: string | null = null;
+  if (evaluation.blessed && spec.deployment.publish) {
+    publishedPath = (await stage('publish', () => control.publish({ runId, spec, version, modelUri: trained.modelUri, evaluation })))
+      .publishedPath;
+  } else {
+    progress.stages.publish = 'skipped';
+  }
+
+  progress.stage = null;
+  progress.status = 'completed';
+  return {
+    runId,
+    pipeline: spec.name,
+    model: spec.model.name,
+    version,
+    blessed: evaluation.blessed,
+    published: publishedPath !== null,
+    publishedPath,
+    testAccuracy: evaluation.candidate.accuracy,
+    testLoss: evaluation.candidate.loss,
+    champion: evaluation.champion ? { version: evaluation.champion.version, testAccuracy: evaluation.champion.metrics.accuracy } : null,
+    reasons: evaluation.reasons,
+    backend: trained.backend.name,
+    backends: { train: trained.backend, evaluate: evaluation.backend },
+    dataset: { fingerprint: dataset.fingerprint, counts: dataset.counts, drift: dataset.drift },
+    train: {
+      epochs: trained.history.length ? trained.history.at(-1)!.epoch : 0,
+      history: trained.history,
+      attempt: trained.attempt,
+      resumedFromEpoch: trained.resumedFromEpoch,
+      samplesPerSecond: trained.samplesPerSecond,
+      seconds: trained.seconds,
+    },
+  };
+}
