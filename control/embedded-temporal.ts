@@ -69,6 +69,7 @@ export async function startEmbeddedTemporal(home: GantryHome, options: StartOpti
   const child = spawn(binary.path, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);
+  child.once('close', () => log.end());
 
   const address = `127.0.0.1:${port}`;
   let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
@@ -131,11 +132,10 @@ async function stopServer(child: ChildProcess, home: GantryHome): Promise<void> 
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.kill('SIGTERM');
-  const timedOut = await Promise.race([exited.then(() => false), sleep(15_000).then(() => true)]);
-  if (timedOut) {
-    child.kill('SIGKILL');
-    await exited;
-  }
+  // The server flushes SQLite on SIGTERM; a server that hangs there is killed after 15 s.
+  const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  await exited;
+  clearTimeout(killer);
 }
 
 function isAlive(pid: number): boolean {

@@ -55,5 +55,5 @@ export async function deserializeModel(modelJsonText: string, weights: Uint8Arra
     throw new Error(`weights.bin holds ${weights.byteLength} bytes; model.json's manifest needs ${expected}`);
   }
   const buffer = weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength) as ArrayBuffer;
-  return tf.loadLayersModel(tf.io.fromMemory(modelJson.modelTopology, weightSpecs, buffer));
+  return tf.loadLayersModel(tf.io.fromMemory({ modelTopology: modelJson.modelTopology, weightSpecs, weightData: buffer }));
 }

@@ -65,6 +65,9 @@ export async function createPoolWorker(pool: Pool, target: TemporalTarget, home:
           taskQueue,
           activities: createTrainActivities(deps),
           maxConcurrentActivityTaskExecutions: trainSlots(),
+          // Heartbeats carry progress and bring back cancellation: send them every few seconds
+          // rather than the SDK's default of 80% of the heartbeat timeout.
+          maxHeartbeatThrottleInterval: '2s',
         };
   const worker = await Worker.create(options);
   return {

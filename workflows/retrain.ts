@@ -1,4 +1,5 @@
 import {
+  ActivityCancellationType,
   ActivityFailure,
   ApplicationFailure,
   defineQuery,
@@ -56,6 +57,8 @@ export async function retrainWorkflow({ spec, taskQueues }: RetrainInput): Promi
     taskQueue: taskQueues.train,
     startToCloseTimeout: '7d',
     heartbeatTimeout: spec.train.heartbeatTimeout,
+    // A cancelled run waits until its trainer has really stopped, so no orphan keeps training.
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     retry: {
       initialInterval: '1s',
       backoffCoefficient: 2,

@@ -1,0 +1,132 @@
+import { copyFile, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { WorkflowFailedError } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readRegistry } from '../activities/registry-client';
+import type { RunResult } from '../activities/types';
+import { ModelRepository } from '../artifacts/model-repository';
+import { startRun, retrainInput } from '../cli/runs';
+import { taskQueueOf } from '../control/task-queues';
+import { DEFAULT_FASHION_MNIST_DIR } from '../data/sources';
+import { retrainWorkflow, progressQuery } from '../workflows/retrain';
+import { createTestEnv, type TestEnv } from './helpers/env';
+import { sliceSpec } from './helpers/specs';
+import { startInProcessWorkers } from './helpers/workers';
+
+let env: TestEnv;
+let workers: Awaited<ReturnType<typeof startInProcessWorkers>>;
+
+beforeAll(async () => {
+  env = await createTestEnv('retrain');
+  workers = await startInProcessWorkers(env, ['control', 'train']);
+});
+afterAll(async () => {
+  await workers?.stop();
+});
+
+async function failureOf(promise: Promise<unknown>): Promise<string> {
+  const error = await promise.then(() => undefined, (e: unknown) => e);
+  expect(error).toBeInstanceOf(WorkflowFailedError);
+  let message = '';
+  for (let e = error as { message?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) message += ` ${e.message}`;
+  return message;
+}
+
+describe('the retrain workflow on a slice of Fashion-MNIST', () => {
+  let first: RunResult;
+
+  it('ingests, trains, evaluates, registers and publishes; registry and repository agree', async () => {
+    const spec = sliceSpec();
+    const handle = await startRun(workers.client, spec);
+    first = await handle.result();
+
+    expect(first.version).toBe(1);
+    expect(first.blessed).toBe(true);
+    expect(first.published).toBe(true);
+    expect(first.testAccuracy).toBeGreaterThan(0.6);
+    expect(first.backend).toBe('wasm');
+    expect(first.dataset.counts).toEqual({ train: 1800, validation: 200, test: 500 });
+    expect(first.dataset.drift.drifted).toBe(false);
+    expect(first.train.history).toHaveLength(1);
+
+    const registry = await readRegistry(workers.client, spec.model.name);
+    expect(registry?.aliases.champion).toBe(1);
+    const entry = registry!.versions[0]!;
+    expect(entry).toMatchObject({ version: 1, status: 'published', blessed: true });
+    expect(entry.lineage).toMatchObject({ runId: handle.workflowId, datasetFingerprint: first.dataset.fingerprint, parentVersion: null });
+    expect(entry.metrics.testAccuracy).toBeCloseTo(first.testAccuracy, 10);
+
+    const repository = new ModelRepository(env.home.modelRepositoryDir);
+    expect(await repository.versions(spec.model.name)).toEqual([1]);
+    expect(entry.publishedPath).toBe(repository.versionPath(spec.model.name, 1));
+    const modelJson = JSON.parse(await readFile(path.join(entry.publishedPath!, 'model.json'), 'utf8'));
+    expect(modelJson.format).toBe('layers-model');
+    const metadata = JSON.parse(await readFile(path.join(entry.publishedPath!, 'gantry.json'), 'utf8'));
+    expect(metadata).toMatchObject({ model: spec.model.name, version: 1, runId: handle.workflowId });
+
+    const progress = await handle.query(progressQuery);
+    expect(progress.status).toBe('completed');
+    expect(progress.stages).toEqual({ ingest: 'done', train: 'done', evaluate: 'done', register: 'done', publish: 'done' });
+  });
+
+  it('registers a candidate worse than the champion unblessed, does not publish it, and says why', async () => {
+    // A learning rate this small leaves the model near chance after one epoch.
+    const spec = sliceSpec({ train: { learningRate: 1e-7 } });
+    const result = await (await startRun(workers.client, spec)).result();
+
+    expect(result.version).toBe(2);
+    expect(result.blessed).toBe(false);
+    expect(result.published).toBe(false);
+    expect(result.champion).toEqual({ version: 1, testAccuracy: expect.closeTo(first.testAccuracy, 10) });
+    expect(result.reasons.join('\n')).toMatch(/FAIL: accuracy change against champion v1/);
+
+    const registry = await readRegistry(workers.client, spec.model.name);
+    expect(registry?.aliases.champion).toBe(1);
+    expect(registry?.versions[1]).toMatchObject({ version: 2, status: 'registered', blessed: false, publishedPath: null });
+    expect(registry?.versions[1]?.lineage.parentVersion).toBe(1);
+    expect(await new ModelRepository(env.home.modelRepositoryDir).versions(spec.model.name)).toEqual([1]);
+  });
+
+  it('fails with the file and the reason when a dataset file is corrupt, registering nothing', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'gantry-corrupt-'));
+    for (const file of ['train-labels-idx1-ubyte.gz', 't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz']) {
+      await copyFile(path.join(DEFAULT_FASHION_MNIST_DIR, file), path.join(dir, file));
+    }
+    await writeFile(path.join(dir, 'train-images-idx3-ubyte'), Buffer.from([0, 0, 8, 3, 0, 0, 0, 5, 0, 0, 0, 28]));
+    const spec = sliceSpec({ model: { name: 'corrupt-data' }, data: { path: dir } });
+    const message = await failureOf((await startRun(workers.client, spec)).result());
+    expect(message).toMatch(/ingest: .*train-images-idx3-ubyte: .*(truncated|header)/);
+    expect(await readRegistry(workers.client, 'corrupt-data')).toBeUndefined();
+  });
+
+  it('fails clearly when the dataset folder is missing', async () => {
+    const spec = sliceSpec({ model: { name: 'missing-data' }, data: { path: '/nonexistent/fashion' } });
+    const message = await failureOf((await startRun(workers.client, spec)).result());
+    expect(message).toMatch(/\/nonexistent\/fashion/);
+    expect(await readRegistry(workers.client, 'missing-data')).toBeUndefined();
+  });
+
+  it('refuses, in the worker too, a spec that names an unknown architecture (a client that skipped validation)', async () => {
+    const spec = { ...sliceSpec(), model: { name: 'unknown-arch', architecture: 'resnet9000', options: {} } };
+    const handle = await workers.client.workflow.start(retrainWorkflow, {
+      workflowId: `unknown-arch-${Date.now()}`,
+      taskQueue: taskQueueOf('control'),
+      args: [retrainInput(spec)],
+    });
+    const message = await failureOf(handle.result());
+    expect(message).toMatch(/model\.architecture: unknown model architecture "resnet9000"; known: mlp, cnn/);
+    expect(await readRegistry(workers.client, 'unknown-arch')).toBeUndefined();
+  });
+
+  it('can be cancelled while training', async () => {
+    const spec = sliceSpec({ model: { name: 'cancelled' }, train: { epochs: 50, stepDelayMs: 50 } });
+    const handle = await startRun(workers.client, spec);
+    await expect.poll(async () => (await handle.query(progressQuery)).train?.step ?? 0, { timeout: 60_000, interval: 200 }).toBeGreaterThan(2);
+    await handle.cancel();
+    const error = await handle.result().then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(WorkflowFailedError);
+    expect((await handle.describe()).status.name).toBe('CANCELLED');
+    expect(await readRegistry(workers.client, 'cancelled')).toBeUndefined();
+  });
+});
