@@ -6,6 +6,9 @@ type Gate = z.output<typeof EvaluationSpecSchema>;
 
 const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
 
+/** Accuracies are ratios of counts: a difference in the 12th decimal is float rounding, not a change. */
+const ROUNDING = 1e-12;
+
 /**
  * The blessing decision: absolute gates first, then the change gate against the champion (when
  * there is one). Every gate writes a reason, passed or not, so a decision can be audited later.
@@ -30,7 +33,7 @@ export function decideBlessing(
     const delta = candidate.accuracy - champion.metrics.accuracy;
     const sign = delta >= 0 ? '+' : '−';
     check(
-      delta >= gate.minAccuracyDelta,
+      delta >= gate.minAccuracyDelta - ROUNDING,
       `accuracy change against champion v${champion.version} (${pct(champion.metrics.accuracy)}) is ${sign}${(Math.abs(delta) * 100).toFixed(2)} points; ` +
         `the gate requires at least ${gate.minAccuracyDelta >= 0 ? '+' : '−'}${(Math.abs(gate.minAccuracyDelta) * 100).toFixed(2)}`,
     );

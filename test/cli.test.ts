@@ -1,0 +1,113 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readRegistry } from '../activities/registry-client';
+import { createTestEnv, type TestEnv } from './helpers/env';
+import { gantry } from './helpers/cli';
+import { startInProcessWorkers, waitFor } from './helpers/workers';
+
+let env: TestEnv;
+let workers: Awaited<ReturnType<typeof startInProcessWorkers>>;
+const slice = ['--set', 'data.limits.train=1000', '--set', 'data.limits.test=300', '--set', 'train.epochs=1', '--set', 'evaluation.minAccuracy=0.3'];
+
+beforeAll(async () => {
+  env = await createTestEnv('cli');
+  workers = await startInProcessWorkers(env, ['control', 'train']);
+});
+afterAll(async () => {
+  await workers?.stop();
+});
+
+describe('gantry run', () => {
+  it('--json prints the final result as one JSON object', async () => {
+    const { code, stdout, stderr } = await gantry(['run', 'fashion-mnist', ...slice, '--set', 'model.name=cli-model', '--json'], env.env);
+    expect(code, stderr).toBe(0);
+    const result = JSON.parse(stdout.trim());
+    expect(result).toMatchObject({ model: 'cli-model', version: 1, blessed: true, backend: 'wasm' });
+    expect(typeof result.runId).toBe('string');
+    expect(result.testAccuracy).toBeGreaterThan(0.3);
+    expect(result.reasons.length).toBeGreaterThan(0);
+
+    const status = await gantry(['status', result.runId, '--json'], env.env);
+    expect(status.code).toBe(0);
+    expect(JSON.parse(status.stdout)).toMatchObject({ runId: result.runId, status: 'COMPLETED', result: { version: 1 } });
+
+    const list = await gantry(['models', 'list', '--json'], env.env);
+    expect(JSON.parse(list.stdout)).toContainEqual({ model: 'cli-model', versions: 1, aliases: { champion: 1 } });
+    const describeOut = await gantry(['models', 'describe', 'cli-model'], env.env);
+    expect(describeOut.stdout).toMatch(/v1\tpublished\tblessed/);
+  });
+
+  it('refuses an invalid spec before anything starts, naming every bad field, exit code 2', async () => {
+    const { code, stderr } = await gantry(
+      ['run', 'fashion-mnist', '--set', 'model.name=bad-spec', '--set', 'train.epochs=0', '--set', 'data.validationFraction=1.5', '--set', 'model.architecture=transformer', '--set', 'train.optimizer=adagrad'],
+      env.env,
+    );
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/train\.epochs: .*>=\s*1/);
+    expect(stderr).toMatch(/data\.validationFraction: /);
+    expect(stderr).toMatch(/model\.architecture: unknown model architecture "transformer"; known: mlp, cnn/);
+    expect(stderr).toMatch(/train\.optimizer: /);
+    expect(await readRegistry(workers.client, 'bad-spec')).toBeUndefined();
+    let runs = 0;
+    for await (const _ of workers.client.workflow.list({ query: `WorkflowType = 'retrainWorkflow' AND WorkflowId STARTS_WITH 'fashion-mnist' AND ExecutionStatus = 'Running'` })) runs++;
+    expect(runs).toBe(0);
+  });
+
+  it('names a bad architecture option and a malformed --set', async () => {
+    const bad = await gantry(['run', 'fashion-mnist', '--set', 'model.options={"hiddenUnits":[0]}', '--set', 'nonsense'], env.env);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--set: "nonsense" is not path=value/);
+    const option = await gantry(['run', 'fashion-mnist', '--set', 'model.options={"hiddenUnits":[0]}'], env.env);
+    expect(option.code).toBe(2);
+    expect(option.stderr).toMatch(/model\.options\.hiddenUnits\.0: /);
+  });
+
+  it('says which pipeline is unknown', async () => {
+    const { code, stderr } = await gantry(['run', 'no-such-pipeline'], env.env);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/unknown pipeline "no-such-pipeline"/);
+  });
+});
+
+describe('gantry schedule', () => {
+  it('creates, lists, describes, triggers, pauses, unpauses and deletes a schedule on the real server', async () => {
+    const id = `sched-${Date.now()}`;
+    const create = await gantry(['schedule', 'create', 'fashion-mnist', '--cron', '0 3 * * *', '--overlap', 'buffer-one', '--id', id, ...slice, '--set', 'model.name=scheduled-model'], env.env);
+    expect(create.code, create.stderr).toBe(0);
+
+    const list = JSON.parse((await gantry(['schedule', 'list', '--json'], env.env)).stdout);
+    expect(list).toContainEqual(expect.objectContaining({ scheduleId: id, paused: false, workflowType: 'retrainWorkflow' }));
+
+    const described = JSON.parse((await gantry(['schedule', 'describe', id, '--json'], env.env)).stdout);
+    expect(described).toMatchObject({ scheduleId: id, paused: false, cron: '0 3 * * *', overlap: 'BUFFER_ONE', pipeline: 'fashion-mnist' });
+    expect(new Date(described.nextActionTimes[0]).getUTCHours()).toBe(3);
+
+    expect((await gantry(['schedule', 'trigger', id], env.env)).code).toBe(0);
+    // The triggered run is a real retrain: it registers a version of the scheduled model.
+    const registry = await waitFor('the triggered run to register a version', async () => {
+      const state = await readRegistry(workers.client, 'scheduled-model');
+      return state && state.versions.length > 0 ? state : undefined;
+    }, 120_000, 500);
+    expect(registry.versions[0]!.lineage.runId).toMatch(new RegExp(`^fashion-mnist-scheduled`));
+    const afterTrigger = JSON.parse((await gantry(['schedule', 'describe', id, '--json'], env.env)).stdout);
+    expect(afterTrigger.actions).toBe(1);
+
+    expect((await gantry(['schedule', 'pause', id, '--note', 'maintenance'], env.env)).code).toBe(0);
+    expect(JSON.parse((await gantry(['schedule', 'describe', id, '--json'], env.env)).stdout)).toMatchObject({ paused: true, note: 'maintenance' });
+    expect((await gantry(['schedule', 'unpause', id], env.env)).code).toBe(0);
+    expect(JSON.parse((await gantry(['schedule', 'describe', id, '--json'], env.env)).stdout).paused).toBe(false);
+
+    expect((await gantry(['schedule', 'delete', id], env.env)).code).toBe(0);
+    const gone = await gantry(['schedule', 'describe', id], env.env);
+    expect(gone.code).toBe(2);
+    expect(gone.stderr).toMatch(new RegExp(`no schedule with id "${id}"`));
+  });
+
+  it('refuses a bad overlap policy and a bad cron expression', async () => {
+    const overlap = await gantry(['schedule', 'create', 'fashion-mnist', '--cron', '0 3 * * *', '--overlap', 'sometimes'], env.env);
+    expect(overlap.code).toBe(2);
+    expect(overlap.stderr).toMatch(/sometimes/);
+    const cron = await gantry(['schedule', 'create', 'fashion-mnist', '--cron', 'every tuesday', '--id', `bad-cron-${Date.now()}`], env.env);
+    expect(cron.code).toBe(2);
+    expect(cron.stderr).toMatch(/--cron: "every tuesday"/);
+  });
+});

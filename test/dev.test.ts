@@ -1,0 +1,49 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { expect, it } from 'vitest';
+import { freePort } from '../control/ports';
+import { PROJECT_ROOT } from '../control/temporal-binary';
+import { waitFor } from './helpers/workers';
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+it('gantry dev starts Temporal and both pools, prints where everything is, and stops it all on Ctrl-C', async () => {
+  const home = await mkdtemp(path.join(os.tmpdir(), 'gantry-dev-'));
+  const port = await freePort();
+  const env: NodeJS.ProcessEnv = { ...process.env, GANTRY_HOME: home };
+  delete env.TEMPORAL_ADDRESS;
+  const child = spawn(path.join(PROJECT_ROOT, 'bin', 'gantry'), ['dev', '--port', String(port), '--headless'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+
+  await waitFor('gantry dev to come up', async () => (output.includes('task queues') ? true : undefined), 90_000);
+  expect(output).toContain(`state folder     ${home}`);
+  expect(output).toContain(`temporal         127.0.0.1:${port}`);
+  expect(output).toContain(`model repository ${path.join(home, 'models')}`);
+  const serverPid = Number(/embedded, pid (\d+)/.exec(output)![1]);
+  const workerPids = [...output.matchAll(/\(pid (\d+)\)/g)].map((m) => Number(m[1]));
+  expect(workerPids).toHaveLength(2);
+  await waitFor('both workers to poll', async () => {
+    return /gantry control worker/.test(await readLogs(home, 'control')) && /gantry train worker/.test(await readLogs(home, 'train')) ? true : undefined;
+  }, 90_000, 500);
+
+  child.kill('SIGINT');
+  expect(await exited).toBe(0);
+  expect(output).toContain('stopped');
+  for (const pid of [serverPid, ...workerPids]) expect(isAlive(pid)).toBe(false);
+});
+
+async function readLogs(home: string, pool: string): Promise<string> {
+  return readFile(path.join(home, 'logs', `worker-${pool}.log`), 'utf8').catch(() => '');
+}

@@ -1,0 +1,102 @@
+import { mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { FileArtifactStore } from '../artifacts/store';
+import { getDataSource, DEFAULT_FASHION_MNIST_DIR } from '../data/sources';
+import { buildModel } from '../training/architectures';
+import { selectBackend, tf } from '../training/backend';
+import { epochOrder, type Examples } from '../training/batches';
+import { loadLatestCheckpoint, saveCheckpoint } from '../training/checkpoint';
+import { evaluateModel } from '../training/evaluate';
+import { deserializeModel, serializeModel } from '../training/model-files';
+import { createOptimizer } from '../training/optimizers';
+import { trainLoop } from '../training/trainer';
+
+let train: Examples;
+let validation: Examples;
+const featureShape = [28, 28, 1];
+
+beforeAll(async () => {
+  await selectBackend();
+  const raw = await getDataSource('fashion-mnist').read(DEFAULT_FASHION_MNIST_DIR);
+  const take = (split: { images: Uint8Array; labels: Uint8Array }, start: number, count: number): Examples => ({
+    images: split.images.slice(start * 784, (start + count) * 784),
+    labels: split.labels.slice(start, start + count),
+    count,
+  });
+  train = take(raw.train, 0, 1024);
+  validation = take(raw.test, 0, 256);
+});
+
+// No dropout: with it, two runs can never match weight for weight.
+const newModel = () => buildModel(tf, 'mlp', { featureShape, numClasses: 10, seed: 7 }, { hiddenUnits: [32], dropout: 0 });
+
+function run(model: ReturnType<typeof newModel>, optimizer: ReturnType<typeof createOptimizer>, startEpoch: number, epochs: number, onEpochEnd = async () => {}) {
+  return trainLoop({ model, optimizer, train, validation, featureShape, numClasses: 10, epochs, batchSize: 64, seed: 3, startEpoch, startGlobalStep: startEpoch * 16, onStep: () => {}, onEpochEnd });
+}
+
+const flatWeights = (model: ReturnType<typeof newModel>) => model.getWeights().flatMap((w) => Array.from(w.dataSync()));
+
+describe('the training engine', () => {
+  it('reports which backend it chose and why the others were not', async () => {
+    const report = await selectBackend();
+    expect(report.name).toBe('wasm');
+    expect(report.engineBackend).toBe('wasm');
+    expect(report.tfjsVersion).toBe(tf.version.tfjs);
+    expect(report.unavailable.map((u) => u.name)).toEqual(['tfjs-node-gpu', 'tfjs-node']);
+    expect(report.unavailable[0]!.reason).toMatch(/not installed/);
+  });
+
+  it('orders each epoch reproducibly from (seed, epoch) alone', () => {
+    expect(Array.from(epochOrder(100, 3, 2))).toEqual(Array.from(epochOrder(100, 3, 2)));
+    expect(Array.from(epochOrder(100, 3, 2))).not.toEqual(Array.from(epochOrder(100, 3, 1)));
+    expect(Array.from(epochOrder(100, 3, 2)).sort((a, b) => a - b)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+  });
+
+  it('learns: the loss falls and validation accuracy beats chance by far', async () => {
+    const model = newModel();
+    const history = await run(model, createOptimizer('adam', 0.003), 0, 3);
+    expect(history).toHaveLength(3);
+    expect(history[2]!.loss).toBeLessThan(history[0]!.loss);
+    expect(history[2]!.valAccuracy).toBeGreaterThan(0.6);
+  });
+
+  it('resuming from an epoch checkpoint gives exactly the weights of an uninterrupted run', async () => {
+    const store = new FileArtifactStore(await mkdtemp(path.join(os.tmpdir(), 'gantry-ckpt-')));
+
+    const straight = newModel();
+    await run(straight, createOptimizer('adam', 0.003), 0, 3);
+
+    // Interrupted run: one epoch, checkpoint, then a fresh model and optimizer from the checkpoint.
+    const before = newModel();
+    const beforeOptimizer = createOptimizer('adam', 0.003);
+    await run(before, beforeOptimizer, 0, 1, async () => {
+      await saveCheckpoint(store, 'ckpt', { model: before, optimizer: beforeOptimizer, epochsCompleted: 1, globalStep: 16, history: [], attempt: 1 });
+    });
+    const restored = await loadLatestCheckpoint(store, 'ckpt');
+    expect(restored?.manifest.epochsCompleted).toBe(1);
+    const resumedOptimizer = createOptimizer('adam', 0.003);
+    await resumedOptimizer.setWeights(restored!.optimizerWeights);
+    await run(restored!.model, resumedOptimizer, 1, 3);
+
+    const a = flatWeights(straight);
+    const b = flatWeights(restored!.model);
+    expect(b.length).toBe(a.length);
+    const maxDiff = a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i]!)), 0);
+    expect(maxDiff).toBeLessThan(1e-6);
+  });
+
+  it('writes TensorFlow.js layers files that load back with the same predictions', async () => {
+    const model = newModel();
+    await run(model, createOptimizer('adam', 0.003), 0, 1);
+    const files = await serializeModel(model);
+    expect(JSON.parse(files['model.json']).weightsManifest[0].paths).toEqual(['weights.bin']);
+    const loaded = await deserializeModel(files['model.json'], files['weights.bin']);
+    const original = await evaluateModel(model, validation, featureShape, 10);
+    const reloaded = await evaluateModel(loaded, validation, featureShape, 10);
+    expect(reloaded).toEqual(original);
+    await expect(deserializeModel(files['model.json'], files['weights.bin'].subarray(0, 100))).rejects.toThrow(/weights\.bin holds 100 bytes/);
+    await expect(deserializeModel('{"nope":1}', files['weights.bin'])).rejects.toThrow(/not a TensorFlow\.js layers model/);
+  });
+});
