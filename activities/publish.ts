@@ -1,5 +1,6 @@
 import { ModelRepository, METADATA_FILE } from '../artifacts/model-repository';
-import { publishVersionUpdate, registryWorkflowId } from '../workflows/registry';
+import { publishVersionUpdate } from '../workflows/registry';
+import { registryWorkflowId } from './registry-client';
 import type { ActivityDeps } from './deps';
 import { checkedSpec } from './failures';
 import type { PublishInput } from './types';

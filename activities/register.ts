@@ -1,7 +1,8 @@
 import { WithStartWorkflowOperation } from '@temporalio/client';
 import { Context } from '@temporalio/activity';
 import { taskQueueOf } from '../control/task-queues';
-import { registerVersionUpdate, registryWorkflow, registryWorkflowId } from '../workflows/registry';
+import { registerVersionUpdate, registryWorkflow } from '../workflows/registry';
+import { registryWorkflowId } from './registry-client';
 import type { ActivityDeps } from './deps';
 import { checkedSpec } from './failures';
 import type { RegisterInput } from './types';

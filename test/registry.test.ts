@@ -1,5 +1,6 @@
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { registryWorkflowId } from '../activities/registry-client';
 import { taskQueueOf } from '../control/task-queues';
 import {
   publishVersionUpdate,
@@ -33,7 +34,7 @@ const request = (runId: string, blessed = true): RegisterRequest => ({
 
 it('numbers versions, deduplicates retried registrations, guards aliases and continues as new without losing state', async () => {
   const handle = await workers.client.workflow.start(registryWorkflow, {
-    workflowId: `registry:entity-${Date.now()}`,
+    workflowId: registryWorkflowId(`entity-${Date.now()}`),
     taskQueue: taskQueueOf('control'),
     // A tiny history budget, so that this test sees several continue-as-new hand-overs.
     args: [{ model: 'entity', maxHistoryEvents: 25 }],

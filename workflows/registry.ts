@@ -10,7 +10,8 @@ import {
 } from '@temporalio/workflow';
 
 /**
- * The model registry: one long-lived entity workflow per model name (id `registry:<model>`),
+ * The model registry: one long-lived entity workflow per model name (id `<prefix>-registry:<model>`, see
+ * activities/registry-client.ts),
  * holding every version with its lineage and the aliases that point at them. Its state lives in
  * its history alone; it continues as new before the history grows large.
  */
@@ -72,10 +73,6 @@ export interface RegistryInput {
   state?: RegistryState;
   /** Continue as new beyond this many history events (Temporal also suggests it on its own). */
   maxHistoryEvents?: number;
-}
-
-export function registryWorkflowId(model: string): string {
-  return `registry:${model}`;
 }
 
 export async function registryWorkflow(input: RegistryInput): Promise<void> {

@@ -1,5 +1,5 @@
 import { connectClient } from '../../control/connect';
-import { readRegistry } from '../../activities/registry-client';
+import { modelOfRegistryWorkflowId, readRegistry, registryWorkflowId } from '../../activities/registry-client';
 import { UsageError } from '../errors';
 
 /** Models are the registry workflows that are running: one per model name. */
@@ -7,8 +7,10 @@ export async function modelsListCommand(options: { json?: boolean }): Promise<vo
   const { client, connection } = await connectClient();
   try {
     const models: { model: string; versions: number; aliases: Record<string, number> }[] = [];
-    for await (const execution of client.workflow.list({ query: `WorkflowType = 'registryWorkflow' AND ExecutionStatus = 'Running'` })) {
-      const model = execution.workflowId.replace(/^registry:/, '');
+    const scope = registryWorkflowId('');
+    for await (const execution of client.workflow.list({ query: `WorkflowType = 'registryWorkflow' AND ExecutionStatus = 'Running' AND WorkflowId STARTS_WITH '${scope}'` })) {
+      const model = modelOfRegistryWorkflowId(execution.workflowId);
+      if (model === undefined) continue;
       const state = await readRegistry(client, model);
       if (state) models.push({ model, versions: state.versions.length, aliases: state.aliases });
     }

@@ -1,0 +1,76 @@
+/**
+ * Training throughput of the fashion-mnist architectures on each TensorFlow.js backend that loads
+ * here, measured in one run so the rows compare: samples/s and GFLOP/s (forward + backward ≈ 3 ×
+ * forward multiply-adds × 2), with the plain-JS `cpu` backend as the same-run baseline.
+ *
+ *   npx tsx bench/train-throughput.ts [--steps 10] [--batch 128]
+ */
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import { buildModel } from '../training/architectures';
+import { selectBackend } from '../training/backend';
+import { createOptimizer } from '../training/optimizers';
+
+const { values } = parseArgs({ options: { steps: { type: 'string', default: '10' }, batch: { type: 'string', default: '128' } } });
+const steps = Number(values.steps);
+const batch = Number(values.batch);
+
+/** Multiply-adds of one forward pass of one example, counted from the layer shapes. */
+function forwardMacs(model: tf.LayersModel): number {
+  let macs = 0;
+  for (const layer of model.layers) {
+    const config = layer.getConfig();
+    const out = layer.outputShape as number[];
+    if (layer.getClassName() === 'Dense') macs += (layer.getWeights()[0]!.shape[0] ?? 0) * (config.units as number);
+    if (layer.getClassName() === 'Conv2D') {
+      const kernel = layer.getWeights()[0]!.shape; // [kh, kw, in, out]
+      macs += out[1]! * out[2]! * kernel[0]! * kernel[1]! * kernel[2]! * kernel[3]!;
+    }
+  }
+  return macs;
+}
+
+async function measure(architecture: 'mlp' | 'cnn'): Promise<{ samplesPerSecond: number; gflops: number }> {
+  const model = buildModel(tf, architecture, { featureShape: [28, 28, 1], numClasses: 10, seed: 1 }, {});
+  const optimizer = createOptimizer('adam', 1e-3);
+  const xs = tf.randomUniform([batch, 28, 28, 1], 0, 255);
+  const ys = tf.oneHot(tf.randomUniform([batch], 0, 10, 'int32') as tf.Tensor1D, 10);
+  const step = () => {
+    const loss = optimizer.minimize(() => tf.mean(tf.metrics.categoricalCrossentropy(ys, model.apply(xs, { training: true }) as tf.Tensor)) as tf.Scalar, true)!;
+    loss.dataSync();
+    loss.dispose();
+  };
+  for (let i = 0; i < 2; i++) step(); // warm-up: kernels compiled, memory allocated
+  const started = performance.now();
+  for (let i = 0; i < steps; i++) step();
+  const seconds = (performance.now() - started) / 1000;
+  const flopsPerSample = 2 * 3 * forwardMacs(model);
+  tf.dispose([xs, ys]);
+  model.dispose();
+  optimizer.dispose();
+  return { samplesPerSecond: (steps * batch) / seconds, gflops: (steps * batch * flopsPerSample) / seconds / 1e9 };
+}
+
+const rows: { backend: string; model: string; samplesPerSecond: number; gflops: number }[] = [];
+// The normal selection first: it loads the best backend (native when built) and says why the others are missing.
+const report = await selectBackend();
+const engineOf: Record<string, string> = { 'tfjs-node-gpu': 'tensorflow', 'tfjs-node': 'tensorflow', wasm: 'wasm', cpu: 'cpu' };
+const measured = [...new Set(['cpu', 'wasm', report.name])].filter((b) => !report.unavailable.some((u) => u.name === b));
+for (const backend of measured) {
+  if (!(await tf.setBackend(engineOf[backend]!))) throw new Error(`${backend} did not initialise`);
+  for (const model of ['mlp', 'cnn'] as const) {
+    rows.push({ backend, model, ...(await measure(model)) });
+    console.error(`measured ${model} on ${backend}`);
+  }
+}
+const skipped = report.unavailable.map((u) => `${u.name}: ${u.reason}`);
+
+const baseline = (model: string) => rows.find((r) => r.backend === 'cpu' && r.model === model)?.samplesPerSecond;
+console.log(`train throughput, batch ${batch}, ${steps} timed steps after 2 warm-up steps, tfjs ${tf.version.tfjs}\n`);
+console.log('| backend | model | samples/s | GFLOP/s | × cpu (same run) |');
+console.log('|---|---|---:|---:|---:|');
+for (const r of rows) {
+  const base = baseline(r.model);
+  console.log(`| ${r.backend} | ${r.model} | ${r.samplesPerSecond.toFixed(0)} | ${r.gflops.toFixed(2)} | ${base ? (r.samplesPerSecond / base).toFixed(2) : '-'} |`);
+}
+if (skipped.length) console.log(`\nnot measured:\n${skipped.map((s) => `  ${s}`).join('\n')}`);
