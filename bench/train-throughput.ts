@@ -3,7 +3,7 @@
  * here, measured in one run so the rows compare: samples/s and GFLOP/s (forward + backward ≈ 3 ×
  * forward multiply-adds × 2), with the plain-JS `cpu` backend as the same-run baseline.
  *
- *   npx tsx bench/train-throughput.ts [--steps 10] [--batch 128]
+ *   npx tsx bench/train-throughput.ts [--steps 30] [--seconds 10] [--batch 128]
  */
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
@@ -11,8 +11,13 @@ import { buildModel } from '../training/architectures';
 import { selectBackend } from '../training/backend';
 import { createOptimizer } from '../training/optimizers';
 
-const { values } = parseArgs({ options: { steps: { type: 'string', default: '10' }, batch: { type: 'string', default: '128' } } });
-const steps = Number(values.steps);
+const { values } = parseArgs({
+  options: { steps: { type: 'string', default: '30' }, seconds: { type: 'string', default: '10' }, batch: { type: 'string', default: '128' } },
+});
+// At most `steps` timed steps, and no more than `seconds` of them: the plain-JS cpu backend needs
+// tens of seconds for one CNN step, and a bench that never finishes measures nothing.
+const maxSteps = Number(values.steps);
+const budgetSeconds = Number(values.seconds);
 const batch = Number(values.batch);
 
 /** Multiply-adds of one forward pass of one example, counted from the layer shapes. */
@@ -30,7 +35,7 @@ function forwardMacs(model: tf.LayersModel): number {
   return macs;
 }
 
-async function measure(architecture: 'mlp' | 'cnn'): Promise<{ samplesPerSecond: number; gflops: number }> {
+async function measure(architecture: 'mlp' | 'cnn'): Promise<{ steps: number; samplesPerSecond: number; gflops: number }> {
   const model = buildModel(tf, architecture, { featureShape: [28, 28, 1], numClasses: 10, seed: 1 }, {});
   const optimizer = createOptimizer('adam', 1e-3);
   const xs = tf.randomUniform([batch, 28, 28, 1], 0, 255);
@@ -40,18 +45,22 @@ async function measure(architecture: 'mlp' | 'cnn'): Promise<{ samplesPerSecond:
     loss.dataSync();
     loss.dispose();
   };
-  for (let i = 0; i < 2; i++) step(); // warm-up: kernels compiled, memory allocated
+  step(); // warm-up: kernels compiled, memory allocated
   const started = performance.now();
-  for (let i = 0; i < steps; i++) step();
+  let steps = 0;
+  while (steps < maxSteps && (steps < 2 || performance.now() - started < budgetSeconds * 1000)) {
+    step();
+    steps++;
+  }
   const seconds = (performance.now() - started) / 1000;
   const flopsPerSample = 2 * 3 * forwardMacs(model);
   tf.dispose([xs, ys]);
   model.dispose();
   optimizer.dispose();
-  return { samplesPerSecond: (steps * batch) / seconds, gflops: (steps * batch * flopsPerSample) / seconds / 1e9 };
+  return { steps, samplesPerSecond: (steps * batch) / seconds, gflops: (steps * batch * flopsPerSample) / seconds / 1e9 };
 }
 
-const rows: { backend: string; model: string; samplesPerSecond: number; gflops: number }[] = [];
+const rows: { backend: string; model: string; steps: number; samplesPerSecond: number; gflops: number }[] = [];
 // The normal selection first: it loads the best backend (native when built) and says why the others are missing.
 const report = await selectBackend();
 const engineOf: Record<string, string> = { 'tfjs-node-gpu': 'tensorflow', 'tfjs-node': 'tensorflow', wasm: 'wasm', cpu: 'cpu' };
@@ -66,11 +75,11 @@ for (const backend of measured) {
 const skipped = report.unavailable.map((u) => `${u.name}: ${u.reason}`);
 
 const baseline = (model: string) => rows.find((r) => r.backend === 'cpu' && r.model === model)?.samplesPerSecond;
-console.log(`train throughput, batch ${batch}, ${steps} timed steps after 2 warm-up steps, tfjs ${tf.version.tfjs}\n`);
-console.log('| backend | model | samples/s | GFLOP/s | × cpu (same run) |');
-console.log('|---|---|---:|---:|---:|');
+console.log(`train throughput, batch ${batch}, up to ${maxSteps} timed steps or ${budgetSeconds} s after one warm-up step, tfjs ${tf.version.tfjs}\n`);
+console.log('| backend | model | steps | samples/s | GFLOP/s | × cpu (same run) |');
+console.log('|---|---|---:|---:|---:|---:|');
 for (const r of rows) {
   const base = baseline(r.model);
-  console.log(`| ${r.backend} | ${r.model} | ${r.samplesPerSecond.toFixed(0)} | ${r.gflops.toFixed(2)} | ${base ? (r.samplesPerSecond / base).toFixed(2) : '-'} |`);
+  console.log(`| ${r.backend} | ${r.model} | ${r.steps} | ${r.samplesPerSecond.toFixed(0)} | ${r.gflops.toFixed(2)} | ${base ? (r.samplesPerSecond / base).toFixed(2) : '-'} |`);
 }
 if (skipped.length) console.log(`\nnot measured:\n${skipped.map((s) => `  ${s}`).join('\n')}`);

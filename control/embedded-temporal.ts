@@ -142,7 +142,7 @@ async function stopServer(child: ChildProcess, home: GantryHome): Promise<void> 
   clearTimeout(killer);
 }
 
-function isAlive(pid: number): boolean {
+export function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -160,6 +160,6 @@ export async function findRunningEmbeddedTemporal(home: GantryHome): Promise<Emb
     return undefined;
   }
   const parsed = EmbeddedServerRecordSchema.safeParse(JSON.parse(text));
-  if (!parsed.success || !isAlive(parsed.data.pid)) return undefined;
+  if (!parsed.success || !isProcessAlive(parsed.data.pid)) return undefined;
   return parsed.data;
 }

@@ -3,18 +3,10 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { expect, it } from 'vitest';
+import { isProcessAlive } from '../control/embedded-temporal';
 import { freePort } from '../control/ports';
 import { PROJECT_ROOT } from '../control/temporal-binary';
 import { waitFor } from './helpers/workers';
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 it('gantry dev starts Temporal and both pools, prints where everything is, and stops it all on Ctrl-C', async () => {
   const home = await mkdtemp(path.join(os.tmpdir(), 'gantry-dev-'));
@@ -41,7 +33,7 @@ it('gantry dev starts Temporal and both pools, prints where everything is, and s
   child.kill('SIGINT');
   expect(await exited).toBe(0);
   expect(output).toContain('stopped');
-  for (const pid of [serverPid, ...workerPids]) expect(isAlive(pid)).toBe(false);
+  for (const pid of [serverPid, ...workerPids]) expect(isProcessAlive(pid)).toBe(false);
 });
 
 async function readLogs(home: string, pool: string): Promise<string> {

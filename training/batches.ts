@@ -1,5 +1,5 @@
-import seedrandom from 'seedrandom';
 import type * as tfType from '@tensorflow/tfjs';
+import { seededPermutation } from '../data/split';
 import { tf } from './backend';
 
 /** Examples held as raw bytes (pixels 0..255, one label byte each), as the ingest shards store them. */
@@ -14,16 +14,7 @@ export interface Examples {
  * attempt replays exactly the batches the lost one would have seen.
  */
 export function epochOrder(count: number, seed: number, epoch: number): Uint32Array {
-  const random = seedrandom(`gantry:${seed}:${epoch}`);
-  const order = new Uint32Array(count);
-  for (let i = 0; i < count; i++) order[i] = i;
-  for (let i = count - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    const t = order[i]!;
-    order[i] = order[j]!;
-    order[j] = t;
-  }
-  return order;
+  return seededPermutation(count, `gantry:${seed}:${epoch}`);
 }
 
 /** Gathers the examples at `indices` into float32 inputs of `featureShape` and one-hot labels. */
