@@ -5,7 +5,7 @@ import { selectBackend, tf } from '../training/backend';
 import { buildModel } from '../training/architectures';
 import { loadLatestCheckpoint, saveCheckpoint, type EpochMetrics } from '../training/checkpoint';
 import { serializeModel } from '../training/model-files';
-import { createOptimizer } from '../training/optimizers';
+import { createOptimizer, learningRateAt } from '../training/optimizers';
 import { trainLoop } from '../training/trainer';
 import { trainProgressSignal } from '../workflows/retrain';
 import type { ActivityDeps } from './deps';
@@ -75,6 +75,7 @@ export function createTrainActivity(deps: ActivityDeps) {
         startEpoch: resumedFromEpoch ?? 0,
         startGlobalStep: restored?.manifest.globalStep ?? 0,
         stepDelayMs: spec.train.stepDelayMs,
+        learningRateAt: (epoch) => learningRateAt(spec.train.learningRateSchedule, spec.train.learningRate, epoch, spec.train.epochs),
         signal: context.cancellationSignal,
         onStep: (step) => {
           trainedSamples += Math.min(spec.train.batchSize, trainSplit.count);

@@ -8,6 +8,8 @@ import {
   registryStateQuery,
   registryWorkflow,
   setAliasUpdate,
+  aliasesQuery,
+  versionsQuery,
   type RegisterRequest,
 } from '../workflows/registry';
 import { createTestEnv, type TestEnv } from './helpers/env';
@@ -64,4 +66,6 @@ it('numbers versions, deduplicates retried registrations, guards aliases and con
   expect(state.aliases).toEqual({ champion: 5, stable: 2 });
   expect(state.versionByRunId['run-6']).toBe(6);
   expect((await latest.describe()).runId).not.toBe(firstRunId);
+  expect(await latest.query(aliasesQuery)).toEqual({ champion: 5, stable: 2 });
+  expect((await latest.query(versionsQuery)).map((v) => v.blessed)).toEqual([true, true, false, true, true, true]);
 });

@@ -10,7 +10,7 @@ import { epochOrder, type Examples } from '../training/batches';
 import { loadLatestCheckpoint, saveCheckpoint } from '../training/checkpoint';
 import { evaluateModel } from '../training/evaluate';
 import { deserializeModel, serializeModel } from '../training/model-files';
-import { createOptimizer } from '../training/optimizers';
+import { createOptimizer, learningRateAt } from '../training/optimizers';
 import { trainLoop } from '../training/trainer';
 
 let train: Examples;
@@ -33,7 +33,9 @@ beforeAll(async () => {
 const newModel = () => buildModel(tf, 'mlp', { featureShape, numClasses: 10, seed: 7 }, { hiddenUnits: [32], dropout: 0 });
 
 function run(model: ReturnType<typeof newModel>, optimizer: ReturnType<typeof createOptimizer>, startEpoch: number, epochs: number, onEpochEnd = async () => {}) {
-  return trainLoop({ model, optimizer, train, validation, featureShape, numClasses: 10, epochs, batchSize: 64, seed: 3, startEpoch, startGlobalStep: startEpoch * 16, onStep: () => {}, onEpochEnd });
+  // The cosine schedule over 3 epochs, so that resuming must also land on the right rate.
+  const rateAt = (epoch: number) => learningRateAt('cosine', 0.003, epoch, 3);
+  return trainLoop({ model, optimizer, train, validation, featureShape, numClasses: 10, epochs, batchSize: 64, seed: 3, startEpoch, startGlobalStep: startEpoch * 16, learningRateAt: rateAt, onStep: () => {}, onEpochEnd });
 }
 
 const flatWeights = (model: ReturnType<typeof newModel>) => model.getWeights().flatMap((w) => Array.from(w.dataSync()));
@@ -52,6 +54,15 @@ describe('the training engine', () => {
     expect(Array.from(epochOrder(100, 3, 2))).toEqual(Array.from(epochOrder(100, 3, 2)));
     expect(Array.from(epochOrder(100, 3, 2))).not.toEqual(Array.from(epochOrder(100, 3, 1)));
     expect(Array.from(epochOrder(100, 3, 2)).sort((a, b) => a - b)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+  });
+
+  it('decays the learning rate on a cosine from the base rate to 5% of it', () => {
+    const rates = Array.from({ length: 5 }, (_, e) => learningRateAt('cosine', 0.01, e, 5));
+    expect(rates[0]).toBeCloseTo(0.01, 12);
+    expect(rates[4]).toBeCloseTo(0.0005, 12);
+    expect(rates[2]).toBeCloseTo(0.00525, 12);
+    for (let i = 1; i < rates.length; i++) expect(rates[i]!).toBeLessThan(rates[i - 1]!);
+    expect(learningRateAt('constant', 0.01, 3, 5)).toBe(0.01);
   });
 
   it('learns: the loss falls and validation accuracy beats chance by far', async () => {

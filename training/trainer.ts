@@ -3,6 +3,7 @@ import { tf } from './backend';
 import { batchTensors, epochOrder, type Examples } from './batches';
 import type { EpochMetrics } from './checkpoint';
 import { evaluateModel } from './evaluate';
+import { setLearningRate } from './optimizers';
 
 export interface StepProgress {
   epoch: number;
@@ -28,6 +29,8 @@ export interface TrainLoopOptions {
   startEpoch: number;
   startGlobalStep: number;
   stepDelayMs?: number;
+  /** The learning rate for an epoch (0-based); constant when absent. */
+  learningRateAt?: (epoch: number) => number;
   signal?: AbortSignal;
   onStep(progress: StepProgress): void;
   /** Awaited before the next epoch starts: the place to write a checkpoint. */
@@ -50,6 +53,7 @@ export async function trainLoop(options: TrainLoopOptions): Promise<EpochMetrics
 
   for (let epoch = options.startEpoch; epoch < options.epochs; epoch++) {
     const started = performance.now();
+    if (options.learningRateAt) setLearningRate(optimizer, options.learningRateAt(epoch));
     const order = epochOrder(train.count, options.seed, epoch);
     let lossSum = 0;
     let correct = 0;

@@ -66,6 +66,8 @@ export const registerVersionUpdate = defineUpdate<{ version: number }, [Register
 export const publishVersionUpdate = defineUpdate<{ version: number; alias: string; previous: number | null }, [PublishRequest]>('publishVersion');
 export const setAliasUpdate = defineUpdate<{ alias: string; version: number; previous: number | null }, [{ alias: string; version: number }]>('setAlias');
 export const registryStateQuery = defineQuery<RegistryState>('state');
+export const versionsQuery = defineQuery<ModelVersion[]>('versions');
+export const aliasesQuery = defineQuery<Record<string, number>>('aliases');
 
 export interface RegistryInput {
   model: string;
@@ -97,6 +99,8 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
   };
 
   setHandler(registryStateQuery, () => state);
+  setHandler(versionsQuery, () => state.versions);
+  setHandler(aliasesQuery, () => state.aliases);
 
   setHandler(registerVersionUpdate, (request) => {
     const existing = state.versionByRunId[request.lineage.runId];
