@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { cancelCommand, statusCommand } from './commands/status';
 import { demoCommand } from './commands/demo';
+import { doctorCommand } from './commands/doctor';
 import { devCommand } from './commands/dev';
 import { modelsDescribeCommand, modelsListCommand } from './commands/models';
 import { runCommand } from './commands/run';
@@ -80,6 +81,12 @@ schedule.command('pause <scheduleId>').option('--note <note>').action(action((id
 schedule.command('unpause <scheduleId>').option('--note <note>').action(action((id: string, o: { note?: string }) => scheduleSimpleCommand('unpause', id, o.note)));
 schedule.command('trigger <scheduleId>').description('start a run now').action(action((id: string) => scheduleSimpleCommand('trigger', id)));
 schedule.command('delete <scheduleId>').action(action((id: string) => scheduleSimpleCommand('delete', id)));
+
+program
+  .command('doctor')
+  .description('which TensorFlow.js backend runs here (and why faster ones are missing), the Temporal server, the dataset')
+  .option('--json', 'print as JSON')
+  .action(action(doctorCommand));
 
 program
   .command('demo')

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRegistry } from '../activities/registry-client';
+import { BACKEND_NAMES } from '../training/backend';
 import { createTestEnv, type TestEnv } from './helpers/env';
 import { gantry } from './helpers/cli';
 import { startInProcessWorkers, waitFor } from './helpers/workers';
@@ -65,6 +66,21 @@ describe('gantry run', () => {
     const { code, stderr } = await gantry(['run', 'no-such-pipeline'], env.env);
     expect(code).toBe(2);
     expect(stderr).toMatch(/unknown pipeline "no-such-pipeline"/);
+  });
+});
+
+describe('gantry doctor', () => {
+  it('names the backend that runs and why each faster one is missing', async () => {
+    const { code, stdout } = await gantry(['doctor', '--json'], env.env);
+    expect(code).toBe(0);
+    const report = JSON.parse(stdout);
+    // Every backend ahead of the chosen one in the preference order is listed as missing, with a reason.
+    const ahead = BACKEND_NAMES.slice(0, BACKEND_NAMES.indexOf(report.backend.name));
+    expect(report.backend.unavailable.map((u: { name: string }) => u.name)).toEqual(ahead);
+    for (const missing of report.backend.unavailable) expect(missing.reason).toMatch(/\S{3,}/);
+    expect(report.checks).toContainEqual(expect.objectContaining({ name: 'backend', ok: true, detail: expect.stringContaining(report.backend.name) }));
+    expect(report.checks).toContainEqual(expect.objectContaining({ name: 'temporal', ok: true, detail: expect.stringContaining(env.address) }));
+    expect(report.checks).toContainEqual(expect.objectContaining({ name: 'fashion-mnist', ok: true }));
   });
 });
 

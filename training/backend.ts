@@ -68,6 +68,9 @@ export function selectBackend(env: NodeJS.ProcessEnv = process.env): Promise<Bac
 }
 
 async function select(env: NodeJS.ProcessEnv): Promise<BackendReport> {
+  // Production mode: no debug checks, and no console advice to install tfjs-node — Gantry
+  // reports the backend it chose (and why not a faster one) itself.
+  tf.enableProdMode();
   const requested = env.GANTRY_BACKEND;
   if (requested !== undefined && !(BACKEND_NAMES as readonly string[]).includes(requested)) {
     throw new Error(`GANTRY_BACKEND: "${requested}" is not a backend; choose one of ${BACKEND_NAMES.join(', ')}`);
