@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import { loadSplit } from '../data/shards';
-import { selectBackend } from '../training/backend';
+import { activeBackend } from '../training/backend';
 import { evaluateModel, type ModelMetrics } from '../training/evaluate';
 import { deserializeModel } from '../training/model-files';
 import type { ActivityDeps } from './deps';
@@ -15,7 +15,7 @@ export function createEvaluateActivity(deps: ActivityDeps) {
   return async function evaluate({ runId, spec: rawSpec, dataset, modelUri }: EvaluateInput): Promise<EvaluationResult> {
     const spec = checkedSpec(rawSpec);
     const context = Context.current();
-    const backend = await selectBackend();
+    const backend = await activeBackend();
     let test;
     try {
       test = await loadSplit(deps.store, dataset, 'test');

@@ -1,7 +1,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { loadSplit } from '../data/shards';
-import { selectBackend, tf } from '../training/backend';
+import { selectTrainingBackend, tf } from '../training/backend';
 import { buildModel } from '../training/architectures';
 import { loadLatestCheckpoint, saveCheckpoint, type EpochMetrics } from '../training/checkpoint';
 import { serializeModel } from '../training/model-files';
@@ -21,8 +21,13 @@ export function createTrainActivity(deps: ActivityDeps) {
     const context = Context.current();
     const { attempt, workflowExecution } = context.info;
     const started = performance.now();
-    const backend = await selectBackend();
-    context.log.info(`training ${spec.model.architecture} on ${backend.name} (attempt ${attempt})`);
+    const architectureInput = { featureShape: dataset.featureShape, numClasses: dataset.numClasses, seed: spec.train.seed };
+    const backend = await selectTrainingBackend(
+      () => buildModel(tf, spec.model.architecture, architectureInput, spec.model.options),
+      dataset.featureShape,
+      dataset.numClasses,
+    );
+    context.log.info(`training ${spec.model.architecture} on ${backend.name} (attempt ${attempt})${backend.fallbackReason ? `; fell back because ${backend.fallbackReason}` : ''}`);
 
     let trainSplit, validationSplit;
     try {
@@ -35,7 +40,7 @@ export function createTrainActivity(deps: ActivityDeps) {
     const restored = await loadLatestCheckpoint(deps.store, checkpointPrefix);
     const model = restored
       ? restored.model
-      : buildModel(tf, spec.model.architecture, { featureShape: dataset.featureShape, numClasses: dataset.numClasses, seed: spec.train.seed }, spec.model.options);
+      : buildModel(tf, spec.model.architecture, architectureInput, spec.model.options);
     const optimizer = createOptimizer(spec.train.optimizer, spec.train.learningRate);
     if (restored) {
       await optimizer.setWeights(restored.optimizerWeights);

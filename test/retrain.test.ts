@@ -9,6 +9,7 @@ import { ModelRepository } from '../artifacts/model-repository';
 import { startRun, retrainInput } from '../cli/runs';
 import { taskQueueOf } from '../control/task-queues';
 import { DEFAULT_FASHION_MNIST_DIR } from '../data/sources';
+import { selectBackend } from '../training/backend';
 import { retrainWorkflow, progressQuery } from '../workflows/retrain';
 import { createTestEnv, type TestEnv } from './helpers/env';
 import { sliceSpec } from './helpers/specs';
@@ -117,6 +118,26 @@ describe('the retrain workflow on a slice of Fashion-MNIST', () => {
     const message = await failureOf(handle.result());
     expect(message).toMatch(/model\.architecture: unknown model architecture "resnet9000"; known: mlp, cnn/);
     expect(await readRegistry(workers.client, 'unknown-arch')).toBeUndefined();
+  });
+
+  it('trains the CNN too, on cpu where the selected backend lacks a gradient kernel, and says so', async () => {
+    const spec = sliceSpec({
+      model: { name: 'small-cnn', architecture: 'cnn', options: { filters: [4], denseUnits: 16 } },
+      data: { limits: { train: 400, test: 200 } },
+      train: { batchSize: 16, epochs: 2, learningRate: 0.003 },
+      evaluation: { minAccuracy: 0.2 },
+    });
+    const result = await (await startRun(workers.client, spec)).result();
+    const selected = await selectBackend();
+    if (selected.name === 'wasm') {
+      // tfjs-backend-wasm 4.22 has no Conv2DBackpropFilter: training moves to cpu and reports why.
+      expect(result.backends.train).toMatchObject({ name: 'cpu', fallbackReason: expect.stringMatching(/wasm: Kernel 'Conv2DBackpropFilter' not registered/) });
+    } else {
+      expect(result.backends.train.name).toBe(selected.name);
+    }
+    expect(result.backend).toBe(result.backends.train.name);
+    expect(result.train.history[0]!.loss).toBeGreaterThan(0);
+    expect(result.testAccuracy).toBeGreaterThan(0.2);
   });
 
   it('can be cancelled while training', async () => {

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import type * as tfType from '@tensorflow/tfjs';
 import { z } from 'zod';
 
 /**
@@ -15,6 +16,8 @@ export type BackendName = (typeof BACKEND_NAMES)[number];
 
 export const BackendReportSchema = z.object({
   name: z.enum(BACKEND_NAMES),
+  /** Why training left the selected backend for a slower one (a kernel it lacks), if it did. */
+  fallbackReason: z.string().optional(),
   /** The tfjs engine's own backend id (`tensorflow`, `wasm`, `cpu`). */
   engineBackend: z.string(),
   tfjsVersion: z.string(),
@@ -87,6 +90,58 @@ async function select(env: NodeJS.ProcessEnv): Promise<BackendReport> {
     }
   }
   throw new Error(`no TensorFlow.js backend could be loaded: ${unavailable.map((u) => `${u.name}: ${u.reason}`).join('; ')}`);
+}
+
+/**
+ * The backend this process computes on right now: the selected one, unless a training in this
+ * process fell back to `cpu` (see selectTrainingBackend), which then stays active.
+ */
+export async function activeBackend(): Promise<BackendReport> {
+  const selected = await selectBackend();
+  if (tf.getBackend() === selected.engineBackend) return selected;
+  return { ...selected, name: 'cpu', engineBackend: tf.getBackend(), threads: undefined, fallbackReason: 'a training in this process needed a kernel only cpu has' };
+}
+
+/**
+ * The backend to train `build()`'s architecture on: the selected one when it has every kernel
+ * the training step needs (forward and gradients), else `cpu`, which has them all. The wasm
+ * backend, for one, has no Conv2DBackpropFilter, so a CNN cannot train there. Probes with a
+ * two-example batch and applies nothing.
+ */
+export async function selectTrainingBackend(
+  build: () => tfType.LayersModel,
+  featureShape: number[],
+  numClasses: number,
+): Promise<BackendReport> {
+  const selected = await selectBackend();
+  const probe = () => {
+    const model = build();
+    try {
+      tf.tidy(() => {
+        const xs = tf.zeros([2, ...featureShape]);
+        const ys = tf.oneHot(tf.tensor1d([0, 1], 'int32'), numClasses);
+        const variables = model.trainableWeights.map((w) => w.read() as tfType.Variable);
+        const { value, grads } = tf.variableGrads(
+          () => tf.mean(tf.metrics.categoricalCrossentropy(ys, model.apply(xs, { training: true }) as tfType.Tensor)) as tfType.Scalar,
+          variables,
+        );
+        tf.dispose([value, ...Object.values(grads)]);
+      });
+    } finally {
+      model.dispose();
+    }
+  };
+  if (tf.getBackend() !== selected.engineBackend) await tf.setBackend(selected.engineBackend);
+  try {
+    probe();
+    return selected;
+  } catch (error) {
+    const message = (error as Error).message;
+    if (!/not registered for backend/.test(message) || selected.name === 'cpu') throw error;
+    await tf.setBackend('cpu');
+    probe();
+    return { ...selected, name: 'cpu', engineBackend: 'cpu', threads: undefined, fallbackReason: `${selected.name}: ${message}` };
+  }
 }
 
 export { tf };
