@@ -15,15 +15,19 @@
 #   bash scripts/setup-native.sh            # build if needed, install into node_modules
 #   GANTRY_NATIVE_FORCE=1 bash scripts/...  # rebuild from the cached downloads
 #   GANTRY_SKIP_NATIVE=1 bash scripts/...   # do nothing
+#   GANTRY_NATIVE_DIRECT_CXX=1 ...          # compile with g++ directly instead of node-gyp
 #
 # Run it after `npm ci` (which empties node_modules and so removes the built package).
 
 # ---- pinned versions --------------------------------------------------------------------------
 TFJS_NODE_VERSION=4.22.0            # must equal package.json's optionalDependencies entry
 TENSORFLOW_CPU_VERSION=2.20.0       # PyPI wheel that supplies libtensorflow (C API, CPU)
-TENSORFLOW_CPU_WHEEL=tensorflow_cpu-2.20.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl
+TENSORFLOW_CPU_PLATFORM=manylinux_2_17_x86_64   # the wheel's platform tag (2.21+ are manylinux_2_27_x86_64)
+# sha256 of tensorflow_cpu-2.20.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl
+# (empty: not checked; pip still checks PyPI's own hash)
 TENSORFLOW_CPU_SHA256=cf756bbe2d256e942ab5d0ad2c858fb40017581494febdb4387c149b1afde780
 NODE_GYP_VERSION=12.4.0             # needs node ^20.17 || >=22.9
+NODE_API_HEADERS_VERSION=1.9.0      # only where Node's own headers are missing (then g++ is run directly)
 # The addon's runtime dependencies (what dist/ requires when loaded; versions as in package-lock.json).
 NODE_PRE_GYP_VERSION=1.0.9
 GOOGLE_PROTOBUF_VERSION=3.21.4
@@ -59,7 +63,11 @@ main() {
   command -v node >/dev/null || fail "node is not on PATH"
   [ -d "$ROOT/node_modules/@tensorflow/tfjs" ] || fail "node_modules/@tensorflow/tfjs is missing: run npm ci first"
 
-  if [ "${GANTRY_NATIVE_FORCE:-0}" != 1 ] && [ -d "$TARGET" ] && loads 2>/dev/null; then
+  # Up to date: our build of these pinned versions, or a package npm installed itself (where the
+  # network allowed its install script), and it loads.
+  if [ "${GANTRY_NATIVE_FORCE:-0}" != 1 ] && [ -d "$TARGET" ] \
+    && { [ ! -f "$TARGET/.gantry-native-build" ] || [ "$(cat "$TARGET/.gantry-native-build")" = "$BUILD_ID" ]; } \
+    && loads 2>/dev/null; then
     say "@tensorflow/tfjs-node already loads: nothing to do"
     return 0
   fi
@@ -70,23 +78,29 @@ main() {
 
   local build="$CACHE/build/$BUILD_ID"
   local pkg="$build/tfjs-node"
-
-  if [ "${GANTRY_NATIVE_FORCE:-0}" != 1 ] && [ -f "$pkg/.gantry-native-build" ]; then
+  if [ "${GANTRY_NATIVE_FORCE:-0}" != 1 ] && [ "$(cat "$pkg/.gantry-native-build" 2>/dev/null)" = "$BUILD_ID" ]; then
     say "using the cached build in ${build#"$ROOT/"}"
-  else
-    rm -rf "$build"
-    mkdir -p "$build"
-    ensure_toolchain
-    fetch_tfjs_node "$build"
-    fetch_libtensorflow "$pkg"
-    check_symbols "$pkg"
-    compile_addon "$pkg"
-    add_runtime_deps "$pkg"
-    : >"$pkg/.gantry-native-build"
+    install_into_project "$pkg"
+    if loads; then say "done: Gantry will train on the native TensorFlow backend"; return 0; fi
+    say "the cached build does not load: building it again"
   fi
+
+  rm -rf "$build"
+  mkdir -p "$build"
+  ensure_toolchain
+  fetch_tfjs_node "$build"
+  fetch_libtensorflow "$pkg"
+  check_symbols "$pkg"
+  compile_addon "$pkg"
+  add_runtime_deps "$pkg"
+  echo "$BUILD_ID" >"$pkg/.gantry-native-build"
   install_into_project "$pkg"
   say "checking that it loads from the project"
   loads || fail "the built package does not load (see the error above)"
+  # Builds and wheels of other pinned versions are no longer needed.
+  find "$CACHE/build" -mindepth 1 -maxdepth 1 -name 'tfjs-node-*' ! -name "$BUILD_ID" -exec rm -rf {} +
+  find "$CACHE/downloads" -maxdepth 1 \( -name 'tensorflow_cpu-*.whl' ! -name "tensorflow_cpu-$TENSORFLOW_CPU_VERSION-*" \
+    -o -name 'tensorflow-tfjs-node-*.tgz' ! -name "tensorflow-tfjs-node-$TFJS_NODE_VERSION.tgz" \) -delete
   say "done: Gantry will train on the native TensorFlow backend"
 }
 
@@ -123,17 +137,22 @@ fetch_tfjs_node() {
 
 # deps/lib and deps/include as binding.gyp wants them, from the tensorflow-cpu wheel.
 fetch_libtensorflow() {
-  local pkg="$1" whl="$CACHE/downloads/$TENSORFLOW_CPU_WHEEL"
-  if [ ! -s "$whl" ] || ! echo "$TENSORFLOW_CPU_SHA256  $whl" | sha256sum -c --quiet - 2>/dev/null; then
-    rm -f "$whl"
+  local pkg="$1" whl
+  wheel() { find "$CACHE/downloads" -maxdepth 1 -name "tensorflow_cpu-$TENSORFLOW_CPU_VERSION-cp311-*.whl" | head -1; }
+  sha_ok() { [ -z "$TENSORFLOW_CPU_SHA256" ] || [ "$(sha256sum <"$1" | cut -d' ' -f1)" = "$TENSORFLOW_CPU_SHA256" ]; }
+  whl="$(wheel)"
+  if [ -z "$whl" ] || ! sha_ok "$whl"; then
+    [ -z "$whl" ] || rm -f "$whl"
     say "downloading tensorflow-cpu==$TENSORFLOW_CPU_VERSION from PyPI (~260 MB; only its libtensorflow is used)"
-    # The wheel for CPython 3.11 is pinned whatever the local Python is: the C library inside does not depend on it.
+    # The CPython 3.11 wheel whatever the local Python is: the C library inside does not depend on it.
     python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-      --platform manylinux_2_17_x86_64 --python-version 3.11 --implementation cp --abi cp311 \
+      --platform "$TENSORFLOW_CPU_PLATFORM" --python-version 3.11 --implementation cp --abi cp311 \
       -d "$CACHE/downloads" "tensorflow-cpu==$TENSORFLOW_CPU_VERSION"
+    whl="$(wheel)"
+    [ -n "$whl" ] || fail "pip did not download a tensorflow-cpu $TENSORFLOW_CPU_VERSION wheel"
+    sha_ok "$whl" || fail "$(basename "$whl") does not have the pinned sha256 $TENSORFLOW_CPU_SHA256"
   fi
-  [ -s "$whl" ] || fail "pip did not download $TENSORFLOW_CPU_WHEEL"
-  echo "$TENSORFLOW_CPU_SHA256  $whl" | sha256sum -c --quiet - || fail "$TENSORFLOW_CPU_WHEEL does not have the pinned sha256"
+  [ -n "$TENSORFLOW_CPU_SHA256" ] || say "sha256 of $(basename "$whl"): $(sha256sum <"$whl" | cut -d' ' -f1)"
 
   say "unpacking libtensorflow_cc.so.2, libtensorflow_framework.so.2 and the C API headers"
   python3 - "$whl" "$pkg/deps" <<'PY'
@@ -183,36 +202,57 @@ check_symbols() {
   say "C API check: all $(echo "$wanted" | wc -l) TF_/TFE_ functions the binding calls are exported"
 }
 
-# Compiles lib/napi-v<N>/tfjs_binding.node with node-gyp, against the headers of the Node that runs
-# this script (no header download), for the highest N-API version the package supports here.
+# Compiles lib/napi-v<N>/tfjs_binding.node for the highest N-API version the package supports
+# here: with node-gyp against the headers of the Node that runs this script (no header download),
+# or, where that Node has no headers, with g++ directly against npm's node-api-headers (the
+# binding uses N-API only), with the flags node-gyp would use.
 compile_addon() {
-  local pkg="$1" napi_build nodedir gyp="$CACHE/tools/node-gyp-$NODE_GYP_VERSION"
+  local pkg="$1" napi_build nodedir
   napi_build="$(cd "$pkg" && node -p 'Math.max(...require("./package.json").binary.napi_versions.filter((v) => v <= Number(process.versions.napi)))')"
   [ "$napi_build" -ge 3 ] 2>/dev/null || fail "this Node's N-API ($(node -p process.versions.napi)) is too old"
   nodedir="$(node -p 'require("path").resolve(process.execPath, "../..")')"
-  if [ ! -f "$nodedir/include/node/node_api.h" ] || [ ! -f "$nodedir/include/node/common.gypi" ]; then
-    fail "no Node headers at $nodedir/include/node (Node installed without its headers; install Node from a package that ships them)"
+  local addon="$pkg/lib/napi-v$napi_build/tfjs_binding.node" log="$CACHE/build/compile.log" started=$SECONDS
+  if [ "${GANTRY_NATIVE_DIRECT_CXX:-0}" != 1 ] && [ -f "$nodedir/include/node/node_api.h" ] && [ -f "$nodedir/include/node/common.gypi" ]; then
+    local gyp="$CACHE/tools/node-gyp-$NODE_GYP_VERSION"
+    if [ ! -x "$gyp/node_modules/.bin/node-gyp" ]; then
+      say "installing node-gyp@$NODE_GYP_VERSION from npm into ${gyp#"$ROOT/"}"
+      npm_tool "$gyp" "node-gyp@$NODE_GYP_VERSION"
+    fi
+    say "compiling the addon with node-gyp (N-API $napi_build, Node headers from $nodedir/include/node)"
+    (cd "$pkg" && "$gyp/node_modules/.bin/node-gyp" rebuild --loglevel=warn \
+        --nodedir="$nodedir" --devdir="$CACHE/tools/node-gyp-devdir" --jobs="$(nproc)" \
+        --napi_build_version="$napi_build" --module_name=tfjs_binding --module_path="$pkg/lib/napi-v$napi_build") \
+      >"$log" 2>&1 || { tail -30 "$log" >&2; fail "node-gyp failed (log: ${log#"$ROOT/"})"; }
+    rm -rf "$pkg/build"   # intermediate objects
+  else
+    local hdr="$CACHE/tools/node-api-headers-$NODE_API_HEADERS_VERSION"
+    if [ ! -f "$hdr/node_modules/node-api-headers/include/node_api.h" ]; then
+      say "no Node headers at $nodedir/include/node (or GANTRY_NATIVE_DIRECT_CXX=1): installing node-api-headers@$NODE_API_HEADERS_VERSION from npm"
+      npm_tool "$hdr" "node-api-headers@$NODE_API_HEADERS_VERSION"
+    fi
+    say "compiling the addon with g++ (N-API $napi_build, headers from node-api-headers@$NODE_API_HEADERS_VERSION)"
+    mkdir -p "$(dirname "$addon")"
+    # shellcheck disable=SC2016 # $ORIGIN is for the dynamic linker, not the shell
+    (cd "$pkg" && g++ -shared -fPIC -pthread -m64 -O3 -fno-omit-frame-pointer -fno-rtti -fno-exceptions -std=gnu++17 \
+        -Wall -Wextra -Wno-unused-parameter \
+        -DNAPI_VERSION="$napi_build" -DNODE_GYP_MODULE_NAME=tfjs_binding -DBUILDING_NODE_EXTENSION -D_GLIBCXX_USE_CXX11_ABI=1 \
+        -I.. -Ideps/include -I"$hdr/node_modules/node-api-headers/include" \
+        binding/tfjs_backend.cc binding/tfjs_binding.cc \
+        -Ldeps/lib -Wl,-rpath,'$ORIGIN/../../deps/lib' -ltensorflow -ltensorflow_framework \
+        -o "$addon") >"$log" 2>&1 || { tail -30 "$log" >&2; fail "g++ failed (log: ${log#"$ROOT/"})"; }
   fi
-  if [ ! -x "$gyp/node_modules/.bin/node-gyp" ]; then
-    say "installing node-gyp@$NODE_GYP_VERSION from npm into ${gyp#"$ROOT/"}"
-    rm -rf "$gyp"
-    mkdir -p "$gyp"
-    (cd "$gyp" && echo '{"private":true}' >package.json \
-      && npm install --silent --no-audit --no-fund --ignore-scripts "node-gyp@$NODE_GYP_VERSION")
-  fi
-  say "compiling the addon with node-gyp (N-API $napi_build, Node headers from $nodedir/include/node)"
-  local started=$SECONDS
-  (cd "$pkg" && "$gyp/node_modules/.bin/node-gyp" rebuild --loglevel=warn \
-      --nodedir="$nodedir" --devdir="$CACHE/tools/node-gyp-devdir" --jobs="$(nproc)" \
-      --napi_build_version="$napi_build" --module_name=tfjs_binding --module_path="$pkg/lib/napi-v$napi_build") \
-    >"$CACHE/build/node-gyp.log" 2>&1 || { tail -30 "$CACHE/build/node-gyp.log" >&2; fail "node-gyp failed (log: .tools/native/build/node-gyp.log)"; }
-  local addon="$pkg/lib/napi-v$napi_build/tfjs_binding.node"
-  [ -f "$addon" ] || fail "node-gyp finished but $addon is missing"
-  rm -rf "$pkg/build"   # intermediate objects
+  [ -f "$addon" ] || fail "the compiler finished but $addon is missing"
   say "built ${addon#"$pkg/"} in $((SECONDS - started)) s"
   if command -v ldd >/dev/null && ldd "$addon" | grep -q 'not found'; then
     ldd "$addon" >&2; fail "the addon has unresolved libraries"
   fi
+}
+
+# npm_tool DIR SPEC: a pinned npm package in its own folder, scripts not run.
+npm_tool() {
+  rm -rf "$1"
+  mkdir -p "$1"
+  (cd "$1" && echo '{"private":true}' >package.json && npm install --silent --no-audit --no-fund --ignore-scripts "$2")
 }
 
 # What dist/ requires at load time and is not in the project's node_modules, nested inside the
