@@ -46,7 +46,7 @@ describe('the retrain workflow on a slice of Fashion-MNIST', () => {
     expect(first.blessed).toBe(true);
     expect(first.published).toBe(true);
     expect(first.testAccuracy).toBeGreaterThan(0.6);
-    expect(first.backend).toBe('wasm');
+    expect(first.backend).toBe((await selectBackend()).name);
     expect(first.dataset.counts).toEqual({ train: 1800, validation: 200, test: 500 });
     expect(first.dataset.drift.drifted).toBe(false);
     expect(first.train.history).toHaveLength(1);
