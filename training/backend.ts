@@ -34,6 +34,8 @@ async function tryNative(pkg: '@tensorflow/tfjs-node-gpu' | '@tensorflow/tfjs-no
   } catch {
     throw new Error(`${pkg} is not installed (optional: its install script downloads libtensorflow, which this network refuses)`);
   }
+  // libtensorflow logs its start-up at INFO to stderr; Gantry reports the backend itself.
+  process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
   await import(pkg);
   if (!(await tf.setBackend('tensorflow'))) throw new Error(`${pkg} loaded but the "tensorflow" backend did not initialise`);
 }
