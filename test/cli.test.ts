@@ -83,6 +83,11 @@ describe('gantry doctor', () => {
     expect(report.checks).toContainEqual(expect.objectContaining({ name: 'backend', ok: true, detail: expect.stringContaining(report.backend.name) }));
     expect(report.checks).toContainEqual(expect.objectContaining({ name: 'temporal', ok: true, detail: expect.stringContaining(env.address) }));
     expect(report.checks).toContainEqual(expect.objectContaining({ name: 'fashion-mnist', ok: true }));
+    if (process.env.GANTRY_EXPECT_NATIVE_MISSING) {
+      // CI's second pass removes libtensorflow from the built package: doctor must say so.
+      expect(report.backend.name).toBe('wasm');
+      expect(report.backend.unavailable).toContainEqual({ name: 'tfjs-node', reason: expect.stringMatching(/libtensorflow.*(No such file|cannot open)/) });
+    }
   });
 });
 

@@ -36,14 +36,27 @@ async function tryNative(pkg: '@tensorflow/tfjs-node-gpu' | '@tensorflow/tfjs-no
   }
   // libtensorflow logs its start-up at INFO to stderr; Gantry reports the backend itself.
   process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
-  await import(pkg);
+  try {
+    await import(pkg);
+  } catch (error) {
+    const first = (error as Error).message.split('\n')[0];
+    throw new Error(`${pkg} is installed but does not load: ${first} (rebuild it with \`bash scripts/setup-native.sh\`)`);
+  }
   if (!(await tf.setBackend('tensorflow'))) throw new Error(`${pkg} loaded but the "tensorflow" backend did not initialise`);
 }
 
-async function tryWasm(): Promise<number> {
+/**
+ * Registers the wasm backend without switching to it (benchmarks and the native-vs-wasm test
+ * compare the two in one process). In Node the .wasm binaries are read from the package folder.
+ */
+export async function registerWasmBackend(): Promise<typeof import('@tensorflow/tfjs-backend-wasm')> {
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
-  // In Node the .wasm binaries are read from the package folder, never fetched.
   wasm.setWasmPaths(path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + path.sep);
+  return wasm;
+}
+
+async function tryWasm(): Promise<number> {
+  const wasm = await registerWasmBackend();
   if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
   return wasm.getThreadsCount();
 }
