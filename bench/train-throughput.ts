@@ -1,12 +1,17 @@
 /**
  * Training throughput of the fashion-mnist architectures on each TensorFlow.js backend that loads
- * here, measured in one run so the rows compare: samples/s and GFLOP/s (forward + backward ≈ 3 ×
- * forward multiply-adds × 2), with the plain-JS `cpu` backend as the same-run baseline.
+ * here and on Keras over the same libtensorflow, measured in one run so the rows compare:
+ * samples/s and GFLOP/s (forward + backward ≈ 3 × forward multiply-adds × 2), with the plain-JS
+ * `cpu` backend as the same-run baseline and Keras as the ceiling for the native backend.
  *
  *   npx tsx bench/train-throughput.ts [--steps 30] [--seconds 10] [--batch 128]
  */
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
+import { PROJECT_ROOT } from '../control/temporal-binary';
 import { buildModel } from '../training/architectures';
 import { registerWasmBackend, selectBackend } from '../training/backend';
 import { createOptimizer } from '../training/optimizers';
@@ -19,6 +24,9 @@ const { values } = parseArgs({
 const maxSteps = Number(values.steps);
 const budgetSeconds = Number(values.seconds);
 const batch = Number(values.batch);
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const flopsPerSampleOf: Record<string, number> = {};
 
 /** Multiply-adds of one forward pass of one example, counted from the layer shapes. */
 function forwardMacs(model: tf.LayersModel): number {
@@ -54,6 +62,7 @@ async function measure(architecture: 'mlp' | 'cnn'): Promise<{ steps: number; sa
   }
   const seconds = (performance.now() - started) / 1000;
   const flopsPerSample = 2 * 3 * forwardMacs(model);
+  flopsPerSampleOf[architecture] = flopsPerSample;
   tf.dispose([xs, ys]);
   model.dispose();
   optimizer.dispose();
@@ -80,6 +89,26 @@ for (const backend of measured) {
   }
 }
 
+// Keras on the same tensorflow-cpu wheel whose libtensorflow the native backend links: the
+// ceiling the native backend is measured against (bench/keras/, installed on first use).
+const kerasRows: { model: string; steps: number; samplesPerSecond: number }[] = [];
+try {
+  execFileSync('bash', [path.join(HERE, 'keras', 'setup.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const python = path.join(PROJECT_ROOT, '.tools', 'keras-venv', 'bin', 'python');
+  const out = execFileSync(python, [path.join(HERE, 'keras', 'throughput.py'), String(batch), String(maxSteps), String(budgetSeconds)], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  for (const line of out.trim().split('\n')) kerasRows.push(JSON.parse(line));
+  const tfVersion = execFileSync(python, ['-c', 'import tensorflow as tf; print(tf.__version__)'], { encoding: 'utf8', env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3' } }).trim();
+  for (const r of kerasRows) {
+    const macs = flopsPerSampleOf[r.model]!;
+    rows.push({ backend: `keras (tensorflow ${tfVersion})`, model: r.model, steps: r.steps, samplesPerSecond: r.samplesPerSecond, gflops: (r.samplesPerSecond * macs) / 1e9 });
+  }
+} catch (error) {
+  skipped.push(`keras: ${(error as Error).message.split('\n')[0]}`);
+}
+
 const baseline = (model: string) => rows.find((r) => r.backend === 'cpu' && r.model === model)?.samplesPerSecond;
 console.log(`train throughput, batch ${batch}, up to ${maxSteps} timed steps or ${budgetSeconds} s after one warm-up step, tfjs ${tf.version.tfjs}\n`);
 console.log('| backend | model | steps | samples/s | GFLOP/s | × cpu (same run) |');
@@ -87,5 +116,14 @@ console.log('|---|---|---:|---:|---:|---:|');
 for (const r of rows) {
   const base = baseline(r.model);
   console.log(`| ${r.backend} | ${r.model} | ${r.steps} | ${r.samplesPerSecond.toFixed(0)} | ${r.gflops.toFixed(2)} | ${base ? (r.samplesPerSecond / base).toFixed(2) : '-'} |`);
+}
+const nativeRows = rows.filter((r) => r.backend === 'tfjs-node' || r.backend === 'tfjs-node-gpu');
+if (nativeRows.length && kerasRows.length) {
+  console.log('\n| model | native / keras (target ≥ 0.8) |');
+  console.log('|---|---:|');
+  for (const n of nativeRows) {
+    const k = kerasRows.find((r) => r.model === n.model);
+    if (k) console.log(`| ${n.model} | ${(n.samplesPerSecond / k.samplesPerSecond).toFixed(2)} |`);
+  }
 }
 if (skipped.length) console.log(`\nnot measured:\n${skipped.map((s) => `  ${s}`).join('\n')}`);

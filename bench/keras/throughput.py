@@ -1,0 +1,51 @@
+"""Keras training throughput of Gantry's fashion-mnist architectures, for bench/train-throughput.
+
+The same layers as training/architectures.ts (raw 0..255 input rescaled in the graph, the same
+default widths and dropout), Adam, categorical cross-entropy, the given batch size, TensorFlow's
+default thread pools (as tfjs-node uses). Prints one JSON object per model on stdout.
+"""
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+batch, max_steps, budget = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+layers = tf.keras.layers
+
+
+def mlp():
+    return tf.keras.Sequential([
+        layers.Input((28, 28, 1)), layers.Rescaling(1 / 255), layers.Flatten(),
+        layers.Dense(256, activation="relu"), layers.Dropout(0.2),
+        layers.Dense(128, activation="relu"), layers.Dropout(0.2),
+        layers.Dense(10, activation="softmax"),
+    ])
+
+
+def cnn():
+    return tf.keras.Sequential([
+        layers.Input((28, 28, 1)), layers.Rescaling(1 / 255),
+        layers.Conv2D(32, 3, padding="same", activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(64, 3, padding="same", activation="relu"), layers.MaxPooling2D(2),
+        layers.Flatten(), layers.Dense(128, activation="relu"), layers.Dropout(0.25),
+        layers.Dense(10, activation="softmax"),
+    ])
+
+
+rng = np.random.default_rng(0)
+x = rng.uniform(0, 255, (batch, 28, 28, 1)).astype("float32")
+y = tf.keras.utils.to_categorical(rng.integers(0, 10, batch), 10)
+for name, build in (("mlp", mlp), ("cnn", cnn)):
+    model = build()
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
+    model.train_on_batch(x, y)  # warm-up: tracing and allocation
+    steps, started = 0, time.perf_counter()
+    while steps < max_steps and (steps < 2 or time.perf_counter() - started < budget):
+        model.train_on_batch(x, y)
+        steps += 1
+    seconds = time.perf_counter() - started
+    print(json.dumps({"model": name, "steps": steps, "samplesPerSecond": steps * batch / seconds}), flush=True)
