@@ -25,7 +25,12 @@ function connectionOptions(target: TemporalTarget) {
 
 export async function connectClient(target?: TemporalTarget): Promise<{ client: Client; connection: Connection; target: TemporalTarget }> {
   const resolved = target ?? (await resolveTemporalTarget());
-  const connection = await Connection.connect(connectionOptions(resolved));
+  let connection: Connection;
+  try {
+    connection = await Connection.connect(connectionOptions(resolved));
+  } catch (error) {
+    throw new Error(`cannot reach Temporal at ${resolved.address} (namespace ${resolved.namespace}): ${(error as Error).message}`);
+  }
   return { client: new Client({ connection, namespace: resolved.namespace }), connection, target: resolved };
 }
 

@@ -31,7 +31,10 @@ export interface TemporalTarget {
   apiKey?: string;
 }
 
-export class ConfigError extends Error {}
+/** A setting the user got wrong; the CLI exits with 2 as for any other bad input. */
+export class ConfigError extends Error {
+  readonly exitCode = 2;
+}
 
 /** Formats zod issues as `FIELD: reason` lines, the form every Gantry boundary reports. */
 export function describeIssues(issues: readonly z.core.$ZodIssue[], prefix = ''): string[] {

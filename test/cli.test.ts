@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRegistry } from '../activities/registry-client';
 import { BACKEND_NAMES } from '../training/backend';
@@ -88,6 +89,19 @@ describe('gantry doctor', () => {
       expect(report.backend.name).toBe('wasm');
       expect(report.backend.unavailable).toContainEqual({ name: 'tfjs-node', reason: expect.stringMatching(/libtensorflow.*(No such file|cannot open)/) });
     }
+  });
+});
+
+describe('reaching Temporal', () => {
+  it('works from any directory and names the server it cannot reach', async () => {
+    const elsewhere = await gantry(['models', 'list', '--json'], env.env, 120_000, os.tmpdir());
+    expect(elsewhere.code, elsewhere.stderr).toBe(0);
+    const unreachable = await gantry(['models', 'list'], { ...env.env, TEMPORAL_ADDRESS: '127.0.0.1:1' });
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.stderr).toMatch(/cannot reach Temporal at 127\.0\.0\.1:1/);
+    const malformed = await gantry(['models', 'list'], { ...env.env, TEMPORAL_ADDRESS: 'no-port' });
+    expect(malformed.code).toBe(2);
+    expect(malformed.stderr).toMatch(/TEMPORAL_ADDRESS: must be host:port/);
   });
 });
 
