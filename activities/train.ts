@@ -83,7 +83,9 @@ export function createTrainActivity(deps: ActivityDeps) {
         learningRateAt: (epoch) => learningRateAt(spec.train.learningRateSchedule, spec.train.learningRate, epoch, spec.train.epochs),
         signal: context.cancellationSignal,
         onStep: (step) => {
-          trainedSamples += Math.min(spec.train.batchSize, trainSplit.count);
+          // Every batch is full but an epoch's last, which holds the remainder.
+          const lastBatch = trainSplit.count - (step.stepsPerEpoch - 1) * spec.train.batchSize;
+          trainedSamples += step.step === step.stepsPerEpoch ? lastBatch : spec.train.batchSize;
           report(
             { attempt, epoch: step.epoch + 1, step: step.step, stepsPerEpoch: step.stepsPerEpoch, globalStep: step.globalStep, loss: step.loss, accuracy: step.accuracy, valAccuracy: lastValAccuracy, resumedFromEpoch, samplesPerSecond: samplesPerSecond(), backend: backend.name },
             step.step === step.stepsPerEpoch,

@@ -83,8 +83,10 @@ export async function retrainWorkflow({ spec, taskQueues }: RetrainInput): Promi
   };
   setHandler(progressQuery, () => progress);
   setHandler(trainProgressSignal, (update) => {
-    // Signals may arrive out of order after a retry; keep the newest step.
-    if (!progress.train || update.attempt > progress.train.attempt || update.globalStep >= progress.train.globalStep) {
+    // A lost attempt's last signals can land after its successor's first ones: newer attempts win,
+    // and within one attempt the furthest step does.
+    const current = progress.train;
+    if (!current || update.attempt > current.attempt || (update.attempt === current.attempt && update.globalStep >= current.globalStep)) {
       progress.train = { ...update, epochs: spec.train.epochs };
     }
   });
