@@ -2,7 +2,8 @@ import { copyFile, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readRegistry } from '../activities/registry-client';
 import type { RunResult } from '../activities/types';
 import { ModelRepository } from '../artifacts/model-repository';
@@ -68,6 +69,9 @@ describe('the retrain workflow on a slice of Fashion-MNIST', () => {
 
     const progress = await handle.query(progressQuery);
     expect(progress.status).toBe('completed');
+
+    // The recorded history replays against the current workflow code without non-determinism.
+    await Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundlePath') } }, await handle.fetchHistory(), handle.workflowId);
     expect(progress.stages).toEqual({ ingest: 'done', train: 'done', evaluate: 'done', register: 'done', publish: 'done' });
   });
 
