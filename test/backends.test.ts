@@ -1,10 +1,10 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { getDataSource, DEFAULT_FASHION_MNIST_DIR } from '../data/sources';
 import { buildModel } from '../training/architectures';
 import { registerWasmBackend, selectBackend, tf } from '../training/backend';
 import { batchTensors, type Examples } from '../training/batches';
 import { createOptimizer } from '../training/optimizers';
 import { trainLoop } from '../training/trainer';
+import { fashionMnistSlicer } from './helpers/examples';
 
 /**
  * The native backend (tfjs-node built by scripts/setup-native.sh) must compute what the wasm
@@ -21,15 +21,10 @@ const featureShape = [28, 28, 1];
 
 beforeAll(async () => {
   await registerWasmBackend();
-  const raw = await getDataSource('fashion-mnist').read(DEFAULT_FASHION_MNIST_DIR);
-  const take = (split: { images: Uint8Array; labels: Uint8Array }, start: number, count: number): Examples => ({
-    images: split.images.slice(start * 784, (start + count) * 784),
-    labels: split.labels.slice(start, start + count),
-    count,
-  });
-  batch = take(raw.test, 0, 256);
-  train = take(raw.train, 0, 1024);
-  validation = take(raw.test, 256, 256);
+  const take = await fashionMnistSlicer();
+  batch = take('test', 0, 256);
+  train = take('train', 0, 1024);
+  validation = take('test', 256, 256);
 });
 
 async function predictOn(backend: string, architecture: 'mlp' | 'cnn', weights: Float32Array[] | null): Promise<{ probabilities: Float32Array; weights: Float32Array[] }> {

@@ -3,7 +3,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FileArtifactStore } from '../artifacts/store';
-import { getDataSource, DEFAULT_FASHION_MNIST_DIR } from '../data/sources';
 import { buildModel } from '../training/architectures';
 import { BACKEND_NAMES, selectBackend, tf } from '../training/backend';
 import { epochOrder, type Examples } from '../training/batches';
@@ -12,6 +11,7 @@ import { evaluateModel } from '../training/evaluate';
 import { deserializeModel, serializeModel } from '../training/model-files';
 import { createOptimizer, learningRateAt } from '../training/optimizers';
 import { trainLoop } from '../training/trainer';
+import { fashionMnistSlicer } from './helpers/examples';
 
 let train: Examples;
 let validation: Examples;
@@ -19,14 +19,9 @@ const featureShape = [28, 28, 1];
 
 beforeAll(async () => {
   await selectBackend();
-  const raw = await getDataSource('fashion-mnist').read(DEFAULT_FASHION_MNIST_DIR);
-  const take = (split: { images: Uint8Array; labels: Uint8Array }, start: number, count: number): Examples => ({
-    images: split.images.slice(start * 784, (start + count) * 784),
-    labels: split.labels.slice(start, start + count),
-    count,
-  });
-  train = take(raw.train, 0, 1024);
-  validation = take(raw.test, 0, 256);
+  const take = await fashionMnistSlicer();
+  train = take('train', 0, 1024);
+  validation = take('test', 0, 256);
 });
 
 // No dropout: with it, two runs can never match weight for weight.
