@@ -22,9 +22,10 @@ export async function demoCommand(options: { set: string[]; json?: boolean }): P
     const result = await runCommand('fashion-mnist', { set: options.set, follow: !options.json, json: options.json });
     if (!options.json && result) {
       console.log(`\ndemo finished in ${((performance.now() - started) / 1000).toFixed(1)} s (including start-up); trained on the ${result.backend} backend`);
-      if (!result.published) {
-        throw new CommandFailed(`the run finished but published nothing: ${result.reasons.filter((r) => r.startsWith('FAIL')).join('; ')}`);
-      }
+      const failed = result.reasons.filter((r) => r.startsWith('FAIL')).join('; ');
+      // On a rerun the gate may rightly keep the champion; only a demo that serves nothing failed.
+      if (!result.published && !result.champion) throw new CommandFailed(`the run finished but published nothing: ${failed}`);
+      if (!result.published) console.log(`the champion v${result.champion!.version} stays in place: ${failed}`);
     }
   } finally {
     await stack.stop();
