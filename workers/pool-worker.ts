@@ -1,10 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { Client, Connection } from '@temporalio/client';
 import { Worker, type WorkerOptions } from '@temporalio/worker';
 import { createControlActivities, createTrainActivities, type ActivityDeps } from '../activities';
 import { FileArtifactStore } from '../artifacts/store';
-import { connectWorker } from '../control/connect';
+import { connectClient, connectWorker } from '../control/connect';
 import type { GantryHome } from '../control/home';
 import { PROJECT_ROOT } from '../control/temporal-binary';
 import { taskQueueOf, type Pool } from '../control/task-queues';
@@ -41,9 +40,9 @@ export interface PoolWorker {
  */
 export async function createPoolWorker(pool: Pool, target: TemporalTarget, home: GantryHome): Promise<PoolWorker> {
   const nativeConnection = await connectWorker(target);
-  const clientConnection = await Connection.connect({ address: target.address, tls: target.tls, apiKey: target.apiKey });
+  const { client, connection: clientConnection } = await connectClient(target);
   const deps: ActivityDeps = {
-    client: new Client({ connection: clientConnection, namespace: target.namespace }),
+    client,
     store: new FileArtifactStore(home.artifactsDir),
     home,
     gitCommit: gitCommit(),
