@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { PROJECT_ROOT } from '../control/temporal-binary';
 import { buildModel } from '../training/architectures';
-import { registerWasmBackend, selectBackend } from '../training/backend';
+import { ENGINE_BACKEND_OF, registerWasmBackend, selectBackend, type BackendName } from '../training/backend';
 import { createOptimizer } from '../training/optimizers';
 
 const { values } = parseArgs({
@@ -73,11 +73,10 @@ const rows: { backend: string; model: string; steps: number; samplesPerSecond: n
 // The normal selection first: it loads the best backend (native when built) and says why the others are missing.
 const report = await selectBackend();
 await registerWasmBackend();
-const engineOf: Record<string, string> = { 'tfjs-node-gpu': 'tensorflow', 'tfjs-node': 'tensorflow', wasm: 'wasm', cpu: 'cpu' };
 const skipped = report.unavailable.map((u) => `${u.name}: ${u.reason}`);
-const measured = [...new Set(['cpu', 'wasm', report.name])].filter((b) => !report.unavailable.some((u) => u.name === b));
+const measured = [...new Set<BackendName>(['cpu', 'wasm', report.name])].filter((b) => !report.unavailable.some((u) => u.name === b));
 for (const backend of measured) {
-  if (!(await tf.setBackend(engineOf[backend]!))) throw new Error(`${backend} did not initialise`);
+  if (!(await tf.setBackend(ENGINE_BACKEND_OF[backend]))) throw new Error(`${backend} did not initialise`);
   for (const model of ['mlp', 'cnn'] as const) {
     try {
       rows.push({ backend, model, ...(await measure(model)) });

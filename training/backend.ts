@@ -14,6 +14,9 @@ import { z } from 'zod';
 export const BACKEND_NAMES = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
 
+/** The id each backend registers with the tfjs engine (`tf.setBackend` / `tf.getBackend`). */
+export const ENGINE_BACKEND_OF: Record<BackendName, string> = { 'tfjs-node-gpu': 'tensorflow', 'tfjs-node': 'tensorflow', wasm: 'wasm', cpu: 'cpu' };
+
 export const BackendReportSchema = z.object({
   name: z.enum(BACKEND_NAMES),
   /** Why training left the selected backend for a slower one (a kernel it lacks), if it did. */
