@@ -4,7 +4,8 @@ import { Context } from '@temporalio/activity';
 import { loadSplit } from '../data/shards';
 import { activeBackend } from '../training/backend';
 import { evaluateModel, type ModelMetrics } from '../training/evaluate';
-import { deserializeModel } from '../training/model-files';
+import type * as tfType from '@tensorflow/tfjs';
+import { deserializeModel, loadModelFromStore, WEIGHTS_FILE } from '../training/model-files';
 import type { ActivityDeps } from './deps';
 import { decideBlessing } from './blessing';
 import { asActivityFailure, checkedSpec } from './failures';
@@ -22,9 +23,9 @@ export function createEvaluateActivity(deps: ActivityDeps) {
     } catch (error) {
       throw asActivityFailure(error);
     }
-    const measure = async (label: string, modelJson: string, weights: Uint8Array): Promise<ModelMetrics> => {
+    const measure = async (label: string, load: () => Promise<tfType.LayersModel>): Promise<ModelMetrics> => {
       context.heartbeat({ evaluating: label });
-      const model = await deserializeModel(modelJson, weights);
+      const model = await load();
       try {
         return await evaluateModel(model, test, dataset.featureShape, dataset.numClasses);
       } finally {
@@ -32,11 +33,7 @@ export function createEvaluateActivity(deps: ActivityDeps) {
       }
     };
 
-    const candidate = await measure(
-      'candidate',
-      (await deps.store.get(`${modelUri}/model.json`)).toString('utf8'),
-      await deps.store.get(`${modelUri}/weights.bin`),
-    );
+    const candidate = await measure('candidate', () => loadModelFromStore(deps.store, modelUri));
 
     // The champion is judged on this run's test split, so the comparison is like for like.
     const registry = await readRegistry(deps.client, spec.model.name);
@@ -47,7 +44,9 @@ export function createEvaluateActivity(deps: ActivityDeps) {
       const folder = championEntry.publishedPath;
       champion = {
         version: championEntry.version,
-        metrics: await measure(`champion v${championEntry.version}`, await readFile(path.join(folder, 'model.json'), 'utf8'), await readFile(path.join(folder, 'weights.bin'))),
+        metrics: await measure(`champion v${championEntry.version}`, async () =>
+          deserializeModel(await readFile(path.join(folder, 'model.json'), 'utf8'), await readFile(path.join(folder, WEIGHTS_FILE))),
+        ),
       };
     }
 

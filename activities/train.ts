@@ -4,7 +4,7 @@ import { loadSplit } from '../data/shards';
 import { selectTrainingBackend, tf } from '../training/backend';
 import { buildModel } from '../training/architectures';
 import { loadLatestCheckpoint, saveCheckpoint, type EpochMetrics } from '../training/checkpoint';
-import { serializeModel } from '../training/model-files';
+import { saveModelToStore } from '../training/model-files';
 import { createOptimizer, learningRateAt } from '../training/optimizers';
 import { trainLoop } from '../training/trainer';
 import { trainProgressSignal } from '../workflows/retrain';
@@ -87,7 +87,7 @@ export function createTrainActivity(deps: ActivityDeps) {
           const lastBatch = trainSplit.count - (step.stepsPerEpoch - 1) * spec.train.batchSize;
           trainedSamples += step.step === step.stepsPerEpoch ? lastBatch : spec.train.batchSize;
           report(
-            { attempt, epoch: step.epoch + 1, step: step.step, stepsPerEpoch: step.stepsPerEpoch, globalStep: step.globalStep, loss: step.loss, accuracy: step.accuracy, valAccuracy: lastValAccuracy, resumedFromEpoch, samplesPerSecond: samplesPerSecond(), backend: backend.name },
+            { ...step, attempt, valAccuracy: lastValAccuracy, resumedFromEpoch, samplesPerSecond: samplesPerSecond(), backend: backend.name },
             step.step === step.stepsPerEpoch,
           );
         },
@@ -108,14 +108,11 @@ export function createTrainActivity(deps: ActivityDeps) {
       throw error;
     }
 
-    const files = await serializeModel(model);
-    const modelKey = `runs/${runId}/model`;
-    await deps.store.put(`${modelKey}/weights.bin`, files['weights.bin']);
-    await deps.store.put(`${modelKey}/model.json`, files['model.json']);
+    const modelUri = await saveModelToStore(deps.store, `runs/${runId}/model`, model);
     model.dispose();
     optimizer.dispose();
     return {
-      modelUri: deps.store.uri(modelKey),
+      modelUri,
       history,
       attempt,
       resumedFromEpoch,

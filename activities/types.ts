@@ -4,6 +4,7 @@ import type { PipelineSpec } from '../pipelines/spec';
 import type { BackendReport } from '../training/backend';
 import type { EpochMetrics } from '../training/checkpoint';
 import type { ModelMetrics } from '../training/evaluate';
+import type { StepProgress } from '../training/trainer';
 
 /**
  * What the activities take and return. Everything here is plain JSON that Temporal records in
@@ -21,16 +22,9 @@ export interface TrainInput {
   dataset: DatasetRef;
 }
 
-/** Sent by the trainer to its workflow (a Signal) and in every heartbeat. */
-export interface TrainProgress {
+/** Sent by the trainer to its workflow (a Signal) and in every heartbeat: the loop's step plus the attempt's context. */
+export interface TrainProgress extends StepProgress {
   attempt: number;
-  /** 1-based epoch being trained. */
-  epoch: number;
-  step: number;
-  stepsPerEpoch: number;
-  globalStep: number;
-  loss: number;
-  accuracy: number;
   valAccuracy: number | null;
   /** Epochs that came from a checkpoint instead of being trained in this attempt. */
   resumedFromEpoch: number | null;

@@ -2,7 +2,7 @@ import type * as tfType from '@tensorflow/tfjs';
 import { z } from 'zod';
 import type { ArtifactStore } from '../artifacts/store';
 import { tf } from './backend';
-import { deserializeModel, serializeModel } from './model-files';
+import { loadModelFromStore, saveModelToStore } from './model-files';
 
 /**
  * Epoch checkpoints: the model, the optimizer's slots (Adam's moments and step count) and the
@@ -25,8 +25,8 @@ export const CheckpointManifestSchema = z.object({
   /** Epochs completed: training resumes at this epoch (0-based) with a fresh shuffle for it. */
   epochsCompleted: z.number().int().min(0),
   globalStep: z.number().int().min(0),
-  modelJsonUri: z.string(),
-  weightsUri: z.string(),
+  /** Folder holding model.json and weights.bin. */
+  modelUri: z.string(),
   optimizerStateUri: z.string(),
   optimizerWeightSpecs: z.array(z.object({ name: z.string(), shape: z.array(z.number()), dtype: z.string() }).loose()),
   history: z.array(EpochMetricsSchema),
@@ -42,15 +42,13 @@ export async function saveCheckpoint(
   state: { model: tfType.LayersModel; optimizer: tfType.Optimizer; epochsCompleted: number; globalStep: number; history: EpochMetrics[]; attempt: number },
 ): Promise<string> {
   const folder = `${prefix}/epoch-${String(state.epochsCompleted).padStart(4, '0')}`;
-  const files = await serializeModel(state.model);
   const optimizerWeights = await state.optimizer.getWeights();
   const encoded = await tf.io.encodeWeights(optimizerWeights);
   const optimizerBytes = new Uint8Array(Array.isArray(encoded.data) ? tf.io.concatenateArrayBuffers(encoded.data) : encoded.data);
   const manifest: CheckpointManifest = {
     epochsCompleted: state.epochsCompleted,
     globalStep: state.globalStep,
-    modelJsonUri: await store.put(`${folder}/model.json`, files['model.json']),
-    weightsUri: await store.put(`${folder}/weights.bin`, files['weights.bin']),
+    modelUri: await saveModelToStore(store, folder, state.model),
     optimizerStateUri: await store.put(`${folder}/optimizer.bin`, optimizerBytes),
     optimizerWeightSpecs: encoded.specs.map((s) => ({ name: s.name, shape: s.shape, dtype: s.dtype })),
     history: state.history,
@@ -74,7 +72,7 @@ export async function loadLatestCheckpoint(store: ArtifactStore, prefix: string)
   if (!(await store.exists(latestUri))) return undefined;
   const { manifestUri } = z.object({ manifestUri: z.string() }).parse(JSON.parse((await store.get(latestUri)).toString('utf8')));
   const manifest = CheckpointManifestSchema.parse(JSON.parse((await store.get(manifestUri)).toString('utf8')));
-  const model = await deserializeModel((await store.get(manifest.modelJsonUri)).toString('utf8'), await store.get(manifest.weightsUri));
+  const model = await loadModelFromStore(store, manifest.modelUri);
   const optimizerBytes = await store.get(manifest.optimizerStateUri);
   const decoded = tf.io.decodeWeights(
     optimizerBytes.buffer.slice(optimizerBytes.byteOffset, optimizerBytes.byteOffset + optimizerBytes.byteLength) as ArrayBuffer,

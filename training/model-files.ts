@@ -1,4 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
+import type { ArtifactStore } from '../artifacts/store';
 import { tf } from './backend';
 
 /**
@@ -56,4 +57,20 @@ export async function deserializeModel(modelJsonText: string, weights: Uint8Arra
   }
   const buffer = weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength) as ArrayBuffer;
   return tf.loadLayersModel(tf.io.fromMemory({ modelTopology: modelJson.modelTopology, weightSpecs, weightData: buffer }));
+}
+
+/**
+ * Writes `model` as `<folderKey>/model.json` + `weights.bin` and returns the folder's URI.
+ * The weights go first: a reader that finds model.json finds its weights too.
+ */
+export async function saveModelToStore(store: ArtifactStore, folderKey: string, model: tfType.LayersModel): Promise<string> {
+  const files = await serializeModel(model);
+  await store.put(`${folderKey}/${WEIGHTS_FILE}`, files['weights.bin']);
+  await store.put(`${folderKey}/model.json`, files['model.json']);
+  return store.uri(folderKey);
+}
+
+/** Reads the model that saveModelToStore wrote at `folderUri`. */
+export async function loadModelFromStore(store: ArtifactStore, folderUri: string): Promise<tfType.LayersModel> {
+  return deserializeModel((await store.get(`${folderUri}/model.json`)).toString('utf8'), await store.get(`${folderUri}/${WEIGHTS_FILE}`));
 }

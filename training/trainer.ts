@@ -6,6 +6,7 @@ import { evaluateModel } from './evaluate';
 import { setLearningRate } from './optimizers';
 
 export interface StepProgress {
+  /** 1-based epoch being trained (as in EpochMetrics). */
   epoch: number;
   step: number;
   stepsPerEpoch: number;
@@ -77,7 +78,7 @@ export async function trainLoop(options: TrainLoopOptions): Promise<EpochMetrics
       correct += hits!;
       seen += indices.length;
       globalStep += 1;
-      options.onStep({ epoch, step: step + 1, stepsPerEpoch, globalStep, loss: lossSum / seen, accuracy: correct / seen });
+      options.onStep({ epoch: epoch + 1, step: step + 1, stepsPerEpoch, globalStep, loss: lossSum / seen, accuracy: correct / seen });
       if (options.stepDelayMs) await new Promise((resolve) => setTimeout(resolve, options.stepDelayMs));
       else await yieldToEventLoop();
     }
