@@ -3,6 +3,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type * as tfType from '@tensorflow/tfjs';
 import { z } from 'zod';
+import { installNativeKernels } from './native-kernels';
 
 /**
  * Backend selection: the fastest TensorFlow.js backend this process can load, in the order
@@ -46,6 +47,7 @@ async function tryNative(pkg: '@tensorflow/tfjs-node-gpu' | '@tensorflow/tfjs-no
     throw new Error(`${pkg} is installed but does not load: ${first} (rebuild it with \`bash scripts/setup-native.sh\`)`);
   }
   if (!(await tf.setBackend('tensorflow'))) throw new Error(`${pkg} loaded but the "tensorflow" backend did not initialise`);
+  installNativeKernels();
 }
 
 /**
