@@ -6,7 +6,7 @@ import { buildModel } from '../training/architectures';
 import { loadLatestCheckpoint, saveCheckpoint, type EpochMetrics } from '../training/checkpoint';
 import { saveModelToStore } from '../training/model-files';
 import { createOptimizer, learningRateAt } from '../training/optimizers';
-import { trainLoop } from '../training/trainer';
+import { trainLoop, type ExecutionReport } from '../training/trainer';
 import { trainProgressSignal } from '../workflows/retrain';
 import type { ActivityDeps } from './deps';
 import { asActivityFailure, checkedSpec } from './failures';
@@ -66,6 +66,7 @@ export function createTrainActivity(deps: ActivityDeps) {
     const samplesPerSecond = () => trainedSamples / Math.max(1e-3, (performance.now() - trainingStarted) / 1000);
 
     let lastValAccuracy = history.at(-1)?.valAccuracy ?? null;
+    let execution: ExecutionReport = { mode: 'eager' };
     try {
       await trainLoop({
         model,
@@ -82,6 +83,10 @@ export function createTrainActivity(deps: ActivityDeps) {
         stepDelayMs: spec.train.stepDelayMs,
         learningRateAt: (epoch) => learningRateAt(spec.train.learningRateSchedule, spec.train.learningRate, epoch, spec.train.epochs),
         signal: context.cancellationSignal,
+        onExecution: (report) => {
+          execution = report;
+          context.log.info(`steps run ${report.mode === 'graph' ? 'as one TensorFlow graph each' : `eagerly (${report.reason})`}`);
+        },
         onStep: (step) => {
           // Every batch is full but an epoch's last, which holds the remainder.
           const lastBatch = trainSplit.count - (step.stepsPerEpoch - 1) * spec.train.batchSize;
@@ -117,6 +122,7 @@ export function createTrainActivity(deps: ActivityDeps) {
       attempt,
       resumedFromEpoch,
       backend,
+      execution,
       samplesPerSecond: samplesPerSecond(),
       seconds: (performance.now() - started) / 1000,
     };

@@ -2,6 +2,7 @@ import type { DatasetRef } from '../data/ingest';
 import type { DriftReport } from '../data/drift';
 import type { PipelineSpec } from '../pipelines/spec';
 import type { BackendReport } from '../training/backend';
+import type { ExecutionReport } from '../training/trainer';
 import type { EpochMetrics } from '../training/checkpoint';
 import type { ModelMetrics } from '../training/evaluate';
 import type { StepProgress } from '../training/trainer';
@@ -39,6 +40,8 @@ export interface TrainResult {
   attempt: number;
   resumedFromEpoch: number | null;
   backend: BackendReport;
+  /** Whether each step ran as one TensorFlow graph or op by op, and why. */
+  execution: ExecutionReport;
   samplesPerSecond: number;
   seconds: number;
 }
@@ -99,6 +102,7 @@ export interface RunResult {
     resumedFromEpoch: number | null;
     samplesPerSecond: number;
     seconds: number;
+    execution: ExecutionReport;
   };
 }
 

@@ -14,6 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import { PROJECT_ROOT } from '../control/temporal-binary';
 import { buildModel } from '../training/architectures';
 import { ENGINE_BACKEND_OF, registerWasmBackend, selectBackend, type BackendName } from '../training/backend';
+import { GraphTrainStep } from '../training/graph/graph-step';
 import { createOptimizer } from '../training/optimizers';
 
 const { values } = parseArgs({
@@ -43,16 +44,22 @@ function forwardMacs(model: tf.LayersModel): number {
   return macs;
 }
 
-async function measure(architecture: 'mlp' | 'cnn'): Promise<{ steps: number; samplesPerSecond: number; gflops: number }> {
+/** `graph`: the whole step as one TensorFlow session run (training/graph/), as the trainer does on tfjs-node. */
+async function measure(architecture: 'mlp' | 'cnn', graph = false): Promise<{ steps: number; samplesPerSecond: number; gflops: number }> {
   const model = buildModel(tf, architecture, { featureShape: [28, 28, 1], numClasses: 10, seed: 1 }, {});
   const optimizer = createOptimizer('adam', 1e-3);
   const xs = tf.randomUniform([batch, 28, 28, 1], 0, 255);
-  const ys = tf.oneHot(tf.randomUniform([batch], 0, 10, 'int32') as tf.Tensor1D, 10);
-  const step = () => {
-    const loss = optimizer.minimize(() => tf.mean(tf.metrics.categoricalCrossentropy(ys, model.apply(xs, { training: true }) as tf.Tensor)) as tf.Scalar, true)!;
-    loss.dataSync();
-    loss.dispose();
-  };
+  const ys = tf.oneHot(tf.randomUniform([batch], 0, 10, 'int32') as tf.Tensor1D, 10).toFloat();
+  const compiled = graph ? await GraphTrainStep.create(model, optimizer, [28, 28, 1], 10) : undefined;
+  if (compiled && 'unsupported' in compiled) throw new Error(`no graph step: ${compiled.unsupported}`);
+  let stepIndex = 0;
+  const step = compiled
+    ? () => void compiled.step(xs, ys, 1 / batch, [1, stepIndex++])
+    : () => {
+        const loss = optimizer.minimize(() => tf.mean(tf.metrics.categoricalCrossentropy(ys, model.apply(xs, { training: true }) as tf.Tensor)) as tf.Scalar, true)!;
+        loss.dataSync();
+        loss.dispose();
+      };
   step(); // warm-up: kernels compiled, memory allocated
   const started = performance.now();
   let steps = 0;
@@ -63,6 +70,7 @@ async function measure(architecture: 'mlp' | 'cnn'): Promise<{ steps: number; sa
   const seconds = (performance.now() - started) / 1000;
   const flopsPerSample = 2 * 3 * forwardMacs(model);
   flopsPerSampleOf[architecture] = flopsPerSample;
+  compiled?.dispose();
   tf.dispose([xs, ys]);
   model.dispose();
   optimizer.dispose();
@@ -77,14 +85,18 @@ const skipped = report.unavailable.map((u) => `${u.name}: ${u.reason}`);
 const measured = [...new Set<BackendName>(['cpu', 'wasm', report.name])].filter((b) => !report.unavailable.some((u) => u.name === b));
 for (const backend of measured) {
   if (!(await tf.setBackend(ENGINE_BACKEND_OF[backend]))) throw new Error(`${backend} did not initialise`);
-  for (const model of ['mlp', 'cnn'] as const) {
-    try {
-      rows.push({ backend, model, ...(await measure(model)) });
-    } catch (error) {
-      // e.g. wasm has no Conv2DBackpropFilter: the CNN cannot train there at all.
-      skipped.push(`${model} on ${backend}: ${(error as Error).message}`);
+  const modes = ENGINE_BACKEND_OF[backend] === 'tensorflow' ? [false, true] : [false];
+  for (const graph of modes) {
+    const label = ENGINE_BACKEND_OF[backend] === 'tensorflow' ? `${backend} (${graph ? 'graph' : 'eager'})` : backend;
+    for (const model of ['mlp', 'cnn'] as const) {
+      try {
+        rows.push({ backend: label, model, ...(await measure(model, graph)) });
+      } catch (error) {
+        // e.g. wasm has no Conv2DBackpropFilter: the CNN cannot train there at all.
+        skipped.push(`${model} on ${label}: ${(error as Error).message}`);
+      }
+      console.error(`measured ${model} on ${label}`);
     }
-    console.error(`measured ${model} on ${backend}`);
   }
 }
 
@@ -116,13 +128,13 @@ for (const r of rows) {
   const base = baseline(r.model);
   console.log(`| ${r.backend} | ${r.model} | ${r.steps} | ${r.samplesPerSecond.toFixed(0)} | ${r.gflops.toFixed(2)} | ${base ? (r.samplesPerSecond / base).toFixed(2) : '-'} |`);
 }
-const nativeRows = rows.filter((r) => r.backend === 'tfjs-node' || r.backend === 'tfjs-node-gpu');
+const nativeRows = rows.filter((r) => r.backend.startsWith('tfjs-node'));
 if (nativeRows.length && kerasRows.length) {
-  console.log('\n| model | native / keras (target ≥ 0.8) |');
-  console.log('|---|---:|');
+  console.log('\n| native backend | model | native / keras (target ≥ 0.8) |');
+  console.log('|---|---|---:|');
   for (const n of nativeRows) {
     const k = kerasRows.find((r) => r.model === n.model);
-    if (k) console.log(`| ${n.model} | ${(n.samplesPerSecond / k.samplesPerSecond).toFixed(2)} |`);
+    if (k) console.log(`| ${n.backend} | ${n.model} | ${(n.samplesPerSecond / k.samplesPerSecond).toFixed(2)} |`);
   }
 }
 if (skipped.length) console.log(`\nnot measured:\n${skipped.map((s) => `  ${s}`).join('\n')}`);

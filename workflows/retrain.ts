@@ -162,6 +162,8 @@ export async function retrainWorkflow({ spec, taskQueues }: RetrainInput): Promi
       resumedFromEpoch: trained.resumedFromEpoch,
       samplesPerSecond: trained.samplesPerSecond,
       seconds: trained.seconds,
+      // Absent from results of runs that predate graph execution.
+      execution: trained.execution ?? { mode: 'eager' },
     },
   };
 }

@@ -27,6 +27,14 @@ export async function doctorCommand(options: { json?: boolean }): Promise<void> 
     checks.push({ name: 'backend', ok: false, detail: (error as Error).message });
   }
   for (const missing of backend?.unavailable ?? []) checks.push({ name: `backend ${missing.name}`, ok: false, detail: missing.reason });
+  if (backend) {
+    const graph = backend.engineBackend === 'tensorflow';
+    checks.push({
+      name: 'graph execution',
+      ok: graph,
+      detail: graph ? 'training steps of Sequential models run as one TensorFlow graph each' : `needs the native backend; training steps run op by op on ${backend.name}`,
+    });
+  }
 
   try {
     const target = temporalTargetFromEnv();

@@ -1,0 +1,194 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type * as tfType from '@tensorflow/tfjs';
+import { tf } from '../backend';
+import { compileSequentialStep, describeLayers, GraphUnsupported, type CompiledStep, type OptimizerConfig } from './sequential-graph';
+
+/**
+ * A training step run as one TensorFlow graph on the native backend (see sequential-graph.ts).
+ * The graph owns the variables while an epoch trains; `syncToModel` copies them (and Adam's
+ * moments) back into the tfjs model and optimizer, whose state checkpoints, evaluation and
+ * publishing keep using — so the graph is purely an accelerator, invisible to everything else.
+ */
+
+const TAG = 'gantry-train';
+
+/** The slice of tfjs-node's backend that loads and runs a SavedModel session. */
+interface SessionBackend {
+  loadSavedModelMetaGraph(dir: string, tags: string): number;
+  runSavedModel(id: number, inputs: tfType.Tensor[], inputInfos: { name: string }[], outputNames: string[]): tfType.Tensor[];
+  deleteSavedModel(id: number): void;
+}
+
+export interface GraphStepResult {
+  lossSum: number;
+  correct: number;
+}
+
+interface TfjsAdamState {
+  beta1: number;
+  beta2: number;
+  epsilon: number;
+  learningRate: number;
+  iterations: number;
+}
+
+function optimizerConfig(optimizer: tfType.Optimizer): OptimizerConfig {
+  const name = optimizer.getClassName();
+  if (name === 'Adam') {
+    const adam = optimizer as unknown as TfjsAdamState;
+    return { kind: 'adam', beta1: adam.beta1, beta2: adam.beta2, epsilon: adam.epsilon };
+  }
+  if (name === 'SGD') return { kind: 'sgd', beta1: 0, beta2: 0, epsilon: 0 };
+  throw new GraphUnsupported(`the ${name} optimizer`);
+}
+
+export class GraphTrainStep {
+  private constructor(
+    private readonly backend: SessionBackend,
+    private readonly session: number,
+    private readonly compiled: CompiledStep,
+    private readonly model: tfType.LayersModel,
+    private readonly optimizer: tfType.Optimizer,
+  ) {}
+
+  /**
+   * Compiles `model` + `optimizer` into a graph session and loads their current state into it,
+   * or says why it cannot (not the native backend, a layer or optimizer the compiler lacks).
+   */
+  static async create(model: tfType.LayersModel, optimizer: tfType.Optimizer, featureShape: number[], numClasses: number): Promise<GraphTrainStep | { unsupported: string }> {
+    if (tf.getBackend() !== 'tensorflow') return { unsupported: `the ${tf.getBackend()} backend has no graph sessions` };
+    let compiled: CompiledStep;
+    try {
+      compiled = compileSequentialStep(describeLayers(model), featureShape, numClasses, optimizerConfig(optimizer));
+    } catch (error) {
+      if (error instanceof GraphUnsupported) return { unsupported: error.message };
+      throw error;
+    }
+    const backend = tf.backend() as unknown as SessionBackend;
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'gantry-graph-'));
+    let session: number;
+    try {
+      await writeFile(path.join(dir, 'saved_model.pb'), compiled.graph.savedModel([TAG]));
+      session = backend.loadSavedModelMetaGraph(dir, TAG);
+    } finally {
+      // The session holds the graph in memory; the file was only the way in.
+      await rm(dir, { recursive: true, force: true });
+    }
+    const step = new GraphTrainStep(backend, session, compiled, model, optimizer);
+    await step.loadFromModel();
+    return step;
+  }
+
+  private run(feeds: [string, tfType.Tensor][], fetches: string[]): tfType.Tensor[] {
+    return this.backend.runSavedModel(this.session, feeds.map(([, t]) => t), feeds.map(([name]) => ({ name })), fetches);
+  }
+
+  private get adam(): TfjsAdamState | undefined {
+    return this.optimizer.getClassName() === 'Adam' ? (this.optimizer as unknown as TfjsAdamState) : undefined;
+  }
+
+  /** Writes the tfjs model's weights and the optimizer's slots into the graph's variables. */
+  async loadFromModel(): Promise<void> {
+    const weights = new Map(this.model.trainableWeights.map((w) => [(w.read() as tfType.Variable).name, w.read()]));
+    const { variables } = this.compiled;
+    // Adam's slots by position, as tfjs's own Adam.setWeights takes them: all first moments in
+    // variable order, then all second moments. (Names would not do: a model loaded from a
+    // checkpoint gets fresh variable names.) None yet means a fresh optimizer: zeros.
+    const slots = this.adam ? (await this.optimizer.getWeights()).filter((w) => w.name !== 'iter').map((w) => w.tensor) : [];
+    if (slots.length !== 0 && slots.length !== 2 * variables.length) {
+      throw new Error(`the optimizer holds ${slots.length} slots; the model's ${variables.length} variables need ${2 * variables.length}`);
+    }
+    const feeds: [string, tfType.Tensor][] = [];
+    const created: tfType.Tensor[] = [];
+    const slotOrZeros = (index: number, shape: number[]) => {
+      const existing = slots[index];
+      if (existing) return existing;
+      const zeros = tf.zeros(shape);
+      created.push(zeros);
+      return zeros;
+    };
+    variables.forEach((v, i) => {
+      const value = weights.get(v.name);
+      if (!value) throw new Error(`the model has no trainable weight ${v.name}`);
+      feeds.push([v.set, value]);
+      if (v.setM) feeds.push([v.setM, slotOrZeros(i, v.shape)]);
+      if (v.setV) feeds.push([v.setV, slotOrZeros(variables.length + i, v.shape)]);
+    });
+    tf.dispose(this.run(feeds, [this.compiled.setDone]));
+    tf.dispose(created);
+  }
+
+  /**
+   * One step on a batch: forward, loss scaled by `lossScale` (1 / global batch size), backward,
+   * update. `seed` keys the dropout masks, so a resumed run draws the same ones.
+   */
+  step(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number, seed: [number, number]): GraphStepResult {
+    const { inputs, outputs } = this.compiled;
+    const feeds = this.scalarFeeds(lossScale, seed);
+    // The graph's placeholders are float; tf.oneHot gives int32 labels.
+    const labels = ys.dtype === 'float32' ? ys : tf.cast(ys, 'float32');
+    const results = this.run([[inputs.x, xs], [inputs.y, labels], ...feeds.list], [outputs.lossSum, outputs.correct, outputs.trainDone]);
+    const [lossSum, correct] = [results[0]!.dataSync()[0]!, results[1]!.dataSync()[0]!];
+    tf.dispose([...results, ...feeds.tensors]);
+    if (labels !== ys) labels.dispose();
+    this.countIteration();
+    return { lossSum, correct };
+  }
+
+  private scalarFeeds(lossScale: number, seed: [number, number]) {
+    const { inputs } = this.compiled;
+    const t = (this.adam?.iterations ?? this.optimizer.iterations) + 1;
+    const adam = this.adam;
+    const tensors = [
+      tf.scalar(lossScale),
+      tf.scalar((this.optimizer as unknown as { learningRate: number }).learningRate),
+      tf.scalar(adam ? 1 - adam.beta1 ** t : 1),
+      tf.scalar(adam ? 1 - adam.beta2 ** t : 1),
+      tf.tensor1d(seed, 'int32'),
+    ];
+    const names = [inputs.lossScale, inputs.learningRate, inputs.oneMinusBeta1Power, inputs.oneMinusBeta2Power, inputs.seed];
+    return { tensors, list: names.map((name, i) => [name, tensors[i]!] as [string, tfType.Tensor]) };
+  }
+
+  /** tfjs optimizers count their steps in `iterations_`; the graph's steps count too. */
+  private countIteration(): void {
+    const counter = this.optimizer as unknown as { iterations_: number };
+    counter.iterations_ += 1;
+  }
+
+  /** Copies the graph's variables and Adam moments back into the tfjs model and optimizer. */
+  async syncToModel(): Promise<void> {
+    const { variables } = this.compiled;
+    const fetches = variables.flatMap((v) => [v.read, ...(v.readM ? [v.readM, v.readV!] : [])]);
+    // Any feed will do: the binding wants at least one, and reads depend on none.
+    const feed = tf.scalar(0);
+    const values = this.run([[this.compiled.inputs.lossScale, feed]], fetches);
+    feed.dispose();
+    let k = 0;
+    const byName = new Map(this.model.trainableWeights.map((w) => [(w.read() as tfType.Variable).name, w]));
+    const moments: { m: { name: string; tensor: tfType.Tensor }[]; v: { name: string; tensor: tfType.Tensor }[] } = { m: [], v: [] };
+    for (const v of variables) {
+      const value = values[k++]!;
+      byName.get(v.name)!.write(value);
+      value.dispose();
+      if (v.readM) {
+        moments.m.push({ name: `${v.name}/m`, tensor: values[k++]! });
+        moments.v.push({ name: `${v.name}/v`, tensor: values[k++]! });
+      }
+    }
+    if (this.adam) {
+      // tfjs's Adam.setWeights makes new slot variables without freeing the old ones.
+      const slots = this.optimizer as unknown as { accumulatedFirstMoment?: { variable: tfType.Variable }[]; accumulatedSecondMoment?: { variable: tfType.Variable }[] };
+      tf.dispose([...(slots.accumulatedFirstMoment ?? []), ...(slots.accumulatedSecondMoment ?? [])].map((slot) => slot.variable));
+      const iterations = tf.scalar(this.adam.iterations, 'int32');
+      await this.optimizer.setWeights([{ name: 'iter', tensor: iterations }, ...moments.m, ...moments.v]);
+      tf.dispose([iterations, ...moments.m.map((e) => e.tensor), ...moments.v.map((e) => e.tensor)]);
+    }
+  }
+
+  dispose(): void {
+    this.backend.deleteSavedModel(this.session);
+  }
+}

@@ -1,0 +1,324 @@
+import { randomBytes } from 'node:crypto';
+import type * as tfType from '@tensorflow/tfjs';
+import { GraphBuilder, attr } from './graph-def';
+
+/**
+ * Compiles a tfjs Sequential model into one TensorFlow graph that runs a whole training step —
+ * forward pass, softmax cross-entropy, backward pass and the optimizer update — in a single
+ * session call. The backward pass is written out per layer with TensorFlow's own gradient ops
+ * (MatMul with transposes, BiasAddGrad, ReluGrad, Conv2DBackpropInput/Filter, MaxPoolGrad), the
+ * ones Keras's graphs contain, which TensorFlow then rewrites to its oneDNN kernels.
+ *
+ * Only the layer kinds Gantry's architectures use are compiled; anything else raises
+ * GraphUnsupported and the trainer stays on the eager path, which handles every model.
+ *
+ * The update follows tfjs's Adam exactly (bias-corrected moments, epsilon outside the square
+ * root), so the eager and the graph path train alike and share checkpoints.
+ */
+
+export class GraphUnsupported extends Error {}
+
+export interface GraphVariable {
+  /** The tfjs variable's name (the key of its gradient and of its optimizer slots). */
+  name: string;
+  shape: number[];
+  /** Node names: the value, and for Adam its two moments. */
+  read: string;
+  readM?: string;
+  readV?: string;
+  /** Placeholder and fetchable "done" node that overwrite value and moments (restore). */
+  set: string;
+  setM?: string;
+  setV?: string;
+}
+
+export interface OptimizerConfig {
+  kind: 'adam' | 'sgd';
+  beta1: number;
+  beta2: number;
+  epsilon: number;
+}
+
+export interface CompiledStep {
+  graph: GraphBuilder;
+  variables: GraphVariable[];
+  /** Feeds of the train step. */
+  inputs: { x: string; y: string; lossScale: string; learningRate: string; oneMinusBeta1Power: string; oneMinusBeta2Power: string; seed: string };
+  /** Fetching `trainDone` runs a step; `lossSum` and `correct` come from the same run. */
+  outputs: { lossSum: string; correct: string; trainDone: string };
+  /** Fetch to write every `set*` placeholder into its variable. */
+  setDone: string;
+  /** Per-variable gradient nodes, and an update driven by fed gradients (data parallelism). */
+  gradients: string[];
+  fedGradients: string[];
+  applyFedDone: string;
+}
+
+interface LayerInfo {
+  className: string;
+  config: Record<string, unknown>;
+  weights: { name: string; shape: number[] }[];
+}
+
+const F = { T: attr.type('DT_FLOAT') };
+
+function pair(value: unknown, fallback: number): [number, number] {
+  if (value === undefined || value === null) return [fallback, fallback];
+  if (typeof value === 'number') return [value, value];
+  const list = value as number[];
+  return [list[0]!, list[1] ?? list[0]!];
+}
+
+function padding(value: unknown): 'SAME' | 'VALID' {
+  if (value === 'same') return 'SAME';
+  if (value === 'valid' || value === undefined) return 'VALID';
+  throw new GraphUnsupported(`padding ${String(value)}`);
+}
+
+export function describeLayers(model: tfType.LayersModel): LayerInfo[] {
+  if (model.getClassName() !== 'Sequential') throw new GraphUnsupported(`${model.getClassName()} models (only Sequential compiles)`);
+  return model.layers.map((layer) => ({
+    className: layer.getClassName(),
+    config: layer.getConfig() as Record<string, unknown>,
+    weights: layer.trainableWeights.map((w) => ({ name: (w.read() as tfType.Variable).name, shape: w.shape as number[] })),
+  }));
+}
+
+export function compileSequentialStep(layers: LayerInfo[], inputShape: number[], numClasses: number, optimizer: OptimizerConfig): CompiledStep {
+  const g = new GraphBuilder();
+  const x = g.placeholder('x', 'DT_FLOAT', [-1, ...inputShape]);
+  const y = g.placeholder('y', 'DT_FLOAT', [-1, numClasses]);
+  const lossScale = g.placeholder('loss_scale', 'DT_FLOAT', []);
+  const learningRate = g.placeholder('learning_rate', 'DT_FLOAT', []);
+  const oneMinusBeta1Power = g.placeholder('one_minus_beta1_power', 'DT_FLOAT', []);
+  const oneMinusBeta2Power = g.placeholder('one_minus_beta2_power', 'DT_FLOAT', []);
+  const seed = g.placeholder('seed', 'DT_INT32', [2]);
+
+  const variables: GraphVariable[] = [];
+  const handles: { handle: string; m?: string; v?: string }[] = [];
+  const setters: string[] = [];
+  // Resource names unique to this compilation: two models training in one process never share.
+  const uid = randomBytes(6).toString('hex');
+  const resourceVariable = (name: string, shape: number[]): string =>
+    g.op('VarHandleOp', name, [], { dtype: attr.type('DT_FLOAT'), shape: attr.shape(shape), container: attr.str(''), shared_name: attr.str(`gantry_${uid}/${name}`) });
+  const readOf = (handle: string, name: string) => g.op('ReadVariableOp', name, [handle], { dtype: attr.type('DT_FLOAT') });
+  const assign = (handle: string, value: string, name: string) => g.op('AssignVariableOp', name, [handle, value], { dtype: attr.type('DT_FLOAT') });
+
+  /** A trainable variable with its Adam slots; returns the node reading its value. */
+  const addVariable = (tfjsName: string, shape: number[]): string => {
+    const i = variables.length;
+    const handle = resourceVariable(`var${i}`, shape);
+    const read = readOf(handle, `var${i}/read`);
+    const set = g.placeholder(`var${i}/set`, 'DT_FLOAT', shape);
+    setters.push(assign(handle, set, `var${i}/assign`));
+    const variable: GraphVariable = { name: tfjsName, shape, read, set };
+    const slots: { handle: string; m?: string; v?: string } = { handle };
+    if (optimizer.kind === 'adam') {
+      for (const slot of ['m', 'v'] as const) {
+        const slotHandle = resourceVariable(`var${i}/${slot}`, shape);
+        slots[slot] = slotHandle;
+        const slotSet = g.placeholder(`var${i}/${slot}/set`, 'DT_FLOAT', shape);
+        setters.push(assign(slotHandle, slotSet, `var${i}/${slot}/assign`));
+        if (slot === 'm') { variable.readM = readOf(slotHandle, `var${i}/m/read`); variable.setM = slotSet; }
+        else { variable.readV = readOf(slotHandle, `var${i}/v/read`); variable.setV = slotSet; }
+      }
+    }
+    variables.push(variable);
+    handles.push(slots);
+    return read;
+  };
+
+  // ---- forward ----
+  type Backward = (dy: string) => string | undefined;
+  const backward: Backward[] = [];
+  /** Gradient node per variable index, filled in by the backward pass. */
+  const gradients: string[] = [];
+  let h = x;
+  let shape = [...inputShape];
+  let logits: string | undefined;
+
+  layers.forEach((layer, index) => {
+    const p = `l${index}`;
+    const c = layer.config;
+    const isLast = index === layers.length - 1;
+    switch (layer.className) {
+      case 'InputLayer':
+        return;
+      case 'Rescaling': {
+        const scale = g.floats(`${p}/scale`, [Number(c.scale)]);
+        const offset = Number(c.offset ?? 0);
+        h = g.op('Mul', `${p}/mul`, [h, scale], F);
+        if (offset !== 0) h = g.op('AddV2', `${p}/add`, [h, g.floats(`${p}/offset`, [offset])], F);
+        // The input needs no gradient and nothing before this layer trains.
+        backward.push((dy) => (index === 0 ? undefined : g.op('Mul', `${p}/grad`, [dy, scale], F)));
+        return;
+      }
+      case 'Flatten': {
+        const input = h;
+        const size = shape.reduce((a, b) => a * b, 1);
+        h = g.op('Reshape', `${p}/reshape`, [h, g.ints(`${p}/shape`, [-1, size])], { ...F, Tshape: attr.type('DT_INT32') });
+        shape = [size];
+        backward.push((dy) => g.op('Reshape', `${p}/grad`, [dy, g.op('Shape', `${p}/input_shape`, [input], { ...F, out_type: attr.type('DT_INT32') })], { ...F, Tshape: attr.type('DT_INT32') }));
+        return;
+      }
+      case 'Dropout': {
+        const rate = Number(c.rate);
+        if (c.noiseShape) throw new GraphUnsupported('dropout with a noise shape');
+        if (rate === 0) return;
+        // Stateless randomness keyed by (seed, step) and the layer: a resumed run draws the same masks.
+        const layerSeed = g.op('AddV2', `${p}/seed`, [seed, g.ints(`${p}/salt`, [0, index * 7919])], { T: attr.type('DT_INT32') });
+        const uniform = g.op('StatelessRandomUniform', `${p}/uniform`, [g.op('Shape', `${p}/shape`, [h], { ...F, out_type: attr.type('DT_INT32') }), layerSeed], {
+          dtype: attr.type('DT_FLOAT'), T: attr.type('DT_INT32'), Tseed: attr.type('DT_INT32'),
+        });
+        const keep = g.op('GreaterEqual', `${p}/keep`, [uniform, g.floats(`${p}/rate`, [rate])], F);
+        const mask = g.op('Mul', `${p}/mask`, [g.op('Cast', `${p}/keep_float`, [keep], { SrcT: attr.type('DT_BOOL'), DstT: attr.type('DT_FLOAT') }), g.floats(`${p}/inverse_keep`, [1 / (1 - rate)])], F);
+        h = g.op('Mul', `${p}/apply`, [h, mask], F);
+        backward.push((dy) => g.op('Mul', `${p}/grad`, [dy, mask], F));
+        return;
+      }
+      case 'Dense': {
+        if (shape.length !== 1) throw new GraphUnsupported(`Dense on a rank-${shape.length + 1} input`);
+        const activation = String(c.activation ?? 'linear');
+        const [kernel, bias] = layer.weights;
+        const input = h;
+        const kernelIndex = variables.length;
+        const w = addVariable(kernel!.name, kernel!.shape);
+        const b = c.useBias === false ? undefined : addVariable(bias!.name, bias!.shape);
+        let z = g.op('MatMul', `${p}/matmul`, [h, w], { ...F, transpose_a: attr.bool(false), transpose_b: attr.bool(false) });
+        if (b) z = g.op('BiasAdd', `${p}/bias`, [z, b], { ...F, data_format: attr.str('NHWC') });
+        shape = [Number(c.units)];
+        let activationGrad: (dy: string) => string;
+        if (activation === 'relu') {
+          const out = g.op('Relu', `${p}/relu`, [z], F);
+          activationGrad = (dy) => g.op('ReluGrad', `${p}/relu_grad`, [dy, out], F);
+          h = out;
+        } else if (activation === 'linear') {
+          activationGrad = (dy) => dy;
+          h = z;
+        } else if (activation === 'softmax' && isLast) {
+          // Fused with the loss below: softmax cross-entropy on logits, as Keras computes it.
+          logits = z;
+          activationGrad = (dy) => dy;
+          h = z;
+        } else {
+          throw new GraphUnsupported(`Dense activation ${activation}${activation === 'softmax' ? ' before the last layer' : ''}`);
+        }
+        const first = index === layers.findIndex((l) => l.weights.length > 0);
+        backward.push((dy) => {
+          const dz = activationGrad(dy);
+          gradients[kernelIndex] = g.op('MatMul', `${p}/kernel_grad`, [input, dz], { ...F, transpose_a: attr.bool(true), transpose_b: attr.bool(false) });
+          if (b) gradients[kernelIndex + 1] = g.op('BiasAddGrad', `${p}/bias_grad`, [dz], { ...F, data_format: attr.str('NHWC') });
+          return first ? undefined : g.op('MatMul', `${p}/input_grad`, [dz, w], { ...F, transpose_a: attr.bool(false), transpose_b: attr.bool(true) });
+        });
+        return;
+      }
+      case 'Conv2D': {
+        if (c.dataFormat !== undefined && c.dataFormat !== 'channelsLast') throw new GraphUnsupported('channels-first convolution');
+        const [dh, dw] = pair(c.dilationRate, 1);
+        if (dh !== 1 || dw !== 1) throw new GraphUnsupported('dilated convolution');
+        const activation = String(c.activation ?? 'linear');
+        if (activation !== 'relu' && activation !== 'linear') throw new GraphUnsupported(`Conv2D activation ${activation}`);
+        const [sh, sw] = pair(c.strides, 1);
+        const [kh, kw] = pair(c.kernelSize, 1);
+        const pad = padding(c.padding);
+        const [kernel, bias] = layer.weights;
+        const input = h;
+        const kernelIndex = variables.length;
+        const w = addVariable(kernel!.name, kernel!.shape);
+        const b = c.useBias === false ? undefined : addVariable(bias!.name, bias!.shape);
+        const convAttrs = { ...F, strides: attr.ints([1, sh, sw, 1]), padding: attr.str(pad), data_format: attr.str('NHWC'), dilations: attr.ints([1, 1, 1, 1]), use_cudnn_on_gpu: attr.bool(true) };
+        let z = g.op('Conv2D', `${p}/conv`, [h, w], convAttrs);
+        if (b) z = g.op('BiasAdd', `${p}/bias`, [z, b], { ...F, data_format: attr.str('NHWC') });
+        const [ih, iw] = shape;
+        shape = pad === 'SAME' ? [Math.ceil(ih! / sh), Math.ceil(iw! / sw), Number(c.filters)] : [Math.ceil((ih! - kh + 1) / sh), Math.ceil((iw! - kw + 1) / sw), Number(c.filters)];
+        const out = activation === 'relu' ? g.op('Relu', `${p}/relu`, [z], F) : z;
+        h = out;
+        const first = index === layers.findIndex((l) => l.weights.length > 0);
+        backward.push((dy) => {
+          const dz = activation === 'relu' ? g.op('ReluGrad', `${p}/relu_grad`, [dy, out], F) : dy;
+          gradients[kernelIndex] = g.op('Conv2DBackpropFilter', `${p}/kernel_grad`, [input, g.ints(`${p}/kernel_shape`, kernel!.shape), dz], convAttrs);
+          if (b) gradients[kernelIndex + 1] = g.op('BiasAddGrad', `${p}/bias_grad`, [dz], { ...F, data_format: attr.str('NHWC') });
+          if (first) return undefined;
+          const inputShape = g.op('Shape', `${p}/input_shape`, [input], { ...F, out_type: attr.type('DT_INT32') });
+          return g.op('Conv2DBackpropInput', `${p}/input_grad`, [inputShape, w, dz], convAttrs);
+        });
+        return;
+      }
+      case 'MaxPooling2D': {
+        if (c.dataFormat !== undefined && c.dataFormat !== 'channelsLast') throw new GraphUnsupported('channels-first pooling');
+        const [ph, pw] = pair(c.poolSize, 2);
+        const [sh, sw] = pair(c.strides ?? c.poolSize, 2);
+        const pad = padding(c.padding);
+        const poolAttrs = { ...F, ksize: attr.ints([1, ph, pw, 1]), strides: attr.ints([1, sh, sw, 1]), padding: attr.str(pad), data_format: attr.str('NHWC') };
+        const input = h;
+        const out = g.op('MaxPool', `${p}/pool`, [h], poolAttrs);
+        h = out;
+        const [ih, iw, ch] = shape;
+        shape = pad === 'SAME' ? [Math.ceil(ih! / sh), Math.ceil(iw! / sw), ch!] : [Math.floor((ih! - ph) / sh) + 1, Math.floor((iw! - pw) / sw) + 1, ch!];
+        backward.push((dy) => g.op('MaxPoolGrad', `${p}/grad`, [input, out, dy], poolAttrs));
+        return;
+      }
+      default:
+        throw new GraphUnsupported(`layer ${layer.className}`);
+    }
+  });
+  if (!logits) throw new GraphUnsupported('a model whose last layer is not Dense with softmax');
+
+  // ---- loss: softmax cross-entropy on the logits, summed; the caller scales by 1 / global batch ----
+  const xent = g.op('SoftmaxCrossEntropyWithLogits', 'loss/xent', [logits, y], F);
+  const lossSum = g.op('Sum', 'loss/sum', [xent, g.ints('loss/axes', [0])], { ...F, Tidx: attr.type('DT_INT32'), keep_dims: attr.bool(false) });
+  const argMax = (input: string, name: string) => g.op('ArgMax', name, [input, g.ints(`${name}/axis`, [1], [])], { ...F, Tidx: attr.type('DT_INT32'), output_type: attr.type('DT_INT32') });
+  const hits = g.op('Equal', 'accuracy/equal', [argMax(logits, 'accuracy/predicted'), argMax(y, 'accuracy/label')], { T: attr.type('DT_INT32'), incompatible_shape_error: attr.bool(true) });
+  const correct = g.op('Sum', 'accuracy/correct', [g.op('Cast', 'accuracy/cast', [hits], { SrcT: attr.type('DT_BOOL'), DstT: attr.type('DT_FLOAT') }), g.ints('accuracy/axes', [0])], { ...F, Tidx: attr.type('DT_INT32'), keep_dims: attr.bool(false) });
+
+  // ---- backward ----
+  let dy: string | undefined = g.op('Mul', 'loss/grad', [`${xent}:1`, lossScale], F);
+  for (let i = backward.length - 1; i >= 0 && dy !== undefined; i--) dy = backward[i]!(dy);
+  variables.forEach((v, i) => {
+    if (!gradients[i]) throw new GraphUnsupported(`no gradient reached ${v.name}`);
+  });
+
+  // ---- update ----
+  const constants = {
+    beta1: g.floats('adam/beta1', [optimizer.beta1]),
+    oneMinusBeta1: g.floats('adam/one_minus_beta1', [1 - optimizer.beta1]),
+    beta2: g.floats('adam/beta2', [optimizer.beta2]),
+    oneMinusBeta2: g.floats('adam/one_minus_beta2', [1 - optimizer.beta2]),
+    epsilon: g.floats('adam/epsilon', [optimizer.epsilon]),
+    minusLearningRate: g.op('Neg', 'update/minus_lr', [learningRate], F),
+  };
+  const update = (prefix: string, grads: string[]): string[] =>
+    variables.flatMap((v, i) => {
+      const { handle, m, v: s } = handles[i]!;
+      const grad = grads[i]!;
+      const q = `${prefix}/var${i}`;
+      if (optimizer.kind === 'sgd') {
+        const value = g.op('AddV2', `${q}/new`, [v.read, g.op('Mul', `${q}/step`, [grad, constants.minusLearningRate], F)], F);
+        return [assign(handle, value, `${q}/assign`)];
+      }
+      const mRead = v.readM!;
+      const vRead = v.readV!;
+      const newM = g.op('AddV2', `${q}/m_new`, [g.op('Mul', `${q}/m_decay`, [mRead, constants.beta1], F), g.op('Mul', `${q}/m_in`, [grad, constants.oneMinusBeta1], F)], F);
+      const newV = g.op('AddV2', `${q}/v_new`, [g.op('Mul', `${q}/v_decay`, [vRead, constants.beta2], F), g.op('Mul', `${q}/v_in`, [g.op('Square', `${q}/g2`, [grad], F), constants.oneMinusBeta2], F)], F);
+      const mHat = g.op('RealDiv', `${q}/m_hat`, [newM, oneMinusBeta1Power], F);
+      const vHat = g.op('RealDiv', `${q}/v_hat`, [newV, oneMinusBeta2Power], F);
+      const direction = g.op('RealDiv', `${q}/direction`, [mHat, g.op('AddV2', `${q}/denominator`, [g.op('Sqrt', `${q}/sqrt`, [vHat], F), constants.epsilon], F)], F);
+      const value = g.op('AddV2', `${q}/new`, [v.read, g.op('Mul', `${q}/step`, [direction, constants.minusLearningRate], F)], F);
+      return [assign(handle, value, `${q}/assign`), assign(m!, newM, `${q}/m_assign`), assign(s!, newV, `${q}/v_assign`)];
+    });
+
+  const trainDone = g.done('train/done', update('train', gradients));
+  const fedGradients = variables.map((v, i) => g.placeholder(`var${i}/grad`, 'DT_FLOAT', v.shape));
+  const applyFedDone = g.done('apply/done', update('apply', fedGradients));
+  const setDone = g.done('set/done', setters);
+  return {
+    graph: g,
+    variables,
+    inputs: { x, y, lossScale, learningRate, oneMinusBeta1Power, oneMinusBeta2Power, seed },
+    outputs: { lossSum, correct, trainDone },
+    setDone,
+    gradients,
+    fedGradients,
+    applyFedDone,
+  };
+}
