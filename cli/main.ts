@@ -5,6 +5,7 @@ import { doctorCommand } from './commands/doctor';
 import { devCommand } from './commands/dev';
 import { modelsDescribeCommand, modelsListCommand } from './commands/models';
 import { runCommand } from './commands/run';
+import { serveCommand } from './commands/serve';
 import { scheduleCreateCommand, scheduleDescribeCommand, scheduleListCommand, scheduleSimpleCommand } from './commands/schedule';
 import { workerCommand } from './commands/worker';
 
@@ -81,6 +82,27 @@ schedule.command('pause <scheduleId>').option('--note <note>').action(action((id
 schedule.command('unpause <scheduleId>').option('--note <note>').action(action((id: string, o: { note?: string }) => scheduleSimpleCommand('unpause', id, o.note)));
 schedule.command('trigger <scheduleId>').description('start a run now').action(action((id: string) => scheduleSimpleCommand('trigger', id)));
 schedule.command('delete <scheduleId>').action(action((id: string) => scheduleSimpleCommand('delete', id)));
+
+program
+  .command('serve')
+  .description('serve the model repository over TensorFlow Serving\'s REST and gRPC APIs (hot swap, labels, traffic splits, metrics)')
+  .option('--model-base-path <dir>', 'serve every <model>/<version>/ under this folder (default: GANTRY_HOME/models)')
+  .option('--model-config-file <file>', 'a JSON ModelServerConfig listing the models to serve instead')
+  .option('--host <host>', 'address to bind', '0.0.0.0')
+  .option('--rest-port <port>', 'REST port (0 = any free port, "off")', '8501')
+  .option('--grpc-port <port>', 'gRPC port (0 = any free port, "off")', '8500')
+  .option('--poll-seconds <s>', 'how often to look for new versions', '1')
+  .option('--no-batching', 'one model call per request')
+  .option('--max-batch-size <rows>', 'rows merged into one model call at most', '64')
+  .option('--batch-timeout-micros <us>', 'how long a batch may wait to fill (0: merge what arrives while the model is busy)', '0')
+  .option('--max-enqueued-batches <n>', 'queue bound per version, in batches (beyond it: 429)', '64')
+  .option('--admin-token-file <file>', 'bearer token for the admin API (or GANTRY_SERVE_ADMIN_TOKEN); without one the admin API is off')
+  .option('--state-file <file>', 'where admin changes are kept across restarts (default: GANTRY_HOME/serving-state.json)')
+  .option('--request-timeout-ms <ms>', 'longest a request may take', '30000')
+  .option('--body-limit-mb <mb>', 'largest request body', '16')
+  .option('--no-warmup', 'skip the warm-up request before a version turns AVAILABLE')
+  .option('--log-level <level>', 'silent, error, warn, info or debug', 'info')
+  .action(action(serveCommand));
 
 program
   .command('doctor')

@@ -1,0 +1,66 @@
+import { ServingError } from './errors';
+import type { VersionManager, VersionStatus } from './manager';
+import type { Router, VersionChoice } from './router';
+import { DEFAULT_SIGNATURE, type Signature, type TensorSpec } from './signature';
+import { DTYPE_OF } from './grpc/tensor-proto';
+
+/**
+ * Status and metadata in TF Serving's shapes. The objects use the protobuf field names with
+ * int64 as strings and enums by name — exactly TF Serving's REST JSON, and what proto-loader
+ * encodes for gRPC — so both doors answer from the same builders.
+ */
+
+export function versionStatus(manager: VersionManager, router: Router, model: string, choice: VersionChoice): VersionStatus[] {
+  if (!manager.hasModel(model)) throw new ServingError('NOT_FOUND', `Could not find any versions of model "${model}"`);
+  const all = manager.status(model);
+  const version = choice.label !== undefined ? router.labelVersion(model, choice.label) : choice.version;
+  if (version === undefined) {
+    if (all.length === 0) throw new ServingError('NOT_FOUND', `Could not find any versions of model "${model}"`);
+    return all;
+  }
+  const one = all.filter((s) => s.version === version);
+  if (one.length === 0) throw new ServingError('NOT_FOUND', `Could not find version ${version} of model "${model}"`);
+  return one;
+}
+
+export function statusMessage(statuses: VersionStatus[]): { model_version_status: object[] } {
+  return {
+    model_version_status: statuses.map((s) => ({
+      version: String(s.version),
+      state: s.state,
+      status: { error_code: s.error === undefined ? 'OK' : 'UNKNOWN', error_message: s.error ?? '' },
+    })),
+  };
+}
+
+function tensorInfo(spec: TensorSpec): object {
+  return {
+    dtype: DTYPE_OF[spec.dtype],
+    tensor_shape: { dim: spec.shape.map((size) => ({ size: String(size), name: '' })), unknown_rank: false },
+    name: spec.tensorName,
+  };
+}
+
+/** A SignatureDefMap (the value of metadata["signature_def"]). */
+export function signatureDefMap(signature: Signature): { signature_def: Record<string, object> } {
+  return {
+    signature_def: {
+      [DEFAULT_SIGNATURE]: {
+        inputs: Object.fromEntries(signature.inputs.map((s) => [s.key, tensorInfo(s)])),
+        outputs: Object.fromEntries(signature.outputs.map((s) => [s.key, tensorInfo(s)])),
+        method_name: signature.methodName,
+      },
+    },
+  };
+}
+
+/** The version a metadata request is about (must be AVAILABLE) and its signature. */
+export function metadataTarget(manager: VersionManager, router: Router, model: string, choice: VersionChoice): { version: number; signature: Signature } {
+  // Metadata without a version describes the latest, whatever a traffic split would pick.
+  const explicit = choice.version !== undefined || choice.label !== undefined;
+  const latest = manager.availableVersions(model).at(-1);
+  const version = explicit || latest === undefined ? router.pick(model, choice, undefined).version : latest;
+  const handle = manager.peek(model, version);
+  if (!handle) throw new ServingError('UNAVAILABLE', `model "${model}" version ${version} is unloading; retry`);
+  return { version, signature: handle.servable.signature };
+}

@@ -1,0 +1,119 @@
+import { z } from 'zod';
+import type { ServingMetrics } from './metrics';
+
+/**
+ * Online accuracy from feedback. Each classifier prediction is remembered by its request id
+ * (the predicted class of every row, and the version that answered); when the true labels
+ * arrive, each row counts as correct or not for that version. The accuracy is over the last
+ * `window` labelled rows of each version, so it follows the model as the traffic changes.
+ */
+
+export const FeedbackBodySchema = z
+  .object({
+    feedback: z
+      .array(
+        z
+          .object({
+            request_id: z.string().min(1).max(256),
+            /** The true class of each row of that request (a number when it had one row). */
+            labels: z.union([z.number().int().min(0), z.array(z.number().int().min(0)).min(1)]),
+          })
+          .strict(),
+      )
+      .min(1)
+      .max(100_000),
+  })
+  .strict();
+export type FeedbackBody = z.infer<typeof FeedbackBodySchema>;
+
+interface Remembered {
+  model: string;
+  version: number;
+  classes: Int32Array;
+}
+
+class Window {
+  private readonly outcomes: Uint8Array;
+  private next = 0;
+  count = 0;
+  correct = 0;
+
+  constructor(size: number) {
+    this.outcomes = new Uint8Array(size);
+  }
+
+  add(correct: boolean): void {
+    if (this.count === this.outcomes.length) this.correct -= this.outcomes[this.next]!;
+    else this.count++;
+    this.outcomes[this.next] = correct ? 1 : 0;
+    this.correct += correct ? 1 : 0;
+    this.next = (this.next + 1) % this.outcomes.length;
+  }
+}
+
+export interface FeedbackResult {
+  accepted: number;
+  rows: number;
+  unknown_request_ids: string[];
+  rejected: { request_id: string; reason: string }[];
+}
+
+export class FeedbackStore {
+  // Map keeps insertion order: the oldest prediction is the first key.
+  private readonly predictions = new Map<string, Remembered>();
+  private readonly windows = new Map<string, Window>();
+
+  constructor(
+    private readonly metrics: ServingMetrics,
+    private readonly window: number,
+    private readonly memory: number,
+  ) {}
+
+  remember(requestId: string, model: string, version: number, classes: Int32Array): void {
+    this.predictions.set(requestId, { model, version, classes });
+    if (this.predictions.size > this.memory) this.predictions.delete(this.predictions.keys().next().value!);
+  }
+
+  record(model: string, body: FeedbackBody): FeedbackResult {
+    const result: FeedbackResult = { accepted: 0, rows: 0, unknown_request_ids: [], rejected: [] };
+    const touched = new Set<string>();
+    for (const item of body.feedback) {
+      const prediction = this.predictions.get(item.request_id);
+      if (!prediction || prediction.model !== model) {
+        result.unknown_request_ids.push(item.request_id);
+        continue;
+      }
+      const labels = typeof item.labels === 'number' ? [item.labels] : item.labels;
+      if (labels.length !== prediction.classes.length) {
+        result.rejected.push({ request_id: item.request_id, reason: `${labels.length} labels for a prediction of ${prediction.classes.length} rows` });
+        continue;
+      }
+      // Each prediction is labelled once: a retried feedback call does not count twice.
+      this.predictions.delete(item.request_id);
+      const key = `${model}\0${prediction.version}`;
+      let window = this.windows.get(key);
+      if (!window) this.windows.set(key, (window = new Window(this.window)));
+      const version = String(prediction.version);
+      labels.forEach((label, i) => {
+        const correct = label === prediction.classes[i];
+        window.add(correct);
+        this.metrics.feedback.inc({ model, version, outcome: correct ? 'correct' : 'incorrect' });
+      });
+      touched.add(key);
+      result.accepted++;
+      result.rows += labels.length;
+    }
+    for (const key of touched) {
+      const [m, version] = key.split('\0') as [string, string];
+      const w = this.windows.get(key)!;
+      this.metrics.onlineAccuracy.set({ model: m, version }, w.correct / w.count);
+      this.metrics.onlineAccuracySamples.set({ model: m, version }, w.count);
+    }
+    return result;
+  }
+
+  accuracy(model: string, version: number): { accuracy: number; samples: number } | undefined {
+    const w = this.windows.get(`${model}\0${version}`);
+    return w && w.count > 0 ? { accuracy: w.correct / w.count, samples: w.count } : undefined;
+  }
+}

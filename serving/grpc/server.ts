@@ -1,0 +1,260 @@
+import * as grpc from '@grpc/grpc-js';
+import { z } from 'zod';
+import type { Admin } from '../admin';
+import { ModelServerConfigSchema } from '../config';
+import { metadataTarget, signatureDefMap, statusMessage, versionStatus } from '../describe';
+import { asServingError, describeIssues, grpcStatusOf, invalidArgument, ServingError } from '../errors';
+import { checkSignatureName, type CallContext, type Inference, type Target } from '../inference';
+import type { VersionManager } from '../manager';
+import type { Api } from '../metrics';
+import type { Router } from '../router';
+import { rowSize, type Signature } from '../signature';
+import { allocate, type DenseTensor } from '../tensors';
+import { loadServingProtos, SIGNATURE_DEF_MAP_TYPE_URL } from './protos';
+import { decodeTensorProto, encodeTensorProto } from './tensor-proto';
+
+/**
+ * The gRPC front door, wire-compatible with TF Serving: tensorflow.serving.PredictionService
+ * (Predict, Classify, GetModelMetadata) and ModelService (GetModelStatus,
+ * HandleReloadConfigRequest). Like the REST door it only translates; errors carry the canonical
+ * status code. HandleReloadConfigRequest changes what is served, so it needs the admin token
+ * in the `authorization` metadata, as the REST admin API does.
+ */
+
+export interface GrpcDeps {
+  inference: Inference;
+  manager: VersionManager;
+  router: Router;
+  admin: Admin;
+  bodyLimitBytes: number;
+  stickyHeader: string;
+}
+
+const ModelSpecSchema = z
+  .object({
+    name: z.string(),
+    version: z.object({ value: z.union([z.string(), z.number()]) }).nullable().optional(),
+    version_label: z.string().optional(),
+    signature_name: z.string().optional(),
+    version_choice: z.string().optional(),
+  })
+  .loose();
+
+const PredictRequestSchema = z.object({ model_spec: ModelSpecSchema.nullable(), inputs: z.record(z.string(), z.unknown()), output_filter: z.array(z.string()).optional() }).loose();
+const SpecOnlySchema = z.object({ model_spec: ModelSpecSchema.nullable(), metadata_field: z.array(z.string()).optional() }).loose();
+
+const FeatureSchema = z
+  .object({
+    float_list: z.object({ value: z.array(z.number()) }).nullable().optional(),
+    int64_list: z.object({ value: z.array(z.union([z.string(), z.number()])) }).nullable().optional(),
+    bytes_list: z.object({ value: z.array(z.unknown()) }).nullable().optional(),
+    kind: z.string().optional(),
+  })
+  .loose();
+const ExampleSchema = z.object({ features: z.object({ feature: z.record(z.string(), FeatureSchema) }).nullable() }).loose();
+const ClassifyRequestSchema = z
+  .object({
+    model_spec: ModelSpecSchema.nullable(),
+    input: z
+      .object({
+        example_list: z.object({ examples: z.array(ExampleSchema) }).nullable().optional(),
+        example_list_with_context: z.object({ examples: z.array(ExampleSchema), context: ExampleSchema.nullable() }).nullable().optional(),
+      })
+      .loose()
+      .nullable(),
+  })
+  .loose();
+
+function parse<T extends z.ZodType>(schema: T, value: unknown): z.output<T> {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw invalidArgument(`request: ${describeIssues(parsed.error.issues)}`);
+  return parsed.data;
+}
+
+function targetOf(spec: z.infer<typeof ModelSpecSchema> | null): Target {
+  if (!spec || !spec.name) throw invalidArgument('model_spec.name: required');
+  const target: Target = { model: spec.name, signatureName: spec.signature_name || undefined };
+  if (spec.version_choice === 'version' && spec.version) {
+    const version = Number(spec.version.value);
+    if (!Number.isSafeInteger(version) || version < 1) throw invalidArgument(`model_spec.version: ${spec.version.value} is not a positive version`);
+    target.version = version;
+  } else if (spec.version_choice === 'version_label' && spec.version_label) {
+    target.label = spec.version_label;
+  }
+  return target;
+}
+
+function metadataValue(call: grpc.ServerUnaryCall<unknown, unknown>, key: string): string | undefined {
+  const value = call.metadata.get(key)[0];
+  return value === undefined ? undefined : String(value);
+}
+
+/** Wraps a handler: any throw becomes a gRPC status; nothing escapes to crash the process. */
+function unary<Req, Res>(handler: (call: grpc.ServerUnaryCall<Req, Res>) => Promise<{ response: Res; metadata?: grpc.Metadata }>): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    handler(call).then(
+      ({ response, metadata }) => callback(null, response, metadata),
+      (error: unknown) => {
+        const failure = asServingError(error);
+        callback({ code: grpcStatusOf(failure.code), details: failure.message });
+      },
+    );
+  };
+}
+
+function featureValues(feature: z.infer<typeof FeatureSchema>, where: string): number[] {
+  if (feature.float_list) return feature.float_list.value;
+  if (feature.int64_list) return feature.int64_list.value.map(Number);
+  throw invalidArgument(`${where}: expected a float_list or int64_list`);
+}
+
+function classifyInputs(request: z.infer<typeof ClassifyRequestSchema>, signature: Signature, maxRows: number): DenseTensor[] {
+  const input = request.input;
+  const list = input?.example_list ?? input?.example_list_with_context;
+  if (!list || list.examples.length === 0) throw invalidArgument('input: needs example_list or example_list_with_context with at least one example');
+  if (list.examples.length > maxRows) throw invalidArgument(`input: ${list.examples.length} examples exceed the limit of ${maxRows} per request`);
+  const context = input?.example_list_with_context?.context?.features?.feature ?? {};
+  const rows = list.examples.length;
+  const tensors = signature.inputs.map((spec) => ({ dtype: spec.dtype, shape: [rows, ...spec.shape.slice(1)], data: allocate(spec.dtype, rows * rowSize(spec)) }));
+  list.examples.forEach((example, i) => {
+    const features = { ...context, ...(example.features?.feature ?? {}) };
+    const unknown = Object.keys(features).filter((key) => !signature.inputs.some((s) => s.key === key));
+    if (unknown.length) throw invalidArgument(`examples[${i}]: unknown feature ${unknown.map((k) => `"${k}"`).join(', ')}; the signature's inputs are ${signature.inputs.map((s) => `"${s.key}"`).join(', ')}`);
+    signature.inputs.forEach((spec, j) => {
+      const feature = features[spec.key];
+      if (!feature) throw invalidArgument(`examples[${i}]: missing feature "${spec.key}"`);
+      // tf.Example features are flat lists: one row of the input, row-major.
+      const values = featureValues(feature, `examples[${i}].${spec.key}`);
+      if (values.length !== rowSize(spec)) throw invalidArgument(`examples[${i}].${spec.key}: ${values.length} values, the input needs ${rowSize(spec)} (shape [${spec.shape.slice(1).join(', ')}])`);
+      if (spec.dtype === 'int32' && !values.every(Number.isInteger)) throw invalidArgument(`examples[${i}].${spec.key}: the input is int32; use an int64_list`);
+      tensors[j]!.data.set(values, i * rowSize(spec));
+    });
+  });
+  return tensors;
+}
+
+export function createGrpcServer(deps: GrpcDeps): grpc.Server {
+  const { inference, manager, router, admin } = deps;
+  const protos = loadServingProtos();
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': deps.bodyLimitBytes });
+
+  const context = (call: grpc.ServerUnaryCall<unknown, unknown>, api: Api): CallContext => ({
+    api,
+    protocol: 'grpc',
+    clientKey: metadataValue(call, deps.stickyHeader),
+    requestId: metadataValue(call, 'x-request-id'),
+  });
+  const answerMetadata = (version: number, requestId: string) => {
+    const metadata = new grpc.Metadata();
+    metadata.set('x-gantry-model-version', String(version));
+    metadata.set('x-request-id', requestId);
+    return metadata;
+  };
+
+  server.addService(protos.predictionService, {
+    Predict: unary(async (call) => {
+      const request = parse(PredictRequestSchema, call.request);
+      const target = targetOf(request.model_spec);
+      const answer = await inference.run(target, context(call, 'predict'), (signature) => {
+        const unknown = Object.keys(request.inputs).filter((k) => !signature.inputs.some((s) => s.key === k));
+        if (unknown.length) throw invalidArgument(`inputs: unknown input ${unknown.map((k) => `"${k}"`).join(', ')}; the signature's inputs are ${signature.inputs.map((s) => `"${s.key}"`).join(', ')}`);
+        const tensors = signature.inputs.map((spec) => {
+          if (!(spec.key in request.inputs)) throw invalidArgument(`inputs: missing input "${spec.key}"`);
+          return decodeTensorProto(request.inputs[spec.key], spec, inference.maxRows, `inputs.${spec.key}`);
+        });
+        if (tensors.some((t) => t.shape[0] !== tensors[0]!.shape[0])) throw invalidArgument('inputs: the inputs differ in batch size');
+        for (const name of request.output_filter ?? []) {
+          if (!signature.outputs.some((s) => s.key === name)) throw invalidArgument(`output_filter: "${name}" is not an output of the signature`);
+        }
+        return tensors;
+      });
+      const filter = request.output_filter?.length ? new Set(request.output_filter) : undefined;
+      const outputs = Object.fromEntries(
+        answer.outputs.flatMap((t, i) => {
+          const key = answer.signature.outputs[i]!.key;
+          return !filter || filter.has(key) ? [[key, encodeTensorProto(t)]] : [];
+        }),
+      );
+      return {
+        response: { model_spec: { name: answer.model, version: { value: String(answer.version) }, signature_name: answer.signature.name }, outputs },
+        metadata: answerMetadata(answer.version, answer.requestId),
+      };
+    }),
+
+    Classify: unary(async (call) => {
+      const request = parse(ClassifyRequestSchema, call.request);
+      const target = targetOf(request.model_spec);
+      const answer = await inference.run(target, context(call, 'classify'), (signature) => {
+        if (!signature.classLabels) throw invalidArgument(`model "${target.model}" is not a classifier (one output of shape [-1, K]); use Predict`);
+        return classifyInputs(request, signature, inference.maxRows);
+      });
+      const labels = answer.signature.classLabels!;
+      const scores = answer.outputs[0]!;
+      const classifications = Array.from({ length: scores.shape[0]! }, (_, r) => ({
+        classes: labels.map((label, c) => ({ label, score: scores.data[r * labels.length + c]! })),
+      }));
+      return {
+        response: { model_spec: { name: answer.model, version: { value: String(answer.version) }, signature_name: answer.signature.name }, result: { classifications } },
+        metadata: answerMetadata(answer.version, answer.requestId),
+      };
+    }),
+
+    GetModelMetadata: unary(async (call) => {
+      const request = parse(SpecOnlySchema, call.request);
+      const target = targetOf(request.model_spec);
+      checkSignatureName(target.signatureName);
+      const fields = request.metadata_field ?? [];
+      const unsupported = fields.filter((f) => f !== 'signature_def');
+      if (unsupported.length) throw invalidArgument(`metadata_field: ${unsupported.map((f) => `"${f}"`).join(', ')} not supported (only "signature_def")`);
+      const { version, signature } = metadataTarget(manager, router, target.model, target);
+      return {
+        response: {
+          model_spec: { name: target.model, version: { value: String(version) }, signature_name: '' },
+          metadata: { signature_def: { type_url: SIGNATURE_DEF_MAP_TYPE_URL, value: protos.encodeSignatureDefMap(signatureDefMap(signature)) } },
+        },
+      };
+    }),
+  });
+
+  server.addService(protos.modelService, {
+    GetModelStatus: unary(async (call) => {
+      const request = parse(SpecOnlySchema, call.request);
+      const target = targetOf(request.model_spec);
+      return { response: statusMessage(versionStatus(manager, router, target.model, target)) };
+    }),
+
+    HandleReloadConfigRequest: unary(async (call) => {
+      admin.authorize(metadataValue(call, 'authorization'));
+      const request = call.request as { config?: { model_config_list?: { config?: unknown[] } | null } | null };
+      const list = request.config?.model_config_list;
+      if (!list) throw invalidArgument('config.model_config_list: required (custom_model_config is not supported)');
+      const parsed = ModelServerConfigSchema.safeParse({ model_config_list: { config: (list.config ?? []).map(fromProtoModelConfig) } });
+      if (!parsed.success) throw invalidArgument(`config: ${describeIssues(parsed.error.issues)}`);
+      await admin.reloadConfig(parsed.data);
+      return { response: { status: { error_code: 'OK', error_message: '' } } };
+    }),
+  });
+  return server;
+}
+
+/** A decoded ModelConfig message as the JSON config schema reads it (oneof markers and empty defaults dropped). */
+function fromProtoModelConfig(raw: unknown): unknown {
+  const config = raw as Record<string, unknown> & { model_version_policy?: Record<string, unknown> | null };
+  const policy = config.model_version_policy;
+  const choice = policy?.policy_choice as string | undefined;
+  return {
+    name: config.name,
+    base_path: config.base_path,
+    ...(config.model_platform ? { model_platform: config.model_platform } : {}),
+    ...(policy && choice ? { model_version_policy: { [choice]: policy[choice] } } : {}),
+    version_labels: config.version_labels ?? {},
+  };
+}
+
+export function bindGrpc(server: grpc.Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound)));
+  });
+}
+
+export { ServingError };

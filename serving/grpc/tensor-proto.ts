@@ -1,0 +1,60 @@
+import { z } from 'zod';
+import { invalidArgument } from '../errors';
+import type { ServedDType, TensorSpec } from '../signature';
+import { fromBytes, type DenseTensor } from '../tensors';
+
+/**
+ * TensorProto ↔ DenseTensor. As in TF Serving, a tensor's dtype must be the signature's (no
+ * silent casts) and its shape must match the signature's apart from the batch dimension.
+ * Values come from `tensor_content` (little-endian bytes) or the dtype's repeated field.
+ */
+
+const DimSchema = z.object({ size: z.union([z.string(), z.number()]).transform(Number), name: z.string().optional() }).loose();
+
+export const TensorProtoSchema = z
+  .object({
+    dtype: z.string(),
+    tensor_shape: z.object({ dim: z.array(DimSchema), unknown_rank: z.boolean().optional() }).loose().nullable().optional(),
+    tensor_content: z.instanceof(Uint8Array).optional(),
+    float_val: z.array(z.number()).optional(),
+    int_val: z.array(z.number()).optional(),
+  })
+  .loose();
+export type TensorProtoIn = z.infer<typeof TensorProtoSchema>;
+
+export const DTYPE_OF: Record<ServedDType, string> = { float32: 'DT_FLOAT', int32: 'DT_INT32' };
+
+export function decodeTensorProto(raw: unknown, spec: TensorSpec, maxRows: number, where: string): DenseTensor {
+  const parsed = TensorProtoSchema.safeParse(raw);
+  if (!parsed.success) throw invalidArgument(`${where}: not a TensorProto: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  const proto = parsed.data;
+  const expected = DTYPE_OF[spec.dtype];
+  if (proto.dtype !== expected) throw invalidArgument(`${where}: dtype ${proto.dtype} does not match the signature's ${expected}`);
+  if (!proto.tensor_shape || proto.tensor_shape.unknown_rank) throw invalidArgument(`${where}: tensor_shape is required`);
+  const shape = proto.tensor_shape.dim.map((d) => d.size);
+  const want = spec.shape;
+  const mismatch = shape.length !== want.length || shape.some((d, i) => (i === 0 ? !(Number.isInteger(d) && d >= 1) : d !== want[i]));
+  if (mismatch) throw invalidArgument(`${where}: shape [${shape.join(', ')}] does not match the signature's [${want.join(', ')}] (-1: any batch size ≥ 1)`);
+  const rows = shape[0]!;
+  if (rows > maxRows) throw invalidArgument(`${where}: ${rows} rows exceed the limit of ${maxRows} per request`);
+  const count = shape.reduce((a, b) => a * b, 1);
+  let data: Float32Array | Int32Array;
+  if (proto.tensor_content && proto.tensor_content.byteLength > 0) {
+    data = fromBytes(proto.tensor_content, spec.dtype, count, `${where}.tensor_content`);
+  } else {
+    const values = (spec.dtype === 'float32' ? proto.float_val : proto.int_val) ?? [];
+    const field = spec.dtype === 'float32' ? 'float_val' : 'int_val';
+    if (values.length !== count) throw invalidArgument(`${where}.${field}: ${values.length} values for shape [${shape.join(', ')}] (${count} needed)`);
+    data = spec.dtype === 'float32' ? Float32Array.from(values) : Int32Array.from(values);
+  }
+  return { dtype: spec.dtype, shape, data };
+}
+
+export function encodeTensorProto(tensor: DenseTensor): object {
+  const values = Array.from(tensor.data);
+  return {
+    dtype: DTYPE_OF[tensor.dtype],
+    tensor_shape: { dim: tensor.shape.map((size) => ({ size: String(size), name: '' })), unknown_rank: false },
+    ...(tensor.dtype === 'float32' ? { float_val: values } : { int_val: values }),
+  };
+}

@@ -1,0 +1,157 @@
+import { randomUUID } from 'node:crypto';
+import { asServingError, invalidArgument, ServingError } from './errors';
+import type { FeedbackStore } from './feedback';
+import type { ServableHandle } from './handle';
+import type { Logger } from './log';
+import type { VersionManager } from './manager';
+import type { Api, Protocol, ServingMetrics } from './metrics';
+import type { Router, VersionChoice } from './router';
+import { DEFAULT_SIGNATURE, type Signature } from './signature';
+import { argmaxRows, type DenseTensor } from './tensors';
+
+/**
+ * The one predict path behind both front doors: route → acquire the version's handle → decode
+ * the request against its signature → batcher → answer, with metrics, the request id, feedback
+ * memory and shadow copies. A door only translates its wire format to and from DenseTensors.
+ */
+
+export interface Target extends VersionChoice {
+  model: string;
+  signatureName?: string;
+}
+
+export interface CallContext {
+  api: Api;
+  protocol: Protocol;
+  clientKey?: string;
+  requestId?: string;
+}
+
+export interface Answer {
+  model: string;
+  version: number;
+  requestId: string;
+  signature: Signature;
+  outputs: DenseTensor[];
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export class Inference {
+  constructor(
+    private readonly deps: {
+      manager: VersionManager;
+      router: Router;
+      metrics: ServingMetrics;
+      feedback: FeedbackStore;
+      requestTimeoutMs: number;
+      maxRowsPerRequest: number;
+      log: Logger;
+    },
+  ) {}
+
+  get maxRows(): number {
+    return this.deps.maxRowsPerRequest;
+  }
+
+  /** Routes and acquires; retries once when the picked version began unloading in between. */
+  acquire(target: Target, clientKey?: string): ServableHandle {
+    checkSignatureName(target.signatureName);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const { version } = this.deps.router.pick(target.model, target, clientKey);
+      const handle = this.deps.manager.acquire(target.model, version);
+      if (handle) return handle;
+    }
+    throw new ServingError('UNAVAILABLE', `model "${target.model}": the chosen version is unloading; retry`);
+  }
+
+  /**
+   * Runs one predict or classify call. `decode` turns the request into input tensors once the
+   * version (and so the signature) is known.
+   */
+  async run(target: Target, context: CallContext, decode: (signature: Signature) => DenseTensor[]): Promise<Answer> {
+    const started = performance.now();
+    const { metrics } = this.deps;
+    let version = '';
+    try {
+      const handle = this.acquire(target, context.clientKey);
+      version = String(handle.version);
+      let inputs: DenseTensor[];
+      try {
+        inputs = decode(handle.servable.signature);
+      } catch (error) {
+        handle.release();
+        throw error;
+      }
+      // The handle is held until the batch ran, even if this request times out before.
+      const work = handle.batcher.submit(inputs);
+      void work.then(
+        () => handle.release(),
+        () => handle.release(),
+      );
+      const outputs = await withDeadline(work, this.deps.requestTimeoutMs);
+      const requestId = context.requestId !== undefined && REQUEST_ID.test(context.requestId) ? context.requestId : randomUUID();
+      const signature = handle.servable.signature;
+      if (signature.classLabels && outputs.length === 1) {
+        const classes = argmaxRows(outputs[0]!);
+        for (const c of classes) metrics.predictedClass.inc({ model: target.model, version, class: signature.classLabels[c] ?? String(c) });
+        this.deps.feedback.remember(requestId, target.model, handle.version, classes);
+        if (target.version === undefined && target.label === undefined) this.maybeShadow(target.model, handle.version, inputs, classes);
+      }
+      metrics.requests.inc({ model: target.model, version, api: context.api, protocol: context.protocol, status: 'OK' });
+      metrics.latency.observe({ model: target.model, version, api: context.api, protocol: context.protocol }, (performance.now() - started) / 1000);
+      return { model: target.model, version: handle.version, requestId, signature, outputs };
+    } catch (error) {
+      const failure = asServingError(error);
+      this.count(target.model, version, context, failure);
+      throw failure;
+    }
+  }
+
+  /** Counts a request that failed outside run() (a body the door could not even read). */
+  count(model: string, version: string, context: CallContext, error: ServingError): void {
+    this.deps.metrics.requests.inc({ model, version, api: context.api, protocol: context.protocol, status: error.code });
+  }
+
+  /**
+   * Sends a copy to the shadow version, if this request is picked. Never awaited and never
+   * allowed to fail the served answer: the shadow's answers are only compared and counted.
+   */
+  private maybeShadow(model: string, served: number, inputs: DenseTensor[], servedClasses: Int32Array): void {
+    const { router, manager, metrics, log } = this.deps;
+    const version = router.shadow(model, served);
+    if (version === undefined) return;
+    const labels = { model, version: String(version) };
+    const handle = manager.acquire(model, version);
+    if (!handle) {
+      metrics.shadow.inc({ ...labels, outcome: 'error' });
+      return;
+    }
+    const started = performance.now();
+    handle.batcher
+      .submit(inputs)
+      .then((outputs) => {
+        metrics.shadowLatency.observe(labels, (performance.now() - started) / 1000);
+        const classes = argmaxRows(outputs[0]!);
+        const agree = classes.every((c, i) => c === servedClasses[i]);
+        metrics.shadow.inc({ ...labels, outcome: agree ? 'agree' : 'disagree' });
+      })
+      .catch((error: Error) => {
+        metrics.shadow.inc({ ...labels, outcome: 'error' });
+        log.warn(`shadow request to model ${model} version ${version} failed: ${error.message}`);
+      })
+      .finally(() => handle.release());
+  }
+}
+
+export function checkSignatureName(name: string | undefined): void {
+  if (name && name !== DEFAULT_SIGNATURE) throw invalidArgument(`signature_name "${name}" not found; this model serves "${DEFAULT_SIGNATURE}"`);
+}
+
+function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ServingError('DEADLINE_EXCEEDED', `the request took longer than ${ms} ms`)), ms);
+  });
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
+}

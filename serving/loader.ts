@@ -1,0 +1,151 @@
+import { readFile, readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type * as tfType from '@tensorflow/tfjs';
+import { z } from 'zod';
+import { METADATA_FILE } from '../artifacts/model-repository';
+import { tf } from '../training/backend';
+import { deserializeModel } from '../training/model-files';
+import { describeIssues } from './errors';
+import { signatureOf, VersionMetadataSchema, type Signature, type VersionMetadata } from './signature';
+import { allocate, parsePredictBody, PredictBodySchema, type DenseTensor } from './tensors';
+
+/**
+ * The loader: turns one version folder into a servable and back. A version folder holds a
+ * TensorFlow.js layers model (`model.json` + the weight files its manifest names — Gantry's
+ * publish step writes `weights.bin`, tfjs's own save writes shards) and optionally Gantry's
+ * `gantry.json` and `warmup.json`. Loading runs the warm-up before the version may turn
+ * AVAILABLE, so a model that cannot run on its own signature fails here, not on a request.
+ */
+
+export const WARMUP_FILE = 'warmup.json';
+
+const WarmupFileSchema = z.object({ requests: z.array(PredictBodySchema).min(1).max(100) }).strict();
+
+export interface Servable {
+  signature: Signature;
+  metadata: VersionMetadata;
+  /** Bytes of weights held (for the loaded-bytes gauge). */
+  weightBytes: number;
+  /** One synchronous forward pass over a batch (inputs in signature order). */
+  run(inputs: DenseTensor[]): DenseTensor[];
+  /** Frees the model's tensors; the servable is unusable afterwards. */
+  dispose(): void;
+}
+
+/** A string that changes whenever the folder's files change (names, sizes, mtimes). */
+export async function folderFingerprint(dir: string): Promise<string> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  const parts: string[] = [];
+  for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+    if (!entry.isFile()) continue;
+    const info = await stat(path.join(dir, entry.name));
+    parts.push(`${entry.name}:${info.size}:${info.mtimeMs}`);
+  }
+  return parts.join('|');
+}
+
+/** A file the manifest names, refused when the name would leave the version folder. */
+function weightFile(dir: string, name: string): string {
+  const resolved = path.resolve(dir, name);
+  if (path.dirname(resolved) !== path.resolve(dir)) throw new Error(`model.json names weight file ${JSON.stringify(name)} outside its folder`);
+  return resolved;
+}
+
+async function readMetadata(dir: string): Promise<VersionMetadata> {
+  const text = await readFile(path.join(dir, METADATA_FILE), 'utf8').catch(() => undefined);
+  if (text === undefined) return {};
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`${METADATA_FILE} is not JSON: ${(error as Error).message}`);
+  }
+  const parsed = VersionMetadataSchema.safeParse(raw);
+  if (!parsed.success) throw new Error(`${METADATA_FILE}: ${describeIssues(parsed.error.issues)}`);
+  return parsed.data;
+}
+
+export function createServable(model: tfType.LayersModel, metadata: VersionMetadata = {}): Servable {
+  const signature = signatureOf(model, metadata);
+  const outputNames = model.outputs.map((o) => o.name);
+  const weightBytes = model.weights.reduce((sum, w) => sum + (w.shape as number[]).reduce((a, b) => a * b, 1) * 4, 0);
+  let disposed = false;
+  return {
+    signature,
+    metadata,
+    weightBytes,
+    run(inputs) {
+      if (disposed) throw new Error('the version was unloaded');
+      // `execute` is predict's forward pass without its per-call checks and its split into
+      // sub-batches of 32: the batcher already decided the batch.
+      const outputs = tf.tidy(() => {
+        const xs = inputs.map((t) => tf.tensor(t.data, t.shape, t.dtype));
+        const ys = model.execute(xs.length === 1 ? xs[0]! : xs, outputNames);
+        return Array.isArray(ys) ? ys : [ys];
+      });
+      try {
+        return outputs.map((y, i) => ({ dtype: signature.outputs[i]!.dtype, shape: y.shape, data: y.dataSync() as Float32Array | Int32Array }));
+      } finally {
+        tf.dispose(outputs);
+      }
+    },
+    dispose() {
+      if (disposed) return;
+      disposed = true;
+      model.dispose();
+    },
+  };
+}
+
+export interface LoadOptions {
+  /** Run one all-zeros row through the model before it turns AVAILABLE. */
+  warmup: boolean;
+}
+
+export async function loadServable(dir: string, options: LoadOptions): Promise<Servable> {
+  const modelJsonText = await readFile(path.join(dir, 'model.json'), 'utf8').catch((error: NodeJS.ErrnoException) => {
+    throw new Error(error.code === 'ENOENT' ? `no model.json in ${dir}` : `cannot read model.json: ${error.message}`);
+  });
+  let manifest: { weightsManifest?: { paths?: unknown }[] };
+  try {
+    manifest = JSON.parse(modelJsonText) as typeof manifest;
+  } catch (error) {
+    throw new Error(`model.json is not JSON: ${(error as Error).message}`);
+  }
+  const paths = (manifest.weightsManifest ?? []).flatMap((group) => (Array.isArray(group.paths) ? group.paths : []));
+  if (!paths.every((p): p is string => typeof p === 'string')) throw new Error('model.json: weightsManifest paths must be strings');
+  // tfjs concatenates the weight files in manifest order into one buffer.
+  const chunks = await Promise.all(paths.map((p) => readFile(weightFile(dir, p)).catch((error: Error) => Promise.reject(new Error(`cannot read weight file ${p}: ${error.message}`)))));
+  const weights = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+  const metadata = await readMetadata(dir);
+  const model = await deserializeModel(modelJsonText, weights);
+  let servable: Servable;
+  try {
+    servable = createServable(model, metadata);
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
+  try {
+    await warmUp(dir, servable, options);
+  } catch (error) {
+    servable.dispose();
+    throw new Error(`warm-up failed: ${(error as Error).message}`);
+  }
+  return servable;
+}
+
+async function warmUp(dir: string, servable: Servable, options: LoadOptions): Promise<void> {
+  const text = await readFile(path.join(dir, WARMUP_FILE), 'utf8').catch(() => undefined);
+  const { signature } = servable;
+  if (text !== undefined) {
+    const parsed = WarmupFileSchema.safeParse(JSON.parse(text));
+    if (!parsed.success) throw new Error(`${WARMUP_FILE}: ${describeIssues(parsed.error.issues)}`);
+    for (const request of parsed.data.requests) servable.run(parsePredictBody(request, signature, 100_000).inputs);
+  } else if (options.warmup) {
+    servable.run(signature.inputs.map((spec) => {
+      const shape = [1, ...spec.shape.slice(1)];
+      return { dtype: spec.dtype, shape, data: allocate(spec.dtype, shape.reduce((a, b) => a * b, 1)) };
+    }));
+  }
+}

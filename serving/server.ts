@@ -1,0 +1,150 @@
+import type { AddressInfo } from 'node:net';
+import type * as grpc from '@grpc/grpc-js';
+import type { FastifyInstance } from 'fastify';
+import { selectBackend, type BackendReport } from '../training/backend';
+import { Admin } from './admin';
+import { parseServerOptions, readModelConfigFile, type ServerOptions, type ServerOptionsInput } from './config';
+import { FeedbackStore } from './feedback';
+import { bindGrpc, createGrpcServer } from './grpc/server';
+import { Inference } from './inference';
+import type { Servable, LoadOptions } from './loader';
+import { silentLogger, type Logger } from './log';
+import { VersionManager } from './manager';
+import { ServingMetrics } from './metrics';
+import { createRestServer } from './rest/server';
+import { Router } from './router';
+import { RepositorySource } from './source';
+import { ServingState } from './state';
+
+/**
+ * `gantry serve` as a library: wires source → manager → router → batcher → the two front doors,
+ * selects the TensorFlow.js backend once, loads what the repository holds, then listens.
+ * Used by the CLI command and by the tests (ports 0 = free ports).
+ */
+
+export interface ModelServer {
+  restPort: number | null;
+  grpcPort: number | null;
+  backend: BackendReport;
+  metrics: ServingMetrics;
+  manager: VersionManager;
+  /** Polls the repository now and applies what it finds (tests; the server polls by itself). */
+  poll(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface ModelServerHooks {
+  /** Replaces the file loader (tests). */
+  loadServable?: (path: string, options: LoadOptions) => Promise<Servable>;
+  logger?: Logger;
+}
+
+export async function startModelServer(input: ServerOptionsInput, hooks: ModelServerHooks = {}): Promise<ModelServer> {
+  const options: ServerOptions = parseServerOptions(input);
+  const backend = await selectBackend();
+  const modelConfig = options.modelConfig ?? (options.modelConfigFile ? await readModelConfigFile(options.modelConfigFile) : undefined);
+  const state = await ServingState.open({ basePath: options.modelBasePath, modelConfig, stateFile: options.stateFile });
+  const metrics = new ServingMetrics();
+  let log: Logger = hooks.logger ?? silentLogger;
+  const manager = new VersionManager({
+    load: { warmup: options.warmup },
+    batching: options.batching,
+    metrics,
+    log: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
+    loadServable: hooks.loadServable,
+  });
+  const source = new RepositorySource(() => state.models(), (snapshots) => manager.apply(snapshots), options.pollIntervalMs, {
+    info: (m) => log.info(m),
+    warn: (m) => log.warn(m),
+    error: (m) => log.error(m),
+  });
+  const router = new Router(manager, state);
+  const feedback = new FeedbackStore(metrics, options.feedbackWindow, options.feedbackMemory);
+  const inference = new Inference({
+    manager,
+    router,
+    metrics,
+    feedback,
+    requestTimeoutMs: options.requestTimeoutMs,
+    // A request larger than a whole queue could never be admitted; refuse it by size instead.
+    maxRowsPerRequest: options.batching.max_batch_size * options.batching.max_enqueued_batches,
+    log: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
+  });
+  const admin = new Admin({ state, manager, source }, options.adminToken);
+  let started = false;
+  const ready = () => {
+    const reasons: string[] = [];
+    if (!started) reasons.push('the first load of the repository is still running');
+    for (const name of manager.modelNames()) {
+      const statuses = manager.status(name);
+      if (statuses.length > 0 && manager.availableVersions(name).length === 0) reasons.push(`model ${name} has no AVAILABLE version`);
+    }
+    return { ready: reasons.length === 0, reasons };
+  };
+
+  let rest: FastifyInstance | undefined;
+  let grpcServer: grpc.Server | undefined;
+  let restPort: number | null = null;
+  let grpcPort: number | null = null;
+  try {
+    if (options.restPort !== null) {
+      rest = await createRestServer({
+        inference,
+        manager,
+        router,
+        state,
+        admin,
+        feedback,
+        metrics,
+        backend,
+        bodyLimitBytes: options.bodyLimitBytes,
+        requestTimeoutMs: options.requestTimeoutMs,
+        stickyHeader: options.stickyHeader,
+        logLevel: options.logLevel,
+        ready,
+      });
+      if (!hooks.logger && options.logLevel !== 'silent') log = { info: (m) => rest!.log.info(m), warn: (m) => rest!.log.warn(m), error: (m) => rest!.log.error(m) };
+      await rest.listen({ host: options.host, port: options.restPort });
+      restPort = (rest.server.address() as AddressInfo).port;
+    }
+    if (options.grpcPort !== null) {
+      grpcServer = createGrpcServer({ inference, manager, router, admin, bodyLimitBytes: options.bodyLimitBytes, stickyHeader: options.stickyHeader });
+      grpcPort = await bindGrpc(grpcServer, options.host, options.grpcPort);
+    }
+    log.info(`backend ${backend.name} (engine "${backend.engineBackend}", tfjs ${backend.tfjsVersion})`);
+    // Listening first, loading second: /healthz answers while big models load, /readyz says when done.
+    await source.start();
+    started = true;
+  } catch (error) {
+    await source.stop();
+    await rest?.close();
+    grpcServer?.forceShutdown();
+    await manager.close();
+    throw error;
+  }
+
+  return {
+    restPort,
+    grpcPort,
+    backend,
+    metrics,
+    manager,
+    poll: () => source.poll(),
+    async close() {
+      await source.stop();
+      await Promise.all([
+        rest?.close(),
+        new Promise<void>((resolve) => {
+          if (!grpcServer) return resolve();
+          grpcServer.tryShutdown(() => resolve());
+          // In-flight calls get a moment; then the door closes regardless.
+          setTimeout(() => {
+            grpcServer!.forceShutdown();
+            resolve();
+          }, 2000).unref();
+        }),
+      ]);
+      await manager.close();
+    },
+  };
+}

@@ -1,0 +1,244 @@
+import { z } from 'zod';
+import { invalidArgument } from './errors';
+import { rowSize, type ServedDType, type Signature, type TensorSpec } from './signature';
+
+/**
+ * Dense tensors as the server moves them: a typed array and a shape, batch dimension first.
+ * Also the REST (JSON) encodings of TF Serving's predict API: the row format (`instances` →
+ * `predictions`) and the columnar format (`inputs` → `outputs`), with `{"b64": …}` values.
+ * Every check names where in the body it failed.
+ */
+export interface DenseTensor {
+  dtype: ServedDType;
+  shape: number[];
+  data: Float32Array | Int32Array;
+}
+
+export function allocate(dtype: ServedDType, size: number): Float32Array | Int32Array {
+  return dtype === 'int32' ? new Int32Array(size) : new Float32Array(size);
+}
+
+/** Reads little-endian bytes (TensorProto.tensor_content, a b64 value) as `count` values of `dtype`. */
+export function fromBytes(bytes: Uint8Array, dtype: ServedDType, count: number, where: string): Float32Array | Int32Array {
+  if (bytes.byteLength !== count * 4) throw invalidArgument(`${where}: ${bytes.byteLength} bytes of ${dtype} data, expected ${count * 4} (${count} values × 4 bytes)`);
+  // A copy, both for alignment (typed arrays need offset % 4 == 0) and to own the memory.
+  const copy = new Uint8Array(bytes);
+  return dtype === 'int32' ? new Int32Array(copy.buffer) : new Float32Array(copy.buffer);
+}
+
+function describe(value: unknown): string {
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  if (value === null) return 'null';
+  if (typeof value === 'object') return 'an object';
+  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 20 ? `${value.slice(0, 20)}…` : value)}`;
+  return `${typeof value} ${String(value)}`;
+}
+
+function isB64(value: unknown): value is { b64: string } {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && typeof (value as { b64?: unknown }).b64 === 'string' && Object.keys(value).length === 1;
+}
+
+function decodeB64(text: string, where: string): Uint8Array {
+  if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(text)) throw invalidArgument(`${where}: "b64" is not base64`);
+  return Buffer.from(text, 'base64');
+}
+
+/**
+ * Copies `value`, a nested array of exactly `dims`, into `out` at `offset`. Iterative over the
+ * outer levels would not be faster for rank ≤ 4; the recursion depth is the tensor's rank.
+ */
+function fill(value: unknown, dims: readonly number[], level: number, dtype: ServedDType, out: Float32Array | Int32Array, offset: number, where: string): number {
+  if (level === dims.length) {
+    if (typeof value !== 'number' || !Number.isFinite(value)) {
+      throw invalidArgument(`${where}: expected a ${dtype === 'int32' ? 'integer' : 'number'} (dtype ${dtype}), got ${describe(value)}`);
+    }
+    if (dtype === 'int32' && (!Number.isInteger(value) || value < -2147483648 || value > 2147483647)) throw invalidArgument(`${where}: expected an int32, got ${value}`);
+    out[offset] = value;
+    return offset + 1;
+  }
+  const size = dims[level]!;
+  if (!Array.isArray(value) || value.length !== size) {
+    throw invalidArgument(`${where}: expected an array of ${size} (shape [${dims.slice(level).join(', ')}]), got ${describe(value)}`);
+  }
+  let next = offset;
+  if (level === dims.length - 1) {
+    // The innermost level, inline: this loop is where a request's values are read.
+    for (let i = 0; i < size; i++) {
+      const v = value[i];
+      if (typeof v !== 'number' || !Number.isFinite(v) || (dtype === 'int32' && !Number.isInteger(v))) {
+        throw invalidArgument(`${where}[${i}]: expected a ${dtype === 'int32' ? 'integer' : 'number'} (dtype ${dtype}), got ${describe(v)}`);
+      }
+      out[next++] = v;
+    }
+    return next;
+  }
+  for (let i = 0; i < size; i++) next = fill(value[i], dims, level + 1, dtype, out, next, `${where}[${i}]`);
+  return next;
+}
+
+/** One row (an instance's value for one input) into `out` at row `row`. */
+function fillRow(value: unknown, spec: TensorSpec, out: Float32Array | Int32Array, row: number, where: string): void {
+  const size = rowSize(spec);
+  if (isB64(value)) {
+    out.set(fromBytes(decodeB64(value.b64, where), spec.dtype, size, where), row * size);
+    return;
+  }
+  fill(value, spec.shape.slice(1), 0, spec.dtype, out, row * size, where);
+}
+
+function batchShape(spec: TensorSpec, rows: number): number[] {
+  return [rows, ...spec.shape.slice(1)];
+}
+
+export const PredictBodySchema = z
+  .object({
+    signature_name: z.string().optional(),
+    instances: z.array(z.unknown()).optional(),
+    inputs: z.unknown().optional(),
+    output_filter: z.array(z.string()).optional(),
+  })
+  .loose()
+  .refine((b) => (b.instances === undefined) !== (b.inputs === undefined), { message: 'give exactly one of "instances" (row format) or "inputs" (columnar format)' });
+export type PredictBody = z.infer<typeof PredictBodySchema>;
+
+export interface ParsedRequest {
+  /** One tensor per signature input, in the signature's order. */
+  inputs: DenseTensor[];
+  rows: number;
+  format: 'row' | 'columnar';
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !isB64(value);
+}
+
+function checkKeys(object: Record<string, unknown>, signature: Signature, where: string): void {
+  const expected = signature.inputs.map((s) => s.key);
+  const unknown = Object.keys(object).filter((k) => !expected.includes(k));
+  if (unknown.length) throw invalidArgument(`${where}: unknown input ${unknown.map((k) => JSON.stringify(k)).join(', ')}; the signature's inputs are ${expected.map((k) => JSON.stringify(k)).join(', ')}`);
+  const missing = expected.filter((k) => !(k in object));
+  if (missing.length) throw invalidArgument(`${where}: missing input ${missing.map((k) => JSON.stringify(k)).join(', ')}`);
+}
+
+/** The row format: `instances[i]` is one example (its value, or an object of named inputs). */
+export function parseInstances(instances: unknown[], signature: Signature, maxRows: number): ParsedRequest {
+  const rows = instances.length;
+  if (rows === 0) throw invalidArgument('instances: must hold at least one instance');
+  if (rows > maxRows) throw invalidArgument(`instances: ${rows} instances exceed the limit of ${maxRows} per request`);
+  const inputs = signature.inputs.map((spec) => ({ dtype: spec.dtype, shape: batchShape(spec, rows), data: allocate(spec.dtype, rows * rowSize(spec)) }));
+  const single = signature.inputs.length === 1 ? signature.inputs[0]! : undefined;
+  for (let r = 0; r < rows; r++) {
+    const instance = instances[r];
+    if (isPlainObject(instance)) {
+      checkKeys(instance, signature, `instances[${r}]`);
+      signature.inputs.forEach((spec, i) => fillRow(instance[spec.key], spec, inputs[i]!.data, r, `instances[${r}].${spec.key}`));
+    } else if (single) {
+      fillRow(instance, single, inputs[0]!.data, r, `instances[${r}]`);
+    } else {
+      throw invalidArgument(`instances[${r}]: the model has ${signature.inputs.length} inputs, so each instance must be an object naming them`);
+    }
+  }
+  return { inputs, rows, format: 'row' };
+}
+
+function columnarTensor(value: unknown, spec: TensorSpec, maxRows: number, where: string): DenseTensor {
+  const size = rowSize(spec);
+  if (isB64(value)) {
+    const bytes = decodeB64(value.b64, where);
+    const rows = bytes.byteLength / (size * 4);
+    if (!Number.isInteger(rows) || rows < 1) throw invalidArgument(`${where}: ${bytes.byteLength} bytes is not a whole number of rows of ${size} ${spec.dtype} values`);
+    if (rows > maxRows) throw invalidArgument(`${where}: ${rows} rows exceed the limit of ${maxRows} per request`);
+    return { dtype: spec.dtype, shape: batchShape(spec, rows), data: fromBytes(bytes, spec.dtype, rows * size, where) };
+  }
+  if (!Array.isArray(value) || value.length === 0) throw invalidArgument(`${where}: expected a non-empty array (batch first, shape [-1, ${spec.shape.slice(1).join(', ')}]), got ${describe(value)}`);
+  const rows = value.length;
+  if (rows > maxRows) throw invalidArgument(`${where}: ${rows} rows exceed the limit of ${maxRows} per request`);
+  const data = allocate(spec.dtype, rows * size);
+  fill(value, [rows, ...spec.shape.slice(1)], 0, spec.dtype, data, 0, where);
+  return { dtype: spec.dtype, shape: batchShape(spec, rows), data };
+}
+
+/** The columnar format: `inputs` is the tensor (one input) or an object of named tensors. */
+export function parseColumnar(inputs: unknown, signature: Signature, maxRows: number): ParsedRequest {
+  let tensors: DenseTensor[];
+  if (isPlainObject(inputs)) {
+    checkKeys(inputs, signature, 'inputs');
+    tensors = signature.inputs.map((spec) => columnarTensor(inputs[spec.key], spec, maxRows, `inputs.${spec.key}`));
+  } else if (signature.inputs.length === 1) {
+    tensors = [columnarTensor(inputs, signature.inputs[0]!, maxRows, 'inputs')];
+  } else {
+    throw invalidArgument(`inputs: the model has ${signature.inputs.length} inputs, so "inputs" must be an object naming them`);
+  }
+  const rows = tensors[0]!.shape[0]!;
+  tensors.forEach((t, i) => {
+    if (t.shape[0] !== rows) throw invalidArgument(`inputs.${signature.inputs[i]!.key}: batch size ${t.shape[0]} differs from ${rows}`);
+  });
+  return { inputs: tensors, rows, format: 'columnar' };
+}
+
+export function parsePredictBody(body: PredictBody, signature: Signature, maxRows: number): ParsedRequest {
+  return body.instances !== undefined ? parseInstances(body.instances, signature, maxRows) : parseColumnar(body.inputs, signature, maxRows);
+}
+
+/** Rows `start…start+count` of a batch-first tensor (a view, no copy). */
+export function sliceRows(tensor: DenseTensor, start: number, count: number): DenseTensor {
+  const size = tensor.shape.slice(1).reduce((a, b) => a * b, 1);
+  return { dtype: tensor.dtype, shape: [count, ...tensor.shape.slice(1)], data: tensor.data.subarray(start * size, (start + count) * size) };
+}
+
+/** A flat slice as nested arrays of `dims` (JSON's view of a tensor). */
+function nest(data: Float32Array | Int32Array, dims: readonly number[], offset: number, level: number): unknown {
+  if (level === dims.length) return data[offset];
+  const size = dims[level]!;
+  const stride = dims.slice(level + 1).reduce((a, b) => a * b, 1);
+  if (level === dims.length - 1) return Array.from(data.subarray(offset, offset + size));
+  const out = new Array<unknown>(size);
+  for (let i = 0; i < size; i++) out[i] = nest(data, dims, offset + i * stride, level + 1);
+  return out;
+}
+
+export function toNested(tensor: DenseTensor): unknown {
+  return nest(tensor.data, tensor.shape, 0, 0);
+}
+
+/** `predictions`: one entry per row; with one output the row's value, else an object of outputs. */
+export function toPredictions(outputs: DenseTensor[], keys: string[]): unknown[] {
+  const rows = outputs[0]?.shape[0] ?? 0;
+  const rowValue = (t: DenseTensor, r: number) => {
+    const dims = t.shape.slice(1);
+    const size = dims.reduce((a, b) => a * b, 1);
+    return nest(t.data, dims, r * size, 0);
+  };
+  const predictions = new Array<unknown>(rows);
+  for (let r = 0; r < rows; r++) {
+    if (outputs.length === 1) predictions[r] = rowValue(outputs[0]!, r);
+    else predictions[r] = Object.fromEntries(outputs.map((t, i) => [keys[i]!, rowValue(t, r)]));
+  }
+  return predictions;
+}
+
+/** `outputs` in the columnar format: the tensor itself with one output, else an object. */
+export function toColumnar(outputs: DenseTensor[], keys: string[]): unknown {
+  if (outputs.length === 1) return toNested(outputs[0]!);
+  return Object.fromEntries(outputs.map((t, i) => [keys[i]!, toNested(t)]));
+}
+
+/** The arg-max of each row of a [rows, K] tensor (the predicted class). */
+export function argmaxRows(tensor: DenseTensor): Int32Array {
+  const rows = tensor.shape[0] ?? 0;
+  const k = tensor.shape[1] ?? 1;
+  const out = new Int32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let best = 0;
+    let bestValue = -Infinity;
+    for (let c = 0; c < k; c++) {
+      const v = tensor.data[r * k + c]!;
+      if (v > bestValue) {
+        bestValue = v;
+        best = c;
+      }
+    }
+    out[r] = best;
+  }
+  return out;
+}

@@ -1,0 +1,159 @@
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startModelServer, type ModelServer } from '../../serving/server';
+import { selectBackend } from '../../training/backend';
+import type { ModelFiles } from '../../training/model-files';
+import { fashionMnistSlicer } from '../helpers/examples';
+import { mlpFiles, PIXELS, predictInProcess, publish, removeDir, tempDir } from './helpers';
+
+/**
+ * TF Serving's gRPC API, with a client generated at run time by @grpc/proto-loader from this
+ * repository's protos (TF Serving's packages, field numbers and method names).
+ */
+
+const PROTOS = path.resolve(import.meta.dirname, '../../serving/protos');
+const TOKEN = 'grpc-admin-token-0123456789';
+const ROWS = 6;
+
+type Unary = (request: object, metadata: grpc.Metadata | ((e: grpc.ServiceError | null, r: any) => void), callback?: (e: grpc.ServiceError | null, r: any) => void) => void;
+let prediction: Record<string, Unary> & grpc.Client;
+let modelService: Record<string, Unary> & grpc.Client;
+let base: string;
+let server: ModelServer;
+let files: ModelFiles;
+let pixels: Float32Array;
+let expected: Float32Array;
+
+function call(client: Record<string, Unary>, method: string, request: object, metadata = new grpc.Metadata()): Promise<any> {
+  return new Promise((resolve, reject) => client[method]!.call(client, request, metadata, (error: grpc.ServiceError | null, response: any) => (error ? reject(error) : resolve(response))));
+}
+
+function tensor(rows: number, data: Float32Array, how: 'float_val' | 'tensor_content'): object {
+  const tensor_shape = { dim: [rows, 28, 28, 1].map((size) => ({ size: String(size) })) };
+  return how === 'float_val' ? { dtype: 'DT_FLOAT', tensor_shape, float_val: Array.from(data) } : { dtype: 'DT_FLOAT', tensor_shape, tensor_content: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
+}
+
+beforeAll(async () => {
+  await selectBackend();
+  const take = await fashionMnistSlicer();
+  pixels = Float32Array.from(take('test', 100, ROWS).images);
+  base = await tempDir('grpc');
+  files = await mlpFiles(3);
+  await publish(base, 'fashion', 1, files);
+  expected = await predictInProcess(files, pixels, ROWS);
+  server = await startModelServer({ modelBasePath: base, restPort: null, grpcPort: 0, pollIntervalMs: 50, adminToken: TOKEN });
+  // The client's own load of the protos, as a TF Serving user would generate it.
+  const definition = protoLoader.loadSync(['tensorflow_serving/apis/prediction_service.proto', 'tensorflow_serving/apis/model_service.proto'], {
+    includeDirs: [PROTOS],
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
+  expect(definition['tensorflow.serving.SignatureDefMap']).toBeDefined();
+  const pkg = grpc.loadPackageDefinition(definition) as any;
+  const address = `127.0.0.1:${server.grpcPort}`;
+  prediction = new pkg.tensorflow.serving.PredictionService(address, grpc.credentials.createInsecure());
+  modelService = new pkg.tensorflow.serving.ModelService(address, grpc.credentials.createInsecure());
+});
+
+afterAll(async () => {
+  prediction?.close();
+  modelService?.close();
+  await server?.close();
+  await removeDir(base);
+});
+
+function maxDiff(actual: ArrayLike<number>, wanted: ArrayLike<number>): number {
+  expect(actual.length).toBe(wanted.length);
+  let max = 0;
+  for (let i = 0; i < wanted.length; i++) max = Math.max(max, Math.abs(actual[i]! - wanted[i]!));
+  return max;
+}
+
+describe('gRPC PredictionService', () => {
+  it('Predict answers the in-process predictions for float_val and tensor_content inputs', async () => {
+    for (const how of ['float_val', 'tensor_content'] as const) {
+      const response = await call(prediction, 'Predict', { model_spec: { name: 'fashion', signature_name: 'serving_default' }, inputs: { input: tensor(ROWS, pixels, how) } });
+      expect(response.model_spec.name).toBe('fashion');
+      expect(response.model_spec.version.value).toBe('1');
+      const out = response.outputs.probabilities;
+      expect(out.dtype).toBe('DT_FLOAT');
+      expect(out.tensor_shape.dim.map((d: { size: string }) => d.size)).toEqual([String(ROWS), '10']);
+      expect(maxDiff(out.float_val, expected)).toBeLessThan(1e-6);
+    }
+  });
+
+  it('Predict by version and by label; Classify returns a class per label with its score', async () => {
+    const byVersion = await call(prediction, 'Predict', { model_spec: { name: 'fashion', version: { value: '1' } }, inputs: { input: tensor(1, pixels.subarray(0, PIXELS), 'float_val') } });
+    expect(maxDiff(byVersion.outputs.probabilities.float_val, expected.subarray(0, 10))).toBeLessThan(1e-6);
+    const examples = [0, 1].map((r) => ({ features: { feature: { input: { float_list: { value: Array.from(pixels.subarray(r * PIXELS, (r + 1) * PIXELS)) } } } } }));
+    const classified = await call(prediction, 'Classify', { model_spec: { name: 'fashion' }, input: { example_list: { examples } } });
+    const classes = classified.result.classifications as { classes: { label: string; score: number }[] }[];
+    expect(classes).toHaveLength(2);
+    expect(classes[0]!.classes.map((c) => c.label)).toEqual(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+    expect(maxDiff(classes.flatMap((c) => c.classes.map((x) => x.score)), expected.subarray(0, 20))).toBeLessThan(1e-6);
+  });
+
+  it('GetModelMetadata packs the SignatureDefMap in an Any', async () => {
+    const response = await call(prediction, 'GetModelMetadata', { model_spec: { name: 'fashion' }, metadata_field: ['signature_def'] });
+    expect(response.model_spec.version.value).toBe('1');
+    const any = response.metadata.signature_def;
+    expect(any.type_url).toBe('type.googleapis.com/tensorflow.serving.SignatureDefMap');
+    // proto-loader gives no decoder for a bare message; the server module's codec is built from the same definition.
+    const { loadServingProtos } = await import('../../serving/grpc/protos');
+    const map = loadServingProtos().decodeSignatureDefMap(any.value) as any;
+    const signature = map.signature_def.serving_default;
+    expect(signature.inputs.input.dtype).toBe('DT_FLOAT');
+    expect(signature.inputs.input.tensor_shape.dim.map((d: { size: string }) => d.size)).toEqual(['-1', '28', '28', '1']);
+    expect(signature.outputs.probabilities.tensor_shape.dim.map((d: { size: string }) => d.size)).toEqual(['-1', '10']);
+  });
+
+  it('answers bad calls with the canonical status codes and keeps serving', async () => {
+    const codes = async (method: string, request: object) => call(prediction, method, request).then(() => 0, (e: grpc.ServiceError) => e.code);
+    expect(await codes('Predict', { model_spec: { name: 'nope' }, inputs: {} })).toBe(grpc.status.NOT_FOUND);
+    expect(await codes('Predict', { model_spec: { name: 'fashion', version: { value: '9' } }, inputs: { input: tensor(1, pixels.subarray(0, PIXELS), 'float_val') } })).toBe(grpc.status.NOT_FOUND);
+    expect(await codes('Predict', { model_spec: { name: 'fashion', version_label: 'canary' }, inputs: { input: tensor(1, pixels.subarray(0, PIXELS), 'float_val') } })).toBe(grpc.status.NOT_FOUND);
+    expect(await codes('Predict', { model_spec: { name: 'fashion' }, inputs: { input: { dtype: 'DT_DOUBLE', tensor_shape: { dim: [{ size: '1' }, { size: '28' }, { size: '28' }, { size: '1' }] }, double_val: Array.from(pixels.subarray(0, PIXELS)) } } })).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(await codes('Predict', { model_spec: { name: 'fashion' }, inputs: { input: { dtype: 'DT_FLOAT', tensor_shape: { dim: [{ size: '1' }, { size: '784' }] }, float_val: Array.from(pixels.subarray(0, PIXELS)) } } })).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(await codes('Predict', { model_spec: { name: 'fashion' }, inputs: { input: tensor(2, pixels.subarray(0, PIXELS), 'float_val') } })).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(await codes('Predict', { model_spec: { name: 'fashion' }, inputs: { wrong: tensor(1, pixels.subarray(0, PIXELS), 'float_val') } })).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(await codes('Predict', { model_spec: { name: 'fashion', signature_name: 'other' }, inputs: {} })).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(await codes('Predict', { model_spec: { name: '../etc' }, inputs: {} })).toBe(grpc.status.NOT_FOUND);
+    const ok = await call(prediction, 'Predict', { model_spec: { name: 'fashion' }, inputs: { input: tensor(1, pixels.subarray(0, PIXELS), 'tensor_content') } });
+    expect(ok.outputs.probabilities.float_val).toHaveLength(10);
+  });
+});
+
+describe('gRPC ModelService', () => {
+  it('GetModelStatus reports each version with its state', async () => {
+    const response = await call(modelService, 'GetModelStatus', { model_spec: { name: 'fashion' } });
+    expect(response.model_version_status).toEqual([{ version: '1', state: 'AVAILABLE', status: { error_code: 'OK', error_message: '' } }]);
+    await expect(call(modelService, 'GetModelStatus', { model_spec: { name: 'fashion', version: { value: '4' } } })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+  });
+
+  it('HandleReloadConfigRequest needs the admin token, then replaces the served models', async () => {
+    const config = {
+      config: {
+        model_config_list: {
+          config: [
+            { name: 'fashion', base_path: path.join(base, 'fashion'), model_platform: 'tensorflow', model_version_policy: { all: {} }, version_labels: { stable: '1' } },
+            { name: 'second', base_path: path.join(base, 'fashion'), model_version_policy: { latest: { num_versions: 1 } } },
+          ],
+        },
+      },
+    };
+    await expect(call(modelService, 'HandleReloadConfigRequest', config)).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+    const metadata = new grpc.Metadata();
+    metadata.set('authorization', `Bearer ${TOKEN}`);
+    const response = await call(modelService, 'HandleReloadConfigRequest', config, metadata);
+    expect(response.status.error_code).toBe('OK');
+    const second = await call(modelService, 'GetModelStatus', { model_spec: { name: 'second' } });
+    expect(second.model_version_status[0].state).toBe('AVAILABLE');
+    const byLabel = await call(prediction, 'Predict', { model_spec: { name: 'fashion', version_label: 'stable' }, inputs: { input: tensor(1, pixels.subarray(0, PIXELS), 'float_val') } });
+    expect(byLabel.model_spec.version.value).toBe('1');
+  });
+});
