@@ -1,0 +1,37 @@
+/**
+ * Collective communication for synchronous data-parallel training: a ring of trainers over TCP
+ * (all-reduce, broadcast, reduce, barrier), in the spirit of Gloo/Horovod. See group.ts.
+ */
+export {
+  CollectiveGroup,
+  DEFAULT_CHUNK_BYTES,
+  DEFAULT_SEND_BUFFER_BYTES,
+  splitEvenly,
+  type CollectiveGroupOptions,
+  type ConnectOptions,
+  type GroupState,
+  type OperationOptions,
+  type PeerAddress,
+  type ReduceOp,
+  type ReduceOptions,
+} from './group';
+export {
+  CollectiveError,
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  DEFAULT_TIMEOUT_MS,
+  FRAME_HEADER_BYTES,
+  FRAME_MAGIC,
+  FRAME_VERSION,
+  FrameReader,
+  FrameType,
+  FramedSocket,
+  encodeFrame,
+  encodeHeader,
+  frameTypeName,
+  type CollectiveErrorCode,
+  type FrameHeader,
+  type FrameReaderOptions,
+  type FramedSocketOptions,
+  type ReceiveOptions,
+} from './frames';
+export { HandshakeSchema, acceptHandshake, handshakeMismatch, offerHandshake, parseHandshake, type Handshake } from './handshake';
