@@ -4,6 +4,7 @@ import { createIngestActivity } from './ingest';
 import { createPublishActivity } from './publish';
 import { createRegisterActivity } from './register';
 import { createTrainActivity } from './train';
+import { createTrainReplicaActivity } from './train-replica';
 import type { ControlActivities, TrainActivities } from './types';
 
 export function createControlActivities(deps: ActivityDeps): ControlActivities {
@@ -16,7 +17,7 @@ export function createControlActivities(deps: ActivityDeps): ControlActivities {
 }
 
 export function createTrainActivities(deps: ActivityDeps): TrainActivities {
-  return { train: createTrainActivity(deps) };
+  return { train: createTrainActivity(deps), trainReplica: createTrainReplicaActivity(deps) };
 }
 
 export type { ActivityDeps } from './deps';

@@ -44,6 +44,8 @@ export interface TrainResult {
   execution: ExecutionReport;
   samplesPerSecond: number;
   seconds: number;
+  /** Present when a data-parallel job trained the model. */
+  distribution?: { strategy: string; replicas: number };
 }
 
 export interface EvaluateInput {
@@ -103,6 +105,7 @@ export interface RunResult {
     samplesPerSecond: number;
     seconds: number;
     execution: ExecutionReport;
+    distribution: { strategy: string; replicas: number };
   };
 }
 
@@ -113,6 +116,25 @@ export interface ControlActivities {
   publish(input: PublishInput): Promise<{ publishedPath: string }>;
 }
 
+/** One replica of a data-parallel training job (workflows/train-job.ts). */
+export interface ReplicaInput extends TrainInput {
+  /** The job workflow's id: the rendezvous, and the job id every connection must present. */
+  jobId: string;
+  /** The job's attempt; a connection or join from another attempt is refused. */
+  jobAttempt: number;
+  /** Which of the attempt's replica activities this is (ranks are handed out at the rendezvous). */
+  replica: number;
+}
+
+/** What a replica returns: rank 0 carries the trained model; the others only their part. */
+export interface ReplicaResult {
+  rank: number;
+  worldSize: number;
+  steps: number;
+  trained: TrainResult | null;
+}
+
 export interface TrainActivities {
   train(input: TrainInput): Promise<TrainResult>;
+  trainReplica(input: ReplicaInput): Promise<ReplicaResult>;
 }

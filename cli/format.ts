@@ -10,7 +10,9 @@ export function formatRunResult(result: RunResult, wallSeconds?: number): string
     `accuracy   ${pct(result.testAccuracy)} on ${result.dataset.counts.test} test images (loss ${result.testLoss.toFixed(4)})` +
       (result.champion ? `; champion v${result.champion.version}: ${pct(result.champion.testAccuracy)}` : '; no champion before'),
     `training   ${result.train.epochs} epochs in ${result.train.seconds.toFixed(1)} s, ${Math.round(result.train.samplesPerSecond)} samples/s on ${result.backend} ` +
-      `(tfjs ${result.backends.train.tfjsVersion}, ${result.train.execution.mode === 'graph' ? 'one TensorFlow graph per step' : `eager: ${result.train.execution.reason}`})` +
+      `(tfjs ${result.backends.train.tfjsVersion}, ${result.train.execution.mode === 'graph' ? 'one TensorFlow graph per step' : `eager: ${result.train.execution.reason}`}` +
+      (result.train.distribution && (result.train.distribution.replicas > 1 || result.train.distribution.strategy !== 'mirrored') ? `, ${result.train.distribution.strategy} × ${result.train.distribution.replicas} replicas` : '') +
+      ')' +
       (result.train.resumedFromEpoch !== null ? `, attempt ${result.train.attempt} resumed after epoch ${result.train.resumedFromEpoch}` : ''),
     `data       ${result.dataset.counts.train} train / ${result.dataset.counts.validation} validation / ${result.dataset.counts.test} test, fingerprint ${result.dataset.fingerprint.slice(0, 12)}, ` +
       (result.dataset.drift.drifted ? `DRIFT: ${result.dataset.drift.reasons.join('; ')}` : 'no drift'),

@@ -45,6 +45,19 @@ export const ModelSpecSchema = z.object({
   options: z.record(z.string(), z.unknown()).default({}),
 }).strict();
 
+/** After tf.distribute; see training/distributed/. */
+export const STRATEGIES = ['mirrored', 'multi-worker-mirrored', 'central-storage'] as const;
+export const STRATEGY_NAMES = [...STRATEGIES, 'tpu'] as const;
+
+const strategy = z.enum(STRATEGY_NAMES).refine((s) => s !== 'tpu', {
+  message: `no TPU runtime exists for TensorFlow.js, so there is no "tpu" strategy; use ${STRATEGIES.join(', ')}`,
+});
+
+export const ElasticSpecSchema = z.object({
+  /** An attempt may start with as few as this many replicas when the rest do not join in time. */
+  minReplicas: z.number().int().min(1).max(64),
+}).strict();
+
 export const TrainSpecSchema = z.object({
   epochs: z.number().int().min(1).max(1000).default(12),
   batchSize: z.number().int().min(1).max(65536).default(128),
@@ -59,7 +72,32 @@ export const TrainSpecSchema = z.object({
   maxAttempts: z.number().int().min(1).max(100).default(5),
   /** Optional pause after every step: makes a short run long enough to watch or to interrupt. */
   stepDelayMs: z.number().int().min(0).max(10_000).default(0),
-}).strict();
+  /**
+   * Data parallelism: `replicas` synchronous trainers, each on its shard of every global batch
+   * (`batchSize` per replica, so the global batch is batchSize × replicas). `mirrored` with one
+   * replica is plain single-trainer training.
+   */
+  strategy: strategy.default('mirrored'),
+  replicas: z.number().int().min(1).max(64).default(1),
+  /** Let an attempt go on with fewer replicas (down to minReplicas) when trainers are missing. */
+  elastic: ElasticSpecSchema.optional(),
+  /** `linear`: learning rate × replicas (Goyal et al. 2017), reached by a linear warm-up over `warmupEpochs`. */
+  learningRateScaling: z.enum(['none', 'linear']).default('none'),
+  warmupEpochs: z.number().min(0).max(100).default(0),
+  /** Rank 0 also checkpoints every this many steps (besides every epoch). */
+  checkpointEverySteps: z.number().int().min(1).optional(),
+  /** How long an attempt waits for all its trainers to join before it fails (or shrinks, if elastic). */
+  rendezvousTimeout: duration.default('2m'),
+  /** Check after every step that all replicas hold identical weights (costs a broadcast per step). */
+  verifyReplicas: z.boolean().default(false),
+}).strict().superRefine((train, ctx) => {
+  if (train.elastic && train.elastic.minReplicas > train.replicas) {
+    ctx.addIssue({ code: 'custom', path: ['elastic', 'minReplicas'], message: `must be at most train.replicas (${train.replicas})` });
+  }
+  if (train.strategy === 'central-storage' && train.replicas < 2) {
+    ctx.addIssue({ code: 'custom', path: ['replicas'], message: 'central-storage needs at least 2 replicas: one holds the variables, the others send it gradients' });
+  }
+});
 
 export const EvaluationSpecSchema = z.object({
   /** Absolute gate: the candidate's test accuracy must reach this. */
@@ -95,7 +133,14 @@ export const PipelineSpecSchema = z.object({
   evaluation: EvaluationSpecSchema.default(EvaluationSpecSchema.parse({})),
   deployment: DeploymentSpecSchema.default(DeploymentSpecSchema.parse({})),
   schedule: ScheduleSpecSchema.optional(),
-}).strict();
+}).strict().superRefine((spec, ctx) => {
+  // Replicas whose global batch is larger than the data would idle on empty shards: say so before anything starts.
+  const limit = spec.data.limits.train;
+  const globalBatch = spec.train.batchSize * spec.train.replicas;
+  if (spec.train.replicas > 1 && limit !== undefined && globalBatch > limit) {
+    ctx.addIssue({ code: 'custom', path: ['train', 'replicas'], message: `${spec.train.replicas} replicas × batch ${spec.train.batchSize} = ${globalBatch} examples per step, more than the ${limit} training examples data.limits.train allows` });
+  }
+});
 
 /** What an author writes (defaults may be left out). */
 export type PipelineInput = z.input<typeof PipelineSpecSchema>;

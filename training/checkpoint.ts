@@ -25,6 +25,8 @@ export const CheckpointManifestSchema = z.object({
   /** Epochs completed: training resumes at this epoch (0-based) with a fresh shuffle for it. */
   epochsCompleted: z.number().int().min(0),
   globalStep: z.number().int().min(0),
+  /** Steps already done into epoch `epochsCompleted` (a mid-epoch checkpoint); 0 at an epoch's end. */
+  stepInEpoch: z.number().int().min(0).default(0),
   /** Folder holding model.json and weights.bin. */
   modelUri: z.string(),
   optimizerStateUri: z.string(),
@@ -39,15 +41,17 @@ const LATEST = 'latest.json';
 export async function saveCheckpoint(
   store: ArtifactStore,
   prefix: string,
-  state: { model: tfType.LayersModel; optimizer: tfType.Optimizer; epochsCompleted: number; globalStep: number; history: EpochMetrics[]; attempt: number },
+  state: { model: tfType.LayersModel; optimizer: tfType.Optimizer; epochsCompleted: number; stepInEpoch?: number; globalStep: number; history: EpochMetrics[]; attempt: number },
 ): Promise<string> {
-  const folder = `${prefix}/epoch-${String(state.epochsCompleted).padStart(4, '0')}`;
+  const stepInEpoch = state.stepInEpoch ?? 0;
+  const folder = `${prefix}/epoch-${String(state.epochsCompleted).padStart(4, '0')}${stepInEpoch ? `-step-${String(stepInEpoch).padStart(6, '0')}` : ''}`;
   const optimizerWeights = await state.optimizer.getWeights();
   const encoded = await tf.io.encodeWeights(optimizerWeights);
   const optimizerBytes = new Uint8Array(Array.isArray(encoded.data) ? tf.io.concatenateArrayBuffers(encoded.data) : encoded.data);
   const manifest: CheckpointManifest = {
     epochsCompleted: state.epochsCompleted,
     globalStep: state.globalStep,
+    stepInEpoch,
     modelUri: await saveModelToStore(store, folder, state.model),
     optimizerStateUri: await store.put(`${folder}/optimizer.bin`, optimizerBytes),
     optimizerWeightSpecs: encoded.specs.map((s) => ({ name: s.name, shape: s.shape, dtype: s.dtype })),

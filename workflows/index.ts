@@ -1,3 +1,4 @@
 // Every workflow the control pool runs; the worker bundles this file.
 export { retrainWorkflow } from './retrain';
 export { registryWorkflow } from './registry';
+export { trainJobWorkflow } from './train-job';

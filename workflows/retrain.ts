@@ -2,8 +2,10 @@ import {
   ActivityCancellationType,
   ActivityFailure,
   ApplicationFailure,
+  ChildWorkflowFailure,
   defineQuery,
   defineSignal,
+  executeChild,
   isCancellation,
   proxyActivities,
   setHandler,
@@ -12,6 +14,7 @@ import {
 import type { ControlActivities, TrainActivities } from '../activities/types';
 import type { EvaluationResult, RunResult, TrainProgress, TrainResult } from '../activities/types';
 import type { PipelineSpec } from '../pipelines/spec';
+import { trainJobWorkflow, trainJobWorkflowId } from './train-job';
 
 /**
  * The retrain pipeline as one durable workflow: ingest → train → evaluate → register → publish.
@@ -106,7 +109,7 @@ export async function retrainWorkflow({ spec, taskQueues }: RetrainInput): Promi
       }
       progress.stages[name] = 'failed';
       progress.status = 'failed';
-      const cause = error instanceof ActivityFailure && error.cause ? error.cause : (error as Error);
+      const cause = (error instanceof ActivityFailure || error instanceof ChildWorkflowFailure) && error.cause ? error.cause : (error as Error);
       progress.error = `${name}: ${cause.message}`;
       throw ApplicationFailure.create({ message: progress.error, type: `${name}Failed`, nonRetryable: true, cause: error as Error });
     }
@@ -120,7 +123,14 @@ export async function retrainWorkflow({ spec, taskQueues }: RetrainInput): Promi
     driftReasons: dataset.drift.reasons,
   };
 
-  const trained: TrainResult = await stage('train', () => trainer.train({ runId, spec, dataset }));
+  // One replica on one device is a plain trainer; anything more is a data-parallel job: a child
+  // workflow that is its replicas' rendezvous and restarts lost attempts (workflows/train-job.ts).
+  const distributed = spec.train.replicas > 1 || spec.train.strategy !== 'mirrored';
+  const trained: TrainResult = await stage('train', () =>
+    distributed
+      ? executeChild(trainJobWorkflow, { workflowId: trainJobWorkflowId(runId), args: [{ runId, spec, dataset, taskQueue: taskQueues.train }] })
+      : trainer.train({ runId, spec, dataset }),
+  );
 
   const evaluation = await stage('evaluate', () => control.evaluate({ runId, spec, dataset, modelUri: trained.modelUri }));
   progress.evaluation = { blessed: evaluation.blessed, reasons: evaluation.reasons, candidate: evaluation.candidate, champion: evaluation.champion };
@@ -164,6 +174,7 @@ export async function retrainWorkflow({ spec, taskQueues }: RetrainInput): Promi
       seconds: trained.seconds,
       // Absent from results of runs that predate graph execution.
       execution: trained.execution ?? { mode: 'eager' },
+      distribution: trained.distribution ?? { strategy: 'mirrored', replicas: 1 },
     },
   };
 }

@@ -137,6 +137,58 @@ export class GraphTrainStep {
     return { lossSum, correct };
   }
 
+  /** Elements of all variables together: the length of the flat vectors below. */
+  get size(): number {
+    return this.compiled.sizes.reduce((a, b) => a + b, 0);
+  }
+
+  /**
+   * The gradients of a batch without updating anything, as one vector with two more elements at
+   * its end — the batch's loss sum and correct count — so one all-reduce sums all three.
+   */
+  computeGradients(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number, seed: [number, number]): Float32Array {
+    const { inputs, outputs } = this.compiled;
+    const feeds = this.scalarFeeds(lossScale, seed);
+    const labels = ys.dtype === 'float32' ? ys : tf.cast(ys, 'float32');
+    const results = this.run([[inputs.x, xs], [inputs.y, labels], [inputs.lossScale, feeds.tensors[0]!], [inputs.seed, feeds.tensors[4]!]], [this.compiled.flatGradients, outputs.lossSum, outputs.correct]);
+    const out = new Float32Array(this.size + 2);
+    out.set(results[0]!.dataSync() as Float32Array);
+    out[this.size] = results[1]!.dataSync()[0]!;
+    out[this.size + 1] = results[2]!.dataSync()[0]!;
+    tf.dispose([...results, ...feeds.tensors]);
+    if (labels !== ys) labels.dispose();
+    return out;
+  }
+
+  /** One optimizer update from a flat gradient vector (the all-reduced sum; extra elements ignored). */
+  applyGradients(flat: Float32Array): void {
+    const { inputs } = this.compiled;
+    const feeds = this.scalarFeeds(0, [0, 0]);
+    const gradients = tf.tensor1d(flat.length === this.size ? flat : flat.subarray(0, this.size));
+    const results = this.run(
+      [[this.compiled.applyFlat, gradients], [inputs.learningRate, feeds.tensors[1]!], [inputs.oneMinusBeta1Power, feeds.tensors[2]!], [inputs.oneMinusBeta2Power, feeds.tensors[3]!]],
+      [this.compiled.applyFlatDone],
+    );
+    tf.dispose([...results, ...feeds.tensors, gradients]);
+    this.countIteration();
+  }
+
+  /** Every variable's value as one vector (variable order). */
+  readVariables(): Float32Array {
+    const feed = tf.scalar(0);
+    const [flat] = this.run([[this.compiled.inputs.lossScale, feed]], [this.compiled.flatVariables]);
+    const out = Float32Array.from(flat!.dataSync() as Float32Array);
+    tf.dispose([feed, flat!]);
+    return out;
+  }
+
+  /** Overwrites every variable from one vector (e.g. rank 0's, broadcast). */
+  writeVariables(flat: Float32Array): void {
+    if (flat.length !== this.size) throw new Error(`writeVariables: ${flat.length} values for ${this.size} elements of variables`);
+    const values = tf.tensor1d(flat);
+    tf.dispose([...this.run([[this.compiled.setFlatVariables, values]], [this.compiled.setFlatDone]), values]);
+  }
+
   private scalarFeeds(lossScale: number, seed: [number, number]) {
     const { inputs } = this.compiled;
     const t = (this.adam?.iterations ?? this.optimizer.iterations) + 1;

@@ -48,10 +48,20 @@ export interface CompiledStep {
   outputs: { lossSum: string; correct: string; trainDone: string };
   /** Fetch to write every `set*` placeholder into its variable. */
   setDone: string;
-  /** Per-variable gradient nodes, and an update driven by fed gradients (data parallelism). */
-  gradients: string[];
-  fedGradients: string[];
-  applyFedDone: string;
+  /**
+   * Data parallelism: `flatGradients` is every gradient in one vector (variable order, each
+   * flattened) from the same feeds as a step, without updating; `applyFlat` + fetching
+   * `applyFlatDone` updates from such a vector (summed across replicas); `flatVariables` and
+   * `setFlatVariables` + `setFlatDone` read and overwrite every variable as one vector.
+   */
+  flatGradients: string;
+  applyFlat: string;
+  applyFlatDone: string;
+  flatVariables: string;
+  setFlatVariables: string;
+  setFlatDone: string;
+  /** Elements per variable, in order: how the flat vectors split. */
+  sizes: number[];
 }
 
 interface LayerInfo {
@@ -308,17 +318,37 @@ export function compileSequentialStep(layers: LayerInfo[], inputShape: number[],
     });
 
   const trainDone = g.done('train/done', update('train', gradients));
-  const fedGradients = variables.map((v, i) => g.placeholder(`var${i}/grad`, 'DT_FLOAT', v.shape));
-  const applyFedDone = g.done('apply/done', update('apply', fedGradients));
   const setDone = g.done('set/done', setters);
+
+  // ---- flat vectors for data parallelism: one tensor crosses the session boundary, not 2 × N ----
+  const sizes = variables.map((v) => v.shape.reduce((a, b) => a * b, 1));
+  const minusOne = g.ints('flat/minus_one', [-1]);
+  const flatten = (name: string, inputs: string[]) =>
+    g.op('ConcatV2', name, [...inputs.map((t, i) => g.op('Reshape', `${name}/part${i}`, [t, minusOne], { ...F, Tshape: attr.type('DT_INT32') })), g.ints(`${name}/axis`, [0], [])], {
+      ...F, N: attr.int(inputs.length), Tidx: attr.type('DT_INT32'),
+    });
+  const unflatten = (name: string, flat: string): string[] => {
+    const split = g.op('SplitV', `${name}/split`, [flat, g.ints(`${name}/sizes`, sizes), g.ints(`${name}/axis`, [0], [])], { ...F, Tlen: attr.type('DT_INT32'), num_split: attr.int(sizes.length) });
+    return variables.map((v, i) => g.op('Reshape', `${name}/var${i}`, [`${split}:${i}`, g.ints(`${name}/shape${i}`, v.shape.length ? v.shape : [], [v.shape.length])], { ...F, Tshape: attr.type('DT_INT32') }));
+  };
+  const flatGradients = flatten('flat/gradients', gradients);
+  const applyFlat = g.placeholder('flat/apply', 'DT_FLOAT', [-1]);
+  const applyFlatDone = g.done('apply/done', update('apply', unflatten('flat/apply_parts', applyFlat)));
+  const flatVariables = flatten('flat/variables', variables.map((v) => v.read));
+  const setFlatVariables = g.placeholder('flat/set', 'DT_FLOAT', [-1]);
+  const setFlatDone = g.done('flat/set_done', unflatten('flat/set_parts', setFlatVariables).map((value, i) => assign(handles[i]!.handle, value, `flat/assign${i}`)));
   return {
     graph: g,
     variables,
     inputs: { x, y, lossScale, learningRate, oneMinusBeta1Power, oneMinusBeta2Power, seed },
     outputs: { lossSum, correct, trainDone },
     setDone,
-    gradients,
-    fedGradients,
-    applyFedDone,
+    flatGradients,
+    applyFlat,
+    applyFlatDone,
+    flatVariables,
+    setFlatVariables,
+    setFlatDone,
+    sizes,
   };
 }

@@ -1,0 +1,160 @@
+import os from 'node:os';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { loadSplit } from '../data/shards';
+import { buildModel } from '../training/architectures';
+import { selectTrainingBackend, tf } from '../training/backend';
+import { loadLatestCheckpoint, saveCheckpoint, type EpochMetrics } from '../training/checkpoint';
+import { CollectiveGroup } from '../training/collectives';
+import { createReplicaEngine } from '../training/distributed/replica-engine';
+import { replicaLoop, ReplicasDiverged, type ReplicaProgress } from '../training/distributed/replica-loop';
+import { scaledLearningRate } from '../training/distributed/learning-rate';
+import { saveModelToStore } from '../training/model-files';
+import { createOptimizer } from '../training/optimizers';
+import { trainProgressSignal } from '../workflows/retrain';
+import { joinJobUpdate, replicaProgressSignal } from '../workflows/train-job';
+import type { ActivityDeps } from './deps';
+import { asActivityFailure, checkedSpec } from './failures';
+import type { ReplicaInput, ReplicaResult, TrainProgress } from './types';
+
+const PROGRESS_SIGNAL_INTERVAL_MS = 1_000;
+
+/** The address peers reach this trainer at: loopback by default, a routable one across hosts. */
+function collectiveHost(): string {
+  return process.env.GANTRY_COLLECTIVE_HOST ?? '127.0.0.1';
+}
+
+/** Every receive of a collective operation must finish within this (a lost peer is an error, not a hang). */
+function collectiveTimeoutMs(): number {
+  const value = Number(process.env.GANTRY_COLLECTIVE_TIMEOUT_MS ?? '60000');
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`GANTRY_COLLECTIVE_TIMEOUT_MS must be a positive number, got "${process.env.GANTRY_COLLECTIVE_TIMEOUT_MS}"`);
+  return value;
+}
+
+/**
+ * One replica of a data-parallel job: joins the job workflow's rendezvous, forms the ring with
+ * its peers, and trains its shard of every global batch (training/distributed/replica-loop.ts).
+ * Rank 0 writes the checkpoints and the model; every replica heartbeats its progress.
+ */
+export function createTrainReplicaActivity(deps: ActivityDeps) {
+  return async function trainReplica(input: ReplicaInput): Promise<ReplicaResult> {
+    const spec = checkedSpec(input.spec);
+    const { runId, dataset, jobId, jobAttempt, replica } = input;
+    const context = Context.current();
+    const started = performance.now();
+    const architectureInput = { featureShape: dataset.featureShape, numClasses: dataset.numClasses, seed: spec.train.seed };
+    const backend = await selectTrainingBackend(() => buildModel(tf, spec.model.architecture, architectureInput, spec.model.options), dataset.featureShape, dataset.numClasses);
+
+    let trainSplit, validationSplit;
+    try {
+      [trainSplit, validationSplit] = await Promise.all([loadSplit(deps.store, dataset, 'train'), loadSplit(deps.store, dataset, 'validation')]);
+    } catch (error) {
+      throw asActivityFailure(error);
+    }
+
+    const checkpointPrefix = `runs/${runId}/checkpoints`;
+    const restored = await loadLatestCheckpoint(deps.store, checkpointPrefix);
+    const model = restored ? restored.model : buildModel(tf, spec.model.architecture, architectureInput, spec.model.options);
+    const optimizer = createOptimizer(spec.train.optimizer, spec.train.learningRate);
+    if (restored) await optimizer.setWeights(restored.optimizerWeights);
+    const history: EpochMetrics[] = restored ? [...restored.manifest.history] : [];
+    const start = restored
+      ? { epoch: restored.manifest.epochsCompleted, stepInEpoch: restored.manifest.stepInEpoch, globalStep: restored.manifest.globalStep }
+      : { epoch: 0, stepInEpoch: 0, globalStep: 0 };
+
+    const group = await CollectiveGroup.listen({ jobId, attempt: jobAttempt, host: collectiveHost(), timeoutMs: collectiveTimeoutMs() });
+    // A cancelled attempt closes the sockets at once, so peers fail fast instead of timing out.
+    const onCancel = () => void group.close();
+    context.cancellationSignal.addEventListener('abort', onCancel);
+    const { engine, execution } = await createReplicaEngine(model, optimizer, dataset.featureShape, dataset.numClasses);
+    try {
+      // The rendezvous can take as long as the slowest trainer needs to start: keep heartbeating.
+      const heartbeat = setInterval(() => context.heartbeat({ phase: 'rendezvous', replica }), 1_000);
+      let join;
+      try {
+        join = await deps.client.workflow.getHandle(jobId).executeUpdate(joinJobUpdate, {
+          args: [{ jobId, jobAttempt, replica, host: group.address.host, port: group.address.port, identity: `${os.hostname()}:${process.pid}` }],
+        });
+      } finally {
+        clearInterval(heartbeat);
+      }
+      if (spec.train.strategy === 'mirrored') {
+        const hosts = new Set(join.peers.map((p) => p.host));
+        if (hosts.size > 1) {
+          throw ApplicationFailure.nonRetryable(`mirrored keeps every replica on one host, but they joined from ${[...hosts].join(', ')}; use multi-worker-mirrored across hosts`, 'InvalidSpec');
+        }
+      }
+      await group.connect({ rank: join.rank, peers: join.peers });
+      context.log.info(`replica ${replica} is rank ${join.rank} of ${join.worldSize} (attempt ${jobAttempt}, ${spec.train.strategy}, ${backend.name}, ${execution.mode})`);
+
+      const jobHandle = deps.client.workflow.getHandle(jobId);
+      const runHandle = deps.client.workflow.getHandle(runId);
+      let lastSignal = 0;
+      let lastValAccuracy = history.at(-1)?.valAccuracy ?? null;
+      const report = (step: ReplicaProgress, force = false) => {
+        const progress: TrainProgress & { samplesPerSecond: number } = {
+          ...step, attempt: jobAttempt, valAccuracy: lastValAccuracy, resumedFromEpoch: restored ? start.epoch : null, backend: backend.name,
+        };
+        context.heartbeat(progress);
+        const now = performance.now();
+        if (!force && now - lastSignal < PROGRESS_SIGNAL_INTERVAL_MS) return;
+        lastSignal = now;
+        // Progress is best effort: a lost signal must never fail the training.
+        jobHandle.signal(replicaProgressSignal, { jobAttempt, rank: join.rank, progress }).catch(() => {});
+        if (join.rank === 0) runHandle.signal(trainProgressSignal, progress).catch(() => {});
+      };
+      const checkpoint = (position: { epoch: number; stepInEpoch: number; globalStep: number }) =>
+        saveCheckpoint(deps.store, checkpointPrefix, { model, optimizer, epochsCompleted: position.epoch, stepInEpoch: position.stepInEpoch, globalStep: position.globalStep, history, attempt: jobAttempt });
+
+      let result;
+      try {
+        result = await replicaLoop({
+          engine, collective: group, strategy: spec.train.strategy as 'mirrored' | 'multi-worker-mirrored' | 'central-storage', model, optimizer,
+          train: trainSplit, validation: validationSplit, featureShape: dataset.featureShape, numClasses: dataset.numClasses,
+          epochs: spec.train.epochs, batchSize: spec.train.batchSize, seed: spec.train.seed, start,
+          learningRateAt: (epoch, progress) => scaledLearningRate(spec.train, join.worldSize, epoch, progress),
+          checkpointEverySteps: spec.train.checkpointEverySteps, verifyReplicas: spec.train.verifyReplicas, stepDelayMs: spec.train.stepDelayMs,
+          signal: context.cancellationSignal,
+          onStep: (step) => report(step, step.step === step.stepsPerEpoch),
+          onCheckpoint: async (position) => { await checkpoint(position); },
+          onEpochEnd: async (metrics, position) => {
+            history.push(metrics);
+            lastValAccuracy = metrics.valAccuracy;
+            await checkpoint(position);
+            context.log.info(`epoch ${metrics.epoch}/${spec.train.epochs}: loss ${metrics.loss.toFixed(4)} acc ${metrics.accuracy.toFixed(4)} val_acc ${metrics.valAccuracy.toFixed(4)} (${metrics.seconds.toFixed(1)} s)`);
+          },
+        });
+      } catch (error) {
+        if (context.cancellationSignal.aborted) throw context.cancellationSignal.reason ?? error;
+        if (error instanceof ReplicasDiverged) throw ApplicationFailure.nonRetryable(error.message, 'ReplicasDiverged');
+        if (error instanceof Error && error.message.startsWith('training diverged')) throw ApplicationFailure.nonRetryable(error.message, 'TrainingDiverged');
+        throw error;
+      }
+      const seconds = (performance.now() - started) / 1000;
+      if (join.rank !== 0) return { rank: join.rank, worldSize: join.worldSize, steps: result.steps, trained: null };
+      const samples = result.steps * spec.train.batchSize * join.worldSize;
+      return {
+        rank: 0,
+        worldSize: join.worldSize,
+        steps: result.steps,
+        trained: {
+          modelUri: await saveModelToStore(deps.store, `runs/${runId}/model`, model),
+          history,
+          attempt: jobAttempt,
+          resumedFromEpoch: restored ? start.epoch : null,
+          backend,
+          execution,
+          samplesPerSecond: samples / Math.max(1e-3, seconds),
+          seconds,
+          distribution: { strategy: spec.train.strategy, replicas: join.worldSize },
+        },
+      };
+    } finally {
+      context.cancellationSignal.removeEventListener('abort', onCancel);
+      await group.close();
+      engine.dispose();
+      model.dispose();
+      optimizer.dispose();
+    }
+  };
+}

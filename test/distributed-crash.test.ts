@@ -1,0 +1,61 @@
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { startRun } from '../cli/runs';
+import { jobStateQuery, trainJobWorkflowId } from '../workflows/train-job';
+import { createTestEnv, type TestEnv } from './helpers/env';
+import { sliceSpec } from './helpers/specs';
+import { killProcess, spawnWorkerProcess, startInProcessWorkers, waitFor } from './helpers/workers';
+
+/**
+ * A trainer process of a 2-replica job is killed mid-epoch: the survivor sees its peer's socket
+ * close and fails at once, the job workflow stops the attempt and starts another on the trainers
+ * still there (three train worker processes: two busy, one spare), which resumes from rank 0's
+ * last checkpoint and ends where an undisturbed run ends.
+ */
+let env: TestEnv;
+let control: Awaited<ReturnType<typeof startInProcessWorkers>>;
+const trainers: ReturnType<typeof spawnWorkerProcess>[] = [];
+
+beforeAll(async () => {
+  env = await createTestEnv('distributed-crash');
+  control = await startInProcessWorkers(env, ['control']);
+  for (let i = 0; i < 3; i++) trainers.push(spawnWorkerProcess(env, 'train'));
+});
+afterAll(async () => {
+  for (const { child } of trainers) await killProcess(child);
+  await control?.stop();
+});
+
+const spec = sliceSpec({
+  data: { limits: { train: 1200, test: 300 } },
+  model: { options: { hiddenUnits: [64], dropout: 0 } },
+  // ~19 steps per epoch, slowed so that an epoch lasts a couple of seconds.
+  train: { epochs: 3, batchSize: 32, replicas: 2, strategy: 'multi-worker-mirrored', learningRate: 0.003, stepDelayMs: 100, heartbeatTimeout: '3s' },
+  deployment: { publish: false },
+});
+
+it('a killed trainer fails only its attempt: the job resumes from the last checkpoint and ends as an undisturbed run does', async () => {
+  const undisturbed = await (await startRun(control.client, spec)).result();
+  expect(undisturbed.train.attempt).toBe(1);
+
+  const handle = await startRun(control.client, spec);
+  const job = control.client.workflow.getHandle(trainJobWorkflowId(handle.workflowId));
+  const victim = await waitFor('both replicas inside epoch 2', async () => {
+    const state = await job.query(jobStateQuery);
+    const rank1 = state.replicas.find((r) => r.rank === 1);
+    return state.phase === 'training' && state.replicas.every((r) => r.progress && r.progress.epoch === 2 && r.progress.step >= 3) ? rank1 : undefined;
+  }, 120_000, 100);
+  const pid = Number(victim!.identity.split(':').at(-1));
+  const process = trainers.find((t) => t.child.pid === pid);
+  expect(process, `replica at ${victim!.identity} is one of the spawned trainers`).toBeDefined();
+  await killProcess(process!.child, 'SIGKILL');
+
+  const result = await handle.result();
+  const state = await job.query(jobStateQuery);
+  expect(state.attempt).toBe(2);
+  expect(state.attempts).toHaveLength(1);
+  expect(state.attempts[0]!.error).toMatch(/rank|connection|closed|heartbeat|timed out/i);
+  expect(result.train.attempt).toBe(2);
+  expect(result.train.resumedFromEpoch).toBe(1);
+  expect(result.train.history.map((h) => h.epoch)).toEqual([1, 2, 3]);
+  expect(Math.abs(result.testAccuracy - undisturbed.testAccuracy)).toBeLessThanOrEqual(0.01);
+});

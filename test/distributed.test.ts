@@ -1,0 +1,82 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FileArtifactStore } from '../artifacts/store';
+import { startRun } from '../cli/runs';
+import { PipelineSpecError } from '../pipelines/define';
+import { loadModelFromStore } from '../training/model-files';
+import { jobStateQuery, trainJobWorkflowId } from '../workflows/train-job';
+import { createTestEnv, type TestEnv } from './helpers/env';
+import { sliceSpec } from './helpers/specs';
+import { killProcess, spawnWorkerProcess, startInProcessWorkers, waitFor } from './helpers/workers';
+
+/**
+ * Synchronous data parallelism end to end: real Temporal server (the job workflow is the
+ * rendezvous), real sockets between the replicas (ring all-reduce), real Fashion-MNIST slices.
+ */
+let env: TestEnv;
+let workers: Awaited<ReturnType<typeof startInProcessWorkers>>;
+
+beforeAll(async () => {
+  env = await createTestEnv('distributed');
+  // Each train worker has one slot: two of them can run a 2-replica job.
+  workers = await startInProcessWorkers(env, ['control', 'train', 'train']);
+});
+afterAll(async () => {
+  await workers?.stop();
+});
+
+/** The MLP without dropout, so that runs can match weight for weight. */
+const spec = (train: Record<string, unknown>) =>
+  sliceSpec({
+    data: { limits: { train: 1200, test: 300 } },
+    model: { options: { hiddenUnits: [64], dropout: 0 } },
+    train: { epochs: 2, optimizer: 'adam', learningRate: 0.003, ...train },
+    deployment: { publish: false },
+  });
+
+async function trainedWeights(runId: string): Promise<number[]> {
+  const store = new FileArtifactStore(env.home.artifactsDir);
+  const model = await loadModelFromStore(store, store.uri(`runs/${runId}/model`));
+  const weights = model.getWeights().flatMap((w) => Array.from(w.dataSync()));
+  model.dispose();
+  return weights;
+}
+
+const maxAbsDiff = (a: number[], b: number[]) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i]!)), 0);
+
+describe('data-parallel training', () => {
+  let single: { runId: string; weights: number[]; accuracy: number };
+
+  beforeAll(async () => {
+    const handle = await startRun(workers.client, spec({ batchSize: 64 }));
+    const result = await handle.result();
+    single = { runId: handle.workflowId, weights: await trainedWeights(handle.workflowId), accuracy: result.testAccuracy };
+    expect(result.train.distribution).toEqual({ strategy: 'mirrored', replicas: 1 });
+  });
+
+  for (const strategy of ['multi-worker-mirrored', 'central-storage'] as const) {
+    it(`${strategy}: 2 replicas × batch 32 reach the weights of 1 replica × batch 64 (max |Δ| ≤ 1e-5), identical on every replica after every step`, async () => {
+      const handle = await startRun(workers.client, spec({ batchSize: 32, replicas: 2, strategy, verifyReplicas: true }));
+      const result = await handle.result();
+      expect(result.train.distribution).toEqual({ strategy, replicas: 2 });
+      const job = await workers.client.workflow.getHandle(trainJobWorkflowId(handle.workflowId)).query(jobStateQuery);
+      expect(job).toMatchObject({ phase: 'completed', worldSize: 2, attempt: 1 });
+      expect(job.replicas.map((r) => r.rank).sort()).toEqual([0, 1]);
+      expect(maxAbsDiff(await trainedWeights(handle.workflowId), single.weights)).toBeLessThanOrEqual(1e-5);
+      expect(Math.abs(result.testAccuracy - single.accuracy)).toBeLessThanOrEqual(0.0034); // at most one of 300 test images
+    });
+  }
+
+  it('refuses the tpu strategy and a global batch the data can never fill, naming the field', () => {
+    expect(() => spec({ strategy: 'tpu' })).toThrow(PipelineSpecError);
+    expect(() => spec({ strategy: 'tpu' })).toThrow(/train\.strategy: no TPU runtime exists for TensorFlow\.js.*use mirrored, multi-worker-mirrored, central-storage/);
+    expect(() => spec({ replicas: 40, batchSize: 64 })).toThrow(/train\.replicas: 40 replicas × batch 64 = 2560 examples per step, more than the 1200 training examples/);
+  });
+
+  it('fails clearly when more replicas are wanted than trainers ever join', async () => {
+    const handle = await startRun(workers.client, spec({ batchSize: 32, replicas: 3, strategy: 'multi-worker-mirrored', rendezvousTimeout: '3s', maxAttempts: 1 }));
+    const error = await handle.result().then(() => undefined, (e: Error) => e);
+    expect(error).toBeDefined();
+    const message = `${error!.message} ${(error!.cause as Error | undefined)?.message ?? ''}`;
+    expect(message).toMatch(/only 2 of 3 trainers joined within 3s; start more train workers/);
+  });
+});

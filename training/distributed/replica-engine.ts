@@ -1,0 +1,102 @@
+import type * as tfType from '@tensorflow/tfjs';
+import { tf } from '../backend';
+import { GraphTrainStep } from '../graph/graph-step';
+import type { ExecutionReport } from '../trainer';
+
+/**
+ * What a data-parallel replica needs from the thing that computes: gradients of its shard as one
+ * flat vector (so one all-reduce moves them), an update from the reduced vector, and the
+ * variables as one vector (broadcast from rank 0, central storage). The graph step
+ * (training/graph/) provides it on tfjs-node; EagerReplicaEngine on every other backend.
+ */
+export interface ReplicaEngine {
+  /** Elements of all trainable variables together. */
+  readonly size: number;
+  /** Gradients (scaled by lossScale = 1 / global batch), then the shard's loss sum and correct count. */
+  computeGradients(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number, seed: [number, number]): Float32Array;
+  applyGradients(flat: Float32Array): void;
+  readVariables(): Float32Array;
+  writeVariables(flat: Float32Array): void;
+  /** Makes the tfjs model and optimizer hold the engine's state (before evaluation or a checkpoint). */
+  syncToModel(): Promise<void>;
+  dispose(): void;
+}
+
+export class EagerReplicaEngine implements ReplicaEngine {
+  readonly size: number;
+  private readonly variables: tfType.Variable[];
+
+  constructor(private readonly model: tfType.LayersModel, private readonly optimizer: tfType.Optimizer) {
+    this.variables = model.trainableWeights.map((w) => w.read() as tfType.Variable);
+    this.size = this.variables.reduce((n, v) => n + v.size, 0);
+  }
+
+  computeGradients(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number): Float32Array {
+    let lossSum: tfType.Scalar | undefined;
+    let correct: tfType.Scalar | undefined;
+    const { value, grads } = tf.variableGrads(() => {
+      const probabilities = this.model.apply(xs, { training: true }) as tfType.Tensor;
+      correct = tf.keep(tf.sum(tf.equal(tf.argMax(probabilities, -1), tf.argMax(ys, -1))).asType('float32') as tfType.Scalar);
+      lossSum = tf.keep(tf.sum(tf.metrics.categoricalCrossentropy(ys, probabilities)) as tfType.Scalar);
+      return tf.mul(lossSum, lossScale) as tfType.Scalar;
+    }, this.variables);
+    const out = new Float32Array(this.size + 2);
+    let offset = 0;
+    for (const v of this.variables) {
+      out.set(grads[v.name]!.dataSync() as Float32Array, offset);
+      offset += v.size;
+    }
+    out[this.size] = lossSum!.dataSync()[0]!;
+    out[this.size + 1] = correct!.dataSync()[0]!;
+    tf.dispose([value, lossSum!, correct!, ...Object.values(grads)]);
+    return out;
+  }
+
+  applyGradients(flat: Float32Array): void {
+    const grads: Record<string, tfType.Tensor> = {};
+    let offset = 0;
+    for (const v of this.variables) {
+      grads[v.name] = tf.tensor(flat.subarray(offset, offset + v.size), v.shape);
+      offset += v.size;
+    }
+    this.optimizer.applyGradients(grads);
+    tf.dispose(Object.values(grads));
+  }
+
+  readVariables(): Float32Array {
+    const out = new Float32Array(this.size);
+    let offset = 0;
+    for (const v of this.variables) {
+      out.set(v.dataSync() as Float32Array, offset);
+      offset += v.size;
+    }
+    return out;
+  }
+
+  writeVariables(flat: Float32Array): void {
+    let offset = 0;
+    for (const v of this.variables) {
+      const value = tf.tensor(flat.subarray(offset, offset + v.size), v.shape);
+      v.assign(value);
+      value.dispose();
+      offset += v.size;
+    }
+  }
+
+  async syncToModel(): Promise<void> {}
+
+  dispose(): void {}
+}
+
+/** The graph engine where it compiles, else the eager one; says which and why. */
+export async function createReplicaEngine(
+  model: tfType.LayersModel,
+  optimizer: tfType.Optimizer,
+  featureShape: number[],
+  numClasses: number,
+  execution: 'auto' | 'eager' = 'auto',
+): Promise<{ engine: ReplicaEngine; execution: ExecutionReport }> {
+  const graph = execution === 'eager' ? { unsupported: 'eager execution requested' } : await GraphTrainStep.create(model, optimizer, featureShape, numClasses);
+  if (graph instanceof GraphTrainStep) return { engine: graph, execution: { mode: 'graph' } };
+  return { engine: new EagerReplicaEngine(model, optimizer), execution: { mode: 'eager', reason: graph.unsupported } };
+}
