@@ -36,6 +36,7 @@ program
   .description('run the embedded Temporal server, a control worker and a train worker in the foreground (Ctrl-C stops them)')
   .option('--port <port>', 'Temporal gRPC port, or "auto" (7233 when free)', 'auto')
   .option('--headless', 'no Temporal Web UI')
+  .option('--train-workers <n>', 'train worker processes (a job with N replicas needs N)', '1')
   .action(action(devCommand));
 
 program
@@ -58,6 +59,7 @@ program
   .command('status <runId>')
   .description("a run's stages, training progress and result")
   .option('--json', 'print as JSON')
+  .option('--replicas', 'each replica of a data-parallel train job: rank, address, step, loss, throughput')
   .action(action(statusCommand));
 
 program.command('cancel <runId>').description('cancel a run (training stops at its next step)').action(action(cancelCommand));

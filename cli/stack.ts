@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEmbeddedTemporal, type EmbeddedTemporal } from '../control/embedded-temporal';
@@ -10,42 +11,52 @@ import { temporalTargetFromEnv, type TemporalTarget } from '../control/temporal-
 
 const WORKERS_DIR = fileURLToPath(new URL('../workers/', import.meta.url));
 
+export interface StackWorker {
+  pool: Pool;
+  child: ChildProcess;
+  logFile: string;
+}
+
 export interface LocalStack {
   target: TemporalTarget;
   server: EmbeddedTemporal | null;
-  workers: Record<Pool, ChildProcess>;
-  logFiles: Record<Pool, string>;
+  /** The control worker first, then the train workers. */
+  workers: StackWorker[];
   stop(): Promise<void>;
 }
 
 /**
  * The embedded defaults in one call: a Temporal server (unless TEMPORAL_ADDRESS names one), one
- * control worker and one train worker, each a child process with its log in GANTRY_HOME/logs.
+ * control worker and `trainWorkers` train workers (one slot each: a data-parallel job of N
+ * replicas needs N), each a child process with its log in GANTRY_HOME/logs.
  */
-export async function startLocalStack(home: GantryHome, options: { port?: number | 'auto' | 'free'; headless?: boolean } = {}): Promise<LocalStack> {
+export async function startLocalStack(home: GantryHome, options: { port?: number | 'auto' | 'free'; headless?: boolean; trainWorkers?: number } = {}): Promise<LocalStack> {
   const external = temporalTargetFromEnv();
   const server = external ? null : await startEmbeddedTemporal(home, options);
   const target: TemporalTarget = external ?? { address: server!.address, namespace: server!.namespace };
   await mkdir(home.logsDir, { recursive: true });
   const env = { ...process.env, GANTRY_HOME: home.root, TEMPORAL_ADDRESS: target.address, TEMPORAL_NAMESPACE: target.namespace };
-  const logFiles = { control: path.join(home.logsDir, 'worker-control.log'), train: path.join(home.logsDir, 'worker-train.log') };
-  const spawnWorker = (pool: Pool) => {
-    const log = createWriteStream(logFiles[pool], { flags: 'a' });
-    const child = spawn(process.execPath, [...process.execArgv, path.join(WORKERS_DIR, `${pool}.ts`)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const trainWorkers = options.trainWorkers ?? 1;
+  // Several train workers on one host split its cores (one "device" each) unless told otherwise.
+  const threadsPerTrainer = trainWorkers > 1 && !process.env.GANTRY_TRAIN_THREADS ? String(Math.max(1, Math.floor(os.availableParallelism() / trainWorkers))) : undefined;
+  const spawnWorker = (pool: Pool, index = 0): StackWorker => {
+    const logFile = path.join(home.logsDir, `worker-${pool}${index ? `-${index + 1}` : ''}.log`);
+    const log = createWriteStream(logFile, { flags: 'a' });
+    const workerEnv = pool === 'train' && threadsPerTrainer ? { ...env, GANTRY_TRAIN_THREADS: threadsPerTrainer } : env;
+    const child = spawn(process.execPath, [...process.execArgv, path.join(WORKERS_DIR, `${pool}.ts`)], { env: workerEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.pipe(log);
     child.stderr!.pipe(log);
-    return child;
+    return { pool, child, logFile };
   };
-  const workers = { control: spawnWorker('control'), train: spawnWorker('train') };
+  const workers = [spawnWorker('control'), ...Array.from({ length: trainWorkers }, (_, i) => spawnWorker('train', i))];
   let stopping: Promise<void> | undefined;
   return {
     target,
     server,
     workers,
-    logFiles,
     stop() {
       stopping ??= (async () => {
-        await Promise.all(Object.values(workers).map((child) => stopChild(child)));
+        await Promise.all(workers.map((w) => stopChild(w.child)));
         await server?.stop();
       })();
       return stopping;

@@ -1,11 +1,12 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { connectClient } from '../../control/connect';
 import { progressQuery, type RunProgress } from '../../workflows/retrain';
+import { jobStateQuery, trainJobWorkflowId, type JobState } from '../../workflows/train-job';
 import { UsageError } from '../errors';
 import { rootCause } from './run';
 
 /** A run's state: its progress while it runs, its result once it completed. */
-export async function statusCommand(runId: string, options: { json?: boolean }): Promise<void> {
+export async function statusCommand(runId: string, options: { json?: boolean; replicas?: boolean }): Promise<void> {
   const { client, connection } = await connectClient();
   try {
     const handle = client.workflow.getHandle(runId);
@@ -27,7 +28,13 @@ export async function statusCommand(runId: string, options: { json?: boolean }):
     }
     if (status === 'COMPLETED') result = await handle.result();
     if (status === 'FAILED') error = await handle.result().then(() => null, (e: unknown) => rootCause(e));
-    const report = { runId, status, startTime: description.startTime, closeTime: description.closeTime ?? null, progress, result, error };
+    // A data-parallel run's train job keeps each replica's progress (workflows/train-job.ts).
+    let job: JobState | null = null;
+    if (options.replicas) {
+      job = await client.workflow.getHandle(trainJobWorkflowId(runId)).query(jobStateQuery).catch(() => null);
+      if (!job) throw new UsageError(`run "${runId}" has no data-parallel train job (train.replicas = 1), or it has not started yet`);
+    }
+    const report = { runId, status, startTime: description.startTime, closeTime: description.closeTime ?? null, progress, result, error, ...(job ? { job } : {}) };
     if (options.json) {
       console.log(JSON.stringify(report));
       return;
@@ -41,6 +48,17 @@ export async function statusCommand(runId: string, options: { json?: boolean }):
       }
       if (progress.version !== null) console.log(`version: ${progress.version}`);
       if (progress.evaluation) console.log(`blessed: ${progress.evaluation.blessed}\n  ${progress.evaluation.reasons.join('\n  ')}`);
+    }
+    if (job) {
+      console.log(`train job: ${job.strategy}, attempt ${job.attempt}, ${job.phase}, ${job.worldSize ?? '?'} of ${job.replicasWanted} replicas`);
+      for (const r of [...job.replicas].sort((a, b) => a.rank - b.rank)) {
+        const p = r.progress;
+        console.log(
+          `  rank ${r.rank} (${r.identity}, ${r.host}:${r.port}): ` +
+            (p ? `epoch ${p.epoch} step ${p.step}/${p.stepsPerEpoch} loss ${p.loss.toFixed(4)} acc ${p.accuracy.toFixed(4)} ${Math.round(p.samplesPerSecond)} samples/s (job)` : 'joined, no step yet'),
+        );
+      }
+      for (const a of job.attempts) console.log(`  attempt ${a.attempt} ended: ${a.error}`);
     }
     if (error) console.log(`error: ${error}`);
   } finally {
