@@ -1,6 +1,7 @@
 import { gantryHome } from '../../control/home';
 import { CommandFailed } from '../errors';
 import { startLocalStack } from '../stack';
+import { serveAndPredict } from './demo-serve';
 import { describeStack } from './dev';
 import { runCommand } from './run';
 
@@ -26,6 +27,7 @@ export async function demoCommand(options: { set: string[]; json?: boolean }): P
       // On a rerun the gate may rightly keep the champion; only a demo that serves nothing failed.
       if (!result.published && !result.champion) throw new CommandFailed(`the run finished but published nothing: ${failed}`);
       if (!result.published) console.log(`the champion v${result.champion!.version} stays in place: ${failed}`);
+      await serveAndPredict(home, result.model);
     }
   } finally {
     await stack.stop();
