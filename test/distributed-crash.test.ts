@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { FileArtifactStore } from '../artifacts/store';
 import { startRun } from '../cli/runs';
 import { jobStateQuery, trainJobWorkflowId } from '../workflows/train-job';
 import { createTestEnv, type TestEnv } from './helpers/env';
@@ -29,7 +30,8 @@ const spec = sliceSpec({
   data: { limits: { train: 1200, test: 300 } },
   model: { options: { hiddenUnits: [64], dropout: 0 } },
   // ~19 steps per epoch, slowed so that an epoch lasts a couple of seconds.
-  train: { epochs: 3, batchSize: 32, replicas: 2, strategy: 'multi-worker-mirrored', learningRate: 0.003, stepDelayMs: 100, heartbeatTimeout: '3s' },
+  // Rank 0 also checkpoints every 6 steps: the resume starts mid-epoch, at the last of those.
+  train: { epochs: 3, batchSize: 32, replicas: 2, strategy: 'multi-worker-mirrored', learningRate: 0.003, stepDelayMs: 100, heartbeatTimeout: '3s', checkpointEverySteps: 6 },
   deployment: { publish: false },
 });
 
@@ -42,7 +44,7 @@ it('a killed trainer fails only its attempt: the job resumes from the last check
   const victim = await waitFor('both replicas inside epoch 2', async () => {
     const state = await job.query(jobStateQuery);
     const rank1 = state.replicas.find((r) => r.rank === 1);
-    return state.phase === 'training' && state.replicas.every((r) => r.progress && r.progress.epoch === 2 && r.progress.step >= 3) ? rank1 : undefined;
+    return state.phase === 'training' && state.replicas.every((r) => r.progress && r.progress.epoch === 2 && r.progress.step >= 8 && r.progress.step <= 15) ? rank1 : undefined;
   }, 120_000, 100);
   const pid = Number(victim!.identity.split(':').at(-1));
   const process = trainers.find((t) => t.child.pid === pid);
@@ -58,4 +60,9 @@ it('a killed trainer fails only its attempt: the job resumes from the last check
   expect(result.train.resumedFromEpoch).toBe(1);
   expect(result.train.history.map((h) => h.epoch)).toEqual([1, 2, 3]);
   expect(Math.abs(result.testAccuracy - undisturbed.testAccuracy)).toBeLessThanOrEqual(0.01);
+  // The mid-epoch checkpoints are there, named by epoch and step.
+  const store = new FileArtifactStore(env.home.artifactsDir);
+  const checkpoints = await store.list(`runs/${handle.workflowId}/checkpoints`);
+  expect(checkpoints).toEqual(expect.arrayContaining(['epoch-0001', 'epoch-0002', 'epoch-0003']));
+  expect(checkpoints.filter((c) => /^epoch-0001-step-\d{6}$/.test(c)).length).toBeGreaterThan(0);
 });

@@ -72,6 +72,14 @@ describe('data-parallel training', () => {
     expect(() => spec({ replicas: 40, batchSize: 64 })).toThrow(/train\.replicas: 40 replicas × batch 64 = 2560 examples per step, more than the 1200 training examples/);
   });
 
+  it('elastic: starts with fewer replicas when no more trainers join in time', async () => {
+    const handle = await startRun(workers.client, spec({ batchSize: 32, replicas: 3, elastic: { minReplicas: 2 }, strategy: 'multi-worker-mirrored', rendezvousTimeout: '3s', epochs: 1 }));
+    const result = await handle.result();
+    expect(result.train.distribution).toEqual({ strategy: 'multi-worker-mirrored', replicas: 2 });
+    const job = await workers.client.workflow.getHandle(trainJobWorkflowId(handle.workflowId)).query(jobStateQuery);
+    expect(job).toMatchObject({ phase: 'completed', replicasWanted: 3, worldSize: 2, attempt: 1 });
+  });
+
   it('fails clearly when more replicas are wanted than trainers ever join', async () => {
     const handle = await startRun(workers.client, spec({ batchSize: 32, replicas: 3, strategy: 'multi-worker-mirrored', rendezvousTimeout: '3s', maxAttempts: 1 }));
     const error = await handle.result().then(() => undefined, (e: Error) => e);

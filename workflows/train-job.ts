@@ -131,14 +131,20 @@ export async function trainJobWorkflow({ runId, spec, dataset, taskQueue }: Trai
         .run(() => activities.trainReplica({ runId, spec, dataset, jobId, jobAttempt: attempt, replica }))
         .then((result) => { settled[replica] = result; }, (error: Error) => { settled[replica] = error; }),
     );
-    const failed = () => settled.some((s) => s instanceof Error);
+    /** Replicas called off because the attempt went on without them: their cancellation is no failure. */
+    const calledOff = new Set<number>();
+    const failed = () => settled.some((s, replica) => s instanceof Error && !calledOff.has(replica));
 
     const allJoined = await condition(() => state.replicas.length === wanted || failed(), rendezvousMs);
     const minimum = spec.train.elastic?.minReplicas ?? wanted;
     if (!failed() && (allJoined || state.replicas.length >= minimum)) {
       // Replicas that never joined (no free trainer) are called off; the attempt goes on without them.
       const joined = new Set(state.replicas.map((r) => r.replica));
-      scopes.forEach((scope, replica) => { if (!joined.has(replica)) scope.cancel(); });
+      scopes.forEach((scope, replica) => {
+        if (joined.has(replica)) return;
+        calledOff.add(replica);
+        scope.cancel();
+      });
       rendezvousClosed = true;
       state.worldSize = state.replicas.length;
       state.phase = 'training';
@@ -154,7 +160,7 @@ export async function trainJobWorkflow({ runId, spec, dataset, taskQueue }: Trai
     }
 
     // The attempt is lost: stop every replica still running, wait until they have stopped.
-    const error = settled.find((s): s is Error => s instanceof Error);
+    const error = settled.find((s, replica): s is Error => s instanceof Error && !calledOff.has(replica));
     lastError = error
       ? describe(error)
       : `only ${state.replicas.length} of ${wanted} trainers joined within ${rendezvousMs}; start more train workers (each runs GANTRY_TRAIN_SLOTS replicas)` +
@@ -187,5 +193,5 @@ function retryable(error: Error): boolean {
 
 function describe(error: Error): string {
   const cause = error instanceof ActivityFailure && error.cause ? error.cause : error;
-  return cause.message;
+  return cause.message || `${cause.name} (no message)`;
 }
