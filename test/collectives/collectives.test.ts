@@ -89,6 +89,38 @@ describe.each([1, 2, 3, 4])('a ring of %i', (n) => {
   });
 });
 
+it('ranks that close right after their last operation do not fail the neighbours still finishing it', async () => {
+  for (let trial = 0; trial < 10; trial++) {
+    const groups = await makeRing(3);
+    const data = groups.map((_, rank) => rankData(rank, 3000));
+    const outcomes = await Promise.allSettled(
+      groups.map(async (group, rank) => {
+        await group.allReduce(data[rank]!);
+        await group.barrier();
+        await group.close();
+      }),
+    );
+    expect(outcomes.map((outcome) => (outcome.status === 'rejected' ? String(outcome.reason) : 'ok'))).toEqual(['ok', 'ok', 'ok']);
+  }
+});
+
+it('works on a view into a larger buffer and leaves the rest of it alone', async () => {
+  const groups = await makeRing(3, { chunkBytes: 4096 });
+  try {
+    const backing = groups.map((_, rank) => rankData(rank, 10_007, 3));
+    const before = backing.map((array) => array.slice());
+    const views = backing.map((array) => array.subarray(1, 10_000));
+    await Promise.all(groups.map((group, rank) => group.allReduce(views[rank]!)));
+    const expected = referenceSum(before.map((array) => array.subarray(1, 10_000)));
+    for (const [rank, array] of backing.entries()) {
+      expect(worstError(views[rank]!, expected, TOLERANCE)).toBeLessThanOrEqual(0);
+      expect([array[0], ...array.subarray(10_000)]).toEqual([before[rank]![0], ...before[rank]!.subarray(10_000)]);
+    }
+  } finally {
+    await closeAll(groups);
+  }
+});
+
 it('refuses bad arguments without touching the ring', async () => {
   const groups = await makeRing(2);
   try {

@@ -31,6 +31,36 @@ describe('FrameReader', () => {
     }
   });
 
+  it('with direct reads, lands every read exactly in place, whatever size the reads are', async () => {
+    // What a socket with Node's `onread` does: ask for a buffer, read up to its length into it.
+    const a = Float32Array.from({ length: 1001 }, (_, i) => i / 7);
+    const b = Float32Array.from({ length: 1001 }, (_, i) => -i);
+    const stream = Buffer.concat([encodeFrame(FrameType.AllReduce, 2, bytes(a)), encodeFrame(FrameType.AllReduce, 2, bytes(b)), encodeFrame(FrameType.Reduce, 3, bytes(a))]);
+    for (const maxRead of [1, 3, 6, 4099, 1 << 20]) {
+      const reader = new FrameReader({ peer: 'rank 1' });
+      const copy = new Float32Array(1001);
+      const sum = new Float32Array(1001).fill(0.5);
+      const mean = new Float32Array(1001).fill(1);
+      const received = Promise.all([
+        reader.receive({ type: FrameType.AllReduce, tag: 2, what: 'copy', into: new Uint8Array(copy.buffer) }),
+        reader.receive({ type: FrameType.AllReduce, tag: 2, what: 'sum', addInto: sum }),
+        reader.receive({ type: FrameType.Reduce, tag: 3, what: 'mean', addInto: mean, scale: 0.5 }),
+      ]);
+      let pos = 0;
+      for (let turn = 0; pos < stream.length; turn++) {
+        const target = reader.nextReadBuffer();
+        const n = Math.min(target.length, stream.length - pos, 1 + ((turn * 7919) % maxRead));
+        target.set(stream.subarray(pos, pos + n));
+        reader.commitRead(n);
+        pos += n;
+      }
+      await received;
+      expect(bytes(copy).equals(bytes(a))).toBe(true);
+      expect(bytes(sum).equals(bytes(b.map((x) => x + 0.5)))).toBe(true);
+      expect(bytes(mean).equals(bytes(a.map((x) => (x + 1) * 0.5)))).toBe(true);
+    }
+  });
+
   it('keeps frames that arrive before they are asked for', async () => {
     const reader = new FrameReader({ peer: 'rank 1' });
     feed(reader, Buffer.concat([encodeFrame(FrameType.Broadcast, 1, bytes(floats(1, 2))), encodeFrame(FrameType.Broadcast, 1, bytes(floats(3, 4)))]), 3);

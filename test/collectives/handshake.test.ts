@@ -26,7 +26,7 @@ async function refusedJoin(joinerOptions: Partial<CollectiveGroupOptions>): Prom
   const joiner = await listen(joinerOptions);
   const peers = [peerOf(0, host), peerOf(1, joiner)];
   const joined = joiner.connect({ rank: 1, peers }).catch((error: unknown) => error);
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  await new Promise((resolve) => setTimeout(resolve, 200));
   const hosted = host.connect({ rank: 0, peers, timeoutMs: 200 }).catch((error: unknown) => error);
   return { joiner: await joined, host: await hosted };
 }
@@ -88,6 +88,24 @@ it('answers garbage with a reason and a close, and keeps waiting for the right p
   const arrays = [rankData(0, 1001), rankData(1, 1001)];
   await Promise.all([rank0.allReduce(arrays[0]!), rank1.allReduce(arrays[1]!)]);
   expect(sameBytes(arrays[0]!, arrays[1]!)).toBe(true);
+});
+
+it('a rank that joins last can already be sent data by neighbours that finished first', async () => {
+  // Ranks 0 and 2 start their first all-reduce as soon as their own connect() resolves; rank 1
+  // joins 100 ms later, so data frames (1 MiB chunks, far above the handshake's frame limit) reach
+  // ranks whose connect() is still in progress.
+  const groups = await Promise.all([0, 1, 2].map(() => listen({ chunkBytes: 1 << 20 })));
+  const peers = groups.map((group, rank) => peerOf(rank, group));
+  const inputs = groups.map((_, rank) => rankData(rank, 600_000));
+  const results = inputs.map((input) => input.slice());
+  await Promise.all(
+    groups.map(async (group, rank) => {
+      if (rank === 1) await new Promise((resolve) => setTimeout(resolve, 100));
+      await group.connect({ rank, peers });
+      await group.allReduce(results[rank]!);
+    }),
+  );
+  expect(sameBytes(results[0]!, results[1]!) && sameBytes(results[1]!, results[2]!)).toBe(true);
 });
 
 it('keeps dialling a neighbour that does not listen yet, until it does', async () => {

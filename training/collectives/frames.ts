@@ -156,10 +156,12 @@ export interface FrameReaderOptions {
 }
 
 /**
- * Turns the chunks a socket delivers into frames and hands each frame to the receive that asked
- * for it, in order. A receive posted before its frame arrives gets the payload copied (or summed)
- * straight from the socket's buffers into its destination as the chunks come in; a frame that
- * arrives first is kept until it is asked for.
+ * Turns the bytes a socket delivers into frames and hands each frame to the receive that asked
+ * for it, in order. Two ways in: `push()` for 'data' chunks, or `nextReadBuffer()`/`commitRead()`
+ * for a socket that reads straight into our buffers. A receive posted before its frame arrives
+ * gets the payload placed (or summed) into its destination as it comes in — copied once out of a
+ * 'data' chunk, or read there directly by the kernel; a frame that arrives first is kept until
+ * it is asked for (one more copy, which posting receives ahead avoids).
  *
  * Any error — malformed frame, wrong frame, timeout, connection end — poisons the reader: after
  * it the byte stream's position is unknown, so every pending and later receive fails with it.
@@ -517,6 +519,7 @@ export class FramedSocket {
   private failure: CollectiveError | undefined;
   private ending = false;
   private readingStopped = false;
+  private writeFailed = false;
 
   /**
    * Wrap a connected (or connecting) socket. Without `directReader` incoming bytes arrive as
@@ -620,13 +623,18 @@ export class FramedSocket {
 
   /** Wait until the send buffer is below its high-water mark again ('drain'), within a deadline. */
   drain(timeoutMs: number, what: string): Promise<void> {
-    if (!this.socket.writableNeedDrain) return this.failure ? Promise.reject(this.failure) : Promise.resolve();
+    if (!this.socket.writableNeedDrain) return Promise.resolve(); // a failed connection fails the next send
     return this.waitFor(() => !this.socket.writableNeedDrain, 'drain', timeoutMs, `timed out after ${timeoutMs} ms waiting for ${this.peer} to read ${what} (send buffer full)`);
   }
 
-  /** Wait until every queued frame has been handed to the kernel, so its memory may change. */
+  /**
+   * Wait until every queued frame has been handed to the kernel, so its memory may change. A
+   * connection that has failed since is no reason to reject, as long as no write did: the peer
+   * may well have read everything it needed and closed.
+   */
   flush(timeoutMs: number, what: string): Promise<void> {
-    if (this.pendingWrites === 0) return this.failure ? Promise.reject(this.failure) : Promise.resolve();
+    if (this.writeFailed) return Promise.reject(this.failure);
+    if (this.pendingWrites === 0) return Promise.resolve();
     return this.waitFor(() => this.pendingWrites === 0, 'flush', timeoutMs, `timed out after ${timeoutMs} ms waiting for ${this.peer} to read ${what}`);
   }
 
@@ -659,6 +667,7 @@ export class FramedSocket {
 
   private readonly onWritten = (error?: Error | null): void => {
     this.pendingWrites--;
+    if (error) this.writeFailed = true;
     if (error) this.fail(new CollectiveError('closed', `sending to ${this.peer} failed: ${error.message}`, { cause: error }));
     else if (this.pendingWrites === 0) for (const wake of [...this.flushWaiters]) wake();
   };
@@ -666,8 +675,9 @@ export class FramedSocket {
   private waitFor(done: () => boolean, event: 'drain' | 'flush', timeoutMs: number, timeoutMessage: string): Promise<void> {
     return new Promise((resolve, reject) => {
       const finish = (): void => {
-        if (this.failure) reject(this.failure);
+        if (this.writeFailed) reject(this.failure);
         else if (done()) resolve();
+        else if (this.failure) reject(this.failure);
         else return;
         cleanup();
       };

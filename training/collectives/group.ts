@@ -211,10 +211,6 @@ export class CollectiveGroup {
     if (this.currentState !== 'connecting') throw this.unusable('connect');
     const downstream = this.downstream!;
     const upstream = this.upstream!;
-    downstream.peer = `rank ${leftRank}`;
-    upstream.peer = `rank ${rightRank}`;
-    downstream.reader.maxPayloadBytes = this.maxFrameBytes;
-    upstream.reader.maxPayloadBytes = this.maxFrameBytes;
     // A neighbour that fails tells us why (Abort frame): fail at once, even between operations or
     // when the current operation is not waiting on that neighbour. A plain close is noticed by the
     // next receive or send that needs the connection — a neighbour closing after the last
@@ -254,8 +250,8 @@ export class CollectiveGroup {
 
   /**
    * `root`'s data becomes the sum (or mean) over all ranks; the other ranks' data is left as it
-   * was. Partial sums flow along the ring from root+1 to root (for a central-storage strategy:
-   * gradients to the rank that holds the variables).
+   * was. Partial sums flow down the ring from root−1 to root, pipelined in chunks (for a
+   * central-storage strategy: gradients to the rank that holds the variables).
    */
   async reduce(data: Float32Array, root: number, options: ReduceOptions = {}): Promise<Float32Array> {
     const op = options.op ?? 'sum';
@@ -540,6 +536,17 @@ export class CollectiveGroup {
   }
 
   /**
+   * A connection that passed its handshake is a ring link from now on. Its limits are raised at
+   * once, not when connect() finishes: a neighbour that completed its own connect() first may
+   * already be sending the first operation's data frames.
+   */
+  private admitted(conn: FramedSocket, peerRank: number): FramedSocket {
+    conn.peer = `rank ${peerRank}`;
+    conn.reader.maxPayloadBytes = this.maxFrameBytes;
+    return conn;
+  }
+
+  /**
    * Wait for rank−1 to connect and handshake. Other connections (garbage, another job, a stale
    * attempt) are refused with a reason and the wait goes on until the deadline.
    */
@@ -567,7 +574,7 @@ export class CollectiveGroup {
         acceptHandshake(conn, ours, leftRank, Math.max(1, deadline - Date.now())).then(
           () => {
             this.pending.delete(conn);
-            if (!settle(undefined, conn)) void conn.closeWith(FrameType.Reject, `rank ${ours.rank} already has its left neighbour`);
+            if (!settle(undefined, this.admitted(conn, leftRank))) void conn.closeWith(FrameType.Reject, `rank ${ours.rank} already has its left neighbour`);
           },
           (error: Error) => {
             this.pending.delete(conn);
@@ -602,7 +609,7 @@ export class CollectiveGroup {
         await connected(conn.socket, remaining, signal);
         await offerHandshake(conn, ours, peer.rank, Math.max(1, deadline - Date.now()));
         this.pending.delete(conn);
-        return conn;
+        return this.admitted(conn, peer.rank);
       } catch (error) {
         if (conn) {
           this.pending.delete(conn);
