@@ -1,6 +1,7 @@
 import cliProgress from 'cli-progress';
-import type { WorkflowHandle } from '@temporalio/client';
+import type { Client, WorkflowHandle } from '@temporalio/client';
 import { progressQuery, STAGES, type RunProgress } from '../workflows/retrain';
+import { jobStateQuery, trainJobWorkflowId, type JobState } from '../workflows/train-job';
 
 const POLL_MS = 500;
 
@@ -8,14 +9,22 @@ const POLL_MS = 500;
  * Shows a run's progress until `done` settles: live bars on a terminal (stages, epochs, steps of
  * the current epoch), plain lines otherwise (CI logs, pipes).
  */
-export async function followRun(handle: WorkflowHandle, done: Promise<unknown>, stream: NodeJS.WriteStream = process.stderr): Promise<void> {
+export async function followRun(
+  handle: WorkflowHandle,
+  done: Promise<unknown>,
+  stream: NodeJS.WriteStream = process.stderr,
+  /** With a client: each replica of a data-parallel train job too (its job workflow's state). */
+  replicas?: { client: Client },
+): Promise<void> {
   const view = stream.isTTY ? new BarsView(stream) : new LinesView(stream);
   let finished = false;
   done.then(() => (finished = true), () => (finished = true));
   try {
     while (!finished) {
       try {
-        view.update(await handle.query(progressQuery));
+        const progress = await handle.query(progressQuery);
+        view.update(progress);
+        if (replicas && progress.stages.train !== 'pending') await showReplicas(view, replicas.client, handle.workflowId);
       } catch {
         // Not answerable yet (no worker picked the first task) or already closed: try again.
       }
@@ -23,6 +32,7 @@ export async function followRun(handle: WorkflowHandle, done: Promise<unknown>, 
     }
     try {
       view.update(await handle.query(progressQuery));
+      if (replicas) await showReplicas(view, replicas.client, handle.workflowId);
     } catch {
       // A finished workflow still answers queries while a worker is up; nothing to add otherwise.
     }
@@ -31,13 +41,28 @@ export async function followRun(handle: WorkflowHandle, done: Promise<unknown>, 
   }
 }
 
+async function showReplicas(view: LinesView | BarsView, client: Client, runId: string): Promise<void> {
+  // Absent for single-trainer runs, and until the job workflow has started.
+  const job = await client.workflow.getHandle(trainJobWorkflowId(runId)).query(jobStateQuery).catch(() => undefined);
+  if (job && job.replicas.length > 0) view.replicas(job);
+}
+
 const fmt = (x: number | null | undefined, digits = 4) => (x === null || x === undefined ? '-' : x.toFixed(digits));
 
 function stageLine(progress: RunProgress): string {
   return STAGES.map((s) => `${s}:${progress.stages[s]}`).join(' ');
 }
 
+/** One line per replica: rank, worker, epoch/step, loss, the job's samples/s as that rank sees it. */
+function replicaLine(job: JobState, rank: number): string {
+  const r = job.replicas.find((x) => x.rank === rank)!;
+  const p = r.progress;
+  return `rank ${r.rank}/${job.worldSize ?? job.replicasWanted} ${r.identity} ` + (p ? `epoch ${p.epoch} step ${p.step}/${p.stepsPerEpoch} loss ${fmt(p.loss)} · ${Math.round(p.samplesPerSecond)} samples/s` : 'joined');
+}
+
 class LinesView {
+  private lastReplicaLines = 0;
+  private lastReplicaSignature = '';
   private lastStages = '';
   private lastEpoch = 0;
   private lastStepLine = 0;
@@ -63,6 +88,16 @@ class LinesView {
     }
   }
 
+  replicas(job: JobState): void {
+    // A line per replica when an attempt or an epoch changes, and every 10 s in between.
+    const now = Date.now();
+    const signature = `${job.attempt}:${job.phase}:${job.replicas.map((r) => `${r.rank}@${r.progress?.epoch ?? 0}`).join(',')}`;
+    if (signature === this.lastReplicaSignature && now - this.lastReplicaLines < 10_000) return;
+    this.lastReplicaSignature = signature;
+    this.lastReplicaLines = now;
+    for (const r of [...job.replicas].sort((a, b) => a.rank - b.rank)) this.stream.write(`[${job.jobId}] ${replicaLine(job, r.rank)} (attempt ${job.attempt})\n`);
+  }
+
   stop(): void {}
 }
 
@@ -71,6 +106,7 @@ class BarsView {
   private readonly stagesBar: cliProgress.SingleBar;
   private epochsBar?: cliProgress.SingleBar;
   private stepsBar?: cliProgress.SingleBar;
+  private readonly replicaBars = new Map<number, cliProgress.SingleBar>();
 
   constructor(stream: NodeJS.WriteStream) {
     this.multibar = new cliProgress.MultiBar(
@@ -97,6 +133,19 @@ class BarsView {
       label: 'steps ',
       detail: `epoch ${t.epoch} loss ${fmt(t.loss)} acc ${fmt(t.accuracy)} · ${Math.round(t.samplesPerSecond)} samples/s on ${t.backend}`,
     });
+  }
+
+  replicas(job: JobState): void {
+    for (const r of job.replicas) {
+      const p = r.progress;
+      if (!p) continue;
+      let bar = this.replicaBars.get(r.rank);
+      if (!bar) {
+        bar = this.multibar.create(p.stepsPerEpoch, 0, { label: `rank ${r.rank}`, detail: '' });
+        this.replicaBars.set(r.rank, bar);
+      }
+      bar.update(p.step, { label: `rank ${r.rank}`, detail: replicaLine(job, r.rank) });
+    }
   }
 
   stop(): void {

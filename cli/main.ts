@@ -50,6 +50,7 @@ program
   .description('start a retrain run of a pipeline (a built-in name or a .ts/.json file) and wait for its result')
   .option('--set <path=value>', 'override a spec field, e.g. --set train.epochs=3 (repeatable)', collect, [])
   .option('--follow', 'show live progress per stage and epoch')
+  .option('--replicas', 'with --follow: each replica of a data-parallel train job too (rank, worker, step, loss, samples/s)')
   .option('--json', 'print the result as one JSON object')
   .option('--detach', 'print the run id and return without waiting')
   .option('--id <runId>', 'workflow id for the run (default: <pipeline>-<time>-<random>)')

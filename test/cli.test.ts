@@ -12,7 +12,8 @@ const slice = ['--set', 'data.limits.train=1000', '--set', 'data.limits.test=300
 
 beforeAll(async () => {
   env = await createTestEnv('cli');
-  workers = await startInProcessWorkers(env, ['control', 'train']);
+  // Two train workers (one slot each): enough for the 2-replica job below.
+  workers = await startInProcessWorkers(env, ['control', 'train', 'train']);
 });
 afterAll(async () => {
   await workers?.stop();
@@ -38,6 +39,24 @@ describe('gantry run', () => {
     expect(JSON.parse(list.stdout)).toContainEqual({ model: 'cli-model', versions: 1, aliases: { champion: 1 } });
     const describeOut = await gantry(['models', 'describe', 'cli-model'], env.env);
     expect(describeOut.stdout).toMatch(/v1\tpublished\tblessed/);
+  });
+
+  it('--follow --replicas shows each replica of a data-parallel job; status --replicas lists them', async () => {
+    const { code, stdout, stderr } = await gantry(
+      ['run', 'fashion-mnist', ...slice, '--set', 'model.name=cli-replicas', '--set', 'train.strategy=multi-worker-mirrored', '--set', 'train.replicas=2',
+        '--set', 'train.batchSize=32', '--set', 'train.stepDelayMs=40', '--follow', '--replicas'],
+      env.env,
+    );
+    expect(code, stderr).toBe(0);
+    expect(stderr).toMatch(/rank 0\/2 \S+ (epoch \d+ step \d+\/\d+ loss \d\.\d{4} · \d+ samples\/s|joined)/);
+    expect(stderr).toMatch(/rank 1\/2 /);
+    expect(stdout).toMatch(/multi-worker-mirrored × 2 replicas/);
+    const runId = /run\s+(\S+)/.exec(stdout)![1]!;
+    const status = await gantry(['status', runId, '--replicas'], env.env);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toMatch(/train job: multi-worker-mirrored, attempt 1, completed, 2 of 2 replicas/);
+    expect(status.stdout).toMatch(/rank 0 \(.+\): epoch 1 step \d+\/\d+ loss/);
+    expect(status.stdout).toMatch(/rank 1 \(.+\): epoch 1 step/);
   });
 
   it('refuses an invalid spec before anything starts, naming every bad field, exit code 2', async () => {

@@ -9,6 +9,8 @@ import type { RunResult } from '../../activities/types';
 export interface RunOptions {
   set: string[];
   follow?: boolean;
+  /** With --follow: each replica of a data-parallel train job too. */
+  replicas?: boolean;
   json?: boolean;
   detach?: boolean;
   id?: string;
@@ -37,7 +39,7 @@ export async function runCommand(pipeline: string, options: RunOptions): Promise
       return undefined;
     }
     const result = handle.result();
-    if (options.follow) await followRun(handle, result);
+    if (options.follow) await followRun(handle, result, process.stderr, options.replicas ? { client } : undefined);
     try {
       const value = await result;
       const seconds = (performance.now() - started) / 1000;
