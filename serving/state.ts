@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import {
@@ -12,6 +11,7 @@ import {
   type ModelConfig,
   type ModelServerConfig,
 } from './config';
+import { writeFileAtomically } from '../artifacts/store';
 import { describeIssues } from './errors';
 
 /**
@@ -168,17 +168,7 @@ export class ServingState {
     const file = this.file;
     if (!file) return Promise.resolve();
     const text = `${JSON.stringify(this.data, null, 2)}\n`;
-    const write = this.writes.then(async () => {
-      await mkdir(path.dirname(file), { recursive: true });
-      const temp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-      try {
-        await writeFile(temp, text);
-        await rename(temp, file);
-      } catch (error) {
-        await rm(temp, { force: true });
-        throw error;
-      }
-    });
+    const write = this.writes.then(() => writeFileAtomically(file, text));
     this.writes = write.catch(() => undefined);
     return write;
   }
