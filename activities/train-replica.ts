@@ -1,20 +1,17 @@
 import os from 'node:os';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { loadSplit } from '../data/shards';
-import { buildModel } from '../training/architectures';
-import { selectTrainingBackend, tf } from '../training/backend';
-import { loadLatestCheckpoint, saveCheckpoint, type EpochMetrics } from '../training/checkpoint';
+import { saveCheckpoint } from '../training/checkpoint';
 import { CollectiveGroup } from '../training/collectives';
 import { createReplicaEngine } from '../training/distributed/replica-engine';
 import { replicaLoop, ReplicasDiverged, type ReplicaProgress } from '../training/distributed/replica-loop';
 import { scaledLearningRate } from '../training/distributed/learning-rate';
 import { saveModelToStore } from '../training/model-files';
-import { createOptimizer } from '../training/optimizers';
 import { trainProgressSignal } from '../workflows/retrain';
 import { joinJobUpdate, replicaProgressSignal } from '../workflows/train-job';
 import type { ActivityDeps } from './deps';
-import { asActivityFailure, checkedSpec } from './failures';
+import { prepareTraining } from './training-setup';
+import { checkedSpec } from './failures';
 import type { ReplicaInput, ReplicaResult, TrainProgress } from './types';
 
 const PROGRESS_SIGNAL_INTERVAL_MS = 1_000;
@@ -42,22 +39,7 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
     const { runId, dataset, jobId, jobAttempt, replica } = input;
     const context = Context.current();
     const started = performance.now();
-    const architectureInput = { featureShape: dataset.featureShape, numClasses: dataset.numClasses, seed: spec.train.seed };
-    const backend = await selectTrainingBackend(() => buildModel(tf, spec.model.architecture, architectureInput, spec.model.options), dataset.featureShape, dataset.numClasses);
-
-    let trainSplit, validationSplit;
-    try {
-      [trainSplit, validationSplit] = await Promise.all([loadSplit(deps.store, dataset, 'train'), loadSplit(deps.store, dataset, 'validation')]);
-    } catch (error) {
-      throw asActivityFailure(error);
-    }
-
-    const checkpointPrefix = `runs/${runId}/checkpoints`;
-    const restored = await loadLatestCheckpoint(deps.store, checkpointPrefix);
-    const model = restored ? restored.model : buildModel(tf, spec.model.architecture, architectureInput, spec.model.options);
-    const optimizer = createOptimizer(spec.train.optimizer, spec.train.learningRate);
-    if (restored) await optimizer.setWeights(restored.optimizerWeights);
-    const history: EpochMetrics[] = restored ? [...restored.manifest.history] : [];
+    const { backend, trainSplit, validationSplit, checkpointPrefix, restored, model, optimizer, history } = await prepareTraining(deps, runId, spec, dataset);
     const start = restored
       ? { epoch: restored.manifest.epochsCompleted, stepInEpoch: restored.manifest.stepInEpoch, globalStep: restored.manifest.globalStep }
       : { epoch: 0, stepInEpoch: 0, globalStep: 0 };

@@ -1,15 +1,13 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { loadSplit } from '../data/shards';
-import { selectTrainingBackend, tf } from '../training/backend';
-import { buildModel } from '../training/architectures';
-import { loadLatestCheckpoint, saveCheckpoint, type EpochMetrics } from '../training/checkpoint';
+import { saveCheckpoint } from '../training/checkpoint';
 import { saveModelToStore } from '../training/model-files';
-import { createOptimizer, learningRateAt } from '../training/optimizers';
+import { learningRateAt } from '../training/optimizers';
 import { trainLoop, type ExecutionReport } from '../training/trainer';
 import { trainProgressSignal } from '../workflows/retrain';
 import type { ActivityDeps } from './deps';
-import { asActivityFailure, checkedSpec } from './failures';
+import { prepareTraining } from './training-setup';
+import { checkedSpec } from './failures';
 import type { TrainInput, TrainProgress, TrainResult } from './types';
 
 /** How often the trainer tells its workflow where it is (heartbeats are throttled by the SDK). */
@@ -21,33 +19,10 @@ export function createTrainActivity(deps: ActivityDeps) {
     const context = Context.current();
     const { attempt, workflowExecution } = context.info;
     const started = performance.now();
-    const architectureInput = { featureShape: dataset.featureShape, numClasses: dataset.numClasses, seed: spec.train.seed };
-    const backend = await selectTrainingBackend(
-      () => buildModel(tf, spec.model.architecture, architectureInput, spec.model.options),
-      dataset.featureShape,
-      dataset.numClasses,
-    );
+    const { backend, trainSplit, validationSplit, checkpointPrefix, restored, model, optimizer, history } = await prepareTraining(deps, runId, spec, dataset);
     context.log.info(`training ${spec.model.architecture} on ${backend.name} (attempt ${attempt})${backend.fallbackReason ? `; fell back because ${backend.fallbackReason}` : ''}`);
-
-    let trainSplit, validationSplit;
-    try {
-      [trainSplit, validationSplit] = await Promise.all([loadSplit(deps.store, dataset, 'train'), loadSplit(deps.store, dataset, 'validation')]);
-    } catch (error) {
-      throw asActivityFailure(error);
-    }
-
-    const checkpointPrefix = `runs/${runId}/checkpoints`;
-    const restored = await loadLatestCheckpoint(deps.store, checkpointPrefix);
-    const model = restored
-      ? restored.model
-      : buildModel(tf, spec.model.architecture, architectureInput, spec.model.options);
-    const optimizer = createOptimizer(spec.train.optimizer, spec.train.learningRate);
-    if (restored) {
-      await optimizer.setWeights(restored.optimizerWeights);
-      context.log.info(`resuming from ${restored.manifestUri}: ${restored.manifest.epochsCompleted} epochs done`);
-    }
+    if (restored) context.log.info(`resuming from ${restored.manifestUri}: ${restored.manifest.epochsCompleted} epochs done`);
     const resumedFromEpoch = restored ? restored.manifest.epochsCompleted : null;
-    const history: EpochMetrics[] = restored ? [...restored.manifest.history] : [];
 
     // The run this activity belongs to (falls back to the run id for activities started outside a workflow).
     const workflow = deps.client.workflow.getHandle(workflowExecution?.workflowId ?? runId, workflowExecution?.runId);
