@@ -21,6 +21,12 @@ interface SessionBackend {
   deleteSavedModel(id: number): void;
 }
 
+/** Placeholder feeds of one session run, and the tensors made for them (disposed after the run). */
+interface Feeds {
+  feeds: [string, tfType.Tensor][];
+  owned: tfType.Tensor[];
+}
+
 export interface GraphStepResult {
   lossSum: number;
   correct: number;
@@ -125,14 +131,12 @@ export class GraphTrainStep {
    * update. `seed` keys the dropout masks, so a resumed run draws the same ones.
    */
   step(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number, seed: [number, number]): GraphStepResult {
-    const { inputs, outputs } = this.compiled;
-    const feeds = this.scalarFeeds(lossScale, seed);
-    // The graph's placeholders are float; tf.oneHot gives int32 labels.
-    const labels = ys.dtype === 'float32' ? ys : tf.cast(ys, 'float32');
-    const results = this.run([[inputs.x, xs], [inputs.y, labels], ...feeds.list], [outputs.lossSum, outputs.correct, outputs.trainDone]);
+    const { outputs } = this.compiled;
+    const batch = this.batchFeeds(xs, ys, lossScale, seed);
+    const update = this.updateFeeds();
+    const results = this.run([...batch.feeds, ...update.feeds], [outputs.lossSum, outputs.correct, outputs.trainDone]);
     const [lossSum, correct] = [results[0]!.dataSync()[0]!, results[1]!.dataSync()[0]!];
-    tf.dispose([...results, ...feeds.tensors]);
-    if (labels !== ys) labels.dispose();
+    tf.dispose([...results, ...batch.owned, ...update.owned]);
     this.countIteration();
     return { lossSum, correct };
   }
@@ -147,29 +151,23 @@ export class GraphTrainStep {
    * its end — the batch's loss sum and correct count — so one all-reduce sums all three.
    */
   computeGradients(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number, seed: [number, number]): Float32Array {
-    const { inputs, outputs } = this.compiled;
-    const feeds = this.scalarFeeds(lossScale, seed);
-    const labels = ys.dtype === 'float32' ? ys : tf.cast(ys, 'float32');
-    const results = this.run([[inputs.x, xs], [inputs.y, labels], [inputs.lossScale, feeds.tensors[0]!], [inputs.seed, feeds.tensors[4]!]], [this.compiled.flatGradients, outputs.lossSum, outputs.correct]);
+    const { outputs } = this.compiled;
+    const batch = this.batchFeeds(xs, ys, lossScale, seed);
+    const results = this.run(batch.feeds, [this.compiled.flatGradients, outputs.lossSum, outputs.correct]);
     const out = new Float32Array(this.size + 2);
     out.set(results[0]!.dataSync() as Float32Array);
     out[this.size] = results[1]!.dataSync()[0]!;
     out[this.size + 1] = results[2]!.dataSync()[0]!;
-    tf.dispose([...results, ...feeds.tensors]);
-    if (labels !== ys) labels.dispose();
+    tf.dispose([...results, ...batch.owned]);
     return out;
   }
 
   /** One optimizer update from a flat gradient vector (the all-reduced sum; extra elements ignored). */
   applyGradients(flat: Float32Array): void {
-    const { inputs } = this.compiled;
-    const feeds = this.scalarFeeds(0, [0, 0]);
+    const update = this.updateFeeds();
     const gradients = tf.tensor1d(flat.length === this.size ? flat : flat.subarray(0, this.size));
-    const results = this.run(
-      [[this.compiled.applyFlat, gradients], [inputs.learningRate, feeds.tensors[1]!], [inputs.oneMinusBeta1Power, feeds.tensors[2]!], [inputs.oneMinusBeta2Power, feeds.tensors[3]!]],
-      [this.compiled.applyFlatDone],
-    );
-    tf.dispose([...results, ...feeds.tensors, gradients]);
+    const results = this.run([[this.compiled.applyFlat, gradients], ...update.feeds], [this.compiled.applyFlatDone]);
+    tf.dispose([...results, ...update.owned, gradients]);
     this.countIteration();
   }
 
@@ -189,20 +187,32 @@ export class GraphTrainStep {
     tf.dispose([...this.run([[this.compiled.setFlatVariables, values]], [this.compiled.setFlatDone]), values]);
   }
 
-  private scalarFeeds(lossScale: number, seed: [number, number]) {
+  /** A batch's feeds: inputs, labels (float, where tf.oneHot gives int32), loss scale and dropout seed. */
+  private batchFeeds(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number, seed: [number, number]): Feeds {
     const { inputs } = this.compiled;
-    const t = (this.adam?.iterations ?? this.optimizer.iterations) + 1;
+    const labels = ys.dtype === 'float32' ? ys : tf.cast(ys, 'float32');
+    const scale = tf.scalar(lossScale);
+    const seedTensor = tf.tensor1d(seed, 'int32');
+    return {
+      feeds: [[inputs.x, xs], [inputs.y, labels], [inputs.lossScale, scale], [inputs.seed, seedTensor]],
+      owned: [scale, seedTensor, ...(labels === ys ? [] : [labels])],
+    };
+  }
+
+  /** An update's feeds: the learning rate and, for Adam, the bias corrections of the coming step. */
+  private updateFeeds(): Feeds {
+    const { inputs } = this.compiled;
     const adam = this.adam;
-    const tensors = [
-      tf.scalar(lossScale),
+    const t = (adam?.iterations ?? this.optimizer.iterations) + 1;
+    const owned = [
       tf.scalar((this.optimizer as unknown as { learningRate: number }).learningRate),
       tf.scalar(adam ? 1 - adam.beta1 ** t : 1),
       tf.scalar(adam ? 1 - adam.beta2 ** t : 1),
-      tf.tensor1d(seed, 'int32'),
     ];
-    const names = [inputs.lossScale, inputs.learningRate, inputs.oneMinusBeta1Power, inputs.oneMinusBeta2Power, inputs.seed];
-    return { tensors, list: names.map((name, i) => [name, tensors[i]!] as [string, tfType.Tensor]) };
+    const names = [inputs.learningRate, inputs.oneMinusBeta1Power, inputs.oneMinusBeta2Power];
+    return { feeds: names.map((name, i) => [name, owned[i]!]), owned };
   }
+
 
   /** tfjs optimizers count their steps in `iterations_`; the graph's steps count too. */
   private countIteration(): void {
