@@ -1,0 +1,66 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import type { GantryHome } from './home';
+
+/**
+ * The model servers a deployment drives: every replica of `gantry serve` that deploy activities
+ * reconcile and rollouts read metrics from. Listed in `GANTRY_SERVERS` (comma-separated REST base
+ * URLs; admin token from GANTRY_SERVE_ADMIN_TOKEN), else in `<GANTRY_HOME>/servers.json`, which the
+ * local stack (`gantry dev`, `make demo`) writes for the server it starts. None listed = no serving.
+ */
+
+export const ServerTargetSchema = z
+  .object({
+    /** REST base URL, e.g. http://127.0.0.1:8501 */
+    url: z.url({ protocol: /^https?$/ }).transform((u) => u.replace(/\/+$/, '')),
+    adminToken: z.string().min(1).optional(),
+  })
+  .strict();
+export type ServerTarget = z.infer<typeof ServerTargetSchema>;
+
+export const ServersFileSchema = z.object({ servers: z.array(ServerTargetSchema) }).strict();
+
+export function serversFile(home: GantryHome): string {
+  return path.join(home.root, 'servers.json');
+}
+
+export class ServersConfigError extends Error {
+  override name = 'ServersConfigError';
+}
+
+/** The configured servers, env first; throws ServersConfigError naming the field at fault. */
+export function servingTargets(home: GantryHome, env: NodeJS.ProcessEnv = process.env): ServerTarget[] {
+  const listed = env.GANTRY_SERVERS?.trim();
+  if (listed) {
+    return listed
+      .split(',')
+      .map((url) => url.trim())
+      .filter(Boolean)
+      .map((url, i) => {
+        const parsed = ServerTargetSchema.safeParse({ url, ...(env.GANTRY_SERVE_ADMIN_TOKEN ? { adminToken: env.GANTRY_SERVE_ADMIN_TOKEN } : {}) });
+        if (!parsed.success) throw new ServersConfigError(`GANTRY_SERVERS[${i}]: ${JSON.stringify(url)} is not an http(s) URL`);
+        return parsed.data;
+      });
+  }
+  const file = serversFile(home);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new ServersConfigError(`${file}: ${(error as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new ServersConfigError(`${file}: not JSON (${(error as Error).message})`);
+  }
+  const parsed = ServersFileSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ServersConfigError(`${file}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  }
+  return parsed.data.servers;
+}
