@@ -1,5 +1,8 @@
 import type { ActivityDeps } from './deps';
+import { createDeployActivities } from './deploy';
 import { createEvaluateActivity } from './evaluate';
+import { createMonitorActivities } from './monitor';
+import { createRegistryUpdateActivities } from './registry-updates';
 import { createIngestActivity } from './ingest';
 import { createPublishActivity } from './publish';
 import { createRegisterActivity } from './register';
@@ -13,6 +16,9 @@ export function createControlActivities(deps: ActivityDeps): ControlActivities {
     evaluate: createEvaluateActivity(deps),
     register: createRegisterActivity(deps),
     publish: createPublishActivity(deps),
+    ...createDeployActivities(deps),
+    ...createMonitorActivities(deps),
+    ...createRegistryUpdateActivities(deps),
   };
 }
 

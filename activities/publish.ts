@@ -7,10 +7,10 @@ import type { PublishInput } from './types';
 
 /**
  * Writes a blessed version into the model repository (atomically: a server never sees half a
- * version), then tells the registry, which moves the alias to it.
+ * version), then tells the registry, which moves the alias to it — unless a rollout will decide.
  */
 export function createPublishActivity(deps: ActivityDeps) {
-  return async function publish({ runId, spec: rawSpec, version, modelUri, evaluation }: PublishInput): Promise<{ publishedPath: string }> {
+  return async function publish({ runId, spec: rawSpec, version, modelUri, evaluation, moveAlias }: PublishInput): Promise<{ publishedPath: string }> {
     const spec = checkedSpec(rawSpec);
     const repository = new ModelRepository(deps.home.modelRepositoryDir);
     const metadata = {
@@ -30,7 +30,7 @@ export function createPublishActivity(deps: ActivityDeps) {
     });
     await deps.client.workflow
       .getHandle(registryWorkflowId(spec.model.name))
-      .executeUpdate(publishVersionUpdate, { args: [{ version, publishedPath, alias: spec.deployment.alias }] });
+      .executeUpdate(publishVersionUpdate, { args: [{ version, publishedPath, alias: moveAlias === false ? null : spec.deployment.alias }] });
     return { publishedPath };
   };
 }

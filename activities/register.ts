@@ -20,7 +20,7 @@ export function createRegisterActivity(deps: ActivityDeps) {
       workflowId: registryWorkflowId(spec.model.name),
       // The registry runs where this activity runs: the control pool.
       taskQueue: taskQueue || taskQueueOf('control'),
-      args: [{ model: spec.model.name }],
+      args: [{ model: spec.model.name, ...(process.env.GANTRY_RECONCILE_INTERVAL ? { reconcileInterval: process.env.GANTRY_RECONCILE_INTERVAL } : {}) }],
       workflowIdConflictPolicy: 'USE_EXISTING',
     });
     return deps.client.workflow.executeUpdateWithStart(registerVersionUpdate, {

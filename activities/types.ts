@@ -6,6 +6,9 @@ import type { ExecutionReport } from '../training/trainer';
 import type { EpochMetrics } from '../training/checkpoint';
 import type { ModelMetrics } from '../training/evaluate';
 import type { StepProgress } from '../training/trainer';
+import type { ShadowWindow, VersionWindow } from '../workflows/canary-analysis';
+import type { ClaimTrafficRequest, ConcludeRequest, RecordEventRequest, ServingChange, SetServingRequest, TrafficOwner } from '../workflows/registry';
+import type { ApplyReport, DesiredServing } from '../workflows/serving-desired';
 
 /**
  * What the activities take and return. Everything here is plain JSON that Temporal records in
@@ -79,6 +82,8 @@ export interface PublishInput {
   version: number;
   modelUri: string;
   evaluation: EvaluationResult;
+  /** Move the deployment alias to the version now (no rollout); absent = true. */
+  moveAlias?: boolean;
 }
 
 export interface RunResult {
@@ -89,6 +94,10 @@ export interface RunResult {
   blessed: boolean;
   published: boolean;
   publishedPath: string | null;
+  /** The canary rollout's outcome, when the spec has one. */
+  rollout?: { result: 'promoted' | 'rolled-back'; reasons: string[]; decisions: number } | null;
+  /** Whether the version became the champion (published without a rollout, or promoted by it). */
+  promoted?: boolean;
   testAccuracy: number;
   testLoss: number;
   champion: { version: number; testAccuracy: number } | null;
@@ -109,11 +118,36 @@ export interface RunResult {
   };
 }
 
-export interface ControlActivities {
+export interface ControlActivities extends DeployActivities {
   ingest(input: IngestInput): Promise<DatasetRef>;
   evaluate(input: EvaluateInput): Promise<EvaluationResult>;
   register(input: RegisterInput): Promise<{ version: number }>;
   publish(input: PublishInput): Promise<{ publishedPath: string }>;
+}
+
+/** What the servers measured for a model: a window since `since` (or since they started). */
+export interface ServingMeasurement {
+  takenAt: string;
+  servers: { url: string; ok: boolean; error?: string }[];
+  /** The servers' cumulative counters now: pass it back as `since` to measure the next window. */
+  snapshot: unknown;
+  versions: Record<string, VersionWindow>;
+  shadow: Record<string, ShadowWindow>;
+}
+
+/** The light activities that join the registry to the model servers (control pool). */
+export interface DeployActivities {
+  /** Makes every configured server serve `desired` (idempotent: unchanged servers are only read). */
+  applyServing(input: { model: string; desired: DesiredServing }): Promise<ApplyReport>;
+  /** The REST URLs of the configured model servers. */
+  servingServers(): Promise<string[]>;
+  measureServing(input: { model: string; since: unknown }): Promise<ServingMeasurement>;
+  /** Updates on the model's registry workflow (a workflow cannot send Updates itself). */
+  claimTraffic(input: { model: string; request: ClaimTrafficRequest }): Promise<TrafficOwner>;
+  releaseTraffic(input: { model: string; owner: string }): Promise<void>;
+  setServing(input: { model: string; request: SetServingRequest }): Promise<ServingChange>;
+  conclude(input: { model: string; request: ConcludeRequest }): Promise<ServingChange>;
+  recordEvent(input: { model: string; request: RecordEventRequest }): Promise<void>;
 }
 
 /** One replica of a data-parallel training job (workflows/train-job.ts). */

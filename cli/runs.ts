@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import { taskQueueOf } from '../control/task-queues';
+import { deploymentPrefix, taskQueueOf } from '../control/task-queues';
 import { applyOverrides, loadPipeline, PipelineSpecError, validatePipeline, type PipelineSpec } from '../pipelines';
 import { retrainWorkflow, type RetrainInput } from '../workflows/retrain';
 import { UsageError } from './errors';
@@ -16,7 +16,7 @@ export async function resolveSpec(pipeline: string, sets: string[]): Promise<Pip
 }
 
 export function retrainInput(spec: PipelineSpec): RetrainInput {
-  return { spec, taskQueues: { control: taskQueueOf('control'), train: taskQueueOf('train') } };
+  return { spec, taskQueues: { control: taskQueueOf('control'), train: taskQueueOf('train') }, deploymentPrefix: deploymentPrefix() };
 }
 
 /** A readable, unique run id: the pipeline, the UTC time and a short random suffix. */

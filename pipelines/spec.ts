@@ -111,10 +111,77 @@ export const EvaluationSpecSchema = z.object({
   minAccuracyDelta: z.number().min(-1).max(1).default(0),
 }).strict();
 
+const fraction = z.number().min(0).max(1);
+
+/** What a canary must hold to pass; each is judged on the canary's traffic since its step began. */
+export const RolloutThresholdsSchema = z.object({
+  /** Absolute: errored requests ÷ requests of the canary. */
+  maxErrorRate: fraction.default(0.01),
+  /** Relative: canary error rate − champion error rate. */
+  maxErrorRateIncrease: fraction.default(0.005),
+  /** Absolute p99 latency of the canary, in ms (off unless set). */
+  maxP99LatencyMs: z.number().positive().optional(),
+  /** Relative: canary p99 ÷ champion p99 (judged once the champion has traffic of its own). */
+  maxP99LatencyRatio: z.number().min(1).default(2),
+  /** Absolute online accuracy of the canary from feedback (off unless set). */
+  minOnlineAccuracy: fraction.optional(),
+  /** Relative: champion online accuracy − canary online accuracy, in accuracy units (0.05 = 5 points). */
+  maxAccuracyDrop: fraction.default(0.05),
+  /** Labelled canary predictions needed before accuracy is judged. */
+  minFeedback: z.number().int().min(1).default(50),
+  /** Jensen–Shannon divergence (bits) of the canary's predicted-class distribution from the champion's. */
+  maxPredictionDivergence: fraction.default(0.1),
+  /** Shadow phase: share of shadow answers whose class differs from the served answer. */
+  maxShadowDisagreement: fraction.default(0.2),
+}).strict();
+
+export const RolloutStepSchema = z.object({
+  /** Share of the requests that name no version which the canary answers. */
+  percent: z.number().gt(0).max(100),
+  /** How long the step is held while its analysis runs. */
+  bake: duration,
+}).strict();
+
+/**
+ * The canary rollout that takes a blessed version to production (workflows/rollout.ts): an
+ * optional shadow phase, then traffic steps, each baked while the servers' metrics are judged;
+ * a breach rolls back at once, all steps passed promote (after an optional manual approval).
+ */
+export const RolloutSpecSchema = z.object({
+  enabled: z.boolean().default(true),
+  /** First a copy of `percent` % of the traffic goes to the canary, whose answers are only measured. */
+  shadow: z.object({ percent: z.number().gt(0).max(100).default(100), bake: duration.default('1m') }).strict().optional(),
+  steps: z.array(RolloutStepSchema).min(1).max(20).default([
+    { percent: 5, bake: '5m' },
+    { percent: 25, bake: '5m' },
+    { percent: 50, bake: '5m' },
+    { percent: 100, bake: '5m' },
+  ]),
+  /** How often the servers' metrics are read and judged during a bake. */
+  analysisInterval: duration.default('30s'),
+  /** Canary requests a step needs to be judged; with fewer, its bake is extended. */
+  minRequests: z.number().int().min(1).default(100),
+  /** Bake extensions for too little traffic before the rollout gives up and rolls back. */
+  maxExtensions: z.number().int().min(0).max(100).default(3),
+  thresholds: RolloutThresholdsSchema.default(RolloutThresholdsSchema.parse({})),
+  /** A manual gate before promotion: waits for `gantry approve`, then `onTimeout` happens. */
+  approval: z.object({ timeout: duration.default('1h'), onTimeout: z.enum(['promote', 'rollback']).default('rollback') }).strict().optional(),
+}).strict().superRefine((rollout, ctx) => {
+  rollout.steps.forEach((step, i) => {
+    if (i > 0 && step.percent <= rollout.steps[i - 1]!.percent) {
+      ctx.addIssue({ code: 'custom', path: ['steps', i, 'percent'], message: `must be more than the previous step's ${rollout.steps[i - 1]!.percent} %` });
+    }
+  });
+});
+export type RolloutSpec = z.output<typeof RolloutSpecSchema>;
+export type RolloutThresholds = z.output<typeof RolloutThresholdsSchema>;
+
 export const DeploymentSpecSchema = z.object({
-  /** Write blessed versions to the model repository and move the alias to them. */
+  /** Write blessed versions to the model repository (and move the alias, or roll out). */
   publish: z.boolean().default(true),
   alias: identifier.default('champion'),
+  /** Take a published version to production through a canary; without it the alias moves at once. */
+  rollout: RolloutSpecSchema.optional(),
 }).strict();
 
 export const OverlapPolicySchema = z.enum(['skip', 'buffer-one', 'buffer-all', 'cancel-other', 'terminate-other', 'allow-all']);

@@ -7,6 +7,7 @@ import {
   defineSignal,
   executeChild,
   isCancellation,
+  ParentClosePolicy,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -15,14 +16,16 @@ import type { ControlActivities, TrainActivities } from '../activities/types';
 import type { EvaluationResult, RunResult, TrainProgress, TrainResult } from '../activities/types';
 import type { PipelineSpec } from '../pipelines/spec';
 import { trainJobWorkflow, trainJobWorkflowId } from './train-job';
+import { rolloutWorkflow, rolloutWorkflowId, type RolloutStatus } from './rollout';
 
 /**
- * The retrain pipeline as one durable workflow: ingest → train → evaluate → register → publish.
+ * The retrain pipeline as one durable workflow: ingest → train → evaluate → register → publish →
+ * rollout (a canary child workflow that promotes the version or rolls it back).
  * Every step is an activity on its pool's task queue; only URIs, fingerprints and metrics pass
  * between them. A crash of any worker or of the server loses no finished step.
  */
 
-export const STAGES = ['ingest', 'train', 'evaluate', 'register', 'publish'] as const;
+export const STAGES = ['ingest', 'train', 'evaluate', 'register', 'publish', 'rollout'] as const;
 export type Stage = (typeof STAGES)[number];
 export type StageStatus = 'pending' | 'running' | 'done' | 'skipped' | 'failed' | 'cancelled';
 
@@ -37,18 +40,23 @@ export interface RunProgress {
   dataset: { fingerprint: string; counts: { train: number; validation: number; test: number }; drifted: boolean; driftReasons: string[] } | null;
   evaluation: Pick<EvaluationResult, 'blessed' | 'reasons' | 'candidate' | 'champion'> | null;
   version: number | null;
+  /** The rollout child's workflow id while it runs (query it for the steps and decisions). */
+  rolloutId: string | null;
+  rollout: { result: 'promoted' | 'rolled-back'; reasons: string[] } | null;
   error: string | null;
 }
 
 export interface RetrainInput {
   spec: PipelineSpec;
   taskQueues: { control: string; train: string };
+  /** Scopes the registry and rollout workflow ids (GANTRY_TASK_QUEUE_PREFIX); derived from the queues when absent. */
+  deploymentPrefix?: string;
 }
 
 export const progressQuery = defineQuery<RunProgress>('progress');
 export const trainProgressSignal = defineSignal<[TrainProgress]>('trainProgress');
 
-export async function retrainWorkflow({ spec, taskQueues }: RetrainInput): Promise<RunResult> {
+export async function retrainWorkflow({ spec, taskQueues, deploymentPrefix }: RetrainInput): Promise<RunResult> {
   const runId = workflowInfo().workflowId;
   const control = proxyActivities<ControlActivities>({
     taskQueue: taskQueues.control,
@@ -77,11 +85,13 @@ export async function retrainWorkflow({ spec, taskQueues }: RetrainInput): Promi
     model: spec.model.name,
     status: 'running',
     stage: null,
-    stages: { ingest: 'pending', train: 'pending', evaluate: 'pending', register: 'pending', publish: 'pending' },
+    stages: { ingest: 'pending', train: 'pending', evaluate: 'pending', register: 'pending', publish: 'pending', rollout: 'pending' },
     train: null,
     dataset: null,
     evaluation: null,
     version: null,
+    rolloutId: null,
+    rollout: null,
     error: null,
   };
   setHandler(progressQuery, () => progress);
@@ -141,11 +151,31 @@ export async function retrainWorkflow({ spec, taskQueues }: RetrainInput): Promi
   progress.version = version;
 
   let publishedPath: string | null = null;
+  const rolloutSpec = spec.deployment.rollout?.enabled ? spec.deployment.rollout : null;
   if (evaluation.blessed && spec.deployment.publish) {
-    publishedPath = (await stage('publish', () => control.publish({ runId, spec, version, modelUri: trained.modelUri, evaluation })))
+    publishedPath = (await stage('publish', () => control.publish({ runId, spec, version, modelUri: trained.modelUri, evaluation, moveAlias: rolloutSpec === null })))
       .publishedPath;
   } else {
     progress.stages.publish = 'skipped';
+  }
+
+  let rollout: RolloutStatus | null = null;
+  if (publishedPath !== null && rolloutSpec) {
+    const prefix = deploymentPrefix ?? taskQueues.control.replace(/-control$/, '');
+    const workflowId = rolloutWorkflowId(prefix, spec.model.name);
+    progress.rolloutId = workflowId;
+    rollout = await stage('rollout', () =>
+      executeChild(rolloutWorkflow, {
+        workflowId,
+        taskQueue: taskQueues.control,
+        // Cancelling the run cancels the rollout, which hands the traffic back to the champion.
+        parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+        args: [{ model: spec.model.name, candidate: version, champion: evaluation.champion?.version ?? null, championAlias: spec.deployment.alias, spec: rolloutSpec, runId }],
+      }),
+    );
+    progress.rollout = rollout.outcome && { result: rollout.outcome.result, reasons: rollout.outcome.reasons };
+  } else {
+    progress.stages.rollout = 'skipped';
   }
 
   progress.stage = null;
@@ -158,6 +188,8 @@ export async function retrainWorkflow({ spec, taskQueues }: RetrainInput): Promi
     blessed: evaluation.blessed,
     published: publishedPath !== null,
     publishedPath,
+    rollout: rollout?.outcome ? { result: rollout.outcome.result, reasons: rollout.outcome.reasons, decisions: rollout.decisions.length } : null,
+    promoted: publishedPath !== null && (rollout === null || rollout.outcome?.result === 'promoted'),
     testAccuracy: evaluation.candidate.accuracy,
     testLoss: evaluation.candidate.loss,
     champion: evaluation.champion ? { version: evaluation.champion.version, testAccuracy: evaluation.champion.metrics.accuracy } : null,

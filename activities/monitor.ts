@@ -1,0 +1,62 @@
+import { diffSnapshots, mergeSnapshots, parseServingMetrics, windowStats, type MetricsSnapshot } from '../serving/metrics-snapshot';
+import { ServingClient } from '../serving/client';
+import type { ShadowWindow, VersionWindow } from '../workflows/canary-analysis';
+import type { ActivityDeps } from './deps';
+import { configuredServers } from './deploy';
+import type { DeployActivities, ServingMeasurement } from './types';
+
+/**
+ * The monitor activity: reads every model server's Prometheus metrics for one model and returns
+ * the window since the previous reading — requests, errors, p99 latency, online accuracy from
+ * feedback, predicted classes and shadow agreement per version, summed over the servers. Each
+ * server's window is taken before summing, so a server that restarted (its counters reset) counts
+ * from zero instead of hiding behind the others.
+ */
+
+/** Per server URL: its cumulative counters at the previous reading. */
+type Since = Record<string, MetricsSnapshot>;
+
+export function createMonitorActivities(deps: ActivityDeps): Pick<DeployActivities, 'measureServing'> {
+  return {
+    async measureServing({ model, since }): Promise<ServingMeasurement> {
+      const previous = (since ?? {}) as Since;
+      const servers = configuredServers(deps);
+      const readings = await Promise.all(
+        servers.map(async (target) => {
+          try {
+            const snapshot = parseServingMetrics(await new ServingClient(target, { timeoutMs: 5_000 }).metricsText(), model);
+            return { url: target.url, ok: true as const, snapshot };
+          } catch (error) {
+            return { url: target.url, ok: false as const, error: (error as Error).message };
+          }
+        }),
+      );
+      const windows: MetricsSnapshot[] = [];
+      const snapshot: Since = {};
+      for (const r of readings) {
+        if (!r.ok) {
+          // Unreachable now: keep its last reading, so its next window starts where this one would have.
+          if (previous[r.url]) snapshot[r.url] = previous[r.url]!;
+          continue;
+        }
+        snapshot[r.url] = r.snapshot;
+        windows.push(previous[r.url] ? diffSnapshots(r.snapshot, previous[r.url]!) : r.snapshot);
+      }
+      const versions: Record<string, VersionWindow> = {};
+      const shadow: Record<string, ShadowWindow> = {};
+      if (windows.length) {
+        for (const [version, stats] of Object.entries(windowStats(mergeSnapshots(windows)))) {
+          versions[version] = { requests: stats.requests, errors: stats.errors, errorRate: stats.errorRate, p99Ms: stats.p99Ms, feedback: stats.feedback, classCounts: stats.classCounts };
+          shadow[version] = { agree: stats.shadow.agree, disagree: stats.shadow.disagree, error: stats.shadow.error };
+        }
+      }
+      return {
+        takenAt: new Date().toISOString(),
+        servers: readings.map((r) => (r.ok ? { url: r.url, ok: true } : { url: r.url, ok: false, error: r.error })),
+        snapshot,
+        versions,
+        shadow,
+      };
+    },
+  };
+}

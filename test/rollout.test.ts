@@ -1,0 +1,183 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readRegistry, registryWorkflowId } from '../activities/registry-client';
+import { runLoad, type LoadSummary } from '../cli/commands/load';
+import { deploymentPrefix, taskQueueOf } from '../control/task-queues';
+import { RolloutSpecSchema } from '../pipelines/spec';
+import type { ServingClient } from '../serving/client';
+import type { ModelServer } from '../serving/server';
+import { selectBackend } from '../training/backend';
+import type { ModelFiles } from '../training/model-files';
+import { rollbackUpdate } from '../workflows/registry';
+import { rollbackRolloutUpdate, rolloutStatusQuery, rolloutWorkflow, rolloutWorkflowId, type RolloutStatus } from '../workflows/rollout';
+import { publishVersion, startDeploymentServer, trainedModelFiles, wrongLabelFiles } from './helpers/deployment';
+import { createTestEnv, type TestEnv } from './helpers/env';
+import { startInProcessWorkers, waitFor } from './helpers/workers';
+import { gantry } from './helpers/cli';
+
+/**
+ * Canary rollouts on the real Temporal server against a real model server under live traffic
+ * with feedback (`gantry load`'s engine): a good candidate walks every step and is promoted, a
+ * wrong-label candidate is rolled back at the first analysis that can see it, a manual rollback
+ * reaches the server within a second, and a server that restarts with no state gets the desired
+ * split back from reconciliation.
+ */
+
+const MODEL = 'fashion';
+const spec = (steps: { percent: number; bake: string }[]) =>
+  RolloutSpecSchema.parse({
+    steps,
+    analysisInterval: '1s',
+    minRequests: 15,
+    maxExtensions: 5,
+    thresholds: { minFeedback: 15, maxAccuracyDrop: 0.15, maxP99LatencyRatio: 20, maxPredictionDivergence: 0.25 },
+  });
+
+let env: TestEnv;
+let workers: Awaited<ReturnType<typeof startInProcessWorkers>>;
+let server: ModelServer;
+let serving: ServingClient;
+let port: number;
+let good1: ModelFiles;
+let good2: ModelFiles;
+const load = new AbortController();
+let loadDone: Promise<LoadSummary>;
+
+beforeAll(async () => {
+  await selectBackend();
+  env = await createTestEnv('rollout');
+  ({ server, client: serving } = await startDeploymentServer(env));
+  port = server.restPort!;
+  workers = await startInProcessWorkers(env, ['control']);
+  [good1, good2] = [await trainedModelFiles(1), await trainedModelFiles(2)];
+  await publishVersion(env, workers.client, MODEL, good1, { alias: 'champion' });
+  // Live traffic for the whole file: 40 sticky users, true labels sent back as feedback.
+  loadDone = runLoad({ model: MODEL, server: { url: `http://127.0.0.1:${port}` }, rps: 120, clients: 40, feedback: true, progressIntervalMs: 60_000 }, load.signal);
+}, 120_000);
+
+afterAll(async () => {
+  load.abort();
+  await loadDone?.catch(() => undefined);
+  await workers?.stop();
+  await server?.close();
+});
+
+/** The split the server applies now, as "v1:90 v2:10". */
+async function currentSplit(): Promise<string> {
+  const { state } = await serving.adminState();
+  return (state.traffic[MODEL]?.split ?? []).map((s) => ('version' in s ? `v${s.version}:${s.weight}` : `${s.label}:${s.weight}`)).join(' ');
+}
+
+async function startRollout(candidate: number, champion: number, steps: { percent: number; bake: string }[]) {
+  return workers.client.workflow.start(rolloutWorkflow, {
+    workflowId: rolloutWorkflowId(deploymentPrefix(), MODEL),
+    taskQueue: taskQueueOf('control'),
+    args: [{ model: MODEL, candidate, champion, championAlias: 'champion', spec: spec(steps) }],
+  });
+}
+
+/** Unversioned predictions answered now, by version. */
+async function answeredBy(n: number): Promise<Record<number, number>> {
+  const pixels = new Float32Array(784);
+  const counts: Record<number, number> = {};
+  for (let i = 0; i < n; i++) {
+    const answer = await serving.predict(MODEL, pixels, { clientKey: `probe-${i}` });
+    counts[answer.version] = (counts[answer.version] ?? 0) + 1;
+  }
+  return counts;
+}
+
+describe('canary rollout', () => {
+  it('walks a good candidate through every step, the server following each, then promotes it', async () => {
+    const candidate = await publishVersion(env, workers.client, MODEL, good2, { alias: null });
+    expect(candidate).toBe(2);
+    const handle = await startRollout(candidate, 1, [
+      { percent: 20, bake: '3s' },
+      { percent: 50, bake: '3s' },
+      { percent: 100, bake: '3s' },
+    ]);
+    const seen: string[] = [];
+    let finished = false;
+    const result = handle.result().finally(() => (finished = true));
+    while (!finished) {
+      const split = await currentSplit();
+      if (seen.at(-1) !== split) seen.push(split);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const status: RolloutStatus = await result;
+    expect(status.outcome?.result, JSON.stringify(status.decisions, null, 1)).toBe('promoted');
+    expect(seen).toEqual(expect.arrayContaining(['v1:80 v2:20', 'v1:50 v2:50', 'v2:100']));
+    expect(seen.indexOf('v1:80 v2:20')).toBeLessThan(seen.indexOf('v1:50 v2:50'));
+    expect(status.decisions.filter((d) => d.action === 'pass').map((d) => d.step)).toEqual([1, 2, 3]);
+    // Every pass was judged on feedback: accuracy is among the checks that held.
+    for (const pass of status.decisions.filter((d) => d.action === 'pass')) expect(pass.message).toMatch(/online accuracy/);
+
+    const registry = (await readRegistry(workers.client, MODEL))!;
+    expect(registry.aliases.champion).toBe(2);
+    expect(registry.events!.map((e) => e.message).join('\n')).toMatch(/v2 promoted: all 3 steps passed/);
+    // After promotion the champion alone is loaded and takes everything.
+    await waitFor('v2 alone on the server', async () => ((await currentSplit()) === 'v2:100' ? true : undefined), 5000);
+    expect(await answeredBy(20)).toEqual({ 2: 20 });
+  }, 120_000);
+
+  it('rolls a wrong-label candidate back at the first analysis that can judge it; it gets no traffic after', async () => {
+    const bad = await publishVersion(env, workers.client, MODEL, await wrongLabelFiles(good2), { alias: null });
+    const handle = await startRollout(bad, 2, [
+      { percent: 30, bake: '20s' },
+      { percent: 100, bake: '20s' },
+    ]);
+    const status = await handle.result();
+    expect(status.outcome?.result).toBe('rolled-back');
+    expect(status.outcome!.reasons.join(' ')).toMatch(/online accuracy .* vs champion/);
+    // Within one analysis interval of the breach: every earlier analysis lacked the labels to judge accuracy.
+    const breach = status.decisions.find((d) => d.action === 'breach')!;
+    expect(breach.step).toBe(1);
+    const judgedBefore = status.analyses.filter((a) => a.at < breach.at && (a.canary?.feedback.labelled ?? 0) >= 15);
+    expect(judgedBefore).toEqual([]);
+    expect(breach.canary!.feedback.accuracy!).toBeLessThan(0.3);
+
+    expect(await currentSplit()).toBe('v2:100');
+    expect(await answeredBy(30)).toEqual({ 2: 30 });
+    const registry = (await readRegistry(workers.client, MODEL))!;
+    expect(registry.aliases.champion).toBe(2);
+    expect(registry.versions.find((v) => v.version === bad)!.rolledBack!.reasons.join(' ')).toMatch(/online accuracy/);
+  }, 120_000);
+
+  it('rolls the champion back by hand to an earlier version, on the server within a second', async () => {
+    const handle = workers.client.workflow.getHandle(registryWorkflowId(MODEL));
+    const started = performance.now();
+    const change = await handle.executeUpdate(rollbackUpdate, { args: [{ to: 1, reason: 'test' }] });
+    const elapsed = performance.now() - started;
+    expect(change.champion).toBe(1);
+    expect(change.apply.servers).toEqual([expect.objectContaining({ ok: true })]);
+    expect(elapsed).toBeLessThan(1000);
+    expect(await answeredBy(20)).toEqual({ 1: 20 });
+
+    // The CLI does the same, and says what changed.
+    const cli = await gantry(['promote', MODEL, '2', '--reason', 'back to v2'], env.env);
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(cli.stdout).toMatch(/champion v2 \(promoted\) — 1\/1 server\(s\) serve it/);
+    expect(await answeredBy(20)).toEqual({ 2: 20 });
+    const refused = await gantry(['rollback', MODEL, '--to', '7'], env.env);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/no version 7/);
+  }, 60_000);
+
+  it('gives a restarted model server the desired split back (reconciliation)', async () => {
+    const candidate = await publishVersion(env, workers.client, MODEL, await trainedModelFiles(3), { alias: null });
+    const handle = await startRollout(candidate, 2, [{ percent: 40, bake: '1h' }]);
+    await waitFor('the canary step on the server', async () => ((await currentSplit()) === `v2:60 v${candidate}:40` ? true : undefined), 20_000);
+
+    // The server dies and comes back on the same port with no state at all.
+    await server.close();
+    ({ server, client: serving } = await startDeploymentServer(env, port, 'fresh-state.json'));
+    const restarted = performance.now();
+    await waitFor('the split restored', async () => ((await currentSplit()) === `v2:60 v${candidate}:40` ? true : undefined), 10_000, 100);
+    expect(performance.now() - restarted).toBeLessThan(5000);
+
+    const ended = await handle.executeUpdate(rollbackRolloutUpdate, { args: [{ reason: 'test over' }] });
+    expect(ended.outcome?.result).toBe('rolled-back');
+    expect(ended.outcome?.reasons).toEqual(['rolled back by hand: test over']);
+    expect(await currentSplit()).toBe('v2:100');
+    expect((await handle.query(rolloutStatusQuery)).phase).toBe('rolled-back');
+  }, 90_000);
+});

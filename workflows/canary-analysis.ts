@@ -1,0 +1,113 @@
+import { jensenShannonDivergence } from '../data/drift';
+import type { RolloutThresholds } from '../pipelines/spec';
+
+/**
+ * The canary analysis: judges what a canary did on live traffic against the spec's thresholds,
+ * absolute and relative to the champion. Pure and deterministic (the rollout workflow runs it on
+ * measurements its activities took), so a replay reaches the same decisions.
+ */
+
+/** One version's traffic over a window (since a step began), summed over every server. */
+export interface VersionWindow {
+  requests: number;
+  errors: number;
+  errorRate: number;
+  p99Ms: number | null;
+  feedback: { labelled: number; correct: number; accuracy: number | null };
+  /** Predicted-class counts, index = class. */
+  classCounts: number[];
+}
+
+/** Copies of requests sent to a shadow version over a window. */
+export interface ShadowWindow {
+  agree: number;
+  disagree: number;
+  error: number;
+}
+
+export const EMPTY_WINDOW: VersionWindow = { requests: 0, errors: 0, errorRate: 0, p99Ms: null, feedback: { labelled: 0, correct: 0, accuracy: null }, classCounts: [] };
+
+export interface Judgement {
+  /** Thresholds the canary broke, each naming the metric, its value and the limit. */
+  breaches: string[];
+  /** Checks that held, in the same words. */
+  passed: string[];
+  /** Checks that could not be judged yet, and why (too little traffic or feedback). */
+  pending: string[];
+  /** Whether the canary had the traffic a step needs to be judged (minRequests). */
+  enough: boolean;
+}
+
+const pct = (x: number) => `${(x * 100).toFixed(2)} %`;
+const ms = (x: number) => `${x.toFixed(1)} ms`;
+
+function distribution(counts: number[]): number[] {
+  const total = counts.reduce((a, b) => a + b, 0);
+  return total > 0 ? counts.map((c) => c / total) : counts.map(() => 0);
+}
+
+/**
+ * `champion` is the champion's window over the same time, or — when the champion gets no traffic
+ * (the 100 % step) — its last window that had enough; null when there is none at all.
+ */
+export function judgeCanary(canary: VersionWindow, champion: VersionWindow | null, t: RolloutThresholds, minRequests: number): Judgement {
+  const j: Judgement = { breaches: [], passed: [], pending: [], enough: canary.requests >= minRequests };
+  const check = (ok: boolean, text: string) => (ok ? j.passed : j.breaches).push(text);
+  const championJudged = champion !== null && champion.requests >= minRequests;
+
+  if (!j.enough) {
+    j.pending.push(`error rate, latency and prediction divergence: ${canary.requests} of ${minRequests} canary requests`);
+  } else {
+    check(canary.errorRate <= t.maxErrorRate, `error rate ${pct(canary.errorRate)} (max ${pct(t.maxErrorRate)})`);
+    if (championJudged) {
+      const increase = canary.errorRate - champion.errorRate;
+      check(increase <= t.maxErrorRateIncrease, `error rate ${pct(canary.errorRate)} vs champion ${pct(champion.errorRate)}: +${pct(Math.max(0, increase))} (max +${pct(t.maxErrorRateIncrease)})`);
+    }
+    if (canary.p99Ms !== null) {
+      if (t.maxP99LatencyMs !== undefined) check(canary.p99Ms <= t.maxP99LatencyMs, `p99 latency ${ms(canary.p99Ms)} (max ${ms(t.maxP99LatencyMs)})`);
+      if (championJudged && champion.p99Ms !== null && champion.p99Ms > 0) {
+        const ratio = canary.p99Ms / champion.p99Ms;
+        check(ratio <= t.maxP99LatencyRatio, `p99 latency ${ms(canary.p99Ms)} is ${ratio.toFixed(2)}× the champion's ${ms(champion.p99Ms)} (max ${t.maxP99LatencyRatio}×)`);
+      }
+    }
+    if (championJudged && canary.classCounts.length && champion.classCounts.length) {
+      const divergence = jensenShannonDivergence(distribution(canary.classCounts), distribution(champion.classCounts));
+      check(divergence <= t.maxPredictionDivergence, `prediction divergence ${divergence.toFixed(4)} bits from the champion's class distribution (max ${t.maxPredictionDivergence})`);
+    }
+  }
+
+  const accuracy = canary.feedback.accuracy;
+  if (accuracy === null || canary.feedback.labelled < t.minFeedback) {
+    j.pending.push(`online accuracy: ${canary.feedback.labelled} of ${t.minFeedback} labelled canary predictions`);
+  } else {
+    if (t.minOnlineAccuracy !== undefined) check(accuracy >= t.minOnlineAccuracy, `online accuracy ${pct(accuracy)} (min ${pct(t.minOnlineAccuracy)})`);
+    const reference = champion?.feedback;
+    if (reference && reference.accuracy !== null && reference.labelled >= t.minFeedback) {
+      const drop = reference.accuracy - accuracy;
+      check(drop <= t.maxAccuracyDrop, `online accuracy ${pct(accuracy)} vs champion ${pct(reference.accuracy)}: ${drop > 0 ? '−' : '+'}${pct(Math.abs(drop))} (max drop ${pct(t.maxAccuracyDrop)})`);
+    } else {
+      j.pending.push(`online accuracy against the champion: ${reference?.labelled ?? 0} of ${t.minFeedback} labelled champion predictions`);
+    }
+  }
+  return j;
+}
+
+/** The shadow phase: the canary's copies must not error and must mostly agree with the champion. */
+export function judgeShadow(shadow: ShadowWindow, t: RolloutThresholds, minRequests: number): Judgement {
+  const total = shadow.agree + shadow.disagree + shadow.error;
+  const j: Judgement = { breaches: [], passed: [], pending: [], enough: total >= minRequests };
+  if (!j.enough) {
+    j.pending.push(`shadow: ${total} of ${minRequests} copied requests`);
+    return j;
+  }
+  const errorRate = shadow.error / total;
+  (errorRate <= t.maxErrorRate ? j.passed : j.breaches).push(`shadow error rate ${pct(errorRate)} (max ${pct(t.maxErrorRate)})`);
+  const answered = shadow.agree + shadow.disagree;
+  if (answered > 0) {
+    const disagreement = shadow.disagree / answered;
+    (disagreement <= t.maxShadowDisagreement ? j.passed : j.breaches).push(
+      `shadow disagreement ${pct(disagreement)} of answers differ from the champion's (max ${pct(t.maxShadowDisagreement)})`,
+    );
+  }
+  return j;
+}
