@@ -111,12 +111,15 @@ const ModelListSchema = z.object({
   ),
 });
 
+/** Versions in ascending order (the server lists them in the order it met them). */
 function statuses(body: z.infer<typeof StatusSchema>): VersionStatus[] {
-  return body.model_version_status.map((s) => ({
-    version: Number(s.version),
-    state: s.state,
-    error: s.status?.error_code && s.status.error_code !== 'OK' ? (s.status.error_message ?? s.status.error_code) : null,
-  }));
+  return body.model_version_status
+    .map((s) => ({
+      version: Number(s.version),
+      state: s.state,
+      error: s.status?.error_code && s.status.error_code !== 'OK' ? (s.status.error_message ?? s.status.error_code) : null,
+    }))
+    .sort((a, b) => a.version - b.version);
 }
 
 function rowsOf(input: Float32Array | Uint8Array, rowShape: readonly number[]): number {

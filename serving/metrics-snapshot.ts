@@ -138,10 +138,10 @@ function parseSampleLine(line: string, lineNumber: number): PrometheusSample {
   return { name, labels, value: value! };
 }
 
+/** A float as Prometheus (Go's ParseFloat) reads it: NaN and ±Inf in any case — prom-client writes NaN as "Nan". */
 function parseValue(text: string): number | undefined {
-  if (text === '+Inf' || text === 'Inf') return Infinity;
-  if (text === '-Inf') return -Infinity;
-  if (text === 'NaN') return NaN;
+  const special = /^([-+]?)(inf|infinity|nan)$/i.exec(text);
+  if (special) return special[2]!.toLowerCase() === 'nan' ? NaN : special[1] === '-' ? -Infinity : Infinity;
   if (text === '' || !/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(text)) return undefined;
   return Number(text);
 }
