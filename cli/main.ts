@@ -2,8 +2,10 @@ import { Command, Option } from 'commander';
 import { cancelCommand, statusCommand } from './commands/status';
 import { demoCommand } from './commands/demo';
 import { doctorCommand } from './commands/doctor';
+import { loadCommand, loadEncodingOption } from './commands/load';
 import { devCommand } from './commands/dev';
 import { modelsDescribeCommand, modelsListCommand } from './commands/models';
+import { approveCommand, promoteCommand, rollbackCommand, rolloutStartCommand, rolloutStatusCommand } from './commands/rollout';
 import { runCommand } from './commands/run';
 import { serveCommand } from './commands/serve';
 import { scheduleCreateCommand, scheduleDescribeCommand, scheduleListCommand, scheduleSimpleCommand } from './commands/schedule';
@@ -68,6 +70,40 @@ program.command('cancel <runId>').description('cancel a run (training stops at i
 const models = program.command('models').description('the model registry');
 models.command('list').option('--json', 'print as JSON').description('registered models and their aliases').action(action(modelsListCommand));
 models.command('describe <model>').option('--json', 'print as JSON').description('every version of a model with metrics and lineage').action(action(modelsDescribeCommand));
+
+program
+  .command('promote <model> <version>')
+  .description('make a published version the champion now (ends a running rollout of it as promoted); effective on every model server when it returns')
+  .option('--reason <text>', 'recorded with the decision')
+  .option('--json', 'print as JSON')
+  .action(action((model: string, version: string, options) => promoteCommand(model, version, options)));
+program
+  .command('rollback <model>')
+  .description('roll a running canary back, or the champion back to the previous champion (or --to an earlier published version)')
+  .option('--to <version>', 'the earlier published version to serve')
+  .option('--reason <text>', 'recorded with the decision')
+  .option('--json', 'print as JSON')
+  .action(action((model: string, options) => rollbackCommand(model, options)));
+program
+  .command('approve <model>')
+  .description("approve a running rollout's promotion (its spec's approval gate)")
+  .option('--reason <text>', 'recorded with the decision')
+  .option('--json', 'print as JSON')
+  .action(action((model: string, options) => approveCommand(model, options)));
+const rollout = program.command('rollout').description('canary rollouts of published versions');
+rollout
+  .command('status <model>')
+  .description("the running rollout's step and decisions, or the model's recent decisions and what the servers serve")
+  .option('--json', 'print as JSON')
+  .action(action((model: string, options) => rolloutStatusCommand(model, options)));
+rollout
+  .command('start <model> <version>')
+  .description('roll a published version out against the champion, without a retrain')
+  .option('--pipeline <pipeline>', "take the rollout spec from this pipeline's deployment.rollout (default: the built-in defaults)")
+  .option('--set <path=value>', 'override a spec field of --pipeline, e.g. --set deployment.rollout.analysisInterval=5s (repeatable)', collect, [])
+  .option('--follow', 'print each decision and wait for the outcome (exit 1 when rolled back)')
+  .option('--json', 'print as JSON')
+  .action(action((model: string, version: string, options) => rolloutStartCommand(model, version, options)));
 
 const schedule = program.command('schedule').description('scheduled retraining on Temporal Schedules');
 schedule
