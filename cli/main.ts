@@ -144,6 +144,24 @@ program
   .action(action(serveCommand));
 
 program
+  .command('load <model>')
+  .description('replay the Fashion-MNIST test split as predict requests to a model server at a steady rate (with --feedback, their true labels too)')
+  .option('--server <url>', 'REST base URL of the model server (default: the first of GANTRY_SERVERS, else of GANTRY_HOME/servers.json)')
+  .option('--rps <n>', 'requests per second', '50')
+  .option('--duration <time>', 'how long to send, e.g. 30s, 2m, 1h (default: until Ctrl-C)')
+  .option('--requests <n>', 'stop after this many requests')
+  .option('--concurrency <n>', 'requests in flight at most', '64')
+  .option('--clients <k>', 'simulated users, each with a stable x-gantry-client-key so a traffic split is sticky per user (0: no key)', '0')
+  .option('--feedback', "send each answered request's true label to :feedback (batched every 200 ms)")
+  .option('--version <n>', 'send every request to this version instead of following the traffic split')
+  .option('--label <label>', 'send every request to the version this label points at')
+  .addOption(loadEncodingOption())
+  .option('--timeout-ms <ms>', 'longest a request may take', '10000')
+  .option('--data <dir>', 'the Fashion-MNIST folder with the t10k IDX files (default: /usr/share/datasets/fashion-mnist)')
+  .option('--json', 'print the summary as one JSON object')
+  .action(action((model: string, options) => loadCommand(model, options)));
+
+program
   .command('doctor')
   .description('which TensorFlow.js backend runs here (and why faster ones are missing), the Temporal server, the dataset')
   .option('--json', 'print as JSON')
