@@ -24,7 +24,7 @@ export function createRegistryUpdateActivities(deps: ActivityDeps): Pick<DeployA
   }
   return {
     claimTraffic: ({ model, request }) => update(model, claimTrafficUpdate, request),
-    releaseTraffic: ({ model, owner }) => update(model, releaseTrafficUpdate, { owner }),
+    releaseTraffic: ({ model, owner, note }) => update(model, releaseTrafficUpdate, { owner, note }),
     setServing: ({ model, request }) => update(model, setServingUpdate, request),
     conclude: ({ model, request }) => update(model, concludeUpdate, request),
     recordEvent: ({ model, request }) => update(model, recordEventUpdate, request),

@@ -144,7 +144,7 @@ export interface DeployActivities {
   measureServing(input: { model: string; since: unknown }): Promise<ServingMeasurement>;
   /** Updates on the model's registry workflow (a workflow cannot send Updates itself). */
   claimTraffic(input: { model: string; request: ClaimTrafficRequest }): Promise<TrafficOwner>;
-  releaseTraffic(input: { model: string; owner: string }): Promise<void>;
+  releaseTraffic(input: { model: string; owner: string; note?: string }): Promise<ServingChange | null>;
   setServing(input: { model: string; request: SetServingRequest }): Promise<ServingChange>;
   conclude(input: { model: string; request: ConcludeRequest }): Promise<ServingChange>;
   recordEvent(input: { model: string; request: RecordEventRequest }): Promise<void>;

@@ -4,6 +4,7 @@ import { demoCommand } from './commands/demo';
 import { doctorCommand } from './commands/doctor';
 import { loadCommand, loadEncodingOption } from './commands/load';
 import { devCommand } from './commands/dev';
+import { experimentStartCommand, experimentStatusCommand, experimentStopCommand } from './commands/experiment';
 import { modelsDescribeCommand, modelsListCommand } from './commands/models';
 import { approveCommand, promoteCommand, rollbackCommand, rolloutStartCommand, rolloutStatusCommand } from './commands/rollout';
 import { runCommand } from './commands/run';
@@ -104,6 +105,26 @@ rollout
   .option('--follow', 'print each decision and wait for the outcome (exit 1 when rolled back)')
   .option('--json', 'print as JSON')
   .action(action((model: string, version: string, options) => rolloutStartCommand(model, version, options)));
+
+const experiment = program.command('experiment').description('A/B experiments between published versions, decided on online accuracy');
+experiment
+  .command('start <model>')
+  .description('split the traffic over the arms (sticky per client key) for --duration, then name a winner by a two-proportion test')
+  .requiredOption('--arms <arms>', 'VERSION:WEIGHT,… e.g. v7:50,v8:50')
+  .requiredOption('--duration <time>', 'how long it runs, e.g. 30m or 1h')
+  .option('--alpha <p>', 'significance level (Bonferroni-corrected over the comparisons)', '0.05')
+  .option('--min-feedback <n>', 'labelled predictions each arm needs before a winner can be named', '100')
+  .option('--interval <time>', 'how often the arms are measured for `experiment status`', '5s')
+  .option('--follow', 'wait for the verdict and print it')
+  .option('--json', 'print as JSON')
+  .action(action((model: string, options) => experimentStartCommand(model, options)));
+experiment.command('status <model>').option('--json', 'print as JSON').description("the arms' traffic and accuracy so far, and the verdict").action(action(experimentStatusCommand));
+experiment
+  .command('stop <model>')
+  .description('end the experiment now and decide on the feedback gathered so far')
+  .option('--reason <text>')
+  .option('--json', 'print as JSON')
+  .action(action((model: string, options) => experimentStopCommand(model, options)));
 
 const schedule = program.command('schedule').description('scheduled retraining on Temporal Schedules');
 schedule

@@ -3,3 +3,4 @@ export { retrainWorkflow } from './retrain';
 export { registryWorkflow } from './registry';
 export { trainJobWorkflow } from './train-job';
 export { rolloutWorkflow } from './rollout';
+export { experimentWorkflow } from './experiment';

@@ -146,7 +146,8 @@ export const publishVersionUpdate = defineUpdate<{ version: number; alias: strin
 export const promoteUpdate = defineUpdate<ServingChange, [PromoteRequest]>('promote');
 export const rollbackUpdate = defineUpdate<ServingChange & { rolledBack: number | null }, [RollbackRequest]>('rollback');
 export const claimTrafficUpdate = defineUpdate<TrafficOwner, [ClaimTrafficRequest]>('claimTraffic');
-export const releaseTrafficUpdate = defineUpdate<void, [{ owner: string }]>('releaseTraffic');
+/** The owner hands the traffic back: the champion alone serves again. */
+export const releaseTrafficUpdate = defineUpdate<ServingChange | null, [{ owner: string; note?: string }]>('releaseTraffic');
 export const setServingUpdate = defineUpdate<ServingChange, [SetServingRequest]>('setServing');
 export const concludeUpdate = defineUpdate<ServingChange, [ConcludeRequest]>('conclude');
 export const recordEventUpdate = defineUpdate<void, [RecordEventRequest]>('recordEvent');
@@ -392,9 +393,10 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
     },
   );
 
-  setHandler(releaseTrafficUpdate, async ({ owner }) => {
-    if (state.trafficOwner?.id !== owner) return;
+  setHandler(releaseTrafficUpdate, async ({ owner, note }) => {
+    if (state.trafficOwner?.id !== owner) return null;
     state.trafficOwner = null;
+    return champion() === null ? null : desire(championLayout(), note ?? `champion v${champion()} (traffic released by ${owner})`);
   });
 
   setHandler(

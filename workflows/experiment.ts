@@ -1,0 +1,115 @@
+import { msToNumber } from '@temporalio/common';
+import {
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  defineQuery,
+  defineUpdate,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { DeployActivities } from '../activities/types';
+import { EMPTY_WINDOW, type VersionWindow } from './canary-analysis';
+import { decideExperiment, type ExperimentVerdict } from './experiment-analysis';
+import { armsLayout } from './serving-desired';
+
+/**
+ * An A/B experiment (`gantry experiment start`): the arms — published versions with weights —
+ * split the model's traffic for a fixed time, sticky per client key on the servers; the servers'
+ * metrics give each arm's requests and online accuracy from feedback; at the end a two-proportion
+ * test names a winner or "no significant difference", the verdict is recorded in the registry,
+ * and the traffic goes back to the champion. It claims the model's traffic like a rollout, so the
+ * two never overlap.
+ */
+
+export const experimentWorkflowId = (deploymentPrefix: string, model: string) => `${deploymentPrefix}-experiment:${model}`;
+
+export interface ExperimentInput {
+  model: string;
+  arms: { version: number; weight: number }[];
+  duration: string;
+  championAlias: string;
+  /** The champion when it starts (kept loaded so the end is instant); null when none. */
+  champion: number | null;
+  /** Significance level of the whole test (Bonferroni-corrected over the comparisons). */
+  alpha: number;
+  /** Labelled predictions each arm needs before a winner can be named. */
+  minFeedback: number;
+  /** How often the arms' metrics are read for `experiment status`. */
+  analysisInterval: string;
+}
+
+export interface ExperimentStatus {
+  model: string;
+  arms: { version: number; weight: number }[];
+  phase: 'running' | 'finished' | 'cancelled';
+  startedAt: string | null;
+  endsAt: string | null;
+  /** Each arm's traffic since the start (updated every analysis interval). */
+  windows: Record<string, VersionWindow>;
+  verdict: ExperimentVerdict | null;
+  stoppedEarly: boolean;
+}
+
+export const experimentStatusQuery = defineQuery<ExperimentStatus>('experimentStatus');
+/** Ends the experiment now and decides on the feedback gathered so far. */
+export const stopExperimentUpdate = defineUpdate<ExperimentStatus, [{ reason?: string }]>('stopExperiment');
+
+export async function experimentWorkflow(input: ExperimentInput): Promise<ExperimentStatus> {
+  const { model, arms } = input;
+  const owner = workflowInfo().workflowId;
+  const deploy = proxyActivities<DeployActivities>({
+    startToCloseTimeout: '2m',
+    retry: { initialInterval: '200ms', maximumInterval: '5s', maximumAttempts: 5 },
+  });
+  const now = () => new Date(Date.now()).toISOString();
+  const status: ExperimentStatus = { model, arms, phase: 'running', startedAt: null, endsAt: null, windows: {}, verdict: null, stoppedEarly: false };
+  const control = { stop: false };
+  setHandler(experimentStatusQuery, () => status);
+  setHandler(
+    stopExperimentUpdate,
+    async () => {
+      control.stop = true;
+      status.stoppedEarly = true;
+      await condition(() => status.phase !== 'running');
+      return status;
+    },
+    { validator: (_request: { reason?: string }) => { if (status.phase !== 'running') throw new Error(`the experiment on "${model}" already ended`); } },
+  );
+
+  await deploy.claimTraffic({ model, request: { owner, kind: 'experiment', version: null } });
+  try {
+    const description = arms.map((a) => `v${a.version}:${a.weight}`).join(' ');
+    await deploy.setServing({ model, request: { owner, layout: armsLayout(arms, input.championAlias, input.champion), note: `experiment ${description} for ${input.duration}` } });
+    const since = (await deploy.measureServing({ model, since: null })).snapshot;
+    status.startedAt = now();
+    const end = Date.now() + msToNumber(input.duration as Parameters<typeof msToNumber>[0]);
+    status.endsAt = new Date(end).toISOString();
+    await deploy.recordEvent({ model, request: { owner, kind: 'experiment', version: null, message: `experiment started: ${description} until ${status.endsAt}` } });
+
+    const measure = async () => {
+      const measured = await deploy.measureServing({ model, since });
+      status.windows = Object.fromEntries(arms.map((a) => [String(a.version), measured.versions[String(a.version)] ?? EMPTY_WINDOW]));
+    };
+    while (!control.stop && Date.now() < end) {
+      await condition(() => control.stop, Math.min(msToNumber(input.analysisInterval as Parameters<typeof msToNumber>[0]), end - Date.now()));
+      await measure();
+    }
+    const verdict = decideExperiment(
+      arms.map((a) => ({ version: a.version, labelled: status.windows[String(a.version)]!.feedback.labelled, correct: status.windows[String(a.version)]!.feedback.correct })),
+      { alpha: input.alpha, minFeedback: input.minFeedback },
+    );
+    status.verdict = verdict;
+    await deploy.recordEvent({ model, request: { owner, kind: 'experiment', version: verdict.winner, message: `experiment ${description}${status.stoppedEarly ? ' (stopped early)' : ''}: ${verdict.summary}`, details: { verdict, windows: status.windows } } });
+    await deploy.releaseTraffic({ model, owner, note: `experiment over (${verdict.winner ? `v${verdict.winner} won` : 'no winner'}); the champion serves again` });
+    status.phase = 'finished';
+    return status;
+  } catch (error) {
+    await CancellationScope.nonCancellable(() => deploy.releaseTraffic({ model, owner, note: 'experiment ended early; the champion serves again' }));
+    status.phase = 'cancelled';
+    if (isCancellation(error)) throw error;
+    throw ApplicationFailure.nonRetryable(`experiment on ${model} failed: ${(error as Error).message}`, 'ExperimentFailed');
+  }
+}
