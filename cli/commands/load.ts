@@ -467,7 +467,8 @@ export async function loadCommand(model: string, raw: LoadFlags): Promise<void> 
         timeoutMs: flags.timeoutMs,
         data,
         progressIntervalMs: tty ? 250 : 5000,
-        onProgress: (p) => process.stderr.write(tty ? `\r\x1b[2K${progressLine(p)}` : `${progressLine(p)}\n`),
+        // On a terminal one line rewritten in place (cut to its width, so it never wraps); else a line every 5 s.
+        onProgress: (p) => process.stderr.write(tty ? `\r\x1b[2K${progressLine(p).slice(0, Math.max(20, (process.stderr.columns || 200) - 1))}` : `${progressLine(p)}\n`),
       },
       stop.signal,
     );
