@@ -23,13 +23,14 @@ import { gantry } from './helpers/cli';
  */
 
 const MODEL = 'fashion';
-const spec = (steps: { percent: number; bake: string }[]) =>
+const spec = (steps: { percent: number; bake: string }[], extra: Record<string, unknown> = {}) =>
   RolloutSpecSchema.parse({
+    ...extra,
     steps,
     analysisInterval: '1s',
     minRequests: 15,
     maxExtensions: 5,
-    thresholds: { minFeedback: 15, maxAccuracyDrop: 0.15, maxP99LatencyRatio: 20, maxPredictionDivergence: 0.25 },
+    thresholds: { minFeedback: 15, maxAccuracyDrop: 0.15, maxP99LatencyRatio: 20, maxPredictionDivergence: 0.25, maxShadowDisagreement: 0.5 },
   });
 
 let env: TestEnv;
@@ -67,11 +68,11 @@ async function currentSplit(): Promise<string> {
   return (state.traffic[MODEL]?.split ?? []).map((s) => ('version' in s ? `v${s.version}:${s.weight}` : `${s.label}:${s.weight}`)).join(' ');
 }
 
-async function startRollout(candidate: number, champion: number, steps: { percent: number; bake: string }[]) {
+async function startRollout(candidate: number, champion: number, steps: { percent: number; bake: string }[], extra: Record<string, unknown> = {}) {
   return workers.client.workflow.start(rolloutWorkflow, {
     workflowId: rolloutWorkflowId(deploymentPrefix(), MODEL),
     taskQueue: taskQueueOf('control'),
-    args: [{ model: MODEL, candidate, champion, championAlias: 'champion', spec: spec(steps) }],
+    args: [{ model: MODEL, candidate, champion, championAlias: 'champion', spec: spec(steps, extra) }],
   });
 }
 
@@ -180,4 +181,34 @@ describe('canary rollout', () => {
     expect(await currentSplit()).toBe('v2:100');
     expect((await handle.query(rolloutStatusQuery)).phase).toBe('rolled-back');
   }, 90_000);
+
+  it('shadows first (answers unchanged), then waits at the approval gate for `gantry approve`', async () => {
+    const champion = (await readRegistry(workers.client, MODEL))!.aliases.champion!;
+    const candidate = await publishVersion(env, workers.client, MODEL, await trainedModelFiles(4), { alias: null });
+    const handle = await startRollout(candidate, champion, [{ percent: 50, bake: '2s' }], { shadow: { percent: 100, bake: '3s' }, approval: { timeout: '2m', onTimeout: 'rollback' } });
+    await waitFor('the shadow phase on the server', async () => ((await serving.adminState()).state.traffic[MODEL]?.shadow ? true : undefined), 20_000);
+    // In the shadow phase the champion answers everything.
+    expect(await answeredBy(20)).toEqual({ [champion]: 20 });
+    await waitFor('the approval gate', async () => ((await handle.query(rolloutStatusQuery)).phase === 'awaiting-approval' ? true : undefined), 60_000, 200);
+    const shadowPass = (await handle.query(rolloutStatusQuery)).decisions.find((d) => d.phase === 'shadow' && d.action === 'pass');
+    expect(shadowPass?.message).toMatch(/shadow disagreement/);
+
+    const approved = await gantry(['approve', MODEL, '--reason', 'looks good'], env.env);
+    expect(approved.code, approved.stderr).toBe(0);
+    expect(approved.stdout).toMatch(new RegExp(`v${candidate} promoted`));
+    const status = await handle.result();
+    expect(status.outcome?.reasons.join(' ')).toMatch(/all 1 steps passed after the shadow phase, approved/);
+    expect((await readRegistry(workers.client, MODEL))!.aliases.champion).toBe(candidate);
+  }, 120_000);
+
+  it('takes the default action when nobody approves in time', async () => {
+    const champion = (await readRegistry(workers.client, MODEL))!.aliases.champion!;
+    const candidate = await publishVersion(env, workers.client, MODEL, good1, { alias: null });
+    const handle = await startRollout(candidate, champion, [{ percent: 50, bake: '2s' }], { approval: { timeout: '2s', onTimeout: 'rollback' } });
+    const status = await handle.result();
+    expect(status.outcome?.result).toBe('rolled-back');
+    expect(status.outcome?.reasons).toEqual(['not approved within 2s']);
+    expect(status.decisions.map((d) => d.action)).toEqual(['start', 'pass', 'start', 'timeout', 'rollback']);
+    expect((await readRegistry(workers.client, MODEL))!.aliases.champion).toBe(champion);
+  }, 120_000);
 });

@@ -61,7 +61,9 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   const { model, arms } = input;
   const owner = workflowInfo().workflowId;
   const deploy = proxyActivities<DeployActivities>({
-    startToCloseTimeout: '2m',
+    startToCloseTimeout: '3m',
+    // Short, or heartbeating while a server loads: a worker that dies mid-call is noticed in seconds.
+    heartbeatTimeout: '10s',
     retry: { initialInterval: '200ms', maximumInterval: '5s', maximumAttempts: 5 },
   });
   const now = () => new Date(Date.now()).toISOString();

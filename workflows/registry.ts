@@ -183,7 +183,9 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
   const now = () => new Date(Date.now()).toISOString(); // workflow time: deterministic on replay
   // Deploy activities run where the registry runs: the control pool.
   const deploy = proxyActivities<DeployActivities>({
-    startToCloseTimeout: '2m',
+    startToCloseTimeout: '3m',
+    // Short, or heartbeating while a server loads: a worker that dies mid-call is noticed in seconds.
+    heartbeatTimeout: '10s',
     retry: { initialInterval: '200ms', maximumInterval: '5s', maximumAttempts: 3 },
   });
 

@@ -84,7 +84,9 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
   const { model, candidate, champion, spec } = input;
   const owner = workflowInfo().workflowId;
   const deploy = proxyActivities<DeployActivities>({
-    startToCloseTimeout: '2m',
+    startToCloseTimeout: '3m',
+    // Short, or heartbeating while a server loads: a worker that dies mid-call is noticed in seconds.
+    heartbeatTimeout: '10s',
     retry: { initialInterval: '200ms', maximumInterval: '5s', maximumAttempts: 5 },
   });
   const now = () => new Date(Date.now()).toISOString();
