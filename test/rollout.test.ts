@@ -168,6 +168,17 @@ describe('canary rollout', () => {
     const handle = await startRollout(candidate, 2, [{ percent: 40, bake: '1h' }]);
     await waitFor('the canary step on the server', async () => ((await currentSplit()) === `v2:60 v${candidate}:40` ? true : undefined), 20_000);
 
+    // One owner of the traffic at a time: a second rollout or an experiment is refused, clearly.
+    const second = await gantry(['rollout', 'start', MODEL, '1'], env.env);
+    expect(second.code).toBe(2);
+    expect(second.stderr).toMatch(/a rollout of "fashion" is already running/);
+    const experiment = await gantry(['experiment', 'start', MODEL, '--arms', 'v1:50,v2:50', '--duration', '1m', '--follow'], env.env);
+    expect(experiment.code).toBe(2);
+    expect(experiment.stderr).toMatch(new RegExp(`the rollout .*rollout:fashion \\(version ${candidate}\\) steers "fashion"'s traffic since`));
+    const shown = await gantry(['rollout', 'status', MODEL], env.env);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toMatch(new RegExp(`rollout of v${candidate} against v2: canary, step 1/1 at 40 %`));
+
     // The server dies and comes back on the same port with no state at all.
     await server.close();
     ({ server, client: serving } = await startDeploymentServer(env, port, 'fresh-state.json'));

@@ -11,6 +11,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { DeployActivities } from '../activities/types';
+import { failureMessage } from './failure-message';
 import { EMPTY_WINDOW, type VersionWindow } from './canary-analysis';
 import { decideExperiment, type ExperimentVerdict } from './experiment-analysis';
 import { armsLayout } from './serving-desired';
@@ -112,6 +113,6 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     await CancellationScope.nonCancellable(() => deploy.releaseTraffic({ model, owner, note: 'experiment ended early; the champion serves again' }));
     status.phase = 'cancelled';
     if (isCancellation(error)) throw error;
-    throw ApplicationFailure.nonRetryable(`experiment on ${model} failed: ${(error as Error).message}`, 'ExperimentFailed');
+    throw ApplicationFailure.nonRetryable(`experiment on ${model} failed: ${failureMessage(error)}`, 'ExperimentFailed');
   }
 }

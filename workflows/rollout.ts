@@ -12,6 +12,7 @@ import {
 import { msToNumber } from '@temporalio/common';
 import type { DeployActivities, ServingMeasurement } from '../activities/types';
 import type { RolloutSpec } from '../pipelines/spec';
+import { failureMessage } from './failure-message';
 import { EMPTY_WINDOW, judgeCanary, judgeShadow, type Judgement, type VersionWindow } from './canary-analysis';
 import { canaryLayout, shadowLayout, type ServingLayout } from './serving-desired';
 
@@ -266,11 +267,11 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
   } catch (error) {
     // Cancelled or failed midway: the champion keeps the traffic and the candidate is rolled back.
     if (!finished()) {
-      const reason = isCancellation(error) ? 'rollout cancelled' : `rollout failed: ${(error as Error).message}`;
+      const reason = isCancellation(error) ? 'rollout cancelled' : `rollout failed: ${failureMessage(error)}`;
       await CancellationScope.nonCancellable(() => conclude('rolled-back', [reason]));
     }
     if (isCancellation(error)) throw error;
-    throw ApplicationFailure.nonRetryable(`rollout of ${model} v${candidate} failed: ${(error as Error).message}`, 'RolloutFailed');
+    throw ApplicationFailure.nonRetryable(`rollout of ${model} v${candidate} failed: ${failureMessage(error)}`, 'RolloutFailed');
   }
 }
 

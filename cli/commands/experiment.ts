@@ -79,6 +79,9 @@ export async function experimentStartCommand(
       if (!entry) throw new UsageError(`--arms: "${model}" has no version ${arm.version}`);
       if (entry.status !== 'published') throw new UsageError(`--arms: v${arm.version} of "${model}" is not published`);
     }
+    if (state.trafficOwner) {
+      throw new UsageError(`the ${state.trafficOwner.kind} ${state.trafficOwner.id} (version ${state.trafficOwner.version ?? '-'}) steers "${model}"'s traffic since ${state.trafficOwner.since}; wait for it or stop it first`);
+    }
     const championAlias = state.championAlias ?? 'champion';
     let handle: WorkflowHandle<typeof experimentWorkflow>;
     try {

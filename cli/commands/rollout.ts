@@ -180,6 +180,12 @@ export async function rolloutStartCommand(model: string, versionText: string, op
     const entry = state.versions.find((v) => v.version === candidate);
     if (!entry) throw new UsageError(`"${model}" has no version ${candidate}`);
     if (entry.status !== 'published') throw new UsageError(`v${candidate} of "${model}" is not published`);
+    if (state.trafficOwner) {
+      const owner = state.trafficOwner;
+      throw new UsageError(
+        owner.kind === 'rollout' ? `a rollout of "${model}" is already running (gantry rollout status ${model})` : `the ${owner.kind} ${owner.id} steers "${model}"'s traffic since ${owner.since}; wait for it or stop it first`,
+      );
+    }
     const champion = state.aliases[championAlias] ?? null;
     let handle: WorkflowHandle<typeof rolloutWorkflow>;
     try {

@@ -1,0 +1,76 @@
+import { describe, expect, it } from 'vitest';
+import { RolloutSpecSchema, RolloutThresholdsSchema } from '../pipelines/spec';
+import { judgeCanary, judgeShadow, type VersionWindow } from '../workflows/canary-analysis';
+
+/** The canary analysis on hand-made windows: each threshold, absolute and relative, and "too little to judge". */
+
+const thresholds = RolloutThresholdsSchema.parse({ minFeedback: 50, maxP99LatencyMs: 50 });
+const window = (over: Partial<VersionWindow> & { accuracy?: number; labelled?: number } = {}): VersionWindow => {
+  const labelled = over.labelled ?? 200;
+  const accuracy = over.accuracy ?? 0.85;
+  const requests = over.requests ?? 500;
+  const errors = over.errors ?? 0;
+  return {
+    requests,
+    errors,
+    errorRate: requests ? errors / requests : 0,
+    p99Ms: over.p99Ms ?? 4,
+    feedback: { labelled, correct: Math.round(labelled * accuracy), accuracy },
+    classCounts: over.classCounts ?? [50, 50, 50, 50, 50, 50, 50, 50, 50, 50],
+  };
+};
+
+describe('judgeCanary', () => {
+  it('passes a canary like its champion, naming every check', () => {
+    const j = judgeCanary(window(), window(), thresholds, 100);
+    expect(j.breaches).toEqual([]);
+    expect(j.enough).toBe(true);
+    expect(j.passed.join('\n')).toMatch(/error rate 0.00 %.*\n.*vs champion[\s\S]*p99 latency 4.0 ms \(max 50.0 ms\)[\s\S]*prediction divergence 0.0000 bits[\s\S]*online accuracy 85.00 % vs champion 85.00 %/);
+  });
+
+  it('names the metric of each breach, absolute and relative', () => {
+    expect(judgeCanary(window({ errors: 25 }), window(), thresholds, 100).breaches).toEqual([
+      'error rate 5.00 % (max 1.00 %)',
+      'error rate 5.00 % vs champion 0.00 %: +5.00 % (max +0.50 %)',
+    ]);
+    expect(judgeCanary(window({ p99Ms: 60 }), window({ p99Ms: 5 }), thresholds, 100).breaches).toEqual([
+      'p99 latency 60.0 ms (max 50.0 ms)',
+      "p99 latency 60.0 ms is 12.00× the champion's 5.0 ms (max 2×)",
+    ]);
+    expect(judgeCanary(window({ accuracy: 0.6 }), window({ accuracy: 0.85 }), thresholds, 100).breaches).toEqual(['online accuracy 60.00 % vs champion 85.00 %: −25.00 % (max drop 5.00 %)']);
+    const skewed = [410, 10, 10, 10, 10, 10, 10, 10, 10, 10];
+    expect(judgeCanary(window({ classCounts: skewed }), window(), thresholds, 100).breaches[0]).toMatch(/^prediction divergence 0\.\d+ bits from the champion's class distribution \(max 0.1\)$/);
+  });
+
+  it('does not judge what it has too little traffic or feedback for', () => {
+    const j = judgeCanary(window({ requests: 40, errors: 40, labelled: 10, accuracy: 0 }), window(), thresholds, 100);
+    expect(j.breaches).toEqual([]);
+    expect(j.enough).toBe(false);
+    expect(j.pending).toEqual(['error rate, latency and prediction divergence: 40 of 100 canary requests', 'online accuracy: 10 of 50 labelled canary predictions']);
+    // Without a champion window (nothing to compare with) only the absolute thresholds apply.
+    const alone = judgeCanary(window({ accuracy: 0.5 }), null, { ...thresholds, minOnlineAccuracy: 0.7 }, 100);
+    expect(alone.breaches).toEqual(['online accuracy 50.00 % (min 70.00 %)']);
+    expect(alone.pending).toEqual(['online accuracy against the champion: 0 of 50 labelled champion predictions']);
+  });
+});
+
+describe('judgeShadow', () => {
+  it('judges errors and disagreement of the copies once there are enough', () => {
+    expect(judgeShadow({ agree: 10, disagree: 10, error: 0 }, thresholds, 100).enough).toBe(false);
+    expect(judgeShadow({ agree: 90, disagree: 10, error: 0 }, thresholds, 100).breaches).toEqual([]);
+    expect(judgeShadow({ agree: 50, disagree: 45, error: 5 }, thresholds, 100).breaches).toEqual([
+      'shadow error rate 5.00 % (max 1.00 %)',
+      "shadow disagreement 47.37 % of answers differ from the champion's (max 20.00 %)",
+    ]);
+  });
+});
+
+describe('the rollout spec', () => {
+  it('refuses steps that do not grow, naming the step', () => {
+    const parsed = RolloutSpecSchema.safeParse({ steps: [{ percent: 50, bake: '1m' }, { percent: 25, bake: '1m' }] });
+    expect(parsed.success).toBe(false);
+    expect(parsed.error!.issues[0]!.path).toEqual(['steps', 1, 'percent']);
+    expect(parsed.error!.issues[0]!.message).toBe("must be more than the previous step's 50 %");
+    expect(RolloutSpecSchema.safeParse({ analysisInterval: 'soon' }).success).toBe(false);
+  });
+});
