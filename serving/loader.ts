@@ -6,6 +6,7 @@ import { METADATA_FILE } from '../artifacts/model-repository';
 import { tf } from '../training/backend';
 import { deserializeModel } from '../training/model-files';
 import { describeIssues } from './errors';
+import { loadPredictGraph } from './graph-predict';
 import { signatureOf, VersionMetadataSchema, type Signature, type VersionMetadata } from './signature';
 import { allocate, parsePredictBody, PredictBodySchema, type DenseTensor } from './tensors';
 
@@ -26,6 +27,8 @@ export interface Servable {
   metadata: VersionMetadata;
   /** Bytes of weights held (for the loaded-bytes gauge). */
   weightBytes: number;
+  /** How `run` executes: one TensorFlow graph session, or tfjs's eager ops (and why). */
+  execution: { mode: 'graph' } | { mode: 'eager'; reason: string };
   /** One synchronous forward pass over a batch (inputs in signature order). */
   run(inputs: DenseTensor[]): DenseTensor[];
   /** Frees the model's tensors; the servable is unusable afterwards. */
@@ -65,33 +68,41 @@ async function readMetadata(dir: string): Promise<VersionMetadata> {
   return parsed.data;
 }
 
-export function createServable(model: tfType.LayersModel, metadata: VersionMetadata = {}): Servable {
+export async function createServable(model: tfType.LayersModel, metadata: VersionMetadata = {}): Promise<Servable> {
   const signature = signatureOf(model, metadata);
   const outputNames = model.outputs.map((o) => o.name);
   const weightBytes = model.weights.reduce((sum, w) => sum + (w.shape as number[]).reduce((a, b) => a * b, 1) * 4, 0);
+  const eager = (inputs: DenseTensor[]): DenseTensor[] => {
+    // `execute` is predict's forward pass without its per-call checks and its split into
+    // sub-batches of 32: the batcher already decided the batch.
+    const outputs = tf.tidy(() => {
+      const xs = inputs.map((t) => tf.tensor(t.data, t.shape, t.dtype));
+      const ys = model.execute(xs.length === 1 ? xs[0]! : xs, outputNames);
+      return Array.isArray(ys) ? ys : [ys];
+    });
+    try {
+      return outputs.map((y, i) => ({ dtype: signature.outputs[i]!.dtype, shape: y.shape, data: y.dataSync() as Float32Array | Int32Array }));
+    } finally {
+      tf.dispose(outputs);
+    }
+  };
+  // The same forward pass as one graph session where the backend and the layers allow (graph-predict.ts).
+  const graph = await loadPredictGraph(model, signature, eager);
+  const forward = 'unsupported' in graph ? eager : (inputs: DenseTensor[]) => graph.run(inputs);
   let disposed = false;
   return {
     signature,
     metadata,
     weightBytes,
+    execution: 'unsupported' in graph ? { mode: 'eager', reason: graph.unsupported } : { mode: 'graph' },
     run(inputs) {
       if (disposed) throw new Error('the version was unloaded');
-      // `execute` is predict's forward pass without its per-call checks and its split into
-      // sub-batches of 32: the batcher already decided the batch.
-      const outputs = tf.tidy(() => {
-        const xs = inputs.map((t) => tf.tensor(t.data, t.shape, t.dtype));
-        const ys = model.execute(xs.length === 1 ? xs[0]! : xs, outputNames);
-        return Array.isArray(ys) ? ys : [ys];
-      });
-      try {
-        return outputs.map((y, i) => ({ dtype: signature.outputs[i]!.dtype, shape: y.shape, data: y.dataSync() as Float32Array | Int32Array }));
-      } finally {
-        tf.dispose(outputs);
-      }
+      return forward(inputs);
     },
     dispose() {
       if (disposed) return;
       disposed = true;
+      if (!('unsupported' in graph)) graph.dispose();
       model.dispose();
     },
   };
@@ -121,7 +132,7 @@ export async function loadServable(dir: string, options: LoadOptions): Promise<S
   const model = await deserializeModel(modelJsonText, weights);
   let servable: Servable;
   try {
-    servable = createServable(model, metadata);
+    servable = await createServable(model, metadata);
   } catch (error) {
     model.dispose();
     throw error;
