@@ -7,8 +7,14 @@ import { sliceRows, type DenseTensor } from './tensors';
  * `max_batch_size` rows. A batch is cut when it is full, when `batch_timeout_micros` has passed
  * since its first request, or — with the default timeout 0 — at the end of the current
  * event-loop turn. Model calls are synchronous and block the loop, so every request that
- * arrived while the previous batch ran is read in one turn and lands in the next batch: an idle
- * server adds no wait, a busy one batches as much as the load offers.
+ * arrived while the previous batch ran is read in one turn and lands in the next batch: a busy
+ * server batches as much as the load offers.
+ *
+ * An idle version runs a request at once, inside the caller's turn, as TF Serving forms a batch
+ * the moment a thread is free: nothing to wait for, so no queue, timer or extra turn. "Idle"
+ * means nothing is queued and no model call ran in this event-loop turn or the one before —
+ * under load every turn runs a batch, so requests keep queueing and merging; a quiet server
+ * answers its next request with no added wait whatever `batch_timeout_micros` says.
  *
  * The queue is bounded (`max_enqueued_batches` × `max_batch_size` rows); beyond it a request is
  * refused with RESOURCE_EXHAUSTED (HTTP 429) instead of growing the latency of everyone queued.
@@ -44,10 +50,11 @@ export class Batcher {
   submit(inputs: DenseTensor[]): Promise<DenseTensor[]> {
     if (this.closed) return Promise.reject(new ServingError('UNAVAILABLE', 'the version is unloading'));
     const rows = inputs[0]?.shape[0] ?? 0;
-    if (!this.options.enabled) {
-      // Unbatched: one model call per request, right now.
+    // Unbatched, or batched with nothing to merge with: one model call for this request, now.
+    if (!this.options.enabled || (this.queue.length === 0 && this.scheduled === undefined && this.busyTurns === 0)) {
       this.observer.batch(rows);
       this.observer.queued(0);
+      if (this.options.enabled) this.markBusy();
       try {
         return Promise.resolve(this.run(inputs));
       } catch (error) {
@@ -85,6 +92,25 @@ export class Batcher {
 
   private isImmediate = false;
 
+  /**
+   * Turns left before the version counts as idle again: a model call sets 2, the check phase
+   * of each following event-loop turn takes one off. A call made while the loop reads requests
+   * (the idle path) thus keeps the requests read in the next turn queueing, as does a batch run
+   * at the end of a turn.
+   */
+  private busyTurns = 0;
+  private busyTicker: NodeJS.Immediate | undefined;
+
+  private markBusy(): void {
+    this.busyTurns = 2;
+    this.busyTicker ??= setImmediate(this.tick);
+  }
+
+  private readonly tick = (): void => {
+    this.busyTurns--;
+    this.busyTicker = this.busyTurns > 0 ? setImmediate(this.tick) : undefined;
+  };
+
   private clear(): void {
     if (this.scheduled === undefined) return;
     if (this.isImmediate) clearImmediate(this.scheduled as NodeJS.Immediate);
@@ -110,6 +136,7 @@ export class Batcher {
   }
 
   private execute(batch: Task[], rows: number): void {
+    this.markBusy();
     const started = performance.now();
     for (const task of batch) this.observer.queued((started - task.enqueuedAt) / 1000);
     this.observer.batch(rows);
