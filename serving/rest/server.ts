@@ -15,6 +15,7 @@ import { rowSize, type Signature } from '../signature';
 import type { ServingState } from '../state';
 import { describePolicy } from '../version-policy';
 import { fromBytes, parsePredictBody, PredictBodySchema, toColumnar, toPredictions, type DenseTensor } from '../tensors';
+import { scanDensePredictBody, type DenseJsonBody } from './dense-json';
 import { parseModelPath, type ModelPath } from './paths';
 
 /**
@@ -83,6 +84,29 @@ function reshape(flat: number[], dims: number[]): unknown {
   return Array.from({ length: dims[0]! }, (_, i) => reshape(flat.slice(i * stride, (i + 1) * stride), dims.slice(1)));
 }
 
+/** A JSON :predict body, kept as text for the dense fast path. */
+class JsonText {
+  constructor(readonly text: string) {}
+}
+
+function isPredictUrl(url: string): boolean {
+  const query = url.indexOf('?');
+  const path = query < 0 ? url : url.slice(0, query);
+  return path.startsWith('/v1/models/') && path.endsWith(':predict');
+}
+
+/** The fast path's tensor as the signature's single float32 input, or undefined when it does not fit. */
+function denseInputs(body: DenseJsonBody, signature: Signature, maxRows: number): DenseTensor[] | undefined {
+  if (signature.inputs.length !== 1) return undefined;
+  const spec = signature.inputs[0]!;
+  if (spec.dtype !== 'float32') return undefined;
+  const { dims } = body;
+  if (dims.length !== spec.shape.length || spec.shape.some((d, i) => i > 0 && dims[i] !== d)) return undefined;
+  const rows = dims[0]!;
+  if (rows < 1 || rows > maxRows) return undefined;
+  return [{ dtype: 'float32', shape: dims, data: body.data }];
+}
+
 export async function createRestServer(deps: RestDeps): Promise<FastifyInstance> {
   const { inference, manager, router, state, admin, feedback, metrics } = deps;
   const app = Fastify({
@@ -99,6 +123,20 @@ export async function createRestServer(deps: RestDeps): Promise<FastifyInstance>
 
   // Binary bodies: a serialized PredictRequest (application/x-protobuf) or raw tensor bytes.
   app.addContentTypeParser([PROTOBUF, 'application/octet-stream'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  // A JSON :predict body stays text until the handler: the dense fast path (dense-json.ts) reads
+  // it straight into a tensor; anything else is parsed by fastify's own JSON parser, as before.
+  const parseJsonBody = app.getDefaultJsonParser('error', 'error');
+  const parseJson = (text: string): unknown => {
+    let result: { error?: Error; value?: unknown } = {};
+    parseJsonBody(undefined as never, text, (error, value) => (result = { error: error ?? undefined, value }));
+    if (result.error) throw result.error;
+    return result.value;
+  };
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (request.method === 'POST' && isPredictUrl(request.url)) return done(null, new JsonText(body as string));
+    parseJsonBody(request, body as string, done);
+  });
   // TF Serving reads JSON whatever the Content-Type says (curl -d sends form encoding).
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
     try {
@@ -173,6 +211,25 @@ export async function createRestServer(deps: RestDeps): Promise<FastifyInstance>
     }
     if (path.verb === 'regress') throw new ServingError('UNIMPLEMENTED', 'regress is not served: a layers model has no regression signature; use :predict');
     const context: CallContext = { api: path.verb, protocol: 'rest', clientKey: header(request, deps.stickyHeader), requestId: header(request, REQUEST_ID_HEADER) };
+    let dense: DenseJsonBody | undefined;
+    if (request.body instanceof JsonText) {
+      const text = request.body.text;
+      dense = path.verb === 'predict' ? scanDensePredictBody(text) : undefined;
+      request.body = dense ? undefined : parseJson(text);
+      if (dense) {
+        // The general decoder still answers what the fast path cannot (a shape that does not
+        // fit the signature: its error names the element), from the same text.
+        const fast = dense;
+        const general = (signature: Signature) => parsePredictBody(parseBody(PredictBodySchema, parseJson(text), 'body'), signature, inference.maxRows).inputs;
+        const target = { model: path.model, version: path.version, label: path.label, signatureName: fast.signatureName };
+        const answer = await inference.run(target, context, (signature) => denseInputs(fast, signature, inference.maxRows) ?? general(signature));
+        reply.header(VERSION_HEADER, String(answer.version)).header(REQUEST_ID_HEADER, answer.requestId);
+        const keys = answer.signature.outputs.map((s) => s.key);
+        return fast.format === 'row'
+          ? { predictions: toPredictions(answer.outputs, keys), model_version: String(answer.version), request_id: answer.requestId }
+          : { outputs: toColumnar(answer.outputs, keys), model_version: String(answer.version), request_id: answer.requestId };
+      }
+    }
     const binary = Buffer.isBuffer(request.body);
     if (binary && path.verb !== 'predict') throw invalidArgument('binary bodies are accepted by :predict only');
     let target = { model: path.model, version: path.version, label: path.label, signatureName: undefined as string | undefined };
