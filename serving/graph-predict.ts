@@ -171,14 +171,6 @@ export async function loadPredictGraph(model: tfType.LayersModel, signature: Sig
     throw error;
   }
   const backend = tf.backend() as unknown as SessionBackend;
-  // A session hands each op to TensorFlow's inter-op thread pool and blocks until the graph is
-  // done: for a graph of a few small ops that is a thread hand-off per op, which on a busy
-  // machine (the server's own event loop, its clients) waits for the scheduler — 0.085 ms
-  // instead of 0.033 ms for one row of the MLP. A negative TF_NUM_INTEROP_THREADS makes
-  // sessions run their ops in the calling thread (ops still use the intra-op pool for their own
-  // parallelism; eager ops are untouched). TensorFlow reads it once, when the process creates
-  // its first session; a value already set is left alone.
-  process.env.TF_NUM_INTEROP_THREADS ??= '-1';
   const dir = await mkdtemp(path.join(os.tmpdir(), 'gantry-serve-graph-'));
   let session: number;
   try {
