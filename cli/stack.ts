@@ -1,15 +1,20 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { startEmbeddedTemporal, type EmbeddedTemporal } from '../control/embedded-temporal';
 import type { GantryHome } from '../control/home';
+import { freePort } from '../control/ports';
+import { serversFile, servingTargets, type ServerTarget } from '../control/servers';
 import type { Pool } from '../control/task-queues';
 import { temporalTargetFromEnv, type TemporalTarget } from '../control/temporal-env';
 
 const WORKERS_DIR = fileURLToPath(new URL('../workers/', import.meta.url));
+const CLI_ENTRY = fileURLToPath(new URL('./main.ts', import.meta.url));
 
 export interface StackWorker {
   pool: Pool;
@@ -17,24 +22,65 @@ export interface StackWorker {
   logFile: string;
 }
 
+/** The `gantry serve` child the stack runs when GANTRY_SERVERS names no servers of the user's. */
+export interface StackModelServer {
+  /** REST base URL, http://127.0.0.1:PORT */
+  url: string;
+  restPort: number;
+  grpcPort: number;
+  child: ChildProcess;
+  logFile: string;
+  /** Where its admin token is kept (GANTRY_HOME/admin-token, mode 0600). */
+  adminTokenFile: string;
+}
+
 export interface LocalStack {
   target: TemporalTarget;
   server: EmbeddedTemporal | null;
+  /** The model server this stack started; null when GANTRY_SERVERS lists the user's own. */
+  modelServer: StackModelServer | null;
+  /** The model servers the control worker drives: the one started here, or GANTRY_SERVERS'. */
+  servers: ServerTarget[];
   /** The control worker first, then the train workers. */
   workers: StackWorker[];
   stop(): Promise<void>;
 }
 
 /**
- * The embedded defaults in one call: a Temporal server (unless TEMPORAL_ADDRESS names one), one
- * control worker and `trainWorkers` train workers (one slot each: a data-parallel job of N
- * replicas needs N), each a child process with its log in GANTRY_HOME/logs.
+ * The embedded defaults in one call: a Temporal server (unless TEMPORAL_ADDRESS names one), a
+ * model server (`gantry serve` on the home's model repository, unless GANTRY_SERVERS names the
+ * servers to drive), one control worker and `trainWorkers` train workers (one slot each: a
+ * data-parallel job of N replicas needs N), each a child process with its log in GANTRY_HOME/logs.
+ * The started model server is listed in GANTRY_HOME/servers.json before the control worker
+ * starts (deploy activities and rollouts read it), and the file goes when the stack stops.
  */
 export async function startLocalStack(home: GantryHome, options: { port?: number | 'auto' | 'free'; headless?: boolean; trainWorkers?: number } = {}): Promise<LocalStack> {
   const external = temporalTargetFromEnv();
-  const server = external ? null : await startEmbeddedTemporal(home, options);
-  const target: TemporalTarget = external ?? { address: server!.address, namespace: server!.namespace };
   await mkdir(home.logsDir, { recursive: true });
+  const userServers = process.env.GANTRY_SERVERS?.trim() ? servingTargets(home) : null;
+  // Temporal and the model server start side by side: neither needs the other.
+  const [temporal, modelServer] = await Promise.allSettled([
+    external ? Promise.resolve(null) : startEmbeddedTemporal(home, options),
+    userServers ? Promise.resolve(null) : startModelServerChild(home),
+  ]);
+  if (temporal.status === 'rejected' || modelServer.status === 'rejected') {
+    if (temporal.status === 'fulfilled') await temporal.value?.stop();
+    if (modelServer.status === 'fulfilled' && modelServer.value) await stopChild(modelServer.value.modelServer.child);
+    throw temporal.status === 'rejected' ? temporal.reason : (modelServer as PromiseRejectedResult).reason;
+  }
+  const server = temporal.value;
+  const served = modelServer.value?.modelServer ?? null;
+  const servers: ServerTarget[] = userServers ?? [{ url: served!.url, adminToken: modelServer.value!.adminToken }];
+  if (served) {
+    try {
+      await writePrivateFile(serversFile(home), `${JSON.stringify({ servers }, null, 2)}\n`);
+    } catch (error) {
+      await stopChild(served.child);
+      await server?.stop();
+      throw error;
+    }
+  }
+  const target: TemporalTarget = external ?? { address: server!.address, namespace: server!.namespace };
   const env = { ...process.env, GANTRY_HOME: home.root, TEMPORAL_ADDRESS: target.address, TEMPORAL_NAMESPACE: target.namespace };
   const trainWorkers = options.trainWorkers ?? 1;
   // Several train workers on one host split its cores (one "device" each) unless told otherwise.
@@ -53,10 +99,17 @@ export async function startLocalStack(home: GantryHome, options: { port?: number
   return {
     target,
     server,
+    modelServer: served,
+    servers,
     workers,
     stop() {
+      // Workers first (they drive the server and talk to Temporal), then the server, then Temporal.
       stopping ??= (async () => {
         await Promise.all(workers.map((w) => stopChild(w.child)));
+        if (served) {
+          await rm(serversFile(home), { force: true });
+          await stopChild(served.child);
+        }
         await server?.stop();
       })();
       return stopping;
@@ -64,6 +117,91 @@ export async function startLocalStack(home: GantryHome, options: { port?: number
   };
 }
 
+/** The admin token of the home's model server: made once, kept in GANTRY_HOME/admin-token (0600). */
+async function adminTokenOf(home: GantryHome): Promise<{ token: string; file: string }> {
+  const file = path.join(home.root, 'admin-token');
+  try {
+    const token = (await readFile(file, 'utf8')).trim();
+    if (token) {
+      await chmod(file, 0o600);
+      return { token, file };
+    }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  const token = randomBytes(32).toString('base64url');
+  await writePrivateFile(file, `${token}\n`);
+  return { token, file };
+}
+
+/** Temp file (mode 0600) + rename: readers see the old file or the whole new one, and only its owner may. */
+async function writePrivateFile(target: string, text: string): Promise<void> {
+  await mkdir(path.dirname(target), { recursive: true });
+  const temporary = `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    await writeFile(temporary, text, { mode: 0o600 });
+    await rename(temporary, target);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  }
+}
+
+/**
+ * `gantry serve` as a child process on free loopback ports, serving the home's model repository
+ * with its admin API on; resolves once /readyz says the first load is done (or, if a version
+ * cannot load, once /healthz has answered for a while), and fails with the end of its output if
+ * it exits first. A port taken between choosing and binding it: a few tries.
+ */
+async function startModelServerChild(home: GantryHome, readyTimeoutMs = 60_000): Promise<{ modelServer: StackModelServer; adminToken: string }> {
+  const { token, file: adminTokenFile } = await adminTokenOf(home);
+  const logFile = path.join(home.logsDir, 'serve.log');
+  for (let attempt = 1; ; attempt++) {
+    const [restPort, grpcPort] = [await freePort(), await freePort()];
+    const args = [
+      ...process.execArgv,
+      CLI_ENTRY,
+      'serve',
+      '--host', '127.0.0.1',
+      '--rest-port', String(restPort),
+      '--grpc-port', String(grpcPort),
+      '--model-base-path', home.modelRepositoryDir,
+      '--state-file', path.join(home.root, 'serving-state.json'),
+      '--admin-token-file', adminTokenFile,
+    ];
+    const log = createWriteStream(logFile, { flags: 'a' });
+    const child = spawn(process.execPath, args, { env: { ...process.env, GANTRY_HOME: home.root }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Two pipes feed one log, so neither may end it; the child's 'close' (both drained) does.
+    let output = '';
+    for (const stream of [child.stdout!, child.stderr!]) {
+      stream.pipe(log, { end: false });
+      stream.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4000)));
+    }
+    const closed = new Promise<void>((resolve) => child.once('close', () => log.end(resolve)));
+    let exited: string | undefined;
+    child.once('exit', (code, signal) => (exited = `code ${code}, signal ${signal}`));
+    const modelServer: StackModelServer = { url: `http://127.0.0.1:${restPort}`, restPort, grpcPort, child, logFile, adminTokenFile };
+    const deadline = Date.now() + readyTimeoutMs;
+    let answeringSince: number | undefined;
+    while (exited === undefined) {
+      const status = await fetch(`${modelServer.url}/readyz`, { signal: AbortSignal.timeout(2000) }).then((r) => r.status, () => undefined);
+      if (status === 200) return { modelServer, adminToken: token };
+      if (status !== undefined) answeringSince ??= Date.now();
+      // Up but not ready: a version that cannot load keeps /readyz at 503 for good. That is the
+      // server's to report (GET /v1/models/<name>), not a reason to refuse to start the stack.
+      if (answeringSince !== undefined && Date.now() - answeringSince > 20_000) return { modelServer, adminToken: token };
+      if (Date.now() > deadline) {
+        await stopChild(child, 2000);
+        throw new Error(`gantry serve did not answer on ${modelServer.url} within ${readyTimeoutMs} ms; see ${logFile}`);
+      }
+      await sleep(100);
+    }
+    await closed;
+    if (attempt < 3 && /EADDRINUSE/.test(output)) continue;
+    const tail = output.split('\n').slice(-15).join('\n');
+    throw new Error(`gantry serve exited during start-up (${exited})\n--- ${logFile} (last lines) ---\n${tail}`);
+  }
+}
 /** SIGTERM lets a worker drain its tasks; SIGKILL after a grace period keeps Ctrl-C from hanging. */
 async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;

@@ -10,12 +10,19 @@ export function describeStack(home: GantryHome, stack: LocalStack): string {
     `temporal         ${stack.target.address} (namespace ${stack.target.namespace}; ${server ? `embedded, pid ${server.pid}, ${server.binaryOrigin}: ${server.binary}` : 'TEMPORAL_ADDRESS'})`,
     `web ui           ${server?.uiUrl ?? (server ? 'disabled (headless)' : 'see your cluster')}`,
     `temporal db      ${server ? server.database : '-'}`,
+    `model server     ${describeModelServer(stack)}`,
     `model repository ${home.modelRepositoryDir}`,
     `artifact store   ${home.artifactsDir}`,
     `task queues      ${taskQueueOf('control')} (pid ${stack.workers.find((w) => w.pool === 'control')?.child.pid}), ` +
       `${taskQueueOf('train')} (${stack.workers.filter((w) => w.pool === 'train').map((w) => `pid ${w.child.pid}`).join(', ')})`,
     `logs             ${home.logsDir}`,
   ].join('\n');
+}
+
+function describeModelServer(stack: LocalStack): string {
+  const served = stack.modelServer;
+  if (!served) return `${stack.servers.map((s) => s.url).join(', ')} (GANTRY_SERVERS; none started)`;
+  return `REST ${served.url}, gRPC 127.0.0.1:${served.grpcPort} (gantry serve, pid ${served.child.pid}; admin token in ${served.adminTokenFile})`;
 }
 
 /** Waits for a signal to stop: the foreground life of `gantry dev`. */
@@ -32,14 +39,20 @@ export async function devCommand(options: { port?: string; headless?: boolean; t
   const trainWorkers = Number(options.trainWorkers ?? '1');
   if (!Number.isInteger(trainWorkers) || trainWorkers < 1 || trainWorkers > 64) throw new UsageError(`--train-workers: must be an integer from 1 to 64, got "${options.trainWorkers}"`);
   const stack = await startLocalStack(home, { port, headless: options.headless, trainWorkers });
-  console.log(`gantry dev is up\n${describeStack(home, stack)}\n\nIn another terminal: bin/gantry run fashion-mnist --follow   (Ctrl-C here stops everything)`);
-  for (const { pool, child, logFile } of stack.workers) {
+  console.log(
+    `gantry dev is up\n${describeStack(home, stack)}\n\n` +
+      'In another terminal: bin/gantry run fashion-mnist --follow   (Ctrl-C here stops everything)\n' +
+      '               then: bin/gantry load fashion-mnist --rps 50 --clients 20 --feedback   (traffic for the next rollout)',
+  );
+  const children = stack.workers.map((w) => ({ what: `the ${w.pool} worker`, child: w.child, logFile: w.logFile }));
+  if (stack.modelServer) children.push({ what: 'the model server', child: stack.modelServer.child, logFile: stack.modelServer.logFile });
+  for (const { what, child, logFile } of children) {
     child.once('exit', (code, signal) => {
-      if (code !== 0 || signal) console.error(`the ${pool} worker exited (code ${code}, signal ${signal}); see ${logFile}`);
+      if (code !== 0 || signal) console.error(`${what} exited (code ${code}, signal ${signal}); see ${logFile}`);
     });
   }
   const signal = await untilInterrupted();
-  console.log(`\n${signal}: stopping workers and the Temporal server…`);
+  console.log(`\n${signal}: stopping the workers, the model server and the Temporal server…`);
   await stack.stop();
   console.log('stopped');
 }
