@@ -15,5 +15,38 @@ export default definePipeline({
   train: { epochs: 15, batchSize: 128, learningRate: 0.001, optimizer: 'adam', learningRateSchedule: 'cosine' },
   // Half a point of tolerance against the champion: dropout makes two identical runs differ by that much.
   evaluation: { minAccuracy: 0.85, minAccuracyDelta: -0.005 },
-  deployment: { publish: true, alias: 'champion' },
+  deployment: {
+    publish: true,
+    alias: 'champion',
+    // A canary sized for `make demo` on a 2-core machine: its load sends 150 predictions/s from
+    // 200 sticky users with their true labels, so the canary sees ~15 requests/s at the first step
+    // and the whole rollout takes ~17 s. For production, bake for minutes (the schema's defaults).
+    // Without model servers (GANTRY_SERVERS, GANTRY_HOME/servers.json) it promotes at once.
+    rollout: {
+      steps: [
+        { percent: 10, bake: '6s' },
+        { percent: 50, bake: '4s' },
+        { percent: 100, bake: '4s' },
+      ],
+      analysisInterval: '2s',
+      // ~90 canary requests by the end of the first step (10 % of the users); fewer extends the bake.
+      minRequests: 50,
+      maxExtensions: 3,
+      thresholds: {
+        // The accuracy of 50-100 labelled predictions near 0.89 has a standard error of 3-4
+        // points, so a 5-point limit would roll back a candidate as good as the champion about
+        // one time in four (simulated over this schedule of looks); 10 points keeps that under
+        // 2 % and still catches a broken model at once (wrong labels score ~0.1).
+        minFeedback: 50,
+        maxAccuracyDrop: 0.1,
+        // Canary and champion share two busy cores with the load generator, Temporal and the
+        // workers, and the p99 of the first step's ~90 canary requests is about their slowest
+        // one, which one scheduling hiccup moves: the demo measured 0.4-2.0× the champion's.
+        // 5× still catches a version that is really slower.
+        maxP99LatencyRatio: 5,
+        // Two samples of ~50 and ~500 predictions of the same model differ by up to ~0.1 bits.
+        maxPredictionDivergence: 0.15,
+      },
+    },
+  },
 });

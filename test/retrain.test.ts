@@ -72,7 +72,10 @@ describe('the retrain workflow on a slice of Fashion-MNIST', () => {
 
     // The recorded history replays against the current workflow code without non-determinism.
     await Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundlePath') } }, await handle.fetchHistory(), handle.workflowId);
-    expect(progress.stages).toEqual({ ingest: 'done', train: 'done', evaluate: 'done', register: 'done', publish: 'done' });
+    // The pipeline's rollout stage runs, and the first version, with nothing to compare against, is promoted at once.
+    expect(progress.stages).toEqual({ ingest: 'done', train: 'done', evaluate: 'done', register: 'done', publish: 'done', rollout: 'done' });
+    expect(first.rollout).toMatchObject({ result: 'promoted', reasons: [expect.stringMatching(/no champion to compare against/)] });
+    expect(first.promoted).toBe(true);
   });
 
   it('registers a candidate worse than the champion unblessed, does not publish it, and says why', async () => {
