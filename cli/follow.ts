@@ -1,13 +1,16 @@
 import cliProgress from 'cli-progress';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { progressQuery, STAGES, type RunProgress } from '../workflows/retrain';
+import { rolloutStatusQuery, type RolloutDecision } from '../workflows/rollout';
 import { jobStateQuery, trainJobWorkflowId, type JobState } from '../workflows/train-job';
+import { formatDecision } from './commands/rollout';
 
 const POLL_MS = 500;
 
 /**
  * Shows a run's progress until `done` settles: live bars on a terminal (stages, epochs, steps of
- * the current epoch), plain lines otherwise (CI logs, pipes).
+ * the current epoch), plain lines otherwise (CI logs, pipes); during the rollout stage, each
+ * decision of the canary as it is made.
  */
 export async function followRun(
   handle: WorkflowHandle,
@@ -17,6 +20,7 @@ export async function followRun(
   replicas?: { client: Client },
 ): Promise<void> {
   const view = stream.isTTY ? new BarsView(stream) : new LinesView(stream);
+  const rollout = new RolloutDecisions(handle);
   let finished = false;
   done.then(() => (finished = true), () => (finished = true));
   try {
@@ -25,19 +29,40 @@ export async function followRun(
         const progress = await handle.query(progressQuery);
         view.update(progress);
         if (replicas && progress.stages.train !== 'pending') await showReplicas(view, replicas.client, handle.workflowId);
+        if (progress.stage === 'rollout') for (const d of await rollout.next(progress)) view.decision(progress.runId, d);
       } catch {
         // Not answerable yet (no worker picked the first task) or already closed: try again.
       }
       await Promise.race([done.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, POLL_MS))]);
     }
     try {
-      view.update(await handle.query(progressQuery));
+      const progress = await handle.query(progressQuery);
+      // The decisions made since the last poll, the final one included.
+      for (const d of await rollout.next(progress)) view.decision(progress.runId, d);
+      view.update(progress);
       if (replicas) await showReplicas(view, replicas.client, handle.workflowId);
     } catch {
       // A finished workflow still answers queries while a worker is up; nothing to add otherwise.
     }
   } finally {
     view.stop();
+  }
+}
+
+/** The run's rollout child's decisions not shown yet (its id and candidate come from the run's progress). */
+class RolloutDecisions {
+  private shown = 0;
+  constructor(private readonly handle: WorkflowHandle) {}
+
+  async next(progress: RunProgress): Promise<RolloutDecision[]> {
+    if (!progress.rolloutId || progress.version === null) return [];
+    // The id is the model's, reused by every rollout: until this run's child has started it
+    // names the previous rollout, whose candidate is another version.
+    const status = await this.handle.client.getHandle(progress.rolloutId).query(rolloutStatusQuery).catch(() => undefined);
+    if (!status || status.candidate !== progress.version) return [];
+    const fresh = status.decisions.slice(this.shown);
+    this.shown = status.decisions.length;
+    return fresh;
   }
 }
 
@@ -77,7 +102,8 @@ class LinesView {
     const t = progress.train;
     if (!t) return;
     const now = Date.now();
-    if (t.epoch !== this.lastEpoch || now - this.lastStepLine > 10_000) {
+    // A line per epoch, and every 10 s while training (not again once later stages run).
+    if (t.epoch !== this.lastEpoch || (progress.stage === 'train' && now - this.lastStepLine > 10_000)) {
       this.lastEpoch = t.epoch;
       this.lastStepLine = now;
       this.stream.write(
@@ -86,6 +112,10 @@ class LinesView {
           `${t.attempt > 1 ? ` (attempt ${t.attempt}, resumed after epoch ${t.resumedFromEpoch ?? 0})` : ''}\n`,
       );
     }
+  }
+
+  decision(runId: string, d: RolloutDecision): void {
+    this.stream.write(`[${runId}] rollout ${formatDecision(d)}\n`);
   }
 
   replicas(job: JobState): void {
@@ -133,6 +163,11 @@ class BarsView {
       label: 'steps ',
       detail: `epoch ${t.epoch} loss ${fmt(t.loss)} acc ${fmt(t.accuracy)} · ${Math.round(t.samplesPerSecond)} samples/s on ${t.backend}`,
     });
+  }
+
+  decision(_runId: string, d: RolloutDecision): void {
+    // Above the bars, which redraw below it.
+    this.multibar.log(`rollout ${formatDecision(d)}\n`);
   }
 
   replicas(job: JobState): void {

@@ -2,6 +2,18 @@ import type { RunResult } from '../activities/types';
 
 const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
 
+/** What became of the published version: its canary's outcome, or that the alias moved at once. */
+function rolloutLine(result: RunResult): string[] {
+  if (result.rollout) {
+    const { result: outcome, reasons, decisions } = result.rollout;
+    const verdict = outcome === 'promoted' ? `v${result.version} promoted` : `v${result.version} ROLLED BACK${result.champion ? ` (v${result.champion.version} keeps the traffic)` : ''}`;
+    return [`rollout    ${verdict}: ${reasons.join('; ')} (${decisions} decision${decisions === 1 ? '' : 's'})`];
+  }
+  // Results from before rollouts existed have neither field.
+  if (result.promoted === undefined || !result.published) return [];
+  return [`rollout    none in the spec: v${result.version} took the alias when published`];
+}
+
 /** The human summary of a finished run. */
 export function formatRunResult(result: RunResult, wallSeconds?: number): string {
   const lines = [
@@ -16,6 +28,7 @@ export function formatRunResult(result: RunResult, wallSeconds?: number): string
       (result.train.resumedFromEpoch !== null ? `, attempt ${result.train.attempt} resumed after epoch ${result.train.resumedFromEpoch}` : ''),
     `data       ${result.dataset.counts.train} train / ${result.dataset.counts.validation} validation / ${result.dataset.counts.test} test, fingerprint ${result.dataset.fingerprint.slice(0, 12)}, ` +
       (result.dataset.drift.drifted ? `DRIFT: ${result.dataset.drift.reasons.join('; ')}` : 'no drift'),
+    ...rolloutLine(result),
     'reasons',
     ...result.reasons.map((r) => `  - ${r}`),
   ];

@@ -51,6 +51,9 @@ describe('gantry run', () => {
     expect(stderr).toMatch(/rank 0\/2 \S+ (epoch \d+ step \d+\/\d+ loss \d\.\d{4} · \d+ samples\/s|joined)/);
     expect(stderr).toMatch(/rank 1\/2 /);
     expect(stdout).toMatch(/multi-worker-mirrored × 2 replicas/);
+    // The rollout stage's decisions are followed too: the first version has nothing to compare against.
+    expect(stderr).toMatch(/\] rollout \d\d:\d\d:\d\d final +promote +no champion to compare against/);
+    expect(stdout).toMatch(/rollout +v1 promoted: no champion to compare against/);
     const runId = /run\s+(\S+)/.exec(stdout)![1]!;
     const status = await gantry(['status', runId, '--replicas'], env.env);
     expect(status.code, status.stderr).toBe(0);
