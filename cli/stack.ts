@@ -18,9 +18,36 @@ const CLI_ENTRY = fileURLToPath(new URL('./main.ts', import.meta.url));
 
 export interface StackWorker {
   pool: Pool;
+  /** The running process: a worker that crashes is started again (see StackOptions.onExit). */
   child: ChildProcess;
   logFile: string;
+  restarts: number;
 }
+
+/** A child of the stack that ended while the stack was up. */
+export interface StackExit {
+  what: string;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  logFile: string;
+  /** Whether the stack started it again (workers, up to MAX_WORKER_RESTARTS times each). */
+  restarted: boolean;
+}
+
+export interface StackOptions {
+  port?: number | 'auto' | 'free';
+  headless?: boolean;
+  trainWorkers?: number;
+  /** Told when a worker or the model server ends while the stack is up. */
+  onExit?: (exit: StackExit) => void;
+}
+
+/**
+ * A worker that crashes (a native abort in a TensorFlow session, say) is started again, so the
+ * activity it held is retried on it once its heartbeat times out, from the last checkpoint —
+ * instead of the run waiting for a worker that never comes back.
+ */
+const MAX_WORKER_RESTARTS = 3;
 
 /** The `gantry serve` child the stack runs when GANTRY_SERVERS names no servers of the user's. */
 export interface StackModelServer {
@@ -54,7 +81,7 @@ export interface LocalStack {
  * The started model server is listed in GANTRY_HOME/servers.json before the control worker
  * starts (deploy activities and rollouts read it), and the file goes when the stack stops.
  */
-export async function startLocalStack(home: GantryHome, options: { port?: number | 'auto' | 'free'; headless?: boolean; trainWorkers?: number } = {}): Promise<LocalStack> {
+export async function startLocalStack(home: GantryHome, options: StackOptions = {}): Promise<LocalStack> {
   const external = temporalTargetFromEnv();
   await mkdir(home.logsDir, { recursive: true });
   const userServers = process.env.GANTRY_SERVERS?.trim() ? servingTargets(home) : null;
@@ -85,17 +112,36 @@ export async function startLocalStack(home: GantryHome, options: { port?: number
   const trainWorkers = options.trainWorkers ?? 1;
   // Several train workers on one host split its cores (one "device" each) unless told otherwise.
   const threadsPerTrainer = trainWorkers > 1 && !process.env.GANTRY_TRAIN_THREADS ? String(Math.max(1, Math.floor(os.availableParallelism() / trainWorkers))) : undefined;
+  let stopping: Promise<void> | undefined;
   const spawnWorker = (pool: Pool, index = 0): StackWorker => {
     const logFile = path.join(home.logsDir, `worker-${pool}${index ? `-${index + 1}` : ''}.log`);
-    const log = createWriteStream(logFile, { flags: 'a' });
     const workerEnv = pool === 'train' && threadsPerTrainer ? { ...env, GANTRY_TRAIN_THREADS: threadsPerTrainer } : env;
-    const child = spawn(process.execPath, [...process.execArgv, path.join(WORKERS_DIR, `${pool}.ts`)], { env: workerEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout!.pipe(log);
-    child.stderr!.pipe(log);
-    return { pool, child, logFile };
+    const start = () => {
+      const log = createWriteStream(logFile, { flags: 'a' });
+      const child = spawn(process.execPath, [...process.execArgv, path.join(WORKERS_DIR, `${pool}.ts`)], { env: workerEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout!.pipe(log, { end: false });
+      child.stderr!.pipe(log, { end: false });
+      child.once('close', () => log.end());
+      child.once('exit', (code, signal) => {
+        if (stopping) return;
+        // Exit code 0, SIGINT, SIGTERM: asked to stop (Ctrl-C reaches the whole process group).
+        const crashed = code !== 0 && signal !== 'SIGINT' && signal !== 'SIGTERM';
+        const restarted = crashed && worker.restarts < MAX_WORKER_RESTARTS;
+        if (restarted) {
+          worker.restarts++;
+          worker.child = start();
+        }
+        options.onExit?.({ what: `the ${pool} worker${index ? ` ${index + 1}` : ''}`, code, signal, logFile, restarted });
+      });
+      return child;
+    };
+    const worker: StackWorker = { pool, child: start(), logFile, restarts: 0 };
+    return worker;
   };
   const workers = [spawnWorker('control'), ...Array.from({ length: trainWorkers }, (_, i) => spawnWorker('train', i))];
-  let stopping: Promise<void> | undefined;
+  served?.child.once('exit', (code, signal) => {
+    if (!stopping) options.onExit?.({ what: 'the model server', code, signal, logFile: served.logFile, restarted: false });
+  });
   return {
     target,
     server,

@@ -29,7 +29,11 @@ const DEMO_LOAD = { rps: 150, clients: 200 };
 export async function demoCommand(options: { set: string[]; json?: boolean }): Promise<void> {
   const home = gantryHome();
   const started = performance.now();
-  const stack = await startLocalStack(home, { port: 'free' });
+  const stack = await startLocalStack(home, {
+    port: 'free',
+    // A crashed worker is started again and its activity retried there (after its heartbeat times out).
+    onExit: (e) => console.error(`${e.what} exited (code ${e.code}, signal ${e.signal})${e.restarted ? '; started it again, its task is retried once its heartbeat times out' : ''}; see ${e.logFile}`),
+  });
   const load = new AbortController();
   let loadDone: Promise<LoadSummary | undefined> | undefined;
   const stop = () => {

@@ -38,19 +38,17 @@ export async function devCommand(options: { port?: string; headless?: boolean; t
   const port = options.port === undefined || options.port === 'auto' ? 'auto' : Number(options.port);
   const trainWorkers = Number(options.trainWorkers ?? '1');
   if (!Number.isInteger(trainWorkers) || trainWorkers < 1 || trainWorkers > 64) throw new UsageError(`--train-workers: must be an integer from 1 to 64, got "${options.trainWorkers}"`);
-  const stack = await startLocalStack(home, { port, headless: options.headless, trainWorkers });
+  const stack = await startLocalStack(home, {
+    port,
+    headless: options.headless,
+    trainWorkers,
+    onExit: (e) => console.error(`${e.what} exited (code ${e.code}, signal ${e.signal})${e.restarted ? '; started it again' : ''}; see ${e.logFile}`),
+  });
   console.log(
     `gantry dev is up\n${describeStack(home, stack)}\n\n` +
       'In another terminal: bin/gantry run fashion-mnist --follow   (Ctrl-C here stops everything)\n' +
       '               then: bin/gantry load fashion-mnist --rps 50 --clients 20 --feedback   (traffic for the next rollout)',
   );
-  const children = stack.workers.map((w) => ({ what: `the ${w.pool} worker`, child: w.child, logFile: w.logFile }));
-  if (stack.modelServer) children.push({ what: 'the model server', child: stack.modelServer.child, logFile: stack.modelServer.logFile });
-  for (const { what, child, logFile } of children) {
-    child.once('exit', (code, signal) => {
-      if (code !== 0 || signal) console.error(`${what} exited (code ${code}, signal ${signal}); see ${logFile}`);
-    });
-  }
   const signal = await untilInterrupted();
   console.log(`\n${signal}: stopping the workers, the model server and the Temporal server…`);
   await stack.stop();
