@@ -42,6 +42,13 @@ export interface PredictGraph {
 
 const F = { T: attr.type('DT_FLOAT') };
 
+let sessions = 0;
+
+/** Graph sessions open in this thread (their weights are not in tfjs's tensor count). */
+export function openGraphSessions(): number {
+  return sessions;
+}
+
 /** A float constant holding `values` as raw little-endian bytes (a weight matrix is too big for float_val). */
 function constant(g: GraphBuilder, name: string, values: Float32Array, dims: number[]): string {
   const value: AttrValue = { tensor: { dtype: 'DT_FLOAT', tensorShape: { dim: dims.map((size) => ({ size })) }, tensorContent: Buffer.from(values.buffer, values.byteOffset, values.byteLength) } };
@@ -176,6 +183,7 @@ export async function loadPredictGraph(model: tfType.LayersModel, signature: Sig
   try {
     await writeFile(path.join(dir, 'saved_model.pb'), compiled.graph.savedModel([TAG]));
     session = backend.loadSavedModelMetaGraph(dir, TAG);
+    sessions++;
   } finally {
     // The session holds the graph (and the weights in it) in memory; the file was only the way in.
     await rm(dir, { recursive: true, force: true });
@@ -201,6 +209,7 @@ export async function loadPredictGraph(model: tfType.LayersModel, signature: Sig
       if (disposed) return;
       disposed = true;
       backend.deleteSavedModel(session);
+      sessions--;
     },
   };
   try {

@@ -1,6 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openGraphSessions } from '../../serving/graph-predict';
 import { startModelServer, type ModelServer } from '../../serving/server';
 import { selectBackend, tf } from '../../training/backend';
 import { fashionMnistSlicer } from '../helpers/examples';
@@ -43,6 +44,8 @@ describe('hot swap', () => {
   it(`swaps ${SWAPS} times under two continuous clients with zero failures and no leaked tensors`, async () => {
     const files = (globalThis as { swapFiles?: Awaited<ReturnType<typeof mlpFiles>>[] }).swapFiles!;
     const baseline = tf.memory();
+    // Graph sessions hold their weights outside tfjs's tensor count: they must close too.
+    const sessions = openGraphSessions();
     let running = true;
     const failures: string[] = [];
     const seen = new Map<number, number>();
@@ -81,6 +84,7 @@ describe('hot swap', () => {
     const after = tf.memory();
     expect(after.numTensors).toBe(baseline.numTensors);
     expect(after.numBytes).toBe(baseline.numBytes);
+    expect(openGraphSessions()).toBe(sessions);
   });
 
   it('never replaces a healthy version with one that fails to load, and reports why', async () => {
