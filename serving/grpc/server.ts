@@ -4,13 +4,14 @@ import type { Admin } from '../admin';
 import { ModelServerConfigSchema } from '../config';
 import { metadataTarget, signatureDefMap, statusMessage, versionStatus } from '../describe';
 import { asServingError, describeIssues, grpcStatusOf, invalidArgument, ServingError } from '../errors';
-import { checkSignatureName, type CallContext, type Inference, type Target } from '../inference';
+import { checkSignatureName, type Answer, type CallContext, type Inference, type Target } from '../inference';
 import type { VersionManager } from '../manager';
 import type { Api } from '../metrics';
 import type { Router } from '../router';
 import { rowSize, type Signature } from '../signature';
 import { allocate, type DenseTensor } from '../tensors';
 import { loadServingProtos, SIGNATURE_DEF_MAP_TYPE_URL } from './protos';
+import { readPredictRequest, WirePredictRequest, wireInputs, writePredictResponse } from './predict-wire';
 import { decodeTensorProto, encodeTensorProto } from './tensor-proto';
 
 /**
@@ -69,6 +70,21 @@ function parse<T extends z.ZodType>(schema: T, value: unknown): z.output<T> {
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw invalidArgument(`request: ${describeIssues(parsed.error.issues)}`);
   return parsed.data;
+}
+
+type PredictRequest = z.infer<typeof PredictRequestSchema>;
+
+/** The fast path's target, or undefined where targetOf would refuse it (the general path then says why). */
+function wireTarget(wire: WirePredictRequest): Target | undefined {
+  if (!wire.name) return undefined;
+  const target: Target = { model: wire.name, signatureName: wire.signatureName || undefined };
+  if (wire.version !== undefined) {
+    if (!Number.isSafeInteger(wire.version) || wire.version < 1) return undefined;
+    target.version = wire.version;
+  } else if (wire.versionLabel) {
+    target.label = wire.versionLabel;
+  }
+  return target;
 }
 
 function targetOf(spec: z.infer<typeof ModelSpecSchema> | null): Target {
@@ -151,34 +167,69 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
     return metadata;
   };
 
-  server.addService(protos.predictionService, {
+  /** A general (proto-loader) request's inputs as the signature's tensors, every check naming its field. */
+  const predictInputs = (request: PredictRequest, signature: Signature): DenseTensor[] => {
+    const unknown = Object.keys(request.inputs).filter((k) => !signature.inputs.some((s) => s.key === k));
+    if (unknown.length) throw invalidArgument(`inputs: unknown input ${unknown.map((k) => `"${k}"`).join(', ')}; the signature's inputs are ${signature.inputs.map((s) => `"${s.key}"`).join(', ')}`);
+    const tensors = signature.inputs.map((spec) => {
+      if (!(spec.key in request.inputs)) throw invalidArgument(`inputs: missing input "${spec.key}"`);
+      return decodeTensorProto(request.inputs[spec.key], spec, inference.maxRows, `inputs.${spec.key}`);
+    });
+    if (tensors.some((t) => t.shape[0] !== tensors[0]!.shape[0])) throw invalidArgument('inputs: the inputs differ in batch size');
+    for (const name of request.output_filter ?? []) {
+      if (!signature.outputs.some((s) => s.key === name)) throw invalidArgument(`output_filter: "${name}" is not an output of the signature`);
+    }
+    return tensors;
+  };
+  const predictResponse = (answer: Answer, kept: { key: string; tensor: DenseTensor }[]) => ({
+    model_spec: { name: answer.model, version: { value: String(answer.version) }, signature_name: answer.signature.name },
+    outputs: Object.fromEntries(kept.map(({ key, tensor }) => [key, encodeTensorProto(tensor)])),
+  });
+
+  // Predict reads the dense fast path's form where it can and answers with bytes it wrote itself;
+  // the other methods (and any other request) keep proto-loader's codec.
+  const predict = protos.predictionService.Predict!;
+  const predictionService: grpc.ServiceDefinition = {
+    ...protos.predictionService,
+    Predict: {
+      ...predict,
+      requestDeserialize: (bytes: Buffer) => readPredictRequest(bytes) ?? predict.requestDeserialize(bytes),
+      responseSerialize: (value: unknown) => (Buffer.isBuffer(value) ? value : predict.responseSerialize(value)),
+    },
+  };
+
+  server.addService(predictionService, {
     Predict: unary(async (call) => {
-      const request = parse(PredictRequestSchema, call.request);
-      const target = targetOf(request.model_spec);
-      const answer = await inference.run(target, context(call, 'predict'), (signature) => {
-        const unknown = Object.keys(request.inputs).filter((k) => !signature.inputs.some((s) => s.key === k));
-        if (unknown.length) throw invalidArgument(`inputs: unknown input ${unknown.map((k) => `"${k}"`).join(', ')}; the signature's inputs are ${signature.inputs.map((s) => `"${s.key}"`).join(', ')}`);
-        const tensors = signature.inputs.map((spec) => {
-          if (!(spec.key in request.inputs)) throw invalidArgument(`inputs: missing input "${spec.key}"`);
-          return decodeTensorProto(request.inputs[spec.key], spec, inference.maxRows, `inputs.${spec.key}`);
-        });
-        if (tensors.some((t) => t.shape[0] !== tensors[0]!.shape[0])) throw invalidArgument('inputs: the inputs differ in batch size');
-        for (const name of request.output_filter ?? []) {
-          if (!signature.outputs.some((s) => s.key === name)) throw invalidArgument(`output_filter: "${name}" is not an output of the signature`);
+      let raw: unknown = call.request;
+      if (raw instanceof WirePredictRequest) {
+        // The dense fast path (predict-wire.ts); whatever it cannot take, the general path below rereads.
+        const wire = raw;
+        const target = wireTarget(wire);
+        if (target) {
+          const answer = await inference.run(
+            target,
+            context(call, 'predict'),
+            (signature) => wireInputs(wire, signature, inference.maxRows) ?? predictInputs(parse(PredictRequestSchema, protos.decodePredictRequest(Buffer.from(wire.bytes))), signature),
+          );
+          const filter = wire.outputFilter.length ? new Set(wire.outputFilter) : undefined;
+          const kept = answer.outputs.flatMap((tensor, i) => {
+            const key = answer.signature.outputs[i]!.key;
+            return !filter || filter.has(key) ? [{ key, tensor }] : [];
+          });
+          const response = writePredictResponse(answer.model, answer.version, answer.signature.name, kept) ?? predictResponse(answer, kept);
+          return { response, metadata: answerMetadata(answer.version, answer.requestId) };
         }
-        return tensors;
-      });
+        raw = protos.decodePredictRequest(Buffer.from(wire.bytes));
+      }
+      const request = parse(PredictRequestSchema, raw);
+      const target = targetOf(request.model_spec);
+      const answer = await inference.run(target, context(call, 'predict'), (signature) => predictInputs(request, signature));
       const filter = request.output_filter?.length ? new Set(request.output_filter) : undefined;
-      const outputs = Object.fromEntries(
-        answer.outputs.flatMap((t, i) => {
-          const key = answer.signature.outputs[i]!.key;
-          return !filter || filter.has(key) ? [[key, encodeTensorProto(t)]] : [];
-        }),
-      );
-      return {
-        response: { model_spec: { name: answer.model, version: { value: String(answer.version) }, signature_name: answer.signature.name }, outputs },
-        metadata: answerMetadata(answer.version, answer.requestId),
-      };
+      const kept = answer.outputs.flatMap((tensor, i) => {
+        const key = answer.signature.outputs[i]!.key;
+        return !filter || filter.has(key) ? [{ key, tensor }] : [];
+      });
+      return { response: predictResponse(answer, kept), metadata: answerMetadata(answer.version, answer.requestId) };
     }),
 
     Classify: unary(async (call) => {

@@ -6,6 +6,7 @@ import { metadataTarget, signatureDefMap, statusMessage, versionStatus } from '.
 import { asServingError, httpStatusOf, invalidArgument, ServingError } from '../errors';
 import { FeedbackBodySchema, type FeedbackStore } from '../feedback';
 import { decodeTensorProto, encodeTensorProto } from '../grpc/tensor-proto';
+import { readPredictRequest, wireInputs, writePredictResponse } from '../grpc/predict-wire';
 import { loadServingProtos } from '../grpc/protos';
 import type { CallContext, Inference } from '../inference';
 import type { VersionManager } from '../manager';
@@ -261,9 +262,10 @@ export async function createRestServer(deps: RestDeps): Promise<FastifyInstance>
       case 'columnar':
         return { outputs: toColumnar(answer.outputs, keys), model_version: String(answer.version), request_id: answer.requestId };
       case 'binary': {
-        const outputs = Object.fromEntries(answer.outputs.map((t, i) => [keys[i]!, encodeTensorProto(t)]));
         if ((request.headers.accept ?? '').includes(PROTOBUF)) {
-          return reply.type(PROTOBUF).send(protos.encodePredictResponse({ model_spec: { name: answer.model, version: { value: String(answer.version) } }, outputs }));
+          const fast = writePredictResponse(answer.model, answer.version, undefined, answer.outputs.map((tensor, i) => ({ key: keys[i]!, tensor })));
+          const outputs = fast ? undefined : Object.fromEntries(answer.outputs.map((t, i) => [keys[i]!, encodeTensorProto(t)]));
+          return reply.type(PROTOBUF).send(fast ?? protos.encodePredictResponse({ model_spec: { name: answer.model, version: { value: String(answer.version) } }, outputs }));
         }
         return { outputs: toColumnar(answer.outputs, keys), model_version: String(answer.version), request_id: answer.requestId };
       }
@@ -285,23 +287,35 @@ export async function createRestServer(deps: RestDeps): Promise<FastifyInstance>
   function binaryDecoder(request: FastifyRequest, bytes: Buffer): (signature: Signature) => DenseTensor[] {
     const isProto = (request.headers['content-type'] ?? '').startsWith(PROTOBUF);
     if (isProto) {
-      let decoded: { inputs?: Record<string, unknown> };
-      try {
-        decoded = protos.decodePredictRequest(bytes) as typeof decoded;
-      } catch (error) {
-        throw invalidArgument(`the body is not a PredictRequest: ${(error as Error).message}`);
-      }
-      return (signature) => {
-        const inputs = decoded.inputs ?? {};
-        const unknown = Object.keys(inputs).filter((k) => !signature.inputs.some((s) => s.key === k));
-        if (unknown.length) throw invalidArgument(`inputs: unknown input ${unknown.map((k) => `"${k}"`).join(', ')}; the signature's inputs are ${signature.inputs.map((s) => `"${s.key}"`).join(', ')}`);
-        const tensors = signature.inputs.map((spec) => {
-          if (!(spec.key in inputs)) throw invalidArgument(`inputs: missing input "${spec.key}"`);
-          return decodeTensorProto(inputs[spec.key], spec, inference.maxRows, `inputs.${spec.key}`);
-        });
-        if (tensors.some((t) => t.shape[0] !== tensors[0]!.shape[0])) throw invalidArgument('inputs: the inputs differ in batch size');
-        return tensors;
+      // The dense fast path (grpc/predict-wire.ts) first; the general decoder for anything else.
+      const wire = readPredictRequest(bytes);
+      const general = (): ((signature: Signature) => DenseTensor[]) => {
+        let decoded: { inputs?: Record<string, unknown> };
+        try {
+          decoded = protos.decodePredictRequest(bytes) as typeof decoded;
+        } catch (error) {
+          throw invalidArgument(`the body is not a PredictRequest: ${(error as Error).message}`);
+        }
+        return (signature) => {
+          const inputs = decoded.inputs ?? {};
+          const unknown = Object.keys(inputs).filter((k) => !signature.inputs.some((s) => s.key === k));
+          if (unknown.length) throw invalidArgument(`inputs: unknown input ${unknown.map((k) => `"${k}"`).join(', ')}; the signature's inputs are ${signature.inputs.map((s) => `"${s.key}"`).join(', ')}`);
+          const tensors = signature.inputs.map((spec) => {
+            if (!(spec.key in inputs)) throw invalidArgument(`inputs: missing input "${spec.key}"`);
+            return decodeTensorProto(inputs[spec.key], spec, inference.maxRows, `inputs.${spec.key}`);
+          });
+          if (tensors.some((t) => t.shape[0] !== tensors[0]!.shape[0])) throw invalidArgument('inputs: the inputs differ in batch size');
+          return tensors;
+        };
       };
+      if (!wire) return general();
+      // The URL names the model and REST has no output filter: only the inputs are read.
+      const fastOrGeneral = (signature: Signature) => {
+        const fast = wireInputs(wire, signature, inference.maxRows);
+        if (fast && wire.outputFilter.length === 0) return fast;
+        return general()(signature);
+      };
+      return fastOrGeneral;
     }
     return (signature) => {
       if (signature.inputs.length !== 1) throw invalidArgument('a raw tensor body needs a model with one input; send a PredictRequest instead');
