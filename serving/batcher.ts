@@ -47,23 +47,24 @@ export class Batcher {
     private readonly observer: BatchObserver,
   ) {}
 
-  submit(inputs: DenseTensor[]): Promise<DenseTensor[]> {
-    if (this.closed) return Promise.reject(new ServingError('UNAVAILABLE', 'the version is unloading'));
+  /**
+   * The outputs of `inputs`' rows: at once (an array) when the request ran on the spot, else a
+   * promise settled when its batch ran. A request refused (unloading, queue full) or whose
+   * on-the-spot call failed throws.
+   */
+  submit(inputs: DenseTensor[]): DenseTensor[] | Promise<DenseTensor[]> {
+    if (this.closed) throw new ServingError('UNAVAILABLE', 'the version is unloading');
     const rows = inputs[0]?.shape[0] ?? 0;
     // Unbatched, or batched with nothing to merge with: one model call for this request, now.
     if (!this.options.enabled || (this.queue.length === 0 && this.scheduled === undefined && this.busyTurns === 0)) {
       this.observer.batch(rows);
       this.observer.queued(0);
       if (this.options.enabled) this.markBusy();
-      try {
-        return Promise.resolve(this.run(inputs));
-      } catch (error) {
-        return Promise.reject(error as Error);
-      }
+      return this.run(inputs);
     }
     const limit = this.options.max_enqueued_batches * this.options.max_batch_size;
     if (this.queuedRows + rows > limit && this.queue.length > 0) {
-      return Promise.reject(new ServingError('RESOURCE_EXHAUSTED', `the batch queue of this version is full (${this.queuedRows} rows waiting, limit ${limit}); retry later`));
+      throw new ServingError('RESOURCE_EXHAUSTED', `the batch queue of this version is full (${this.queuedRows} rows waiting, limit ${limit}); retry later`);
     }
     return new Promise((resolve, reject) => {
       this.queue.push({ inputs, rows, enqueuedAt: performance.now(), resolve, reject });

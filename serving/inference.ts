@@ -83,13 +83,26 @@ export class Inference {
         handle.release();
         throw error;
       }
-      // The handle is held until the batch ran, even if this request times out before.
-      const work = handle.batcher.submit(inputs);
-      void work.then(
-        () => handle.release(),
-        () => handle.release(),
-      );
-      const outputs = await withDeadline(work, this.deps.requestTimeoutMs);
+      let work: DenseTensor[] | Promise<DenseTensor[]>;
+      try {
+        work = handle.batcher.submit(inputs);
+      } catch (error) {
+        handle.release();
+        throw error;
+      }
+      let outputs: DenseTensor[];
+      if (work instanceof Promise) {
+        // Queued: the handle is held until the batch ran, even if this request times out before.
+        void work.then(
+          () => handle.release(),
+          () => handle.release(),
+        );
+        outputs = await withDeadline(work, this.deps.requestTimeoutMs);
+      } else {
+        // Ran on the spot (an idle version): nothing to wait for.
+        handle.release();
+        outputs = work;
+      }
       const requestId = context.requestId !== undefined && REQUEST_ID.test(context.requestId) ? context.requestId : randomUUID();
       const signature = handle.servable.signature;
       if (signature.classLabels && outputs.length === 1) {
@@ -128,8 +141,8 @@ export class Inference {
       return;
     }
     const started = performance.now();
-    handle.batcher
-      .submit(inputs)
+    Promise.resolve()
+      .then(() => handle.batcher.submit(inputs))
       .then((outputs) => {
         metrics.shadowLatency.observe(labels, (performance.now() - started) / 1000);
         const classes = argmaxRows(outputs[0]!);
@@ -149,9 +162,17 @@ export function checkSignatureName(name: string | undefined): void {
 }
 
 function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ServingError('DEADLINE_EXCEEDED', `the request took longer than ${ms} ms`)), ms);
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new ServingError('DEADLINE_EXCEEDED', `the request took longer than ${ms} ms`)), ms);
+    work.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
   });
-  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }
