@@ -2,17 +2,17 @@
  * A fast path for the commonest REST predict body: `{"instances": T}` or `{"inputs": T}` (and
  * optionally `"signature_name"`), where T is a rectangular nested array of numbers — one image
  * per request is 784 numbers in 812 little arrays. JSON.parse builds all those arrays and then
- * the decoder walks them again; this reads the numbers straight from the text into a
+ * the decoder walks them again; this reads the numbers straight from the body's bytes into a
  * Float32Array, as TF Serving's own REST door reads JSON into tensors (RapidJSON, no DOM).
  *
  * It is strict: anything it does not fully understand — other keys, objects or `{"b64"}`
- * values, strings where numbers belong, ragged or empty arrays, escapes, malformed JSON —
- * returns undefined, and the caller takes the general path (JSON.parse and the decoder), which
- * also writes the error messages. So the fast path only ever answers bodies the general path
- * would accept, and with the same numbers: a number is read exactly as JSON.parse reads it
- * (Clinger's fast path — an integer mantissa below 2^53 times or divided by an exact power of
- * ten up to 10^22 is correctly rounded — else Number() of its text), then rounded to float32
- * exactly as a Float32Array store rounds it.
+ * values, strings where numbers belong, ragged or empty arrays, escapes, non-ASCII bytes,
+ * malformed JSON — returns undefined, and the caller takes the general path (JSON.parse and
+ * the decoder), which also writes the error messages. So the fast path only ever answers
+ * bodies the general path would accept, and with the same numbers: a number is read exactly as
+ * JSON.parse reads it (Clinger's fast path — an integer mantissa below 2^53 times or divided by
+ * an exact power of ten up to 10^22 is correctly rounded — else Number() of its text), then
+ * rounded to float32 exactly as a Float32Array store rounds it.
  */
 
 export interface DenseJsonBody {
@@ -26,200 +26,207 @@ export interface DenseJsonBody {
 const POW10 = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22];
 const MAX_RANK = 8;
 
-/** Thrown (and caught below) to leave the fast path: cheaper than threading a status through every level. */
+/** Thrown (and caught below) to leave the fast path. */
 const BAIL = Symbol('bail');
 
-class Scanner {
-  i = 0;
-  /** Values read so far, in a scratch buffer that grows (and is reused by the next body). */
-  count = 0;
-  dims: number[] = [];
+// Scanner state: one body at a time (the scan is synchronous), kept in module variables so the
+// hot loops work on locals and plain arrays.
+let out: Float32Array = new Float32Array(4096);
+let count = 0;
+const dims = new Array<number>(MAX_RANK).fill(-1);
+const counts = new Array<number>(MAX_RANK).fill(0);
 
-  constructor(
-    readonly s: string,
-    public out: Float32Array,
-  ) {}
+function isSpace(c: number): boolean {
+  return c === 32 || c === 10 || c === 13 || c === 9;
+}
 
-  ws(): number {
-    const s = this.s;
-    let c = s.charCodeAt(this.i);
-    while (c === 32 || c === 10 || c === 13 || c === 9) c = s.charCodeAt(++this.i);
-    return c;
+function skip(b: Uint8Array, i: number): number {
+  while (i < b.length && isSpace(b[i]!)) i++;
+  return i;
+}
+
+function push(value: number): void {
+  if (count === out.length) {
+    const grown = new Float32Array(out.length * 2);
+    grown.set(out);
+    out = grown;
   }
+  out[count++] = value;
+}
 
-  expect(code: number): void {
-    if (this.ws() !== code) throw BAIL;
-    this.i++;
+/** Reads one JSON number at `i`; returns the index after it (the value is pushed). */
+function number(b: Uint8Array, i: number): number {
+  const start = i;
+  const end = b.length;
+  let c = i < end ? b[i]! : -1;
+  let negative = false;
+  if (c === 45) {
+    negative = true;
+    c = ++i < end ? b[i]! : -1;
   }
-
-  /** A string without escapes (keys and signature names never need them here). */
-  string(): string {
-    if (this.ws() !== 34) throw BAIL;
-    const start = ++this.i;
-    const end = this.s.indexOf('"', start);
-    if (end < 0) throw BAIL;
-    const value = this.s.slice(start, end);
-    for (let k = 0; k < value.length; k++) {
-      const c = value.charCodeAt(k);
-      if (c === 92 || c < 32) throw BAIL;
-    }
-    this.i = end + 1;
-    return value;
+  let mantissa = 0;
+  let digits = 0;
+  let exponent = 0;
+  if (c === 48) {
+    c = ++i < end ? b[i]! : -1;
+  } else if (c >= 49 && c <= 57) {
+    do {
+      if (digits < 16) mantissa = mantissa * 10 + (c - 48);
+      digits++;
+      c = ++i < end ? b[i]! : -1;
+    } while (c >= 48 && c <= 57);
+    if (digits > 16) exponent += digits - 16;
+  } else {
+    throw BAIL;
   }
-
-  number(): number {
-    const s = this.s;
-    const start = this.i;
-    let c = s.charCodeAt(this.i);
-    let negative = false;
-    if (c === 45) {
-      negative = true;
-      c = s.charCodeAt(++this.i);
-    }
-    let mantissa = 0;
-    let digits = 0;
-    let exponent = 0;
-    if (c === 48) {
-      c = s.charCodeAt(++this.i);
-    } else if (c >= 49 && c <= 57) {
-      do {
-        if (digits < 16) mantissa = mantissa * 10 + (c - 48);
-        else exponent++;
-        digits++;
-        c = s.charCodeAt(++this.i);
-      } while (c >= 48 && c <= 57);
-    } else {
-      throw BAIL;
-    }
-    if (c === 46) {
-      c = s.charCodeAt(++this.i);
-      if (!(c >= 48 && c <= 57)) throw BAIL;
-      do {
-        // Leading zeros of a fraction (0.00012) are not significant digits.
-        if (digits > 0 || c !== 48) {
-          if (digits < 16) {
-            mantissa = mantissa * 10 + (c - 48);
-            exponent--;
-          }
-          digits++;
-        } else {
+  if (c === 46) {
+    c = ++i < end ? b[i]! : -1;
+    if (!(c >= 48 && c <= 57)) throw BAIL;
+    do {
+      // Leading zeros of a fraction (0.00012) are not significant digits.
+      if (digits > 0 || c !== 48) {
+        if (digits < 16) {
+          mantissa = mantissa * 10 + (c - 48);
           exponent--;
         }
-        c = s.charCodeAt(++this.i);
-      } while (c >= 48 && c <= 57);
-    }
-    if (c === 101 || c === 69) {
-      c = s.charCodeAt(++this.i);
-      let sign = 1;
-      if (c === 43 || c === 45) {
-        if (c === 45) sign = -1;
-        c = s.charCodeAt(++this.i);
-      }
-      if (!(c >= 48 && c <= 57)) throw BAIL;
-      let e = 0;
-      do {
-        if (e < 100_000) e = e * 10 + (c - 48);
-        c = s.charCodeAt(++this.i);
-      } while (c >= 48 && c <= 57);
-      exponent += sign * e;
-    }
-    let value: number;
-    if (digits <= 15 && exponent >= -22 && exponent <= 22) {
-      value = exponent < 0 ? mantissa / POW10[-exponent]! : mantissa * POW10[exponent]!;
-      if (negative) value = -value;
-    } else {
-      value = Number(s.slice(start, this.i));
-      if (!Number.isFinite(value)) throw BAIL;
-    }
-    return value;
-  }
-
-  push(value: number): void {
-    if (this.count === this.out.length) {
-      const grown = new Float32Array(this.out.length * 2);
-      grown.set(this.out);
-      this.out = grown;
-    }
-    this.out[this.count++] = value;
-  }
-
-  /** One array at `level` of a tensor of rank `rank`; sizes must repeat at each level. */
-  array(level: number, rank: number): void {
-    this.expect(91);
-    let n = 0;
-    if (this.ws() === 93) throw BAIL;
-    for (;;) {
-      if (level === rank - 1) {
-        this.ws();
-        this.push(this.number());
+        digits++;
       } else {
-        this.array(level + 1, rank);
+        exponent--;
       }
-      n++;
-      const c = this.ws();
-      this.i++;
+      c = ++i < end ? b[i]! : -1;
+    } while (c >= 48 && c <= 57);
+  }
+  if (c === 101 || c === 69) {
+    c = ++i < end ? b[i]! : -1;
+    let sign = 1;
+    if (c === 43 || c === 45) {
+      if (c === 45) sign = -1;
+      c = ++i < end ? b[i]! : -1;
+    }
+    if (!(c >= 48 && c <= 57)) throw BAIL;
+    let e = 0;
+    do {
+      if (e < 100_000) e = e * 10 + (c - 48);
+      c = ++i < end ? b[i]! : -1;
+    } while (c >= 48 && c <= 57);
+    exponent += sign * e;
+  }
+  let value: number;
+  if (digits <= 15 && exponent >= -22 && exponent <= 22) {
+    value = exponent < 0 ? mantissa / POW10[-exponent]! : mantissa * POW10[exponent]!;
+    if (negative) value = -value;
+  } else {
+    value = Number(Buffer.from(b.buffer, b.byteOffset + start, i - start).toString('latin1'));
+    if (!Number.isFinite(value)) throw BAIL;
+  }
+  push(value);
+  return i;
+}
+
+/** A dense array at `i` (its rank is the run of `[` it opens with); returns the index after it. */
+function tensor(b: Uint8Array, i: number): number {
+  let rank = 0;
+  for (let j = i; j < b.length; j++) {
+    const c = b[j]!;
+    if (c === 91) rank++;
+    else if (!isSpace(c)) break;
+  }
+  if (rank === 0 || rank > MAX_RANK) throw BAIL;
+  dims.fill(-1);
+  const leaf = rank - 1;
+  let depth = -1;
+  for (;;) {
+    // An array opens at depth + 1.
+    i = skip(b, i);
+    if (b[i] !== 91) throw BAIL;
+    i++;
+    depth++;
+    counts[depth] = 0;
+    if (depth < leaf) continue;
+    // The innermost level: numbers separated by commas.
+    for (;;) {
+      i = number(b, skip(b, i));
+      counts[depth]!++;
+      i = skip(b, i);
+      const c = b[i];
+      i++;
       if (c === 44) continue;
       if (c === 93) break;
       throw BAIL;
     }
-    const known = this.dims[level]!;
-    if (known === -1) this.dims[level] = n;
-    else if (known !== n) throw BAIL;
-  }
-
-  /** A dense array: its rank is the run of `[` it opens with. */
-  tensor(): void {
-    let rank = 0;
-    for (let k = this.i; ; k++) {
-      const c = this.s.charCodeAt(k);
-      if (c === 91) rank++;
-      else if (!(c === 32 || c === 10 || c === 13 || c === 9)) break;
+    // Close arrays until one continues with a comma.
+    for (;;) {
+      const n = counts[depth]!;
+      if (dims[depth] === -1) dims[depth] = n;
+      else if (dims[depth] !== n) throw BAIL;
+      depth--;
+      if (depth < 0) return i;
+      counts[depth]!++;
+      i = skip(b, i);
+      const c = b[i];
+      i++;
+      if (c === 44) break;
+      if (c === 93) continue;
+      throw BAIL;
     }
-    if (rank === 0 || rank > MAX_RANK) throw BAIL;
-    this.dims = new Array<number>(rank).fill(-1);
-    this.array(0, rank);
   }
 }
 
-let scratch: Float32Array = new Float32Array(4096);
+/** A string without escapes or non-ASCII bytes (keys and signature names never need them here). */
+function string(b: Uint8Array, i: number): [string, number] {
+  if (b[i] !== 34) throw BAIL;
+  let text = '';
+  for (let j = i + 1; j < b.length; j++) {
+    const c = b[j]!;
+    if (c === 34) return [text, j + 1];
+    if (c === 92 || c < 32 || c >= 128) throw BAIL;
+    text += String.fromCharCode(c);
+  }
+  throw BAIL;
+}
 
 /** The body as a dense predict request, or undefined when the general path must read it. */
-export function scanDensePredictBody(text: string): DenseJsonBody | undefined {
-  const scanner = new Scanner(text, scratch);
+export function scanDensePredictBody(b: Uint8Array): DenseJsonBody | undefined {
+  count = 0;
   try {
     let format: 'row' | 'columnar' | undefined;
     let signatureName: string | undefined;
     let seenSignature = false;
-    scanner.expect(123);
+    let rank = 0;
+    let i = skip(b, 0);
+    if (b[i] !== 123) return undefined;
+    i++;
     for (;;) {
-      const key = scanner.string();
-      scanner.expect(58);
+      let key: string;
+      [key, i] = string(b, skip(b, i));
+      i = skip(b, i);
+      if (b[i] !== 58) return undefined;
+      i = skip(b, i + 1);
       if (key === 'instances' || key === 'inputs') {
         if (format !== undefined) return undefined;
         format = key === 'instances' ? 'row' : 'columnar';
-        scanner.ws();
-        scanner.tensor();
+        i = tensor(b, i);
+        rank = dims.indexOf(-1) === -1 ? MAX_RANK : dims.indexOf(-1);
       } else if (key === 'signature_name' && !seenSignature) {
         seenSignature = true;
-        signatureName = scanner.string();
+        [signatureName, i] = string(b, i);
       } else {
         return undefined;
       }
-      const c = scanner.ws();
-      scanner.i++;
+      i = skip(b, i);
+      const c = b[i];
+      i++;
       if (c === 44) continue;
       if (c === 125) break;
       return undefined;
     }
-    scanner.ws();
-    if (scanner.i !== text.length) return undefined;
-    if (format === undefined) return undefined;
-    return { format, signatureName, dims: scanner.dims, data: scanner.out.slice(0, scanner.count) };
+    if (skip(b, i) !== b.length || format === undefined) return undefined;
+    return { format, signatureName, dims: dims.slice(0, rank), data: out.slice(0, count) };
   } catch (error) {
     if (error === BAIL) return undefined;
     throw error;
   } finally {
-    // Keep a grown buffer for the next body (up to 4 MiB of floats).
-    if (scanner.out !== scratch && scanner.out.length <= 1 << 20) scratch = scanner.out;
+    // A buffer grown for a big body is kept for the next one, up to 4 MiB.
+    if (out.length > 1 << 20) out = new Float32Array(4096);
   }
 }

@@ -85,9 +85,9 @@ function reshape(flat: number[], dims: number[]): unknown {
   return Array.from({ length: dims[0]! }, (_, i) => reshape(flat.slice(i * stride, (i + 1) * stride), dims.slice(1)));
 }
 
-/** A JSON :predict body, kept as text for the dense fast path. */
+/** A JSON :predict body, kept as bytes for the dense fast path. */
 class JsonText {
-  constructor(readonly text: string) {}
+  constructor(readonly bytes: Buffer) {}
 }
 
 function isPredictUrl(url: string): boolean {
@@ -134,9 +134,9 @@ export async function createRestServer(deps: RestDeps): Promise<FastifyInstance>
     return result.value;
   };
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    if (request.method === 'POST' && isPredictUrl(request.url)) return done(null, new JsonText(body as string));
-    parseJsonBody(request, body as string, done);
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    if (request.method === 'POST' && isPredictUrl(request.url)) return done(null, new JsonText(body as Buffer));
+    parseJsonBody(request, (body as Buffer).toString('utf8'), done);
   });
   // TF Serving reads JSON whatever the Content-Type says (curl -d sends form encoding).
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
@@ -214,14 +214,15 @@ export async function createRestServer(deps: RestDeps): Promise<FastifyInstance>
     const context: CallContext = { api: path.verb, protocol: 'rest', clientKey: header(request, deps.stickyHeader), requestId: header(request, REQUEST_ID_HEADER) };
     let dense: DenseJsonBody | undefined;
     if (request.body instanceof JsonText) {
-      const text = request.body.text;
-      dense = path.verb === 'predict' ? scanDensePredictBody(text) : undefined;
-      request.body = dense ? undefined : parseJson(text);
+      const bytes = request.body.bytes;
+      dense = path.verb === 'predict' ? scanDensePredictBody(bytes) : undefined;
+      const text = () => bytes.toString('utf8');
+      request.body = dense ? undefined : parseJson(text());
       if (dense) {
         // The general decoder still answers what the fast path cannot (a shape that does not
         // fit the signature: its error names the element), from the same text.
         const fast = dense;
-        const general = (signature: Signature) => parsePredictBody(parseBody(PredictBodySchema, parseJson(text), 'body'), signature, inference.maxRows).inputs;
+        const general = (signature: Signature) => parsePredictBody(parseBody(PredictBodySchema, parseJson(text()), 'body'), signature, inference.maxRows).inputs;
         const target = { model: path.model, version: path.version, label: path.label, signatureName: fast.signatureName };
         const answer = await inference.run(target, context, (signature) => denseInputs(fast, signature, inference.maxRows) ?? general(signature));
         reply.header(VERSION_HEADER, String(answer.version)).header(REQUEST_ID_HEADER, answer.requestId);
