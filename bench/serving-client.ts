@@ -69,8 +69,12 @@ async function worker(): Promise<void> {
   }
 }
 
+const cpuStart = process.cpuUsage();
 await Promise.all(Array.from({ length: job.concurrency }, worker));
+const cpuUsed = process.cpuUsage(cpuStart);
 latencies.sort((a, b) => a - b);
 const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? NaN;
-console.log(JSON.stringify({ count: latencies.length, rps: latencies.length / (job.durationMs / 1000), p50: pct(50), p99: pct(99), errors }));
+// The client's own CPU (share of one core over its run): tells a client-bound cell from a server-bound one.
+const clientCpu = (cpuUsed.user + cpuUsed.system) / 1000 / (performance.now() - start);
+console.log(JSON.stringify({ count: latencies.length, rps: latencies.length / (job.durationMs / 1000), p50: pct(50), p99: pct(99), errors, clientCpu }));
 process.exit(0);
