@@ -29,19 +29,43 @@ const line = await new Promise<string>((resolve) => createInterface({ input: pro
 const { rank, peers } = JSON.parse(line) as { rank: number; peers: { rank: number; host: string; port: number }[] };
 await group.connect({ rank, peers });
 
+// Where a step's time goes (timed steps only): the gradient session run, the all-reduce (waiting
+// for the peer included), the update session run; the rest is the loop's own work.
+const phases = { compute: 0, allReduce: 0, apply: 0 };
+let timing = false;
+const timed = <A extends unknown[], R>(phase: keyof typeof phases, fn: (...args: A) => R) => (...args: A): R => {
+  const t0 = performance.now();
+  const result = fn(...args);
+  if (result instanceof Promise) return result.finally(() => timing && (phases[phase] += performance.now() - t0)) as R;
+  if (timing) phases[phase] += performance.now() - t0;
+  return result;
+};
+const profiledEngine = Object.assign(Object.create(engine), {
+  computeGradients: timed('compute', engine.computeGradients.bind(engine)),
+  applyGradients: timed('apply', engine.applyGradients.bind(engine)),
+});
+const profiledGroup = Object.assign(Object.create(group), { allReduce: timed('allReduce', group.allReduce.bind(group)) });
+
 let timedFrom = 0;
 let timedSteps = 0;
 await replicaLoop({
-  engine, collective: group, strategy: 'multi-worker-mirrored', model, optimizer, train, validation, featureShape: [28, 28, 1], numClasses: 10,
+  engine: profiledEngine, collective: profiledGroup, strategy: 'multi-worker-mirrored', model, optimizer, train, validation, featureShape: [28, 28, 1], numClasses: 10,
   epochs: 1, batchSize, seed: 1, start: { epoch: 0, stepInEpoch: 0, globalStep: 0 }, learningRateAt: () => 0.001,
   onStep: (p) => {
     // The first `warmup` steps compile kernels and fill caches; time the rest.
-    if (p.step === warmup) timedFrom = performance.now();
+    if (p.step === warmup) {
+      timedFrom = performance.now();
+      timing = true;
+    }
     if (p.step > warmup) timedSteps++;
   },
 });
 const seconds = (performance.now() - timedFrom) / 1000;
-console.log(JSON.stringify({ samplesPerSecond: (timedSteps * batchSize * worldSize) / seconds, backend: backend.name, execution: execution.mode }));
+const perStep = (ms: number) => Number((ms / timedSteps).toFixed(3));
+console.log(JSON.stringify({
+  samplesPerSecond: (timedSteps * batchSize * worldSize) / seconds, backend: backend.name, execution: execution.mode,
+  msPerStep: { total: perStep(seconds * 1000), compute: perStep(phases.compute), allReduce: perStep(phases.allReduce), apply: perStep(phases.apply) },
+}));
 await group.close();
 engine.dispose();
 process.exit(0);

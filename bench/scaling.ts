@@ -16,7 +16,9 @@ const { values } = parseArgs({ options: { steps: { type: 'string', default: '150
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ONE_THREAD = { TF_NUM_INTRAOP_THREADS: '1', TF_NUM_INTEROP_THREADS: '1', OMP_NUM_THREADS: '1', TF_CPP_MIN_LOG_LEVEL: '3' };
 
-async function run(worldSize: number): Promise<{ samplesPerSecond: number; backend: string; execution: string }> {
+interface ReplicaReport { samplesPerSecond: number; backend: string; execution: string; msPerStep: { total: number; compute: number; allReduce: number; apply: number } }
+
+async function run(worldSize: number): Promise<ReplicaReport> {
   const children = Array.from({ length: worldSize }, () =>
     spawn(process.execPath, ['--import', 'tsx', path.join(HERE, 'scaling-replica.ts'), String(worldSize), values.batch!, values.steps!, values.warmup!], {
       env: { ...process.env, ...ONE_THREAD },
@@ -37,7 +39,7 @@ async function run(worldSize: number): Promise<{ samplesPerSecond: number; backe
   const ports = await Promise.all(lines.map(async (next) => (JSON.parse(await next()) as { port: number }).port));
   const peers = ports.map((port, rank) => ({ rank, host: '127.0.0.1', port }));
   children.forEach((child, rank) => child.stdin!.write(`${JSON.stringify({ rank, peers })}\n`));
-  const results = await Promise.all(lines.map(async (next) => JSON.parse(await next()) as { samplesPerSecond: number; backend: string; execution: string }));
+  const results = await Promise.all(lines.map(async (next) => JSON.parse(await next()) as ReplicaReport));
   await Promise.all(children.map((c) => new Promise((resolve) => c.once('exit', resolve))));
   // Every replica times the same steps; the job's rate is the slowest replica's.
   return results.reduce((a, b) => (a.samplesPerSecond < b.samplesPerSecond ? a : b));
@@ -50,3 +52,8 @@ console.log('| replicas | global batch | samples/s | speed-up | scaling efficien
 console.log('|---:|---:|---:|---:|---:|');
 console.log(`| 1 | ${values.batch} | ${one.samplesPerSecond.toFixed(0)} | 1.00 | 1.00 |`);
 console.log(`| 2 | ${Number(values.batch) * 2} | ${two.samplesPerSecond.toFixed(0)} | ${(two.samplesPerSecond / one.samplesPerSecond).toFixed(2)} | ${(two.samplesPerSecond / (2 * one.samplesPerSecond)).toFixed(2)} |`);
+console.log('\nper step, slowest replica (ms): | replicas | total | gradient session run | all-reduce (incl. waiting for the peer) | update session run | other |');
+for (const [n, r] of [[1, one], [2, two]] as const) {
+  const m = r.msPerStep;
+  console.log(`| ${n} | ${m.total} | ${m.compute} | ${m.allReduce} | ${m.apply} | ${(m.total - m.compute - m.allReduce - m.apply).toFixed(3)} |`);
+}
