@@ -1,4 +1,6 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,7 +13,6 @@ import { readPredictRequest, writePredictResponse } from '../serving/grpc/predic
 import { loadServingProtos } from '../serving/grpc/protos';
 import { loadServable } from '../serving/loader';
 import { scanDensePredictBody } from '../serving/rest/dense-json';
-import { startModelServer, type ModelServer } from '../serving/server';
 import { buildModel } from '../training/architectures';
 import { selectBackend, tf } from '../training/backend';
 import { deserializeModel, serializeModel } from '../training/model-files';
@@ -41,6 +42,7 @@ const WARMUP_MS = 500;
 const CONCURRENCY = [1, 16, 64];
 const run = promisify(execFile);
 const CLIENT = path.join(import.meta.dirname, 'serving-client.ts');
+const SERVER = path.join(import.meta.dirname, 'serving-server.ts');
 
 interface Cell {
   rps: number;
@@ -189,11 +191,20 @@ const bind = (server: grpc.Server) => new Promise<number>((resolve, reject) => s
 const echoGrpc = { stack: echoGrpcServer('stack'), server: echoGrpcServer('server') };
 const echoGrpcPort = { stack: await bind(echoGrpc.stack), server: await bind(echoGrpc.server) };
 
-// ---- the model server, batching on and off ----
-const servers: Record<'on' | 'off', ModelServer> = {
-  on: await startModelServer({ modelBasePath: base, restPort: 0, grpcPort: 0 }),
-  off: await startModelServer({ modelBasePath: base, restPort: 0, grpcPort: 0, batching: { enabled: false } }),
-};
+// ---- the model servers, batching on and off: a process of their own (serving-server.ts) ----
+// TensorFlow's intra-op threads in the server process (TF Serving's --tensorflow_intra_op_parallelism):
+// BENCH_SERVER_INTRAOP_THREADS, default 1 — on 2 cores the event loop, which parses and answers
+// every request, keeps the other core, and a batch's parallelism comes from its rows; "default"
+// leaves TensorFlow's own (every core).
+const intraOp = process.env.BENCH_SERVER_INTRAOP_THREADS ?? '1';
+const serverEnv: NodeJS.ProcessEnv = { ...process.env };
+if (intraOp === 'default') delete serverEnv.TF_NUM_INTRAOP_THREADS;
+else serverEnv.TF_NUM_INTRAOP_THREADS = intraOp;
+const serverProcess = spawn(process.execPath, ['--import', 'tsx', SERVER, base], { stdio: ['pipe', 'pipe', 'inherit'], env: serverEnv });
+const serverExit = once(serverProcess, 'exit');
+const [line] = (await once(createInterface({ input: serverProcess.stdout! }), 'line')) as [string];
+const serving = JSON.parse(line) as { on: { rest: number; grpc: number }; off: { rest: number; grpc: number }; backend: string; intraOpThreads: string };
+const servers = { on: { restPort: serving.on.rest, grpcPort: serving.on.grpc }, off: { restPort: serving.off.rest, grpcPort: serving.off.grpc } };
 
 const PREDICT_PATH = '/tensorflow.serving.PredictionService/Predict';
 type Kind = 'REST json' | 'REST binary' | 'gRPC';
@@ -240,7 +251,8 @@ const lower = (kind: Kind, c: number) => Math.min(inProcess.get(c)!.rowsPerSecon
 const strict = (kind: Kind, c: number) =>
   Math.min(servableCall.get(c)!.rowsPerSecond, Math.max(cell(kind, 'ceiling', c).rps, results.get(`${kind}/ceiling, server codec/${c}`)?.rps ?? 0));
 
-console.log(`\nbench/serving — fashion-mnist MLP (784→256→128→10), backend ${backend.name}, ${os.cpus().length} cores, one image per request, ${SECONDS} s per cell × ${ROUNDS} rounds (medians; ${fmt(elapsed, 0)} s)\n`);
+console.log(`\nbench/serving — fashion-mnist MLP (784→256→128→10), backend ${backend.name}, ${os.cpus().length} cores, one image per request, ${SECONDS} s per cell × ${ROUNDS} rounds (medians; ${fmt(elapsed, 0)} s)`);
+console.log(`model servers: their own process (backend ${serving.backend}, TensorFlow intra-op threads ${serving.intraOpThreads}); ceilings: this process (TensorFlow's defaults)\n`);
 console.log(`in-process ceilings (the model alone): tfjs model.predict, and the server's own model call (${execution})`);
 console.log('| batch | model.predict rows/s | p50 ms | server model call rows/s | p50 ms |\n|---|---|---|---|---|');
 for (const [batch, v] of inProcess) console.log(`| ${batch} | ${fmt(v.rowsPerSecond, 0)} | ${fmt(v.p50, 3)} | ${fmt(servableCall.get(batch)!.rowsPerSecond, 0)} | ${fmt(servableCall.get(batch)!.p50, 3)} |`);
@@ -275,7 +287,8 @@ for (const kind of KINDS) {
   );
 }
 
-await Promise.all([servers.on.close(), servers.off.close(), echoRest.close()]);
+serverProcess.stdin!.end();
+await Promise.all([serverExit, echoRest.close()]);
 echoGrpc.stack.forceShutdown();
 echoGrpc.server.forceShutdown();
 await rm(base, { recursive: true, force: true });
