@@ -244,8 +244,11 @@ export function wireInputs(request: WirePredictRequest, signature: Signature, ma
     let data: Float32Array | Int32Array;
     if (wire.content) {
       if (wire.content.byteLength !== count * 4) return undefined;
-      const copy = new Uint8Array(wire.content);
-      data = spec.dtype === 'int32' ? new Int32Array(copy.buffer) : new Float32Array(copy.buffer);
+      // A copy (aligned, and owned by the tensor) into Node's buffer pool: no zeroing, no new
+      // ArrayBuffer per request for the small tensors of one request (pool slices are 8-aligned).
+      const copy = Buffer.allocUnsafe(wire.content.byteLength);
+      copy.set(wire.content);
+      data = spec.dtype === 'int32' ? new Int32Array(copy.buffer, copy.byteOffset, count) : new Float32Array(copy.buffer, copy.byteOffset, count);
     } else if (wire.floats && spec.dtype === 'float32' && wire.floats.length === count) {
       data = wire.floats;
     } else {

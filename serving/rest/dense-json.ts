@@ -221,7 +221,11 @@ export function scanDensePredictBody(b: Uint8Array): DenseJsonBody | undefined {
       return undefined;
     }
     if (skip(b, i) !== b.length || format === undefined) return undefined;
-    return { format, signatureName, dims: dims.slice(0, rank), data: out.slice(0, count) };
+    // The values, copied out of the scratch buffer into Node's buffer pool (see predict-wire.ts).
+    const copy = Buffer.allocUnsafe(count * 4);
+    const data = new Float32Array(copy.buffer, copy.byteOffset, count);
+    data.set(out.subarray(0, count));
+    return { format, signatureName, dims: dims.slice(0, rank), data };
   } catch (error) {
     if (error === BAIL) return undefined;
     throw error;
