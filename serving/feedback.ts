@@ -59,8 +59,16 @@ export interface FeedbackResult {
 }
 
 export class FeedbackStore {
-  // Map keeps insertion order: the oldest prediction is the first key.
-  private readonly predictions = new Map<string, Remembered>();
+  private readonly predictions = new Map<string, Remembered & { seq: number }>();
+  /**
+   * The order predictions were first remembered in, oldest first (from `head`). Not the Map's own
+   * order: taking the Map's first key after deleting from its front scans every deleted slot
+   * since V8 last rehashed it — tens of µs per request once the memory is full. An entry whose
+   * prediction was since labelled (deleted) or remembered again is stale and skipped.
+   */
+  private order: { id: string; seq: number }[] = [];
+  private head = 0;
+  private seq = 0;
   private readonly windows = new Map<string, Window>();
 
   constructor(
@@ -70,8 +78,25 @@ export class FeedbackStore {
   ) {}
 
   remember(requestId: string, model: string, version: number, classes: Int32Array): void {
-    this.predictions.set(requestId, { model, version, classes });
-    if (this.predictions.size > this.memory) this.predictions.delete(this.predictions.keys().next().value!);
+    const existing = this.predictions.get(requestId);
+    // Remembered again (a client's repeated request id): it keeps its place, as a Map key would.
+    const seq = existing ? existing.seq : this.seq++;
+    this.predictions.set(requestId, { model, version, classes, seq });
+    if (!existing) this.order.push({ id: requestId, seq });
+    // Forget the oldest while over memory.
+    while (this.predictions.size > this.memory) {
+      const oldest = this.order[this.head++]!;
+      if (this.predictions.get(oldest.id)?.seq === oldest.seq) this.predictions.delete(oldest.id);
+    }
+    const pending = this.order.length - this.head;
+    if (pending > 2 * this.predictions.size + 1024) {
+      // Mostly stale (most predictions got their feedback): rebuild from the live ones, in order.
+      this.order = [...this.predictions].map(([id, p]) => ({ id, seq: p.seq })).sort((a, b) => a.seq - b.seq);
+      this.head = 0;
+    } else if (this.head > 4096 && this.head * 2 > this.order.length) {
+      this.order = this.order.slice(this.head);
+      this.head = 0;
+    }
   }
 
   record(model: string, body: FeedbackBody): FeedbackResult {
