@@ -33,7 +33,8 @@ import { deserializeModel, serializeModel } from '../training/model-files';
  * loop), which reports its own CPU share: a cell whose client is near one core is client-bound.
  * Every cell of a row group (ceiling, batching on, off) is measured BENCH_ROUNDS times (default
  * 3) in rotating order, and the median round is reported, so that neither side always runs
- * first or last on a machine whose load drifts. BENCH_SECONDS (default 3) per cell and round.
+ * first or last on a machine whose load drifts; before a path's cells, each side serves it once
+ * unmeasured (warm-up). BENCH_SECONDS (default 3) per cell and round.
  */
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
@@ -227,6 +228,9 @@ const KINDS: Kind[] = ['REST json', 'REST binary', 'gRPC'];
 const results = new Map<string, Cell>();
 const started = performance.now();
 for (const kind of KINDS) {
+  // Warm-up, not measured: each side's code path for this kind is compiled and its first-time
+  // costs paid (in a fresh process the first cell measured was ~10 % slower, whichever it was).
+  for (const variant of ['ceiling', 'ceiling, server codec', 'on', 'off'] as Variant[]) await measure(kind, variant, 16);
   for (const concurrency of CONCURRENCY) {
     const variants: Variant[] = concurrency === 64 ? ['ceiling', 'ceiling, server codec', 'on', 'off'] : ['ceiling', 'on', 'off'];
     const rounds = new Map<Variant, Cell[]>(variants.map((v) => [v, []]));
