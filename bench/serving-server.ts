@@ -17,7 +17,7 @@ console.log(
     on: { rest: on.restPort, grpc: on.grpcPort },
     off: { rest: off.restPort, grpc: off.grpcPort },
     backend: on.backend.name,
-    intraOpThreads: process.env.TF_NUM_INTRAOP_THREADS ?? 'default',
+    tfThreads: `${process.env.TF_NUM_INTRAOP_THREADS ?? 'default'} / ${process.env.TF_NUM_INTEROP_THREADS ?? 'default'}`,
   }),
 );
 process.stdin.resume();

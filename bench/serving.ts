@@ -193,18 +193,23 @@ const echoGrpc = { stack: echoGrpcServer('stack'), server: echoGrpcServer('serve
 const echoGrpcPort = { stack: await bind(echoGrpc.stack), server: await bind(echoGrpc.server) };
 
 // ---- the model servers, batching on and off: a process of their own (serving-server.ts) ----
-// TensorFlow's intra-op threads in the server process (TF Serving's --tensorflow_intra_op_parallelism):
-// BENCH_SERVER_INTRAOP_THREADS, default 1 — on 2 cores the event loop, which parses and answers
-// every request, keeps the other core, and a batch's parallelism comes from its rows; "default"
-// leaves TensorFlow's own (every core).
-const intraOp = process.env.BENCH_SERVER_INTRAOP_THREADS ?? '1';
+// TensorFlow's thread pools in the server process (TF Serving's --tensorflow_intra_op_parallelism
+// and --tensorflow_inter_op_parallelism; TensorFlow reads TF_NUM_INTRAOP_THREADS and
+// TF_NUM_INTEROP_THREADS when it starts): BENCH_SERVER_TF_THREADS, default 1 for both — on 2
+// cores the event loop, which parses and answers every request, keeps the other core, a batch's
+// parallelism comes from its rows, and a session call wakes one thread instead of several (the
+// same setting the train workers get per device share); "default" leaves TensorFlow's own
+// (every core for each pool).
+const tfThreads = process.env.BENCH_SERVER_TF_THREADS ?? '1';
 const serverEnv: NodeJS.ProcessEnv = { ...process.env };
-if (intraOp === 'default') delete serverEnv.TF_NUM_INTRAOP_THREADS;
-else serverEnv.TF_NUM_INTRAOP_THREADS = intraOp;
+for (const name of ['TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS']) {
+  if (tfThreads === 'default') delete serverEnv[name];
+  else serverEnv[name] = tfThreads;
+}
 const serverProcess = spawn(process.execPath, ['--import', 'tsx', SERVER, base], { stdio: ['pipe', 'pipe', 'inherit'], env: serverEnv });
 const serverExit = once(serverProcess, 'exit');
 const [line] = (await once(createInterface({ input: serverProcess.stdout! }), 'line')) as [string];
-const serving = JSON.parse(line) as { on: { rest: number; grpc: number }; off: { rest: number; grpc: number }; backend: string; intraOpThreads: string };
+const serving = JSON.parse(line) as { on: { rest: number; grpc: number }; off: { rest: number; grpc: number }; backend: string; tfThreads: string };
 const servers = { on: { restPort: serving.on.rest, grpcPort: serving.on.grpc }, off: { restPort: serving.off.rest, grpcPort: serving.off.grpc } };
 
 const PREDICT_PATH = '/tensorflow.serving.PredictionService/Predict';
@@ -256,7 +261,7 @@ const strict = (kind: Kind, c: number) =>
   Math.min(servableCall.get(c)!.rowsPerSecond, Math.max(cell(kind, 'ceiling', c).rps, results.get(`${kind}/ceiling, server codec/${c}`)?.rps ?? 0));
 
 console.log(`\nbench/serving — fashion-mnist MLP (784→256→128→10), backend ${backend.name}, ${os.cpus().length} cores, one image per request, ${SECONDS} s per cell × ${ROUNDS} rounds (medians; ${fmt(elapsed, 0)} s)`);
-console.log(`model servers: their own process (backend ${serving.backend}, TensorFlow intra-op threads ${serving.intraOpThreads}); ceilings: this process (TensorFlow's defaults)\n`);
+console.log(`model servers: their own process (backend ${serving.backend}, TensorFlow intra-op / inter-op threads ${serving.tfThreads}); ceilings: this process (TensorFlow's defaults)\n`);
 console.log(`in-process ceilings (the model alone): tfjs model.predict, and the server's own model call (${execution})`);
 console.log('| batch | model.predict rows/s | p50 ms | server model call rows/s | p50 ms |\n|---|---|---|---|---|');
 for (const [batch, v] of inProcess) console.log(`| ${batch} | ${fmt(v.rowsPerSecond, 0)} | ${fmt(v.p50, 3)} | ${fmt(servableCall.get(batch)!.rowsPerSecond, 0)} | ${fmt(servableCall.get(batch)!.p50, 3)} |`);
