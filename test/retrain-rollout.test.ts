@@ -40,7 +40,7 @@ const spec = (seed: number) =>
         analysisInterval: '1s',
         minRequests: 15,
         maxExtensions: 5,
-        thresholds: { minFeedback: 15, maxAccuracyDrop: 0.2, maxP99LatencyRatio: 20, maxPredictionDivergence: 0.3 },
+        thresholds: { minFeedback: 30, maxAccuracyDrop: 0.25, maxP99LatencyRatio: 20, maxPredictionDivergence: 0.3 },
       },
     },
   });

@@ -54,7 +54,7 @@ it('goes on from the same step after the worker running it is killed mid-bake', 
     steps: [{ percent: 30, bake: '6s' }, { percent: 100, bake: '3s' }],
     analysisInterval: '1s',
     minRequests: 15,
-    thresholds: { minFeedback: 15, maxAccuracyDrop: 0.15, maxP99LatencyRatio: 20, maxPredictionDivergence: 0.25 },
+    thresholds: { minFeedback: 30, maxAccuracyDrop: 0.25, maxP99LatencyRatio: 20, maxPredictionDivergence: 0.25 },
   });
   const handle = await client.workflow.start(rolloutWorkflow, {
     workflowId: rolloutWorkflowId(deploymentPrefix(), MODEL),

@@ -30,7 +30,9 @@ const spec = (steps: { percent: number; bake: string }[], extra: Record<string, 
     analysisInterval: '1s',
     minRequests: 15,
     maxExtensions: 5,
-    thresholds: { minFeedback: 15, maxAccuracyDrop: 0.15, maxP99LatencyRatio: 20, maxPredictionDivergence: 0.25, maxShadowDisagreement: 0.5 },
+    // Sized to the sample (about 30 labels a judgement): a wrong-label canary is ~70 points below, two good models a
+    // few points apart, and 25 points is over 3 standard deviations of the difference at that size.
+    thresholds: { minFeedback: 30, maxAccuracyDrop: 0.25, maxP99LatencyRatio: 20, maxPredictionDivergence: 0.25, maxShadowDisagreement: 0.5 },
   });
 
 let env: TestEnv;
@@ -132,7 +134,7 @@ describe('canary rollout', () => {
     // Within one analysis interval of the breach: every earlier analysis lacked the labels to judge accuracy.
     const breach = status.decisions.find((d) => d.action === 'breach')!;
     expect(breach.step).toBe(1);
-    const judgedBefore = status.analyses.filter((a) => a.at < breach.at && (a.canary?.feedback.labelled ?? 0) >= 15);
+    const judgedBefore = status.analyses.filter((a) => a.at < breach.at && (a.canary?.feedback.labelled ?? 0) >= 30);
     expect(judgedBefore).toEqual([]);
     expect(breach.canary!.feedback.accuracy!).toBeLessThan(0.3);
 
