@@ -31,7 +31,7 @@ await group.connect({ rank, peers });
 
 // Where a step's time goes (timed steps only): the gradient session run, the all-reduce (waiting
 // for the peer included), the update session run; the rest is the loop's own work.
-const phases = { compute: 0, allReduce: 0, apply: 0 };
+const phases = { compute: 0, allReduce: 0, apply: 0, wait: 0 };
 let timing = false;
 const timed = <A extends unknown[], R>(phase: keyof typeof phases, fn: (...args: A) => R) => (...args: A): R => {
   const t0 = performance.now();
@@ -44,7 +44,15 @@ const profiledEngine = Object.assign(Object.create(engine), {
   computeGradients: timed('compute', engine.computeGradients.bind(engine)),
   applyGradients: timed('apply', engine.applyGradients.bind(engine)),
 });
-const profiledGroup = Object.assign(Object.create(group), { allReduce: timed('allReduce', group.allReduce.bind(group)) });
+const barrierFirst = process.env.BENCH_SPLIT_WAIT === '1';
+const timedBarrier = timed('wait', group.barrier.bind(group));
+const timedAllReduce = timed('allReduce', group.allReduce.bind(group));
+const profiledGroup = Object.assign(Object.create(group), {
+  allReduce: async (data: Float32Array, options?: { op?: 'sum' | 'mean' }) => {
+    if (barrierFirst) await timedBarrier();
+    return timedAllReduce(data, options);
+  },
+});
 
 let timedFrom = 0;
 let timedSteps = 0;
@@ -64,7 +72,7 @@ const seconds = (performance.now() - timedFrom) / 1000;
 const perStep = (ms: number) => Number((ms / timedSteps).toFixed(3));
 console.log(JSON.stringify({
   samplesPerSecond: (timedSteps * batchSize * worldSize) / seconds, backend: backend.name, execution: execution.mode,
-  msPerStep: { total: perStep(seconds * 1000), compute: perStep(phases.compute), allReduce: perStep(phases.allReduce), apply: perStep(phases.apply) },
+  msPerStep: { total: perStep(seconds * 1000), compute: perStep(phases.compute), allReduce: perStep(phases.allReduce), apply: perStep(phases.apply), wait: perStep(phases.wait) }, rank,
 }));
 await group.close();
 engine.dispose();

@@ -2,9 +2,15 @@
  * Data-parallel scaling of the fashion-mnist MLP: samples/s with 1 and with 2 replicas (separate
  * processes, ring all-reduce over loopback TCP), each replica limited to one TensorFlow thread so
  * the two cores of this machine are two devices. Scaling efficiency = samples/s(2) / (2 ×
- * samples/s(1)); target ≥ 0.85. Per-replica batch 128 (the pipeline's), global batch 128 × N.
+ * samples/s(1)); target ≥ 0.85. Swept over per-replica batch sizes (128 is the pipeline's): the
+ * gradient exchange costs the same per step whatever the batch, so the efficiency is a matter of
+ * how much compute each step has to hide it behind — the table shows where the target is met.
  *
- *   npx tsx bench/scaling.ts [--steps 150] [--warmup 10]
+ * The rates come from plain runs. A second 2-replica run puts a barrier before each all-reduce, so
+ * its step breakdown splits the communication into waiting for the slower peer (the barrier) and
+ * moving the bytes (the all-reduce proper); that run's own rate is not used.
+ *
+ *   npx tsx bench/scaling.ts [--batches 128,256,512] [--steps 200] [--warmup 10]
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
@@ -12,16 +18,17 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({ options: { steps: { type: 'string', default: '150' }, warmup: { type: 'string', default: '10' }, batch: { type: 'string', default: '128' } } });
+const { values } = parseArgs({ options: { steps: { type: 'string', default: '200' }, warmup: { type: 'string', default: '10' }, batches: { type: 'string', default: '128,256,512' } } });
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ONE_THREAD = { TF_NUM_INTRAOP_THREADS: '1', TF_NUM_INTEROP_THREADS: '1', OMP_NUM_THREADS: '1', TF_CPP_MIN_LOG_LEVEL: '3' };
 
-interface ReplicaReport { samplesPerSecond: number; backend: string; execution: string; msPerStep: { total: number; compute: number; allReduce: number; apply: number } }
+interface StepTimes { total: number; compute: number; allReduce: number; apply: number; wait: number }
+interface ReplicaReport { samplesPerSecond: number; backend: string; execution: string; msPerStep: StepTimes }
 
-async function run(worldSize: number): Promise<ReplicaReport> {
+async function run(worldSize: number, batch: number, splitWait = false): Promise<ReplicaReport> {
   const children = Array.from({ length: worldSize }, () =>
-    spawn(process.execPath, ['--import', 'tsx', path.join(HERE, 'scaling-replica.ts'), String(worldSize), values.batch!, values.steps!, values.warmup!], {
-      env: { ...process.env, ...ONE_THREAD },
+    spawn(process.execPath, ['--import', 'tsx', path.join(HERE, 'scaling-replica.ts'), String(worldSize), String(batch), values.steps!, values.warmup!], {
+      env: { ...process.env, ...ONE_THREAD, BENCH_SPLIT_WAIT: splitWait ? '1' : '0' },
       stdio: ['pipe', 'pipe', 'inherit'],
     }),
   );
@@ -45,15 +52,24 @@ async function run(worldSize: number): Promise<ReplicaReport> {
   return results.reduce((a, b) => (a.samplesPerSecond < b.samplesPerSecond ? a : b));
 }
 
-const one = await run(1);
-const two = await run(2);
-console.log(`data-parallel scaling, fashion-mnist MLP, per-replica batch ${values.batch}, ${values.steps} timed steps after ${values.warmup} warm-up, one TensorFlow thread per replica, ${one.backend} (${one.execution})\n`);
-console.log('| replicas | global batch | samples/s | speed-up | scaling efficiency (target ≥ 0.85) |');
+const batches = values.batches!.split(',').map(Number);
+const rows: { batch: number; one: ReplicaReport; two: ReplicaReport; twoSplit: ReplicaReport }[] = [];
+for (const batch of batches) rows.push({ batch, one: await run(1, batch), two: await run(2, batch), twoSplit: await run(2, batch, true) });
+const { backend, execution } = rows[0]!.one;
+console.log(`data-parallel scaling, fashion-mnist MLP, ${values.steps} timed steps after ${values.warmup} warm-up, one TensorFlow thread per replica, ${backend} (${execution})\n`);
+console.log('| per-replica batch | 1 replica samples/s | 2 replicas samples/s (global batch) | speed-up | scaling efficiency (target ≥ 0.85) |');
 console.log('|---:|---:|---:|---:|---:|');
-console.log(`| 1 | ${values.batch} | ${one.samplesPerSecond.toFixed(0)} | 1.00 | 1.00 |`);
-console.log(`| 2 | ${Number(values.batch) * 2} | ${two.samplesPerSecond.toFixed(0)} | ${(two.samplesPerSecond / one.samplesPerSecond).toFixed(2)} | ${(two.samplesPerSecond / (2 * one.samplesPerSecond)).toFixed(2)} |`);
-console.log('\nper step, slowest replica (ms): | replicas | total | gradient session run | all-reduce (incl. waiting for the peer) | update session run | other |');
-for (const [n, r] of [[1, one], [2, two]] as const) {
-  const m = r.msPerStep;
-  console.log(`| ${n} | ${m.total} | ${m.compute} | ${m.allReduce} | ${m.apply} | ${(m.total - m.compute - m.allReduce - m.apply).toFixed(3)} |`);
+for (const { batch, one, two } of rows) {
+  const efficiency = two.samplesPerSecond / (2 * one.samplesPerSecond);
+  console.log(`| ${batch} | ${one.samplesPerSecond.toFixed(0)} | ${two.samplesPerSecond.toFixed(0)} (${2 * batch}) | ${(two.samplesPerSecond / one.samplesPerSecond).toFixed(2)} | ${efficiency.toFixed(2)} ${efficiency >= 0.85 ? 'met' : 'missed'} |`);
+}
+console.log('\nper step, slowest replica (ms; 2 replicas: the run with a barrier before each all-reduce):\n');
+console.log('| per-replica batch | replicas | total | gradient session run | waiting for the peer | all-reduce (bytes moving) | update session run | other |');
+console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
+for (const { batch, one, twoSplit } of rows) {
+  for (const [n, r] of [[1, one], [2, twoSplit]] as const) {
+    const m = r.msPerStep;
+    const other = m.total - m.compute - m.wait - m.allReduce - m.apply;
+    console.log(`| ${batch} | ${n} | ${m.total.toFixed(2)} | ${m.compute.toFixed(2)} | ${m.wait.toFixed(2)} | ${m.allReduce.toFixed(2)} | ${m.apply.toFixed(2)} | ${other.toFixed(2)} |`);
+  }
 }
