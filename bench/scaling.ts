@@ -20,7 +20,8 @@ import { parseArgs } from 'node:util';
 
 const { values } = parseArgs({ options: { steps: { type: 'string', default: '200' }, warmup: { type: 'string', default: '10' }, batches: { type: 'string', default: '128,256,512' } } });
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ONE_THREAD = { TF_NUM_INTRAOP_THREADS: '1', TF_NUM_INTEROP_THREADS: '1', OMP_NUM_THREADS: '1', TF_CPP_MIN_LOG_LEVEL: '3' };
+// As a train worker with GANTRY_TRAIN_THREADS=1 runs (ops in the calling thread: training/backend.ts).
+const ONE_THREAD = { TF_NUM_INTRAOP_THREADS: '1', OMP_NUM_THREADS: '1', TF_CPP_MIN_LOG_LEVEL: '3' };
 
 interface StepTimes { total: number; compute: number; allReduce: number; apply: number; wait: number }
 interface ReplicaReport { samplesPerSecond: number; backend: string; execution: string; msPerStep: StepTimes }

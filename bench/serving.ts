@@ -193,19 +193,18 @@ const echoGrpc = { stack: echoGrpcServer('stack'), server: echoGrpcServer('serve
 const echoGrpcPort = { stack: await bind(echoGrpc.stack), server: await bind(echoGrpc.server) };
 
 // ---- the model servers, batching on and off: a process of their own (serving-server.ts) ----
-// TensorFlow's thread pools in the server process (TF Serving's --tensorflow_intra_op_parallelism
-// and --tensorflow_inter_op_parallelism; TensorFlow reads TF_NUM_INTRAOP_THREADS and
-// TF_NUM_INTEROP_THREADS when it starts): BENCH_SERVER_TF_THREADS, default 1 for both — on 2
-// cores the event loop, which parses and answers every request, keeps the other core, a batch's
-// parallelism comes from its rows, and a session call wakes one thread instead of several (the
-// same setting the train workers get per device share); "default" leaves TensorFlow's own
-// (every core for each pool).
+// TensorFlow's intra-op pool in the server process (TF Serving's
+// --tensorflow_intra_op_parallelism; TensorFlow reads TF_NUM_INTRAOP_THREADS when it starts):
+// BENCH_SERVER_TF_THREADS, default 1 — on 2 cores the event loop, which parses and answers every
+// request, keeps the other core, and a batch's parallelism comes from its rows; "default" leaves
+// TensorFlow's own (every core). Ops run in the calling thread, as in every Gantry process
+// (training/backend.ts); BENCH_SERVER_TF_INTEROP overrides that (e.g. 1: TensorFlow's inter-op
+// pool of one thread, which each op is handed to).
 const tfThreads = process.env.BENCH_SERVER_TF_THREADS ?? '1';
 const serverEnv: NodeJS.ProcessEnv = { ...process.env };
-for (const name of ['TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS']) {
-  if (tfThreads === 'default') delete serverEnv[name];
-  else serverEnv[name] = tfThreads;
-}
+if (tfThreads === 'default') delete serverEnv.TF_NUM_INTRAOP_THREADS;
+else serverEnv.TF_NUM_INTRAOP_THREADS = tfThreads;
+if (process.env.BENCH_SERVER_TF_INTEROP) serverEnv.TF_NUM_INTEROP_THREADS = process.env.BENCH_SERVER_TF_INTEROP;
 const serverProcess = spawn(process.execPath, ['--import', 'tsx', SERVER, base], { stdio: ['pipe', 'pipe', 'inherit'], env: serverEnv });
 const serverExit = once(serverProcess, 'exit');
 const [line] = (await once(createInterface({ input: serverProcess.stdout! }), 'line')) as [string];
@@ -229,7 +228,7 @@ function measure(kind: Kind, variant: Variant, concurrency: number): Promise<Cel
   }
 }
 
-const KINDS: Kind[] = ['REST json', 'REST binary', 'gRPC'];
+const KINDS: Kind[] = (['REST json', 'REST binary', 'gRPC'] as Kind[]).filter((k) => !process.env.BENCH_KINDS || process.env.BENCH_KINDS.split(',').includes(k));
 const results = new Map<string, Cell>();
 const started = performance.now();
 for (const kind of KINDS) {

@@ -2,8 +2,9 @@
 import { runPoolWorker } from './main';
 
 // A device is a share of the CPU when there is no GPU: GANTRY_TRAIN_THREADS caps this worker's
-// TensorFlow thread pools, so N workers on one host (a `mirrored` job) split its cores instead of
-// fighting over them. Read by libtensorflow when it starts, so set before the backend loads.
+// TensorFlow intra-op pool (ops themselves run in the calling thread: training/backend.ts), so N
+// workers on one host (a `mirrored` job) split its cores instead of fighting over them. Read by
+// libtensorflow when it starts, so set before the backend loads.
 const threads = process.env.GANTRY_TRAIN_THREADS;
 if (threads !== undefined) {
   if (!/^[1-9]\d*$/.test(threads)) {
@@ -11,7 +12,6 @@ if (threads !== undefined) {
     process.exit(2);
   }
   process.env.TF_NUM_INTRAOP_THREADS ??= threads;
-  process.env.TF_NUM_INTEROP_THREADS ??= '1';
   process.env.OMP_NUM_THREADS ??= threads;
 }
 
