@@ -46,7 +46,7 @@ export function createMonitorActivities(deps: ActivityDeps): Pick<DeployActiviti
       const shadow: Record<string, ShadowWindow> = {};
       if (windows.length) {
         for (const [version, stats] of Object.entries(windowStats(mergeSnapshots(windows)))) {
-          versions[version] = { requests: stats.requests, errors: stats.errors, errorRate: stats.errorRate, p99Ms: stats.p99Ms, feedback: stats.feedback, classCounts: stats.classCounts };
+          versions[version] = { requests: stats.requests, errors: stats.errors, errorRate: stats.errorRate, p90Ms: stats.p90Ms, p99Ms: stats.p99Ms, feedback: stats.feedback, classCounts: stats.classCounts };
           shadow[version] = { agree: stats.shadow.agree, disagree: stats.shadow.disagree, error: stats.shadow.error };
         }
       }

@@ -119,10 +119,19 @@ export const RolloutThresholdsSchema = z.object({
   maxErrorRate: fraction.default(0.01),
   /** Relative: canary error rate − champion error rate. */
   maxErrorRateIncrease: fraction.default(0.005),
-  /** Absolute p99 latency of the canary, in ms (off unless set). */
+  /** Absolute p99 latency of the canary, in ms (off unless set; judged from minRequestsForP99 requests). */
   maxP99LatencyMs: z.number().positive().optional(),
-  /** Relative: canary p99 ÷ champion p99 (judged once the champion has traffic of its own). */
+  /**
+   * Relative: canary p99 ÷ champion p99 (judged once the champion has traffic of its own). Until
+   * both windows hold minRequestsForP99 requests the ratio is taken of their p90s instead.
+   */
   maxP99LatencyRatio: z.number().min(1).default(2),
+  /**
+   * Requests a window needs before its p99 is judged. The p99 of n requests rests on the n/100
+   * slowest: of 90, on the single slowest, which one scheduling hiccup or GC pause sets — a
+   * canary would roll back for noise. Below this the latency ratio compares p90s (9 of 90).
+   */
+  minRequestsForP99: z.number().int().min(100).default(1000),
   /** Absolute online accuracy of the canary from feedback (off unless set). */
   minOnlineAccuracy: fraction.optional(),
   /** Relative: champion online accuracy − canary online accuracy, in accuracy units (0.05 = 5 points). */

@@ -485,6 +485,7 @@ export interface VersionStats {
   errorRate: number;
   /** Latency quantiles of the successful requests, in milliseconds; null without any. */
   p50Ms: number | null;
+  p90Ms: number | null;
   p99Ms: number | null;
   feedback: { labelled: number; correct: number; accuracy: number | null };
   /** Predicted rows per class, in the order of `classLabels`. */
@@ -525,6 +526,7 @@ export function windowStats(window: MetricsSnapshot, options: { classLabels?: re
     const c = window.versions[v]!;
     const labelled = c.feedback.correct + c.feedback.incorrect;
     const p50 = latencyQuantile(c.latency, 0.5);
+    const p90 = latencyQuantile(c.latency, 0.9);
     const p99 = latencyQuantile(c.latency, 0.99);
     const shadowAnswers = c.shadow.agree + c.shadow.disagree;
     out[v] = {
@@ -532,6 +534,7 @@ export function windowStats(window: MetricsSnapshot, options: { classLabels?: re
       errors: c.errors,
       errorRate: c.requests > 0 ? c.errors / c.requests : 0,
       p50Ms: p50 === null ? null : p50 * 1000,
+      p90Ms: p90 === null ? null : p90 * 1000,
       p99Ms: p99 === null ? null : p99 * 1000,
       feedback: { labelled, correct: c.feedback.correct, accuracy: labelled > 0 ? c.feedback.correct / labelled : null },
       classCounts: classLabels.map((l) => c.classes[l] ?? 0),

@@ -15,6 +15,7 @@ const window = (over: Partial<VersionWindow> & { accuracy?: number; labelled?: n
     errors,
     errorRate: requests ? errors / requests : 0,
     p99Ms: over.p99Ms ?? 4,
+    ...(over.p90Ms === undefined ? {} : { p90Ms: over.p90Ms }),
     feedback: { labelled, correct: Math.round(labelled * accuracy), accuracy },
     classCounts: over.classCounts ?? [50, 50, 50, 50, 50, 50, 50, 50, 50, 50],
   };
@@ -40,6 +41,26 @@ describe('judgeCanary', () => {
     expect(judgeCanary(window({ accuracy: 0.6 }), window({ accuracy: 0.85 }), thresholds, 100).breaches).toEqual(['online accuracy 60.00 % vs champion 85.00 %: −25.00 % (max drop 5.00 %)']);
     const skewed = [410, 10, 10, 10, 10, 10, 10, 10, 10, 10];
     expect(judgeCanary(window({ classCounts: skewed }), window(), thresholds, 100).breaches[0]).toMatch(/^prediction divergence 0\.\d+ bits from the champion's class distribution \(max 0.1\)$/);
+  });
+
+  it('judges latency on the p90 until both windows hold enough requests for a p99', () => {
+    const ratio = { ...thresholds, maxP99LatencyMs: undefined, maxP99LatencyRatio: 5 };
+    // ~90 canary requests, one of them slow: its p99 is that one request; the p90 is not moved by it.
+    const hiccup = window({ requests: 90, p99Ms: 13.8, p90Ms: 1.9 });
+    const champion = window({ requests: 800, p99Ms: 1.7, p90Ms: 1.5 });
+    const small = judgeCanary(hiccup, champion, ratio, 50);
+    expect(small.breaches).toEqual([]);
+    expect(small.passed).toContain("p90 latency 1.9 ms is 1.27× the champion's 1.5 ms (max 5× — p90: p99 needs 1000 requests in both windows)");
+    // A canary that is really slower is slower at the p90 too.
+    expect(judgeCanary(window({ requests: 90, p99Ms: 40, p90Ms: 12 }), champion, ratio, 50).breaches).toEqual([
+      "p90 latency 12.0 ms is 8.00× the champion's 1.5 ms (max 5× — p90: p99 needs 1000 requests in both windows)",
+    ]);
+    // With enough requests on both sides the p99 is judged.
+    const big = judgeCanary(window({ requests: 2000, p99Ms: 13.8, p90Ms: 1.9 }), window({ requests: 2000, p99Ms: 1.7, p90Ms: 1.5 }), ratio, 50);
+    expect(big.breaches).toEqual(["p99 latency 13.8 ms is 8.12× the champion's 1.7 ms (max 5×)"]);
+    // The absolute p99 limit: a p90 above it is a breach already; below it, the p99 is awaited.
+    expect(judgeCanary(window({ requests: 90, p99Ms: 80, p90Ms: 60 }), null, thresholds, 50).breaches).toEqual(['p90 latency 60.0 ms (max p99 50.0 ms)']);
+    expect(judgeCanary(window({ requests: 90, p99Ms: 80, p90Ms: 3 }), null, thresholds, 50).pending).toContain('p99 latency limit: 90 of 1000 canary requests for a p99');
   });
 
   it('does not judge what it has too little traffic or feedback for', () => {

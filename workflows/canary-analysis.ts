@@ -13,6 +13,8 @@ export interface VersionWindow {
   errors: number;
   errorRate: number;
   p99Ms: number | null;
+  /** Absent in measurements taken before it was recorded: then p99 is the only quantile. */
+  p90Ms?: number | null;
   feedback: { labelled: number; correct: number; accuracy: number | null };
   /** Predicted-class counts, index = class. */
   classCounts: number[];
@@ -25,7 +27,7 @@ export interface ShadowWindow {
   error: number;
 }
 
-export const EMPTY_WINDOW: VersionWindow = { requests: 0, errors: 0, errorRate: 0, p99Ms: null, feedback: { labelled: 0, correct: 0, accuracy: null }, classCounts: [] };
+export const EMPTY_WINDOW: VersionWindow = { requests: 0, errors: 0, errorRate: 0, p99Ms: null, p90Ms: null, feedback: { labelled: 0, correct: 0, accuracy: null }, classCounts: [] };
 
 export interface Judgement {
   /** Thresholds the canary broke, each naming the metric, its value and the limit. */
@@ -63,13 +65,7 @@ export function judgeCanary(canary: VersionWindow, champion: VersionWindow | nul
       const increase = canary.errorRate - champion.errorRate;
       check(increase <= t.maxErrorRateIncrease, `error rate ${pct(canary.errorRate)} vs champion ${pct(champion.errorRate)}: +${pct(Math.max(0, increase))} (max +${pct(t.maxErrorRateIncrease)})`);
     }
-    if (canary.p99Ms !== null) {
-      if (t.maxP99LatencyMs !== undefined) check(canary.p99Ms <= t.maxP99LatencyMs, `p99 latency ${ms(canary.p99Ms)} (max ${ms(t.maxP99LatencyMs)})`);
-      if (championJudged && champion.p99Ms !== null && champion.p99Ms > 0) {
-        const ratio = canary.p99Ms / champion.p99Ms;
-        check(ratio <= t.maxP99LatencyRatio, `p99 latency ${ms(canary.p99Ms)} is ${ratio.toFixed(2)}× the champion's ${ms(champion.p99Ms)} (max ${t.maxP99LatencyRatio}×)`);
-      }
-    }
+    judgeLatency(canary, championJudged ? champion : null, t, check, j.pending);
     if (championJudged && canary.classCounts.length && champion.classCounts.length) {
       const divergence = jensenShannonDivergence(distribution(canary.classCounts), distribution(champion.classCounts));
       check(divergence <= t.maxPredictionDivergence, `prediction divergence ${divergence.toFixed(4)} bits from the champion's class distribution (max ${t.maxPredictionDivergence})`);
@@ -90,6 +86,33 @@ export function judgeCanary(canary: VersionWindow, champion: VersionWindow | nul
     }
   }
   return j;
+}
+
+/**
+ * Latency: the p99 where the windows hold enough requests for one (minRequestsForP99), else the
+ * p90 — the ratio to the champion is judged on the same quantile of both; against the absolute
+ * p99 limit a p90 can only prove a breach (it is a lower bound of the p99).
+ */
+function judgeLatency(canary: VersionWindow, champion: VersionWindow | null, t: RolloutThresholds, check: (ok: boolean, text: string) => void, pending: string[]): void {
+  const enoughForP99 = (w: VersionWindow) => w.requests >= t.minRequestsForP99 && w.p99Ms !== null;
+  // Windows measured before p90 was recorded have only the p99: judged as before.
+  const hasP90 = (w: VersionWindow) => w.p90Ms !== undefined;
+  if (canary.p99Ms === null) return;
+  if (t.maxP99LatencyMs !== undefined) {
+    if (enoughForP99(canary) || !hasP90(canary) || canary.p90Ms === null) check(canary.p99Ms <= t.maxP99LatencyMs, `p99 latency ${ms(canary.p99Ms)} (max ${ms(t.maxP99LatencyMs)})`);
+    else {
+      // A p90 over the limit is a p99 over it; under it, the p99 is judged once it can be.
+      check(canary.p90Ms! <= t.maxP99LatencyMs, `p90 latency ${ms(canary.p90Ms!)} (max p99 ${ms(t.maxP99LatencyMs)})`);
+      pending.push(`p99 latency limit: ${canary.requests} of ${t.minRequestsForP99} canary requests for a p99`);
+    }
+  }
+  if (!champion) return;
+  const useP99 = (enoughForP99(canary) && enoughForP99(champion)) || !hasP90(canary) || !hasP90(champion);
+  const [name, mine, theirs] = useP99 ? ['p99', canary.p99Ms, champion.p99Ms] : ['p90', canary.p90Ms ?? null, champion.p90Ms ?? null];
+  if (mine === null || theirs === null || theirs <= 0) return;
+  const ratio = mine / theirs;
+  const why = useP99 ? '' : ` — p90: p99 needs ${t.minRequestsForP99} requests in both windows`;
+  check(ratio <= t.maxP99LatencyRatio, `${name} latency ${ms(mine)} is ${ratio.toFixed(2)}× the champion's ${ms(theirs)} (max ${t.maxP99LatencyRatio}×${why})`);
 }
 
 /** The shadow phase: the canary's copies must not error and must mostly agree with the champion. */
