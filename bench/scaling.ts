@@ -53,11 +53,13 @@ async function run(worldSize: number, batch: number, splitWait = false, independ
     });
     return () => new Promise<string>((resolve) => { const next = queue.shift(); if (next) resolve(next); else waiters.push(resolve); });
   });
-  const ports = await Promise.all(lines.map(async (next) => (JSON.parse(await next()) as { port: number }).port));
+  // A replica that dies (a crash prints nothing) fails the bench instead of leaving it waiting.
+  const died = children.map((child, i) => new Promise<never>((_, reject) => child.once('exit', (code, signal) => reject(new Error(`replica process ${i} of ${processes} exited (${signal ?? code}) before reporting`)))));
+  const ports = await Promise.all(lines.map(async (next, i) => (JSON.parse(await Promise.race([next(), died[i]!])) as { port: number }).port));
   const peers = ports.map((port, rank) => ({ rank, host: '127.0.0.1', port }));
   children.forEach((child, rank) => child.stdin!.write(`${JSON.stringify(independent ? { rank: 0, peers: [{ ...peers[rank]!, rank: 0 }] } : { rank, peers })}\n`));
-  const results = await Promise.all(lines.map(async (next) => JSON.parse(await next()) as ReplicaReport));
-  await Promise.all(children.map((c) => new Promise((resolve) => c.once('exit', resolve))));
+  const results = await Promise.all(lines.map(async (next, i) => JSON.parse(await Promise.race([next(), died[i]!])) as ReplicaReport));
+  await Promise.all(died.map((d) => d.catch(() => undefined)));
   if (independent) return { ...results[0]!, samplesPerSecond: results.reduce((sum, r) => sum + r.samplesPerSecond, 0) };
   // Every replica times the same steps; the job's rate is the slowest replica's.
   return results.reduce((a, b) => (a.samplesPerSecond < b.samplesPerSecond ? a : b));
@@ -65,7 +67,7 @@ async function run(worldSize: number, batch: number, splitWait = false, independ
 
 const batches = values.batches!.split(',').map(Number);
 const rows: { batch: number; one: ReplicaReport; two: ReplicaReport; twoSplit: ReplicaReport; apart: ReplicaReport }[] = [];
-for (const batch of batches) rows.push({ batch, one: await run(1, batch), two: await run(2, batch), twoSplit: await run(2, batch, true), apart: await run(1, batch, false, 2) });
+for (const batch of batches) process.stderr.write(`per-replica batch ${batch}…\n`), rows.push({ batch, one: await run(1, batch), two: await run(2, batch), twoSplit: await run(2, batch, true), apart: await run(1, batch, false, 2) });
 const { backend, execution } = rows[0]!.one;
 console.log(`data-parallel scaling, fashion-mnist MLP, ${values.steps} timed steps after ${values.warmup} warm-up, one TensorFlow thread per replica, ${backend} (${execution})\n`);
 console.log('| per-replica batch | 1 replica samples/s | 2 replicas samples/s (global batch) | speed-up | scaling efficiency (target ≥ 0.85) | ceiling: 2 independent 1-replica jobs at once, samples/s (efficiency) | 2 replicas ÷ ceiling |');
