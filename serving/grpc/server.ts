@@ -12,7 +12,7 @@ import { rowSize, type Signature } from '../signature';
 import { allocate, type DenseTensor } from '../tensors';
 import { loadServingProtos, SIGNATURE_DEF_MAP_TYPE_URL } from './protos';
 import { readPredictRequest, WirePredictRequest, wireInputs, writePredictResponse } from './predict-wire';
-import { decodeTensorProto, encodeTensorProto } from './tensor-proto';
+import { decodePredictInputs, encodeTensorProto } from './tensor-proto';
 
 /**
  * The gRPC front door, wire-compatible with TF Serving: tensorflow.serving.PredictionService
@@ -169,17 +169,19 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
 
   /** A general (proto-loader) request's inputs as the signature's tensors, every check naming its field. */
   const predictInputs = (request: PredictRequest, signature: Signature): DenseTensor[] => {
-    const unknown = Object.keys(request.inputs).filter((k) => !signature.inputs.some((s) => s.key === k));
-    if (unknown.length) throw invalidArgument(`inputs: unknown input ${unknown.map((k) => `"${k}"`).join(', ')}; the signature's inputs are ${signature.inputs.map((s) => `"${s.key}"`).join(', ')}`);
-    const tensors = signature.inputs.map((spec) => {
-      if (!(spec.key in request.inputs)) throw invalidArgument(`inputs: missing input "${spec.key}"`);
-      return decodeTensorProto(request.inputs[spec.key], spec, inference.maxRows, `inputs.${spec.key}`);
-    });
-    if (tensors.some((t) => t.shape[0] !== tensors[0]!.shape[0])) throw invalidArgument('inputs: the inputs differ in batch size');
+    const tensors = decodePredictInputs(request.inputs, signature, inference.maxRows);
     for (const name of request.output_filter ?? []) {
       if (!signature.outputs.some((s) => s.key === name)) throw invalidArgument(`output_filter: "${name}" is not an output of the signature`);
     }
     return tensors;
+  };
+  /** The answer's outputs by key, only those the request's output_filter names (all without one). */
+  const keptOutputs = (answer: Answer, outputFilter: readonly string[] | undefined) => {
+    const filter = outputFilter?.length ? new Set(outputFilter) : undefined;
+    return answer.outputs.flatMap((tensor, i) => {
+      const key = answer.signature.outputs[i]!.key;
+      return !filter || filter.has(key) ? [{ key, tensor }] : [];
+    });
   };
   const predictResponse = (answer: Answer, kept: { key: string; tensor: DenseTensor }[]) => ({
     model_spec: { name: answer.model, version: { value: String(answer.version) }, signature_name: answer.signature.name },
@@ -211,11 +213,7 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
             context(call, 'predict'),
             (signature) => wireInputs(wire, signature, inference.maxRows) ?? predictInputs(parse(PredictRequestSchema, protos.decodePredictRequest(Buffer.from(wire.bytes))), signature),
           );
-          const filter = wire.outputFilter.length ? new Set(wire.outputFilter) : undefined;
-          const kept = answer.outputs.flatMap((tensor, i) => {
-            const key = answer.signature.outputs[i]!.key;
-            return !filter || filter.has(key) ? [{ key, tensor }] : [];
-          });
+          const kept = keptOutputs(answer, wire.outputFilter);
           const response = writePredictResponse(answer.model, answer.version, answer.signature.name, kept) ?? predictResponse(answer, kept);
           return { response, metadata: answerMetadata(answer.version, answer.requestId) };
         }
@@ -224,12 +222,7 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
       const request = parse(PredictRequestSchema, raw);
       const target = targetOf(request.model_spec);
       const answer = await inference.run(target, context(call, 'predict'), (signature) => predictInputs(request, signature));
-      const filter = request.output_filter?.length ? new Set(request.output_filter) : undefined;
-      const kept = answer.outputs.flatMap((tensor, i) => {
-        const key = answer.signature.outputs[i]!.key;
-        return !filter || filter.has(key) ? [{ key, tensor }] : [];
-      });
-      return { response: predictResponse(answer, kept), metadata: answerMetadata(answer.version, answer.requestId) };
+      return { response: predictResponse(answer, keptOutputs(answer, request.output_filter)), metadata: answerMetadata(answer.version, answer.requestId) };
     }),
 
     Classify: unary(async (call) => {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { invalidArgument } from '../errors';
-import type { ServedDType, TensorSpec } from '../signature';
+import type { ServedDType, Signature, TensorSpec } from '../signature';
 import { fromBytes, type DenseTensor } from '../tensors';
 
 /**
@@ -48,6 +48,21 @@ export function decodeTensorProto(raw: unknown, spec: TensorSpec, maxRows: numbe
     data = spec.dtype === 'float32' ? Float32Array.from(values) : Int32Array.from(values);
   }
   return { dtype: spec.dtype, shape, data };
+}
+
+/**
+ * A PredictRequest's `inputs` map (TensorProtos by input key) as the signature's tensors — gRPC
+ * Predict's and REST's binary body alike: every input known and present, one batch size.
+ */
+export function decodePredictInputs(inputs: Record<string, unknown>, signature: Signature, maxRows: number): DenseTensor[] {
+  const unknown = Object.keys(inputs).filter((k) => !signature.inputs.some((s) => s.key === k));
+  if (unknown.length) throw invalidArgument(`inputs: unknown input ${unknown.map((k) => `"${k}"`).join(', ')}; the signature's inputs are ${signature.inputs.map((s) => `"${s.key}"`).join(', ')}`);
+  const tensors = signature.inputs.map((spec) => {
+    if (!(spec.key in inputs)) throw invalidArgument(`inputs: missing input "${spec.key}"`);
+    return decodeTensorProto(inputs[spec.key], spec, maxRows, `inputs.${spec.key}`);
+  });
+  if (tensors.some((t) => t.shape[0] !== tensors[0]!.shape[0])) throw invalidArgument('inputs: the inputs differ in batch size');
+  return tensors;
 }
 
 export function encodeTensorProto(tensor: DenseTensor): object {

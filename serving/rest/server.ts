@@ -5,7 +5,7 @@ import type { BackendReport } from '../../training/backend';
 import { metadataTarget, signatureDefMap, statusMessage, versionStatus } from '../describe';
 import { asServingError, httpStatusOf, invalidArgument, ServingError } from '../errors';
 import { FeedbackBodySchema, type FeedbackStore } from '../feedback';
-import { decodeTensorProto, encodeTensorProto } from '../grpc/tensor-proto';
+import { decodePredictInputs, encodeTensorProto } from '../grpc/tensor-proto';
 import { readPredictRequest, wireInputs, writePredictResponse } from '../grpc/predict-wire';
 import { loadServingProtos } from '../grpc/protos';
 import type { CallContext, Inference } from '../inference';
@@ -297,26 +297,12 @@ export async function createRestServer(deps: RestDeps): Promise<FastifyInstance>
         } catch (error) {
           throw invalidArgument(`the body is not a PredictRequest: ${(error as Error).message}`);
         }
-        return (signature) => {
-          const inputs = decoded.inputs ?? {};
-          const unknown = Object.keys(inputs).filter((k) => !signature.inputs.some((s) => s.key === k));
-          if (unknown.length) throw invalidArgument(`inputs: unknown input ${unknown.map((k) => `"${k}"`).join(', ')}; the signature's inputs are ${signature.inputs.map((s) => `"${s.key}"`).join(', ')}`);
-          const tensors = signature.inputs.map((spec) => {
-            if (!(spec.key in inputs)) throw invalidArgument(`inputs: missing input "${spec.key}"`);
-            return decodeTensorProto(inputs[spec.key], spec, inference.maxRows, `inputs.${spec.key}`);
-          });
-          if (tensors.some((t) => t.shape[0] !== tensors[0]!.shape[0])) throw invalidArgument('inputs: the inputs differ in batch size');
-          return tensors;
-        };
+        return (signature) => decodePredictInputs(decoded.inputs ?? {}, signature, inference.maxRows);
       };
       if (!wire) return general();
-      // The URL names the model and REST has no output filter: only the inputs are read.
-      const fastOrGeneral = (signature: Signature) => {
-        const fast = wireInputs(wire, signature, inference.maxRows);
-        if (fast && wire.outputFilter.length === 0) return fast;
-        return general()(signature);
-      };
-      return fastOrGeneral;
+      // The URL names the model and REST has no output filter: only the inputs are read (a body
+      // with an output_filter takes the general path, as it did before the fast path existed).
+      return (signature) => (wire.outputFilter.length === 0 ? wireInputs(wire, signature, inference.maxRows) : undefined) ?? general()(signature);
     }
     return (signature) => {
       if (signature.inputs.length !== 1) throw invalidArgument('a raw tensor body needs a model with one input; send a PredictRequest instead');
