@@ -30,7 +30,8 @@ const { rank, peers } = JSON.parse(line) as { rank: number; peers: { rank: numbe
 await group.connect({ rank, peers });
 
 // Where a step's time goes (timed steps only): the gradient session run, the all-reduce (waiting
-// for the peer included), the update session run; the rest is the loop's own work.
+// for the peer included, unless BENCH_SPLIT_WAIT puts a barrier before it, which then takes the
+// wait), the update session run; the rest is the loop's own work.
 const phases = { compute: 0, allReduce: 0, apply: 0, wait: 0 };
 let timing = false;
 const timed = <A extends unknown[], R>(phase: keyof typeof phases, fn: (...args: A) => R) => (...args: A): R => {
@@ -72,7 +73,7 @@ const seconds = (performance.now() - timedFrom) / 1000;
 const perStep = (ms: number) => Number((ms / timedSteps).toFixed(3));
 console.log(JSON.stringify({
   samplesPerSecond: (timedSteps * batchSize * worldSize) / seconds, backend: backend.name, execution: execution.mode,
-  msPerStep: { total: perStep(seconds * 1000), compute: perStep(phases.compute), allReduce: perStep(phases.allReduce), apply: perStep(phases.apply), wait: perStep(phases.wait) }, rank,
+  msPerStep: { total: perStep(seconds * 1000), compute: perStep(phases.compute), allReduce: perStep(phases.allReduce), apply: perStep(phases.apply), wait: perStep(phases.wait) },
 }));
 await group.close();
 engine.dispose();

@@ -67,7 +67,10 @@ async function run(worldSize: number, batch: number, splitWait = false, independ
 
 const batches = values.batches!.split(',').map(Number);
 const rows: { batch: number; one: ReplicaReport; two: ReplicaReport; twoSplit: ReplicaReport; apart: ReplicaReport }[] = [];
-for (const batch of batches) process.stderr.write(`per-replica batch ${batch}…\n`), rows.push({ batch, one: await run(1, batch), two: await run(2, batch), twoSplit: await run(2, batch, true), apart: await run(1, batch, false, 2) });
+for (const batch of batches) {
+  process.stderr.write(`per-replica batch ${batch}…\n`);
+  rows.push({ batch, one: await run(1, batch), two: await run(2, batch), twoSplit: await run(2, batch, true), apart: await run(1, batch, false, 2) });
+}
 const { backend, execution } = rows[0]!.one;
 console.log(`data-parallel scaling, fashion-mnist MLP, ${values.steps} timed steps after ${values.warmup} warm-up, one TensorFlow thread per replica, ${backend} (${execution})\n`);
 console.log('| per-replica batch | 1 replica samples/s | 2 replicas samples/s (global batch) | speed-up | scaling efficiency (target ≥ 0.85) | ceiling: 2 independent 1-replica jobs at once, samples/s (efficiency) | 2 replicas ÷ ceiling |');

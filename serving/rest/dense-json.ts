@@ -34,6 +34,8 @@ const BAIL = Symbol('bail');
 let out: Float32Array = new Float32Array(4096);
 let count = 0;
 const dims = new Array<number>(MAX_RANK).fill(-1);
+/** The rank of the tensor last read (its sizes are dims[0 … rank − 1]). */
+let rank = 0;
 const counts = new Array<number>(MAX_RANK).fill(0);
 
 function isSpace(c: number): boolean {
@@ -125,7 +127,7 @@ function number(b: Uint8Array, i: number): number {
 
 /** A dense array at `i` (its rank is the run of `[` it opens with); returns the index after it. */
 function tensor(b: Uint8Array, i: number): number {
-  let rank = 0;
+  rank = 0;
   for (let j = i; j < b.length; j++) {
     const c = b[j]!;
     if (c === 91) rank++;
@@ -192,7 +194,6 @@ export function scanDensePredictBody(b: Uint8Array): DenseJsonBody | undefined {
     let format: 'row' | 'columnar' | undefined;
     let signatureName: string | undefined;
     let seenSignature = false;
-    let rank = 0;
     let i = skip(b, 0);
     if (b[i] !== 123) return undefined;
     i++;
@@ -206,7 +207,6 @@ export function scanDensePredictBody(b: Uint8Array): DenseJsonBody | undefined {
         if (format !== undefined) return undefined;
         format = key === 'instances' ? 'row' : 'columnar';
         i = tensor(b, i);
-        rank = dims.indexOf(-1) === -1 ? MAX_RANK : dims.indexOf(-1);
       } else if (key === 'signature_name' && !seenSignature) {
         seenSignature = true;
         [signatureName, i] = string(b, i);
