@@ -67,7 +67,11 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
         }
       }
       await group.connect({ rank: join.rank, peers: join.peers });
-      context.log.info(`replica ${replica} is rank ${join.rank} of ${join.worldSize} (attempt ${jobAttempt}, ${spec.train.strategy}, ${backend.name}, ${execution.mode})`);
+      const transport = group.transport;
+      context.log.info(
+        `replica ${replica} is rank ${join.rank} of ${join.worldSize} (attempt ${jobAttempt}, ${spec.train.strategy}, ${backend.name}, ${execution.mode}, ` +
+          `all-reduce: ${transport.allReduce}${transport.reason ? ` — ${transport.reason}` : ''})`,
+      );
 
       const jobHandle = deps.client.workflow.getHandle(jobId);
       const runHandle = deps.client.workflow.getHandle(runId);
@@ -128,7 +132,7 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
           execution,
           samplesPerSecond: samples / Math.max(1e-3, seconds),
           seconds,
-          distribution: { strategy: spec.train.strategy, replicas: join.worldSize },
+          distribution: { strategy: spec.train.strategy, replicas: join.worldSize, allReduce: transport.allReduce },
         },
       };
     } finally {

@@ -36,6 +36,13 @@ export interface TrainProgress extends StepProgress {
   backend: string;
 }
 
+export interface Distribution {
+  strategy: string;
+  replicas: number;
+  /** How the gradients were all-reduced: 'shared-memory' (replicas on one host), 'tcp', or 'none' (one replica). */
+  allReduce?: string;
+}
+
 export interface TrainResult {
   /** Folder holding model.json and weights.bin. */
   modelUri: string;
@@ -48,7 +55,7 @@ export interface TrainResult {
   samplesPerSecond: number;
   seconds: number;
   /** Present when a data-parallel job trained the model. */
-  distribution?: { strategy: string; replicas: number };
+  distribution?: Distribution;
 }
 
 export interface EvaluateInput {
@@ -114,7 +121,7 @@ export interface RunResult {
     samplesPerSecond: number;
     seconds: number;
     execution: ExecutionReport;
-    distribution: { strategy: string; replicas: number };
+    distribution: Distribution;
   };
 }
 

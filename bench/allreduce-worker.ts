@@ -1,8 +1,9 @@
 /**
  * One process of bench/allreduce.ts (forked by it, talks to it over IPC). Roles:
  *
- *   ring     one rank of a CollectiveGroup: reports its address, gets the peer list, then times
- *            allReduce for each size and reports every iteration's seconds.
+ *   ring     one rank of a CollectiveGroup (TCP or shared memory, as the config says): reports its
+ *            address, gets the peer list, then times allReduce for each size and reports every
+ *            iteration's seconds.
  *   source   the loopback ceiling's writing side: listens, writes S bytes, waits for the answer,
  *            reports seconds.
  *   sink     the ceiling's reading side: dials the source, counts S bytes, answers one byte.
@@ -28,6 +29,8 @@ export interface BenchConfig {
   sendBufferBytes: number;
   minIterations: number;
   maxIterations: number;
+  /** The ring's transport for all-reduce: 'off' = TCP, 'require' = shared memory. */
+  sharedMemory?: 'off' | 'require';
 }
 
 const role = process.argv[2];
@@ -36,7 +39,9 @@ const send = (message: unknown): void => void process.send!(message);
 const nextMessage = (): Promise<FromParent> => new Promise((resolve) => process.once('message', (message) => resolve(message as FromParent)));
 
 async function ring(): Promise<void> {
-  const group = await CollectiveGroup.listen({ jobId: 'bench', attempt: 0, chunkBytes: config.chunkBytes, sendBufferBytes: config.sendBufferBytes, timeoutMs: 60_000 });
+  const group = await CollectiveGroup.listen({
+    jobId: 'bench', attempt: 0, chunkBytes: config.chunkBytes, sendBufferBytes: config.sendBufferBytes, timeoutMs: 60_000, sharedMemory: config.sharedMemory ?? 'auto',
+  });
   send({ kind: 'address', ...group.address });
   const message = await nextMessage();
   if (message.kind !== 'peers') throw new Error(`unexpected ${message.kind}`);

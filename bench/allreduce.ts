@@ -1,8 +1,9 @@
 /**
- * All-reduce over the collective ring (training/collectives) between N trainer processes on
- * loopback, against the loopback TCP ceiling measured in the same run.
+ * All-reduce (training/collectives) between N trainer processes on one host, over each transport —
+ * the TCP ring on loopback, and shared memory (what ranks on one host use by default) — against
+ * the loopback TCP ceiling measured in the same run.
  *
- *   npx tsx bench/allreduce.ts [--ranks 2,3,4] [--sizes 64K,256K,1M,4M,16M,64M]
+ *   npx tsx bench/allreduce.ts [--ranks 2,3,4] [--sizes 64K,256K,1M,4M,16M,64M] [--transports tcp,shm]
  *                              [--chunk 1M] [--send-buffer 4M] [--seconds 0.6] [--ceiling-reader onread|data]
  *
  * time    median over iterations of the slowest rank's time for one allReduce (sum), each
@@ -15,7 +16,8 @@
  *         carries here, in one direction
  * duplex  per-direction rate of two processes each sending S and receiving S at once, over two
  *         connections: the traffic of a 2-rank ring with no collective logic, hence an upper bound
- *         for busbw at N=2 on this machine
+ *         for busbw at N=2 over TCP on this machine (shared memory copies no bytes through the
+ *         kernel, so it is not bound by it)
  *
  * The target is busbw ≥ 0.6 × ceiling at sizes ≥ 4 MiB.
  */
@@ -29,6 +31,7 @@ import type { BenchConfig } from './allreduce-worker';
 const { values } = parseArgs({
   options: {
     ranks: { type: 'string', default: '2,3,4' },
+    transports: { type: 'string', default: 'tcp,shm' },
     sizes: { type: 'string', default: '64K,256K,1M,4M,16M,64M' },
     chunk: { type: 'string', default: '1M' },
     'send-buffer': { type: 'string', default: '4M' },
@@ -55,6 +58,11 @@ const config: BenchConfig = {
   maxIterations: 200,
 };
 const rankCounts = values.ranks.split(',').map(Number);
+const TRANSPORTS = { tcp: 'off', shm: 'require' } as const;
+const transports = values.transports.split(',').map((name) => {
+  if (!(name in TRANSPORTS)) throw new Error(`--transports: ${name} is not tcp or shm`);
+  return name as keyof typeof TRANSPORTS;
+});
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'allreduce-worker.ts');
 
 interface Worker {
@@ -62,8 +70,8 @@ interface Worker {
   messages: AsyncIterator<Record<string, unknown>>;
 }
 
-function spawnWorker(role: string): Worker {
-  const child = fork(WORKER, [role, JSON.stringify(config)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+function spawnWorker(role: string, overrides: Partial<BenchConfig> = {}): Worker {
+  const child = fork(WORKER, [role, JSON.stringify({ ...config, ...overrides })], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const queue: Array<Record<string, unknown>> = [];
   const waiting: Array<(message: Record<string, unknown>) => void> = [];
   const deliver = (message: Record<string, unknown>): void => {
@@ -144,8 +152,8 @@ async function measureDuplex(oneWay: Map<number, number>): Promise<Map<number, n
 }
 
 /** Median seconds per size for allReduce over N ranks (slowest rank per iteration). */
-async function measureRing(n: number): Promise<Map<number, number>> {
-  const workers = Array.from({ length: n }, () => spawnWorker('ring'));
+async function measureRing(n: number, transport: keyof typeof TRANSPORTS): Promise<Map<number, number>> {
+  const workers = Array.from({ length: n }, () => spawnWorker('ring', { sharedMemory: TRANSPORTS[transport] }));
   try {
     const addresses = await Promise.all(workers.map((worker) => expectMessage(worker, 'address')));
     const peers = addresses.map((address, rank) => ({ rank, host: String(address.host), port: Number(address.port) }));
@@ -169,7 +177,7 @@ const formatTime = (seconds: number): string => (seconds >= 0.1 ? `${(seconds * 
 const gbps = (bytesPerSecond: number): string => (bytesPerSecond / 1e9).toFixed(2);
 
 const cores = os.availableParallelism?.() ?? os.cpus().length;
-console.log(`# allReduce (sum, float32) over the collective ring on loopback`);
+console.log(`# allReduce (sum, float32) between trainer processes on one host: the TCP ring on loopback, and shared memory`);
 console.log('');
 console.log(
   `node ${process.version}, ${cores} cores; chunk ${formatSize(config.chunkBytes)}, send buffer ${formatSize(config.sendBufferBytes)}; ` +
@@ -190,9 +198,9 @@ const ceiling = await measureCeiling();
 progress('the duplex ceiling');
 const duplex = await measureDuplex(ceiling);
 const rows: string[] = [];
-for (const n of rankCounts) {
-  progress(`allReduce over ${n} ranks`);
-  const times = await measureRing(n);
+for (const n of rankCounts) for (const transport of transports) {
+  progress(`allReduce over ${n} ranks, ${transport}`);
+  const times = await measureRing(n, transport);
   for (const size of config.sizes) {
     const t = times.get(size)!;
     const algbw = size / t;
@@ -202,17 +210,18 @@ for (const n of rankCounts) {
     const ratio = busbw / ceil;
     const target = size >= 4 * 1024 ** 2 ? (ratio >= 0.6 ? ' ✓' : ' ✗') : '';
     rows.push(
-      `| ${n}${n > cores ? '*' : ''} | ${formatSize(size)} | ${formatTime(t)} | ${gbps(algbw)} | ${gbps(busbw)} | ${gbps(ceil)} | ${ratio.toFixed(2)}${target} | ${gbps(both)} | ${(busbw / both).toFixed(2)} |`,
+      `| ${n}${n > cores ? '*' : ''} | ${transport} | ${formatSize(size)} | ${formatTime(t)} | ${gbps(algbw)} | ${gbps(busbw)} | ${gbps(ceil)} | ${ratio.toFixed(2)}${target} | ${gbps(both)} | ${(busbw / both).toFixed(2)} |`,
     );
   }
 }
-console.log('| N | size | time | algbw GB/s | busbw GB/s | ceiling GB/s | busbw/ceiling | duplex GB/s | busbw/duplex |');
-console.log('|---|---|---|---|---|---|---|---|---|');
+console.log('| N | transport | size | time | algbw GB/s | busbw GB/s | ceiling GB/s | busbw/ceiling | duplex GB/s | busbw/duplex |');
+console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const row of rows) console.log(row);
 console.log('');
 console.log('target: busbw ≥ 0.6 × ceiling for sizes ≥ 4 MiB (✓ met, ✗ not met).');
 console.log(
   'duplex = per-direction rate when two processes each send S and receive S at once over two connections: the traffic of an N=2 ring ' +
-    '(busbw at N=2 is exactly that rate), so it bounds what any N=2 all-reduce can reach here; the one-way ceiling moves S in one direction only.',
+    '(busbw at N=2 is exactly that rate), so it bounds what any N=2 all-reduce over TCP can reach here; the one-way ceiling moves S in one direction only. ' +
+    'Shared memory moves no bytes through the kernel and is bound by neither.',
 );
 if (oversubscribed.length > 0) console.log(`* = more ranks than the ${cores} cores.`);

@@ -9,7 +9,7 @@ import { buildModel } from '../training/architectures';
 import { selectBackend, tf } from '../training/backend';
 import { CollectiveGroup } from '../training/collectives';
 import { createReplicaEngine } from '../training/distributed/replica-engine';
-import { replicaLoop } from '../training/distributed/replica-loop';
+import { replicaLoop, type Collective } from '../training/distributed/replica-loop';
 import { createOptimizer } from '../training/optimizers';
 
 const [worldSize, batchSize, steps, warmup] = process.argv.slice(2).map(Number) as [number, number, number, number];
@@ -48,12 +48,17 @@ const profiledEngine = Object.assign(Object.create(engine), {
 const barrierFirst = process.env.BENCH_SPLIT_WAIT === '1';
 const timedBarrier = timed('wait', group.barrier.bind(group));
 const timedAllReduce = timed('allReduce', group.allReduce.bind(group));
-const profiledGroup = Object.assign(Object.create(group), {
+// Every method bound to the group itself: its operation counter must see every operation.
+const profiledGroup: Collective = {
+  rank: group.rank,
+  worldSize: group.worldSize,
+  broadcast: group.broadcast.bind(group),
+  reduce: group.reduce.bind(group),
   allReduce: async (data: Float32Array, options?: { op?: 'sum' | 'mean' }) => {
     if (barrierFirst) await timedBarrier();
     return timedAllReduce(data, options);
   },
-});
+};
 
 let timedFrom = 0;
 let timedSteps = 0;
@@ -73,6 +78,7 @@ const seconds = (performance.now() - timedFrom) / 1000;
 const perStep = (ms: number) => Number((ms / timedSteps).toFixed(3));
 console.log(JSON.stringify({
   samplesPerSecond: (timedSteps * batchSize * worldSize) / seconds, backend: backend.name, execution: execution.mode,
+  transport: group.transport.allReduce + (group.transport.reason ? ` (${group.transport.reason})` : ''),
   msPerStep: { total: perStep(seconds * 1000), compute: perStep(phases.compute), allReduce: perStep(phases.allReduce), apply: perStep(phases.apply), wait: perStep(phases.wait) },
 }));
 await group.close();

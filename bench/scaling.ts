@@ -1,6 +1,7 @@
 /**
  * Data-parallel scaling of the fashion-mnist MLP: samples/s with 1 and with 2 replicas (separate
- * processes, ring all-reduce over loopback TCP), each replica limited to one TensorFlow thread so
+ * processes; all-reduce through shared memory, or the TCP ring with GANTRY_SHARED_MEMORY=off),
+ * each replica limited to one TensorFlow thread so
  * the two cores of this machine are two devices. Scaling efficiency = samples/s(2) / (2 ×
  * samples/s(1)); target ≥ 0.85. Swept over per-replica batch sizes (128 is the pipeline's): the
  * gradient exchange costs the same per step whatever the batch, so the efficiency is a matter of
@@ -8,11 +9,11 @@
  *
  * Beside it, the same-run ceiling: two independent 1-replica jobs at once (no communication) — on
  * a 2-core machine the two replicas slow each other down before a byte is exchanged, and no
- * all-reduce can beat that. The rates come from plain runs. A second 2-replica run puts a barrier before each all-reduce, so
- * its step breakdown splits the communication into waiting for the slower peer (the barrier) and
+ * all-reduce can beat that. The rates come from plain runs, medians over rounds. One more 2-replica
+ * run puts a barrier before each all-reduce, so its step breakdown splits the communication into waiting for the slower peer (the barrier) and
  * moving the bytes (the all-reduce proper); that run's own rate is not used.
  *
- *   npx tsx bench/scaling.ts [--batches 128,256,512] [--steps 200] [--warmup 10]
+ *   npx tsx bench/scaling.ts [--batches 128,256,512] [--steps 300] [--warmup 10] [--rounds 3]
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
@@ -20,13 +21,15 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({ options: { steps: { type: 'string', default: '200' }, warmup: { type: 'string', default: '10' }, batches: { type: 'string', default: '128,256,512' } } });
+const { values } = parseArgs({
+  options: { steps: { type: 'string', default: '300' }, warmup: { type: 'string', default: '10' }, batches: { type: 'string', default: '128,256,512' }, rounds: { type: 'string', default: '3' } },
+});
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 // As a train worker with GANTRY_TRAIN_THREADS=1 runs (ops in the calling thread: training/backend.ts).
 const ONE_THREAD = { TF_NUM_INTRAOP_THREADS: '1', OMP_NUM_THREADS: '1', TF_CPP_MIN_LOG_LEVEL: '3' };
 
 interface StepTimes { total: number; compute: number; allReduce: number; apply: number; wait: number }
-interface ReplicaReport { samplesPerSecond: number; backend: string; execution: string; msPerStep: StepTimes }
+interface ReplicaReport { samplesPerSecond: number; backend: string; execution: string; transport: string; msPerStep: StepTimes }
 
 /**
  * `worldSize` replicas of one job; or, with `independent`, that many separate 1-replica jobs at
@@ -66,28 +69,59 @@ async function run(worldSize: number, batch: number, splitWait = false, independ
 }
 
 const batches = values.batches!.split(',').map(Number);
-const rows: { batch: number; one: ReplicaReport; two: ReplicaReport; twoSplit: ReplicaReport; apart: ReplicaReport }[] = [];
-for (const batch of batches) {
-  process.stderr.write(`per-replica batch ${batch}…\n`);
-  rows.push({ batch, one: await run(1, batch), two: await run(2, batch), twoSplit: await run(2, batch, true), apart: await run(1, batch, false, 2) });
+const rounds = Number(values.rounds);
+const median = (xs: number[]): number => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+// This VM's speed drifts by ±20 % over minutes (other tenants): every round runs all three
+// configurations of a batch back to back, and the table takes each one's median over the rounds.
+type Samples = { one: ReplicaReport[]; two: ReplicaReport[]; apart: ReplicaReport[]; efficiencies: number[] };
+const samples = new Map<number, Samples>(batches.map((batch) => [batch, { one: [], two: [], apart: [], efficiencies: [] }]));
+for (let round = 1; round <= rounds; round++) {
+  for (const batch of batches) {
+    process.stderr.write(`round ${round} of ${rounds}, per-replica batch ${batch}…\n`);
+    const s = samples.get(batch)!;
+    const one = await run(1, batch);
+    const two = await run(2, batch);
+    s.one.push(one);
+    s.two.push(two);
+    s.apart.push(await run(1, batch, false, 2));
+    s.efficiencies.push(two.samplesPerSecond / (2 * one.samplesPerSecond));
+  }
 }
-const { backend, execution } = rows[0]!.one;
-console.log(`data-parallel scaling, fashion-mnist MLP, ${values.steps} timed steps after ${values.warmup} warm-up, one TensorFlow thread per replica, ${backend} (${execution})\n`);
-console.log('| per-replica batch | 1 replica samples/s | 2 replicas samples/s (global batch) | speed-up | scaling efficiency (target ≥ 0.85) | ceiling: 2 independent 1-replica jobs at once, samples/s (efficiency) | 2 replicas ÷ ceiling |');
-console.log('|---:|---:|---:|---:|---:|---:|---:|');
-for (const { batch, one, two, apart } of rows) {
-  const efficiency = two.samplesPerSecond / (2 * one.samplesPerSecond);
+const splits = new Map<number, ReplicaReport>();
+for (const batch of batches) splits.set(batch, await run(2, batch, true));
+
+const { backend, execution } = samples.get(batches[0]!)!.one[0]!;
+const transport = samples.get(batches[0]!)!.two[0]!.transport;
+console.log(
+  `data-parallel scaling, fashion-mnist MLP, ${values.steps} timed steps after ${values.warmup} warm-up, one TensorFlow thread per replica, ${backend} (${execution}); ` +
+    `all-reduce over ${transport}; medians of ${rounds} rounds\n`,
+);
+console.log('| per-replica batch | 1 replica samples/s | 2 replicas samples/s (global batch) | speed-up | scaling efficiency (target ≥ 0.85) | per-round efficiencies | ceiling: 2 independent 1-replica jobs at once, samples/s (efficiency) | 2 replicas ÷ ceiling |');
+console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
+for (const batch of batches) {
+  const s = samples.get(batch)!;
+  const one = median(s.one.map((r) => r.samplesPerSecond));
+  const two = median(s.two.map((r) => r.samplesPerSecond));
+  const apart = median(s.apart.map((r) => r.samplesPerSecond));
+  const efficiency = two / (2 * one);
   console.log(
-    `| ${batch} | ${one.samplesPerSecond.toFixed(0)} | ${two.samplesPerSecond.toFixed(0)} (${2 * batch}) | ${(two.samplesPerSecond / one.samplesPerSecond).toFixed(2)} | ${efficiency.toFixed(2)} ${efficiency >= 0.85 ? 'met' : 'missed'} | ` +
-      `${apart.samplesPerSecond.toFixed(0)} (${(apart.samplesPerSecond / (2 * one.samplesPerSecond)).toFixed(2)}) | ${(two.samplesPerSecond / apart.samplesPerSecond).toFixed(2)} |`,
+    `| ${batch} | ${one.toFixed(0)} | ${two.toFixed(0)} (${2 * batch}) | ${(two / one).toFixed(2)} | ${efficiency.toFixed(2)} ${efficiency >= 0.85 ? 'met' : 'missed'} | ` +
+      `${s.efficiencies.map((e) => e.toFixed(2)).join(' / ')} | ${apart.toFixed(0)} (${(apart / (2 * one)).toFixed(2)}) | ${(two / apart).toFixed(2)} |`,
   );
 }
 console.log('\nThe ceiling column: two 1-replica jobs run side by side share nothing but this machine (cores, caches, memory bandwidth); what they lose against 2 × one alone is lost before any communication.');
-console.log('\nper step, slowest replica (ms; 2 replicas: the run with a barrier before each all-reduce):\n');
+console.log('\nper step, slowest replica (ms; 1 replica: its median round; 2 replicas: one more run with a barrier before each all-reduce):\n');
 console.log('| per-replica batch | replicas | total | gradient session run | waiting for the peer | all-reduce (bytes moving) | update session run | other |');
 console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
-for (const { batch, one, twoSplit } of rows) {
-  for (const [n, r] of [[1, one], [2, twoSplit]] as const) {
+for (const batch of batches) {
+  const ones = samples.get(batch)!.one;
+  const middle = median(ones.map((r) => r.samplesPerSecond));
+  const one = ones.reduce((a, b) => (Math.abs(a.samplesPerSecond - middle) <= Math.abs(b.samplesPerSecond - middle) ? a : b));
+  for (const [n, r] of [[1, one], [2, splits.get(batch)!]] as const) {
     const m = r.msPerStep;
     const other = m.total - m.compute - m.wait - m.allReduce - m.apply;
     console.log(`| ${batch} | ${n} | ${m.total.toFixed(2)} | ${m.compute.toFixed(2)} | ${m.wait.toFixed(2)} | ${m.allReduce.toFixed(2)} | ${m.apply.toFixed(2)} | ${other.toFixed(2)} |`);

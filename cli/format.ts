@@ -14,6 +14,13 @@ function rolloutLine(result: RunResult): string[] {
   return [`rollout    none in the spec: v${result.version} took the alias when published`];
 }
 
+/** ", multi-worker-mirrored × 2 replicas, all-reduce over shared memory" — or nothing for a plain single trainer. */
+function distributionText(distribution: RunResult['train']['distribution'] | undefined): string {
+  if (!distribution || (distribution.replicas <= 1 && distribution.strategy === 'mirrored')) return '';
+  const transport = distribution.allReduce === 'shared-memory' ? 'shared memory' : distribution.allReduce === 'tcp' ? 'TCP' : undefined;
+  return `, ${distribution.strategy} × ${distribution.replicas} replicas${transport ? `, all-reduce over ${transport}` : ''}`;
+}
+
 /** The human summary of a finished run. */
 export function formatRunResult(result: RunResult, wallSeconds?: number): string {
   const lines = [
@@ -23,7 +30,7 @@ export function formatRunResult(result: RunResult, wallSeconds?: number): string
       (result.champion ? `; champion v${result.champion.version}: ${pct(result.champion.testAccuracy)}` : '; no champion before'),
     `training   ${result.train.epochs} epochs in ${result.train.seconds.toFixed(1)} s, ${Math.round(result.train.samplesPerSecond)} samples/s on ${result.backend} ` +
       `(tfjs ${result.backends.train.tfjsVersion}, ${result.train.execution.mode === 'graph' ? 'one TensorFlow graph per step' : `eager: ${result.train.execution.reason}`}` +
-      (result.train.distribution && (result.train.distribution.replicas > 1 || result.train.distribution.strategy !== 'mirrored') ? `, ${result.train.distribution.strategy} × ${result.train.distribution.replicas} replicas` : '') +
+      distributionText(result.train.distribution) +
       ')' +
       (result.train.resumedFromEpoch !== null ? `, attempt ${result.train.attempt} resumed after epoch ${result.train.resumedFromEpoch}` : ''),
     `data       ${result.dataset.counts.train} train / ${result.dataset.counts.validation} validation / ${result.dataset.counts.test} test, fingerprint ${result.dataset.fingerprint.slice(0, 12)}, ` +

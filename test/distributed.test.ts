@@ -10,7 +10,8 @@ import { killProcess, spawnWorkerProcess, startInProcessWorkers, waitFor } from 
 
 /**
  * Synchronous data parallelism end to end: real Temporal server (the job workflow is the
- * rendezvous), real sockets between the replicas (ring all-reduce), real Fashion-MNIST slices.
+ * rendezvous), real sockets between the replicas (ring all-reduce, or shared memory between them),
+ * real Fashion-MNIST slices.
  */
 let env: TestEnv;
 let workers: Awaited<ReturnType<typeof startInProcessWorkers>>;
@@ -53,11 +54,26 @@ describe('data-parallel training', () => {
     expect(result.train.distribution).toEqual({ strategy: 'mirrored', replicas: 1 });
   });
 
-  for (const strategy of ['multi-worker-mirrored', 'central-storage'] as const) {
-    it(`${strategy}: 2 replicas × batch 32 reach the weights of 1 replica × batch 64 (max |Δ| ≤ 1e-5), identical on every replica after every step`, async () => {
-      const handle = await startRun(workers.client, spec({ batchSize: 32, replicas: 2, strategy, verifyReplicas: true }));
-      const result = await handle.result();
-      expect(result.train.distribution).toEqual({ strategy, replicas: 2 });
+  // The replicas share a host, so all-reduce goes through shared memory unless it is turned off.
+  const cases = [
+    ['multi-worker-mirrored', 'auto', 'shared-memory'],
+    ['multi-worker-mirrored', 'off', 'tcp'],
+    ['central-storage', 'auto', 'shared-memory'],
+  ] as const;
+  for (const [strategy, sharedMemory, allReduce] of cases) {
+    it(`${strategy} (all-reduce over ${allReduce}): 2 replicas × batch 32 reach the weights of 1 replica × batch 64 (max |Δ| ≤ 1e-5), identical on every replica after every step`, async () => {
+      const previous = process.env.GANTRY_SHARED_MEMORY;
+      process.env.GANTRY_SHARED_MEMORY = sharedMemory; // read by each trainer as it opens its group
+      let result;
+      let handle;
+      try {
+        handle = await startRun(workers.client, spec({ batchSize: 32, replicas: 2, strategy, verifyReplicas: true }));
+        result = await handle.result();
+      } finally {
+        if (previous === undefined) delete process.env.GANTRY_SHARED_MEMORY;
+        else process.env.GANTRY_SHARED_MEMORY = previous;
+      }
+      expect(result.train.distribution).toEqual({ strategy, replicas: 2, allReduce });
       const job = await workers.client.workflow.getHandle(trainJobWorkflowId(handle.workflowId)).query(jobStateQuery);
       expect(job).toMatchObject({ phase: 'completed', worldSize: 2, attempt: 1 });
       expect(job.replicas.map((r) => r.rank).sort()).toEqual([0, 1]);
@@ -75,7 +91,7 @@ describe('data-parallel training', () => {
   it('elastic: starts with fewer replicas when no more trainers join in time', async () => {
     const handle = await startRun(workers.client, spec({ batchSize: 32, replicas: 3, elastic: { minReplicas: 2 }, strategy: 'multi-worker-mirrored', rendezvousTimeout: '3s', epochs: 1 }));
     const result = await handle.result();
-    expect(result.train.distribution).toEqual({ strategy: 'multi-worker-mirrored', replicas: 2 });
+    expect(result.train.distribution).toEqual({ strategy: 'multi-worker-mirrored', replicas: 2, allReduce: 'shared-memory' });
     const job = await workers.client.workflow.getHandle(trainJobWorkflowId(handle.workflowId)).query(jobStateQuery);
     expect(job).toMatchObject({ phase: 'completed', replicasWanted: 3, worldSize: 2, attempt: 1 });
   });

@@ -5,6 +5,7 @@ import { temporalTargetFromEnv } from '../../control/temporal-env';
 import { findRunningEmbeddedTemporal } from '../../control/embedded-temporal';
 import { DEFAULT_FASHION_MNIST_DIR } from '../../data/sources';
 import { selectBackend, type BackendReport } from '../../training/backend';
+import { SHARED_MEMORY_DIR, sharedMemoryAddon } from '../../training/collectives';
 
 interface Check {
   name: string;
@@ -14,7 +15,8 @@ interface Check {
 
 /**
  * What this machine can run and why not: the TensorFlow.js backend that would be chosen (and
- * each faster one that is missing, with the reason), the Temporal server, the dataset.
+ * each faster one that is missing, with the reason), the collectives' same-host transport, the
+ * Temporal server, the dataset.
  */
 export async function doctorCommand(options: { json?: boolean }): Promise<void> {
   const home = gantryHome();
@@ -35,6 +37,13 @@ export async function doctorCommand(options: { json?: boolean }): Promise<void> 
       detail: graph ? 'training steps of Sequential models run as one TensorFlow graph each' : `needs the native backend; training steps run op by op on ${backend.name}`,
     });
   }
+
+  const shared = sharedMemoryAddon();
+  checks.push({
+    name: 'shared-memory all-reduce',
+    ok: 'addon' in shared,
+    detail: 'addon' in shared ? `trainers on one host all-reduce through ${SHARED_MEMORY_DIR}` : `${shared.unavailable}; trainers all-reduce over TCP`,
+  });
 
   try {
     const target = temporalTargetFromEnv();

@@ -11,17 +11,23 @@ it('splits lengths into N nearly equal segments, the first length % N one longer
   expect(splitEvenly(0, 3)).toEqual([[0, 0], [0, 0], [0, 0]]);
 });
 
-describe.each([1, 2, 3, 4])('a ring of %i', (n) => {
+// Every collective over both transports of all-reduce: the TCP ring, and shared memory (these
+// ranks share a host — and a process, which the shared-memory waits allow for by yielding).
+const RINGS = (['off', 'auto'] as const).flatMap((sharedMemory) => [1, 2, 3, 4].map((n) => [n, sharedMemory] as const));
+
+describe.each(RINGS)('a ring of %i (shared memory %s)', (n, sharedMemory) => {
   let groups: CollectiveGroup[];
   // Small chunks so that the bigger sizes exercise many pipelined chunks per segment.
   beforeAll(async () => {
-    groups = await makeRing(n, { chunkBytes: 64 * 1024 });
+    groups = await makeRing(n, { chunkBytes: 64 * 1024, sharedMemory });
   });
   afterAll(() => closeAll(groups));
 
-  it('knows its ranks', () => {
+  it('knows its ranks and its transport', () => {
     expect(groups.map((group) => group.rank)).toEqual([...Array(n).keys()]);
     expect(groups.every((group) => group.worldSize === n && group.state === 'ready')).toBe(true);
+    const transport = n === 1 ? 'none' : sharedMemory === 'off' ? 'tcp' : 'shared-memory';
+    expect(groups.every((group) => group.transport.allReduce === transport)).toBe(true);
   });
 
   it.each([0, 1, 3, Math.max(n - 1, 0), 1000, 1_000_003])('all-reduces %i floats (sum and mean), bit-identical on every rank', async (length) => {

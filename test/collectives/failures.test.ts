@@ -40,7 +40,8 @@ const failureOf = (promise: Promise<unknown>): Promise<CollectiveError> =>
   );
 
 it('a peer that sends a truncated frame and closes fails the receiving rank at once', async () => {
-  const group = await CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, timeoutMs: 2000, chunkBytes: 1 << 20 });
+  // TCP only: the fake peer below speaks the wire protocol, not the shared-memory set-up.
+  const group = await CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, timeoutMs: 2000, chunkBytes: 1 << 20, sharedMemory: 'off' });
   open.push(group);
   const identity = { jobId: 'job-test', attempt: 1, rank: 1, worldSize: 2 };
   // A fake rank 1 built from raw sockets, with valid handshakes both ways. Rank 0 receives on the
@@ -82,10 +83,10 @@ it('a peer that sends a truncated frame and closes fails the receiving rank at o
   expect(group.state).toBe('failed');
 });
 
-it('a peer process killed mid-all-reduce makes the others fail fast, not hang', async () => {
-  const [rank0, rank1] = await Promise.all([0, 1].map(() => CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, timeoutMs: 2000, chunkBytes: 256 * 1024 })));
+it.each(['off', 'auto'] as const)('a peer process killed mid-all-reduce makes the others fail fast, not hang (shared memory %s)', async (sharedMemory) => {
+  const [rank0, rank1] = await Promise.all([0, 1].map(() => CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, timeoutMs: 2000, chunkBytes: 256 * 1024, sharedMemory })));
   open.push(rank0!, rank1!);
-  const child = fork(path.join(HERE, 'ring-member.ts'), ['1000000,262144,2000'], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(path.join(HERE, 'ring-member.ts'), ['1000000,262144,2000', sharedMemory], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   children.push(child);
   const address = await new Promise<{ host: string; port: number }>((resolve) => child.once('message', (message) => resolve(message as never)));
   const peers: PeerAddress[] = [{ rank: 0, ...rank0!.address }, { rank: 1, ...rank1!.address }, { rank: 2, host: address.host, port: address.port }];
@@ -97,6 +98,7 @@ it('a peer process killed mid-all-reduce makes the others fail fast, not hang', 
   );
   child.send({ rank: 2, peers });
   await Promise.all([rank0!.connect({ rank: 0, peers }), rank1!.connect({ rank: 1, peers })]);
+  expect(rank0!.transport.allReduce).toBe(sharedMemory === 'off' ? 'tcp' : 'shared-memory');
 
   // Both in-process ranks all-reduce 4 MB in a loop, as a trainer would every step.
   const data = [new Float32Array(1_000_000).fill(1), new Float32Array(1_000_000).fill(1)];
@@ -123,13 +125,16 @@ it('a peer process killed mid-all-reduce makes the others fail fast, not hang', 
   expect([rank0!.state, rank1!.state]).toEqual(['failed', 'failed']);
 });
 
-it('a silent peer times out the operation, naming the rank and what was awaited, and the ring is told', async () => {
-  const [rank0, rank1] = await ring(2);
+it.each([
+  ['off', 'timed out after 300 ms waiting for rank 1 to send allReduce #1 (step 1 of 2, floats 5–10)'],
+  ['auto', 'timed out after 300 ms waiting for rank 1 to arrive in allReduce #1 (shared memory)'],
+] as const)('a silent peer times out the operation, naming the rank and what was awaited, and the ring is told (shared memory %s)', async (sharedMemory, awaited) => {
+  const [rank0, rank1] = await ring(2, { sharedMemory });
   const started = Date.now();
   const error = await failureOf(rank0!.allReduce(new Float32Array(10), { timeoutMs: 300 }));
   expect(Date.now() - started).toBeLessThan(1500);
   expect(error.code).toBe('timeout');
-  expect(error.message).toBe('allReduce #1 failed on rank 0 of 2: timed out after 300 ms waiting for rank 1 to send allReduce #1 (step 1 of 2, floats 5–10)');
+  expect(error.message).toBe(`allReduce #1 failed on rank 0 of 2: ${awaited}`);
   // Rank 1 is idle, but rank 0 told it why it gave up: its next operation fails at once.
   await expect.poll(() => rank1!.state, { timeout: 1000 }).toBe('failed');
   const next = await failureOf(rank1!.barrier());
@@ -137,14 +142,19 @@ it('a silent peer times out the operation, naming the rank and what was awaited,
   await expect(rank0!.barrier()).rejects.toThrow('barrier cannot run on rank 0: the group is failed');
 });
 
-it('ranks that call different operations, or different lengths, get a protocol error', async () => {
-  const [a0, a1] = await ring(2);
+it.each([
+  ['off', /payload bytes where allReduce #1 .* needs \d+; do all ranks pass the same length/],
+  ['auto', /rank [01] all-reduces 1[02] floats where allReduce #1 on rank [01] has 1[02]; do all ranks pass the same length/],
+] as const)('ranks that call different operations, or different lengths, get a protocol error (shared memory %s)', async (sharedMemory, lengthProblem) => {
+  const [a0, a1] = await ring(2, { sharedMemory });
+  const started = Date.now();
   const mismatch = await failureOf(Promise.all([a0!.broadcast(new Float32Array(8), 0), a1!.allReduce(new Float32Array(8))]));
   expect(mismatch.code).toMatch(/protocol|aborted/);
-  const [b0, b1] = await ring(2);
+  expect(Date.now() - started).toBeLessThan(1000); // noticed, not timed out (2 s)
+  const [b0, b1] = await ring(2, { sharedMemory });
   const lengths = await Promise.allSettled([b0!.allReduce(new Float32Array(10)), b1!.allReduce(new Float32Array(12))]);
   const messages = lengths.map((result) => (result.status === 'rejected' ? (result.reason as Error).message : 'resolved'));
-  expect(messages.some((message) => /payload bytes where allReduce #1 .* needs \d+; do all ranks pass the same length/.test(message))).toBe(true);
+  expect(messages.some((message) => lengthProblem.test(message))).toBe(true);
   expect(a1!.state).toBe('failed');
   await expect.poll(() => a0!.state, { timeout: 1000 }).toBe('failed');
 });

@@ -1,12 +1,13 @@
 /**
  * A rank in its own process, for tests that kill one (forked with `--import tsx` by
- * failures.test.ts). Reports its address over IPC, takes `{ rank, peers }`, joins the ring, then
+ * failures.test.ts; argv: "length,chunkBytes,timeoutMs" and the sharedMemory mode). Reports its address over IPC, takes `{ rank, peers }`, joins the ring, then
  * all-reduces `length` floats in a loop, reporting each iteration before it starts.
  */
 import { CollectiveGroup, type PeerAddress } from '../../training/collectives';
 
 const [length, chunkBytes, timeoutMs] = (process.argv[2] ?? '1000,65536,2000').split(',').map(Number) as [number, number, number];
-const group = await CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, chunkBytes, timeoutMs });
+const sharedMemory = (process.argv[3] ?? 'auto') as 'auto' | 'off';
+const group = await CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, chunkBytes, timeoutMs, sharedMemory });
 process.send!({ kind: 'address', ...group.address });
 const { rank, peers } = await new Promise<{ rank: number; peers: PeerAddress[] }>((resolve) => process.once('message', (message) => resolve(message as never)));
 await group.connect({ rank, peers, timeoutMs: 5000 });

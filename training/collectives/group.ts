@@ -1,6 +1,8 @@
 import net, { type AddressInfo } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { CollectiveError, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_TIMEOUT_MS, FrameType, FramedSocket } from './frames';
 import { acceptHandshake, HANDSHAKE_MAX_BYTES, offerHandshake, type Handshake } from './handshake';
+import { newNonce, Segment, SHARED_MEMORY_DIR, SharedMemoryAllReduce, sharedMemoryAddon, type OperationContext } from './shared-memory';
 
 /**
  * One trainer's membership in a ring of N ranks for synchronous data-parallel training.
@@ -19,6 +21,11 @@ import { acceptHandshake, HANDSHAKE_MAX_BYTES, offerHandshake, type Handshake } 
  * rejects the operation with an error naming this rank, the operation and the peer, and closes the
  * group (telling the neighbours why, so the whole ring fails fast): the trainer fails its attempt
  * and the next attempt builds a new ring. Nothing waits without a deadline.
+ *
+ * Where every rank of the ring runs on the same host, all-reduce moves its data through shared
+ * memory instead (shared-memory.ts: no kernel copies); the ring's connections then carry only the
+ * set-up, the other operations and failures. Ranks agree on the transport at the first all-reduce
+ * (`sharedMemory` option; TCP wherever any rank cannot map every other rank's segment).
  */
 
 /** Data frames carry at most this much; smaller chunks pipeline better, larger ones cost fewer syscalls. */
@@ -39,6 +46,28 @@ export interface CollectiveGroupOptions {
   sendBufferBytes?: number;
   /** Largest frame accepted from a peer (default max(16 MiB, chunkBytes)). */
   maxFrameBytes?: number;
+  /**
+   * All-reduce through shared memory when every rank is on this host: 'auto' (default; else TCP),
+   * 'off' (TCP always), 'require' (connect() fails when it cannot be used). 'off' must be alike on
+   * every rank (the handshake checks). Default: $GANTRY_SHARED_MEMORY, else 'auto'.
+   */
+  sharedMemory?: SharedMemoryMode;
+  /** Where this rank creates its segment and looks for the others' (default /dev/shm). */
+  sharedMemoryDir?: string;
+}
+
+export type SharedMemoryMode = 'auto' | 'off' | 'require';
+const SHARED_MEMORY_MODES: readonly SharedMemoryMode[] = ['auto', 'off', 'require'];
+/** Segments hold at least this many floats (1 MiB), so small all-reduces never re-negotiate. */
+const MIN_SHARED_CAPACITY = 256 * 1024;
+/** Shared-memory waits poll this long before sleeping, where every rank can have a core. */
+const SPIN_MS = Number(process.env.GANTRY_SHARED_MEMORY_SPIN_MS ?? 0.1);
+
+/** Which transport all-reduce uses, and why not shared memory where it does not. */
+export interface TransportReport {
+  /** 'none': a ring of one, nothing to move. */
+  allReduce: 'shared-memory' | 'tcp' | 'none' | 'undecided';
+  reason?: string;
 }
 
 export interface PeerAddress {
@@ -77,6 +106,8 @@ export class CollectiveGroup {
   readonly chunkBytes: number;
   readonly sendBufferBytes: number;
   readonly maxFrameBytes: number;
+  readonly sharedMemoryMode: SharedMemoryMode;
+  readonly sharedMemoryDir: string;
   private currentState: GroupState = 'listening';
   private readonly server: net.Server;
   private serverClosed: Promise<void> | undefined;
@@ -97,6 +128,12 @@ export class CollectiveGroup {
   private opTail: Promise<unknown> = Promise.resolve();
   private current: Operation | undefined;
   private closing: Promise<void> | undefined;
+  /** Set once the ranks have agreed to all-reduce through shared memory. */
+  private sameHost: SharedMemoryAllReduce | undefined;
+  /** Why all-reduce uses TCP (undefined: undecided, or shared memory for every length so far). */
+  private tcpReason: string | undefined;
+  /** Shared memory was agreed on but segments of this many floats could not be had: longer ones use TCP. */
+  private sharedLengthLimit = Infinity;
 
   private constructor(server: net.Server, options: Required<CollectiveGroupOptions>) {
     this.server = server;
@@ -108,6 +145,8 @@ export class CollectiveGroup {
     this.chunkBytes = options.chunkBytes;
     this.sendBufferBytes = options.sendBufferBytes;
     this.maxFrameBytes = options.maxFrameBytes;
+    this.sharedMemoryMode = options.sharedMemory;
+    this.sharedMemoryDir = options.sharedMemoryDir;
     server.on('connection', (socket) => this.accepted(socket));
     server.on('error', (error) => this.fail(new CollectiveError('closed', `rank ${this.myRank}'s listener failed: ${error.message}`, { cause: error })));
   }
@@ -120,6 +159,8 @@ export class CollectiveGroup {
     const maxFrameBytes = options.maxFrameBytes ?? Math.max(DEFAULT_MAX_PAYLOAD_BYTES, chunkBytes);
     if (maxFrameBytes < chunkBytes) throw new TypeError(`CollectiveGroup.listen: maxFrameBytes (${maxFrameBytes}) is smaller than chunkBytes (${chunkBytes})`);
     const host = options.host ?? '127.0.0.1';
+    const sharedMemory = options.sharedMemory ?? sharedMemoryModeFromEnv();
+    if (!SHARED_MEMORY_MODES.includes(sharedMemory)) throw new TypeError(`CollectiveGroup.listen: sharedMemory must be one of ${SHARED_MEMORY_MODES.join(', ')}, not ${JSON.stringify(sharedMemory)}`);
     const sendBufferBytes = options.sendBufferBytes ?? DEFAULT_SEND_BUFFER_BYTES;
     const server = net.createServer({ noDelay: true, highWaterMark: sendBufferBytes });
     await new Promise<void>((resolve, reject) => {
@@ -138,7 +179,16 @@ export class CollectiveGroup {
       chunkBytes,
       sendBufferBytes,
       maxFrameBytes,
+      sharedMemory,
+      sharedMemoryDir: options.sharedMemoryDir ?? SHARED_MEMORY_DIR,
     });
+  }
+
+  /** The transport all-reduce uses (chosen by connect()). */
+  get transport(): TransportReport {
+    if (this.sameHost) return { allReduce: 'shared-memory', ...(this.sharedLengthLimit < Infinity ? { reason: `TCP from ${this.sharedLengthLimit} floats: ${this.tcpReason}` } : {}) };
+    if (this.tcpReason) return { allReduce: 'tcp', reason: this.tcpReason };
+    return { allReduce: this.currentState === 'listening' || this.currentState === 'connecting' ? 'undecided' : 'none' };
   }
 
   /** Where this rank listens: what the trainer reports to the rendezvous. */
@@ -179,7 +229,7 @@ export class CollectiveGroup {
       this.stopListening();
       return;
     }
-    const ours: Handshake = { jobId: this.jobId, attempt: this.attempt, rank, worldSize: this.size };
+    const ours: Handshake = { jobId: this.jobId, attempt: this.attempt, rank, worldSize: this.size, sharedMemory: this.sharedMemoryMode !== 'off' };
     const leftRank = mod(rank - 1, this.size);
     const rightRank = mod(rank + 1, this.size);
     const deadline = Date.now() + timeoutMs;
@@ -220,6 +270,24 @@ export class CollectiveGroup {
         if (error.code === 'aborted') this.fail(error);
       });
     }
+    // Agree on all-reduce's transport now, while every rank is here anyway (connect is collective).
+    const run = new Operation('connect (choosing the all-reduce transport)', 0, timeoutMs);
+    this.current = run;
+    try {
+      if (this.sharedMemoryMode === 'off') this.tcpReason = 'shared memory is off (sharedMemory: off)';
+      else await Promise.race([this.negotiateSharedMemory(MIN_SHARED_CAPACITY, run), run.aborted]);
+    } catch (cause) {
+      const error = asCollectiveError(cause);
+      const wrapped = new CollectiveError(error.code, `rank ${rank} failed to join the ring of job ${JSON.stringify(this.jobId)} attempt ${this.attempt}: ${error.message}`, {
+        cause,
+        ...(error.reason === undefined ? {} : { reason: error.reason }),
+      });
+      this.fail(wrapped);
+      throw wrapped;
+    } finally {
+      this.current = undefined;
+    }
+    if (this.currentState !== 'connecting') throw this.unusable('connect');
     this.currentState = 'ready';
     this.stopListening();
   }
@@ -233,7 +301,10 @@ export class CollectiveGroup {
     const op = options.op ?? 'sum';
     checkArguments('allReduce', data, op);
     return this.execute('allReduce', options, async (run) => {
-      if (this.size > 1 && data.length > 0) await this.ringAllReduce(data, op === 'mean', run);
+      if (this.size > 1 && data.length > 0) {
+        if (await this.sharedMemoryFits(data.length, run)) await this.sameHost!.allReduce(data, splitEvenly(data.length, this.size), op === 'mean', this.waitContext(run));
+        else await this.ringAllReduce(data, op === 'mean', run);
+      }
       return data;
     });
   }
@@ -291,6 +362,87 @@ export class CollectiveGroup {
     const serverClosed = this.stopListening();
     this.closing = Promise.all([...conns.map((conn) => conn.closed), serverClosed]).then(() => undefined);
     return this.closing;
+  }
+
+  // ---- the same-host transport ----------------------------------------------------------------
+
+  /**
+   * Whether this all-reduce goes through shared memory, growing the segments first (with the
+   * other ranks) where it does not fit. Every rank reaches the same answer by the same steps,
+   * decided by state they share.
+   */
+  private async sharedMemoryFits(length: number, run: Operation): Promise<boolean> {
+    if (!this.sameHost || length >= this.sharedLengthLimit) return false;
+    return length <= this.sameHost.capacity || this.negotiateSharedMemory(length, run);
+  }
+
+  /**
+   * Each rank creates a segment and announces its nonce over the ring (a sum of one-hot
+   * vectors); each maps every other rank's; a second sum counts the ranks that could not. Zero:
+   * shared memory from now on. The files are unlinked once everyone has mapped them. Run by
+   * connect(), and by an all-reduce longer than the segments hold.
+   */
+  private async negotiateSharedMemory(length: number, run: Operation): Promise<boolean> {
+    const n = this.size;
+    const r = this.myRank;
+    const capacity = Math.max(MIN_SHARED_CAPACITY, 2 ** Math.ceil(Math.log2(length)));
+    const loaded = sharedMemoryAddon();
+    const addon = 'addon' in loaded ? loaded.addon : undefined;
+    let reason: string | undefined;
+    let mine: Segment | undefined;
+    if (addon) {
+      try {
+        mine = Segment.create(addon, this.sharedMemoryDir, { jobId: this.jobId, attempt: this.attempt, rank: r, worldSize: n, nonce: newNonce() }, capacity);
+      } catch (error) {
+        reason = `rank ${r} cannot create a shared segment: ${(error as Error).message}`;
+      }
+    } else reason = `rank ${r}: ${'unavailable' in loaded ? loaded.unavailable : ''}`;
+    const segments: Segment[] = [];
+    try {
+      const nonces = new Float32Array(n);
+      nonces[r] = mine?.nonce ?? 0;
+      await this.ringAllReduce(nonces, false, run);
+      const missing = nonces.findIndex((nonce) => nonce === 0);
+      if (missing >= 0) reason ??= `rank ${missing} cannot share memory`;
+      else if (addon && mine) {
+        for (let q = 0; q < n; q++) {
+          try {
+            segments[q] = q === r ? mine : Segment.attach(addon, this.sharedMemoryDir, { jobId: this.jobId, attempt: this.attempt, rank: q, worldSize: n, nonce: nonces[q]! }, capacity);
+          } catch (error) {
+            reason = `rank ${r} cannot map rank ${q}'s segment (another host?): ${(error as Error).message}`;
+            break;
+          }
+        }
+      }
+      const failures = Float32Array.of(reason === undefined ? 0 : 1);
+      await this.ringAllReduce(failures, false, run);
+      if (failures[0] === 0) {
+        this.sameHost = new SharedMemoryAllReduce(addon!, r, segments, n <= availableParallelism() ? SPIN_MS : 0);
+        return true;
+      }
+      reason ??= `${failures[0]} rank(s) could not map every other rank's segment`;
+    } finally {
+      mine?.unlink();
+    }
+    this.tcpReason = reason;
+    if (this.sameHost) this.sharedLengthLimit = length;
+    if (this.sharedMemoryMode === 'require' && !this.sameHost) throw new CollectiveError('handshake', `shared memory is required but cannot be used: ${reason}`);
+    return false;
+  }
+
+  private waitContext(run: Operation): OperationContext {
+    return {
+      label: run.label,
+      operation: run.tag,
+      timeoutMs: run.timeoutMs,
+      check: () => {
+        run.check();
+        // Between operations a neighbour's plain close is a normal shutdown; while this rank
+        // waits on shared memory for a rank that has not finished, it means that rank is gone.
+        const broken = this.upstream?.failed ?? this.downstream?.failed;
+        if (broken) throw broken;
+      },
+    };
   }
 
   // ---- the algorithms -------------------------------------------------------------------------
@@ -463,6 +615,7 @@ export class CollectiveGroup {
       this.sequence = (this.sequence % 0xffffffff) + 1; // tag 0 is the handshake's
       const run = new Operation(`${name} #${this.sequence}`, this.sequence, options.timeoutMs ?? this.timeoutMs);
       this.current = run;
+      this.sameHost?.announce(this.sequence, name);
       try {
         return await Promise.race([body(run), run.aborted]);
       } catch (cause) {
@@ -503,6 +656,7 @@ export class CollectiveGroup {
     if (this.currentState !== 'closed') this.currentState = 'failed';
     this.connecting?.abort(error);
     this.current?.abort(error);
+    this.sameHost?.abort();
     for (const conn of this.connections()) {
       void conn.closeWith(FrameType.Abort, error.message);
       conn.fail(new CollectiveError('group-closed', `the group failed: ${error.message}`, { cause: error }));
@@ -761,6 +915,13 @@ function peersProblem(rank: number, peers: readonly PeerAddress[]): string | und
   }
   if (!Number.isInteger(rank) || rank < 0 || rank >= peers.length) return `rank ${rank} is not in 0–${peers.length - 1}`;
   return undefined;
+}
+
+function sharedMemoryModeFromEnv(): SharedMemoryMode {
+  const value = process.env.GANTRY_SHARED_MEMORY;
+  if (value === undefined || value === '') return 'auto';
+  if (!(SHARED_MEMORY_MODES as readonly string[]).includes(value)) throw new TypeError(`GANTRY_SHARED_MEMORY must be one of ${SHARED_MEMORY_MODES.join(', ')}, not ${JSON.stringify(value)}`);
+  return value as SharedMemoryMode;
 }
 
 function asCollectiveError(error: unknown): CollectiveError {

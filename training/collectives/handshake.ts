@@ -3,7 +3,7 @@ import { CollectiveError, FrameType, type FramedSocket } from './frames';
 
 /**
  * The first frame on every ring connection says who is calling: `{ jobId, attempt, rank,
- * worldSize }`. Ports are reused across jobs and attempts, so a trainer left over from a previous
+ * worldSize, sharedMemory }`. Ports are reused across jobs and attempts, so a trainer left over from a previous
  * attempt (or another job) can reach a listener that is not its ring; checking identity before a
  * single data byte flows turns that into a clear refusal instead of silently mixed gradients.
  *
@@ -17,6 +17,8 @@ export const HandshakeSchema = z
     attempt: z.number().int().min(0),
     rank: z.number().int().min(0),
     worldSize: z.number().int().min(1),
+    /** Whether this rank takes part in choosing shared memory for all-reduce (absent: it does not). */
+    sharedMemory: z.boolean().optional(),
   })
   .strict();
 export type Handshake = z.infer<typeof HandshakeSchema>;
@@ -33,6 +35,11 @@ export function handshakeMismatch(theirs: Handshake, ours: Handshake, neighbour:
   if (theirs.attempt !== ours.attempt) return `attempt ${theirs.attempt} does not match this job's attempt ${ours.attempt}`;
   if (theirs.worldSize !== ours.worldSize) return `world size ${theirs.worldSize} does not match this ring's world size ${ours.worldSize}`;
   if (theirs.rank !== expectedRank) return `rank ${theirs.rank} is not the ${neighbour} neighbour of rank ${ours.rank} (expected rank ${expectedRank})`;
+  // Every rank must take the same steps after connecting (choosing the transport is collective).
+  const [theirShared, ourShared] = [theirs.sharedMemory ?? false, ours.sharedMemory ?? false];
+  if (theirShared !== ourShared) {
+    return `rank ${theirs.rank} has shared memory ${theirShared ? 'on' : 'off'} where rank ${ours.rank} has it ${ourShared ? 'on' : 'off'} (set sharedMemory / GANTRY_SHARED_MEMORY alike on every trainer)`;
+  }
   return undefined;
 }
 

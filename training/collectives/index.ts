@@ -14,7 +14,10 @@ export {
   type PeerAddress,
   type ReduceOp,
   type ReduceOptions,
+  type SharedMemoryMode,
+  type TransportReport,
 } from './group';
+export { SHARED_MEMORY_DIR, segmentPrefix, sharedMemoryAddon } from './shared-memory';
 export {
   CollectiveError,
   DEFAULT_MAX_PAYLOAD_BYTES,
