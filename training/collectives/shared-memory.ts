@@ -231,8 +231,8 @@ export class SharedMemoryAllReduce {
 
     // My shard: the sum over ranks in rank order, written to the output and to my buffer (the
     // copy the others take), in one native pass.
-    const [start, end] = shards[r]!;
     const parts = this.segments.map((segment) => segment.buffers[b]);
+    const [start, end] = shards[r]!;
     if (end > start) {
       this.addon.sum([data.subarray(start, end), own.subarray(start, end)], parts.map((part) => part.subarray(start, end)), mean ? 1 / n : 1);
     }
