@@ -1,6 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { tf } from './backend';
-import { batchTensors, epochOrder, type Examples } from './batches';
+import { BatchScratch, batchTensors, epochOrder, type Examples } from './batches';
 import type { EpochMetrics } from './checkpoint';
 import { evaluateModel } from './evaluate';
 import { GraphTrainStep } from './graph/graph-step';
@@ -75,6 +75,7 @@ export async function trainLoop(options: TrainLoopOptions): Promise<EpochMetrics
   }
 
   async function epochs(graph: GraphTrainStep | undefined): Promise<EpochMetrics[]> {
+    const scratch = new BatchScratch();
     for (let epoch = options.startEpoch; epoch < options.epochs; epoch++) {
       const started = performance.now();
       if (options.learningRateAt) setLearningRate(optimizer, options.learningRateAt(epoch));
@@ -85,7 +86,7 @@ export async function trainLoop(options: TrainLoopOptions): Promise<EpochMetrics
       for (let step = 0; step < stepsPerEpoch; step++) {
         options.signal?.throwIfAborted();
         const indices = order.subarray(step * batchSize, Math.min((step + 1) * batchSize, train.count));
-        const { xs, ys } = batchTensors(train, indices, featureShape, numClasses);
+        const { xs, ys } = batchTensors(train, indices, featureShape, numClasses, scratch);
         const { loss, hits } = graph ? graphStep(graph, xs, ys, indices.length, globalStep) : await eagerStep(xs, ys);
         tf.dispose([xs, ys]);
         if (!Number.isFinite(loss)) throw new Error(`training diverged: loss is ${loss} at epoch ${epoch + 1}, step ${step + 1}`);

@@ -12,7 +12,10 @@ import type { ExecutionReport } from '../trainer';
 export interface ReplicaEngine {
   /** Elements of all trainable variables together. */
   readonly size: number;
-  /** Gradients (scaled by lossScale = 1 / global batch), then the shard's loss sum and correct count. */
+  /**
+   * Gradients (scaled by lossScale = 1 / global batch), then the shard's loss sum and correct
+   * count. The engine may hand back the same buffer every step: it is valid until the next call.
+   */
   computeGradients(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number, seed: [number, number]): Float32Array;
   applyGradients(flat: Float32Array): void;
   readVariables(): Float32Array;

@@ -1,6 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { tf } from '../backend';
-import { batchTensors, epochOrder, type Examples } from '../batches';
+import { BatchScratch, batchTensors, epochOrder, type Examples } from '../batches';
 import type { EpochMetrics } from '../checkpoint';
 import { evaluateModel } from '../evaluate';
 import { setLearningRate } from '../optimizers';
@@ -91,6 +91,7 @@ export async function replicaLoop(options: ReplicaLoopOptions): Promise<{ histor
   let trainedSamples = 0;
   let globalStep = options.start.globalStep;
   let steps = 0;
+  const scratch = new BatchScratch();
 
   // Rank 0's variables are the truth: a fresh start or a resume begins from identical copies.
   const initial = rank === 0 ? engine.readVariables() : new Float32Array(engine.size);
@@ -111,7 +112,7 @@ export async function replicaLoop(options: ReplicaLoopOptions): Promise<{ histor
       const [from, to] = shardOf(batch.length, rank, worldSize);
       let gradients: Float32Array;
       if (to > from) {
-        const { xs, ys } = batchTensors(train, batch.subarray(from, to), featureShape, numClasses);
+        const { xs, ys } = batchTensors(train, batch.subarray(from, to), featureShape, numClasses, scratch);
         gradients = engine.computeGradients(xs, ys, 1 / batch.length, [options.seed, globalStep * worldSize + rank]);
         tf.dispose([xs, ys]);
       } else {

@@ -51,6 +51,8 @@ function optimizerConfig(optimizer: tfType.Optimizer): OptimizerConfig {
 }
 
 export class GraphTrainStep {
+  private gradientBuffer: Float32Array | undefined;
+
   private constructor(
     private readonly backend: SessionBackend,
     private readonly session: number,
@@ -154,7 +156,8 @@ export class GraphTrainStep {
     const { outputs } = this.compiled;
     const batch = this.batchFeeds(xs, ys, lossScale, seed);
     const results = this.run(batch.feeds, [this.compiled.flatGradients, outputs.lossSum, outputs.correct]);
-    const out = new Float32Array(this.size + 2);
+    // One buffer for every step (see ReplicaEngine.computeGradients): less garbage per step.
+    const out = (this.gradientBuffer ??= new Float32Array(this.size + 2));
     out.set(results[0]!.dataSync() as Float32Array);
     out[this.size] = results[1]!.dataSync()[0]!;
     out[this.size + 1] = results[2]!.dataSync()[0]!;
