@@ -99,8 +99,9 @@ it('a rank with shared memory off cannot join ranks that have it on: the handsha
   await expect(ring([{}, { sharedMemory: 'off' }])).rejects.toThrow(/rank [01] has shared memory (on|off) where rank [01] has it (off|on) \(set sharedMemory \/ GANTRY_SHARED_MEMORY alike on every trainer\)/);
 });
 
-it('a bad sharedMemory setting is refused when the group is created', async () => {
+it('a bad sharedMemory or spin setting is refused when the group is created', async () => {
   await expect(CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, sharedMemory: 'sometimes' as never })).rejects.toThrow(
     'CollectiveGroup.listen: sharedMemory must be one of auto, off, require, not "sometimes"',
   );
+  await expect(CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, sharedMemorySpinMs: -1 })).rejects.toThrow('sharedMemorySpinMs must be a number of milliseconds in 0–100, not -1');
 });

@@ -24,7 +24,7 @@ import { newNonce, Segment, SHARED_MEMORY_DIR, SharedMemoryAllReduce, sharedMemo
  *
  * Where every rank of the ring runs on the same host, all-reduce moves its data through shared
  * memory instead (shared-memory.ts: no kernel copies); the ring's connections then carry only the
- * set-up, the other operations and failures. Ranks agree on the transport at the first all-reduce
+ * set-up, the other operations and failures. Ranks agree on the transport in connect()
  * (`sharedMemory` option; TCP wherever any rank cannot map every other rank's segment).
  */
 
@@ -54,6 +54,11 @@ export interface CollectiveGroupOptions {
   sharedMemory?: SharedMemoryMode;
   /** Where this rank creates its segment and looks for the others' (default /dev/shm). */
   sharedMemoryDir?: string;
+  /**
+   * How long shared-memory waits poll before sleeping, where every rank has a core (0–100 ms).
+   * Default: $GANTRY_SHARED_MEMORY_SPIN_MS, else 0.1.
+   */
+  sharedMemorySpinMs?: number;
 }
 
 export type SharedMemoryMode = 'auto' | 'off' | 'require';
@@ -112,6 +117,7 @@ export class CollectiveGroup {
   readonly maxFrameBytes: number;
   readonly sharedMemoryMode: SharedMemoryMode;
   readonly sharedMemoryDir: string;
+  readonly sharedMemorySpinMs: number;
   private currentState: GroupState = 'listening';
   private readonly server: net.Server;
   private serverClosed: Promise<void> | undefined;
@@ -151,6 +157,7 @@ export class CollectiveGroup {
     this.maxFrameBytes = options.maxFrameBytes;
     this.sharedMemoryMode = options.sharedMemory;
     this.sharedMemoryDir = options.sharedMemoryDir;
+    this.sharedMemorySpinMs = options.sharedMemorySpinMs;
     server.on('connection', (socket) => this.accepted(socket));
     server.on('error', (error) => this.fail(new CollectiveError('closed', `rank ${this.myRank}'s listener failed: ${error.message}`, { cause: error })));
   }
@@ -164,6 +171,7 @@ export class CollectiveGroup {
     if (maxFrameBytes < chunkBytes) throw new TypeError(`CollectiveGroup.listen: maxFrameBytes (${maxFrameBytes}) is smaller than chunkBytes (${chunkBytes})`);
     const host = options.host ?? '127.0.0.1';
     const sharedMemory = options.sharedMemory ?? sharedMemoryModeFromEnv();
+    const sharedMemorySpinMs = spinMs(options.sharedMemorySpinMs);
     if (!SHARED_MEMORY_MODES.includes(sharedMemory)) throw new TypeError(`CollectiveGroup.listen: sharedMemory must be one of ${SHARED_MEMORY_MODES.join(', ')}, not ${JSON.stringify(sharedMemory)}`);
     const sendBufferBytes = options.sendBufferBytes ?? DEFAULT_SEND_BUFFER_BYTES;
     const server = net.createServer({ noDelay: true, highWaterMark: sendBufferBytes });
@@ -185,6 +193,7 @@ export class CollectiveGroup {
       maxFrameBytes,
       sharedMemory,
       sharedMemoryDir: options.sharedMemoryDir ?? SHARED_MEMORY_DIR,
+      sharedMemorySpinMs,
     });
   }
 
@@ -237,6 +246,7 @@ export class CollectiveGroup {
     const leftRank = mod(rank - 1, this.size);
     const rightRank = mod(rank + 1, this.size);
     const deadline = Date.now() + timeoutMs;
+    const joining = `rank ${rank} failed to join the ring of job ${JSON.stringify(this.jobId)} attempt ${this.attempt}`;
     const abort = new AbortController();
     this.connecting = abort;
     try {
@@ -252,13 +262,7 @@ export class CollectiveGroup {
         ),
       );
     } catch (cause) {
-      const error = asCollectiveError(cause);
-      const wrapped = new CollectiveError(error.code, `rank ${rank} failed to join the ring of job ${JSON.stringify(this.jobId)} attempt ${this.attempt}: ${error.message}`, {
-        cause,
-        ...(error.reason === undefined ? {} : { reason: error.reason }),
-      });
-      this.fail(wrapped);
-      throw wrapped;
+      throw this.failedWith(joining, cause);
     } finally {
       this.connecting = undefined;
     }
@@ -281,13 +285,7 @@ export class CollectiveGroup {
       if (this.sharedMemoryMode === 'off') this.tcpReason = 'shared memory is off (sharedMemory: off)';
       else await Promise.race([this.negotiateSharedMemory(MIN_SHARED_CAPACITY, run), run.aborted]);
     } catch (cause) {
-      const error = asCollectiveError(cause);
-      const wrapped = new CollectiveError(error.code, `rank ${rank} failed to join the ring of job ${JSON.stringify(this.jobId)} attempt ${this.attempt}: ${error.message}`, {
-        cause,
-        ...(error.reason === undefined ? {} : { reason: error.reason }),
-      });
-      this.fail(wrapped);
-      throw wrapped;
+      throw this.failedWith(joining, cause);
     } finally {
       this.current = undefined;
     }
@@ -392,7 +390,7 @@ export class CollectiveGroup {
     const capacity = Math.max(MIN_SHARED_CAPACITY, 2 ** Math.ceil(Math.log2(length)));
     const loaded = sharedMemoryAddon();
     const addon = 'addon' in loaded ? loaded.addon : undefined;
-    let reason: string | undefined;
+    let reason = 'unavailable' in loaded ? `rank ${r}: ${loaded.unavailable}` : undefined;
     let mine: Segment | undefined;
     if (addon) {
       try {
@@ -400,7 +398,7 @@ export class CollectiveGroup {
       } catch (error) {
         reason = `rank ${r} cannot create a shared segment: ${(error as Error).message}`;
       }
-    } else reason = `rank ${r}: ${'unavailable' in loaded ? loaded.unavailable : ''}`;
+    }
     const segments: Segment[] = [];
     try {
       const nonces = new Float32Array(n);
@@ -421,7 +419,7 @@ export class CollectiveGroup {
       const failures = Float32Array.of(reason === undefined ? 0 : 1);
       await this.ringAllReduce(failures, false, run);
       if (failures[0] === 0) {
-        this.sameHost = new SharedMemoryAllReduce(addon!, r, segments, n <= availableParallelism() ? spinMsFromEnv() : 0);
+        this.sameHost = new SharedMemoryAllReduce(addon!, r, segments, n <= availableParallelism() ? this.sharedMemorySpinMs : 0);
         return true;
       }
       reason ??= `${failures[0]} rank(s) could not map every other rank's segment`;
@@ -623,13 +621,7 @@ export class CollectiveGroup {
       try {
         return await Promise.race([body(run), run.aborted]);
       } catch (cause) {
-        const error = asCollectiveError(cause);
-        const wrapped = new CollectiveError(error.code, `${run.label} failed on rank ${this.myRank} of ${this.size}: ${error.message}`, {
-          cause,
-          ...(error.reason === undefined ? {} : { reason: error.reason }),
-        });
-        this.fail(wrapped);
-        throw wrapped;
+        throw this.failedWith(`${run.label} failed on rank ${this.myRank} of ${this.size}`, cause);
       } finally {
         this.current = undefined;
       }
@@ -651,6 +643,14 @@ export class CollectiveGroup {
     if (this.size > 0 && !(Number.isInteger(root) && root >= 0 && root < this.size)) {
       throw new RangeError(`${name}: root ${root} is not a rank of this ring (0–${this.size - 1})`);
     }
+  }
+
+  /** `cause` as a CollectiveError (same code and reason) whose message starts with `context`; the group fails with it. */
+  private failedWith(context: string, cause: unknown): CollectiveError {
+    const error = asCollectiveError(cause);
+    const wrapped = new CollectiveError(error.code, `${context}: ${error.message}`, { cause, ...(error.reason === undefined ? {} : { reason: error.reason }) });
+    this.fail(wrapped);
+    return wrapped;
   }
 
   /** Close everything and tell the neighbours why; the error is kept for later calls. */
@@ -928,11 +928,11 @@ function sharedMemoryModeFromEnv(): SharedMemoryMode {
   return value as SharedMemoryMode;
 }
 
-function spinMsFromEnv(): number {
+/** The option, else $GANTRY_SHARED_MEMORY_SPIN_MS, else the default; checked either way. */
+function spinMs(option: number | undefined): number {
   const value = process.env.GANTRY_SHARED_MEMORY_SPIN_MS;
-  if (value === undefined || value === '') return DEFAULT_SPIN_MS;
-  const ms = Number(value);
-  if (!Number.isFinite(ms) || ms < 0 || ms > 100) throw new TypeError(`GANTRY_SHARED_MEMORY_SPIN_MS must be a number of milliseconds in 0–100, not ${JSON.stringify(value)}`);
+  const [ms, source] = option !== undefined ? [option, 'sharedMemorySpinMs'] : value ? [Number(value), 'GANTRY_SHARED_MEMORY_SPIN_MS'] : [DEFAULT_SPIN_MS, 'the default'];
+  if (!Number.isFinite(ms) || ms < 0 || ms > 100) throw new TypeError(`${source} must be a number of milliseconds in 0–100, not ${JSON.stringify(option ?? value)}`);
   return ms;
 }
 
