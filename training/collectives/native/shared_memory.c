@@ -55,15 +55,20 @@ static void unmap(napi_env env, void* data, void* hint) {
   munmap(data, (size_t)(uintptr_t)hint);
 }
 
+/* The call's arguments into argv; false, after throwing `usage`, unless there are exactly n. */
+static bool arguments(napi_env env, napi_callback_info info, size_t n, napi_value* argv, const char* usage) {
+  size_t argc = n;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != n) {
+    napi_throw_type_error(env, NULL, usage);
+    return false;
+  }
+  return true;
+}
+
 /* map(path: string, byteLength: number, create: boolean): ArrayBuffer */
 static napi_value map(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 3) {
-    napi_throw_type_error(env, NULL, "map(path, byteLength, create)");
-    return NULL;
-  }
+  if (!arguments(env, info, 3, argv, "map(path, byteLength, create)")) return NULL;
   char path[512];
   size_t path_length = 0;
   if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &path_length) != napi_ok || path_length == 0 || path_length >= sizeof path - 1) {
@@ -144,13 +149,8 @@ static int32_t* element(napi_env env, napi_value array, napi_value index_value) 
 
 /* wait(int32Array, index, expected, timeoutMs): "ok" | "timed-out" */
 static napi_value wait_on(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 4) {
-    napi_throw_type_error(env, NULL, "wait(int32Array, index, expected, timeoutMs)");
-    return NULL;
-  }
+  if (!arguments(env, info, 4, argv, "wait(int32Array, index, expected, timeoutMs)")) return NULL;
   int32_t* address = element(env, argv[0], argv[1]);
   if (!address) return NULL;
   int32_t expected = 0;
@@ -174,13 +174,8 @@ static napi_value wait_on(napi_env env, napi_callback_info info) {
 
 /* wake(int32Array, index): how many waiters were woken */
 static napi_value wake(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 2) {
-    napi_throw_type_error(env, NULL, "wake(int32Array, index)");
-    return NULL;
-  }
+  if (!arguments(env, info, 2, argv, "wake(int32Array, index)")) return NULL;
   int32_t* address = element(env, argv[0], argv[1]);
   if (!address) return NULL;
   long woken = syscall(SYS_futex, address, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
@@ -225,13 +220,8 @@ static int float_arrays(napi_env env, napi_value list, float** out, size_t* leng
 
 /* sum(outputs: Float32Array[], inputs: Float32Array[], scale: number): undefined */
 static napi_value sum(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 3) {
-    napi_throw_type_error(env, NULL, "sum(outputs, inputs, scale)");
-    return NULL;
-  }
+  if (!arguments(env, info, 3, argv, "sum(outputs, inputs, scale)")) return NULL;
   float* outputs[MAX_SUM_ARRAYS];
   float* inputs[MAX_SUM_ARRAYS];
   size_t length = SIZE_MAX;
