@@ -26,6 +26,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { median } from 'simple-statistics';
 import type { BenchConfig } from './allreduce-worker';
 
 const { values } = parseArgs({
@@ -96,12 +97,6 @@ async function expectMessage(worker: Worker, kind: string): Promise<Record<strin
   if (value.kind === 'error') throw new Error(String(value.message));
   if (value.kind !== kind) throw new Error(`expected ${kind}, got ${String(value.kind)}`);
   return value;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 function stop(workers: Worker[]): void {

@@ -1,17 +1,18 @@
 /**
  * Data-parallel scaling of the fashion-mnist MLP: samples/s with 1 and with 2 replicas (separate
  * processes; all-reduce through shared memory, or the TCP ring with GANTRY_SHARED_MEMORY=off),
- * each replica limited to one TensorFlow thread so
- * the two cores of this machine are two devices. Scaling efficiency = samples/s(2) / (2 ×
- * samples/s(1)); target ≥ 0.85. Swept over per-replica batch sizes (128 is the pipeline's): the
- * gradient exchange costs the same per step whatever the batch, so the efficiency is a matter of
- * how much compute each step has to hide it behind — the table shows where the target is met.
+ * each replica limited to one TensorFlow thread so the two cores of this machine are two devices.
+ * Scaling efficiency = samples/s(2) / (2 × samples/s(1)); target ≥ 0.85. Swept over per-replica
+ * batch sizes (128 is the pipeline's): the gradient exchange costs the same per step whatever the
+ * batch, so the efficiency is a matter of how much compute each step has to hide it behind — the
+ * table shows where the target is met.
  *
  * Beside it, the same-run ceiling: two independent 1-replica jobs at once (no communication) — on
  * a 2-core machine the two replicas slow each other down before a byte is exchanged, and no
- * all-reduce can beat that. The rates come from plain runs, medians over rounds. One more 2-replica
- * run puts a barrier before each all-reduce, so its step breakdown splits the communication into waiting for the slower peer (the barrier) and
- * moving the bytes (the all-reduce proper); that run's own rate is not used.
+ * all-reduce can beat that. The rates come from plain runs, medians over rounds. One more
+ * 2-replica run puts a barrier before each all-reduce, so its step breakdown splits the
+ * communication into waiting for the slower peer (the barrier) and moving the bytes (the
+ * all-reduce proper); that run's own rate is not used.
  *
  *   npx tsx bench/scaling.ts [--batches 128,256,512] [--steps 300] [--warmup 10] [--rounds 3]
  */
@@ -20,6 +21,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { median } from 'simple-statistics';
 
 const { values } = parseArgs({
   options: { steps: { type: 'string', default: '300' }, warmup: { type: 'string', default: '10' }, batches: { type: 'string', default: '128,256,512' }, rounds: { type: 'string', default: '3' } },
@@ -70,11 +72,6 @@ async function run(worldSize: number, batch: number, splitWait = false, independ
 
 const batches = values.batches!.split(',').map(Number);
 const rounds = Number(values.rounds);
-const median = (xs: number[]): number => {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-};
 // This VM's speed drifts by ±20 % over minutes (other tenants): every round runs all three
 // configurations of a batch back to back, and the table takes each one's median over the rounds.
 type Samples = { one: ReplicaReport[]; two: ReplicaReport[]; apart: ReplicaReport[]; efficiencies: number[] };

@@ -3,9 +3,10 @@ import { CollectiveError, FrameType, type FramedSocket } from './frames';
 
 /**
  * The first frame on every ring connection says who is calling: `{ jobId, attempt, rank,
- * worldSize, sharedMemory }`. Ports are reused across jobs and attempts, so a trainer left over from a previous
- * attempt (or another job) can reach a listener that is not its ring; checking identity before a
- * single data byte flows turns that into a clear refusal instead of silently mixed gradients.
+ * worldSize, sharedMemory }`. Ports are reused across jobs and attempts, so a trainer left over
+ * from a previous attempt (or another job) can reach a listener that is not its ring; checking
+ * identity before a single data byte flows turns that into a clear refusal instead of silently
+ * mixed gradients.
  *
  * The connecting side sends Hello; the accepting side answers Welcome (with its own identity, which
  * the connecting side checks in turn) or Reject with the reason, then closes.
