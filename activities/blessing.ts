@@ -25,9 +25,15 @@ export function decideBlessing(
     reasons.push(`${passed ? 'pass' : 'FAIL'}: ${reason}`);
   };
 
-  check(candidate.accuracy >= gate.minAccuracy, `test accuracy ${pct(candidate.accuracy)} ${candidate.accuracy >= gate.minAccuracy ? '≥' : '<'} minimum ${pct(gate.minAccuracy)}`);
+  check(
+    candidate.accuracy >= gate.minAccuracy,
+    `test accuracy ${pct(candidate.accuracy)} ${candidate.accuracy >= gate.minAccuracy ? '≥' : '<'} minimum ${pct(gate.minAccuracy)}`,
+  );
   if (gate.maxLoss !== undefined) {
-    check(candidate.loss <= gate.maxLoss, `test loss ${candidate.loss.toFixed(4)} ${candidate.loss <= gate.maxLoss ? '≤' : '>'} maximum ${gate.maxLoss}`);
+    check(
+      candidate.loss <= gate.maxLoss,
+      `test loss ${candidate.loss.toFixed(4)} ${candidate.loss <= gate.maxLoss ? '≤' : '>'} maximum ${gate.maxLoss}`,
+    );
   }
   if (champion) {
     const delta = candidate.accuracy - champion.metrics.accuracy;

@@ -27,7 +27,13 @@ export function configuredServers(deps: ActivityDeps): ServerTarget[] {
 
 const sameJson = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
-async function applyToServer(client: ServingClient, url: string, model: string, desired: DesiredServing, heartbeat: () => void): Promise<ServerApply> {
+async function applyToServer(
+  client: ServingClient,
+  url: string,
+  model: string,
+  desired: DesiredServing,
+  heartbeat: () => void,
+): Promise<ServerApply> {
   const changed: string[] = [];
   const { state } = await client.adminState();
   const current = state.models[model];
@@ -41,9 +47,19 @@ async function applyToServer(client: ServingClient, url: string, model: string, 
   }
 
   const policy = { specific: { versions: [...desired.versions].sort((a, b) => a - b) } };
-  if (!current || !sameJson(current.model_version_policy, policy) || !sameJson(sortKeys(current.version_labels), sortKeys(desired.labels))) {
+  if (
+    !current ||
+    !sameJson(current.model_version_policy, policy) ||
+    !sameJson(sortKeys(current.version_labels), sortKeys(desired.labels))
+  ) {
     await client.putModel(model, { model_version_policy: policy, version_labels: desired.labels });
-    changed.push(`versions ${policy.specific.versions.join(', ')}; labels ${Object.entries(desired.labels).map(([l, v]) => `${l}=v${v}`).join(', ') || 'none'}`);
+    changed.push(
+      `versions ${policy.specific.versions.join(', ')}; labels ${
+        Object.entries(desired.labels)
+          .map(([l, v]) => `${l}=v${v}`)
+          .join(', ') || 'none'
+      }`,
+    );
   }
 
   // A split may only name AVAILABLE versions: wait for the loads (a new version warms up first).
@@ -53,13 +69,28 @@ async function applyToServer(client: ServingClient, url: string, model: string, 
     const missing = desired.versions.filter((v) => statuses.find((s) => s.version === v)?.state !== 'AVAILABLE');
     if (missing.length === 0) break;
     const failed = statuses.filter((s) => missing.includes(s.version) && s.error);
-    if (failed.length) return { url, ok: false, changed, error: failed.map((s) => `v${s.version} failed to load: ${s.error}`).join('; ') };
-    if (Date.now() > deadline) return { url, ok: false, changed, error: `v${missing.join(', v')} not AVAILABLE after ${LOAD_TIMEOUT_MS / 1000} s` };
+    if (failed.length)
+      return {
+        url,
+        ok: false,
+        changed,
+        error: failed.map((s) => `v${s.version} failed to load: ${s.error}`).join('; '),
+      };
+    if (Date.now() > deadline)
+      return {
+        url,
+        ok: false,
+        changed,
+        error: `v${missing.join(', v')} not AVAILABLE after ${LOAD_TIMEOUT_MS / 1000} s`,
+      };
     heartbeat();
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 
-  const traffic = { ...(desired.split ? { split: desired.split } : {}), ...(desired.shadow ? { shadow: desired.shadow } : {}) };
+  const traffic = {
+    ...(desired.split ? { split: desired.split } : {}),
+    ...(desired.shadow ? { shadow: desired.shadow } : {}),
+  };
   const currentTraffic = state.traffic[model];
   if (Object.keys(traffic).length === 0) {
     if (currentTraffic) {
@@ -68,7 +99,9 @@ async function applyToServer(client: ServingClient, url: string, model: string, 
     }
   } else if (!currentTraffic || !sameJson(currentTraffic, traffic)) {
     await client.setTraffic(model, traffic);
-    changed.push(`split ${desired.split?.map((s) => `v${s.version}:${s.weight}`).join(' ') ?? 'none'}${desired.shadow ? `; shadow v${desired.shadow.version} ${desired.shadow.percent} %` : ''}`);
+    changed.push(
+      `split ${desired.split?.map((s) => `v${s.version}:${s.weight}`).join(' ') ?? 'none'}${desired.shadow ? `; shadow v${desired.shadow.version} ${desired.shadow.percent} %` : ''}`,
+    );
   }
   return { url, ok: true, changed };
 }

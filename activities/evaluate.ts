@@ -13,7 +13,12 @@ import { readRegistry } from './registry-client';
 import type { EvaluateInput, EvaluationResult } from './types';
 
 export function createEvaluateActivity(deps: ActivityDeps) {
-  return async function evaluate({ runId, spec: rawSpec, dataset, modelUri }: EvaluateInput): Promise<EvaluationResult> {
+  return async function evaluate({
+    runId,
+    spec: rawSpec,
+    dataset,
+    modelUri,
+  }: EvaluateInput): Promise<EvaluationResult> {
     const spec = checkedSpec(rawSpec);
     const context = Context.current();
     const backend = await activeBackend();
@@ -45,13 +50,25 @@ export function createEvaluateActivity(deps: ActivityDeps) {
       champion = {
         version: championEntry.version,
         metrics: await measure(`champion v${championEntry.version}`, async () =>
-          deserializeModel(await readFile(path.join(folder, 'model.json'), 'utf8'), await readFile(path.join(folder, WEIGHTS_FILE))),
+          deserializeModel(
+            await readFile(path.join(folder, 'model.json'), 'utf8'),
+            await readFile(path.join(folder, WEIGHTS_FILE)),
+          ),
         ),
       };
     }
 
     const decision = decideBlessing(candidate, champion, spec.evaluation);
-    const report = { runId, model: spec.model.name, datasetFingerprint: dataset.fingerprint, candidate, champion, ...decision, gate: spec.evaluation, backend };
+    const report = {
+      runId,
+      model: spec.model.name,
+      datasetFingerprint: dataset.fingerprint,
+      candidate,
+      champion,
+      ...decision,
+      gate: spec.evaluation,
+      backend,
+    };
     const reportUri = await deps.store.put(`runs/${runId}/evaluation.json`, JSON.stringify(report, null, 2));
     return { candidate, champion, blessed: decision.blessed, reasons: decision.reasons, reportUri, backend };
   };

@@ -1,4 +1,10 @@
-import { diffSnapshots, mergeSnapshots, parseServingMetrics, windowStats, type MetricsSnapshot } from '../serving/metrics-snapshot';
+import {
+  diffSnapshots,
+  mergeSnapshots,
+  parseServingMetrics,
+  windowStats,
+  type MetricsSnapshot,
+} from '../serving/metrics-snapshot';
 import { ServingClient } from '../serving/client';
 import type { ShadowWindow, VersionWindow } from '../workflows/canary-analysis';
 import type { ActivityDeps } from './deps';
@@ -24,7 +30,10 @@ export function createMonitorActivities(deps: ActivityDeps): Pick<DeployActiviti
       const readings = await Promise.all(
         servers.map(async (target) => {
           try {
-            const snapshot = parseServingMetrics(await new ServingClient(target, { timeoutMs: 5_000 }).metricsText(), model);
+            const snapshot = parseServingMetrics(
+              await new ServingClient(target, { timeoutMs: 5_000 }).metricsText(),
+              model,
+            );
             return { url: target.url, ok: true as const, snapshot };
           } catch (error) {
             return { url: target.url, ok: false as const, error: (error as Error).message };
@@ -46,7 +55,15 @@ export function createMonitorActivities(deps: ActivityDeps): Pick<DeployActiviti
       const shadow: Record<string, ShadowWindow> = {};
       if (windows.length) {
         for (const [version, stats] of Object.entries(windowStats(mergeSnapshots(windows)))) {
-          versions[version] = { requests: stats.requests, errors: stats.errors, errorRate: stats.errorRate, p90Ms: stats.p90Ms, p99Ms: stats.p99Ms, feedback: stats.feedback, classCounts: stats.classCounts };
+          versions[version] = {
+            requests: stats.requests,
+            errors: stats.errors,
+            errorRate: stats.errorRate,
+            p90Ms: stats.p90Ms,
+            p99Ms: stats.p99Ms,
+            feedback: stats.feedback,
+            classCounts: stats.classCounts,
+          };
           shadow[version] = { agree: stats.shadow.agree, disagree: stats.shadow.disagree, error: stats.shadow.error };
         }
       }

@@ -10,7 +10,14 @@ import type { PublishInput } from './types';
  * version), then tells the registry, which moves the alias to it — unless a rollout will decide.
  */
 export function createPublishActivity(deps: ActivityDeps) {
-  return async function publish({ runId, spec: rawSpec, version, modelUri, evaluation, moveAlias }: PublishInput): Promise<{ publishedPath: string }> {
+  return async function publish({
+    runId,
+    spec: rawSpec,
+    version,
+    modelUri,
+    evaluation,
+    moveAlias,
+  }: PublishInput): Promise<{ publishedPath: string }> {
     const spec = checkedSpec(rawSpec);
     const repository = new ModelRepository(deps.home.modelRepositoryDir);
     const metadata = {
@@ -18,7 +25,10 @@ export function createPublishActivity(deps: ActivityDeps) {
       version,
       runId,
       architecture: spec.model.architecture,
-      signature: { inputs: { input: { dtype: 'float32', note: 'raw pixel values 0..255' } }, outputs: { probabilities: { dtype: 'float32' } } },
+      signature: {
+        inputs: { input: { dtype: 'float32', note: 'raw pixel values 0..255' } },
+        outputs: { probabilities: { dtype: 'float32' } },
+      },
       metrics: evaluation.candidate,
       reasons: evaluation.reasons,
       gitCommit: deps.gitCommit,
@@ -28,9 +38,9 @@ export function createPublishActivity(deps: ActivityDeps) {
       'weights.bin': await deps.store.get(`${modelUri}/weights.bin`),
       [METADATA_FILE]: JSON.stringify(metadata, null, 2),
     });
-    await deps.client.workflow
-      .getHandle(registryWorkflowId(spec.model.name))
-      .executeUpdate(publishVersionUpdate, { args: [{ version, publishedPath, alias: moveAlias === false ? null : spec.deployment.alias }] });
+    await deps.client.workflow.getHandle(registryWorkflowId(spec.model.name)).executeUpdate(publishVersionUpdate, {
+      args: [{ version, publishedPath, alias: moveAlias === false ? null : spec.deployment.alias }],
+    });
     return { publishedPath };
   };
 }

@@ -13,14 +13,27 @@ import type { RegisterInput } from './types';
  * registered which version, so a retried activity gets the same number back.
  */
 export function createRegisterActivity(deps: ActivityDeps) {
-  return async function register({ runId, spec: rawSpec, datasetFingerprint, trained, evaluation }: RegisterInput): Promise<{ version: number }> {
+  return async function register({
+    runId,
+    spec: rawSpec,
+    datasetFingerprint,
+    trained,
+    evaluation,
+  }: RegisterInput): Promise<{ version: number }> {
     const spec = checkedSpec(rawSpec);
     const { taskQueue } = Context.current().info;
     const startWorkflowOperation = new WithStartWorkflowOperation(registryWorkflow, {
       workflowId: registryWorkflowId(spec.model.name),
       // The registry runs where this activity runs: the control pool.
       taskQueue: taskQueue || taskQueueOf('control'),
-      args: [{ model: spec.model.name, ...(process.env.GANTRY_RECONCILE_INTERVAL ? { reconcileInterval: process.env.GANTRY_RECONCILE_INTERVAL } : {}) }],
+      args: [
+        {
+          model: spec.model.name,
+          ...(process.env.GANTRY_RECONCILE_INTERVAL
+            ? { reconcileInterval: process.env.GANTRY_RECONCILE_INTERVAL }
+            : {}),
+        },
+      ],
       workflowIdConflictPolicy: 'USE_EXISTING',
     });
     return deps.client.workflow.executeUpdateWithStart(registerVersionUpdate, {

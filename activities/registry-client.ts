@@ -11,7 +11,10 @@ export function registryWorkflowId(model: string, env: NodeJS.ProcessEnv = proce
 }
 
 /** The model name of a registry workflow id of this deployment, or undefined for any other id. */
-export function modelOfRegistryWorkflowId(workflowId: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+export function modelOfRegistryWorkflowId(
+  workflowId: string,
+  env: NodeJS.ProcessEnv = process.env,
+): string | undefined {
   const prefix = `${deploymentPrefix(env)}-registry:`;
   return workflowId.startsWith(prefix) ? workflowId.slice(prefix.length) : undefined;
 }

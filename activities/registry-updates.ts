@@ -1,7 +1,13 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import type { UpdateDefinition } from '@temporalio/common';
-import { claimTrafficUpdate, concludeUpdate, recordEventUpdate, releaseTrafficUpdate, setServingUpdate } from '../workflows/registry';
+import {
+  claimTrafficUpdate,
+  concludeUpdate,
+  recordEventUpdate,
+  releaseTrafficUpdate,
+  setServingUpdate,
+} from '../workflows/registry';
 import type { ActivityDeps } from './deps';
 import { registryWorkflowId } from './registry-client';
 import type { DeployActivities } from './types';
@@ -11,13 +17,20 @@ import type { DeployActivities } from './types';
  * itself, so an activity does). A refusal by the registry's validator — another rollout holds the
  * traffic, an unpublished version — is final: retrying would not change the answer.
  */
-export function createRegistryUpdateActivities(deps: ActivityDeps): Pick<DeployActivities, 'claimTraffic' | 'releaseTraffic' | 'setServing' | 'conclude' | 'recordEvent'> {
+export function createRegistryUpdateActivities(
+  deps: ActivityDeps,
+): Pick<DeployActivities, 'claimTraffic' | 'releaseTraffic' | 'setServing' | 'conclude' | 'recordEvent'> {
   async function update<Ret, Arg>(model: string, definition: UpdateDefinition<Ret, [Arg]>, arg: Arg): Promise<Ret> {
     try {
-      return await deps.client.workflow.getHandle(registryWorkflowId(model)).executeUpdate(definition, { args: [arg] as [Arg] });
+      return await deps.client.workflow
+        .getHandle(registryWorkflowId(model))
+        .executeUpdate(definition, { args: [arg] as [Arg] });
     } catch (error) {
       if (error instanceof WorkflowUpdateFailedError) {
-        throw ApplicationFailure.nonRetryable(`registry of "${model}" refused ${definition.name}: ${error.cause?.message ?? error.message}`, 'RegistryRefused');
+        throw ApplicationFailure.nonRetryable(
+          `registry of "${model}" refused ${definition.name}: ${error.cause?.message ?? error.message}`,
+          'RegistryRefused',
+        );
       }
       throw error;
     }

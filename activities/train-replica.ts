@@ -24,7 +24,10 @@ function collectiveHost(): string {
 /** Every receive of a collective operation must finish within this (a lost peer is an error, not a hang). */
 function collectiveTimeoutMs(): number {
   const value = Number(process.env.GANTRY_COLLECTIVE_TIMEOUT_MS ?? '60000');
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`GANTRY_COLLECTIVE_TIMEOUT_MS must be a positive number, got "${process.env.GANTRY_COLLECTIVE_TIMEOUT_MS}"`);
+  if (!Number.isFinite(value) || value <= 0)
+    throw new Error(
+      `GANTRY_COLLECTIVE_TIMEOUT_MS must be a positive number, got "${process.env.GANTRY_COLLECTIVE_TIMEOUT_MS}"`,
+    );
   return value;
 }
 
@@ -39,12 +42,22 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
     const { runId, dataset, jobId, jobAttempt, replica } = input;
     const context = Context.current();
     const started = performance.now();
-    const { backend, trainSplit, validationSplit, checkpointPrefix, restored, model, optimizer, history } = await prepareTraining(deps, runId, spec, dataset);
+    const { backend, trainSplit, validationSplit, checkpointPrefix, restored, model, optimizer, history } =
+      await prepareTraining(deps, runId, spec, dataset);
     const start = restored
-      ? { epoch: restored.manifest.epochsCompleted, stepInEpoch: restored.manifest.stepInEpoch, globalStep: restored.manifest.globalStep }
+      ? {
+          epoch: restored.manifest.epochsCompleted,
+          stepInEpoch: restored.manifest.stepInEpoch,
+          globalStep: restored.manifest.globalStep,
+        }
       : { epoch: 0, stepInEpoch: 0, globalStep: 0 };
 
-    const group = await CollectiveGroup.listen({ jobId, attempt: jobAttempt, host: collectiveHost(), timeoutMs: collectiveTimeoutMs() });
+    const group = await CollectiveGroup.listen({
+      jobId,
+      attempt: jobAttempt,
+      host: collectiveHost(),
+      timeoutMs: collectiveTimeoutMs(),
+    });
     // A cancelled attempt closes the sockets at once, so peers fail fast instead of timing out.
     const onCancel = () => void group.close();
     context.cancellationSignal.addEventListener('abort', onCancel);
@@ -55,7 +68,16 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
       let join;
       try {
         join = await deps.client.workflow.getHandle(jobId).executeUpdate(joinJobUpdate, {
-          args: [{ jobId, jobAttempt, replica, host: group.address.host, port: group.address.port, identity: `${os.hostname()}:${process.pid}` }],
+          args: [
+            {
+              jobId,
+              jobAttempt,
+              replica,
+              host: group.address.host,
+              port: group.address.port,
+              identity: `${os.hostname()}:${process.pid}`,
+            },
+          ],
         });
       } finally {
         clearInterval(heartbeat);
@@ -63,7 +85,10 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
       if (spec.train.strategy === 'mirrored') {
         const hosts = new Set(join.peers.map((p) => p.host));
         if (hosts.size > 1) {
-          throw ApplicationFailure.nonRetryable(`mirrored keeps every replica on one host, but they joined from ${[...hosts].join(', ')}; use multi-worker-mirrored across hosts`, 'InvalidSpec');
+          throw ApplicationFailure.nonRetryable(
+            `mirrored keeps every replica on one host, but they joined from ${[...hosts].join(', ')}; use multi-worker-mirrored across hosts`,
+            'InvalidSpec',
+          );
         }
       }
       await group.connect({ rank: join.rank, peers: join.peers });
@@ -79,7 +104,11 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
       let lastValAccuracy = history.at(-1)?.valAccuracy ?? null;
       const report = (step: ReplicaProgress, force = false) => {
         const progress: TrainProgress & { samplesPerSecond: number } = {
-          ...step, attempt: jobAttempt, valAccuracy: lastValAccuracy, resumedFromEpoch: restored ? start.epoch : null, backend: backend.name,
+          ...step,
+          attempt: jobAttempt,
+          valAccuracy: lastValAccuracy,
+          resumedFromEpoch: restored ? start.epoch : null,
+          backend: backend.name,
         };
         context.heartbeat(progress);
         const now = performance.now();
@@ -90,30 +119,55 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
         if (join.rank === 0) runHandle.signal(trainProgressSignal, progress).catch(() => {});
       };
       const checkpoint = (position: { epoch: number; stepInEpoch: number; globalStep: number }) =>
-        saveCheckpoint(deps.store, checkpointPrefix, { model, optimizer, epochsCompleted: position.epoch, stepInEpoch: position.stepInEpoch, globalStep: position.globalStep, history, attempt: jobAttempt });
+        saveCheckpoint(deps.store, checkpointPrefix, {
+          model,
+          optimizer,
+          epochsCompleted: position.epoch,
+          stepInEpoch: position.stepInEpoch,
+          globalStep: position.globalStep,
+          history,
+          attempt: jobAttempt,
+        });
 
       let result;
       try {
         result = await replicaLoop({
-          engine, collective: group, strategy: spec.train.strategy as 'mirrored' | 'multi-worker-mirrored' | 'central-storage', model, optimizer,
-          train: trainSplit, validation: validationSplit, featureShape: dataset.featureShape, numClasses: dataset.numClasses,
-          epochs: spec.train.epochs, batchSize: spec.train.batchSize, seed: spec.train.seed, start,
+          engine,
+          collective: group,
+          strategy: spec.train.strategy as 'mirrored' | 'multi-worker-mirrored' | 'central-storage',
+          model,
+          optimizer,
+          train: trainSplit,
+          validation: validationSplit,
+          featureShape: dataset.featureShape,
+          numClasses: dataset.numClasses,
+          epochs: spec.train.epochs,
+          batchSize: spec.train.batchSize,
+          seed: spec.train.seed,
+          start,
           learningRateAt: (epoch, progress) => scaledLearningRate(spec.train, join.worldSize, epoch, progress),
-          checkpointEverySteps: spec.train.checkpointEverySteps, verifyReplicas: spec.train.verifyReplicas, stepDelayMs: spec.train.stepDelayMs,
+          checkpointEverySteps: spec.train.checkpointEverySteps,
+          verifyReplicas: spec.train.verifyReplicas,
+          stepDelayMs: spec.train.stepDelayMs,
           signal: context.cancellationSignal,
           onStep: (step) => report(step, step.step === step.stepsPerEpoch),
-          onCheckpoint: async (position) => { await checkpoint(position); },
+          onCheckpoint: async (position) => {
+            await checkpoint(position);
+          },
           onEpochEnd: async (metrics, position) => {
             history.push(metrics);
             lastValAccuracy = metrics.valAccuracy;
             await checkpoint(position);
-            context.log.info(`epoch ${metrics.epoch}/${spec.train.epochs}: loss ${metrics.loss.toFixed(4)} acc ${metrics.accuracy.toFixed(4)} val_acc ${metrics.valAccuracy.toFixed(4)} (${metrics.seconds.toFixed(1)} s)`);
+            context.log.info(
+              `epoch ${metrics.epoch}/${spec.train.epochs}: loss ${metrics.loss.toFixed(4)} acc ${metrics.accuracy.toFixed(4)} val_acc ${metrics.valAccuracy.toFixed(4)} (${metrics.seconds.toFixed(1)} s)`,
+            );
           },
         });
       } catch (error) {
         if (context.cancellationSignal.aborted) throw context.cancellationSignal.reason ?? error;
         if (error instanceof ReplicasDiverged) throw ApplicationFailure.nonRetryable(error.message, 'ReplicasDiverged');
-        if (error instanceof Error && error.message.startsWith('training diverged')) throw ApplicationFailure.nonRetryable(error.message, 'TrainingDiverged');
+        if (error instanceof Error && error.message.startsWith('training diverged'))
+          throw ApplicationFailure.nonRetryable(error.message, 'TrainingDiverged');
         throw error;
       }
       const seconds = (performance.now() - started) / 1000;

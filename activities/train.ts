@@ -19,9 +19,13 @@ export function createTrainActivity(deps: ActivityDeps) {
     const context = Context.current();
     const { attempt, workflowExecution } = context.info;
     const started = performance.now();
-    const { backend, trainSplit, validationSplit, checkpointPrefix, restored, model, optimizer, history } = await prepareTraining(deps, runId, spec, dataset);
-    context.log.info(`training ${spec.model.architecture} on ${backend.name} (attempt ${attempt})${backend.fallbackReason ? `; fell back because ${backend.fallbackReason}` : ''}`);
-    if (restored) context.log.info(`resuming from ${restored.manifestUri}: ${restored.manifest.epochsCompleted} epochs done`);
+    const { backend, trainSplit, validationSplit, checkpointPrefix, restored, model, optimizer, history } =
+      await prepareTraining(deps, runId, spec, dataset);
+    context.log.info(
+      `training ${spec.model.architecture} on ${backend.name} (attempt ${attempt})${backend.fallbackReason ? `; fell back because ${backend.fallbackReason}` : ''}`,
+    );
+    if (restored)
+      context.log.info(`resuming from ${restored.manifestUri}: ${restored.manifest.epochsCompleted} epochs done`);
     const resumedFromEpoch = restored ? restored.manifest.epochsCompleted : null;
 
     // The run this activity belongs to (falls back to the run id for activities started outside a workflow).
@@ -35,7 +39,9 @@ export function createTrainActivity(deps: ActivityDeps) {
       if (force || now - lastSignal >= PROGRESS_SIGNAL_INTERVAL_MS) {
         lastSignal = now;
         // Progress is best effort: a lost signal must never fail the training.
-        workflow.signal(trainProgressSignal, progress).catch((error: Error) => context.log.warn(`progress signal failed: ${error.message}`));
+        workflow
+          .signal(trainProgressSignal, progress)
+          .catch((error: Error) => context.log.warn(`progress signal failed: ${error.message}`));
       }
     };
     const samplesPerSecond = () => trainedSamples / Math.max(1e-3, (performance.now() - trainingStarted) / 1000);
@@ -56,25 +62,42 @@ export function createTrainActivity(deps: ActivityDeps) {
         startEpoch: resumedFromEpoch ?? 0,
         startGlobalStep: restored?.manifest.globalStep ?? 0,
         stepDelayMs: spec.train.stepDelayMs,
-        learningRateAt: (epoch) => learningRateAt(spec.train.learningRateSchedule, spec.train.learningRate, epoch, spec.train.epochs),
+        learningRateAt: (epoch) =>
+          learningRateAt(spec.train.learningRateSchedule, spec.train.learningRate, epoch, spec.train.epochs),
         signal: context.cancellationSignal,
         onExecution: (report) => {
           execution = report;
-          context.log.info(`steps run ${report.mode === 'graph' ? 'as one TensorFlow graph each' : `eagerly (${report.reason})`}`);
+          context.log.info(
+            `steps run ${report.mode === 'graph' ? 'as one TensorFlow graph each' : `eagerly (${report.reason})`}`,
+          );
         },
         onStep: (step) => {
           // Every batch is full but an epoch's last, which holds the remainder.
           const lastBatch = trainSplit.count - (step.stepsPerEpoch - 1) * spec.train.batchSize;
           trainedSamples += step.step === step.stepsPerEpoch ? lastBatch : spec.train.batchSize;
           report(
-            { ...step, attempt, valAccuracy: lastValAccuracy, resumedFromEpoch, samplesPerSecond: samplesPerSecond(), backend: backend.name },
+            {
+              ...step,
+              attempt,
+              valAccuracy: lastValAccuracy,
+              resumedFromEpoch,
+              samplesPerSecond: samplesPerSecond(),
+              backend: backend.name,
+            },
             step.step === step.stepsPerEpoch,
           );
         },
         onEpochEnd: async (metrics, globalStep) => {
           history.push(metrics);
           lastValAccuracy = metrics.valAccuracy;
-          await saveCheckpoint(deps.store, checkpointPrefix, { model, optimizer, epochsCompleted: metrics.epoch, globalStep, history, attempt });
+          await saveCheckpoint(deps.store, checkpointPrefix, {
+            model,
+            optimizer,
+            epochsCompleted: metrics.epoch,
+            globalStep,
+            history,
+            attempt,
+          });
           context.log.info(
             `epoch ${metrics.epoch}/${spec.train.epochs}: loss ${metrics.loss.toFixed(4)} acc ${metrics.accuracy.toFixed(4)} val_acc ${metrics.valAccuracy.toFixed(4)} (${metrics.seconds.toFixed(1)} s)`,
           );

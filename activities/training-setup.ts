@@ -28,14 +28,26 @@ export interface TrainingSetup {
  * backend that can train this architecture, the run's train and validation splits, and the model
  * and optimizer, fresh or restored from the run's latest checkpoint.
  */
-export async function prepareTraining(deps: ActivityDeps, runId: string, spec: PipelineSpec, dataset: DatasetRef): Promise<TrainingSetup> {
-  const architectureInput = { featureShape: dataset.featureShape, numClasses: dataset.numClasses, seed: spec.train.seed };
+export async function prepareTraining(
+  deps: ActivityDeps,
+  runId: string,
+  spec: PipelineSpec,
+  dataset: DatasetRef,
+): Promise<TrainingSetup> {
+  const architectureInput = {
+    featureShape: dataset.featureShape,
+    numClasses: dataset.numClasses,
+    seed: spec.train.seed,
+  };
   const build = () => buildModel(tf, spec.model.architecture, architectureInput, spec.model.options);
   const backend = await selectTrainingBackend(build, dataset.featureShape, dataset.numClasses);
 
   let trainSplit, validationSplit;
   try {
-    [trainSplit, validationSplit] = await Promise.all([loadSplit(deps.store, dataset, 'train'), loadSplit(deps.store, dataset, 'validation')]);
+    [trainSplit, validationSplit] = await Promise.all([
+      loadSplit(deps.store, dataset, 'train'),
+      loadSplit(deps.store, dataset, 'validation'),
+    ]);
   } catch (error) {
     throw asActivityFailure(error);
   }

@@ -7,7 +7,14 @@ import type { EpochMetrics } from '../training/checkpoint';
 import type { ModelMetrics } from '../training/evaluate';
 import type { StepProgress } from '../training/trainer';
 import type { ShadowWindow, VersionWindow } from '../workflows/canary-analysis';
-import type { ClaimTrafficRequest, ConcludeRequest, RecordEventRequest, ServingChange, SetServingRequest, TrafficOwner } from '../workflows/registry';
+import type {
+  ClaimTrafficRequest,
+  ConcludeRequest,
+  RecordEventRequest,
+  ServingChange,
+  SetServingRequest,
+  TrafficOwner,
+} from '../workflows/registry';
 import type { ApplyReport, DesiredServing } from '../workflows/serving-desired';
 
 /**

@@ -15,8 +15,10 @@ export class ModelRepository {
   }
 
   versionPath(model: string, version: number): string {
-    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(model)) throw new Error(`model name ${JSON.stringify(model)} is not a safe folder name`);
-    if (!Number.isInteger(version) || version < 1) throw new Error(`version must be a positive integer, got ${version}`);
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(model))
+      throw new Error(`model name ${JSON.stringify(model)} is not a safe folder name`);
+    if (!Number.isInteger(version) || version < 1)
+      throw new Error(`version must be a positive integer, got ${version}`);
     return path.join(this.root, model, String(version));
   }
 
@@ -47,7 +49,10 @@ export class ModelRepository {
 
   async versions(model: string): Promise<number[]> {
     const entries = await readdir(path.join(this.root, model)).catch(() => [] as string[]);
-    return entries.filter((e) => /^\d+$/.test(e)).map(Number).sort((a, b) => a - b);
+    return entries
+      .filter((e) => /^\d+$/.test(e))
+      .map(Number)
+      .sort((a, b) => a - b);
   }
 
   private async confirmSame(target: string, files: Record<string, Uint8Array | string>): Promise<string> {
@@ -55,7 +60,9 @@ export class ModelRepository {
       if (name === METADATA_FILE) continue; // carries timestamps; the model files decide identity
       const existing = await readFile(path.join(target, name)).catch(() => undefined);
       if (!existing || digest(existing) !== digest(data)) {
-        throw new Error(`${target} already holds a different model (${name} differs); refusing to overwrite a published version`);
+        throw new Error(
+          `${target} already holds a different model (${name} differs); refusing to overwrite a published version`,
+        );
       }
     }
     return target;
@@ -70,5 +77,8 @@ function digest(data: Uint8Array | string): string {
 }
 
 async function exists(file: string): Promise<boolean> {
-  return stat(file).then(() => true, () => false);
+  return stat(file).then(
+    () => true,
+    () => false,
+  );
 }

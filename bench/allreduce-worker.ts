@@ -36,11 +36,17 @@ export interface BenchConfig {
 const role = process.argv[2];
 const config = JSON.parse(process.argv[3] ?? '{}') as BenchConfig;
 const send = (message: unknown): void => void process.send!(message);
-const nextMessage = (): Promise<FromParent> => new Promise((resolve) => process.once('message', (message) => resolve(message as FromParent)));
+const nextMessage = (): Promise<FromParent> =>
+  new Promise((resolve) => process.once('message', (message) => resolve(message as FromParent)));
 
 async function ring(): Promise<void> {
   const group = await CollectiveGroup.listen({
-    jobId: 'bench', attempt: 0, chunkBytes: config.chunkBytes, sendBufferBytes: config.sendBufferBytes, timeoutMs: 60_000, sharedMemory: config.sharedMemory ?? 'auto',
+    jobId: 'bench',
+    attempt: 0,
+    chunkBytes: config.chunkBytes,
+    sendBufferBytes: config.sendBufferBytes,
+    timeoutMs: 60_000,
+    sharedMemory: config.sharedMemory ?? 'auto',
   });
   send({ kind: 'address', ...group.address });
   const message = await nextMessage();
@@ -58,7 +64,9 @@ async function ring(): Promise<void> {
       await group.allReduce(data);
       warm = (performance.now() - started) / 1000;
     }
-    const count = new Float32Array([Math.min(config.maxIterations, Math.max(config.minIterations, Math.ceil(config.seconds / Math.max(warm, 1e-6))))]);
+    const count = new Float32Array([
+      Math.min(config.maxIterations, Math.max(config.minIterations, Math.ceil(config.seconds / Math.max(warm, 1e-6)))),
+    ]);
     await group.broadcast(count, 0);
     const times: number[] = [];
     for (let i = 0; i < count[0]!; i++) {
@@ -116,7 +124,12 @@ async function sink(): Promise<void> {
       return true;
     },
   };
-  const socket = net.connect({ host: message.host, port: message.port, noDelay: true, ...(config.ceilingReader === 'onread' ? { onread } : {}) } as net.NetConnectOpts);
+  const socket = net.connect({
+    host: message.host,
+    port: message.port,
+    noDelay: true,
+    ...(config.ceilingReader === 'onread' ? { onread } : {}),
+  } as net.NetConnectOpts);
   if (config.ceilingReader === 'data') socket.on('data', consume);
   await new Promise((resolve) => socket.once('close', resolve));
 }
@@ -145,7 +158,10 @@ async function source(): Promise<void> {
   for (const size of config.sizes) {
     const payload = Buffer.alloc(size, 7);
     const warm = Math.max(await round(payload), await round(payload));
-    const count = Math.min(config.maxIterations, Math.max(config.minIterations, Math.ceil(config.seconds / Math.max(warm, 1e-6))));
+    const count = Math.min(
+      config.maxIterations,
+      Math.max(config.minIterations, Math.ceil(config.seconds / Math.max(warm, 1e-6))),
+    );
     const times: number[] = [];
     for (let i = 0; i < count; i++) times.push(await round(payload));
     send({ kind: 'times', size, times });

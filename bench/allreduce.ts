@@ -48,7 +48,8 @@ function parseBytes(text: string): number {
   return Math.round(Number(match[1]) * scale);
 }
 
-if (values['ceiling-reader'] !== 'onread' && values['ceiling-reader'] !== 'data') throw new Error('--ceiling-reader is onread or data');
+if (values['ceiling-reader'] !== 'onread' && values['ceiling-reader'] !== 'data')
+  throw new Error('--ceiling-reader is onread or data');
 const config: BenchConfig = {
   sizes: values.sizes.split(',').map(parseBytes),
   ceilingReader: values['ceiling-reader'],
@@ -72,7 +73,10 @@ interface Worker {
 }
 
 function spawnWorker(role: string, overrides: Partial<BenchConfig> = {}): Worker {
-  const child = fork(WORKER, [role, JSON.stringify({ ...config, ...overrides })], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(WORKER, [role, JSON.stringify({ ...config, ...overrides })], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   const queue: Array<Record<string, unknown>> = [];
   const waiting: Array<(message: Record<string, unknown>) => void> = [];
   const deliver = (message: Record<string, unknown>): void => {
@@ -83,11 +87,12 @@ function spawnWorker(role: string, overrides: Partial<BenchConfig> = {}): Worker
   child.on('message', (message) => deliver(message as Record<string, unknown>));
   child.on('exit', (code, signal) => deliver({ kind: 'error', message: `${role} worker exited (${signal ?? code})` }));
   const messages = {
-    next: () => new Promise<IteratorResult<Record<string, unknown>>>((resolve) => {
-      const message = queue.shift();
-      if (message) resolve({ value: message, done: false });
-      else waiting.push((value) => resolve({ value, done: false }));
-    }),
+    next: () =>
+      new Promise<IteratorResult<Record<string, unknown>>>((resolve) => {
+        const message = queue.shift();
+        if (message) resolve({ value: message, done: false });
+        else waiting.push((value) => resolve({ value, done: false }));
+      }),
   };
   return { child, messages };
 }
@@ -131,8 +136,15 @@ async function measureDuplex(oneWay: Map<number, number>): Promise<Map<number, n
   try {
     const addresses = await Promise.all(workers.map((worker) => expectMessage(worker, 'address')));
     // Both sides must run the same number of rounds: sized from the one-way time.
-    const counts = config.sizes.map((size) => Math.min(config.maxIterations, Math.max(config.minIterations, Math.ceil(config.seconds / (2 * oneWay.get(size)!)))));
-    workers.forEach((worker, i) => worker.child.send({ kind: 'duplex-peer', host: addresses[1 - i]!.host, port: addresses[1 - i]!.port, counts }));
+    const counts = config.sizes.map((size) =>
+      Math.min(
+        config.maxIterations,
+        Math.max(config.minIterations, Math.ceil(config.seconds / (2 * oneWay.get(size)!))),
+      ),
+    );
+    workers.forEach((worker, i) =>
+      worker.child.send({ kind: 'duplex-peer', host: addresses[1 - i]!.host, port: addresses[1 - i]!.port, counts }),
+    );
     const result = new Map<number, number>();
     for (const size of config.sizes) {
       const [a, b] = await Promise.all(workers.map((worker) => expectMessage(worker, 'times')));
@@ -157,7 +169,9 @@ async function measureRing(n: number, transport: keyof typeof TRANSPORTS): Promi
     for (const size of config.sizes) {
       const perRank = await Promise.all(workers.map((worker) => expectMessage(worker, 'times')));
       const iterations = (perRank[0]!.times as number[]).length;
-      const slowest = Array.from({ length: iterations }, (_, i) => Math.max(...perRank.map((message) => (message.times as number[])[i]!)));
+      const slowest = Array.from({ length: iterations }, (_, i) =>
+        Math.max(...perRank.map((message) => (message.times as number[])[i]!)),
+      );
       result.set(size, median(slowest));
     }
     await Promise.all(workers.map((worker) => expectMessage(worker, 'done')));
@@ -168,11 +182,18 @@ async function measureRing(n: number, transport: keyof typeof TRANSPORTS): Promi
 }
 
 const formatSize = (bytes: number): string => (bytes >= 1024 ** 2 ? `${bytes / 1024 ** 2} MiB` : `${bytes / 1024} KiB`);
-const formatTime = (seconds: number): string => (seconds >= 0.1 ? `${(seconds * 1000).toFixed(0)} ms` : seconds >= 0.001 ? `${(seconds * 1000).toFixed(2)} ms` : `${(seconds * 1e6).toFixed(0)} µs`);
+const formatTime = (seconds: number): string =>
+  seconds >= 0.1
+    ? `${(seconds * 1000).toFixed(0)} ms`
+    : seconds >= 0.001
+      ? `${(seconds * 1000).toFixed(2)} ms`
+      : `${(seconds * 1e6).toFixed(0)} µs`;
 const gbps = (bytesPerSecond: number): string => (bytesPerSecond / 1e9).toFixed(2);
 
 const cores = os.availableParallelism?.() ?? os.cpus().length;
-console.log(`# allReduce (sum, float32) between trainer processes on one host: the TCP ring on loopback, and shared memory`);
+console.log(
+  `# allReduce (sum, float32) between trainer processes on one host: the TCP ring on loopback, and shared memory`,
+);
 console.log('');
 console.log(
   `node ${process.version}, ${cores} cores; chunk ${formatSize(config.chunkBytes)}, send buffer ${formatSize(config.sendBufferBytes)}; ` +
@@ -193,23 +214,26 @@ const ceiling = await measureCeiling();
 progress('the duplex ceiling');
 const duplex = await measureDuplex(ceiling);
 const rows: string[] = [];
-for (const n of rankCounts) for (const transport of transports) {
-  progress(`allReduce over ${n} ranks, ${transport}`);
-  const times = await measureRing(n, transport);
-  for (const size of config.sizes) {
-    const t = times.get(size)!;
-    const algbw = size / t;
-    const busbw = (algbw * 2 * (n - 1)) / n;
-    const ceil = size / ceiling.get(size)!;
-    const both = size / duplex.get(size)!;
-    const ratio = busbw / ceil;
-    const target = size >= 4 * 1024 ** 2 ? (ratio >= 0.6 ? ' ✓' : ' ✗') : '';
-    rows.push(
-      `| ${n}${n > cores ? '*' : ''} | ${transport} | ${formatSize(size)} | ${formatTime(t)} | ${gbps(algbw)} | ${gbps(busbw)} | ${gbps(ceil)} | ${ratio.toFixed(2)}${target} | ${gbps(both)} | ${(busbw / both).toFixed(2)} |`,
-    );
+for (const n of rankCounts)
+  for (const transport of transports) {
+    progress(`allReduce over ${n} ranks, ${transport}`);
+    const times = await measureRing(n, transport);
+    for (const size of config.sizes) {
+      const t = times.get(size)!;
+      const algbw = size / t;
+      const busbw = (algbw * 2 * (n - 1)) / n;
+      const ceil = size / ceiling.get(size)!;
+      const both = size / duplex.get(size)!;
+      const ratio = busbw / ceil;
+      const target = size >= 4 * 1024 ** 2 ? (ratio >= 0.6 ? ' ✓' : ' ✗') : '';
+      rows.push(
+        `| ${n}${n > cores ? '*' : ''} | ${transport} | ${formatSize(size)} | ${formatTime(t)} | ${gbps(algbw)} | ${gbps(busbw)} | ${gbps(ceil)} | ${ratio.toFixed(2)}${target} | ${gbps(both)} | ${(busbw / both).toFixed(2)} |`,
+      );
+    }
   }
-}
-console.log('| N | transport | size | time | algbw GB/s | busbw GB/s | ceiling GB/s | busbw/ceiling | duplex GB/s | busbw/duplex |');
+console.log(
+  '| N | transport | size | time | algbw GB/s | busbw GB/s | ceiling GB/s | busbw/ceiling | duplex GB/s | busbw/duplex |',
+);
 console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const row of rows) console.log(row);
 console.log('');

@@ -34,13 +34,16 @@ await group.connect({ rank, peers });
 // wait), the update session run; the rest is the loop's own work.
 const phases = { compute: 0, allReduce: 0, apply: 0, wait: 0 };
 let timing = false;
-const timed = <A extends unknown[], R>(phase: keyof typeof phases, fn: (...args: A) => R) => (...args: A): R => {
-  const t0 = performance.now();
-  const result = fn(...args);
-  if (result instanceof Promise) return result.finally(() => timing && (phases[phase] += performance.now() - t0)) as R;
-  if (timing) phases[phase] += performance.now() - t0;
-  return result;
-};
+const timed =
+  <A extends unknown[], R>(phase: keyof typeof phases, fn: (...args: A) => R) =>
+  (...args: A): R => {
+    const t0 = performance.now();
+    const result = fn(...args);
+    if (result instanceof Promise)
+      return result.finally(() => timing && (phases[phase] += performance.now() - t0)) as R;
+    if (timing) phases[phase] += performance.now() - t0;
+    return result;
+  };
 const profiledEngine = Object.assign(Object.create(engine), {
   computeGradients: timed('compute', engine.computeGradients.bind(engine)),
   applyGradients: timed('apply', engine.applyGradients.bind(engine)),
@@ -63,8 +66,20 @@ const profiledGroup: Collective = {
 let timedFrom = 0;
 let timedSteps = 0;
 await replicaLoop({
-  engine: profiledEngine, collective: profiledGroup, strategy: 'multi-worker-mirrored', model, optimizer, train, validation, featureShape: [28, 28, 1], numClasses: 10,
-  epochs: 1, batchSize, seed: 1, start: { epoch: 0, stepInEpoch: 0, globalStep: 0 }, learningRateAt: () => 0.001,
+  engine: profiledEngine,
+  collective: profiledGroup,
+  strategy: 'multi-worker-mirrored',
+  model,
+  optimizer,
+  train,
+  validation,
+  featureShape: [28, 28, 1],
+  numClasses: 10,
+  epochs: 1,
+  batchSize,
+  seed: 1,
+  start: { epoch: 0, stepInEpoch: 0, globalStep: 0 },
+  learningRateAt: () => 0.001,
   onStep: (p) => {
     // The first `warmup` steps compile kernels and fill caches; time the rest.
     if (p.step === warmup) {
@@ -76,11 +91,21 @@ await replicaLoop({
 });
 const seconds = (performance.now() - timedFrom) / 1000;
 const perStep = (ms: number) => Number((ms / timedSteps).toFixed(3));
-console.log(JSON.stringify({
-  samplesPerSecond: (timedSteps * batchSize * worldSize) / seconds, backend: backend.name, execution: execution.mode,
-  transport: group.transport.allReduce + (group.transport.reason ? ` (${group.transport.reason})` : ''),
-  msPerStep: { total: perStep(seconds * 1000), compute: perStep(phases.compute), allReduce: perStep(phases.allReduce), apply: perStep(phases.apply), wait: perStep(phases.wait) },
-}));
+console.log(
+  JSON.stringify({
+    samplesPerSecond: (timedSteps * batchSize * worldSize) / seconds,
+    backend: backend.name,
+    execution: execution.mode,
+    transport: group.transport.allReduce + (group.transport.reason ? ` (${group.transport.reason})` : ''),
+    msPerStep: {
+      total: perStep(seconds * 1000),
+      compute: perStep(phases.compute),
+      allReduce: perStep(phases.allReduce),
+      apply: perStep(phases.apply),
+      wait: perStep(phases.wait),
+    },
+  }),
+);
 await group.close();
 engine.dispose();
 process.exit(0);

@@ -24,14 +24,31 @@ import { parseArgs } from 'node:util';
 import { median } from 'simple-statistics';
 
 const { values } = parseArgs({
-  options: { steps: { type: 'string', default: '300' }, warmup: { type: 'string', default: '10' }, batches: { type: 'string', default: '128,256,512' }, rounds: { type: 'string', default: '3' } },
+  options: {
+    steps: { type: 'string', default: '300' },
+    warmup: { type: 'string', default: '10' },
+    batches: { type: 'string', default: '128,256,512' },
+    rounds: { type: 'string', default: '3' },
+  },
 });
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 // As a train worker with GANTRY_TRAIN_THREADS=1 runs (ops in the calling thread: training/backend.ts).
 const ONE_THREAD = { TF_NUM_INTRAOP_THREADS: '1', OMP_NUM_THREADS: '1', TF_CPP_MIN_LOG_LEVEL: '3' };
 
-interface StepTimes { total: number; compute: number; allReduce: number; apply: number; wait: number }
-interface ReplicaReport { samplesPerSecond: number; backend: string; execution: string; transport: string; msPerStep: StepTimes }
+interface StepTimes {
+  total: number;
+  compute: number;
+  allReduce: number;
+  apply: number;
+  wait: number;
+}
+interface ReplicaReport {
+  samplesPerSecond: number;
+  backend: string;
+  execution: string;
+  transport: string;
+  msPerStep: StepTimes;
+}
 
 /**
  * `worldSize` replicas of one job; or, with `independent`, that many separate 1-replica jobs at
@@ -42,10 +59,22 @@ async function run(worldSize: number, batch: number, splitWait = false, independ
   const processes = independent || worldSize;
   const jobSize = independent ? 1 : worldSize;
   const children = Array.from({ length: processes }, () =>
-    spawn(process.execPath, ['--import', 'tsx', path.join(HERE, 'scaling-replica.ts'), String(jobSize), String(batch), values.steps!, values.warmup!], {
-      env: { ...process.env, ...ONE_THREAD, BENCH_SPLIT_WAIT: splitWait ? '1' : '0' },
-      stdio: ['pipe', 'pipe', 'inherit'],
-    }),
+    spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        path.join(HERE, 'scaling-replica.ts'),
+        String(jobSize),
+        String(batch),
+        values.steps!,
+        values.warmup!,
+      ],
+      {
+        env: { ...process.env, ...ONE_THREAD, BENCH_SPLIT_WAIT: splitWait ? '1' : '0' },
+        stdio: ['pipe', 'pipe', 'inherit'],
+      },
+    ),
   );
   const lines = children.map((child) => {
     const queue: string[] = [];
@@ -56,14 +85,34 @@ async function run(worldSize: number, batch: number, splitWait = false, independ
       if (waiter) waiter(line);
       else queue.push(line);
     });
-    return () => new Promise<string>((resolve) => { const next = queue.shift(); if (next) resolve(next); else waiters.push(resolve); });
+    return () =>
+      new Promise<string>((resolve) => {
+        const next = queue.shift();
+        if (next) resolve(next);
+        else waiters.push(resolve);
+      });
   });
   // A replica that dies (a crash prints nothing) fails the bench instead of leaving it waiting.
-  const died = children.map((child, i) => new Promise<never>((_, reject) => child.once('exit', (code, signal) => reject(new Error(`replica process ${i} of ${processes} exited (${signal ?? code}) before reporting`)))));
-  const ports = await Promise.all(lines.map(async (next, i) => (JSON.parse(await Promise.race([next(), died[i]!])) as { port: number }).port));
+  const died = children.map(
+    (child, i) =>
+      new Promise<never>((_, reject) =>
+        child.once('exit', (code, signal) =>
+          reject(new Error(`replica process ${i} of ${processes} exited (${signal ?? code}) before reporting`)),
+        ),
+      ),
+  );
+  const ports = await Promise.all(
+    lines.map(async (next, i) => (JSON.parse(await Promise.race([next(), died[i]!])) as { port: number }).port),
+  );
   const peers = ports.map((port, rank) => ({ rank, host: '127.0.0.1', port }));
-  children.forEach((child, rank) => child.stdin!.write(`${JSON.stringify(independent ? { rank: 0, peers: [{ ...peers[rank]!, rank: 0 }] } : { rank, peers })}\n`));
-  const results = await Promise.all(lines.map(async (next, i) => JSON.parse(await Promise.race([next(), died[i]!])) as ReplicaReport));
+  children.forEach((child, rank) =>
+    child.stdin!.write(
+      `${JSON.stringify(independent ? { rank: 0, peers: [{ ...peers[rank]!, rank: 0 }] } : { rank, peers })}\n`,
+    ),
+  );
+  const results = await Promise.all(
+    lines.map(async (next, i) => JSON.parse(await Promise.race([next(), died[i]!])) as ReplicaReport),
+  );
   await Promise.all(died.map((d) => d.catch(() => undefined)));
   if (independent) return { ...results[0]!, samplesPerSecond: results.reduce((sum, r) => sum + r.samplesPerSecond, 0) };
   // Every replica times the same steps; the job's rate is the slowest replica's.
@@ -75,7 +124,9 @@ const rounds = Number(values.rounds);
 // This VM's speed drifts by ±20 % over minutes (other tenants): every round runs all three
 // configurations of a batch back to back, and the table takes each one's median over the rounds.
 type Samples = { one: ReplicaReport[]; two: ReplicaReport[]; apart: ReplicaReport[]; efficiencies: number[] };
-const samples = new Map<number, Samples>(batches.map((batch) => [batch, { one: [], two: [], apart: [], efficiencies: [] }]));
+const samples = new Map<number, Samples>(
+  batches.map((batch) => [batch, { one: [], two: [], apart: [], efficiencies: [] }]),
+);
 for (let round = 1; round <= rounds; round++) {
   for (const batch of batches) {
     process.stderr.write(`round ${round} of ${rounds}, per-replica batch ${batch}…\n`);
@@ -97,7 +148,9 @@ console.log(
   `data-parallel scaling, fashion-mnist MLP, ${values.steps} timed steps after ${values.warmup} warm-up, one TensorFlow thread per replica, ${backend} (${execution}); ` +
     `all-reduce over ${transport}; medians of ${rounds} rounds\n`,
 );
-console.log('| per-replica batch | 1 replica samples/s | 2 replicas samples/s (global batch) | speed-up | scaling efficiency (target ≥ 0.85) | per-round efficiencies | ceiling: 2 independent 1-replica jobs at once, samples/s (efficiency) | 2 replicas ÷ ceiling |');
+console.log(
+  '| per-replica batch | 1 replica samples/s | 2 replicas samples/s (global batch) | speed-up | scaling efficiency (target ≥ 0.85) | per-round efficiencies | ceiling: 2 independent 1-replica jobs at once, samples/s (efficiency) | 2 replicas ÷ ceiling |',
+);
 console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const batch of batches) {
   const s = samples.get(batch)!;
@@ -110,17 +163,30 @@ for (const batch of batches) {
       `${s.efficiencies.map((e) => e.toFixed(2)).join(' / ')} | ${apart.toFixed(0)} (${(apart / (2 * one)).toFixed(2)}) | ${(two / apart).toFixed(2)} |`,
   );
 }
-console.log('\nThe ceiling column: two 1-replica jobs run side by side share nothing but this machine (cores, caches, memory bandwidth); what they lose against 2 × one alone is lost before any communication.');
-console.log('\nper step, slowest replica (ms; 1 replica: its median round; 2 replicas: one more run with a barrier before each all-reduce):\n');
-console.log('| per-replica batch | replicas | total | gradient session run | waiting for the peer | all-reduce (bytes moving) | update session run | other |');
+console.log(
+  '\nThe ceiling column: two 1-replica jobs run side by side share nothing but this machine (cores, caches, memory bandwidth); what they lose against 2 × one alone is lost before any communication.',
+);
+console.log(
+  '\nper step, slowest replica (ms; 1 replica: its median round; 2 replicas: one more run with a barrier before each all-reduce):\n',
+);
+console.log(
+  '| per-replica batch | replicas | total | gradient session run | waiting for the peer | all-reduce (bytes moving) | update session run | other |',
+);
 console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const batch of batches) {
   const ones = samples.get(batch)!.one;
   const middle = median(ones.map((r) => r.samplesPerSecond));
-  const one = ones.reduce((a, b) => (Math.abs(a.samplesPerSecond - middle) <= Math.abs(b.samplesPerSecond - middle) ? a : b));
-  for (const [n, r] of [[1, one], [2, splits.get(batch)!]] as const) {
+  const one = ones.reduce((a, b) =>
+    Math.abs(a.samplesPerSecond - middle) <= Math.abs(b.samplesPerSecond - middle) ? a : b,
+  );
+  for (const [n, r] of [
+    [1, one],
+    [2, splits.get(batch)!],
+  ] as const) {
     const m = r.msPerStep;
     const other = m.total - m.compute - m.wait - m.allReduce - m.apply;
-    console.log(`| ${batch} | ${n} | ${m.total.toFixed(2)} | ${m.compute.toFixed(2)} | ${m.wait.toFixed(2)} | ${m.allReduce.toFixed(2)} | ${m.apply.toFixed(2)} | ${other.toFixed(2)} |`);
+    console.log(
+      `| ${batch} | ${n} | ${m.total.toFixed(2)} | ${m.compute.toFixed(2)} | ${m.wait.toFixed(2)} | ${m.allReduce.toFixed(2)} | ${m.apply.toFixed(2)} | ${other.toFixed(2)} |`,
+    );
   }
 }

@@ -27,13 +27,20 @@ const body = Buffer.from(job.body, 'base64');
 
 function restSender(): () => Promise<void> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: job.concurrency });
-  const headers: Record<string, string> = { 'content-type': job.contentType, 'content-length': String(body.length), ...(job.accept ? { accept: job.accept } : {}) };
+  const headers: Record<string, string> = {
+    'content-type': job.contentType,
+    'content-length': String(body.length),
+    ...(job.accept ? { accept: job.accept } : {}),
+  };
   return () =>
     new Promise((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port: job.port, method: 'POST', path: job.path, agent, headers }, (res) => {
-        res.resume();
-        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
-      });
+      const req = http.request(
+        { host: '127.0.0.1', port: job.port, method: 'POST', path: job.path, agent, headers },
+        (res) => {
+          res.resume();
+          res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
+        },
+      );
       req.on('error', reject);
       req.end(body);
     });
@@ -76,5 +83,14 @@ latencies.sort((a, b) => a - b);
 const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? NaN;
 // The client's own CPU (share of one core over its run): tells a client-bound cell from a server-bound one.
 const clientCpu = (cpuUsed.user + cpuUsed.system) / 1000 / (performance.now() - start);
-console.log(JSON.stringify({ count: latencies.length, rps: latencies.length / (job.durationMs / 1000), p50: pct(50), p99: pct(99), errors, clientCpu }));
+console.log(
+  JSON.stringify({
+    count: latencies.length,
+    rps: latencies.length / (job.durationMs / 1000),
+    p50: pct(50),
+    p99: pct(99),
+    errors,
+    clientCpu,
+  }),
+);
 process.exit(0);

@@ -53,9 +53,29 @@ interface Cell {
   clientCpu: number;
 }
 
-async function load(protocol: 'rest' | 'grpc', port: number, route: string, contentType: string, body: Buffer, concurrency: number, accept?: string): Promise<Cell> {
-  const job = { protocol, port, path: route, contentType, accept, body: body.toString('base64'), concurrency, durationMs: SECONDS * 1000, warmupMs: WARMUP_MS };
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', CLIENT, JSON.stringify(job)], { maxBuffer: 1 << 26 });
+async function load(
+  protocol: 'rest' | 'grpc',
+  port: number,
+  route: string,
+  contentType: string,
+  body: Buffer,
+  concurrency: number,
+  accept?: string,
+): Promise<Cell> {
+  const job = {
+    protocol,
+    port,
+    path: route,
+    contentType,
+    accept,
+    body: body.toString('base64'),
+    concurrency,
+    durationMs: SECONDS * 1000,
+    warmupMs: WARMUP_MS,
+  };
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', CLIENT, JSON.stringify(job)], {
+    maxBuffer: 1 << 26,
+  });
   return JSON.parse(stdout.trim().split('\n').pop()!) as Cell;
 }
 
@@ -84,7 +104,13 @@ const nested = Array.from({ length: 28 }, (_, y) => Array.from({ length: 28 }, (
 const jsonBody = Buffer.from(JSON.stringify({ instances: [nested] }));
 const predictRequest = {
   model_spec: { name: 'fashion-mnist' },
-  inputs: { input: { dtype: 'DT_FLOAT', tensor_shape: { dim: [1, 28, 28, 1].map((size) => ({ size: String(size) })) }, tensor_content: Buffer.from(pixels.buffer) } },
+  inputs: {
+    input: {
+      dtype: 'DT_FLOAT',
+      tensor_shape: { dim: [1, 28, 28, 1].map((size) => ({ size: String(size) })) },
+      tensor_content: Buffer.from(pixels.buffer),
+    },
+  },
 };
 const protoBody = protos.encodePredictRequest(predictRequest);
 
@@ -115,12 +141,18 @@ const inProcess = new Map<number, { rowsPerSecond: number; p50: number }>();
   const loaded = await deserializeModel(files['model.json'], files['weights.bin']);
   for (const batch of CONCURRENCY) {
     const input = batchOf(batch);
-    inProcess.set(batch, rate(batch, () => tf.tidy(() => (loaded.predict(tf.tensor(input, [batch, 28, 28, 1])) as tf.Tensor).dataSync())));
+    inProcess.set(
+      batch,
+      rate(batch, () => tf.tidy(() => (loaded.predict(tf.tensor(input, [batch, 28, 28, 1])) as tf.Tensor).dataSync())),
+    );
   }
   loaded.dispose();
 }
 const base = await mkdtemp(path.join(os.tmpdir(), 'gantry-bench-serving-'));
-await new ModelRepository(base).publish('fashion-mnist', 1, { ...files, 'gantry.json': JSON.stringify({ signature: { inputs: { input: {} }, outputs: { probabilities: {} } } }) });
+await new ModelRepository(base).publish('fashion-mnist', 1, {
+  ...files,
+  'gantry.json': JSON.stringify({ signature: { inputs: { input: {} }, outputs: { probabilities: {} } } }),
+});
 const servableCall = new Map<number, { rowsPerSecond: number; p50: number }>();
 let execution = '';
 {
@@ -128,16 +160,33 @@ let execution = '';
   execution = servable.execution.mode === 'graph' ? 'a graph session' : `eager: ${servable.execution.reason}`;
   for (const batch of CONCURRENCY) {
     const input = batchOf(batch);
-    servableCall.set(batch, rate(batch, () => servable.run([{ dtype: 'float32', shape: [batch, 28, 28, 1], data: input }])));
+    servableCall.set(
+      batch,
+      rate(batch, () => servable.run([{ dtype: 'float32', shape: [batch, 28, 28, 1], data: input }])),
+    );
   }
   servable.dispose();
 }
 
 // ---- ceiling 2: the same transports with no model ----
-const sample = { predictions: [Array.from({ length: 10 }, (_, i) => 0.1 + i / 1e7)], model_version: '1', request_id: '00000000-0000-4000-8000-000000000000' };
-const sampleTensor = { dtype: 'DT_FLOAT', tensor_shape: { dim: [{ size: '1' }, { size: '10' }] }, float_val: sample.predictions[0] };
-const sampleResponse = { model_spec: { name: 'fashion-mnist', version: { value: '1' } }, outputs: { probabilities: sampleTensor } };
-const sampleOutput = { key: 'probabilities', tensor: { dtype: 'float32' as const, shape: [1, 10], data: Float32Array.from(sample.predictions[0]!) } };
+const sample = {
+  predictions: [Array.from({ length: 10 }, (_, i) => 0.1 + i / 1e7)],
+  model_version: '1',
+  request_id: '00000000-0000-4000-8000-000000000000',
+};
+const sampleTensor = {
+  dtype: 'DT_FLOAT',
+  tensor_shape: { dim: [{ size: '1' }, { size: '10' }] },
+  float_val: sample.predictions[0],
+};
+const sampleResponse = {
+  model_spec: { name: 'fashion-mnist', version: { value: '1' } },
+  outputs: { probabilities: sampleTensor },
+};
+const sampleOutput = {
+  key: 'probabilities',
+  tensor: { dtype: 'float32' as const, shape: [1, 10], data: Float32Array.from(sample.predictions[0]!) },
+};
 
 // The stacks' own codecs (fastify's JSON parser, proto-loader), at /v1/models/echo; the
 // server's fast codecs at /v1/models/echo-codec.
@@ -152,12 +201,16 @@ echoRest.post('/v1/models/echo:predict', async (request, reply) => {
 });
 await echoRest.register(async (scope) => {
   scope.removeContentTypeParser('application/json');
-  scope.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => done(null, { json: body }));
+  scope.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) =>
+    done(null, { json: body }),
+  );
   scope.post('/v1/models/echo-codec:predict', async (request, reply) => {
     const body = request.body as Buffer | { json: Buffer };
     if (Buffer.isBuffer(body)) {
       if (!readPredictRequest(body)) protos.decodePredictRequest(body);
-      return reply.type('application/x-protobuf').send(writePredictResponse('fashion-mnist', 1, undefined, [sampleOutput]));
+      return reply
+        .type('application/x-protobuf')
+        .send(writePredictResponse('fashion-mnist', 1, undefined, [sampleOutput]));
     }
     if (!scanDensePredictBody(body.json)) JSON.parse(body.json.toString('utf8'));
     return sample;
@@ -180,15 +233,22 @@ function echoGrpcServer(codec: 'stack' | 'server'): grpc.Server {
             responseSerialize: (value: unknown) => (Buffer.isBuffer(value) ? value : predict.responseSerialize(value)),
           },
         };
-  const respond = codec === 'stack' ? () => sampleResponse : () => writePredictResponse('fashion-mnist', 1, 'serving_default', [sampleOutput]);
+  const respond =
+    codec === 'stack'
+      ? () => sampleResponse
+      : () => writePredictResponse('fashion-mnist', 1, 'serving_default', [sampleOutput]);
   server.addService(definition, {
     Predict: (_call: unknown, callback: grpc.sendUnaryData<unknown>) => callback(null, respond()),
     Classify: (_call: unknown, callback: grpc.sendUnaryData<unknown>) => callback({ code: grpc.status.UNIMPLEMENTED }),
-    GetModelMetadata: (_call: unknown, callback: grpc.sendUnaryData<unknown>) => callback({ code: grpc.status.UNIMPLEMENTED }),
+    GetModelMetadata: (_call: unknown, callback: grpc.sendUnaryData<unknown>) =>
+      callback({ code: grpc.status.UNIMPLEMENTED }),
   });
   return server;
 }
-const bind = (server: grpc.Server) => new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+const bind = (server: grpc.Server) =>
+  new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+  );
 const echoGrpc = { stack: echoGrpcServer('stack'), server: echoGrpcServer('server') };
 const echoGrpcPort = { stack: await bind(echoGrpc.stack), server: await bind(echoGrpc.server) };
 
@@ -205,38 +265,66 @@ const serverEnv: NodeJS.ProcessEnv = { ...process.env };
 if (tfThreads === 'default') delete serverEnv.TF_NUM_INTRAOP_THREADS;
 else serverEnv.TF_NUM_INTRAOP_THREADS = tfThreads;
 if (process.env.BENCH_SERVER_TF_INTEROP) serverEnv.TF_NUM_INTEROP_THREADS = process.env.BENCH_SERVER_TF_INTEROP;
-const serverProcess = spawn(process.execPath, ['--import', 'tsx', SERVER, base], { stdio: ['pipe', 'pipe', 'inherit'], env: serverEnv });
+const serverProcess = spawn(process.execPath, ['--import', 'tsx', SERVER, base], {
+  stdio: ['pipe', 'pipe', 'inherit'],
+  env: serverEnv,
+});
 const serverExit = once(serverProcess, 'exit');
 const [line] = (await once(createInterface({ input: serverProcess.stdout! }), 'line')) as [string];
-const serving = JSON.parse(line) as { on: { rest: number; grpc: number }; off: { rest: number; grpc: number }; backend: string; tfThreads: string };
-const servers = { on: { restPort: serving.on.rest, grpcPort: serving.on.grpc }, off: { restPort: serving.off.rest, grpcPort: serving.off.grpc } };
+const serving = JSON.parse(line) as {
+  on: { rest: number; grpc: number };
+  off: { rest: number; grpc: number };
+  backend: string;
+  tfThreads: string;
+};
+const servers = {
+  on: { restPort: serving.on.rest, grpcPort: serving.on.grpc },
+  off: { restPort: serving.off.rest, grpcPort: serving.off.grpc },
+};
 
 const PREDICT_PATH = '/tensorflow.serving.PredictionService/Predict';
 type Kind = 'REST json' | 'REST binary' | 'gRPC';
 type Variant = 'ceiling' | 'ceiling, server codec' | 'on' | 'off';
 function measure(kind: Kind, variant: Variant, concurrency: number): Promise<Cell> {
-  const grpcPort = variant === 'ceiling' ? echoGrpcPort.stack : variant === 'ceiling, server codec' ? echoGrpcPort.server : servers[variant].grpcPort!;
+  const grpcPort =
+    variant === 'ceiling'
+      ? echoGrpcPort.stack
+      : variant === 'ceiling, server codec'
+        ? echoGrpcPort.server
+        : servers[variant].grpcPort!;
   const restPort = variant === 'on' || variant === 'off' ? servers[variant].restPort! : echoRestPort;
   const model = variant === 'ceiling' ? 'echo' : variant === 'ceiling, server codec' ? 'echo-codec' : 'fashion-mnist';
   switch (kind) {
     case 'REST json':
       return load('rest', restPort, `/v1/models/${model}:predict`, 'application/json', jsonBody, concurrency);
     case 'REST binary':
-      return load('rest', restPort, `/v1/models/${model}:predict`, 'application/x-protobuf', protoBody, concurrency, 'application/x-protobuf');
+      return load(
+        'rest',
+        restPort,
+        `/v1/models/${model}:predict`,
+        'application/x-protobuf',
+        protoBody,
+        concurrency,
+        'application/x-protobuf',
+      );
     case 'gRPC':
       return load('grpc', grpcPort, PREDICT_PATH, '', protoBody, concurrency);
   }
 }
 
-const KINDS: Kind[] = (['REST json', 'REST binary', 'gRPC'] as Kind[]).filter((k) => !process.env.BENCH_KINDS || process.env.BENCH_KINDS.split(',').includes(k));
+const KINDS: Kind[] = (['REST json', 'REST binary', 'gRPC'] as Kind[]).filter(
+  (k) => !process.env.BENCH_KINDS || process.env.BENCH_KINDS.split(',').includes(k),
+);
 const results = new Map<string, Cell>();
 const started = performance.now();
 for (const kind of KINDS) {
   // Warm-up, not measured: each side's code path for this kind is compiled and its first-time
   // costs paid (in a fresh process the first cell measured was ~10 % slower, whichever it was).
-  for (const variant of ['ceiling', 'ceiling, server codec', 'on', 'off'] as Variant[]) await measure(kind, variant, 16);
+  for (const variant of ['ceiling', 'ceiling, server codec', 'on', 'off'] as Variant[])
+    await measure(kind, variant, 16);
   for (const concurrency of CONCURRENCY) {
-    const variants: Variant[] = concurrency === 64 ? ['ceiling', 'ceiling, server codec', 'on', 'off'] : ['ceiling', 'on', 'off'];
+    const variants: Variant[] =
+      concurrency === 64 ? ['ceiling', 'ceiling, server codec', 'on', 'off'] : ['ceiling', 'on', 'off'];
     const rounds = new Map<Variant, Cell[]>(variants.map((v) => [v, []]));
     for (let round = 0; round < ROUNDS; round++) {
       const order = variants.map((_, i) => variants[(i + round) % variants.length]!);
@@ -257,24 +345,52 @@ const cell = (kind: Kind, variant: Variant, c: number) => results.get(`${kind}/$
 const lower = (kind: Kind, c: number) => Math.min(inProcess.get(c)!.rowsPerSecond, cell(kind, 'ceiling', c).rps);
 /** The strict one: the server's own model call, and at c=64 the faster of the two transport ceilings. */
 const strict = (kind: Kind, c: number) =>
-  Math.min(servableCall.get(c)!.rowsPerSecond, Math.max(cell(kind, 'ceiling', c).rps, results.get(`${kind}/ceiling, server codec/${c}`)?.rps ?? 0));
+  Math.min(
+    servableCall.get(c)!.rowsPerSecond,
+    Math.max(cell(kind, 'ceiling', c).rps, results.get(`${kind}/ceiling, server codec/${c}`)?.rps ?? 0),
+  );
 
-console.log(`\nbench/serving — fashion-mnist MLP (784→256→128→10), backend ${backend.name}, ${os.cpus().length} cores, one image per request, ${SECONDS} s per cell × ${ROUNDS} rounds (medians; ${fmt(elapsed, 0)} s)`);
-console.log(`model servers: their own process (backend ${serving.backend}, TensorFlow intra-op / inter-op threads ${serving.tfThreads}); ceilings: this process (TensorFlow's defaults)\n`);
-console.log(`in-process ceilings (the model alone): tfjs model.predict, and the server's own model call (${execution})`);
+console.log(
+  `\nbench/serving — fashion-mnist MLP (784→256→128→10), backend ${backend.name}, ${os.cpus().length} cores, one image per request, ${SECONDS} s per cell × ${ROUNDS} rounds (medians; ${fmt(elapsed, 0)} s)`,
+);
+console.log(
+  `model servers: their own process (backend ${serving.backend}, TensorFlow intra-op / inter-op threads ${serving.tfThreads}); ceilings: this process (TensorFlow's defaults)\n`,
+);
+console.log(
+  `in-process ceilings (the model alone): tfjs model.predict, and the server's own model call (${execution})`,
+);
 console.log('| batch | model.predict rows/s | p50 ms | server model call rows/s | p50 ms |\n|---|---|---|---|---|');
-for (const [batch, v] of inProcess) console.log(`| ${batch} | ${fmt(v.rowsPerSecond, 0)} | ${fmt(v.p50, 3)} | ${fmt(servableCall.get(batch)!.rowsPerSecond, 0)} | ${fmt(servableCall.get(batch)!.p50, 3)} |`);
-console.log('\n"÷ lower ceiling": req/s ÷ min(model.predict rows/s at batch = concurrency, transport ceiling) — the issue\'s target;');
-console.log('"÷ strict": ÷ min(server model call rows/s, the faster transport ceiling). "client CPU": the load generator\'s share of one core.');
-console.log('\n| path | what | concurrency | req/s | p50 ms | p99 ms | client CPU | ÷ lower ceiling | ÷ strict |\n|---|---|---|---|---|---|---|---|---|');
+for (const [batch, v] of inProcess)
+  console.log(
+    `| ${batch} | ${fmt(v.rowsPerSecond, 0)} | ${fmt(v.p50, 3)} | ${fmt(servableCall.get(batch)!.rowsPerSecond, 0)} | ${fmt(servableCall.get(batch)!.p50, 3)} |`,
+  );
+console.log(
+  '\n"÷ lower ceiling": req/s ÷ min(model.predict rows/s at batch = concurrency, transport ceiling) — the issue\'s target;',
+);
+console.log(
+  '"÷ strict": ÷ min(server model call rows/s, the faster transport ceiling). "client CPU": the load generator\'s share of one core.',
+);
+console.log(
+  '\n| path | what | concurrency | req/s | p50 ms | p99 ms | client CPU | ÷ lower ceiling | ÷ strict |\n|---|---|---|---|---|---|---|---|---|',
+);
 for (const kind of KINDS) {
   for (const c of CONCURRENCY) {
     for (const variant of ['ceiling', 'ceiling, server codec', 'on', 'off'] as Variant[]) {
       const m = results.get(`${kind}/${variant}/${c}`);
       if (!m) continue;
-      const what = variant === 'ceiling' ? 'transport ceiling (no model)' : variant === 'ceiling, server codec' ? 'transport ceiling, server codec' : `server, batching ${variant}`;
-      const ratios = variant === 'on' || variant === 'off' ? `${fmt(m.rps / lower(kind, c))} | ${fmt(m.rps / strict(kind, c))}` : ' | ';
-      console.log(`| ${kind} | ${what} | ${c} | ${fmt(m.rps, 0)} | ${fmt(m.p50)} | ${fmt(m.p99)} | ${fmt(m.clientCpu)} | ${ratios}${m.errors ? ` (${m.errors} errors)` : ''} |`);
+      const what =
+        variant === 'ceiling'
+          ? 'transport ceiling (no model)'
+          : variant === 'ceiling, server codec'
+            ? 'transport ceiling, server codec'
+            : `server, batching ${variant}`;
+      const ratios =
+        variant === 'on' || variant === 'off'
+          ? `${fmt(m.rps / lower(kind, c))} | ${fmt(m.rps / strict(kind, c))}`
+          : ' | ';
+      console.log(
+        `| ${kind} | ${what} | ${c} | ${fmt(m.rps, 0)} | ${fmt(m.p50)} | ${fmt(m.p99)} | ${fmt(m.clientCpu)} | ${ratios}${m.errors ? ` (${m.errors} errors)` : ''} |`,
+      );
     }
   }
 }

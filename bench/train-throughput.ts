@@ -18,7 +18,11 @@ import { GraphTrainStep } from '../training/graph/graph-step';
 import { createOptimizer } from '../training/optimizers';
 
 const { values } = parseArgs({
-  options: { steps: { type: 'string', default: '30' }, seconds: { type: 'string', default: '10' }, batch: { type: 'string', default: '128' } },
+  options: {
+    steps: { type: 'string', default: '30' },
+    seconds: { type: 'string', default: '10' },
+    batch: { type: 'string', default: '128' },
+  },
 });
 // At most `steps` timed steps, and no more than `seconds` of them: the plain-JS cpu backend needs
 // tens of seconds for one CNN step, and a bench that never finishes measures nothing.
@@ -45,7 +49,10 @@ function forwardMacs(model: tf.LayersModel): number {
 }
 
 /** `graph`: the whole step as one TensorFlow session run (training/graph/), as the trainer does on tfjs-node. */
-async function measure(architecture: 'mlp' | 'cnn', graph = false): Promise<{ steps: number; samplesPerSecond: number; gflops: number }> {
+async function measure(
+  architecture: 'mlp' | 'cnn',
+  graph = false,
+): Promise<{ steps: number; samplesPerSecond: number; gflops: number }> {
   const model = buildModel(tf, architecture, { featureShape: [28, 28, 1], numClasses: 10, seed: 1 }, {});
   const optimizer = createOptimizer('adam', 1e-3);
   const xs = tf.randomUniform([batch, 28, 28, 1], 0, 255);
@@ -56,7 +63,13 @@ async function measure(architecture: 'mlp' | 'cnn', graph = false): Promise<{ st
   const step = compiled
     ? () => void compiled.step(xs, ys, 1 / batch, [1, stepIndex++])
     : () => {
-        const loss = optimizer.minimize(() => tf.mean(tf.metrics.categoricalCrossentropy(ys, model.apply(xs, { training: true }) as tf.Tensor)) as tf.Scalar, true)!;
+        const loss = optimizer.minimize(
+          () =>
+            tf.mean(
+              tf.metrics.categoricalCrossentropy(ys, model.apply(xs, { training: true }) as tf.Tensor),
+            ) as tf.Scalar,
+          true,
+        )!;
         loss.dataSync();
         loss.dispose();
       };
@@ -74,7 +87,11 @@ async function measure(architecture: 'mlp' | 'cnn', graph = false): Promise<{ st
   tf.dispose([xs, ys]);
   model.dispose();
   optimizer.dispose();
-  return { steps, samplesPerSecond: (steps * batch) / seconds, gflops: (steps * batch * flopsPerSample) / seconds / 1e9 };
+  return {
+    steps,
+    samplesPerSecond: (steps * batch) / seconds,
+    gflops: (steps * batch * flopsPerSample) / seconds / 1e9,
+  };
 }
 
 const rows: { backend: string; model: string; steps: number; samplesPerSecond: number; gflops: number }[] = [];
@@ -84,7 +101,9 @@ await registerWasmBackend();
 const skipped = report.unavailable.map((u) => `${u.name}: ${u.reason}`);
 // The selected (fastest) backend first: the wasm backend's worker threads, once started, stay
 // alive in this process and take CPU from whatever is measured after them.
-const measured = [...new Set<BackendName>([report.name, 'wasm', 'cpu'])].filter((b) => !report.unavailable.some((u) => u.name === b));
+const measured = [...new Set<BackendName>([report.name, 'wasm', 'cpu'])].filter(
+  (b) => !report.unavailable.some((u) => u.name === b),
+);
 for (const backend of measured) {
   if (!(await tf.setBackend(ENGINE_BACKEND_OF[backend]))) throw new Error(`${backend} did not initialise`);
   const modes = ENGINE_BACKEND_OF[backend] === 'tensorflow' ? [false, true] : [false];
@@ -108,27 +127,44 @@ const kerasRows: { model: string; steps: number; samplesPerSecond: number }[] = 
 try {
   execFileSync('bash', [path.join(HERE, 'keras', 'setup.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
   const python = path.join(PROJECT_ROOT, '.tools', 'keras-venv', 'bin', 'python');
-  const out = execFileSync(python, [path.join(HERE, 'keras', 'throughput.py'), String(batch), String(maxSteps), String(budgetSeconds)], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const out = execFileSync(
+    python,
+    [path.join(HERE, 'keras', 'throughput.py'), String(batch), String(maxSteps), String(budgetSeconds)],
+    {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   for (const line of out.trim().split('\n')) kerasRows.push(JSON.parse(line));
-  const tfVersion = execFileSync(python, ['-c', 'import tensorflow as tf; print(tf.__version__)'], { encoding: 'utf8', env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3' } }).trim();
+  const tfVersion = execFileSync(python, ['-c', 'import tensorflow as tf; print(tf.__version__)'], {
+    encoding: 'utf8',
+    env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3' },
+  }).trim();
   for (const r of kerasRows) {
     const macs = flopsPerSampleOf[r.model]!;
-    rows.push({ backend: `keras (tensorflow ${tfVersion})`, model: r.model, steps: r.steps, samplesPerSecond: r.samplesPerSecond, gflops: (r.samplesPerSecond * macs) / 1e9 });
+    rows.push({
+      backend: `keras (tensorflow ${tfVersion})`,
+      model: r.model,
+      steps: r.steps,
+      samplesPerSecond: r.samplesPerSecond,
+      gflops: (r.samplesPerSecond * macs) / 1e9,
+    });
   }
 } catch (error) {
   skipped.push(`keras: ${(error as Error).message.split('\n')[0]}`);
 }
 
 const baseline = (model: string) => rows.find((r) => r.backend === 'cpu' && r.model === model)?.samplesPerSecond;
-console.log(`train throughput, batch ${batch}, up to ${maxSteps} timed steps or ${budgetSeconds} s after one warm-up step, tfjs ${tf.version.tfjs}\n`);
+console.log(
+  `train throughput, batch ${batch}, up to ${maxSteps} timed steps or ${budgetSeconds} s after one warm-up step, tfjs ${tf.version.tfjs}\n`,
+);
 console.log('| backend | model | steps | samples/s | GFLOP/s | × cpu (same run) |');
 console.log('|---|---|---:|---:|---:|---:|');
 for (const r of rows) {
   const base = baseline(r.model);
-  console.log(`| ${r.backend} | ${r.model} | ${r.steps} | ${r.samplesPerSecond.toFixed(0)} | ${r.gflops.toFixed(2)} | ${base ? (r.samplesPerSecond / base).toFixed(2) : '-'} |`);
+  console.log(
+    `| ${r.backend} | ${r.model} | ${r.steps} | ${r.samplesPerSecond.toFixed(0)} | ${r.gflops.toFixed(2)} | ${base ? (r.samplesPerSecond / base).toFixed(2) : '-'} |`,
+  );
 }
 const nativeRows = rows.filter((r) => r.backend.startsWith('tfjs-node'));
 if (nativeRows.length && kerasRows.length) {

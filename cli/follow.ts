@@ -22,14 +22,19 @@ export async function followRun(
   const view = stream.isTTY ? new BarsView(stream) : new LinesView(stream);
   const rollout = new RolloutDecisions(handle);
   let finished = false;
-  done.then(() => (finished = true), () => (finished = true));
+  done.then(
+    () => (finished = true),
+    () => (finished = true),
+  );
   try {
     while (!finished) {
       try {
         const progress = await handle.query(progressQuery);
         view.update(progress);
-        if (replicas && progress.stages.train !== 'pending') await showReplicas(view, replicas.client, handle.workflowId);
-        if (progress.stage === 'rollout') for (const d of await rollout.next(progress)) view.decision(progress.runId, d);
+        if (replicas && progress.stages.train !== 'pending')
+          await showReplicas(view, replicas.client, handle.workflowId);
+        if (progress.stage === 'rollout')
+          for (const d of await rollout.next(progress)) view.decision(progress.runId, d);
       } catch {
         // Not answerable yet (no worker picked the first task) or already closed: try again.
       }
@@ -58,7 +63,10 @@ class RolloutDecisions {
     if (!progress.rolloutId || progress.version === null) return [];
     // The id is the model's, reused by every rollout: until this run's child has started it
     // names the previous rollout, whose candidate is another version.
-    const status = await this.handle.client.getHandle(progress.rolloutId).query(rolloutStatusQuery).catch(() => undefined);
+    const status = await this.handle.client
+      .getHandle(progress.rolloutId)
+      .query(rolloutStatusQuery)
+      .catch(() => undefined);
     if (!status || status.candidate !== progress.version) return [];
     const fresh = status.decisions.slice(this.shown);
     this.shown = status.decisions.length;
@@ -68,7 +76,10 @@ class RolloutDecisions {
 
 async function showReplicas(view: LinesView | BarsView, client: Client, runId: string): Promise<void> {
   // Absent for single-trainer runs, and until the job workflow has started.
-  const job = await client.workflow.getHandle(trainJobWorkflowId(runId)).query(jobStateQuery).catch(() => undefined);
+  const job = await client.workflow
+    .getHandle(trainJobWorkflowId(runId))
+    .query(jobStateQuery)
+    .catch(() => undefined);
   if (job && job.replicas.length > 0) view.replicas(job);
 }
 
@@ -82,7 +93,12 @@ function stageLine(progress: RunProgress): string {
 function replicaLine(job: JobState, rank: number): string {
   const r = job.replicas.find((x) => x.rank === rank)!;
   const p = r.progress;
-  return `rank ${r.rank}/${job.worldSize ?? job.replicasWanted} ${r.identity} ` + (p ? `epoch ${p.epoch} step ${p.step}/${p.stepsPerEpoch} loss ${fmt(p.loss)} · ${Math.round(p.samplesPerSecond)} samples/s` : 'joined');
+  return (
+    `rank ${r.rank}/${job.worldSize ?? job.replicasWanted} ${r.identity} ` +
+    (p
+      ? `epoch ${p.epoch} step ${p.step}/${p.stepsPerEpoch} loss ${fmt(p.loss)} · ${Math.round(p.samplesPerSecond)} samples/s`
+      : 'joined')
+  );
 }
 
 class LinesView {
@@ -125,7 +141,8 @@ class LinesView {
     if (signature === this.lastReplicaSignature && now - this.lastReplicaLines < 10_000) return;
     this.lastReplicaSignature = signature;
     this.lastReplicaLines = now;
-    for (const r of [...job.replicas].sort((a, b) => a.rank - b.rank)) this.stream.write(`[${job.jobId}] ${replicaLine(job, r.rank)} (attempt ${job.attempt})\n`);
+    for (const r of [...job.replicas].sort((a, b) => a.rank - b.rank))
+      this.stream.write(`[${job.jobId}] ${replicaLine(job, r.rank)} (attempt ${job.attempt})\n`);
   }
 
   stop(): void {}
@@ -140,7 +157,13 @@ class BarsView {
 
   constructor(stream: NodeJS.WriteStream) {
     this.multibar = new cliProgress.MultiBar(
-      { stream, clearOnComplete: false, hideCursor: true, format: ' {label} |{bar}| {value}/{total} {detail}', barsize: 30 },
+      {
+        stream,
+        clearOnComplete: false,
+        hideCursor: true,
+        format: ' {label} |{bar}| {value}/{total} {detail}',
+        barsize: 30,
+      },
       cliProgress.Presets.shades_classic,
     );
     this.stagesBar = this.multibar.create(STAGES.length, 0, { label: 'stages', detail: '' });
@@ -148,7 +171,10 @@ class BarsView {
 
   update(progress: RunProgress): void {
     const finished = STAGES.filter((s) => ['done', 'skipped'].includes(progress.stages[s])).length;
-    this.stagesBar.update(finished, { label: 'stages', detail: progress.stage ? `${progress.stage}…` : progress.status });
+    this.stagesBar.update(finished, {
+      label: 'stages',
+      detail: progress.stage ? `${progress.stage}…` : progress.status,
+    });
     const t = progress.train;
     if (!t) return;
     this.epochsBar ??= this.multibar.create(t.epochs, 0, { label: 'epochs', detail: '' });

@@ -6,10 +6,21 @@ import { loadCommand, loadEncodingOption } from './commands/load';
 import { devCommand } from './commands/dev';
 import { experimentStartCommand, experimentStatusCommand, experimentStopCommand } from './commands/experiment';
 import { modelsDescribeCommand, modelsListCommand } from './commands/models';
-import { approveCommand, promoteCommand, rollbackCommand, rolloutStartCommand, rolloutStatusCommand } from './commands/rollout';
+import {
+  approveCommand,
+  promoteCommand,
+  rollbackCommand,
+  rolloutStartCommand,
+  rolloutStatusCommand,
+} from './commands/rollout';
 import { runCommand } from './commands/run';
 import { serveCommand } from './commands/serve';
-import { scheduleCreateCommand, scheduleDescribeCommand, scheduleListCommand, scheduleSimpleCommand } from './commands/schedule';
+import {
+  scheduleCreateCommand,
+  scheduleDescribeCommand,
+  scheduleListCommand,
+  scheduleSimpleCommand,
+} from './commands/schedule';
 import { workerCommand } from './commands/worker';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -30,13 +41,17 @@ function action<A extends unknown[]>(fn: (...args: A) => Promise<unknown>) {
 }
 
 const program = new Command('gantry')
-  .description('Keep machine-learning models alive in production: durable Temporal pipelines, TensorFlow.js training, model publishing.')
+  .description(
+    'Keep machine-learning models alive in production: durable Temporal pipelines, TensorFlow.js training, model publishing.',
+  )
   .showHelpAfterError()
   .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2));
 
 program
   .command('dev')
-  .description('run the embedded Temporal server, a control worker and a train worker in the foreground (Ctrl-C stops them)')
+  .description(
+    'run the embedded Temporal server, a control worker and a train worker in the foreground (Ctrl-C stops them)',
+  )
   .option('--port <port>', 'Temporal gRPC port, or "auto" (7233 when free)', 'auto')
   .option('--headless', 'no Temporal Web UI')
   .option('--train-workers <n>', 'train worker processes (a job with N replicas needs N)', '1')
@@ -53,7 +68,10 @@ program
   .description('start a retrain run of a pipeline (a built-in name or a .ts/.json file) and wait for its result')
   .option('--set <path=value>', 'override a spec field, e.g. --set train.epochs=3 (repeatable)', collect, [])
   .option('--follow', 'show live progress per stage and epoch')
-  .option('--replicas', 'with --follow: each replica of a data-parallel train job too (rank, worker, step, loss, samples/s)')
+  .option(
+    '--replicas',
+    'with --follow: each replica of a data-parallel train job too (rank, worker, step, loss, samples/s)',
+  )
   .option('--json', 'print the result as one JSON object')
   .option('--detach', 'print the run id and return without waiting')
   .option('--id <runId>', 'workflow id for the run (default: <pipeline>-<time>-<random>)')
@@ -66,21 +84,36 @@ program
   .option('--replicas', 'each replica of a data-parallel train job: rank, address, step, loss, throughput')
   .action(action(statusCommand));
 
-program.command('cancel <runId>').description('cancel a run (training stops at its next step)').action(action(cancelCommand));
+program
+  .command('cancel <runId>')
+  .description('cancel a run (training stops at its next step)')
+  .action(action(cancelCommand));
 
 const models = program.command('models').description('the model registry');
-models.command('list').option('--json', 'print as JSON').description('registered models and their aliases').action(action(modelsListCommand));
-models.command('describe <model>').option('--json', 'print as JSON').description('every version of a model with metrics and lineage').action(action(modelsDescribeCommand));
+models
+  .command('list')
+  .option('--json', 'print as JSON')
+  .description('registered models and their aliases')
+  .action(action(modelsListCommand));
+models
+  .command('describe <model>')
+  .option('--json', 'print as JSON')
+  .description('every version of a model with metrics and lineage')
+  .action(action(modelsDescribeCommand));
 
 program
   .command('promote <model> <version>')
-  .description('make a published version the champion now (ends a running rollout of it as promoted); effective on every model server when it returns')
+  .description(
+    'make a published version the champion now (ends a running rollout of it as promoted); effective on every model server when it returns',
+  )
   .option('--reason <text>', 'recorded with the decision')
   .option('--json', 'print as JSON')
   .action(action((model: string, version: string, options) => promoteCommand(model, version, options)));
 program
   .command('rollback <model>')
-  .description('roll a running canary back, or the champion back to the previous champion (or --to an earlier published version)')
+  .description(
+    'roll a running canary back, or the champion back to the previous champion (or --to an earlier published version)',
+  )
   .option('--to <version>', 'the earlier published version to serve')
   .option('--reason <text>', 'recorded with the decision')
   .option('--json', 'print as JSON')
@@ -100,16 +133,28 @@ rollout
 rollout
   .command('start <model> <version>')
   .description('roll a published version out against the champion, without a retrain')
-  .option('--pipeline <pipeline>', "take the rollout spec from this pipeline's deployment.rollout (default: the built-in defaults)")
-  .option('--set <path=value>', 'override a spec field of --pipeline, e.g. --set deployment.rollout.analysisInterval=5s (repeatable)', collect, [])
+  .option(
+    '--pipeline <pipeline>',
+    "take the rollout spec from this pipeline's deployment.rollout (default: the built-in defaults)",
+  )
+  .option(
+    '--set <path=value>',
+    'override a spec field of --pipeline, e.g. --set deployment.rollout.analysisInterval=5s (repeatable)',
+    collect,
+    [],
+  )
   .option('--follow', 'print each decision and wait for the outcome (exit 1 when rolled back)')
   .option('--json', 'print as JSON')
   .action(action((model: string, version: string, options) => rolloutStartCommand(model, version, options)));
 
-const experiment = program.command('experiment').description('A/B experiments between published versions, decided on online accuracy');
+const experiment = program
+  .command('experiment')
+  .description('A/B experiments between published versions, decided on online accuracy');
 experiment
   .command('start <model>')
-  .description('split the traffic over the arms (sticky per client key) for --duration, then name a winner by a two-proportion test')
+  .description(
+    'split the traffic over the arms (sticky per client key) for --duration, then name a winner by a two-proportion test',
+  )
   .requiredOption('--arms <arms>', 'VERSION:WEIGHT,… e.g. v7:50,v8:50')
   .requiredOption('--duration <time>', 'how long it runs, e.g. 30m or 1h')
   .option('--alpha <p>', 'significance level (Bonferroni-corrected over the comparisons)', '0.05')
@@ -118,7 +163,11 @@ experiment
   .option('--follow', 'wait for the verdict and print it')
   .option('--json', 'print as JSON')
   .action(action((model: string, options) => experimentStartCommand(model, options)));
-experiment.command('status <model>').option('--json', 'print as JSON').description("the arms' traffic and accuracy so far, and the verdict").action(action(experimentStatusCommand));
+experiment
+  .command('status <model>')
+  .option('--json', 'print as JSON')
+  .description("the arms' traffic and accuracy so far, and the verdict")
+  .action(action(experimentStatusCommand));
 experiment
   .command('stop <model>')
   .description('end the experiment now and decide on the feedback gathered so far')
@@ -130,7 +179,16 @@ const schedule = program.command('schedule').description('scheduled retraining o
 schedule
   .command('create <pipeline>')
   .requiredOption('--cron <expr>', 'cron expression, e.g. "0 3 * * *"')
-  .addOption(new Option('--overlap <policy>', 'when a run is still going at the next time').choices(['skip', 'buffer-one', 'buffer-all', 'cancel-other', 'terminate-other', 'allow-all']))
+  .addOption(
+    new Option('--overlap <policy>', 'when a run is still going at the next time').choices([
+      'skip',
+      'buffer-one',
+      'buffer-all',
+      'cancel-other',
+      'terminate-other',
+      'allow-all',
+    ]),
+  )
   .option('--set <path=value>', 'override a spec field (repeatable)', collect, [])
   .option('--id <scheduleId>', 'schedule id (default: retrain-<pipeline>)')
   .option('--paused', 'create it paused')
@@ -138,14 +196,25 @@ schedule
   .action(action((pipeline: string, options) => scheduleCreateCommand(pipeline, options)));
 schedule.command('list').option('--json', 'print as JSON').action(action(scheduleListCommand));
 schedule.command('describe <scheduleId>').option('--json', 'print as JSON').action(action(scheduleDescribeCommand));
-schedule.command('pause <scheduleId>').option('--note <note>').action(action((id: string, o: { note?: string }) => scheduleSimpleCommand('pause', id, o.note)));
-schedule.command('unpause <scheduleId>').option('--note <note>').action(action((id: string, o: { note?: string }) => scheduleSimpleCommand('unpause', id, o.note)));
-schedule.command('trigger <scheduleId>').description('start a run now').action(action((id: string) => scheduleSimpleCommand('trigger', id)));
+schedule
+  .command('pause <scheduleId>')
+  .option('--note <note>')
+  .action(action((id: string, o: { note?: string }) => scheduleSimpleCommand('pause', id, o.note)));
+schedule
+  .command('unpause <scheduleId>')
+  .option('--note <note>')
+  .action(action((id: string, o: { note?: string }) => scheduleSimpleCommand('unpause', id, o.note)));
+schedule
+  .command('trigger <scheduleId>')
+  .description('start a run now')
+  .action(action((id: string) => scheduleSimpleCommand('trigger', id)));
 schedule.command('delete <scheduleId>').action(action((id: string) => scheduleSimpleCommand('delete', id)));
 
 program
   .command('serve')
-  .description('serve the model repository over TensorFlow Serving\'s REST and gRPC APIs (hot swap, labels, traffic splits, metrics)')
+  .description(
+    "serve the model repository over TensorFlow Serving's REST and gRPC APIs (hot swap, labels, traffic splits, metrics)",
+  )
   .option('--model-base-path <dir>', 'serve every <model>/<version>/ under this folder (default: GANTRY_HOME/models)')
   .option('--model-config-file <file>', 'a JSON ModelServerConfig listing the models to serve instead')
   .option('--host <host>', 'address to bind', '0.0.0.0')
@@ -154,10 +223,20 @@ program
   .option('--poll-seconds <s>', 'how often to look for new versions', '1')
   .option('--no-batching', 'one model call per request')
   .option('--max-batch-size <rows>', 'rows merged into one model call at most', '64')
-  .option('--batch-timeout-micros <us>', 'how long a batch may wait to fill (0: merge what arrives while the model is busy)', '0')
+  .option(
+    '--batch-timeout-micros <us>',
+    'how long a batch may wait to fill (0: merge what arrives while the model is busy)',
+    '0',
+  )
   .option('--max-enqueued-batches <n>', 'queue bound per version, in batches (beyond it: 429)', '64')
-  .option('--admin-token-file <file>', 'bearer token for the admin API (or GANTRY_SERVE_ADMIN_TOKEN); without one the admin API is off')
-  .option('--state-file <file>', 'where admin changes are kept across restarts (default: GANTRY_HOME/serving-state.json)')
+  .option(
+    '--admin-token-file <file>',
+    'bearer token for the admin API (or GANTRY_SERVE_ADMIN_TOKEN); without one the admin API is off',
+  )
+  .option(
+    '--state-file <file>',
+    'where admin changes are kept across restarts (default: GANTRY_HOME/serving-state.json)',
+  )
   .option('--request-timeout-ms <ms>', 'longest a request may take', '30000')
   .option('--body-limit-mb <mb>', 'largest request body', '16')
   .option('--no-warmup', 'skip the warm-up request before a version turns AVAILABLE')
@@ -166,25 +245,39 @@ program
 
 program
   .command('load <model>')
-  .description('replay the Fashion-MNIST test split as predict requests to a model server at a steady rate (with --feedback, their true labels too)')
-  .option('--server <url>', 'REST base URL of the model server (default: the first of GANTRY_SERVERS, else of GANTRY_HOME/servers.json)')
+  .description(
+    'replay the Fashion-MNIST test split as predict requests to a model server at a steady rate (with --feedback, their true labels too)',
+  )
+  .option(
+    '--server <url>',
+    'REST base URL of the model server (default: the first of GANTRY_SERVERS, else of GANTRY_HOME/servers.json)',
+  )
   .option('--rps <n>', 'requests per second', '50')
   .option('--duration <time>', 'how long to send, e.g. 30s, 2m, 1h (default: until Ctrl-C)')
   .option('--requests <n>', 'stop after this many requests')
   .option('--concurrency <n>', 'requests in flight at most', '64')
-  .option('--clients <k>', 'simulated users, each with a stable x-gantry-client-key so a traffic split is sticky per user (0: no key)', '0')
+  .option(
+    '--clients <k>',
+    'simulated users, each with a stable x-gantry-client-key so a traffic split is sticky per user (0: no key)',
+    '0',
+  )
   .option('--feedback', "send each answered request's true label to :feedback (batched every 200 ms)")
   .option('--version <n>', 'send every request to this version instead of following the traffic split')
   .option('--label <label>', 'send every request to the version this label points at')
   .addOption(loadEncodingOption())
   .option('--timeout-ms <ms>', 'longest a request may take', '10000')
-  .option('--data <dir>', 'the Fashion-MNIST folder with the t10k IDX files (default: /usr/share/datasets/fashion-mnist)')
+  .option(
+    '--data <dir>',
+    'the Fashion-MNIST folder with the t10k IDX files (default: /usr/share/datasets/fashion-mnist)',
+  )
   .option('--json', 'print the summary as one JSON object')
   .action(action((model: string, options) => loadCommand(model, options)));
 
 program
   .command('doctor')
-  .description('which TensorFlow.js backend runs here (and why faster ones are missing), the Temporal server, the dataset')
+  .description(
+    'which TensorFlow.js backend runs here (and why faster ones are missing), the Temporal server, the dataset',
+  )
   .option('--json', 'print as JSON')
   .action(action(doctorCommand));
 

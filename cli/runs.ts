@@ -16,7 +16,11 @@ export async function resolveSpec(pipeline: string, sets: string[]): Promise<Pip
 }
 
 export function retrainInput(spec: PipelineSpec): RetrainInput {
-  return { spec, taskQueues: { control: taskQueueOf('control'), train: taskQueueOf('train') }, deploymentPrefix: deploymentPrefix() };
+  return {
+    spec,
+    taskQueues: { control: taskQueueOf('control'), train: taskQueueOf('train') },
+    deploymentPrefix: deploymentPrefix(),
+  };
 }
 
 /** A readable, unique run id: the pipeline, the UTC time and a short random suffix. */
@@ -25,7 +29,11 @@ export function newRunId(spec: PipelineSpec): string {
   return `${spec.name}-${stamp}-${randomBytes(2).toString('hex')}`;
 }
 
-export async function startRun(client: Client, spec: PipelineSpec, runId = newRunId(spec)): Promise<WorkflowHandle<typeof retrainWorkflow>> {
+export async function startRun(
+  client: Client,
+  spec: PipelineSpec,
+  runId = newRunId(spec),
+): Promise<WorkflowHandle<typeof retrainWorkflow>> {
   return client.workflow.start(retrainWorkflow, {
     workflowId: runId,
     taskQueue: taskQueueOf('control'),

@@ -108,17 +108,28 @@ export async function startLocalStack(home: GantryHome, options: StackOptions = 
     }
   }
   const target: TemporalTarget = external ?? { address: server!.address, namespace: server!.namespace };
-  const env = { ...process.env, GANTRY_HOME: home.root, TEMPORAL_ADDRESS: target.address, TEMPORAL_NAMESPACE: target.namespace };
+  const env = {
+    ...process.env,
+    GANTRY_HOME: home.root,
+    TEMPORAL_ADDRESS: target.address,
+    TEMPORAL_NAMESPACE: target.namespace,
+  };
   const trainWorkers = options.trainWorkers ?? 1;
   // Several train workers on one host split its cores (one "device" each) unless told otherwise.
-  const threadsPerTrainer = trainWorkers > 1 && !process.env.GANTRY_TRAIN_THREADS ? String(Math.max(1, Math.floor(os.availableParallelism() / trainWorkers))) : undefined;
+  const threadsPerTrainer =
+    trainWorkers > 1 && !process.env.GANTRY_TRAIN_THREADS
+      ? String(Math.max(1, Math.floor(os.availableParallelism() / trainWorkers)))
+      : undefined;
   let stopping: Promise<void> | undefined;
   const spawnWorker = (pool: Pool, index = 0): StackWorker => {
     const logFile = path.join(home.logsDir, `worker-${pool}${index ? `-${index + 1}` : ''}.log`);
     const workerEnv = pool === 'train' && threadsPerTrainer ? { ...env, GANTRY_TRAIN_THREADS: threadsPerTrainer } : env;
     const start = () => {
       const log = createWriteStream(logFile, { flags: 'a' });
-      const child = spawn(process.execPath, [...process.execArgv, path.join(WORKERS_DIR, `${pool}.ts`)], { env: workerEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [...process.execArgv, path.join(WORKERS_DIR, `${pool}.ts`)], {
+        env: workerEnv,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       child.stdout!.pipe(log, { end: false });
       child.stderr!.pipe(log, { end: false });
       child.once('close', () => log.end());
@@ -131,7 +142,13 @@ export async function startLocalStack(home: GantryHome, options: StackOptions = 
           worker.restarts++;
           worker.child = start();
         }
-        options.onExit?.({ what: `the ${pool} worker${index ? ` ${index + 1}` : ''}`, code, signal, logFile, restarted });
+        options.onExit?.({
+          what: `the ${pool} worker${index ? ` ${index + 1}` : ''}`,
+          code,
+          signal,
+          logFile,
+          restarted,
+        });
       });
       return child;
     };
@@ -140,7 +157,8 @@ export async function startLocalStack(home: GantryHome, options: StackOptions = 
   };
   const workers = [spawnWorker('control'), ...Array.from({ length: trainWorkers }, (_, i) => spawnWorker('train', i))];
   served?.child.once('exit', (code, signal) => {
-    if (!stopping) options.onExit?.({ what: 'the model server', code, signal, logFile: served.logFile, restarted: false });
+    if (!stopping)
+      options.onExit?.({ what: 'the model server', code, signal, logFile: served.logFile, restarted: false });
   });
   return {
     target,
@@ -199,7 +217,10 @@ async function writePrivateFile(target: string, text: string): Promise<void> {
  * cannot load, once /healthz has answered for a while), and fails with the end of its output if
  * it exits first. A port taken between choosing and binding it: a few tries.
  */
-async function startModelServerChild(home: GantryHome, readyTimeoutMs = 60_000): Promise<{ modelServer: StackModelServer; adminToken: string }> {
+async function startModelServerChild(
+  home: GantryHome,
+  readyTimeoutMs = 60_000,
+): Promise<{ modelServer: StackModelServer; adminToken: string }> {
   const { token, file: adminTokenFile } = await adminTokenOf(home);
   const logFile = path.join(home.logsDir, 'serve.log');
   for (let attempt = 1; ; attempt++) {
@@ -208,15 +229,24 @@ async function startModelServerChild(home: GantryHome, readyTimeoutMs = 60_000):
       ...process.execArgv,
       CLI_ENTRY,
       'serve',
-      '--host', '127.0.0.1',
-      '--rest-port', String(restPort),
-      '--grpc-port', String(grpcPort),
-      '--model-base-path', home.modelRepositoryDir,
-      '--state-file', path.join(home.root, 'serving-state.json'),
-      '--admin-token-file', adminTokenFile,
+      '--host',
+      '127.0.0.1',
+      '--rest-port',
+      String(restPort),
+      '--grpc-port',
+      String(grpcPort),
+      '--model-base-path',
+      home.modelRepositoryDir,
+      '--state-file',
+      path.join(home.root, 'serving-state.json'),
+      '--admin-token-file',
+      adminTokenFile,
     ];
     const log = createWriteStream(logFile, { flags: 'a' });
-    const child = spawn(process.execPath, args, { env: { ...process.env, GANTRY_HOME: home.root }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, {
+      env: { ...process.env, GANTRY_HOME: home.root },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     // Two pipes feed one log, so neither may end it; the child's 'close' (both drained) does.
     let output = '';
     for (const stream of [child.stdout!, child.stderr!]) {
@@ -226,19 +256,32 @@ async function startModelServerChild(home: GantryHome, readyTimeoutMs = 60_000):
     const closed = new Promise<void>((resolve) => child.once('close', () => log.end(resolve)));
     let exited: string | undefined;
     child.once('exit', (code, signal) => (exited = `code ${code}, signal ${signal}`));
-    const modelServer: StackModelServer = { url: `http://127.0.0.1:${restPort}`, restPort, grpcPort, child, logFile, adminTokenFile };
+    const modelServer: StackModelServer = {
+      url: `http://127.0.0.1:${restPort}`,
+      restPort,
+      grpcPort,
+      child,
+      logFile,
+      adminTokenFile,
+    };
     const deadline = Date.now() + readyTimeoutMs;
     let answeringSince: number | undefined;
     while (exited === undefined) {
-      const status = await fetch(`${modelServer.url}/readyz`, { signal: AbortSignal.timeout(2000) }).then((r) => r.status, () => undefined);
+      const status = await fetch(`${modelServer.url}/readyz`, { signal: AbortSignal.timeout(2000) }).then(
+        (r) => r.status,
+        () => undefined,
+      );
       if (status === 200) return { modelServer, adminToken: token };
       if (status !== undefined) answeringSince ??= Date.now();
       // Up but not ready: a version that cannot load keeps /readyz at 503 for good. That is the
       // server's to report (GET /v1/models/<name>), not a reason to refuse to start the stack.
-      if (answeringSince !== undefined && Date.now() - answeringSince > 20_000) return { modelServer, adminToken: token };
+      if (answeringSince !== undefined && Date.now() - answeringSince > 20_000)
+        return { modelServer, adminToken: token };
       if (Date.now() > deadline) {
         await stopChild(child, 2000);
-        throw new Error(`gantry serve did not answer on ${modelServer.url} within ${readyTimeoutMs} ms; see ${logFile}`);
+        throw new Error(
+          `gantry serve did not answer on ${modelServer.url} within ${readyTimeoutMs} ms; see ${logFile}`,
+        );
       }
       await sleep(100);
     }

@@ -8,11 +8,18 @@ import { temporalTargetFromEnv, type TemporalTarget } from './temporal-env';
  * Which Temporal server this process talks to: TEMPORAL_ADDRESS (a real cluster) first, then the
  * embedded server that `gantry dev` recorded in GANTRY_HOME.
  */
-export async function resolveTemporalTarget(home: GantryHome = gantryHome()): Promise<TemporalTarget & { origin: string }> {
+export async function resolveTemporalTarget(
+  home: GantryHome = gantryHome(),
+): Promise<TemporalTarget & { origin: string }> {
   const fromEnv = temporalTargetFromEnv();
   if (fromEnv) return { ...fromEnv, origin: 'TEMPORAL_ADDRESS' };
   const embedded = await findRunningEmbeddedTemporal(home);
-  if (embedded) return { address: embedded.address, namespace: embedded.namespace, origin: `embedded server (pid ${embedded.pid})` };
+  if (embedded)
+    return {
+      address: embedded.address,
+      namespace: embedded.namespace,
+      origin: `embedded server (pid ${embedded.pid})`,
+    };
   throw new Error(
     `no Temporal server: TEMPORAL_ADDRESS is unset and no embedded server is running for ${home.root}. ` +
       'Start one with `gantry dev` (in another terminal), or set TEMPORAL_ADDRESS.',
@@ -23,13 +30,17 @@ function connectionOptions(target: TemporalTarget) {
   return { address: target.address, tls: target.tls, apiKey: target.apiKey };
 }
 
-export async function connectClient(target?: TemporalTarget): Promise<{ client: Client; connection: Connection; target: TemporalTarget }> {
+export async function connectClient(
+  target?: TemporalTarget,
+): Promise<{ client: Client; connection: Connection; target: TemporalTarget }> {
   const resolved = target ?? (await resolveTemporalTarget());
   let connection: Connection;
   try {
     connection = await Connection.connect(connectionOptions(resolved));
   } catch (error) {
-    throw new Error(`cannot reach Temporal at ${resolved.address} (namespace ${resolved.namespace}): ${(error as Error).message}`);
+    throw new Error(
+      `cannot reach Temporal at ${resolved.address} (namespace ${resolved.namespace}): ${(error as Error).message}`,
+    );
   }
   return { client: new Client({ connection, namespace: resolved.namespace }), connection, target: resolved };
 }

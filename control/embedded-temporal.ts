@@ -53,17 +53,29 @@ export async function startEmbeddedTemporal(home: GantryHome, options: StartOpti
   const port = await choosePort(options.port ?? 'auto');
   // The Web UI on gRPC port + 1000 as Temporal does by default, or any free port if that is taken.
   const preferredUi = port + 1000;
-  const uiPort = options.headless ? undefined : preferredUi <= 65535 && (await isPortFree(preferredUi)) ? preferredUi : await freePort();
+  const uiPort = options.headless
+    ? undefined
+    : preferredUi <= 65535 && (await isPortFree(preferredUi))
+      ? preferredUi
+      : await freePort();
   const args = [
-    'server', 'start-dev',
-    '--ip', '127.0.0.1',
-    '--port', String(port),
+    'server',
+    'start-dev',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(port),
     // Left to itself start-dev picks these at random, but fixing them here keeps every port on loopback.
-    '--http-port', String(await freePort()),
-    '--metrics-port', String(await freePort()),
-    '--db-filename', home.temporalDatabase,
-    '--namespace', 'default',
-    '--log-level', 'warn',
+    '--http-port',
+    String(await freePort()),
+    '--metrics-port',
+    String(await freePort()),
+    '--db-filename',
+    home.temporalDatabase,
+    '--namespace',
+    'default',
+    '--log-level',
+    'warn',
     ...(uiPort ? ['--ui-port', String(uiPort), '--ui-disable-news-fetch'] : ['--headless']),
   ];
   const logFile = path.join(home.logsDir, 'temporal.log');
@@ -114,7 +126,8 @@ async function waitUntilAnswering(
   let lastError: unknown;
   while (Date.now() < deadline) {
     const exit = exitedEarly();
-    if (exit) throw new Error(`temporal server start-dev exited during start-up (code ${exit.code}, signal ${exit.signal})`);
+    if (exit)
+      throw new Error(`temporal server start-dev exited during start-up (code ${exit.code}, signal ${exit.signal})`);
     try {
       const connection = await Connection.connect({ address, connectTimeout: 1_000 });
       try {

@@ -38,8 +38,12 @@ export function servingTargets(home: GantryHome, env: NodeJS.ProcessEnv = proces
       .map((url) => url.trim())
       .filter(Boolean)
       .map((url, i) => {
-        const parsed = ServerTargetSchema.safeParse({ url, ...(env.GANTRY_SERVE_ADMIN_TOKEN ? { adminToken: env.GANTRY_SERVE_ADMIN_TOKEN } : {}) });
-        if (!parsed.success) throw new ServersConfigError(`GANTRY_SERVERS[${i}]: ${JSON.stringify(url)} is not an http(s) URL`);
+        const parsed = ServerTargetSchema.safeParse({
+          url,
+          ...(env.GANTRY_SERVE_ADMIN_TOKEN ? { adminToken: env.GANTRY_SERVE_ADMIN_TOKEN } : {}),
+        });
+        if (!parsed.success)
+          throw new ServersConfigError(`GANTRY_SERVERS[${i}]: ${JSON.stringify(url)} is not an http(s) URL`);
         return parsed.data;
       });
   }

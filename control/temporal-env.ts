@@ -48,7 +48,9 @@ export function describeIssues(issues: readonly z.core.$ZodIssue[], prefix = '')
 export function temporalTargetFromEnv(env: NodeJS.ProcessEnv = process.env): TemporalTarget | undefined {
   const parsed = TemporalEnvSchema.safeParse(env);
   if (!parsed.success) {
-    throw new ConfigError(`invalid Temporal settings in the environment:\n  ${describeIssues(parsed.error.issues).join('\n  ')}`);
+    throw new ConfigError(
+      `invalid Temporal settings in the environment:\n  ${describeIssues(parsed.error.issues).join('\n  ')}`,
+    );
   }
   const e = parsed.data;
   if (!e.TEMPORAL_ADDRESS) return undefined;
@@ -57,7 +59,8 @@ export function temporalTargetFromEnv(env: NodeJS.ProcessEnv = process.env): Tem
   }
   // An API key or a client certificate implies TLS (Temporal Cloud refuses plaintext).
   const wantsTls =
-    e.TEMPORAL_TLS === 'true' || e.TEMPORAL_TLS === '1' ||
+    e.TEMPORAL_TLS === 'true' ||
+    e.TEMPORAL_TLS === '1' ||
     (e.TEMPORAL_TLS === undefined && Boolean(e.TEMPORAL_API_KEY || e.TEMPORAL_TLS_CLIENT_CERT_PATH));
   const read = (file: string, variable: string): Buffer => {
     try {

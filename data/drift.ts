@@ -76,7 +76,13 @@ export function compareStatistics(
 ): DriftReport {
   const limits = DriftThresholdsSchema.parse(thresholds);
   if (previous === null) {
-    return { previousFingerprint: null, drifted: false, metrics: null, thresholds: limits, reasons: ['no previous statistics'] };
+    return {
+      previousFingerprint: null,
+      drifted: false,
+      metrics: null,
+      thresholds: limits,
+      reasons: ['no previous statistics'],
+    };
   }
   const before = previous.statistics;
   const p = before.labelDistribution;
@@ -124,5 +130,11 @@ export function compareStatistics(
         `(class ${maxChangeClass}: ${fixed(p[maxChangeClass] ?? 0)} -> ${fixed(q[maxChangeClass] ?? 0)})`,
     );
   }
-  return { previousFingerprint: previous.fingerprint, drifted: reasons.length > 0, metrics, thresholds: limits, reasons };
+  return {
+    previousFingerprint: previous.fingerprint,
+    drifted: reasons.length > 0,
+    metrics,
+    thresholds: limits,
+    reasons,
+  };
 }

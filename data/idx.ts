@@ -85,7 +85,8 @@ export async function readMaybeGzipped(file: string): Promise<Uint8Array> {
   }
   const named = file.endsWith('.gz');
   if (!isGzip(raw)) {
-    if (named) throw new DatasetError(file, 'not gzip data (the name ends in .gz but the file does not start with 0x1f8b)');
+    if (named)
+      throw new DatasetError(file, 'not gzip data (the name ends in .gz but the file does not start with 0x1f8b)');
     return raw;
   }
   try {

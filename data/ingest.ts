@@ -1,9 +1,22 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { ArtifactStore } from '../artifacts/store';
-import { compareStatistics, DriftReportSchema, DriftThresholdsSchema, StatisticsBaselineSchema, type StatisticsBaseline } from './drift';
+import {
+  compareStatistics,
+  DriftReportSchema,
+  DriftThresholdsSchema,
+  StatisticsBaselineSchema,
+  type StatisticsBaseline,
+} from './drift';
 import { DatasetError } from './errors';
-import { DEFAULT_SHARD_SIZE, datasetPrefix, exampleBytesOf, SplitRefSchema, writeSplitShards, type SplitRef } from './shards';
+import {
+  DEFAULT_SHARD_SIZE,
+  datasetPrefix,
+  exampleBytesOf,
+  SplitRefSchema,
+  writeSplitShards,
+  type SplitRef,
+} from './shards';
 import { getDataSource, type RawDataset } from './sources';
 import { sampleIndices, splitTrainValidation, takeExamples, type SplitName } from './split';
 import { computeStatistics, DatasetStatisticsSchema, type DatasetStatistics } from './statistics';
@@ -102,7 +115,8 @@ export function parseIngestOptions(input: unknown): IngestOptions {
 }
 
 function effectiveParameters(options: IngestOptions, raw: RawDataset): DatasetParameters {
-  const cap = (limit: number | undefined, available: number) => (limit !== undefined && limit < available ? limit : null);
+  const cap = (limit: number | undefined, available: number) =>
+    limit !== undefined && limit < available ? limit : null;
   return {
     seed: options.seed,
     validationFraction: options.validationFraction,
@@ -135,7 +149,11 @@ export function datasetFingerprint(raw: RawDataset, source: string, parameters: 
 }
 
 /** The manifest of an earlier, complete write of this very dataset, or null if it must be (re)written. */
-async function readCompleteManifest(store: ArtifactStore, manifestKey: string, fingerprint: string): Promise<DatasetManifest | null> {
+async function readCompleteManifest(
+  store: ArtifactStore,
+  manifestKey: string,
+  fingerprint: string,
+): Promise<DatasetManifest | null> {
   const uri = store.uri(manifestKey);
   if (!(await store.exists(uri))) return null;
   let manifest: DatasetManifest;
@@ -150,7 +168,11 @@ async function readCompleteManifest(store: ArtifactStore, manifestKey: string, f
   return present.every(Boolean) ? manifest : null;
 }
 
-async function readBaseline(store: ArtifactStore, key: string, runId: string | undefined): Promise<StatisticsBaseline | null> {
+async function readBaseline(
+  store: ArtifactStore,
+  key: string,
+  runId: string | undefined,
+): Promise<StatisticsBaseline | null> {
   const uri = store.uri(key);
   if (!(await store.exists(uri))) return null;
   let record: StatisticsRecord;
@@ -257,7 +279,11 @@ export async function ingestDataset(
 
   const previous = await readBaseline(store, options.statisticsKey, options.runId);
   const drift = compareStatistics(previous, manifest.statistics.train, options.driftThresholds);
-  progress(drift.drifted ? `drift: ${drift.reasons.join('; ')}` : `no drift (${drift.reasons.join('; ') || 'within thresholds'})`);
+  progress(
+    drift.drifted
+      ? `drift: ${drift.reasons.join('; ')}`
+      : `no drift (${drift.reasons.join('; ') || 'within thresholds'})`,
+  );
   const record: StatisticsRecord = {
     source: source.name,
     fingerprint,

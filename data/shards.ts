@@ -60,7 +60,10 @@ export async function writeSplitShards(store: ArtifactStore, input: WriteSplitIn
     const name = `${digits(s)}-of-${digits(total)}.u8`;
     const base = `${datasetPrefix(fingerprint)}/${split}`;
     // Written one at a time: each is up to ~8 MB, and holding several in flight buys nothing on one disk.
-    const imagesUri = await store.put(`${base}/images-${name}`, images.subarray(start * exampleBytes, end * exampleBytes));
+    const imagesUri = await store.put(
+      `${base}/images-${name}`,
+      images.subarray(start * exampleBytes, end * exampleBytes),
+    );
     const labelsUri = await store.put(`${base}/labels-${name}`, labels.subarray(start, end));
     shards.push({ imagesUri, labelsUri, count: end - start });
     onShard?.(s + 1, total);
@@ -91,7 +94,10 @@ export async function loadSplit(store: ArtifactStore, ref: SplitLayout, splitNam
   const exampleBytes = exampleBytesOf(ref.featureShape);
   const shardTotal = split.shards.reduce((sum, shard) => sum + shard.count, 0);
   if (shardTotal !== split.count) {
-    throw new DatasetError(`${splitName} split`, `the reference lists shards of ${shardTotal} examples but a split count of ${split.count}`);
+    throw new DatasetError(
+      `${splitName} split`,
+      `the reference lists shards of ${shardTotal} examples but a split count of ${split.count}`,
+    );
   }
   const images = new Uint8Array(split.count * exampleBytes);
   const labels = new Uint8Array(split.count);
@@ -120,7 +126,10 @@ export async function loadSplit(store: ArtifactStore, ref: SplitLayout, splitNam
     }
     const bad = shardLabels.findIndex((label) => label >= ref.numClasses);
     if (bad >= 0) {
-      throw new DatasetError(shard.labelsUri, `label ${shardLabels[bad]} at index ${bad} is outside [0, ${ref.numClasses})`);
+      throw new DatasetError(
+        shard.labelsUri,
+        `label ${shardLabels[bad]} at index ${bad} is outside [0, ${ref.numClasses})`,
+      );
     }
     images.set(shardImages, offset * exampleBytes);
     labels.set(shardLabels, offset);

@@ -92,7 +92,8 @@ async function requireDirectory(dir: string): Promise<void> {
 const fashionMnist: DataSource = {
   name: 'fashion-mnist',
   defaultLocation: DEFAULT_FASHION_MNIST_DIR,
-  description: 'Zalando Fashion-MNIST: 60,000 train and 10,000 test 28x28 greyscale images, 10 classes (IDX files, gzipped or not)',
+  description:
+    'Zalando Fashion-MNIST: 60,000 train and 10,000 test 28x28 greyscale images, 10 classes (IDX files, gzipped or not)',
   async read(dir: string): Promise<RawDataset> {
     await requireDirectory(dir);
     const numClasses = FASHION_MNIST_CLASS_NAMES.length;

@@ -26,12 +26,18 @@ function registryIssues(input: unknown): SpecIssue[] {
   const spec = (input ?? {}) as { data?: { source?: unknown }; model?: { architecture?: unknown; options?: unknown } };
   const source = spec.data?.source;
   if (typeof source === 'string' && !dataSourceNames().includes(source)) {
-    issues.push({ path: 'data.source', message: `unknown data source "${source}"; known: ${dataSourceNames().join(', ')}` });
+    issues.push({
+      path: 'data.source',
+      message: `unknown data source "${source}"; known: ${dataSourceNames().join(', ')}`,
+    });
   }
   const architecture = spec.model?.architecture;
   if (typeof architecture === 'string') {
     if (!architectureNames().includes(architecture)) {
-      issues.push({ path: 'model.architecture', message: `unknown model architecture "${architecture}"; known: ${architectureNames().join(', ')}` });
+      issues.push({
+        path: 'model.architecture',
+        message: `unknown model architecture "${architecture}"; known: ${architectureNames().join(', ')}`,
+      });
     } else {
       const options = getArchitecture(architecture).options.safeParse(spec.model?.options ?? {});
       if (!options.success) {
@@ -47,7 +53,9 @@ function registryIssues(input: unknown): SpecIssue[] {
 /** Validates a spec (shape, ranges, registry names) and fills in defaults; throws PipelineSpecError. */
 export function validatePipeline(input: unknown): PipelineSpec {
   const parsed = PipelineSpecSchema.safeParse(input);
-  const issues: SpecIssue[] = parsed.success ? [] : parsed.error.issues.map((i) => ({ path: pathOf(i.path), message: i.message }));
+  const issues: SpecIssue[] = parsed.success
+    ? []
+    : parsed.error.issues.map((i) => ({ path: pathOf(i.path), message: i.message }));
   issues.push(...registryIssues(input));
   if (issues.length > 0 || !parsed.success) throw new PipelineSpecError(issues);
   return parsed.data;

@@ -9,7 +9,10 @@ import { z } from 'zod';
 
 const identifier = z
   .string()
-  .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be 1-63 characters of a-z, 0-9, "-" or "_", starting with a letter or digit');
+  .regex(
+    /^[a-z0-9][a-z0-9_-]{0,62}$/,
+    'must be 1-63 characters of a-z, 0-9, "-" or "_", starting with a letter or digit',
+  );
 
 const duration = z.string().refine(
   (value) => {
@@ -22,28 +25,32 @@ const duration = z.string().refine(
   { message: 'must be a positive duration such as "30s", "5m" or "1h"' },
 );
 
-export const DataSpecSchema = z.object({
-  /** A name from the data-source registry, e.g. `fashion-mnist`. */
-  source: identifier,
-  /** Where the source's files are; each source has its own default. */
-  path: z.string().min(1).optional(),
-  seed: z.number().int().default(42),
-  validationFraction: z.number().gt(0).lt(1).default(0.1),
-  /** Use a reproducible slice of the data (tests, quick runs). */
-  limits: z
-    .object({ train: z.number().int().positive().optional(), test: z.number().int().positive().optional() })
-    .strict()
-    .default({}),
-}).strict();
+export const DataSpecSchema = z
+  .object({
+    /** A name from the data-source registry, e.g. `fashion-mnist`. */
+    source: identifier,
+    /** Where the source's files are; each source has its own default. */
+    path: z.string().min(1).optional(),
+    seed: z.number().int().default(42),
+    validationFraction: z.number().gt(0).lt(1).default(0.1),
+    /** Use a reproducible slice of the data (tests, quick runs). */
+    limits: z
+      .object({ train: z.number().int().positive().optional(), test: z.number().int().positive().optional() })
+      .strict()
+      .default({}),
+  })
+  .strict();
 
-export const ModelSpecSchema = z.object({
-  /** The registered model's name: one registry entity and one folder of the model repository. */
-  name: identifier,
-  /** A name from the architecture registry, e.g. `mlp` or `cnn`. */
-  architecture: identifier,
-  /** Architecture options, checked by the architecture's own schema. */
-  options: z.record(z.string(), z.unknown()).default({}),
-}).strict();
+export const ModelSpecSchema = z
+  .object({
+    /** The registered model's name: one registry entity and one folder of the model repository. */
+    name: identifier,
+    /** A name from the architecture registry, e.g. `mlp` or `cnn`. */
+    architecture: identifier,
+    /** Architecture options, checked by the architecture's own schema. */
+    options: z.record(z.string(), z.unknown()).default({}),
+  })
+  .strict();
 
 /** After tf.distribute; see training/distributed/. */
 export const STRATEGIES = ['mirrored', 'multi-worker-mirrored', 'central-storage'] as const;
@@ -53,170 +60,224 @@ const strategy = z.enum(STRATEGY_NAMES).refine((s) => s !== 'tpu', {
   message: `no TPU runtime exists for TensorFlow.js, so there is no "tpu" strategy; use ${STRATEGIES.join(', ')}`,
 });
 
-export const ElasticSpecSchema = z.object({
-  /** An attempt may start with as few as this many replicas when the rest do not join in time. */
-  minReplicas: z.number().int().min(1).max(64),
-}).strict();
+export const ElasticSpecSchema = z
+  .object({
+    /** An attempt may start with as few as this many replicas when the rest do not join in time. */
+    minReplicas: z.number().int().min(1).max(64),
+  })
+  .strict();
 
-export const TrainSpecSchema = z.object({
-  epochs: z.number().int().min(1).max(1000).default(12),
-  batchSize: z.number().int().min(1).max(65536).default(128),
-  learningRate: z.number().positive().max(10).default(0.001),
-  optimizer: z.enum(['adam', 'sgd', 'rmsprop']).default('adam'),
-  /** `cosine` decays the rate over the epochs to 5% of `learningRate`; a function of the epoch, so resumes are exact. */
-  learningRateSchedule: z.enum(['constant', 'cosine']).default('constant'),
-  seed: z.number().int().default(1),
-  /** How long the train pool may go silent before Temporal declares the trainer lost and retries. */
-  heartbeatTimeout: duration.default('60s'),
-  /** Attempts of the train activity, each resuming from the last checkpoint. */
-  maxAttempts: z.number().int().min(1).max(100).default(5),
-  /** Optional pause after every step: makes a short run long enough to watch or to interrupt. */
-  stepDelayMs: z.number().int().min(0).max(10_000).default(0),
-  /**
-   * Data parallelism: `replicas` synchronous trainers, each on its shard of every global batch
-   * (`batchSize` per replica, so the global batch is batchSize × replicas). `mirrored` with one
-   * replica is plain single-trainer training.
-   */
-  strategy: strategy.default('mirrored'),
-  replicas: z.number().int().min(1).max(64).default(1),
-  /** Let an attempt go on with fewer replicas (down to minReplicas) when trainers are missing. */
-  elastic: ElasticSpecSchema.optional(),
-  /** `linear`: learning rate × replicas (Goyal et al. 2017), reached by a linear warm-up over `warmupEpochs`. */
-  learningRateScaling: z.enum(['none', 'linear']).default('none'),
-  warmupEpochs: z.number().min(0).max(100).default(0),
-  /** Rank 0 also checkpoints every this many steps (besides every epoch). */
-  checkpointEverySteps: z.number().int().min(1).optional(),
-  /** How long an attempt waits for all its trainers to join before it fails (or shrinks, if elastic). */
-  rendezvousTimeout: duration.default('2m'),
-  /** Check after every step that all replicas hold identical weights (costs a broadcast per step). */
-  verifyReplicas: z.boolean().default(false),
-}).strict().superRefine((train, ctx) => {
-  if (train.elastic && train.elastic.minReplicas > train.replicas) {
-    ctx.addIssue({ code: 'custom', path: ['elastic', 'minReplicas'], message: `must be at most train.replicas (${train.replicas})` });
-  }
-  if (train.strategy === 'central-storage' && train.replicas < 2) {
-    ctx.addIssue({ code: 'custom', path: ['replicas'], message: 'central-storage needs at least 2 replicas: one holds the variables, the others send it gradients' });
-  }
-});
+export const TrainSpecSchema = z
+  .object({
+    epochs: z.number().int().min(1).max(1000).default(12),
+    batchSize: z.number().int().min(1).max(65536).default(128),
+    learningRate: z.number().positive().max(10).default(0.001),
+    optimizer: z.enum(['adam', 'sgd', 'rmsprop']).default('adam'),
+    /** `cosine` decays the rate over the epochs to 5% of `learningRate`; a function of the epoch, so resumes are exact. */
+    learningRateSchedule: z.enum(['constant', 'cosine']).default('constant'),
+    seed: z.number().int().default(1),
+    /** How long the train pool may go silent before Temporal declares the trainer lost and retries. */
+    heartbeatTimeout: duration.default('60s'),
+    /** Attempts of the train activity, each resuming from the last checkpoint. */
+    maxAttempts: z.number().int().min(1).max(100).default(5),
+    /** Optional pause after every step: makes a short run long enough to watch or to interrupt. */
+    stepDelayMs: z.number().int().min(0).max(10_000).default(0),
+    /**
+     * Data parallelism: `replicas` synchronous trainers, each on its shard of every global batch
+     * (`batchSize` per replica, so the global batch is batchSize × replicas). `mirrored` with one
+     * replica is plain single-trainer training.
+     */
+    strategy: strategy.default('mirrored'),
+    replicas: z.number().int().min(1).max(64).default(1),
+    /** Let an attempt go on with fewer replicas (down to minReplicas) when trainers are missing. */
+    elastic: ElasticSpecSchema.optional(),
+    /** `linear`: learning rate × replicas (Goyal et al. 2017), reached by a linear warm-up over `warmupEpochs`. */
+    learningRateScaling: z.enum(['none', 'linear']).default('none'),
+    warmupEpochs: z.number().min(0).max(100).default(0),
+    /** Rank 0 also checkpoints every this many steps (besides every epoch). */
+    checkpointEverySteps: z.number().int().min(1).optional(),
+    /** How long an attempt waits for all its trainers to join before it fails (or shrinks, if elastic). */
+    rendezvousTimeout: duration.default('2m'),
+    /** Check after every step that all replicas hold identical weights (costs a broadcast per step). */
+    verifyReplicas: z.boolean().default(false),
+  })
+  .strict()
+  .superRefine((train, ctx) => {
+    if (train.elastic && train.elastic.minReplicas > train.replicas) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['elastic', 'minReplicas'],
+        message: `must be at most train.replicas (${train.replicas})`,
+      });
+    }
+    if (train.strategy === 'central-storage' && train.replicas < 2) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['replicas'],
+        message: 'central-storage needs at least 2 replicas: one holds the variables, the others send it gradients',
+      });
+    }
+  });
 
-export const EvaluationSpecSchema = z.object({
-  /** Absolute gate: the candidate's test accuracy must reach this. */
-  minAccuracy: z.number().min(0).max(1).default(0.8),
-  /** Absolute gate on test loss (cross-entropy), if set. */
-  maxLoss: z.number().positive().optional(),
-  /**
-   * Change gate against the champion: candidate accuracy − champion accuracy must be at least
-   * this. 0 = no worse than the champion; −0.005 tolerates half a point of noise.
-   */
-  minAccuracyDelta: z.number().min(-1).max(1).default(0),
-}).strict();
+export const EvaluationSpecSchema = z
+  .object({
+    /** Absolute gate: the candidate's test accuracy must reach this. */
+    minAccuracy: z.number().min(0).max(1).default(0.8),
+    /** Absolute gate on test loss (cross-entropy), if set. */
+    maxLoss: z.number().positive().optional(),
+    /**
+     * Change gate against the champion: candidate accuracy − champion accuracy must be at least
+     * this. 0 = no worse than the champion; −0.005 tolerates half a point of noise.
+     */
+    minAccuracyDelta: z.number().min(-1).max(1).default(0),
+  })
+  .strict();
 
 const fraction = z.number().min(0).max(1);
 
 /** What a canary must hold to pass; each is judged on the canary's traffic since its step began. */
-export const RolloutThresholdsSchema = z.object({
-  /** Absolute: errored requests ÷ requests of the canary. */
-  maxErrorRate: fraction.default(0.01),
-  /** Relative: canary error rate − champion error rate. */
-  maxErrorRateIncrease: fraction.default(0.005),
-  /** Absolute p99 latency of the canary, in ms (off unless set; judged from minRequestsForP99 requests). */
-  maxP99LatencyMs: z.number().positive().optional(),
-  /**
-   * Relative: canary p99 ÷ champion p99 (judged once the champion has traffic of its own). Until
-   * both windows hold minRequestsForP99 requests the ratio is taken of their p90s instead.
-   */
-  maxP99LatencyRatio: z.number().min(1).default(2),
-  /**
-   * Requests a window needs before its p99 is judged. The p99 of n requests rests on the n/100
-   * slowest: of 90, on the single slowest, which one scheduling hiccup or GC pause sets — a
-   * canary would roll back for noise. Below this the latency ratio compares p90s (9 of 90).
-   */
-  minRequestsForP99: z.number().int().min(100).default(1000),
-  /** Absolute online accuracy of the canary from feedback (off unless set). */
-  minOnlineAccuracy: fraction.optional(),
-  /** Relative: champion online accuracy − canary online accuracy, in accuracy units (0.05 = 5 points). */
-  maxAccuracyDrop: fraction.default(0.05),
-  /** Labelled canary predictions needed before accuracy is judged. */
-  minFeedback: z.number().int().min(1).default(50),
-  /** Jensen–Shannon divergence (bits) of the canary's predicted-class distribution from the champion's. */
-  maxPredictionDivergence: fraction.default(0.1),
-  /** Shadow phase: share of shadow answers whose class differs from the served answer. */
-  maxShadowDisagreement: fraction.default(0.2),
-}).strict();
+export const RolloutThresholdsSchema = z
+  .object({
+    /** Absolute: errored requests ÷ requests of the canary. */
+    maxErrorRate: fraction.default(0.01),
+    /** Relative: canary error rate − champion error rate. */
+    maxErrorRateIncrease: fraction.default(0.005),
+    /** Absolute p99 latency of the canary, in ms (off unless set; judged from minRequestsForP99 requests). */
+    maxP99LatencyMs: z.number().positive().optional(),
+    /**
+     * Relative: canary p99 ÷ champion p99 (judged once the champion has traffic of its own). Until
+     * both windows hold minRequestsForP99 requests the ratio is taken of their p90s instead.
+     */
+    maxP99LatencyRatio: z.number().min(1).default(2),
+    /**
+     * Requests a window needs before its p99 is judged. The p99 of n requests rests on the n/100
+     * slowest: of 90, on the single slowest, which one scheduling hiccup or GC pause sets — a
+     * canary would roll back for noise. Below this the latency ratio compares p90s (9 of 90).
+     */
+    minRequestsForP99: z.number().int().min(100).default(1000),
+    /** Absolute online accuracy of the canary from feedback (off unless set). */
+    minOnlineAccuracy: fraction.optional(),
+    /** Relative: champion online accuracy − canary online accuracy, in accuracy units (0.05 = 5 points). */
+    maxAccuracyDrop: fraction.default(0.05),
+    /** Labelled canary predictions needed before accuracy is judged. */
+    minFeedback: z.number().int().min(1).default(50),
+    /** Jensen–Shannon divergence (bits) of the canary's predicted-class distribution from the champion's. */
+    maxPredictionDivergence: fraction.default(0.1),
+    /** Shadow phase: share of shadow answers whose class differs from the served answer. */
+    maxShadowDisagreement: fraction.default(0.2),
+  })
+  .strict();
 
-export const RolloutStepSchema = z.object({
-  /** Share of the requests that name no version which the canary answers. */
-  percent: z.number().gt(0).max(100),
-  /** How long the step is held while its analysis runs. */
-  bake: duration,
-}).strict();
+export const RolloutStepSchema = z
+  .object({
+    /** Share of the requests that name no version which the canary answers. */
+    percent: z.number().gt(0).max(100),
+    /** How long the step is held while its analysis runs. */
+    bake: duration,
+  })
+  .strict();
 
 /**
  * The canary rollout that takes a blessed version to production (workflows/rollout.ts): an
  * optional shadow phase, then traffic steps, each baked while the servers' metrics are judged;
  * a breach rolls back at once, all steps passed promote (after an optional manual approval).
  */
-export const RolloutSpecSchema = z.object({
-  enabled: z.boolean().default(true),
-  /** First a copy of `percent` % of the traffic goes to the canary, whose answers are only measured. */
-  shadow: z.object({ percent: z.number().gt(0).max(100).default(100), bake: duration.default('1m') }).strict().optional(),
-  steps: z.array(RolloutStepSchema).min(1).max(20).default([
-    { percent: 5, bake: '5m' },
-    { percent: 25, bake: '5m' },
-    { percent: 50, bake: '5m' },
-    { percent: 100, bake: '5m' },
-  ]),
-  /** How often the servers' metrics are read and judged during a bake. */
-  analysisInterval: duration.default('30s'),
-  /** Canary requests a step needs to be judged; with fewer, its bake is extended. */
-  minRequests: z.number().int().min(1).default(100),
-  /** Bake extensions for too little traffic before the rollout gives up and rolls back. */
-  maxExtensions: z.number().int().min(0).max(100).default(3),
-  thresholds: RolloutThresholdsSchema.default(RolloutThresholdsSchema.parse({})),
-  /** A manual gate before promotion: waits for `gantry approve`, then `onTimeout` happens. */
-  approval: z.object({ timeout: duration.default('1h'), onTimeout: z.enum(['promote', 'rollback']).default('rollback') }).strict().optional(),
-}).strict().superRefine((rollout, ctx) => {
-  rollout.steps.forEach((step, i) => {
-    if (i > 0 && step.percent <= rollout.steps[i - 1]!.percent) {
-      ctx.addIssue({ code: 'custom', path: ['steps', i, 'percent'], message: `must be more than the previous step's ${rollout.steps[i - 1]!.percent} %` });
-    }
+export const RolloutSpecSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    /** First a copy of `percent` % of the traffic goes to the canary, whose answers are only measured. */
+    shadow: z
+      .object({ percent: z.number().gt(0).max(100).default(100), bake: duration.default('1m') })
+      .strict()
+      .optional(),
+    steps: z
+      .array(RolloutStepSchema)
+      .min(1)
+      .max(20)
+      .default([
+        { percent: 5, bake: '5m' },
+        { percent: 25, bake: '5m' },
+        { percent: 50, bake: '5m' },
+        { percent: 100, bake: '5m' },
+      ]),
+    /** How often the servers' metrics are read and judged during a bake. */
+    analysisInterval: duration.default('30s'),
+    /** Canary requests a step needs to be judged; with fewer, its bake is extended. */
+    minRequests: z.number().int().min(1).default(100),
+    /** Bake extensions for too little traffic before the rollout gives up and rolls back. */
+    maxExtensions: z.number().int().min(0).max(100).default(3),
+    thresholds: RolloutThresholdsSchema.default(RolloutThresholdsSchema.parse({})),
+    /** A manual gate before promotion: waits for `gantry approve`, then `onTimeout` happens. */
+    approval: z
+      .object({ timeout: duration.default('1h'), onTimeout: z.enum(['promote', 'rollback']).default('rollback') })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .superRefine((rollout, ctx) => {
+    rollout.steps.forEach((step, i) => {
+      if (i > 0 && step.percent <= rollout.steps[i - 1]!.percent) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['steps', i, 'percent'],
+          message: `must be more than the previous step's ${rollout.steps[i - 1]!.percent} %`,
+        });
+      }
+    });
   });
-});
 export type RolloutSpec = z.output<typeof RolloutSpecSchema>;
 export type RolloutThresholds = z.output<typeof RolloutThresholdsSchema>;
 
-export const DeploymentSpecSchema = z.object({
-  /** Write blessed versions to the model repository (and move the alias, or roll out). */
-  publish: z.boolean().default(true),
-  alias: identifier.default('champion'),
-  /** Take a published version to production through a canary; without it the alias moves at once. */
-  rollout: RolloutSpecSchema.optional(),
-}).strict();
+export const DeploymentSpecSchema = z
+  .object({
+    /** Write blessed versions to the model repository (and move the alias, or roll out). */
+    publish: z.boolean().default(true),
+    alias: identifier.default('champion'),
+    /** Take a published version to production through a canary; without it the alias moves at once. */
+    rollout: RolloutSpecSchema.optional(),
+  })
+  .strict();
 
-export const OverlapPolicySchema = z.enum(['skip', 'buffer-one', 'buffer-all', 'cancel-other', 'terminate-other', 'allow-all']);
+export const OverlapPolicySchema = z.enum([
+  'skip',
+  'buffer-one',
+  'buffer-all',
+  'cancel-other',
+  'terminate-other',
+  'allow-all',
+]);
 
-export const ScheduleSpecSchema = z.object({
-  cron: z.string().min(1),
-  overlap: OverlapPolicySchema.default('skip'),
-}).strict();
+export const ScheduleSpecSchema = z
+  .object({
+    cron: z.string().min(1),
+    overlap: OverlapPolicySchema.default('skip'),
+  })
+  .strict();
 
-export const PipelineSpecSchema = z.object({
-  name: identifier,
-  description: z.string().optional(),
-  data: DataSpecSchema,
-  model: ModelSpecSchema,
-  train: TrainSpecSchema.default(TrainSpecSchema.parse({})),
-  evaluation: EvaluationSpecSchema.default(EvaluationSpecSchema.parse({})),
-  deployment: DeploymentSpecSchema.default(DeploymentSpecSchema.parse({})),
-  schedule: ScheduleSpecSchema.optional(),
-}).strict().superRefine((spec, ctx) => {
-  // Replicas whose global batch is larger than the data would idle on empty shards: say so before anything starts.
-  const limit = spec.data.limits.train;
-  const globalBatch = spec.train.batchSize * spec.train.replicas;
-  if (spec.train.replicas > 1 && limit !== undefined && globalBatch > limit) {
-    ctx.addIssue({ code: 'custom', path: ['train', 'replicas'], message: `${spec.train.replicas} replicas × batch ${spec.train.batchSize} = ${globalBatch} examples per step, more than the ${limit} training examples data.limits.train allows` });
-  }
-});
+export const PipelineSpecSchema = z
+  .object({
+    name: identifier,
+    description: z.string().optional(),
+    data: DataSpecSchema,
+    model: ModelSpecSchema,
+    train: TrainSpecSchema.default(TrainSpecSchema.parse({})),
+    evaluation: EvaluationSpecSchema.default(EvaluationSpecSchema.parse({})),
+    deployment: DeploymentSpecSchema.default(DeploymentSpecSchema.parse({})),
+    schedule: ScheduleSpecSchema.optional(),
+  })
+  .strict()
+  .superRefine((spec, ctx) => {
+    // Replicas whose global batch is larger than the data would idle on empty shards: say so before anything starts.
+    const limit = spec.data.limits.train;
+    const globalBatch = spec.train.batchSize * spec.train.replicas;
+    if (spec.train.replicas > 1 && limit !== undefined && globalBatch > limit) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['train', 'replicas'],
+        message: `${spec.train.replicas} replicas × batch ${spec.train.batchSize} = ${globalBatch} examples per step, more than the ${limit} training examples data.limits.train allows`,
+      });
+    }
+  });
 
 /** What an author writes (defaults may be left out). */
 export type PipelineInput = z.input<typeof PipelineSpecSchema>;

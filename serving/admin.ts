@@ -1,6 +1,14 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import { LabelSchema, ModelConfigSchema, ModelNameSchema, VersionNumberSchema, VersionPolicySchema, type ModelConfig, type ModelServerConfig } from './config';
+import {
+  LabelSchema,
+  ModelConfigSchema,
+  ModelNameSchema,
+  VersionNumberSchema,
+  VersionPolicySchema,
+  type ModelConfig,
+  type ModelServerConfig,
+} from './config';
 import { describeIssues, invalidArgument, ServingError } from './errors';
 import type { VersionManager } from './manager';
 import type { RepositorySource } from './source';
@@ -32,7 +40,8 @@ export function parseBody<T extends z.ZodType>(schema: T, body: unknown, what: s
 
 export function parseModelName(name: string): string {
   const parsed = ModelNameSchema.safeParse(name);
-  if (!parsed.success) throw invalidArgument(`model name ${JSON.stringify(name)}: ${describeIssues(parsed.error.issues)}`);
+  if (!parsed.success)
+    throw invalidArgument(`model name ${JSON.stringify(name)}: ${describeIssues(parsed.error.issues)}`);
   return parsed.data;
 }
 
@@ -52,10 +61,15 @@ export class Admin {
 
   /** Checks an `Authorization: Bearer <token>` value; throws UNAUTHENTICATED or PERMISSION_DENIED. */
   authorize(authorization: string | undefined): void {
-    if (!this.tokenDigest) throw new ServingError('PERMISSION_DENIED', 'the admin API is off: start the server with an admin token (--admin-token-file, or GANTRY_SERVE_ADMIN_TOKEN)');
+    if (!this.tokenDigest)
+      throw new ServingError(
+        'PERMISSION_DENIED',
+        'the admin API is off: start the server with an admin token (--admin-token-file, or GANTRY_SERVE_ADMIN_TOKEN)',
+      );
     const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
     // Digests have equal length, so timingSafeEqual compares without leaking the token's length.
-    if (!match || !timingSafeEqual(digest(match[1]!), this.tokenDigest)) throw new ServingError('UNAUTHENTICATED', 'admin calls need "Authorization: Bearer <admin token>"');
+    if (!match || !timingSafeEqual(digest(match[1]!), this.tokenDigest))
+      throw new ServingError('UNAUTHENTICATED', 'admin calls need "Authorization: Bearer <admin token>"');
   }
 
   private async existing(name: string): Promise<ModelConfig> {
@@ -72,13 +86,16 @@ export class Admin {
     const input = parseBody(PutModelBodySchema, body, 'body');
     const current = await this.deps.state.config(name);
     const basePath = input.base_path ?? current?.base_path ?? this.deps.state.defaultBasePath(name);
-    if (!basePath) throw invalidArgument('base_path: required (the server has no model base path to put the model under)');
+    if (!basePath)
+      throw invalidArgument('base_path: required (the server has no model base path to put the model under)');
     const config = parseBody(
       ModelConfigSchema,
       {
         name,
         base_path: basePath,
-        ...(input.model_platform ?? current?.model_platform ? { model_platform: input.model_platform ?? current?.model_platform } : {}),
+        ...((input.model_platform ?? current?.model_platform)
+          ? { model_platform: input.model_platform ?? current?.model_platform }
+          : {}),
         model_version_policy: input.model_version_policy ?? current?.model_version_policy,
         version_labels: input.version_labels ?? current?.version_labels ?? {},
       },
@@ -108,7 +125,10 @@ export class Admin {
     const { version } = parseBody(PutLabelBodySchema, body, 'body');
     // TF Serving's rule: a label may only be pointed at a version that is loaded.
     if (!this.deps.manager.availableVersions(name).includes(version)) {
-      throw new ServingError('FAILED_PRECONDITION', `version ${version} of model "${name}" is not AVAILABLE; a label can only point at a loaded version`);
+      throw new ServingError(
+        'FAILED_PRECONDITION',
+        `version ${version} of model "${name}" is not AVAILABLE; a label can only point at a loaded version`,
+      );
     }
     await this.deps.state.putModel({ ...config, version_labels: { ...config.version_labels, [labelName]: version } });
     await this.apply();
@@ -116,7 +136,8 @@ export class Admin {
 
   async deleteLabel(name: string, label: string): Promise<void> {
     const config = await this.existing(name);
-    if (!(label in config.version_labels)) throw new ServingError('NOT_FOUND', `model "${name}" has no version label "${label}"`);
+    if (!(label in config.version_labels))
+      throw new ServingError('NOT_FOUND', `model "${name}" has no version label "${label}"`);
     const { [label]: _, ...rest } = config.version_labels;
     await this.deps.state.putModel({ ...config, version_labels: rest });
     await this.apply();
@@ -131,7 +152,11 @@ export class Admin {
       const version = 'version' in target ? target.version : config.version_labels[target.label];
       const what = 'version' in target ? `version ${target.version}` : `label "${target.label}"`;
       if (version === undefined) throw new ServingError('FAILED_PRECONDITION', `model "${name}" has no ${what}`);
-      if (!available.includes(version)) throw new ServingError('FAILED_PRECONDITION', `${what} of model "${name}" is not AVAILABLE (version ${version})`);
+      if (!available.includes(version))
+        throw new ServingError(
+          'FAILED_PRECONDITION',
+          `${what} of model "${name}" is not AVAILABLE (version ${version})`,
+        );
     }
     await this.deps.state.setTraffic(name, traffic);
     return traffic;

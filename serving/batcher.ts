@@ -64,7 +64,10 @@ export class Batcher {
     }
     const limit = this.options.max_enqueued_batches * this.options.max_batch_size;
     if (this.queuedRows + rows > limit && this.queue.length > 0) {
-      throw new ServingError('RESOURCE_EXHAUSTED', `the batch queue of this version is full (${this.queuedRows} rows waiting, limit ${limit}); retry later`);
+      throw new ServingError(
+        'RESOURCE_EXHAUSTED',
+        `the batch queue of this version is full (${this.queuedRows} rows waiting, limit ${limit}); retry later`,
+      );
     }
     return new Promise((resolve, reject) => {
       this.queue.push({ inputs, rows, enqueuedAt: performance.now(), resolve, reject });

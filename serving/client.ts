@@ -103,11 +103,16 @@ const FeedbackResultSchema = z.object({
   rejected: z.array(z.object({ request_id: z.string(), reason: z.string() })),
 });
 const ReadySchema = z.object({ ready: z.boolean(), reasons: z.array(z.string()) });
-const AdminStateSchema = z.object({ state: StateFileSchema, models: z.array(z.object({ name: z.string() }).and(StatusSchema)) });
+const AdminStateSchema = z.object({
+  state: StateFileSchema,
+  models: z.array(z.object({ name: z.string() }).and(StatusSchema)),
+});
 const LabelsSchema = z.object({ version_labels: z.record(z.string(), z.number()) });
 const ModelListSchema = z.object({
   models: z.array(
-    z.object({ name: z.string(), version_labels: z.record(z.string(), z.number()), traffic: TrafficSchema.nullable() }).and(StatusSchema),
+    z
+      .object({ name: z.string(), version_labels: z.record(z.string(), z.number()), traffic: TrafficSchema.nullable() })
+      .and(StatusSchema),
   ),
 });
 
@@ -117,7 +122,8 @@ function statuses(body: z.infer<typeof StatusSchema>): VersionStatus[] {
     .map((s) => ({
       version: Number(s.version),
       state: s.state,
-      error: s.status?.error_code && s.status.error_code !== 'OK' ? (s.status.error_message ?? s.status.error_code) : null,
+      error:
+        s.status?.error_code && s.status.error_code !== 'OK' ? (s.status.error_message ?? s.status.error_code) : null,
     }))
     .sort((a, b) => a.version - b.version);
 }
@@ -125,7 +131,10 @@ function statuses(body: z.infer<typeof StatusSchema>): VersionStatus[] {
 function rowsOf(input: Float32Array | Uint8Array, rowShape: readonly number[]): number {
   const size = rowShape.reduce((a, b) => a * b, 1);
   const rows = input.length / size;
-  if (!Number.isInteger(rows) || rows < 1) throw new RangeError(`predict: ${input.length} values is not a whole number of rows of ${size} (shape [${rowShape.join(', ')}])`);
+  if (!Number.isInteger(rows) || rows < 1)
+    throw new RangeError(
+      `predict: ${input.length} values is not a whole number of rows of ${size} (shape [${rowShape.join(', ')}])`,
+    );
   return rows;
 }
 
@@ -173,20 +182,42 @@ export class ServingClient {
       body = JSON.stringify({ instances: Array.from({ length: rows }, (_, r) => nested(input, r * size, rowShape)) });
       headers['content-type'] = 'application/json';
     }
-    const { response, json, url } = await this.call('POST', `${where}:predict`, { body, headers, signal: options.signal });
-    const parsed = options.encoding === 'binary' ? this.parse(PredictBinarySchema, json, url) : this.parse(PredictJsonSchema, json, url);
+    const { response, json, url } = await this.call('POST', `${where}:predict`, {
+      body,
+      headers,
+      signal: options.signal,
+    });
+    const parsed =
+      options.encoding === 'binary'
+        ? this.parse(PredictBinarySchema, json, url)
+        : this.parse(PredictJsonSchema, json, url);
     const predictions = 'outputs' in parsed ? parsed.outputs : parsed.predictions;
-    if (predictions.length !== rows) throw new ServingClientError(`POST ${url}: ${predictions.length} predictions for ${rows} rows`, 'protocol', url, response.status);
+    if (predictions.length !== rows)
+      throw new ServingClientError(
+        `POST ${url}: ${predictions.length} predictions for ${rows} rows`,
+        'protocol',
+        url,
+        response.status,
+      );
     const versionHeader = response.headers.get(VERSION_HEADER) ?? parsed.model_version;
     const version = Number(versionHeader);
-    if (!Number.isInteger(version) || version < 1) throw new ServingClientError(`POST ${url}: model version ${JSON.stringify(versionHeader)} is not a positive integer`, 'protocol', url, response.status);
+    if (!Number.isInteger(version) || version < 1)
+      throw new ServingClientError(
+        `POST ${url}: model version ${JSON.stringify(versionHeader)} is not a positive integer`,
+        'protocol',
+        url,
+        response.status,
+      );
     return { predictions, version, requestId: response.headers.get(REQUEST_ID_HEADER) ?? parsed.request_id };
   }
 
   /** The true labels of earlier predictions, by request id (`:feedback`). */
   async feedback(model: string, items: readonly FeedbackItem[], options: CallOptions = {}): Promise<FeedbackResult> {
     const body = { feedback: items.map((i) => ({ request_id: i.requestId, labels: i.labels })) };
-    const { json, url } = await this.call('POST', `/v1/models/${enc(model)}:feedback`, { json: body, signal: options.signal });
+    const { json, url } = await this.call('POST', `/v1/models/${enc(model)}:feedback`, {
+      json: body,
+      signal: options.signal,
+    });
     return this.parse(FeedbackResultSchema, json, url);
   }
 
@@ -197,9 +228,18 @@ export class ServingClient {
   }
 
   /** Every model served, with its labels, traffic policy and versions (GET /v1/models). */
-  async listModels(options: CallOptions = {}): Promise<{ name: string; versionLabels: Record<string, number>; traffic: Traffic | null; versions: VersionStatus[] }[]> {
+  async listModels(
+    options: CallOptions = {},
+  ): Promise<
+    { name: string; versionLabels: Record<string, number>; traffic: Traffic | null; versions: VersionStatus[] }[]
+  > {
     const { json, url } = await this.call('GET', '/v1/models', { signal: options.signal });
-    return this.parse(ModelListSchema, json, url).models.map((m) => ({ name: m.name, versionLabels: m.version_labels, traffic: m.traffic, versions: statuses(m) }));
+    return this.parse(ModelListSchema, json, url).models.map((m) => ({
+      name: m.name,
+      versionLabels: m.version_labels,
+      traffic: m.traffic,
+      versions: statuses(m),
+    }));
   }
 
   /** /readyz: whether the first load finished and every model has an AVAILABLE version (a 503 is an answer, not an error). */
@@ -217,15 +257,25 @@ export class ServingClient {
   // ---- admin API (needs the target's admin token) ----
 
   /** The server's desired state (explicit models, removed ones, traffic) and each model's versions. */
-  async adminState(options: CallOptions = {}): Promise<{ state: ServingStateData; models: { name: string; versions: VersionStatus[] }[] }> {
+  async adminState(
+    options: CallOptions = {},
+  ): Promise<{ state: ServingStateData; models: { name: string; versions: VersionStatus[] }[] }> {
     const { json, url } = await this.call('GET', '/v1/admin/state', { admin: true, signal: options.signal });
     const parsed = this.parse(AdminStateSchema, json, url);
     return { state: parsed.state, models: parsed.models.map((m) => ({ name: m.name, versions: statuses(m) })) };
   }
 
   /** Adds or replaces one model's config; when it returns, the model is loaded (or its failure is in `versions`). */
-  async putModel(model: string, body: PutModelBody = {}, options: CallOptions = {}): Promise<{ config: ModelConfig; versions: VersionStatus[] }> {
-    const { json, url } = await this.call('PUT', `/v1/admin/models/${enc(model)}`, { admin: true, json: body, signal: options.signal });
+  async putModel(
+    model: string,
+    body: PutModelBody = {},
+    options: CallOptions = {},
+  ): Promise<{ config: ModelConfig; versions: VersionStatus[] }> {
+    const { json, url } = await this.call('PUT', `/v1/admin/models/${enc(model)}`, {
+      admin: true,
+      json: body,
+      signal: options.signal,
+    });
     const parsed = this.parse(z.object({ config: ModelConfigSchema }).and(StatusSchema), json, url);
     return { config: parsed.config, versions: statuses(parsed) };
   }
@@ -236,24 +286,44 @@ export class ServingClient {
 
   /** Retries failed versions and re-reads the model's folder now. */
   async reloadModel(model: string, options: CallOptions = {}): Promise<VersionStatus[]> {
-    const { json, url } = await this.call('POST', `/v1/admin/models/${enc(model)}/reload`, { admin: true, json: {}, signal: options.signal });
+    const { json, url } = await this.call('POST', `/v1/admin/models/${enc(model)}/reload`, {
+      admin: true,
+      json: {},
+      signal: options.signal,
+    });
     return statuses(this.parse(StatusSchema, json, url));
   }
 
   /** Points a label at a version (which must be AVAILABLE); returns the model's labels. */
-  async setLabel(model: string, label: string, version: number, options: CallOptions = {}): Promise<Record<string, number>> {
-    const { json, url } = await this.call('PUT', `/v1/admin/models/${enc(model)}/labels/${enc(label)}`, { admin: true, json: { version }, signal: options.signal });
+  async setLabel(
+    model: string,
+    label: string,
+    version: number,
+    options: CallOptions = {},
+  ): Promise<Record<string, number>> {
+    const { json, url } = await this.call('PUT', `/v1/admin/models/${enc(model)}/labels/${enc(label)}`, {
+      admin: true,
+      json: { version },
+      signal: options.signal,
+    });
     return this.parse(LabelsSchema, json, url).version_labels;
   }
 
   async deleteLabel(model: string, label: string, options: CallOptions = {}): Promise<Record<string, number>> {
-    const { json, url } = await this.call('DELETE', `/v1/admin/models/${enc(model)}/labels/${enc(label)}`, { admin: true, signal: options.signal });
+    const { json, url } = await this.call('DELETE', `/v1/admin/models/${enc(model)}/labels/${enc(label)}`, {
+      admin: true,
+      signal: options.signal,
+    });
     return this.parse(LabelsSchema, json, url).version_labels;
   }
 
   /** Sets the model's traffic split and/or shadow (every target must be AVAILABLE). */
   async setTraffic(model: string, traffic: z.input<typeof TrafficSchema>, options: CallOptions = {}): Promise<Traffic> {
-    const { json, url } = await this.call('PUT', `/v1/admin/models/${enc(model)}/traffic`, { admin: true, json: traffic, signal: options.signal });
+    const { json, url } = await this.call('PUT', `/v1/admin/models/${enc(model)}/traffic`, {
+      admin: true,
+      json: traffic,
+      signal: options.signal,
+    });
     return this.parse(z.object({ traffic: TrafficSchema }), json, url).traffic;
   }
 
@@ -268,7 +338,11 @@ export class ServingClient {
     const parsed = schema.safeParse(json);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
-      throw new ServingClientError(`${url}: unexpected answer: ${issue.path.join('.') || '(body)'}: ${issue.message}`, 'protocol', url);
+      throw new ServingClientError(
+        `${url}: unexpected answer: ${issue.path.join('.') || '(body)'}: ${issue.message}`,
+        'protocol',
+        url,
+      );
     }
     return parsed.data;
   }
@@ -276,7 +350,14 @@ export class ServingClient {
   private async call(
     method: string,
     path: string,
-    options: { json?: unknown; body?: string | Uint8Array; headers?: Record<string, string>; admin?: boolean; signal?: AbortSignal; accept?: number[] },
+    options: {
+      json?: unknown;
+      body?: string | Uint8Array;
+      headers?: Record<string, string>;
+      admin?: boolean;
+      signal?: AbortSignal;
+      accept?: number[];
+    },
   ): Promise<{ response: Response; text: string; json: unknown; url: string }> {
     const url = `${this.url}${path}`;
     const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
@@ -303,20 +384,50 @@ export class ServingClient {
       json = undefined;
     }
     if (!response.ok && !options.accept?.includes(response.status)) {
-      const serverMessage = typeof (json as { error?: unknown } | undefined)?.error === 'string' ? (json as { error: string }).error : null;
+      const serverMessage =
+        typeof (json as { error?: unknown } | undefined)?.error === 'string' ? (json as { error: string }).error : null;
       let detail = serverMessage ?? (text.trim().slice(0, 200) || response.statusText);
-      if (options.admin && !this.adminToken && (response.status === 401 || response.status === 403)) detail += ` (this client has no admin token for ${this.url}: GANTRY_SERVE_ADMIN_TOKEN, or adminToken in servers.json)`;
-      throw new ServingClientError(`${method} ${url}: ${response.status} ${detail}`, 'http', url, response.status, serverMessage);
+      if (options.admin && !this.adminToken && (response.status === 401 || response.status === 403))
+        detail += ` (this client has no admin token for ${this.url}: GANTRY_SERVE_ADMIN_TOKEN, or adminToken in servers.json)`;
+      throw new ServingClientError(
+        `${method} ${url}: ${response.status} ${detail}`,
+        'http',
+        url,
+        response.status,
+        serverMessage,
+      );
     }
     return { response, text, json, url };
   }
 
-  private failure(method: string, url: string, error: unknown, timeout: AbortSignal, caller: AbortSignal | undefined): ServingClientError {
-    if (caller?.aborted) return new ServingClientError(`${method} ${url}: aborted`, 'aborted', url, null, null, { cause: error });
-    if (timeout.aborted) return new ServingClientError(`${method} ${url}: no answer within ${this.timeoutMs} ms`, 'timeout', url, null, null, { cause: error });
+  private failure(
+    method: string,
+    url: string,
+    error: unknown,
+    timeout: AbortSignal,
+    caller: AbortSignal | undefined,
+  ): ServingClientError {
+    if (caller?.aborted)
+      return new ServingClientError(`${method} ${url}: aborted`, 'aborted', url, null, null, { cause: error });
+    if (timeout.aborted)
+      return new ServingClientError(
+        `${method} ${url}: no answer within ${this.timeoutMs} ms`,
+        'timeout',
+        url,
+        null,
+        null,
+        { cause: error },
+      );
     // fetch says "fetch failed"; the reason (ECONNREFUSED, ENOTFOUND, a reset socket) is its cause.
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
     const reason = cause?.code ?? cause?.message ?? (error as Error).message;
-    return new ServingClientError(`server unreachable: ${method} ${url} failed (${reason})`, 'unreachable', url, null, null, { cause: error });
+    return new ServingClientError(
+      `server unreachable: ${method} ${url} failed (${reason})`,
+      'unreachable',
+      url,
+      null,
+      null,
+      { cause: error },
+    );
   }
 }

@@ -16,10 +16,17 @@ import { describeIssues } from './errors';
 export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 export const LABEL_PATTERN = /^[a-zA-Z0-9_]+$/;
 
-export const ModelNameSchema = z.string().regex(MODEL_NAME_PATTERN, 'must be 1-128 of [A-Za-z0-9_.-], not starting with "." (a model name is one folder name)');
+export const ModelNameSchema = z
+  .string()
+  .regex(
+    MODEL_NAME_PATTERN,
+    'must be 1-128 of [A-Za-z0-9_.-], not starting with "." (a model name is one folder name)',
+  );
 export const LabelSchema = z.string().regex(LABEL_PATTERN, 'must match [a-zA-Z0-9_]+');
 /** Versions are positive integers; protobuf-JSON writes int64 as a string, so both are accepted. */
-export const VersionNumberSchema = z.union([z.number(), z.string().regex(/^\d+$/, 'must be a positive integer').transform(Number)]).pipe(z.number().int().min(1).max(Number.MAX_SAFE_INTEGER));
+export const VersionNumberSchema = z
+  .union([z.number(), z.string().regex(/^\d+$/, 'must be a positive integer').transform(Number)])
+  .pipe(z.number().int().min(1).max(Number.MAX_SAFE_INTEGER));
 
 export const VersionPolicySchema = z.union([
   z.object({ latest: z.object({ num_versions: z.number().int().min(1).max(1000).default(1) }).strict() }).strict(),
@@ -47,7 +54,12 @@ export const ModelServerConfigSchema = z
   .superRefine((value, ctx) => {
     const seen = new Set<string>();
     value.model_config_list.config.forEach((model, i) => {
-      if (seen.has(model.name)) ctx.addIssue({ code: 'custom', path: ['model_config_list', 'config', i, 'name'], message: `model "${model.name}" is listed twice` });
+      if (seen.has(model.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['model_config_list', 'config', i, 'name'],
+          message: `model "${model.name}" is listed twice`,
+        });
       seen.add(model.name);
     });
   });
@@ -87,7 +99,12 @@ export const ServerOptionsSchema = z
     adminToken: z.string().min(16, 'must be at least 16 characters').optional(),
     /** Where the admin state (added/removed models, labels, traffic) is kept across restarts. */
     stateFile: z.string().min(1).optional(),
-    bodyLimitBytes: z.number().int().min(1024).max(1 << 30).default(16 * 1024 * 1024),
+    bodyLimitBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(1 << 30)
+      .default(16 * 1024 * 1024),
     requestTimeoutMs: z.number().int().min(1).max(3_600_000).default(30_000),
     /** Labelled predictions per version that the online accuracy is computed over. */
     feedbackWindow: z.number().int().min(1).max(10_000_000).default(1000),
@@ -102,9 +119,18 @@ export const ServerOptionsSchema = z
   .strict()
   .superRefine((value, ctx) => {
     if (!value.modelBasePath && !value.modelConfigFile && !value.modelConfig && !value.stateFile) {
-      ctx.addIssue({ code: 'custom', path: ['modelBasePath'], message: 'give a model base path, a model config file, or a state file to start from' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['modelBasePath'],
+        message: 'give a model base path, a model config file, or a state file to start from',
+      });
     }
-    if (value.modelConfigFile && value.modelConfig) ctx.addIssue({ code: 'custom', path: ['modelConfigFile'], message: 'give modelConfigFile or modelConfig, not both' });
+    if (value.modelConfigFile && value.modelConfig)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['modelConfigFile'],
+        message: 'give modelConfigFile or modelConfig, not both',
+      });
   });
 export type ServerOptionsInput = z.input<typeof ServerOptionsSchema>;
 export type ServerOptions = z.output<typeof ServerOptionsSchema>;

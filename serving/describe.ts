@@ -10,7 +10,12 @@ import { DTYPE_OF } from './grpc/tensor-proto';
  * encodes for gRPC — so both doors answer from the same builders.
  */
 
-export function versionStatus(manager: VersionManager, router: Router, model: string, choice: VersionChoice): VersionStatus[] {
+export function versionStatus(
+  manager: VersionManager,
+  router: Router,
+  model: string,
+  choice: VersionChoice,
+): VersionStatus[] {
   if (!manager.hasModel(model)) throw new ServingError('NOT_FOUND', `Could not find any versions of model "${model}"`);
   const all = manager.status(model);
   const version = choice.label !== undefined ? router.labelVersion(model, choice.label) : choice.version;
@@ -55,7 +60,12 @@ export function signatureDefMap(signature: Signature): { signature_def: Record<s
 }
 
 /** The version a metadata request is about (must be AVAILABLE) and its signature. */
-export function metadataTarget(manager: VersionManager, router: Router, model: string, choice: VersionChoice): { version: number; signature: Signature } {
+export function metadataTarget(
+  manager: VersionManager,
+  router: Router,
+  model: string,
+  choice: VersionChoice,
+): { version: number; signature: Signature } {
   // Metadata without a version describes the latest, whatever a traffic split would pick.
   const explicit = choice.version !== undefined || choice.label !== undefined;
   const latest = manager.availableVersions(model).at(-1);

@@ -71,7 +71,10 @@ export function asServingError(error: unknown): ServingError {
 }
 
 /** zod issues as one line that names each bad field and why. */
-export function describeIssues(issues: readonly { path: readonly PropertyKey[]; message: string }[], prefix = ''): string {
+export function describeIssues(
+  issues: readonly { path: readonly PropertyKey[]; message: string }[],
+  prefix = '',
+): string {
   return issues
     .map((issue) => {
       const field = [prefix, ...issue.path.map(String)].filter(Boolean).join('.');

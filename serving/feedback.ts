@@ -110,7 +110,10 @@ export class FeedbackStore {
       }
       const labels = typeof item.labels === 'number' ? [item.labels] : item.labels;
       if (labels.length !== prediction.classes.length) {
-        result.rejected.push({ request_id: item.request_id, reason: `${labels.length} labels for a prediction of ${prediction.classes.length} rows` });
+        result.rejected.push({
+          request_id: item.request_id,
+          reason: `${labels.length} labels for a prediction of ${prediction.classes.length} rows`,
+        });
         continue;
       }
       // Each prediction is labelled once: a retried feedback call does not count twice.

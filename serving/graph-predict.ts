@@ -31,7 +31,12 @@ const PROBE_TOLERANCE = 1e-5;
 /** The slice of tfjs-node's backend that loads and runs a SavedModel session. */
 interface SessionBackend {
   loadSavedModelMetaGraph(dir: string, tags: string): number;
-  runSavedModel(id: number, inputs: tfType.Tensor[], inputInfos: { name: string }[], outputNames: string[]): tfType.Tensor[];
+  runSavedModel(
+    id: number,
+    inputs: tfType.Tensor[],
+    inputInfos: { name: string }[],
+    outputNames: string[],
+  ): tfType.Tensor[];
   deleteSavedModel(id: number): void;
 }
 
@@ -51,7 +56,13 @@ export function openGraphSessions(): number {
 
 /** A float constant holding `values` as raw little-endian bytes (a weight matrix is too big for float_val). */
 function constant(g: GraphBuilder, name: string, values: Float32Array, dims: number[]): string {
-  const value: AttrValue = { tensor: { dtype: 'DT_FLOAT', tensorShape: { dim: dims.map((size) => ({ size })) }, tensorContent: Buffer.from(values.buffer, values.byteOffset, values.byteLength) } };
+  const value: AttrValue = {
+    tensor: {
+      dtype: 'DT_FLOAT',
+      tensorShape: { dim: dims.map((size) => ({ size })) },
+      tensorContent: Buffer.from(values.buffer, values.byteOffset, values.byteLength),
+    },
+  };
   return g.op('Const', name, [], { dtype: attr.type('DT_FLOAT'), value });
 }
 
@@ -68,7 +79,13 @@ function padding(value: unknown): 'SAME' | 'VALID' {
   throw new GraphUnsupported(`padding ${String(value)}`);
 }
 
-const ACTIVATIONS: Record<string, string | undefined> = { linear: undefined, relu: 'Relu', softmax: 'Softmax', sigmoid: 'Sigmoid', tanh: 'Tanh' };
+const ACTIVATIONS: Record<string, string | undefined> = {
+  linear: undefined,
+  relu: 'Relu',
+  softmax: 'Softmax',
+  sigmoid: 'Sigmoid',
+  tanh: 'Tanh',
+};
 
 function activate(g: GraphBuilder, name: string, input: string, activation: unknown): string {
   const key = String(activation ?? 'linear');
@@ -78,11 +95,16 @@ function activate(g: GraphBuilder, name: string, input: string, activation: unkn
 }
 
 /** Builds the forward graph of a Sequential model; returns the graph and its output node. */
-export function compilePredictGraph(model: tfType.LayersModel, signature: Signature): { graph: GraphBuilder; output: string } {
+export function compilePredictGraph(
+  model: tfType.LayersModel,
+  signature: Signature,
+): { graph: GraphBuilder; output: string } {
   const layers = describeLayers(model);
-  if (signature.inputs.length !== 1 || signature.outputs.length !== 1) throw new GraphUnsupported('a model with several inputs or outputs');
+  if (signature.inputs.length !== 1 || signature.outputs.length !== 1)
+    throw new GraphUnsupported('a model with several inputs or outputs');
   const input = signature.inputs[0]!;
-  if (input.dtype !== 'float32' || signature.outputs[0]!.dtype !== 'float32') throw new GraphUnsupported('a non-float32 input or output');
+  if (input.dtype !== 'float32' || signature.outputs[0]!.dtype !== 'float32')
+    throw new GraphUnsupported('a non-float32 input or output');
   const g = new GraphBuilder();
   let h = g.placeholder(INPUT, 'DT_FLOAT', input.shape);
   let shape = input.shape.slice(1);
@@ -90,17 +112,22 @@ export function compilePredictGraph(model: tfType.LayersModel, signature: Signat
     const { className, config: c } = layers[index]!;
     const p = `l${index}`;
     const weights = layer.getWeights().map((w) => ({ values: w.dataSync() as Float32Array, shape: w.shape }));
-    if (weights.some((w) => !(w.values instanceof Float32Array))) throw new GraphUnsupported(`layer ${layer.name} holds non-float32 weights`);
+    if (weights.some((w) => !(w.values instanceof Float32Array)))
+      throw new GraphUnsupported(`layer ${layer.name} holds non-float32 weights`);
     switch (className) {
       case 'InputLayer':
         return;
       case 'Rescaling':
         h = g.op('Mul', `${p}/mul`, [h, g.floats(`${p}/scale`, [Number(c.scale)])], F);
-        if (Number(c.offset ?? 0) !== 0) h = g.op('AddV2', `${p}/add`, [h, g.floats(`${p}/offset`, [Number(c.offset)])], F);
+        if (Number(c.offset ?? 0) !== 0)
+          h = g.op('AddV2', `${p}/add`, [h, g.floats(`${p}/offset`, [Number(c.offset)])], F);
         return;
       case 'Flatten': {
         const size = shape.reduce((a, b) => a * b, 1);
-        h = g.op('Reshape', `${p}/reshape`, [h, g.ints(`${p}/shape`, [-1, size])], { ...F, Tshape: attr.type('DT_INT32') });
+        h = g.op('Reshape', `${p}/reshape`, [h, g.ints(`${p}/shape`, [-1, size])], {
+          ...F,
+          Tshape: attr.type('DT_INT32'),
+        });
         shape = [size];
         return;
       }
@@ -109,14 +136,23 @@ export function compilePredictGraph(model: tfType.LayersModel, signature: Signat
       case 'Dense': {
         if (shape.length !== 1) throw new GraphUnsupported(`Dense on a rank-${shape.length + 1} input`);
         const [kernel, bias] = weights;
-        h = g.op('MatMul', `${p}/matmul`, [h, constant(g, `${p}/kernel`, kernel!.values, kernel!.shape)], { ...F, transpose_a: attr.bool(false), transpose_b: attr.bool(false) });
-        if (c.useBias !== false) h = g.op('BiasAdd', `${p}/bias`, [h, constant(g, `${p}/bias_value`, bias!.values, bias!.shape)], { ...F, data_format: attr.str('NHWC') });
+        h = g.op('MatMul', `${p}/matmul`, [h, constant(g, `${p}/kernel`, kernel!.values, kernel!.shape)], {
+          ...F,
+          transpose_a: attr.bool(false),
+          transpose_b: attr.bool(false),
+        });
+        if (c.useBias !== false)
+          h = g.op('BiasAdd', `${p}/bias`, [h, constant(g, `${p}/bias_value`, bias!.values, bias!.shape)], {
+            ...F,
+            data_format: attr.str('NHWC'),
+          });
         h = activate(g, `${p}/activation`, h, c.activation);
         shape = [Number(c.units)];
         return;
       }
       case 'Conv2D': {
-        if (c.dataFormat !== undefined && c.dataFormat !== 'channelsLast') throw new GraphUnsupported('channels-first convolution');
+        if (c.dataFormat !== undefined && c.dataFormat !== 'channelsLast')
+          throw new GraphUnsupported('channels-first convolution');
         if (shape.length !== 3) throw new GraphUnsupported(`Conv2D on a rank-${shape.length + 1} input`);
         const [dh, dw] = pair(c.dilationRate, 1);
         if (dh !== 1 || dw !== 1) throw new GraphUnsupported('dilated convolution');
@@ -125,23 +161,45 @@ export function compilePredictGraph(model: tfType.LayersModel, signature: Signat
         const pad = padding(c.padding);
         const [kernel, bias] = weights;
         h = g.op('Conv2D', `${p}/conv`, [h, constant(g, `${p}/kernel`, kernel!.values, kernel!.shape)], {
-          ...F, strides: attr.ints([1, sh, sw, 1]), padding: attr.str(pad), data_format: attr.str('NHWC'), dilations: attr.ints([1, 1, 1, 1]), use_cudnn_on_gpu: attr.bool(true),
+          ...F,
+          strides: attr.ints([1, sh, sw, 1]),
+          padding: attr.str(pad),
+          data_format: attr.str('NHWC'),
+          dilations: attr.ints([1, 1, 1, 1]),
+          use_cudnn_on_gpu: attr.bool(true),
         });
-        if (c.useBias !== false) h = g.op('BiasAdd', `${p}/bias`, [h, constant(g, `${p}/bias_value`, bias!.values, bias!.shape)], { ...F, data_format: attr.str('NHWC') });
+        if (c.useBias !== false)
+          h = g.op('BiasAdd', `${p}/bias`, [h, constant(g, `${p}/bias_value`, bias!.values, bias!.shape)], {
+            ...F,
+            data_format: attr.str('NHWC'),
+          });
         h = activate(g, `${p}/activation`, h, c.activation);
         const [ih, iw] = shape;
-        shape = pad === 'SAME' ? [Math.ceil(ih! / sh), Math.ceil(iw! / sw), Number(c.filters)] : [Math.ceil((ih! - kh + 1) / sh), Math.ceil((iw! - kw + 1) / sw), Number(c.filters)];
+        shape =
+          pad === 'SAME'
+            ? [Math.ceil(ih! / sh), Math.ceil(iw! / sw), Number(c.filters)]
+            : [Math.ceil((ih! - kh + 1) / sh), Math.ceil((iw! - kw + 1) / sw), Number(c.filters)];
         return;
       }
       case 'MaxPooling2D': {
-        if (c.dataFormat !== undefined && c.dataFormat !== 'channelsLast') throw new GraphUnsupported('channels-first pooling');
+        if (c.dataFormat !== undefined && c.dataFormat !== 'channelsLast')
+          throw new GraphUnsupported('channels-first pooling');
         if (shape.length !== 3) throw new GraphUnsupported(`MaxPooling2D on a rank-${shape.length + 1} input`);
         const [ph, pw] = pair(c.poolSize, 2);
         const [sh, sw] = pair(c.strides ?? c.poolSize, 2);
         const pad = padding(c.padding);
-        h = g.op('MaxPool', `${p}/pool`, [h], { ...F, ksize: attr.ints([1, ph, pw, 1]), strides: attr.ints([1, sh, sw, 1]), padding: attr.str(pad), data_format: attr.str('NHWC') });
+        h = g.op('MaxPool', `${p}/pool`, [h], {
+          ...F,
+          ksize: attr.ints([1, ph, pw, 1]),
+          strides: attr.ints([1, sh, sw, 1]),
+          padding: attr.str(pad),
+          data_format: attr.str('NHWC'),
+        });
         const [ih, iw, ch] = shape;
-        shape = pad === 'SAME' ? [Math.ceil(ih! / sh), Math.ceil(iw! / sw), ch!] : [Math.floor((ih! - ph) / sh) + 1, Math.floor((iw! - pw) / sw) + 1, ch!];
+        shape =
+          pad === 'SAME'
+            ? [Math.ceil(ih! / sh), Math.ceil(iw! / sw), ch!]
+            : [Math.floor((ih! - ph) / sh) + 1, Math.floor((iw! - pw) / sw) + 1, ch!];
         return;
       }
       default:
@@ -149,7 +207,8 @@ export function compilePredictGraph(model: tfType.LayersModel, signature: Signat
     }
   });
   const expected = signature.outputs[0]!.shape.slice(1);
-  if (shape.length !== expected.length || shape.some((d, i) => d !== expected[i])) throw new GraphUnsupported(`the compiled output shape [${shape}] differs from the model's [${expected}]`);
+  if (shape.length !== expected.length || shape.some((d, i) => d !== expected[i]))
+    throw new GraphUnsupported(`the compiled output shape [${shape}] differs from the model's [${expected}]`);
   // A named Identity: the fetch name stays the same whatever the last layer was.
   const output = g.op('Identity', 'y', [h], F);
   return { graph: g, output };
@@ -168,7 +227,11 @@ function probeBatch(signature: Signature, rows: number): DenseTensor {
  * Loads `model`'s forward pass as a graph session, checked against `eager` (the servable's own
  * eager run) on a probe batch; or the reason it stays eager.
  */
-export async function loadPredictGraph(model: tfType.LayersModel, signature: Signature, eager: (inputs: DenseTensor[]) => DenseTensor[]): Promise<PredictGraph | { unsupported: string }> {
+export async function loadPredictGraph(
+  model: tfType.LayersModel,
+  signature: Signature,
+  eager: (inputs: DenseTensor[]) => DenseTensor[],
+): Promise<PredictGraph | { unsupported: string }> {
   if (tf.getBackend() !== 'tensorflow') return { unsupported: `the ${tf.getBackend()} backend has no graph sessions` };
   let compiled: { graph: GraphBuilder; output: string };
   try {
@@ -217,7 +280,8 @@ export async function loadPredictGraph(model: tfType.LayersModel, signature: Sig
     const want = eager(probe)[0]!.data;
     const got = graph.run(probe)[0]!.data;
     let worst = want.length === got.length ? 0 : Infinity;
-    for (let i = 0; i < want.length && worst <= PROBE_TOLERANCE; i++) worst = Math.max(worst, Math.abs(want[i]! - got[i]!));
+    for (let i = 0; i < want.length && worst <= PROBE_TOLERANCE; i++)
+      worst = Math.max(worst, Math.abs(want[i]! - got[i]!));
     if (!(worst <= PROBE_TOLERANCE)) {
       graph.dispose();
       return { unsupported: `the compiled graph differs from the eager forward pass by ${worst} on a probe batch` };

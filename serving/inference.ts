@@ -103,16 +103,28 @@ export class Inference {
         handle.release();
         outputs = work;
       }
-      const requestId = context.requestId !== undefined && REQUEST_ID.test(context.requestId) ? context.requestId : randomUUID();
+      const requestId =
+        context.requestId !== undefined && REQUEST_ID.test(context.requestId) ? context.requestId : randomUUID();
       const signature = handle.servable.signature;
       if (signature.classLabels && outputs.length === 1) {
         const classes = argmaxRows(outputs[0]!);
-        for (const c of classes) metrics.predictedClass.inc({ model: target.model, version, class: signature.classLabels[c] ?? String(c) });
+        for (const c of classes)
+          metrics.predictedClass.inc({ model: target.model, version, class: signature.classLabels[c] ?? String(c) });
         this.deps.feedback.remember(requestId, target.model, handle.version, classes);
-        if (target.version === undefined && target.label === undefined) this.maybeShadow(target.model, handle.version, inputs, classes);
+        if (target.version === undefined && target.label === undefined)
+          this.maybeShadow(target.model, handle.version, inputs, classes);
       }
-      metrics.requests.inc({ model: target.model, version, api: context.api, protocol: context.protocol, status: 'OK' });
-      metrics.latency.observe({ model: target.model, version, api: context.api, protocol: context.protocol }, (performance.now() - started) / 1000);
+      metrics.requests.inc({
+        model: target.model,
+        version,
+        api: context.api,
+        protocol: context.protocol,
+        status: 'OK',
+      });
+      metrics.latency.observe(
+        { model: target.model, version, api: context.api, protocol: context.protocol },
+        (performance.now() - started) / 1000,
+      );
       return { model: target.model, version: handle.version, requestId, signature, outputs };
     } catch (error) {
       const failure = asServingError(error);
@@ -123,7 +135,13 @@ export class Inference {
 
   /** Counts a request that failed outside run() (a body the door could not even read). */
   count(model: string, version: string, context: CallContext, error: ServingError): void {
-    this.deps.metrics.requests.inc({ model, version, api: context.api, protocol: context.protocol, status: error.code });
+    this.deps.metrics.requests.inc({
+      model,
+      version,
+      api: context.api,
+      protocol: context.protocol,
+      status: error.code,
+    });
   }
 
   /**
@@ -158,12 +176,16 @@ export class Inference {
 }
 
 export function checkSignatureName(name: string | undefined): void {
-  if (name && name !== DEFAULT_SIGNATURE) throw invalidArgument(`signature_name "${name}" not found; this model serves "${DEFAULT_SIGNATURE}"`);
+  if (name && name !== DEFAULT_SIGNATURE)
+    throw invalidArgument(`signature_name "${name}" not found; this model serves "${DEFAULT_SIGNATURE}"`);
 }
 
 function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new ServingError('DEADLINE_EXCEEDED', `the request took longer than ${ms} ms`)), ms);
+    const timer = setTimeout(
+      () => reject(new ServingError('DEADLINE_EXCEEDED', `the request took longer than ${ms} ms`)),
+      ms,
+    );
     work.then(
       (value) => {
         clearTimeout(timer);

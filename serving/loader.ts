@@ -50,7 +50,8 @@ export async function folderFingerprint(dir: string): Promise<string> {
 /** A file the manifest names, refused when the name would leave the version folder. */
 function weightFile(dir: string, name: string): string {
   const resolved = path.resolve(dir, name);
-  if (path.dirname(resolved) !== path.resolve(dir)) throw new Error(`model.json names weight file ${JSON.stringify(name)} outside its folder`);
+  if (path.dirname(resolved) !== path.resolve(dir))
+    throw new Error(`model.json names weight file ${JSON.stringify(name)} outside its folder`);
   return resolved;
 }
 
@@ -81,7 +82,11 @@ export async function createServable(model: tfType.LayersModel, metadata: Versio
       return Array.isArray(ys) ? ys : [ys];
     });
     try {
-      return outputs.map((y, i) => ({ dtype: signature.outputs[i]!.dtype, shape: y.shape, data: y.dataSync() as Float32Array | Int32Array }));
+      return outputs.map((y, i) => ({
+        dtype: signature.outputs[i]!.dtype,
+        shape: y.shape,
+        data: y.dataSync() as Float32Array | Int32Array,
+      }));
     } finally {
       tf.dispose(outputs);
     }
@@ -124,9 +129,16 @@ export async function loadServable(dir: string, options: LoadOptions): Promise<S
     throw new Error(`model.json is not JSON: ${(error as Error).message}`);
   }
   const paths = (manifest.weightsManifest ?? []).flatMap((group) => (Array.isArray(group.paths) ? group.paths : []));
-  if (!paths.every((p): p is string => typeof p === 'string')) throw new Error('model.json: weightsManifest paths must be strings');
+  if (!paths.every((p): p is string => typeof p === 'string'))
+    throw new Error('model.json: weightsManifest paths must be strings');
   // tfjs concatenates the weight files in manifest order into one buffer.
-  const chunks = await Promise.all(paths.map((p) => readFile(weightFile(dir, p)).catch((error: Error) => Promise.reject(new Error(`cannot read weight file ${p}: ${error.message}`)))));
+  const chunks = await Promise.all(
+    paths.map((p) =>
+      readFile(weightFile(dir, p)).catch((error: Error) =>
+        Promise.reject(new Error(`cannot read weight file ${p}: ${error.message}`)),
+      ),
+    ),
+  );
   const weights = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
   const metadata = await readMetadata(dir);
   const model = await deserializeModel(modelJsonText, weights);
@@ -154,9 +166,18 @@ async function warmUp(dir: string, servable: Servable, options: LoadOptions): Pr
     if (!parsed.success) throw new Error(`${WARMUP_FILE}: ${describeIssues(parsed.error.issues)}`);
     for (const request of parsed.data.requests) servable.run(parsePredictBody(request, signature, 100_000).inputs);
   } else if (options.warmup) {
-    servable.run(signature.inputs.map((spec) => {
-      const shape = [1, ...spec.shape.slice(1)];
-      return { dtype: spec.dtype, shape, data: allocate(spec.dtype, shape.reduce((a, b) => a * b, 1)) };
-    }));
+    servable.run(
+      signature.inputs.map((spec) => {
+        const shape = [1, ...spec.shape.slice(1)];
+        return {
+          dtype: spec.dtype,
+          shape,
+          data: allocate(
+            spec.dtype,
+            shape.reduce((a, b) => a * b, 1),
+          ),
+        };
+      }),
+    );
   }
 }

@@ -72,7 +72,8 @@ export class VersionManager {
     for (const wanted of [...aspired.values()].sort((a, b) => b.version - a.version)) {
       const existing = record.versions.get(wanted.version);
       if (existing?.state === 'AVAILABLE' || existing?.state === 'LOADING') continue;
-      if (existing?.state === 'END' && existing.error !== undefined && existing.fingerprint === wanted.fingerprint) continue;
+      if (existing?.state === 'END' && existing.error !== undefined && existing.fingerprint === wanted.fingerprint)
+        continue;
       if (existing?.state === 'UNLOADING') continue; // it comes back on a later poll, once unloaded
       await this.load(config.name, record, wanted);
     }
@@ -85,7 +86,12 @@ export class VersionManager {
   }
 
   private async load(model: string, record: ModelRecord, wanted: AspiredVersion): Promise<void> {
-    const entry: VersionRecord = { version: wanted.version, path: wanted.path, fingerprint: wanted.fingerprint, state: 'START' };
+    const entry: VersionRecord = {
+      version: wanted.version,
+      path: wanted.path,
+      fingerprint: wanted.fingerprint,
+      state: 'START',
+    };
     record.versions.set(wanted.version, entry);
     entry.state = 'LOADING';
     const started = performance.now();
@@ -103,7 +109,9 @@ export class VersionManager {
       metrics.loadTime.observe({ model }, seconds);
       metrics.available.set(labels, 1);
       this.updateGauges(model);
-      log.info(`model ${model} version ${wanted.version}: AVAILABLE (loaded in ${(seconds * 1000).toFixed(0)} ms; ${servable.execution.mode === 'graph' ? 'graph execution' : `eager execution: ${servable.execution.reason}`})`);
+      log.info(
+        `model ${model} version ${wanted.version}: AVAILABLE (loaded in ${(seconds * 1000).toFixed(0)} ms; ${servable.execution.mode === 'graph' ? 'graph execution' : `eager execution: ${servable.execution.reason}`})`,
+      );
     } catch (error) {
       entry.state = 'END';
       entry.error = (error as Error).message;
@@ -120,7 +128,9 @@ export class VersionManager {
     this.updateGauges(model);
     this.options.log.info(`model ${model} version ${entry.version}: UNLOADING`);
     const done = (handle ? handle.close() : Promise.resolve())
-      .catch((error: Error) => this.options.log.error(`model ${model} version ${entry.version}: unload failed: ${error.message}`))
+      .catch((error: Error) =>
+        this.options.log.error(`model ${model} version ${entry.version}: unload failed: ${error.message}`),
+      )
       .then(() => {
         entry.state = 'END';
         // A clean unload leaves nothing to report; the record goes unless the version came back.
@@ -144,7 +154,8 @@ export class VersionManager {
   forgetFailures(name: string): void {
     const record = this.models.get(name);
     if (!record) return;
-    for (const entry of [...record.versions.values()]) if (entry.state === 'END' && entry.error !== undefined) record.versions.delete(entry.version);
+    for (const entry of [...record.versions.values()])
+      if (entry.state === 'END' && entry.error !== undefined) record.versions.delete(entry.version);
   }
 
   private updateGauges(model: string): void {
@@ -167,7 +178,10 @@ export class VersionManager {
   availableVersions(name: string): number[] {
     const record = this.models.get(name);
     if (!record) return [];
-    return [...record.versions.values()].filter((e) => e.state === 'AVAILABLE').map((e) => e.version).sort((a, b) => a - b);
+    return [...record.versions.values()]
+      .filter((e) => e.state === 'AVAILABLE')
+      .map((e) => e.version)
+      .sort((a, b) => a - b);
   }
 
   /** The handle of an AVAILABLE version, acquired (release it), or undefined. */
@@ -191,7 +205,9 @@ export class VersionManager {
 
   /** True while any model is still loading a version it aspires to. */
   loading(): boolean {
-    return [...this.models.values()].some((m) => [...m.versions.values()].some((e) => e.state === 'LOADING' || e.state === 'START'));
+    return [...this.models.values()].some((m) =>
+      [...m.versions.values()].some((e) => e.state === 'LOADING' || e.state === 'START'),
+    );
   }
 
   /** Unloads everything and waits until every version drained. */

@@ -90,7 +90,9 @@ export function parsePrometheusText(text: string): PrometheusSample[] {
 
 function parseSampleLine(line: string, lineNumber: number): PrometheusSample {
   const fail = (why: string): never => {
-    throw new Error(`Prometheus text, line ${lineNumber}: ${why}: ${line.length > 120 ? `${line.slice(0, 120)}…` : line}`);
+    throw new Error(
+      `Prometheus text, line ${lineNumber}: ${why}: ${line.length > 120 ? `${line.slice(0, 120)}…` : line}`,
+    );
   };
   let i = 0;
   while (i < line.length && line[i] !== '{' && line[i] !== ' ' && line[i] !== '\t') i++;
@@ -132,7 +134,10 @@ function parseSampleLine(line: string, lineNumber: number): PrometheusSample {
       labels[labelName] = value;
     }
   }
-  const rest = line.slice(i).trim().split(/[ \t]+/);
+  const rest = line
+    .slice(i)
+    .trim()
+    .split(/[ \t]+/);
   const value = parseValue(rest[0] ?? '');
   if (value === undefined) fail('bad value');
   return { name, labels, value: value! };
@@ -190,7 +195,11 @@ function add(record: Record<string, number>, key: string, value: number): void {
 function sumHistograms(histograms: HistogramCounts[]): HistogramCounts {
   const bounds = [...new Set(histograms.flatMap((h) => h.buckets.map((b) => b.le)))].sort((a, b) => a - b);
   const buckets = bounds.map((le) => ({ le, count: histograms.reduce((sum, h) => sum + cumulativeAt(h, le), 0) }));
-  return { buckets, count: histograms.reduce((s, h) => s + h.count, 0), sum: histograms.reduce((s, h) => s + h.sum, 0) };
+  return {
+    buckets,
+    count: histograms.reduce((s, h) => s + h.count, 0),
+    sum: histograms.reduce((s, h) => s + h.sum, 0),
+  };
 }
 
 function cumulativeAt(h: HistogramCounts, le: number): number {
@@ -204,7 +213,13 @@ function cumulativeAt(h: HistogramCounts, le: number): number {
 
 /** One model's counters from a server's Prometheus text, summed over protocols and APIs per version. */
 export function parseServingMetrics(text: string, model: string): MetricsSnapshot {
-  const snapshot: MetricsSnapshot = { model, versions: {}, unrouted: { requests: 0, errorsByStatus: {} }, replicas: 1, processStartTimeSeconds: null };
+  const snapshot: MetricsSnapshot = {
+    model,
+    versions: {},
+    unrouted: { requests: 0, errorsByStatus: {} },
+    replicas: 1,
+    processStartTimeSeconds: null,
+  };
   const version = (v: string) => (snapshot.versions[v] ??= emptyCounters());
   // Latency series, by version then by label set (api/protocol), assembled from _bucket/_sum/_count lines.
   const latency = new Map<string, Map<string, { buckets: Map<number, number>; count: number; sum: number }>>();
@@ -316,7 +331,9 @@ export function mergeSnapshots(snapshots: readonly MetricsSnapshot[]): MetricsSn
   }
   return {
     model,
-    versions: Object.fromEntries(versions.map((v) => [v, mergeCounters(snapshots.flatMap((s) => (s.versions[v] ? [s.versions[v]] : [])))])),
+    versions: Object.fromEntries(
+      versions.map((v) => [v, mergeCounters(snapshots.flatMap((s) => (s.versions[v] ? [s.versions[v]] : [])))]),
+    ),
     unrouted,
     replicas: snapshots.reduce((n, s) => n + s.replicas, 0),
     processStartTimeSeconds: null,
@@ -350,7 +367,12 @@ function counterValues(s: MetricsSnapshot, visit: (key: string, value: number) =
  * that fell proves a restart even where others grew past their old values again).
  */
 export function restartedBetween(later: MetricsSnapshot, earlier: MetricsSnapshot): boolean {
-  if (later.processStartTimeSeconds !== null && earlier.processStartTimeSeconds !== null && later.processStartTimeSeconds !== earlier.processStartTimeSeconds) return true;
+  if (
+    later.processStartTimeSeconds !== null &&
+    earlier.processStartTimeSeconds !== null &&
+    later.processStartTimeSeconds !== earlier.processStartTimeSeconds
+  )
+    return true;
   const after = new Map<string, number>();
   counterValues(later, (k, n) => after.set(k, n));
   let fell = false;
@@ -375,7 +397,10 @@ function diffRecord(later: Record<string, number>, earlier: Record<string, numbe
 
 function diffHistogram(later: HistogramCounts, earlier: HistogramCounts): HistogramCounts {
   // A histogram is one series: if any part of it went down it restarted, and all of it is new.
-  const reset = later.count < earlier.count || later.sum < earlier.sum || later.buckets.some((b) => b.count < cumulativeAt(earlier, b.le));
+  const reset =
+    later.count < earlier.count ||
+    later.sum < earlier.sum ||
+    later.buckets.some((b) => b.count < cumulativeAt(earlier, b.le));
   if (reset) return clone(later);
   return {
     buckets: later.buckets.map((b) => ({ le: b.le, count: b.count - cumulativeAt(earlier, b.le) })),
@@ -390,7 +415,10 @@ function diffCounters(later: VersionCounters, earlier: VersionCounters): Version
     errors: increase(later.errors, earlier.errors),
     errorsByStatus: diffRecord(later.errorsByStatus, earlier.errorsByStatus),
     latency: diffHistogram(later.latency, earlier.latency),
-    feedback: { correct: increase(later.feedback.correct, earlier.feedback.correct), incorrect: increase(later.feedback.incorrect, earlier.feedback.incorrect) },
+    feedback: {
+      correct: increase(later.feedback.correct, earlier.feedback.correct),
+      incorrect: increase(later.feedback.incorrect, earlier.feedback.incorrect),
+    },
     classes: diffRecord(later.classes, earlier.classes),
     shadow: {
       agree: increase(later.shadow.agree, earlier.shadow.agree),
@@ -408,14 +436,20 @@ function diffCounters(later: VersionCounters, earlier: VersionCounters): Version
  * increase. Versions only in `earlier` are gone from the window.
  */
 export function diffSnapshots(later: MetricsSnapshot, earlier: MetricsSnapshot): MetricsSnapshot {
-  if (later.model !== earlier.model) throw new Error(`diffSnapshots: snapshots of different models ("${later.model}", "${earlier.model}")`);
+  if (later.model !== earlier.model)
+    throw new Error(`diffSnapshots: snapshots of different models ("${later.model}", "${earlier.model}")`);
   const single = later.replicas === 1 && earlier.replicas === 1;
   if (single && restartedBetween(later, earlier)) return clone(later);
   const none = emptyCounters();
   return {
     model: later.model,
-    versions: Object.fromEntries(Object.entries(later.versions).map(([v, c]) => [v, diffCounters(c, earlier.versions[v] ?? none)])),
-    unrouted: { requests: increase(later.unrouted.requests, earlier.unrouted.requests), errorsByStatus: diffRecord(later.unrouted.errorsByStatus, earlier.unrouted.errorsByStatus) },
+    versions: Object.fromEntries(
+      Object.entries(later.versions).map(([v, c]) => [v, diffCounters(c, earlier.versions[v] ?? none)]),
+    ),
+    unrouted: {
+      requests: increase(later.unrouted.requests, earlier.unrouted.requests),
+      errorsByStatus: diffRecord(later.unrouted.errorsByStatus, earlier.unrouted.errorsByStatus),
+    },
     replicas: later.replicas,
     processStartTimeSeconds: later.processStartTimeSeconds,
   };
@@ -512,7 +546,10 @@ function compareLabels(a: string, b: string): number {
  * numeric labels (a model published without class names labels classes by index), the list is
  * 0..the largest class seen, so index = class.
  */
-export function windowStats(window: MetricsSnapshot, options: { classLabels?: readonly string[] } = {}): Record<string, VersionStats> {
+export function windowStats(
+  window: MetricsSnapshot,
+  options: { classLabels?: readonly string[] } = {},
+): Record<string, VersionStats> {
   const seen = new Set(Object.values(window.versions).flatMap((c) => Object.keys(c.classes)));
   const given = options.classLabels ?? [];
   // Class indices as labels (a model published without class names): 0..max, so index = class.
@@ -536,10 +573,19 @@ export function windowStats(window: MetricsSnapshot, options: { classLabels?: re
       p50Ms: p50 === null ? null : p50 * 1000,
       p90Ms: p90 === null ? null : p90 * 1000,
       p99Ms: p99 === null ? null : p99 * 1000,
-      feedback: { labelled, correct: c.feedback.correct, accuracy: labelled > 0 ? c.feedback.correct / labelled : null },
+      feedback: {
+        labelled,
+        correct: c.feedback.correct,
+        accuracy: labelled > 0 ? c.feedback.correct / labelled : null,
+      },
       classCounts: classLabels.map((l) => c.classes[l] ?? 0),
       classLabels,
-      shadow: { agree: c.shadow.agree, disagree: c.shadow.disagree, error: c.shadow.error, agreement: shadowAnswers > 0 ? c.shadow.agree / shadowAnswers : null },
+      shadow: {
+        agree: c.shadow.agree,
+        disagree: c.shadow.disagree,
+        error: c.shadow.error,
+        agreement: shadowAnswers > 0 ? c.shadow.agree / shadowAnswers : null,
+      },
     };
   }
   return out;

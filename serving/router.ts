@@ -31,7 +31,8 @@ export class Router {
   ) {}
 
   private requireModel(model: string): void {
-    if (!this.manager.hasModel(model)) throw new ServingError('NOT_FOUND', `Servable not found for request: model "${model}" is not served here`);
+    if (!this.manager.hasModel(model))
+      throw new ServingError('NOT_FOUND', `Servable not found for request: model "${model}" is not served here`);
   }
 
   /** The version a label points at (a number even when that version is not loaded). */
@@ -50,19 +51,24 @@ export class Router {
     this.requireModel(model);
     const available = this.manager.availableVersions(model);
     if (choice.version !== undefined) {
-      if (!available.includes(choice.version)) throw this.notAvailable(model, choice.version, `version ${choice.version}`);
+      if (!available.includes(choice.version))
+        throw this.notAvailable(model, choice.version, `version ${choice.version}`);
       return { version: choice.version, reason: 'version' };
     }
     if (choice.label !== undefined) {
       const version = this.labelVersion(model, choice.label);
-      if (!available.includes(version)) throw this.notAvailable(model, version, `label "${choice.label}" (version ${version})`);
+      if (!available.includes(version))
+        throw this.notAvailable(model, version, `label "${choice.label}" (version ${version})`);
       return { version, reason: 'label' };
     }
     const split = this.state.traffic(model)?.split;
     if (split) {
       const candidates = split
         .map((target) => ({ version: this.resolveTarget(model, target), weight: target.weight }))
-        .filter((c): c is { version: number; weight: number } => c.version !== undefined && c.weight > 0 && available.includes(c.version));
+        .filter(
+          (c): c is { version: number; weight: number } =>
+            c.version !== undefined && c.weight > 0 && available.includes(c.version),
+        );
       const total = candidates.reduce((sum, c) => sum + c.weight, 0);
       if (total > 0) {
         let point = (clientKey !== undefined ? stableUnit(model, clientKey) : Math.random()) * total;
@@ -76,7 +82,10 @@ export class Router {
     const latest = available[available.length - 1];
     if (latest === undefined) {
       const loading = this.manager.status(model).some((s) => s.state === 'LOADING' || s.state === 'START');
-      throw new ServingError(loading ? 'UNAVAILABLE' : 'NOT_FOUND', `model "${model}" has no AVAILABLE version${loading ? ' yet (loading)' : ''}`);
+      throw new ServingError(
+        loading ? 'UNAVAILABLE' : 'NOT_FOUND',
+        `model "${model}" has no AVAILABLE version${loading ? ' yet (loading)' : ''}`,
+      );
     }
     return { version: latest, reason: 'latest' };
   }
@@ -84,7 +93,10 @@ export class Router {
   private notAvailable(model: string, version: number, what: string): ServingError {
     const status = this.manager.status(model).find((s) => s.version === version);
     const state = status ? ` (state ${status.state}${status.error ? `: ${status.error}` : ''})` : '';
-    return new ServingError('NOT_FOUND', `Servable not found for request: ${what} of model "${model}" is not available${state}`);
+    return new ServingError(
+      'NOT_FOUND',
+      `Servable not found for request: ${what} of model "${model}" is not available${state}`,
+    );
   }
 
   /** The shadow version for a request just served by `served`, if this request is copied. */

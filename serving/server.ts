@@ -42,7 +42,8 @@ export interface ModelServerHooks {
 export async function startModelServer(input: ServerOptionsInput, hooks: ModelServerHooks = {}): Promise<ModelServer> {
   const options: ServerOptions = parseServerOptions(input);
   const backend = await selectBackend();
-  const modelConfig = options.modelConfig ?? (options.modelConfigFile ? await readModelConfigFile(options.modelConfigFile) : undefined);
+  const modelConfig =
+    options.modelConfig ?? (options.modelConfigFile ? await readModelConfigFile(options.modelConfigFile) : undefined);
   const state = await ServingState.open({ basePath: options.modelBasePath, modelConfig, stateFile: options.stateFile });
   const metrics = new ServingMetrics();
   let log: Logger = hooks.logger ?? silentLogger;
@@ -53,11 +54,16 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
     log: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
     loadServable: hooks.loadServable,
   });
-  const source = new RepositorySource(() => state.models(), (snapshots) => manager.apply(snapshots), options.pollIntervalMs, {
-    info: (m) => log.info(m),
-    warn: (m) => log.warn(m),
-    error: (m) => log.error(m),
-  });
+  const source = new RepositorySource(
+    () => state.models(),
+    (snapshots) => manager.apply(snapshots),
+    options.pollIntervalMs,
+    {
+      info: (m) => log.info(m),
+      warn: (m) => log.warn(m),
+      error: (m) => log.error(m),
+    },
+  );
   const router = new Router(manager, state);
   const feedback = new FeedbackStore(metrics, options.feedbackWindow, options.feedbackMemory);
   const inference = new Inference({
@@ -77,7 +83,8 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
     if (!started) reasons.push('the first load of the repository is still running');
     for (const name of manager.modelNames()) {
       const statuses = manager.status(name);
-      if (statuses.length > 0 && manager.availableVersions(name).length === 0) reasons.push(`model ${name} has no AVAILABLE version`);
+      if (statuses.length > 0 && manager.availableVersions(name).length === 0)
+        reasons.push(`model ${name} has no AVAILABLE version`);
     }
     return { ready: reasons.length === 0, reasons };
   };
@@ -103,12 +110,20 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
         logLevel: options.logLevel,
         ready,
       });
-      if (!hooks.logger && options.logLevel !== 'silent') log = { info: (m) => rest!.log.info(m), warn: (m) => rest!.log.warn(m), error: (m) => rest!.log.error(m) };
+      if (!hooks.logger && options.logLevel !== 'silent')
+        log = { info: (m) => rest!.log.info(m), warn: (m) => rest!.log.warn(m), error: (m) => rest!.log.error(m) };
       await rest.listen({ host: options.host, port: options.restPort });
       restPort = (rest.server.address() as AddressInfo).port;
     }
     if (options.grpcPort !== null) {
-      grpcServer = createGrpcServer({ inference, manager, router, admin, bodyLimitBytes: options.bodyLimitBytes, stickyHeader: options.stickyHeader });
+      grpcServer = createGrpcServer({
+        inference,
+        manager,
+        router,
+        admin,
+        bodyLimitBytes: options.bodyLimitBytes,
+        stickyHeader: options.stickyHeader,
+      });
       grpcPort = await bindGrpc(grpcServer, options.host, options.grpcPort);
     }
     log.info(`backend ${backend.name} (engine "${backend.engineBackend}", tfjs ${backend.tfjsVersion})`);

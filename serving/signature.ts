@@ -40,7 +40,10 @@ export interface Signature {
 export const VersionMetadataSchema = z
   .object({
     signature: z
-      .object({ inputs: z.record(z.string(), z.unknown()).optional(), outputs: z.record(z.string(), z.unknown()).optional() })
+      .object({
+        inputs: z.record(z.string(), z.unknown()).optional(),
+        outputs: z.record(z.string(), z.unknown()).optional(),
+      })
       .partial()
       .optional(),
     classNames: z.array(z.string()).optional(),
@@ -77,18 +80,26 @@ export function signatureOf(model: tfType.LayersModel, metadata: VersionMetadata
   }));
   for (const group of [inputs, outputs]) {
     const keys = new Set(group.map((s) => s.key));
-    if (keys.size !== group.length) throw new Error(`the model's ${group === inputs ? 'input' : 'output'} names are not distinct: ${group.map((s) => s.key).join(', ')}`);
+    if (keys.size !== group.length)
+      throw new Error(
+        `the model's ${group === inputs ? 'input' : 'output'} names are not distinct: ${group.map((s) => s.key).join(', ')}`,
+      );
   }
   for (const input of inputs) {
-    if (input.shape[0] !== -1) throw new Error(`input ${input.key} has a fixed batch size ${input.shape[0]}; the server needs a free batch dimension`);
-    if (input.shape.slice(1).some((d) => d < 1)) throw new Error(`input ${input.key} has shape [${input.shape}]; only the batch dimension may be unknown`);
+    if (input.shape[0] !== -1)
+      throw new Error(
+        `input ${input.key} has a fixed batch size ${input.shape[0]}; the server needs a free batch dimension`,
+      );
+    if (input.shape.slice(1).some((d) => d < 1))
+      throw new Error(`input ${input.key} has shape [${input.shape}]; only the batch dimension may be unknown`);
   }
   const signature: Signature = { name: DEFAULT_SIGNATURE, methodName: PREDICT_METHOD, inputs, outputs };
   const only = outputs.length === 1 ? outputs[0]! : undefined;
   const classes = only && only.shape.length === 2 ? only.shape[1]! : 0;
   if (classes >= 2) {
     const names = metadata.classNames;
-    signature.classLabels = names && names.length === classes ? [...names] : Array.from({ length: classes }, (_, i) => String(i));
+    signature.classLabels =
+      names && names.length === classes ? [...names] : Array.from({ length: classes }, (_, i) => String(i));
   }
   return signature;
 }

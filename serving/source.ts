@@ -73,7 +73,8 @@ export class RepositorySource {
       if (this.stopped) return;
       const configs = await this.models();
       const snapshots = await Promise.all(configs.map(snapshotOf));
-      for (const s of snapshots) if (s.error) this.log.warn(`model ${s.config.name}: cannot read ${s.config.base_path}: ${s.error}`);
+      for (const s of snapshots)
+        if (s.error) this.log.warn(`model ${s.config.name}: cannot read ${s.config.base_path}: ${s.error}`);
       await this.sink(snapshots);
     });
     this.pending = next;
@@ -86,7 +87,13 @@ export class RepositorySource {
     await this.poll().catch(() => undefined);
     const tick = () => {
       if (this.stopped) return;
-      this.timer = setTimeout(() => void this.poll().catch(() => undefined).finally(tick), this.intervalMs);
+      this.timer = setTimeout(
+        () =>
+          void this.poll()
+            .catch(() => undefined)
+            .finally(tick),
+        this.intervalMs,
+      );
       this.timer.unref();
     };
     tick();

@@ -41,7 +41,10 @@ export const TrafficSchema = z
     shadow: ShadowSchema.optional(),
   })
   .strict()
-  .refine((t) => !t.split || t.split.some((s) => s.weight > 0), { message: 'split: at least one weight must be positive', path: ['split'] });
+  .refine((t) => !t.split || t.split.some((s) => s.weight > 0), {
+    message: 'split: at least one weight must be positive',
+    path: ['split'],
+  });
 export type Traffic = z.infer<typeof TrafficSchema>;
 
 export const StateFileSchema = z
@@ -69,7 +72,11 @@ export class ServingState {
   }
 
   /** The saved state when the state file exists, else the one the options describe. */
-  static async open(options: { basePath?: string; modelConfig?: ModelServerConfig; stateFile?: string }): Promise<ServingState> {
+  static async open(options: {
+    basePath?: string;
+    modelConfig?: ModelServerConfig;
+    stateFile?: string;
+  }): Promise<ServingState> {
     const basePath = options.basePath ? path.resolve(options.basePath) : undefined;
     if (options.stateFile) {
       const text = await readFile(options.stateFile, 'utf8').catch((error: NodeJS.ErrnoException) => {
@@ -88,8 +95,17 @@ export class ServingState {
         return new ServingState(parsed.data, basePath, options.stateFile);
       }
     }
-    const models = Object.fromEntries((options.modelConfig?.model_config_list.config ?? []).map((m) => [m.name, { ...m, base_path: path.resolve(m.base_path) }]));
-    return new ServingState({ format: 1, discover: !options.modelConfig && basePath !== undefined, models, removed: [], traffic: {} }, basePath, options.stateFile);
+    const models = Object.fromEntries(
+      (options.modelConfig?.model_config_list.config ?? []).map((m) => [
+        m.name,
+        { ...m, base_path: path.resolve(m.base_path) },
+      ]),
+    );
+    return new ServingState(
+      { format: 1, discover: !options.modelConfig && basePath !== undefined, models, removed: [], traffic: {} },
+      basePath,
+      options.stateFile,
+    );
   }
 
   snapshot(): ServingStateData {
@@ -102,7 +118,8 @@ export class ServingState {
     if (this.data.discover && this.basePath) {
       const entries = await readdir(this.basePath, { withFileTypes: true }).catch(() => []);
       for (const entry of entries) {
-        if (!entry.isDirectory() || !MODEL_NAME_PATTERN.test(entry.name) || this.data.removed.includes(entry.name)) continue;
+        if (!entry.isDirectory() || !MODEL_NAME_PATTERN.test(entry.name) || this.data.removed.includes(entry.name))
+          continue;
         out.set(entry.name, this.discovered(entry.name));
       }
     }
@@ -111,7 +128,12 @@ export class ServingState {
   }
 
   private discovered(name: string): ModelConfig {
-    return { name, base_path: path.join(this.basePath!, name), model_version_policy: DEFAULT_VERSION_POLICY, version_labels: {} };
+    return {
+      name,
+      base_path: path.join(this.basePath!, name),
+      model_version_policy: DEFAULT_VERSION_POLICY,
+      version_labels: {},
+    };
   }
 
   /** The explicit config of a model, or what discovery would give it. */

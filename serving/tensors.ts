@@ -19,8 +19,16 @@ export function allocate(dtype: ServedDType, size: number): Float32Array | Int32
 }
 
 /** Reads little-endian bytes (TensorProto.tensor_content, a b64 value) as `count` values of `dtype`. */
-export function fromBytes(bytes: Uint8Array, dtype: ServedDType, count: number, where: string): Float32Array | Int32Array {
-  if (bytes.byteLength !== count * 4) throw invalidArgument(`${where}: ${bytes.byteLength} bytes of ${dtype} data, expected ${count * 4} (${count} values × 4 bytes)`);
+export function fromBytes(
+  bytes: Uint8Array,
+  dtype: ServedDType,
+  count: number,
+  where: string,
+): Float32Array | Int32Array {
+  if (bytes.byteLength !== count * 4)
+    throw invalidArgument(
+      `${where}: ${bytes.byteLength} bytes of ${dtype} data, expected ${count * 4} (${count} values × 4 bytes)`,
+    );
   // A copy, both for alignment (typed arrays need offset % 4 == 0) and to own the memory.
   const copy = new Uint8Array(bytes);
   return dtype === 'int32' ? new Int32Array(copy.buffer) : new Float32Array(copy.buffer);
@@ -30,12 +38,19 @@ function describe(value: unknown): string {
   if (Array.isArray(value)) return `an array of ${value.length}`;
   if (value === null) return 'null';
   if (typeof value === 'object') return 'an object';
-  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 20 ? `${value.slice(0, 20)}…` : value)}`;
+  if (typeof value === 'string')
+    return `the string ${JSON.stringify(value.length > 20 ? `${value.slice(0, 20)}…` : value)}`;
   return `${typeof value} ${String(value)}`;
 }
 
 function isB64(value: unknown): value is { b64: string } {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && typeof (value as { b64?: unknown }).b64 === 'string' && Object.keys(value).length === 1;
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    !Array.isArray(value) &&
+    typeof (value as { b64?: unknown }).b64 === 'string' &&
+    Object.keys(value).length === 1
+  );
 }
 
 function decodeB64(text: string, where: string): Uint8Array {
@@ -47,18 +62,31 @@ function decodeB64(text: string, where: string): Uint8Array {
  * Copies `value`, a nested array of exactly `dims`, into `out` at `offset`. Iterative over the
  * outer levels would not be faster for rank ≤ 4; the recursion depth is the tensor's rank.
  */
-function fill(value: unknown, dims: readonly number[], level: number, dtype: ServedDType, out: Float32Array | Int32Array, offset: number, where: string): number {
+function fill(
+  value: unknown,
+  dims: readonly number[],
+  level: number,
+  dtype: ServedDType,
+  out: Float32Array | Int32Array,
+  offset: number,
+  where: string,
+): number {
   if (level === dims.length) {
     if (typeof value !== 'number' || !Number.isFinite(value)) {
-      throw invalidArgument(`${where}: expected a ${dtype === 'int32' ? 'integer' : 'number'} (dtype ${dtype}), got ${describe(value)}`);
+      throw invalidArgument(
+        `${where}: expected a ${dtype === 'int32' ? 'integer' : 'number'} (dtype ${dtype}), got ${describe(value)}`,
+      );
     }
-    if (dtype === 'int32' && (!Number.isInteger(value) || value < -2147483648 || value > 2147483647)) throw invalidArgument(`${where}: expected an int32, got ${value}`);
+    if (dtype === 'int32' && (!Number.isInteger(value) || value < -2147483648 || value > 2147483647))
+      throw invalidArgument(`${where}: expected an int32, got ${value}`);
     out[offset] = value;
     return offset + 1;
   }
   const size = dims[level]!;
   if (!Array.isArray(value) || value.length !== size) {
-    throw invalidArgument(`${where}: expected an array of ${size} (shape [${dims.slice(level).join(', ')}]), got ${describe(value)}`);
+    throw invalidArgument(
+      `${where}: expected an array of ${size} (shape [${dims.slice(level).join(', ')}]), got ${describe(value)}`,
+    );
   }
   let next = offset;
   if (level === dims.length - 1) {
@@ -66,7 +94,9 @@ function fill(value: unknown, dims: readonly number[], level: number, dtype: Ser
     for (let i = 0; i < size; i++) {
       const v = value[i];
       if (typeof v !== 'number' || !Number.isFinite(v) || (dtype === 'int32' && !Number.isInteger(v))) {
-        throw invalidArgument(`${where}[${i}]: expected a ${dtype === 'int32' ? 'integer' : 'number'} (dtype ${dtype}), got ${describe(v)}`);
+        throw invalidArgument(
+          `${where}[${i}]: expected a ${dtype === 'int32' ? 'integer' : 'number'} (dtype ${dtype}), got ${describe(v)}`,
+        );
       }
       out[next++] = v;
     }
@@ -98,7 +128,9 @@ export const PredictBodySchema = z
     output_filter: z.array(z.string()).optional(),
   })
   .loose()
-  .refine((b) => (b.instances === undefined) !== (b.inputs === undefined), { message: 'give exactly one of "instances" (row format) or "inputs" (columnar format)' });
+  .refine((b) => (b.instances === undefined) !== (b.inputs === undefined), {
+    message: 'give exactly one of "instances" (row format) or "inputs" (columnar format)',
+  });
 export type PredictBody = z.infer<typeof PredictBodySchema>;
 
 export interface ParsedRequest {
@@ -115,9 +147,13 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 function checkKeys(object: Record<string, unknown>, signature: Signature, where: string): void {
   const expected = signature.inputs.map((s) => s.key);
   const unknown = Object.keys(object).filter((k) => !expected.includes(k));
-  if (unknown.length) throw invalidArgument(`${where}: unknown input ${unknown.map((k) => JSON.stringify(k)).join(', ')}; the signature's inputs are ${expected.map((k) => JSON.stringify(k)).join(', ')}`);
+  if (unknown.length)
+    throw invalidArgument(
+      `${where}: unknown input ${unknown.map((k) => JSON.stringify(k)).join(', ')}; the signature's inputs are ${expected.map((k) => JSON.stringify(k)).join(', ')}`,
+    );
   const missing = expected.filter((k) => !(k in object));
-  if (missing.length) throw invalidArgument(`${where}: missing input ${missing.map((k) => JSON.stringify(k)).join(', ')}`);
+  if (missing.length)
+    throw invalidArgument(`${where}: missing input ${missing.map((k) => JSON.stringify(k)).join(', ')}`);
 }
 
 /** The row format: `instances[i]` is one example (its value, or an object of named inputs). */
@@ -125,17 +161,25 @@ export function parseInstances(instances: unknown[], signature: Signature, maxRo
   const rows = instances.length;
   if (rows === 0) throw invalidArgument('instances: must hold at least one instance');
   if (rows > maxRows) throw invalidArgument(`instances: ${rows} instances exceed the limit of ${maxRows} per request`);
-  const inputs = signature.inputs.map((spec) => ({ dtype: spec.dtype, shape: batchShape(spec, rows), data: allocate(spec.dtype, rows * rowSize(spec)) }));
+  const inputs = signature.inputs.map((spec) => ({
+    dtype: spec.dtype,
+    shape: batchShape(spec, rows),
+    data: allocate(spec.dtype, rows * rowSize(spec)),
+  }));
   const single = signature.inputs.length === 1 ? signature.inputs[0]! : undefined;
   for (let r = 0; r < rows; r++) {
     const instance = instances[r];
     if (isPlainObject(instance)) {
       checkKeys(instance, signature, `instances[${r}]`);
-      signature.inputs.forEach((spec, i) => fillRow(instance[spec.key], spec, inputs[i]!.data, r, `instances[${r}].${spec.key}`));
+      signature.inputs.forEach((spec, i) =>
+        fillRow(instance[spec.key], spec, inputs[i]!.data, r, `instances[${r}].${spec.key}`),
+      );
     } else if (single) {
       fillRow(instance, single, inputs[0]!.data, r, `instances[${r}]`);
     } else {
-      throw invalidArgument(`instances[${r}]: the model has ${signature.inputs.length} inputs, so each instance must be an object naming them`);
+      throw invalidArgument(
+        `instances[${r}]: the model has ${signature.inputs.length} inputs, so each instance must be an object naming them`,
+      );
     }
   }
   return { inputs, rows, format: 'row' };
@@ -146,11 +190,17 @@ function columnarTensor(value: unknown, spec: TensorSpec, maxRows: number, where
   if (isB64(value)) {
     const bytes = decodeB64(value.b64, where);
     const rows = bytes.byteLength / (size * 4);
-    if (!Number.isInteger(rows) || rows < 1) throw invalidArgument(`${where}: ${bytes.byteLength} bytes is not a whole number of rows of ${size} ${spec.dtype} values`);
+    if (!Number.isInteger(rows) || rows < 1)
+      throw invalidArgument(
+        `${where}: ${bytes.byteLength} bytes is not a whole number of rows of ${size} ${spec.dtype} values`,
+      );
     if (rows > maxRows) throw invalidArgument(`${where}: ${rows} rows exceed the limit of ${maxRows} per request`);
     return { dtype: spec.dtype, shape: batchShape(spec, rows), data: fromBytes(bytes, spec.dtype, rows * size, where) };
   }
-  if (!Array.isArray(value) || value.length === 0) throw invalidArgument(`${where}: expected a non-empty array (batch first, shape [-1, ${spec.shape.slice(1).join(', ')}]), got ${describe(value)}`);
+  if (!Array.isArray(value) || value.length === 0)
+    throw invalidArgument(
+      `${where}: expected a non-empty array (batch first, shape [-1, ${spec.shape.slice(1).join(', ')}]), got ${describe(value)}`,
+    );
   const rows = value.length;
   if (rows > maxRows) throw invalidArgument(`${where}: ${rows} rows exceed the limit of ${maxRows} per request`);
   const data = allocate(spec.dtype, rows * size);
@@ -167,23 +217,32 @@ export function parseColumnar(inputs: unknown, signature: Signature, maxRows: nu
   } else if (signature.inputs.length === 1) {
     tensors = [columnarTensor(inputs, signature.inputs[0]!, maxRows, 'inputs')];
   } else {
-    throw invalidArgument(`inputs: the model has ${signature.inputs.length} inputs, so "inputs" must be an object naming them`);
+    throw invalidArgument(
+      `inputs: the model has ${signature.inputs.length} inputs, so "inputs" must be an object naming them`,
+    );
   }
   const rows = tensors[0]!.shape[0]!;
   tensors.forEach((t, i) => {
-    if (t.shape[0] !== rows) throw invalidArgument(`inputs.${signature.inputs[i]!.key}: batch size ${t.shape[0]} differs from ${rows}`);
+    if (t.shape[0] !== rows)
+      throw invalidArgument(`inputs.${signature.inputs[i]!.key}: batch size ${t.shape[0]} differs from ${rows}`);
   });
   return { inputs: tensors, rows, format: 'columnar' };
 }
 
 export function parsePredictBody(body: PredictBody, signature: Signature, maxRows: number): ParsedRequest {
-  return body.instances !== undefined ? parseInstances(body.instances, signature, maxRows) : parseColumnar(body.inputs, signature, maxRows);
+  return body.instances !== undefined
+    ? parseInstances(body.instances, signature, maxRows)
+    : parseColumnar(body.inputs, signature, maxRows);
 }
 
 /** Rows `start…start+count` of a batch-first tensor (a view, no copy). */
 export function sliceRows(tensor: DenseTensor, start: number, count: number): DenseTensor {
   const size = tensor.shape.slice(1).reduce((a, b) => a * b, 1);
-  return { dtype: tensor.dtype, shape: [count, ...tensor.shape.slice(1)], data: tensor.data.subarray(start * size, (start + count) * size) };
+  return {
+    dtype: tensor.dtype,
+    shape: [count, ...tensor.shape.slice(1)],
+    data: tensor.data.subarray(start * size, (start + count) * size),
+  };
 }
 
 /** A flat slice as nested arrays of `dims` (JSON's view of a tensor). */

@@ -27,11 +27,25 @@ beforeAll(async () => {
   validation = take('test', 256, 256);
 });
 
-async function predictOn(backend: string, architecture: 'mlp' | 'cnn', weights: Float32Array[] | null): Promise<{ probabilities: Float32Array; weights: Float32Array[] }> {
+async function predictOn(
+  backend: string,
+  architecture: 'mlp' | 'cnn',
+  weights: Float32Array[] | null,
+): Promise<{ probabilities: Float32Array; weights: Float32Array[] }> {
   await tf.setBackend(backend);
-  const model = buildModel(tf, architecture, { featureShape, numClasses: 10, seed: 11 }, architecture === 'cnn' ? { filters: [8, 16], denseUnits: 32 } : {});
+  const model = buildModel(
+    tf,
+    architecture,
+    { featureShape, numClasses: 10, seed: 11 },
+    architecture === 'cnn' ? { filters: [8, 16], denseUnits: 32 } : {},
+  );
   if (weights) model.setWeights(model.getWeights().map((w, i) => tf.tensor(weights[i]!, w.shape)));
-  const { xs, ys } = batchTensors(batch, Array.from({ length: batch.count }, (_, i) => i), featureShape, 10);
+  const { xs, ys } = batchTensors(
+    batch,
+    Array.from({ length: batch.count }, (_, i) => i),
+    featureShape,
+    10,
+  );
   const probabilities = (model.predict(xs) as tf.Tensor).dataSync() as Float32Array;
   const own = model.getWeights().map((w) => w.dataSync() as Float32Array);
   tf.dispose([xs, ys]);
@@ -46,7 +60,10 @@ describe.skipIf(!native)('the native backend against wasm', () => {
         const onNative = await predictOn('tensorflow', architecture, null);
         const onWasm = await predictOn('wasm', architecture, onNative.weights);
         expect(onWasm.probabilities.length).toBe(256 * 10);
-        const maxDiff = onNative.probabilities.reduce((m, p, i) => Math.max(m, Math.abs(p - onWasm.probabilities[i]!)), 0);
+        const maxDiff = onNative.probabilities.reduce(
+          (m, p, i) => Math.max(m, Math.abs(p - onWasm.probabilities[i]!)),
+          0,
+        );
         expect(maxDiff).toBeLessThanOrEqual(1e-4);
       } finally {
         await tf.setBackend(report.engineBackend);
@@ -59,10 +76,26 @@ describe.skipIf(!native)('the native backend against wasm', () => {
     try {
       for (const backend of ['tensorflow', 'wasm']) {
         await tf.setBackend(backend);
-        const model = buildModel(tf, 'mlp', { featureShape, numClasses: 10, seed: 5 }, { hiddenUnits: [64], dropout: 0 });
+        const model = buildModel(
+          tf,
+          'mlp',
+          { featureShape, numClasses: 10, seed: 5 },
+          { hiddenUnits: [64], dropout: 0 },
+        );
         const history = await trainLoop({
-          model, optimizer: createOptimizer('adam', 0.003), train, validation, featureShape, numClasses: 10,
-          epochs: 3, batchSize: 64, seed: 2, startEpoch: 0, startGlobalStep: 0, onStep: () => {}, onEpochEnd: async () => {},
+          model,
+          optimizer: createOptimizer('adam', 0.003),
+          train,
+          validation,
+          featureShape,
+          numClasses: 10,
+          epochs: 3,
+          batchSize: 64,
+          seed: 2,
+          startEpoch: 0,
+          startGlobalStep: 0,
+          onStep: () => {},
+          onEpochEnd: async () => {},
         });
         losses[backend] = history.map((h) => h.loss);
         model.dispose();

@@ -26,7 +26,9 @@ describe('judgeCanary', () => {
     const j = judgeCanary(window(), window(), thresholds, 100);
     expect(j.breaches).toEqual([]);
     expect(j.enough).toBe(true);
-    expect(j.passed.join('\n')).toMatch(/error rate 0.00 %.*\n.*vs champion[\s\S]*p99 latency 4.0 ms \(max 50.0 ms\)[\s\S]*prediction divergence 0.0000 bits[\s\S]*online accuracy 85.00 % vs champion 85.00 %/);
+    expect(j.passed.join('\n')).toMatch(
+      /error rate 0.00 %.*\n.*vs champion[\s\S]*p99 latency 4.0 ms \(max 50.0 ms\)[\s\S]*prediction divergence 0.0000 bits[\s\S]*online accuracy 85.00 % vs champion 85.00 %/,
+    );
   });
 
   it('names the metric of each breach, absolute and relative', () => {
@@ -38,9 +40,13 @@ describe('judgeCanary', () => {
       'p99 latency 60.0 ms (max 50.0 ms)',
       "p99 latency 60.0 ms is 12.00× the champion's 5.0 ms (max 2×)",
     ]);
-    expect(judgeCanary(window({ accuracy: 0.6 }), window({ accuracy: 0.85 }), thresholds, 100).breaches).toEqual(['online accuracy 60.00 % vs champion 85.00 %: −25.00 % (max drop 5.00 %)']);
+    expect(judgeCanary(window({ accuracy: 0.6 }), window({ accuracy: 0.85 }), thresholds, 100).breaches).toEqual([
+      'online accuracy 60.00 % vs champion 85.00 %: −25.00 % (max drop 5.00 %)',
+    ]);
     const skewed = [410, 10, 10, 10, 10, 10, 10, 10, 10, 10];
-    expect(judgeCanary(window({ classCounts: skewed }), window(), thresholds, 100).breaches[0]).toMatch(/^prediction divergence 0\.\d+ bits from the champion's class distribution \(max 0.1\)$/);
+    expect(judgeCanary(window({ classCounts: skewed }), window(), thresholds, 100).breaches[0]).toMatch(
+      /^prediction divergence 0\.\d+ bits from the champion's class distribution \(max 0.1\)$/,
+    );
   });
 
   it('judges latency on the p90 until both windows hold enough requests for a p99', () => {
@@ -50,24 +56,38 @@ describe('judgeCanary', () => {
     const champion = window({ requests: 800, p99Ms: 1.7, p90Ms: 1.5 });
     const small = judgeCanary(hiccup, champion, ratio, 50);
     expect(small.breaches).toEqual([]);
-    expect(small.passed).toContain("p90 latency 1.9 ms is 1.27× the champion's 1.5 ms (max 5× — p90: p99 needs 1000 requests in both windows)");
+    expect(small.passed).toContain(
+      "p90 latency 1.9 ms is 1.27× the champion's 1.5 ms (max 5× — p90: p99 needs 1000 requests in both windows)",
+    );
     // A canary that is really slower is slower at the p90 too.
     expect(judgeCanary(window({ requests: 90, p99Ms: 40, p90Ms: 12 }), champion, ratio, 50).breaches).toEqual([
       "p90 latency 12.0 ms is 8.00× the champion's 1.5 ms (max 5× — p90: p99 needs 1000 requests in both windows)",
     ]);
     // With enough requests on both sides the p99 is judged.
-    const big = judgeCanary(window({ requests: 2000, p99Ms: 13.8, p90Ms: 1.9 }), window({ requests: 2000, p99Ms: 1.7, p90Ms: 1.5 }), ratio, 50);
+    const big = judgeCanary(
+      window({ requests: 2000, p99Ms: 13.8, p90Ms: 1.9 }),
+      window({ requests: 2000, p99Ms: 1.7, p90Ms: 1.5 }),
+      ratio,
+      50,
+    );
     expect(big.breaches).toEqual(["p99 latency 13.8 ms is 8.12× the champion's 1.7 ms (max 5×)"]);
     // The absolute p99 limit: a p90 above it is a breach already; below it, the p99 is awaited.
-    expect(judgeCanary(window({ requests: 90, p99Ms: 80, p90Ms: 60 }), null, thresholds, 50).breaches).toEqual(['p90 latency 60.0 ms (max p99 50.0 ms)']);
-    expect(judgeCanary(window({ requests: 90, p99Ms: 80, p90Ms: 3 }), null, thresholds, 50).pending).toContain('p99 latency limit: 90 of 1000 canary requests for a p99');
+    expect(judgeCanary(window({ requests: 90, p99Ms: 80, p90Ms: 60 }), null, thresholds, 50).breaches).toEqual([
+      'p90 latency 60.0 ms (max p99 50.0 ms)',
+    ]);
+    expect(judgeCanary(window({ requests: 90, p99Ms: 80, p90Ms: 3 }), null, thresholds, 50).pending).toContain(
+      'p99 latency limit: 90 of 1000 canary requests for a p99',
+    );
   });
 
   it('does not judge what it has too little traffic or feedback for', () => {
     const j = judgeCanary(window({ requests: 40, errors: 40, labelled: 10, accuracy: 0 }), window(), thresholds, 100);
     expect(j.breaches).toEqual([]);
     expect(j.enough).toBe(false);
-    expect(j.pending).toEqual(['error rate, latency and prediction divergence: 40 of 100 canary requests', 'online accuracy: 10 of 50 labelled canary predictions']);
+    expect(j.pending).toEqual([
+      'error rate, latency and prediction divergence: 40 of 100 canary requests',
+      'online accuracy: 10 of 50 labelled canary predictions',
+    ]);
     // Without a champion window (nothing to compare with) only the absolute thresholds apply.
     const alone = judgeCanary(window({ accuracy: 0.5 }), null, { ...thresholds, minOnlineAccuracy: 0.7 }, 100);
     expect(alone.breaches).toEqual(['online accuracy 50.00 % (min 70.00 %)']);
@@ -88,7 +108,12 @@ describe('judgeShadow', () => {
 
 describe('the rollout spec', () => {
   it('refuses steps that do not grow, naming the step', () => {
-    const parsed = RolloutSpecSchema.safeParse({ steps: [{ percent: 50, bake: '1m' }, { percent: 25, bake: '1m' }] });
+    const parsed = RolloutSpecSchema.safeParse({
+      steps: [
+        { percent: 50, bake: '1m' },
+        { percent: 25, bake: '1m' },
+      ],
+    });
     expect(parsed.success).toBe(false);
     expect(parsed.error!.issues[0]!.path).toEqual(['steps', 1, 'percent']);
     expect(parsed.error!.issues[0]!.message).toBe("must be more than the previous step's 50 %");

@@ -8,7 +8,16 @@ import { startInProcessWorkers, waitFor } from './helpers/workers';
 
 let env: TestEnv;
 let workers: Awaited<ReturnType<typeof startInProcessWorkers>>;
-const slice = ['--set', 'data.limits.train=1000', '--set', 'data.limits.test=300', '--set', 'train.epochs=1', '--set', 'evaluation.minAccuracy=0.3'];
+const slice = [
+  '--set',
+  'data.limits.train=1000',
+  '--set',
+  'data.limits.test=300',
+  '--set',
+  'train.epochs=1',
+  '--set',
+  'evaluation.minAccuracy=0.3',
+];
 
 beforeAll(async () => {
   env = await createTestEnv('cli');
@@ -21,7 +30,10 @@ afterAll(async () => {
 
 describe('gantry run', () => {
   it('--json prints the final result as one JSON object', async () => {
-    const { code, stdout, stderr } = await gantry(['run', 'fashion-mnist', ...slice, '--set', 'model.name=cli-model', '--json'], env.env);
+    const { code, stdout, stderr } = await gantry(
+      ['run', 'fashion-mnist', ...slice, '--set', 'model.name=cli-model', '--json'],
+      env.env,
+    );
     expect(code, stderr).toBe(0);
     const result = JSON.parse(stdout.trim());
     expect(result).toMatchObject({ model: 'cli-model', version: 1, blessed: true });
@@ -33,7 +45,11 @@ describe('gantry run', () => {
 
     const status = await gantry(['status', result.runId, '--json'], env.env);
     expect(status.code).toBe(0);
-    expect(JSON.parse(status.stdout)).toMatchObject({ runId: result.runId, status: 'COMPLETED', result: { version: 1 } });
+    expect(JSON.parse(status.stdout)).toMatchObject({
+      runId: result.runId,
+      status: 'COMPLETED',
+      result: { version: 1 },
+    });
 
     const list = await gantry(['models', 'list', '--json'], env.env);
     expect(JSON.parse(list.stdout)).toContainEqual({ model: 'cli-model', versions: 1, aliases: { champion: 1 } });
@@ -43,8 +59,23 @@ describe('gantry run', () => {
 
   it('--follow --replicas shows each replica of a data-parallel job; status --replicas lists them', async () => {
     const { code, stdout, stderr } = await gantry(
-      ['run', 'fashion-mnist', ...slice, '--set', 'model.name=cli-replicas', '--set', 'train.strategy=multi-worker-mirrored', '--set', 'train.replicas=2',
-        '--set', 'train.batchSize=32', '--set', 'train.stepDelayMs=40', '--follow', '--replicas'],
+      [
+        'run',
+        'fashion-mnist',
+        ...slice,
+        '--set',
+        'model.name=cli-replicas',
+        '--set',
+        'train.strategy=multi-worker-mirrored',
+        '--set',
+        'train.replicas=2',
+        '--set',
+        'train.batchSize=32',
+        '--set',
+        'train.stepDelayMs=40',
+        '--follow',
+        '--replicas',
+      ],
       env.env,
     );
     expect(code, stderr).toBe(0);
@@ -64,7 +95,20 @@ describe('gantry run', () => {
 
   it('refuses an invalid spec before anything starts, naming every bad field, exit code 2', async () => {
     const { code, stderr } = await gantry(
-      ['run', 'fashion-mnist', '--set', 'model.name=bad-spec', '--set', 'train.epochs=0', '--set', 'data.validationFraction=1.5', '--set', 'model.architecture=transformer', '--set', 'train.optimizer=adagrad'],
+      [
+        'run',
+        'fashion-mnist',
+        '--set',
+        'model.name=bad-spec',
+        '--set',
+        'train.epochs=0',
+        '--set',
+        'data.validationFraction=1.5',
+        '--set',
+        'model.architecture=transformer',
+        '--set',
+        'train.optimizer=adagrad',
+      ],
       env.env,
     );
     expect(code).toBe(2);
@@ -74,12 +118,18 @@ describe('gantry run', () => {
     expect(stderr).toMatch(/train\.optimizer: /);
     expect(await readRegistry(workers.client, 'bad-spec')).toBeUndefined();
     let runs = 0;
-    for await (const _ of workers.client.workflow.list({ query: `WorkflowType = 'retrainWorkflow' AND WorkflowId STARTS_WITH 'fashion-mnist' AND ExecutionStatus = 'Running'` })) runs++;
+    for await (const _ of workers.client.workflow.list({
+      query: `WorkflowType = 'retrainWorkflow' AND WorkflowId STARTS_WITH 'fashion-mnist' AND ExecutionStatus = 'Running'`,
+    }))
+      runs++;
     expect(runs).toBe(0);
   });
 
   it('names a bad architecture option and a malformed --set', async () => {
-    const bad = await gantry(['run', 'fashion-mnist', '--set', 'model.options={"hiddenUnits":[0]}', '--set', 'nonsense'], env.env);
+    const bad = await gantry(
+      ['run', 'fashion-mnist', '--set', 'model.options={"hiddenUnits":[0]}', '--set', 'nonsense'],
+      env.env,
+    );
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--set: "nonsense" is not path=value/);
     const option = await gantry(['run', 'fashion-mnist', '--set', 'model.options={"hiddenUnits":[0]}'], env.env);
@@ -103,21 +153,36 @@ describe('gantry doctor', () => {
     const ahead = BACKEND_NAMES.slice(0, BACKEND_NAMES.indexOf(report.backend.name));
     expect(report.backend.unavailable.map((u: { name: string }) => u.name)).toEqual(ahead);
     for (const missing of report.backend.unavailable) expect(missing.reason).toMatch(/\S{3,}/);
-    expect(report.checks).toContainEqual(expect.objectContaining({ name: 'backend', ok: true, detail: expect.stringContaining(report.backend.name) }));
-    expect(report.checks).toContainEqual(expect.objectContaining({ name: 'temporal', ok: true, detail: expect.stringContaining(env.address) }));
+    expect(report.checks).toContainEqual(
+      expect.objectContaining({ name: 'backend', ok: true, detail: expect.stringContaining(report.backend.name) }),
+    );
+    expect(report.checks).toContainEqual(
+      expect.objectContaining({ name: 'temporal', ok: true, detail: expect.stringContaining(env.address) }),
+    );
     expect(report.checks).toContainEqual(expect.objectContaining({ name: 'fashion-mnist', ok: true }));
     // scripts/setup.sh builds the addon on every machine CI runs on.
-    expect(report.checks).toContainEqual({ name: 'shared-memory all-reduce', ok: true, detail: 'trainers on one host all-reduce through /dev/shm' });
-    const withoutAddon = await gantry(['doctor', '--json'], { ...env.env, GANTRY_SHARED_MEMORY_ADDON: '/nonexistent/addon.node' });
+    expect(report.checks).toContainEqual({
+      name: 'shared-memory all-reduce',
+      ok: true,
+      detail: 'trainers on one host all-reduce through /dev/shm',
+    });
+    const withoutAddon = await gantry(['doctor', '--json'], {
+      ...env.env,
+      GANTRY_SHARED_MEMORY_ADDON: '/nonexistent/addon.node',
+    });
     expect(JSON.parse(withoutAddon.stdout).checks).toContainEqual({
       name: 'shared-memory all-reduce',
       ok: false,
-      detail: 'the shared-memory addon is not built (/nonexistent/addon.node; scripts/setup.sh builds it); trainers all-reduce over TCP',
+      detail:
+        'the shared-memory addon is not built (/nonexistent/addon.node; scripts/setup.sh builds it); trainers all-reduce over TCP',
     });
     if (process.env.GANTRY_EXPECT_NATIVE_MISSING) {
       // CI's second pass removes libtensorflow from the built package: doctor must say so.
       expect(report.backend.name).toBe('wasm');
-      expect(report.backend.unavailable).toContainEqual({ name: 'tfjs-node', reason: expect.stringMatching(/libtensorflow.*(No such file|cannot open)/) });
+      expect(report.backend.unavailable).toContainEqual({
+        name: 'tfjs-node',
+        reason: expect.stringMatching(/libtensorflow.*(No such file|cannot open)/),
+      });
     }
   });
 });
@@ -138,28 +203,60 @@ describe('reaching Temporal', () => {
 describe('gantry schedule', () => {
   it('creates, lists, describes, triggers, pauses, unpauses and deletes a schedule on the real server', async () => {
     const id = `sched-${Date.now()}`;
-    const create = await gantry(['schedule', 'create', 'fashion-mnist', '--cron', '0 3 * * *', '--overlap', 'buffer-one', '--id', id, ...slice, '--set', 'model.name=scheduled-model'], env.env);
+    const create = await gantry(
+      [
+        'schedule',
+        'create',
+        'fashion-mnist',
+        '--cron',
+        '0 3 * * *',
+        '--overlap',
+        'buffer-one',
+        '--id',
+        id,
+        ...slice,
+        '--set',
+        'model.name=scheduled-model',
+      ],
+      env.env,
+    );
     expect(create.code, create.stderr).toBe(0);
 
     const list = JSON.parse((await gantry(['schedule', 'list', '--json'], env.env)).stdout);
-    expect(list).toContainEqual(expect.objectContaining({ scheduleId: id, paused: false, workflowType: 'retrainWorkflow' }));
+    expect(list).toContainEqual(
+      expect.objectContaining({ scheduleId: id, paused: false, workflowType: 'retrainWorkflow' }),
+    );
 
     const described = JSON.parse((await gantry(['schedule', 'describe', id, '--json'], env.env)).stdout);
-    expect(described).toMatchObject({ scheduleId: id, paused: false, cron: '0 3 * * *', overlap: 'BUFFER_ONE', pipeline: 'fashion-mnist' });
+    expect(described).toMatchObject({
+      scheduleId: id,
+      paused: false,
+      cron: '0 3 * * *',
+      overlap: 'BUFFER_ONE',
+      pipeline: 'fashion-mnist',
+    });
     expect(new Date(described.nextActionTimes[0]).getUTCHours()).toBe(3);
 
     expect((await gantry(['schedule', 'trigger', id], env.env)).code).toBe(0);
     // The triggered run is a real retrain: it registers a version of the scheduled model.
-    const registry = await waitFor('the triggered run to register a version', async () => {
-      const state = await readRegistry(workers.client, 'scheduled-model');
-      return state && state.versions.length > 0 ? state : undefined;
-    }, 120_000, 500);
+    const registry = await waitFor(
+      'the triggered run to register a version',
+      async () => {
+        const state = await readRegistry(workers.client, 'scheduled-model');
+        return state && state.versions.length > 0 ? state : undefined;
+      },
+      120_000,
+      500,
+    );
     expect(registry.versions[0]!.lineage.runId).toMatch(new RegExp(`^fashion-mnist-scheduled`));
     const afterTrigger = JSON.parse((await gantry(['schedule', 'describe', id, '--json'], env.env)).stdout);
     expect(afterTrigger.actions).toBe(1);
 
     expect((await gantry(['schedule', 'pause', id, '--note', 'maintenance'], env.env)).code).toBe(0);
-    expect(JSON.parse((await gantry(['schedule', 'describe', id, '--json'], env.env)).stdout)).toMatchObject({ paused: true, note: 'maintenance' });
+    expect(JSON.parse((await gantry(['schedule', 'describe', id, '--json'], env.env)).stdout)).toMatchObject({
+      paused: true,
+      note: 'maintenance',
+    });
     expect((await gantry(['schedule', 'unpause', id], env.env)).code).toBe(0);
     expect(JSON.parse((await gantry(['schedule', 'describe', id, '--json'], env.env)).stdout).paused).toBe(false);
 
@@ -170,10 +267,16 @@ describe('gantry schedule', () => {
   });
 
   it('refuses a bad overlap policy and a bad cron expression', async () => {
-    const overlap = await gantry(['schedule', 'create', 'fashion-mnist', '--cron', '0 3 * * *', '--overlap', 'sometimes'], env.env);
+    const overlap = await gantry(
+      ['schedule', 'create', 'fashion-mnist', '--cron', '0 3 * * *', '--overlap', 'sometimes'],
+      env.env,
+    );
     expect(overlap.code).toBe(2);
     expect(overlap.stderr).toMatch(/sometimes/);
-    const cron = await gantry(['schedule', 'create', 'fashion-mnist', '--cron', 'every tuesday', '--id', `bad-cron-${Date.now()}`], env.env);
+    const cron = await gantry(
+      ['schedule', 'create', 'fashion-mnist', '--cron', 'every tuesday', '--id', `bad-cron-${Date.now()}`],
+      env.env,
+    );
     expect(cron.code).toBe(2);
     expect(cron.stderr).toMatch(/--cron: "every tuesday"/);
   });

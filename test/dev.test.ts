@@ -14,7 +14,10 @@ it('gantry dev starts Temporal, a model server and both pools, prints where ever
   const env: NodeJS.ProcessEnv = { ...process.env, GANTRY_HOME: home };
   delete env.TEMPORAL_ADDRESS;
   delete env.GANTRY_SERVERS;
-  const child = spawn(path.join(PROJECT_ROOT, 'bin', 'gantry'), ['dev', '--port', String(port), '--headless'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(path.join(PROJECT_ROOT, 'bin', 'gantry'), ['dev', '--port', String(port), '--headless'], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   child.stdout.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr.on('data', (c: Buffer) => (output += c.toString()));
@@ -28,7 +31,8 @@ it('gantry dev starts Temporal, a model server and both pools, prints where ever
   const workerPids = [...output.matchAll(/\(pid (\d+)\)/g)].map((m) => Number(m[1]));
   expect(workerPids).toHaveLength(2);
   // A model server on the home's repository, listed in servers.json for the control worker.
-  const [, modelServerUrl, modelServerPid] = /model server {5}REST (http:\/\/127\.0\.0\.1:\d+), gRPC 127\.0\.0\.1:\d+ \(gantry serve, pid (\d+)/.exec(output)!;
+  const [, modelServerUrl, modelServerPid] =
+    /model server {5}REST (http:\/\/127\.0\.0\.1:\d+), gRPC 127\.0\.0\.1:\d+ \(gantry serve, pid (\d+)/.exec(output)!;
   const servers = JSON.parse(await readFile(path.join(home, 'servers.json'), 'utf8'));
   const token = (await readFile(path.join(home, 'admin-token'), 'utf8')).trim();
   expect(servers).toEqual({ servers: [{ url: modelServerUrl, adminToken: token }] });
@@ -36,9 +40,17 @@ it('gantry dev starts Temporal, a model server and both pools, prints where ever
   expect((await fetch(`${modelServerUrl}/readyz`)).status).toBe(200);
   const admin = await fetch(`${modelServerUrl}/v1/admin/state`, { headers: { authorization: `Bearer ${token}` } });
   expect(admin.status).toBe(200);
-  await waitFor('both workers to poll', async () => {
-    return /gantry control worker/.test(await readLogs(home, 'control')) && /gantry train worker/.test(await readLogs(home, 'train')) ? true : undefined;
-  }, 90_000, 500);
+  await waitFor(
+    'both workers to poll',
+    async () => {
+      return /gantry control worker/.test(await readLogs(home, 'control')) &&
+        /gantry train worker/.test(await readLogs(home, 'train'))
+        ? true
+        : undefined;
+    },
+    90_000,
+    500,
+  );
 
   child.kill('SIGINT');
   expect(await exited).toBe(0);

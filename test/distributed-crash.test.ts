@@ -31,7 +31,16 @@ const spec = sliceSpec({
   model: { options: { hiddenUnits: [64], dropout: 0 } },
   // ~19 steps per epoch, slowed so that an epoch lasts a couple of seconds.
   // Rank 0 also checkpoints every 6 steps: the resume starts mid-epoch, at the last of those.
-  train: { epochs: 3, batchSize: 32, replicas: 2, strategy: 'multi-worker-mirrored', learningRate: 0.003, stepDelayMs: 100, heartbeatTimeout: '3s', checkpointEverySteps: 6 },
+  train: {
+    epochs: 3,
+    batchSize: 32,
+    replicas: 2,
+    strategy: 'multi-worker-mirrored',
+    learningRate: 0.003,
+    stepDelayMs: 100,
+    heartbeatTimeout: '3s',
+    checkpointEverySteps: 6,
+  },
   deployment: { publish: false },
 });
 
@@ -41,11 +50,21 @@ it('a killed trainer fails only its attempt: the job resumes from the last check
 
   const handle = await startRun(control.client, spec);
   const job = control.client.workflow.getHandle(trainJobWorkflowId(handle.workflowId));
-  const victim = await waitFor('both replicas inside epoch 2', async () => {
-    const state = await job.query(jobStateQuery);
-    const rank1 = state.replicas.find((r) => r.rank === 1);
-    return state.phase === 'training' && state.replicas.every((r) => r.progress && r.progress.epoch === 2 && r.progress.step >= 8 && r.progress.step <= 15) ? rank1 : undefined;
-  }, 120_000, 100);
+  const victim = await waitFor(
+    'both replicas inside epoch 2',
+    async () => {
+      const state = await job.query(jobStateQuery);
+      const rank1 = state.replicas.find((r) => r.rank === 1);
+      return state.phase === 'training' &&
+        state.replicas.every(
+          (r) => r.progress && r.progress.epoch === 2 && r.progress.step >= 8 && r.progress.step <= 15,
+        )
+        ? rank1
+        : undefined;
+    },
+    120_000,
+    100,
+  );
   const pid = Number(victim!.identity.split(':').at(-1));
   const process = trainers.find((t) => t.child.pid === pid);
   expect(process, `replica at ${victim!.identity} is one of the spawned trainers`).toBeDefined();

@@ -50,7 +50,11 @@ describe('data-parallel training', () => {
   beforeAll(async () => {
     const handle = await startRun(workers.client, spec({ batchSize: 64 }));
     const result = await handle.result();
-    single = { runId: handle.workflowId, weights: await trainedWeights(handle.workflowId), accuracy: result.testAccuracy };
+    single = {
+      runId: handle.workflowId,
+      weights: await trainedWeights(handle.workflowId),
+      accuracy: result.testAccuracy,
+    };
     expect(result.train.distribution).toEqual({ strategy: 'mirrored', replicas: 1 });
   });
 
@@ -84,21 +88,45 @@ describe('data-parallel training', () => {
 
   it('refuses the tpu strategy and a global batch the data can never fill, naming the field', () => {
     expect(() => spec({ strategy: 'tpu' })).toThrow(PipelineSpecError);
-    expect(() => spec({ strategy: 'tpu' })).toThrow(/train\.strategy: no TPU runtime exists for TensorFlow\.js.*use mirrored, multi-worker-mirrored, central-storage/);
-    expect(() => spec({ replicas: 40, batchSize: 64 })).toThrow(/train\.replicas: 40 replicas × batch 64 = 2560 examples per step, more than the 1200 training examples/);
+    expect(() => spec({ strategy: 'tpu' })).toThrow(
+      /train\.strategy: no TPU runtime exists for TensorFlow\.js.*use mirrored, multi-worker-mirrored, central-storage/,
+    );
+    expect(() => spec({ replicas: 40, batchSize: 64 })).toThrow(
+      /train\.replicas: 40 replicas × batch 64 = 2560 examples per step, more than the 1200 training examples/,
+    );
   });
 
   it('elastic: starts with fewer replicas when no more trainers join in time', async () => {
-    const handle = await startRun(workers.client, spec({ batchSize: 32, replicas: 3, elastic: { minReplicas: 2 }, strategy: 'multi-worker-mirrored', rendezvousTimeout: '3s', epochs: 1 }));
+    const handle = await startRun(
+      workers.client,
+      spec({
+        batchSize: 32,
+        replicas: 3,
+        elastic: { minReplicas: 2 },
+        strategy: 'multi-worker-mirrored',
+        rendezvousTimeout: '3s',
+        epochs: 1,
+      }),
+    );
     const result = await handle.result();
-    expect(result.train.distribution).toEqual({ strategy: 'multi-worker-mirrored', replicas: 2, allReduce: 'shared-memory' });
+    expect(result.train.distribution).toEqual({
+      strategy: 'multi-worker-mirrored',
+      replicas: 2,
+      allReduce: 'shared-memory',
+    });
     const job = await workers.client.workflow.getHandle(trainJobWorkflowId(handle.workflowId)).query(jobStateQuery);
     expect(job).toMatchObject({ phase: 'completed', replicasWanted: 3, worldSize: 2, attempt: 1 });
   });
 
   it('fails clearly when more replicas are wanted than trainers ever join', async () => {
-    const handle = await startRun(workers.client, spec({ batchSize: 32, replicas: 3, strategy: 'multi-worker-mirrored', rendezvousTimeout: '3s', maxAttempts: 1 }));
-    const error = await handle.result().then(() => undefined, (e: Error) => e);
+    const handle = await startRun(
+      workers.client,
+      spec({ batchSize: 32, replicas: 3, strategy: 'multi-worker-mirrored', rendezvousTimeout: '3s', maxAttempts: 1 }),
+    );
+    const error = await handle.result().then(
+      () => undefined,
+      (e: Error) => e,
+    );
     expect(error).toBeDefined();
     const message = `${error!.message} ${(error!.cause as Error | undefined)?.message ?? ''}`;
     expect(message).toMatch(/only 2 of 3 trainers joined within 3s; start more train workers/);

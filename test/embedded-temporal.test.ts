@@ -19,14 +19,22 @@ describe('the embedded Temporal server', () => {
     const first = await startEmbeddedTemporal(home, { port: 'free', headless: true });
     expect(first.address).toMatch(/^127\.0\.0\.1:\d+$/);
     const record = JSON.parse(await readFile(home.temporalServerFile, 'utf8'));
-    expect(record).toMatchObject({ address: first.address, pid: first.pid, database: path.join(home.root, 'temporal', 'temporal.db') });
+    expect(record).toMatchObject({
+      address: first.address,
+      pid: first.pid,
+      database: path.join(home.root, 'temporal', 'temporal.db'),
+    });
     expect(await findRunningEmbeddedTemporal(home)).toMatchObject({ address: first.address });
     await expect(startEmbeddedTemporal(home, { port: 'free', headless: true })).rejects.toThrow(/already running/);
 
     const workflowId = `persist-${Date.now()}`;
     let connection = await Connection.connect({ address: first.address });
     // Started without any worker: the execution exists in the database and waits for one.
-    await new Client({ connection }).workflow.start(registryWorkflow, { workflowId, taskQueue: 'nobody', args: [{ model: 'persisted' }] });
+    await new Client({ connection }).workflow.start(registryWorkflow, {
+      workflowId,
+      taskQueue: 'nobody',
+      args: [{ model: 'persisted' }],
+    });
     await connection.close();
     await first.stop();
     expect(await findRunningEmbeddedTemporal(home)).toBeUndefined();
@@ -50,7 +58,9 @@ describe('the embedded Temporal server', () => {
     await chmod(fake, 0o755);
     process.env.GANTRY_TEMPORAL_BINARY = fake;
     try {
-      await expect(startEmbeddedTemporal(home, { port: 'free', headless: true, readyTimeoutMs: 10_000 })).rejects.toThrow(/exited during start-up[\s\S]*disk on fire/);
+      await expect(
+        startEmbeddedTemporal(home, { port: 'free', headless: true, readyTimeoutMs: 10_000 }),
+      ).rejects.toThrow(/exited during start-up[\s\S]*disk on fire/);
     } finally {
       delete process.env.GANTRY_TEMPORAL_BINARY;
     }
@@ -63,17 +73,31 @@ describe('resolving the Temporal binary', () => {
     await writeFile(path.join(dir, 'temporal'), '#!/bin/sh\n');
     await chmod(path.join(dir, 'temporal'), 0o755);
     expect(resolveTemporalBinary({ PATH: dir })).toEqual({ path: path.join(dir, 'temporal'), origin: 'PATH' });
-    expect(resolveTemporalBinary({ PATH: '/nonexistent' })).toEqual({ path: PROJECT_TEMPORAL_BINARY, origin: 'project tools folder' });
-    expect(() => resolveTemporalBinary({ PATH: '', GANTRY_TEMPORAL_BINARY: '/nonexistent/temporal' })).toThrow(/GANTRY_TEMPORAL_BINARY/);
+    expect(resolveTemporalBinary({ PATH: '/nonexistent' })).toEqual({
+      path: PROJECT_TEMPORAL_BINARY,
+      origin: 'project tools folder',
+    });
+    expect(() => resolveTemporalBinary({ PATH: '', GANTRY_TEMPORAL_BINARY: '/nonexistent/temporal' })).toThrow(
+      /GANTRY_TEMPORAL_BINARY/,
+    );
   });
 });
 
 describe('reaching a real cluster from the environment', () => {
   it('reads address, namespace, API key and TLS files under Temporal’s variable names', async () => {
     expect(temporalTargetFromEnv({})).toBeUndefined();
-    expect(temporalTargetFromEnv({ TEMPORAL_ADDRESS: 'temporal.internal:7233' })).toEqual({ address: 'temporal.internal:7233', namespace: 'default', apiKey: undefined, tls: undefined });
+    expect(temporalTargetFromEnv({ TEMPORAL_ADDRESS: 'temporal.internal:7233' })).toEqual({
+      address: 'temporal.internal:7233',
+      namespace: 'default',
+      apiKey: undefined,
+      tls: undefined,
+    });
 
-    const cloud = temporalTargetFromEnv({ TEMPORAL_ADDRESS: 'ns.acct.tmprl.cloud:7233', TEMPORAL_NAMESPACE: 'ns.acct', TEMPORAL_API_KEY: 'secret' });
+    const cloud = temporalTargetFromEnv({
+      TEMPORAL_ADDRESS: 'ns.acct.tmprl.cloud:7233',
+      TEMPORAL_NAMESPACE: 'ns.acct',
+      TEMPORAL_API_KEY: 'secret',
+    });
     expect(cloud).toMatchObject({ namespace: 'ns.acct', apiKey: 'secret', tls: {} });
 
     const dir = await mkdtemp(path.join(os.tmpdir(), 'gantry-tls-'));
@@ -91,10 +115,16 @@ describe('reaching a real cluster from the environment', () => {
 
   it('names the variable and the reason when the settings are wrong', () => {
     expect(() => temporalTargetFromEnv({ TEMPORAL_ADDRESS: 'no-port' })).toThrow(/TEMPORAL_ADDRESS: must be host:port/);
-    expect(() => temporalTargetFromEnv({ TEMPORAL_ADDRESS: 'h:1', TEMPORAL_TLS_CLIENT_CERT_PATH: '/x' })).toThrow(/set both or neither/);
-    expect(() => temporalTargetFromEnv({ TEMPORAL_ADDRESS: 'h:1', TEMPORAL_TLS_CLIENT_CERT_PATH: '/no/cert', TEMPORAL_TLS_CLIENT_KEY_PATH: '/no/key' })).toThrow(
-      /TEMPORAL_TLS_CLIENT_CERT_PATH: cannot read \/no\/cert/,
+    expect(() => temporalTargetFromEnv({ TEMPORAL_ADDRESS: 'h:1', TEMPORAL_TLS_CLIENT_CERT_PATH: '/x' })).toThrow(
+      /set both or neither/,
     );
+    expect(() =>
+      temporalTargetFromEnv({
+        TEMPORAL_ADDRESS: 'h:1',
+        TEMPORAL_TLS_CLIENT_CERT_PATH: '/no/cert',
+        TEMPORAL_TLS_CLIENT_KEY_PATH: '/no/key',
+      }),
+    ).toThrow(/TEMPORAL_TLS_CLIENT_CERT_PATH: cannot read \/no\/cert/);
   });
 });
 

@@ -36,7 +36,17 @@ beforeAll(async () => {
   await publishVersion(env, workers.client, MODEL, good, { alias: 'champion' }); // v1
   await publishVersion(env, workers.client, MODEL, await wrongLabelFiles(good), { alias: null }); // v2: wrong on purpose
   await publishVersion(env, workers.client, MODEL, good, { alias: null }); // v3: the same model as v1
-  loadDone = runLoad({ model: MODEL, server: { url: `http://127.0.0.1:${server.restPort}` }, rps: 150, clients: 60, feedback: true, progressIntervalMs: 60_000 }, load.signal);
+  loadDone = runLoad(
+    {
+      model: MODEL,
+      server: { url: `http://127.0.0.1:${server.restPort}` },
+      rps: 150,
+      clients: 60,
+      feedback: true,
+      progressIntervalMs: 60_000,
+    },
+    load.signal,
+  );
 }, 120_000);
 
 afterAll(async () => {
@@ -52,19 +62,66 @@ describe('the two-proportion test', () => {
     const { z, pValue } = twoProportionTest({ correct: 560, labelled: 1000 }, { correct: 500, labelled: 1000 });
     expect(z).toBeCloseTo(2.688, 2);
     expect(pValue).toBeCloseTo(0.00719, 4);
-    expect(decideExperiment([{ version: 1, correct: 560, labelled: 1000 }, { version: 2, correct: 500, labelled: 1000 }], { alpha: 0.05, minFeedback: 100 }).winner).toBe(1);
-    expect(decideExperiment([{ version: 1, correct: 560, labelled: 1000 }, { version: 2, correct: 500, labelled: 1000 }], { alpha: 0.001, minFeedback: 100 }).winner).toBeNull();
-    expect(decideExperiment([{ version: 1, correct: 9, labelled: 10 }, { version: 2, correct: 0, labelled: 10 }], { alpha: 0.05, minFeedback: 100 }).summary).toMatch(/too little feedback/);
+    expect(
+      decideExperiment(
+        [
+          { version: 1, correct: 560, labelled: 1000 },
+          { version: 2, correct: 500, labelled: 1000 },
+        ],
+        { alpha: 0.05, minFeedback: 100 },
+      ).winner,
+    ).toBe(1);
+    expect(
+      decideExperiment(
+        [
+          { version: 1, correct: 560, labelled: 1000 },
+          { version: 2, correct: 500, labelled: 1000 },
+        ],
+        { alpha: 0.001, minFeedback: 100 },
+      ).winner,
+    ).toBeNull();
+    expect(
+      decideExperiment(
+        [
+          { version: 1, correct: 9, labelled: 10 },
+          { version: 2, correct: 0, labelled: 10 },
+        ],
+        { alpha: 0.05, minFeedback: 100 },
+      ).summary,
+    ).toMatch(/too little feedback/);
   });
 });
 
 describe('gantry experiment', () => {
   it('names the clearly better arm the winner, keeps users sticky, and gives the traffic back to the champion', async () => {
-    const started = gantry(['experiment', 'start', MODEL, '--arms', 'v1:50,v2:50', '--duration', '6s', '--interval', '1s', '--min-feedback', '50', '--alpha', '0.001', '--follow', '--json'], env.env);
+    const started = gantry(
+      [
+        'experiment',
+        'start',
+        MODEL,
+        '--arms',
+        'v1:50,v2:50',
+        '--duration',
+        '6s',
+        '--interval',
+        '1s',
+        '--min-feedback',
+        '50',
+        '--alpha',
+        '0.001',
+        '--follow',
+        '--json',
+      ],
+      env.env,
+    );
 
     // While it runs, each user keeps one arm.
     const handle = workers.client.workflow.getHandle(experimentWorkflowId(deploymentPrefix(), MODEL));
-    await waitFor('the arms on the server', async () => ((await serving.adminState()).state.traffic[MODEL]?.split?.length === 2 ? true : undefined), 20_000);
+    await waitFor(
+      'the arms on the server',
+      async () => ((await serving.adminState()).state.traffic[MODEL]?.split?.length === 2 ? true : undefined),
+      20_000,
+    );
     const pixels = new Float32Array(784);
     const versionsByUser: Record<string, Set<number>> = {};
     for (let round = 0; round < 4; round++) {
@@ -92,7 +149,26 @@ describe('gantry experiment', () => {
   }, 90_000);
 
   it('finds no significant difference between two arms serving the same model', async () => {
-    const result = await gantry(['experiment', 'start', MODEL, '--arms', 'v1:50,v3:50', '--duration', '6s', '--interval', '1s', '--min-feedback', '50', '--alpha', '0.001', '--follow', '--json'], env.env);
+    const result = await gantry(
+      [
+        'experiment',
+        'start',
+        MODEL,
+        '--arms',
+        'v1:50,v3:50',
+        '--duration',
+        '6s',
+        '--interval',
+        '1s',
+        '--min-feedback',
+        '50',
+        '--alpha',
+        '0.001',
+        '--follow',
+        '--json',
+      ],
+      env.env,
+    );
     expect(result.code, result.stderr).toBe(0);
     const status = JSON.parse(result.stdout);
     expect(status.verdict.winner, status.verdict.summary).toBeNull();

@@ -23,14 +23,37 @@ beforeAll(async () => {
   validation = take('test', 0, 256);
 });
 
-const small: Record<ArchitectureName, Record<string, unknown>> = { mlp: { hiddenUnits: [64, 32], dropout: 0 }, cnn: { filters: [4, 8], denseUnits: 16, dropout: 0 } };
+const small: Record<ArchitectureName, Record<string, unknown>> = {
+  mlp: { hiddenUnits: [64, 32], dropout: 0 },
+  cnn: { filters: [4, 8], denseUnits: 16, dropout: 0 },
+};
 
-async function train2Epochs(architecture: ArchitectureName, execution: 'auto' | 'eager', options = small[architecture], optimizer = 'adam' as 'adam' | 'sgd') {
+async function train2Epochs(
+  architecture: ArchitectureName,
+  execution: 'auto' | 'eager',
+  options = small[architecture],
+  optimizer = 'adam' as 'adam' | 'sgd',
+) {
   const model = buildModel(tf, architecture, { featureShape, numClasses: 10, seed: 4 }, options);
   let used: ExecutionReport | undefined;
   const history = await trainLoop({
-    model, optimizer: createOptimizer(optimizer, 0.003), train, validation, featureShape, numClasses: 10, epochs: 2, batchSize: 64, seed: 9,
-    startEpoch: 0, startGlobalStep: 0, execution, onExecution: (e) => { used = e; }, onStep: () => {}, onEpochEnd: async () => {},
+    model,
+    optimizer: createOptimizer(optimizer, 0.003),
+    train,
+    validation,
+    featureShape,
+    numClasses: 10,
+    epochs: 2,
+    batchSize: 64,
+    seed: 9,
+    startEpoch: 0,
+    startGlobalStep: 0,
+    execution,
+    onExecution: (e) => {
+      used = e;
+    },
+    onStep: () => {},
+    onEpochEnd: async () => {},
   });
   const weights = model.getWeights().flatMap((w) => Array.from(w.dataSync()));
   model.dispose();
@@ -67,8 +90,22 @@ describe.skipIf(!native)('graph execution on the native backend', () => {
     const model = buildModel(tf, 'mlp', { featureShape, numClasses: 10, seed: 4 }, small.mlp);
     let used: ExecutionReport | undefined;
     await trainLoop({
-      model, optimizer: createOptimizer('rmsprop', 0.001), train, validation, featureShape, numClasses: 10, epochs: 1, batchSize: 128, seed: 1,
-      startEpoch: 0, startGlobalStep: 0, onExecution: (e) => { used = e; }, onStep: () => {}, onEpochEnd: async () => {},
+      model,
+      optimizer: createOptimizer('rmsprop', 0.001),
+      train,
+      validation,
+      featureShape,
+      numClasses: 10,
+      epochs: 1,
+      batchSize: 128,
+      seed: 1,
+      startEpoch: 0,
+      startGlobalStep: 0,
+      onExecution: (e) => {
+        used = e;
+      },
+      onStep: () => {},
+      onEpochEnd: async () => {},
     });
     model.dispose();
     expect(used).toEqual({ mode: 'eager', reason: 'the RMSProp optimizer' });

@@ -32,7 +32,13 @@ beforeAll(async () => {
   await publish(base, MODEL, 1, await mlpFiles(21));
   await publish(base, MODEL, 2, await mlpFiles(22));
   server = await startModelServer({
-    modelConfig: { model_config_list: { config: [{ name: MODEL, base_path: path.join(base, MODEL), model_version_policy: { all: {} }, version_labels: {} }] } },
+    modelConfig: {
+      model_config_list: {
+        config: [
+          { name: MODEL, base_path: path.join(base, MODEL), model_version_policy: { all: {} }, version_labels: {} },
+        ],
+      },
+    },
     restPort: 0,
     grpcPort: null,
     pollIntervalMs: 50,
@@ -40,7 +46,12 @@ beforeAll(async () => {
   });
   url = `http://127.0.0.1:${server.restPort}`;
   client = new ServingClient({ url, adminToken: TOKEN });
-  await client.setTraffic(MODEL, { split: [{ version: 1, weight: 50 }, { version: 2, weight: 50 }] });
+  await client.setTraffic(MODEL, {
+    split: [
+      { version: 1, weight: 50 },
+      { version: 2, weight: 50 },
+    ],
+  });
   // Its own GANTRY_HOME, so no servers.json of the developer's is read; no GANTRY_SERVERS unless a test sets it.
   env = { ...process.env, GANTRY_HOME: home, GANTRY_SERVERS: '' };
 });
@@ -56,7 +67,10 @@ const snapshot = async () => parseServingMetrics(await client.metricsText(), MOD
 describe('gantry load', () => {
   it('sends about rps × duration requests, sticky per client, with a label for every answer', async () => {
     const before = await snapshot();
-    const run = await gantry(['load', MODEL, '--server', url, '--rps', '40', '--duration', '2s', '--feedback', '--clients', '5', '--json'], env);
+    const run = await gantry(
+      ['load', MODEL, '--server', url, '--rps', '40', '--duration', '2s', '--feedback', '--clients', '5', '--json'],
+      env,
+    );
     expect(run.stderr).toContain(`gantry load: ${MODEL} on ${url} at 40 rps for 2s, 5 clients, with feedback`);
     expect(run.code).toBe(0);
     const summary = JSON.parse(run.stdout) as LoadSummary;
@@ -84,7 +98,14 @@ describe('gantry load', () => {
     }
 
     // Feedback: one label per answer, all accepted, and the server's accuracy is the client's.
-    expect(summary.feedback).toMatchObject({ sent: summary.answered, accepted: summary.answered, unknown: 0, rejected: 0, failed: 0, pending: 0 });
+    expect(summary.feedback).toMatchObject({
+      sent: summary.answered,
+      accepted: summary.answered,
+      unknown: 0,
+      rejected: 0,
+      failed: 0,
+      pending: 0,
+    });
     const labelled = Object.values(stats).reduce((n, s) => n + s.feedback.labelled, 0);
     expect(labelled).toBe(summary.answered);
     for (const [v, tally] of Object.entries(summary.versions)) {
@@ -95,7 +116,10 @@ describe('gantry load', () => {
 
   it('finds the server in GANTRY_SERVERS and stops after --requests', async () => {
     const before = await snapshot();
-    const run = await gantry(['load', MODEL, '--requests', '7', '--rps', '100', '--encoding', 'binary', '--json'], { ...env, GANTRY_SERVERS: url });
+    const run = await gantry(['load', MODEL, '--requests', '7', '--rps', '100', '--encoding', 'binary', '--json'], {
+      ...env,
+      GANTRY_SERVERS: url,
+    });
     expect(run.code).toBe(0);
     const summary = JSON.parse(run.stdout) as LoadSummary;
     expect(summary).toMatchObject({ server: url, sent: 7, answered: 7, stoppedBy: 'requests' });

@@ -18,8 +18,18 @@ function issuesOf(fn: () => unknown) {
 
 describe('definePipeline', () => {
   it('fills in defaults and keeps the spec plain data', () => {
-    const spec = definePipeline({ name: 'p', data: { source: 'fashion-mnist' }, model: { name: 'm', architecture: 'cnn' } });
-    expect(spec.train).toMatchObject({ epochs: 12, batchSize: 128, optimizer: 'adam', heartbeatTimeout: '60s', maxAttempts: 5 });
+    const spec = definePipeline({
+      name: 'p',
+      data: { source: 'fashion-mnist' },
+      model: { name: 'm', architecture: 'cnn' },
+    });
+    expect(spec.train).toMatchObject({
+      epochs: 12,
+      batchSize: 128,
+      optimizer: 'adam',
+      heartbeatTimeout: '60s',
+      maxAttempts: 5,
+    });
     expect(spec.evaluation).toEqual({ minAccuracy: 0.8, minAccuracyDelta: 0 });
     expect(spec.deployment).toEqual({ publish: true, alias: 'champion' });
     expect(JSON.parse(JSON.stringify(spec))).toEqual(spec);
@@ -38,22 +48,42 @@ describe('definePipeline', () => {
     );
     const paths = issues.map((i) => i.path);
     expect(paths).toEqual(
-      expect.arrayContaining(['name', 'data.validationFraction', 'train.epochs', 'train.heartbeatTimeout', 'schedule.cron', 'data.source', 'model.options.hiddenUnits', 'model.options.dropout']),
+      expect.arrayContaining([
+        'name',
+        'data.validationFraction',
+        'train.epochs',
+        'train.heartbeatTimeout',
+        'schedule.cron',
+        'data.source',
+        'model.options.hiddenUnits',
+        'model.options.dropout',
+      ]),
     );
-    expect(issues.find((i) => i.path === 'data.source')!.message).toBe('unknown data source "imagenet"; known: fashion-mnist');
+    expect(issues.find((i) => i.path === 'data.source')!.message).toBe(
+      'unknown data source "imagenet"; known: fashion-mnist',
+    );
     expect(issues.find((i) => i.path === 'train.heartbeatTimeout')!.message).toMatch(/duration/);
     expect(issues.some((i) => /extra/.test(i.message))).toBe(true);
   });
 
   it('refuses an unknown architecture by name, listing the known ones', () => {
     const issues = issuesOf(() => validatePipeline({ ...fashionMnist, model: { name: 'm', architecture: 'vgg16' } }));
-    expect(issues).toEqual([{ path: 'model.architecture', message: 'unknown model architecture "vgg16"; known: mlp, cnn' }]);
+    expect(issues).toEqual([
+      { path: 'model.architecture', message: 'unknown model architecture "vgg16"; known: mlp, cnn' },
+    ]);
   });
 });
 
 describe('--set overrides', () => {
   it('parse JSON values and keep text as strings', () => {
-    const spec = validatePipeline(applyOverrides(fashionMnist, ['train.epochs=3', 'model.architecture=cnn', 'data.limits={"train":100}', 'deployment.publish=false']));
+    const spec = validatePipeline(
+      applyOverrides(fashionMnist, [
+        'train.epochs=3',
+        'model.architecture=cnn',
+        'data.limits={"train":100}',
+        'deployment.publish=false',
+      ]),
+    );
     expect(spec.train.epochs).toBe(3);
     expect(spec.model.architecture).toBe('cnn');
     expect(spec.data.limits).toEqual({ train: 100 });
@@ -63,7 +93,10 @@ describe('--set overrides', () => {
 
   it('refuse malformed assignments and paths through non-objects', () => {
     expect(issuesOf(() => applyOverrides(fashionMnist, ['epochs']))[0]!.message).toMatch(/not path=value/);
-    expect(issuesOf(() => applyOverrides(fashionMnist, ['name.first=x']))[0]).toEqual({ path: 'name.first', message: 'cannot set a field inside "name", which is not an object' });
+    expect(issuesOf(() => applyOverrides(fashionMnist, ['name.first=x']))[0]).toEqual({
+      path: 'name.first',
+      message: 'cannot set a field inside "name", which is not an object',
+    });
   });
 });
 
@@ -72,10 +105,20 @@ describe('loading pipelines', () => {
     expect((await loadPipeline('fashion-mnist')).name).toBe('fashion-mnist');
     const dir = await mkdtemp(path.join(os.tmpdir(), 'gantry-pipelines-'));
     const json = path.join(dir, 'p.json');
-    await writeFile(json, JSON.stringify({ name: 'from-json', data: { source: 'fashion-mnist' }, model: { name: 'j', architecture: 'mlp' } }));
+    await writeFile(
+      json,
+      JSON.stringify({
+        name: 'from-json',
+        data: { source: 'fashion-mnist' },
+        model: { name: 'j', architecture: 'mlp' },
+      }),
+    );
     expect((await loadPipeline(json)).name).toBe('from-json');
     const bad = path.join(dir, 'bad.json');
-    await writeFile(bad, JSON.stringify({ name: 'bad', data: { source: 'fashion-mnist' }, model: { name: 'j', architecture: 'lstm' } }));
+    await writeFile(
+      bad,
+      JSON.stringify({ name: 'bad', data: { source: 'fashion-mnist' }, model: { name: 'j', architecture: 'lstm' } }),
+    );
     await expect(loadPipeline(bad)).rejects.toThrow(/model\.architecture: unknown model architecture "lstm"/);
     await expect(loadPipeline('nope')).rejects.toThrow(/unknown pipeline "nope"/);
   });
@@ -86,15 +129,26 @@ describe('the blessing decision', () => {
   const gate = { minAccuracy: 0.8, minAccuracyDelta: 0 };
 
   it('without a champion applies only the absolute gates', () => {
-    expect(decideBlessing(metrics(0.85), null, gate)).toEqual({ blessed: true, reasons: ['pass: test accuracy 85.00% ≥ minimum 80.00%', 'pass: no champion yet, so only the absolute gates apply'] });
+    expect(decideBlessing(metrics(0.85), null, gate)).toEqual({
+      blessed: true,
+      reasons: [
+        'pass: test accuracy 85.00% ≥ minimum 80.00%',
+        'pass: no champion yet, so only the absolute gates apply',
+      ],
+    });
     expect(decideBlessing(metrics(0.75), null, gate).blessed).toBe(false);
   });
 
   it('against a champion needs the change gate too, and explains each gate', () => {
     const worse = decideBlessing(metrics(0.85), { version: 4, metrics: metrics(0.87) }, gate);
     expect(worse.blessed).toBe(false);
-    expect(worse.reasons[1]).toBe('FAIL: accuracy change against champion v4 (87.00%) is −2.00 points; the gate requires at least +0.00');
-    expect(decideBlessing(metrics(0.865), { version: 4, metrics: metrics(0.87) }, { ...gate, minAccuracyDelta: -0.005 }).blessed).toBe(true);
+    expect(worse.reasons[1]).toBe(
+      'FAIL: accuracy change against champion v4 (87.00%) is −2.00 points; the gate requires at least +0.00',
+    );
+    expect(
+      decideBlessing(metrics(0.865), { version: 4, metrics: metrics(0.87) }, { ...gate, minAccuracyDelta: -0.005 })
+        .blessed,
+    ).toBe(true);
     const lossy = decideBlessing(metrics(0.9, 0.6), null, { ...gate, maxLoss: 0.5 });
     expect(lossy).toMatchObject({ blessed: false });
     expect(lossy.reasons[1]).toBe('FAIL: test loss 0.6000 > maximum 0.5');

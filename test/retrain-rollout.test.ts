@@ -61,13 +61,32 @@ afterAll(async () => {
 
 it('promotes the first version at once, then rolls the next one out through canary steps to promotion', async () => {
   const first: RunResult = await (await startRun(workers.client, spec(1))).result();
-  expect(first.rollout).toEqual({ result: 'promoted', reasons: ['no champion to compare against: the first version is promoted at once'], decisions: 1 });
+  expect(first.rollout).toEqual({
+    result: 'promoted',
+    reasons: ['no champion to compare against: the first version is promoted at once'],
+    decisions: 1,
+  });
   expect(first.promoted).toBe(true);
   expect((await serving.adminState()).state.traffic['fashion-mnist']?.split).toEqual([{ version: 1, weight: 100 }]);
 
-  loadDone = runLoad({ model: 'fashion-mnist', server: { url: `http://127.0.0.1:${server.restPort}` }, rps: 120, clients: 40, feedback: true, progressIntervalMs: 60_000 }, load.signal);
+  loadDone = runLoad(
+    {
+      model: 'fashion-mnist',
+      server: { url: `http://127.0.0.1:${server.restPort}` },
+      rps: 120,
+      clients: 40,
+      feedback: true,
+      progressIntervalMs: 60_000,
+    },
+    load.signal,
+  );
   const handle = await startRun(workers.client, spec(2));
-  const rolloutId = await waitFor('the rollout stage', async () => (await handle.query(progressQuery)).rolloutId ?? undefined, 120_000, 200);
+  const rolloutId = await waitFor(
+    'the rollout stage',
+    async () => (await handle.query(progressQuery)).rolloutId ?? undefined,
+    120_000,
+    200,
+  );
   const second: RunResult = await handle.result();
   expect(second.version).toBe(2);
   expect(second.rollout?.result, JSON.stringify(second.rollout)).toBe('promoted');

@@ -28,10 +28,14 @@ afterAll(async () => {
 });
 
 async function failureOf(promise: Promise<unknown>): Promise<string> {
-  const error = await promise.then(() => undefined, (e: unknown) => e);
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(error).toBeInstanceOf(WorkflowFailedError);
   let message = '';
-  for (let e = error as { message?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) message += ` ${e.message}`;
+  for (let e = error as { message?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e)
+    message += ` ${e.message}`;
   return message;
 }
 
@@ -56,7 +60,11 @@ describe('the retrain workflow on a slice of Fashion-MNIST', () => {
     expect(registry?.aliases.champion).toBe(1);
     const entry = registry!.versions[0]!;
     expect(entry).toMatchObject({ version: 1, status: 'published', blessed: true });
-    expect(entry.lineage).toMatchObject({ runId: handle.workflowId, datasetFingerprint: first.dataset.fingerprint, parentVersion: null });
+    expect(entry.lineage).toMatchObject({
+      runId: handle.workflowId,
+      datasetFingerprint: first.dataset.fingerprint,
+      parentVersion: null,
+    });
     expect(entry.metrics.testAccuracy).toBeCloseTo(first.testAccuracy, 10);
 
     const repository = new ModelRepository(env.home.modelRepositoryDir);
@@ -71,10 +79,24 @@ describe('the retrain workflow on a slice of Fashion-MNIST', () => {
     expect(progress.status).toBe('completed');
 
     // The recorded history replays against the current workflow code without non-determinism.
-    await Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundlePath') } }, await handle.fetchHistory(), handle.workflowId);
+    await Worker.runReplayHistory(
+      { workflowBundle: { codePath: inject('workflowBundlePath') } },
+      await handle.fetchHistory(),
+      handle.workflowId,
+    );
     // The pipeline's rollout stage runs, and the first version, with nothing to compare against, is promoted at once.
-    expect(progress.stages).toEqual({ ingest: 'done', train: 'done', evaluate: 'done', register: 'done', publish: 'done', rollout: 'done' });
-    expect(first.rollout).toMatchObject({ result: 'promoted', reasons: [expect.stringMatching(/no champion to compare against/)] });
+    expect(progress.stages).toEqual({
+      ingest: 'done',
+      train: 'done',
+      evaluate: 'done',
+      register: 'done',
+      publish: 'done',
+      rollout: 'done',
+    });
+    expect(first.rollout).toMatchObject({
+      result: 'promoted',
+      reasons: [expect.stringMatching(/no champion to compare against/)],
+    });
     expect(first.promoted).toBe(true);
   });
 
@@ -91,7 +113,12 @@ describe('the retrain workflow on a slice of Fashion-MNIST', () => {
 
     const registry = await readRegistry(workers.client, spec.model.name);
     expect(registry?.aliases.champion).toBe(1);
-    expect(registry?.versions[1]).toMatchObject({ version: 2, status: 'registered', blessed: false, publishedPath: null });
+    expect(registry?.versions[1]).toMatchObject({
+      version: 2,
+      status: 'registered',
+      blessed: false,
+      publishedPath: null,
+    });
     expect(registry?.versions[1]?.lineage.parentVersion).toBe(1);
     expect(await new ModelRepository(env.home.modelRepositoryDir).versions(spec.model.name)).toEqual([1]);
   });
@@ -138,7 +165,10 @@ describe('the retrain workflow on a slice of Fashion-MNIST', () => {
     const selected = await selectBackend();
     if (selected.name === 'wasm') {
       // tfjs-backend-wasm 4.22 has no Conv2DBackpropFilter: training moves to cpu and reports why.
-      expect(result.backends.train).toMatchObject({ name: 'cpu', fallbackReason: expect.stringMatching(/wasm: Kernel 'Conv2DBackpropFilter' not registered/) });
+      expect(result.backends.train).toMatchObject({
+        name: 'cpu',
+        fallbackReason: expect.stringMatching(/wasm: Kernel 'Conv2DBackpropFilter' not registered/),
+      });
     } else {
       expect(result.backends.train.name).toBe(selected.name);
     }
@@ -150,9 +180,14 @@ describe('the retrain workflow on a slice of Fashion-MNIST', () => {
   it('can be cancelled while training', async () => {
     const spec = sliceSpec({ model: { name: 'cancelled' }, train: { epochs: 50, stepDelayMs: 50 } });
     const handle = await startRun(workers.client, spec);
-    await expect.poll(async () => (await handle.query(progressQuery)).train?.step ?? 0, { timeout: 60_000, interval: 200 }).toBeGreaterThan(2);
+    await expect
+      .poll(async () => (await handle.query(progressQuery)).train?.step ?? 0, { timeout: 60_000, interval: 200 })
+      .toBeGreaterThan(2);
     await handle.cancel();
-    const error = await handle.result().then(() => undefined, (e: unknown) => e);
+    const error = await handle.result().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(WorkflowFailedError);
     expect((await handle.describe()).status.name).toBe('CANCELLED');
     expect(await readRegistry(workers.client, 'cancelled')).toBeUndefined();

@@ -48,10 +48,23 @@ afterAll(async () => {
 it('goes on from the same step after the worker running it is killed mid-bake', async () => {
   await publishVersion(env, client, MODEL, await trainedModelFiles(1), { alias: 'champion' });
   const candidate = await publishVersion(env, client, MODEL, await trainedModelFiles(2), { alias: null });
-  loadDone = runLoad({ model: MODEL, server: { url: `http://127.0.0.1:${server.restPort}` }, rps: 120, clients: 40, feedback: true, progressIntervalMs: 60_000 }, load.signal);
+  loadDone = runLoad(
+    {
+      model: MODEL,
+      server: { url: `http://127.0.0.1:${server.restPort}` },
+      rps: 120,
+      clients: 40,
+      feedback: true,
+      progressIntervalMs: 60_000,
+    },
+    load.signal,
+  );
 
   const spec = RolloutSpecSchema.parse({
-    steps: [{ percent: 30, bake: '6s' }, { percent: 100, bake: '3s' }],
+    steps: [
+      { percent: 30, bake: '6s' },
+      { percent: 100, bake: '3s' },
+    ],
     analysisInterval: '1s',
     minRequests: 15,
     thresholds: { minFeedback: 30, maxAccuracyDrop: 0.25, maxP99LatencyRatio: 20, maxPredictionDivergence: 0.25 },
@@ -63,10 +76,15 @@ it('goes on from the same step after the worker running it is killed mid-bake', 
   });
 
   // Mid-bake of step 1: the canary has traffic and at least two analyses were made.
-  const before = await waitFor('step 1 baking', async () => {
-    const status = await handle.query(rolloutStatusQuery);
-    return status.step === 1 && status.analyses.length >= 2 ? status : undefined;
-  }, 60_000, 100);
+  const before = await waitFor(
+    'step 1 baking',
+    async () => {
+      const status = await handle.query(rolloutStatusQuery);
+      return status.step === 1 && status.analyses.length >= 2 ? status : undefined;
+    },
+    60_000,
+    100,
+  );
   await killProcess(workers[0]!.child, 'SIGKILL');
   workers.push(spawnWorkerProcess(env, 'control'));
 
@@ -77,8 +95,12 @@ it('goes on from the same step after the worker running it is killed mid-bake', 
   expect(status.analyses.slice(0, before.analyses.length)).toEqual(before.analyses);
   expect(status.decisions.filter((d) => d.action === 'pass').map((d) => d.step)).toEqual([1, 2]);
   expect((await readRegistry(client, MODEL))!.aliases.champion).toBe(candidate);
-  await waitFor('v2 alone on the server', async () => {
-    const split = (await serving.adminState()).state.traffic[MODEL]?.split;
-    return JSON.stringify(split) === JSON.stringify([{ version: candidate, weight: 100 }]) ? true : undefined;
-  }, 10_000);
+  await waitFor(
+    'v2 alone on the server',
+    async () => {
+      const split = (await serving.adminState()).state.traffic[MODEL]?.split;
+      return JSON.stringify(split) === JSON.stringify([{ version: candidate, weight: 100 }]) ? true : undefined;
+    },
+    10_000,
+  );
 }, 180_000);

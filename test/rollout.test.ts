@@ -8,7 +8,13 @@ import type { ModelServer } from '../serving/server';
 import { selectBackend } from '../training/backend';
 import type { ModelFiles } from '../training/model-files';
 import { rollbackUpdate } from '../workflows/registry';
-import { rollbackRolloutUpdate, rolloutStatusQuery, rolloutWorkflow, rolloutWorkflowId, type RolloutStatus } from '../workflows/rollout';
+import {
+  rollbackRolloutUpdate,
+  rolloutStatusQuery,
+  rolloutWorkflow,
+  rolloutWorkflowId,
+  type RolloutStatus,
+} from '../workflows/rollout';
 import { publishVersion, startDeploymentServer, trainedModelFiles, wrongLabelFiles } from './helpers/deployment';
 import { createTestEnv, type TestEnv } from './helpers/env';
 import { startInProcessWorkers, waitFor } from './helpers/workers';
@@ -32,7 +38,13 @@ const spec = (steps: { percent: number; bake: string }[], extra: Record<string, 
     maxExtensions: 5,
     // Sized to the sample (about 30 labels a judgement): a wrong-label canary is ~70 points below, two good models a
     // few points apart, and 25 points is over 3 standard deviations of the difference at that size.
-    thresholds: { minFeedback: 30, maxAccuracyDrop: 0.25, maxP99LatencyRatio: 20, maxPredictionDivergence: 0.25, maxShadowDisagreement: 0.5 },
+    thresholds: {
+      minFeedback: 30,
+      maxAccuracyDrop: 0.25,
+      maxP99LatencyRatio: 20,
+      maxPredictionDivergence: 0.25,
+      maxShadowDisagreement: 0.5,
+    },
   });
 
 let env: TestEnv;
@@ -54,7 +66,17 @@ beforeAll(async () => {
   [good1, good2] = [await trainedModelFiles(1), await trainedModelFiles(2)];
   await publishVersion(env, workers.client, MODEL, good1, { alias: 'champion' });
   // Live traffic for the whole file: 40 sticky users, true labels sent back as feedback.
-  loadDone = runLoad({ model: MODEL, server: { url: `http://127.0.0.1:${port}` }, rps: 120, clients: 40, feedback: true, progressIntervalMs: 60_000 }, load.signal);
+  loadDone = runLoad(
+    {
+      model: MODEL,
+      server: { url: `http://127.0.0.1:${port}` },
+      rps: 120,
+      clients: 40,
+      feedback: true,
+      progressIntervalMs: 60_000,
+    },
+    load.signal,
+  );
 }, 120_000);
 
 afterAll(async () => {
@@ -67,10 +89,17 @@ afterAll(async () => {
 /** The split the server applies now, as "v1:90 v2:10". */
 async function currentSplit(): Promise<string> {
   const { state } = await serving.adminState();
-  return (state.traffic[MODEL]?.split ?? []).map((s) => ('version' in s ? `v${s.version}:${s.weight}` : `${s.label}:${s.weight}`)).join(' ');
+  return (state.traffic[MODEL]?.split ?? [])
+    .map((s) => ('version' in s ? `v${s.version}:${s.weight}` : `${s.label}:${s.weight}`))
+    .join(' ');
 }
 
-async function startRollout(candidate: number, champion: number, steps: { percent: number; bake: string }[], extra: Record<string, unknown> = {}) {
+async function startRollout(
+  candidate: number,
+  champion: number,
+  steps: { percent: number; bake: string }[],
+  extra: Record<string, unknown> = {},
+) {
   return workers.client.workflow.start(rolloutWorkflow, {
     workflowId: rolloutWorkflowId(deploymentPrefix(), MODEL),
     taskQueue: taskQueueOf('control'),
@@ -112,7 +141,8 @@ describe('canary rollout', () => {
     expect(seen.indexOf('v1:80 v2:20')).toBeLessThan(seen.indexOf('v1:50 v2:50'));
     expect(status.decisions.filter((d) => d.action === 'pass').map((d) => d.step)).toEqual([1, 2, 3]);
     // Every pass was judged on feedback: accuracy is among the checks that held.
-    for (const pass of status.decisions.filter((d) => d.action === 'pass')) expect(pass.message).toMatch(/online accuracy/);
+    for (const pass of status.decisions.filter((d) => d.action === 'pass'))
+      expect(pass.message).toMatch(/online accuracy/);
 
     const registry = (await readRegistry(workers.client, MODEL))!;
     expect(registry.aliases.champion).toBe(2);
@@ -168,15 +198,24 @@ describe('canary rollout', () => {
   it('gives a restarted model server the desired split back (reconciliation)', async () => {
     const candidate = await publishVersion(env, workers.client, MODEL, await trainedModelFiles(3), { alias: null });
     const handle = await startRollout(candidate, 2, [{ percent: 40, bake: '1h' }]);
-    await waitFor('the canary step on the server', async () => ((await currentSplit()) === `v2:60 v${candidate}:40` ? true : undefined), 20_000);
+    await waitFor(
+      'the canary step on the server',
+      async () => ((await currentSplit()) === `v2:60 v${candidate}:40` ? true : undefined),
+      20_000,
+    );
 
     // One owner of the traffic at a time: a second rollout or an experiment is refused, clearly.
     const second = await gantry(['rollout', 'start', MODEL, '1'], env.env);
     expect(second.code).toBe(2);
     expect(second.stderr).toMatch(/a rollout of "fashion" is already running/);
-    const experiment = await gantry(['experiment', 'start', MODEL, '--arms', 'v1:50,v2:50', '--duration', '1m', '--follow'], env.env);
+    const experiment = await gantry(
+      ['experiment', 'start', MODEL, '--arms', 'v1:50,v2:50', '--duration', '1m', '--follow'],
+      env.env,
+    );
     expect(experiment.code).toBe(2);
-    expect(experiment.stderr).toMatch(new RegExp(`the rollout .*rollout:fashion \\(version ${candidate}\\) steers "fashion"'s traffic since`));
+    expect(experiment.stderr).toMatch(
+      new RegExp(`the rollout .*rollout:fashion \\(version ${candidate}\\) steers "fashion"'s traffic since`),
+    );
     const shown = await gantry(['rollout', 'status', MODEL], env.env);
     expect(shown.code, shown.stderr).toBe(0);
     expect(shown.stdout).toMatch(new RegExp(`rollout of v${candidate} against v2: canary, step 1/1 at 40 %`));
@@ -185,7 +224,12 @@ describe('canary rollout', () => {
     await server.close();
     ({ server, client: serving } = await startDeploymentServer(env, port, 'fresh-state.json'));
     const restarted = performance.now();
-    await waitFor('the split restored', async () => ((await currentSplit()) === `v2:60 v${candidate}:40` ? true : undefined), 10_000, 100);
+    await waitFor(
+      'the split restored',
+      async () => ((await currentSplit()) === `v2:60 v${candidate}:40` ? true : undefined),
+      10_000,
+      100,
+    );
     expect(performance.now() - restarted).toBeLessThan(5000);
 
     const ended = await handle.executeUpdate(rollbackRolloutUpdate, { args: [{ reason: 'test over' }] });
@@ -198,12 +242,26 @@ describe('canary rollout', () => {
   it('shadows first (answers unchanged), then waits at the approval gate for `gantry approve`', async () => {
     const champion = (await readRegistry(workers.client, MODEL))!.aliases.champion!;
     const candidate = await publishVersion(env, workers.client, MODEL, await trainedModelFiles(4), { alias: null });
-    const handle = await startRollout(candidate, champion, [{ percent: 50, bake: '2s' }], { shadow: { percent: 100, bake: '3s' }, approval: { timeout: '2m', onTimeout: 'rollback' } });
-    await waitFor('the shadow phase on the server', async () => ((await serving.adminState()).state.traffic[MODEL]?.shadow ? true : undefined), 20_000);
+    const handle = await startRollout(candidate, champion, [{ percent: 50, bake: '2s' }], {
+      shadow: { percent: 100, bake: '3s' },
+      approval: { timeout: '2m', onTimeout: 'rollback' },
+    });
+    await waitFor(
+      'the shadow phase on the server',
+      async () => ((await serving.adminState()).state.traffic[MODEL]?.shadow ? true : undefined),
+      20_000,
+    );
     // In the shadow phase the champion answers everything.
     expect(await answeredBy(20)).toEqual({ [champion]: 20 });
-    await waitFor('the approval gate', async () => ((await handle.query(rolloutStatusQuery)).phase === 'awaiting-approval' ? true : undefined), 60_000, 200);
-    const shadowPass = (await handle.query(rolloutStatusQuery)).decisions.find((d) => d.phase === 'shadow' && d.action === 'pass');
+    await waitFor(
+      'the approval gate',
+      async () => ((await handle.query(rolloutStatusQuery)).phase === 'awaiting-approval' ? true : undefined),
+      60_000,
+      200,
+    );
+    const shadowPass = (await handle.query(rolloutStatusQuery)).decisions.find(
+      (d) => d.phase === 'shadow' && d.action === 'pass',
+    );
     expect(shadowPass?.message).toMatch(/shadow disagreement/);
 
     const approved = await gantry(['approve', MODEL, '--reason', 'looks good'], env.env);
@@ -217,7 +275,9 @@ describe('canary rollout', () => {
   it('takes the default action when nobody approves in time', async () => {
     const champion = (await readRegistry(workers.client, MODEL))!.aliases.champion!;
     const candidate = await publishVersion(env, workers.client, MODEL, good1, { alias: null });
-    const handle = await startRollout(candidate, champion, [{ percent: 50, bake: '2s' }], { approval: { timeout: '2s', onTimeout: 'rollback' } });
+    const handle = await startRollout(candidate, champion, [{ percent: 50, bake: '2s' }], {
+      approval: { timeout: '2s', onTimeout: 'rollback' },
+    });
     const status = await handle.result();
     expect(status.outcome?.result).toBe('rolled-back');
     expect(status.outcome?.reasons).toEqual(['not approved within 2s']);

@@ -31,10 +31,15 @@ it('a train worker killed mid-epoch is replaced and the run resumes from the las
   const handle = await startRun(control.client, spec);
 
   // Wait until epoch 1 is checkpointed and epoch 2 is under way, then kill the trainer outright.
-  const atKill = await waitFor('the trainer to be inside epoch 2', async () => {
-    const train = (await handle.query(progressQuery)).train;
-    return train && train.epoch === 2 && train.step >= 5 && train.step < train.stepsPerEpoch - 5 ? train : undefined;
-  }, 120_000, 100);
+  const atKill = await waitFor(
+    'the trainer to be inside epoch 2',
+    async () => {
+      const train = (await handle.query(progressQuery)).train;
+      return train && train.epoch === 2 && train.step >= 5 && train.step < train.stepsPerEpoch - 5 ? train : undefined;
+    },
+    120_000,
+    100,
+  );
   await killProcess(first.child, 'SIGKILL');
   expect(first.child.signalCode).toBe('SIGKILL');
 
@@ -55,9 +60,18 @@ it('a train worker killed mid-epoch is replaced and the run resumes from the las
 
   // Checkpoints of all three epochs are in the store; the one written after the restart says so.
   const store = new FileArtifactStore(env.home.artifactsDir);
-  expect(await store.list(`runs/${handle.workflowId}/checkpoints`)).toEqual(['epoch-0001', 'epoch-0002', 'epoch-0003', 'latest.json']);
-  const epoch1 = JSON.parse((await store.get(store.uri(`runs/${handle.workflowId}/checkpoints/epoch-0001/checkpoint.json`))).toString());
-  const epoch3 = JSON.parse((await store.get(store.uri(`runs/${handle.workflowId}/checkpoints/epoch-0003/checkpoint.json`))).toString());
+  expect(await store.list(`runs/${handle.workflowId}/checkpoints`)).toEqual([
+    'epoch-0001',
+    'epoch-0002',
+    'epoch-0003',
+    'latest.json',
+  ]);
+  const epoch1 = JSON.parse(
+    (await store.get(store.uri(`runs/${handle.workflowId}/checkpoints/epoch-0001/checkpoint.json`))).toString(),
+  );
+  const epoch3 = JSON.parse(
+    (await store.get(store.uri(`runs/${handle.workflowId}/checkpoints/epoch-0003/checkpoint.json`))).toString(),
+  );
   expect(epoch1.attempt).toBe(1);
   expect(epoch3.attempt).toBe(2);
 });

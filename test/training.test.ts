@@ -25,12 +25,34 @@ beforeAll(async () => {
 });
 
 // No dropout: with it, two runs can never match weight for weight.
-const newModel = () => buildModel(tf, 'mlp', { featureShape, numClasses: 10, seed: 7 }, { hiddenUnits: [32], dropout: 0 });
+const newModel = () =>
+  buildModel(tf, 'mlp', { featureShape, numClasses: 10, seed: 7 }, { hiddenUnits: [32], dropout: 0 });
 
-function run(model: ReturnType<typeof newModel>, optimizer: ReturnType<typeof createOptimizer>, startEpoch: number, epochs: number, onEpochEnd = async () => {}) {
+function run(
+  model: ReturnType<typeof newModel>,
+  optimizer: ReturnType<typeof createOptimizer>,
+  startEpoch: number,
+  epochs: number,
+  onEpochEnd = async () => {},
+) {
   // The cosine schedule over 3 epochs, so that resuming must also land on the right rate.
   const rateAt = (epoch: number) => learningRateAt('cosine', 0.003, epoch, 3);
-  return trainLoop({ model, optimizer, train, validation, featureShape, numClasses: 10, epochs, batchSize: 64, seed: 3, startEpoch, startGlobalStep: startEpoch * 16, learningRateAt: rateAt, onStep: () => {}, onEpochEnd });
+  return trainLoop({
+    model,
+    optimizer,
+    train,
+    validation,
+    featureShape,
+    numClasses: 10,
+    epochs,
+    batchSize: 64,
+    seed: 3,
+    startEpoch,
+    startGlobalStep: startEpoch * 16,
+    learningRateAt: rateAt,
+    onStep: () => {},
+    onEpochEnd,
+  });
 }
 
 const flatWeights = (model: ReturnType<typeof newModel>) => model.getWeights().flatMap((w) => Array.from(w.dataSync()));
@@ -41,7 +63,9 @@ describe('the training engine', () => {
     // The first backend of the preference order that loads here; every one ahead of it is missing, with a reason.
     expect(report.unavailable.map((u) => u.name)).toEqual(BACKEND_NAMES.slice(0, BACKEND_NAMES.indexOf(report.name)));
     for (const missing of report.unavailable) expect(missing.reason).toMatch(/\S{3,}/);
-    expect(report.engineBackend).toBe({ 'tfjs-node-gpu': 'tensorflow', 'tfjs-node': 'tensorflow', wasm: 'wasm', cpu: 'cpu' }[report.name]);
+    expect(report.engineBackend).toBe(
+      { 'tfjs-node-gpu': 'tensorflow', 'tfjs-node': 'tensorflow', wasm: 'wasm', cpu: 'cpu' }[report.name],
+    );
     expect(tf.getBackend()).toBe(report.engineBackend);
     expect(report.tfjsVersion).toBe(tf.version.tfjs);
   });
@@ -79,7 +103,14 @@ describe('the training engine', () => {
     const before = newModel();
     const beforeOptimizer = createOptimizer('adam', 0.003);
     await run(before, beforeOptimizer, 0, 1, async () => {
-      await saveCheckpoint(store, 'ckpt', { model: before, optimizer: beforeOptimizer, epochsCompleted: 1, globalStep: 16, history: [], attempt: 1 });
+      await saveCheckpoint(store, 'ckpt', {
+        model: before,
+        optimizer: beforeOptimizer,
+        epochsCompleted: 1,
+        globalStep: 16,
+        history: [],
+        attempt: 1,
+      });
     });
     const restored = await loadLatestCheckpoint(store, 'ckpt');
     expect(restored?.manifest.epochsCompleted).toBe(1);
@@ -103,7 +134,11 @@ describe('the training engine', () => {
     const original = await evaluateModel(model, validation, featureShape, 10);
     const reloaded = await evaluateModel(loaded, validation, featureShape, 10);
     expect(reloaded).toEqual(original);
-    await expect(deserializeModel(files['model.json'], files['weights.bin'].subarray(0, 100))).rejects.toThrow(/weights\.bin holds 100 bytes/);
-    await expect(deserializeModel('{"nope":1}', files['weights.bin'])).rejects.toThrow(/not a TensorFlow\.js layers model/);
+    await expect(deserializeModel(files['model.json'], files['weights.bin'].subarray(0, 100))).rejects.toThrow(
+      /weights\.bin holds 100 bytes/,
+    );
+    await expect(deserializeModel('{"nope":1}', files['weights.bin'])).rejects.toThrow(
+      /not a TensorFlow\.js layers model/,
+    );
   });
 });

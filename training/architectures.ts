@@ -24,16 +24,20 @@ export interface Architecture<Options extends z.ZodType = z.ZodType> {
   build(tf: Tf, input: ArchitectureInput, options: z.output<Options>): tfType.LayersModel;
 }
 
-const mlpOptions = z.object({
-  hiddenUnits: z.array(z.number().int().min(1).max(8192)).min(1).max(8).default([256, 128]),
-  dropout: z.number().min(0).lt(1).default(0.2),
-}).strict();
+const mlpOptions = z
+  .object({
+    hiddenUnits: z.array(z.number().int().min(1).max(8192)).min(1).max(8).default([256, 128]),
+    dropout: z.number().min(0).lt(1).default(0.2),
+  })
+  .strict();
 
-const cnnOptions = z.object({
-  filters: z.array(z.number().int().min(1).max(1024)).min(1).max(4).default([32, 64]),
-  denseUnits: z.number().int().min(1).max(8192).default(128),
-  dropout: z.number().min(0).lt(1).default(0.25),
-}).strict();
+const cnnOptions = z
+  .object({
+    filters: z.array(z.number().int().min(1).max(1024)).min(1).max(4).default([32, 64]),
+    denseUnits: z.number().int().min(1).max(8192).default(128),
+    dropout: z.number().min(0).lt(1).default(0.25),
+  })
+  .strict();
 
 function defineArchitecture<O extends z.ZodType>(architecture: Architecture<O>): Architecture<O> {
   return architecture;
@@ -48,10 +52,22 @@ export const ARCHITECTURES = {
       model.add(tf.layers.rescaling({ scale: 1 / 255, inputShape: featureShape }));
       model.add(tf.layers.flatten());
       hiddenUnits.forEach((units, i) => {
-        model.add(tf.layers.dense({ units, activation: 'relu', kernelInitializer: tf.initializers.heNormal({ seed: seed + i }) }));
+        model.add(
+          tf.layers.dense({
+            units,
+            activation: 'relu',
+            kernelInitializer: tf.initializers.heNormal({ seed: seed + i }),
+          }),
+        );
         if (dropout > 0) model.add(tf.layers.dropout({ rate: dropout }));
       });
-      model.add(tf.layers.dense({ units: numClasses, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 1000 }) }));
+      model.add(
+        tf.layers.dense({
+          units: numClasses,
+          activation: 'softmax',
+          kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 1000 }),
+        }),
+      );
       return model;
     },
   }),
@@ -62,13 +78,33 @@ export const ARCHITECTURES = {
       const model = tf.sequential();
       model.add(tf.layers.rescaling({ scale: 1 / 255, inputShape: featureShape }));
       filters.forEach((count, i) => {
-        model.add(tf.layers.conv2d({ filters: count, kernelSize: 3, activation: 'relu', padding: 'same', kernelInitializer: tf.initializers.heNormal({ seed: seed + i }) }));
+        model.add(
+          tf.layers.conv2d({
+            filters: count,
+            kernelSize: 3,
+            activation: 'relu',
+            padding: 'same',
+            kernelInitializer: tf.initializers.heNormal({ seed: seed + i }),
+          }),
+        );
         model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
       });
       model.add(tf.layers.flatten());
-      model.add(tf.layers.dense({ units: denseUnits, activation: 'relu', kernelInitializer: tf.initializers.heNormal({ seed: seed + 50 }) }));
+      model.add(
+        tf.layers.dense({
+          units: denseUnits,
+          activation: 'relu',
+          kernelInitializer: tf.initializers.heNormal({ seed: seed + 50 }),
+        }),
+      );
       if (dropout > 0) model.add(tf.layers.dropout({ rate: dropout }));
-      model.add(tf.layers.dense({ units: numClasses, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 1000 }) }));
+      model.add(
+        tf.layers.dense({
+          units: numClasses,
+          activation: 'softmax',
+          kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 1000 }),
+        }),
+      );
       return model;
     },
   }),

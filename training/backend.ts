@@ -16,7 +16,12 @@ export const BACKEND_NAMES = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as co
 export type BackendName = (typeof BACKEND_NAMES)[number];
 
 /** The id each backend registers with the tfjs engine (`tf.setBackend` / `tf.getBackend`). */
-export const ENGINE_BACKEND_OF: Record<BackendName, string> = { 'tfjs-node-gpu': 'tensorflow', 'tfjs-node': 'tensorflow', wasm: 'wasm', cpu: 'cpu' };
+export const ENGINE_BACKEND_OF: Record<BackendName, string> = {
+  'tfjs-node-gpu': 'tensorflow',
+  'tfjs-node': 'tensorflow',
+  wasm: 'wasm',
+  cpu: 'cpu',
+};
 
 export const BackendReportSchema = z.object({
   name: z.enum(BACKEND_NAMES),
@@ -36,7 +41,9 @@ async function tryNative(pkg: '@tensorflow/tfjs-node-gpu' | '@tensorflow/tfjs-no
   try {
     require.resolve(pkg);
   } catch {
-    throw new Error(`${pkg} is not installed (optional: its install script downloads libtensorflow, which this network refuses)`);
+    throw new Error(
+      `${pkg} is not installed (optional: its install script downloads libtensorflow, which this network refuses)`,
+    );
   }
   // libtensorflow logs its start-up at INFO to stderr; Gantry reports the backend itself.
   process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
@@ -52,9 +59,12 @@ async function tryNative(pkg: '@tensorflow/tfjs-node-gpu' | '@tensorflow/tfjs-no
     await import(pkg);
   } catch (error) {
     const first = (error as Error).message.split('\n')[0];
-    throw new Error(`${pkg} is installed but does not load: ${first} (rebuild it with \`bash scripts/setup-native.sh\`)`);
+    throw new Error(
+      `${pkg} is installed but does not load: ${first} (rebuild it with \`bash scripts/setup-native.sh\`)`,
+    );
   }
-  if (!(await tf.setBackend('tensorflow'))) throw new Error(`${pkg} loaded but the "tensorflow" backend did not initialise`);
+  if (!(await tf.setBackend('tensorflow')))
+    throw new Error(`${pkg} loaded but the "tensorflow" backend did not initialise`);
   installNativeKernels();
 }
 
@@ -64,7 +74,9 @@ async function tryNative(pkg: '@tensorflow/tfjs-node-gpu' | '@tensorflow/tfjs-no
  */
 export async function registerWasmBackend(): Promise<typeof import('@tensorflow/tfjs-backend-wasm')> {
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
-  wasm.setWasmPaths(path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + path.sep);
+  wasm.setWasmPaths(
+    path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + path.sep,
+  );
   return wasm;
 }
 
@@ -117,7 +129,9 @@ async function select(env: NodeJS.ProcessEnv): Promise<BackendReport> {
       unavailable.push({ name, reason: (error as Error).message.split('\n')[0]! });
     }
   }
-  throw new Error(`no TensorFlow.js backend could be loaded: ${unavailable.map((u) => `${u.name}: ${u.reason}`).join('; ')}`);
+  throw new Error(
+    `no TensorFlow.js backend could be loaded: ${unavailable.map((u) => `${u.name}: ${u.reason}`).join('; ')}`,
+  );
 }
 
 /**
@@ -127,7 +141,13 @@ async function select(env: NodeJS.ProcessEnv): Promise<BackendReport> {
 export async function activeBackend(): Promise<BackendReport> {
   const selected = await selectBackend();
   if (tf.getBackend() === selected.engineBackend) return selected;
-  return { ...selected, name: 'cpu', engineBackend: tf.getBackend(), threads: undefined, fallbackReason: 'a training in this process needed a kernel only cpu has' };
+  return {
+    ...selected,
+    name: 'cpu',
+    engineBackend: tf.getBackend(),
+    threads: undefined,
+    fallbackReason: 'a training in this process needed a kernel only cpu has',
+  };
 }
 
 /**
@@ -150,7 +170,10 @@ export async function selectTrainingBackend(
         const ys = tf.oneHot(tf.tensor1d([0, 1], 'int32'), numClasses);
         const variables = model.trainableWeights.map((w) => w.read() as tfType.Variable);
         const { value, grads } = tf.variableGrads(
-          () => tf.mean(tf.metrics.categoricalCrossentropy(ys, model.apply(xs, { training: true }) as tfType.Tensor)) as tfType.Scalar,
+          () =>
+            tf.mean(
+              tf.metrics.categoricalCrossentropy(ys, model.apply(xs, { training: true }) as tfType.Tensor),
+            ) as tfType.Scalar,
           variables,
         );
         tf.dispose([value, ...Object.values(grads)]);
@@ -168,7 +191,13 @@ export async function selectTrainingBackend(
     if (!/not registered for backend/.test(message) || selected.name === 'cpu') throw error;
     await tf.setBackend('cpu');
     probe();
-    return { ...selected, name: 'cpu', engineBackend: 'cpu', threads: undefined, fallbackReason: `${selected.name}: ${message}` };
+    return {
+      ...selected,
+      name: 'cpu',
+      engineBackend: 'cpu',
+      threads: undefined,
+      fallbackReason: `${selected.name}: ${message}`,
+    };
   }
 }
 

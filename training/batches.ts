@@ -47,7 +47,9 @@ export function batchTensors(
   scratch?: BatchScratch,
 ): { xs: tfType.Tensor; ys: tfType.Tensor2D; labels: Int32Array } {
   const size = featureShape.reduce((a, b) => a * b, 1);
-  const { pixels, labels } = scratch ? scratch.take(indices.length, size) : { pixels: new Float32Array(indices.length * size), labels: new Int32Array(indices.length) };
+  const { pixels, labels } = scratch
+    ? scratch.take(indices.length, size)
+    : { pixels: new Float32Array(indices.length * size), labels: new Int32Array(indices.length) };
   for (let b = 0; b < indices.length; b++) {
     const index = indices[b]!;
     const source = examples.images.subarray(index * size, (index + 1) * size);

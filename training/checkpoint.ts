@@ -41,13 +41,23 @@ const LATEST = 'latest.json';
 export async function saveCheckpoint(
   store: ArtifactStore,
   prefix: string,
-  state: { model: tfType.LayersModel; optimizer: tfType.Optimizer; epochsCompleted: number; stepInEpoch?: number; globalStep: number; history: EpochMetrics[]; attempt: number },
+  state: {
+    model: tfType.LayersModel;
+    optimizer: tfType.Optimizer;
+    epochsCompleted: number;
+    stepInEpoch?: number;
+    globalStep: number;
+    history: EpochMetrics[];
+    attempt: number;
+  },
 ): Promise<string> {
   const stepInEpoch = state.stepInEpoch ?? 0;
   const folder = `${prefix}/epoch-${String(state.epochsCompleted).padStart(4, '0')}${stepInEpoch ? `-step-${String(stepInEpoch).padStart(6, '0')}` : ''}`;
   const optimizerWeights = await state.optimizer.getWeights();
   const encoded = await tf.io.encodeWeights(optimizerWeights);
-  const optimizerBytes = new Uint8Array(Array.isArray(encoded.data) ? tf.io.concatenateArrayBuffers(encoded.data) : encoded.data);
+  const optimizerBytes = new Uint8Array(
+    Array.isArray(encoded.data) ? tf.io.concatenateArrayBuffers(encoded.data) : encoded.data,
+  );
   const manifest: CheckpointManifest = {
     epochsCompleted: state.epochsCompleted,
     globalStep: state.globalStep,
@@ -71,18 +81,29 @@ export interface RestoredCheckpoint {
   optimizerWeights: { name: string; tensor: tfType.Tensor }[];
 }
 
-export async function loadLatestCheckpoint(store: ArtifactStore, prefix: string): Promise<RestoredCheckpoint | undefined> {
+export async function loadLatestCheckpoint(
+  store: ArtifactStore,
+  prefix: string,
+): Promise<RestoredCheckpoint | undefined> {
   const latestUri = store.uri(`${prefix}/${LATEST}`);
   if (!(await store.exists(latestUri))) return undefined;
-  const { manifestUri } = z.object({ manifestUri: z.string() }).parse(JSON.parse((await store.get(latestUri)).toString('utf8')));
+  const { manifestUri } = z
+    .object({ manifestUri: z.string() })
+    .parse(JSON.parse((await store.get(latestUri)).toString('utf8')));
   const manifest = CheckpointManifestSchema.parse(JSON.parse((await store.get(manifestUri)).toString('utf8')));
   const model = await loadModelFromStore(store, manifest.modelUri);
   const optimizerBytes = await store.get(manifest.optimizerStateUri);
   const decoded = tf.io.decodeWeights(
-    optimizerBytes.buffer.slice(optimizerBytes.byteOffset, optimizerBytes.byteOffset + optimizerBytes.byteLength) as ArrayBuffer,
+    optimizerBytes.buffer.slice(
+      optimizerBytes.byteOffset,
+      optimizerBytes.byteOffset + optimizerBytes.byteLength,
+    ) as ArrayBuffer,
     manifest.optimizerWeightSpecs as tfType.io.WeightsManifestEntry[],
   );
   // decodeWeights returns a map; the specs keep the order the optimizer's slots need.
-  const optimizerWeights = manifest.optimizerWeightSpecs.map((spec) => ({ name: spec.name, tensor: decoded[spec.name]! }));
+  const optimizerWeights = manifest.optimizerWeightSpecs.map((spec) => ({
+    name: spec.name,
+    tensor: decoded[spec.name]!,
+  }));
   return { manifest, manifestUri, model, optimizerWeights };
 }

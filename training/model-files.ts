@@ -56,14 +56,20 @@ export async function deserializeModel(modelJsonText: string, weights: Uint8Arra
     throw new Error(`weights.bin holds ${weights.byteLength} bytes; model.json's manifest needs ${expected}`);
   }
   const buffer = weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength) as ArrayBuffer;
-  return tf.loadLayersModel(tf.io.fromMemory({ modelTopology: modelJson.modelTopology, weightSpecs, weightData: buffer }));
+  return tf.loadLayersModel(
+    tf.io.fromMemory({ modelTopology: modelJson.modelTopology, weightSpecs, weightData: buffer }),
+  );
 }
 
 /**
  * Writes `model` as `<folderKey>/model.json` + `weights.bin` and returns the folder's URI.
  * The weights go first: a reader that finds model.json finds its weights too.
  */
-export async function saveModelToStore(store: ArtifactStore, folderKey: string, model: tfType.LayersModel): Promise<string> {
+export async function saveModelToStore(
+  store: ArtifactStore,
+  folderKey: string,
+  model: tfType.LayersModel,
+): Promise<string> {
   const files = await serializeModel(model);
   await store.put(`${folderKey}/${WEIGHTS_FILE}`, files['weights.bin']);
   await store.put(`${folderKey}/model.json`, files['model.json']);
@@ -72,5 +78,8 @@ export async function saveModelToStore(store: ArtifactStore, folderKey: string, 
 
 /** Reads the model that saveModelToStore wrote at `folderUri`. */
 export async function loadModelFromStore(store: ArtifactStore, folderUri: string): Promise<tfType.LayersModel> {
-  return deserializeModel((await store.get(`${folderUri}/model.json`)).toString('utf8'), await store.get(`${folderUri}/${WEIGHTS_FILE}`));
+  return deserializeModel(
+    (await store.get(`${folderUri}/model.json`)).toString('utf8'),
+    await store.get(`${folderUri}/${WEIGHTS_FILE}`),
+  );
 }

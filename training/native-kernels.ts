@@ -31,9 +31,16 @@ interface EagerMultiOpBackend extends EagerOpBackend {
   executeMultipleOutputs(op: string, attrs: unknown[], inputs: tfType.TensorInfo[], outputs: number): tfType.Tensor[];
   tensorMap: { has(dataId: object): boolean };
 }
-interface OpAttr { name: string; type: unknown; value: unknown }
+interface OpAttr {
+  name: string;
+  type: unknown;
+  value: unknown;
+}
 
-type NodeBinding = Record<'TF_ATTR_TYPE' | 'TF_ATTR_INT' | 'TF_ATTR_STRING' | 'TF_ATTR_BOOL' | 'TF_FLOAT' | 'TF_INT32', unknown>;
+type NodeBinding = Record<
+  'TF_ATTR_TYPE' | 'TF_ATTR_INT' | 'TF_ATTR_STRING' | 'TF_ATTR_BOOL' | 'TF_FLOAT' | 'TF_INT32',
+  unknown
+>;
 
 let installed = false;
 
@@ -98,12 +105,24 @@ export function installNativeKernels(): void {
   });
 }
 
-interface PoolAttrs { filterSize: number | [number, number]; strides: number | [number, number]; pad: 'valid' | 'same' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil' }
+interface PoolAttrs {
+  filterSize: number | [number, number];
+  strides: number | [number, number];
+  pad: 'valid' | 'same' | number;
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+}
 
 /** oneDNN's pooling ops, addressed the way TensorFlow's own graph rewrite addresses them. */
 function oneDnnPoolAttrs(binding: NodeBinding, x: tfType.TensorInfo, attrs: PoolAttrs): OpAttr[] | undefined {
   if (x.dtype !== 'float32' || x.shape.length !== 4) return undefined;
-  const info = tf.backend_util.computePool2DInfo(x.shape as [number, number, number, number], attrs.filterSize, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode);
+  const info = tf.backend_util.computePool2DInfo(
+    x.shape as [number, number, number, number],
+    attrs.filterSize,
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+  );
   if (info.padInfo.type !== 'VALID' && info.padInfo.type !== 'SAME') return undefined;
   return [
     typeAttr(binding, 'float32'),
@@ -141,7 +160,10 @@ function installOneDnnMaxPool(binding: NodeBinding): void {
           workspaces.delete(dataId);
         }
       }
-      const attrs = oneDnnWorks && engine.state.gradientDepth > 0 ? oneDnnPoolAttrs(binding, x, args.attrs as unknown as PoolAttrs) : undefined;
+      const attrs =
+        oneDnnWorks && engine.state.gradientDepth > 0
+          ? oneDnnPoolAttrs(binding, x, args.attrs as unknown as PoolAttrs)
+          : undefined;
       if (!attrs) return originalPool.kernelFunc(args);
       let outputs: tfType.Tensor[];
       try {

@@ -65,8 +65,12 @@ export async function trainLoop(options: TrainLoopOptions): Promise<EpochMetrics
   const stepsPerEpoch = Math.ceil(train.count / batchSize);
   const history: EpochMetrics[] = [];
   let globalStep = options.startGlobalStep;
-  const graph = options.execution === 'eager' ? { unsupported: 'eager execution requested' } : await GraphTrainStep.create(model, optimizer, featureShape, numClasses);
-  const execution: ExecutionReport = 'unsupported' in graph ? { mode: 'eager', reason: graph.unsupported } : { mode: 'graph' };
+  const graph =
+    options.execution === 'eager'
+      ? { unsupported: 'eager execution requested' }
+      : await GraphTrainStep.create(model, optimizer, featureShape, numClasses);
+  const execution: ExecutionReport =
+    'unsupported' in graph ? { mode: 'eager', reason: graph.unsupported } : { mode: 'graph' };
   options.onExecution?.(execution);
   try {
     return await epochs(graph instanceof GraphTrainStep ? graph : undefined);
@@ -89,12 +93,20 @@ export async function trainLoop(options: TrainLoopOptions): Promise<EpochMetrics
         const { xs, ys } = batchTensors(train, indices, featureShape, numClasses, scratch);
         const { loss, hits } = graph ? graphStep(graph, xs, ys, indices.length, globalStep) : await eagerStep(xs, ys);
         tf.dispose([xs, ys]);
-        if (!Number.isFinite(loss)) throw new Error(`training diverged: loss is ${loss} at epoch ${epoch + 1}, step ${step + 1}`);
+        if (!Number.isFinite(loss))
+          throw new Error(`training diverged: loss is ${loss} at epoch ${epoch + 1}, step ${step + 1}`);
         lossSum += loss * indices.length;
         correct += hits;
         seen += indices.length;
         globalStep += 1;
-        options.onStep({ epoch: epoch + 1, step: step + 1, stepsPerEpoch, globalStep, loss: lossSum / seen, accuracy: correct / seen });
+        options.onStep({
+          epoch: epoch + 1,
+          step: step + 1,
+          stepsPerEpoch,
+          globalStep,
+          loss: lossSum / seen,
+          accuracy: correct / seen,
+        });
         if (options.stepDelayMs) await new Promise((resolve) => setTimeout(resolve, options.stepDelayMs));
         else await yieldToEventLoop();
       }
@@ -125,7 +137,9 @@ export async function trainLoop(options: TrainLoopOptions): Promise<EpochMetrics
     let batchCorrect: tfType.Scalar | undefined;
     const { value, grads } = tf.variableGrads(() => {
       const probabilities = model.apply(xs, { training: true }) as tfType.Tensor;
-      batchCorrect = tf.keep(tf.sum(tf.equal(tf.argMax(probabilities, -1), tf.argMax(ys, -1))).asType('float32') as tfType.Scalar);
+      batchCorrect = tf.keep(
+        tf.sum(tf.equal(tf.argMax(probabilities, -1), tf.argMax(ys, -1))).asType('float32') as tfType.Scalar,
+      );
       return tf.mean(tf.metrics.categoricalCrossentropy(ys, probabilities)) as tfType.Scalar;
     }, variables);
     optimizer.applyGradients(grads);

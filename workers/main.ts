@@ -11,7 +11,9 @@ export async function runPoolWorker(pool: Pool): Promise<void> {
   const home = gantryHome();
   const target = await resolveTemporalTarget(home);
   const { worker, taskQueue, close } = await createPoolWorker(pool, target, home);
-  console.log(`gantry ${pool} worker: task queue ${taskQueue} on ${target.address} (namespace ${target.namespace}), pid ${process.pid}`);
+  console.log(
+    `gantry ${pool} worker: task queue ${taskQueue} on ${target.address} (namespace ${target.namespace}), pid ${process.pid}`,
+  );
   try {
     await worker.run();
   } finally {

@@ -14,7 +14,9 @@ export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', imp
 function gitCommit(): string | null {
   if (process.env.GANTRY_GIT_COMMIT) return process.env.GANTRY_GIT_COMMIT;
   try {
-    return execFileSync('git', ['rev-parse', 'HEAD'], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    return execFileSync('git', ['rev-parse', 'HEAD'], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim();
   } catch {
     return null;
   }
@@ -23,7 +25,8 @@ function gitCommit(): string | null {
 /** Concurrent training activities on one train worker: one per device (one CPU device here). */
 function trainSlots(): number {
   const value = Number(process.env.GANTRY_TRAIN_SLOTS ?? '1');
-  if (!Number.isInteger(value) || value < 1) throw new Error(`GANTRY_TRAIN_SLOTS must be a positive integer, got "${process.env.GANTRY_TRAIN_SLOTS}"`);
+  if (!Number.isInteger(value) || value < 1)
+    throw new Error(`GANTRY_TRAIN_SLOTS must be a positive integer, got "${process.env.GANTRY_TRAIN_SLOTS}"`);
   return value;
 }
 

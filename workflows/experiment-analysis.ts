@@ -33,7 +33,10 @@ export interface ExperimentVerdict {
 const normalCdf = (z: number) => 0.5 * (1 + errorFunction(z / Math.SQRT2));
 
 /** Two-sided two-proportion z-test with the pooled proportion. */
-export function twoProportionTest(a: { correct: number; labelled: number }, b: { correct: number; labelled: number }): { z: number; pValue: number } {
+export function twoProportionTest(
+  a: { correct: number; labelled: number },
+  b: { correct: number; labelled: number },
+): { z: number; pValue: number } {
   const p1 = a.correct / a.labelled;
   const p2 = b.correct / b.labelled;
   const pooled = (a.correct + b.correct) / (a.labelled + b.labelled);
@@ -45,9 +48,17 @@ export function twoProportionTest(a: { correct: number; labelled: number }, b: {
 
 const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
 
-export function decideExperiment(arms: ArmOutcome[], options: { alpha: number; minFeedback: number }): ExperimentVerdict {
+export function decideExperiment(
+  arms: ArmOutcome[],
+  options: { alpha: number; minFeedback: number },
+): ExperimentVerdict {
   const withAccuracy = arms.map((a) => ({ ...a, accuracy: a.labelled > 0 ? a.correct / a.labelled : null }));
-  const verdict = (winner: number | null, summary: string, best: number | null, comparisons: Comparison[] = []): ExperimentVerdict => ({
+  const verdict = (
+    winner: number | null,
+    summary: string,
+    best: number | null,
+    comparisons: Comparison[] = [],
+  ): ExperimentVerdict => ({
     winner,
     summary,
     best,
@@ -57,7 +68,11 @@ export function decideExperiment(arms: ArmOutcome[], options: { alpha: number; m
   });
   const short = withAccuracy.filter((a) => a.labelled < options.minFeedback);
   if (short.length) {
-    return verdict(null, `no winner: too little feedback (${short.map((a) => `v${a.version} ${a.labelled}`).join(', ')} of ${options.minFeedback} labelled predictions needed per arm)`, null);
+    return verdict(
+      null,
+      `no winner: too little feedback (${short.map((a) => `v${a.version} ${a.labelled}`).join(', ')} of ${options.minFeedback} labelled predictions needed per arm)`,
+      null,
+    );
   }
   const best = [...withAccuracy].sort((a, b) => b.accuracy! - a.accuracy! || a.version - b.version)[0]!;
   const corrected = options.alpha / Math.max(1, arms.length - 1);
@@ -70,7 +85,17 @@ export function decideExperiment(arms: ArmOutcome[], options: { alpha: number; m
   const accuracies = withAccuracy.map((a) => `v${a.version} ${pct(a.accuracy!)} of ${a.labelled}`).join(' vs ');
   const worstP = Math.max(...comparisons.map((c) => c.pValue));
   if (comparisons.every((c) => c.significant)) {
-    return verdict(best.version, `v${best.version} wins: ${accuracies} (two-proportion z-test, p ≤ ${worstP.toExponential(2)} < ${corrected})`, best.version, comparisons);
+    return verdict(
+      best.version,
+      `v${best.version} wins: ${accuracies} (two-proportion z-test, p ≤ ${worstP.toExponential(2)} < ${corrected})`,
+      best.version,
+      comparisons,
+    );
   }
-  return verdict(null, `no significant difference: ${accuracies} (p = ${worstP.toPrecision(3)} ≥ ${corrected})`, best.version, comparisons);
+  return verdict(
+    null,
+    `no significant difference: ${accuracies} (p = ${worstP.toPrecision(3)} ≥ ${corrected})`,
+    best.version,
+    comparisons,
+  );
 }

@@ -25,7 +25,8 @@ import { armsLayout } from './serving-desired';
  * two never overlap.
  */
 
-export const experimentWorkflowId = (deploymentPrefix: string, model: string) => `${deploymentPrefix}-experiment:${model}`;
+export const experimentWorkflowId = (deploymentPrefix: string, model: string) =>
+  `${deploymentPrefix}-experiment:${model}`;
 
 export interface ExperimentInput {
   model: string;
@@ -68,7 +69,16 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     retry: { initialInterval: '200ms', maximumInterval: '5s', maximumAttempts: 5 },
   });
   const now = () => new Date(Date.now()).toISOString();
-  const status: ExperimentStatus = { model, arms, phase: 'running', startedAt: null, endsAt: null, windows: {}, verdict: null, stoppedEarly: false };
+  const status: ExperimentStatus = {
+    model,
+    arms,
+    phase: 'running',
+    startedAt: null,
+    endsAt: null,
+    windows: {},
+    verdict: null,
+    stoppedEarly: false,
+  };
   const control = { stop: false };
   setHandler(experimentStatusQuery, () => status);
   setHandler(
@@ -79,40 +89,86 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       await condition(() => status.phase !== 'running');
       return status;
     },
-    { validator: (_request: { reason?: string }) => { if (status.phase !== 'running') throw new Error(`the experiment on "${model}" already ended`); } },
+    {
+      validator: (_request: { reason?: string }) => {
+        if (status.phase !== 'running') throw new Error(`the experiment on "${model}" already ended`);
+      },
+    },
   );
 
   await deploy.claimTraffic({ model, request: { owner, kind: 'experiment', version: null } });
   try {
     const description = arms.map((a) => `v${a.version}:${a.weight}`).join(' ');
-    await deploy.setServing({ model, request: { owner, layout: armsLayout(arms, input.championAlias, input.champion), note: `experiment ${description} for ${input.duration}` } });
+    await deploy.setServing({
+      model,
+      request: {
+        owner,
+        layout: armsLayout(arms, input.championAlias, input.champion),
+        note: `experiment ${description} for ${input.duration}`,
+      },
+    });
     const since = (await deploy.measureServing({ model, since: null })).snapshot;
     status.startedAt = now();
     const end = Date.now() + msToNumber(input.duration as Parameters<typeof msToNumber>[0]);
     status.endsAt = new Date(end).toISOString();
-    await deploy.recordEvent({ model, request: { owner, kind: 'experiment', version: null, message: `experiment started: ${description} until ${status.endsAt}` } });
+    await deploy.recordEvent({
+      model,
+      request: {
+        owner,
+        kind: 'experiment',
+        version: null,
+        message: `experiment started: ${description} until ${status.endsAt}`,
+      },
+    });
 
     const measure = async () => {
       const measured = await deploy.measureServing({ model, since });
-      status.windows = Object.fromEntries(arms.map((a) => [String(a.version), measured.versions[String(a.version)] ?? EMPTY_WINDOW]));
+      status.windows = Object.fromEntries(
+        arms.map((a) => [String(a.version), measured.versions[String(a.version)] ?? EMPTY_WINDOW]),
+      );
     };
     while (!control.stop && Date.now() < end) {
-      await condition(() => control.stop, Math.min(msToNumber(input.analysisInterval as Parameters<typeof msToNumber>[0]), end - Date.now()));
+      await condition(
+        () => control.stop,
+        Math.min(msToNumber(input.analysisInterval as Parameters<typeof msToNumber>[0]), end - Date.now()),
+      );
       await measure();
     }
     const verdict = decideExperiment(
-      arms.map((a) => ({ version: a.version, labelled: status.windows[String(a.version)]!.feedback.labelled, correct: status.windows[String(a.version)]!.feedback.correct })),
+      arms.map((a) => ({
+        version: a.version,
+        labelled: status.windows[String(a.version)]!.feedback.labelled,
+        correct: status.windows[String(a.version)]!.feedback.correct,
+      })),
       { alpha: input.alpha, minFeedback: input.minFeedback },
     );
     status.verdict = verdict;
-    await deploy.recordEvent({ model, request: { owner, kind: 'experiment', version: verdict.winner, message: `experiment ${description}${status.stoppedEarly ? ' (stopped early)' : ''}: ${verdict.summary}`, details: { verdict, windows: status.windows } } });
-    await deploy.releaseTraffic({ model, owner, note: `experiment over (${verdict.winner ? `v${verdict.winner} won` : 'no winner'}); the champion serves again` });
+    await deploy.recordEvent({
+      model,
+      request: {
+        owner,
+        kind: 'experiment',
+        version: verdict.winner,
+        message: `experiment ${description}${status.stoppedEarly ? ' (stopped early)' : ''}: ${verdict.summary}`,
+        details: { verdict, windows: status.windows },
+      },
+    });
+    await deploy.releaseTraffic({
+      model,
+      owner,
+      note: `experiment over (${verdict.winner ? `v${verdict.winner} won` : 'no winner'}); the champion serves again`,
+    });
     status.phase = 'finished';
     return status;
   } catch (error) {
-    await CancellationScope.nonCancellable(() => deploy.releaseTraffic({ model, owner, note: 'experiment ended early; the champion serves again' }));
+    await CancellationScope.nonCancellable(() =>
+      deploy.releaseTraffic({ model, owner, note: 'experiment ended early; the champion serves again' }),
+    );
     status.phase = 'cancelled';
     if (isCancellation(error)) throw error;
-    throw ApplicationFailure.nonRetryable(`experiment on ${model} failed: ${failureMessage(error)}`, 'ExperimentFailed');
+    throw ApplicationFailure.nonRetryable(
+      `experiment on ${model} failed: ${failureMessage(error)}`,
+      'ExperimentFailed',
+    );
   }
 }

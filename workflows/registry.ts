@@ -142,18 +142,28 @@ export interface ServingChange {
 }
 
 export const registerVersionUpdate = defineUpdate<{ version: number }, [RegisterRequest]>('registerVersion');
-export const publishVersionUpdate = defineUpdate<{ version: number; alias: string | null; previous: number | null }, [PublishRequest]>('publishVersion');
+export const publishVersionUpdate = defineUpdate<
+  { version: number; alias: string | null; previous: number | null },
+  [PublishRequest]
+>('publishVersion');
 export const promoteUpdate = defineUpdate<ServingChange, [PromoteRequest]>('promote');
-export const rollbackUpdate = defineUpdate<ServingChange & { rolledBack: number | null }, [RollbackRequest]>('rollback');
+export const rollbackUpdate = defineUpdate<ServingChange & { rolledBack: number | null }, [RollbackRequest]>(
+  'rollback',
+);
 export const claimTrafficUpdate = defineUpdate<TrafficOwner, [ClaimTrafficRequest]>('claimTraffic');
 /** The owner hands the traffic back: the champion alone serves again. */
-export const releaseTrafficUpdate = defineUpdate<ServingChange | null, [{ owner: string; note?: string }]>('releaseTraffic');
+export const releaseTrafficUpdate = defineUpdate<ServingChange | null, [{ owner: string; note?: string }]>(
+  'releaseTraffic',
+);
 export const setServingUpdate = defineUpdate<ServingChange, [SetServingRequest]>('setServing');
 export const concludeUpdate = defineUpdate<ServingChange, [ConcludeRequest]>('conclude');
 export const recordEventUpdate = defineUpdate<void, [RecordEventRequest]>('recordEvent');
 /** Applies the desired serving state to every server now (e.g. after adding a server). */
 export const reconcileUpdate = defineUpdate<ApplyReport | null, []>('reconcile');
-export const setAliasUpdate = defineUpdate<{ alias: string; version: number; previous: number | null }, [{ alias: string; version: number }]>('setAlias');
+export const setAliasUpdate = defineUpdate<
+  { alias: string; version: number; previous: number | null },
+  [{ alias: string; version: number }]
+>('setAlias');
 export const registryStateQuery = defineQuery<RegistryState>('state');
 export const versionsQuery = defineQuery<ModelVersion[]>('versions');
 export const aliasesQuery = defineQuery<Record<string, number>>('aliases');
@@ -201,14 +211,16 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
   };
   const requirePublished = (version: number): ModelVersion => {
     const entry = findVersion(version);
-    if (entry.status !== 'published') throw new Error(`version ${version} of "${state.model}" is not published (it is ${entry.status})`);
+    if (entry.status !== 'published')
+      throw new Error(`version ${version} of "${state.model}" is not published (it is ${entry.status})`);
     return entry;
   };
   const champion = (): number | null => state.aliases[state.championAlias!] ?? null;
   const moveAlias = (alias: string, version: number) => {
     const previous = state.aliases[alias] ?? null;
     state.aliases[alias] = version;
-    if (alias === state.championAlias && previous !== null && previous !== version) state.championHistory!.push(previous);
+    if (alias === state.championAlias && previous !== null && previous !== version)
+      state.championHistory!.push(previous);
     return previous;
   };
   const record = (event: Omit<RegistryEvent, 'at'>) => {
@@ -219,9 +231,12 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
   const requireOwner = (owner: string | undefined, what: string) => {
     const holder = state.trafficOwner;
     if (holder && holder.id !== owner) {
-      throw new Error(`${what}: the ${holder.kind} ${holder.id} (version ${holder.version ?? '-'}) steers "${state.model}"'s traffic since ${holder.since}; send it to that ${holder.kind} or stop it first`);
+      throw new Error(
+        `${what}: the ${holder.kind} ${holder.id} (version ${holder.version ?? '-'}) steers "${state.model}"'s traffic since ${holder.since}; send it to that ${holder.kind} or stop it first`,
+      );
     }
-    if (owner !== undefined && (!holder || holder.id !== owner)) throw new Error(`${what}: ${owner} does not hold "${state.model}"'s traffic`);
+    if (owner !== undefined && (!holder || holder.id !== owner))
+      throw new Error(`${what}: ${owner} does not hold "${state.model}"'s traffic`);
   };
 
   // ---- applying the desired serving state: one apply at a time, always the latest state ----
@@ -285,7 +300,12 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
         entry.status = 'published';
         entry.publishedPath = request.publishedPath;
         entry.publishedAt = now();
-        record({ kind: 'published', version: request.version, by: 'pipeline', message: `v${request.version} published to ${request.publishedPath}` });
+        record({
+          kind: 'published',
+          version: request.version,
+          by: 'pipeline',
+          message: `v${request.version} published to ${request.publishedPath}`,
+        });
       }
       if (request.alias === null) return { version: request.version, alias: null, previous: null };
       if (request.alias === state.championAlias && champion() === request.version) {
@@ -293,7 +313,12 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
       }
       const previous = moveAlias(request.alias, request.version);
       if (request.alias === state.championAlias) {
-        record({ kind: 'promoted', version: request.version, by: 'pipeline', message: `v${request.version} is the champion (published without a rollout)` });
+        record({
+          kind: 'promoted',
+          version: request.version,
+          by: 'pipeline',
+          message: `v${request.version} is the champion (published without a rollout)`,
+        });
         await desire(championLayout(), `champion v${request.version}`);
       }
       return { version: request.version, alias: request.alias, previous };
@@ -320,7 +345,9 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
       validator: ({ alias, version }) => {
         if (!/^[A-Za-z0-9_-]+$/.test(alias)) throw new Error(`alias "${alias}" must match [A-Za-z0-9_-]+`);
         if (findVersion(version).status !== 'published') {
-          throw new Error(`version ${version} of "${state.model}" is not published; only published versions can carry an alias`);
+          throw new Error(
+            `version ${version} of "${state.model}" is not published; only published versions can carry an alias`,
+          );
         }
         if (alias === state.championAlias) requireOwner(undefined, `alias ${alias}`);
       },
@@ -333,7 +360,12 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
       const entry = findVersion(version);
       entry.rolledBack = null;
       moveAlias(state.championAlias!, version);
-      record({ kind: 'promoted', version, by: owner ?? 'manual', message: `v${version} promoted to ${state.championAlias}${reason ? `: ${reason}` : ''}` });
+      record({
+        kind: 'promoted',
+        version,
+        by: owner ?? 'manual',
+        message: `v${version} promoted to ${state.championAlias}${reason ? `: ${reason}` : ''}`,
+      });
       return desire(championLayout(), `champion v${version} (promoted)`);
     },
     {
@@ -348,7 +380,8 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
     const current = champion();
     if (to !== undefined) return to;
     const previous = [...state.championHistory!].reverse().find((v) => v !== current && !findVersion(v).rolledBack);
-    if (previous === undefined) throw new Error(`model "${state.model}" has no earlier champion to roll back to; name a version with --to`);
+    if (previous === undefined)
+      throw new Error(`model "${state.model}" has no earlier champion to roll back to; name a version with --to`);
     return previous;
   };
   setHandler(
@@ -360,8 +393,16 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
       if (current !== null && current !== target) findVersion(current).rolledBack = { at: now(), reasons };
       findVersion(target).rolledBack = null;
       moveAlias(state.championAlias!, target);
-      record({ kind: 'rolled-back', version: current, by: owner ?? 'manual', message: `rolled back from v${current ?? '-'} to v${target}: ${reasons.join('; ')}` });
-      return { ...(await desire(championLayout(), `champion v${target} (rolled back from v${current ?? '-'})`)), rolledBack: current };
+      record({
+        kind: 'rolled-back',
+        version: current,
+        by: owner ?? 'manual',
+        message: `rolled back from v${current ?? '-'} to v${target}: ${reasons.join('; ')}`,
+      });
+      return {
+        ...(await desire(championLayout(), `champion v${target} (rolled back from v${current ?? '-'})`)),
+        rolledBack: current,
+      };
     },
     {
       validator: ({ to, owner }) => {
@@ -370,7 +411,9 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
         requirePublished(target);
         const current = champion();
         if (to !== undefined && current !== null && to >= current) {
-          throw new Error(`rollback --to ${to}: only an earlier version than the champion v${current} (use promote to move forward)`);
+          throw new Error(
+            `rollback --to ${to}: only an earlier version than the champion v${current} (use promote to move forward)`,
+          );
         }
       },
     },
@@ -381,14 +424,21 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
     ({ owner, kind, version }) => {
       if (state.trafficOwner?.id === owner) return state.trafficOwner;
       state.trafficOwner = { id: owner, kind, version, since: now() };
-      record({ kind: kind === 'rollout' ? 'rollout' : 'experiment', version, by: owner, message: `${kind} ${owner} took "${state.model}"'s traffic` });
+      record({
+        kind: kind === 'rollout' ? 'rollout' : 'experiment',
+        version,
+        by: owner,
+        message: `${kind} ${owner} took "${state.model}"'s traffic`,
+      });
       return state.trafficOwner;
     },
     {
       validator: ({ owner, version }) => {
         const holder = state.trafficOwner;
         if (holder && holder.id !== owner) {
-          throw new Error(`the ${holder.kind} ${holder.id} (version ${holder.version ?? '-'}) already steers "${state.model}"'s traffic since ${holder.since}; two never run at once`);
+          throw new Error(
+            `the ${holder.kind} ${holder.id} (version ${holder.version ?? '-'}) already steers "${state.model}"'s traffic since ${holder.since}; two never run at once`,
+          );
         }
         if (version !== null) requirePublished(version);
       },
@@ -398,19 +448,17 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
   setHandler(releaseTrafficUpdate, async ({ owner, note }) => {
     if (state.trafficOwner?.id !== owner) return null;
     state.trafficOwner = null;
-    return champion() === null ? null : desire(championLayout(), note ?? `champion v${champion()} (traffic released by ${owner})`);
+    return champion() === null
+      ? null
+      : desire(championLayout(), note ?? `champion v${champion()} (traffic released by ${owner})`);
   });
 
-  setHandler(
-    setServingUpdate,
-    async ({ owner, layout, note }) => desire(layout, note),
-    {
-      validator: ({ owner, layout }) => {
-        requireOwner(owner, 'set serving');
-        for (const version of layout.versions) requirePublished(version);
-      },
+  setHandler(setServingUpdate, async ({ owner, layout, note }) => desire(layout, note), {
+    validator: ({ owner, layout }) => {
+      requireOwner(owner, 'set serving');
+      for (const version of layout.versions) requirePublished(version);
     },
-  );
+  });
 
   setHandler(
     concludeUpdate,
@@ -422,19 +470,34 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
       } else {
         entry.rolledBack = { at: now(), reasons };
       }
-      record({ kind: outcome === 'promoted' ? 'promoted' : 'rolled-back', version: candidate, by: owner, message: `v${candidate} ${outcome}: ${reasons.join('; ')}`, details });
+      record({
+        kind: outcome === 'promoted' ? 'promoted' : 'rolled-back',
+        version: candidate,
+        by: owner,
+        message: `v${candidate} ${outcome}: ${reasons.join('; ')}`,
+        details,
+      });
       state.trafficOwner = null;
       const current = champion();
       // Nothing was ever promoted: serve nothing rather than a rolled-back candidate.
       if (current === null) return desire(noVersions(), `v${candidate} rolled back; no champion`);
-      return desire(championLayout(), outcome === 'promoted' ? `champion v${candidate} (rollout promoted it)` : `champion v${current} (v${candidate} rolled back)`);
+      return desire(
+        championLayout(),
+        outcome === 'promoted'
+          ? `champion v${candidate} (rollout promoted it)`
+          : `champion v${current} (v${candidate} rolled back)`,
+      );
     },
-    { validator: ({ owner, candidate }) => { requireOwner(owner, 'conclude'); requirePublished(candidate); } },
+    {
+      validator: ({ owner, candidate }) => {
+        requireOwner(owner, 'conclude');
+        requirePublished(candidate);
+      },
+    },
   );
 
-  setHandler(
-    recordEventUpdate,
-    ({ owner, kind, version, message, details }) => record({ kind, version, by: owner, message, details }),
+  setHandler(recordEventUpdate, ({ owner, kind, version, message, details }) =>
+    record({ kind, version, by: owner, message, details }),
   );
 
   setHandler(reconcileUpdate, () => applyLatest());

@@ -37,7 +37,12 @@ export interface RunProgress {
   stage: Stage | null;
   stages: Record<Stage, StageStatus>;
   train: (TrainProgress & { epochs: number }) | null;
-  dataset: { fingerprint: string; counts: { train: number; validation: number; test: number }; drifted: boolean; driftReasons: string[] } | null;
+  dataset: {
+    fingerprint: string;
+    counts: { train: number; validation: number; test: number };
+    drifted: boolean;
+    driftReasons: string[];
+  } | null;
   evaluation: Pick<EvaluationResult, 'blessed' | 'reasons' | 'candidate' | 'champion'> | null;
   version: number | null;
   /** The rollout child's workflow id while it runs (query it for the steps and decisions). */
@@ -85,7 +90,14 @@ export async function retrainWorkflow({ spec, taskQueues, deploymentPrefix }: Re
     model: spec.model.name,
     status: 'running',
     stage: null,
-    stages: { ingest: 'pending', train: 'pending', evaluate: 'pending', register: 'pending', publish: 'pending', rollout: 'pending' },
+    stages: {
+      ingest: 'pending',
+      train: 'pending',
+      evaluate: 'pending',
+      register: 'pending',
+      publish: 'pending',
+      rollout: 'pending',
+    },
     train: null,
     dataset: null,
     evaluation: null,
@@ -99,7 +111,11 @@ export async function retrainWorkflow({ spec, taskQueues, deploymentPrefix }: Re
     // A lost attempt's last signals can land after its successor's first ones: newer attempts win,
     // and within one attempt the furthest step does.
     const current = progress.train;
-    if (!current || update.attempt > current.attempt || (update.attempt === current.attempt && update.globalStep >= current.globalStep)) {
+    if (
+      !current ||
+      update.attempt > current.attempt ||
+      (update.attempt === current.attempt && update.globalStep >= current.globalStep)
+    ) {
       progress.train = { ...update, epochs: spec.train.epochs };
     }
   });
@@ -119,9 +135,17 @@ export async function retrainWorkflow({ spec, taskQueues, deploymentPrefix }: Re
       }
       progress.stages[name] = 'failed';
       progress.status = 'failed';
-      const cause = (error instanceof ActivityFailure || error instanceof ChildWorkflowFailure) && error.cause ? error.cause : (error as Error);
+      const cause =
+        (error instanceof ActivityFailure || error instanceof ChildWorkflowFailure) && error.cause
+          ? error.cause
+          : (error as Error);
       progress.error = `${name}: ${cause.message}`;
-      throw ApplicationFailure.create({ message: progress.error, type: `${name}Failed`, nonRetryable: true, cause: error as Error });
+      throw ApplicationFailure.create({
+        message: progress.error,
+        type: `${name}Failed`,
+        nonRetryable: true,
+        cause: error as Error,
+      });
     }
   }
 
@@ -138,12 +162,22 @@ export async function retrainWorkflow({ spec, taskQueues, deploymentPrefix }: Re
   const distributed = spec.train.replicas > 1 || spec.train.strategy !== 'mirrored';
   const trained: TrainResult = await stage('train', () =>
     distributed
-      ? executeChild(trainJobWorkflow, { workflowId: trainJobWorkflowId(runId), args: [{ runId, spec, dataset, taskQueue: taskQueues.train }] })
+      ? executeChild(trainJobWorkflow, {
+          workflowId: trainJobWorkflowId(runId),
+          args: [{ runId, spec, dataset, taskQueue: taskQueues.train }],
+        })
       : trainer.train({ runId, spec, dataset }),
   );
 
-  const evaluation = await stage('evaluate', () => control.evaluate({ runId, spec, dataset, modelUri: trained.modelUri }));
-  progress.evaluation = { blessed: evaluation.blessed, reasons: evaluation.reasons, candidate: evaluation.candidate, champion: evaluation.champion };
+  const evaluation = await stage('evaluate', () =>
+    control.evaluate({ runId, spec, dataset, modelUri: trained.modelUri }),
+  );
+  progress.evaluation = {
+    blessed: evaluation.blessed,
+    reasons: evaluation.reasons,
+    candidate: evaluation.candidate,
+    champion: evaluation.champion,
+  };
 
   const { version } = await stage('register', () =>
     control.register({ runId, spec, datasetFingerprint: dataset.fingerprint, trained, evaluation }),
@@ -153,8 +187,18 @@ export async function retrainWorkflow({ spec, taskQueues, deploymentPrefix }: Re
   let publishedPath: string | null = null;
   const rolloutSpec = spec.deployment.rollout?.enabled ? spec.deployment.rollout : null;
   if (evaluation.blessed && spec.deployment.publish) {
-    publishedPath = (await stage('publish', () => control.publish({ runId, spec, version, modelUri: trained.modelUri, evaluation, moveAlias: rolloutSpec === null })))
-      .publishedPath;
+    publishedPath = (
+      await stage('publish', () =>
+        control.publish({
+          runId,
+          spec,
+          version,
+          modelUri: trained.modelUri,
+          evaluation,
+          moveAlias: rolloutSpec === null,
+        }),
+      )
+    ).publishedPath;
   } else {
     progress.stages.publish = 'skipped';
   }
@@ -170,7 +214,16 @@ export async function retrainWorkflow({ spec, taskQueues, deploymentPrefix }: Re
         taskQueue: taskQueues.control,
         // Cancelling the run cancels the rollout, which hands the traffic back to the champion.
         parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
-        args: [{ model: spec.model.name, candidate: version, champion: evaluation.champion?.version ?? null, championAlias: spec.deployment.alias, spec: rolloutSpec, runId }],
+        args: [
+          {
+            model: spec.model.name,
+            candidate: version,
+            champion: evaluation.champion?.version ?? null,
+            championAlias: spec.deployment.alias,
+            spec: rolloutSpec,
+            runId,
+          },
+        ],
       }),
     );
     progress.rollout = rollout.outcome && { result: rollout.outcome.result, reasons: rollout.outcome.reasons };
@@ -188,11 +241,15 @@ export async function retrainWorkflow({ spec, taskQueues, deploymentPrefix }: Re
     blessed: evaluation.blessed,
     published: publishedPath !== null,
     publishedPath,
-    rollout: rollout?.outcome ? { result: rollout.outcome.result, reasons: rollout.outcome.reasons, decisions: rollout.decisions.length } : null,
+    rollout: rollout?.outcome
+      ? { result: rollout.outcome.result, reasons: rollout.outcome.reasons, decisions: rollout.decisions.length }
+      : null,
     promoted: publishedPath !== null && (rollout === null || rollout.outcome?.result === 'promoted'),
     testAccuracy: evaluation.candidate.accuracy,
     testLoss: evaluation.candidate.loss,
-    champion: evaluation.champion ? { version: evaluation.champion.version, testAccuracy: evaluation.champion.metrics.accuracy } : null,
+    champion: evaluation.champion
+      ? { version: evaluation.champion.version, testAccuracy: evaluation.champion.metrics.accuracy }
+      : null,
     reasons: evaluation.reasons,
     backend: trained.backend.name,
     backends: { train: trained.backend, evaluate: evaluation.backend },

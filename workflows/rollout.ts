@@ -107,7 +107,10 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
     outcome: null,
   };
   // In an object, not `let`s: handlers set them while the main body awaits.
-  const requests: { manual: { action: 'promote' | 'rollback'; reason: string } | null; approved: boolean } = { manual: null, approved: false };
+  const requests: { manual: { action: 'promote' | 'rollback'; reason: string } | null; approved: boolean } = {
+    manual: null,
+    approved: false,
+  };
   const finished = () => status.outcome !== null;
 
   setHandler(rolloutStatusQuery, () => status);
@@ -119,7 +122,11 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
       if (status.phase === 'awaiting-approval') await condition(finished);
       return status;
     },
-    { validator: (_request: ManualRequest) => { if (finished()) throw new Error(`the rollout of v${candidate} already ended: ${status.outcome!.result}`); } },
+    {
+      validator: (_request: ManualRequest) => {
+        if (finished()) throw new Error(`the rollout of v${candidate} already ended: ${status.outcome!.result}`);
+      },
+    },
   );
   setHandler(
     promoteRolloutUpdate,
@@ -128,7 +135,11 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
       await condition(finished);
       return status;
     },
-    { validator: (_request: ManualRequest) => { if (finished()) throw new Error(`the rollout of v${candidate} already ended: ${status.outcome!.result}`); } },
+    {
+      validator: (_request: ManualRequest) => {
+        if (finished()) throw new Error(`the rollout of v${candidate} already ended: ${status.outcome!.result}`);
+      },
+    },
   );
   setHandler(
     rollbackRolloutUpdate,
@@ -137,10 +148,16 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
       await condition(finished);
       return status;
     },
-    { validator: (_request: ManualRequest) => { if (finished()) throw new Error(`the rollout of v${candidate} already ended: ${status.outcome!.result}`); } },
+    {
+      validator: (_request: ManualRequest) => {
+        if (finished()) throw new Error(`the rollout of v${candidate} already ended: ${status.outcome!.result}`);
+      },
+    },
   );
 
-  function decide(d: Omit<RolloutDecision, 'at' | 'step' | 'percent'> & { step?: number | null; percent?: number }): RolloutDecision {
+  function decide(
+    d: Omit<RolloutDecision, 'at' | 'step' | 'percent'> & { step?: number | null; percent?: number },
+  ): RolloutDecision {
     const decision: RolloutDecision = { at: now(), step: status.step, percent: status.percent, ...d };
     status.latest = decision;
     if (d.action !== 'analyse') status.decisions.push(decision);
@@ -152,7 +169,13 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
     const decision = decide(d);
     await deploy.recordEvent({
       model,
-      request: { owner, kind: 'rollout', version: candidate, message: `rollout v${candidate}: ${decision.phase}${decision.step ? ` step ${decision.step}` : ''} ${decision.action} — ${decision.message}`, details: decision },
+      request: {
+        owner,
+        kind: 'rollout',
+        version: candidate,
+        message: `rollout v${candidate}: ${decision.phase}${decision.step ? ` step ${decision.step}` : ''} ${decision.action} — ${decision.message}`,
+        details: decision,
+      },
     });
   }
   async function serve(layout: ServingLayout, note: string): Promise<void> {
@@ -160,7 +183,10 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
   }
   async function conclude(result: 'promoted' | 'rolled-back', reasons: string[]): Promise<RolloutStatus> {
     decide({ phase: 'final', action: result === 'promoted' ? 'promote' : 'rollback', message: reasons.join('; ') });
-    await deploy.conclude({ model, request: { owner, candidate, outcome: result, reasons, details: { decisions: status.decisions } } });
+    await deploy.conclude({
+      model,
+      request: { owner, candidate, outcome: result, reasons, details: { decisions: status.decisions } },
+    });
     status.phase = result;
     status.outcome = { result, reasons, at: now() };
     return status;
@@ -169,10 +195,16 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
   await deploy.claimTraffic({ model, request: { owner, kind: 'rollout', version: candidate } });
   try {
     if (champion === null || champion === candidate) {
-      return await conclude('promoted', [champion === null ? 'no champion to compare against: the first version is promoted at once' : `v${candidate} is already the champion`]);
+      return await conclude('promoted', [
+        champion === null
+          ? 'no champion to compare against: the first version is promoted at once'
+          : `v${candidate} is already the champion`,
+      ]);
     }
     if ((await deploy.servingServers()).length === 0) {
-      return await conclude('promoted', ['no model servers are configured (GANTRY_SERVERS or GANTRY_HOME/servers.json): promoted without a canary']);
+      return await conclude('promoted', [
+        'no model servers are configured (GANTRY_SERVERS or GANTRY_HOME/servers.json): promoted without a canary',
+      ]);
     }
 
     const championKey = String(champion);
@@ -199,7 +231,11 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
         let canaryWindow: VersionWindow | undefined;
         let championWindow: VersionWindow | null = null;
         if (phase === 'shadow') {
-          judgement = judgeShadow(measured.shadow[candidateKey] ?? { agree: 0, disagree: 0, error: 0 }, spec.thresholds, spec.minRequests);
+          judgement = judgeShadow(
+            measured.shadow[candidateKey] ?? { agree: 0, disagree: 0, error: 0 },
+            spec.thresholds,
+            spec.minRequests,
+          );
         } else {
           canaryWindow = measured.versions[candidateKey] ?? EMPTY_WINDOW;
           const championNow = measured.versions[championKey] ?? EMPTY_WINDOW;
@@ -208,35 +244,80 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
           judgement = judgeCanary(canaryWindow, championWindow, spec.thresholds, spec.minRequests);
         }
         const unreachable = measured.servers.filter((s) => !s.ok).map((s) => `${s.url}: ${s.error}`);
-        decide({ phase, action: 'analyse', message: [...judgement.breaches, ...judgement.passed, ...judgement.pending, ...unreachable.map((u) => `unreachable ${u}`)].join('; '), judgement, canary: canaryWindow, champion: championWindow });
+        decide({
+          phase,
+          action: 'analyse',
+          message: [
+            ...judgement.breaches,
+            ...judgement.passed,
+            ...judgement.pending,
+            ...unreachable.map((u) => `unreachable ${u}`),
+          ].join('; '),
+          judgement,
+          canary: canaryWindow,
+          champion: championWindow,
+        });
         if (judgement.breaches.length) {
-          await decideAndRecord({ phase, action: 'breach', message: judgement.breaches.join('; '), judgement, canary: canaryWindow, champion: championWindow });
+          await decideAndRecord({
+            phase,
+            action: 'breach',
+            message: judgement.breaches.join('; '),
+            judgement,
+            canary: canaryWindow,
+            champion: championWindow,
+          });
           return judgement.breaches;
         }
         if (remaining > 0) continue;
         if (judgement.enough) {
-          await decideAndRecord({ phase, action: 'pass', message: judgement.passed.join('; ') || 'no threshold broken', judgement, canary: canaryWindow, champion: championWindow });
+          await decideAndRecord({
+            phase,
+            action: 'pass',
+            message: judgement.passed.join('; ') || 'no threshold broken',
+            judgement,
+            canary: canaryWindow,
+            champion: championWindow,
+          });
           return 'pass';
         }
         if (extensions >= spec.maxExtensions) {
           const reason = `too little traffic to judge${status.step ? ` step ${status.step}` : ' the shadow phase'} after ${extensions} extension(s): ${judgement.pending.join('; ')}`;
-          await decideAndRecord({ phase, action: 'breach', message: reason, judgement, canary: canaryWindow, champion: championWindow });
+          await decideAndRecord({
+            phase,
+            action: 'breach',
+            message: reason,
+            judgement,
+            canary: canaryWindow,
+            champion: championWindow,
+          });
           return [reason];
         }
         extensions++;
         status.extensions++;
         remaining = msOf(bakeFor);
         // The window keeps growing from the phase's start: the extension adds traffic to judge.
-        await decideAndRecord({ phase, action: 'extend', message: `bake extended (${extensions}/${spec.maxExtensions}): ${judgement.pending.join('; ')}` });
+        await decideAndRecord({
+          phase,
+          action: 'extend',
+          message: `bake extended (${extensions}/${spec.maxExtensions}): ${judgement.pending.join('; ')}`,
+        });
       }
     }
 
-    const finishManually = () => conclude(requests.manual!.action === 'promote' ? 'promoted' : 'rolled-back', [requests.manual!.reason]);
+    const finishManually = () =>
+      conclude(requests.manual!.action === 'promote' ? 'promoted' : 'rolled-back', [requests.manual!.reason]);
 
     if (spec.shadow) {
       status.phase = 'shadow';
-      await serve(shadowLayout(champion, candidate, spec.shadow.percent, input.championAlias), `rollout v${candidate}: shadow ${spec.shadow.percent} %`);
-      await decideAndRecord({ phase: 'shadow', action: 'start', message: `a copy of ${spec.shadow.percent} % of the traffic goes to v${candidate}; v${champion} answers` });
+      await serve(
+        shadowLayout(champion, candidate, spec.shadow.percent, input.championAlias),
+        `rollout v${candidate}: shadow ${spec.shadow.percent} %`,
+      );
+      await decideAndRecord({
+        phase: 'shadow',
+        action: 'start',
+        message: `a copy of ${spec.shadow.percent} % of the traffic goes to v${candidate}; v${champion} answers`,
+      });
       const result = await bake('shadow', spec.shadow.bake);
       if (result === 'manual') return await finishManually();
       if (result !== 'pass') return await conclude('rolled-back', result);
@@ -246,8 +327,15 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
       status.phase = 'canary';
       status.step = index + 1;
       status.percent = step.percent;
-      await serve(canaryLayout(champion, candidate, step.percent, input.championAlias), `rollout v${candidate}: step ${index + 1}/${spec.steps.length}, ${step.percent} %`);
-      await decideAndRecord({ phase: 'canary', action: 'start', message: `v${candidate} takes ${step.percent} % of the traffic for ${step.bake}` });
+      await serve(
+        canaryLayout(champion, candidate, step.percent, input.championAlias),
+        `rollout v${candidate}: step ${index + 1}/${spec.steps.length}, ${step.percent} %`,
+      );
+      await decideAndRecord({
+        phase: 'canary',
+        action: 'start',
+        message: `v${candidate} takes ${step.percent} % of the traffic for ${step.bake}`,
+      });
       const result = await bake('canary', step.bake);
       if (result === 'manual') return await finishManually();
       if (result !== 'pass') return await conclude('rolled-back', result);
@@ -255,15 +343,26 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
 
     if (spec.approval) {
       status.phase = 'awaiting-approval';
-      await decideAndRecord({ phase: 'approval', action: 'start', message: `every step passed; waiting up to ${spec.approval.timeout} for \`gantry approve ${model}\`` });
+      await decideAndRecord({
+        phase: 'approval',
+        action: 'start',
+        message: `every step passed; waiting up to ${spec.approval.timeout} for \`gantry approve ${model}\``,
+      });
       const answered = await condition(() => requests.approved || requests.manual !== null, spec.approval.timeout);
       if (requests.manual) return await finishManually();
       if (!answered) {
-        await decideAndRecord({ phase: 'approval', action: 'timeout', message: `no approval within ${spec.approval.timeout}: ${spec.approval.onTimeout}` });
-        if (spec.approval.onTimeout === 'rollback') return await conclude('rolled-back', [`not approved within ${spec.approval.timeout}`]);
+        await decideAndRecord({
+          phase: 'approval',
+          action: 'timeout',
+          message: `no approval within ${spec.approval.timeout}: ${spec.approval.onTimeout}`,
+        });
+        if (spec.approval.onTimeout === 'rollback')
+          return await conclude('rolled-back', [`not approved within ${spec.approval.timeout}`]);
       }
     }
-    return await conclude('promoted', [`all ${spec.steps.length} steps passed${spec.shadow ? ' after the shadow phase' : ''}${requests.approved ? ', approved' : ''}`]);
+    return await conclude('promoted', [
+      `all ${spec.steps.length} steps passed${spec.shadow ? ' after the shadow phase' : ''}${requests.approved ? ', approved' : ''}`,
+    ]);
   } catch (error) {
     // Cancelled or failed midway: the champion keeps the traffic and the candidate is rolled back.
     if (!finished()) {
@@ -271,7 +370,10 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
       await CancellationScope.nonCancellable(() => conclude('rolled-back', [reason]));
     }
     if (isCancellation(error)) throw error;
-    throw ApplicationFailure.nonRetryable(`rollout of ${model} v${candidate} failed: ${failureMessage(error)}`, 'RolloutFailed');
+    throw ApplicationFailure.nonRetryable(
+      `rollout of ${model} v${candidate} failed: ${failureMessage(error)}`,
+      'RolloutFailed',
+    );
   }
 }
 

@@ -36,20 +36,40 @@ export interface ApplyReport {
 
 /** Production as usual: the champion alone takes all traffic. */
 export function championOnly(champion: number, championAlias: string): ServingLayout {
-  return { versions: [champion], labels: { [championAlias]: champion }, split: [{ version: champion, weight: 100 }], shadow: null };
+  return {
+    versions: [champion],
+    labels: { [championAlias]: champion },
+    split: [{ version: champion, weight: 100 }],
+    shadow: null,
+  };
 }
 
 /** A canary step: `percent` % of the traffic to the candidate, the rest to the champion (both loaded). */
-export function canaryLayout(champion: number, candidate: number, percent: number, championAlias: string): ServingLayout {
+export function canaryLayout(
+  champion: number,
+  candidate: number,
+  percent: number,
+  championAlias: string,
+): ServingLayout {
   const split = [
     ...(percent < 100 ? [{ version: champion, weight: 100 - percent }] : []),
     { version: candidate, weight: percent },
   ];
-  return { versions: [champion, candidate], labels: { [championAlias]: champion, canary: candidate }, split, shadow: null };
+  return {
+    versions: [champion, candidate],
+    labels: { [championAlias]: champion, canary: candidate },
+    split,
+    shadow: null,
+  };
 }
 
 /** The shadow phase: the champion answers everything; a copy of `percent` % goes to the candidate. */
-export function shadowLayout(champion: number, candidate: number, percent: number, championAlias: string): ServingLayout {
+export function shadowLayout(
+  champion: number,
+  candidate: number,
+  percent: number,
+  championAlias: string,
+): ServingLayout {
   return {
     versions: [champion, candidate],
     labels: { [championAlias]: champion, canary: candidate },
@@ -59,9 +79,20 @@ export function shadowLayout(champion: number, candidate: number, percent: numbe
 }
 
 /** An A/B experiment: the arms split the traffic by weight (sticky per client key on the server). */
-export function armsLayout(arms: { version: number; weight: number }[], championAlias: string, champion: number | null): ServingLayout {
-  const versions = [...new Set([...(champion !== null ? [champion] : []), ...arms.map((a) => a.version)])].sort((a, b) => a - b);
-  return { versions, labels: champion !== null ? { [championAlias]: champion } : {}, split: arms.map((a) => ({ ...a })), shadow: null };
+export function armsLayout(
+  arms: { version: number; weight: number }[],
+  championAlias: string,
+  champion: number | null,
+): ServingLayout {
+  const versions = [...new Set([...(champion !== null ? [champion] : []), ...arms.map((a) => a.version)])].sort(
+    (a, b) => a - b,
+  );
+  return {
+    versions,
+    labels: champion !== null ? { [championAlias]: champion } : {},
+    split: arms.map((a) => ({ ...a })),
+    shadow: null,
+  };
 }
 
 export function noVersions(): ServingLayout {

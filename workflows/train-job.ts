@@ -66,7 +66,10 @@ export interface JobState {
 }
 
 export const joinJobUpdate = defineUpdate<JoinAnswer, [JoinRequest]>('joinJob');
-export const replicaProgressSignal = defineSignal<[{ jobAttempt: number; rank: number; progress: TrainProgress & { samplesPerSecond: number } }]>('replicaProgress');
+export const replicaProgressSignal =
+  defineSignal<[{ jobAttempt: number; rank: number; progress: TrainProgress & { samplesPerSecond: number } }]>(
+    'replicaProgress',
+  );
 export const jobStateQuery = defineQuery<JobState>('jobState');
 
 export const trainJobWorkflowId = (runId: string) => `${runId}/train-job`;
@@ -83,7 +86,16 @@ export async function trainJobWorkflow({ runId, spec, dataset, taskQueue }: Trai
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   });
 
-  const state: JobState = { jobId, strategy: spec.train.strategy, replicasWanted: wanted, attempt: 0, phase: 'rendezvous', worldSize: null, replicas: [], attempts: [] };
+  const state: JobState = {
+    jobId,
+    strategy: spec.train.strategy,
+    replicasWanted: wanted,
+    attempt: 0,
+    phase: 'rendezvous',
+    worldSize: null,
+    replicas: [],
+    attempts: [],
+  };
   /** Set when the attempt's membership is final: all joined, or fewer (elastic) at the deadline. */
   let rendezvousClosed = false;
   /** Set when the attempt failed: replicas still waiting at the rendezvous are turned away. */
@@ -93,19 +105,36 @@ export async function trainJobWorkflow({ runId, spec, dataset, taskQueue }: Trai
   setHandler(
     joinJobUpdate,
     async (request) => {
-      state.replicas.push({ replica: request.replica, rank: state.replicas.length, host: request.host, port: request.port, identity: request.identity, progress: null });
+      state.replicas.push({
+        replica: request.replica,
+        rank: state.replicas.length,
+        host: request.host,
+        port: request.port,
+        identity: request.identity,
+        progress: null,
+      });
       const attempt = state.attempt;
       await condition(() => rendezvousClosed || attemptOver || state.attempt !== attempt);
       const me = state.replicas.find((r) => r.replica === request.replica);
-      if (attemptOver || state.attempt !== attempt || !me) throw ApplicationFailure.nonRetryable(`attempt ${attempt} of job ${jobId} ended before the rendezvous completed`, 'StaleAttempt');
-      return { rank: me.rank, worldSize: state.replicas.length, peers: state.replicas.map((r) => ({ rank: r.rank, host: r.host, port: r.port })) };
+      if (attemptOver || state.attempt !== attempt || !me)
+        throw ApplicationFailure.nonRetryable(
+          `attempt ${attempt} of job ${jobId} ended before the rendezvous completed`,
+          'StaleAttempt',
+        );
+      return {
+        rank: me.rank,
+        worldSize: state.replicas.length,
+        peers: state.replicas.map((r) => ({ rank: r.rank, host: r.host, port: r.port })),
+      };
     },
     {
       validator: (request) => {
         if (request.jobId !== jobId) throw new Error(`job id "${request.jobId}" does not match this job "${jobId}"`);
-        if (request.jobAttempt !== state.attempt) throw new Error(`attempt ${request.jobAttempt} is over; this job is on attempt ${state.attempt}`);
+        if (request.jobAttempt !== state.attempt)
+          throw new Error(`attempt ${request.jobAttempt} is over; this job is on attempt ${state.attempt}`);
         if (rendezvousClosed) throw new Error(`the rendezvous of attempt ${state.attempt} is closed`);
-        if (state.replicas.some((r) => r.replica === request.replica)) throw new Error(`replica ${request.replica} already joined attempt ${state.attempt}`);
+        if (state.replicas.some((r) => r.replica === request.replica))
+          throw new Error(`replica ${request.replica} already joined attempt ${state.attempt}`);
       },
     },
   );
@@ -129,7 +158,14 @@ export async function trainJobWorkflow({ runId, spec, dataset, taskQueue }: Trai
     const runs = scopes.map((scope, replica) =>
       scope
         .run(() => activities.trainReplica({ runId, spec, dataset, jobId, jobAttempt: attempt, replica }))
-        .then((result) => { settled[replica] = result; }, (error: Error) => { settled[replica] = error; }),
+        .then(
+          (result) => {
+            settled[replica] = result;
+          },
+          (error: Error) => {
+            settled[replica] = error;
+          },
+        ),
     );
     /** Replicas called off because the attempt went on without them: their cancellation is no failure. */
     const calledOff = new Set<number>();
@@ -171,16 +207,25 @@ export async function trainJobWorkflow({ runId, spec, dataset, taskQueue }: Trai
     await Promise.all(runs);
     if (error && !retryable(error)) {
       state.phase = 'failed';
-      throw ApplicationFailure.create({ message: lastError, type: failureType(error) ?? 'TrainJobFailed', nonRetryable: true, cause: error });
+      throw ApplicationFailure.create({
+        message: lastError,
+        type: failureType(error) ?? 'TrainJobFailed',
+        nonRetryable: true,
+        cause: error,
+      });
     }
   }
   state.phase = 'failed';
-  throw ApplicationFailure.create({ message: `training job failed after ${spec.train.maxAttempts} attempts; last: ${lastError}`, type: 'TrainJobFailed', nonRetryable: true });
+  throw ApplicationFailure.create({
+    message: `training job failed after ${spec.train.maxAttempts} attempts; last: ${lastError}`,
+    type: 'TrainJobFailed',
+    nonRetryable: true,
+  });
 }
 
 function failureType(error: Error): string | undefined {
   const cause = error instanceof ActivityFailure ? error.cause : error;
-  return cause instanceof ApplicationFailure ? cause.type ?? undefined : undefined;
+  return cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined;
 }
 
 const NON_RETRYABLE = new Set(['DatasetError', 'InvalidSpec', 'TrainingDiverged', 'ReplicasDiverged']);

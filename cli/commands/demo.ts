@@ -32,7 +32,10 @@ export async function demoCommand(options: { set: string[]; json?: boolean }): P
   const stack = await startLocalStack(home, {
     port: 'free',
     // A crashed worker is started again and its activity retried there (after its heartbeat times out).
-    onExit: (e) => console.error(`${e.what} exited (code ${e.code}, signal ${e.signal})${e.restarted ? '; started it again, its task is retried once its heartbeat times out' : ''}; see ${e.logFile}`),
+    onExit: (e) =>
+      console.error(
+        `${e.what} exited (code ${e.code}, signal ${e.signal})${e.restarted ? '; started it again, its task is retried once its heartbeat times out' : ''}; see ${e.logFile}`,
+      ),
   });
   const load = new AbortController();
   let loadDone: Promise<LoadSummary | undefined> | undefined;
@@ -60,25 +63,47 @@ export async function demoCommand(options: { set: string[]; json?: boolean }): P
     // canary is judged only on what the servers answer during its steps.
     const runId = newRunId(spec);
     if (server && champion) {
-      loadDone = afterTraining(runId, load.signal).then(async (go) => {
-        if (!go) return undefined;
-        await waitForModel(server, model, 30_000);
-        say(`live traffic: ${DEMO_LOAD.rps} predictions/s from ${DEMO_LOAD.clients} users (sticky), each answer's true label sent back as feedback → ${server.url}`);
-        return runLoad({ model, server, feedback: true, ...DEMO_LOAD, data: await shuffledTestSplit(), progressIntervalMs: 3_600_000 }, load.signal);
-      }).catch((error: Error) => {
-        say(`live traffic stopped: ${error.message}`);
-        return undefined;
-      });
+      loadDone = afterTraining(runId, load.signal)
+        .then(async (go) => {
+          if (!go) return undefined;
+          await waitForModel(server, model, 30_000);
+          say(
+            `live traffic: ${DEMO_LOAD.rps} predictions/s from ${DEMO_LOAD.clients} users (sticky), each answer's true label sent back as feedback → ${server.url}`,
+          );
+          return runLoad(
+            {
+              model,
+              server,
+              feedback: true,
+              ...DEMO_LOAD,
+              data: await shuffledTestSplit(),
+              progressIntervalMs: 3_600_000,
+            },
+            load.signal,
+          );
+        })
+        .catch((error: Error) => {
+          say(`live traffic stopped: ${error.message}`);
+          return undefined;
+        });
     }
 
-    const result = await runCommand('fashion-mnist', { set: options.set, follow: !options.json, json: options.json, id: runId });
+    const result = await runCommand('fashion-mnist', {
+      set: options.set,
+      follow: !options.json,
+      json: options.json,
+      id: runId,
+    });
     load.abort();
     const traffic = await loadDone;
     if (!options.json && result) {
-      console.log(`\ndemo finished in ${((performance.now() - started) / 1000).toFixed(1)} s (including start-up); trained on the ${result.backend} backend`);
+      console.log(
+        `\ndemo finished in ${((performance.now() - started) / 1000).toFixed(1)} s (including start-up); trained on the ${result.backend} backend`,
+      );
       const failed = result.reasons.filter((r) => r.startsWith('FAIL')).join('; ');
       // On a rerun the gate may rightly keep the champion; only a demo that serves nothing failed.
-      if (!result.published && !result.champion) throw new CommandFailed(`the run finished but published nothing: ${failed}`);
+      if (!result.published && !result.champion)
+        throw new CommandFailed(`the run finished but published nothing: ${failed}`);
       if (!result.published) console.log(`the champion v${result.champion!.version} stays in place: ${failed}`);
       else if (result.rollout) {
         console.log(
@@ -88,7 +113,15 @@ export async function demoCommand(options: { set: string[]; json?: boolean }): P
         );
       }
       if (traffic) console.log(`\nlive traffic from the end of training on\n${formatLoadSummary(traffic)}`);
-      if (server) await predictOnServer({ url: server.url, grpcAddress: stack.modelServer ? `127.0.0.1:${stack.modelServer.grpcPort}` : undefined, what: describeServer(stack) }, model);
+      if (server)
+        await predictOnServer(
+          {
+            url: server.url,
+            grpcAddress: stack.modelServer ? `127.0.0.1:${stack.modelServer.grpcPort}` : undefined,
+            what: describeServer(stack),
+          },
+          model,
+        );
     }
   } finally {
     load.abort();
@@ -98,7 +131,9 @@ export async function demoCommand(options: { set: string[]; json?: boolean }): P
 }
 
 function describeServer(stack: LocalStack): string {
-  return stack.modelServer ? `the stack's gantry serve (pid ${stack.modelServer.child.pid}) on ${gantryHome().modelRepositoryDir}` : 'the first server of GANTRY_SERVERS';
+  return stack.modelServer
+    ? `the stack's gantry serve (pid ${stack.modelServer.child.pid}) on ${gantryHome().modelRepositoryDir}`
+    : 'the first server of GANTRY_SERVERS';
 }
 
 /**
@@ -106,7 +141,13 @@ function describeServer(stack: LocalStack): string {
  * one, when `bootstrap`, a quick run (2 epochs) whose version becomes the champion at once (the
  * first version has nothing to compare against).
  */
-async function ensureChampion(model: string, alias: string, bootstrap: boolean, options: { set: string[]; json?: boolean }, say: (text: string) => void): Promise<boolean> {
+async function ensureChampion(
+  model: string,
+  alias: string,
+  bootstrap: boolean,
+  options: { set: string[]; json?: boolean },
+  say: (text: string) => void,
+): Promise<boolean> {
   const { client, connection } = await connectClient();
   try {
     const registry = await readRegistry(client, model);
@@ -114,7 +155,9 @@ async function ensureChampion(model: string, alias: string, bootstrap: boolean, 
     if (!bootstrap) return false;
     // Two epochs reach ~0.85; the gate is lowered for this run alone so that it surely publishes.
     const spec = await resolveSpec('fashion-mnist', [...options.set, 'train.epochs=2', 'evaluation.minAccuracy=0.8']);
-    say(`no ${alias} for ${model} yet: a quick first version (${spec.train.epochs} epochs) becomes it, so that the real run has a canary to judge against`);
+    say(
+      `no ${alias} for ${model} yet: a quick first version (${spec.train.epochs} epochs) becomes it, so that the real run has a canary to judge against`,
+    );
     const handle = await startRun(client, spec);
     const done = handle.result();
     if (!options.json) await followRun(handle, done);

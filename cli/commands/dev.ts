@@ -14,7 +14,10 @@ export function describeStack(home: GantryHome, stack: LocalStack): string {
     `model repository ${home.modelRepositoryDir}`,
     `artifact store   ${home.artifactsDir}`,
     `task queues      ${taskQueueOf('control')} (pid ${stack.workers.find((w) => w.pool === 'control')?.child.pid}), ` +
-      `${taskQueueOf('train')} (${stack.workers.filter((w) => w.pool === 'train').map((w) => `pid ${w.child.pid}`).join(', ')})`,
+      `${taskQueueOf('train')} (${stack.workers
+        .filter((w) => w.pool === 'train')
+        .map((w) => `pid ${w.child.pid}`)
+        .join(', ')})`,
     `logs             ${home.logsDir}`,
   ].join('\n');
 }
@@ -37,12 +40,16 @@ export async function devCommand(options: { port?: string; headless?: boolean; t
   const home = gantryHome();
   const port = options.port === undefined || options.port === 'auto' ? 'auto' : Number(options.port);
   const trainWorkers = Number(options.trainWorkers ?? '1');
-  if (!Number.isInteger(trainWorkers) || trainWorkers < 1 || trainWorkers > 64) throw new UsageError(`--train-workers: must be an integer from 1 to 64, got "${options.trainWorkers}"`);
+  if (!Number.isInteger(trainWorkers) || trainWorkers < 1 || trainWorkers > 64)
+    throw new UsageError(`--train-workers: must be an integer from 1 to 64, got "${options.trainWorkers}"`);
   const stack = await startLocalStack(home, {
     port,
     headless: options.headless,
     trainWorkers,
-    onExit: (e) => console.error(`${e.what} exited (code ${e.code}, signal ${e.signal})${e.restarted ? '; started it again' : ''}; see ${e.logFile}`),
+    onExit: (e) =>
+      console.error(
+        `${e.what} exited (code ${e.code}, signal ${e.signal})${e.restarted ? '; started it again' : ''}; see ${e.logFile}`,
+      ),
   });
   console.log(
     `gantry dev is up\n${describeStack(home, stack)}\n\n` +

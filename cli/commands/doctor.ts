@@ -24,17 +24,24 @@ export async function doctorCommand(options: { json?: boolean }): Promise<void> 
   let backend: BackendReport | null = null;
   try {
     backend = await selectBackend();
-    checks.push({ name: 'backend', ok: true, detail: `${backend.name} (tfjs ${backend.tfjsVersion}, engine backend "${backend.engineBackend}"${backend.threads ? `, ${backend.threads} thread(s)` : ''})` });
+    checks.push({
+      name: 'backend',
+      ok: true,
+      detail: `${backend.name} (tfjs ${backend.tfjsVersion}, engine backend "${backend.engineBackend}"${backend.threads ? `, ${backend.threads} thread(s)` : ''})`,
+    });
   } catch (error) {
     checks.push({ name: 'backend', ok: false, detail: (error as Error).message });
   }
-  for (const missing of backend?.unavailable ?? []) checks.push({ name: `backend ${missing.name}`, ok: false, detail: missing.reason });
+  for (const missing of backend?.unavailable ?? [])
+    checks.push({ name: `backend ${missing.name}`, ok: false, detail: missing.reason });
   if (backend) {
     const graph = backend.engineBackend === 'tensorflow';
     checks.push({
       name: 'graph execution',
       ok: graph,
-      detail: graph ? 'training steps of Sequential models run as one TensorFlow graph each' : `needs the native backend; training steps run op by op on ${backend.name}`,
+      detail: graph
+        ? 'training steps of Sequential models run as one TensorFlow graph each'
+        : `needs the native backend; training steps run op by op on ${backend.name}`,
     });
   }
 
@@ -42,23 +49,44 @@ export async function doctorCommand(options: { json?: boolean }): Promise<void> 
   checks.push({
     name: 'shared-memory all-reduce',
     ok: 'addon' in shared,
-    detail: 'addon' in shared ? `trainers on one host all-reduce through ${SHARED_MEMORY_DIR}` : `${shared.unavailable}; trainers all-reduce over TCP`,
+    detail:
+      'addon' in shared
+        ? `trainers on one host all-reduce through ${SHARED_MEMORY_DIR}`
+        : `${shared.unavailable}; trainers all-reduce over TCP`,
   });
 
   try {
     const target = temporalTargetFromEnv();
-    if (target) checks.push({ name: 'temporal', ok: true, detail: `TEMPORAL_ADDRESS ${target.address} (namespace ${target.namespace})` });
+    if (target)
+      checks.push({
+        name: 'temporal',
+        ok: true,
+        detail: `TEMPORAL_ADDRESS ${target.address} (namespace ${target.namespace})`,
+      });
     else {
       const binary = resolveTemporalBinary();
       const running = await findRunningEmbeddedTemporal(home);
-      checks.push({ name: 'temporal', ok: true, detail: `embedded: ${binary.path} (${binary.origin})${running ? `, running at ${running.address}` : ', not running (start it with `gantry dev`)'}` });
+      checks.push({
+        name: 'temporal',
+        ok: true,
+        detail: `embedded: ${binary.path} (${binary.origin})${running ? `, running at ${running.address}` : ', not running (start it with `gantry dev`)'}`,
+      });
     }
   } catch (error) {
     checks.push({ name: 'temporal', ok: false, detail: (error as Error).message });
   }
 
-  const dataset = await stat(DEFAULT_FASHION_MNIST_DIR).then(() => true, () => false);
-  checks.push({ name: 'fashion-mnist', ok: dataset, detail: dataset ? DEFAULT_FASHION_MNIST_DIR : `${DEFAULT_FASHION_MNIST_DIR} is missing: apt-get install dataset-fashion-mnist` });
+  const dataset = await stat(DEFAULT_FASHION_MNIST_DIR).then(
+    () => true,
+    () => false,
+  );
+  checks.push({
+    name: 'fashion-mnist',
+    ok: dataset,
+    detail: dataset
+      ? DEFAULT_FASHION_MNIST_DIR
+      : `${DEFAULT_FASHION_MNIST_DIR} is missing: apt-get install dataset-fashion-mnist`,
+  });
   checks.push({ name: 'state folder', ok: true, detail: home.root });
 
   if (options.json) {

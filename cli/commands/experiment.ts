@@ -1,10 +1,22 @@
 import { msToNumber } from '@temporalio/common';
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  type Client,
+  type WorkflowHandle,
+} from '@temporalio/client';
 import { z } from 'zod';
 import { readRegistry } from '../../activities/registry-client';
 import { connectClient } from '../../control/connect';
 import { deploymentPrefix, taskQueueOf } from '../../control/task-queues';
-import { experimentStatusQuery, experimentWorkflow, experimentWorkflowId, stopExperimentUpdate, type ExperimentStatus } from '../../workflows/experiment';
+import {
+  experimentStatusQuery,
+  experimentWorkflow,
+  experimentWorkflowId,
+  stopExperimentUpdate,
+  type ExperimentStatus,
+} from '../../workflows/experiment';
 import { CommandFailed, UsageError } from '../errors';
 
 /**
@@ -31,10 +43,22 @@ export function parseArms(text: string): { version: number; weight: number }[] {
 
 const StartFlagsSchema = z.object({
   arms: z.string().min(1),
-  duration: z.string().refine((d) => { try { return msToNumber(d as Parameters<typeof msToNumber>[0]) > 0; } catch { return false; } }, 'must be a duration such as 30s, 10m or 1h'),
+  duration: z.string().refine((d) => {
+    try {
+      return msToNumber(d as Parameters<typeof msToNumber>[0]) > 0;
+    } catch {
+      return false;
+    }
+  }, 'must be a duration such as 30s, 10m or 1h'),
   alpha: z.coerce.number().gt(0).lt(1),
   minFeedback: z.coerce.number().int().min(1),
-  interval: z.string().refine((d) => { try { return msToNumber(d as Parameters<typeof msToNumber>[0]) > 0; } catch { return false; } }, 'must be a duration such as 5s'),
+  interval: z.string().refine((d) => {
+    try {
+      return msToNumber(d as Parameters<typeof msToNumber>[0]) > 0;
+    } catch {
+      return false;
+    }
+  }, 'must be a duration such as 5s'),
 });
 
 async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
@@ -51,11 +75,15 @@ function handleFor(client: Client, model: string): WorkflowHandle<typeof experim
 }
 
 export function formatExperiment(status: ExperimentStatus): string {
-  const lines = [`experiment on ${status.model}: ${status.phase}${status.stoppedEarly ? ' (stopped early)' : ''}, ${status.startedAt ?? '-'} → ${status.endsAt ?? '-'}`];
+  const lines = [
+    `experiment on ${status.model}: ${status.phase}${status.stoppedEarly ? ' (stopped early)' : ''}, ${status.startedAt ?? '-'} → ${status.endsAt ?? '-'}`,
+  ];
   for (const arm of status.arms) {
     const w = status.windows[String(arm.version)];
     const acc = w?.feedback.accuracy;
-    lines.push(`  v${arm.version} weight ${arm.weight}: ${w?.requests ?? 0} requests, ${w?.feedback.labelled ?? 0} labelled, online accuracy ${acc === null || acc === undefined ? '-' : `${(acc * 100).toFixed(2)} %`}`);
+    lines.push(
+      `  v${arm.version} weight ${arm.weight}: ${w?.requests ?? 0} requests, ${w?.feedback.labelled ?? 0} labelled, online accuracy ${acc === null || acc === undefined ? '-' : `${(acc * 100).toFixed(2)} %`}`,
+    );
   }
   if (status.verdict) lines.push(`verdict: ${status.verdict.summary}`);
   return lines.join('\n');
@@ -63,12 +91,22 @@ export function formatExperiment(status: ExperimentStatus): string {
 
 export async function experimentStartCommand(
   model: string,
-  flags: { arms: string; duration: string; alpha: string; minFeedback: string; interval: string; follow?: boolean; json?: boolean },
+  flags: {
+    arms: string;
+    duration: string;
+    alpha: string;
+    minFeedback: string;
+    interval: string;
+    follow?: boolean;
+    json?: boolean;
+  },
 ): Promise<void> {
   const parsed = StartFlagsSchema.safeParse(flags);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw new UsageError(`--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${issue.message}`);
+    throw new UsageError(
+      `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${issue.message}`,
+    );
   }
   const arms = parseArms(parsed.data.arms);
   await withClient(async (client) => {
@@ -80,7 +118,9 @@ export async function experimentStartCommand(
       if (entry.status !== 'published') throw new UsageError(`--arms: v${arm.version} of "${model}" is not published`);
     }
     if (state.trafficOwner) {
-      throw new UsageError(`the ${state.trafficOwner.kind} ${state.trafficOwner.id} (version ${state.trafficOwner.version ?? '-'}) steers "${model}"'s traffic since ${state.trafficOwner.since}; wait for it or stop it first`);
+      throw new UsageError(
+        `the ${state.trafficOwner.kind} ${state.trafficOwner.id} (version ${state.trafficOwner.version ?? '-'}) steers "${model}"'s traffic since ${state.trafficOwner.since}; wait for it or stop it first`,
+      );
     }
     const championAlias = state.championAlias ?? 'champion';
     let handle: WorkflowHandle<typeof experimentWorkflow>;
@@ -88,21 +128,39 @@ export async function experimentStartCommand(
       handle = await client.workflow.start(experimentWorkflow, {
         workflowId: experimentWorkflowId(deploymentPrefix(), model),
         taskQueue: taskQueueOf('control'),
-        args: [{ model, arms, duration: parsed.data.duration, championAlias, champion: state.aliases[championAlias] ?? null, alpha: parsed.data.alpha, minFeedback: parsed.data.minFeedback, analysisInterval: parsed.data.interval }],
+        args: [
+          {
+            model,
+            arms,
+            duration: parsed.data.duration,
+            championAlias,
+            champion: state.aliases[championAlias] ?? null,
+            alpha: parsed.data.alpha,
+            minFeedback: parsed.data.minFeedback,
+            analysisInterval: parsed.data.interval,
+          },
+        ],
       });
     } catch (error) {
-      if (error instanceof WorkflowExecutionAlreadyStartedError) throw new UsageError(`an experiment on "${model}" is already running (gantry experiment status ${model})`);
+      if (error instanceof WorkflowExecutionAlreadyStartedError)
+        throw new UsageError(`an experiment on "${model}" is already running (gantry experiment status ${model})`);
       throw error;
     }
     if (!flags.follow) {
-      console.log(flags.json ? JSON.stringify({ workflowId: handle.workflowId }) : `experiment started (${handle.workflowId}); gantry experiment status ${model}`);
+      console.log(
+        flags.json
+          ? JSON.stringify({ workflowId: handle.workflowId })
+          : `experiment started (${handle.workflowId}); gantry experiment status ${model}`,
+      );
       return;
     }
     let status: ExperimentStatus;
     try {
       status = await handle.result();
     } catch (error) {
-      throw new CommandFailed(`the experiment failed: ${(error as Error).cause ? ((error as Error).cause as Error).message : (error as Error).message}`);
+      throw new CommandFailed(
+        `the experiment failed: ${(error as Error).cause ? ((error as Error).cause as Error).message : (error as Error).message}`,
+      );
     }
     console.log(flags.json ? JSON.stringify(status) : formatExperiment(status));
   });
@@ -121,10 +179,15 @@ export async function experimentStatusCommand(model: string, options: { json?: b
   });
 }
 
-export async function experimentStopCommand(model: string, options: { reason?: string; json?: boolean }): Promise<void> {
+export async function experimentStopCommand(
+  model: string,
+  options: { reason?: string; json?: boolean },
+): Promise<void> {
   await withClient(async (client) => {
     try {
-      const status = await handleFor(client, model).executeUpdate(stopExperimentUpdate, { args: [{ reason: options.reason }] });
+      const status = await handleFor(client, model).executeUpdate(stopExperimentUpdate, {
+        args: [{ reason: options.reason }],
+      });
       console.log(options.json ? JSON.stringify(status) : formatExperiment(status));
     } catch (error) {
       if (error instanceof WorkflowNotFoundError) throw new UsageError(`no experiment on "${model}" is running`);

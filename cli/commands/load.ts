@@ -29,11 +29,15 @@ const ROW = 28 * 28;
 
 /** The t10k image and label files of a Fashion-MNIST folder (gzipped or not), checked against each other. */
 export async function readTestSplit(dir: string): Promise<TestSplit> {
-  const [imagesFile, labelsFile] = await Promise.all([resolveIdxFile(dir, 't10k-images-idx3-ubyte'), resolveIdxFile(dir, 't10k-labels-idx1-ubyte')]);
+  const [imagesFile, labelsFile] = await Promise.all([
+    resolveIdxFile(dir, 't10k-images-idx3-ubyte'),
+    resolveIdxFile(dir, 't10k-labels-idx1-ubyte'),
+  ]);
   const [images, labels] = await Promise.all([readIdxFile(imagesFile, 'images'), readIdxFile(labelsFile, 'labels')]);
   const [count = 0, rows, cols] = images.dims;
   if (rows !== 28 || cols !== 28) throw new DatasetError(imagesFile, `images are ${rows}x${cols}, expected 28x28`);
-  if (labels.dims[0] !== count) throw new DatasetError(labelsFile, `has ${labels.dims[0]} labels but ${imagesFile} has ${count} images`);
+  if (labels.dims[0] !== count)
+    throw new DatasetError(labelsFile, `has ${labels.dims[0]} labels but ${imagesFile} has ${count} images`);
   if (count === 0) throw new DatasetError(imagesFile, 'holds no images');
   return { images: images.data, labels: labels.data, count };
 }
@@ -147,23 +151,30 @@ async function preflight(client: ServingClient, options: LoadOptions, signal: Ab
       } catch {
         // the list only decorates the message
       }
-      throw new UsageError(`model "${options.model}" is not served by ${client.url}${served ? ` (it serves: ${served})` : ''}`);
+      throw new UsageError(
+        `model "${options.model}" is not served by ${client.url}${served ? ` (it serves: ${served})` : ''}`,
+      );
     }
     if (error instanceof ServingClientError && error.kind !== 'http') throw new CommandFailed(error.message);
     throw error;
   }
   const available = versions.filter((v) => v.state === 'AVAILABLE').map((v) => v.version);
   if (available.length === 0) {
-    throw new CommandFailed(`model "${options.model}" has no AVAILABLE version on ${client.url} (${versions.map((v) => `v${v.version} ${v.state}`).join(', ') || 'no versions'})`);
+    throw new CommandFailed(
+      `model "${options.model}" has no AVAILABLE version on ${client.url} (${versions.map((v) => `v${v.version} ${v.state}`).join(', ') || 'no versions'})`,
+    );
   }
   if (options.version !== undefined && !available.includes(options.version)) {
-    throw new UsageError(`--version: version ${options.version} of model "${options.model}" is not AVAILABLE on ${client.url} (available: ${available.join(', ')})`);
+    throw new UsageError(
+      `--version: version ${options.version} of model "${options.model}" is not AVAILABLE on ${client.url} (available: ${available.join(', ')})`,
+    );
   }
 }
 
 /** Runs the load until its duration or request count is reached or `signal` aborts; then drains and summarizes. */
 export async function runLoad(options: LoadOptions, signal: AbortSignal): Promise<LoadSummary> {
-  if (!(options.rps > 0) || !Number.isFinite(options.rps)) throw new UsageError(`rps: must be a positive number, got ${options.rps}`);
+  if (!(options.rps > 0) || !Number.isFinite(options.rps))
+    throw new UsageError(`rps: must be a positive number, got ${options.rps}`);
   const concurrency = options.concurrency ?? 64;
   const clients = options.clients ?? 0;
   const timeoutMs = options.timeoutMs ?? 10_000;
@@ -223,7 +234,11 @@ export async function runLoad(options: LoadOptions, signal: AbortSignal): Promis
   const send = (index: number) => {
     const row = index % data.count;
     const label = data.labels[row]!;
-    const predictOptions: PredictOptions = { encoding: options.encoding ?? 'json', version: options.version, label: options.label };
+    const predictOptions: PredictOptions = {
+      encoding: options.encoding ?? 'json',
+      version: options.version,
+      label: options.label,
+    };
     if (clients > 0) predictOptions.clientKey = `user-${index % clients}`;
     const t0 = performance.now();
     progress.sent++;
@@ -250,8 +265,12 @@ export async function runLoad(options: LoadOptions, signal: AbortSignal): Promis
     inFlight.add(call);
   };
 
-  const progressTimer = options.onProgress ? setInterval(() => options.onProgress!(snapshot()), options.progressIntervalMs ?? 1000) : undefined;
-  const feedbackTimer = options.feedback ? setInterval(() => void flushFeedback(), options.feedbackIntervalMs ?? 200) : undefined;
+  const progressTimer = options.onProgress
+    ? setInterval(() => options.onProgress!(snapshot()), options.progressIntervalMs ?? 1000)
+    : undefined;
+  const feedbackTimer = options.feedback
+    ? setInterval(() => void flushFeedback(), options.feedbackIntervalMs ?? 200)
+    : undefined;
   const wake = () => slotFreed?.();
   signal.addEventListener('abort', wake, { once: true });
   let stoppedBy: LoadSummary['stoppedBy'] = 'signal';
@@ -273,7 +292,10 @@ export async function runLoad(options: LoadOptions, signal: AbortSignal): Promis
         break;
       }
       if (now < due) {
-        await sleep(Math.min(due - now, options.durationMs !== undefined ? options.durationMs - (now - started) : Infinity), signal);
+        await sleep(
+          Math.min(due - now, options.durationMs !== undefined ? options.durationMs - (now - started) : Infinity),
+          signal,
+        );
         continue;
       }
       if (inFlight.size >= concurrency) {
@@ -305,7 +327,14 @@ export async function runLoad(options: LoadOptions, signal: AbortSignal): Promis
     targetRps: options.rps,
     clients,
     stoppedBy,
-    latencyMs: sorted.length ? { p50: quantile(sorted, 0.5), p90: quantile(sorted, 0.9), p99: quantile(sorted, 0.99), max: sorted[sorted.length - 1]! } : null,
+    latencyMs: sorted.length
+      ? {
+          p50: quantile(sorted, 0.5),
+          p90: quantile(sorted, 0.9),
+          p99: quantile(sorted, 0.99),
+          max: sorted[sorted.length - 1]!,
+        }
+      : null,
   };
 }
 
@@ -321,7 +350,8 @@ export function parseDuration(text: string): number | undefined {
 }
 
 const number = () => z.coerce.number({ error: 'must be a number' });
-const positiveInt = (max: number) => number().int('must be a whole number').min(1, 'must be at least 1').max(max, `must be at most ${max}`);
+const positiveInt = (max: number) =>
+  number().int('must be a whole number').min(1, 'must be at least 1').max(max, `must be at most ${max}`);
 
 const FlagsSchema = z
   .object({
@@ -332,7 +362,10 @@ const FlagsSchema = z
       .transform((text, ctx) => {
         const ms = parseDuration(text);
         if (ms === undefined || ms <= 0) {
-          ctx.addIssue({ code: 'custom', message: `${JSON.stringify(text)} is not a duration (e.g. 30s, 2m, 1h, 500ms)` });
+          ctx.addIssue({
+            code: 'custom',
+            message: `${JSON.stringify(text)} is not a duration (e.g. 30s, 2m, 1h, 500ms)`,
+          });
           return z.NEVER;
         }
         return ms;
@@ -340,7 +373,10 @@ const FlagsSchema = z
       .optional(),
     requests: positiveInt(1_000_000_000).optional(),
     concurrency: positiveInt(10_000),
-    clients: number().int('must be a whole number').min(0, 'must be 0 or more').max(1_000_000, 'must be at most 1000000'),
+    clients: number()
+      .int('must be a whole number')
+      .min(0, 'must be 0 or more')
+      .max(1_000_000, 'must be at most 1000000'),
     feedback: z.boolean().optional(),
     version: positiveInt(Number.MAX_SAFE_INTEGER).optional(),
     label: z.string().regex(LABEL_PATTERN, 'must match [a-zA-Z0-9_]+').optional(),
@@ -349,7 +385,10 @@ const FlagsSchema = z
     data: z.string().min(1).optional(),
     json: z.boolean().optional(),
   })
-  .refine((f) => f.version === undefined || f.label === undefined, { message: 'give --version or --label, not both', path: ['label'] });
+  .refine((f) => f.version === undefined || f.label === undefined, {
+    message: 'give --version or --label, not both',
+    path: ['label'],
+  });
 
 export interface LoadFlags {
   server?: string;
@@ -368,13 +407,19 @@ export interface LoadFlags {
 }
 
 /** commander Options whose value choices are checked by commander itself (exit 2 naming the flag). */
-export const loadEncodingOption = () => new Option('--encoding <encoding>', 'request body: TF Serving JSON rows, or the raw float32 tensor').choices(['json', 'binary']).default('json');
+export const loadEncodingOption = () =>
+  new Option('--encoding <encoding>', 'request body: TF Serving JSON rows, or the raw float32 tensor')
+    .choices(['json', 'binary'])
+    .default('json');
 
 const flagName = (key: PropertyKey) => `--${String(key).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 
 function target(flag: string | undefined): ServerTarget {
   if (flag !== undefined) {
-    const parsed = ServerTargetSchema.safeParse({ url: flag, ...(process.env.GANTRY_SERVE_ADMIN_TOKEN ? { adminToken: process.env.GANTRY_SERVE_ADMIN_TOKEN } : {}) });
+    const parsed = ServerTargetSchema.safeParse({
+      url: flag,
+      ...(process.env.GANTRY_SERVE_ADMIN_TOKEN ? { adminToken: process.env.GANTRY_SERVE_ADMIN_TOKEN } : {}),
+    });
     if (!parsed.success) throw new UsageError(`--server: ${JSON.stringify(flag)} is not an http(s) URL`);
     return parsed.data;
   }
@@ -386,7 +431,10 @@ function target(flag: string | undefined): ServerTarget {
     throw error;
   }
   const first = targets[0];
-  if (!first) throw new UsageError('no model server: give --server URL, or list servers in GANTRY_SERVERS or GANTRY_HOME/servers.json');
+  if (!first)
+    throw new UsageError(
+      'no model server: give --server URL, or list servers in GANTRY_SERVERS or GANTRY_HOME/servers.json',
+    );
   return first;
 }
 
@@ -400,7 +448,9 @@ function versionsLine(p: LoadProgress): string {
 }
 
 function progressLine(p: LoadProgress): string {
-  const errors = Object.entries(p.errorsByKind).map(([k, n]) => `${k}×${n}`).join(' ');
+  const errors = Object.entries(p.errorsByKind)
+    .map(([k, n]) => `${k}×${n}`)
+    .join(' ');
   const fb = p.feedback.sent + p.feedback.pending > 0 ? ` | feedback ${p.feedback.accepted}/${p.feedback.sent}` : '';
   return `${(p.elapsedMs / 1000).toFixed(1)}s sent ${p.sent} answered ${p.answered} errors ${p.errors}${errors ? ` (${errors})` : ''} ${p.rps.toFixed(1)} rps | ${versionsLine(p) || 'no answers yet'}${fb}`;
 }
@@ -408,7 +458,13 @@ function progressLine(p: LoadProgress): string {
 export function formatLoadSummary(s: LoadSummary): string {
   const lines = [
     `load       ${s.model} on ${s.server}: ${s.sent} requests in ${(s.elapsedMs / 1000).toFixed(1)} s (${s.rps.toFixed(1)} rps of ${s.targetRps} wanted), stopped by ${s.stoppedBy}`,
-    `answered   ${s.answered}, errors ${s.errors}${Object.keys(s.errorsByKind).length ? ` (${Object.entries(s.errorsByKind).map(([k, n]) => `${k}: ${n}`).join(', ')})` : ''}`,
+    `answered   ${s.answered}, errors ${s.errors}${
+      Object.keys(s.errorsByKind).length
+        ? ` (${Object.entries(s.errorsByKind)
+            .map(([k, n]) => `${k}: ${n}`)
+            .join(', ')})`
+        : ''
+    }`,
     `latency    ${s.latencyMs ? `p50 ${s.latencyMs.p50.toFixed(1)} ms, p90 ${s.latencyMs.p90.toFixed(1)} ms, p99 ${s.latencyMs.p99.toFixed(1)} ms, max ${s.latencyMs.max.toFixed(1)} ms (client side)` : '-'}`,
     'versions',
     ...Object.entries(s.versions)
@@ -416,16 +472,23 @@ export function formatLoadSummary(s: LoadSummary): string {
       .map(([v, t]) => `  v${v}: ${t.answered} answers, accuracy ${fmtRate(t.accuracy)} (${t.correct} correct)`),
   ];
   if (s.feedback.sent > 0) {
-    lines.push(`feedback   ${s.feedback.sent} labels sent: ${s.feedback.accepted} accepted, ${s.feedback.unknown} unknown, ${s.feedback.rejected} rejected, ${s.feedback.failed} failed`);
+    lines.push(
+      `feedback   ${s.feedback.sent} labels sent: ${s.feedback.accepted} accepted, ${s.feedback.unknown} unknown, ${s.feedback.rejected} rejected, ${s.feedback.failed} failed`,
+    );
   }
   return lines.join('\n');
 }
 
 export async function loadCommand(model: string, raw: LoadFlags): Promise<void> {
-  if (!MODEL_NAME_PATTERN.test(model)) throw new UsageError(`model name ${JSON.stringify(model)} is not valid: 1-128 of [A-Za-z0-9_.-], not starting with "."`);
+  if (!MODEL_NAME_PATTERN.test(model))
+    throw new UsageError(
+      `model name ${JSON.stringify(model)} is not valid: 1-128 of [A-Za-z0-9_.-], not starting with "."`,
+    );
   const parsed = FlagsSchema.safeParse(raw);
   if (!parsed.success) {
-    throw new UsageError(parsed.error.issues.map((i) => `${i.path.length ? flagName(i.path[0]!) : 'flags'}: ${i.message}`).join('; '));
+    throw new UsageError(
+      parsed.error.issues.map((i) => `${i.path.length ? flagName(i.path[0]!) : 'flags'}: ${i.message}`).join('; '),
+    );
   }
   const flags = parsed.data;
   const server = target(flags.server);
@@ -447,8 +510,15 @@ export async function loadCommand(model: string, raw: LoadFlags): Promise<void> 
     if (error instanceof DatasetError) throw new UsageError(`${flags.data ? '--data: ' : ''}${error.message}`);
     throw error;
   }
-  const what = flags.duration !== undefined ? `for ${raw.duration}` : flags.requests !== undefined ? `${flags.requests} requests` : 'until Ctrl-C';
-  process.stderr.write(`gantry load: ${model} on ${server.url} at ${flags.rps} rps ${what}${flags.clients ? `, ${flags.clients} clients` : ''}${flags.feedback ? ', with feedback' : ''}\n`);
+  const what =
+    flags.duration !== undefined
+      ? `for ${raw.duration}`
+      : flags.requests !== undefined
+        ? `${flags.requests} requests`
+        : 'until Ctrl-C';
+  process.stderr.write(
+    `gantry load: ${model} on ${server.url} at ${flags.rps} rps ${what}${flags.clients ? `, ${flags.clients} clients` : ''}${flags.feedback ? ', with feedback' : ''}\n`,
+  );
   let summary: LoadSummary;
   try {
     summary = await runLoad(
@@ -468,7 +538,12 @@ export async function loadCommand(model: string, raw: LoadFlags): Promise<void> 
         data,
         progressIntervalMs: tty ? 250 : 5000,
         // On a terminal one line rewritten in place (cut to its width, so it never wraps); else a line every 5 s.
-        onProgress: (p) => process.stderr.write(tty ? `\r\x1b[2K${progressLine(p).slice(0, Math.max(20, (process.stderr.columns || 200) - 1))}` : `${progressLine(p)}\n`),
+        onProgress: (p) =>
+          process.stderr.write(
+            tty
+              ? `\r\x1b[2K${progressLine(p).slice(0, Math.max(20, (process.stderr.columns || 200) - 1))}`
+              : `${progressLine(p)}\n`,
+          ),
       },
       stop.signal,
     );

@@ -8,7 +8,9 @@ export async function modelsListCommand(options: { json?: boolean }): Promise<vo
   try {
     const models: { model: string; versions: number; aliases: Record<string, number> }[] = [];
     const scope = registryWorkflowId('');
-    for await (const execution of client.workflow.list({ query: `WorkflowType = 'registryWorkflow' AND ExecutionStatus = 'Running' AND WorkflowId STARTS_WITH '${scope}'` })) {
+    for await (const execution of client.workflow.list({
+      query: `WorkflowType = 'registryWorkflow' AND ExecutionStatus = 'Running' AND WorkflowId STARTS_WITH '${scope}'`,
+    })) {
       const model = modelOfRegistryWorkflowId(execution.workflowId);
       if (model === undefined) continue;
       const state = await readRegistry(client, model);
@@ -21,7 +23,10 @@ export async function modelsListCommand(options: { json?: boolean }): Promise<vo
     }
     if (models.length === 0) console.log('no models registered yet');
     for (const m of models) {
-      const aliases = Object.entries(m.aliases).map(([a, v]) => `${a}→v${v}`).join(' ') || 'no aliases';
+      const aliases =
+        Object.entries(m.aliases)
+          .map(([a, v]) => `${a}→v${v}`)
+          .join(' ') || 'no aliases';
       console.log(`${m.model}\t${m.versions} version(s)\t${aliases}`);
     }
   } finally {
@@ -38,7 +43,13 @@ export async function modelsDescribeCommand(model: string, options: { json?: boo
       console.log(JSON.stringify(state));
       return;
     }
-    console.log(`model ${state.model}: ${state.versions.length} version(s); aliases: ${Object.entries(state.aliases).map(([a, v]) => `${a}→v${v}`).join(' ') || 'none'}`);
+    console.log(
+      `model ${state.model}: ${state.versions.length} version(s); aliases: ${
+        Object.entries(state.aliases)
+          .map(([a, v]) => `${a}→v${v}`)
+          .join(' ') || 'none'
+      }`,
+    );
     for (const v of state.versions) {
       console.log(
         `  v${v.version}\t${v.status}\t${v.blessed ? 'blessed' : 'unblessed'}\tacc ${(v.metrics.testAccuracy * 100).toFixed(2)}%\t` +

@@ -1,9 +1,21 @@
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  type Client,
+  type WorkflowHandle,
+} from '@temporalio/client';
 import { readRegistry, registryWorkflowId } from '../../activities/registry-client';
 import { connectClient } from '../../control/connect';
 import { deploymentPrefix, taskQueueOf } from '../../control/task-queues';
 import { RolloutSpecSchema, type RolloutSpec } from '../../pipelines/spec';
-import { promoteUpdate, rollbackUpdate, type RegistryEvent, type RegistryState, type ServingChange } from '../../workflows/registry';
+import {
+  promoteUpdate,
+  rollbackUpdate,
+  type RegistryEvent,
+  type RegistryState,
+  type ServingChange,
+} from '../../workflows/registry';
 import {
   approveRolloutUpdate,
   promoteRolloutUpdate,
@@ -26,12 +38,16 @@ import { resolveSpec } from '../runs';
 
 function parseVersion(text: string, what: string): number {
   const version = Number(text.replace(/^v/, ''));
-  if (!Number.isInteger(version) || version < 1) throw new UsageError(`${what}: "${text}" is not a version number (e.g. 3 or v3)`);
+  if (!Number.isInteger(version) || version < 1)
+    throw new UsageError(`${what}: "${text}" is not a version number (e.g. 3 or v3)`);
   return version;
 }
 
 /** The model's rollout workflow while it runs, else undefined. */
-async function runningRollout(client: Client, model: string): Promise<WorkflowHandle<typeof rolloutWorkflow> | undefined> {
+async function runningRollout(
+  client: Client,
+  model: string,
+): Promise<WorkflowHandle<typeof rolloutWorkflow> | undefined> {
   const handle = client.workflow.getHandle<typeof rolloutWorkflow>(rolloutWorkflowId(deploymentPrefix(), model));
   try {
     const description = await handle.describe();
@@ -70,11 +86,18 @@ async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
 function describeChange(change: ServingChange, ms: number): string {
   const servers = change.apply.servers;
   const failed = servers.filter((s) => !s.ok);
-  const where = servers.length === 0 ? 'no model servers configured' : `${servers.length - failed.length}/${servers.length} server(s) serve it`;
+  const where =
+    servers.length === 0
+      ? 'no model servers configured'
+      : `${servers.length - failed.length}/${servers.length} server(s) serve it`;
   return `${change.serving.note} — ${where} (${ms.toFixed(0)} ms)${failed.map((s) => `\n  ${s.url}: ${s.error}`).join('')}`;
 }
 
-export async function promoteCommand(model: string, versionText: string, options: { reason?: string; json?: boolean }): Promise<void> {
+export async function promoteCommand(
+  model: string,
+  versionText: string,
+  options: { reason?: string; json?: boolean },
+): Promise<void> {
   const version = parseVersion(versionText, 'version');
   await withClient(async (client) => {
     await requireRegistry(client, model);
@@ -83,18 +106,33 @@ export async function promoteCommand(model: string, versionText: string, options
     if (rollout) {
       const status = await rollout.query(rolloutStatusQuery);
       if (status.candidate !== version) {
-        throw new UsageError(`a rollout of v${status.candidate} is running for "${model}": promote v${status.candidate}, or roll it back first (gantry rollback ${model})`);
+        throw new UsageError(
+          `a rollout of v${status.candidate} is running for "${model}": promote v${status.candidate}, or roll it back first (gantry rollback ${model})`,
+        );
       }
-      const ended = await refusedAsUsage(() => rollout.executeUpdate(promoteRolloutUpdate, { args: [{ reason: options.reason }] }));
-      print(options.json, ended, `v${version} promoted; the rollout ended (${(performance.now() - started).toFixed(0)} ms)`);
+      const ended = await refusedAsUsage(() =>
+        rollout.executeUpdate(promoteRolloutUpdate, { args: [{ reason: options.reason }] }),
+      );
+      print(
+        options.json,
+        ended,
+        `v${version} promoted; the rollout ended (${(performance.now() - started).toFixed(0)} ms)`,
+      );
       return;
     }
-    const change = await refusedAsUsage(() => client.workflow.getHandle(registryWorkflowId(model)).executeUpdate(promoteUpdate, { args: [{ version, reason: options.reason }] }));
+    const change = await refusedAsUsage(() =>
+      client.workflow
+        .getHandle(registryWorkflowId(model))
+        .executeUpdate(promoteUpdate, { args: [{ version, reason: options.reason }] }),
+    );
     print(options.json, change, describeChange(change, performance.now() - started));
   });
 }
 
-export async function rollbackCommand(model: string, options: { to?: string; reason?: string; json?: boolean }): Promise<void> {
+export async function rollbackCommand(
+  model: string,
+  options: { to?: string; reason?: string; json?: boolean },
+): Promise<void> {
   const to = options.to === undefined ? undefined : parseVersion(options.to, '--to');
   await withClient(async (client) => {
     await requireRegistry(client, model);
@@ -102,14 +140,22 @@ export async function rollbackCommand(model: string, options: { to?: string; rea
     const rollout = await runningRollout(client, model);
     if (rollout) {
       // The canary goes first; then, if asked, the champion too.
-      const ended = await refusedAsUsage(() => rollout.executeUpdate(rollbackRolloutUpdate, { args: [{ reason: options.reason }] }));
+      const ended = await refusedAsUsage(() =>
+        rollout.executeUpdate(rollbackRolloutUpdate, { args: [{ reason: options.reason }] }),
+      );
       if (to === undefined) {
-        print(options.json, ended, `v${ended.candidate} rolled back; v${ended.champion} keeps the traffic (${(performance.now() - started).toFixed(0)} ms)`);
+        print(
+          options.json,
+          ended,
+          `v${ended.candidate} rolled back; v${ended.champion} keeps the traffic (${(performance.now() - started).toFixed(0)} ms)`,
+        );
         return;
       }
     }
     const change = await refusedAsUsage(() =>
-      client.workflow.getHandle(registryWorkflowId(model)).executeUpdate(rollbackUpdate, { args: [{ to, reason: options.reason ?? 'manual rollback' }] }),
+      client.workflow
+        .getHandle(registryWorkflowId(model))
+        .executeUpdate(rollbackUpdate, { args: [{ to, reason: options.reason ?? 'manual rollback' }] }),
     );
     print(options.json, change, describeChange(change, performance.now() - started));
   });
@@ -119,8 +165,16 @@ export async function approveCommand(model: string, options: { reason?: string; 
   await withClient(async (client) => {
     const rollout = await runningRollout(client, model);
     if (!rollout) throw new UsageError(`no rollout of "${model}" is running, so there is nothing to approve`);
-    const status = await refusedAsUsage(() => rollout.executeUpdate(approveRolloutUpdate, { args: [{ reason: options.reason }] }));
-    print(options.json, status, status.outcome ? `v${status.candidate} ${status.outcome.result}` : `approved: v${status.candidate} is promoted once its steps pass`);
+    const status = await refusedAsUsage(() =>
+      rollout.executeUpdate(approveRolloutUpdate, { args: [{ reason: options.reason }] }),
+    );
+    print(
+      options.json,
+      status,
+      status.outcome
+        ? `v${status.candidate} ${status.outcome.result}`
+        : `approved: v${status.candidate} is promoted once its steps pass`,
+    );
   });
 }
 
@@ -144,16 +198,29 @@ export async function rolloutStatusCommand(model: string, options: { json?: bool
     const rollout = await runningRollout(client, model);
     const status = rollout ? await rollout.query(rolloutStatusQuery) : null;
     if (options.json) {
-      console.log(JSON.stringify({ rollout: status, serving: state.serving ?? null, lastApply: state.lastApply ?? null, champion: state.aliases[state.championAlias ?? 'champion'] ?? null, events: state.events ?? [] }));
+      console.log(
+        JSON.stringify({
+          rollout: status,
+          serving: state.serving ?? null,
+          lastApply: state.lastApply ?? null,
+          champion: state.aliases[state.championAlias ?? 'champion'] ?? null,
+          events: state.events ?? [],
+        }),
+      );
       return;
     }
     const champion = state.aliases[state.championAlias ?? 'champion'];
-    console.log(`model ${model}: champion ${champion !== undefined ? `v${champion}` : 'none'}; serving: ${state.serving?.note ?? 'nothing desired yet'}`);
+    console.log(
+      `model ${model}: champion ${champion !== undefined ? `v${champion}` : 'none'}; serving: ${state.serving?.note ?? 'nothing desired yet'}`,
+    );
     if (state.lastApply) {
-      for (const s of state.lastApply.servers) console.log(`  ${s.url}: ${s.ok ? 'in sync' : `NOT in sync: ${s.error}`}`);
+      for (const s of state.lastApply.servers)
+        console.log(`  ${s.url}: ${s.ok ? 'in sync' : `NOT in sync: ${s.error}`}`);
     }
     if (status) {
-      console.log(`rollout of v${status.candidate} against v${status.champion}: ${status.phase}${status.step ? `, step ${status.step}/${status.steps} at ${status.percent} %` : ''}`);
+      console.log(
+        `rollout of v${status.candidate} against v${status.champion}: ${status.phase}${status.step ? `, step ${status.step}/${status.steps} at ${status.percent} %` : ''}`,
+      );
       for (const d of status.decisions) console.log(`  ${formatDecision(d)}`);
       if (status.latest?.action === 'analyse') console.log(`  latest analysis: ${status.latest.message}`);
     } else {
@@ -163,7 +230,11 @@ export async function rolloutStatusCommand(model: string, options: { json?: bool
   });
 }
 
-export async function rolloutStartCommand(model: string, versionText: string, options: { pipeline?: string; set: string[]; follow?: boolean; json?: boolean }): Promise<void> {
+export async function rolloutStartCommand(
+  model: string,
+  versionText: string,
+  options: { pipeline?: string; set: string[]; follow?: boolean; json?: boolean },
+): Promise<void> {
   const candidate = parseVersion(versionText, 'version');
   let spec: RolloutSpec;
   let championAlias = 'champion';
@@ -172,7 +243,8 @@ export async function rolloutStartCommand(model: string, versionText: string, op
     spec = pipeline.deployment.rollout ?? RolloutSpecSchema.parse({});
     championAlias = pipeline.deployment.alias;
   } else {
-    if (options.set.length) throw new UsageError('--set needs --pipeline (the spec whose deployment.rollout it changes)');
+    if (options.set.length)
+      throw new UsageError('--set needs --pipeline (the spec whose deployment.rollout it changes)');
     spec = RolloutSpecSchema.parse({});
   }
   await withClient(async (client) => {
@@ -183,7 +255,9 @@ export async function rolloutStartCommand(model: string, versionText: string, op
     if (state.trafficOwner) {
       const owner = state.trafficOwner;
       throw new UsageError(
-        owner.kind === 'rollout' ? `a rollout of "${model}" is already running (gantry rollout status ${model})` : `the ${owner.kind} ${owner.id} steers "${model}"'s traffic since ${owner.since}; wait for it or stop it first`,
+        owner.kind === 'rollout'
+          ? `a rollout of "${model}" is already running (gantry rollout status ${model})`
+          : `the ${owner.kind} ${owner.id} steers "${model}"'s traffic since ${owner.since}; wait for it or stop it first`,
       );
     }
     const champion = state.aliases[championAlias] ?? null;
@@ -195,11 +269,16 @@ export async function rolloutStartCommand(model: string, versionText: string, op
         args: [{ model, candidate, champion, championAlias, spec }],
       });
     } catch (error) {
-      if (error instanceof WorkflowExecutionAlreadyStartedError) throw new UsageError(`a rollout of "${model}" is already running (gantry rollout status ${model})`);
+      if (error instanceof WorkflowExecutionAlreadyStartedError)
+        throw new UsageError(`a rollout of "${model}" is already running (gantry rollout status ${model})`);
       throw error;
     }
     if (!options.follow) {
-      print(options.json, { workflowId: handle.workflowId }, `rollout of v${candidate} started (${handle.workflowId}); gantry rollout status ${model}`);
+      print(
+        options.json,
+        { workflowId: handle.workflowId },
+        `rollout of v${candidate} started (${handle.workflowId}); gantry rollout status ${model}`,
+      );
       return;
     }
     const result = await followRollout(handle, options.json ? undefined : process.stderr);
@@ -209,15 +288,22 @@ export async function rolloutStartCommand(model: string, versionText: string, op
 }
 
 /** Prints each rollout decision as it is made; resolves with the final status. */
-export async function followRollout(handle: WorkflowHandle<typeof rolloutWorkflow>, stream: NodeJS.WritableStream | undefined): Promise<RolloutStatus> {
+export async function followRollout(
+  handle: WorkflowHandle<typeof rolloutWorkflow>,
+  stream: NodeJS.WritableStream | undefined,
+): Promise<RolloutStatus> {
   const done = handle.result();
   let printed = 0;
   let finished = false;
-  done.then(() => (finished = true), () => (finished = true));
+  done.then(
+    () => (finished = true),
+    () => (finished = true),
+  );
   const show = async () => {
     const status = await handle.query(rolloutStatusQuery).catch(() => undefined);
     if (!status || !stream) return;
-    for (; printed < status.decisions.length; printed++) stream.write(`  ${formatDecision(status.decisions[printed]!)}\n`);
+    for (; printed < status.decisions.length; printed++)
+      stream.write(`  ${formatDecision(status.decisions[printed]!)}\n`);
   };
   while (!finished) {
     await show();

@@ -19,11 +19,14 @@ export interface ScheduleCreateOptions {
 
 function overlapPolicy(value: string): ScheduleOverlapPolicy {
   const parsed = OverlapPolicySchema.safeParse(value);
-  if (!parsed.success) throw new UsageError(`--overlap: "${value}" is not one of ${OverlapPolicySchema.options.join(', ')}`);
+  if (!parsed.success)
+    throw new UsageError(`--overlap: "${value}" is not one of ${OverlapPolicySchema.options.join(', ')}`);
   return parsed.data.toUpperCase().replace('-', '_') as ScheduleOverlapPolicy;
 }
 
-async function withClient<T>(fn: (client: Awaited<ReturnType<typeof connectClient>>['client']) => Promise<T>): Promise<T> {
+async function withClient<T>(
+  fn: (client: Awaited<ReturnType<typeof connectClient>>['client']) => Promise<T>,
+): Promise<T> {
   const { client, connection } = await connectClient();
   try {
     return await fn(client);
@@ -59,10 +62,15 @@ export async function scheduleCreateCommand(pipeline: string, options: ScheduleC
     } catch (error) {
       const message = (error as Error).message;
       if (/already|exists/i.test(message)) throw new UsageError(`a schedule with id "${scheduleId}" already exists`);
-      if (/invalid|cron|parse/i.test(message)) throw new UsageError(`--cron: "${options.cron}" was refused by Temporal: ${message}`);
+      if (/invalid|cron|parse/i.test(message))
+        throw new UsageError(`--cron: "${options.cron}" was refused by Temporal: ${message}`);
       throw error;
     }
-    console.log(options.json ? JSON.stringify({ scheduleId, cron: options.cron, overlap }) : `created schedule ${scheduleId} (${options.cron}, overlap ${overlap})`);
+    console.log(
+      options.json
+        ? JSON.stringify({ scheduleId, cron: options.cron, overlap })
+        : `created schedule ${scheduleId} (${options.cron}, overlap ${overlap})`,
+    );
   });
 }
 
@@ -80,7 +88,8 @@ export async function scheduleListCommand(options: { json?: boolean }): Promise<
     rows.sort((a, b) => a.scheduleId.localeCompare(b.scheduleId));
     if (options.json) return console.log(JSON.stringify(rows));
     if (rows.length === 0) console.log('no schedules');
-    for (const r of rows) console.log(`${r.scheduleId}\t${r.paused ? 'paused' : 'active'}\tnext ${r.nextActionTimes[0] ?? '-'}`);
+    for (const r of rows)
+      console.log(`${r.scheduleId}\t${r.paused ? 'paused' : 'active'}\tnext ${r.nextActionTimes[0] ?? '-'}`);
   });
 }
 
@@ -95,7 +104,10 @@ export async function scheduleDescribeCommand(scheduleId: string, options: { jso
       pipeline: (d.memo?.pipeline as string | undefined) ?? null,
       overlap: d.policies.overlap,
       actions: d.info.numActionsTaken,
-      recentRuns: d.info.recentActions.map((a) => ({ scheduledAt: a.scheduledAt.toISOString(), workflowId: a.action.workflow.workflowId })),
+      recentRuns: d.info.recentActions.map((a) => ({
+        scheduledAt: a.scheduledAt.toISOString(),
+        workflowId: a.action.workflow.workflowId,
+      })),
       runningRuns: d.info.runningActions.map((a) => a.workflow.workflowId),
       nextActionTimes: d.info.nextActionTimes.map((t) => t.toISOString()),
     };
@@ -111,7 +123,11 @@ export async function scheduleDescribeCommand(scheduleId: string, options: { jso
   });
 }
 
-export async function scheduleSimpleCommand(verb: 'pause' | 'unpause' | 'trigger' | 'delete', scheduleId: string, note?: string): Promise<void> {
+export async function scheduleSimpleCommand(
+  verb: 'pause' | 'unpause' | 'trigger' | 'delete',
+  scheduleId: string,
+  note?: string,
+): Promise<void> {
   await withClient(async (client) => {
     const handle = client.schedule.getHandle(scheduleId);
     if (verb === 'pause') await handle.pause(note ?? 'paused with gantry');

@@ -53,11 +53,24 @@ export interface ServeFlags {
 
 export async function serveCommand(raw: ServeFlags): Promise<void> {
   const parsed = FlagsSchema.safeParse(raw);
-  if (!parsed.success) throw new UsageError(describeIssues(parsed.error.issues.map((i) => ({ ...i, path: i.path.map((p) => `--${String(p).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`) }))));
+  if (!parsed.success)
+    throw new UsageError(
+      describeIssues(
+        parsed.error.issues.map((i) => ({
+          ...i,
+          path: i.path.map((p) => `--${String(p).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`),
+        })),
+      ),
+    );
   const flags = parsed.data;
   const home = gantryHome();
   let adminToken = process.env.GANTRY_SERVE_ADMIN_TOKEN || undefined;
-  if (flags.adminTokenFile) adminToken = (await readFile(flags.adminTokenFile, 'utf8').catch((e: Error) => { throw new UsageError(`--admin-token-file: ${e.message}`); })).trim();
+  if (flags.adminTokenFile)
+    adminToken = (
+      await readFile(flags.adminTokenFile, 'utf8').catch((e: Error) => {
+        throw new UsageError(`--admin-token-file: ${e.message}`);
+      })
+    ).trim();
   const modelBasePath = flags.modelBasePath ?? (flags.modelConfigFile ? undefined : home.modelRepositoryDir);
   let server;
   try {
@@ -68,7 +81,12 @@ export async function serveCommand(raw: ServeFlags): Promise<void> {
       restPort: flags.restPort === 'off' ? null : flags.restPort,
       grpcPort: flags.grpcPort === 'off' ? null : flags.grpcPort,
       pollIntervalMs: Math.round(flags.pollSeconds * 1000),
-      batching: { enabled: flags.batching, max_batch_size: flags.maxBatchSize, batch_timeout_micros: flags.batchTimeoutMicros, max_enqueued_batches: flags.maxEnqueuedBatches },
+      batching: {
+        enabled: flags.batching,
+        max_batch_size: flags.maxBatchSize,
+        batch_timeout_micros: flags.batchTimeoutMicros,
+        max_enqueued_batches: flags.maxEnqueuedBatches,
+      },
       adminToken,
       stateFile: flags.stateFile ?? path.join(home.root, 'serving-state.json'),
       requestTimeoutMs: flags.requestTimeoutMs,
@@ -84,9 +102,18 @@ export async function serveCommand(raw: ServeFlags): Promise<void> {
     server.restPort !== null ? `REST http://${flags.host}:${server.restPort}` : undefined,
     server.grpcPort !== null ? `gRPC ${flags.host}:${server.grpcPort}` : undefined,
   ].filter(Boolean);
-  console.log(`gantry serve: ${where.join(', ')} — backend ${server.backend.name}; models from ${modelBasePath ?? flags.modelConfigFile}; admin API ${adminToken ? 'on' : 'off (no token)'}`);
+  console.log(
+    `gantry serve: ${where.join(', ')} — backend ${server.backend.name}; models from ${modelBasePath ?? flags.modelConfigFile}; admin API ${adminToken ? 'on' : 'off (no token)'}`,
+  );
   for (const name of server.manager.modelNames()) {
-    console.log(`  ${name}: ${server.manager.status(name).map((s) => `v${s.version} ${s.state}${s.error ? ` (${s.error})` : ''}`).join(', ') || 'no versions yet'}`);
+    console.log(
+      `  ${name}: ${
+        server.manager
+          .status(name)
+          .map((s) => `v${s.version} ${s.state}${s.error ? ` (${s.error})` : ''}`)
+          .join(', ') || 'no versions yet'
+      }`,
+    );
   }
   await new Promise<void>((resolve) => {
     const stop = () => resolve();

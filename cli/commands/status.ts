@@ -27,35 +27,65 @@ export async function statusCommand(runId: string, options: { json?: boolean; re
       // Queries need a live worker; the status and result below do not.
     }
     if (status === 'COMPLETED') result = await handle.result();
-    if (status === 'FAILED') error = await handle.result().then(() => null, (e: unknown) => rootCause(e));
+    if (status === 'FAILED')
+      error = await handle.result().then(
+        () => null,
+        (e: unknown) => rootCause(e),
+      );
     // A data-parallel run's train job keeps each replica's progress (workflows/train-job.ts).
     let job: JobState | null = null;
     if (options.replicas) {
-      job = await client.workflow.getHandle(trainJobWorkflowId(runId)).query(jobStateQuery).catch(() => null);
-      if (!job) throw new UsageError(`run "${runId}" has no data-parallel train job (train.replicas = 1), or it has not started yet`);
+      job = await client.workflow
+        .getHandle(trainJobWorkflowId(runId))
+        .query(jobStateQuery)
+        .catch(() => null);
+      if (!job)
+        throw new UsageError(
+          `run "${runId}" has no data-parallel train job (train.replicas = 1), or it has not started yet`,
+        );
     }
-    const report = { runId, status, startTime: description.startTime, closeTime: description.closeTime ?? null, progress, result, error, ...(job ? { job } : {}) };
+    const report = {
+      runId,
+      status,
+      startTime: description.startTime,
+      closeTime: description.closeTime ?? null,
+      progress,
+      result,
+      error,
+      ...(job ? { job } : {}),
+    };
     if (options.json) {
       console.log(JSON.stringify(report));
       return;
     }
     console.log(`run ${runId}: ${status} (started ${description.startTime.toISOString()})`);
     if (progress) {
-      console.log(`stages: ${Object.entries(progress.stages).map(([s, v]) => `${s}=${v}`).join(' ')}`);
+      console.log(
+        `stages: ${Object.entries(progress.stages)
+          .map(([s, v]) => `${s}=${v}`)
+          .join(' ')}`,
+      );
       if (progress.train) {
         const t = progress.train;
-        console.log(`train: epoch ${t.epoch}/${t.epochs} step ${t.step}/${t.stepsPerEpoch} loss ${t.loss.toFixed(4)} acc ${t.accuracy.toFixed(4)} attempt ${t.attempt} on ${t.backend}`);
+        console.log(
+          `train: epoch ${t.epoch}/${t.epochs} step ${t.step}/${t.stepsPerEpoch} loss ${t.loss.toFixed(4)} acc ${t.accuracy.toFixed(4)} attempt ${t.attempt} on ${t.backend}`,
+        );
       }
       if (progress.version !== null) console.log(`version: ${progress.version}`);
-      if (progress.evaluation) console.log(`blessed: ${progress.evaluation.blessed}\n  ${progress.evaluation.reasons.join('\n  ')}`);
+      if (progress.evaluation)
+        console.log(`blessed: ${progress.evaluation.blessed}\n  ${progress.evaluation.reasons.join('\n  ')}`);
     }
     if (job) {
-      console.log(`train job: ${job.strategy}, attempt ${job.attempt}, ${job.phase}, ${job.worldSize ?? '?'} of ${job.replicasWanted} replicas`);
+      console.log(
+        `train job: ${job.strategy}, attempt ${job.attempt}, ${job.phase}, ${job.worldSize ?? '?'} of ${job.replicasWanted} replicas`,
+      );
       for (const r of [...job.replicas].sort((a, b) => a.rank - b.rank)) {
         const p = r.progress;
         console.log(
           `  rank ${r.rank} (${r.identity}, ${r.host}:${r.port}): ` +
-            (p ? `epoch ${p.epoch} step ${p.step}/${p.stepsPerEpoch} loss ${p.loss.toFixed(4)} acc ${p.accuracy.toFixed(4)} ${Math.round(p.samplesPerSecond)} samples/s (job)` : 'joined, no step yet'),
+            (p
+              ? `epoch ${p.epoch} step ${p.step}/${p.stepsPerEpoch} loss ${p.loss.toFixed(4)} acc ${p.accuracy.toFixed(4)} ${Math.round(p.samplesPerSecond)} samples/s (job)`
+              : 'joined, no step yet'),
         );
       }
       for (const a of job.attempts) console.log(`  attempt ${a.attempt} ended: ${a.error}`);

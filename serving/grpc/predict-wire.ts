@@ -228,7 +228,11 @@ export function readPredictRequest(buf: Uint8Array): WirePredictRequest | undefi
  * The request's inputs as the signature's tensors, or undefined when anything does not fit
  * exactly (the general decoder then says what). Rows must be 1…maxRows and equal across inputs.
  */
-export function wireInputs(request: WirePredictRequest, signature: Signature, maxRows: number): DenseTensor[] | undefined {
+export function wireInputs(
+  request: WirePredictRequest,
+  signature: Signature,
+  maxRows: number,
+): DenseTensor[] | undefined {
   if (request.inputs.size !== signature.inputs.length) return undefined;
   for (const name of request.outputFilter) {
     if (!signature.outputs.some((s) => s.key === name)) return undefined;
@@ -238,7 +242,12 @@ export function wireInputs(request: WirePredictRequest, signature: Signature, ma
     const wire = request.inputs.get(spec.key);
     if (!wire || wire.dtype !== DTYPE_NUMBER[spec.dtype]) return undefined;
     const { dims } = wire;
-    if (dims.length !== spec.shape.length || !(dims[0]! >= 1 && dims[0]! <= maxRows) || spec.shape.some((d, i) => i > 0 && dims[i] !== d)) return undefined;
+    if (
+      dims.length !== spec.shape.length ||
+      !(dims[0]! >= 1 && dims[0]! <= maxRows) ||
+      spec.shape.some((d, i) => i > 0 && dims[i] !== d)
+    )
+      return undefined;
     if (tensors.length > 0 && dims[0] !== tensors[0]!.shape[0]) return undefined;
     const count = dims.reduce((a, b) => a * b, 1);
     let data: Float32Array | Int32Array;
@@ -248,7 +257,10 @@ export function wireInputs(request: WirePredictRequest, signature: Signature, ma
       // ArrayBuffer per request for the small tensors of one request (pool slices are 8-aligned).
       const copy = Buffer.allocUnsafe(wire.content.byteLength);
       copy.set(wire.content);
-      data = spec.dtype === 'int32' ? new Int32Array(copy.buffer, copy.byteOffset, count) : new Float32Array(copy.buffer, copy.byteOffset, count);
+      data =
+        spec.dtype === 'int32'
+          ? new Int32Array(copy.buffer, copy.byteOffset, count)
+          : new Float32Array(copy.buffer, copy.byteOffset, count);
     } else if (wire.floats && spec.dtype === 'float32' && wire.floats.length === count) {
       data = wire.floats;
     } else {
@@ -331,7 +343,12 @@ class Writer {
  * float_val) and model_spec (name, version, signature name when given). Undefined when an
  * output is not float32 (the general encoder writes int_val).
  */
-export function writePredictResponse(model: string, version: number, signatureName: string | undefined, outputs: { key: string; tensor: DenseTensor }[]): Buffer | undefined {
+export function writePredictResponse(
+  model: string,
+  version: number,
+  signatureName: string | undefined,
+  outputs: { key: string; tensor: DenseTensor }[],
+): Buffer | undefined {
   if (!LITTLE_ENDIAN || outputs.some((o) => o.tensor.dtype !== 'float32')) return undefined;
   const w = new Writer();
   for (const { key, tensor } of outputs) {
@@ -341,10 +358,11 @@ export function writePredictResponse(model: string, version: number, signatureNa
         w.tag(1, 0);
         w.varint(DT_FLOAT);
         w.message(2, () => {
-          for (const size of tensor.shape) w.message(2, () => {
-            w.tag(1, 0);
-            w.varint(size);
-          });
+          for (const size of tensor.shape)
+            w.message(2, () => {
+              w.tag(1, 0);
+              w.varint(size);
+            });
         });
         const data = tensor.data as Float32Array;
         if (data.length > 0) w.raw(5, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));

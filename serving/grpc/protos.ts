@@ -10,8 +10,19 @@ import * as protoLoader from '@grpc/proto-loader';
  */
 
 export const PROTO_ROOT = fileURLToPath(new URL('../protos', import.meta.url));
-export const PROTO_FILES = ['tensorflow_serving/apis/prediction_service.proto', 'tensorflow_serving/apis/model_service.proto', 'gantry/serving/codec.proto'];
-export const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true, includeDirs: [PROTO_ROOT] };
+export const PROTO_FILES = [
+  'tensorflow_serving/apis/prediction_service.proto',
+  'tensorflow_serving/apis/model_service.proto',
+  'gantry/serving/codec.proto',
+];
+export const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+  includeDirs: [PROTO_ROOT],
+};
 
 export const SIGNATURE_DEF_MAP_TYPE_URL = 'type.googleapis.com/tensorflow.serving.SignatureDefMap';
 
@@ -36,7 +47,9 @@ export function loadServingProtos(): ServingProtos {
   if (cached) return cached;
   const packageDefinition = protoLoader.loadSync(PROTO_FILES, LOADER_OPTIONS);
   const root = grpc.loadPackageDefinition(packageDefinition) as unknown as {
-    tensorflow: { serving: { PredictionService: grpc.ServiceClientConstructor; ModelService: grpc.ServiceClientConstructor } };
+    tensorflow: {
+      serving: { PredictionService: grpc.ServiceClientConstructor; ModelService: grpc.ServiceClientConstructor };
+    };
   };
   const codec = packageDefinition['gantry.serving.Codec'] as protoLoader.ServiceDefinition;
   const predict = (packageDefinition['tensorflow.serving.PredictionService'] as protoLoader.ServiceDefinition).Predict!;

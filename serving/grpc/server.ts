@@ -34,32 +34,60 @@ export interface GrpcDeps {
 const ModelSpecSchema = z
   .object({
     name: z.string(),
-    version: z.object({ value: z.union([z.string(), z.number()]) }).nullable().optional(),
+    version: z
+      .object({ value: z.union([z.string(), z.number()]) })
+      .nullable()
+      .optional(),
     version_label: z.string().optional(),
     signature_name: z.string().optional(),
     version_choice: z.string().optional(),
   })
   .loose();
 
-const PredictRequestSchema = z.object({ model_spec: ModelSpecSchema.nullable(), inputs: z.record(z.string(), z.unknown()), output_filter: z.array(z.string()).optional() }).loose();
-const SpecOnlySchema = z.object({ model_spec: ModelSpecSchema.nullable(), metadata_field: z.array(z.string()).optional() }).loose();
+const PredictRequestSchema = z
+  .object({
+    model_spec: ModelSpecSchema.nullable(),
+    inputs: z.record(z.string(), z.unknown()),
+    output_filter: z.array(z.string()).optional(),
+  })
+  .loose();
+const SpecOnlySchema = z
+  .object({ model_spec: ModelSpecSchema.nullable(), metadata_field: z.array(z.string()).optional() })
+  .loose();
 
 const FeatureSchema = z
   .object({
-    float_list: z.object({ value: z.array(z.number()) }).nullable().optional(),
-    int64_list: z.object({ value: z.array(z.union([z.string(), z.number()])) }).nullable().optional(),
-    bytes_list: z.object({ value: z.array(z.unknown()) }).nullable().optional(),
+    float_list: z
+      .object({ value: z.array(z.number()) })
+      .nullable()
+      .optional(),
+    int64_list: z
+      .object({ value: z.array(z.union([z.string(), z.number()])) })
+      .nullable()
+      .optional(),
+    bytes_list: z
+      .object({ value: z.array(z.unknown()) })
+      .nullable()
+      .optional(),
     kind: z.string().optional(),
   })
   .loose();
-const ExampleSchema = z.object({ features: z.object({ feature: z.record(z.string(), FeatureSchema) }).nullable() }).loose();
+const ExampleSchema = z
+  .object({ features: z.object({ feature: z.record(z.string(), FeatureSchema) }).nullable() })
+  .loose();
 const ClassifyRequestSchema = z
   .object({
     model_spec: ModelSpecSchema.nullable(),
     input: z
       .object({
-        example_list: z.object({ examples: z.array(ExampleSchema) }).nullable().optional(),
-        example_list_with_context: z.object({ examples: z.array(ExampleSchema), context: ExampleSchema.nullable() }).nullable().optional(),
+        example_list: z
+          .object({ examples: z.array(ExampleSchema) })
+          .nullable()
+          .optional(),
+        example_list_with_context: z
+          .object({ examples: z.array(ExampleSchema), context: ExampleSchema.nullable() })
+          .nullable()
+          .optional(),
       })
       .loose()
       .nullable(),
@@ -92,7 +120,8 @@ function targetOf(spec: z.infer<typeof ModelSpecSchema> | null): Target {
   const target: Target = { model: spec.name, signatureName: spec.signature_name || undefined };
   if (spec.version_choice === 'version' && spec.version) {
     const version = Number(spec.version.value);
-    if (!Number.isSafeInteger(version) || version < 1) throw invalidArgument(`model_spec.version: ${spec.version.value} is not a positive version`);
+    if (!Number.isSafeInteger(version) || version < 1)
+      throw invalidArgument(`model_spec.version: ${spec.version.value} is not a positive version`);
     target.version = version;
   } else if (spec.version_choice === 'version_label' && spec.version_label) {
     target.label = spec.version_label;
@@ -106,7 +135,9 @@ function metadataValue(call: grpc.ServerUnaryCall<unknown, unknown>, key: string
 }
 
 /** Wraps a handler: any throw becomes a gRPC status; nothing escapes to crash the process. */
-function unary<Req, Res>(handler: (call: grpc.ServerUnaryCall<Req, Res>) => Promise<{ response: Res; metadata?: grpc.Metadata }>): grpc.handleUnaryCall<Req, Res> {
+function unary<Req, Res>(
+  handler: (call: grpc.ServerUnaryCall<Req, Res>) => Promise<{ response: Res; metadata?: grpc.Metadata }>,
+): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     handler(call).then(
       ({ response, metadata }) => callback(null, response, metadata),
@@ -124,25 +155,42 @@ function featureValues(feature: z.infer<typeof FeatureSchema>, where: string): n
   throw invalidArgument(`${where}: expected a float_list or int64_list`);
 }
 
-function classifyInputs(request: z.infer<typeof ClassifyRequestSchema>, signature: Signature, maxRows: number): DenseTensor[] {
+function classifyInputs(
+  request: z.infer<typeof ClassifyRequestSchema>,
+  signature: Signature,
+  maxRows: number,
+): DenseTensor[] {
   const input = request.input;
   const list = input?.example_list ?? input?.example_list_with_context;
-  if (!list || list.examples.length === 0) throw invalidArgument('input: needs example_list or example_list_with_context with at least one example');
-  if (list.examples.length > maxRows) throw invalidArgument(`input: ${list.examples.length} examples exceed the limit of ${maxRows} per request`);
+  if (!list || list.examples.length === 0)
+    throw invalidArgument('input: needs example_list or example_list_with_context with at least one example');
+  if (list.examples.length > maxRows)
+    throw invalidArgument(`input: ${list.examples.length} examples exceed the limit of ${maxRows} per request`);
   const context = input?.example_list_with_context?.context?.features?.feature ?? {};
   const rows = list.examples.length;
-  const tensors = signature.inputs.map((spec) => ({ dtype: spec.dtype, shape: [rows, ...spec.shape.slice(1)], data: allocate(spec.dtype, rows * rowSize(spec)) }));
+  const tensors = signature.inputs.map((spec) => ({
+    dtype: spec.dtype,
+    shape: [rows, ...spec.shape.slice(1)],
+    data: allocate(spec.dtype, rows * rowSize(spec)),
+  }));
   list.examples.forEach((example, i) => {
     const features = { ...context, ...(example.features?.feature ?? {}) };
     const unknown = Object.keys(features).filter((key) => !signature.inputs.some((s) => s.key === key));
-    if (unknown.length) throw invalidArgument(`examples[${i}]: unknown feature ${unknown.map((k) => `"${k}"`).join(', ')}; the signature's inputs are ${signature.inputs.map((s) => `"${s.key}"`).join(', ')}`);
+    if (unknown.length)
+      throw invalidArgument(
+        `examples[${i}]: unknown feature ${unknown.map((k) => `"${k}"`).join(', ')}; the signature's inputs are ${signature.inputs.map((s) => `"${s.key}"`).join(', ')}`,
+      );
     signature.inputs.forEach((spec, j) => {
       const feature = features[spec.key];
       if (!feature) throw invalidArgument(`examples[${i}]: missing feature "${spec.key}"`);
       // tf.Example features are flat lists: one row of the input, row-major.
       const values = featureValues(feature, `examples[${i}].${spec.key}`);
-      if (values.length !== rowSize(spec)) throw invalidArgument(`examples[${i}].${spec.key}: ${values.length} values, the input needs ${rowSize(spec)} (shape [${spec.shape.slice(1).join(', ')}])`);
-      if (spec.dtype === 'int32' && !values.every(Number.isInteger)) throw invalidArgument(`examples[${i}].${spec.key}: the input is int32; use an int64_list`);
+      if (values.length !== rowSize(spec))
+        throw invalidArgument(
+          `examples[${i}].${spec.key}: ${values.length} values, the input needs ${rowSize(spec)} (shape [${spec.shape.slice(1).join(', ')}])`,
+        );
+      if (spec.dtype === 'int32' && !values.every(Number.isInteger))
+        throw invalidArgument(`examples[${i}].${spec.key}: the input is int32; use an int64_list`);
       tensors[j]!.data.set(values, i * rowSize(spec));
     });
   });
@@ -171,7 +219,8 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
   const predictInputs = (request: PredictRequest, signature: Signature): DenseTensor[] => {
     const tensors = decodePredictInputs(request.inputs, signature, inference.maxRows);
     for (const name of request.output_filter ?? []) {
-      if (!signature.outputs.some((s) => s.key === name)) throw invalidArgument(`output_filter: "${name}" is not an output of the signature`);
+      if (!signature.outputs.some((s) => s.key === name))
+        throw invalidArgument(`output_filter: "${name}" is not an output of the signature`);
     }
     return tensors;
   };
@@ -184,7 +233,11 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
     });
   };
   const predictResponse = (answer: Answer, kept: { key: string; tensor: DenseTensor }[]) => ({
-    model_spec: { name: answer.model, version: { value: String(answer.version) }, signature_name: answer.signature.name },
+    model_spec: {
+      name: answer.model,
+      version: { value: String(answer.version) },
+      signature_name: answer.signature.name,
+    },
     outputs: Object.fromEntries(kept.map(({ key, tensor }) => [key, encodeTensorProto(tensor)])),
   });
 
@@ -211,25 +264,40 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
           const answer = await inference.run(
             target,
             context(call, 'predict'),
-            (signature) => wireInputs(wire, signature, inference.maxRows) ?? predictInputs(parse(PredictRequestSchema, protos.decodePredictRequest(Buffer.from(wire.bytes))), signature),
+            (signature) =>
+              wireInputs(wire, signature, inference.maxRows) ??
+              predictInputs(
+                parse(PredictRequestSchema, protos.decodePredictRequest(Buffer.from(wire.bytes))),
+                signature,
+              ),
           );
           const kept = keptOutputs(answer, wire.outputFilter);
-          const response = writePredictResponse(answer.model, answer.version, answer.signature.name, kept) ?? predictResponse(answer, kept);
+          const response =
+            writePredictResponse(answer.model, answer.version, answer.signature.name, kept) ??
+            predictResponse(answer, kept);
           return { response, metadata: answerMetadata(answer.version, answer.requestId) };
         }
         raw = protos.decodePredictRequest(Buffer.from(wire.bytes));
       }
       const request = parse(PredictRequestSchema, raw);
       const target = targetOf(request.model_spec);
-      const answer = await inference.run(target, context(call, 'predict'), (signature) => predictInputs(request, signature));
-      return { response: predictResponse(answer, keptOutputs(answer, request.output_filter)), metadata: answerMetadata(answer.version, answer.requestId) };
+      const answer = await inference.run(target, context(call, 'predict'), (signature) =>
+        predictInputs(request, signature),
+      );
+      return {
+        response: predictResponse(answer, keptOutputs(answer, request.output_filter)),
+        metadata: answerMetadata(answer.version, answer.requestId),
+      };
     }),
 
     Classify: unary(async (call) => {
       const request = parse(ClassifyRequestSchema, call.request);
       const target = targetOf(request.model_spec);
       const answer = await inference.run(target, context(call, 'classify'), (signature) => {
-        if (!signature.classLabels) throw invalidArgument(`model "${target.model}" is not a classifier (one output of shape [-1, K]); use Predict`);
+        if (!signature.classLabels)
+          throw invalidArgument(
+            `model "${target.model}" is not a classifier (one output of shape [-1, K]); use Predict`,
+          );
         return classifyInputs(request, signature, inference.maxRows);
       });
       const labels = answer.signature.classLabels!;
@@ -238,7 +306,14 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
         classes: labels.map((label, c) => ({ label, score: scores.data[r * labels.length + c]! })),
       }));
       return {
-        response: { model_spec: { name: answer.model, version: { value: String(answer.version) }, signature_name: answer.signature.name }, result: { classifications } },
+        response: {
+          model_spec: {
+            name: answer.model,
+            version: { value: String(answer.version) },
+            signature_name: answer.signature.name,
+          },
+          result: { classifications },
+        },
         metadata: answerMetadata(answer.version, answer.requestId),
       };
     }),
@@ -249,12 +324,20 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
       checkSignatureName(target.signatureName);
       const fields = request.metadata_field ?? [];
       const unsupported = fields.filter((f) => f !== 'signature_def');
-      if (unsupported.length) throw invalidArgument(`metadata_field: ${unsupported.map((f) => `"${f}"`).join(', ')} not supported (only "signature_def")`);
+      if (unsupported.length)
+        throw invalidArgument(
+          `metadata_field: ${unsupported.map((f) => `"${f}"`).join(', ')} not supported (only "signature_def")`,
+        );
       const { version, signature } = metadataTarget(manager, router, target.model, target);
       return {
         response: {
           model_spec: { name: target.model, version: { value: String(version) }, signature_name: '' },
-          metadata: { signature_def: { type_url: SIGNATURE_DEF_MAP_TYPE_URL, value: protos.encodeSignatureDefMap(signatureDefMap(signature)) } },
+          metadata: {
+            signature_def: {
+              type_url: SIGNATURE_DEF_MAP_TYPE_URL,
+              value: protos.encodeSignatureDefMap(signatureDefMap(signature)),
+            },
+          },
         },
       };
     }),
@@ -272,7 +355,9 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
       const request = call.request as { config?: { model_config_list?: { config?: unknown[] } | null } | null };
       const list = request.config?.model_config_list;
       if (!list) throw invalidArgument('config.model_config_list: required (custom_model_config is not supported)');
-      const parsed = ModelServerConfigSchema.safeParse({ model_config_list: { config: (list.config ?? []).map(fromProtoModelConfig) } });
+      const parsed = ModelServerConfigSchema.safeParse({
+        model_config_list: { config: (list.config ?? []).map(fromProtoModelConfig) },
+      });
       if (!parsed.success) throw invalidArgument(`config: ${describeIssues(parsed.error.issues)}`);
       await admin.reloadConfig(parsed.data);
       return { response: { status: { error_code: 'OK', error_message: '' } } };
@@ -297,7 +382,9 @@ function fromProtoModelConfig(raw: unknown): unknown {
 
 export function bindGrpc(server: grpc.Server, host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound)));
+    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    );
   });
 }
 

@@ -9,12 +9,18 @@ import { fromBytes, type DenseTensor } from '../tensors';
  * Values come from `tensor_content` (little-endian bytes) or the dtype's repeated field.
  */
 
-const DimSchema = z.object({ size: z.union([z.string(), z.number()]).transform(Number), name: z.string().optional() }).loose();
+const DimSchema = z
+  .object({ size: z.union([z.string(), z.number()]).transform(Number), name: z.string().optional() })
+  .loose();
 
 export const TensorProtoSchema = z
   .object({
     dtype: z.string(),
-    tensor_shape: z.object({ dim: z.array(DimSchema), unknown_rank: z.boolean().optional() }).loose().nullable().optional(),
+    tensor_shape: z
+      .object({ dim: z.array(DimSchema), unknown_rank: z.boolean().optional() })
+      .loose()
+      .nullable()
+      .optional(),
     tensor_content: z.instanceof(Uint8Array).optional(),
     float_val: z.array(z.number()).optional(),
     int_val: z.array(z.number()).optional(),
@@ -26,15 +32,24 @@ export const DTYPE_OF: Record<ServedDType, string> = { float32: 'DT_FLOAT', int3
 
 export function decodeTensorProto(raw: unknown, spec: TensorSpec, maxRows: number, where: string): DenseTensor {
   const parsed = TensorProtoSchema.safeParse(raw);
-  if (!parsed.success) throw invalidArgument(`${where}: not a TensorProto: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!parsed.success)
+    throw invalidArgument(
+      `${where}: not a TensorProto: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
   const proto = parsed.data;
   const expected = DTYPE_OF[spec.dtype];
-  if (proto.dtype !== expected) throw invalidArgument(`${where}: dtype ${proto.dtype} does not match the signature's ${expected}`);
-  if (!proto.tensor_shape || proto.tensor_shape.unknown_rank) throw invalidArgument(`${where}: tensor_shape is required`);
+  if (proto.dtype !== expected)
+    throw invalidArgument(`${where}: dtype ${proto.dtype} does not match the signature's ${expected}`);
+  if (!proto.tensor_shape || proto.tensor_shape.unknown_rank)
+    throw invalidArgument(`${where}: tensor_shape is required`);
   const shape = proto.tensor_shape.dim.map((d) => d.size);
   const want = spec.shape;
-  const mismatch = shape.length !== want.length || shape.some((d, i) => (i === 0 ? !(Number.isInteger(d) && d >= 1) : d !== want[i]));
-  if (mismatch) throw invalidArgument(`${where}: shape [${shape.join(', ')}] does not match the signature's [${want.join(', ')}] (-1: any batch size ≥ 1)`);
+  const mismatch =
+    shape.length !== want.length || shape.some((d, i) => (i === 0 ? !(Number.isInteger(d) && d >= 1) : d !== want[i]));
+  if (mismatch)
+    throw invalidArgument(
+      `${where}: shape [${shape.join(', ')}] does not match the signature's [${want.join(', ')}] (-1: any batch size ≥ 1)`,
+    );
   const rows = shape[0]!;
   if (rows > maxRows) throw invalidArgument(`${where}: ${rows} rows exceed the limit of ${maxRows} per request`);
   const count = shape.reduce((a, b) => a * b, 1);
@@ -44,7 +59,10 @@ export function decodeTensorProto(raw: unknown, spec: TensorSpec, maxRows: numbe
   } else {
     const values = (spec.dtype === 'float32' ? proto.float_val : proto.int_val) ?? [];
     const field = spec.dtype === 'float32' ? 'float_val' : 'int_val';
-    if (values.length !== count) throw invalidArgument(`${where}.${field}: ${values.length} values for shape [${shape.join(', ')}] (${count} needed)`);
+    if (values.length !== count)
+      throw invalidArgument(
+        `${where}.${field}: ${values.length} values for shape [${shape.join(', ')}] (${count} needed)`,
+      );
     data = spec.dtype === 'float32' ? Float32Array.from(values) : Int32Array.from(values);
   }
   return { dtype: spec.dtype, shape, data };
@@ -54,14 +72,22 @@ export function decodeTensorProto(raw: unknown, spec: TensorSpec, maxRows: numbe
  * A PredictRequest's `inputs` map (TensorProtos by input key) as the signature's tensors — gRPC
  * Predict's and REST's binary body alike: every input known and present, one batch size.
  */
-export function decodePredictInputs(inputs: Record<string, unknown>, signature: Signature, maxRows: number): DenseTensor[] {
+export function decodePredictInputs(
+  inputs: Record<string, unknown>,
+  signature: Signature,
+  maxRows: number,
+): DenseTensor[] {
   const unknown = Object.keys(inputs).filter((k) => !signature.inputs.some((s) => s.key === k));
-  if (unknown.length) throw invalidArgument(`inputs: unknown input ${unknown.map((k) => `"${k}"`).join(', ')}; the signature's inputs are ${signature.inputs.map((s) => `"${s.key}"`).join(', ')}`);
+  if (unknown.length)
+    throw invalidArgument(
+      `inputs: unknown input ${unknown.map((k) => `"${k}"`).join(', ')}; the signature's inputs are ${signature.inputs.map((s) => `"${s.key}"`).join(', ')}`,
+    );
   const tensors = signature.inputs.map((spec) => {
     if (!(spec.key in inputs)) throw invalidArgument(`inputs: missing input "${spec.key}"`);
     return decodeTensorProto(inputs[spec.key], spec, maxRows, `inputs.${spec.key}`);
   });
-  if (tensors.some((t) => t.shape[0] !== tensors[0]!.shape[0])) throw invalidArgument('inputs: the inputs differ in batch size');
+  if (tensors.some((t) => t.shape[0] !== tensors[0]!.shape[0]))
+    throw invalidArgument('inputs: the inputs differ in batch size');
   return tensors;
 }
 

@@ -18,12 +18,19 @@ const VERBS = new Set(['predict', 'classify', 'regress', 'feedback']);
 
 export function parseModelPath(rest: string): ModelPath {
   const match = PATH.exec(rest);
-  if (!match) throw invalidArgument(`Malformed request: "/v1/models/${rest}" is not NAME[/versions/N|/labels/L][:predict|:classify|:feedback|/metadata]`);
+  if (!match)
+    throw invalidArgument(
+      `Malformed request: "/v1/models/${rest}" is not NAME[/versions/N|/labels/L][:predict|:classify|:feedback|/metadata]`,
+    );
   const [, model = '', version, label, verb, metadata] = match;
-  if (!MODEL_NAME_PATTERN.test(model)) throw invalidArgument(`model name ${JSON.stringify(model)} is not valid: 1-128 of [A-Za-z0-9_.-], not starting with "."`);
+  if (!MODEL_NAME_PATTERN.test(model))
+    throw invalidArgument(
+      `model name ${JSON.stringify(model)} is not valid: 1-128 of [A-Za-z0-9_.-], not starting with "."`,
+    );
   const out: ModelPath = { model, metadata: metadata !== undefined };
   if (version !== undefined) {
-    if (!/^\d{1,15}$/.test(version) || Number(version) < 1) throw invalidArgument(`version ${JSON.stringify(version)} is not a positive integer`);
+    if (!/^\d{1,15}$/.test(version) || Number(version) < 1)
+      throw invalidArgument(`version ${JSON.stringify(version)} is not a positive integer`);
     out.version = Number(version);
   }
   if (label !== undefined) {
@@ -31,7 +38,8 @@ export function parseModelPath(rest: string): ModelPath {
     out.label = label;
   }
   if (verb !== undefined) {
-    if (!VERBS.has(verb)) throw new ServingError('NOT_FOUND', `Malformed request: unknown method ":${verb}" (predict, classify, feedback)`);
+    if (!VERBS.has(verb))
+      throw new ServingError('NOT_FOUND', `Malformed request: unknown method ":${verb}" (predict, classify, feedback)`);
     out.verb = verb as ModelPath['verb'];
   }
   return out;

@@ -15,7 +15,14 @@ import type { Router } from '../router';
 import { rowSize, type Signature } from '../signature';
 import type { ServingState } from '../state';
 import { describePolicy } from '../version-policy';
-import { fromBytes, parsePredictBody, PredictBodySchema, toColumnar, toPredictions, type DenseTensor } from '../tensors';
+import {
+  fromBytes,
+  parsePredictBody,
+  PredictBodySchema,
+  toColumnar,
+  toPredictions,
+  type DenseTensor,
+} from '../tensors';
 import { scanDensePredictBody, type DenseJsonBody } from './dense-json';
 import { parseModelPath, type ModelPath } from './paths';
 
@@ -63,15 +70,28 @@ function sendError(reply: FastifyReply, error: ServingError): FastifyReply {
 }
 
 /** One example's value for one input: a flat list (tf.Example style) or the row's nested shape. */
-function exampleRows(examples: Record<string, unknown>[], context: Record<string, unknown> | undefined, signature: Signature, maxRows: number): DenseTensor[] {
-  if (examples.length > maxRows) throw invalidArgument(`examples: ${examples.length} examples exceed the limit of ${maxRows} per request`);
+function exampleRows(
+  examples: Record<string, unknown>[],
+  context: Record<string, unknown> | undefined,
+  signature: Signature,
+  maxRows: number,
+): DenseTensor[] {
+  if (examples.length > maxRows)
+    throw invalidArgument(`examples: ${examples.length} examples exceed the limit of ${maxRows} per request`);
   const instances = examples.map((example, i) => {
     const merged = { ...context, ...example };
     return Object.fromEntries(
       Object.entries(merged).map(([key, value]) => {
         const spec = signature.inputs.find((s) => s.key === key);
-        if (!spec) throw invalidArgument(`examples[${i}]: unknown feature "${key}"; the signature's inputs are ${signature.inputs.map((s) => `"${s.key}"`).join(', ')}`);
-        const flat = Array.isArray(value) && value.length === rowSize(spec) && spec.shape.length > 2 && typeof value[0] === 'number';
+        if (!spec)
+          throw invalidArgument(
+            `examples[${i}]: unknown feature "${key}"; the signature's inputs are ${signature.inputs.map((s) => `"${s.key}"`).join(', ')}`,
+          );
+        const flat =
+          Array.isArray(value) &&
+          value.length === rowSize(spec) &&
+          spec.shape.length > 2 &&
+          typeof value[0] === 'number';
         return [key, flat ? reshape(value as number[], spec.shape.slice(1)) : value];
       }),
     );
@@ -123,7 +143,9 @@ export async function createRestServer(deps: RestDeps): Promise<FastifyInstance>
   const protos = loadServingProtos();
 
   // Binary bodies: a serialized PredictRequest (application/x-protobuf) or raw tensor bytes.
-  app.addContentTypeParser([PROTOBUF, 'application/octet-stream'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser([PROTOBUF, 'application/octet-stream'], { parseAs: 'buffer' }, (_req, body, done) =>
+    done(null, body),
+  );
   // A JSON :predict body stays text until the handler: the dense fast path (dense-json.ts) reads
   // it straight into a tensor; anything else is parsed by fastify's own JSON parser, as before.
   const parseJsonBody = app.getDefaultJsonParser('error', 'error');
@@ -156,7 +178,9 @@ export async function createRestServer(deps: RestDeps): Promise<FastifyInstance>
     app.log.error(error);
     return sendError(reply, asServingError(error));
   });
-  app.setNotFoundHandler((request, reply) => reply.code(404).send({ error: `Malformed request: ${request.method} ${request.url.split('?')[0]}` }));
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ error: `Malformed request: ${request.method} ${request.url.split('?')[0]}` }),
+  );
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
@@ -164,7 +188,8 @@ export async function createRestServer(deps: RestDeps): Promise<FastifyInstance>
     return reply.code(ready ? 200 : 503).send({ ready, reasons });
   });
 
-  const metricsRoute = async (_request: FastifyRequest, reply: FastifyReply) => reply.type(metrics.contentType).send(await metrics.text());
+  const metricsRoute = async (_request: FastifyRequest, reply: FastifyReply) =>
+    reply.type(metrics.contentType).send(await metrics.text());
   app.get('/monitoring/prometheus/metrics', metricsRoute);
   app.get('/metrics', metricsRoute);
 
@@ -204,14 +229,25 @@ export async function createRestServer(deps: RestDeps): Promise<FastifyInstance>
 
   app.post('/v1/models/*', async (request, reply) => {
     const path: ModelPath = parseModelPath((request.params as { '*': string })['*']);
-    if (path.metadata || !path.verb) throw new ServingError('NOT_FOUND', 'Malformed request: POST needs :predict, :classify or :feedback');
+    if (path.metadata || !path.verb)
+      throw new ServingError('NOT_FOUND', 'Malformed request: POST needs :predict, :classify or :feedback');
     if (path.verb === 'feedback') {
       const body = parseBody(FeedbackBodySchema, request.body, 'body');
-      if (!manager.hasModel(path.model)) throw new ServingError('NOT_FOUND', `model "${path.model}" is not served here`);
+      if (!manager.hasModel(path.model))
+        throw new ServingError('NOT_FOUND', `model "${path.model}" is not served here`);
       return feedback.record(path.model, body);
     }
-    if (path.verb === 'regress') throw new ServingError('UNIMPLEMENTED', 'regress is not served: a layers model has no regression signature; use :predict');
-    const context: CallContext = { api: path.verb, protocol: 'rest', clientKey: header(request, deps.stickyHeader), requestId: header(request, REQUEST_ID_HEADER) };
+    if (path.verb === 'regress')
+      throw new ServingError(
+        'UNIMPLEMENTED',
+        'regress is not served: a layers model has no regression signature; use :predict',
+      );
+    const context: CallContext = {
+      api: path.verb,
+      protocol: 'rest',
+      clientKey: header(request, deps.stickyHeader),
+      requestId: header(request, REQUEST_ID_HEADER),
+    };
     let dense: DenseJsonBody | undefined;
     if (request.body instanceof JsonText) {
       const bytes = request.body.bytes;
@@ -222,19 +258,43 @@ export async function createRestServer(deps: RestDeps): Promise<FastifyInstance>
         // The general decoder still answers what the fast path cannot (a shape that does not
         // fit the signature: its error names the element), from the same text.
         const fast = dense;
-        const general = (signature: Signature) => parsePredictBody(parseBody(PredictBodySchema, parseJson(text()), 'body'), signature, inference.maxRows).inputs;
-        const target = { model: path.model, version: path.version, label: path.label, signatureName: fast.signatureName };
-        const answer = await inference.run(target, context, (signature) => denseInputs(fast, signature, inference.maxRows) ?? general(signature));
+        const general = (signature: Signature) =>
+          parsePredictBody(parseBody(PredictBodySchema, parseJson(text()), 'body'), signature, inference.maxRows)
+            .inputs;
+        const target = {
+          model: path.model,
+          version: path.version,
+          label: path.label,
+          signatureName: fast.signatureName,
+        };
+        const answer = await inference.run(
+          target,
+          context,
+          (signature) => denseInputs(fast, signature, inference.maxRows) ?? general(signature),
+        );
         reply.header(VERSION_HEADER, String(answer.version)).header(REQUEST_ID_HEADER, answer.requestId);
         const keys = answer.signature.outputs.map((s) => s.key);
         return fast.format === 'row'
-          ? { predictions: toPredictions(answer.outputs, keys), model_version: String(answer.version), request_id: answer.requestId }
-          : { outputs: toColumnar(answer.outputs, keys), model_version: String(answer.version), request_id: answer.requestId };
+          ? {
+              predictions: toPredictions(answer.outputs, keys),
+              model_version: String(answer.version),
+              request_id: answer.requestId,
+            }
+          : {
+              outputs: toColumnar(answer.outputs, keys),
+              model_version: String(answer.version),
+              request_id: answer.requestId,
+            };
       }
     }
     const binary = Buffer.isBuffer(request.body);
     if (binary && path.verb !== 'predict') throw invalidArgument('binary bodies are accepted by :predict only');
-    let target = { model: path.model, version: path.version, label: path.label, signatureName: undefined as string | undefined };
+    let target = {
+      model: path.model,
+      version: path.version,
+      label: path.label,
+      signatureName: undefined as string | undefined,
+    };
     let decode: (signature: Signature) => DenseTensor[];
     let format: 'row' | 'columnar' | 'classify' | 'binary' = 'classify';
     if (binary) {
@@ -249,7 +309,10 @@ export async function createRestServer(deps: RestDeps): Promise<FastifyInstance>
       const body = parseBody(ClassifyBodySchema, request.body, 'body');
       target.signatureName = body.signature_name;
       decode = (signature) => {
-        if (!signature.classLabels) throw invalidArgument(`model "${path.model}" is not a classifier (one output of shape [-1, K]); use :predict`);
+        if (!signature.classLabels)
+          throw invalidArgument(
+            `model "${path.model}" is not a classifier (one output of shape [-1, K]); use :predict`,
+          );
         return exampleRows(body.examples, body.context, signature, inference.maxRows);
       };
     }
@@ -259,22 +322,49 @@ export async function createRestServer(deps: RestDeps): Promise<FastifyInstance>
     const keys = answer.signature.outputs.map((s) => s.key);
     switch (format) {
       case 'row':
-        return { predictions: toPredictions(answer.outputs, keys), model_version: String(answer.version), request_id: answer.requestId };
+        return {
+          predictions: toPredictions(answer.outputs, keys),
+          model_version: String(answer.version),
+          request_id: answer.requestId,
+        };
       case 'columnar':
-        return { outputs: toColumnar(answer.outputs, keys), model_version: String(answer.version), request_id: answer.requestId };
+        return {
+          outputs: toColumnar(answer.outputs, keys),
+          model_version: String(answer.version),
+          request_id: answer.requestId,
+        };
       case 'binary': {
         if ((request.headers.accept ?? '').includes(PROTOBUF)) {
-          const fast = writePredictResponse(answer.model, answer.version, undefined, answer.outputs.map((tensor, i) => ({ key: keys[i]!, tensor })));
-          const outputs = fast ? undefined : Object.fromEntries(answer.outputs.map((t, i) => [keys[i]!, encodeTensorProto(t)]));
-          return reply.type(PROTOBUF).send(fast ?? protos.encodePredictResponse({ model_spec: { name: answer.model, version: { value: String(answer.version) } }, outputs }));
+          const fast = writePredictResponse(
+            answer.model,
+            answer.version,
+            undefined,
+            answer.outputs.map((tensor, i) => ({ key: keys[i]!, tensor })),
+          );
+          const outputs = fast
+            ? undefined
+            : Object.fromEntries(answer.outputs.map((t, i) => [keys[i]!, encodeTensorProto(t)]));
+          return reply.type(PROTOBUF).send(
+            fast ??
+              protos.encodePredictResponse({
+                model_spec: { name: answer.model, version: { value: String(answer.version) } },
+                outputs,
+              }),
+          );
         }
-        return { outputs: toColumnar(answer.outputs, keys), model_version: String(answer.version), request_id: answer.requestId };
+        return {
+          outputs: toColumnar(answer.outputs, keys),
+          model_version: String(answer.version),
+          request_id: answer.requestId,
+        };
       }
       case 'classify': {
         const labels = answer.signature.classLabels!;
         const scores = answer.outputs[0]!;
         const k = labels.length;
-        const results = Array.from({ length: scores.shape[0]! }, (_, r) => labels.map((label, c) => [label, scores.data[r * k + c]!]));
+        const results = Array.from({ length: scores.shape[0]! }, (_, r) =>
+          labels.map((label, c) => [label, scores.data[r * k + c]!]),
+        );
         return { results, model_version: String(answer.version), request_id: answer.requestId };
       }
     }
@@ -302,15 +392,28 @@ export async function createRestServer(deps: RestDeps): Promise<FastifyInstance>
       if (!wire) return general();
       // The URL names the model and REST has no output filter: only the inputs are read (a body
       // with an output_filter takes the general path, as it did before the fast path existed).
-      return (signature) => (wire.outputFilter.length === 0 ? wireInputs(wire, signature, inference.maxRows) : undefined) ?? general()(signature);
+      return (signature) =>
+        (wire.outputFilter.length === 0 ? wireInputs(wire, signature, inference.maxRows) : undefined) ??
+        general()(signature);
     }
     return (signature) => {
-      if (signature.inputs.length !== 1) throw invalidArgument('a raw tensor body needs a model with one input; send a PredictRequest instead');
+      if (signature.inputs.length !== 1)
+        throw invalidArgument('a raw tensor body needs a model with one input; send a PredictRequest instead');
       const spec = signature.inputs[0]!;
       const rows = bytes.byteLength / (rowSize(spec) * 4);
-      if (!Number.isInteger(rows) || rows < 1) throw invalidArgument(`body: ${bytes.byteLength} bytes is not a whole number of rows of ${rowSize(spec)} ${spec.dtype} values`);
-      if (rows > inference.maxRows) throw invalidArgument(`body: ${rows} rows exceed the limit of ${inference.maxRows} per request`);
-      return [{ dtype: spec.dtype, shape: [rows, ...spec.shape.slice(1)], data: fromBytes(bytes, spec.dtype, rows * rowSize(spec), 'body') }];
+      if (!Number.isInteger(rows) || rows < 1)
+        throw invalidArgument(
+          `body: ${bytes.byteLength} bytes is not a whole number of rows of ${rowSize(spec)} ${spec.dtype} values`,
+        );
+      if (rows > inference.maxRows)
+        throw invalidArgument(`body: ${rows} rows exceed the limit of ${inference.maxRows} per request`);
+      return [
+        {
+          dtype: spec.dtype,
+          shape: [rows, ...spec.shape.slice(1)],
+          data: fromBytes(bytes, spec.dtype, rows * rowSize(spec), 'body'),
+        },
+      ];
     };
   }
 
@@ -318,7 +421,10 @@ export async function createRestServer(deps: RestDeps): Promise<FastifyInstance>
   await app.register(async (scope) => {
     scope.addHook('onRequest', async (request) => admin.authorize(header(request, 'authorization')));
     const name = (request: FastifyRequest) => parseModelName((request.params as { name: string }).name);
-    scope.get('/v1/admin/state', async () => ({ state: state.snapshot(), models: manager.modelNames().map((m) => ({ name: m, ...statusMessage(manager.status(m)) })) }));
+    scope.get('/v1/admin/state', async () => ({
+      state: state.snapshot(),
+      models: manager.modelNames().map((m) => ({ name: m, ...statusMessage(manager.status(m)) })),
+    }));
     scope.put('/v1/admin/models/:name', async (request) => {
       const model = name(request);
       const config = await admin.putModel(model, request.body ?? {});
@@ -343,7 +449,9 @@ export async function createRestServer(deps: RestDeps): Promise<FastifyInstance>
       await admin.deleteLabel(model, (request.params as { label: string }).label);
       return { version_labels: manager.config(model)?.version_labels ?? {} };
     });
-    scope.put('/v1/admin/models/:name/traffic', async (request) => ({ traffic: await admin.setTraffic(name(request), request.body) }));
+    scope.put('/v1/admin/models/:name/traffic', async (request) => ({
+      traffic: await admin.setTraffic(name(request), request.body),
+    }));
     scope.delete('/v1/admin/models/:name/traffic', async (request) => {
       await admin.clearTraffic(name(request));
       return { traffic: null };

@@ -6,9 +6,23 @@ import { closeAll, makeRing, rankData, referenceSum, sameBytes, worstError } fro
 const TOLERANCE = 1e-5;
 
 it('splits lengths into N nearly equal segments, the first length % N one longer', () => {
-  expect(splitEvenly(10, 4)).toEqual([[0, 3], [3, 6], [6, 8], [8, 10]]);
-  expect(splitEvenly(2, 4)).toEqual([[0, 1], [1, 2], [2, 2], [2, 2]]);
-  expect(splitEvenly(0, 3)).toEqual([[0, 0], [0, 0], [0, 0]]);
+  expect(splitEvenly(10, 4)).toEqual([
+    [0, 3],
+    [3, 6],
+    [6, 8],
+    [8, 10],
+  ]);
+  expect(splitEvenly(2, 4)).toEqual([
+    [0, 1],
+    [1, 2],
+    [2, 2],
+    [2, 2],
+  ]);
+  expect(splitEvenly(0, 3)).toEqual([
+    [0, 0],
+    [0, 0],
+    [0, 0],
+  ]);
 });
 
 // Every collective over both transports of all-reduce: the TCP ring, and shared memory (these
@@ -30,18 +44,21 @@ describe.each(RINGS)('a ring of %i (shared memory %s)', (n, sharedMemory) => {
     expect(groups.every((group) => group.transport.allReduce === transport)).toBe(true);
   });
 
-  it.each([0, 1, 3, Math.max(n - 1, 0), 1000, 1_000_003])('all-reduces %i floats (sum and mean), bit-identical on every rank', async (length) => {
-    for (const op of ['sum', 'mean'] as const) {
-      const inputs = groups.map((_, rank) => rankData(rank, length, length + 1));
-      const expected = referenceSum(inputs);
-      if (op === 'mean') for (let i = 0; i < expected.length; i++) expected[i] = expected[i]! / n;
-      const results = inputs.map((input) => input.slice());
-      const returned = await Promise.all(groups.map((group, rank) => group.allReduce(results[rank]!, { op })));
-      expect(returned.every((array, rank) => array === results[rank])).toBe(true); // in place
-      expect(worstError(results[0]!, expected, TOLERANCE)).toBeLessThanOrEqual(0);
-      for (const result of results) expect(sameBytes(result, results[0]!)).toBe(true);
-    }
-  });
+  it.each([0, 1, 3, Math.max(n - 1, 0), 1000, 1_000_003])(
+    'all-reduces %i floats (sum and mean), bit-identical on every rank',
+    async (length) => {
+      for (const op of ['sum', 'mean'] as const) {
+        const inputs = groups.map((_, rank) => rankData(rank, length, length + 1));
+        const expected = referenceSum(inputs);
+        if (op === 'mean') for (let i = 0; i < expected.length; i++) expected[i] = expected[i]! / n;
+        const results = inputs.map((input) => input.slice());
+        const returned = await Promise.all(groups.map((group, rank) => group.allReduce(results[rank]!, { op })));
+        expect(returned.every((array, rank) => array === results[rank])).toBe(true); // in place
+        expect(worstError(results[0]!, expected, TOLERANCE)).toBeLessThanOrEqual(0);
+        for (const result of results) expect(sameBytes(result, results[0]!)).toBe(true);
+      }
+    },
+  );
 
   it('broadcasts from rank 0 and from the last rank', async () => {
     for (const root of new Set([0, n - 1])) {
@@ -54,7 +71,7 @@ describe.each(RINGS)('a ring of %i (shared memory %s)', (n, sharedMemory) => {
     }
   });
 
-  it('reduces to a root (sum and mean) and leaves the other ranks\' data alone', async () => {
+  it("reduces to a root (sum and mean) and leaves the other ranks' data alone", async () => {
     const root = n > 1 ? 1 : 0;
     for (const op of ['sum', 'mean'] as const) {
       for (const length of [3, 200_003]) {
@@ -88,7 +105,12 @@ describe.each(RINGS)('a ring of %i (shared memory %s)', (n, sharedMemory) => {
   it('runs operations issued back to back in order', async () => {
     const arrays = groups.map((_, rank) => Float32Array.of(rank + 1, 1));
     await Promise.all(
-      groups.flatMap((group, rank) => [group.allReduce(arrays[rank]!), group.barrier(), group.broadcast(arrays[rank]!, 0), group.allReduce(arrays[rank]!, { op: 'mean' })]),
+      groups.flatMap((group, rank) => [
+        group.allReduce(arrays[rank]!),
+        group.barrier(),
+        group.broadcast(arrays[rank]!, 0),
+        group.allReduce(arrays[rank]!, { op: 'mean' }),
+      ]),
     );
     const triangle = (n * (n + 1)) / 2;
     for (const array of arrays) expect(Array.from(array)).toEqual([triangle, n]);
@@ -106,7 +128,11 @@ it('ranks that close right after their last operation do not fail the neighbours
         await group.close();
       }),
     );
-    expect(outcomes.map((outcome) => (outcome.status === 'rejected' ? String(outcome.reason) : 'ok'))).toEqual(['ok', 'ok', 'ok']);
+    expect(outcomes.map((outcome) => (outcome.status === 'rejected' ? String(outcome.reason) : 'ok'))).toEqual([
+      'ok',
+      'ok',
+      'ok',
+    ]);
   }
 });
 
@@ -130,8 +156,12 @@ it('works on a view into a larger buffer and leaves the rest of it alone', async
 it('refuses bad arguments without touching the ring', async () => {
   const groups = await makeRing(2);
   try {
-    await expect(groups[0]!.broadcast(new Float32Array(1), 2)).rejects.toThrow('broadcast: root 2 is not a rank of this ring (0–1)');
-    await expect(groups[0]!.allReduce([1, 2] as unknown as Float32Array)).rejects.toThrow('allReduce: data must be a Float32Array');
+    await expect(groups[0]!.broadcast(new Float32Array(1), 2)).rejects.toThrow(
+      'broadcast: root 2 is not a rank of this ring (0–1)',
+    );
+    await expect(groups[0]!.allReduce([1, 2] as unknown as Float32Array)).rejects.toThrow(
+      'allReduce: data must be a Float32Array',
+    );
     const arrays = [Float32Array.of(1), Float32Array.of(2)];
     await Promise.all(groups.map((group, rank) => group.allReduce(arrays[rank]!)));
     expect(arrays.map((array) => array[0])).toEqual([3, 3]);

@@ -1,6 +1,14 @@
 import net, { type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CollectiveError, encodeFrame, encodeHeader, FRAME_HEADER_BYTES, FrameReader, FrameType, FramedSocket } from '../../training/collectives';
+import {
+  CollectiveError,
+  encodeFrame,
+  encodeHeader,
+  FRAME_HEADER_BYTES,
+  FrameReader,
+  FrameType,
+  FramedSocket,
+} from '../../training/collectives';
 
 const floats = (...values: number[]): Float32Array => Float32Array.from(values);
 const bytes = (array: Float32Array): Buffer => Buffer.from(array.buffer, array.byteOffset, array.byteLength);
@@ -14,7 +22,11 @@ describe('FrameReader', () => {
   it('reassembles frames from reads split anywhere, into the receive that asked for each', async () => {
     const a = floats(1.5, -2, 3.25, 4, 5, 6, 7);
     const b = floats(10, 20, 30, 40, 50, 60, 70);
-    const stream = Buffer.concat([encodeFrame(FrameType.AllReduce, 7, bytes(a)), encodeFrame(FrameType.AllReduce, 7, bytes(b)), encodeFrame(FrameType.Barrier, 8)]);
+    const stream = Buffer.concat([
+      encodeFrame(FrameType.AllReduce, 7, bytes(a)),
+      encodeFrame(FrameType.AllReduce, 7, bytes(b)),
+      encodeFrame(FrameType.Barrier, 8),
+    ]);
     for (const size of [1, 3, 5, 17, stream.length]) {
       const reader = new FrameReader({ peer: 'rank 1' });
       const copy = new Float32Array(7);
@@ -35,7 +47,11 @@ describe('FrameReader', () => {
     // What a socket with Node's `onread` does: ask for a buffer, read up to its length into it.
     const a = Float32Array.from({ length: 1001 }, (_, i) => i / 7);
     const b = Float32Array.from({ length: 1001 }, (_, i) => -i);
-    const stream = Buffer.concat([encodeFrame(FrameType.AllReduce, 2, bytes(a)), encodeFrame(FrameType.AllReduce, 2, bytes(b)), encodeFrame(FrameType.Reduce, 3, bytes(a))]);
+    const stream = Buffer.concat([
+      encodeFrame(FrameType.AllReduce, 2, bytes(a)),
+      encodeFrame(FrameType.AllReduce, 2, bytes(b)),
+      encodeFrame(FrameType.Reduce, 3, bytes(a)),
+    ]);
     for (const maxRead of [1, 3, 6, 4099, 1 << 20]) {
       const reader = new FrameReader({ peer: 'rank 1' });
       const copy = new Float32Array(1001);
@@ -63,7 +79,14 @@ describe('FrameReader', () => {
 
   it('keeps frames that arrive before they are asked for', async () => {
     const reader = new FrameReader({ peer: 'rank 1' });
-    feed(reader, Buffer.concat([encodeFrame(FrameType.Broadcast, 1, bytes(floats(1, 2))), encodeFrame(FrameType.Broadcast, 1, bytes(floats(3, 4)))]), 3);
+    feed(
+      reader,
+      Buffer.concat([
+        encodeFrame(FrameType.Broadcast, 1, bytes(floats(1, 2))),
+        encodeFrame(FrameType.Broadcast, 1, bytes(floats(3, 4))),
+      ]),
+      3,
+    );
     expect(reader.queuedFrames).toBe(2);
     const first = new Float32Array(2);
     const second = floats(1, 1);
@@ -77,7 +100,9 @@ describe('FrameReader', () => {
     const oversize = new FrameReader({ peer: 'rank 2', maxPayloadBytes: 1024 });
     const pending = oversize.receive({ type: FrameType.AllReduce, tag: 1, what: 'allReduce #1' });
     oversize.push(encodeHeader(FrameType.AllReduce, 1, 1 << 30));
-    await expect(pending).rejects.toThrow('bad frame from rank 2: allReduce frame declares 1073741824 payload bytes, more than the 1024-byte limit');
+    await expect(pending).rejects.toThrow(
+      'bad frame from rank 2: allReduce frame declares 1073741824 payload bytes, more than the 1024-byte limit',
+    );
 
     const garbage = new FrameReader({ peer: 'rank 2' });
     garbage.push(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
@@ -96,26 +121,39 @@ describe('FrameReader', () => {
     reader.push(encodeHeader(FrameType.AllReduce, 3, 4194304));
     reader.push(Buffer.alloc(1000));
     reader.end();
-    await expect(pending).rejects.toThrow('truncated frame from rank 1: expected 4194304 payload bytes, got 1000 before the connection closed');
+    await expect(pending).rejects.toThrow(
+      'truncated frame from rank 1: expected 4194304 payload bytes, got 1000 before the connection closed',
+    );
 
     const half = new FrameReader({ peer: 'rank 1' });
     half.push(encodeHeader(FrameType.AllReduce, 3, 8).subarray(0, 5));
     half.end();
-    expect(half.failed?.message).toBe(`truncated frame from rank 1: expected a ${FRAME_HEADER_BYTES}-byte header, got 5 bytes before the connection closed`);
+    expect(half.failed?.message).toBe(
+      `truncated frame from rank 1: expected a ${FRAME_HEADER_BYTES}-byte header, got 5 bytes before the connection closed`,
+    );
   });
 
   it('rejects a frame of another operation, type or length as a protocol error', async () => {
     const wrongTag = new FrameReader({ peer: 'rank 1' });
     const a = wrongTag.receive({ type: FrameType.AllReduce, tag: 4, what: 'allReduce #4' });
     wrongTag.push(encodeFrame(FrameType.AllReduce, 5, Buffer.alloc(8)));
-    await expect(a).rejects.toThrow('protocol error from rank 1: got a allReduce frame of operation #5 while waiting for allReduce #4');
+    await expect(a).rejects.toThrow(
+      'protocol error from rank 1: got a allReduce frame of operation #5 while waiting for allReduce #4',
+    );
 
     const wrongType = new FrameReader({ peer: 'rank 1' });
     wrongType.push(encodeFrame(FrameType.Broadcast, 4, Buffer.alloc(8)));
-    await expect(wrongType.receive({ type: FrameType.AllReduce, tag: 4, what: 'allReduce #4' })).rejects.toThrow('got a broadcast frame of operation #4');
+    await expect(wrongType.receive({ type: FrameType.AllReduce, tag: 4, what: 'allReduce #4' })).rejects.toThrow(
+      'got a broadcast frame of operation #4',
+    );
 
     const wrongLength = new FrameReader({ peer: 'rank 1' });
-    const c = wrongLength.receive({ type: FrameType.AllReduce, tag: 4, what: 'allReduce #4', into: new Uint8Array(12) });
+    const c = wrongLength.receive({
+      type: FrameType.AllReduce,
+      tag: 4,
+      what: 'allReduce #4',
+      into: new Uint8Array(12),
+    });
     wrongLength.push(encodeFrame(FrameType.AllReduce, 4, Buffer.alloc(8)));
     await expect(c).rejects.toThrow('allReduce #4 frame has 8 payload bytes where allReduce #4 needs 12');
   });
@@ -127,16 +165,24 @@ describe('FrameReader', () => {
     const error = await pending.catch((e: unknown) => e);
     expect(error).toBeInstanceOf(CollectiveError);
     expect((error as CollectiveError).code).toBe('timeout');
-    expect((error as CollectiveError).message).toBe('timed out after 50 ms waiting for rank 3 to send barrier #2 (round 1 of 3)');
+    expect((error as CollectiveError).message).toBe(
+      'timed out after 50 ms waiting for rank 3 to send barrier #2 (round 1 of 3)',
+    );
     expect(Date.now() - started).toBeLessThan(1000);
-    await expect(reader.receive({ type: FrameType.Barrier, tag: 3, what: 'barrier #3' })).rejects.toThrow('timed out after 50 ms');
+    await expect(reader.receive({ type: FrameType.Barrier, tag: 3, what: 'barrier #3' })).rejects.toThrow(
+      'timed out after 50 ms',
+    );
   });
 
-  it('turns a peer\'s Abort frame into a failure carrying its reason', async () => {
+  it("turns a peer's Abort frame into a failure carrying its reason", async () => {
     const reader = new FrameReader({ peer: 'rank 0' });
     const pending = reader.receive({ type: FrameType.AllReduce, tag: 1, what: 'allReduce #1' });
     reader.push(encodeFrame(FrameType.Abort, 0, Buffer.from('out of memory')));
-    await expect(pending).rejects.toMatchObject({ code: 'aborted', reason: 'out of memory', message: 'rank 0 aborted: out of memory (while waiting for allReduce #1)' });
+    await expect(pending).rejects.toMatchObject({
+      code: 'aborted',
+      reason: 'out of memory',
+      message: 'rank 0 aborted: out of memory (while waiting for allReduce #1)',
+    });
   });
 });
 
@@ -164,7 +210,12 @@ describe('FramedSocket', () => {
     const [a, b] = await socketPair();
     const big = new Float32Array(1_000_003).map((_, i) => i * 0.5);
     const target = new Float32Array(big.length);
-    const done = b.receive({ type: FrameType.Broadcast, tag: 9, what: 'broadcast #9', into: new Uint8Array(target.buffer) });
+    const done = b.receive({
+      type: FrameType.Broadcast,
+      tag: 9,
+      what: 'broadcast #9',
+      into: new Uint8Array(target.buffer),
+    });
     a.send(FrameType.Broadcast, 9, big);
     await a.flush(2000, 'broadcast #9');
     await done;
@@ -174,8 +225,18 @@ describe('FramedSocket', () => {
   it('rejects every pending receive at once when the peer disconnects', async () => {
     const [a, b] = await socketPair();
     const started = Date.now();
-    const first = b.receive({ type: FrameType.AllReduce, tag: 1, what: 'allReduce #1 (step 1 of 2)', timeoutMs: 10_000 });
-    const second = b.receive({ type: FrameType.AllReduce, tag: 1, what: 'allReduce #1 (step 2 of 2)', timeoutMs: 10_000 });
+    const first = b.receive({
+      type: FrameType.AllReduce,
+      tag: 1,
+      what: 'allReduce #1 (step 1 of 2)',
+      timeoutMs: 10_000,
+    });
+    const second = b.receive({
+      type: FrameType.AllReduce,
+      tag: 1,
+      what: 'allReduce #1 (step 2 of 2)',
+      timeoutMs: 10_000,
+    });
     a.destroy();
     await Promise.all([
       expect(first).rejects.toThrow('rank 0 closed the connection (while waiting for allReduce #1 (step 1 of 2))'),
@@ -189,6 +250,8 @@ describe('FramedSocket', () => {
     const pending = b.receive({ type: FrameType.AllReduce, tag: 1, what: 'allReduce #1', byteLength: 1 << 20 });
     a.socket.write(encodeHeader(FrameType.AllReduce, 1, 1 << 20));
     a.socket.end(Buffer.alloc(1000));
-    await expect(pending).rejects.toThrow('truncated frame from rank 0: expected 1048576 payload bytes, got 1000 before the connection closed (while waiting for allReduce #1)');
+    await expect(pending).rejects.toThrow(
+      'truncated frame from rank 0: expected 1048576 payload bytes, got 1000 before the connection closed (while waiting for allReduce #1)',
+    );
   });
 });

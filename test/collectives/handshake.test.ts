@@ -1,6 +1,13 @@
 import net, { type AddressInfo } from 'node:net';
 import { afterEach, expect, it } from 'vitest';
-import { CollectiveError, CollectiveGroup, FrameReader, FrameType, type CollectiveGroupOptions, type PeerAddress } from '../../training/collectives';
+import {
+  CollectiveError,
+  CollectiveGroup,
+  FrameReader,
+  FrameType,
+  type CollectiveGroupOptions,
+  type PeerAddress,
+} from '../../training/collectives';
 import { closeAll, rankData, sameBytes } from './ring';
 
 const open: CollectiveGroup[] = [];
@@ -21,7 +28,9 @@ const peerOf = (rank: number, group: CollectiveGroup): PeerAddress => ({ rank, .
  * waiting when rank 0 calls connect() and is refused first: the joiner's error is deterministic.
  * (What rank 0 reports depends on which refusal wins the race, so only its failure is checked.)
  */
-async function refusedJoin(joinerOptions: Partial<CollectiveGroupOptions>): Promise<{ joiner: unknown; host: unknown }> {
+async function refusedJoin(
+  joinerOptions: Partial<CollectiveGroupOptions>,
+): Promise<{ joiner: unknown; host: unknown }> {
   const host = await listen();
   const joiner = await listen(joinerOptions);
   const peers = [peerOf(0, host), peerOf(1, joiner)];
@@ -35,14 +44,18 @@ it('refuses a peer of another job, with the reason on the connecting side', asyn
   const { joiner, host } = await refusedJoin({ jobId: 'job-b' });
   expect(joiner).toBeInstanceOf(CollectiveError);
   expect((joiner as CollectiveError).code).toBe('rejected');
-  expect((joiner as CollectiveError).message).toContain('peer rank 0 rejected the connection: job id "job-b" does not match this job "job-a"');
+  expect((joiner as CollectiveError).message).toContain(
+    'peer rank 0 rejected the connection: job id "job-b" does not match this job "job-a"',
+  );
   expect((joiner as CollectiveError).message).toMatch(/^rank 1 failed to join the ring of job "job-b" attempt 1: /);
   expect(host).toBeInstanceOf(CollectiveError);
 });
 
 it('refuses a peer of another attempt', async () => {
   const { joiner, host } = await refusedJoin({ attempt: 2 });
-  expect((joiner as Error).message).toContain("peer rank 0 rejected the connection: attempt 2 does not match this job's attempt 1");
+  expect((joiner as Error).message).toContain(
+    "peer rank 0 rejected the connection: attempt 2 does not match this job's attempt 1",
+  );
   expect(host).toBeInstanceOf(CollectiveError);
 });
 
@@ -51,17 +64,25 @@ it('refuses a peer that disagrees on the world size or is not the expected neigh
   const b = await listen();
   const c = await listen();
   // c believes it is rank 2 of 3 with rank 0 = a as its right neighbour; a is rank 0 of 2.
-  const wrongSize = c.connect({ rank: 2, peers: [peerOf(0, a), peerOf(1, b), peerOf(2, c)] }).catch((error: unknown) => error);
+  const wrongSize = c
+    .connect({ rank: 2, peers: [peerOf(0, a), peerOf(1, b), peerOf(2, c)] })
+    .catch((error: unknown) => error);
   a.connect({ rank: 0, peers: [peerOf(0, a), peerOf(1, b)], timeoutMs: 300 }).catch(() => undefined);
-  expect((await wrongSize as Error).message).toContain("peer rank 0 rejected the connection: world size 3 does not match this ring's world size 2");
+  expect(((await wrongSize) as Error).message).toContain(
+    "peer rank 0 rejected the connection: world size 3 does not match this ring's world size 2",
+  );
 
   // d is rank 0 of 3 and expects rank 2 on its left; e (rank 1) has been told d is rank 2.
   const d = await listen();
   const e = await listen();
   const f = await listen();
-  const misdirected = e.connect({ rank: 1, peers: [peerOf(0, f), peerOf(1, e), peerOf(2, d)] }).catch((error: unknown) => error);
+  const misdirected = e
+    .connect({ rank: 1, peers: [peerOf(0, f), peerOf(1, e), peerOf(2, d)] })
+    .catch((error: unknown) => error);
   d.connect({ rank: 0, peers: [peerOf(0, d), peerOf(1, f), peerOf(2, e)], timeoutMs: 300 }).catch(() => undefined);
-  expect((await misdirected as Error).message).toContain('peer rank 2 rejected the connection: rank 1 is not the left neighbour of rank 0 (expected rank 2)');
+  expect(((await misdirected) as Error).message).toContain(
+    'peer rank 2 rejected the connection: rank 1 is not the left neighbour of rank 0 (expected rank 2)',
+  );
 });
 
 it('answers garbage with a reason and a close, and keeps waiting for the right peer', async () => {
@@ -77,10 +98,14 @@ it('answers garbage with a reason and a close, and keeps waiting for the right p
   stray.on('data', (chunk: Buffer) => strayAnswer.push(chunk));
   const strayClosed = new Promise((resolve) => stray.on('close', resolve));
   stray.write('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n');
-  const answer = strayAnswer.receive({ type: FrameType.Welcome, tag: 0, what: 'an answer' }).catch((error: unknown) => error);
+  const answer = strayAnswer
+    .receive({ type: FrameType.Welcome, tag: 0, what: 'an answer' })
+    .catch((error: unknown) => error);
   await strayClosed;
   expect((await answer) as CollectiveError).toMatchObject({ code: 'rejected' });
-  expect(((await answer) as CollectiveError).reason).toMatch(/^bad frame from 127\.0\.0\.1:\d+: magic 0x47455420 is not 0x47414e54/);
+  expect(((await answer) as CollectiveError).reason).toMatch(
+    /^bad frame from 127\.0\.0\.1:\d+: magic 0x47455420 is not 0x47414e54/,
+  );
 
   await new Promise((resolve) => setTimeout(resolve, 100));
   await Promise.all([ring1, rank0.connect({ rank: 0, peers })]);
@@ -128,10 +153,14 @@ it('gives up at the deadline when the neighbour never joins', async () => {
   const rank0 = await listen();
   const rank1 = await listen(); // listens, never calls connect()
   const started = Date.now();
-  const error = await rank0.connect({ rank: 0, peers: [peerOf(0, rank0), peerOf(1, rank1)], timeoutMs: 300 }).catch((e: unknown) => e);
+  const error = await rank0
+    .connect({ rank: 0, peers: [peerOf(0, rank0), peerOf(1, rank1)], timeoutMs: 300 })
+    .catch((e: unknown) => e);
   expect(error).toBeInstanceOf(CollectiveError);
   expect((error as CollectiveError).code).toBe('timeout');
-  expect((error as Error).message).toMatch(/^rank 0 failed to join the ring of job "job-a" attempt 1: timed out after 300 ms (waiting for rank 1 \(the left neighbour\)|connecting to rank 1)/);
+  expect((error as Error).message).toMatch(
+    /^rank 0 failed to join the ring of job "job-a" attempt 1: timed out after 300 ms (waiting for rank 1 \(the left neighbour\)|connecting to rank 1)/,
+  );
   expect(Date.now() - started).toBeLessThan(1500);
   expect(rank0.state).toBe('failed');
 });

@@ -5,11 +5,17 @@
  */
 import { CollectiveGroup, type PeerAddress } from '../../training/collectives';
 
-const [length, chunkBytes, timeoutMs] = (process.argv[2] ?? '1000,65536,2000').split(',').map(Number) as [number, number, number];
+const [length, chunkBytes, timeoutMs] = (process.argv[2] ?? '1000,65536,2000').split(',').map(Number) as [
+  number,
+  number,
+  number,
+];
 const sharedMemory = (process.argv[3] ?? 'auto') as 'auto' | 'off';
 const group = await CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, chunkBytes, timeoutMs, sharedMemory });
 process.send!({ kind: 'address', ...group.address });
-const { rank, peers } = await new Promise<{ rank: number; peers: PeerAddress[] }>((resolve) => process.once('message', (message) => resolve(message as never)));
+const { rank, peers } = await new Promise<{ rank: number; peers: PeerAddress[] }>((resolve) =>
+  process.once('message', (message) => resolve(message as never)),
+);
 await group.connect({ rank, peers, timeoutMs: 5000 });
 const data = new Float32Array(length).fill(1);
 try {

@@ -6,7 +6,11 @@ export type RingOptions = Partial<CollectiveGroupOptions>;
 
 /** N groups listening on free loopback ports, connected into one ring. */
 export async function makeRing(n: number, options: RingOptions = {}): Promise<CollectiveGroup[]> {
-  const groups = await Promise.all(Array.from({ length: n }, () => CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, timeoutMs: 2000, ...options })));
+  const groups = await Promise.all(
+    Array.from({ length: n }, () =>
+      CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, timeoutMs: 2000, ...options }),
+    ),
+  );
   const peers = groups.map((group, rank) => ({ rank, ...group.address }));
   await Promise.all(groups.map((group, rank) => group.connect({ rank, peers, timeoutMs: 5000 })));
   return groups;

@@ -4,7 +4,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, expect, it } from 'vitest';
-import { CollectiveGroup, SHARED_MEMORY_DIR, segmentPrefix, sharedMemoryAddon, type CollectiveGroupOptions, type PeerAddress } from '../../training/collectives';
+import {
+  CollectiveGroup,
+  SHARED_MEMORY_DIR,
+  segmentPrefix,
+  sharedMemoryAddon,
+  type CollectiveGroupOptions,
+  type PeerAddress,
+} from '../../training/collectives';
 import { closeAll, rankData, referenceSum, sameBytes, worstError } from './ring';
 
 // The same-host transport of all-reduce (training/collectives/shared-memory.ts). scripts/setup.sh
@@ -19,15 +26,21 @@ afterEach(async () => {
 
 let jobs = 0;
 /** A ring whose ranks may differ in options; a fresh job id each, so segment files can be told apart. */
-async function ring(perRank: Array<Partial<CollectiveGroupOptions>>, jobId = `job-shm-${process.pid}-${++jobs}`): Promise<CollectiveGroup[]> {
-  const groups = await Promise.all(perRank.map((options) => CollectiveGroup.listen({ jobId, attempt: 1, timeoutMs: 2000, ...options })));
+async function ring(
+  perRank: Array<Partial<CollectiveGroupOptions>>,
+  jobId = `job-shm-${process.pid}-${++jobs}`,
+): Promise<CollectiveGroup[]> {
+  const groups = await Promise.all(
+    perRank.map((options) => CollectiveGroup.listen({ jobId, attempt: 1, timeoutMs: 2000, ...options })),
+  );
   open.push(...groups);
   const peers = groups.map((group, rank) => ({ rank, ...group.address }));
   await Promise.all(groups.map((group, rank) => group.connect({ rank, peers, timeoutMs: 5000 })));
   return groups;
 }
 
-const segmentFiles = (jobId: string): string[] => readdirSync(SHARED_MEMORY_DIR).filter((name) => name.startsWith(segmentPrefix(jobId)));
+const segmentFiles = (jobId: string): string[] =>
+  readdirSync(SHARED_MEMORY_DIR).filter((name) => name.startsWith(segmentPrefix(jobId)));
 
 it('the addon is built and loads', () => {
   expect(sharedMemoryAddon()).toHaveProperty('addon');
@@ -55,10 +68,18 @@ it('a rank in another process: its gradients arrive through shared memory', asyn
   const group = await CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, timeoutMs: 5000 });
   open.push(group);
   // ring-member all-reduces (mean) an array of ones in a loop; this rank contributes threes.
-  const child = fork(path.join(HERE, 'ring-member.ts'), ['300000,1048576,5000', 'auto'], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(path.join(HERE, 'ring-member.ts'), ['300000,1048576,5000', 'auto'], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   cleanups.push(() => child.kill('SIGKILL'));
-  const address = await new Promise<{ host: string; port: number }>((resolve) => child.once('message', (message) => resolve(message as never)));
-  const peers: PeerAddress[] = [{ rank: 0, ...group.address }, { rank: 1, host: address.host, port: address.port }];
+  const address = await new Promise<{ host: string; port: number }>((resolve) =>
+    child.once('message', (message) => resolve(message as never)),
+  );
+  const peers: PeerAddress[] = [
+    { rank: 0, ...group.address },
+    { rank: 1, host: address.host, port: address.port },
+  ];
   child.send({ rank: 1, peers });
   await group.connect({ rank: 0, peers, timeoutMs: 10_000 });
   expect(group.transport).toEqual({ allReduce: 'shared-memory' });
@@ -73,35 +94,53 @@ it('ranks that cannot map each other\'s segments (as on two hosts) fall back to 
   const groups = await ring(dirs.map((dir) => ({ sharedMemoryDir: dir })));
   for (const group of groups) {
     expect(group.transport.allReduce).toBe('tcp');
-    expect(group.transport.reason).toMatch(/rank [01] cannot map rank [01]'s segment \(another host\?\): cannot open .*No such file/);
+    expect(group.transport.reason).toMatch(
+      /rank [01] cannot map rank [01]'s segment \(another host\?\): cannot open .*No such file/,
+    );
   }
   const arrays = [Float32Array.of(1, 2), Float32Array.of(10, 20)];
   await Promise.all(groups.map((group, rank) => group.allReduce(arrays[rank]!)));
-  expect(arrays.map((array) => Array.from(array))).toEqual([[11, 22], [11, 22]]);
+  expect(arrays.map((array) => Array.from(array))).toEqual([
+    [11, 22],
+    [11, 22],
+  ]);
   for (const dir of dirs) expect(readdirSync(dir)).toEqual([]);
 
   const required = ring(dirs.map((dir) => ({ sharedMemoryDir: dir, sharedMemory: 'require' as const })));
-  await expect(required).rejects.toThrow(/failed to join the ring .*: shared memory is required but cannot be used: .*cannot map/);
+  await expect(required).rejects.toThrow(
+    /failed to join the ring .*: shared memory is required but cannot be used: .*cannot map/,
+  );
 });
 
 it('without the addon, rings use TCP and say why', async () => {
   const previous = process.env.GANTRY_SHARED_MEMORY_ADDON;
   process.env.GANTRY_SHARED_MEMORY_ADDON = path.join(os.tmpdir(), 'no-such-addon.node');
-  cleanups.push(() => (previous === undefined ? delete process.env.GANTRY_SHARED_MEMORY_ADDON : (process.env.GANTRY_SHARED_MEMORY_ADDON = previous)));
+  cleanups.push(() =>
+    previous === undefined
+      ? delete process.env.GANTRY_SHARED_MEMORY_ADDON
+      : (process.env.GANTRY_SHARED_MEMORY_ADDON = previous),
+  );
   const groups = await ring([{}, {}]);
-  expect(groups[0]!.transport).toEqual({ allReduce: 'tcp', reason: expect.stringMatching(/rank [01]: the shared-memory addon is not built \(.*no-such-addon\.node/) });
+  expect(groups[0]!.transport).toEqual({
+    allReduce: 'tcp',
+    reason: expect.stringMatching(/rank [01]: the shared-memory addon is not built \(.*no-such-addon\.node/),
+  });
   const arrays = [Float32Array.of(1), Float32Array.of(2)];
   await Promise.all(groups.map((group, rank) => group.allReduce(arrays[rank]!)));
   expect(arrays.map((array) => array[0])).toEqual([3, 3]);
 });
 
 it('a rank with shared memory off cannot join ranks that have it on: the handshake says so', async () => {
-  await expect(ring([{}, { sharedMemory: 'off' }])).rejects.toThrow(/rank [01] has shared memory (on|off) where rank [01] has it (off|on) \(set sharedMemory \/ GANTRY_SHARED_MEMORY alike on every trainer\)/);
+  await expect(ring([{}, { sharedMemory: 'off' }])).rejects.toThrow(
+    /rank [01] has shared memory (on|off) where rank [01] has it (off|on) \(set sharedMemory \/ GANTRY_SHARED_MEMORY alike on every trainer\)/,
+  );
 });
 
 it('a bad sharedMemory or spin setting is refused when the group is created', async () => {
-  await expect(CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, sharedMemory: 'sometimes' as never })).rejects.toThrow(
-    'CollectiveGroup.listen: sharedMemory must be one of auto, off, require, not "sometimes"',
+  await expect(
+    CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, sharedMemory: 'sometimes' as never }),
+  ).rejects.toThrow('CollectiveGroup.listen: sharedMemory must be one of auto, off, require, not "sometimes"');
+  await expect(CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, sharedMemorySpinMs: -1 })).rejects.toThrow(
+    'sharedMemorySpinMs must be a number of milliseconds in 0–100, not -1',
   );
-  await expect(CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, sharedMemorySpinMs: -1 })).rejects.toThrow('sharedMemorySpinMs must be a number of milliseconds in 0–100, not -1');
 });

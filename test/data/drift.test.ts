@@ -27,7 +27,12 @@ describe('jensenShannonDivergence', () => {
 describe('compareStatistics', () => {
   it('reports a first run as not drifted', () => {
     const report = compareStatistics(null, uniform);
-    expect(report).toMatchObject({ previousFingerprint: null, drifted: false, metrics: null, reasons: ['no previous statistics'] });
+    expect(report).toMatchObject({
+      previousFingerprint: null,
+      drifted: false,
+      metrics: null,
+      reasons: ['no previous statistics'],
+    });
   });
 
   it('finds no drift between identical statistics', () => {
@@ -35,7 +40,12 @@ describe('compareStatistics', () => {
     expect(report.drifted).toBe(false);
     expect(report.reasons).toEqual([]);
     expect(report.previousFingerprint).toBe(baseline.fingerprint);
-    expect(report.metrics).toEqual({ pixelMeanShift: 0, pixelStdRatio: 1, labelDistributionJsDivergence: 0, maxLabelShareChange: 0 });
+    expect(report.metrics).toEqual({
+      pixelMeanShift: 0,
+      pixelStdRatio: 1,
+      labelDistributionJsDivergence: 0,
+      maxLabelShareChange: 0,
+    });
   });
 
   it('flags a shifted label distribution, naming the metrics', () => {
@@ -46,7 +56,9 @@ describe('compareStatistics', () => {
     expect(report.metrics!.maxLabelShareChange).toBeCloseTo(0.2, 10);
     expect(report.metrics!.labelDistributionJsDivergence).toBeGreaterThan(0.01);
     expect(report.reasons.some((r) => r.startsWith('labelDistributionJsDivergence'))).toBe(true);
-    expect(report.reasons.some((r) => r.startsWith('maxLabelShareChange 0.2 exceeds 0.05 (class 0: 0.1 -> 0.3)'))).toBe(true);
+    expect(report.reasons.some((r) => r.startsWith('maxLabelShareChange 0.2 exceeds 0.05 (class 0: 0.1 -> 0.3)'))).toBe(
+      true,
+    );
     expect(report.reasons.some((r) => r.startsWith('pixel'))).toBe(false);
   });
 

@@ -140,7 +140,12 @@ describe('reading a Fashion-MNIST layout from a temp dir', () => {
   it('rejects a label outside [0, numClasses)', async () => {
     const d = await validDir();
     const file = path.join(d, 'train-labels-idx1-ubyte');
-    await writeIdx(file, 'labels', [20], Uint8Array.from({ length: 20 }, (_, i) => (i === 13 ? 10 : 1)));
+    await writeIdx(
+      file,
+      'labels',
+      [20],
+      Uint8Array.from({ length: 20 }, (_, i) => (i === 13 ? 10 : 1)),
+    );
     const e = await datasetError(() => read(d));
     expect(e.file).toBe(file);
     expect(e.reason).toBe('label 10 at index 13 is outside [0, 10)');

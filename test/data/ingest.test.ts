@@ -60,7 +60,11 @@ describe('ingestDataset end to end into a FileArtifactStore', () => {
     expect(first.splits.test.shards).toHaveLength(1);
     expect(first.statistics.train.count).toBe(1800);
     expect(first.statistics.test.count).toBe(500);
-    expect(first.drift).toMatchObject({ previousFingerprint: null, drifted: false, reasons: ['no previous statistics'] });
+    expect(first.drift).toMatchObject({
+      previousFingerprint: null,
+      drifted: false,
+      reasons: ['no previous statistics'],
+    });
     expect(DatasetRefSchema.parse(JSON.parse(JSON.stringify(first)))).toEqual(first);
     expect(firstMessages.some((m) => m.startsWith('wrote train shard 2/2'))).toBe(true);
   });
@@ -71,7 +75,12 @@ describe('ingestDataset end to end into a FileArtifactStore', () => {
     const manifest = DatasetManifestSchema.parse(JSON.parse((await store.get(first.manifestUri)).toString()));
     expect(manifest.fingerprint).toBe(first.fingerprint);
     expect(manifest.splits).toEqual(first.splits);
-    expect(manifest.parameters).toEqual({ seed: 7, validationFraction: 0.1, limits: { train: 2000, test: 500 }, shardSize: 1000 });
+    expect(manifest.parameters).toEqual({
+      seed: 7,
+      validationFraction: 0.1,
+      limits: { train: 2000, test: 500 },
+      shardSize: 1000,
+    });
     expect(await store.list(`datasets/${first.fingerprint}`)).toEqual(['manifest.json', 'test', 'train', 'validation']);
   });
 
@@ -116,7 +125,12 @@ describe('ingestDataset end to end into a FileArtifactStore', () => {
     expect(messages.some((m) => m.includes('already on the store'))).toBe(true);
     expect(second.drift.previousFingerprint).toBe(first.fingerprint);
     expect(second.drift.drifted).toBe(false);
-    expect(second.drift.metrics).toEqual({ pixelMeanShift: 0, pixelStdRatio: 1, labelDistributionJsDivergence: 0, maxLabelShareChange: 0 });
+    expect(second.drift.metrics).toEqual({
+      pixelMeanShift: 0,
+      pixelStdRatio: 1,
+      labelDistributionJsDivergence: 0,
+      maxLabelShareChange: 0,
+    });
   });
 
   it('gives a different dataset for a different seed, compared against the last run', async () => {
@@ -169,13 +183,19 @@ describe('ingestDataset end to end into a FileArtifactStore', () => {
 
   it('rejects bad options, naming the field', async () => {
     await expect(ingestDataset({ ...options, validationFraction: 1.5 }, store)).rejects.toThrow(/validationFraction/);
-    await expect(ingestDataset({ ...options, source: 'cifar-10' }, store)).rejects.toThrow(/known sources: fashion-mnist/);
-    await expect(ingestDataset({ ...options, path: path.join(root, 'nowhere') }, store)).rejects.toBeInstanceOf(DatasetError);
+    await expect(ingestDataset({ ...options, source: 'cifar-10' }, store)).rejects.toThrow(
+      /known sources: fashion-mnist/,
+    );
+    await expect(ingestDataset({ ...options, path: path.join(root, 'nowhere') }, store)).rejects.toBeInstanceOf(
+      DatasetError,
+    );
   });
 
   it('refuses to overwrite unreadable previous statistics', async () => {
     const key = 'pipelines/broken/last-statistics.json';
     await store.put(key, '{"not": "statistics"}');
-    await expect(ingestDataset({ ...options, statisticsKey: key }, store)).rejects.toThrow(/previous statistics are unreadable/);
+    await expect(ingestDataset({ ...options, statisticsKey: key }, store)).rejects.toThrow(
+      /previous statistics are unreadable/,
+    );
   });
 });

@@ -9,9 +9,18 @@ export interface CliResult {
 }
 
 /** Runs `bin/gantry ARGS` as a user would, in its own process, with the test's environment. */
-export function gantry(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000, cwd = PROJECT_ROOT): Promise<CliResult> {
+export function gantry(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 120_000,
+  cwd = PROJECT_ROOT,
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(path.join(PROJECT_ROOT, 'bin', 'gantry'), args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(path.join(PROJECT_ROOT, 'bin', 'gantry'), args, {
+      env,
+      cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));

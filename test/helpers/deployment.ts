@@ -83,14 +83,27 @@ export async function publishVersion(
       },
     ],
   });
-  const metadata = { model, version, signature: { inputs: { input: { dtype: 'float32' } }, outputs: { probabilities: { dtype: 'float32' } } } };
-  const publishedPath = await new ModelRepository(env.home.modelRepositoryDir).publish(model, version, { ...files, [METADATA_FILE]: JSON.stringify(metadata) });
-  await client.workflow.getHandle(registryWorkflowId(model)).executeUpdate(publishVersionUpdate, { args: [{ version, publishedPath, alias: options.alias }] });
+  const metadata = {
+    model,
+    version,
+    signature: { inputs: { input: { dtype: 'float32' } }, outputs: { probabilities: { dtype: 'float32' } } },
+  };
+  const publishedPath = await new ModelRepository(env.home.modelRepositoryDir).publish(model, version, {
+    ...files,
+    [METADATA_FILE]: JSON.stringify(metadata),
+  });
+  await client.workflow
+    .getHandle(registryWorkflowId(model))
+    .executeUpdate(publishVersionUpdate, { args: [{ version, publishedPath, alias: options.alias }] });
   return version;
 }
 
 /** A model server over the test's model repository, with the admin API on; listed for the workers in GANTRY_SERVERS. */
-export async function startDeploymentServer(env: TestEnv, restPort = 0, stateName = 'serving-state.json'): Promise<{ server: ModelServer; client: ServingClient; url: string }> {
+export async function startDeploymentServer(
+  env: TestEnv,
+  restPort = 0,
+  stateName = 'serving-state.json',
+): Promise<{ server: ModelServer; client: ServingClient; url: string }> {
   const server = await startModelServer({
     modelBasePath: env.home.modelRepositoryDir,
     restPort,
@@ -100,6 +113,7 @@ export async function startDeploymentServer(env: TestEnv, restPort = 0, stateNam
     stateFile: path.join(env.home.root, stateName),
   });
   const url = `http://127.0.0.1:${server.restPort}`;
-  for (const target of [process.env, env.env]) Object.assign(target, { GANTRY_SERVERS: url, GANTRY_SERVE_ADMIN_TOKEN: ADMIN_TOKEN });
+  for (const target of [process.env, env.env])
+    Object.assign(target, { GANTRY_SERVERS: url, GANTRY_SERVE_ADMIN_TOKEN: ADMIN_TOKEN });
   return { server, client: new ServingClient({ url, adminToken: ADMIN_TOKEN }), url };
 }

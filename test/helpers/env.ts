@@ -30,6 +30,12 @@ export async function createTestEnv(name: string): Promise<TestEnv> {
     GANTRY_WORKFLOW_BUNDLE: inject('workflowBundlePath'),
   };
   // This process (the test file's fork) joins the same world.
-  Object.assign(process.env, { GANTRY_HOME: root, TEMPORAL_ADDRESS: address, TEMPORAL_NAMESPACE: 'default', GANTRY_TASK_QUEUE_PREFIX: queuePrefix, GANTRY_WORKFLOW_BUNDLE: env.GANTRY_WORKFLOW_BUNDLE });
+  Object.assign(process.env, {
+    GANTRY_HOME: root,
+    TEMPORAL_ADDRESS: address,
+    TEMPORAL_NAMESPACE: 'default',
+    GANTRY_TASK_QUEUE_PREFIX: queuePrefix,
+    GANTRY_WORKFLOW_BUNDLE: env.GANTRY_WORKFLOW_BUNDLE,
+  });
   return { home: gantryHome(env), address, queuePrefix, env };
 }

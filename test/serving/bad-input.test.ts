@@ -22,7 +22,13 @@ beforeAll(async () => {
   base = await tempDir('bad');
   await publish(base, 'fashion', 1, await mlpFiles(9));
   // No admin token: the admin API is off. A 64 KiB body limit: 30 images in JSON exceed it.
-  server = await startModelServer({ modelBasePath: base, restPort: 0, grpcPort: null, pollIntervalMs: 50, bodyLimitBytes: 64 * 1024 });
+  server = await startModelServer({
+    modelBasePath: base,
+    restPort: 0,
+    grpcPort: null,
+    pollIntervalMs: 50,
+    bodyLimitBytes: 64 * 1024,
+  });
   port = server.restPort!;
 });
 
@@ -31,9 +37,14 @@ afterAll(async () => {
   await removeDir(base);
 });
 
-const predict = (body: unknown, path = '/v1/models/fashion:predict', headers: Record<string, string> = {}) => request(port, 'POST', path, body, headers);
+const predict = (body: unknown, path = '/v1/models/fashion:predict', headers: Record<string, string> = {}) =>
+  request(port, 'POST', path, body, headers);
 
-async function expectError(answer: Promise<{ status: number; json: any }>, status: number, message: RegExp): Promise<void> {
+async function expectError(
+  answer: Promise<{ status: number; json: any }>,
+  status: number,
+  message: RegExp,
+): Promise<void> {
   const { status: got, json } = await answer;
   expect({ status: got, error: json?.error }).toMatchObject({ status, error: expect.stringMatching(message) });
 }
@@ -54,7 +65,11 @@ async function burst(port: number, count: number, body: string): Promise<{ statu
       req.end(body);
     });
     console.log(JSON.stringify(await Promise.all(Array.from({ length: count }, one))));`;
-  const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script, String(port), String(count), body], { maxBuffer: 1 << 24 });
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ['--input-type=module', '-e', script, String(port), String(count), body],
+    { maxBuffer: 1 << 24 },
+  );
   return JSON.parse(stdout) as { status: number; body: string }[];
 }
 
@@ -66,7 +81,11 @@ describe('bad input', () => {
     await expectError(predict({ instances: [image], inputs: [image] }), 400, /exactly one of/);
     await expectError(predict({ instances: [] }), 400, /at least one instance/);
     await expectError(predict({ instances: 'abc' }), 400, /instances/);
-    await expectError(predict({ instances: [image], signature_name: 'other' }), 400, /signature_name "other" not found/);
+    await expectError(
+      predict({ instances: [image], signature_name: 'other' }),
+      400,
+      /signature_name "other" not found/,
+    );
   });
 
   it('wrong shapes and dtypes: 400 naming the element', async () => {
@@ -74,21 +93,49 @@ describe('bad input', () => {
     await expectError(predict({ instances: [[[...image[0]!.slice(0, 3)]]] }), 400, /instances\[0\]/);
     const stringPixel = structuredClone(image);
     stringPixel[3]![4]![0] = '7' as unknown as number;
-    await expectError(predict({ instances: [stringPixel] }), 400, /instances\[0\]\[3\]\[4\]\[0\]: expected a number \(dtype float32\), got the string "7"/);
+    await expectError(
+      predict({ instances: [stringPixel] }),
+      400,
+      /instances\[0\]\[3\]\[4\]\[0\]: expected a number \(dtype float32\), got the string "7"/,
+    );
     const boolPixel = structuredClone(image);
     boolPixel[0]![0]![0] = true as unknown as number;
     await expectError(predict({ instances: [boolPixel] }), 400, /got boolean true/);
-    await expectError(predict('{"instances": [' + JSON.stringify(image).replace('10', '1e999') + ']}', undefined, { 'content-type': 'application/json' }), 400, /Infinity/);
-    await expectError(predict({ inputs: { b64: Buffer.alloc(100).toString('base64') } }), 400, /not a whole number of rows/);
+    await expectError(
+      predict('{"instances": [' + JSON.stringify(image).replace('10', '1e999') + ']}', undefined, {
+        'content-type': 'application/json',
+      }),
+      400,
+      /Infinity/,
+    );
+    await expectError(
+      predict({ inputs: { b64: Buffer.alloc(100).toString('base64') } }),
+      400,
+      /not a whole number of rows/,
+    );
     await expectError(predict({ instances: [{ input: image, extra: 1 }] }), 400, /unknown input "extra"/);
-    await expectError(request(port, 'POST', '/v1/models/fashion:predict', Buffer.alloc(10), { 'content-type': 'application/x-protobuf' }), 400, /PredictRequest|inputs/);
-    await expectError(request(port, 'POST', '/v1/models/fashion:classify', { examples: [{ input: [1, 2, 3] }] }), 400, /expected an array of 28/);
+    await expectError(
+      request(port, 'POST', '/v1/models/fashion:predict', Buffer.alloc(10), {
+        'content-type': 'application/x-protobuf',
+      }),
+      400,
+      /PredictRequest|inputs/,
+    );
+    await expectError(
+      request(port, 'POST', '/v1/models/fashion:classify', { examples: [{ input: [1, 2, 3] }] }),
+      400,
+      /expected an array of 28/,
+    );
   });
 
   it('unknown model, version or label: 404; a version that is not a number: 400', async () => {
     await expectError(predict({ instances: [image] }, '/v1/models/nope:predict'), 404, /"nope"/);
     await expectError(predict({ instances: [image] }, '/v1/models/fashion/versions/5:predict'), 404, /version 5/);
-    await expectError(predict({ instances: [image] }, '/v1/models/fashion/labels/canary:predict'), 404, /label "canary"/);
+    await expectError(
+      predict({ instances: [image] }, '/v1/models/fashion/labels/canary:predict'),
+      404,
+      /label "canary"/,
+    );
     await expectError(request(port, 'GET', '/v1/models/nope'), 404, /nope/);
     await expectError(request(port, 'GET', '/v1/models/fashion/versions/3'), 404, /version 3/);
     await expectError(request(port, 'GET', '/v1/models/fashion/versions/x1'), 400, /not a positive integer/);
@@ -101,7 +148,11 @@ describe('bad input', () => {
   });
 
   it('path-traversal names never reach the file system', async () => {
-    await expectError(predict({ instances: [image] }, '/v1/models/..%2F..%2Fetc:predict'), 400, /model name|Malformed request/);
+    await expectError(
+      predict({ instances: [image] }, '/v1/models/..%2F..%2Fetc:predict'),
+      400,
+      /model name|Malformed request/,
+    );
     await expectError(predict({ instances: [image] }, '/v1/models/..:predict'), 400, /model name/);
     await expectError(request(port, 'GET', '/v1/models/.staging'), 400, /model name/);
     const status = await request(port, 'GET', '/v1/models/../../etc/passwd');
@@ -111,7 +162,17 @@ describe('bad input', () => {
 
   it('admin calls without a configured token are refused', async () => {
     await expectError(request(port, 'PUT', '/v1/admin/models/evil', { base_path: '/etc' }), 403, /admin API is off/);
-    await expectError(request(port, 'PUT', '/v1/admin/models/evil', { base_path: '/etc' }, { authorization: 'Bearer anything-anything-anything' }), 403, /admin API is off/);
+    await expectError(
+      request(
+        port,
+        'PUT',
+        '/v1/admin/models/evil',
+        { base_path: '/etc' },
+        { authorization: 'Bearer anything-anything-anything' },
+      ),
+      403,
+      /admin API is off/,
+    );
     expect(server.manager.hasModel('evil')).toBe(false);
   });
 
@@ -128,7 +189,10 @@ describe('bad input', () => {
         },
       };
     };
-    const tight = await startModelServer({ modelBasePath: base, restPort: 0, grpcPort: null, batching: { max_batch_size: 1, max_enqueued_batches: 2 } }, { loadServable: slow });
+    const tight = await startModelServer(
+      { modelBasePath: base, restPort: 0, grpcPort: null, batching: { max_batch_size: 1, max_enqueued_batches: 2 } },
+      { loadServable: slow },
+    );
     try {
       // The clients run in a process of their own: in this one they would wait for the server's event loop.
       const answers = await burst(tight.restPort!, 20, JSON.stringify({ instances: [image] }));

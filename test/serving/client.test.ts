@@ -53,7 +53,13 @@ beforeAll(async () => {
   files[2] = await mlpFiles(12);
   await publish(base, MODEL, 1, files[1]);
   await publish(base, MODEL, 2, files[2]);
-  server = await startModelServer({ modelBasePath: base, restPort: 0, grpcPort: null, pollIntervalMs: 50, adminToken: TOKEN });
+  server = await startModelServer({
+    modelBasePath: base,
+    restPort: 0,
+    grpcPort: null,
+    pollIntervalMs: 50,
+    adminToken: TOKEN,
+  });
   client = new ServingClient({ url: `http://127.0.0.1:${server.restPort}`, adminToken: TOKEN }, { timeoutMs: 10_000 });
 });
 
@@ -90,7 +96,12 @@ describe('ServingClient', () => {
       { requestId: 'binary-1', labels: [1] },
       { requestId: 'never-sent', labels: 3 },
     ]);
-    expect(result).toEqual({ accepted: 1, rows: 3, unknown_request_ids: ['never-sent'], rejected: [{ request_id: 'binary-1', reason: '1 labels for a prediction of 3 rows' }] });
+    expect(result).toEqual({
+      accepted: 1,
+      rows: 3,
+      unknown_request_ids: ['never-sent'],
+      rejected: [{ request_id: 'binary-1', reason: '1 labels for a prediction of 3 rows' }],
+    });
 
     // A partial row is refused before anything is sent.
     await expect(client.predict(MODEL, new Uint8Array(PIXELS + 1))).rejects.toThrow(/not a whole number of rows/);
@@ -99,7 +110,11 @@ describe('ServingClient', () => {
   it('drives the admin API: versions, labels, traffic split, state', async () => {
     const put = await client.putModel(MODEL, { model_version_policy: { all: {} } });
     expect(put.config.model_version_policy).toEqual({ all: {} });
-    await until(async () => (await client.modelStatus(MODEL)).filter((s) => s.state === 'AVAILABLE').length === 2, 10_000, 'both versions AVAILABLE');
+    await until(
+      async () => (await client.modelStatus(MODEL)).filter((s) => s.state === 'AVAILABLE').length === 2,
+      10_000,
+      'both versions AVAILABLE',
+    );
 
     expect(await client.setLabel(MODEL, 'stable', 1)).toEqual({ stable: 1 });
     expect((await client.predict(MODEL, image(0), { label: 'stable' })).version).toBe(1);
@@ -107,7 +122,8 @@ describe('ServingClient', () => {
 
     const traffic = await client.setTraffic(MODEL, { split: [{ label: 'stable', weight: 1 }] });
     expect(traffic).toEqual({ split: [{ label: 'stable', weight: 1 }] });
-    for (let i = 0; i < 5; i++) expect((await client.predict(MODEL, image(i), { clientKey: `user-${i}` })).version).toBe(1);
+    for (let i = 0; i < 5; i++)
+      expect((await client.predict(MODEL, image(i), { clientKey: `user-${i}` })).version).toBe(1);
 
     const state = await client.adminState();
     expect(state.state.traffic[MODEL]).toEqual({ split: [{ label: 'stable', weight: 1 }] });
@@ -158,7 +174,10 @@ describe('ServingClient', () => {
     const silent = net.createServer(() => {});
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     try {
-      const slow = new ServingClient({ url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}` }, { timeoutMs: 200 });
+      const slow = new ServingClient(
+        { url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}` },
+        { timeoutMs: 200 },
+      );
       const timedOut = (await slow.ready().catch((x: unknown) => x)) as ServingClientError;
       expect(timedOut.kind).toBe('timeout');
       expect(timedOut.message).toMatch(/no answer within 200 ms/);
@@ -170,7 +189,11 @@ describe('ServingClient', () => {
 
 describe('metrics snapshots', () => {
   it('diff to exactly the requests, errors, feedback, classes and shadow copies sent in between', async () => {
-    await until(async () => (await client.modelStatus(MODEL)).filter((s) => s.state === 'AVAILABLE').length === 2, 10_000, 'both versions AVAILABLE');
+    await until(
+      async () => (await client.modelStatus(MODEL)).filter((s) => s.state === 'AVAILABLE').length === 2,
+      10_000,
+      'both versions AVAILABLE',
+    );
     const before = parseServingMetrics(await client.metricsText(), MODEL);
     expect(before.versions['2']?.requests).toBeGreaterThan(0);
 
@@ -179,15 +202,26 @@ describe('metrics snapshots', () => {
     for (let i = 0; i < 30; i++) {
       const t0 = performance.now();
       const answer = await client.predict(MODEL, image(i), { version: i < 12 ? 1 : 2 });
-      sent.push({ version: answer.version, id: answer.requestId, predicted: argmax(answer.predictions[0]!), label: examples.labels[i]!, ms: performance.now() - t0 });
+      sent.push({
+        version: answer.version,
+        id: answer.requestId,
+        predicted: argmax(answer.predictions[0]!),
+        label: examples.labels[i]!,
+        ms: performance.now() - t0,
+      });
     }
     // 3 requests the server refuses after picking v2 (rows of the wrong shape): errors of v2.
     for (let i = 0; i < 3; i++) {
-      await expect(client.predict(MODEL, new Float32Array(10), { version: 2, rowShape: [10] })).rejects.toMatchObject({ status: 400 });
+      await expect(client.predict(MODEL, new Float32Array(10), { version: 2, rowShape: [10] })).rejects.toMatchObject({
+        status: 400,
+      });
     }
     // L labels: every v1 answer and every other v2 answer.
     const labelled = sent.filter((s, i) => s.version === 1 || i % 2 === 0);
-    const fed = await client.feedback(MODEL, labelled.map((s) => ({ requestId: s.id, labels: s.label })));
+    const fed = await client.feedback(
+      MODEL,
+      labelled.map((s) => ({ requestId: s.id, labels: s.label })),
+    );
     expect(fed.accepted).toBe(labelled.length);
 
     const window = diffSnapshots(parseServingMetrics(await client.metricsText(), MODEL), before);
@@ -202,10 +236,16 @@ describe('metrics snapshots', () => {
       expect(window.versions[String(v)]!.errorsByStatus).toEqual(v === 2 ? { INVALID_ARGUMENT: 3 } : {});
       expect(s.feedback.labelled).toBe(mineLabelled.length);
       expect(s.feedback.correct).toBe(mineLabelled.filter((x) => x.predicted === x.label).length);
-      expect(s.feedback.accuracy).toBeCloseTo(mineLabelled.filter((x) => x.predicted === x.label).length / mineLabelled.length, 12);
+      expect(s.feedback.accuracy).toBeCloseTo(
+        mineLabelled.filter((x) => x.predicted === x.label).length / mineLabelled.length,
+        12,
+      );
       // The server's predicted-class counts are the arg-max of what this side received.
       expect(s.classLabels).toEqual(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'].slice(0, s.classLabels.length));
-      const counts = Array.from({ length: s.classLabels.length }, (_, c) => mine.filter((x) => x.predicted === c).length);
+      const counts = Array.from(
+        { length: s.classLabels.length },
+        (_, c) => mine.filter((x) => x.predicted === c).length,
+      );
       expect(s.classCounts).toEqual(counts);
       // Latency: the histogram holds the successful requests, each shorter than its round trip here.
       const h = window.versions[String(v)]!.latency;
@@ -226,11 +266,15 @@ describe('metrics snapshots', () => {
     const served = await Promise.all(Array.from({ length: 8 }, (_, i) => client.predict(MODEL, image(50 + i))));
     expect(served.every((a) => a.version === 2)).toBe(true);
     let shadowWindow: MetricsSnapshot | undefined;
-    await until(async () => {
-      shadowWindow = diffSnapshots(parseServingMetrics(await client.metricsText(), MODEL), beforeShadow);
-      const s = shadowWindow.versions['1']?.shadow;
-      return s !== undefined && s.agree + s.disagree + s.error === 8;
-    }, 10_000, 'eight shadow copies');
+    await until(
+      async () => {
+        shadowWindow = diffSnapshots(parseServingMetrics(await client.metricsText(), MODEL), beforeShadow);
+        const s = shadowWindow.versions['1']?.shadow;
+        return s !== undefined && s.agree + s.disagree + s.error === 8;
+      },
+      10_000,
+      'eight shadow copies',
+    );
     const shadowStats = windowStats(shadowWindow!)['1']!;
     expect(shadowStats.shadow.error).toBe(0);
     expect(shadowStats.requests).toBe(0);
@@ -255,13 +299,24 @@ describe('metrics snapshots', () => {
       expect(merged.versions['2']!.requests).toBe(11);
       expect(merged.versions['2']!.latency.count).toBe(11);
       expect(merged.versions['2']!.latency.buckets).toEqual(
-        a1.versions['2']!.latency.buckets.map((b, i) => ({ le: b.le, count: b.count - (a0.versions['2']?.latency.buckets[i]?.count ?? 0) + b1.versions['2']!.latency.buckets[i]!.count - (b0.versions['2']?.latency.buckets[i]?.count ?? 0) })),
+        a1.versions['2']!.latency.buckets.map((b, i) => ({
+          le: b.le,
+          count:
+            b.count -
+            (a0.versions['2']?.latency.buckets[i]?.count ?? 0) +
+            b1.versions['2']!.latency.buckets[i]!.count -
+            (b0.versions['2']?.latency.buckets[i]?.count ?? 0),
+        })),
       );
 
       // The replica restarts (its counters start at 0) and answers 2 more requests.
       await replica.close();
       replica = await start();
-      await until(async () => (await other.ready().catch(() => ({ ready: false }))).ready, 10_000, 'the restarted replica');
+      await until(
+        async () => (await other.ready().catch(() => ({ ready: false }))).ready,
+        10_000,
+        'the restarted replica',
+      );
       for (let i = 0; i < 2; i++) await other.predict(MODEL, image(i));
       const b2 = parseServingMetrics(await other.metricsText(), MODEL);
       expect(restartedBetween(b2, b1)).toBe(true);
@@ -288,7 +343,11 @@ describe('metrics snapshots', () => {
     ].join('\n');
     const samples = parsePrometheusText(text);
     expect(samples).toHaveLength(4);
-    expect(samples[0]).toEqual({ name: 'x_total', labels: { model: 'm', path: 'C:\\dir', quote: 'say "hi"', nl: 'a\nb' }, value: 3 });
+    expect(samples[0]).toEqual({
+      name: 'x_total',
+      labels: { model: 'm', path: 'C:\\dir', quote: 'say "hi"', nl: 'a\nb' },
+      value: 3,
+    });
     expect(samples[1]!.value).toBe(Infinity);
     expect(samples[2]!.labels).toEqual({ a: '1' });
     expect(samples[2]!.value).toBeNaN();
@@ -308,12 +367,46 @@ describe('metrics snapshots', () => {
     expect(histogramQuantile(buckets, 0.1)).toBeCloseTo(0.4, 12);
     expect(histogramQuantile([...buckets].reverse(), 0.5)).toBeCloseTo(1.5, 12);
     // A rank in the +Inf bucket answers the highest finite bound.
-    expect(histogramQuantile([{ le: 1, count: 10 }, { le: Infinity, count: 20 }], 0.9)).toBe(1);
-    expect(histogramQuantile([{ le: 1, count: 10 }, { le: 2, count: 20 }], 0.5)).toBeNaN();
-    expect(histogramQuantile([{ le: 1, count: 0 }, { le: Infinity, count: 0 }], 0.5)).toBeNaN();
+    expect(
+      histogramQuantile(
+        [
+          { le: 1, count: 10 },
+          { le: Infinity, count: 20 },
+        ],
+        0.9,
+      ),
+    ).toBe(1);
+    expect(
+      histogramQuantile(
+        [
+          { le: 1, count: 10 },
+          { le: 2, count: 20 },
+        ],
+        0.5,
+      ),
+    ).toBeNaN();
+    expect(
+      histogramQuantile(
+        [
+          { le: 1, count: 0 },
+          { le: Infinity, count: 0 },
+        ],
+        0.5,
+      ),
+    ).toBeNaN();
     expect(histogramQuantile(buckets, -0.1)).toBe(-Infinity);
     expect(histogramQuantile(buckets, 1.1)).toBe(Infinity);
     // Non-monotonic counts are evened out: 2 → 8 (the 9 before it) does not go backwards.
-    expect(histogramQuantile([{ le: 1, count: 9 }, { le: 2, count: 8 }, { le: 4, count: 10 }, { le: Infinity, count: 10 }], 0.95)).toBeCloseTo(3, 12);
+    expect(
+      histogramQuantile(
+        [
+          { le: 1, count: 9 },
+          { le: 2, count: 8 },
+          { le: 4, count: 10 },
+          { le: Infinity, count: 10 },
+        ],
+        0.95,
+      ),
+    ).toBeCloseTo(3, 12);
   });
 });

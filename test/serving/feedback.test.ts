@@ -52,7 +52,9 @@ describe('feedback', () => {
     }
     await Promise.all(
       requests.map(async (indices) => {
-        const answer = await request(port, 'POST', '/v1/models/fashion:predict', { instances: indices.map((i) => nestedImage(examples.images, i)) });
+        const answer = await request(port, 'POST', '/v1/models/fashion:predict', {
+          instances: indices.map((i) => nestedImage(examples.images, i)),
+        });
         expect(answer.status).toBe(200);
         const predicted = (answer.json.predictions as number[][]).map((p) => p.indexOf(Math.max(...p)));
         answers.push({ id: answer.json.request_id, predicted, labels: indices.map((i) => examples.labels[i]!) });
@@ -60,38 +62,79 @@ describe('feedback', () => {
     );
     const rows = answers.flatMap((a) => a.predicted.map((p, i) => p === a.labels[i]));
     const accuracy = rows.filter(Boolean).length / rows.length;
-    const feedback = answers.map((a) => ({ request_id: a.id, labels: a.labels.length === 1 ? a.labels[0]! : a.labels }));
-    const posted = await request(port, 'POST', '/v1/models/fashion:feedback', { feedback: [...feedback, { request_id: 'not-a-prediction', labels: 1 }] });
+    const feedback = answers.map((a) => ({
+      request_id: a.id,
+      labels: a.labels.length === 1 ? a.labels[0]! : a.labels,
+    }));
+    const posted = await request(port, 'POST', '/v1/models/fashion:feedback', {
+      feedback: [...feedback, { request_id: 'not-a-prediction', labels: 1 }],
+    });
     expect(posted.status).toBe(200);
-    expect(posted.json).toEqual({ accepted: answers.length, rows: COUNT, unknown_request_ids: ['not-a-prediction'], rejected: [] });
+    expect(posted.json).toEqual({
+      accepted: answers.length,
+      rows: COUNT,
+      unknown_request_ids: ['not-a-prediction'],
+      rejected: [],
+    });
     const text = await metrics();
-    expect(metricValue(text, 'gantry_serving_online_accuracy', { model: 'fashion', version: '1' })).toBeCloseTo(accuracy, 12);
+    expect(metricValue(text, 'gantry_serving_online_accuracy', { model: 'fashion', version: '1' })).toBeCloseTo(
+      accuracy,
+      12,
+    );
     expect(metricValue(text, 'gantry_serving_online_accuracy_samples', { model: 'fashion', version: '1' })).toBe(COUNT);
-    expect(metricValue(text, 'gantry_serving_feedback_total', { model: 'fashion', version: '1', outcome: 'correct' }) ?? 0).toBe(rows.filter(Boolean).length);
+    expect(
+      metricValue(text, 'gantry_serving_feedback_total', { model: 'fashion', version: '1', outcome: 'correct' }) ?? 0,
+    ).toBe(rows.filter(Boolean).length);
     // The same feedback again is not counted twice.
     const again = await request(port, 'POST', '/v1/models/fashion:feedback', { feedback: feedback.slice(0, 3) });
     expect(again.json.accepted).toBe(0);
-    expect(metricValue(await metrics(), 'gantry_serving_online_accuracy_samples', { model: 'fashion', version: '1' })).toBe(COUNT);
+    expect(
+      metricValue(await metrics(), 'gantry_serving_online_accuracy_samples', { model: 'fashion', version: '1' }),
+    ).toBe(COUNT);
     // A client may bring its own request id and use it for feedback.
-    const own = await request(port, 'POST', '/v1/models/fashion:predict', { instances: [nestedImage(examples.images, 0)] }, { 'x-request-id': 'client-chosen-id-1' });
+    const own = await request(
+      port,
+      'POST',
+      '/v1/models/fashion:predict',
+      { instances: [nestedImage(examples.images, 0)] },
+      { 'x-request-id': 'client-chosen-id-1' },
+    );
     expect(own.json.request_id).toBe('client-chosen-id-1');
-    const bad = await request(port, 'POST', '/v1/models/fashion:feedback', { feedback: [{ request_id: 'client-chosen-id-1', labels: [1, 2] }] });
-    expect(bad.json.rejected).toEqual([{ request_id: 'client-chosen-id-1', reason: '2 labels for a prediction of 1 rows' }]);
-    expect((await request(port, 'POST', '/v1/models/fashion:feedback', { feedback: [{ request_id: 'x', labels: -1 }] })).status).toBe(400);
+    const bad = await request(port, 'POST', '/v1/models/fashion:feedback', {
+      feedback: [{ request_id: 'client-chosen-id-1', labels: [1, 2] }],
+    });
+    expect(bad.json.rejected).toEqual([
+      { request_id: 'client-chosen-id-1', reason: '2 labels for a prediction of 1 rows' },
+    ]);
+    expect(
+      (await request(port, 'POST', '/v1/models/fashion:feedback', { feedback: [{ request_id: 'x', labels: -1 }] }))
+        .status,
+    ).toBe(400);
   });
 
   it('merges concurrent requests into batches of at most max_batch_size and measures them', async () => {
     const before = await metrics();
-    const batchesBefore = metricValue(before, 'gantry_serving_batch_size_count', { model: 'fashion', version: '1' }) ?? 0;
+    const batchesBefore =
+      metricValue(before, 'gantry_serving_batch_size_count', { model: 'fashion', version: '1' }) ?? 0;
     const rowsBefore = metricValue(before, 'gantry_serving_batch_size_sum', { model: 'fashion', version: '1' }) ?? 0;
-    await Promise.all(Array.from({ length: 64 }, (_, i) => request(port, 'POST', '/v1/models/fashion:predict', { instances: [nestedImage(examples.images, i)] })));
+    await Promise.all(
+      Array.from({ length: 64 }, (_, i) =>
+        request(port, 'POST', '/v1/models/fashion:predict', { instances: [nestedImage(examples.images, i)] }),
+      ),
+    );
     const text = await metrics();
-    const batches = (metricValue(text, 'gantry_serving_batch_size_count', { model: 'fashion', version: '1' }) ?? 0) - batchesBefore;
-    const rows = (metricValue(text, 'gantry_serving_batch_size_sum', { model: 'fashion', version: '1' }) ?? 0) - rowsBefore;
+    const batches =
+      (metricValue(text, 'gantry_serving_batch_size_count', { model: 'fashion', version: '1' }) ?? 0) - batchesBefore;
+    const rows =
+      (metricValue(text, 'gantry_serving_batch_size_sum', { model: 'fashion', version: '1' }) ?? 0) - rowsBefore;
     expect(rows).toBe(64);
     expect(batches).toBeGreaterThanOrEqual(4);
     expect(batches).toBeLessThan(64);
-    expect(metricValue(text, 'gantry_serving_batch_size_bucket', { model: 'fashion', version: '1', le: '16' })).toBe(metricValue(text, 'gantry_serving_batch_size_count', { model: 'fashion', version: '1' }));
-    expect(metricValue(text, 'gantry_serving_queue_seconds_count', { model: 'fashion', version: '1' })).toBeGreaterThanOrEqual(64);
+    expect(metricValue(text, 'gantry_serving_batch_size_bucket', { model: 'fashion', version: '1', le: '16' })).toBe(
+      metricValue(text, 'gantry_serving_batch_size_count', { model: 'fashion', version: '1' }),
+    );
+    expect(
+      metricValue(text, 'gantry_serving_queue_seconds_count', { model: 'fashion', version: '1' }),
+    ).toBeGreaterThanOrEqual(64);
   });
 });

@@ -17,7 +17,11 @@ const PROTOS = path.resolve(import.meta.dirname, '../../serving/protos');
 const TOKEN = 'grpc-admin-token-0123456789';
 const ROWS = 6;
 
-type Unary = (request: object, metadata: grpc.Metadata | ((e: grpc.ServiceError | null, r: any) => void), callback?: (e: grpc.ServiceError | null, r: any) => void) => void;
+type Unary = (
+  request: object,
+  metadata: grpc.Metadata | ((e: grpc.ServiceError | null, r: any) => void),
+  callback?: (e: grpc.ServiceError | null, r: any) => void,
+) => void;
 let prediction: Record<string, Unary> & grpc.Client;
 let modelService: Record<string, Unary> & grpc.Client;
 let base: string;
@@ -26,13 +30,24 @@ let files: ModelFiles;
 let pixels: Float32Array;
 let expected: Float32Array;
 
-function call(client: Record<string, Unary>, method: string, request: object, metadata = new grpc.Metadata()): Promise<any> {
-  return new Promise((resolve, reject) => client[method]!.call(client, request, metadata, (error: grpc.ServiceError | null, response: any) => (error ? reject(error) : resolve(response))));
+function call(
+  client: Record<string, Unary>,
+  method: string,
+  request: object,
+  metadata = new grpc.Metadata(),
+): Promise<any> {
+  return new Promise((resolve, reject) =>
+    client[method]!.call(client, request, metadata, (error: grpc.ServiceError | null, response: any) =>
+      error ? reject(error) : resolve(response),
+    ),
+  );
 }
 
 function tensor(rows: number, data: Float32Array, how: 'float_val' | 'tensor_content'): object {
   const tensor_shape = { dim: [rows, 28, 28, 1].map((size) => ({ size: String(size) })) };
-  return how === 'float_val' ? { dtype: 'DT_FLOAT', tensor_shape, float_val: Array.from(data) } : { dtype: 'DT_FLOAT', tensor_shape, tensor_content: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
+  return how === 'float_val'
+    ? { dtype: 'DT_FLOAT', tensor_shape, float_val: Array.from(data) }
+    : { dtype: 'DT_FLOAT', tensor_shape, tensor_content: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
 }
 
 beforeAll(async () => {
@@ -43,16 +58,25 @@ beforeAll(async () => {
   files = await mlpFiles(3);
   await publish(base, 'fashion', 1, files);
   expected = await predictInProcess(files, pixels, ROWS);
-  server = await startModelServer({ modelBasePath: base, restPort: null, grpcPort: 0, pollIntervalMs: 50, adminToken: TOKEN });
-  // The client's own load of the protos, as a TF Serving user would generate it.
-  const definition = protoLoader.loadSync(['tensorflow_serving/apis/prediction_service.proto', 'tensorflow_serving/apis/model_service.proto'], {
-    includeDirs: [PROTOS],
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: true,
-    oneofs: true,
+  server = await startModelServer({
+    modelBasePath: base,
+    restPort: null,
+    grpcPort: 0,
+    pollIntervalMs: 50,
+    adminToken: TOKEN,
   });
+  // The client's own load of the protos, as a TF Serving user would generate it.
+  const definition = protoLoader.loadSync(
+    ['tensorflow_serving/apis/prediction_service.proto', 'tensorflow_serving/apis/model_service.proto'],
+    {
+      includeDirs: [PROTOS],
+      keepCase: true,
+      longs: String,
+      enums: String,
+      defaults: true,
+      oneofs: true,
+    },
+  );
   expect(definition['tensorflow.serving.SignatureDefMap']).toBeDefined();
   const pkg = grpc.loadPackageDefinition(definition) as any;
   const address = `127.0.0.1:${server.grpcPort}`;
@@ -77,7 +101,10 @@ function maxDiff(actual: ArrayLike<number>, wanted: ArrayLike<number>): number {
 describe('gRPC PredictionService', () => {
   it('Predict answers the in-process predictions for float_val and tensor_content inputs', async () => {
     for (const how of ['float_val', 'tensor_content'] as const) {
-      const response = await call(prediction, 'Predict', { model_spec: { name: 'fashion', signature_name: 'serving_default' }, inputs: { input: tensor(ROWS, pixels, how) } });
+      const response = await call(prediction, 'Predict', {
+        model_spec: { name: 'fashion', signature_name: 'serving_default' },
+        inputs: { input: tensor(ROWS, pixels, how) },
+      });
       expect(response.model_spec.name).toBe('fashion');
       expect(response.model_spec.version.value).toBe('1');
       const out = response.outputs.probabilities;
@@ -88,18 +115,36 @@ describe('gRPC PredictionService', () => {
   });
 
   it('Predict by version and by label; Classify returns a class per label with its score', async () => {
-    const byVersion = await call(prediction, 'Predict', { model_spec: { name: 'fashion', version: { value: '1' } }, inputs: { input: tensor(1, pixels.subarray(0, PIXELS), 'float_val') } });
+    const byVersion = await call(prediction, 'Predict', {
+      model_spec: { name: 'fashion', version: { value: '1' } },
+      inputs: { input: tensor(1, pixels.subarray(0, PIXELS), 'float_val') },
+    });
     expect(maxDiff(byVersion.outputs.probabilities.float_val, expected.subarray(0, 10))).toBeLessThan(1e-6);
-    const examples = [0, 1].map((r) => ({ features: { feature: { input: { float_list: { value: Array.from(pixels.subarray(r * PIXELS, (r + 1) * PIXELS)) } } } } }));
-    const classified = await call(prediction, 'Classify', { model_spec: { name: 'fashion' }, input: { example_list: { examples } } });
+    const examples = [0, 1].map((r) => ({
+      features: {
+        feature: { input: { float_list: { value: Array.from(pixels.subarray(r * PIXELS, (r + 1) * PIXELS)) } } },
+      },
+    }));
+    const classified = await call(prediction, 'Classify', {
+      model_spec: { name: 'fashion' },
+      input: { example_list: { examples } },
+    });
     const classes = classified.result.classifications as { classes: { label: string; score: number }[] }[];
     expect(classes).toHaveLength(2);
     expect(classes[0]!.classes.map((c) => c.label)).toEqual(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
-    expect(maxDiff(classes.flatMap((c) => c.classes.map((x) => x.score)), expected.subarray(0, 20))).toBeLessThan(1e-6);
+    expect(
+      maxDiff(
+        classes.flatMap((c) => c.classes.map((x) => x.score)),
+        expected.subarray(0, 20),
+      ),
+    ).toBeLessThan(1e-6);
   });
 
   it('GetModelMetadata packs the SignatureDefMap in an Any', async () => {
-    const response = await call(prediction, 'GetModelMetadata', { model_spec: { name: 'fashion' }, metadata_field: ['signature_def'] });
+    const response = await call(prediction, 'GetModelMetadata', {
+      model_spec: { name: 'fashion' },
+      metadata_field: ['signature_def'],
+    });
     expect(response.model_spec.version.value).toBe('1');
     const any = response.metadata.signature_def;
     expect(any.type_url).toBe('type.googleapis.com/tensorflow.serving.SignatureDefMap');
@@ -108,22 +153,78 @@ describe('gRPC PredictionService', () => {
     const map = loadServingProtos().decodeSignatureDefMap(any.value) as any;
     const signature = map.signature_def.serving_default;
     expect(signature.inputs.input.dtype).toBe('DT_FLOAT');
-    expect(signature.inputs.input.tensor_shape.dim.map((d: { size: string }) => d.size)).toEqual(['-1', '28', '28', '1']);
+    expect(signature.inputs.input.tensor_shape.dim.map((d: { size: string }) => d.size)).toEqual([
+      '-1',
+      '28',
+      '28',
+      '1',
+    ]);
     expect(signature.outputs.probabilities.tensor_shape.dim.map((d: { size: string }) => d.size)).toEqual(['-1', '10']);
   });
 
   it('answers bad calls with the canonical status codes and keeps serving', async () => {
-    const codes = async (method: string, request: object) => call(prediction, method, request).then(() => 0, (e: grpc.ServiceError) => e.code);
+    const codes = async (method: string, request: object) =>
+      call(prediction, method, request).then(
+        () => 0,
+        (e: grpc.ServiceError) => e.code,
+      );
     expect(await codes('Predict', { model_spec: { name: 'nope' }, inputs: {} })).toBe(grpc.status.NOT_FOUND);
-    expect(await codes('Predict', { model_spec: { name: 'fashion', version: { value: '9' } }, inputs: { input: tensor(1, pixels.subarray(0, PIXELS), 'float_val') } })).toBe(grpc.status.NOT_FOUND);
-    expect(await codes('Predict', { model_spec: { name: 'fashion', version_label: 'canary' }, inputs: { input: tensor(1, pixels.subarray(0, PIXELS), 'float_val') } })).toBe(grpc.status.NOT_FOUND);
-    expect(await codes('Predict', { model_spec: { name: 'fashion' }, inputs: { input: { dtype: 'DT_DOUBLE', tensor_shape: { dim: [{ size: '1' }, { size: '28' }, { size: '28' }, { size: '1' }] }, double_val: Array.from(pixels.subarray(0, PIXELS)) } } })).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(await codes('Predict', { model_spec: { name: 'fashion' }, inputs: { input: { dtype: 'DT_FLOAT', tensor_shape: { dim: [{ size: '1' }, { size: '784' }] }, float_val: Array.from(pixels.subarray(0, PIXELS)) } } })).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(await codes('Predict', { model_spec: { name: 'fashion' }, inputs: { input: tensor(2, pixels.subarray(0, PIXELS), 'float_val') } })).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(await codes('Predict', { model_spec: { name: 'fashion' }, inputs: { wrong: tensor(1, pixels.subarray(0, PIXELS), 'float_val') } })).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(await codes('Predict', { model_spec: { name: 'fashion', signature_name: 'other' }, inputs: {} })).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(
+      await codes('Predict', {
+        model_spec: { name: 'fashion', version: { value: '9' } },
+        inputs: { input: tensor(1, pixels.subarray(0, PIXELS), 'float_val') },
+      }),
+    ).toBe(grpc.status.NOT_FOUND);
+    expect(
+      await codes('Predict', {
+        model_spec: { name: 'fashion', version_label: 'canary' },
+        inputs: { input: tensor(1, pixels.subarray(0, PIXELS), 'float_val') },
+      }),
+    ).toBe(grpc.status.NOT_FOUND);
+    expect(
+      await codes('Predict', {
+        model_spec: { name: 'fashion' },
+        inputs: {
+          input: {
+            dtype: 'DT_DOUBLE',
+            tensor_shape: { dim: [{ size: '1' }, { size: '28' }, { size: '28' }, { size: '1' }] },
+            double_val: Array.from(pixels.subarray(0, PIXELS)),
+          },
+        },
+      }),
+    ).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(
+      await codes('Predict', {
+        model_spec: { name: 'fashion' },
+        inputs: {
+          input: {
+            dtype: 'DT_FLOAT',
+            tensor_shape: { dim: [{ size: '1' }, { size: '784' }] },
+            float_val: Array.from(pixels.subarray(0, PIXELS)),
+          },
+        },
+      }),
+    ).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(
+      await codes('Predict', {
+        model_spec: { name: 'fashion' },
+        inputs: { input: tensor(2, pixels.subarray(0, PIXELS), 'float_val') },
+      }),
+    ).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(
+      await codes('Predict', {
+        model_spec: { name: 'fashion' },
+        inputs: { wrong: tensor(1, pixels.subarray(0, PIXELS), 'float_val') },
+      }),
+    ).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(await codes('Predict', { model_spec: { name: 'fashion', signature_name: 'other' }, inputs: {} })).toBe(
+      grpc.status.INVALID_ARGUMENT,
+    );
     expect(await codes('Predict', { model_spec: { name: '../etc' }, inputs: {} })).toBe(grpc.status.NOT_FOUND);
-    const ok = await call(prediction, 'Predict', { model_spec: { name: 'fashion' }, inputs: { input: tensor(1, pixels.subarray(0, PIXELS), 'tensor_content') } });
+    const ok = await call(prediction, 'Predict', {
+      model_spec: { name: 'fashion' },
+      inputs: { input: tensor(1, pixels.subarray(0, PIXELS), 'tensor_content') },
+    });
     expect(ok.outputs.probabilities.float_val).toHaveLength(10);
   });
 });
@@ -131,8 +232,12 @@ describe('gRPC PredictionService', () => {
 describe('gRPC ModelService', () => {
   it('GetModelStatus reports each version with its state', async () => {
     const response = await call(modelService, 'GetModelStatus', { model_spec: { name: 'fashion' } });
-    expect(response.model_version_status).toEqual([{ version: '1', state: 'AVAILABLE', status: { error_code: 'OK', error_message: '' } }]);
-    await expect(call(modelService, 'GetModelStatus', { model_spec: { name: 'fashion', version: { value: '4' } } })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+    expect(response.model_version_status).toEqual([
+      { version: '1', state: 'AVAILABLE', status: { error_code: 'OK', error_message: '' } },
+    ]);
+    await expect(
+      call(modelService, 'GetModelStatus', { model_spec: { name: 'fashion', version: { value: '4' } } }),
+    ).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
   });
 
   it('HandleReloadConfigRequest needs the admin token, then replaces the served models', async () => {
@@ -140,20 +245,35 @@ describe('gRPC ModelService', () => {
       config: {
         model_config_list: {
           config: [
-            { name: 'fashion', base_path: path.join(base, 'fashion'), model_platform: 'tensorflow', model_version_policy: { all: {} }, version_labels: { stable: '1' } },
-            { name: 'second', base_path: path.join(base, 'fashion'), model_version_policy: { latest: { num_versions: 1 } } },
+            {
+              name: 'fashion',
+              base_path: path.join(base, 'fashion'),
+              model_platform: 'tensorflow',
+              model_version_policy: { all: {} },
+              version_labels: { stable: '1' },
+            },
+            {
+              name: 'second',
+              base_path: path.join(base, 'fashion'),
+              model_version_policy: { latest: { num_versions: 1 } },
+            },
           ],
         },
       },
     };
-    await expect(call(modelService, 'HandleReloadConfigRequest', config)).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+    await expect(call(modelService, 'HandleReloadConfigRequest', config)).rejects.toMatchObject({
+      code: grpc.status.UNAUTHENTICATED,
+    });
     const metadata = new grpc.Metadata();
     metadata.set('authorization', `Bearer ${TOKEN}`);
     const response = await call(modelService, 'HandleReloadConfigRequest', config, metadata);
     expect(response.status.error_code).toBe('OK');
     const second = await call(modelService, 'GetModelStatus', { model_spec: { name: 'second' } });
     expect(second.model_version_status[0].state).toBe('AVAILABLE');
-    const byLabel = await call(prediction, 'Predict', { model_spec: { name: 'fashion', version_label: 'stable' }, inputs: { input: tensor(1, pixels.subarray(0, PIXELS), 'float_val') } });
+    const byLabel = await call(prediction, 'Predict', {
+      model_spec: { name: 'fashion', version_label: 'stable' },
+      inputs: { input: tensor(1, pixels.subarray(0, PIXELS), 'float_val') },
+    });
     expect(byLabel.model_spec.version.value).toBe('1');
   });
 });

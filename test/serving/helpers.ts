@@ -31,8 +31,17 @@ export async function mlpFiles(seed: number): Promise<ModelFiles> {
 }
 
 /** Publishes `files` as `<base>/<model>/<version>/` the way the pipeline does (atomic rename), with gantry.json. */
-export async function publish(base: string, model: string, version: number, files: ModelFiles | Record<string, Uint8Array | string>): Promise<void> {
-  const metadata = { model, version, signature: { inputs: { input: { dtype: 'float32' } }, outputs: { probabilities: { dtype: 'float32' } } } };
+export async function publish(
+  base: string,
+  model: string,
+  version: number,
+  files: ModelFiles | Record<string, Uint8Array | string>,
+): Promise<void> {
+  const metadata = {
+    model,
+    version,
+    signature: { inputs: { input: { dtype: 'float32' } }, outputs: { probabilities: { dtype: 'float32' } } },
+  };
   await new ModelRepository(base).publish(model, version, { ...files, [METADATA_FILE]: JSON.stringify(metadata) });
 }
 
@@ -41,7 +50,9 @@ export async function predictInProcess(files: ModelFiles, pixels: Float32Array, 
   const { deserializeModel } = await import('../../training/model-files');
   const model = await deserializeModel(files['model.json'], files['weights.bin']);
   try {
-    return tf.tidy(() => (model.predict(tf.tensor(pixels, [rows, ...FEATURE_SHAPE])) as tf.Tensor).dataSync() as Float32Array).slice();
+    return tf
+      .tidy(() => (model.predict(tf.tensor(pixels, [rows, ...FEATURE_SHAPE])) as tf.Tensor).dataSync() as Float32Array)
+      .slice();
   } finally {
     model.dispose();
   }
@@ -49,7 +60,9 @@ export async function predictInProcess(files: ModelFiles, pixels: Float32Array, 
 
 /** `rows` images as nested [28][28][1] arrays (the JSON row format). */
 export function nestedImage(pixels: Float32Array | Uint8Array, row: number): number[][][] {
-  return Array.from({ length: 28 }, (_, y) => Array.from({ length: 28 }, (_, x) => [pixels[row * PIXELS + y * 28 + x]!]));
+  return Array.from({ length: 28 }, (_, y) =>
+    Array.from({ length: 28 }, (_, x) => [pixels[row * PIXELS + y * 28 + x]!]),
+  );
 }
 
 export interface HttpAnswer {
@@ -62,9 +75,22 @@ export interface HttpAnswer {
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
 /** A raw HTTP call: no URL normalization (path-traversal tests need `..` to reach the server). */
-export function request(port: number, method: string, urlPath: string, body?: unknown, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+export function request(
+  port: number,
+  method: string,
+  urlPath: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : Buffer.isBuffer(body) ? body : typeof body === 'string' ? Buffer.from(body) : Buffer.from(JSON.stringify(body));
+    const payload =
+      body === undefined
+        ? undefined
+        : Buffer.isBuffer(body)
+          ? body
+          : typeof body === 'string'
+            ? Buffer.from(body)
+            : Buffer.from(JSON.stringify(body));
     const req = http.request(
       {
         host: '127.0.0.1',
@@ -72,7 +98,13 @@ export function request(port: number, method: string, urlPath: string, body?: un
         method,
         path: urlPath,
         agent,
-        headers: { ...(payload && !Buffer.isBuffer(body) && typeof body !== 'string' ? { 'content-type': 'application/json' } : {}), ...(payload ? { 'content-length': String(payload.length) } : {}), ...headers },
+        headers: {
+          ...(payload && !Buffer.isBuffer(body) && typeof body !== 'string'
+            ? { 'content-type': 'application/json' }
+            : {}),
+          ...(payload ? { 'content-length': String(payload.length) } : {}),
+          ...headers,
+        },
       },
       (res) => {
         const chunks: Buffer[] = [];

@@ -61,7 +61,8 @@ describe('hot swap', () => {
         const version = Number(answer.headers['x-gantry-model-version']);
         const want = expected.get(version);
         const got = answer.json.predictions[0] as number[];
-        if (!want || got.some((p, i) => Math.abs(p - want[i]!) > 1e-6)) failures.push(`version ${version} answered something it does not compute`);
+        if (!want || got.some((p, i) => Math.abs(p - want[i]!) > 1e-6))
+          failures.push(`version ${version} answered something it does not compute`);
         seen.set(version, (seen.get(version) ?? 0) + 1);
       }
       return count;
@@ -69,7 +70,11 @@ describe('hot swap', () => {
     const clients = [client(), client()];
     for (let v = 2; v <= SWAPS + 1; v++) {
       await publish(base, 'fashion', v, files[v - 1]!);
-      await until(() => server.manager.availableVersions('fashion').join() === String(v), 10_000, `version ${v} alone AVAILABLE`);
+      await until(
+        () => server.manager.availableVersions('fashion').join() === String(v),
+        10_000,
+        `version ${v} alone AVAILABLE`,
+      );
       // Let both clients hit the new version before the next swap.
       const before = seen.get(v) ?? 0;
       await until(() => (seen.get(v) ?? 0) >= before + 2, 5_000, `requests on version ${v}`);
@@ -104,7 +109,10 @@ describe('hot swap', () => {
     await publish(base, 'fashion', healthy + 2, { ...good, 'model.json': JSON.stringify(json) });
     await server.poll();
     const status = await request(port, 'GET', '/v1/models/fashion');
-    const states = status.json.model_version_status.map((s: { version: string; state: string; status: { error_code: string } }) => `${s.version}:${s.state}:${s.status.error_code}`);
+    const states = status.json.model_version_status.map(
+      (s: { version: string; state: string; status: { error_code: string } }) =>
+        `${s.version}:${s.state}:${s.status.error_code}`,
+    );
     // Latest-1: the older failure is no longer aspired, so only the newest failure is reported.
     expect(states).toEqual([`${healthy + 2}:END:UNKNOWN`, `${healthy}:AVAILABLE:OK`]);
     expect(status.json.model_version_status[0].status.error_message).toMatch(/shape/i);
@@ -113,14 +121,25 @@ describe('hot swap', () => {
     expect(answer.headers['x-gantry-model-version']).toBe(String(healthy));
     expect((await request(port, 'GET', '/readyz')).status).toBe(200);
     // A warm-up request that does not fit the signature fails the load too.
-    await publish(base, 'fashion', healthy + 3, { ...good, 'warmup.json': JSON.stringify({ requests: [{ instances: [[1, 2, 3]] }] }) });
+    await publish(base, 'fashion', healthy + 3, {
+      ...good,
+      'warmup.json': JSON.stringify({ requests: [{ instances: [[1, 2, 3]] }] }),
+    });
     await server.poll();
-    expect(server.manager.status('fashion')[0]).toMatchObject({ version: healthy + 3, state: 'END', error: expect.stringMatching(/warm-up failed: instances\[0\]/) });
+    expect(server.manager.status('fashion')[0]).toMatchObject({
+      version: healthy + 3,
+      state: 'END',
+      error: expect.stringMatching(/warm-up failed: instances\[0\]/),
+    });
     // Fixing the files of a failed version makes it load on the next poll.
     const dir = path.join(base, 'fashion', String(healthy + 3));
     await writeFile(path.join(dir, 'warmup.json'), JSON.stringify({ requests: [{ instances: [image] }] }));
     await server.poll();
-    await until(() => server.manager.availableVersions('fashion').join() === String(healthy + 3), 5_000, 'the fixed version');
+    await until(
+      () => server.manager.availableVersions('fashion').join() === String(healthy + 3),
+      5_000,
+      'the fixed version',
+    );
     expect(JSON.parse(await readFile(path.join(dir, 'warmup.json'), 'utf8')).requests).toHaveLength(1);
   });
 });

@@ -4,7 +4,17 @@ import { startModelServer, type ModelServer } from '../../serving/server';
 import { selectBackend } from '../../training/backend';
 import type { ModelFiles } from '../../training/model-files';
 import { fashionMnistSlicer } from '../helpers/examples';
-import { metricValue, mlpFiles, nestedImage, PIXELS, predictInProcess, publish, removeDir, request, tempDir } from './helpers';
+import {
+  metricValue,
+  mlpFiles,
+  nestedImage,
+  PIXELS,
+  predictInProcess,
+  publish,
+  removeDir,
+  request,
+  tempDir,
+} from './helpers';
 
 /**
  * TF Serving's REST API on a Fashion-MNIST model: predict (row, columnar, b64, protobuf and raw
@@ -61,12 +71,19 @@ describe('REST predict', () => {
 
   it('answers the columnar format, named inputs, an explicit version and a b64 tensor alike', async () => {
     const nested = Array.from({ length: ROWS }, (_, r) => nestedImage(pixels, r));
-    const columnar = await request(port, 'POST', '/v1/models/fashion/versions/1:predict', { signature_name: 'serving_default', inputs: { input: nested } });
+    const columnar = await request(port, 'POST', '/v1/models/fashion/versions/1:predict', {
+      signature_name: 'serving_default',
+      inputs: { input: nested },
+    });
     expect(columnar.status).toBe(200);
     expectClose((columnar.json.outputs as number[][]).flat(), expected);
-    const named = await request(port, 'POST', '/v1/models/fashion:predict', { instances: nested.slice(0, 2).map((image) => ({ input: image })) });
+    const named = await request(port, 'POST', '/v1/models/fashion:predict', {
+      instances: nested.slice(0, 2).map((image) => ({ input: image })),
+    });
     expectClose((named.json.predictions as number[][]).flat(), expected.subarray(0, 20));
-    const b64 = await request(port, 'POST', '/v1/models/fashion:predict', { inputs: { b64: Buffer.from(pixels.buffer).toString('base64') } });
+    const b64 = await request(port, 'POST', '/v1/models/fashion:predict', {
+      inputs: { b64: Buffer.from(pixels.buffer).toString('base64') },
+    });
     expect(b64.status).toBe(200);
     expectClose((b64.json.outputs as number[][]).flat(), expected);
   });
@@ -75,15 +92,28 @@ describe('REST predict', () => {
     const protos = loadServingProtos();
     const body = protos.encodePredictRequest({
       model_spec: { name: 'fashion' },
-      inputs: { input: { dtype: 'DT_FLOAT', tensor_shape: { dim: [{ size: String(ROWS) }, { size: '28' }, { size: '28' }, { size: '1' }] }, tensor_content: Buffer.from(pixels.buffer) } },
+      inputs: {
+        input: {
+          dtype: 'DT_FLOAT',
+          tensor_shape: { dim: [{ size: String(ROWS) }, { size: '28' }, { size: '28' }, { size: '1' }] },
+          tensor_content: Buffer.from(pixels.buffer),
+        },
+      },
     });
-    const answer = await request(port, 'POST', '/v1/models/fashion:predict', body, { 'content-type': 'application/x-protobuf', accept: 'application/x-protobuf' });
+    const answer = await request(port, 'POST', '/v1/models/fashion:predict', body, {
+      'content-type': 'application/x-protobuf',
+      accept: 'application/x-protobuf',
+    });
     expect(answer.status).toBe(200);
     expect(answer.headers['content-type']).toContain('application/x-protobuf');
-    const decoded = protos.decodePredictResponse(answer.body) as { outputs: Record<string, { float_val: number[]; tensor_shape: { dim: { size: string }[] } }> };
+    const decoded = protos.decodePredictResponse(answer.body) as {
+      outputs: Record<string, { float_val: number[]; tensor_shape: { dim: { size: string }[] } }>;
+    };
     expect(decoded.outputs.probabilities!.tensor_shape.dim.map((d) => d.size)).toEqual([String(ROWS), '10']);
     expectClose(decoded.outputs.probabilities!.float_val, expected);
-    const raw = await request(port, 'POST', '/v1/models/fashion:predict', Buffer.from(pixels.buffer), { 'content-type': 'application/octet-stream' });
+    const raw = await request(port, 'POST', '/v1/models/fashion:predict', Buffer.from(pixels.buffer), {
+      'content-type': 'application/octet-stream',
+    });
     expect(raw.status).toBe(200);
     expectClose((raw.json.outputs as number[][]).flat(), expected);
   });
@@ -97,12 +127,17 @@ describe('REST classify, status, metadata', () => {
     const results = answer.json.results as [string, number][][];
     expect(results).toHaveLength(3);
     expect(results[0]!.map(([label]) => label)).toEqual(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
-    expectClose(results.flatMap((classes) => classes.map(([, score]) => score)), expected.subarray(0, 30));
+    expectClose(
+      results.flatMap((classes) => classes.map(([, score]) => score)),
+      expected.subarray(0, 30),
+    );
   });
 
   it('reports version status and the signature the way TF Serving does', async () => {
     const status = await request(port, 'GET', '/v1/models/fashion');
-    expect(status.json).toEqual({ model_version_status: [{ version: '1', state: 'AVAILABLE', status: { error_code: 'OK', error_message: '' } }] });
+    expect(status.json).toEqual({
+      model_version_status: [{ version: '1', state: 'AVAILABLE', status: { error_code: 'OK', error_message: '' } }],
+    });
     expect((await request(port, 'GET', '/v1/models/fashion/versions/1')).status).toBe(200);
     const metadata = await request(port, 'GET', '/v1/models/fashion/versions/1/metadata');
     expect(metadata.status).toBe(200);
@@ -110,7 +145,12 @@ describe('REST classify, status, metadata', () => {
     const signature = metadata.json.metadata.signature_def.signature_def.serving_default;
     expect(signature.method_name).toBe('tensorflow/serving/predict');
     expect(signature.inputs.input.dtype).toBe('DT_FLOAT');
-    expect(signature.inputs.input.tensor_shape.dim.map((d: { size: string }) => d.size)).toEqual(['-1', '28', '28', '1']);
+    expect(signature.inputs.input.tensor_shape.dim.map((d: { size: string }) => d.size)).toEqual([
+      '-1',
+      '28',
+      '28',
+      '1',
+    ]);
     expect(signature.outputs.probabilities.tensor_shape.dim.map((d: { size: string }) => d.size)).toEqual(['-1', '10']);
   });
 
@@ -123,10 +163,26 @@ describe('REST classify, status, metadata', () => {
     for (const path of ['/monitoring/prometheus/metrics', '/metrics']) {
       const text = (await request(port, 'GET', path)).body.toString();
       expect(metricValue(text, 'gantry_serving_loaded_versions', { model: 'fashion' })).toBe(1);
-      expect(metricValue(text, 'gantry_serving_requests_total', { model: 'fashion', version: '1', api: 'predict', protocol: 'rest', status: 'OK' })).toBeGreaterThanOrEqual(5);
+      expect(
+        metricValue(text, 'gantry_serving_requests_total', {
+          model: 'fashion',
+          version: '1',
+          api: 'predict',
+          protocol: 'rest',
+          status: 'OK',
+        }),
+      ).toBeGreaterThanOrEqual(5);
       expect(text).toContain('gantry_serving_request_duration_seconds_bucket');
       expect(text).toContain('gantry_serving_load_seconds_count{model="fashion"} 1');
-      const predicted = Array.from({ length: 10 }, (_, c) => metricValue(text, 'gantry_serving_predicted_class_total', { model: 'fashion', version: '1', class: String(c) }) ?? 0);
+      const predicted = Array.from(
+        { length: 10 },
+        (_, c) =>
+          metricValue(text, 'gantry_serving_predicted_class_total', {
+            model: 'fashion',
+            version: '1',
+            class: String(c),
+          }) ?? 0,
+      );
       expect(predicted.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
     }
     expect(labels.length).toBe(ROWS);

@@ -4,7 +4,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startModelServer, type ModelServer } from '../../serving/server';
 import { selectBackend } from '../../training/backend';
 import { fashionMnistSlicer } from '../helpers/examples';
-import { metricValue, mlpFiles, nestedImage, predictInProcess, publish, removeDir, request, tempDir, until } from './helpers';
+import {
+  metricValue,
+  mlpFiles,
+  nestedImage,
+  predictInProcess,
+  publish,
+  removeDir,
+  request,
+  tempDir,
+  until,
+} from './helpers';
 
 /**
  * The admin API and the router: add / reload / remove one model, labels, an 80/20 split over
@@ -34,7 +44,14 @@ beforeAll(async () => {
     await publish(base, 'fashion', version, files);
     expected.set(version, await predictInProcess(files, pixels, 1));
   }
-  server = await startModelServer({ modelBasePath: base, restPort: 0, grpcPort: null, pollIntervalMs: 50, adminToken: TOKEN, stateFile });
+  server = await startModelServer({
+    modelBasePath: base,
+    restPort: 0,
+    grpcPort: null,
+    pollIntervalMs: 50,
+    adminToken: TOKEN,
+    stateFile,
+  });
   port = server.restPort!;
 });
 
@@ -44,13 +61,18 @@ afterAll(async () => {
   await removeDir(path.dirname(stateFile));
 });
 
-const predict = (suffix = '', headers: Record<string, string> = {}) => request(port, 'POST', `/v1/models/fashion${suffix}:predict`, { instances: [image] }, headers);
+const predict = (suffix = '', headers: Record<string, string> = {}) =>
+  request(port, 'POST', `/v1/models/fashion${suffix}:predict`, { instances: [image] }, headers);
 /** The same image as one b64 tensor: far less JSON for the 10,000-request runs. */
 let compact: Buffer;
 const predictCompact = (headers: Record<string, string> = {}) =>
   request(port, 'POST', '/v1/models/fashion:predict', compact, { 'content-type': 'application/json', ...headers });
 
-async function many(count: number, concurrency: number, send: (i: number) => Promise<{ status: number; headers: Record<string, unknown> }>): Promise<Map<string, number>> {
+async function many(
+  count: number,
+  concurrency: number,
+  send: (i: number) => Promise<{ status: number; headers: Record<string, unknown> }>,
+): Promise<Map<string, number>> {
   const versions = new Map<string, number>();
   let next = 0;
   await Promise.all(
@@ -70,7 +92,10 @@ async function many(count: number, concurrency: number, send: (i: number) => Pro
 describe('admin API', () => {
   it('refuses calls without the bearer token', async () => {
     expect((await request(port, 'PUT', '/v1/admin/models/fashion', {})).status).toBe(401);
-    expect((await request(port, 'PUT', '/v1/admin/models/fashion', {}, { authorization: 'Bearer wrong-token-wrong-token' })).status).toBe(401);
+    expect(
+      (await request(port, 'PUT', '/v1/admin/models/fashion', {}, { authorization: 'Bearer wrong-token-wrong-token' }))
+        .status,
+    ).toBe(401);
     expect((await request(port, 'GET', '/v1/admin/state')).json.error).toMatch(/Bearer/);
   });
 
@@ -79,19 +104,36 @@ describe('admin API', () => {
     const put = await request(port, 'PUT', '/v1/admin/models/fashion', { model_version_policy: { all: {} } }, AUTH);
     expect(put.status).toBe(200);
     expect(server.manager.availableVersions('fashion')).toEqual([1, 2]);
-    expect((await request(port, 'PUT', '/v1/admin/models/fashion/labels/stable', { version: 1 }, AUTH)).status).toBe(200);
-    expect((await request(port, 'PUT', '/v1/admin/models/fashion/labels/canary', { version: 2 }, AUTH)).status).toBe(200);
+    expect((await request(port, 'PUT', '/v1/admin/models/fashion/labels/stable', { version: 1 }, AUTH)).status).toBe(
+      200,
+    );
+    expect((await request(port, 'PUT', '/v1/admin/models/fashion/labels/canary', { version: 2 }, AUTH)).status).toBe(
+      200,
+    );
     const refused = await request(port, 'PUT', '/v1/admin/models/fashion/labels/next', { version: 7 }, AUTH);
     expect(refused.status).toBe(400);
     expect(refused.json.error).toMatch(/version 7 .* not AVAILABLE/);
-    expect((await request(port, 'PUT', '/v1/admin/models/fashion/labels/bad-label', { version: 1 }, AUTH)).status).toBe(400);
+    expect((await request(port, 'PUT', '/v1/admin/models/fashion/labels/bad-label', { version: 1 }, AUTH)).status).toBe(
+      400,
+    );
     expect((await predict('/labels/stable')).headers['x-gantry-model-version']).toBe('1');
     expect((await predict('/labels/canary')).headers['x-gantry-model-version']).toBe('2');
     expect((await predict()).headers['x-gantry-model-version']).toBe('2');
   });
 
   it('splits 80/20 over 10,000 requests within ±2 points', async () => {
-    const set = await request(port, 'PUT', '/v1/admin/models/fashion/traffic', { split: [{ label: 'stable', weight: 80 }, { label: 'canary', weight: 20 }] }, AUTH);
+    const set = await request(
+      port,
+      'PUT',
+      '/v1/admin/models/fashion/traffic',
+      {
+        split: [
+          { label: 'stable', weight: 80 },
+          { label: 'canary', weight: 20 },
+        ],
+      },
+      AUTH,
+    );
     expect(set.status).toBe(200);
     const versions = await many(10_000, 32, () => predictCompact());
     const share = (versions.get('1') ?? 0) / 10_000;
@@ -116,7 +158,13 @@ describe('admin API', () => {
   });
 
   it('copies requests to a shadow version without changing any answer, and measures it', async () => {
-    const set = await request(port, 'PUT', '/v1/admin/models/fashion/traffic', { split: [{ version: 1, weight: 1 }], shadow: { label: 'canary', percent: 100 } }, AUTH);
+    const set = await request(
+      port,
+      'PUT',
+      '/v1/admin/models/fashion/traffic',
+      { split: [{ version: 1, weight: 1 }], shadow: { label: 'canary', percent: 100 } },
+      AUTH,
+    );
     expect(set.status).toBe(200);
     const want = expected.get(1)!;
     for (let i = 0; i < 50; i++) {
@@ -127,18 +175,41 @@ describe('admin API', () => {
     }
     const shadowCount = async () => {
       const text = (await request(port, 'GET', '/metrics')).body.toString();
-      return ['agree', 'disagree'].reduce((sum, outcome) => sum + (metricValue(text, 'gantry_serving_shadow_requests_total', { model: 'fashion', version: '2', outcome }) ?? 0), 0);
+      return ['agree', 'disagree'].reduce(
+        (sum, outcome) =>
+          sum +
+          (metricValue(text, 'gantry_serving_shadow_requests_total', { model: 'fashion', version: '2', outcome }) ?? 0),
+        0,
+      );
     };
     await until(async () => (await shadowCount()) === 50, 5_000, '50 shadow answers');
   });
 
   it('writes the admin state to its file and serves the same after a restart', async () => {
-    await request(port, 'PUT', '/v1/admin/models/fashion/traffic', { split: [{ label: 'stable', weight: 80 }, { label: 'canary', weight: 20 }] }, AUTH);
+    await request(
+      port,
+      'PUT',
+      '/v1/admin/models/fashion/traffic',
+      {
+        split: [
+          { label: 'stable', weight: 80 },
+          { label: 'canary', weight: 20 },
+        ],
+      },
+      AUTH,
+    );
     const saved = JSON.parse(await readFile(stateFile, 'utf8'));
     expect(saved.models.fashion.version_labels).toEqual({ stable: 1, canary: 2 });
     expect(saved.traffic.fashion.split).toHaveLength(2);
     await server.close();
-    server = await startModelServer({ modelBasePath: base, restPort: 0, grpcPort: null, pollIntervalMs: 50, adminToken: TOKEN, stateFile });
+    server = await startModelServer({
+      modelBasePath: base,
+      restPort: 0,
+      grpcPort: null,
+      pollIntervalMs: 50,
+      adminToken: TOKEN,
+      stateFile,
+    });
     port = server.restPort!;
     expect(server.manager.availableVersions('fashion')).toEqual([1, 2]);
     expect((await predict('/labels/canary')).headers['x-gantry-model-version']).toBe('2');
@@ -154,9 +225,17 @@ describe('admin API', () => {
     expect((await predict()).status).toBe(404);
     expect((await request(port, 'POST', '/v1/models/other:predict', { instances: [image] })).status).toBe(200);
     expect((await request(port, 'DELETE', '/v1/admin/models/fashion', undefined, AUTH)).status).toBe(404);
-    const added = await request(port, 'PUT', '/v1/admin/models/fashion', { model_version_policy: { specific: { versions: [1] } } }, AUTH);
+    const added = await request(
+      port,
+      'PUT',
+      '/v1/admin/models/fashion',
+      { model_version_policy: { specific: { versions: [1] } } },
+      AUTH,
+    );
     expect(added.status).toBe(200);
-    expect(added.json.model_version_status).toEqual([{ version: '1', state: 'AVAILABLE', status: { error_code: 'OK', error_message: '' } }]);
+    expect(added.json.model_version_status).toEqual([
+      { version: '1', state: 'AVAILABLE', status: { error_code: 'OK', error_message: '' } },
+    ]);
     expect((await predict()).headers['x-gantry-model-version']).toBe('1');
     expect((await request(port, 'POST', '/v1/admin/models/fashion/reload', undefined, AUTH)).status).toBe(200);
     expect(server.manager.availableVersions('other')).toEqual([1]);

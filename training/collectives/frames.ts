@@ -285,7 +285,8 @@ export class FrameReader {
       return;
     }
     const options = frame.buffer ? undefined : frame.waiter!.options;
-    if (options?.addInto) this.accumulate(options.addInto, options.scale, this.sumScratch!, frame.filled & 3, n, frame.filled);
+    if (options?.addInto)
+      this.accumulate(options.addInto, options.scale, this.sumScratch!, frame.filled & 3, n, frame.filled);
     frame.filled += n;
     if (frame.filled === frame.header.length) this.finishFrame(frame);
   }
@@ -303,7 +304,13 @@ export class FrameReader {
         ),
       );
     } else if (this.headerFill > 0) {
-      this.fail(new CollectiveError('truncated', `truncated frame from ${this.peer}: expected a ${FRAME_HEADER_BYTES}-byte header, got ${this.headerFill} bytes ${how}`, { cause }));
+      this.fail(
+        new CollectiveError(
+          'truncated',
+          `truncated frame from ${this.peer}: expected a ${FRAME_HEADER_BYTES}-byte header, got ${this.headerFill} bytes ${how}`,
+          { cause },
+        ),
+      );
     } else if (cause) {
       this.fail(new CollectiveError('closed', `connection to ${this.peer} failed: ${cause.message}`, { cause }));
     } else {
@@ -330,14 +337,26 @@ export class FrameReader {
    * payload Buffer, or with undefined when it was written to `into`/`addInto`.
    */
   receive(options: ReceiveOptions): Promise<Buffer | undefined> {
-    const expectedLength = options.byteLength ?? options.into?.byteLength ?? (options.addInto ? options.addInto.byteLength : undefined);
+    const expectedLength =
+      options.byteLength ?? options.into?.byteLength ?? (options.addInto ? options.addInto.byteLength : undefined);
     return new Promise((resolve, reject) => {
       if (this.failure) {
-        reject(new CollectiveError(this.failure.code, `${this.failure.message} (while waiting for ${options.what})`, { cause: this.failure, ...reasonOf(this.failure) }));
+        reject(
+          new CollectiveError(this.failure.code, `${this.failure.message} (while waiting for ${options.what})`, {
+            cause: this.failure,
+            ...reasonOf(this.failure),
+          }),
+        );
         return;
       }
       const timeoutMs = options.timeoutMs ?? this.timeoutMs;
-      const waiter: Waiter = { options, expectedLength, resolve, reject, timer: undefined as unknown as NodeJS.Timeout };
+      const waiter: Waiter = {
+        options,
+        expectedLength,
+        resolve,
+        reject,
+        timer: undefined as unknown as NodeJS.Timeout,
+      };
       const ready = this.queued.shift();
       if (ready) {
         // The frame came first; the waiter never needs a timer.
@@ -347,7 +366,12 @@ export class FrameReader {
       }
       waiter.timer = setTimeout(() => {
         this.timedOut = waiter;
-        this.fail(new CollectiveError('timeout', `timed out after ${timeoutMs} ms waiting for ${this.peer} to send ${options.what}`));
+        this.fail(
+          new CollectiveError(
+            'timeout',
+            `timed out after ${timeoutMs} ms waiting for ${this.peer} to send ${options.what}`,
+          ),
+        );
       }, timeoutMs);
       this.waiters.push(waiter);
     });
@@ -356,7 +380,11 @@ export class FrameReader {
   private parseHeader(bytes: Buffer, at: number): FrameHeader {
     const magic = bytes.readUInt32BE(at);
     const version = bytes.readUInt8(at + 4);
-    const header = { type: bytes.readUInt8(at + 5), tag: bytes.readUInt32BE(at + 8), length: bytes.readUInt32BE(at + 12) };
+    const header = {
+      type: bytes.readUInt8(at + 5),
+      tag: bytes.readUInt32BE(at + 8),
+      length: bytes.readUInt32BE(at + 12),
+    };
     if (magic !== FRAME_MAGIC) {
       this.fail(
         new CollectiveError(
@@ -365,7 +393,12 @@ export class FrameReader {
         ),
       );
     } else if (version !== FRAME_VERSION) {
-      this.fail(new CollectiveError('protocol', `bad frame from ${this.peer}: wire version ${version}, this rank speaks version ${FRAME_VERSION}`));
+      this.fail(
+        new CollectiveError(
+          'protocol',
+          `bad frame from ${this.peer}: wire version ${version}, this rank speaks version ${FRAME_VERSION}`,
+        ),
+      );
     } else if (header.length > this.maxPayloadBytes) {
       this.fail(
         new CollectiveError(
@@ -404,7 +437,13 @@ export class FrameReader {
     if (header.type === FrameType.Reject || header.type === FrameType.Abort) {
       const reason = frame.buffer!.toString('utf8');
       const rejected = header.type === FrameType.Reject;
-      this.fail(new CollectiveError(rejected ? 'rejected' : 'aborted', `${this.peer} ${rejected ? 'rejected the connection' : 'aborted'}: ${reason}`, { reason }));
+      this.fail(
+        new CollectiveError(
+          rejected ? 'rejected' : 'aborted',
+          `${this.peer} ${rejected ? 'rejected the connection' : 'aborted'}: ${reason}`,
+          { reason },
+        ),
+      );
       return;
     }
     if (frame.waiter) {
@@ -452,7 +491,14 @@ export class FrameReader {
    * chunk[pos, pos+n) that start at byte `offset` of the payload. Reads are not float-aligned (a
    * socket read may end mid-float), so a float split across reads is assembled in `carry`.
    */
-  private accumulate(target: Float32Array, scale: number | undefined, chunk: Buffer, pos: number, n: number, offset: number): void {
+  private accumulate(
+    target: Float32Array,
+    scale: number | undefined,
+    chunk: Buffer,
+    pos: number,
+    n: number,
+    offset: number,
+  ): void {
     let p = offset;
     let i = pos;
     const end = pos + n;
@@ -482,7 +528,10 @@ export class FrameReader {
   private errorFor(waiter: Waiter): CollectiveError {
     const failure = this.failure!;
     if (waiter === this.timedOut) return failure;
-    return new CollectiveError(failure.code, `${failure.message} (while waiting for ${waiter.options.what})`, { cause: failure, ...reasonOf(failure) });
+    return new CollectiveError(failure.code, `${failure.message} (while waiting for ${waiter.options.what})`, {
+      cause: failure,
+      ...reasonOf(failure),
+    });
   }
 }
 
@@ -624,7 +673,12 @@ export class FramedSocket {
   /** Wait until the send buffer is below its high-water mark again ('drain'), within a deadline. */
   drain(timeoutMs: number, what: string): Promise<void> {
     if (!this.socket.writableNeedDrain) return Promise.resolve(); // a failed connection fails the next send
-    return this.waitFor(() => !this.socket.writableNeedDrain, 'drain', timeoutMs, `timed out after ${timeoutMs} ms waiting for ${this.peer} to read ${what} (send buffer full)`);
+    return this.waitFor(
+      () => !this.socket.writableNeedDrain,
+      'drain',
+      timeoutMs,
+      `timed out after ${timeoutMs} ms waiting for ${this.peer} to read ${what} (send buffer full)`,
+    );
   }
 
   /**
@@ -635,7 +689,12 @@ export class FramedSocket {
   flush(timeoutMs: number, what: string): Promise<void> {
     if (this.writeFailed) return Promise.reject(this.failure);
     if (this.pendingWrites === 0) return Promise.resolve();
-    return this.waitFor(() => this.pendingWrites === 0, 'flush', timeoutMs, `timed out after ${timeoutMs} ms waiting for ${this.peer} to read ${what}`);
+    return this.waitFor(
+      () => this.pendingWrites === 0,
+      'flush',
+      timeoutMs,
+      `timed out after ${timeoutMs} ms waiting for ${this.peer} to read ${what}`,
+    );
   }
 
   /** Close gracefully: FIN after whatever is queued; destroyed if the peer does not finish soon. */
@@ -668,11 +727,17 @@ export class FramedSocket {
   private readonly onWritten = (error?: Error | null): void => {
     this.pendingWrites--;
     if (error) this.writeFailed = true;
-    if (error) this.fail(new CollectiveError('closed', `sending to ${this.peer} failed: ${error.message}`, { cause: error }));
+    if (error)
+      this.fail(new CollectiveError('closed', `sending to ${this.peer} failed: ${error.message}`, { cause: error }));
     else if (this.pendingWrites === 0) for (const wake of [...this.flushWaiters]) wake();
   };
 
-  private waitFor(done: () => boolean, event: 'drain' | 'flush', timeoutMs: number, timeoutMessage: string): Promise<void> {
+  private waitFor(
+    done: () => boolean,
+    event: 'drain' | 'flush',
+    timeoutMs: number,
+    timeoutMessage: string,
+  ): Promise<void> {
     return new Promise((resolve, reject) => {
       const finish = (): void => {
         if (this.writeFailed) reject(this.failure);

@@ -2,7 +2,14 @@ import net, { type AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { CollectiveError, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_TIMEOUT_MS, FrameType, FramedSocket } from './frames';
 import { acceptHandshake, HANDSHAKE_MAX_BYTES, offerHandshake, type Handshake } from './handshake';
-import { newNonce, Segment, SHARED_MEMORY_DIR, SharedMemoryAllReduce, sharedMemoryAddon, type OperationContext } from './shared-memory';
+import {
+  newNonce,
+  Segment,
+  SHARED_MEMORY_DIR,
+  SharedMemoryAllReduce,
+  sharedMemoryAddon,
+  type OperationContext,
+} from './shared-memory';
 
 /**
  * One trainer's membership in a ring of N ranks for synchronous data-parallel training.
@@ -159,20 +166,32 @@ export class CollectiveGroup {
     this.sharedMemoryDir = options.sharedMemoryDir;
     this.sharedMemorySpinMs = options.sharedMemorySpinMs;
     server.on('connection', (socket) => this.accepted(socket));
-    server.on('error', (error) => this.fail(new CollectiveError('closed', `rank ${this.myRank}'s listener failed: ${error.message}`, { cause: error })));
+    server.on('error', (error) =>
+      this.fail(
+        new CollectiveError('closed', `rank ${this.myRank}'s listener failed: ${error.message}`, { cause: error }),
+      ),
+    );
   }
 
   /** Open the listening socket (port 0 = a free one); report `address` to the rendezvous, then connect(). */
   static async listen(options: CollectiveGroupOptions): Promise<CollectiveGroup> {
-    if (typeof options.jobId !== 'string' || options.jobId.length === 0) throw new TypeError('CollectiveGroup.listen: jobId must be a non-empty string');
-    if (!Number.isInteger(options.attempt) || options.attempt < 0) throw new TypeError('CollectiveGroup.listen: attempt must be an integer ≥ 0');
+    if (typeof options.jobId !== 'string' || options.jobId.length === 0)
+      throw new TypeError('CollectiveGroup.listen: jobId must be a non-empty string');
+    if (!Number.isInteger(options.attempt) || options.attempt < 0)
+      throw new TypeError('CollectiveGroup.listen: attempt must be an integer ≥ 0');
     const chunkBytes = Math.max(4, Math.floor((options.chunkBytes ?? DEFAULT_CHUNK_BYTES) / 4) * 4);
     const maxFrameBytes = options.maxFrameBytes ?? Math.max(DEFAULT_MAX_PAYLOAD_BYTES, chunkBytes);
-    if (maxFrameBytes < chunkBytes) throw new TypeError(`CollectiveGroup.listen: maxFrameBytes (${maxFrameBytes}) is smaller than chunkBytes (${chunkBytes})`);
+    if (maxFrameBytes < chunkBytes)
+      throw new TypeError(
+        `CollectiveGroup.listen: maxFrameBytes (${maxFrameBytes}) is smaller than chunkBytes (${chunkBytes})`,
+      );
     const host = options.host ?? '127.0.0.1';
     const sharedMemory = options.sharedMemory ?? sharedMemoryModeFromEnv();
     const sharedMemorySpinMs = spinMs(options.sharedMemorySpinMs);
-    if (!SHARED_MEMORY_MODES.includes(sharedMemory)) throw new TypeError(`CollectiveGroup.listen: sharedMemory must be one of ${SHARED_MEMORY_MODES.join(', ')}, not ${JSON.stringify(sharedMemory)}`);
+    if (!SHARED_MEMORY_MODES.includes(sharedMemory))
+      throw new TypeError(
+        `CollectiveGroup.listen: sharedMemory must be one of ${SHARED_MEMORY_MODES.join(', ')}, not ${JSON.stringify(sharedMemory)}`,
+      );
     const sendBufferBytes = options.sendBufferBytes ?? DEFAULT_SEND_BUFFER_BYTES;
     const server = net.createServer({ noDelay: true, highWaterMark: sendBufferBytes });
     await new Promise<void>((resolve, reject) => {
@@ -199,9 +218,17 @@ export class CollectiveGroup {
 
   /** The transport all-reduce uses (chosen by connect()). */
   get transport(): TransportReport {
-    if (this.sameHost) return { allReduce: 'shared-memory', ...(this.sharedLengthLimit < Infinity ? { reason: `TCP from ${this.sharedLengthLimit} floats: ${this.tcpReason}` } : {}) };
+    if (this.sameHost)
+      return {
+        allReduce: 'shared-memory',
+        ...(this.sharedLengthLimit < Infinity
+          ? { reason: `TCP from ${this.sharedLengthLimit} floats: ${this.tcpReason}` }
+          : {}),
+      };
     if (this.tcpReason) return { allReduce: 'tcp', reason: this.tcpReason };
-    return { allReduce: this.currentState === 'listening' || this.currentState === 'connecting' ? 'undecided' : 'none' };
+    return {
+      allReduce: this.currentState === 'listening' || this.currentState === 'connecting' ? 'undecided' : 'none',
+    };
   }
 
   /** Where this rank listens: what the trainer reports to the rendezvous. */
@@ -229,7 +256,8 @@ export class CollectiveGroup {
    * handshake or when the ring is not complete within `timeoutMs`.
    */
   async connect(options: ConnectOptions): Promise<void> {
-    if (this.currentState !== 'listening') throw new CollectiveError('group-closed', `connect() called on a group that is ${this.currentState}`);
+    if (this.currentState !== 'listening')
+      throw new CollectiveError('group-closed', `connect() called on a group that is ${this.currentState}`);
     const { rank, peers } = options;
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     const problem = peersProblem(rank, peers);
@@ -242,7 +270,13 @@ export class CollectiveGroup {
       this.stopListening();
       return;
     }
-    const ours: Handshake = { jobId: this.jobId, attempt: this.attempt, rank, worldSize: this.size, sharedMemory: this.sharedMemoryMode !== 'off' };
+    const ours: Handshake = {
+      jobId: this.jobId,
+      attempt: this.attempt,
+      rank,
+      worldSize: this.size,
+      sharedMemory: this.sharedMemoryMode !== 'off',
+    };
     const leftRank = mod(rank - 1, this.size);
     const rightRank = mod(rank + 1, this.size);
     const deadline = Date.now() + timeoutMs;
@@ -253,7 +287,9 @@ export class CollectiveGroup {
       await Promise.all(
         [
           this.acceptLeft(ours, leftRank, deadline, timeoutMs, abort.signal).then((conn) => (this.downstream = conn)),
-          this.dialRight(ours, peers.find((peer) => peer.rank === rightRank)!, deadline, timeoutMs, abort.signal).then((conn) => (this.upstream = conn)),
+          this.dialRight(ours, peers.find((peer) => peer.rank === rightRank)!, deadline, timeoutMs, abort.signal).then(
+            (conn) => (this.upstream = conn),
+          ),
         ].map((step) =>
           step.catch((error: unknown) => {
             abort.abort(error);
@@ -304,7 +340,13 @@ export class CollectiveGroup {
     checkArguments('allReduce', data, op);
     return this.execute('allReduce', options, async (run) => {
       if (this.size > 1 && data.length > 0) {
-        if (await this.sharedMemoryFits(data.length, run)) await this.sameHost!.allReduce(data, splitEvenly(data.length, this.size), op === 'mean', this.waitContext(run));
+        if (await this.sharedMemoryFits(data.length, run))
+          await this.sameHost!.allReduce(
+            data,
+            splitEvenly(data.length, this.size),
+            op === 'mean',
+            this.waitContext(run),
+          );
         else await this.ringAllReduce(data, op === 'mean', run);
       }
       return data;
@@ -394,7 +436,12 @@ export class CollectiveGroup {
     let mine: Segment | undefined;
     if (addon) {
       try {
-        mine = Segment.create(addon, this.sharedMemoryDir, { jobId: this.jobId, attempt: this.attempt, rank: r, worldSize: n, nonce: newNonce() }, capacity);
+        mine = Segment.create(
+          addon,
+          this.sharedMemoryDir,
+          { jobId: this.jobId, attempt: this.attempt, rank: r, worldSize: n, nonce: newNonce() },
+          capacity,
+        );
       } catch (error) {
         reason = `rank ${r} cannot create a shared segment: ${(error as Error).message}`;
       }
@@ -409,7 +456,15 @@ export class CollectiveGroup {
       else if (addon && mine) {
         for (let q = 0; q < n; q++) {
           try {
-            segments[q] = q === r ? mine : Segment.attach(addon, this.sharedMemoryDir, { jobId: this.jobId, attempt: this.attempt, rank: q, worldSize: n, nonce: nonces[q]! }, capacity);
+            segments[q] =
+              q === r
+                ? mine
+                : Segment.attach(
+                    addon,
+                    this.sharedMemoryDir,
+                    { jobId: this.jobId, attempt: this.attempt, rank: q, worldSize: n, nonce: nonces[q]! },
+                    capacity,
+                  );
           } catch (error) {
             reason = `rank ${r} cannot map rank ${q}'s segment (another host?): ${(error as Error).message}`;
             break;
@@ -419,7 +474,12 @@ export class CollectiveGroup {
       const failures = Float32Array.of(reason === undefined ? 0 : 1);
       await this.ringAllReduce(failures, false, run);
       if (failures[0] === 0) {
-        this.sameHost = new SharedMemoryAllReduce(addon!, r, segments, n <= availableParallelism() ? this.sharedMemorySpinMs : 0);
+        this.sameHost = new SharedMemoryAllReduce(
+          addon!,
+          r,
+          segments,
+          n <= availableParallelism() ? this.sharedMemorySpinMs : 0,
+        );
         return true;
       }
       reason ??= `${failures[0]} rank(s) could not map every other rank's segment`;
@@ -428,7 +488,8 @@ export class CollectiveGroup {
     }
     this.tcpReason = reason;
     if (this.sameHost) this.sharedLengthLimit = length;
-    if (this.sharedMemoryMode === 'require' && !this.sameHost) throw new CollectiveError('handshake', `shared memory is required but cannot be used: ${reason}`);
+    if (this.sharedMemoryMode === 'require' && !this.sameHost)
+      throw new CollectiveError('handshake', `shared memory is required but cannot be used: ${reason}`);
     return false;
   }
 
@@ -484,7 +545,8 @@ export class CollectiveGroup {
     const progress = new Progress();
     run.onAbort((error) => progress.fail(error));
     const scale = 1 / n;
-    const what = (chunk: Chunk): string => `${run.label} (step ${chunk.step + 1} of ${steps}, floats ${chunk.start}–${chunk.end})`;
+    const what = (chunk: Chunk): string =>
+      `${run.label} (step ${chunk.step + 1} of ${steps}, floats ${chunk.start}–${chunk.end})`;
 
     const receiveAll = async (): Promise<void> => {
       await pipelinedReceives(
@@ -504,7 +566,8 @@ export class CollectiveGroup {
       for (const chunk of sends) {
         if (progress.value < chunk.after) await progress.until(chunk.after);
         run.check();
-        if (!downstream.send(FrameType.AllReduce, run.tag, data.subarray(chunk.start, chunk.end))) await downstream.drain(run.timeoutMs, what(chunk));
+        if (!downstream.send(FrameType.AllReduce, run.tag, data.subarray(chunk.start, chunk.end)))
+          await downstream.drain(run.timeoutMs, what(chunk));
       }
       // The frames are views of `data`: it may not change until they have left.
       await downstream.flush(run.timeoutMs, `the end of ${run.label}`);
@@ -520,7 +583,8 @@ export class CollectiveGroup {
     const send = async (i: number): Promise<void> => {
       const [start, end] = chunks[i]!;
       run.check();
-      if (!downstream.send(FrameType.Broadcast, run.tag, data.subarray(start, end))) await downstream.drain(run.timeoutMs, what(i));
+      if (!downstream.send(FrameType.Broadcast, run.tag, data.subarray(start, end)))
+        await downstream.drain(run.timeoutMs, what(i));
     };
     if (this.myRank === root) {
       for (let i = 0; i < chunks.length; i++) await send(i);
@@ -531,7 +595,13 @@ export class CollectiveGroup {
         chunks.length,
         (i) => {
           const [start, end] = chunks[i]!;
-          return this.upstream!.receive({ type: FrameType.Broadcast, tag: run.tag, what: what(i), timeoutMs: run.timeoutMs, into: bytesOf(data.subarray(start, end)) });
+          return this.upstream!.receive({
+            type: FrameType.Broadcast,
+            tag: run.tag,
+            what: what(i),
+            timeoutMs: run.timeoutMs,
+            into: bytesOf(data.subarray(start, end)),
+          });
         },
         forward ? send : undefined,
       );
@@ -563,7 +633,13 @@ export class CollectiveGroup {
           const [start, end] = chunks[i]!;
           const partial = data.slice(start, end);
           partials[i] = partial;
-          return this.upstream!.receive({ type: FrameType.Reduce, tag: run.tag, what: what(i), timeoutMs: run.timeoutMs, addInto: partial });
+          return this.upstream!.receive({
+            type: FrameType.Reduce,
+            tag: run.tag,
+            what: what(i),
+            timeoutMs: run.timeoutMs,
+            addInto: partial,
+          });
         },
         async (i) => {
           await send(i, partials[i]!);
@@ -572,20 +648,17 @@ export class CollectiveGroup {
       );
     } else {
       const scale = 1 / n;
-      await pipelinedReceives(
-        chunks.length,
-        (i) => {
-          const [start, end] = chunks[i]!;
-          return this.upstream!.receive({
-            type: FrameType.Reduce,
-            tag: run.tag,
-            what: what(i),
-            timeoutMs: run.timeoutMs,
-            addInto: data.subarray(start, end),
-            ...(mean ? { scale } : {}),
-          });
-        },
-      );
+      await pipelinedReceives(chunks.length, (i) => {
+        const [start, end] = chunks[i]!;
+        return this.upstream!.receive({
+          type: FrameType.Reduce,
+          tag: run.tag,
+          what: what(i),
+          timeoutMs: run.timeoutMs,
+          addInto: data.subarray(start, end),
+          ...(mean ? { scale } : {}),
+        });
+      });
       return;
     }
     await downstream.flush(run.timeoutMs, `the end of ${run.label}`);
@@ -600,7 +673,13 @@ export class CollectiveGroup {
     for (let round = 1; round <= rounds; round++) {
       run.check();
       this.downstream!.send(FrameType.Barrier, run.tag);
-      await this.upstream!.receive({ type: FrameType.Barrier, tag: run.tag, byteLength: 0, what: `${run.label} (round ${round} of ${rounds})`, timeoutMs: run.timeoutMs });
+      await this.upstream!.receive({
+        type: FrameType.Barrier,
+        tag: run.tag,
+        byteLength: 0,
+        what: `${run.label} (round ${round} of ${rounds})`,
+        timeoutMs: run.timeoutMs,
+      });
     }
     await this.downstream!.flush(run.timeoutMs, `the end of ${run.label}`);
   }
@@ -634,9 +713,13 @@ export class CollectiveGroup {
     if (this.currentState === 'listening' || this.currentState === 'connecting') {
       return new CollectiveError('group-closed', `${name} called before connect() finished`);
     }
-    return new CollectiveError('group-closed', `${name} cannot run on rank ${this.myRank}: the group is ${this.currentState}${this.failure ? ` (${this.failure.message})` : ''}`, {
-      cause: this.failure,
-    });
+    return new CollectiveError(
+      'group-closed',
+      `${name} cannot run on rank ${this.myRank}: the group is ${this.currentState}${this.failure ? ` (${this.failure.message})` : ''}`,
+      {
+        cause: this.failure,
+      },
+    );
   }
 
   private checkRoot(name: string, root: number): void {
@@ -648,7 +731,10 @@ export class CollectiveGroup {
   /** `cause` as a CollectiveError (same code and reason) whose message starts with `context`; the group fails with it. */
   private failedWith(context: string, cause: unknown): CollectiveError {
     const error = asCollectiveError(cause);
-    const wrapped = new CollectiveError(error.code, `${context}: ${error.message}`, { cause, ...(error.reason === undefined ? {} : { reason: error.reason }) });
+    const wrapped = new CollectiveError(error.code, `${context}: ${error.message}`, {
+      cause,
+      ...(error.reason === undefined ? {} : { reason: error.reason }),
+    });
     this.fail(wrapped);
     return wrapped;
   }
@@ -679,16 +765,27 @@ export class CollectiveGroup {
 
   private stopListening(): Promise<void> {
     this.serverClosed ??= new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const conn of [...this.incoming, ...this.pending]) void conn.closeWith(FrameType.Reject, `rank ${this.myRank} is no longer accepting connections (the ring is ${this.currentState})`);
+    for (const conn of [...this.incoming, ...this.pending])
+      void conn.closeWith(
+        FrameType.Reject,
+        `rank ${this.myRank} is no longer accepting connections (the ring is ${this.currentState})`,
+      );
     this.incoming.length = 0;
     this.pending.clear();
     return this.serverClosed;
   }
 
   private accepted(socket: net.Socket): void {
-    const conn = new FramedSocket(socket, { peer: `${socket.remoteAddress}:${socket.remotePort}`, maxPayloadBytes: HANDSHAKE_MAX_BYTES, timeoutMs: this.timeoutMs });
+    const conn = new FramedSocket(socket, {
+      peer: `${socket.remoteAddress}:${socket.remotePort}`,
+      maxPayloadBytes: HANDSHAKE_MAX_BYTES,
+      timeoutMs: this.timeoutMs,
+    });
     if (this.currentState !== 'listening' && this.currentState !== 'connecting') {
-      void conn.closeWith(FrameType.Reject, `rank ${this.myRank} is not accepting connections (the ring is ${this.currentState})`);
+      void conn.closeWith(
+        FrameType.Reject,
+        `rank ${this.myRank} is not accepting connections (the ring is ${this.currentState})`,
+      );
     } else if (this.onIncoming) this.onIncoming(conn);
     else this.incoming.push(conn);
   }
@@ -708,7 +805,13 @@ export class CollectiveGroup {
    * Wait for rank−1 to connect and handshake. Other connections (garbage, another job, a stale
    * attempt) are refused with a reason and the wait goes on until the deadline.
    */
-  private acceptLeft(ours: Handshake, leftRank: number, deadline: number, timeoutMs: number, signal: AbortSignal): Promise<FramedSocket> {
+  private acceptLeft(
+    ours: Handshake,
+    leftRank: number,
+    deadline: number,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<FramedSocket> {
     return new Promise((resolve, reject) => {
       const refused: string[] = [];
       let settled = false;
@@ -723,16 +826,26 @@ export class CollectiveGroup {
         return true;
       };
       const onAbort = (): void => void settle(signal.reason);
-      const timer = setTimeout(() => {
-        const others = refused.length > 0 ? `; refused ${refused.length} other connection(s): ${refused.join('; ')}` : '';
-        settle(new CollectiveError('timeout', `timed out after ${timeoutMs} ms waiting for rank ${leftRank} (the left neighbour) to connect to ${this.host}:${this.port}${others}`));
-      }, Math.max(0, deadline - Date.now()));
+      const timer = setTimeout(
+        () => {
+          const others =
+            refused.length > 0 ? `; refused ${refused.length} other connection(s): ${refused.join('; ')}` : '';
+          settle(
+            new CollectiveError(
+              'timeout',
+              `timed out after ${timeoutMs} ms waiting for rank ${leftRank} (the left neighbour) to connect to ${this.host}:${this.port}${others}`,
+            ),
+          );
+        },
+        Math.max(0, deadline - Date.now()),
+      );
       const consider = (conn: FramedSocket): void => {
         this.pending.add(conn);
         acceptHandshake(conn, ours, leftRank, Math.max(1, deadline - Date.now())).then(
           () => {
             this.pending.delete(conn);
-            if (!settle(undefined, this.admitted(conn, leftRank))) void conn.closeWith(FrameType.Reject, `rank ${ours.rank} already has its left neighbour`);
+            if (!settle(undefined, this.admitted(conn, leftRank)))
+              void conn.closeWith(FrameType.Reject, `rank ${ours.rank} already has its left neighbour`);
           },
           (error: Error) => {
             this.pending.delete(conn);
@@ -747,7 +860,13 @@ export class CollectiveGroup {
   }
 
   /** Dial rank+1 and handshake, retrying refused/failed connections with backoff until the deadline. */
-  private async dialRight(ours: Handshake, peer: PeerAddress, deadline: number, timeoutMs: number, signal: AbortSignal): Promise<FramedSocket> {
+  private async dialRight(
+    ours: Handshake,
+    peer: PeerAddress,
+    deadline: number,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<FramedSocket> {
     let lastError: Error | undefined;
     for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
       if (signal.aborted) throw signal.reason;
@@ -762,7 +881,11 @@ export class CollectiveGroup {
       try {
         // This connection only receives data (and sends the handshake), so it needs no large
         // send buffer; its reads go straight into the frame reader's destinations.
-        conn = FramedSocket.dial(peer.host, peer.port, { peer: `rank ${peer.rank} at ${peer.host}:${peer.port}`, maxPayloadBytes: HANDSHAKE_MAX_BYTES, timeoutMs: this.timeoutMs });
+        conn = FramedSocket.dial(peer.host, peer.port, {
+          peer: `rank ${peer.rank} at ${peer.host}:${peer.port}`,
+          maxPayloadBytes: HANDSHAKE_MAX_BYTES,
+          timeoutMs: this.timeoutMs,
+        });
         this.pending.add(conn);
         await connected(conn.socket, remaining, signal);
         await offerHandshake(conn, ours, peer.rank, Math.max(1, deadline - Date.now()));
@@ -905,34 +1028,47 @@ function mod(a: number, n: number): number {
 
 function checkArguments(name: string, data: Float32Array, op: ReduceOp): void {
   if (!(data instanceof Float32Array)) throw new TypeError(`${name}: data must be a Float32Array`);
-  if (op !== 'sum' && op !== 'mean') throw new TypeError(`${name}: op must be 'sum' or 'mean', not ${JSON.stringify(op)}`);
+  if (op !== 'sum' && op !== 'mean')
+    throw new TypeError(`${name}: op must be 'sum' or 'mean', not ${JSON.stringify(op)}`);
 }
 
 function peersProblem(rank: number, peers: readonly PeerAddress[]): string | undefined {
   if (!Array.isArray(peers) || peers.length === 0) return 'peers must list every rank, this one included';
   const seen = new Set<number>();
   for (const peer of peers) {
-    if (!Number.isInteger(peer.rank) || peer.rank < 0 || peer.rank >= peers.length) return `peer rank ${peer.rank} is not in 0–${peers.length - 1}`;
+    if (!Number.isInteger(peer.rank) || peer.rank < 0 || peer.rank >= peers.length)
+      return `peer rank ${peer.rank} is not in 0–${peers.length - 1}`;
     if (seen.has(peer.rank)) return `rank ${peer.rank} is listed twice`;
-    if (typeof peer.host !== 'string' || !Number.isInteger(peer.port) || peer.port <= 0 || peer.port > 65535) return `rank ${peer.rank} has no valid host and port`;
+    if (typeof peer.host !== 'string' || !Number.isInteger(peer.port) || peer.port <= 0 || peer.port > 65535)
+      return `rank ${peer.rank} has no valid host and port`;
     seen.add(peer.rank);
   }
-  if (!Number.isInteger(rank) || rank < 0 || rank >= peers.length) return `rank ${rank} is not in 0–${peers.length - 1}`;
+  if (!Number.isInteger(rank) || rank < 0 || rank >= peers.length)
+    return `rank ${rank} is not in 0–${peers.length - 1}`;
   return undefined;
 }
 
 function sharedMemoryModeFromEnv(): SharedMemoryMode {
   const value = process.env.GANTRY_SHARED_MEMORY;
   if (value === undefined || value === '') return 'auto';
-  if (!(SHARED_MEMORY_MODES as readonly string[]).includes(value)) throw new TypeError(`GANTRY_SHARED_MEMORY must be one of ${SHARED_MEMORY_MODES.join(', ')}, not ${JSON.stringify(value)}`);
+  if (!(SHARED_MEMORY_MODES as readonly string[]).includes(value))
+    throw new TypeError(
+      `GANTRY_SHARED_MEMORY must be one of ${SHARED_MEMORY_MODES.join(', ')}, not ${JSON.stringify(value)}`,
+    );
   return value as SharedMemoryMode;
 }
 
 /** The option, else $GANTRY_SHARED_MEMORY_SPIN_MS, else the default; checked either way. */
 function spinMs(option: number | undefined): number {
   const value = process.env.GANTRY_SHARED_MEMORY_SPIN_MS;
-  const [ms, source] = option !== undefined ? [option, 'sharedMemorySpinMs'] : value ? [Number(value), 'GANTRY_SHARED_MEMORY_SPIN_MS'] : [DEFAULT_SPIN_MS, 'the default'];
-  if (!Number.isFinite(ms) || ms < 0 || ms > 100) throw new TypeError(`${source} must be a number of milliseconds in 0–100, not ${JSON.stringify(option ?? value)}`);
+  const [ms, source] =
+    option !== undefined
+      ? [option, 'sharedMemorySpinMs']
+      : value
+        ? [Number(value), 'GANTRY_SHARED_MEMORY_SPIN_MS']
+        : [DEFAULT_SPIN_MS, 'the default'];
+  if (!Number.isFinite(ms) || ms < 0 || ms > 100)
+    throw new TypeError(`${source} must be a number of milliseconds in 0–100, not ${JSON.stringify(option ?? value)}`);
   return ms;
 }
 
@@ -960,7 +1096,10 @@ function connected(socket: net.Socket, timeoutMs: number, signal: AbortSignal): 
       reject(error);
     };
     const aborted = (): void => failed(signal.reason);
-    const timer = setTimeout(() => failed(new Error(`no answer from ${socket.remoteAddress ?? 'the peer'} within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => failed(new Error(`no answer from ${socket.remoteAddress ?? 'the peer'} within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     socket.once('connect', done);
     socket.once('error', failed);
     signal.addEventListener('abort', aborted);

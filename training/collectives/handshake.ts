@@ -31,11 +31,20 @@ export const HANDSHAKE_MAX_BYTES = 64 * 1024;
  * Why `theirs` is not the peer `ours` expects in that position of the ring (`neighbour` = which
  * side it is on, `expectedRank` = its rank), or undefined when it is.
  */
-export function handshakeMismatch(theirs: Handshake, ours: Handshake, neighbour: 'left' | 'right', expectedRank: number): string | undefined {
-  if (theirs.jobId !== ours.jobId) return `job id ${JSON.stringify(theirs.jobId)} does not match this job ${JSON.stringify(ours.jobId)}`;
-  if (theirs.attempt !== ours.attempt) return `attempt ${theirs.attempt} does not match this job's attempt ${ours.attempt}`;
-  if (theirs.worldSize !== ours.worldSize) return `world size ${theirs.worldSize} does not match this ring's world size ${ours.worldSize}`;
-  if (theirs.rank !== expectedRank) return `rank ${theirs.rank} is not the ${neighbour} neighbour of rank ${ours.rank} (expected rank ${expectedRank})`;
+export function handshakeMismatch(
+  theirs: Handshake,
+  ours: Handshake,
+  neighbour: 'left' | 'right',
+  expectedRank: number,
+): string | undefined {
+  if (theirs.jobId !== ours.jobId)
+    return `job id ${JSON.stringify(theirs.jobId)} does not match this job ${JSON.stringify(ours.jobId)}`;
+  if (theirs.attempt !== ours.attempt)
+    return `attempt ${theirs.attempt} does not match this job's attempt ${ours.attempt}`;
+  if (theirs.worldSize !== ours.worldSize)
+    return `world size ${theirs.worldSize} does not match this ring's world size ${ours.worldSize}`;
+  if (theirs.rank !== expectedRank)
+    return `rank ${theirs.rank} is not the ${neighbour} neighbour of rank ${ours.rank} (expected rank ${expectedRank})`;
   // Every rank must take the same steps after connecting (choosing the transport is collective).
   const [theirShared, ourShared] = [theirs.sharedMemory ?? false, ours.sharedMemory ?? false];
   if (theirShared !== ourShared) {
@@ -53,7 +62,9 @@ export function parseHandshake(payload: Buffer): Handshake {
   }
   const parsed = HandshakeSchema.safeParse(json);
   if (!parsed.success) {
-    throw new Error(`invalid handshake: ${parsed.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`).join('; ')}`);
+    throw new Error(
+      `invalid handshake: ${parsed.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`).join('; ')}`,
+    );
   }
   return parsed.data;
 }
@@ -67,7 +78,12 @@ function encodeHandshake(handshake: Handshake): Buffer {
  * problem (garbage, wrong identity, silence until `timeoutMs`) the caller gets a Reject with the
  * reason, the connection is closed, and this throws with the reason.
  */
-export async function acceptHandshake(conn: FramedSocket, ours: Handshake, expectedRank: number, timeoutMs: number): Promise<Handshake> {
+export async function acceptHandshake(
+  conn: FramedSocket,
+  ours: Handshake,
+  expectedRank: number,
+  timeoutMs: number,
+): Promise<Handshake> {
   let theirs: Handshake;
   try {
     const payload = await conn.receive({ type: FrameType.Hello, tag: 0, what: 'a handshake', timeoutMs });
@@ -80,7 +96,10 @@ export async function acceptHandshake(conn: FramedSocket, ours: Handshake, expec
   const problem = handshakeMismatch(theirs, ours, 'left', expectedRank);
   if (problem) {
     void conn.closeWith(FrameType.Reject, problem);
-    throw new CollectiveError('handshake', `refused a connection from ${conn.peer} claiming rank ${theirs.rank}: ${problem}`);
+    throw new CollectiveError(
+      'handshake',
+      `refused a connection from ${conn.peer} claiming rank ${theirs.rank}: ${problem}`,
+    );
   }
   conn.send(FrameType.Welcome, 0, encodeHandshake(ours));
   return theirs;
@@ -91,22 +110,38 @@ export async function acceptHandshake(conn: FramedSocket, ours: Handshake, expec
  * `peer rank N rejected the connection: <reason>` (code 'rejected'); a Welcome from the wrong
  * peer is refused here in turn (code 'handshake').
  */
-export async function offerHandshake(conn: FramedSocket, ours: Handshake, peerRank: number, timeoutMs: number): Promise<Handshake> {
+export async function offerHandshake(
+  conn: FramedSocket,
+  ours: Handshake,
+  peerRank: number,
+  timeoutMs: number,
+): Promise<Handshake> {
   conn.send(FrameType.Hello, 0, encodeHandshake(ours));
   let theirs: Handshake;
   try {
-    const payload = await conn.receive({ type: FrameType.Welcome, tag: 0, what: `rank ${peerRank}'s answer to the handshake`, timeoutMs });
+    const payload = await conn.receive({
+      type: FrameType.Welcome,
+      tag: 0,
+      what: `rank ${peerRank}'s answer to the handshake`,
+      timeoutMs,
+    });
     theirs = parseHandshake(payload!);
   } catch (error) {
     if (error instanceof CollectiveError && error.code === 'rejected') {
-      throw new CollectiveError('rejected', `peer rank ${peerRank} rejected the connection: ${error.reason}`, { cause: error, reason: error.reason ?? '' });
+      throw new CollectiveError('rejected', `peer rank ${peerRank} rejected the connection: ${error.reason}`, {
+        cause: error,
+        reason: error.reason ?? '',
+      });
     }
     throw error;
   }
   const problem = handshakeMismatch(theirs, ours, 'right', peerRank);
   if (problem) {
     void conn.closeWith(FrameType.Reject, problem);
-    throw new CollectiveError('handshake', `the listener at ${conn.peer} is not rank ${peerRank} of this ring: ${problem}`);
+    throw new CollectiveError(
+      'handshake',
+      `the listener at ${conn.peer} is not rank ${peerRank} of this ring: ${problem}`,
+    );
   }
   return theirs;
 }

@@ -37,4 +37,11 @@ export {
   type FramedSocketOptions,
   type ReceiveOptions,
 } from './frames';
-export { HandshakeSchema, acceptHandshake, handshakeMismatch, offerHandshake, parseHandshake, type Handshake } from './handshake';
+export {
+  HandshakeSchema,
+  acceptHandshake,
+  handshakeMismatch,
+  offerHandshake,
+  parseHandshake,
+  type Handshake,
+} from './handshake';

@@ -53,8 +53,10 @@ export function sharedMemoryAddon(): Loaded {
   const path = process.env[ADDON_ENV] || DEFAULT_ADDON_PATH;
   let loaded = loadedByPath.get(path);
   if (loaded) return loaded;
-  if (process.platform !== 'linux') loaded = { unavailable: `shared-memory collectives need Linux futexes (this is ${process.platform})` };
-  else if (!existsSync(path)) loaded = { unavailable: `the shared-memory addon is not built (${path}; scripts/setup.sh builds it)` };
+  if (process.platform !== 'linux')
+    loaded = { unavailable: `shared-memory collectives need Linux futexes (this is ${process.platform})` };
+  else if (!existsSync(path))
+    loaded = { unavailable: `the shared-memory addon is not built (${path}; scripts/setup.sh builds it)` };
   else {
     try {
       loaded = { addon: createRequire(import.meta.url)(path) as SharedMemoryAddon };
@@ -123,7 +125,10 @@ export class Segment {
     memory: ArrayBuffer,
   ) {
     this.control = new Int32Array(memory, 0, CONTROL_BYTES / 4);
-    this.buffers = [new Float32Array(memory, CONTROL_BYTES, capacity), new Float32Array(memory, CONTROL_BYTES + capacity * 4, capacity)];
+    this.buffers = [
+      new Float32Array(memory, CONTROL_BYTES, capacity),
+      new Float32Array(memory, CONTROL_BYTES + capacity * 4, capacity),
+    ];
   }
 
   static byteLength(capacity: number): number {
@@ -149,10 +154,27 @@ export class Segment {
     const path = segmentPath(dir, identity);
     const segment = new Segment(path, identity.nonce, capacity, addon.map(path, Segment.byteLength(capacity), false));
     const c = segment.control;
-    const found = { magic: Atomics.load(c, W_MAGIC), version: c[W_VERSION], nonce: c[W_NONCE], capacity: c[W_CAPACITY], rank: c[W_RANK], world: c[W_WORLD] };
-    const wanted = { magic: MAGIC, version: VERSION, nonce: identity.nonce, capacity, rank: identity.rank, world: identity.worldSize };
+    const found = {
+      magic: Atomics.load(c, W_MAGIC),
+      version: c[W_VERSION],
+      nonce: c[W_NONCE],
+      capacity: c[W_CAPACITY],
+      rank: c[W_RANK],
+      world: c[W_WORLD],
+    };
+    const wanted = {
+      magic: MAGIC,
+      version: VERSION,
+      nonce: identity.nonce,
+      capacity,
+      rank: identity.rank,
+      world: identity.worldSize,
+    };
     for (const key of Object.keys(wanted) as Array<keyof typeof wanted>) {
-      if (found[key] !== wanted[key]) throw new Error(`${path} is not rank ${identity.rank}'s segment: its ${key} is ${found[key]}, not ${wanted[key]}`);
+      if (found[key] !== wanted[key])
+        throw new Error(
+          `${path} is not rank ${identity.rank}'s segment: its ${key} is ${found[key]}, not ${wanted[key]}`,
+        );
     }
     return segment;
   }
@@ -210,8 +232,14 @@ export class SharedMemoryAllReduce {
     Atomics.store(control, W_OPERATION, operation | 0);
   }
 
-  async allReduce(data: Float32Array, shards: ReadonlyArray<readonly [number, number]>, mean: boolean, context: OperationContext): Promise<void> {
-    if (data.length > this.capacity) throw new RangeError(`${context.label}: ${data.length} floats exceed the shared segment's ${this.capacity}`);
+  async allReduce(
+    data: Float32Array,
+    shards: ReadonlyArray<readonly [number, number]>,
+    mean: boolean,
+    context: OperationContext,
+  ): Promise<void> {
+    if (data.length > this.capacity)
+      throw new RangeError(`${context.label}: ${data.length} floats exceed the shared segment's ${this.capacity}`);
     const k = (this.sequence = (this.sequence + 1) | 0);
     const b = (k & 1) as 0 | 1;
     const n = this.segments.length;
@@ -225,7 +253,10 @@ export class SharedMemoryAllReduce {
     for (let q = 0; q < n; q++) {
       const length = this.segments[q]!.control[W_LENGTH]!;
       if (length !== data.length) {
-        throw new CollectiveError('protocol', `protocol error: rank ${q} all-reduces ${length} floats where ${context.label} on rank ${r} has ${data.length}; do all ranks pass the same length?`);
+        throw new CollectiveError(
+          'protocol',
+          `protocol error: rank ${q} all-reduces ${length} floats where ${context.label} on rank ${r} has ${data.length}; do all ranks pass the same length?`,
+        );
       }
     }
 
@@ -234,7 +265,11 @@ export class SharedMemoryAllReduce {
     const parts = this.segments.map((segment) => segment.buffers[b]);
     const [start, end] = shards[r]!;
     if (end > start) {
-      this.addon.sum([data.subarray(start, end), own.subarray(start, end)], parts.map((part) => part.subarray(start, end)), mean ? 1 / n : 1);
+      this.addon.sum(
+        [data.subarray(start, end), own.subarray(start, end)],
+        parts.map((part) => part.subarray(start, end)),
+        mean ? 1 / n : 1,
+      );
     }
     this.publish(W_DONE, k);
     await this.waitForAll(W_DONE, k, context, 'to finish its shard');
@@ -279,8 +314,13 @@ export class SharedMemoryAllReduce {
         if (((seen - k) | 0) >= 0) break;
         this.checkPeers(context);
         const left = deadline - performance.now();
-        if (left <= 0) throw new CollectiveError('timeout', `timed out after ${context.timeoutMs} ms waiting for rank ${q} ${what} in ${context.label} (shared memory)`);
-        if (turn === 0 || this.addon.wait(control, word, seen, Math.min(WAIT_SLICE_MS, left)) === 'timed-out') await yieldToEventLoop();
+        if (left <= 0)
+          throw new CollectiveError(
+            'timeout',
+            `timed out after ${context.timeoutMs} ms waiting for rank ${q} ${what} in ${context.label} (shared memory)`,
+          );
+        if (turn === 0 || this.addon.wait(control, word, seen, Math.min(WAIT_SLICE_MS, left)) === 'timed-out')
+          await yieldToEventLoop();
       }
     }
   }
@@ -290,10 +330,14 @@ export class SharedMemoryAllReduce {
     for (let q = 0; q < this.segments.length; q++) {
       if (q === this.rank) continue;
       const control = this.segments[q]!.control;
-      if (Atomics.load(control, W_ABORT) !== 0) throw new CollectiveError('aborted', `rank ${q} failed (it raised its shared-memory abort flag)`);
+      if (Atomics.load(control, W_ABORT) !== 0)
+        throw new CollectiveError('aborted', `rank ${q} failed (it raised its shared-memory abort flag)`);
       const kind = OPERATION_KINDS[control[W_KIND]! - 1];
       if (Atomics.load(control, W_OPERATION) === (context.operation | 0) && kind !== 'allReduce') {
-        throw new CollectiveError('protocol', `protocol error: rank ${q} runs ${kind} #${context.operation} where this rank runs ${context.label}; do all ranks run the same operations in the same order?`);
+        throw new CollectiveError(
+          'protocol',
+          `protocol error: rank ${q} runs ${kind} #${context.operation} where this rank runs ${context.label}; do all ranks run the same operations in the same order?`,
+        );
       }
     }
   }

@@ -18,6 +18,7 @@ export interface ScalingSpec {
 export function scaledLearningRate(spec: ScalingSpec, worldSize: number, epoch: number, epochProgress: number): number {
   const factor = spec.learningRateScaling === 'linear' ? worldSize : 1;
   const done = epoch + epochProgress;
-  const warm = spec.warmupEpochs > 0 && done < spec.warmupEpochs ? 1 + (factor - 1) * (done / spec.warmupEpochs) : factor;
+  const warm =
+    spec.warmupEpochs > 0 && done < spec.warmupEpochs ? 1 + (factor - 1) * (done / spec.warmupEpochs) : factor;
   return learningRateAt(spec.learningRateSchedule, spec.learningRate * warm, epoch, spec.epochs);
 }

@@ -29,7 +29,10 @@ export class EagerReplicaEngine implements ReplicaEngine {
   readonly size: number;
   private readonly variables: tfType.Variable[];
 
-  constructor(private readonly model: tfType.LayersModel, private readonly optimizer: tfType.Optimizer) {
+  constructor(
+    private readonly model: tfType.LayersModel,
+    private readonly optimizer: tfType.Optimizer,
+  ) {
     this.variables = model.trainableWeights.map((w) => w.read() as tfType.Variable);
     this.size = this.variables.reduce((n, v) => n + v.size, 0);
   }
@@ -39,7 +42,9 @@ export class EagerReplicaEngine implements ReplicaEngine {
     let correct: tfType.Scalar | undefined;
     const { value, grads } = tf.variableGrads(() => {
       const probabilities = this.model.apply(xs, { training: true }) as tfType.Tensor;
-      correct = tf.keep(tf.sum(tf.equal(tf.argMax(probabilities, -1), tf.argMax(ys, -1))).asType('float32') as tfType.Scalar);
+      correct = tf.keep(
+        tf.sum(tf.equal(tf.argMax(probabilities, -1), tf.argMax(ys, -1))).asType('float32') as tfType.Scalar,
+      );
       lossSum = tf.keep(tf.sum(tf.metrics.categoricalCrossentropy(ys, probabilities)) as tfType.Scalar);
       return tf.mul(lossSum, lossScale) as tfType.Scalar;
     }, this.variables);
@@ -99,7 +104,10 @@ export async function createReplicaEngine(
   numClasses: number,
   execution: 'auto' | 'eager' = 'auto',
 ): Promise<{ engine: ReplicaEngine; execution: ExecutionReport }> {
-  const graph = execution === 'eager' ? { unsupported: 'eager execution requested' } : await GraphTrainStep.create(model, optimizer, featureShape, numClasses);
+  const graph =
+    execution === 'eager'
+      ? { unsupported: 'eager execution requested' }
+      : await GraphTrainStep.create(model, optimizer, featureShape, numClasses);
   if (graph instanceof GraphTrainStep) return { engine: graph, execution: { mode: 'graph' } };
   return { engine: new EagerReplicaEngine(model, optimizer), execution: { mode: 'eager', reason: graph.unsupported } };
 }

@@ -134,7 +134,8 @@ export async function replicaLoop(options: ReplicaLoopOptions): Promise<{ histor
         engine.applyGradients(gradients);
       }
       if (options.verifyReplicas) await verify(engine, collective, globalStep + 1);
-      if (!Number.isFinite(gradients[engine.size]!)) throw new Error(`training diverged: loss is ${gradients[engine.size]} at epoch ${epoch + 1}, step ${step + 1}`);
+      if (!Number.isFinite(gradients[engine.size]!))
+        throw new Error(`training diverged: loss is ${gradients[engine.size]} at epoch ${epoch + 1}, step ${step + 1}`);
       lossSum += gradients[engine.size]!;
       correct += gradients[engine.size + 1]!;
       seen += batch.length;
@@ -142,13 +143,21 @@ export async function replicaLoop(options: ReplicaLoopOptions): Promise<{ histor
       globalStep += 1;
       steps += 1;
       options.onStep({
-        epoch: epoch + 1, step: step + 1, stepsPerEpoch, globalStep, loss: lossSum / seen, accuracy: correct / seen,
+        epoch: epoch + 1,
+        step: step + 1,
+        stepsPerEpoch,
+        globalStep,
+        loss: lossSum / seen,
+        accuracy: correct / seen,
         samplesPerSecond: trainedSamples / Math.max(1e-3, (performance.now() - started) / 1000),
       });
       const every = options.checkpointEverySteps;
       if (rank === 0 && every && globalStep % every === 0 && step + 1 < stepsPerEpoch && options.onCheckpoint) {
         await engine.syncToModel();
-        await options.onCheckpoint({ epoch, stepInEpoch: step + 1, globalStep }, { loss: lossSum / seen, accuracy: correct / seen });
+        await options.onCheckpoint(
+          { epoch, stepInEpoch: step + 1, globalStep },
+          { loss: lossSum / seen, accuracy: correct / seen },
+        );
       }
       if (options.stepDelayMs) await new Promise((resolve) => setTimeout(resolve, options.stepDelayMs));
       else await new Promise((resolve) => setImmediate(resolve));
@@ -180,5 +189,6 @@ async function verify(engine: ReplicaEngine, collective: Collective, globalStep:
   for (let i = 0; i < mine.length; i++) if (mine[i] !== reference[i]) differing++;
   const total = Float32Array.of(differing);
   await collective.allReduce(total, { op: 'sum' });
-  if (total[0]! > 0) throw new ReplicasDiverged(`replicas diverged after step ${globalStep}: ${total[0]} weights differ from rank 0's`);
+  if (total[0]! > 0)
+    throw new ReplicasDiverged(`replicas diverged after step ${globalStep}: ${total[0]} weights differ from rank 0's`);
 }

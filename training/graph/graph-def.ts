@@ -35,8 +35,12 @@ export const attr = {
   strs: (s: string[]): AttrValue => ({ list: { s: s.map((v) => Buffer.from(v)) } }),
   /** A shape; -1 is an unknown dimension (the batch). */
   shape: (dims: number[]): AttrValue => ({ shape: { dim: dims.map((size) => ({ size })) } }),
-  floatTensor: (values: number[], dims: number[]): AttrValue => ({ tensor: { dtype: 'DT_FLOAT', tensorShape: { dim: dims.map((size) => ({ size })) }, floatVal: values } }),
-  intTensor: (values: number[], dims: number[]): AttrValue => ({ tensor: { dtype: 'DT_INT32', tensorShape: { dim: dims.map((size) => ({ size })) }, intVal: values } }),
+  floatTensor: (values: number[], dims: number[]): AttrValue => ({
+    tensor: { dtype: 'DT_FLOAT', tensorShape: { dim: dims.map((size) => ({ size })) }, floatVal: values },
+  }),
+  intTensor: (values: number[], dims: number[]): AttrValue => ({
+    tensor: { dtype: 'DT_INT32', tensorShape: { dim: dims.map((size) => ({ size })) }, intVal: values },
+  }),
 };
 
 interface NodeDef {
@@ -51,7 +55,13 @@ export class GraphBuilder {
   private readonly used = new Set<string>();
 
   /** Adds a node and returns its name, which is also the name of its first output. */
-  op(op: string, name: string, inputs: string[], attrs: Record<string, AttrValue> = {}, controlInputs: string[] = []): string {
+  op(
+    op: string,
+    name: string,
+    inputs: string[],
+    attrs: Record<string, AttrValue> = {},
+    controlInputs: string[] = [],
+  ): string {
     if (this.used.has(name)) throw new Error(`graph node ${name} defined twice`);
     this.used.add(name);
     // Control inputs name a node, not a tensor: "^node", without an output index.

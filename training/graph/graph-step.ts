@@ -3,7 +3,13 @@ import os from 'node:os';
 import path from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
 import { tf } from '../backend';
-import { compileSequentialStep, describeLayers, GraphUnsupported, type CompiledStep, type OptimizerConfig } from './sequential-graph';
+import {
+  compileSequentialStep,
+  describeLayers,
+  GraphUnsupported,
+  type CompiledStep,
+  type OptimizerConfig,
+} from './sequential-graph';
 
 /**
  * A training step run as one TensorFlow graph on the native backend (see sequential-graph.ts).
@@ -17,7 +23,12 @@ const TAG = 'gantry-train';
 /** The slice of tfjs-node's backend that loads and runs a SavedModel session. */
 interface SessionBackend {
   loadSavedModelMetaGraph(dir: string, tags: string): number;
-  runSavedModel(id: number, inputs: tfType.Tensor[], inputInfos: { name: string }[], outputNames: string[]): tfType.Tensor[];
+  runSavedModel(
+    id: number,
+    inputs: tfType.Tensor[],
+    inputInfos: { name: string }[],
+    outputNames: string[],
+  ): tfType.Tensor[];
   deleteSavedModel(id: number): void;
 }
 
@@ -65,8 +76,14 @@ export class GraphTrainStep {
    * Compiles `model` + `optimizer` into a graph session and loads their current state into it,
    * or says why it cannot (not the native backend, a layer or optimizer the compiler lacks).
    */
-  static async create(model: tfType.LayersModel, optimizer: tfType.Optimizer, featureShape: number[], numClasses: number): Promise<GraphTrainStep | { unsupported: string }> {
-    if (tf.getBackend() !== 'tensorflow') return { unsupported: `the ${tf.getBackend()} backend has no graph sessions` };
+  static async create(
+    model: tfType.LayersModel,
+    optimizer: tfType.Optimizer,
+    featureShape: number[],
+    numClasses: number,
+  ): Promise<GraphTrainStep | { unsupported: string }> {
+    if (tf.getBackend() !== 'tensorflow')
+      return { unsupported: `the ${tf.getBackend()} backend has no graph sessions` };
     let compiled: CompiledStep;
     try {
       compiled = compileSequentialStep(describeLayers(model), featureShape, numClasses, optimizerConfig(optimizer));
@@ -90,7 +107,12 @@ export class GraphTrainStep {
   }
 
   private run(feeds: [string, tfType.Tensor][], fetches: string[]): tfType.Tensor[] {
-    return this.backend.runSavedModel(this.session, feeds.map(([, t]) => t), feeds.map(([name]) => ({ name })), fetches);
+    return this.backend.runSavedModel(
+      this.session,
+      feeds.map(([, t]) => t),
+      feeds.map(([name]) => ({ name })),
+      fetches,
+    );
   }
 
   private get adam(): TfjsAdamState | undefined {
@@ -104,9 +126,13 @@ export class GraphTrainStep {
     // Adam's slots by position, as tfjs's own Adam.setWeights takes them: all first moments in
     // variable order, then all second moments. (Names would not do: a model loaded from a
     // checkpoint gets fresh variable names.) None yet means a fresh optimizer: zeros.
-    const slots = this.adam ? (await this.optimizer.getWeights()).filter((w) => w.name !== 'iter').map((w) => w.tensor) : [];
+    const slots = this.adam
+      ? (await this.optimizer.getWeights()).filter((w) => w.name !== 'iter').map((w) => w.tensor)
+      : [];
     if (slots.length !== 0 && slots.length !== 2 * variables.length) {
-      throw new Error(`the optimizer holds ${slots.length} slots; the model's ${variables.length} variables need ${2 * variables.length}`);
+      throw new Error(
+        `the optimizer holds ${slots.length} slots; the model's ${variables.length} variables need ${2 * variables.length}`,
+      );
     }
     const feeds: [string, tfType.Tensor][] = [];
     const created: tfType.Tensor[] = [];
@@ -185,7 +211,8 @@ export class GraphTrainStep {
 
   /** Overwrites every variable from one vector (e.g. rank 0's, broadcast). */
   writeVariables(flat: Float32Array): void {
-    if (flat.length !== this.size) throw new Error(`writeVariables: ${flat.length} values for ${this.size} elements of variables`);
+    if (flat.length !== this.size)
+      throw new Error(`writeVariables: ${flat.length} values for ${this.size} elements of variables`);
     const values = tf.tensor1d(flat);
     tf.dispose([...this.run([[this.compiled.setFlatVariables, values]], [this.compiled.setFlatDone]), values]);
   }
@@ -197,7 +224,12 @@ export class GraphTrainStep {
     const scale = tf.scalar(lossScale);
     const seedTensor = tf.tensor1d(seed, 'int32');
     return {
-      feeds: [[inputs.x, xs], [inputs.y, labels], [inputs.lossScale, scale], [inputs.seed, seedTensor]],
+      feeds: [
+        [inputs.x, xs],
+        [inputs.y, labels],
+        [inputs.lossScale, scale],
+        [inputs.seed, seedTensor],
+      ],
       owned: [scale, seedTensor, ...(labels === ys ? [] : [labels])],
     };
   }
@@ -216,7 +248,6 @@ export class GraphTrainStep {
     return { feeds: names.map((name, i) => [name, owned[i]!]), owned };
   }
 
-
   /** tfjs optimizers count their steps in `iterations_`; the graph's steps count too. */
   private countIteration(): void {
     const counter = this.optimizer as unknown as { iterations_: number };
@@ -233,7 +264,10 @@ export class GraphTrainStep {
     feed.dispose();
     let k = 0;
     const byName = new Map(this.model.trainableWeights.map((w) => [(w.read() as tfType.Variable).name, w]));
-    const moments: { m: { name: string; tensor: tfType.Tensor }[]; v: { name: string; tensor: tfType.Tensor }[] } = { m: [], v: [] };
+    const moments: { m: { name: string; tensor: tfType.Tensor }[]; v: { name: string; tensor: tfType.Tensor }[] } = {
+      m: [],
+      v: [],
+    };
     for (const v of variables) {
       const value = values[k++]!;
       byName.get(v.name)!.write(value);
@@ -245,8 +279,15 @@ export class GraphTrainStep {
     }
     if (this.adam) {
       // tfjs's Adam.setWeights makes new slot variables without freeing the old ones.
-      const slots = this.optimizer as unknown as { accumulatedFirstMoment?: { variable: tfType.Variable }[]; accumulatedSecondMoment?: { variable: tfType.Variable }[] };
-      tf.dispose([...(slots.accumulatedFirstMoment ?? []), ...(slots.accumulatedSecondMoment ?? [])].map((slot) => slot.variable));
+      const slots = this.optimizer as unknown as {
+        accumulatedFirstMoment?: { variable: tfType.Variable }[];
+        accumulatedSecondMoment?: { variable: tfType.Variable }[];
+      };
+      tf.dispose(
+        [...(slots.accumulatedFirstMoment ?? []), ...(slots.accumulatedSecondMoment ?? [])].map(
+          (slot) => slot.variable,
+        ),
+      );
       const iterations = tf.scalar(this.adam.iterations, 'int32');
       await this.optimizer.setWeights([{ name: 'iter', tensor: iterations }, ...moments.m, ...moments.v]);
       tf.dispose([iterations, ...moments.m.map((e) => e.tensor), ...moments.v.map((e) => e.tensor)]);

@@ -43,7 +43,15 @@ export interface CompiledStep {
   graph: GraphBuilder;
   variables: GraphVariable[];
   /** Feeds of the train step. */
-  inputs: { x: string; y: string; lossScale: string; learningRate: string; oneMinusBeta1Power: string; oneMinusBeta2Power: string; seed: string };
+  inputs: {
+    x: string;
+    y: string;
+    lossScale: string;
+    learningRate: string;
+    oneMinusBeta1Power: string;
+    oneMinusBeta2Power: string;
+    seed: string;
+  };
   /** Fetching `trainDone` runs a step; `lossSum` and `correct` come from the same run. */
   outputs: { lossSum: string; correct: string; trainDone: string };
   /** Fetch to write every `set*` placeholder into its variable. */
@@ -86,15 +94,24 @@ function padding(value: unknown): 'SAME' | 'VALID' {
 }
 
 export function describeLayers(model: tfType.LayersModel): LayerInfo[] {
-  if (model.getClassName() !== 'Sequential') throw new GraphUnsupported(`${model.getClassName()} models (only Sequential compiles)`);
+  if (model.getClassName() !== 'Sequential')
+    throw new GraphUnsupported(`${model.getClassName()} models (only Sequential compiles)`);
   return model.layers.map((layer) => ({
     className: layer.getClassName(),
     config: layer.getConfig() as Record<string, unknown>,
-    weights: layer.trainableWeights.map((w) => ({ name: (w.read() as tfType.Variable).name, shape: w.shape as number[] })),
+    weights: layer.trainableWeights.map((w) => ({
+      name: (w.read() as tfType.Variable).name,
+      shape: w.shape as number[],
+    })),
   }));
 }
 
-export function compileSequentialStep(layers: LayerInfo[], inputShape: number[], numClasses: number, optimizer: OptimizerConfig): CompiledStep {
+export function compileSequentialStep(
+  layers: LayerInfo[],
+  inputShape: number[],
+  numClasses: number,
+  optimizer: OptimizerConfig,
+): CompiledStep {
   const g = new GraphBuilder();
   const x = g.placeholder('x', 'DT_FLOAT', [-1, ...inputShape]);
   const y = g.placeholder('y', 'DT_FLOAT', [-1, numClasses]);
@@ -110,9 +127,16 @@ export function compileSequentialStep(layers: LayerInfo[], inputShape: number[],
   // Resource names unique to this compilation: two models training in one process never share.
   const uid = randomBytes(6).toString('hex');
   const resourceVariable = (name: string, shape: number[]): string =>
-    g.op('VarHandleOp', name, [], { dtype: attr.type('DT_FLOAT'), shape: attr.shape(shape), container: attr.str(''), shared_name: attr.str(`gantry_${uid}/${name}`) });
-  const readOf = (handle: string, name: string) => g.op('ReadVariableOp', name, [handle], { dtype: attr.type('DT_FLOAT') });
-  const assign = (handle: string, value: string, name: string) => g.op('AssignVariableOp', name, [handle, value], { dtype: attr.type('DT_FLOAT') });
+    g.op('VarHandleOp', name, [], {
+      dtype: attr.type('DT_FLOAT'),
+      shape: attr.shape(shape),
+      container: attr.str(''),
+      shared_name: attr.str(`gantry_${uid}/${name}`),
+    });
+  const readOf = (handle: string, name: string) =>
+    g.op('ReadVariableOp', name, [handle], { dtype: attr.type('DT_FLOAT') });
+  const assign = (handle: string, value: string, name: string) =>
+    g.op('AssignVariableOp', name, [handle, value], { dtype: attr.type('DT_FLOAT') });
 
   /** A trainable variable with its Adam slots; returns the node reading its value. */
   const addVariable = (tfjsName: string, shape: number[]): string => {
@@ -129,8 +153,13 @@ export function compileSequentialStep(layers: LayerInfo[], inputShape: number[],
         slots[slot] = slotHandle;
         const slotSet = g.placeholder(`var${i}/${slot}/set`, 'DT_FLOAT', shape);
         setters.push(assign(slotHandle, slotSet, `var${i}/${slot}/assign`));
-        if (slot === 'm') { variable.readM = readOf(slotHandle, `var${i}/m/read`); variable.setM = slotSet; }
-        else { variable.readV = readOf(slotHandle, `var${i}/v/read`); variable.setV = slotSet; }
+        if (slot === 'm') {
+          variable.readM = readOf(slotHandle, `var${i}/m/read`);
+          variable.setM = slotSet;
+        } else {
+          variable.readV = readOf(slotHandle, `var${i}/v/read`);
+          variable.setV = slotSet;
+        }
       }
     }
     variables.push(variable);
@@ -166,9 +195,19 @@ export function compileSequentialStep(layers: LayerInfo[], inputShape: number[],
       case 'Flatten': {
         const input = h;
         const size = shape.reduce((a, b) => a * b, 1);
-        h = g.op('Reshape', `${p}/reshape`, [h, g.ints(`${p}/shape`, [-1, size])], { ...F, Tshape: attr.type('DT_INT32') });
+        h = g.op('Reshape', `${p}/reshape`, [h, g.ints(`${p}/shape`, [-1, size])], {
+          ...F,
+          Tshape: attr.type('DT_INT32'),
+        });
         shape = [size];
-        backward.push((dy) => g.op('Reshape', `${p}/grad`, [dy, g.op('Shape', `${p}/input_shape`, [input], { ...F, out_type: attr.type('DT_INT32') })], { ...F, Tshape: attr.type('DT_INT32') }));
+        backward.push((dy) =>
+          g.op(
+            'Reshape',
+            `${p}/grad`,
+            [dy, g.op('Shape', `${p}/input_shape`, [input], { ...F, out_type: attr.type('DT_INT32') })],
+            { ...F, Tshape: attr.type('DT_INT32') },
+          ),
+        );
         return;
       }
       case 'Dropout': {
@@ -176,12 +215,29 @@ export function compileSequentialStep(layers: LayerInfo[], inputShape: number[],
         if (c.noiseShape) throw new GraphUnsupported('dropout with a noise shape');
         if (rate === 0) return;
         // Stateless randomness keyed by (seed, step) and the layer: a resumed run draws the same masks.
-        const layerSeed = g.op('AddV2', `${p}/seed`, [seed, g.ints(`${p}/salt`, [0, index * 7919])], { T: attr.type('DT_INT32') });
-        const uniform = g.op('StatelessRandomUniform', `${p}/uniform`, [g.op('Shape', `${p}/shape`, [h], { ...F, out_type: attr.type('DT_INT32') }), layerSeed], {
-          dtype: attr.type('DT_FLOAT'), T: attr.type('DT_INT32'), Tseed: attr.type('DT_INT32'),
+        const layerSeed = g.op('AddV2', `${p}/seed`, [seed, g.ints(`${p}/salt`, [0, index * 7919])], {
+          T: attr.type('DT_INT32'),
         });
+        const uniform = g.op(
+          'StatelessRandomUniform',
+          `${p}/uniform`,
+          [g.op('Shape', `${p}/shape`, [h], { ...F, out_type: attr.type('DT_INT32') }), layerSeed],
+          {
+            dtype: attr.type('DT_FLOAT'),
+            T: attr.type('DT_INT32'),
+            Tseed: attr.type('DT_INT32'),
+          },
+        );
         const keep = g.op('GreaterEqual', `${p}/keep`, [uniform, g.floats(`${p}/rate`, [rate])], F);
-        const mask = g.op('Mul', `${p}/mask`, [g.op('Cast', `${p}/keep_float`, [keep], { SrcT: attr.type('DT_BOOL'), DstT: attr.type('DT_FLOAT') }), g.floats(`${p}/inverse_keep`, [1 / (1 - rate)])], F);
+        const mask = g.op(
+          'Mul',
+          `${p}/mask`,
+          [
+            g.op('Cast', `${p}/keep_float`, [keep], { SrcT: attr.type('DT_BOOL'), DstT: attr.type('DT_FLOAT') }),
+            g.floats(`${p}/inverse_keep`, [1 / (1 - rate)]),
+          ],
+          F,
+        );
         h = g.op('Mul', `${p}/apply`, [h, mask], F);
         backward.push((dy) => g.op('Mul', `${p}/grad`, [dy, mask], F));
         return;
@@ -194,7 +250,11 @@ export function compileSequentialStep(layers: LayerInfo[], inputShape: number[],
         const kernelIndex = variables.length;
         const w = addVariable(kernel!.name, kernel!.shape);
         const b = c.useBias === false ? undefined : addVariable(bias!.name, bias!.shape);
-        let z = g.op('MatMul', `${p}/matmul`, [h, w], { ...F, transpose_a: attr.bool(false), transpose_b: attr.bool(false) });
+        let z = g.op('MatMul', `${p}/matmul`, [h, w], {
+          ...F,
+          transpose_a: attr.bool(false),
+          transpose_b: attr.bool(false),
+        });
         if (b) z = g.op('BiasAdd', `${p}/bias`, [z, b], { ...F, data_format: attr.str('NHWC') });
         shape = [Number(c.units)];
         let activationGrad: (dy: string) => string;
@@ -211,23 +271,41 @@ export function compileSequentialStep(layers: LayerInfo[], inputShape: number[],
           activationGrad = (dy) => dy;
           h = z;
         } else {
-          throw new GraphUnsupported(`Dense activation ${activation}${activation === 'softmax' ? ' before the last layer' : ''}`);
+          throw new GraphUnsupported(
+            `Dense activation ${activation}${activation === 'softmax' ? ' before the last layer' : ''}`,
+          );
         }
         const first = index === layers.findIndex((l) => l.weights.length > 0);
         backward.push((dy) => {
           const dz = activationGrad(dy);
-          gradients[kernelIndex] = g.op('MatMul', `${p}/kernel_grad`, [input, dz], { ...F, transpose_a: attr.bool(true), transpose_b: attr.bool(false) });
-          if (b) gradients[kernelIndex + 1] = g.op('BiasAddGrad', `${p}/bias_grad`, [dz], { ...F, data_format: attr.str('NHWC') });
-          return first ? undefined : g.op('MatMul', `${p}/input_grad`, [dz, w], { ...F, transpose_a: attr.bool(false), transpose_b: attr.bool(true) });
+          gradients[kernelIndex] = g.op('MatMul', `${p}/kernel_grad`, [input, dz], {
+            ...F,
+            transpose_a: attr.bool(true),
+            transpose_b: attr.bool(false),
+          });
+          if (b)
+            gradients[kernelIndex + 1] = g.op('BiasAddGrad', `${p}/bias_grad`, [dz], {
+              ...F,
+              data_format: attr.str('NHWC'),
+            });
+          return first
+            ? undefined
+            : g.op('MatMul', `${p}/input_grad`, [dz, w], {
+                ...F,
+                transpose_a: attr.bool(false),
+                transpose_b: attr.bool(true),
+              });
         });
         return;
       }
       case 'Conv2D': {
-        if (c.dataFormat !== undefined && c.dataFormat !== 'channelsLast') throw new GraphUnsupported('channels-first convolution');
+        if (c.dataFormat !== undefined && c.dataFormat !== 'channelsLast')
+          throw new GraphUnsupported('channels-first convolution');
         const [dh, dw] = pair(c.dilationRate, 1);
         if (dh !== 1 || dw !== 1) throw new GraphUnsupported('dilated convolution');
         const activation = String(c.activation ?? 'linear');
-        if (activation !== 'relu' && activation !== 'linear') throw new GraphUnsupported(`Conv2D activation ${activation}`);
+        if (activation !== 'relu' && activation !== 'linear')
+          throw new GraphUnsupported(`Conv2D activation ${activation}`);
         const [sh, sw] = pair(c.strides, 1);
         const [kh, kw] = pair(c.kernelSize, 1);
         const pad = padding(c.padding);
@@ -236,18 +314,37 @@ export function compileSequentialStep(layers: LayerInfo[], inputShape: number[],
         const kernelIndex = variables.length;
         const w = addVariable(kernel!.name, kernel!.shape);
         const b = c.useBias === false ? undefined : addVariable(bias!.name, bias!.shape);
-        const convAttrs = { ...F, strides: attr.ints([1, sh, sw, 1]), padding: attr.str(pad), data_format: attr.str('NHWC'), dilations: attr.ints([1, 1, 1, 1]), use_cudnn_on_gpu: attr.bool(true) };
+        const convAttrs = {
+          ...F,
+          strides: attr.ints([1, sh, sw, 1]),
+          padding: attr.str(pad),
+          data_format: attr.str('NHWC'),
+          dilations: attr.ints([1, 1, 1, 1]),
+          use_cudnn_on_gpu: attr.bool(true),
+        };
         let z = g.op('Conv2D', `${p}/conv`, [h, w], convAttrs);
         if (b) z = g.op('BiasAdd', `${p}/bias`, [z, b], { ...F, data_format: attr.str('NHWC') });
         const [ih, iw] = shape;
-        shape = pad === 'SAME' ? [Math.ceil(ih! / sh), Math.ceil(iw! / sw), Number(c.filters)] : [Math.ceil((ih! - kh + 1) / sh), Math.ceil((iw! - kw + 1) / sw), Number(c.filters)];
+        shape =
+          pad === 'SAME'
+            ? [Math.ceil(ih! / sh), Math.ceil(iw! / sw), Number(c.filters)]
+            : [Math.ceil((ih! - kh + 1) / sh), Math.ceil((iw! - kw + 1) / sw), Number(c.filters)];
         const out = activation === 'relu' ? g.op('Relu', `${p}/relu`, [z], F) : z;
         h = out;
         const first = index === layers.findIndex((l) => l.weights.length > 0);
         backward.push((dy) => {
           const dz = activation === 'relu' ? g.op('ReluGrad', `${p}/relu_grad`, [dy, out], F) : dy;
-          gradients[kernelIndex] = g.op('Conv2DBackpropFilter', `${p}/kernel_grad`, [input, g.ints(`${p}/kernel_shape`, kernel!.shape), dz], convAttrs);
-          if (b) gradients[kernelIndex + 1] = g.op('BiasAddGrad', `${p}/bias_grad`, [dz], { ...F, data_format: attr.str('NHWC') });
+          gradients[kernelIndex] = g.op(
+            'Conv2DBackpropFilter',
+            `${p}/kernel_grad`,
+            [input, g.ints(`${p}/kernel_shape`, kernel!.shape), dz],
+            convAttrs,
+          );
+          if (b)
+            gradients[kernelIndex + 1] = g.op('BiasAddGrad', `${p}/bias_grad`, [dz], {
+              ...F,
+              data_format: attr.str('NHWC'),
+            });
           if (first) return undefined;
           const inputShape = g.op('Shape', `${p}/input_shape`, [input], { ...F, out_type: attr.type('DT_INT32') });
           return g.op('Conv2DBackpropInput', `${p}/input_grad`, [inputShape, w, dz], convAttrs);
@@ -255,16 +352,26 @@ export function compileSequentialStep(layers: LayerInfo[], inputShape: number[],
         return;
       }
       case 'MaxPooling2D': {
-        if (c.dataFormat !== undefined && c.dataFormat !== 'channelsLast') throw new GraphUnsupported('channels-first pooling');
+        if (c.dataFormat !== undefined && c.dataFormat !== 'channelsLast')
+          throw new GraphUnsupported('channels-first pooling');
         const [ph, pw] = pair(c.poolSize, 2);
         const [sh, sw] = pair(c.strides ?? c.poolSize, 2);
         const pad = padding(c.padding);
-        const poolAttrs = { ...F, ksize: attr.ints([1, ph, pw, 1]), strides: attr.ints([1, sh, sw, 1]), padding: attr.str(pad), data_format: attr.str('NHWC') };
+        const poolAttrs = {
+          ...F,
+          ksize: attr.ints([1, ph, pw, 1]),
+          strides: attr.ints([1, sh, sw, 1]),
+          padding: attr.str(pad),
+          data_format: attr.str('NHWC'),
+        };
         const input = h;
         const out = g.op('MaxPool', `${p}/pool`, [h], poolAttrs);
         h = out;
         const [ih, iw, ch] = shape;
-        shape = pad === 'SAME' ? [Math.ceil(ih! / sh), Math.ceil(iw! / sw), ch!] : [Math.floor((ih! - ph) / sh) + 1, Math.floor((iw! - pw) / sw) + 1, ch!];
+        shape =
+          pad === 'SAME'
+            ? [Math.ceil(ih! / sh), Math.ceil(iw! / sw), ch!]
+            : [Math.floor((ih! - ph) / sh) + 1, Math.floor((iw! - pw) / sw) + 1, ch!];
         backward.push((dy) => g.op('MaxPoolGrad', `${p}/grad`, [input, out, dy], poolAttrs));
         return;
       }
@@ -276,10 +383,30 @@ export function compileSequentialStep(layers: LayerInfo[], inputShape: number[],
 
   // ---- loss: softmax cross-entropy on the logits, summed; the caller scales by 1 / global batch ----
   const xent = g.op('SoftmaxCrossEntropyWithLogits', 'loss/xent', [logits, y], F);
-  const lossSum = g.op('Sum', 'loss/sum', [xent, g.ints('loss/axes', [0])], { ...F, Tidx: attr.type('DT_INT32'), keep_dims: attr.bool(false) });
-  const argMax = (input: string, name: string) => g.op('ArgMax', name, [input, g.ints(`${name}/axis`, [1], [])], { ...F, Tidx: attr.type('DT_INT32'), output_type: attr.type('DT_INT32') });
-  const hits = g.op('Equal', 'accuracy/equal', [argMax(logits, 'accuracy/predicted'), argMax(y, 'accuracy/label')], { T: attr.type('DT_INT32'), incompatible_shape_error: attr.bool(true) });
-  const correct = g.op('Sum', 'accuracy/correct', [g.op('Cast', 'accuracy/cast', [hits], { SrcT: attr.type('DT_BOOL'), DstT: attr.type('DT_FLOAT') }), g.ints('accuracy/axes', [0])], { ...F, Tidx: attr.type('DT_INT32'), keep_dims: attr.bool(false) });
+  const lossSum = g.op('Sum', 'loss/sum', [xent, g.ints('loss/axes', [0])], {
+    ...F,
+    Tidx: attr.type('DT_INT32'),
+    keep_dims: attr.bool(false),
+  });
+  const argMax = (input: string, name: string) =>
+    g.op('ArgMax', name, [input, g.ints(`${name}/axis`, [1], [])], {
+      ...F,
+      Tidx: attr.type('DT_INT32'),
+      output_type: attr.type('DT_INT32'),
+    });
+  const hits = g.op('Equal', 'accuracy/equal', [argMax(logits, 'accuracy/predicted'), argMax(y, 'accuracy/label')], {
+    T: attr.type('DT_INT32'),
+    incompatible_shape_error: attr.bool(true),
+  });
+  const correct = g.op(
+    'Sum',
+    'accuracy/correct',
+    [
+      g.op('Cast', 'accuracy/cast', [hits], { SrcT: attr.type('DT_BOOL'), DstT: attr.type('DT_FLOAT') }),
+      g.ints('accuracy/axes', [0]),
+    ],
+    { ...F, Tidx: attr.type('DT_INT32'), keep_dims: attr.bool(false) },
+  );
 
   // ---- backward ----
   let dy: string | undefined = g.op('Mul', 'loss/grad', [`${xent}:1`, lossScale], F);
@@ -303,18 +430,53 @@ export function compileSequentialStep(layers: LayerInfo[], inputShape: number[],
       const grad = grads[i]!;
       const q = `${prefix}/var${i}`;
       if (optimizer.kind === 'sgd') {
-        const value = g.op('AddV2', `${q}/new`, [v.read, g.op('Mul', `${q}/step`, [grad, constants.minusLearningRate], F)], F);
+        const value = g.op(
+          'AddV2',
+          `${q}/new`,
+          [v.read, g.op('Mul', `${q}/step`, [grad, constants.minusLearningRate], F)],
+          F,
+        );
         return [assign(handle, value, `${q}/assign`)];
       }
       const mRead = v.readM!;
       const vRead = v.readV!;
-      const newM = g.op('AddV2', `${q}/m_new`, [g.op('Mul', `${q}/m_decay`, [mRead, constants.beta1], F), g.op('Mul', `${q}/m_in`, [grad, constants.oneMinusBeta1], F)], F);
-      const newV = g.op('AddV2', `${q}/v_new`, [g.op('Mul', `${q}/v_decay`, [vRead, constants.beta2], F), g.op('Mul', `${q}/v_in`, [g.op('Square', `${q}/g2`, [grad], F), constants.oneMinusBeta2], F)], F);
+      const newM = g.op(
+        'AddV2',
+        `${q}/m_new`,
+        [
+          g.op('Mul', `${q}/m_decay`, [mRead, constants.beta1], F),
+          g.op('Mul', `${q}/m_in`, [grad, constants.oneMinusBeta1], F),
+        ],
+        F,
+      );
+      const newV = g.op(
+        'AddV2',
+        `${q}/v_new`,
+        [
+          g.op('Mul', `${q}/v_decay`, [vRead, constants.beta2], F),
+          g.op('Mul', `${q}/v_in`, [g.op('Square', `${q}/g2`, [grad], F), constants.oneMinusBeta2], F),
+        ],
+        F,
+      );
       const mHat = g.op('RealDiv', `${q}/m_hat`, [newM, oneMinusBeta1Power], F);
       const vHat = g.op('RealDiv', `${q}/v_hat`, [newV, oneMinusBeta2Power], F);
-      const direction = g.op('RealDiv', `${q}/direction`, [mHat, g.op('AddV2', `${q}/denominator`, [g.op('Sqrt', `${q}/sqrt`, [vHat], F), constants.epsilon], F)], F);
-      const value = g.op('AddV2', `${q}/new`, [v.read, g.op('Mul', `${q}/step`, [direction, constants.minusLearningRate], F)], F);
-      return [assign(handle, value, `${q}/assign`), assign(m!, newM, `${q}/m_assign`), assign(s!, newV, `${q}/v_assign`)];
+      const direction = g.op(
+        'RealDiv',
+        `${q}/direction`,
+        [mHat, g.op('AddV2', `${q}/denominator`, [g.op('Sqrt', `${q}/sqrt`, [vHat], F), constants.epsilon], F)],
+        F,
+      );
+      const value = g.op(
+        'AddV2',
+        `${q}/new`,
+        [v.read, g.op('Mul', `${q}/step`, [direction, constants.minusLearningRate], F)],
+        F,
+      );
+      return [
+        assign(handle, value, `${q}/assign`),
+        assign(m!, newM, `${q}/m_assign`),
+        assign(s!, newV, `${q}/v_assign`),
+      ];
     });
 
   const trainDone = g.done('train/done', update('train', gradients));
@@ -324,19 +486,51 @@ export function compileSequentialStep(layers: LayerInfo[], inputShape: number[],
   const sizes = variables.map((v) => v.shape.reduce((a, b) => a * b, 1));
   const minusOne = g.ints('flat/minus_one', [-1]);
   const flatten = (name: string, inputs: string[]) =>
-    g.op('ConcatV2', name, [...inputs.map((t, i) => g.op('Reshape', `${name}/part${i}`, [t, minusOne], { ...F, Tshape: attr.type('DT_INT32') })), g.ints(`${name}/axis`, [0], [])], {
-      ...F, N: attr.int(inputs.length), Tidx: attr.type('DT_INT32'),
-    });
+    g.op(
+      'ConcatV2',
+      name,
+      [
+        ...inputs.map((t, i) =>
+          g.op('Reshape', `${name}/part${i}`, [t, minusOne], { ...F, Tshape: attr.type('DT_INT32') }),
+        ),
+        g.ints(`${name}/axis`, [0], []),
+      ],
+      {
+        ...F,
+        N: attr.int(inputs.length),
+        Tidx: attr.type('DT_INT32'),
+      },
+    );
   const unflatten = (name: string, flat: string): string[] => {
-    const split = g.op('SplitV', `${name}/split`, [flat, g.ints(`${name}/sizes`, sizes), g.ints(`${name}/axis`, [0], [])], { ...F, Tlen: attr.type('DT_INT32'), num_split: attr.int(sizes.length) });
-    return variables.map((v, i) => g.op('Reshape', `${name}/var${i}`, [`${split}:${i}`, g.ints(`${name}/shape${i}`, v.shape.length ? v.shape : [], [v.shape.length])], { ...F, Tshape: attr.type('DT_INT32') }));
+    const split = g.op(
+      'SplitV',
+      `${name}/split`,
+      [flat, g.ints(`${name}/sizes`, sizes), g.ints(`${name}/axis`, [0], [])],
+      { ...F, Tlen: attr.type('DT_INT32'), num_split: attr.int(sizes.length) },
+    );
+    return variables.map((v, i) =>
+      g.op(
+        'Reshape',
+        `${name}/var${i}`,
+        [`${split}:${i}`, g.ints(`${name}/shape${i}`, v.shape.length ? v.shape : [], [v.shape.length])],
+        { ...F, Tshape: attr.type('DT_INT32') },
+      ),
+    );
   };
   const flatGradients = flatten('flat/gradients', gradients);
   const applyFlat = g.placeholder('flat/apply', 'DT_FLOAT', [-1]);
   const applyFlatDone = g.done('apply/done', update('apply', unflatten('flat/apply_parts', applyFlat)));
-  const flatVariables = flatten('flat/variables', variables.map((v) => v.read));
+  const flatVariables = flatten(
+    'flat/variables',
+    variables.map((v) => v.read),
+  );
   const setFlatVariables = g.placeholder('flat/set', 'DT_FLOAT', [-1]);
-  const setFlatDone = g.done('flat/set_done', unflatten('flat/set_parts', setFlatVariables).map((value, i) => assign(handles[i]!.handle, value, `flat/assign${i}`)));
+  const setFlatDone = g.done(
+    'flat/set_done',
+    unflatten('flat/set_parts', setFlatVariables).map((value, i) =>
+      assign(handles[i]!.handle, value, `flat/assign${i}`),
+    ),
+  );
   return {
     graph: g,
     variables,
