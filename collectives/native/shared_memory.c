@@ -1,6 +1,6 @@
 /*
  * Shared memory between trainer processes on one host, for the collectives' same-host transport
- * (training/collectives/shared-memory.ts).
+ * (collectives/shared-memory.ts).
  *
  * Node can share memory between threads (SharedArrayBuffer) but not between processes, and its
  * Atomics.wait only wakes waiters of the same process. This addon supplies the two missing

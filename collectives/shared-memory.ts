@@ -31,7 +31,7 @@ import { CollectiveError } from './frames';
  * rank that runs a different one than its peers is a protocol error, not a hang.
  */
 
-/** The native part (training/collectives/native/shared_memory.c). */
+/** The native part (collectives/native/shared_memory.c). */
 export interface SharedMemoryAddon {
   map(path: string, byteLength: number, create: boolean): ArrayBuffer;
   wait(array: Int32Array, index: number, expected: number, timeoutMs: number): 'ok' | 'timed-out';
@@ -43,7 +43,7 @@ export interface SharedMemoryAddon {
 /** Where segments live: a tmpfs every process of the host sees. */
 export const SHARED_MEMORY_DIR = '/dev/shm';
 const ADDON_ENV = 'GANTRY_SHARED_MEMORY_ADDON';
-const DEFAULT_ADDON_PATH = fileURLToPath(new URL('../../.tools/shm/gantry_shared_memory.node', import.meta.url));
+const DEFAULT_ADDON_PATH = fileURLToPath(new URL('../.tools/shm/gantry_shared_memory.node', import.meta.url));
 
 type Loaded = { addon: SharedMemoryAddon } | { unavailable: string };
 const loadedByPath = new Map<string, Loaded>();
