@@ -255,7 +255,8 @@ export class SharedMemoryAllReduce {
       if (length !== data.length) {
         throw new CollectiveError(
           'protocol',
-          `protocol error: rank ${q} all-reduces ${length} floats where ${context.label} on rank ${r} has ${data.length}; do all ranks pass the same length?`,
+          `protocol error: rank ${q} all-reduces ${length} floats where ${context.label} on rank ${r} ` +
+            `has ${data.length}; do all ranks pass the same length?`,
         );
       }
     }
@@ -336,7 +337,8 @@ export class SharedMemoryAllReduce {
       if (Atomics.load(control, W_OPERATION) === (context.operation | 0) && kind !== 'allReduce') {
         throw new CollectiveError(
           'protocol',
-          `protocol error: rank ${q} runs ${kind} #${context.operation} where this rank runs ${context.label}; do all ranks run the same operations in the same order?`,
+          `protocol error: rank ${q} runs ${kind} #${context.operation} where this rank runs ${context.label}; ` +
+            'do all ranks run the same operations in the same order?',
         );
       }
     }
