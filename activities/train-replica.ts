@@ -2,7 +2,7 @@ import os from 'node:os';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { saveCheckpoint } from '../training/checkpoint';
-import { CollectiveGroup } from '../training/collectives';
+import { CollectiveGroup } from '../collectives';
 import { createReplicaEngine } from '../training/distributed/replica-engine';
 import { replicaLoop, ReplicasDiverged, type ReplicaProgress } from '../training/distributed/replica-loop';
 import { scaledLearningRate } from '../training/distributed/learning-rate';

@@ -13,7 +13,7 @@
  */
 import { once } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
-import { CollectiveGroup, type PeerAddress } from '../training/collectives';
+import { CollectiveGroup, type PeerAddress } from '../collectives';
 
 type FromParent =
   | { kind: 'peers'; rank: number; peers: PeerAddress[] }

@@ -1,5 +1,5 @@
 /**
- * All-reduce (training/collectives) between N trainer processes on one host, over each transport —
+ * All-reduce (collectives/) between N trainer processes on one host, over each transport —
  * the TCP ring on loopback, and shared memory (what ranks on one host use by default) — against
  * the loopback TCP ceiling measured in the same run.
  *

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the collectives' shared-memory addon (training/collectives/native/shared_memory.c) into
+# Builds the collectives' shared-memory addon (collectives/native/shared_memory.c) into
 # .tools/shm/: trainers on one host then all-reduce through shared memory instead of loopback TCP.
 # A single C file against N-API: compiled with cc and the headers of the Node that runs this
 # script (else npm's node-api-headers, pinned). Rebuilt when the source changes.
@@ -8,7 +8,7 @@
 NODE_API_HEADERS_VERSION=1.9.0   # only where Node's own headers are missing
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SOURCE="$ROOT/training/collectives/native/shared_memory.c"
+SOURCE="$ROOT/collectives/native/shared_memory.c"
 OUT_DIR="$ROOT/.tools/shm"
 ADDON="$OUT_DIR/gantry_shared_memory.node"
 STAMP="$OUT_DIR/source.sha256"

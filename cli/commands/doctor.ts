@@ -5,7 +5,7 @@ import { temporalTargetFromEnv } from '../../control/temporal-env';
 import { findRunningEmbeddedTemporal } from '../../control/embedded-temporal';
 import { DEFAULT_FASHION_MNIST_DIR } from '../../data/sources';
 import { selectBackend, type BackendReport } from '../../training/backend';
-import { SHARED_MEMORY_DIR, sharedMemoryAddon } from '../../training/collectives';
+import { SHARED_MEMORY_DIR, sharedMemoryAddon } from '../../collectives';
 
 interface Check {
   name: string;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CollectiveGroup, splitEvenly } from '../../training/collectives';
+import { CollectiveGroup, splitEvenly } from '../../collectives';
 import { closeAll, makeRing, rankData, referenceSum, sameBytes, worstError } from './ring';
 
 // Float32 sums of N values in [-1, 1) against a float64 reference.

@@ -12,7 +12,7 @@ import {
   FrameType,
   offerHandshake,
   type PeerAddress,
-} from '../../training/collectives';
+} from '../../collectives';
 import { closeAll, makeRing } from './ring';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));

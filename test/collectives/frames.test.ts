@@ -8,7 +8,7 @@ import {
   FrameReader,
   FrameType,
   FramedSocket,
-} from '../../training/collectives';
+} from '../../collectives';
 
 const floats = (...values: number[]): Float32Array => Float32Array.from(values);
 const bytes = (array: Float32Array): Buffer => Buffer.from(array.buffer, array.byteOffset, array.byteLength);

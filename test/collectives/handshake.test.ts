@@ -7,7 +7,7 @@ import {
   FrameType,
   type CollectiveGroupOptions,
   type PeerAddress,
-} from '../../training/collectives';
+} from '../../collectives';
 import { closeAll, rankData, sameBytes } from './ring';
 
 const open: CollectiveGroup[] = [];

@@ -3,7 +3,7 @@
  * failures.test.ts; argv: "length,chunkBytes,timeoutMs" and the sharedMemory mode). Reports its address over IPC, takes `{ rank, peers }`, joins the ring, then
  * all-reduces `length` floats in a loop, reporting each iteration before it starts.
  */
-import { CollectiveGroup, type PeerAddress } from '../../training/collectives';
+import { CollectiveGroup, type PeerAddress } from '../../collectives';
 
 const [length, chunkBytes, timeoutMs] = (process.argv[2] ?? '1000,65536,2000').split(',').map(Number) as [
   number,

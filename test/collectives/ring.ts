@@ -1,4 +1,4 @@
-import { CollectiveGroup, type CollectiveGroupOptions } from '../../training/collectives';
+import { CollectiveGroup, type CollectiveGroupOptions } from '../../collectives';
 
 /** Shared by the collective tests: rings of in-process ranks on loopback, and reference data. */
 

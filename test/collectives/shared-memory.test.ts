@@ -11,10 +11,10 @@ import {
   sharedMemoryAddon,
   type CollectiveGroupOptions,
   type PeerAddress,
-} from '../../training/collectives';
+} from '../../collectives';
 import { closeAll, rankData, referenceSum, sameBytes, worstError } from './ring';
 
-// The same-host transport of all-reduce (training/collectives/shared-memory.ts). scripts/setup.sh
+// The same-host transport of all-reduce (collectives/shared-memory.ts). scripts/setup.sh
 // builds its addon; these tests need it.
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const open: CollectiveGroup[] = [];

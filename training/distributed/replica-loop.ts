@@ -24,7 +24,7 @@ import type { ReplicaEngine } from './replica-engine';
 
 export type StrategyName = 'mirrored' | 'multi-worker-mirrored' | 'central-storage';
 
-/** The collective operations a replica uses (training/collectives' CollectiveGroup). */
+/** The collective operations a replica uses (collectives' CollectiveGroup). */
 export interface Collective {
   readonly rank: number;
   readonly worldSize: number;

@@ -1,6 +1,6 @@
 /*
  * Shared memory between trainer processes on one host, for the collectives' same-host transport
- * (training/collectives/shared-memory.ts).
+ * (collectives/shared-memory.ts).
  *
  * Node can share memory between threads (SharedArrayBuffer) but not between processes, and its
  * Atomics.wait only wakes waiters of the same process. This addon supplies the two missing
@@ -71,7 +71,8 @@ static napi_value map(napi_env env, napi_callback_info info) {
   if (!arguments(env, info, 3, argv, "map(path, byteLength, create)")) return NULL;
   char path[512];
   size_t path_length = 0;
-  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &path_length) != napi_ok || path_length == 0 || path_length >= sizeof path - 1) {
+  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &path_length) != napi_ok || path_length == 0 ||
+      path_length >= sizeof path - 1) {
     napi_throw_type_error(env, NULL, "map: path must be a non-empty string under 510 bytes");
     return NULL;
   }
@@ -108,7 +109,8 @@ static napi_value map(napi_env env, napi_callback_info info) {
     if ((int64_t)st.st_size != byte_length) {
       close(fd);
       char message[700];
-      snprintf(message, sizeof message, "%s holds %lld bytes, not the %lld expected", path, (long long)st.st_size, (long long)byte_length);
+      snprintf(message, sizeof message, "%s holds %lld bytes, not the %lld expected", path, (long long)st.st_size,
+               (long long)byte_length);
       napi_throw_error(env, NULL, message);
       return NULL;
     }
@@ -122,7 +124,8 @@ static napi_value map(napi_env env, napi_callback_info info) {
     return throw_errno(env, "cannot map", path);
   }
   napi_value buffer;
-  if (napi_create_external_arraybuffer(env, data, (size_t)byte_length, unmap, (void*)(uintptr_t)byte_length, &buffer) != napi_ok) {
+  if (napi_create_external_arraybuffer(env, data, (size_t)byte_length, unmap, (void*)(uintptr_t)byte_length, &buffer) !=
+      napi_ok) {
     munmap(data, (size_t)byte_length);
     napi_throw_error(env, NULL, "map: this Node cannot wrap external memory in an ArrayBuffer");
     return NULL;
@@ -155,7 +158,8 @@ static napi_value wait_on(napi_env env, napi_callback_info info) {
   if (!address) return NULL;
   int32_t expected = 0;
   double timeout_ms = 0;
-  if (napi_get_value_int32(env, argv[2], &expected) != napi_ok || napi_get_value_double(env, argv[3], &timeout_ms) != napi_ok || !(timeout_ms >= 0)) {
+  if (napi_get_value_int32(env, argv[2], &expected) != napi_ok ||
+      napi_get_value_double(env, argv[3], &timeout_ms) != napi_ok || !(timeout_ms >= 0)) {
     napi_throw_type_error(env, NULL, "wait: expected must be an int32 and timeoutMs a number ≥ 0");
     return NULL;
   }
@@ -191,7 +195,8 @@ static napi_value wake(napi_env env, napi_callback_info info) {
 static int float_arrays(napi_env env, napi_value list, float** out, size_t* length, const char* what) {
   bool is_array = false;
   uint32_t count = 0;
-  if (napi_is_array(env, list, &is_array) != napi_ok || !is_array || napi_get_array_length(env, list, &count) != napi_ok || count == 0 || count > MAX_SUM_ARRAYS) {
+  if (napi_is_array(env, list, &is_array) != napi_ok || !is_array ||
+      napi_get_array_length(env, list, &count) != napi_ok || count == 0 || count > MAX_SUM_ARRAYS) {
     char message[120];
     snprintf(message, sizeof message, "sum: %s must be an array of 1–%d Float32Arrays", what, MAX_SUM_ARRAYS);
     napi_throw_type_error(env, NULL, message);
@@ -202,7 +207,9 @@ static int float_arrays(napi_env env, napi_value list, float** out, size_t* leng
     napi_typedarray_type type;
     size_t item_length = 0;
     void* data = NULL;
-    if (napi_get_element(env, list, i, &item) != napi_ok || napi_get_typedarray_info(env, item, &type, &item_length, &data, NULL, NULL) != napi_ok || type != napi_float32_array) {
+    if (napi_get_element(env, list, i, &item) != napi_ok ||
+        napi_get_typedarray_info(env, item, &type, &item_length, &data, NULL, NULL) != napi_ok ||
+        type != napi_float32_array) {
       char message[120];
       snprintf(message, sizeof message, "sum: %s[%u] is not a Float32Array", what, i);
       napi_throw_type_error(env, NULL, message);

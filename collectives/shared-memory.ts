@@ -31,7 +31,7 @@ import { CollectiveError } from './frames';
  * rank that runs a different one than its peers is a protocol error, not a hang.
  */
 
-/** The native part (training/collectives/native/shared_memory.c). */
+/** The native part (collectives/native/shared_memory.c). */
 export interface SharedMemoryAddon {
   map(path: string, byteLength: number, create: boolean): ArrayBuffer;
   wait(array: Int32Array, index: number, expected: number, timeoutMs: number): 'ok' | 'timed-out';
@@ -43,7 +43,7 @@ export interface SharedMemoryAddon {
 /** Where segments live: a tmpfs every process of the host sees. */
 export const SHARED_MEMORY_DIR = '/dev/shm';
 const ADDON_ENV = 'GANTRY_SHARED_MEMORY_ADDON';
-const DEFAULT_ADDON_PATH = fileURLToPath(new URL('../../.tools/shm/gantry_shared_memory.node', import.meta.url));
+const DEFAULT_ADDON_PATH = fileURLToPath(new URL('../.tools/shm/gantry_shared_memory.node', import.meta.url));
 
 type Loaded = { addon: SharedMemoryAddon } | { unavailable: string };
 const loadedByPath = new Map<string, Loaded>();
@@ -255,7 +255,8 @@ export class SharedMemoryAllReduce {
       if (length !== data.length) {
         throw new CollectiveError(
           'protocol',
-          `protocol error: rank ${q} all-reduces ${length} floats where ${context.label} on rank ${r} has ${data.length}; do all ranks pass the same length?`,
+          `protocol error: rank ${q} all-reduces ${length} floats where ${context.label} on rank ${r} ` +
+            `has ${data.length}; do all ranks pass the same length?`,
         );
       }
     }
@@ -336,7 +337,8 @@ export class SharedMemoryAllReduce {
       if (Atomics.load(control, W_OPERATION) === (context.operation | 0) && kind !== 'allReduce') {
         throw new CollectiveError(
           'protocol',
-          `protocol error: rank ${q} runs ${kind} #${context.operation} where this rank runs ${context.label}; do all ranks run the same operations in the same order?`,
+          `protocol error: rank ${q} runs ${kind} #${context.operation} where this rank runs ${context.label}; ` +
+            'do all ranks run the same operations in the same order?',
         );
       }
     }

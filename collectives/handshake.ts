@@ -48,7 +48,11 @@ export function handshakeMismatch(
   // Every rank must take the same steps after connecting (choosing the transport is collective).
   const [theirShared, ourShared] = [theirs.sharedMemory ?? false, ours.sharedMemory ?? false];
   if (theirShared !== ourShared) {
-    return `rank ${theirs.rank} has shared memory ${theirShared ? 'on' : 'off'} where rank ${ours.rank} has it ${ourShared ? 'on' : 'off'} (set sharedMemory / GANTRY_SHARED_MEMORY alike on every trainer)`;
+    return (
+      `rank ${theirs.rank} has shared memory ${theirShared ? 'on' : 'off'} ` +
+      `where rank ${ours.rank} has it ${ourShared ? 'on' : 'off'} ` +
+      '(set sharedMemory / GANTRY_SHARED_MEMORY alike on every trainer)'
+    );
   }
   return undefined;
 }
@@ -62,9 +66,8 @@ export function parseHandshake(payload: Buffer): Handshake {
   }
   const parsed = HandshakeSchema.safeParse(json);
   if (!parsed.success) {
-    throw new Error(
-      `invalid handshake: ${parsed.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`).join('; ')}`,
-    );
+    const issues = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    throw new Error(`invalid handshake: ${issues.join('; ')}`);
   }
   return parsed.data;
 }

@@ -2,21 +2,21 @@
  * Collective communication for synchronous data-parallel training: a ring of trainers over TCP
  * (all-reduce, broadcast, reduce, barrier), in the spirit of Gloo/Horovod. See group.ts.
  */
+export { CollectiveGroup } from './group';
 export {
-  CollectiveGroup,
   DEFAULT_CHUNK_BYTES,
   DEFAULT_SEND_BUFFER_BYTES,
-  splitEvenly,
   type CollectiveGroupOptions,
   type ConnectOptions,
-  type GroupState,
   type OperationOptions,
   type PeerAddress,
   type ReduceOp,
   type ReduceOptions,
   type SharedMemoryMode,
-  type TransportReport,
-} from './group';
+} from './options';
+export { splitEvenly } from './algorithms';
+export type { GroupState } from './lifecycle';
+export type { TransportReport } from './transport';
 export { SHARED_MEMORY_DIR, segmentPrefix, sharedMemoryAddon } from './shared-memory';
 export {
   CollectiveError,

@@ -299,7 +299,8 @@ export class FrameReader {
       this.fail(
         new CollectiveError(
           'truncated',
-          `truncated frame from ${this.peer}: expected ${this.current.header.length} payload bytes, got ${this.current.filled} ${how}`,
+          `truncated frame from ${this.peer}: expected ${this.current.header.length} payload bytes, ` +
+            `got ${this.current.filled} ${how}`,
           { cause },
         ),
       );
@@ -307,7 +308,8 @@ export class FrameReader {
       this.fail(
         new CollectiveError(
           'truncated',
-          `truncated frame from ${this.peer}: expected a ${FRAME_HEADER_BYTES}-byte header, got ${this.headerFill} bytes ${how}`,
+          `truncated frame from ${this.peer}: expected a ${FRAME_HEADER_BYTES}-byte header, ` +
+            `got ${this.headerFill} bytes ${how}`,
           { cause },
         ),
       );
@@ -389,7 +391,8 @@ export class FrameReader {
       this.fail(
         new CollectiveError(
           'protocol',
-          `bad frame from ${this.peer}: magic 0x${magic.toString(16).padStart(8, '0')} is not 0x${FRAME_MAGIC.toString(16)} (not a Gantry collective peer?)`,
+          `bad frame from ${this.peer}: magic 0x${magic.toString(16).padStart(8, '0')} ` +
+            `is not 0x${FRAME_MAGIC.toString(16)} (not a Gantry collective peer?)`,
         ),
       );
     } else if (version !== FRAME_VERSION) {
@@ -403,7 +406,8 @@ export class FrameReader {
       this.fail(
         new CollectiveError(
           'protocol',
-          `bad frame from ${this.peer}: ${frameTypeName(header.type)} frame declares ${header.length} payload bytes, more than the ${this.maxPayloadBytes}-byte limit`,
+          `bad frame from ${this.peer}: ${frameTypeName(header.type)} frame declares ${header.length} payload bytes, ` +
+            `more than the ${this.maxPayloadBytes}-byte limit`,
         ),
       );
     }
@@ -478,10 +482,18 @@ export class FrameReader {
   private mismatch(waiter: Waiter, header: FrameHeader): string | undefined {
     const { type, tag, what } = waiter.options;
     if (header.type !== type || header.tag !== tag) {
-      return `protocol error from ${this.peer}: got a ${frameTypeName(header.type)} frame of operation #${header.tag} while waiting for ${what} (${frameTypeName(type)} #${tag}); do all ranks run the same operations in the same order?`;
+      return (
+        `protocol error from ${this.peer}: got a ${frameTypeName(header.type)} frame of operation #${header.tag} ` +
+        `while waiting for ${what} (${frameTypeName(type)} #${tag}); ` +
+        'do all ranks run the same operations in the same order?'
+      );
     }
     if (waiter.expectedLength !== undefined && header.length !== waiter.expectedLength) {
-      return `protocol error from ${this.peer}: ${frameTypeName(header.type)} #${header.tag} frame has ${header.length} payload bytes where ${what} needs ${waiter.expectedLength}; do all ranks pass the same length and use the same chunk size?`;
+      return (
+        `protocol error from ${this.peer}: ${frameTypeName(header.type)} #${header.tag} frame has ${header.length} ` +
+        `payload bytes where ${what} needs ${waiter.expectedLength}; ` +
+        'do all ranks pass the same length and use the same chunk size?'
+      );
     }
     return undefined;
   }
