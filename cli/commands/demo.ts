@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readRegistry } from '../../activities/registry-client';
 import { connectClient } from '../../control/connect';
+import { startLocalStack, type LocalStack } from '../../control/dev-stack';
 import { gantryHome } from '../../control/home';
 import type { ServerTarget } from '../../control/servers';
 import { getDataSource } from '../../data/sources';
@@ -9,7 +10,6 @@ import { progressQuery } from '../../workflows/retrain';
 import { CommandFailed } from '../errors';
 import { followRun } from '../follow';
 import { newRunId, resolveSpec, startRun } from '../runs';
-import { startLocalStack, type LocalStack } from '../stack';
 import { predictOnServer } from './demo-serve';
 import { describeStack } from './dev';
 import { formatLoadSummary, readTestSplit, runLoad, type LoadSummary, type TestSplit } from './load';
