@@ -12,7 +12,7 @@ import { followRun } from '../follow';
 import { newRunId, resolveSpec, startRun } from '../runs';
 import { predictOnServer } from './demo-serve';
 import { describeStack } from './dev';
-import { formatLoadSummary, readTestSplit, runLoad, type LoadSummary, type TestSplit } from './load';
+import { formatLoadSummary, readTestSplit, runLoad, type LoadSummary, type TestSplit } from '../../control/load/generator';
 import { runCommand } from './run';
 
 /** The demo's live traffic: what pipelines/fashion-mnist.ts's rollout thresholds are sized for. */

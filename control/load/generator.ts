@@ -1,13 +1,13 @@
 import { Option } from 'commander';
 import { z } from 'zod';
-import { gantryHome } from '../../control/home';
-import { ServersConfigError, ServerTargetSchema, servingTargets, type ServerTarget } from '../../control/servers';
+import { gantryHome } from '../home';
+import { ServersConfigError, ServerTargetSchema, servingTargets, type ServerTarget } from '../servers';
 import { readIdxFile, resolveIdxFile } from '../../data/idx';
 import { DatasetError } from '../../data/errors';
 import { getDataSource } from '../../data/sources';
 import { ServingClient, ServingClientError, type PredictOptions } from '../../serving/client';
 import { LABEL_PATTERN, MODEL_NAME_PATTERN } from '../../serving/config';
-import { CommandFailed, UsageError } from '../errors';
+import { CommandFailed, UsageError } from '../../cli/errors';
 
 /**
  * `gantry load <model>`: live traffic for a model server. Replays the Fashion-MNIST test split as
