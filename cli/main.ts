@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { cancelCommand, statusCommand } from './commands/status';
 import { demoCommand } from './commands/demo';
 import { doctorCommand } from './commands/doctor';
-import { loadCommand, loadEncodingOption } from '../control/load/generator';
+import { loadCommand, loadEncodingOption } from './commands/load';
 import { devCommand } from './commands/dev';
 import { experimentStartCommand, experimentStatusCommand, experimentStopCommand } from './commands/experiment';
 import { modelsDescribeCommand, modelsListCommand } from './commands/models';

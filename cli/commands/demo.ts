@@ -3,6 +3,8 @@ import { readRegistry } from '../../activities/registry-client';
 import { connectClient } from '../../control/connect';
 import { startLocalStack, type LocalStack } from '../../control/dev-stack';
 import { gantryHome } from '../../control/home';
+import { runLoad, type LoadSummary } from '../../control/load/generator';
+import { readTestSplit, type TestSplit } from '../../control/load/test-split';
 import type { ServerTarget } from '../../control/servers';
 import { getDataSource } from '../../data/sources';
 import { seededPermutation } from '../../data/split';
@@ -12,7 +14,7 @@ import { followRun } from '../follow';
 import { newRunId, resolveSpec, startRun } from '../runs';
 import { predictOnServer } from './demo-serve';
 import { describeStack } from './dev';
-import { formatLoadSummary, readTestSplit, runLoad, type LoadSummary, type TestSplit } from '../../control/load/generator';
+import { formatLoadSummary } from './load';
 import { runCommand } from './run';
 
 /** The demo's live traffic: what pipelines/fashion-mnist.ts's rollout thresholds are sized for. */

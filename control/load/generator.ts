@@ -1,45 +1,33 @@
-import { Option } from 'commander';
-import { z } from 'zod';
-import { gantryHome } from '../home';
-import { ServersConfigError, ServerTargetSchema, servingTargets, type ServerTarget } from '../servers';
-import { readIdxFile, resolveIdxFile } from '../../data/idx';
-import { DatasetError } from '../../data/errors';
 import { getDataSource } from '../../data/sources';
 import { ServingClient, ServingClientError, type PredictOptions } from '../../serving/client';
-import { LABEL_PATTERN, MODEL_NAME_PATTERN } from '../../serving/config';
-import { CommandFailed, UsageError } from '../../cli/errors';
+import type { ServerTarget } from '../servers';
+import { FeedbackSender, type FeedbackCounts } from './feedback';
+import { readTestSplit, type TestSplit } from './test-split';
 
 /**
- * `gantry load <model>`: live traffic for a model server. Replays the Fashion-MNIST test split as
- * predict requests at a steady rate (open loop: request i is due at i / rps, whatever the answers
- * take, bounded by --concurrency), optionally as K simulated users with stable client keys (so a
- * traffic split is sticky per user), and with --feedback sends each answered request's true label
- * to :feedback in batches, so a canary's online accuracy has data. The engine, runLoad, runs
- * in-process too (make demo, tests) and stops when its signal aborts.
+ * Live traffic for a model server (the engine of `gantry load`, of make demo's traffic and of the
+ * tests'). Replays the Fashion-MNIST test split as predict requests at a steady rate (open loop:
+ * request i is due at i / rps, whatever the answers take, bounded by `concurrency`), optionally as
+ * K simulated users with stable client keys (so a traffic split is sticky per user), and with
+ * `feedback` sends each answered request's true label to :feedback in batches, so a canary's online
+ * accuracy has data. It stops at its duration or request count, or when its signal aborts.
  */
-
-export interface TestSplit {
-  /** count × 784 raw pixel values. */
-  images: Uint8Array;
-  labels: Uint8Array;
-  count: number;
-}
 
 const ROW = 28 * 28;
 
-/** The t10k image and label files of a Fashion-MNIST folder (gzipped or not), checked against each other. */
-export async function readTestSplit(dir: string): Promise<TestSplit> {
-  const [imagesFile, labelsFile] = await Promise.all([
-    resolveIdxFile(dir, 't10k-images-idx3-ubyte'),
-    resolveIdxFile(dir, 't10k-labels-idx1-ubyte'),
-  ]);
-  const [images, labels] = await Promise.all([readIdxFile(imagesFile, 'images'), readIdxFile(labelsFile, 'labels')]);
-  const [count = 0, rows, cols] = images.dims;
-  if (rows !== 28 || cols !== 28) throw new DatasetError(imagesFile, `images are ${rows}x${cols}, expected 28x28`);
-  if (labels.dims[0] !== count)
-    throw new DatasetError(labelsFile, `has ${labels.dims[0]} labels but ${imagesFile} has ${count} images`);
-  if (count === 0) throw new DatasetError(imagesFile, 'holds no images');
-  return { images: images.data, labels: labels.data, count };
+/**
+ * Load that cannot start. `usage`: the caller asked for something the server does not serve (a
+ * typo in the model, version or rate); `unavailable`: the server cannot be reached or has no
+ * AVAILABLE version. `gantry load` exits with 2 for the one and 1 for the other.
+ */
+export class LoadRefused extends Error {
+  override name = 'LoadRefused';
+  constructor(
+    message: string,
+    readonly reason: 'usage' | 'unavailable',
+  ) {
+    super(message);
+  }
 }
 
 export interface LoadOptions {
@@ -91,7 +79,7 @@ export interface LoadProgress {
   errorsByKind: Record<string, number>;
   /** Client-side counts per answering version (from x-gantry-model-version). */
   versions: Record<string, VersionTally>;
-  feedback: { sent: number; accepted: number; unknown: number; rejected: number; failed: number; pending: number };
+  feedback: FeedbackCounts;
 }
 
 export interface LoadSummary extends LoadProgress {
@@ -136,8 +124,8 @@ function errorKind(error: unknown): string {
 
 /**
  * Checks that the server answers and serves the model (and the pinned version or label), so that
- * a typo fails at once instead of as thousands of errors. Unknown model → UsageError; a server
- * that cannot be reached or has nothing AVAILABLE → CommandFailed.
+ * a typo fails at once instead of as thousands of errors. Unknown model or version → refused as
+ * `usage`; a server that cannot be reached or has nothing AVAILABLE → refused as `unavailable`.
  */
 async function preflight(client: ServingClient, options: LoadOptions, signal: AbortSignal): Promise<void> {
   let versions;
@@ -151,22 +139,28 @@ async function preflight(client: ServingClient, options: LoadOptions, signal: Ab
       } catch {
         // the list only decorates the message
       }
-      throw new UsageError(
+      throw new LoadRefused(
         `model "${options.model}" is not served by ${client.url}${served ? ` (it serves: ${served})` : ''}`,
+        'usage',
       );
     }
-    if (error instanceof ServingClientError && error.kind !== 'http') throw new CommandFailed(error.message);
+    if (error instanceof ServingClientError && error.kind !== 'http')
+      throw new LoadRefused(error.message, 'unavailable');
     throw error;
   }
   const available = versions.filter((v) => v.state === 'AVAILABLE').map((v) => v.version);
   if (available.length === 0) {
-    throw new CommandFailed(
-      `model "${options.model}" has no AVAILABLE version on ${client.url} (${versions.map((v) => `v${v.version} ${v.state}`).join(', ') || 'no versions'})`,
+    const states = versions.map((v) => `v${v.version} ${v.state}`).join(', ') || 'no versions';
+    throw new LoadRefused(
+      `model "${options.model}" has no AVAILABLE version on ${client.url} (${states})`,
+      'unavailable',
     );
   }
   if (options.version !== undefined && !available.includes(options.version)) {
-    throw new UsageError(
-      `--version: version ${options.version} of model "${options.model}" is not AVAILABLE on ${client.url} (available: ${available.join(', ')})`,
+    throw new LoadRefused(
+      `--version: version ${options.version} of model "${options.model}" is not AVAILABLE on ${client.url} ` +
+        `(available: ${available.join(', ')})`,
+      'usage',
     );
   }
 }
@@ -174,7 +168,7 @@ async function preflight(client: ServingClient, options: LoadOptions, signal: Ab
 /** Runs the load until its duration or request count is reached or `signal` aborts; then drains and summarizes. */
 export async function runLoad(options: LoadOptions, signal: AbortSignal): Promise<LoadSummary> {
   if (!(options.rps > 0) || !Number.isFinite(options.rps))
-    throw new UsageError(`rps: must be a positive number, got ${options.rps}`);
+    throw new LoadRefused(`rps: must be a positive number, got ${options.rps}`, 'usage');
   const concurrency = options.concurrency ?? 64;
   const clients = options.clients ?? 0;
   const timeoutMs = options.timeoutMs ?? 10_000;
@@ -184,6 +178,7 @@ export async function runLoad(options: LoadOptions, signal: AbortSignal): Promis
 
   const started = performance.now();
   const intervalMs = 1000 / options.rps;
+  const feedback = new FeedbackSender(client, options.model);
   const progress: LoadProgress = {
     elapsedMs: 0,
     sent: 0,
@@ -193,13 +188,11 @@ export async function runLoad(options: LoadOptions, signal: AbortSignal): Promis
     rps: 0,
     errorsByKind: {},
     versions: {},
-    feedback: { sent: 0, accepted: 0, unknown: 0, rejected: 0, failed: 0, pending: 0 },
+    feedback: feedback.counts(),
   };
   const latencies: number[] = [];
   const inFlight = new Set<Promise<void>>();
   let slotFreed: (() => void) | undefined;
-  let pending: { requestId: string; labels: number }[] = [];
-  let feedbackChain: Promise<void> = Promise.resolve();
 
   const snapshot = (): LoadProgress => {
     const elapsedMs = performance.now() - started;
@@ -208,27 +201,8 @@ export async function runLoad(options: LoadOptions, signal: AbortSignal): Promis
       elapsedMs,
       inFlight: inFlight.size,
       rps: elapsedMs > 0 ? (progress.sent * 1000) / elapsedMs : 0,
-      feedback: { ...progress.feedback, pending: pending.length },
+      feedback: feedback.counts(),
     };
-  };
-
-  const flushFeedback = (): Promise<void> => {
-    if (pending.length === 0) return feedbackChain;
-    const batch = pending;
-    pending = [];
-    // One feedback call at a time, in order; a failed batch is counted, not retried.
-    feedbackChain = feedbackChain.then(async () => {
-      progress.feedback.sent += batch.length;
-      try {
-        const result = await client.feedback(options.model, batch);
-        progress.feedback.accepted += result.accepted;
-        progress.feedback.unknown += result.unknown_request_ids.length;
-        progress.feedback.rejected += result.rejected.length;
-      } catch {
-        progress.feedback.failed += batch.length;
-      }
-    });
-    return feedbackChain;
   };
 
   const send = (index: number) => {
@@ -251,7 +225,7 @@ export async function runLoad(options: LoadOptions, signal: AbortSignal): Promis
         tally.answered++;
         if (argmax(answer.predictions[0]!) === label) tally.correct++;
         tally.accuracy = tally.correct / tally.answered;
-        if (options.feedback) pending.push({ requestId: answer.requestId, labels: label });
+        if (options.feedback) feedback.add(answer.requestId, label);
       })
       .catch((error: unknown) => {
         progress.errors++;
@@ -269,7 +243,7 @@ export async function runLoad(options: LoadOptions, signal: AbortSignal): Promis
     ? setInterval(() => options.onProgress!(snapshot()), options.progressIntervalMs ?? 1000)
     : undefined;
   const feedbackTimer = options.feedback
-    ? setInterval(() => void flushFeedback(), options.feedbackIntervalMs ?? 200)
+    ? setInterval(() => void feedback.flush(), options.feedbackIntervalMs ?? 200)
     : undefined;
   const wake = () => slotFreed?.();
   signal.addEventListener('abort', wake, { once: true });
@@ -311,7 +285,7 @@ export async function runLoad(options: LoadOptions, signal: AbortSignal): Promis
     }
     // Let what was sent finish (each call is bounded by the timeout), then send the last labels.
     await Promise.allSettled([...inFlight]);
-    if (options.feedback) await flushFeedback();
+    if (options.feedback) await feedback.flush();
   } finally {
     if (progressTimer) clearInterval(progressTimer);
     if (feedbackTimer) clearInterval(feedbackTimer);
@@ -336,221 +310,4 @@ export async function runLoad(options: LoadOptions, signal: AbortSignal): Promis
         }
       : null,
   };
-}
-
-// ---- the command ----
-
-/** "30s", "2m", "1h", "500ms", or plain seconds. */
-export function parseDuration(text: string): number | undefined {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!match) return undefined;
-  const value = Number(match[1]);
-  const unit = match[2] ?? 's';
-  return value * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!;
-}
-
-const number = () => z.coerce.number({ error: 'must be a number' });
-const positiveInt = (max: number) =>
-  number().int('must be a whole number').min(1, 'must be at least 1').max(max, `must be at most ${max}`);
-
-const FlagsSchema = z
-  .object({
-    server: z.string().optional(),
-    rps: number().gt(0, 'must be greater than 0').max(100_000, 'must be at most 100000'),
-    duration: z
-      .string()
-      .transform((text, ctx) => {
-        const ms = parseDuration(text);
-        if (ms === undefined || ms <= 0) {
-          ctx.addIssue({
-            code: 'custom',
-            message: `${JSON.stringify(text)} is not a duration (e.g. 30s, 2m, 1h, 500ms)`,
-          });
-          return z.NEVER;
-        }
-        return ms;
-      })
-      .optional(),
-    requests: positiveInt(1_000_000_000).optional(),
-    concurrency: positiveInt(10_000),
-    clients: number()
-      .int('must be a whole number')
-      .min(0, 'must be 0 or more')
-      .max(1_000_000, 'must be at most 1000000'),
-    feedback: z.boolean().optional(),
-    version: positiveInt(Number.MAX_SAFE_INTEGER).optional(),
-    label: z.string().regex(LABEL_PATTERN, 'must match [a-zA-Z0-9_]+').optional(),
-    encoding: z.enum(['json', 'binary']),
-    timeoutMs: positiveInt(3_600_000),
-    data: z.string().min(1).optional(),
-    json: z.boolean().optional(),
-  })
-  .refine((f) => f.version === undefined || f.label === undefined, {
-    message: 'give --version or --label, not both',
-    path: ['label'],
-  });
-
-export interface LoadFlags {
-  server?: string;
-  rps: string;
-  duration?: string;
-  requests?: string;
-  concurrency: string;
-  clients: string;
-  feedback?: boolean;
-  version?: string;
-  label?: string;
-  encoding: string;
-  timeoutMs: string;
-  data?: string;
-  json?: boolean;
-}
-
-/** commander Options whose value choices are checked by commander itself (exit 2 naming the flag). */
-export const loadEncodingOption = () =>
-  new Option('--encoding <encoding>', 'request body: TF Serving JSON rows, or the raw float32 tensor')
-    .choices(['json', 'binary'])
-    .default('json');
-
-const flagName = (key: PropertyKey) => `--${String(key).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
-
-function target(flag: string | undefined): ServerTarget {
-  if (flag !== undefined) {
-    const parsed = ServerTargetSchema.safeParse({
-      url: flag,
-      ...(process.env.GANTRY_SERVE_ADMIN_TOKEN ? { adminToken: process.env.GANTRY_SERVE_ADMIN_TOKEN } : {}),
-    });
-    if (!parsed.success) throw new UsageError(`--server: ${JSON.stringify(flag)} is not an http(s) URL`);
-    return parsed.data;
-  }
-  let targets: ServerTarget[];
-  try {
-    targets = servingTargets(gantryHome());
-  } catch (error) {
-    if (error instanceof ServersConfigError) throw new UsageError(error.message);
-    throw error;
-  }
-  const first = targets[0];
-  if (!first)
-    throw new UsageError(
-      'no model server: give --server URL, or list servers in GANTRY_SERVERS or GANTRY_HOME/servers.json',
-    );
-  return first;
-}
-
-const fmtRate = (x: number | null) => (x === null ? '-' : `${(x * 100).toFixed(1)}%`);
-
-function versionsLine(p: LoadProgress): string {
-  return Object.entries(p.versions)
-    .sort((a, b) => Number(a[0]) - Number(b[0]))
-    .map(([v, t]) => `v${v} ${t.answered} (acc ${fmtRate(t.accuracy)})`)
-    .join(', ');
-}
-
-function progressLine(p: LoadProgress): string {
-  const errors = Object.entries(p.errorsByKind)
-    .map(([k, n]) => `${k}×${n}`)
-    .join(' ');
-  const fb = p.feedback.sent + p.feedback.pending > 0 ? ` | feedback ${p.feedback.accepted}/${p.feedback.sent}` : '';
-  return `${(p.elapsedMs / 1000).toFixed(1)}s sent ${p.sent} answered ${p.answered} errors ${p.errors}${errors ? ` (${errors})` : ''} ${p.rps.toFixed(1)} rps | ${versionsLine(p) || 'no answers yet'}${fb}`;
-}
-
-export function formatLoadSummary(s: LoadSummary): string {
-  const lines = [
-    `load       ${s.model} on ${s.server}: ${s.sent} requests in ${(s.elapsedMs / 1000).toFixed(1)} s (${s.rps.toFixed(1)} rps of ${s.targetRps} wanted), stopped by ${s.stoppedBy}`,
-    `answered   ${s.answered}, errors ${s.errors}${
-      Object.keys(s.errorsByKind).length
-        ? ` (${Object.entries(s.errorsByKind)
-            .map(([k, n]) => `${k}: ${n}`)
-            .join(', ')})`
-        : ''
-    }`,
-    `latency    ${s.latencyMs ? `p50 ${s.latencyMs.p50.toFixed(1)} ms, p90 ${s.latencyMs.p90.toFixed(1)} ms, p99 ${s.latencyMs.p99.toFixed(1)} ms, max ${s.latencyMs.max.toFixed(1)} ms (client side)` : '-'}`,
-    'versions',
-    ...Object.entries(s.versions)
-      .sort((a, b) => Number(a[0]) - Number(b[0]))
-      .map(([v, t]) => `  v${v}: ${t.answered} answers, accuracy ${fmtRate(t.accuracy)} (${t.correct} correct)`),
-  ];
-  if (s.feedback.sent > 0) {
-    lines.push(
-      `feedback   ${s.feedback.sent} labels sent: ${s.feedback.accepted} accepted, ${s.feedback.unknown} unknown, ${s.feedback.rejected} rejected, ${s.feedback.failed} failed`,
-    );
-  }
-  return lines.join('\n');
-}
-
-export async function loadCommand(model: string, raw: LoadFlags): Promise<void> {
-  if (!MODEL_NAME_PATTERN.test(model))
-    throw new UsageError(
-      `model name ${JSON.stringify(model)} is not valid: 1-128 of [A-Za-z0-9_.-], not starting with "."`,
-    );
-  const parsed = FlagsSchema.safeParse(raw);
-  if (!parsed.success) {
-    throw new UsageError(
-      parsed.error.issues.map((i) => `${i.path.length ? flagName(i.path[0]!) : 'flags'}: ${i.message}`).join('; '),
-    );
-  }
-  const flags = parsed.data;
-  const server = target(flags.server);
-  const stop = new AbortController();
-  let interrupts = 0;
-  const onSignal = () => {
-    interrupts++;
-    if (interrupts > 1) process.exit(130);
-    process.stderr.write('\ngantry load: stopping (waiting for the requests in flight; Ctrl-C again to quit now)\n');
-    stop.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  const tty = process.stderr.isTTY === true;
-  let data: TestSplit;
-  try {
-    data = await readTestSplit(flags.data ?? getDataSource('fashion-mnist').defaultLocation);
-  } catch (error) {
-    if (error instanceof DatasetError) throw new UsageError(`${flags.data ? '--data: ' : ''}${error.message}`);
-    throw error;
-  }
-  const what =
-    flags.duration !== undefined
-      ? `for ${raw.duration}`
-      : flags.requests !== undefined
-        ? `${flags.requests} requests`
-        : 'until Ctrl-C';
-  process.stderr.write(
-    `gantry load: ${model} on ${server.url} at ${flags.rps} rps ${what}${flags.clients ? `, ${flags.clients} clients` : ''}${flags.feedback ? ', with feedback' : ''}\n`,
-  );
-  let summary: LoadSummary;
-  try {
-    summary = await runLoad(
-      {
-        model,
-        server,
-        rps: flags.rps,
-        durationMs: flags.duration,
-        requests: flags.requests,
-        concurrency: flags.concurrency,
-        clients: flags.clients,
-        feedback: flags.feedback ?? false,
-        version: flags.version,
-        label: flags.label,
-        encoding: flags.encoding,
-        timeoutMs: flags.timeoutMs,
-        data,
-        progressIntervalMs: tty ? 250 : 5000,
-        // On a terminal one line rewritten in place (cut to its width, so it never wraps); else a line every 5 s.
-        onProgress: (p) =>
-          process.stderr.write(
-            tty
-              ? `\r\x1b[2K${progressLine(p).slice(0, Math.max(20, (process.stderr.columns || 200) - 1))}`
-              : `${progressLine(p)}\n`,
-          ),
-      },
-      stop.signal,
-    );
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
-  if (tty) process.stderr.write('\n');
-  console.log(flags.json ? JSON.stringify(summary) : formatLoadSummary(summary));
 }
