@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { DatasetError } from './errors';
-import { readIdxFile, resolveIdxFile } from './idx';
+import { readIdxFile, readIdxHead, resolveIdxFile } from './idx';
 
 /** One split of a source as it was read: examples back to back, row-major, one byte a value. */
 export interface RawSplit {
@@ -51,7 +51,10 @@ export const FASHION_MNIST_CLASS_NAMES: readonly string[] = [
   'Ankle boot',
 ];
 
-/** Reads an MNIST-layout IDX image/label pair and checks that the two agree with each other. */
+/**
+ * Reads an MNIST-layout IDX image/label pair and checks that the two agree with each other; with
+ * `limit`, only the first `limit` examples of each file.
+ */
 async function readIdxPair(
   dir: string,
   imagesBase: string,
@@ -59,10 +62,13 @@ async function readIdxPair(
   rows: number,
   cols: number,
   numClasses: number,
+  limit?: number,
 ): Promise<RawSplit & { files: string[] }> {
   const imagesFile = await resolveIdxFile(dir, imagesBase);
   const labelsFile = await resolveIdxFile(dir, labelsBase);
-  const [images, labels] = await Promise.all([readIdxFile(imagesFile, 'images'), readIdxFile(labelsFile, 'labels')]);
+  const read = (file: string, kind: 'images' | 'labels') =>
+    limit === undefined ? readIdxFile(file, kind) : readIdxHead(file, kind, limit);
+  const [images, labels] = await Promise.all([read(imagesFile, 'images'), read(labelsFile, 'labels')]);
   const [count = 0, imageRows, imageCols] = images.dims;
   if (imageRows !== rows || imageCols !== cols) {
     throw new DatasetError(imagesFile, `images are ${imageRows}x${imageCols}, expected ${rows}x${cols}`);
@@ -89,18 +95,36 @@ async function requireDirectory(dir: string): Promise<void> {
   throw new DatasetError(dir, 'not a directory');
 }
 
+export type FashionMnistSplit = 'train' | 'test';
+
+const FASHION_MNIST_FILES: Readonly<Record<FashionMnistSplit, { images: string; labels: string }>> = {
+  train: { images: 'train-images-idx3-ubyte', labels: 'train-labels-idx1-ubyte' },
+  test: { images: 't10k-images-idx3-ubyte', labels: 't10k-labels-idx1-ubyte' },
+};
+
+/**
+ * One split of a Fashion-MNIST folder, checked as the source's `read` checks it. With `limit`,
+ * only its first `limit` examples are read: the rest of the files is neither read nor checked.
+ */
+export function readFashionMnistSplit(
+  dir: string,
+  split: FashionMnistSplit,
+  options: { limit?: number } = {},
+): Promise<RawSplit & { files: string[] }> {
+  const files = FASHION_MNIST_FILES[split];
+  return readIdxPair(dir, files.images, files.labels, 28, 28, FASHION_MNIST_CLASS_NAMES.length, options.limit);
+}
+
 const fashionMnist: DataSource = {
   name: 'fashion-mnist',
   defaultLocation: DEFAULT_FASHION_MNIST_DIR,
   description:
-    'Zalando Fashion-MNIST: 60,000 train and 10,000 test 28x28 greyscale images, 10 classes (IDX files, gzipped or not)',
+    'Zalando Fashion-MNIST: 60,000 train and 10,000 test 28x28 greyscale images, 10 classes ' +
+    '(IDX files, gzipped or not)',
   async read(dir: string): Promise<RawDataset> {
     await requireDirectory(dir);
     const numClasses = FASHION_MNIST_CLASS_NAMES.length;
-    const [train, test] = await Promise.all([
-      readIdxPair(dir, 'train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 28, 28, numClasses),
-      readIdxPair(dir, 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte', 28, 28, numClasses),
-    ]);
+    const [train, test] = await Promise.all([readFashionMnistSplit(dir, 'train'), readFashionMnistSplit(dir, 'test')]);
     return {
       train: { images: train.images, labels: train.labels, count: train.count },
       test: { images: test.images, labels: test.labels, count: test.count },

@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import type { ServerTarget } from '../control/servers';
 import { ModelConfigSchema, type ModelConfig } from './config';
 import type { PutModelBodySchema } from './admin';
 import { StateFileSchema, TrafficSchema, type ServingStateData, type Traffic } from './state';
@@ -29,6 +28,15 @@ export class ServingClientError extends Error {
   ) {
     super(message, options);
   }
+}
+
+/**
+ * A replica's REST base URL and the bearer token of its admin API. control/servers.ts's
+ * ServerTarget is one; declared here so that serving/ depends on nothing of control/.
+ */
+export interface ServingEndpoint {
+  url: string;
+  adminToken?: string;
 }
 
 export interface ServingClientOptions {
@@ -103,6 +111,7 @@ const FeedbackResultSchema = z.object({
   rejected: z.array(z.object({ request_id: z.string(), reason: z.string() })),
 });
 const ReadySchema = z.object({ ready: z.boolean(), reasons: z.array(z.string()) });
+const BackendSchema = z.object({ backend: z.object({ name: z.string() }).optional() });
 const AdminStateSchema = z.object({
   state: StateFileSchema,
   models: z.array(z.object({ name: z.string() }).and(StatusSchema)),
@@ -152,7 +161,7 @@ export class ServingClient {
   private readonly adminToken: string | undefined;
   private readonly timeoutMs: number;
 
-  constructor(target: ServerTarget, options: ServingClientOptions = {}) {
+  constructor(target: ServingEndpoint, options: ServingClientOptions = {}) {
     this.url = target.url.replace(/\/+$/, '');
     this.adminToken = target.adminToken;
     this.timeoutMs = options.timeoutMs ?? 30_000;
@@ -242,7 +251,16 @@ export class ServingClient {
     }));
   }
 
-  /** /readyz: whether the first load finished and every model has an AVAILABLE version (a 503 is an answer, not an error). */
+  /** The TensorFlow.js backend the server predicts on (GET /v1/models reports it beside the models). */
+  async backendName(options: CallOptions = {}): Promise<string | null> {
+    const { json, url } = await this.call('GET', '/v1/models', { signal: options.signal });
+    return this.parse(BackendSchema, json, url).backend?.name ?? null;
+  }
+
+  /**
+   * /readyz: whether the first load finished and every model has an AVAILABLE version (a 503 is
+   * an answer, not an error).
+   */
   async ready(options: CallOptions = {}): Promise<{ ready: boolean; reasons: string[] }> {
     const { json, url } = await this.call('GET', '/readyz', { signal: options.signal, accept: [503] });
     return this.parse(ReadySchema, json, url);
@@ -388,7 +406,9 @@ export class ServingClient {
         typeof (json as { error?: unknown } | undefined)?.error === 'string' ? (json as { error: string }).error : null;
       let detail = serverMessage ?? (text.trim().slice(0, 200) || response.statusText);
       if (options.admin && !this.adminToken && (response.status === 401 || response.status === 403))
-        detail += ` (this client has no admin token for ${this.url}: GANTRY_SERVE_ADMIN_TOKEN, or adminToken in servers.json)`;
+        detail +=
+          ` (this client has no admin token for ${this.url}: ` +
+          'GANTRY_SERVE_ADMIN_TOKEN, or adminToken in servers.json)';
       throw new ServingClientError(
         `${method} ${url}: ${response.status} ${detail}`,
         'http',

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRegistry } from '../activities/registry-client';
-import { runLoad, type LoadSummary } from '../cli/commands/load';
+import { runLoad, type LoadSummary } from '../control/load/generator';
 import { deploymentPrefix } from '../control/task-queues';
 import type { ServingClient } from '../serving/client';
 import type { ModelServer } from '../serving/server';

@@ -1,7 +1,7 @@
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LoadSummary } from '../cli/commands/load';
+import type { LoadSummary } from '../control/load/generator';
 import { ServingClient } from '../serving/client';
 import { diffSnapshots, parseServingMetrics, windowStats } from '../serving/metrics-snapshot';
 import { stableUnit } from '../serving/router';

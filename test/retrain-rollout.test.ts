@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { RunResult } from '../activities/types';
 import { readRegistry } from '../activities/registry-client';
-import { runLoad, type LoadSummary } from '../cli/commands/load';
+import { runLoad, type LoadSummary } from '../control/load/generator';
 import { startRun } from '../cli/runs';
 import type { ServingClient } from '../serving/client';
 import type { ModelServer } from '../serving/server';

@@ -1,7 +1,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { readRegistry } from '../activities/registry-client';
-import { runLoad, type LoadSummary } from '../cli/commands/load';
+import { runLoad, type LoadSummary } from '../control/load/generator';
 import { deploymentPrefix, taskQueueOf } from '../control/task-queues';
 import { RolloutSpecSchema } from '../pipelines/spec';
 import type { ServingClient } from '../serving/client';

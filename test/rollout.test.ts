@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRegistry, registryWorkflowId } from '../activities/registry-client';
-import { runLoad, type LoadSummary } from '../cli/commands/load';
+import { runLoad, type LoadSummary } from '../control/load/generator';
 import { deploymentPrefix, taskQueueOf } from '../control/task-queues';
 import { RolloutSpecSchema } from '../pipelines/spec';
 import type { ServingClient } from '../serving/client';

@@ -1,18 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import { readRegistry } from '../../activities/registry-client';
 import { connectClient } from '../../control/connect';
+import { startLocalStack, type LocalStack } from '../../control/dev-stack';
 import { gantryHome } from '../../control/home';
+import { runLoad, type LoadSummary } from '../../control/load/generator';
+import { readTestSplit, type TestSplit } from '../../control/load/test-split';
 import type { ServerTarget } from '../../control/servers';
 import { getDataSource } from '../../data/sources';
 import { seededPermutation } from '../../data/split';
+import { ServingClient } from '../../serving/client';
 import { progressQuery } from '../../workflows/retrain';
 import { CommandFailed } from '../errors';
 import { followRun } from '../follow';
 import { newRunId, resolveSpec, startRun } from '../runs';
-import { startLocalStack, type LocalStack } from '../stack';
 import { predictOnServer } from './demo-serve';
 import { describeStack } from './dev';
-import { formatLoadSummary, readTestSplit, runLoad, type LoadSummary, type TestSplit } from './load';
+import { formatLoadSummary } from './load';
 import { runCommand } from './run';
 
 /** The demo's live traffic: what pipelines/fashion-mnist.ts's rollout thresholds are sized for. */
@@ -34,7 +37,9 @@ export async function demoCommand(options: { set: string[]; json?: boolean }): P
     // A crashed worker is started again and its activity retried there (after its heartbeat times out).
     onExit: (e) =>
       console.error(
-        `${e.what} exited (code ${e.code}, signal ${e.signal})${e.restarted ? '; started it again, its task is retried once its heartbeat times out' : ''}; see ${e.logFile}`,
+        `${e.what} exited (code ${e.code}, signal ${e.signal})` +
+          `${e.restarted ? '; started it again, its task is retried once its heartbeat times out' : ''}; ` +
+          `see ${e.logFile}`,
       ),
   });
   const load = new AbortController();
@@ -68,7 +73,8 @@ export async function demoCommand(options: { set: string[]; json?: boolean }): P
           if (!go) return undefined;
           await waitForModel(server, model, 30_000);
           say(
-            `live traffic: ${DEMO_LOAD.rps} predictions/s from ${DEMO_LOAD.clients} users (sticky), each answer's true label sent back as feedback → ${server.url}`,
+            `live traffic: ${DEMO_LOAD.rps} predictions/s from ${DEMO_LOAD.clients} users (sticky), ` +
+              `each answer's true label sent back as feedback → ${server.url}`,
           );
           return runLoad(
             {
@@ -98,7 +104,8 @@ export async function demoCommand(options: { set: string[]; json?: boolean }): P
     const traffic = await loadDone;
     if (!options.json && result) {
       console.log(
-        `\ndemo finished in ${((performance.now() - started) / 1000).toFixed(1)} s (including start-up); trained on the ${result.backend} backend`,
+        `\ndemo finished in ${((performance.now() - started) / 1000).toFixed(1)} s (including start-up); ` +
+          `trained on the ${result.backend} backend`,
       );
       const failed = result.reasons.filter((r) => r.startsWith('FAIL')).join('; ');
       // On a rerun the gate may rightly keep the champion; only a demo that serves nothing failed.
@@ -109,7 +116,8 @@ export async function demoCommand(options: { set: string[]; json?: boolean }): P
         console.log(
           result.rollout.result === 'promoted'
             ? `rollout: v${result.version} promoted after its canary — ${result.rollout.reasons.join('; ')}`
-            : `rollout: v${result.version} rolled back — ${result.rollout.reasons.join('; ')}; v${result.champion?.version} keeps the traffic`,
+            : `rollout: v${result.version} rolled back — ${result.rollout.reasons.join('; ')}; ` +
+                `v${result.champion?.version} keeps the traffic`,
         );
       }
       if (traffic) console.log(`\nlive traffic from the end of training on\n${formatLoadSummary(traffic)}`);
@@ -156,16 +164,17 @@ async function ensureChampion(
     // Two epochs reach ~0.85; the gate is lowered for this run alone so that it surely publishes.
     const spec = await resolveSpec('fashion-mnist', [...options.set, 'train.epochs=2', 'evaluation.minAccuracy=0.8']);
     say(
-      `no ${alias} for ${model} yet: a quick first version (${spec.train.epochs} epochs) becomes it, so that the real run has a canary to judge against`,
+      `no ${alias} for ${model} yet: a quick first version (${spec.train.epochs} epochs) becomes it, ` +
+        'so that the real run has a canary to judge against',
     );
     const handle = await startRun(client, spec);
     const done = handle.result();
     if (!options.json) await followRun(handle, done);
     const result = await done;
-    say(
-      `bootstrap: v${result.version}, test accuracy ${(result.testAccuracy * 100).toFixed(2)} %, ` +
-        `${result.promoted ? `${alias} (${result.rollout?.reasons.join('; ') ?? 'published'})` : `not published: ${result.reasons.filter((r) => r.startsWith('FAIL')).join('; ')}`}\n`,
-    );
+    const outcome = result.promoted
+      ? `${alias} (${result.rollout?.reasons.join('; ') ?? 'published'})`
+      : `not published: ${result.reasons.filter((r) => r.startsWith('FAIL')).join('; ')}`;
+    say(`bootstrap: v${result.version}, test accuracy ${(result.testAccuracy * 100).toFixed(2)} %, ${outcome}\n`);
     return result.promoted === true;
   } finally {
     await connection.close();
@@ -211,12 +220,12 @@ async function afterTraining(runId: string, signal: AbortSignal): Promise<boolea
 
 /** Until the server has an AVAILABLE version of the model (a champion just published loads within a poll). */
 async function waitForModel(server: ServerTarget, model: string, timeoutMs: number): Promise<void> {
+  const client = new ServingClient(server, { timeoutMs: 5000 });
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const status = await fetch(`${server.url}/v1/models/${model}`)
-      .then((r) => (r.ok ? (r.json() as Promise<{ model_version_status?: { state: string }[] }>) : undefined))
-      .catch(() => undefined);
-    if (status?.model_version_status?.some((v) => v.state === 'AVAILABLE')) return;
+    // Not served yet (404), not up: poll again.
+    const versions = await client.modelStatus(model).catch(() => []);
+    if (versions.some((v) => v.state === 'AVAILABLE')) return;
     if (Date.now() > deadline) return; // runLoad's own check then says what the server serves
     await new Promise((resolve) => setTimeout(resolve, 200));
   }

@@ -1,13 +1,15 @@
+import { startLocalStack, type LocalStack } from '../../control/dev-stack';
 import { gantryHome, type GantryHome } from '../../control/home';
 import { taskQueueOf } from '../../control/task-queues';
 import { UsageError } from '../errors';
-import { startLocalStack, type LocalStack } from '../stack';
 
 export function describeStack(home: GantryHome, stack: LocalStack): string {
   const server = stack.server;
   return [
     `state folder     ${home.root}`,
-    `temporal         ${stack.target.address} (namespace ${stack.target.namespace}; ${server ? `embedded, pid ${server.pid}, ${server.binaryOrigin}: ${server.binary}` : 'TEMPORAL_ADDRESS'})`,
+    `temporal         ${stack.target.address} (namespace ${stack.target.namespace}; ${
+      server ? `embedded, pid ${server.pid}, ${server.binaryOrigin}: ${server.binary}` : 'TEMPORAL_ADDRESS'
+    })`,
     `web ui           ${server?.uiUrl ?? (server ? 'disabled (headless)' : 'see your cluster')}`,
     `temporal db      ${server ? server.database : '-'}`,
     `model server     ${describeModelServer(stack)}`,
@@ -25,7 +27,10 @@ export function describeStack(home: GantryHome, stack: LocalStack): string {
 function describeModelServer(stack: LocalStack): string {
   const served = stack.modelServer;
   if (!served) return `${stack.servers.map((s) => s.url).join(', ')} (GANTRY_SERVERS; none started)`;
-  return `REST ${served.url}, gRPC 127.0.0.1:${served.grpcPort} (gantry serve, pid ${served.child.pid}; admin token in ${served.adminTokenFile})`;
+  return (
+    `REST ${served.url}, gRPC 127.0.0.1:${served.grpcPort} ` +
+    `(gantry serve, pid ${served.child.pid}; admin token in ${served.adminTokenFile})`
+  );
 }
 
 /** Waits for a signal to stop: the foreground life of `gantry dev`. */
@@ -48,13 +53,15 @@ export async function devCommand(options: { port?: string; headless?: boolean; t
     trainWorkers,
     onExit: (e) =>
       console.error(
-        `${e.what} exited (code ${e.code}, signal ${e.signal})${e.restarted ? '; started it again' : ''}; see ${e.logFile}`,
+        `${e.what} exited (code ${e.code}, signal ${e.signal})${e.restarted ? '; started it again' : ''}; ` +
+          `see ${e.logFile}`,
       ),
   });
   console.log(
     `gantry dev is up\n${describeStack(home, stack)}\n\n` +
       'In another terminal: bin/gantry run fashion-mnist --follow   (Ctrl-C here stops everything)\n' +
-      '               then: bin/gantry load fashion-mnist --rps 50 --clients 20 --feedback   (traffic for the next rollout)',
+      '               then: bin/gantry load fashion-mnist --rps 50 --clients 20 --feedback   ' +
+      '(traffic for the next rollout)',
   );
   const signal = await untilInterrupted();
   console.log(`\n${signal}: stopping the workers, the model server and the Temporal server…`);

@@ -2,8 +2,8 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DatasetError } from '../../data/errors';
-import { parseIdx, readIdxFile } from '../../data/idx';
-import { DEFAULT_FASHION_MNIST_DIR, dataSourceNames, getDataSource } from '../../data/sources';
+import { parseIdx, readIdxFile, readIdxHead } from '../../data/idx';
+import { DEFAULT_FASHION_MNIST_DIR, dataSourceNames, getDataSource, readFashionMnistSplit } from '../../data/sources';
 import { idxBytes, makeTempDir, removeTempDir, syntheticSplit, writeFashionLayout, writeIdx } from './helpers';
 
 const real = (name: string) => path.join(DEFAULT_FASHION_MNIST_DIR, name);
@@ -195,5 +195,51 @@ describe('reading a Fashion-MNIST layout from a temp dir', () => {
     expect(() => parseIdx(new Uint8Array([0, 0, 8, 3, 0, 0, 0, 1]), 'y.idx', 'images')).toThrow(
       /^y\.idx: truncated header: 3 dimensions need a 16-byte header, file has 8 bytes/,
     );
+  });
+});
+
+describe('reading only the first examples', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await makeTempDir('idx-head');
+  });
+  afterAll(async () => {
+    await removeTempDir(dir);
+  });
+
+  it('reads the first images of the real gzipped test split, the same bytes as the whole file has', async () => {
+    const head = await readIdxHead(real('t10k-images-idx3-ubyte.gz'), 'images', 3);
+    const all = await readIdxFile(real('t10k-images-idx3-ubyte.gz'), 'images');
+    expect(head.dims).toEqual([3, 28, 28]);
+    expect(Buffer.from(head.data).equals(Buffer.from(all.data.subarray(0, 3 * 784)))).toBe(true);
+    const split = await readFashionMnistSplit(DEFAULT_FASHION_MNIST_DIR, 'test', { limit: 3 });
+    expect(split.count).toBe(3);
+    const labels = await readIdxFile(real('t10k-labels-idx1-ubyte.gz'), 'labels');
+    expect([...split.labels]).toEqual([...labels.data.subarray(0, 3)]);
+    expect(Buffer.from(split.images).equals(Buffer.from(head.data))).toBe(true);
+  });
+
+  it('reads all of a file that holds fewer, plain or gzipped', async () => {
+    const { test } = await writeFashionLayout(dir);
+    const plain = await readIdxHead(path.join(dir, 't10k-labels-idx1-ubyte'), 'labels', 1000);
+    expect(plain.dims).toEqual([test.count]);
+    expect([...plain.data]).toEqual([...test.labels]);
+    const gzipped = path.join(dir, 'labels.gz');
+    await writeIdx(gzipped, 'labels', [test.count], test.labels);
+    expect([...(await readIdxHead(gzipped, 'labels', 4)).data]).toEqual([...test.labels.subarray(0, 4)]);
+  });
+
+  it('names the file and what is wrong: a short file, a wrong magic number, a .gz that is not gzip', async () => {
+    const short = path.join(dir, 'short');
+    await writeFile(short, idxBytes(0x00000801, [10], new Uint8Array(2)));
+    expect((await datasetError(() => readIdxHead(short, 'labels', 3))).reason).toBe(
+      'truncated: header says 10, file ends after 2 bytes of data (the first 3 need 3)',
+    );
+    expect((await readIdxHead(short, 'labels', 2)).dims).toEqual([2]);
+    expect((await datasetError(() => readIdxHead(short, 'images', 1))).reason).toMatch(/^bad magic number 0x00000801/);
+    const fake = path.join(dir, 'fake.gz');
+    await writeFile(fake, 'not gzip');
+    expect((await datasetError(() => readIdxHead(fake, 'labels', 1))).reason).toMatch(/^not gzip data/);
+    expect((await datasetError(() => readIdxHead(path.join(dir, 'none'), 'labels', 1))).reason).toBe('file not found');
   });
 });

@@ -6,15 +6,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { startEmbeddedTemporal, type EmbeddedTemporal } from '../control/embedded-temporal';
-import type { GantryHome } from '../control/home';
-import { freePort } from '../control/ports';
-import { serversFile, servingTargets, type ServerTarget } from '../control/servers';
-import type { Pool } from '../control/task-queues';
-import { temporalTargetFromEnv, type TemporalTarget } from '../control/temporal-env';
+import { startEmbeddedTemporal, type EmbeddedTemporal } from './embedded-temporal';
+import type { GantryHome } from './home';
+import { freePort } from './ports';
+import { serversFile, servingTargets, type ServerTarget } from './servers';
+import type { Pool } from './task-queues';
+import { temporalTargetFromEnv, type TemporalTarget } from './temporal-env';
 
 const WORKERS_DIR = fileURLToPath(new URL('../workers/', import.meta.url));
-const CLI_ENTRY = fileURLToPath(new URL('./main.ts', import.meta.url));
+// The model server runs as `gantry serve`, the command a user would start, so the stack needs no flags of its own.
+const CLI_ENTRY = fileURLToPath(new URL('../cli/main.ts', import.meta.url));
 
 export interface StackWorker {
   pool: Pool;
