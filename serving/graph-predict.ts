@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
-import { tf } from '../training/backend';
+import { tf } from '../engine/backend';
 import { attr, GraphBuilder, type AttrValue } from '../training/graph/graph-def';
 import { describeLayers, GraphUnsupported } from '../training/graph/sequential-graph';
 import type { Signature } from './signature';

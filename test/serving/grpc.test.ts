@@ -3,8 +3,8 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startModelServer, type ModelServer } from '../../serving/server';
-import { selectBackend } from '../../training/backend';
-import type { ModelFiles } from '../../training/model-files';
+import { selectBackend } from '../../engine/backend';
+import type { ModelFiles } from '../../engine/model-files';
 import { fashionMnistSlicer } from '../helpers/examples';
 import { mlpFiles, PIXELS, predictInProcess, publish, removeDir, tempDir } from './helpers';
 

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openGraphSessions } from '../../serving/graph-predict';
 import { startModelServer, type ModelServer } from '../../serving/server';
-import { selectBackend, tf } from '../../training/backend';
+import { selectBackend, tf } from '../../engine/backend';
 import { fashionMnistSlicer } from '../helpers/examples';
 import { mlpFiles, nestedImage, predictInProcess, publish, removeDir, request, tempDir, until } from './helpers';
 

@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
-import { tf } from '../backend';
+import { tf } from '../../engine/backend';
 import {
   compileSequentialStep,
   describeLayers,
