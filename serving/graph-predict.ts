@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
 import { tf } from '../engine/backend';
-import { attr, GraphBuilder, type AttrValue } from '../training/graph/graph-def';
+import { attr, GraphBuilder, type AttrValue } from '../engine/graph-def';
 import { describeLayers, GraphUnsupported } from '../training/graph/sequential-graph';
 import type { Signature } from './signature';
 import type { DenseTensor } from './tensors';

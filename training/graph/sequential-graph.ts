@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type * as tfType from '@tensorflow/tfjs';
-import { GraphBuilder, attr } from './graph-def';
+import { GraphBuilder, attr } from '../../engine/graph-def';
 
 /**
  * Compiles a tfjs Sequential model into one TensorFlow graph that runs a whole training step —
