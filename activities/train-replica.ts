@@ -6,7 +6,7 @@ import { CollectiveGroup } from '../collectives';
 import { createReplicaEngine } from '../training/distributed/replica-engine';
 import { replicaLoop, ReplicasDiverged, type ReplicaProgress } from '../training/distributed/replica-loop';
 import { scaledLearningRate } from '../training/distributed/learning-rate';
-import { saveModelToStore } from '../training/model-files';
+import { saveModelToStore } from '../engine/model-files';
 import { trainProgressSignal } from '../workflows/retrain';
 import { joinJobUpdate, replicaProgressSignal } from '../workflows/train-job';
 import type { ActivityDeps } from './deps';

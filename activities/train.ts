@@ -1,7 +1,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { saveCheckpoint } from '../training/checkpoint';
-import { saveModelToStore } from '../training/model-files';
+import { saveModelToStore } from '../engine/model-files';
 import { learningRateAt } from '../training/optimizers';
 import { trainLoop, type ExecutionReport } from '../training/trainer';
 import { trainProgressSignal } from '../workflows/retrain';

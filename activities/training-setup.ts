@@ -3,7 +3,7 @@ import type { DatasetRef } from '../data/ingest';
 import { loadSplit } from '../data/shards';
 import type { PipelineSpec } from '../pipelines/spec';
 import { buildModel } from '../training/architectures';
-import { selectTrainingBackend, tf, type BackendReport } from '../training/backend';
+import { selectTrainingBackend, tf, type BackendReport } from '../engine/backend';
 import type { Examples } from '../training/batches';
 import { loadLatestCheckpoint, type EpochMetrics } from '../training/checkpoint';
 import { createOptimizer } from '../training/optimizers';

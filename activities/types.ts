@@ -1,7 +1,7 @@
 import type { DatasetRef } from '../data/ingest';
 import type { DriftReport } from '../data/drift';
 import type { PipelineSpec } from '../pipelines/spec';
-import type { BackendReport } from '../training/backend';
+import type { BackendReport } from '../engine/backend';
 import type { ExecutionReport } from '../training/trainer';
 import type { EpochMetrics } from '../training/checkpoint';
 import type { ModelMetrics } from '../training/evaluate';

@@ -6,7 +6,7 @@
 import { createInterface } from 'node:readline';
 import { DEFAULT_FASHION_MNIST_DIR, getDataSource } from '../data/sources';
 import { buildModel } from '../training/architectures';
-import { selectBackend, tf } from '../training/backend';
+import { selectBackend, tf } from '../engine/backend';
 import { CollectiveGroup } from '../collectives';
 import { createReplicaEngine } from '../training/distributed/replica-engine';
 import { replicaLoop, type Collective } from '../training/distributed/replica-loop';

@@ -32,7 +32,7 @@ const { values } = parseArgs({
   },
 });
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-// As a train worker with GANTRY_TRAIN_THREADS=1 runs (ops in the calling thread: training/backend.ts).
+// As a train worker with GANTRY_TRAIN_THREADS=1 runs (ops in the calling thread: engine/backend.ts).
 const ONE_THREAD = { TF_NUM_INTRAOP_THREADS: '1', OMP_NUM_THREADS: '1', TF_CPP_MIN_LOG_LEVEL: '3' };
 
 interface StepTimes {

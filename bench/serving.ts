@@ -14,8 +14,8 @@ import { loadServingProtos } from '../serving/grpc/protos';
 import { loadServable } from '../serving/loader';
 import { scanDensePredictBody } from '../serving/rest/dense-json';
 import { buildModel } from '../training/architectures';
-import { selectBackend, tf } from '../training/backend';
-import { deserializeModel, serializeModel } from '../training/model-files';
+import { selectBackend, tf } from '../engine/backend';
+import { deserializeModel, serializeModel } from '../engine/model-files';
 
 /**
  * `npx tsx bench/serving.ts` — the model server's throughput and latency over REST (JSON, and
@@ -258,7 +258,7 @@ const echoGrpcPort = { stack: await bind(echoGrpc.stack), server: await bind(ech
 // BENCH_SERVER_TF_THREADS, default 1 — on 2 cores the event loop, which parses and answers every
 // request, keeps the other core, and a batch's parallelism comes from its rows; "default" leaves
 // TensorFlow's own (every core). Ops run in the calling thread, as in every Gantry process
-// (training/backend.ts); BENCH_SERVER_TF_INTEROP overrides that (e.g. 1: TensorFlow's inter-op
+// (engine/backend.ts); BENCH_SERVER_TF_INTEROP overrides that (e.g. 1: TensorFlow's inter-op
 // pool of one thread, which each op is handed to).
 const tfThreads = process.env.BENCH_SERVER_TF_THREADS ?? '1';
 const serverEnv: NodeJS.ProcessEnv = { ...process.env };

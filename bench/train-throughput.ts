@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { PROJECT_ROOT } from '../control/temporal-binary';
 import { buildModel } from '../training/architectures';
-import { ENGINE_BACKEND_OF, registerWasmBackend, selectBackend, type BackendName } from '../training/backend';
+import { ENGINE_BACKEND_OF, registerWasmBackend, selectBackend, type BackendName } from '../engine/backend';
 import { GraphTrainStep } from '../training/graph/graph-step';
 import { createOptimizer } from '../training/optimizers';
 

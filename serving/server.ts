@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import type * as grpc from '@grpc/grpc-js';
 import type { FastifyInstance } from 'fastify';
-import { selectBackend, type BackendReport } from '../training/backend';
+import { selectBackend, type BackendReport } from '../engine/backend';
 import { Admin } from './admin';
 import { parseServerOptions, readModelConfigFile, type ServerOptions, type ServerOptionsInput } from './config';
 import { FeedbackStore } from './feedback';

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildModel } from '../training/architectures';
-import { registerWasmBackend, selectBackend, tf } from '../training/backend';
+import { registerWasmBackend, selectBackend, tf } from '../engine/backend';
 import { batchTensors, type Examples } from '../training/batches';
 import { createOptimizer } from '../training/optimizers';
 import { trainLoop } from '../training/trainer';

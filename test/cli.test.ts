@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRegistry } from '../activities/registry-client';
-import { BACKEND_NAMES } from '../training/backend';
+import { BACKEND_NAMES } from '../engine/backend';
 import { createTestEnv, type TestEnv } from './helpers/env';
 import { gantry } from './helpers/cli';
 import { startInProcessWorkers, waitFor } from './helpers/workers';

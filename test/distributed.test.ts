@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileArtifactStore } from '../artifacts/store';
 import { startRun } from '../cli/runs';
 import { PipelineSpecError } from '../pipelines/define';
-import { loadModelFromStore } from '../training/model-files';
+import { loadModelFromStore } from '../engine/model-files';
 import { jobStateQuery, trainJobWorkflowId } from '../workflows/train-job';
 import { createTestEnv, type TestEnv } from './helpers/env';
 import { sliceSpec } from './helpers/specs';

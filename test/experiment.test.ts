@@ -4,7 +4,7 @@ import { runLoad, type LoadSummary } from '../control/load/generator';
 import { deploymentPrefix } from '../control/task-queues';
 import type { ServingClient } from '../serving/client';
 import type { ModelServer } from '../serving/server';
-import { selectBackend } from '../training/backend';
+import { selectBackend } from '../engine/backend';
 import { experimentStatusQuery, experimentWorkflowId } from '../workflows/experiment';
 import { decideExperiment, twoProportionTest } from '../workflows/experiment-analysis';
 import { gantry } from './helpers/cli';

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildModel, type ArchitectureName } from '../training/architectures';
-import { selectBackend, tf } from '../training/backend';
+import { selectBackend, tf } from '../engine/backend';
 import type { Examples } from '../training/batches';
 import { createOptimizer } from '../training/optimizers';
 import { trainLoop, type ExecutionReport } from '../training/trainer';

@@ -6,7 +6,7 @@ import { ServingClient } from '../serving/client';
 import { diffSnapshots, parseServingMetrics, windowStats } from '../serving/metrics-snapshot';
 import { stableUnit } from '../serving/router';
 import { startModelServer, type ModelServer } from '../serving/server';
-import { selectBackend } from '../training/backend';
+import { selectBackend } from '../engine/backend';
 import { gantry } from './helpers/cli';
 import { mlpFiles, publish, removeDir, tempDir } from './serving/helpers';
 

@@ -5,7 +5,7 @@ import { runLoad, type LoadSummary } from '../control/load/generator';
 import { startRun } from '../cli/runs';
 import type { ServingClient } from '../serving/client';
 import type { ModelServer } from '../serving/server';
-import { selectBackend } from '../training/backend';
+import { selectBackend } from '../engine/backend';
 import { progressQuery } from '../workflows/retrain';
 import { rolloutStatusQuery } from '../workflows/rollout';
 import { startDeploymentServer } from './helpers/deployment';

@@ -10,7 +10,7 @@ import { ModelRepository } from '../artifacts/model-repository';
 import { startRun, retrainInput } from '../cli/runs';
 import { taskQueueOf } from '../control/task-queues';
 import { DEFAULT_FASHION_MNIST_DIR } from '../data/sources';
-import { selectBackend } from '../training/backend';
+import { selectBackend } from '../engine/backend';
 import { retrainWorkflow, progressQuery } from '../workflows/retrain';
 import { createTestEnv, type TestEnv } from './helpers/env';
 import { sliceSpec } from './helpers/specs';

@@ -6,7 +6,7 @@ import { deploymentPrefix, taskQueueOf } from '../control/task-queues';
 import { RolloutSpecSchema } from '../pipelines/spec';
 import type { ServingClient } from '../serving/client';
 import type { ModelServer } from '../serving/server';
-import { selectBackend } from '../training/backend';
+import { selectBackend } from '../engine/backend';
 import { rolloutStatusQuery, rolloutWorkflow, rolloutWorkflowId, type RolloutStatus } from '../workflows/rollout';
 import { publishVersion, startDeploymentServer, trainedModelFiles } from './helpers/deployment';
 import { createTestEnv, type TestEnv } from './helpers/env';

@@ -5,8 +5,8 @@ import { deploymentPrefix, taskQueueOf } from '../control/task-queues';
 import { RolloutSpecSchema } from '../pipelines/spec';
 import type { ServingClient } from '../serving/client';
 import type { ModelServer } from '../serving/server';
-import { selectBackend } from '../training/backend';
-import type { ModelFiles } from '../training/model-files';
+import { selectBackend } from '../engine/backend';
+import type { ModelFiles } from '../engine/model-files';
 import { rollbackUpdate } from '../workflows/registry';
 import {
   rollbackRolloutUpdate,

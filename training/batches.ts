@@ -1,6 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { seededPermutation } from '../data/split';
-import { tf } from './backend';
+import { tf } from '../engine/backend';
 
 /** Examples held as raw bytes (pixels 0..255, one label byte each), as the ingest shards store them. */
 export interface Examples {

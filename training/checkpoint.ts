@@ -1,8 +1,8 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { z } from 'zod';
 import type { ArtifactStore } from '../artifacts/store';
-import { tf } from './backend';
-import { loadModelFromStore, saveModelToStore } from './model-files';
+import { tf } from '../engine/backend';
+import { loadModelFromStore, saveModelToStore } from '../engine/model-files';
 
 /**
  * Epoch checkpoints: the model, the optimizer's slots (Adam's moments and step count) and the

@@ -1,6 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { tf } from './backend';
+import { tf } from '../engine/backend';
 import { batchTensors, type Examples } from './batches';
 
 export const ModelMetricsSchema = z.object({

@@ -1,5 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { tf } from './backend';
+import { tf } from '../engine/backend';
 
 export type OptimizerName = 'adam' | 'sgd' | 'rmsprop';
 export type LearningRateSchedule = 'constant' | 'cosine';

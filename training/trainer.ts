@@ -1,5 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { tf } from './backend';
+import { tf } from '../engine/backend';
 import { BatchScratch, batchTensors, epochOrder, type Examples } from './batches';
 import type { EpochMetrics } from './checkpoint';
 import { evaluateModel } from './evaluate';

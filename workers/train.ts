@@ -2,7 +2,7 @@
 import { runPoolWorker } from './main';
 
 // A device is a share of the CPU when there is no GPU: GANTRY_TRAIN_THREADS caps this worker's
-// TensorFlow intra-op pool (ops themselves run in the calling thread: training/backend.ts), so N
+// TensorFlow intra-op pool (ops themselves run in the calling thread: engine/backend.ts), so N
 // workers on one host (a `mirrored` job) split its cores instead of fighting over them. Read by
 // libtensorflow when it starts, so set before the backend loads.
 const threads = process.env.GANTRY_TRAIN_THREADS;

@@ -4,7 +4,7 @@ import { resolveTemporalBinary } from '../../control/temporal-binary';
 import { temporalTargetFromEnv } from '../../control/temporal-env';
 import { findRunningEmbeddedTemporal } from '../../control/embedded-temporal';
 import { DEFAULT_FASHION_MNIST_DIR } from '../../data/sources';
-import { selectBackend, type BackendReport } from '../../training/backend';
+import { selectBackend, type BackendReport } from '../../engine/backend';
 import { SHARED_MEMORY_DIR, sharedMemoryAddon } from '../../collectives';
 
 interface Check {

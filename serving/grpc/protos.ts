@@ -1,12 +1,14 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { TENSORFLOW_PROTO_ROOT } from '../../engine/protos';
 
 /**
- * TF Serving's services, loaded at run time from the definitions in serving/protos (the same
- * files a test or any client can load to talk to the server). Options: field names as written
- * (snake_case, as in TF Serving's JSON), int64 as decimal strings (no precision loss), enums by
- * name, defaults filled in, and the name of the set member of each oneof.
+ * TF Serving's services, loaded at run time from the definitions in serving/protos and the
+ * TensorFlow messages they import from engine/protos (the same files a test or any client can load
+ * to talk to the server; the engine's graph writer loads the TensorFlow ones too). Options: field
+ * names as written (snake_case, as in TF Serving's JSON), int64 as decimal strings (no precision
+ * loss), enums by name, defaults filled in, and the name of the set member of each oneof.
  */
 
 export const PROTO_ROOT = fileURLToPath(new URL('../protos', import.meta.url));
@@ -21,7 +23,7 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   enums: String,
   defaults: true,
   oneofs: true,
-  includeDirs: [PROTO_ROOT],
+  includeDirs: [PROTO_ROOT, TENSORFLOW_PROTO_ROOT],
 };
 
 export const SIGNATURE_DEF_MAP_TYPE_URL = 'type.googleapis.com/tensorflow.serving.SignatureDefMap';

@@ -1,7 +1,7 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { Admin, parseBody, parseModelName } from '../admin';
-import type { BackendReport } from '../../training/backend';
+import type { BackendReport } from '../../engine/backend';
 import { metadataTarget, signatureDefMap, statusMessage, versionStatus } from '../describe';
 import { asServingError, httpStatusOf, invalidArgument, ServingError } from '../errors';
 import { FeedbackBodySchema, type FeedbackStore } from '../feedback';

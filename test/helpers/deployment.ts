@@ -7,8 +7,8 @@ import { taskQueueOf } from '../../control/task-queues';
 import { ServingClient } from '../../serving/client';
 import { startModelServer, type ModelServer } from '../../serving/server';
 import { buildModel } from '../../training/architectures';
-import { tf } from '../../training/backend';
-import { serializeModel, type ModelFiles } from '../../training/model-files';
+import { tf } from '../../engine/backend';
+import { serializeModel, type ModelFiles } from '../../engine/model-files';
 import { publishVersionUpdate, registerVersionUpdate, registryWorkflow } from '../../workflows/registry';
 import { fashionMnistSlicer } from './examples';
 import type { TestEnv } from './env';
@@ -42,7 +42,7 @@ export async function trainedModelFiles(seed: number, count = 4000, epochs = 3):
 
 /** The same model with its output classes rotated by one: confident, fast, and wrong every time. */
 export async function wrongLabelFiles(files: ModelFiles): Promise<ModelFiles> {
-  const { deserializeModel } = await import('../../training/model-files');
+  const { deserializeModel } = await import('../../engine/model-files');
   const model = await deserializeModel(files['model.json'], files['weights.bin']);
   try {
     const last = model.layers[model.layers.length - 1]!;

@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadServable, type LoadOptions } from '../../serving/loader';
 import { startModelServer, type ModelServer } from '../../serving/server';
-import { selectBackend } from '../../training/backend';
+import { selectBackend } from '../../engine/backend';
 import { mlpFiles, nestedImage, publish, removeDir, request, tempDir } from './helpers';
 
 /**

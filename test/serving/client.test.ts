@@ -13,9 +13,9 @@ import {
   type MetricsSnapshot,
 } from '../../serving/metrics-snapshot';
 import { startModelServer, type ModelServer } from '../../serving/server';
-import { selectBackend } from '../../training/backend';
+import { selectBackend } from '../../engine/backend';
 import type { Examples } from '../../training/batches';
-import type { ModelFiles } from '../../training/model-files';
+import type { ModelFiles } from '../../engine/model-files';
 import { fashionMnistSlicer } from '../helpers/examples';
 import { mlpFiles, PIXELS, predictInProcess, publish, removeDir, tempDir, until } from './helpers';
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startModelServer, type ModelServer } from '../../serving/server';
-import { selectBackend } from '../../training/backend';
+import { selectBackend } from '../../engine/backend';
 import type { Examples } from '../../training/batches';
 import { fashionMnistSlicer } from '../helpers/examples';
 import { metricValue, mlpFiles, nestedImage, publish, removeDir, request, tempDir } from './helpers';

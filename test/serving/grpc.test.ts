@@ -3,8 +3,8 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startModelServer, type ModelServer } from '../../serving/server';
-import { selectBackend } from '../../training/backend';
-import type { ModelFiles } from '../../training/model-files';
+import { selectBackend } from '../../engine/backend';
+import type { ModelFiles } from '../../engine/model-files';
 import { fashionMnistSlicer } from '../helpers/examples';
 import { mlpFiles, PIXELS, predictInProcess, publish, removeDir, tempDir } from './helpers';
 
@@ -13,7 +13,8 @@ import { mlpFiles, PIXELS, predictInProcess, publish, removeDir, tempDir } from 
  * repository's protos (TF Serving's packages, field numbers and method names).
  */
 
-const PROTOS = path.resolve(import.meta.dirname, '../../serving/protos');
+// TF Serving's API protos, and the TensorFlow protos they import (the engine's).
+const PROTOS = ['../../serving/protos', '../../engine/protos'].map((dir) => path.resolve(import.meta.dirname, dir));
 const TOKEN = 'grpc-admin-token-0123456789';
 const ROWS = 6;
 
@@ -69,7 +70,7 @@ beforeAll(async () => {
   const definition = protoLoader.loadSync(
     ['tensorflow_serving/apis/prediction_service.proto', 'tensorflow_serving/apis/model_service.proto'],
     {
-      includeDirs: [PROTOS],
+      includeDirs: PROTOS,
       keepCase: true,
       longs: String,
       enums: String,

@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { ModelRepository, METADATA_FILE } from '../../artifacts/model-repository';
 import { buildModel } from '../../training/architectures';
-import { tf } from '../../training/backend';
-import { serializeModel, type ModelFiles } from '../../training/model-files';
+import { tf } from '../../engine/backend';
+import { serializeModel, type ModelFiles } from '../../engine/model-files';
 
 /** Shared by the serving tests: models written in TF Serving's layout, and a small HTTP client. */
 
@@ -47,7 +47,7 @@ export async function publish(
 
 /** In-process predictions of a model's files on `pixels` (n × 784 raw values), for comparisons. */
 export async function predictInProcess(files: ModelFiles, pixels: Float32Array, rows: number): Promise<Float32Array> {
-  const { deserializeModel } = await import('../../training/model-files');
+  const { deserializeModel } = await import('../../engine/model-files');
   const model = await deserializeModel(files['model.json'], files['weights.bin']);
   try {
     return tf

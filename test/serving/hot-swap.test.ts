@@ -1,9 +1,9 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openGraphSessions } from '../../serving/graph-predict';
+import { openGraphSessions } from '../../engine/graph-session';
 import { startModelServer, type ModelServer } from '../../serving/server';
-import { selectBackend, tf } from '../../training/backend';
+import { selectBackend, tf } from '../../engine/backend';
 import { fashionMnistSlicer } from '../helpers/examples';
 import { mlpFiles, nestedImage, predictInProcess, publish, removeDir, request, tempDir, until } from './helpers';
 

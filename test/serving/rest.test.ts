@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadServingProtos } from '../../serving/grpc/protos';
 import { startModelServer, type ModelServer } from '../../serving/server';
-import { selectBackend } from '../../training/backend';
-import type { ModelFiles } from '../../training/model-files';
+import { selectBackend } from '../../engine/backend';
+import type { ModelFiles } from '../../engine/model-files';
 import { fashionMnistSlicer } from '../helpers/examples';
 import {
   metricValue,

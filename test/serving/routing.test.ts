@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startModelServer, type ModelServer } from '../../serving/server';
-import { selectBackend } from '../../training/backend';
+import { selectBackend } from '../../engine/backend';
 import { fashionMnistSlicer } from '../helpers/examples';
 import {
   metricValue,

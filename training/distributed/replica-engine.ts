@@ -1,5 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { tf } from '../backend';
+import { tf } from '../../engine/backend';
 import { GraphTrainStep } from '../graph/graph-step';
 import type { ExecutionReport } from '../trainer';
 

@@ -1,36 +1,17 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
-import { tf } from '../backend';
-import {
-  compileSequentialStep,
-  describeLayers,
-  GraphUnsupported,
-  type CompiledStep,
-  type OptimizerConfig,
-} from './sequential-graph';
+import { tf } from '../../engine/backend';
+import { describeLayers, GraphUnsupported } from '../../engine/forward-graph';
+import { GraphSession, graphSessionsUnavailable } from '../../engine/graph-session';
+import { type CompiledStep, compileSequentialStep, type OptimizerConfig } from './train-step-graph';
 
 /**
- * A training step run as one TensorFlow graph on the native backend (see sequential-graph.ts).
+ * A training step run as one TensorFlow graph on the native backend (see train-step-graph.ts).
  * The graph owns the variables while an epoch trains; `syncToModel` copies them (and Adam's
  * moments) back into the tfjs model and optimizer, whose state checkpoints, evaluation and
  * publishing keep using — so the graph is purely an accelerator, invisible to everything else.
  */
 
 const TAG = 'gantry-train';
-
-/** The slice of tfjs-node's backend that loads and runs a SavedModel session. */
-interface SessionBackend {
-  loadSavedModelMetaGraph(dir: string, tags: string): number;
-  runSavedModel(
-    id: number,
-    inputs: tfType.Tensor[],
-    inputInfos: { name: string }[],
-    outputNames: string[],
-  ): tfType.Tensor[];
-  deleteSavedModel(id: number): void;
-}
 
 /** Placeholder feeds of one session run, and the tensors made for them (disposed after the run). */
 interface Feeds {
@@ -65,8 +46,7 @@ export class GraphTrainStep {
   private gradientBuffer: Float32Array | undefined;
 
   private constructor(
-    private readonly backend: SessionBackend,
-    private readonly session: number,
+    private readonly session: GraphSession,
     private readonly compiled: CompiledStep,
     private readonly model: tfType.LayersModel,
     private readonly optimizer: tfType.Optimizer,
@@ -82,8 +62,8 @@ export class GraphTrainStep {
     featureShape: number[],
     numClasses: number,
   ): Promise<GraphTrainStep | { unsupported: string }> {
-    if (tf.getBackend() !== 'tensorflow')
-      return { unsupported: `the ${tf.getBackend()} backend has no graph sessions` };
+    const unavailable = graphSessionsUnavailable();
+    if (unavailable) return { unsupported: unavailable };
     let compiled: CompiledStep;
     try {
       compiled = compileSequentialStep(describeLayers(model), featureShape, numClasses, optimizerConfig(optimizer));
@@ -91,28 +71,14 @@ export class GraphTrainStep {
       if (error instanceof GraphUnsupported) return { unsupported: error.message };
       throw error;
     }
-    const backend = tf.backend() as unknown as SessionBackend;
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'gantry-graph-'));
-    let session: number;
-    try {
-      await writeFile(path.join(dir, 'saved_model.pb'), compiled.graph.savedModel([TAG]));
-      session = backend.loadSavedModelMetaGraph(dir, TAG);
-    } finally {
-      // The session holds the graph in memory; the file was only the way in.
-      await rm(dir, { recursive: true, force: true });
-    }
-    const step = new GraphTrainStep(backend, session, compiled, model, optimizer);
+    const session = await GraphSession.open(compiled.graph, TAG);
+    const step = new GraphTrainStep(session, compiled, model, optimizer);
     await step.loadFromModel();
     return step;
   }
 
   private run(feeds: [string, tfType.Tensor][], fetches: string[]): tfType.Tensor[] {
-    return this.backend.runSavedModel(
-      this.session,
-      feeds.map(([, t]) => t),
-      feeds.map(([name]) => ({ name })),
-      fetches,
-    );
+    return this.session.run(feeds, fetches);
   }
 
   private get adam(): TfjsAdamState | undefined {
@@ -295,6 +261,6 @@ export class GraphTrainStep {
   }
 
   dispose(): void {
-    this.backend.deleteSavedModel(this.session);
+    this.session.close();
   }
 }

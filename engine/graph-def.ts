@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type protobufType from 'protobufjs';
+import { TENSORFLOW_PROTO_ROOT } from './protos';
 
 /**
  * A TensorFlow GraphDef built node by node, and the SavedModel file that carries it. TensorFlow's
@@ -12,11 +12,15 @@ import type protobufType from 'protobufjs';
 
 const require = createRequire(import.meta.url);
 const protobuf = require('protobufjs') as typeof protobufType;
-const PROTO = path.join(path.dirname(fileURLToPath(import.meta.url)), 'saved_model.proto');
 
 let root: protobufType.Root | undefined;
 function types(): protobufType.Root {
-  root ??= protobuf.loadSync(PROTO);
+  if (!root) {
+    const loaded = new protobuf.Root();
+    // Imports name upstream paths ("tensorflow/core/..."), relative to the include directory.
+    loaded.resolvePath = (_origin, target) => path.join(TENSORFLOW_PROTO_ROOT, target);
+    root = loaded.loadSync('tensorflow/core/protobuf/saved_model.proto');
+  }
   return root;
 }
 

@@ -1,22 +1,27 @@
 import { randomBytes } from 'node:crypto';
-import type * as tfType from '@tensorflow/tfjs';
-import { GraphBuilder, attr } from './graph-def';
+import { attr, GraphBuilder } from '../../engine/graph-def';
+import {
+  activationOf,
+  compileForward,
+  type ForwardLayer,
+  GraphUnsupported,
+  type LayerInfo,
+} from '../../engine/forward-graph';
 
 /**
  * Compiles a tfjs Sequential model into one TensorFlow graph that runs a whole training step —
- * forward pass, softmax cross-entropy, backward pass and the optimizer update — in a single
- * session call. The backward pass is written out per layer with TensorFlow's own gradient ops
- * (MatMul with transposes, BiasAddGrad, ReluGrad, Conv2DBackpropInput/Filter, MaxPoolGrad), the
- * ones Keras's graphs contain, which TensorFlow then rewrites to its oneDNN kernels.
+ * forward pass (the engine's compiler, engine/forward-graph.ts), softmax cross-entropy, backward
+ * pass and the optimizer update — in a single session call. The backward pass is written out per
+ * layer with TensorFlow's own gradient ops (MatMul with transposes, BiasAddGrad, ReluGrad,
+ * Conv2DBackpropInput/Filter, MaxPoolGrad), the ones Keras's graphs contain, which TensorFlow then
+ * rewrites to its oneDNN kernels.
  *
- * Only the layer kinds Gantry's architectures use are compiled; anything else raises
+ * Only the layers and activations whose gradients are written here compile; anything else raises
  * GraphUnsupported and the trainer stays on the eager path, which handles every model.
  *
  * The update follows tfjs's Adam exactly (bias-corrected moments, epsilon outside the square
  * root), so the eager and the graph path train alike and share checkpoints.
  */
-
-export class GraphUnsupported extends Error {}
 
 export interface GraphVariable {
   /** The tfjs variable's name (the key of its gradient and of its optimizer slots). */
@@ -72,38 +77,19 @@ export interface CompiledStep {
   sizes: number[];
 }
 
-interface LayerInfo {
-  className: string;
-  config: Record<string, unknown>;
-  weights: { name: string; shape: number[] }[];
-}
-
 const F = { T: attr.type('DT_FLOAT') };
 
-function pair(value: unknown, fallback: number): [number, number] {
-  if (value === undefined || value === null) return [fallback, fallback];
-  if (typeof value === 'number') return [value, value];
-  const list = value as number[];
-  return [list[0]!, list[1] ?? list[0]!];
-}
-
-function padding(value: unknown): 'SAME' | 'VALID' {
-  if (value === 'same') return 'SAME';
-  if (value === 'valid' || value === undefined) return 'VALID';
-  throw new GraphUnsupported(`padding ${String(value)}`);
-}
-
-export function describeLayers(model: tfType.LayersModel): LayerInfo[] {
-  if (model.getClassName() !== 'Sequential')
-    throw new GraphUnsupported(`${model.getClassName()} models (only Sequential compiles)`);
-  return model.layers.map((layer) => ({
-    className: layer.getClassName(),
-    config: layer.getConfig() as Record<string, unknown>,
-    weights: layer.trainableWeights.map((w) => ({
-      name: (w.read() as tfType.Variable).name,
-      shape: w.shape as number[],
-    })),
-  }));
+/** Activations whose gradient the backward pass writes: relu and linear, and softmax last (fused with the loss). */
+function checkDifferentiable(layer: LayerInfo, isLast: boolean): void {
+  const activation = activationOf(layer);
+  if (layer.className === 'Dense') {
+    if (activation === 'relu' || activation === 'linear' || (activation === 'softmax' && isLast)) return;
+    throw new GraphUnsupported(
+      `Dense activation ${activation}${activation === 'softmax' ? ' before the last layer' : ''}`,
+    );
+  }
+  if (layer.className === 'Conv2D' && activation !== 'relu' && activation !== 'linear')
+    throw new GraphUnsupported(`Conv2D activation ${activation}`);
 }
 
 export function compileSequentialStep(
@@ -167,219 +153,90 @@ export function compileSequentialStep(
     return read;
   };
 
-  // ---- forward ----
-  type Backward = (dy: string) => string | undefined;
-  const backward: Backward[] = [];
-  /** Gradient node per variable index, filled in by the backward pass. */
-  const gradients: string[] = [];
-  let h = x;
-  let shape = [...inputShape];
-  let logits: string | undefined;
+  // ---- forward (the engine's compiler), weights as variables ----
+  /** Variable index of each weight's read node. */
+  const variableOf = new Map<string, number>();
+  const forward = compileForward(g, layers, x, inputShape, {
+    weight: (layer, index) => {
+      const weight = layers[layer]!.weights[index];
+      if (!weight) throw new GraphUnsupported(`layer ${layer} has a frozen weight (only trainable ones compile)`);
+      const read = addVariable(weight.name, weight.shape);
+      variableOf.set(read, variables.length - 1);
+      return read;
+    },
+    dropoutSeed: seed,
+    checkLayer: (layer, index) => checkDifferentiable(layer, index === layers.length - 1),
+  });
+  const last = forward.layers.at(-1);
+  // Softmax is fused with the loss below: softmax cross-entropy on logits, as Keras computes it.
+  const logits = last?.kind === 'dense' && last.activation === 'softmax' ? last.linear : undefined;
+  if (!logits) throw new GraphUnsupported('a model whose last layer is not Dense with softmax');
 
-  layers.forEach((layer, index) => {
+  // ---- backward, one step per layer from the last, from the nodes the forward pass recorded ----
+  /** Gradient node per variable index. */
+  const gradients: string[] = [];
+  const firstWithWeights = layers.findIndex((l) => l.weights.length > 0);
+  const backward = (record: ForwardLayer, index: number, dy: string): string | undefined => {
     const p = `l${index}`;
-    const c = layer.config;
-    const isLast = index === layers.length - 1;
-    switch (layer.className) {
-      case 'InputLayer':
-        return;
-      case 'Rescaling': {
-        const scale = g.floats(`${p}/scale`, [Number(c.scale)]);
-        const offset = Number(c.offset ?? 0);
-        h = g.op('Mul', `${p}/mul`, [h, scale], F);
-        if (offset !== 0) h = g.op('AddV2', `${p}/add`, [h, g.floats(`${p}/offset`, [offset])], F);
+    switch (record.kind) {
+      case 'identity':
+        return dy;
+      case 'rescaling':
         // The input needs no gradient and nothing before this layer trains.
-        backward.push((dy) => (index === 0 ? undefined : g.op('Mul', `${p}/grad`, [dy, scale], F)));
-        return;
-      }
-      case 'Flatten': {
-        const input = h;
-        const size = shape.reduce((a, b) => a * b, 1);
-        h = g.op('Reshape', `${p}/reshape`, [h, g.ints(`${p}/shape`, [-1, size])], {
+        return index === 0 ? undefined : g.op('Mul', `${p}/grad`, [dy, record.scale], F);
+      case 'flatten':
+        return g.op(
+          'Reshape',
+          `${p}/grad`,
+          [dy, g.op('Shape', `${p}/input_shape`, [record.input], { ...F, out_type: attr.type('DT_INT32') })],
+          { ...F, Tshape: attr.type('DT_INT32') },
+        );
+      case 'dropout':
+        return g.op('Mul', `${p}/grad`, [dy, record.mask], F);
+      case 'dense': {
+        // Softmax (the last layer's) is in the loss's gradient already.
+        const dz = record.activation === 'relu' ? g.op('ReluGrad', `${p}/relu_grad`, [dy, record.output], F) : dy;
+        const kernelIndex = variableOf.get(record.kernel)!;
+        gradients[kernelIndex] = g.op('MatMul', `${p}/kernel_grad`, [record.input, dz], {
           ...F,
-          Tshape: attr.type('DT_INT32'),
-        });
-        shape = [size];
-        backward.push((dy) =>
-          g.op(
-            'Reshape',
-            `${p}/grad`,
-            [dy, g.op('Shape', `${p}/input_shape`, [input], { ...F, out_type: attr.type('DT_INT32') })],
-            { ...F, Tshape: attr.type('DT_INT32') },
-          ),
-        );
-        return;
-      }
-      case 'Dropout': {
-        const rate = Number(c.rate);
-        if (c.noiseShape) throw new GraphUnsupported('dropout with a noise shape');
-        if (rate === 0) return;
-        // Stateless randomness keyed by (seed, step) and the layer: a resumed run draws the same masks.
-        const layerSeed = g.op('AddV2', `${p}/seed`, [seed, g.ints(`${p}/salt`, [0, index * 7919])], {
-          T: attr.type('DT_INT32'),
-        });
-        const uniform = g.op(
-          'StatelessRandomUniform',
-          `${p}/uniform`,
-          [g.op('Shape', `${p}/shape`, [h], { ...F, out_type: attr.type('DT_INT32') }), layerSeed],
-          {
-            dtype: attr.type('DT_FLOAT'),
-            T: attr.type('DT_INT32'),
-            Tseed: attr.type('DT_INT32'),
-          },
-        );
-        const keep = g.op('GreaterEqual', `${p}/keep`, [uniform, g.floats(`${p}/rate`, [rate])], F);
-        const mask = g.op(
-          'Mul',
-          `${p}/mask`,
-          [
-            g.op('Cast', `${p}/keep_float`, [keep], { SrcT: attr.type('DT_BOOL'), DstT: attr.type('DT_FLOAT') }),
-            g.floats(`${p}/inverse_keep`, [1 / (1 - rate)]),
-          ],
-          F,
-        );
-        h = g.op('Mul', `${p}/apply`, [h, mask], F);
-        backward.push((dy) => g.op('Mul', `${p}/grad`, [dy, mask], F));
-        return;
-      }
-      case 'Dense': {
-        if (shape.length !== 1) throw new GraphUnsupported(`Dense on a rank-${shape.length + 1} input`);
-        const activation = String(c.activation ?? 'linear');
-        const [kernel, bias] = layer.weights;
-        const input = h;
-        const kernelIndex = variables.length;
-        const w = addVariable(kernel!.name, kernel!.shape);
-        const b = c.useBias === false ? undefined : addVariable(bias!.name, bias!.shape);
-        let z = g.op('MatMul', `${p}/matmul`, [h, w], {
-          ...F,
-          transpose_a: attr.bool(false),
+          transpose_a: attr.bool(true),
           transpose_b: attr.bool(false),
         });
-        if (b) z = g.op('BiasAdd', `${p}/bias`, [z, b], { ...F, data_format: attr.str('NHWC') });
-        shape = [Number(c.units)];
-        let activationGrad: (dy: string) => string;
-        if (activation === 'relu') {
-          const out = g.op('Relu', `${p}/relu`, [z], F);
-          activationGrad = (dy) => g.op('ReluGrad', `${p}/relu_grad`, [dy, out], F);
-          h = out;
-        } else if (activation === 'linear') {
-          activationGrad = (dy) => dy;
-          h = z;
-        } else if (activation === 'softmax' && isLast) {
-          // Fused with the loss below: softmax cross-entropy on logits, as Keras computes it.
-          logits = z;
-          activationGrad = (dy) => dy;
-          h = z;
-        } else {
-          throw new GraphUnsupported(
-            `Dense activation ${activation}${activation === 'softmax' ? ' before the last layer' : ''}`,
-          );
-        }
-        const first = index === layers.findIndex((l) => l.weights.length > 0);
-        backward.push((dy) => {
-          const dz = activationGrad(dy);
-          gradients[kernelIndex] = g.op('MatMul', `${p}/kernel_grad`, [input, dz], {
+        if (record.bias)
+          gradients[kernelIndex + 1] = g.op('BiasAddGrad', `${p}/bias_grad`, [dz], {
             ...F,
-            transpose_a: attr.bool(true),
-            transpose_b: attr.bool(false),
+            data_format: attr.str('NHWC'),
           });
-          if (b)
-            gradients[kernelIndex + 1] = g.op('BiasAddGrad', `${p}/bias_grad`, [dz], {
+        return index === firstWithWeights
+          ? undefined
+          : g.op('MatMul', `${p}/input_grad`, [dz, record.kernel], {
               ...F,
-              data_format: attr.str('NHWC'),
+              transpose_a: attr.bool(false),
+              transpose_b: attr.bool(true),
             });
-          return first
-            ? undefined
-            : g.op('MatMul', `${p}/input_grad`, [dz, w], {
-                ...F,
-                transpose_a: attr.bool(false),
-                transpose_b: attr.bool(true),
-              });
-        });
-        return;
       }
-      case 'Conv2D': {
-        if (c.dataFormat !== undefined && c.dataFormat !== 'channelsLast')
-          throw new GraphUnsupported('channels-first convolution');
-        const [dh, dw] = pair(c.dilationRate, 1);
-        if (dh !== 1 || dw !== 1) throw new GraphUnsupported('dilated convolution');
-        const activation = String(c.activation ?? 'linear');
-        if (activation !== 'relu' && activation !== 'linear')
-          throw new GraphUnsupported(`Conv2D activation ${activation}`);
-        const [sh, sw] = pair(c.strides, 1);
-        const [kh, kw] = pair(c.kernelSize, 1);
-        const pad = padding(c.padding);
-        const [kernel, bias] = layer.weights;
-        const input = h;
-        const kernelIndex = variables.length;
-        const w = addVariable(kernel!.name, kernel!.shape);
-        const b = c.useBias === false ? undefined : addVariable(bias!.name, bias!.shape);
-        const convAttrs = {
-          ...F,
-          strides: attr.ints([1, sh, sw, 1]),
-          padding: attr.str(pad),
-          data_format: attr.str('NHWC'),
-          dilations: attr.ints([1, 1, 1, 1]),
-          use_cudnn_on_gpu: attr.bool(true),
-        };
-        let z = g.op('Conv2D', `${p}/conv`, [h, w], convAttrs);
-        if (b) z = g.op('BiasAdd', `${p}/bias`, [z, b], { ...F, data_format: attr.str('NHWC') });
-        const [ih, iw] = shape;
-        shape =
-          pad === 'SAME'
-            ? [Math.ceil(ih! / sh), Math.ceil(iw! / sw), Number(c.filters)]
-            : [Math.ceil((ih! - kh + 1) / sh), Math.ceil((iw! - kw + 1) / sw), Number(c.filters)];
-        const out = activation === 'relu' ? g.op('Relu', `${p}/relu`, [z], F) : z;
-        h = out;
-        const first = index === layers.findIndex((l) => l.weights.length > 0);
-        backward.push((dy) => {
-          const dz = activation === 'relu' ? g.op('ReluGrad', `${p}/relu_grad`, [dy, out], F) : dy;
-          gradients[kernelIndex] = g.op(
-            'Conv2DBackpropFilter',
-            `${p}/kernel_grad`,
-            [input, g.ints(`${p}/kernel_shape`, kernel!.shape), dz],
-            convAttrs,
-          );
-          if (b)
-            gradients[kernelIndex + 1] = g.op('BiasAddGrad', `${p}/bias_grad`, [dz], {
-              ...F,
-              data_format: attr.str('NHWC'),
-            });
-          if (first) return undefined;
-          const inputShape = g.op('Shape', `${p}/input_shape`, [input], { ...F, out_type: attr.type('DT_INT32') });
-          return g.op('Conv2DBackpropInput', `${p}/input_grad`, [inputShape, w, dz], convAttrs);
-        });
-        return;
+      case 'conv2d': {
+        const dz = record.activation === 'relu' ? g.op('ReluGrad', `${p}/relu_grad`, [dy, record.output], F) : dy;
+        const kernelIndex = variableOf.get(record.kernel)!;
+        gradients[kernelIndex] = g.op(
+          'Conv2DBackpropFilter',
+          `${p}/kernel_grad`,
+          [record.input, g.ints(`${p}/kernel_shape`, variables[kernelIndex]!.shape), dz],
+          record.attrs,
+        );
+        if (record.bias)
+          gradients[kernelIndex + 1] = g.op('BiasAddGrad', `${p}/bias_grad`, [dz], {
+            ...F,
+            data_format: attr.str('NHWC'),
+          });
+        if (index === firstWithWeights) return undefined;
+        const inputShape = g.op('Shape', `${p}/input_shape`, [record.input], { ...F, out_type: attr.type('DT_INT32') });
+        return g.op('Conv2DBackpropInput', `${p}/input_grad`, [inputShape, record.kernel, dz], record.attrs);
       }
-      case 'MaxPooling2D': {
-        if (c.dataFormat !== undefined && c.dataFormat !== 'channelsLast')
-          throw new GraphUnsupported('channels-first pooling');
-        const [ph, pw] = pair(c.poolSize, 2);
-        const [sh, sw] = pair(c.strides ?? c.poolSize, 2);
-        const pad = padding(c.padding);
-        const poolAttrs = {
-          ...F,
-          ksize: attr.ints([1, ph, pw, 1]),
-          strides: attr.ints([1, sh, sw, 1]),
-          padding: attr.str(pad),
-          data_format: attr.str('NHWC'),
-        };
-        const input = h;
-        const out = g.op('MaxPool', `${p}/pool`, [h], poolAttrs);
-        h = out;
-        const [ih, iw, ch] = shape;
-        shape =
-          pad === 'SAME'
-            ? [Math.ceil(ih! / sh), Math.ceil(iw! / sw), ch!]
-            : [Math.floor((ih! - ph) / sh) + 1, Math.floor((iw! - pw) / sw) + 1, ch!];
-        backward.push((dy) => g.op('MaxPoolGrad', `${p}/grad`, [input, out, dy], poolAttrs));
-        return;
-      }
-      default:
-        throw new GraphUnsupported(`layer ${layer.className}`);
+      case 'maxPool':
+        return g.op('MaxPoolGrad', `${p}/grad`, [record.input, record.output, dy], record.attrs);
     }
-  });
-  if (!logits) throw new GraphUnsupported('a model whose last layer is not Dense with softmax');
+  };
 
   // ---- loss: softmax cross-entropy on the logits, summed; the caller scales by 1 / global batch ----
   const xent = g.op('SoftmaxCrossEntropyWithLogits', 'loss/xent', [logits, y], F);
@@ -410,7 +267,7 @@ export function compileSequentialStep(
 
   // ---- backward ----
   let dy: string | undefined = g.op('Mul', 'loss/grad', [`${xent}:1`, lossScale], F);
-  for (let i = backward.length - 1; i >= 0 && dy !== undefined; i--) dy = backward[i]!(dy);
+  for (let i = forward.layers.length - 1; i >= 0 && dy !== undefined; i--) dy = backward(forward.layers[i]!, i, dy);
   variables.forEach((v, i) => {
     if (!gradients[i]) throw new GraphUnsupported(`no gradient reached ${v.name}`);
   });

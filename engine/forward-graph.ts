@@ -1,0 +1,320 @@
+import type * as tfType from '@tensorflow/tfjs';
+import { attr, type AttrValue, GraphBuilder } from './graph-def';
+
+/**
+ * The forward pass of a tfjs Sequential model as TensorFlow graph nodes, written once for both
+ * users: the trainer's step graph (weights are variables, dropout draws masks, and the backward
+ * pass is built from the layer records returned here) and the model server's inference graph
+ * (weights frozen in as constants, dropout is the identity).
+ *
+ * It compiles the layer kinds Gantry's architectures use: Rescaling, Flatten, Dropout, Dense,
+ * Conv2D and MaxPooling2D, with linear / relu / softmax / sigmoid / tanh activations. Anything
+ * else raises GraphUnsupported, and the caller stays on the eager path, which handles every model.
+ */
+
+export class GraphUnsupported extends Error {}
+
+export interface LayerInfo {
+  className: string;
+  config: Record<string, unknown>;
+  /** The trainable weights (name and shape), in the layer's order (kernel, then bias). */
+  weights: { name: string; shape: number[] }[];
+}
+
+export function describeLayers(model: tfType.LayersModel): LayerInfo[] {
+  if (model.getClassName() !== 'Sequential')
+    throw new GraphUnsupported(`${model.getClassName()} models (only Sequential compiles)`);
+  return model.layers.map((layer) => ({
+    className: layer.getClassName(),
+    config: layer.getConfig() as Record<string, unknown>,
+    weights: layer.trainableWeights.map((w) => ({
+      name: (w.read() as tfType.Variable).name,
+      shape: w.shape as number[],
+    })),
+  }));
+}
+
+/**
+ * What one compiled layer left in the graph: the nodes the trainer's backward pass starts from.
+ * `input` is the layer's input node, `output` its output (after the activation), `linear` the
+ * value before the activation.
+ */
+export type ForwardLayer =
+  | { kind: 'identity' }
+  | { kind: 'rescaling'; scale: string }
+  | { kind: 'flatten'; input: string }
+  | { kind: 'dropout'; mask: string }
+  | {
+      kind: 'dense';
+      input: string;
+      kernel: string;
+      bias?: string;
+      linear: string;
+      output: string;
+      activation: string;
+    }
+  | {
+      kind: 'conv2d';
+      input: string;
+      kernel: string;
+      bias?: string;
+      attrs: Record<string, AttrValue>;
+      linear: string;
+      output: string;
+      activation: string;
+    }
+  | { kind: 'maxPool'; input: string; output: string; attrs: Record<string, AttrValue> };
+
+export interface ForwardOptions {
+  /**
+   * The node holding weight `weight` (0: kernel, 1: bias) of layer `layer`: a variable's read when
+   * training, a constant when serving. Called in layer order, kernel before bias.
+   */
+  weight(layer: number, weight: number): string;
+  /**
+   * Training: dropout masks drawn from this seed placeholder (int32 [2]). Without it dropout is the
+   * identity, as at inference.
+   */
+  dropoutSeed?: string;
+  /** Called before each layer compiles: where a caller supports less (the trainer's gradients), it throws here. */
+  checkLayer?(layer: LayerInfo, index: number): void;
+}
+
+export interface Forward {
+  /** The last layer's output node. */
+  output: string;
+  /** Its shape without the batch dimension. */
+  shape: number[];
+  /** One record per layer, in order. */
+  layers: ForwardLayer[];
+}
+
+const F = { T: attr.type('DT_FLOAT') };
+
+function pair(value: unknown, fallback: number): [number, number] {
+  if (value === undefined || value === null) return [fallback, fallback];
+  if (typeof value === 'number') return [value, value];
+  const list = value as number[];
+  return [list[0]!, list[1] ?? list[0]!];
+}
+
+function padding(value: unknown): 'SAME' | 'VALID' {
+  if (value === 'same') return 'SAME';
+  if (value === 'valid' || value === undefined) return 'VALID';
+  throw new GraphUnsupported(`padding ${String(value)}`);
+}
+
+const ACTIVATIONS: Record<string, string | undefined> = {
+  linear: undefined,
+  relu: 'Relu',
+  softmax: 'Softmax',
+  sigmoid: 'Sigmoid',
+  tanh: 'Tanh',
+};
+
+/** A layer's activation name as its config gives it (none is linear). */
+export function activationOf(layer: LayerInfo): string {
+  return String(layer.config.activation ?? 'linear');
+}
+
+function activate(g: GraphBuilder, prefix: string, input: string, activation: string): string {
+  if (!(activation in ACTIVATIONS)) throw new GraphUnsupported(`activation ${activation}`);
+  const op = ACTIVATIONS[activation];
+  return op ? g.op(op, `${prefix}/${activation}`, [input], F) : input;
+}
+
+/** Adds the forward pass of `layers` on input node `x` (shape `inputShape` without the batch) to `g`. */
+export function compileForward(
+  g: GraphBuilder,
+  layers: LayerInfo[],
+  x: string,
+  inputShape: number[],
+  options: ForwardOptions,
+): Forward {
+  const records: ForwardLayer[] = [];
+  let h = x;
+  let shape = [...inputShape];
+  layers.forEach((layer, index) => {
+    options.checkLayer?.(layer, index);
+    const p = `l${index}`;
+    const c = layer.config;
+    const record = (r: ForwardLayer) => records.push(r);
+    switch (layer.className) {
+      case 'InputLayer':
+        return record({ kind: 'identity' });
+      case 'Rescaling': {
+        const scale = g.floats(`${p}/scale`, [Number(c.scale)]);
+        const offset = Number(c.offset ?? 0);
+        h = g.op('Mul', `${p}/mul`, [h, scale], F);
+        if (offset !== 0) h = g.op('AddV2', `${p}/add`, [h, g.floats(`${p}/offset`, [offset])], F);
+        return record({ kind: 'rescaling', scale });
+      }
+      case 'Flatten': {
+        const input = h;
+        const size = shape.reduce((a, b) => a * b, 1);
+        h = g.op('Reshape', `${p}/reshape`, [h, g.ints(`${p}/shape`, [-1, size])], {
+          ...F,
+          Tshape: attr.type('DT_INT32'),
+        });
+        shape = [size];
+        return record({ kind: 'flatten', input });
+      }
+      case 'Dropout': {
+        const seed = options.dropoutSeed;
+        if (seed === undefined) return record({ kind: 'identity' });
+        const rate = Number(c.rate);
+        if (c.noiseShape) throw new GraphUnsupported('dropout with a noise shape');
+        if (rate === 0) return record({ kind: 'identity' });
+        // Stateless randomness keyed by (seed, step) and the layer: a resumed run draws the same masks.
+        const layerSeed = g.op('AddV2', `${p}/seed`, [seed, g.ints(`${p}/salt`, [0, index * 7919])], {
+          T: attr.type('DT_INT32'),
+        });
+        const uniform = g.op(
+          'StatelessRandomUniform',
+          `${p}/uniform`,
+          [g.op('Shape', `${p}/shape`, [h], { ...F, out_type: attr.type('DT_INT32') }), layerSeed],
+          {
+            dtype: attr.type('DT_FLOAT'),
+            T: attr.type('DT_INT32'),
+            Tseed: attr.type('DT_INT32'),
+          },
+        );
+        const keep = g.op('GreaterEqual', `${p}/keep`, [uniform, g.floats(`${p}/rate`, [rate])], F);
+        const mask = g.op(
+          'Mul',
+          `${p}/mask`,
+          [
+            g.op('Cast', `${p}/keep_float`, [keep], { SrcT: attr.type('DT_BOOL'), DstT: attr.type('DT_FLOAT') }),
+            g.floats(`${p}/inverse_keep`, [1 / (1 - rate)]),
+          ],
+          F,
+        );
+        h = g.op('Mul', `${p}/apply`, [h, mask], F);
+        return record({ kind: 'dropout', mask });
+      }
+      case 'Dense': {
+        if (shape.length !== 1) throw new GraphUnsupported(`Dense on a rank-${shape.length + 1} input`);
+        const input = h;
+        const kernel = options.weight(index, 0);
+        const bias = c.useBias === false ? undefined : options.weight(index, 1);
+        let linear = g.op('MatMul', `${p}/matmul`, [h, kernel], {
+          ...F,
+          transpose_a: attr.bool(false),
+          transpose_b: attr.bool(false),
+        });
+        if (bias) linear = g.op('BiasAdd', `${p}/bias`, [linear, bias], { ...F, data_format: attr.str('NHWC') });
+        const activation = activationOf(layer);
+        h = activate(g, p, linear, activation);
+        shape = [Number(c.units)];
+        return record({ kind: 'dense', input, kernel, bias, linear, output: h, activation });
+      }
+      case 'Conv2D': {
+        if (c.dataFormat !== undefined && c.dataFormat !== 'channelsLast')
+          throw new GraphUnsupported('channels-first convolution');
+        if (shape.length !== 3) throw new GraphUnsupported(`Conv2D on a rank-${shape.length + 1} input`);
+        const [dh, dw] = pair(c.dilationRate, 1);
+        if (dh !== 1 || dw !== 1) throw new GraphUnsupported('dilated convolution');
+        const [sh, sw] = pair(c.strides, 1);
+        const [kh, kw] = pair(c.kernelSize, 1);
+        const pad = padding(c.padding);
+        const input = h;
+        const kernel = options.weight(index, 0);
+        const bias = c.useBias === false ? undefined : options.weight(index, 1);
+        const attrs = {
+          ...F,
+          strides: attr.ints([1, sh, sw, 1]),
+          padding: attr.str(pad),
+          data_format: attr.str('NHWC'),
+          dilations: attr.ints([1, 1, 1, 1]),
+          use_cudnn_on_gpu: attr.bool(true),
+        };
+        let linear = g.op('Conv2D', `${p}/conv`, [h, kernel], attrs);
+        if (bias) linear = g.op('BiasAdd', `${p}/bias`, [linear, bias], { ...F, data_format: attr.str('NHWC') });
+        const activation = activationOf(layer);
+        h = activate(g, p, linear, activation);
+        const [ih, iw] = shape;
+        shape =
+          pad === 'SAME'
+            ? [Math.ceil(ih! / sh), Math.ceil(iw! / sw), Number(c.filters)]
+            : [Math.ceil((ih! - kh + 1) / sh), Math.ceil((iw! - kw + 1) / sw), Number(c.filters)];
+        return record({ kind: 'conv2d', input, kernel, bias, attrs, linear, output: h, activation });
+      }
+      case 'MaxPooling2D': {
+        if (c.dataFormat !== undefined && c.dataFormat !== 'channelsLast')
+          throw new GraphUnsupported('channels-first pooling');
+        if (shape.length !== 3) throw new GraphUnsupported(`MaxPooling2D on a rank-${shape.length + 1} input`);
+        const [ph, pw] = pair(c.poolSize, 2);
+        const [sh, sw] = pair(c.strides ?? c.poolSize, 2);
+        const pad = padding(c.padding);
+        const attrs = {
+          ...F,
+          ksize: attr.ints([1, ph, pw, 1]),
+          strides: attr.ints([1, sh, sw, 1]),
+          padding: attr.str(pad),
+          data_format: attr.str('NHWC'),
+        };
+        const input = h;
+        h = g.op('MaxPool', `${p}/pool`, [h], attrs);
+        const [ih, iw, ch] = shape;
+        shape =
+          pad === 'SAME'
+            ? [Math.ceil(ih! / sh), Math.ceil(iw! / sw), ch!]
+            : [Math.floor((ih! - ph) / sh) + 1, Math.floor((iw! - pw) / sw) + 1, ch!];
+        return record({ kind: 'maxPool', input, output: h, attrs });
+      }
+      default:
+        throw new GraphUnsupported(`layer ${layer.className}`);
+    }
+  });
+  return { output: h, shape, layers: records };
+}
+
+/** A float constant holding `values` as raw little-endian bytes (a weight matrix is too big for float_val). */
+function frozen(g: GraphBuilder, name: string, values: Float32Array, dims: number[]): string {
+  const value: AttrValue = {
+    tensor: {
+      dtype: 'DT_FLOAT',
+      tensorShape: { dim: dims.map((size) => ({ size })) },
+      tensorContent: Buffer.from(values.buffer, values.byteOffset, values.byteLength),
+    },
+  };
+  return g.op('Const', name, [], { dtype: attr.type('DT_FLOAT'), value });
+}
+
+export interface InferenceGraph {
+  graph: GraphBuilder;
+  /** The placeholder to feed (float32, `[batch, ...inputShape]`). */
+  input: string;
+  /** The node to fetch. */
+  output: string;
+  /** The output's shape without the batch dimension. */
+  shape: number[];
+}
+
+/**
+ * `model`'s forward pass for inference, with its current weights frozen in as constants (so
+ * TensorFlow's optimiser can fuse MatMul + BiasAdd + activation into oneDNN kernels). `inputDims`
+ * is the input's full shape, batch first (-1 or null for any).
+ */
+export function compileInferenceGraph(model: tfType.LayersModel, inputDims: number[]): InferenceGraph {
+  const layers = describeLayers(model);
+  // Every weight of every layer (getWeights, not only the trainable ones), checked up front.
+  const weights = model.layers.map((layer) => {
+    const values = layer.getWeights().map((w) => ({ values: w.dataSync() as Float32Array, shape: w.shape }));
+    if (values.some((w) => !(w.values instanceof Float32Array)))
+      throw new GraphUnsupported(`layer ${layer.name} holds non-float32 weights`);
+    return values;
+  });
+  const g = new GraphBuilder();
+  const input = g.placeholder('x', 'DT_FLOAT', inputDims);
+  const forward = compileForward(g, layers, input, inputDims.slice(1), {
+    weight: (layer, index) => {
+      const w = weights[layer]![index];
+      if (!w) throw new GraphUnsupported(`layer ${model.layers[layer]!.name} lacks weight ${index}`);
+      return frozen(g, `l${layer}/${index === 0 ? 'kernel' : 'bias_value'}`, w.values, w.shape);
+    },
+  });
+  // A named Identity: the fetch name stays the same whatever the last layer was.
+  const output = g.op('Identity', 'y', [forward.output], F);
+  return { graph: g, input, output, shape: forward.shape };
+}
