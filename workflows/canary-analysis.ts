@@ -1,5 +1,6 @@
 import { jensenShannonDivergence } from '../data/drift';
 import type { RolloutThresholds } from '../pipelines/spec';
+import type { ShadowWindow, VersionWindow } from '../serving/metrics-window';
 
 /**
  * The canary analysis: judges what a canary did on live traffic against the spec's thresholds,
@@ -7,25 +8,9 @@ import type { RolloutThresholds } from '../pipelines/spec';
  * measurements its activities took), so a replay reaches the same decisions.
  */
 
-/** One version's traffic over a window (since a step began), summed over every server. */
-export interface VersionWindow {
-  requests: number;
-  errors: number;
-  errorRate: number;
-  p99Ms: number | null;
-  /** Absent in measurements taken before it was recorded: then p99 is the only quantile. */
-  p90Ms?: number | null;
-  feedback: { labelled: number; correct: number; accuracy: number | null };
-  /** Predicted-class counts, index = class. */
-  classCounts: number[];
-}
-
-/** Copies of requests sent to a shadow version over a window. */
-export interface ShadowWindow {
-  agree: number;
-  disagree: number;
-  error: number;
-}
+// The window types are the serving side's (what the monitor activity measures); types only, so
+// no serving code enters a workflow bundle.
+export type { ShadowWindow, VersionWindow } from '../serving/metrics-window';
 
 export const EMPTY_WINDOW: VersionWindow = {
   requests: 0,

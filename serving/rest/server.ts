@@ -192,6 +192,8 @@ export async function createRestServer(deps: RestDeps): Promise<FastifyInstance>
     reply.type(metrics.contentType).send(await metrics.text());
   app.get('/monitoring/prometheus/metrics', metricsRoute);
   app.get('/metrics', metricsRoute);
+  // The same metrics as data, for the rollout's monitor (serving/metrics-snapshot.ts reads them).
+  app.get('/monitoring/metrics.json', async () => metrics.json());
 
   app.get('/v1/models', async () => ({
     backend: { name: deps.backend.name, engine: deps.backend.engineBackend, tfjs: deps.backend.tfjsVersion },
