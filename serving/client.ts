@@ -255,7 +255,10 @@ export class ServingClient {
     }));
   }
 
-  /** /readyz: whether the first load finished and every model has an AVAILABLE version (a 503 is an answer, not an error). */
+  /**
+   * /readyz: whether the first load finished and every model has an AVAILABLE version (a 503 is an
+   * answer, not an error).
+   */
   async ready(options: CallOptions = {}): Promise<{ ready: boolean; reasons: string[] }> {
     const { json, url } = await this.call('GET', '/readyz', { signal: options.signal, accept: [503] });
     return this.parse(ReadySchema, json, url);
@@ -407,7 +410,9 @@ export class ServingClient {
         typeof (json as { error?: unknown } | undefined)?.error === 'string' ? (json as { error: string }).error : null;
       let detail = serverMessage ?? (text.trim().slice(0, 200) || response.statusText);
       if (options.admin && !this.adminToken && (response.status === 401 || response.status === 403))
-        detail += ` (this client has no admin token for ${this.url}: GANTRY_SERVE_ADMIN_TOKEN, or adminToken in servers.json)`;
+        detail +=
+          ` (this client has no admin token for ${this.url}: ` +
+          'GANTRY_SERVE_ADMIN_TOKEN, or adminToken in servers.json)';
       throw new ServingClientError(
         `${method} ${url}: ${response.status} ${detail}`,
         'http',

@@ -65,7 +65,8 @@ export function judgeCanary(
       const increase = canary.errorRate - champion.errorRate;
       check(
         increase <= t.maxErrorRateIncrease,
-        `error rate ${pct(canary.errorRate)} vs champion ${pct(champion.errorRate)}: +${pct(Math.max(0, increase))} (max +${pct(t.maxErrorRateIncrease)})`,
+        `error rate ${pct(canary.errorRate)} vs champion ${pct(champion.errorRate)}: ` +
+          `+${pct(Math.max(0, increase))} (max +${pct(t.maxErrorRateIncrease)})`,
       );
     }
     judgeLatency(canary, championJudged ? champion : null, t, check, j.pending);
@@ -73,7 +74,8 @@ export function judgeCanary(
       const divergence = jensenShannonDivergence(distribution(canary.classCounts), distribution(champion.classCounts));
       check(
         divergence <= t.maxPredictionDivergence,
-        `prediction divergence ${divergence.toFixed(4)} bits from the champion's class distribution (max ${t.maxPredictionDivergence})`,
+        `prediction divergence ${divergence.toFixed(4)} bits from the champion's class distribution ` +
+          `(max ${t.maxPredictionDivergence})`,
       );
     }
   }
@@ -89,11 +91,13 @@ export function judgeCanary(
       const drop = reference.accuracy - accuracy;
       check(
         drop <= t.maxAccuracyDrop,
-        `online accuracy ${pct(accuracy)} vs champion ${pct(reference.accuracy)}: ${drop > 0 ? '−' : '+'}${pct(Math.abs(drop))} (max drop ${pct(t.maxAccuracyDrop)})`,
+        `online accuracy ${pct(accuracy)} vs champion ${pct(reference.accuracy)}: ` +
+          `${drop > 0 ? '−' : '+'}${pct(Math.abs(drop))} (max drop ${pct(t.maxAccuracyDrop)})`,
       );
     } else {
       j.pending.push(
-        `online accuracy against the champion: ${reference?.labelled ?? 0} of ${t.minFeedback} labelled champion predictions`,
+        `online accuracy against the champion: ${reference?.labelled ?? 0} of ${t.minFeedback} ` +
+          'labelled champion predictions',
       );
     }
   }
@@ -135,7 +139,8 @@ function judgeLatency(
   const why = useP99 ? '' : ` — p90: p99 needs ${t.minRequestsForP99} requests in both windows`;
   check(
     ratio <= t.maxP99LatencyRatio,
-    `${name} latency ${ms(mine)} is ${ratio.toFixed(2)}× the champion's ${ms(theirs)} (max ${t.maxP99LatencyRatio}×${why})`,
+    `${name} latency ${ms(mine)} is ${ratio.toFixed(2)}× the champion's ${ms(theirs)} ` +
+      `(max ${t.maxP99LatencyRatio}×${why})`,
   );
 }
 
@@ -155,7 +160,8 @@ export function judgeShadow(shadow: ShadowWindow, t: RolloutThresholds, minReque
   if (answered > 0) {
     const disagreement = shadow.disagree / answered;
     (disagreement <= t.maxShadowDisagreement ? j.passed : j.breaches).push(
-      `shadow disagreement ${pct(disagreement)} of answers differ from the champion's (max ${pct(t.maxShadowDisagreement)})`,
+      `shadow disagreement ${pct(disagreement)} of answers differ from the champion's ` +
+        `(max ${pct(t.maxShadowDisagreement)})`,
     );
   }
   return j;
