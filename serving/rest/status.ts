@@ -1,5 +1,4 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { BackendReport } from '../../training/backend';
 import { metadataTarget, signatureDefMap, statusMessage, versionStatus } from '../describe';
 import { asServingError, ServingError } from '../errors';
 import type { CallContext, Inference } from '../inference';
@@ -14,7 +13,8 @@ export interface StatusRoutesOptions {
   manager: VersionManager;
   router: Router;
   state: ServingState;
-  backend: BackendReport;
+  /** The TensorFlow backend serving the models, as the list reports it. */
+  backend: { name: string; engineBackend: string; tfjsVersion: string };
 }
 
 /**
