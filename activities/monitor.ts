@@ -1,18 +1,18 @@
-import {
-  diffSnapshots,
-  mergeSnapshots,
-  parseServingMetrics,
-  windowStats,
-  type MetricsSnapshot,
-} from '../serving/metrics-snapshot';
 import { ServingClient } from '../serving/client';
-import type { ShadowWindow, VersionWindow } from '../workflows/canary-analysis';
+import { diffSnapshots, mergeSnapshots, servingSnapshot, type MetricsSnapshot } from '../serving/metrics-snapshot';
+import {
+  shadowWindow,
+  versionWindow,
+  windowStats,
+  type ShadowWindow,
+  type VersionWindow,
+} from '../serving/metrics-window';
 import type { ActivityDeps } from './deps';
 import { configuredServers } from './deploy';
 import type { DeployActivities, ServingMeasurement } from './types';
 
 /**
- * The monitor activity: reads every model server's Prometheus metrics for one model and returns
+ * The monitor activity: reads every model server's metrics (as data) for one model and returns
  * the window since the previous reading — requests, errors, p99 latency, online accuracy from
  * feedback, predicted classes and shadow agreement per version, summed over the servers. Each
  * server's window is taken before summing, so a server that restarted (its counters reset) counts
@@ -30,10 +30,7 @@ export function createMonitorActivities(deps: ActivityDeps): Pick<DeployActiviti
       const readings = await Promise.all(
         servers.map(async (target) => {
           try {
-            const snapshot = parseServingMetrics(
-              await new ServingClient(target, { timeoutMs: 5_000 }).metricsText(),
-              model,
-            );
+            const snapshot = servingSnapshot(await new ServingClient(target, { timeoutMs: 5_000 }).metrics(), model);
             return { url: target.url, ok: true as const, snapshot };
           } catch (error) {
             return { url: target.url, ok: false as const, error: (error as Error).message };
@@ -55,16 +52,8 @@ export function createMonitorActivities(deps: ActivityDeps): Pick<DeployActiviti
       const shadow: Record<string, ShadowWindow> = {};
       if (windows.length) {
         for (const [version, stats] of Object.entries(windowStats(mergeSnapshots(windows)))) {
-          versions[version] = {
-            requests: stats.requests,
-            errors: stats.errors,
-            errorRate: stats.errorRate,
-            p90Ms: stats.p90Ms,
-            p99Ms: stats.p99Ms,
-            feedback: stats.feedback,
-            classCounts: stats.classCounts,
-          };
-          shadow[version] = { agree: stats.shadow.agree, disagree: stats.shadow.disagree, error: stats.shadow.error };
+          versions[version] = versionWindow(stats);
+          shadow[version] = shadowWindow(stats);
         }
       }
       return {

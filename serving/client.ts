@@ -3,6 +3,7 @@ import { ModelConfigSchema, type ModelConfig } from './config';
 import type { PutModelBodySchema } from './admin';
 import { StateFileSchema, TrafficSchema, type ServingStateData, type Traffic } from './state';
 import type { FeedbackResult } from './feedback';
+import type { MetricFamily } from './metrics-snapshot';
 
 /**
  * A typed REST client for one `gantry serve` replica: predict and feedback, status, readiness,
@@ -116,6 +117,18 @@ const AdminStateSchema = z.object({
   state: StateFileSchema,
   models: z.array(z.object({ name: z.string() }).and(StatusSchema)),
 });
+const MetricFamiliesSchema = z.array(
+  z.object({
+    name: z.string(),
+    values: z.array(
+      z.object({
+        value: z.number().nullable(),
+        metricName: z.string().optional(),
+        labels: z.record(z.string(), z.union([z.string(), z.number()])),
+      }),
+    ),
+  }),
+);
 const LabelsSchema = z.object({ version_labels: z.record(z.string(), z.number()) });
 const ModelListSchema = z.object({
   models: z.array(
@@ -258,15 +271,21 @@ export class ServingClient {
   }
 
   /**
-   * /readyz: whether the first load finished and every model has an AVAILABLE version (a 503 is
-   * an answer, not an error).
+   * /readyz: whether the first load finished and every model has an AVAILABLE version (a 503 is an
+   * answer, not an error).
    */
   async ready(options: CallOptions = {}): Promise<{ ready: boolean; reasons: string[] }> {
     const { json, url } = await this.call('GET', '/readyz', { signal: options.signal, accept: [503] });
     return this.parse(ReadySchema, json, url);
   }
 
-  /** The server's Prometheus text (see serving/metrics-snapshot.ts to read it). */
+  /** The server's metrics as data, prom-client's JSON (serving/metrics-snapshot.ts reads a model's counters). */
+  async metrics(options: CallOptions = {}): Promise<MetricFamily[]> {
+    const { json, url } = await this.call('GET', '/monitoring/metrics.json', { signal: options.signal });
+    return this.parse(MetricFamiliesSchema, json, url);
+  }
+
+  /** The server's Prometheus text, as a scraper reads it. */
   async metricsText(options: CallOptions = {}): Promise<string> {
     const { text } = await this.call('GET', '/monitoring/prometheus/metrics', { signal: options.signal });
     return text;

@@ -1,19 +1,20 @@
+import { METRIC } from './metric-names';
+
 /**
  * One model's serving metrics as plain data: what a rollout's analysis reads from each server
- * replica. A snapshot holds the cumulative counters of the server's Prometheus text (see
- * serving/metrics.ts) for one model, per version; the difference of two snapshots is a window
- * (the same shape, the counts in between, with Prometheus `increase` semantics), and a window's
- * stats are what thresholds are checked against: error rate, p50/p99 latency, online accuracy
- * from feedback, the predicted-class counts.
+ * replica. A snapshot holds the cumulative counters of the server's metrics (serving/metrics.ts,
+ * read as prom-client's JSON) for one model, per version; the difference of two snapshots is a
+ * window (the same shape, the counts in between, with Prometheus `increase` semantics), and a
+ * window's stats (serving/metrics-window.ts) are what thresholds are checked against.
  *
- * Everything here is a pure function of its arguments (no I/O, no clock, no imports), so a
- * Temporal workflow may call it; the ServingClient (serving/client.ts) fetches the text.
- * Snapshots are JSON-safe (no Infinity or NaN), so they can travel as activity results.
+ * Everything here is a pure function of its arguments (no I/O, no clock, only constants
+ * imported), so a Temporal workflow may call it; the ServingClient (serving/client.ts) fetches the
+ * metrics. Snapshots are JSON-safe (no Infinity or NaN), so they can travel as activity results.
  *
- * The usual sequence, per server replica r: `s0[r] = parse(text)`, later `s1[r] = parse(text)`;
- * then `windowStats(mergeSnapshots(replicas.map((r) => diffSnapshots(s1[r], s0[r]))))`. Diff each
- * replica first and merge the windows: a restart is detected per replica, and a merged snapshot
- * can hide one replica's reset behind another's growth.
+ * The usual sequence, per server replica r: `s0[r] = servingSnapshot(metrics, model)`, later
+ * `s1[r]` the same; then `windowStats(mergeSnapshots(replicas.map((r) => diffSnapshots(s1[r], s0[r]))))`.
+ * Diff each replica first and merge the windows: a restart is detected per replica, and a merged
+ * snapshot can hide one replica's reset behind another's growth.
  */
 
 /** A cumulative bucket: observations ≤ `le` (seconds). */
@@ -50,115 +51,37 @@ export interface MetricsSnapshot {
   model: string;
   /** Keyed by version number (as a string, as Prometheus labels it). */
   versions: Record<string, VersionCounters>;
-  /** Requests that failed before a version was chosen (unknown model, no AVAILABLE version, a body the server could not read). */
+  /**
+   * Requests that failed before a version was chosen (unknown model, no AVAILABLE version, a body
+   * the server could not read).
+   */
   unrouted: { requests: number; errorsByStatus: Record<string, number> };
-  /** Server replicas summed into this snapshot (1 for a parsed one). */
+  /** Server replicas summed into this snapshot (1 for one read from a server). */
   replicas: number;
-  /** The server process's start time (process_start_time_seconds), when one replica's; null for merged snapshots. */
+  /**
+   * The server process's start time (process_start_time_seconds), when one replica's; null for
+   * merged snapshots.
+   */
   processStartTimeSeconds: number | null;
 }
 
-// ---- the text format ----
-
-export interface PrometheusSample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
 /**
- * Parses Prometheus' text exposition format (version 0.0.4) into samples; comments, HELP and TYPE
- * lines are skipped, timestamps ignored.
- *
- * Hand-written on purpose: the npm package parse-prometheus-text-format (1.1.1, its latest) was
- * tried first and gives wrong answers on exactly this server's output. It folds the samples of a
- * histogram family into one series, so a histogram with labels (model, version, api, protocol)
- * comes back as the bucket counts of whichever label set came last, without its labels and
- * without its _sum and _count; and a final sample not followed by a newline is dropped. The
- * grammar we need is one line per sample, which is this short function.
+ * A metric family as the server's registry gives it as data (prom-client's `getMetricsAsJSON()`,
+ * served at /monitoring/metrics.json), as far as it is read here: a histogram's samples are named
+ * `<name>_bucket` (with an `le` label, "+Inf" for the last), `_sum` and `_count` in `metricName`;
+ * a NaN value arrives as null after a trip through JSON.
  */
-export function parsePrometheusText(text: string): PrometheusSample[] {
-  const samples: PrometheusSample[] = [];
-  const lines = text.split('\n');
-  for (let n = 0; n < lines.length; n++) {
-    const line = lines[n]!.trim();
-    if (line === '' || line.startsWith('#')) continue;
-    samples.push(parseSampleLine(line, n + 1));
-  }
-  return samples;
-}
-
-function parseSampleLine(line: string, lineNumber: number): PrometheusSample {
-  const fail = (why: string): never => {
-    throw new Error(
-      `Prometheus text, line ${lineNumber}: ${why}: ${line.length > 120 ? `${line.slice(0, 120)}…` : line}`,
-    );
-  };
-  let i = 0;
-  while (i < line.length && line[i] !== '{' && line[i] !== ' ' && line[i] !== '\t') i++;
-  const name = line.slice(0, i);
-  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(name)) fail('bad metric name');
-  const labels: Record<string, string> = {};
-  if (line[i] === '{') {
-    i++;
-    for (;;) {
-      while (line[i] === ' ' || line[i] === ',') i++;
-      if (line[i] === '}') {
-        i++;
-        break;
-      }
-      const eq = line.indexOf('=', i);
-      if (eq < 0) fail('label without "="');
-      const labelName = line.slice(i, eq).trim();
-      if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(labelName)) fail(`bad label name ${JSON.stringify(labelName)}`);
-      i = eq + 1;
-      while (line[i] === ' ') i++;
-      if (line[i] !== '"') fail(`label ${labelName}: value not quoted`);
-      i++;
-      let value = '';
-      for (;;) {
-        if (i >= line.length) fail(`label ${labelName}: unterminated value`);
-        const c = line[i]!;
-        if (c === '\\') {
-          const next = line[i + 1];
-          value += next === 'n' ? '\n' : next === '\\' ? '\\' : next === '"' ? '"' : `\\${next ?? ''}`;
-          i += 2;
-        } else if (c === '"') {
-          i++;
-          break;
-        } else {
-          value += c;
-          i++;
-        }
-      }
-      labels[labelName] = value;
-    }
-  }
-  const rest = line
-    .slice(i)
-    .trim()
-    .split(/[ \t]+/);
-  const value = parseValue(rest[0] ?? '');
-  if (value === undefined) fail('bad value');
-  return { name, labels, value: value! };
-}
-
-/** A float as Prometheus (Go's ParseFloat) reads it: NaN and ±Inf in any case — prom-client writes NaN as "Nan". */
-function parseValue(text: string): number | undefined {
-  const special = /^([-+]?)(inf|infinity|nan)$/i.exec(text);
-  if (special) return special[2]!.toLowerCase() === 'nan' ? NaN : special[1] === '-' ? -Infinity : Infinity;
-  if (text === '' || !/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(text)) return undefined;
-  return Number(text);
+export interface MetricFamily {
+  name: string;
+  values: readonly {
+    value: number | null;
+    metricName?: string;
+    labels: Readonly<Record<string, string | number | undefined>>;
+  }[];
 }
 
 // ---- snapshots ----
 
-const REQUESTS = 'gantry_serving_requests_total';
-const LATENCY = 'gantry_serving_request_duration_seconds';
-const FEEDBACK = 'gantry_serving_feedback_total';
-const PREDICTED_CLASS = 'gantry_serving_predicted_class_total';
-const SHADOW = 'gantry_serving_shadow_requests_total';
-const START_TIME = 'gantry_serving_process_start_time_seconds';
 /** The APIs whose requests are model calls; metadata and status calls are not counted. */
 const MODEL_APIS = new Set(['predict', 'classify']);
 
@@ -211,8 +134,26 @@ function cumulativeAt(h: HistogramCounts, le: number): number {
   return count;
 }
 
-/** One model's counters from a server's Prometheus text, summed over protocols and APIs per version. */
-export function parseServingMetrics(text: string, model: string): MetricsSnapshot {
+/** A sample's labels as Prometheus writes them: every value a string (prom-client keeps numbers as given). */
+function labelText(labels: MetricFamily['values'][number]['labels']): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(labels)) if (v !== undefined) out[k] = String(v);
+  return out;
+}
+
+/** The samples of the families, each named as Prometheus' text format would name it. */
+function* samples(metrics: readonly MetricFamily[]): Generator<{
+  name: string;
+  labels: Record<string, string>;
+  value: number | null;
+}> {
+  for (const family of metrics)
+    for (const v of family.values)
+      yield { name: v.metricName ?? family.name, labels: labelText(v.labels), value: v.value };
+}
+
+/** One model's counters from a server's metrics, summed over protocols and APIs per version. */
+export function servingSnapshot(metrics: readonly MetricFamily[], model: string): MetricsSnapshot {
   const snapshot: MetricsSnapshot = {
     model,
     versions: {},
@@ -233,16 +174,15 @@ export function parseServingMetrics(text: string, model: string): MetricsSnapsho
     return s;
   };
 
-  for (const sample of parsePrometheusText(text)) {
-    const { name, labels, value } = sample;
-    if (name === START_TIME) {
-      snapshot.processStartTimeSeconds = value;
+  for (const { name, labels, value } of samples(metrics)) {
+    if (name === METRIC.processStartTime) {
+      if (value !== null) snapshot.processStartTimeSeconds = value;
       continue;
     }
-    if (labels.model !== model || !Number.isFinite(value)) continue;
+    if (labels.model !== model || value === null || !Number.isFinite(value)) continue;
     const v = labels.version ?? '';
     switch (name) {
-      case REQUESTS: {
+      case METRIC.requests: {
         if (!MODEL_APIS.has(labels.api ?? '')) break;
         const status = labels.status ?? 'UNKNOWN';
         if (v === '') {
@@ -258,29 +198,30 @@ export function parseServingMetrics(text: string, model: string): MetricsSnapsho
         }
         break;
       }
-      case `${LATENCY}_bucket`:
-      case `${LATENCY}_sum`:
-      case `${LATENCY}_count`: {
+      case `${METRIC.latency}_bucket`:
+      case `${METRIC.latency}_sum`:
+      case `${METRIC.latency}_count`: {
         if (!MODEL_APIS.has(labels.api ?? '') || v === '') break;
         const s = series(labels);
         if (name.endsWith('_sum')) s.sum = value;
         else if (name.endsWith('_count')) s.count = value;
         else {
-          const le = parseValue(labels.le ?? '');
-          if (le !== undefined && Number.isFinite(le)) s.buckets.set(le, value);
+          // The +Inf bucket is the count; the finite bounds arrive as numbers.
+          const le = labels.le === undefined || labels.le === '' ? NaN : Number(labels.le);
+          if (Number.isFinite(le)) s.buckets.set(le, value);
         }
         break;
       }
-      case FEEDBACK:
+      case METRIC.feedback:
         if (v === '') break;
         if (labels.outcome === 'correct') version(v).feedback.correct += value;
         else if (labels.outcome === 'incorrect') version(v).feedback.incorrect += value;
         break;
-      case PREDICTED_CLASS:
+      case METRIC.predictedClass:
         if (v === '' || labels.class === undefined) break;
         add(version(v).classes, labels.class, value);
         break;
-      case SHADOW: {
+      case METRIC.shadow: {
         if (v === '') break;
         const outcome = labels.outcome;
         if (outcome === 'agree' || outcome === 'disagree' || outcome === 'error') version(v).shadow[outcome] += value;
@@ -383,7 +324,10 @@ export function restartedBetween(later: MetricsSnapshot, earlier: MetricsSnapsho
   return fell;
 }
 
-/** Prometheus' increase() between two samples: a counter that went down restarted, so its later value is the increase. */
+/**
+ * Prometheus' increase() between two samples: a counter that went down restarted, so its later
+ * value is the increase.
+ */
 const increase = (later: number, earlier: number) => (later >= earlier ? later - earlier : later);
 
 function diffRecord(later: Record<string, number>, earlier: Record<string, number>): Record<string, number> {
@@ -455,138 +399,12 @@ export function diffSnapshots(later: MetricsSnapshot, earlier: MetricsSnapshot):
   };
 }
 
-// ---- quantiles and stats ----
-
-/**
- * Prometheus' histogram_quantile over cumulative buckets (any order; the last bound must be +Inf,
- * else NaN): the bucket holding rank q × total, linear interpolation inside it, the lowest
- * bucket starting at 0 (or answering its bound when that is ≤ 0), and the highest finite bound
- * when the rank falls in the +Inf bucket. q < 0 → -Inf, q > 1 → +Inf, no observations → NaN.
- * Non-monotonic counts (a scrape racing an observation) are evened out as Prometheus does.
- */
-export function histogramQuantile(buckets: readonly Bucket[], q: number): number {
-  if (Number.isNaN(q)) return NaN;
-  if (q < 0) return -Infinity;
-  if (q > 1) return Infinity;
-  const sorted = [...buckets].sort((a, b) => a.le - b.le);
-  if (sorted.length === 0 || sorted[sorted.length - 1]!.le !== Infinity) return NaN;
-  // Coalesce equal bounds, then force monotonic counts.
-  const coalesced: Bucket[] = [];
-  for (const b of sorted) {
-    const last = coalesced[coalesced.length - 1];
-    if (last && last.le === b.le) last.count += b.count;
-    else coalesced.push({ le: b.le, count: b.count });
-  }
-  let max = -Infinity;
-  for (const b of coalesced) {
-    if (b.count < max) b.count = max;
-    else max = b.count;
-  }
-  if (coalesced.length < 2) return NaN;
-  const observations = coalesced[coalesced.length - 1]!.count;
-  if (observations === 0) return NaN;
-  let rank = q * observations;
-  let b = coalesced.length - 1;
-  for (let i = 0; i < coalesced.length - 1; i++) {
-    if (coalesced[i]!.count >= rank) {
-      b = i;
-      break;
-    }
-  }
-  if (b === coalesced.length - 1) return coalesced[coalesced.length - 2]!.le;
-  if (b === 0 && coalesced[0]!.le <= 0) return coalesced[0]!.le;
-  let start = 0;
-  const end = coalesced[b]!.le;
-  let count = coalesced[b]!.count;
-  if (b > 0) {
-    start = coalesced[b - 1]!.le;
-    count -= coalesced[b - 1]!.count;
-    rank -= coalesced[b - 1]!.count;
-  }
-  return start + (end - start) * (rank / count);
-}
-
-/** histogram_quantile of a HistogramCounts (its +Inf bucket is its count); null when it has no observations. */
-export function latencyQuantile(histogram: HistogramCounts, q: number): number | null {
-  const value = histogramQuantile([...histogram.buckets, { le: Infinity, count: histogram.count }], q);
-  return Number.isFinite(value) ? value : null;
-}
-
-export interface VersionStats {
-  requests: number;
-  errors: number;
-  /** errors / requests; 0 when there were no requests (check `requests` before judging). */
-  errorRate: number;
-  /** Latency quantiles of the successful requests, in milliseconds; null without any. */
-  p50Ms: number | null;
-  p90Ms: number | null;
-  p99Ms: number | null;
-  feedback: { labelled: number; correct: number; accuracy: number | null };
-  /** Predicted rows per class, in the order of `classLabels`. */
-  classCounts: number[];
-  /** The class of each entry of classCounts (the same list for every version of one window). */
-  classLabels: string[];
-  shadow: { agree: number; disagree: number; error: number; agreement: number | null };
-}
-
 /** Numeric labels in numeric order, then the others in code-point order. */
-function compareLabels(a: string, b: string): number {
+export function compareLabels(a: string, b: string): number {
   const na = /^\d+$/.test(a) ? Number(a) : NaN;
   const nb = /^\d+$/.test(b) ? Number(b) : NaN;
   if (!Number.isNaN(na) && !Number.isNaN(nb)) return na - nb;
   if (!Number.isNaN(na)) return -1;
   if (!Number.isNaN(nb)) return 1;
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/**
- * Per version of a window: the numbers a canary analysis compares. Class counts are aligned over
- * all versions, so two versions' counts compare index by index: `classLabels` (e.g. the model's
- * class names, in model order) first, then any other label seen. Without `classLabels` and with
- * numeric labels (a model published without class names labels classes by index), the list is
- * 0..the largest class seen, so index = class.
- */
-export function windowStats(
-  window: MetricsSnapshot,
-  options: { classLabels?: readonly string[] } = {},
-): Record<string, VersionStats> {
-  const seen = new Set(Object.values(window.versions).flatMap((c) => Object.keys(c.classes)));
-  const given = options.classLabels ?? [];
-  // Class indices as labels (a model published without class names): 0..max, so index = class.
-  if (given.length === 0 && seen.size > 0 && [...seen].every((l) => /^(0|[1-9]\d{0,4})$/.test(l))) {
-    const largest = Math.max(...[...seen].map(Number));
-    for (let k = 0; k < largest; k++) seen.add(String(k));
-  }
-  const classLabels = [...given, ...[...seen].filter((l) => !given.includes(l)).sort(compareLabels)];
-  const out: Record<string, VersionStats> = {};
-  for (const v of Object.keys(window.versions).sort(compareLabels)) {
-    const c = window.versions[v]!;
-    const labelled = c.feedback.correct + c.feedback.incorrect;
-    const p50 = latencyQuantile(c.latency, 0.5);
-    const p90 = latencyQuantile(c.latency, 0.9);
-    const p99 = latencyQuantile(c.latency, 0.99);
-    const shadowAnswers = c.shadow.agree + c.shadow.disagree;
-    out[v] = {
-      requests: c.requests,
-      errors: c.errors,
-      errorRate: c.requests > 0 ? c.errors / c.requests : 0,
-      p50Ms: p50 === null ? null : p50 * 1000,
-      p90Ms: p90 === null ? null : p90 * 1000,
-      p99Ms: p99 === null ? null : p99 * 1000,
-      feedback: {
-        labelled,
-        correct: c.feedback.correct,
-        accuracy: labelled > 0 ? c.feedback.correct / labelled : null,
-      },
-      classCounts: classLabels.map((l) => c.classes[l] ?? 0),
-      classLabels,
-      shadow: {
-        agree: c.shadow.agree,
-        disagree: c.shadow.disagree,
-        error: c.shadow.error,
-        agreement: shadowAnswers > 0 ? c.shadow.agree / shadowAnswers : null,
-      },
-    };
-  }
-  return out;
 }

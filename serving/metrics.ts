@@ -1,4 +1,13 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import {
+  collectDefaultMetrics,
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+  type MetricObjectWithValues,
+  type MetricValue,
+} from 'prom-client';
+import { METRIC, METRIC_PREFIX } from './metric-names';
 
 /**
  * The server's Prometheus metrics, on a registry of its own so that several servers in one
@@ -17,118 +26,119 @@ export type Protocol = 'rest' | 'grpc';
 export class ServingMetrics {
   readonly registry = new Registry();
 
-  readonly requests = new Counter({
-    name: 'gantry_serving_requests_total',
-    help: 'Requests by model, version, API, protocol and outcome (the canonical status code, OK on success)',
-    labelNames: ['model', 'version', 'api', 'protocol', 'status'] as const,
-    registers: [this.registry],
-  });
+  readonly requests = this.counter(
+    METRIC.requests,
+    'Requests by model, version, API, protocol and outcome (the canonical status code, OK on success)',
+    ['model', 'version', 'api', 'protocol', 'status'],
+  );
 
-  readonly latency = new Histogram({
-    name: 'gantry_serving_request_duration_seconds',
-    help: 'Time from a request being read to its answer being ready, by model, version, API and protocol',
-    labelNames: ['model', 'version', 'api', 'protocol'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: [this.registry],
-  });
+  readonly latency = this.histogram(
+    METRIC.latency,
+    'Time from a request being read to its answer being ready, by model, version, API and protocol',
+    ['model', 'version', 'api', 'protocol'],
+    LATENCY_BUCKETS,
+  );
 
-  readonly batchSize = new Histogram({
-    name: 'gantry_serving_batch_size',
-    help: 'Rows per model call (merged requests), by model and version',
-    labelNames: ['model', 'version'] as const,
-    buckets: BATCH_BUCKETS,
-    registers: [this.registry],
-  });
+  readonly batchSize = this.histogram(
+    METRIC.batchSize,
+    'Rows per model call (merged requests), by model and version',
+    ['model', 'version'],
+    BATCH_BUCKETS,
+  );
 
-  readonly queueTime = new Histogram({
-    name: 'gantry_serving_queue_seconds',
-    help: 'Time a request waited in the batch queue before its model call started',
-    labelNames: ['model', 'version'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: [this.registry],
-  });
+  readonly queueTime = this.histogram(
+    METRIC.queueTime,
+    'Time a request waited in the batch queue before its model call started',
+    ['model', 'version'],
+    LATENCY_BUCKETS,
+  );
 
-  readonly loadTime = new Histogram({
-    name: 'gantry_serving_load_seconds',
-    help: 'Time to load a version (read, deserialize, warm up), by model',
-    labelNames: ['model'] as const,
-    buckets: LOAD_BUCKETS,
-    registers: [this.registry],
-  });
+  readonly loadTime = this.histogram(
+    METRIC.loadTime,
+    'Time to load a version (read, deserialize, warm up), by model',
+    ['model'],
+    LOAD_BUCKETS,
+  );
 
-  readonly loadFailures = new Counter({
-    name: 'gantry_serving_load_failures_total',
-    help: 'Versions that failed to load, by model',
-    labelNames: ['model'] as const,
-    registers: [this.registry],
-  });
+  readonly loadFailures = this.counter(METRIC.loadFailures, 'Versions that failed to load, by model', ['model']);
 
-  readonly loadedVersions = new Gauge({
-    name: 'gantry_serving_loaded_versions',
-    help: 'Versions AVAILABLE now, by model',
-    labelNames: ['model'] as const,
-    registers: [this.registry],
-  });
+  readonly loadedVersions = this.gauge(METRIC.loadedVersions, 'Versions AVAILABLE now, by model', ['model']);
 
-  readonly available = new Gauge({
-    name: 'gantry_serving_version_available',
-    help: '1 while a version is AVAILABLE, 0 after it unloaded',
-    labelNames: ['model', 'version'] as const,
-    registers: [this.registry],
-  });
+  readonly available = this.gauge(METRIC.available, '1 while a version is AVAILABLE, 0 after it unloaded', [
+    'model',
+    'version',
+  ]);
 
-  readonly predictedClass = new Counter({
-    name: 'gantry_serving_predicted_class_total',
-    help: 'Predicted classes (arg-max of a classifier output) by model and version, for prediction drift',
-    labelNames: ['model', 'version', 'class'] as const,
-    registers: [this.registry],
-  });
+  readonly predictedClass = this.counter(
+    METRIC.predictedClass,
+    'Predicted classes (arg-max of a classifier output) by model and version, for prediction drift',
+    ['model', 'version', 'class'],
+  );
 
-  readonly feedback = new Counter({
-    name: 'gantry_serving_feedback_total',
-    help: 'Labelled predictions received as feedback, by model, version and outcome (correct, incorrect)',
-    labelNames: ['model', 'version', 'outcome'] as const,
-    registers: [this.registry],
-  });
+  readonly feedback = this.counter(
+    METRIC.feedback,
+    'Labelled predictions received as feedback, by model, version and outcome (correct, incorrect)',
+    ['model', 'version', 'outcome'],
+  );
 
-  readonly onlineAccuracy = new Gauge({
-    name: 'gantry_serving_online_accuracy',
-    help: 'Accuracy over the most recent labelled predictions of each version (the feedback window)',
-    labelNames: ['model', 'version'] as const,
-    registers: [this.registry],
-  });
+  readonly onlineAccuracy = this.gauge(
+    METRIC.onlineAccuracy,
+    'Accuracy over the most recent labelled predictions of each version (the feedback window)',
+    ['model', 'version'],
+  );
 
-  readonly onlineAccuracySamples = new Gauge({
-    name: 'gantry_serving_online_accuracy_samples',
-    help: 'Labelled predictions the online accuracy is computed over',
-    labelNames: ['model', 'version'] as const,
-    registers: [this.registry],
-  });
+  readonly onlineAccuracySamples = this.gauge(
+    METRIC.onlineAccuracySamples,
+    'Labelled predictions the online accuracy is computed over',
+    ['model', 'version'],
+  );
 
-  readonly shadow = new Counter({
-    name: 'gantry_serving_shadow_requests_total',
-    help: 'Copies of requests sent to a shadow version, by model, shadow version and outcome (agree / disagree with the served answer, error)',
-    labelNames: ['model', 'version', 'outcome'] as const,
-    registers: [this.registry],
-  });
+  readonly shadow = this.counter(
+    METRIC.shadow,
+    'Copies of requests sent to a shadow version, by model, shadow version and outcome ' +
+      '(agree / disagree with the served answer, error)',
+    ['model', 'version', 'outcome'],
+  );
 
-  readonly shadowLatency = new Histogram({
-    name: 'gantry_serving_shadow_duration_seconds',
-    help: 'Time a shadow version took to answer a copied request',
-    labelNames: ['model', 'version'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: [this.registry],
-  });
+  readonly shadowLatency = this.histogram(
+    METRIC.shadowLatency,
+    'Time a shadow version took to answer a copied request',
+    ['model', 'version'],
+    LATENCY_BUCKETS,
+  );
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'gantry_serving_' });
+    collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
   }
 
   text(): Promise<string> {
     return this.registry.metrics();
   }
 
+  /** The same metrics as data (prom-client's JSON form): what the rollout's monitor reads. */
+  json(): Promise<MetricObjectWithValues<MetricValue<string>>[]> {
+    return this.registry.getMetricsAsJSON();
+  }
+
   get contentType(): string {
     return this.registry.contentType;
+  }
+
+  // Each metric lives on this server's registry only.
+  private counter<L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> {
+    return new Counter({ name, help, labelNames, registers: [this.registry] });
+  }
+
+  private gauge<L extends string>(name: string, help: string, labelNames: readonly L[]): Gauge<L> {
+    return new Gauge({ name, help, labelNames, registers: [this.registry] });
+  }
+
+  private histogram<L extends string>(
+    name: string,
+    help: string,
+    labelNames: readonly L[],
+    buckets: number[],
+  ): Histogram<L> {
+    return new Histogram({ name, help, labelNames, buckets, registers: [this.registry] });
   }
 }

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LoadSummary } from '../control/load/generator';
 import { ServingClient } from '../serving/client';
-import { diffSnapshots, parseServingMetrics, windowStats } from '../serving/metrics-snapshot';
+import { diffSnapshots, servingSnapshot } from '../serving/metrics-snapshot';
+import { windowStats } from '../serving/metrics-window';
 import { stableUnit } from '../serving/router';
 import { startModelServer, type ModelServer } from '../serving/server';
 import { selectBackend } from '../engine/backend';
@@ -62,7 +63,7 @@ afterAll(async () => {
   await removeDir(home);
 });
 
-const snapshot = async () => parseServingMetrics(await client.metricsText(), MODEL);
+const snapshot = async () => servingSnapshot(await client.metrics(), MODEL);
 
 describe('gantry load', () => {
   it('sends about rps × duration requests, sticky per client, with a label for every answer', async () => {

@@ -1,5 +1,6 @@
 import { jensenShannonDivergence } from '../data/drift';
 import type { RolloutThresholds } from '../pipelines/spec';
+import type { ShadowWindow, VersionWindow } from '../serving/metrics-window';
 
 /**
  * The canary analysis: judges what a canary did on live traffic against the spec's thresholds,
@@ -7,25 +8,9 @@ import type { RolloutThresholds } from '../pipelines/spec';
  * measurements its activities took), so a replay reaches the same decisions.
  */
 
-/** One version's traffic over a window (since a step began), summed over every server. */
-export interface VersionWindow {
-  requests: number;
-  errors: number;
-  errorRate: number;
-  p99Ms: number | null;
-  /** Absent in measurements taken before it was recorded: then p99 is the only quantile. */
-  p90Ms?: number | null;
-  feedback: { labelled: number; correct: number; accuracy: number | null };
-  /** Predicted-class counts, index = class. */
-  classCounts: number[];
-}
-
-/** Copies of requests sent to a shadow version over a window. */
-export interface ShadowWindow {
-  agree: number;
-  disagree: number;
-  error: number;
-}
+// The window types are the serving side's (what the monitor activity measures); types only, so
+// no serving code enters a workflow bundle.
+export type { ShadowWindow, VersionWindow } from '../serving/metrics-window';
 
 export const EMPTY_WINDOW: VersionWindow = {
   requests: 0,
@@ -80,7 +65,8 @@ export function judgeCanary(
       const increase = canary.errorRate - champion.errorRate;
       check(
         increase <= t.maxErrorRateIncrease,
-        `error rate ${pct(canary.errorRate)} vs champion ${pct(champion.errorRate)}: +${pct(Math.max(0, increase))} (max +${pct(t.maxErrorRateIncrease)})`,
+        `error rate ${pct(canary.errorRate)} vs champion ${pct(champion.errorRate)}: ` +
+          `+${pct(Math.max(0, increase))} (max +${pct(t.maxErrorRateIncrease)})`,
       );
     }
     judgeLatency(canary, championJudged ? champion : null, t, check, j.pending);
@@ -88,7 +74,8 @@ export function judgeCanary(
       const divergence = jensenShannonDivergence(distribution(canary.classCounts), distribution(champion.classCounts));
       check(
         divergence <= t.maxPredictionDivergence,
-        `prediction divergence ${divergence.toFixed(4)} bits from the champion's class distribution (max ${t.maxPredictionDivergence})`,
+        `prediction divergence ${divergence.toFixed(4)} bits from the champion's class distribution ` +
+          `(max ${t.maxPredictionDivergence})`,
       );
     }
   }
@@ -104,11 +91,13 @@ export function judgeCanary(
       const drop = reference.accuracy - accuracy;
       check(
         drop <= t.maxAccuracyDrop,
-        `online accuracy ${pct(accuracy)} vs champion ${pct(reference.accuracy)}: ${drop > 0 ? '−' : '+'}${pct(Math.abs(drop))} (max drop ${pct(t.maxAccuracyDrop)})`,
+        `online accuracy ${pct(accuracy)} vs champion ${pct(reference.accuracy)}: ` +
+          `${drop > 0 ? '−' : '+'}${pct(Math.abs(drop))} (max drop ${pct(t.maxAccuracyDrop)})`,
       );
     } else {
       j.pending.push(
-        `online accuracy against the champion: ${reference?.labelled ?? 0} of ${t.minFeedback} labelled champion predictions`,
+        `online accuracy against the champion: ${reference?.labelled ?? 0} of ${t.minFeedback} ` +
+          'labelled champion predictions',
       );
     }
   }
@@ -150,7 +139,8 @@ function judgeLatency(
   const why = useP99 ? '' : ` — p90: p99 needs ${t.minRequestsForP99} requests in both windows`;
   check(
     ratio <= t.maxP99LatencyRatio,
-    `${name} latency ${ms(mine)} is ${ratio.toFixed(2)}× the champion's ${ms(theirs)} (max ${t.maxP99LatencyRatio}×${why})`,
+    `${name} latency ${ms(mine)} is ${ratio.toFixed(2)}× the champion's ${ms(theirs)} ` +
+      `(max ${t.maxP99LatencyRatio}×${why})`,
   );
 }
 
@@ -170,7 +160,8 @@ export function judgeShadow(shadow: ShadowWindow, t: RolloutThresholds, minReque
   if (answered > 0) {
     const disagreement = shadow.disagree / answered;
     (disagreement <= t.maxShadowDisagreement ? j.passed : j.breaches).push(
-      `shadow disagreement ${pct(disagreement)} of answers differ from the champion's (max ${pct(t.maxShadowDisagreement)})`,
+      `shadow disagreement ${pct(disagreement)} of answers differ from the champion's ` +
+        `(max ${pct(t.maxShadowDisagreement)})`,
     );
   }
   return j;

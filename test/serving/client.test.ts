@@ -2,16 +2,15 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ServingClient, ServingClientError } from '../../serving/client';
+import { ServingMetrics } from '../../serving/metrics';
 import {
   diffSnapshots,
-  histogramQuantile,
   mergeSnapshots,
-  parsePrometheusText,
-  parseServingMetrics,
   restartedBetween,
-  windowStats,
+  servingSnapshot,
   type MetricsSnapshot,
 } from '../../serving/metrics-snapshot';
+import { histogramQuantile, windowStats } from '../../serving/metrics-window';
 import { startModelServer, type ModelServer } from '../../serving/server';
 import { selectBackend } from '../../engine/backend';
 import type { Examples } from '../../training/batches';
@@ -194,7 +193,7 @@ describe('metrics snapshots', () => {
       10_000,
       'both versions AVAILABLE',
     );
-    const before = parseServingMetrics(await client.metricsText(), MODEL);
+    const before = servingSnapshot(await client.metrics(), MODEL);
     expect(before.versions['2']?.requests).toBeGreaterThan(0);
 
     // K requests: 12 to v1 and 18 to v2, one row each, timed on this side.
@@ -224,8 +223,8 @@ describe('metrics snapshots', () => {
     );
     expect(fed.accepted).toBe(labelled.length);
 
-    const window = diffSnapshots(parseServingMetrics(await client.metricsText(), MODEL), before);
-    expect(restartedBetween(parseServingMetrics(await client.metricsText(), MODEL), before)).toBe(false);
+    const window = diffSnapshots(servingSnapshot(await client.metrics(), MODEL), before);
+    expect(restartedBetween(servingSnapshot(await client.metrics(), MODEL), before)).toBe(false);
     const stats = windowStats(window);
     for (const v of [1, 2]) {
       const mine = sent.filter((s) => s.version === v);
@@ -262,13 +261,13 @@ describe('metrics snapshots', () => {
 
     // Shadow: all of v2's routed traffic copied to v1; each copy agrees or disagrees.
     await client.setTraffic(MODEL, { split: [{ version: 2, weight: 1 }], shadow: { version: 1, percent: 100 } });
-    const beforeShadow = parseServingMetrics(await client.metricsText(), MODEL);
+    const beforeShadow = servingSnapshot(await client.metrics(), MODEL);
     const served = await Promise.all(Array.from({ length: 8 }, (_, i) => client.predict(MODEL, image(50 + i))));
     expect(served.every((a) => a.version === 2)).toBe(true);
     let shadowWindow: MetricsSnapshot | undefined;
     await until(
       async () => {
-        shadowWindow = diffSnapshots(parseServingMetrics(await client.metricsText(), MODEL), beforeShadow);
+        shadowWindow = diffSnapshots(servingSnapshot(await client.metrics(), MODEL), beforeShadow);
         const s = shadowWindow.versions['1']?.shadow;
         return s !== undefined && s.agree + s.disagree + s.error === 8;
       },
@@ -288,12 +287,12 @@ describe('metrics snapshots', () => {
     let replica = await start();
     const other = new ServingClient({ url: `http://127.0.0.1:${port}` });
     try {
-      const a0 = parseServingMetrics(await client.metricsText(), MODEL);
-      const b0 = parseServingMetrics(await other.metricsText(), MODEL);
+      const a0 = servingSnapshot(await client.metrics(), MODEL);
+      const b0 = servingSnapshot(await other.metrics(), MODEL);
       for (let i = 0; i < 7; i++) await client.predict(MODEL, image(i), { version: 2 });
       for (let i = 0; i < 4; i++) await other.predict(MODEL, image(i));
-      const a1 = parseServingMetrics(await client.metricsText(), MODEL);
-      const b1 = parseServingMetrics(await other.metricsText(), MODEL);
+      const a1 = servingSnapshot(await client.metrics(), MODEL);
+      const b1 = servingSnapshot(await other.metrics(), MODEL);
       const merged = mergeSnapshots([diffSnapshots(a1, a0), diffSnapshots(b1, b0)]);
       expect(merged.replicas).toBe(2);
       expect(merged.versions['2']!.requests).toBe(11);
@@ -318,43 +317,55 @@ describe('metrics snapshots', () => {
         'the restarted replica',
       );
       for (let i = 0; i < 2; i++) await other.predict(MODEL, image(i));
-      const b2 = parseServingMetrics(await other.metricsText(), MODEL);
+      const b2 = servingSnapshot(await other.metrics(), MODEL);
       expect(restartedBetween(b2, b1)).toBe(true);
       const window = diffSnapshots(b2, b1);
       expect(window.versions['2']!.requests).toBe(2);
       expect(window.versions['2']!.latency.count).toBe(2);
       // Summed snapshots cannot tell a restart from the whole: each counter on its own.
       const sumBefore = mergeSnapshots([a1, b1]);
-      const sumAfter = mergeSnapshots([parseServingMetrics(await client.metricsText(), MODEL), b2]);
+      const sumAfter = mergeSnapshots([servingSnapshot(await client.metrics(), MODEL), b2]);
       expect(diffSnapshots(sumAfter, sumBefore).versions['2']!.requests).toBe(sumAfter.versions['2']!.requests);
     } finally {
       await replica.close();
     }
   });
 
-  it('parses the text format and computes histogram_quantile as Prometheus does', () => {
-    const text = [
-      '# HELP x_total a counter',
-      '# TYPE x_total counter',
-      'x_total{model="m",path="C:\\\\dir",quote="say \\"hi\\"",nl="a\\nb"} 3 1700000000000',
-      'y +Inf',
-      'z{a="1",} Nan',
-      'w{model="m"} 1.5e3',
-    ].join('\n');
-    const samples = parsePrometheusText(text);
-    expect(samples).toHaveLength(4);
-    expect(samples[0]).toEqual({
-      name: 'x_total',
-      labels: { model: 'm', path: 'C:\\dir', quote: 'say "hi"', nl: 'a\nb' },
-      value: 3,
-    });
-    expect(samples[1]!.value).toBe(Infinity);
-    expect(samples[2]!.labels).toEqual({ a: '1' });
-    expect(samples[2]!.value).toBeNaN();
-    // The last line has no newline after it and still counts.
-    expect(samples[3]).toEqual({ name: 'w', labels: { model: 'm' }, value: 1500 });
-    expect(() => parsePrometheusText('ok 1\nbad{x=1} 2')).toThrow(/line 2/);
+  it("reads a model's counters from the registry's JSON", async () => {
+    const metrics = new ServingMetrics();
+    const call = { model: 'm', version: '1', protocol: 'rest' } as const;
+    metrics.requests.inc({ ...call, api: 'predict', status: 'OK' }, 3);
+    metrics.requests.inc({ ...call, api: 'classify', protocol: 'grpc', status: 'INVALID_ARGUMENT' });
+    metrics.requests.inc({ ...call, api: 'metadata', status: 'OK' });
+    metrics.requests.inc({ ...call, version: '', api: 'predict', status: 'NOT_FOUND' });
+    metrics.requests.inc({ ...call, model: 'other', api: 'predict', status: 'OK' });
+    metrics.latency.observe({ ...call, api: 'predict' }, 0.003);
+    // Above the last finite bound: only the +Inf bucket, which is the count.
+    metrics.latency.observe({ ...call, api: 'classify', protocol: 'grpc' }, 20);
+    metrics.feedback.inc({ model: 'm', version: '1', outcome: 'correct' }, 2);
+    metrics.predictedClass.inc({ model: 'm', version: '1', class: 'cat' }, 4);
+    metrics.shadow.inc({ model: 'm', version: '2', outcome: 'disagree' });
+    // A NaN gauge arrives as null after JSON, and is skipped.
+    metrics.onlineAccuracy.set({ model: 'm', version: '1' }, NaN);
 
+    const snapshot = servingSnapshot(JSON.parse(JSON.stringify(await metrics.json())), 'm');
+    expect(snapshot.processStartTimeSeconds).toBeGreaterThan(0);
+    expect(snapshot.unrouted).toEqual({ requests: 1, errorsByStatus: { NOT_FOUND: 1 } });
+    const v1 = snapshot.versions['1']!;
+    expect(v1.requests).toBe(4);
+    expect(v1.errors).toBe(1);
+    expect(v1.errorsByStatus).toEqual({ INVALID_ARGUMENT: 1 });
+    expect(v1.latency.count).toBe(2);
+    expect(v1.latency.sum).toBeCloseTo(20.003, 12);
+    expect(v1.latency.buckets.find((b) => b.le === 0.0025)?.count).toBe(0);
+    expect(v1.latency.buckets.find((b) => b.le === 0.005)?.count).toBe(1);
+    expect(v1.latency.buckets.at(-1)).toEqual({ le: 10, count: 1 });
+    expect(v1.feedback).toEqual({ correct: 2, incorrect: 0 });
+    expect(v1.classes).toEqual({ cat: 4 });
+    expect(snapshot.versions['2']!.shadow).toEqual({ agree: 0, disagree: 1, error: 0 });
+  });
+
+  it('computes histogram_quantile as Prometheus does', () => {
     const buckets = [
       { le: 1, count: 10 },
       { le: 2, count: 30 },

@@ -185,6 +185,13 @@ describe('REST classify, status, metadata', () => {
       );
       expect(predicted.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
     }
+    // The same registry as data (what the rollout's monitor reads).
+    const json = (await request(port, 'GET', '/monitoring/metrics.json')).json as {
+      name: string;
+      values: { labels: Record<string, string>; value: number }[];
+    }[];
+    const loaded = json.find((m) => m.name === 'gantry_serving_loaded_versions');
+    expect(loaded?.values.find((v) => v.labels.model === 'fashion')?.value).toBe(1);
     expect(labels.length).toBe(ROWS);
   });
 });

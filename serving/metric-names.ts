@@ -1,0 +1,27 @@
+/**
+ * The names of the server's Prometheus metrics, declared once: serving/metrics.ts registers them
+ * and serving/metrics-snapshot.ts reads them back. A module of constants only (no prom-client), so
+ * the reader stays free of runtime imports.
+ */
+
+/** prom-client's default metrics (process, heap, event loop) carry this prefix too. */
+export const METRIC_PREFIX = 'gantry_serving_';
+
+export const METRIC = {
+  requests: `${METRIC_PREFIX}requests_total`,
+  latency: `${METRIC_PREFIX}request_duration_seconds`,
+  batchSize: `${METRIC_PREFIX}batch_size`,
+  queueTime: `${METRIC_PREFIX}queue_seconds`,
+  loadTime: `${METRIC_PREFIX}load_seconds`,
+  loadFailures: `${METRIC_PREFIX}load_failures_total`,
+  loadedVersions: `${METRIC_PREFIX}loaded_versions`,
+  available: `${METRIC_PREFIX}version_available`,
+  predictedClass: `${METRIC_PREFIX}predicted_class_total`,
+  feedback: `${METRIC_PREFIX}feedback_total`,
+  onlineAccuracy: `${METRIC_PREFIX}online_accuracy`,
+  onlineAccuracySamples: `${METRIC_PREFIX}online_accuracy_samples`,
+  shadow: `${METRIC_PREFIX}shadow_requests_total`,
+  shadowLatency: `${METRIC_PREFIX}shadow_duration_seconds`,
+  /** One of the default metrics: tells a restarted server from one whose counters only grew. */
+  processStartTime: `${METRIC_PREFIX}process_start_time_seconds`,
+} as const;

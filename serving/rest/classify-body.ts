@@ -1,0 +1,61 @@
+import { z } from 'zod';
+import { invalidArgument } from '../errors';
+import { rowSize, type Signature } from '../signature';
+import { parsePredictBody, type DenseTensor } from '../tensors';
+
+/** A :classify body, TF Serving's: examples (features by input name), an optional shared context. */
+export const ClassifyBodySchema = z
+  .object({
+    signature_name: z.string().optional(),
+    context: z.record(z.string(), z.unknown()).optional(),
+    examples: z.array(z.record(z.string(), z.unknown())).min(1),
+  })
+  .loose();
+
+export type ClassifyBody = z.infer<typeof ClassifyBodySchema>;
+
+/** The model inputs of a :classify body, for a model that is a classifier. */
+export function classifyInputs(body: ClassifyBody, model: string, maxRows: number) {
+  return (signature: Signature): DenseTensor[] => {
+    if (!signature.classLabels)
+      throw invalidArgument(`model "${model}" is not a classifier (one output of shape [-1, K]); use :predict`);
+    return exampleRows(body.examples, body.context, signature, maxRows);
+  };
+}
+
+/** One example's value for one input: a flat list (tf.Example style) or the row's nested shape. */
+function exampleRows(
+  examples: Record<string, unknown>[],
+  context: Record<string, unknown> | undefined,
+  signature: Signature,
+  maxRows: number,
+): DenseTensor[] {
+  if (examples.length > maxRows)
+    throw invalidArgument(`examples: ${examples.length} examples exceed the limit of ${maxRows} per request`);
+  const instances = examples.map((example, i) => {
+    const merged = { ...context, ...example };
+    return Object.fromEntries(
+      Object.entries(merged).map(([key, value]) => {
+        const spec = signature.inputs.find((s) => s.key === key);
+        if (!spec)
+          throw invalidArgument(
+            `examples[${i}]: unknown feature "${key}"; the signature's inputs are ` +
+              signature.inputs.map((s) => `"${s.key}"`).join(', '),
+          );
+        const flat =
+          Array.isArray(value) &&
+          value.length === rowSize(spec) &&
+          spec.shape.length > 2 &&
+          typeof value[0] === 'number';
+        return [key, flat ? reshape(value as number[], spec.shape.slice(1)) : value];
+      }),
+    );
+  });
+  return parsePredictBody({ instances }, signature, maxRows).inputs;
+}
+
+function reshape(flat: number[], dims: number[]): unknown {
+  if (dims.length === 1) return flat;
+  const stride = dims.slice(1).reduce((a, b) => a * b, 1);
+  return Array.from({ length: dims[0]! }, (_, i) => reshape(flat.slice(i * stride, (i + 1) * stride), dims.slice(1)));
+}

@@ -1,0 +1,15 @@
+import type { FastifyRequest } from 'fastify';
+
+/** The HTTP names the REST door shares between its plugins. */
+
+export const PROTOBUF = 'application/x-protobuf';
+/** Every model call's answer names the version that answered… */
+export const VERSION_HEADER = 'x-gantry-model-version';
+/** …and its request id (the caller's, when it sent one): the id to send feedback for. */
+export const REQUEST_ID_HEADER = 'x-request-id';
+
+/** A request header's value (the first, when it was sent more than once). */
+export function header(request: FastifyRequest, name: string): string | undefined {
+  const value = request.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}

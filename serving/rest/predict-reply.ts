@@ -1,0 +1,54 @@
+import type { FastifyReply } from 'fastify';
+import type { Answer } from '../inference';
+import { toColumnar, toPredictions } from '../tensors';
+import { REQUEST_ID_HEADER, VERSION_HEADER } from './headers';
+
+/**
+ * The one reply builder for model calls. TF Serving's JSON shapes: `predictions` (row format: the
+ * request had `instances`), `outputs` (columnar: it had `inputs`, or it was a binary body that did
+ * not ask for protobuf back) or :classify's `results`; each names the version that answered and
+ * the request id, in the body and in the headers.
+ */
+
+export type ReplyFormat = 'row' | 'columnar' | 'classify';
+
+/** The answer's version and request id as headers (a protobuf answer has them only there). */
+export function answerHeaders(reply: FastifyReply, answer: Answer): void {
+  reply.header(VERSION_HEADER, String(answer.version)).header(REQUEST_ID_HEADER, answer.requestId);
+}
+
+/** The output keys, in the order of the answer's outputs. */
+export function outputKeys(answer: Answer): string[] {
+  return answer.signature.outputs.map((s) => s.key);
+}
+
+/** Sets the headers and returns the JSON body. */
+export function answerReply(reply: FastifyReply, answer: Answer, format: ReplyFormat) {
+  answerHeaders(reply, answer);
+  switch (format) {
+    case 'row':
+      return {
+        predictions: toPredictions(answer.outputs, outputKeys(answer)),
+        model_version: String(answer.version),
+        request_id: answer.requestId,
+      };
+    case 'columnar':
+      return {
+        outputs: toColumnar(answer.outputs, outputKeys(answer)),
+        model_version: String(answer.version),
+        request_id: answer.requestId,
+      };
+    case 'classify':
+      return { results: classifyResults(answer), model_version: String(answer.version), request_id: answer.requestId };
+  }
+}
+
+/** Per row, [label, score] for every class, in the model's class order. */
+function classifyResults(answer: Answer): [string, number][][] {
+  const labels = answer.signature.classLabels!;
+  const scores = answer.outputs[0]!;
+  const k = labels.length;
+  return Array.from({ length: scores.shape[0]! }, (_, r) =>
+    labels.map((label, c): [string, number] => [label, scores.data[r * k + c]!]),
+  );
+}

@@ -1,0 +1,118 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { parseBody } from '../admin';
+import { invalidArgument, ServingError } from '../errors';
+import { FeedbackBodySchema, type FeedbackStore } from '../feedback';
+import { loadServingProtos } from '../grpc/protos';
+import type { CallContext, Inference, Target } from '../inference';
+import type { VersionManager } from '../manager';
+import type { Signature } from '../signature';
+import { parsePredictBody, PredictBodySchema, type DenseTensor } from '../tensors';
+import { binaryInputs, sendProtobufAnswer } from './binary';
+import { JsonText, jsonParser } from './bodies';
+import { ClassifyBodySchema, classifyInputs } from './classify-body';
+import { scanDensePredictBody, type DenseJsonBody } from './dense-json';
+import { header, PROTOBUF, REQUEST_ID_HEADER } from './headers';
+import { parseModelPath, type ModelPath } from './paths';
+import { answerReply } from './predict-reply';
+
+export interface PredictRoutesOptions {
+  inference: Inference;
+  manager: VersionManager;
+  feedback: FeedbackStore;
+  /** The header whose value keeps a client on one version while a traffic split stands. */
+  stickyHeader: string;
+}
+
+/** The fast path's tensor as the signature's single float32 input, or undefined when it does not fit. */
+function denseInputs(body: DenseJsonBody, signature: Signature, maxRows: number): DenseTensor[] | undefined {
+  if (signature.inputs.length !== 1) return undefined;
+  const spec = signature.inputs[0]!;
+  if (spec.dtype !== 'float32') return undefined;
+  const { dims } = body;
+  if (dims.length !== spec.shape.length || spec.shape.some((d, i) => i > 0 && dims[i] !== d)) return undefined;
+  const rows = dims[0]!;
+  if (rows < 1 || rows > maxRows) return undefined;
+  return [{ dtype: 'float32', shape: dims, data: body.data }];
+}
+
+/**
+ * The model calls, `POST /v1/models/NAME[/versions/N|/labels/L]:VERB`: :predict (JSON row or
+ * columnar, its dense fast path, binary bodies), :classify, :feedback, and :regress refused. Each
+ * body is checked by its own schema; every predict and classify goes through Inference.
+ */
+export const predictRoutes: FastifyPluginAsync<PredictRoutesOptions> = async (app, options) => {
+  const { inference, manager, feedback, stickyHeader } = options;
+  const protos = loadServingProtos();
+  const parseJson = jsonParser(app);
+
+  app.post('/v1/models/*', async (request, reply) => {
+    const path: ModelPath = parseModelPath((request.params as { '*': string })['*']);
+    if (path.metadata || !path.verb)
+      throw new ServingError('NOT_FOUND', 'Malformed request: POST needs :predict, :classify or :feedback');
+    if (path.verb === 'feedback') {
+      const body = parseBody(FeedbackBodySchema, request.body, 'body');
+      if (!manager.hasModel(path.model))
+        throw new ServingError('NOT_FOUND', `model "${path.model}" is not served here`);
+      return feedback.record(path.model, body);
+    }
+    if (path.verb === 'regress')
+      throw new ServingError(
+        'UNIMPLEMENTED',
+        'regress is not served: a layers model has no regression signature; use :predict',
+      );
+    const context: CallContext = {
+      api: path.verb,
+      protocol: 'rest',
+      clientKey: header(request, stickyHeader),
+      requestId: header(request, REQUEST_ID_HEADER),
+    };
+    if (request.body instanceof JsonText) {
+      const bytes = request.body.bytes;
+      const dense = path.verb === 'predict' ? scanDensePredictBody(bytes) : undefined;
+      const text = () => bytes.toString('utf8');
+      request.body = dense ? undefined : parseJson(text());
+      if (dense) {
+        // The general decoder still answers what the fast path cannot (a shape that does not
+        // fit the signature: its error names the element), from the same text.
+        const general = (signature: Signature) =>
+          parsePredictBody(parseBody(PredictBodySchema, parseJson(text()), 'body'), signature, inference.maxRows)
+            .inputs;
+        const target: Target = {
+          model: path.model,
+          version: path.version,
+          label: path.label,
+          signatureName: dense.signatureName,
+        };
+        const answer = await inference.run(
+          target,
+          context,
+          (signature) => denseInputs(dense, signature, inference.maxRows) ?? general(signature),
+        );
+        return answerReply(reply, answer, dense.format);
+      }
+    }
+    const binary = Buffer.isBuffer(request.body);
+    if (binary && path.verb !== 'predict') throw invalidArgument('binary bodies are accepted by :predict only');
+    const target: Target = { model: path.model, version: path.version, label: path.label, signatureName: undefined };
+    let decode: (signature: Signature) => DenseTensor[];
+    let format: 'row' | 'columnar' | 'classify' | 'binary' = 'classify';
+    if (binary) {
+      format = 'binary';
+      decode = binaryInputs(request.headers['content-type'] ?? '', request.body as Buffer, protos, inference.maxRows);
+    } else if (path.verb === 'predict') {
+      const body = parseBody(PredictBodySchema, request.body, 'body');
+      target.signatureName = body.signature_name;
+      format = body.instances !== undefined ? 'row' : 'columnar';
+      decode = (signature) => parsePredictBody(body, signature, inference.maxRows).inputs;
+    } else {
+      const body = parseBody(ClassifyBodySchema, request.body, 'body');
+      target.signatureName = body.signature_name;
+      decode = classifyInputs(body, path.model, inference.maxRows);
+    }
+    const answer = await inference.run(target, context, decode);
+    if (format !== 'binary') return answerReply(reply, answer, format);
+    // A binary body is answered in protobuf when the caller accepts it, else as columnar JSON.
+    if ((request.headers.accept ?? '').includes(PROTOBUF)) return sendProtobufAnswer(reply, answer, protos);
+    return answerReply(reply, answer, 'columnar');
+  });
+};
