@@ -9,7 +9,7 @@ import { ServingClient } from '../serving/client';
 import type { ShadowWindow, VersionWindow } from '../workflows/canary-analysis';
 import type { ActivityDeps } from './deps';
 import { configuredServers } from './deploy';
-import type { DeployActivities, ServingMeasurement } from './types';
+import type { DeployActivities, ServingMeasurement } from '../workflows/api';
 
 /**
  * The monitor activity: reads every model server's Prometheus metrics for one model and returns

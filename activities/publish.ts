@@ -3,7 +3,7 @@ import { publishVersionUpdate } from '../workflows/registry';
 import { registryWorkflowId } from './registry-client';
 import type { ActivityDeps } from './deps';
 import { checkedSpec } from './failures';
-import type { PublishInput } from './types';
+import type { PublishInput } from '../workflows/api';
 
 /**
  * Writes a blessed version into the model repository (atomically: a server never sees half a

@@ -5,7 +5,7 @@ import { registerVersionUpdate, registryWorkflow } from '../workflows/registry';
 import { registryWorkflowId } from './registry-client';
 import type { ActivityDeps } from './deps';
 import { checkedSpec } from './failures';
-import type { RegisterInput } from './types';
+import type { RegisterInput } from '../workflows/api';
 
 /**
  * Registers the run's model as the next version of its model, starting the model's registry

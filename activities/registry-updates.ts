@@ -10,7 +10,7 @@ import {
 } from '../workflows/registry';
 import type { ActivityDeps } from './deps';
 import { registryWorkflowId } from './registry-client';
-import type { DeployActivities } from './types';
+import type { DeployActivities } from '../workflows/api';
 
 /**
  * The registry Updates a rollout or experiment workflow sends (a workflow cannot send an Update

@@ -12,7 +12,7 @@ import { joinJobUpdate, replicaProgressSignal } from '../workflows/train-job';
 import type { ActivityDeps } from './deps';
 import { prepareTraining } from './training-setup';
 import { checkedSpec } from './failures';
-import type { ReplicaInput, ReplicaResult, TrainProgress } from './types';
+import type { ReplicaInput, ReplicaResult, TrainProgress } from '../workflows/api';
 
 const PROGRESS_SIGNAL_INTERVAL_MS = 1_000;
 

@@ -8,7 +8,7 @@ import { trainProgressSignal } from '../workflows/retrain';
 import type { ActivityDeps } from './deps';
 import { prepareTraining } from './training-setup';
 import { checkedSpec } from './failures';
-import type { TrainInput, TrainProgress, TrainResult } from './types';
+import type { TrainInput, TrainProgress, TrainResult } from '../workflows/api';
 
 /** How often the trainer tells its workflow where it is (heartbeats are throttled by the SDK). */
 const PROGRESS_SIGNAL_INTERVAL_MS = 1_000;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { RunResult } from '../activities/types';
+import type { RunResult } from '../workflows/api';
 import { readRegistry } from '../activities/registry-client';
 import { runLoad, type LoadSummary } from '../cli/commands/load';
 import { startRun } from '../cli/runs';

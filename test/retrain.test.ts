@@ -5,7 +5,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readRegistry } from '../activities/registry-client';
-import type { RunResult } from '../activities/types';
+import type { RunResult } from '../workflows/api';
 import { ModelRepository } from '../artifacts/model-repository';
 import { startRun, retrainInput } from '../cli/runs';
 import { taskQueueOf } from '../control/task-queues';

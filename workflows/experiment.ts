@@ -10,7 +10,7 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { DeployActivities } from '../activities/types';
+import type { DeployActivities } from './api';
 import { failureMessage } from './failure-message';
 import { EMPTY_WINDOW, type VersionWindow } from './canary-analysis';
 import { decideExperiment, type ExperimentVerdict } from './experiment-analysis';

@@ -10,7 +10,7 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { DeployActivities } from '../activities/types';
+import type { DeployActivities } from './api';
 import { championOnly, noVersions, type ApplyReport, type DesiredServing, type ServingLayout } from './serving-desired';
 
 /**

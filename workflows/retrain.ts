@@ -12,8 +12,8 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { ControlActivities, TrainActivities } from '../activities/types';
-import type { EvaluationResult, RunResult, TrainProgress, TrainResult } from '../activities/types';
+import type { ControlActivities, TrainActivities } from './api';
+import type { EvaluationResult, RunResult, TrainProgress, TrainResult } from './api';
 import type { PipelineSpec } from '../pipelines/spec';
 import { trainJobWorkflow, trainJobWorkflowId } from './train-job';
 import { rolloutWorkflow, rolloutWorkflowId, type RolloutStatus } from './rollout';

@@ -10,7 +10,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { msToNumber } from '@temporalio/common';
-import type { DeployActivities, ServingMeasurement } from '../activities/types';
+import type { DeployActivities, ServingMeasurement } from './api';
 import type { RolloutSpec } from '../pipelines/spec';
 import { failureMessage } from './failure-message';
 import { EMPTY_WINDOW, judgeCanary, judgeShadow, type Judgement, type VersionWindow } from './canary-analysis';

@@ -12,7 +12,7 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { ReplicaResult, TrainActivities, TrainInput, TrainProgress, TrainResult } from '../activities/types';
+import type { ReplicaResult, TrainActivities, TrainInput, TrainProgress, TrainResult } from './api';
 
 /**
  * One synchronous data-parallel training job (after tf.distribute's multi-worker strategies): N

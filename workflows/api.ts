@@ -6,7 +6,7 @@ import type { ExecutionReport } from '../training/trainer';
 import type { EpochMetrics } from '../training/checkpoint';
 import type { ModelMetrics } from '../training/evaluate';
 import type { StepProgress } from '../training/trainer';
-import type { ShadowWindow, VersionWindow } from '../workflows/canary-analysis';
+import type { ShadowWindow, VersionWindow } from './canary-analysis';
 import type {
   ClaimTrafficRequest,
   ConcludeRequest,
@@ -14,8 +14,8 @@ import type {
   ServingChange,
   SetServingRequest,
   TrafficOwner,
-} from '../workflows/registry';
-import type { ApplyReport, DesiredServing } from '../workflows/serving-desired';
+} from './registry';
+import type { ApplyReport, DesiredServing } from './serving-desired';
 
 /**
  * What the activities take and return. Everything here is plain JSON that Temporal records in
