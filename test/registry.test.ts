@@ -1,17 +1,14 @@
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { registryWorkflowId } from '../activities/registry-client';
-import { taskQueueOf } from '../control/task-queues';
+import { deploymentPrefix, taskQueueOf } from '../control/task-queues';
 import {
   publishVersionUpdate,
   registerVersionUpdate,
   registryStateQuery,
-  registryWorkflow,
-  setAliasUpdate,
-  aliasesQuery,
-  versionsQuery,
+  registryWorkflowId,
   type RegisterRequest,
-} from '../workflows/registry';
+} from '../workflows/api';
+import { aliasesQuery, registryWorkflow, setAliasUpdate, versionsQuery } from '../workflows/registry';
 import { createTestEnv, type TestEnv } from './helpers/env';
 import { startInProcessWorkers } from './helpers/workers';
 
@@ -36,7 +33,7 @@ const request = (runId: string, blessed = true): RegisterRequest => ({
 
 it('numbers versions, deduplicates retried registrations, guards aliases and continues as new without losing state', async () => {
   const handle = await workers.client.workflow.start(registryWorkflow, {
-    workflowId: registryWorkflowId(`entity-${Date.now()}`),
+    workflowId: registryWorkflowId(deploymentPrefix(), `entity-${Date.now()}`),
     taskQueue: taskQueueOf('control'),
     // A tiny history budget, so that this test sees several continue-as-new hand-overs.
     args: [{ model: 'entity', maxHistoryEvents: 25 }],

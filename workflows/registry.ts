@@ -10,173 +10,42 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { DeployActivities } from './api';
-import { championOnly, noVersions, type ApplyReport, type DesiredServing, type ServingLayout } from './serving-desired';
+import {
+  claimTrafficUpdate,
+  concludeUpdate,
+  promoteUpdate,
+  publishVersionUpdate,
+  recordEventUpdate,
+  registerVersionUpdate,
+  registryStateQuery,
+  releaseTrafficUpdate,
+  rollbackUpdate,
+  setServingUpdate,
+  type DeployActivities,
+  type ModelVersion,
+  type RegistryEvent,
+  type RegistryInput,
+  type RegistryState,
+  type RegistryWorkflow,
+  type ServingChange,
+} from './api';
+import { championOnly, noVersions, type ApplyReport, type ServingLayout } from './serving-desired';
 
 /**
- * The model registry: one long-lived entity workflow per model name (id `<prefix>-registry:<model>`, see
- * activities/registry-client.ts),
- * holding every version with its lineage and the aliases that point at them. Its state lives in
- * its history alone; it continues as new before the history grows large.
+ * The model registry: one long-lived entity workflow per model name (id `<prefix>-registry:<model>`,
+ * see registryWorkflowId in workflows/api.ts), holding every version with its lineage and the
+ * aliases that point at them. Its state lives in its history alone; it continues as new before the
+ * history grows large.
  */
 
-export interface VersionLineage {
-  runId: string;
-  datasetFingerprint: string;
-  /** The whole pipeline spec the version was trained from. */
-  spec: unknown;
-  parentVersion: number | null;
-  gitCommit: string | null;
-  backend: string;
-}
-
-export interface ModelVersion {
-  version: number;
-  artifactUri: string;
-  metrics: { testAccuracy: number; testLoss: number; perClassAccuracy: number[] };
-  lineage: VersionLineage;
-  blessed: boolean;
-  reasons: string[];
-  status: 'registered' | 'published';
-  /** Set when a rollout or a person rolled this version back, with why. */
-  rolledBack?: { at: string; reasons: string[] } | null;
-  /** Where the model repository holds it, once published. */
-  publishedPath: string | null;
-  registeredAt: string;
-  publishedAt: string | null;
-}
-
-/** One decision about the model's traffic, kept in the registry (and in the history that made it). */
-export interface RegistryEvent {
-  at: string;
-  kind: 'published' | 'promoted' | 'rolled-back' | 'rollout' | 'experiment' | 'serving';
-  version: number | null;
-  /** The workflow that made it (a rollout, an experiment) or "manual". */
-  by: string;
-  message: string;
-  details?: unknown;
-}
-
-/** Which workflow steers the model's traffic now: one rollout or experiment at a time. */
-export interface TrafficOwner {
-  id: string;
-  kind: 'rollout' | 'experiment';
-  version: number | null;
-  since: string;
-}
-
-export interface RegistryState {
-  model: string;
-  versions: ModelVersion[];
-  aliases: Record<string, number>;
-  /** Which version each run registered: a retried register activity gets the same answer. */
-  versionByRunId: Record<string, number>;
-  /** The alias the servers' production traffic follows. */
-  championAlias?: string;
-  /** Earlier champions, oldest first: `rollback` with no target returns to the last of them. */
-  championHistory?: number[];
-  /** What every model server should serve for this model; reconciled until it holds. */
-  serving?: DesiredServing | null;
-  /** The last time the desired state was applied, per server. */
-  lastApply?: ApplyReport | null;
-  trafficOwner?: TrafficOwner | null;
-  /** The most recent decisions, newest last (capped; the full record is the workflow history). */
-  events?: RegistryEvent[];
-}
-
-export interface RegisterRequest {
-  artifactUri: string;
-  metrics: ModelVersion['metrics'];
-  lineage: VersionLineage;
-  blessed: boolean;
-  reasons: string[];
-}
-
-export interface PublishRequest {
-  version: number;
-  publishedPath: string;
-  /** The alias to move to the version now; null when a rollout will decide (see workflows/rollout.ts). */
-  alias: string | null;
-}
-
-/** Manual control and rollout outcomes. `owner` is the rollout / experiment workflow id when one calls. */
-export interface PromoteRequest {
-  version: number;
-  reason?: string;
-  owner?: string;
-}
-export interface RollbackRequest {
-  /** Any earlier published version; default the champion before the current one. */
-  to?: number;
-  reason?: string;
-  owner?: string;
-}
-export interface ClaimTrafficRequest {
-  owner: string;
-  kind: TrafficOwner['kind'];
-  version: number | null;
-}
-export interface SetServingRequest {
-  owner: string;
-  layout: ServingLayout;
-  note: string;
-}
-export interface ConcludeRequest {
-  owner: string;
-  candidate: number;
-  outcome: 'promoted' | 'rolled-back';
-  reasons: string[];
-  details?: unknown;
-}
-export interface RecordEventRequest {
-  owner: string;
-  kind: RegistryEvent['kind'];
-  version: number | null;
-  message: string;
-  details?: unknown;
-}
-export interface ServingChange {
-  serving: DesiredServing;
-  apply: ApplyReport;
-  champion: number | null;
-}
-
-export const registerVersionUpdate = defineUpdate<{ version: number }, [RegisterRequest]>('registerVersion');
-export const publishVersionUpdate = defineUpdate<
-  { version: number; alias: string | null; previous: number | null },
-  [PublishRequest]
->('publishVersion');
-export const promoteUpdate = defineUpdate<ServingChange, [PromoteRequest]>('promote');
-export const rollbackUpdate = defineUpdate<ServingChange & { rolledBack: number | null }, [RollbackRequest]>(
-  'rollback',
-);
-export const claimTrafficUpdate = defineUpdate<TrafficOwner, [ClaimTrafficRequest]>('claimTraffic');
-/** The owner hands the traffic back: the champion alone serves again. */
-export const releaseTrafficUpdate = defineUpdate<ServingChange | null, [{ owner: string; note?: string }]>(
-  'releaseTraffic',
-);
-export const setServingUpdate = defineUpdate<ServingChange, [SetServingRequest]>('setServing');
-export const concludeUpdate = defineUpdate<ServingChange, [ConcludeRequest]>('conclude');
-export const recordEventUpdate = defineUpdate<void, [RecordEventRequest]>('recordEvent');
 /** Applies the desired serving state to every server now (e.g. after adding a server). */
 export const reconcileUpdate = defineUpdate<ApplyReport | null, []>('reconcile');
 export const setAliasUpdate = defineUpdate<
   { alias: string; version: number; previous: number | null },
   [{ alias: string; version: number }]
 >('setAlias');
-export const registryStateQuery = defineQuery<RegistryState>('state');
 export const versionsQuery = defineQuery<ModelVersion[]>('versions');
 export const aliasesQuery = defineQuery<Record<string, number>>('aliases');
-
-export interface RegistryInput {
-  model: string;
-  /** How often the desired serving state is re-applied (a restarted server gets it back). */
-  reconcileInterval?: string;
-  /** Carried over by continue-as-new. */
-  state?: RegistryState;
-  /** Continue as new beyond this many history events (Temporal also suggests it on its own). */
-  maxHistoryEvents?: number;
-}
 
 const MAX_EVENTS = 200;
 
@@ -518,3 +387,5 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
   await condition(() => allHandlersFinished() && !applying);
   await continueAsNew<typeof registryWorkflow>({ model: input.model, state, maxHistoryEvents, reconcileInterval });
 }
+// Activities start it by name with this signature (workflows/api.ts): the two must agree.
+registryWorkflow satisfies RegistryWorkflow;

@@ -5,7 +5,7 @@ import { gantryHome } from '../../control/home';
 import type { ServerTarget } from '../../control/servers';
 import { getDataSource } from '../../data/sources';
 import { seededPermutation } from '../../data/split';
-import { progressQuery } from '../../workflows/retrain';
+import { progressQuery } from '../../workflows/api';
 import { CommandFailed } from '../errors';
 import { followRun } from '../follow';
 import { newRunId, resolveSpec, startRun } from '../runs';
