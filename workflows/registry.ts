@@ -3,8 +3,6 @@ import {
   ApplicationFailure,
   condition,
   continueAsNew,
-  defineQuery,
-  defineUpdate,
   log,
   proxyActivities,
   setHandler,
@@ -37,15 +35,6 @@ import { championOnly, noVersions, type ApplyReport, type ServingLayout } from '
  * aliases that point at them. Its state lives in its history alone; it continues as new before the
  * history grows large.
  */
-
-/** Applies the desired serving state to every server now (e.g. after adding a server). */
-export const reconcileUpdate = defineUpdate<ApplyReport | null, []>('reconcile');
-export const setAliasUpdate = defineUpdate<
-  { alias: string; version: number; previous: number | null },
-  [{ alias: string; version: number }]
->('setAlias');
-export const versionsQuery = defineQuery<ModelVersion[]>('versions');
-export const aliasesQuery = defineQuery<Record<string, number>>('aliases');
 
 const MAX_EVENTS = 200;
 
@@ -137,8 +126,6 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
   const championLayout = () => championOnly(champion()!, state.championAlias!);
 
   setHandler(registryStateQuery, () => state);
-  setHandler(versionsQuery, () => state.versions);
-  setHandler(aliasesQuery, () => state.aliases);
 
   setHandler(registerVersionUpdate, (request) => {
     const existing = state.versionByRunId[request.lineage.runId];
@@ -199,26 +186,6 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
           throw new Error(`version ${request.version} of "${state.model}" is not blessed and cannot be published`);
         }
         if (request.alias === state.championAlias) requireOwner(undefined, 'publish');
-      },
-    },
-  );
-
-  setHandler(
-    setAliasUpdate,
-    async ({ alias, version }) => {
-      const previous = moveAlias(alias, version);
-      if (alias === state.championAlias) await desire(championLayout(), `champion v${version} (alias set)`);
-      return { alias, version, previous };
-    },
-    {
-      validator: ({ alias, version }) => {
-        if (!/^[A-Za-z0-9_-]+$/.test(alias)) throw new Error(`alias "${alias}" must match [A-Za-z0-9_-]+`);
-        if (findVersion(version).status !== 'published') {
-          throw new Error(
-            `version ${version} of "${state.model}" is not published; only published versions can carry an alias`,
-          );
-        }
-        if (alias === state.championAlias) requireOwner(undefined, `alias ${alias}`);
       },
     },
   );
@@ -368,8 +335,6 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
   setHandler(recordEventUpdate, ({ owner, kind, version, message, details }) =>
     record({ kind, version, by: owner, message, details }),
   );
-
-  setHandler(reconcileUpdate, () => applyLatest());
 
   // An entity workflow never finishes. It re-applies the desired serving state every
   // `reconcileInterval` (a restarted or new server gets it back; unchanged servers are only
