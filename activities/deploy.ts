@@ -4,7 +4,7 @@ import { servingTargets, ServersConfigError, type ServerTarget } from '../contro
 import { ServingClient } from '../serving/client';
 import type { ApplyReport, DesiredServing, ServerApply } from '../workflows/serving-desired';
 import type { ActivityDeps } from './deps';
-import type { DeployActivities } from './types';
+import type { DeployActivities } from '../workflows/api';
 
 /**
  * The deploy activity: makes every configured model server serve a model's desired state — the

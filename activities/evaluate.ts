@@ -10,7 +10,7 @@ import type { ActivityDeps } from './deps';
 import { decideBlessing } from './blessing';
 import { asActivityFailure, checkedSpec } from './failures';
 import { readRegistry } from './registry-client';
-import type { EvaluateInput, EvaluationResult } from './types';
+import type { EvaluateInput, EvaluationResult } from '../workflows/api';
 
 export function createEvaluateActivity(deps: ActivityDeps) {
   return async function evaluate({

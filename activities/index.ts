@@ -8,7 +8,7 @@ import { createPublishActivity } from './publish';
 import { createRegisterActivity } from './register';
 import { createTrainActivity } from './train';
 import { createTrainReplicaActivity } from './train-replica';
-import type { ControlActivities, TrainActivities } from './types';
+import type { ControlActivities, TrainActivities } from '../workflows/api';
 
 export function createControlActivities(deps: ActivityDeps): ControlActivities {
   return {

@@ -3,7 +3,7 @@ import { ingestDataset, type DatasetRef } from '../data/ingest';
 import { getDataSource } from '../data/sources';
 import type { ActivityDeps } from './deps';
 import { asActivityFailure, checkedSpec } from './failures';
-import type { IngestInput } from './types';
+import type { IngestInput } from '../workflows/api';
 
 export function createIngestActivity(deps: ActivityDeps) {
   return async function ingest({ runId, spec: rawSpec }: IngestInput): Promise<DatasetRef> {

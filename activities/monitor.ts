@@ -9,7 +9,7 @@ import {
 } from '../serving/metrics-window';
 import type { ActivityDeps } from './deps';
 import { configuredServers } from './deploy';
-import type { DeployActivities, ServingMeasurement } from './types';
+import type { DeployActivities, ServingMeasurement } from '../workflows/api';
 
 /**
  * The monitor activity: reads every model server's metrics (as data) for one model and returns

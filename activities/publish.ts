@@ -1,9 +1,8 @@
 import { ModelRepository, METADATA_FILE } from '../artifacts/model-repository';
-import { publishVersionUpdate } from '../workflows/registry';
-import { registryWorkflowId } from './registry-client';
+import { deploymentPrefix } from '../control/task-queues';
+import { publishVersionUpdate, registryWorkflowId, type PublishInput } from '../workflows/api';
 import type { ActivityDeps } from './deps';
 import { checkedSpec } from './failures';
-import type { PublishInput } from './types';
 
 /**
  * Writes a blessed version into the model repository (atomically: a server never sees half a
@@ -38,7 +37,8 @@ export function createPublishActivity(deps: ActivityDeps) {
       'weights.bin': await deps.store.get(`${modelUri}/weights.bin`),
       [METADATA_FILE]: JSON.stringify(metadata, null, 2),
     });
-    await deps.client.workflow.getHandle(registryWorkflowId(spec.model.name)).executeUpdate(publishVersionUpdate, {
+    const registry = deps.client.workflow.getHandle(registryWorkflowId(deploymentPrefix(), spec.model.name));
+    await registry.executeUpdate(publishVersionUpdate, {
       args: [{ version, publishedPath, alias: moveAlias === false ? null : spec.deployment.alias }],
     });
     return { publishedPath };

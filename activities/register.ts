@@ -1,11 +1,15 @@
 import { WithStartWorkflowOperation } from '@temporalio/client';
 import { Context } from '@temporalio/activity';
-import { taskQueueOf } from '../control/task-queues';
-import { registerVersionUpdate, registryWorkflow } from '../workflows/registry';
-import { registryWorkflowId } from './registry-client';
+import { deploymentPrefix, taskQueueOf } from '../control/task-queues';
+import {
+  REGISTRY_WORKFLOW_TYPE,
+  registerVersionUpdate,
+  registryWorkflowId,
+  type RegisterInput,
+  type RegistryWorkflow,
+} from '../workflows/api';
 import type { ActivityDeps } from './deps';
 import { checkedSpec } from './failures';
-import type { RegisterInput } from './types';
 
 /**
  * Registers the run's model as the next version of its model, starting the model's registry
@@ -22,8 +26,9 @@ export function createRegisterActivity(deps: ActivityDeps) {
   }: RegisterInput): Promise<{ version: number }> {
     const spec = checkedSpec(rawSpec);
     const { taskQueue } = Context.current().info;
-    const startWorkflowOperation = new WithStartWorkflowOperation(registryWorkflow, {
-      workflowId: registryWorkflowId(spec.model.name),
+    // Started by name: a worker's activities load no workflow code.
+    const startWorkflowOperation = new WithStartWorkflowOperation<RegistryWorkflow>(REGISTRY_WORKFLOW_TYPE, {
+      workflowId: registryWorkflowId(deploymentPrefix(), spec.model.name),
       // The registry runs where this activity runs: the control pool.
       taskQueue: taskQueue || taskQueueOf('control'),
       args: [

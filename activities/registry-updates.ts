@@ -1,16 +1,17 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import type { UpdateDefinition } from '@temporalio/common';
+import { deploymentPrefix } from '../control/task-queues';
 import {
   claimTrafficUpdate,
   concludeUpdate,
   recordEventUpdate,
+  registryWorkflowId,
   releaseTrafficUpdate,
   setServingUpdate,
-} from '../workflows/registry';
+  type DeployActivities,
+} from '../workflows/api';
 import type { ActivityDeps } from './deps';
-import { registryWorkflowId } from './registry-client';
-import type { DeployActivities } from './types';
 
 /**
  * The registry Updates a rollout or experiment workflow sends (a workflow cannot send an Update
@@ -23,7 +24,7 @@ export function createRegistryUpdateActivities(
   async function update<Ret, Arg>(model: string, definition: UpdateDefinition<Ret, [Arg]>, arg: Arg): Promise<Ret> {
     try {
       return await deps.client.workflow
-        .getHandle(registryWorkflowId(model))
+        .getHandle(registryWorkflowId(deploymentPrefix(), model))
         .executeUpdate(definition, { args: [arg] as [Arg] });
     } catch (error) {
       if (error instanceof WorkflowUpdateFailedError) {

@@ -7,12 +7,17 @@ import { createReplicaEngine } from '../training/distributed/replica-engine';
 import { replicaLoop, ReplicasDiverged, type ReplicaProgress } from '../training/distributed/replica-loop';
 import { scaledLearningRate } from '../training/distributed/learning-rate';
 import { saveModelToStore } from '../engine/model-files';
-import { trainProgressSignal } from '../workflows/retrain';
-import { joinJobUpdate, replicaProgressSignal } from '../workflows/train-job';
+import {
+  joinJobUpdate,
+  replicaProgressSignal,
+  trainProgressSignal,
+  type ReplicaInput,
+  type ReplicaResult,
+  type TrainProgress,
+} from '../workflows/api';
 import type { ActivityDeps } from './deps';
 import { prepareTraining } from './training-setup';
 import { checkedSpec } from './failures';
-import type { ReplicaInput, ReplicaResult, TrainProgress } from './types';
 
 const PROGRESS_SIGNAL_INTERVAL_MS = 1_000;
 

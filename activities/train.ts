@@ -4,11 +4,10 @@ import { saveCheckpoint } from '../training/checkpoint';
 import { saveModelToStore } from '../engine/model-files';
 import { learningRateAt } from '../training/optimizers';
 import { trainLoop, type ExecutionReport } from '../training/trainer';
-import { trainProgressSignal } from '../workflows/retrain';
+import { trainProgressSignal, type TrainInput, type TrainProgress, type TrainResult } from '../workflows/api';
 import type { ActivityDeps } from './deps';
 import { prepareTraining } from './training-setup';
 import { checkedSpec } from './failures';
-import type { TrainInput, TrainProgress, TrainResult } from './types';
 
 /** How often the trainer tells its workflow where it is (heartbeats are throttled by the SDK). */
 const PROGRESS_SIGNAL_INTERVAL_MS = 1_000;

@@ -1,8 +1,15 @@
 import cliProgress from 'cli-progress';
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import { progressQuery, STAGES, type RunProgress } from '../workflows/retrain';
-import { rolloutStatusQuery, type RolloutDecision } from '../workflows/rollout';
-import { jobStateQuery, trainJobWorkflowId, type JobState } from '../workflows/train-job';
+import {
+  jobStateQuery,
+  progressQuery,
+  rolloutStatusQuery,
+  STAGES,
+  trainJobWorkflowId,
+  type JobState,
+  type RolloutDecision,
+  type RunProgress,
+} from '../workflows/api';
 import { formatDecision } from './commands/rollout';
 
 const POLL_MS = 500;

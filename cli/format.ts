@@ -1,4 +1,4 @@
-import type { RunResult } from '../activities/types';
+import type { RunResult } from '../workflows/api';
 
 const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
 

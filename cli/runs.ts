@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { deploymentPrefix, taskQueueOf } from '../control/task-queues';
 import { applyOverrides, loadPipeline, PipelineSpecError, validatePipeline, type PipelineSpec } from '../pipelines';
-import { retrainWorkflow, type RetrainInput } from '../workflows/retrain';
+import { retrainRunId, type RetrainInput } from '../workflows/api';
+import { retrainWorkflow } from '../workflows/retrain';
 import { UsageError } from './errors';
 
 /** The spec a command will run: the named pipeline with `--set` overrides, validated in full. */
@@ -25,8 +26,7 @@ export function retrainInput(spec: PipelineSpec): RetrainInput {
 
 /** A readable, unique run id: the pipeline, the UTC time and a short random suffix. */
 export function newRunId(spec: PipelineSpec): string {
-  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
-  return `${spec.name}-${stamp}-${randomBytes(2).toString('hex')}`;
+  return retrainRunId(spec.name, new Date(), randomBytes(2).toString('hex'));
 }
 
 export async function startRun(

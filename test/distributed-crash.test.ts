@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FileArtifactStore } from '../artifacts/store';
 import { startRun } from '../cli/runs';
-import { jobStateQuery, trainJobWorkflowId } from '../workflows/train-job';
+import { jobStateQuery, trainJobWorkflowId } from '../workflows/api';
 import { createTestEnv, type TestEnv } from './helpers/env';
 import { sliceSpec } from './helpers/specs';
 import { killProcess, spawnWorkerProcess, startInProcessWorkers, waitFor } from './helpers/workers';

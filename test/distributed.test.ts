@@ -3,7 +3,7 @@ import { FileArtifactStore } from '../artifacts/store';
 import { startRun } from '../cli/runs';
 import { PipelineSpecError } from '../pipelines/define';
 import { loadModelFromStore } from '../engine/model-files';
-import { jobStateQuery, trainJobWorkflowId } from '../workflows/train-job';
+import { jobStateQuery, trainJobWorkflowId } from '../workflows/api';
 import { createTestEnv, type TestEnv } from './helpers/env';
 import { sliceSpec } from './helpers/specs';
 import { killProcess, spawnWorkerProcess, startInProcessWorkers, waitFor } from './helpers/workers';

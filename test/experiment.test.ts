@@ -5,7 +5,7 @@ import { deploymentPrefix } from '../control/task-queues';
 import type { ServingClient } from '../serving/client';
 import type { ModelServer } from '../serving/server';
 import { selectBackend } from '../engine/backend';
-import { experimentStatusQuery, experimentWorkflowId } from '../workflows/experiment';
+import { experimentStatusQuery, experimentWorkflowId } from '../workflows/api';
 import { decideExperiment, twoProportionTest } from '../workflows/experiment-analysis';
 import { gantry } from './helpers/cli';
 import { publishVersion, startDeploymentServer, trainedModelFiles, wrongLabelFiles } from './helpers/deployment';

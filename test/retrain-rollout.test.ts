@@ -1,13 +1,11 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { RunResult } from '../activities/types';
+import { progressQuery, rolloutStatusQuery, type RunResult } from '../workflows/api';
 import { readRegistry } from '../activities/registry-client';
 import { runLoad, type LoadSummary } from '../control/load/generator';
 import { startRun } from '../cli/runs';
 import type { ServingClient } from '../serving/client';
 import type { ModelServer } from '../serving/server';
 import { selectBackend } from '../engine/backend';
-import { progressQuery } from '../workflows/retrain';
-import { rolloutStatusQuery } from '../workflows/rollout';
 import { startDeploymentServer } from './helpers/deployment';
 import { createTestEnv, type TestEnv } from './helpers/env';
 import { sliceSpec } from './helpers/specs';

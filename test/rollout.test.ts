@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readRegistry, registryWorkflowId } from '../activities/registry-client';
+import { readRegistry } from '../activities/registry-client';
 import { runLoad, type LoadSummary } from '../control/load/generator';
 import { deploymentPrefix, taskQueueOf } from '../control/task-queues';
 import { RolloutSpecSchema } from '../pipelines/spec';
@@ -7,14 +7,15 @@ import type { ServingClient } from '../serving/client';
 import type { ModelServer } from '../serving/server';
 import { selectBackend } from '../engine/backend';
 import type { ModelFiles } from '../engine/model-files';
-import { rollbackUpdate } from '../workflows/registry';
 import {
+  registryWorkflowId,
   rollbackRolloutUpdate,
+  rollbackUpdate,
   rolloutStatusQuery,
-  rolloutWorkflow,
   rolloutWorkflowId,
   type RolloutStatus,
-} from '../workflows/rollout';
+} from '../workflows/api';
+import { rolloutWorkflow } from '../workflows/rollout';
 import { publishVersion, startDeploymentServer, trainedModelFiles, wrongLabelFiles } from './helpers/deployment';
 import { createTestEnv, type TestEnv } from './helpers/env';
 import { startInProcessWorkers, waitFor } from './helpers/workers';
@@ -176,7 +177,7 @@ describe('canary rollout', () => {
   }, 120_000);
 
   it('rolls the champion back by hand to an earlier version, on the server within a second', async () => {
-    const handle = workers.client.workflow.getHandle(registryWorkflowId(MODEL));
+    const handle = workers.client.workflow.getHandle(registryWorkflowId(deploymentPrefix(), MODEL));
     const started = performance.now();
     const change = await handle.executeUpdate(rollbackUpdate, { args: [{ to: 1, reason: 'test' }] });
     const elapsed = performance.now() - started;

@@ -3,17 +3,21 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
-  defineQuery,
-  defineUpdate,
   isCancellation,
   proxyActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { DeployActivities } from '../activities/types';
+import {
+  experimentStatusQuery,
+  stopExperimentUpdate,
+  type DeployActivities,
+  type ExperimentInput,
+  type ExperimentStatus,
+} from './api';
 import { failureMessage } from './failure-message';
-import { EMPTY_WINDOW, type VersionWindow } from './canary-analysis';
-import { decideExperiment, type ExperimentVerdict } from './experiment-analysis';
+import { EMPTY_WINDOW } from './canary-analysis';
+import { decideExperiment } from './experiment-analysis';
 import { armsLayout } from './serving-desired';
 
 /**
@@ -24,40 +28,6 @@ import { armsLayout } from './serving-desired';
  * and the traffic goes back to the champion. It claims the model's traffic like a rollout, so the
  * two never overlap.
  */
-
-export const experimentWorkflowId = (deploymentPrefix: string, model: string) =>
-  `${deploymentPrefix}-experiment:${model}`;
-
-export interface ExperimentInput {
-  model: string;
-  arms: { version: number; weight: number }[];
-  duration: string;
-  championAlias: string;
-  /** The champion when it starts (kept loaded so the end is instant); null when none. */
-  champion: number | null;
-  /** Significance level of the whole test (Bonferroni-corrected over the comparisons). */
-  alpha: number;
-  /** Labelled predictions each arm needs before a winner can be named. */
-  minFeedback: number;
-  /** How often the arms' metrics are read for `experiment status`. */
-  analysisInterval: string;
-}
-
-export interface ExperimentStatus {
-  model: string;
-  arms: { version: number; weight: number }[];
-  phase: 'running' | 'finished' | 'cancelled';
-  startedAt: string | null;
-  endsAt: string | null;
-  /** Each arm's traffic since the start (updated every analysis interval). */
-  windows: Record<string, VersionWindow>;
-  verdict: ExperimentVerdict | null;
-  stoppedEarly: boolean;
-}
-
-export const experimentStatusQuery = defineQuery<ExperimentStatus>('experimentStatus');
-/** Ends the experiment now and decides on the feedback gathered so far. */
-export const stopExperimentUpdate = defineUpdate<ExperimentStatus, [{ reason?: string }]>('stopExperiment');
 
 export async function experimentWorkflow(input: ExperimentInput): Promise<ExperimentStatus> {
   const { model, arms } = input;

@@ -3,194 +3,46 @@ import {
   ApplicationFailure,
   condition,
   continueAsNew,
-  defineQuery,
-  defineUpdate,
   log,
   proxyActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { DeployActivities } from '../activities/types';
-import { championOnly, noVersions, type ApplyReport, type DesiredServing, type ServingLayout } from './serving-desired';
+import {
+  claimTrafficUpdate,
+  concludeUpdate,
+  promoteUpdate,
+  publishVersionUpdate,
+  recordEventUpdate,
+  registerVersionUpdate,
+  registryStateQuery,
+  releaseTrafficUpdate,
+  rollbackUpdate,
+  setServingUpdate,
+  type DeployActivities,
+  type RegistryInput,
+  type RegistryWorkflow,
+  type ServingChange,
+} from './api';
+import { ModelRegistry } from './registry-state';
+import type { ApplyReport, DesiredServing } from './serving-desired';
 
 /**
- * The model registry: one long-lived entity workflow per model name (id `<prefix>-registry:<model>`, see
- * activities/registry-client.ts),
- * holding every version with its lineage and the aliases that point at them. Its state lives in
- * its history alone; it continues as new before the history grows large.
+ * The model registry: one long-lived entity workflow per model name (id `<prefix>-registry:<model>`,
+ * see registryWorkflowId in workflows/api.ts), holding every version with its lineage and the
+ * aliases that point at them. Its state lives in its history alone; it continues as new before the
+ * history grows large. The state and its transitions are a plain class (registry-state.ts); this
+ * function wires the update handlers to it, applies the desired serving state it produces to the
+ * model servers, and re-applies it on a timer.
  */
 
-export interface VersionLineage {
-  runId: string;
-  datasetFingerprint: string;
-  /** The whole pipeline spec the version was trained from. */
-  spec: unknown;
-  parentVersion: number | null;
-  gitCommit: string | null;
-  backend: string;
-}
-
-export interface ModelVersion {
-  version: number;
-  artifactUri: string;
-  metrics: { testAccuracy: number; testLoss: number; perClassAccuracy: number[] };
-  lineage: VersionLineage;
-  blessed: boolean;
-  reasons: string[];
-  status: 'registered' | 'published';
-  /** Set when a rollout or a person rolled this version back, with why. */
-  rolledBack?: { at: string; reasons: string[] } | null;
-  /** Where the model repository holds it, once published. */
-  publishedPath: string | null;
-  registeredAt: string;
-  publishedAt: string | null;
-}
-
-/** One decision about the model's traffic, kept in the registry (and in the history that made it). */
-export interface RegistryEvent {
-  at: string;
-  kind: 'published' | 'promoted' | 'rolled-back' | 'rollout' | 'experiment' | 'serving';
-  version: number | null;
-  /** The workflow that made it (a rollout, an experiment) or "manual". */
-  by: string;
-  message: string;
-  details?: unknown;
-}
-
-/** Which workflow steers the model's traffic now: one rollout or experiment at a time. */
-export interface TrafficOwner {
-  id: string;
-  kind: 'rollout' | 'experiment';
-  version: number | null;
-  since: string;
-}
-
-export interface RegistryState {
-  model: string;
-  versions: ModelVersion[];
-  aliases: Record<string, number>;
-  /** Which version each run registered: a retried register activity gets the same answer. */
-  versionByRunId: Record<string, number>;
-  /** The alias the servers' production traffic follows. */
-  championAlias?: string;
-  /** Earlier champions, oldest first: `rollback` with no target returns to the last of them. */
-  championHistory?: number[];
-  /** What every model server should serve for this model; reconciled until it holds. */
-  serving?: DesiredServing | null;
-  /** The last time the desired state was applied, per server. */
-  lastApply?: ApplyReport | null;
-  trafficOwner?: TrafficOwner | null;
-  /** The most recent decisions, newest last (capped; the full record is the workflow history). */
-  events?: RegistryEvent[];
-}
-
-export interface RegisterRequest {
-  artifactUri: string;
-  metrics: ModelVersion['metrics'];
-  lineage: VersionLineage;
-  blessed: boolean;
-  reasons: string[];
-}
-
-export interface PublishRequest {
-  version: number;
-  publishedPath: string;
-  /** The alias to move to the version now; null when a rollout will decide (see workflows/rollout.ts). */
-  alias: string | null;
-}
-
-/** Manual control and rollout outcomes. `owner` is the rollout / experiment workflow id when one calls. */
-export interface PromoteRequest {
-  version: number;
-  reason?: string;
-  owner?: string;
-}
-export interface RollbackRequest {
-  /** Any earlier published version; default the champion before the current one. */
-  to?: number;
-  reason?: string;
-  owner?: string;
-}
-export interface ClaimTrafficRequest {
-  owner: string;
-  kind: TrafficOwner['kind'];
-  version: number | null;
-}
-export interface SetServingRequest {
-  owner: string;
-  layout: ServingLayout;
-  note: string;
-}
-export interface ConcludeRequest {
-  owner: string;
-  candidate: number;
-  outcome: 'promoted' | 'rolled-back';
-  reasons: string[];
-  details?: unknown;
-}
-export interface RecordEventRequest {
-  owner: string;
-  kind: RegistryEvent['kind'];
-  version: number | null;
-  message: string;
-  details?: unknown;
-}
-export interface ServingChange {
-  serving: DesiredServing;
-  apply: ApplyReport;
-  champion: number | null;
-}
-
-export const registerVersionUpdate = defineUpdate<{ version: number }, [RegisterRequest]>('registerVersion');
-export const publishVersionUpdate = defineUpdate<
-  { version: number; alias: string | null; previous: number | null },
-  [PublishRequest]
->('publishVersion');
-export const promoteUpdate = defineUpdate<ServingChange, [PromoteRequest]>('promote');
-export const rollbackUpdate = defineUpdate<ServingChange & { rolledBack: number | null }, [RollbackRequest]>(
-  'rollback',
-);
-export const claimTrafficUpdate = defineUpdate<TrafficOwner, [ClaimTrafficRequest]>('claimTraffic');
-/** The owner hands the traffic back: the champion alone serves again. */
-export const releaseTrafficUpdate = defineUpdate<ServingChange | null, [{ owner: string; note?: string }]>(
-  'releaseTraffic',
-);
-export const setServingUpdate = defineUpdate<ServingChange, [SetServingRequest]>('setServing');
-export const concludeUpdate = defineUpdate<ServingChange, [ConcludeRequest]>('conclude');
-export const recordEventUpdate = defineUpdate<void, [RecordEventRequest]>('recordEvent');
-/** Applies the desired serving state to every server now (e.g. after adding a server). */
-export const reconcileUpdate = defineUpdate<ApplyReport | null, []>('reconcile');
-export const setAliasUpdate = defineUpdate<
-  { alias: string; version: number; previous: number | null },
-  [{ alias: string; version: number }]
->('setAlias');
-export const registryStateQuery = defineQuery<RegistryState>('state');
-export const versionsQuery = defineQuery<ModelVersion[]>('versions');
-export const aliasesQuery = defineQuery<Record<string, number>>('aliases');
-
-export interface RegistryInput {
-  model: string;
-  /** How often the desired serving state is re-applied (a restarted server gets it back). */
-  reconcileInterval?: string;
-  /** Carried over by continue-as-new. */
-  state?: RegistryState;
-  /** Continue as new beyond this many history events (Temporal also suggests it on its own). */
-  maxHistoryEvents?: number;
-}
-
-const MAX_EVENTS = 200;
-
 export async function registryWorkflow(input: RegistryInput): Promise<void> {
-  const state: RegistryState = input.state ?? { model: input.model, versions: [], aliases: {}, versionByRunId: {} };
-  state.championAlias ??= 'champion';
-  state.championHistory ??= [];
-  state.serving ??= null;
-  state.lastApply ??= null;
-  state.trafficOwner ??= null;
-  state.events ??= [];
+  const now = () => new Date(Date.now()).toISOString(); // workflow time: deterministic on replay
+  // Fills in the fields an older run's state lacks, so the next run continues with a complete one.
+  const registry = new ModelRegistry(input.model, input.state, now);
+  const { state } = registry;
   const maxHistoryEvents = input.maxHistoryEvents ?? 10_000;
   const reconcileInterval = input.reconcileInterval ?? '10s';
-  const now = () => new Date(Date.now()).toISOString(); // workflow time: deterministic on replay
   // Deploy activities run where the registry runs: the control pool.
   const deploy = proxyActivities<DeployActivities>({
     startToCloseTimeout: '3m',
@@ -199,50 +51,9 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
     retry: { initialInterval: '200ms', maximumInterval: '5s', maximumAttempts: 3 },
   });
 
-  const findVersion = (version: number): ModelVersion => {
-    const found = state.versions.find((v) => v.version === version);
-    if (!found) {
-      throw ApplicationFailure.nonRetryable(
-        `model "${state.model}" has no version ${version} (versions: ${state.versions.map((v) => v.version).join(', ') || 'none'})`,
-        'UnknownVersion',
-      );
-    }
-    return found;
-  };
-  const requirePublished = (version: number): ModelVersion => {
-    const entry = findVersion(version);
-    if (entry.status !== 'published')
-      throw new Error(`version ${version} of "${state.model}" is not published (it is ${entry.status})`);
-    return entry;
-  };
-  const champion = (): number | null => state.aliases[state.championAlias!] ?? null;
-  const moveAlias = (alias: string, version: number) => {
-    const previous = state.aliases[alias] ?? null;
-    state.aliases[alias] = version;
-    if (alias === state.championAlias && previous !== null && previous !== version)
-      state.championHistory!.push(previous);
-    return previous;
-  };
-  const record = (event: Omit<RegistryEvent, 'at'>) => {
-    state.events!.push({ at: now(), ...event });
-    if (state.events!.length > MAX_EVENTS) state.events!.splice(0, state.events!.length - MAX_EVENTS);
-  };
-  /** Only the workflow that claimed the model's traffic may steer it while it holds it. */
-  const requireOwner = (owner: string | undefined, what: string) => {
-    const holder = state.trafficOwner;
-    if (holder && holder.id !== owner) {
-      throw new Error(
-        `${what}: the ${holder.kind} ${holder.id} (version ${holder.version ?? '-'}) steers "${state.model}"'s traffic since ${holder.since}; send it to that ${holder.kind} or stop it first`,
-      );
-    }
-    if (owner !== undefined && (!holder || holder.id !== owner))
-      throw new Error(`${what}: ${owner} does not hold "${state.model}"'s traffic`);
-  };
-
   // ---- applying the desired serving state: one apply at a time, always the latest state ----
   let applying = false;
   let appliedGeneration = 0;
-  let generation = state.serving?.generation ?? 0;
   const applyLatest = async (): Promise<ApplyReport | null> => {
     await condition(() => !applying);
     applying = true;
@@ -251,256 +62,58 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
       if (!desired) return null;
       const report = await deploy.applyServing({ model: state.model, desired });
       appliedGeneration = Math.max(appliedGeneration, desired.generation);
-      state.lastApply = report;
+      registry.applied(report);
       return report;
     } finally {
       applying = false;
     }
   };
-  /** Records a new desired state and returns once it (or a newer one) has been applied. */
-  const desire = async (layout: ServingLayout, note: string): Promise<ServingChange> => {
-    state.serving = { ...layout, generation: ++generation, note, since: now() };
-    const target = generation;
+  /** Returns once `desired` (or a newer state) has been applied, with the state that now holds. */
+  const applied = async (desired: DesiredServing): Promise<ServingChange> => {
     let report: ApplyReport | null = null;
-    while (appliedGeneration < target) report = await applyLatest();
-    return { serving: state.serving, apply: report ?? state.lastApply!, champion: champion() };
+    while (appliedGeneration < desired.generation) report = await applyLatest();
+    const apply = report ?? state.lastApply;
+    // An apply of this generation or a newer one has just finished, so both are set.
+    if (!state.serving || !apply) throw ApplicationFailure.nonRetryable('the desired serving state was never applied');
+    return { serving: state.serving, apply, champion: registry.champion() };
   };
-  const championLayout = () => championOnly(champion()!, state.championAlias!);
 
   setHandler(registryStateQuery, () => state);
-  setHandler(versionsQuery, () => state.versions);
-  setHandler(aliasesQuery, () => state.aliases);
-
-  setHandler(registerVersionUpdate, (request) => {
-    const existing = state.versionByRunId[request.lineage.runId];
-    if (existing !== undefined) return { version: existing };
-    const version = (state.versions.at(-1)?.version ?? 0) + 1;
-    state.versions.push({
-      version,
-      artifactUri: request.artifactUri,
-      metrics: request.metrics,
-      lineage: request.lineage,
-      blessed: request.blessed,
-      reasons: request.reasons,
-      status: 'registered',
-      rolledBack: null,
-      publishedPath: null,
-      registeredAt: now(),
-      publishedAt: null,
-    });
-    state.versionByRunId[request.lineage.runId] = version;
-    return { version };
-  });
-
+  setHandler(registerVersionUpdate, (request) => registry.register(request));
   setHandler(
     publishVersionUpdate,
     async (request) => {
-      const entry = findVersion(request.version);
-      if (entry.status !== 'published') {
-        entry.status = 'published';
-        entry.publishedPath = request.publishedPath;
-        entry.publishedAt = now();
-        record({
-          kind: 'published',
-          version: request.version,
-          by: 'pipeline',
-          message: `v${request.version} published to ${request.publishedPath}`,
-        });
-      }
-      if (request.alias === null) return { version: request.version, alias: null, previous: null };
-      if (request.alias === state.championAlias && champion() === request.version) {
-        return { version: request.version, alias: request.alias, previous: request.version };
-      }
-      const previous = moveAlias(request.alias, request.version);
-      if (request.alias === state.championAlias) {
-        record({
-          kind: 'promoted',
-          version: request.version,
-          by: 'pipeline',
-          message: `v${request.version} is the champion (published without a rollout)`,
-        });
-        await desire(championLayout(), `champion v${request.version}`);
-      }
-      return { version: request.version, alias: request.alias, previous };
+      const { result, desired } = registry.publish(request);
+      if (desired) await applied(desired);
+      return result;
     },
-    {
-      validator: (request) => {
-        const entry = findVersion(request.version);
-        if (!entry.blessed) {
-          throw new Error(`version ${request.version} of "${state.model}" is not blessed and cannot be published`);
-        }
-        if (request.alias === state.championAlias) requireOwner(undefined, 'publish');
-      },
-    },
+    { validator: (request) => registry.checkPublish(request) },
   );
-
-  setHandler(
-    setAliasUpdate,
-    async ({ alias, version }) => {
-      const previous = moveAlias(alias, version);
-      if (alias === state.championAlias) await desire(championLayout(), `champion v${version} (alias set)`);
-      return { alias, version, previous };
-    },
-    {
-      validator: ({ alias, version }) => {
-        if (!/^[A-Za-z0-9_-]+$/.test(alias)) throw new Error(`alias "${alias}" must match [A-Za-z0-9_-]+`);
-        if (findVersion(version).status !== 'published') {
-          throw new Error(
-            `version ${version} of "${state.model}" is not published; only published versions can carry an alias`,
-          );
-        }
-        if (alias === state.championAlias) requireOwner(undefined, `alias ${alias}`);
-      },
-    },
-  );
-
-  setHandler(
-    promoteUpdate,
-    async ({ version, reason, owner }) => {
-      const entry = findVersion(version);
-      entry.rolledBack = null;
-      moveAlias(state.championAlias!, version);
-      record({
-        kind: 'promoted',
-        version,
-        by: owner ?? 'manual',
-        message: `v${version} promoted to ${state.championAlias}${reason ? `: ${reason}` : ''}`,
-      });
-      return desire(championLayout(), `champion v${version} (promoted)`);
-    },
-    {
-      validator: ({ version, owner }) => {
-        requirePublished(version);
-        requireOwner(owner, 'promote');
-      },
-    },
-  );
-
-  const rollbackTarget = (to: number | undefined): number => {
-    const current = champion();
-    if (to !== undefined) return to;
-    const previous = [...state.championHistory!].reverse().find((v) => v !== current && !findVersion(v).rolledBack);
-    if (previous === undefined)
-      throw new Error(`model "${state.model}" has no earlier champion to roll back to; name a version with --to`);
-    return previous;
-  };
+  setHandler(promoteUpdate, (request) => applied(registry.promote(request)), {
+    validator: (request) => registry.checkPromote(request),
+  });
   setHandler(
     rollbackUpdate,
-    async ({ to, reason, owner }) => {
-      const target = rollbackTarget(to);
-      const current = champion();
-      const reasons = [reason ?? 'manual rollback'];
-      if (current !== null && current !== target) findVersion(current).rolledBack = { at: now(), reasons };
-      findVersion(target).rolledBack = null;
-      moveAlias(state.championAlias!, target);
-      record({
-        kind: 'rolled-back',
-        version: current,
-        by: owner ?? 'manual',
-        message: `rolled back from v${current ?? '-'} to v${target}: ${reasons.join('; ')}`,
-      });
-      return {
-        ...(await desire(championLayout(), `champion v${target} (rolled back from v${current ?? '-'})`)),
-        rolledBack: current,
-      };
+    async (request) => {
+      const { desired, rolledBack } = registry.rollback(request);
+      return { ...(await applied(desired)), rolledBack };
     },
-    {
-      validator: ({ to, owner }) => {
-        requireOwner(owner, 'rollback');
-        const target = rollbackTarget(to);
-        requirePublished(target);
-        const current = champion();
-        if (to !== undefined && current !== null && to >= current) {
-          throw new Error(
-            `rollback --to ${to}: only an earlier version than the champion v${current} (use promote to move forward)`,
-          );
-        }
-      },
-    },
+    { validator: (request) => registry.checkRollback(request) },
   );
-
-  setHandler(
-    claimTrafficUpdate,
-    ({ owner, kind, version }) => {
-      if (state.trafficOwner?.id === owner) return state.trafficOwner;
-      state.trafficOwner = { id: owner, kind, version, since: now() };
-      record({
-        kind: kind === 'rollout' ? 'rollout' : 'experiment',
-        version,
-        by: owner,
-        message: `${kind} ${owner} took "${state.model}"'s traffic`,
-      });
-      return state.trafficOwner;
-    },
-    {
-      validator: ({ owner, version }) => {
-        const holder = state.trafficOwner;
-        if (holder && holder.id !== owner) {
-          throw new Error(
-            `the ${holder.kind} ${holder.id} (version ${holder.version ?? '-'}) already steers "${state.model}"'s traffic since ${holder.since}; two never run at once`,
-          );
-        }
-        if (version !== null) requirePublished(version);
-      },
-    },
-  );
-
-  setHandler(releaseTrafficUpdate, async ({ owner, note }) => {
-    if (state.trafficOwner?.id !== owner) return null;
-    state.trafficOwner = null;
-    return champion() === null
-      ? null
-      : desire(championLayout(), note ?? `champion v${champion()} (traffic released by ${owner})`);
+  setHandler(claimTrafficUpdate, (request) => registry.claimTraffic(request), {
+    validator: (request) => registry.checkClaimTraffic(request),
   });
-
-  setHandler(setServingUpdate, async ({ owner, layout, note }) => desire(layout, note), {
-    validator: ({ owner, layout }) => {
-      requireOwner(owner, 'set serving');
-      for (const version of layout.versions) requirePublished(version);
-    },
+  setHandler(releaseTrafficUpdate, async (request) => {
+    const desired = registry.releaseTraffic(request);
+    return desired ? applied(desired) : null;
   });
-
-  setHandler(
-    concludeUpdate,
-    async ({ owner, candidate, outcome, reasons, details }) => {
-      const entry = findVersion(candidate);
-      if (outcome === 'promoted') {
-        entry.rolledBack = null;
-        moveAlias(state.championAlias!, candidate);
-      } else {
-        entry.rolledBack = { at: now(), reasons };
-      }
-      record({
-        kind: outcome === 'promoted' ? 'promoted' : 'rolled-back',
-        version: candidate,
-        by: owner,
-        message: `v${candidate} ${outcome}: ${reasons.join('; ')}`,
-        details,
-      });
-      state.trafficOwner = null;
-      const current = champion();
-      // Nothing was ever promoted: serve nothing rather than a rolled-back candidate.
-      if (current === null) return desire(noVersions(), `v${candidate} rolled back; no champion`);
-      return desire(
-        championLayout(),
-        outcome === 'promoted'
-          ? `champion v${candidate} (rollout promoted it)`
-          : `champion v${current} (v${candidate} rolled back)`,
-      );
-    },
-    {
-      validator: ({ owner, candidate }) => {
-        requireOwner(owner, 'conclude');
-        requirePublished(candidate);
-      },
-    },
-  );
-
-  setHandler(recordEventUpdate, ({ owner, kind, version, message, details }) =>
-    record({ kind, version, by: owner, message, details }),
-  );
-
-  setHandler(reconcileUpdate, () => applyLatest());
+  setHandler(setServingUpdate, (request) => applied(registry.setServing(request)), {
+    validator: (request) => registry.checkSetServing(request),
+  });
+  setHandler(concludeUpdate, (request) => applied(registry.conclude(request)), {
+    validator: (request) => registry.checkConclude(request),
+  });
+  setHandler(recordEventUpdate, (request) => registry.recordEvent(request));
 
   // An entity workflow never finishes. It re-applies the desired serving state every
   // `reconcileInterval` (a restarted or new server gets it back; unchanged servers are only
@@ -518,3 +131,5 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
   await condition(() => allHandlersFinished() && !applying);
   await continueAsNew<typeof registryWorkflow>({ model: input.model, state, maxHistoryEvents, reconcileInterval });
 }
+// Activities start it by name with this signature (workflows/api.ts): the two must agree.
+registryWorkflow satisfies RegistryWorkflow;

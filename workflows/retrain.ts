@@ -3,8 +3,6 @@ import {
   ActivityFailure,
   ApplicationFailure,
   ChildWorkflowFailure,
-  defineQuery,
-  defineSignal,
   executeChild,
   isCancellation,
   ParentClosePolicy,
@@ -12,11 +10,23 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { ControlActivities, TrainActivities } from '../activities/types';
-import type { EvaluationResult, RunResult, TrainProgress, TrainResult } from '../activities/types';
-import type { PipelineSpec } from '../pipelines/spec';
-import { trainJobWorkflow, trainJobWorkflowId } from './train-job';
-import { rolloutWorkflow, rolloutWorkflowId, type RolloutStatus } from './rollout';
+import {
+  deploymentPrefixOfRun,
+  progressQuery,
+  rolloutWorkflowId,
+  trainJobWorkflowId,
+  trainProgressSignal,
+  type ControlActivities,
+  type RetrainInput,
+  type RolloutStatus,
+  type RunProgress,
+  type RunResult,
+  type Stage,
+  type TrainActivities,
+  type TrainResult,
+} from './api';
+import { trainJobWorkflow } from './train-job';
+import { rolloutWorkflow } from './rollout';
 
 /**
  * The retrain pipeline as one durable workflow: ingest → train → evaluate → register → publish →
@@ -25,43 +35,8 @@ import { rolloutWorkflow, rolloutWorkflowId, type RolloutStatus } from './rollou
  * between them. A crash of any worker or of the server loses no finished step.
  */
 
-export const STAGES = ['ingest', 'train', 'evaluate', 'register', 'publish', 'rollout'] as const;
-export type Stage = (typeof STAGES)[number];
-export type StageStatus = 'pending' | 'running' | 'done' | 'skipped' | 'failed' | 'cancelled';
-
-export interface RunProgress {
-  runId: string;
-  pipeline: string;
-  model: string;
-  status: 'running' | 'completed' | 'failed' | 'cancelled';
-  stage: Stage | null;
-  stages: Record<Stage, StageStatus>;
-  train: (TrainProgress & { epochs: number }) | null;
-  dataset: {
-    fingerprint: string;
-    counts: { train: number; validation: number; test: number };
-    drifted: boolean;
-    driftReasons: string[];
-  } | null;
-  evaluation: Pick<EvaluationResult, 'blessed' | 'reasons' | 'candidate' | 'champion'> | null;
-  version: number | null;
-  /** The rollout child's workflow id while it runs (query it for the steps and decisions). */
-  rolloutId: string | null;
-  rollout: { result: 'promoted' | 'rolled-back'; reasons: string[] } | null;
-  error: string | null;
-}
-
-export interface RetrainInput {
-  spec: PipelineSpec;
-  taskQueues: { control: string; train: string };
-  /** Scopes the registry and rollout workflow ids (GANTRY_TASK_QUEUE_PREFIX); derived from the queues when absent. */
-  deploymentPrefix?: string;
-}
-
-export const progressQuery = defineQuery<RunProgress>('progress');
-export const trainProgressSignal = defineSignal<[TrainProgress]>('trainProgress');
-
-export async function retrainWorkflow({ spec, taskQueues, deploymentPrefix }: RetrainInput): Promise<RunResult> {
+export async function retrainWorkflow(input: RetrainInput): Promise<RunResult> {
+  const { spec, taskQueues } = input;
   const runId = workflowInfo().workflowId;
   const control = proxyActivities<ControlActivities>({
     taskQueue: taskQueues.control,
@@ -205,8 +180,7 @@ export async function retrainWorkflow({ spec, taskQueues, deploymentPrefix }: Re
 
   let rollout: RolloutStatus | null = null;
   if (publishedPath !== null && rolloutSpec) {
-    const prefix = deploymentPrefix ?? taskQueues.control.replace(/-control$/, '');
-    const workflowId = rolloutWorkflowId(prefix, spec.model.name);
+    const workflowId = rolloutWorkflowId(deploymentPrefixOfRun(input), spec.model.name);
     progress.rolloutId = workflowId;
     rollout = await stage('rollout', () =>
       executeChild(rolloutWorkflow, {

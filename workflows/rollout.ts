@@ -2,16 +2,24 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
-  defineQuery,
-  defineUpdate,
   isCancellation,
   proxyActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
 import { msToNumber } from '@temporalio/common';
-import type { DeployActivities, ServingMeasurement } from '../activities/types';
-import type { RolloutSpec } from '../pipelines/spec';
+import {
+  approveRolloutUpdate,
+  promoteRolloutUpdate,
+  rollbackRolloutUpdate,
+  rolloutStatusQuery,
+  type DeployActivities,
+  type ManualRequest,
+  type RolloutDecision,
+  type RolloutInput,
+  type RolloutStatus,
+  type ServingMeasurement,
+} from './api';
 import { failureMessage } from './failure-message';
 import { EMPTY_WINDOW, judgeCanary, judgeShadow, type Judgement, type VersionWindow } from './canary-analysis';
 import { canaryLayout, shadowLayout, type ServingLayout } from './serving-desired';
@@ -26,60 +34,6 @@ import { canaryLayout, shadowLayout, type ServingLayout } from './serving-desire
  * recorded in the registry and, with the measurements it was made on, in this history.
  * Manual approve / promote / rollback arrive as Updates and take effect at once.
  */
-
-export const rolloutWorkflowId = (deploymentPrefix: string, model: string) => `${deploymentPrefix}-rollout:${model}`;
-
-export interface RolloutInput {
-  model: string;
-  candidate: number;
-  /** The champion when the rollout starts; null = nothing to compare against, promote at once. */
-  champion: number | null;
-  championAlias: string;
-  spec: RolloutSpec;
-  /** The retrain run that produced the candidate, when there is one. */
-  runId?: string;
-}
-
-export type RolloutPhase = 'starting' | 'shadow' | 'canary' | 'awaiting-approval' | 'promoted' | 'rolled-back';
-
-export interface RolloutDecision {
-  at: string;
-  phase: 'shadow' | 'canary' | 'approval' | 'final';
-  /** 1-based step, for canary decisions. */
-  step: number | null;
-  percent: number;
-  action: 'start' | 'analyse' | 'pass' | 'extend' | 'breach' | 'approved' | 'timeout' | 'promote' | 'rollback';
-  message: string;
-  judgement?: Judgement;
-  canary?: VersionWindow;
-  champion?: VersionWindow | null;
-}
-
-export interface RolloutStatus {
-  model: string;
-  candidate: number;
-  champion: number | null;
-  phase: RolloutPhase;
-  step: number | null;
-  steps: number;
-  percent: number;
-  extensions: number;
-  /** The latest analysis (every interval), and every decision that changed something. */
-  latest: RolloutDecision | null;
-  decisions: RolloutDecision[];
-  /** Every analysis of the current rollout (the most recent 200): what each decision was made on. */
-  analyses: RolloutDecision[];
-  outcome: { result: 'promoted' | 'rolled-back'; reasons: string[]; at: string } | null;
-}
-
-export interface ManualRequest {
-  reason?: string;
-}
-
-export const rolloutStatusQuery = defineQuery<RolloutStatus>('rolloutStatus');
-export const approveRolloutUpdate = defineUpdate<RolloutStatus, [ManualRequest]>('approve');
-export const promoteRolloutUpdate = defineUpdate<RolloutStatus, [ManualRequest]>('promoteNow');
-export const rollbackRolloutUpdate = defineUpdate<RolloutStatus, [ManualRequest]>('rollbackNow');
 
 export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatus> {
   const { model, candidate, champion, spec } = input;
@@ -173,7 +127,9 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
         owner,
         kind: 'rollout',
         version: candidate,
-        message: `rollout v${candidate}: ${decision.phase}${decision.step ? ` step ${decision.step}` : ''} ${decision.action} — ${decision.message}`,
+        message:
+          `rollout v${candidate}: ${decision.phase}${decision.step ? ` step ${decision.step}` : ''} ` +
+          `${decision.action} — ${decision.message}`,
         details: decision,
       },
     });
@@ -281,7 +237,9 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
           return 'pass';
         }
         if (extensions >= spec.maxExtensions) {
-          const reason = `too little traffic to judge${status.step ? ` step ${status.step}` : ' the shadow phase'} after ${extensions} extension(s): ${judgement.pending.join('; ')}`;
+          const reason =
+            `too little traffic to judge${status.step ? ` step ${status.step}` : ' the shadow phase'} ` +
+            `after ${extensions} extension(s): ${judgement.pending.join('; ')}`;
           await decideAndRecord({
             phase,
             action: 'breach',
@@ -361,7 +319,8 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
       }
     }
     return await conclude('promoted', [
-      `all ${spec.steps.length} steps passed${spec.shadow ? ' after the shadow phase' : ''}${requests.approved ? ', approved' : ''}`,
+      `all ${spec.steps.length} steps passed${spec.shadow ? ' after the shadow phase' : ''}` +
+        `${requests.approved ? ', approved' : ''}`,
     ]);
   } catch (error) {
     // Cancelled or failed midway: the champion keeps the traffic and the candidate is rolled back.

@@ -4,15 +4,21 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
-  defineQuery,
-  defineSignal,
-  defineUpdate,
   isCancellation,
   proxyActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { ReplicaResult, TrainActivities, TrainInput, TrainProgress, TrainResult } from '../activities/types';
+import {
+  joinJobUpdate,
+  jobStateQuery,
+  replicaProgressSignal,
+  type JobState,
+  type ReplicaResult,
+  type TrainActivities,
+  type TrainJobInput,
+  type TrainResult,
+} from './api';
 
 /**
  * One synchronous data-parallel training job (after tf.distribute's multi-worker strategies): N
@@ -23,56 +29,6 @@ import type { ReplicaResult, TrainActivities, TrainInput, TrainProgress, TrainRe
  * a new one starts from rank 0's last checkpoint, with the same N, or fewer if `train.elastic`
  * allows and trainers are missing.
  */
-
-export interface TrainJobInput extends TrainInput {
-  taskQueue: string;
-}
-
-export interface JoinRequest {
-  jobId: string;
-  jobAttempt: number;
-  replica: number;
-  host: string;
-  port: number;
-  /** The worker that runs the replica (for `status`). */
-  identity: string;
-}
-
-export interface JoinAnswer {
-  rank: number;
-  worldSize: number;
-  peers: { rank: number; host: string; port: number }[];
-}
-
-export interface ReplicaState {
-  replica: number;
-  rank: number;
-  host: string;
-  port: number;
-  identity: string;
-  progress: (TrainProgress & { samplesPerSecond: number }) | null;
-}
-
-export interface JobState {
-  jobId: string;
-  strategy: string;
-  replicasWanted: number;
-  attempt: number;
-  phase: 'rendezvous' | 'training' | 'completed' | 'failed';
-  worldSize: number | null;
-  replicas: ReplicaState[];
-  /** Why earlier attempts ended. */
-  attempts: { attempt: number; worldSize: number | null; error: string }[];
-}
-
-export const joinJobUpdate = defineUpdate<JoinAnswer, [JoinRequest]>('joinJob');
-export const replicaProgressSignal =
-  defineSignal<[{ jobAttempt: number; rank: number; progress: TrainProgress & { samplesPerSecond: number } }]>(
-    'replicaProgress',
-  );
-export const jobStateQuery = defineQuery<JobState>('jobState');
-
-export const trainJobWorkflowId = (runId: string) => `${runId}/train-job`;
 
 export async function trainJobWorkflow({ runId, spec, dataset, taskQueue }: TrainJobInput): Promise<TrainResult> {
   const jobId = workflowInfo().workflowId;
@@ -199,7 +155,8 @@ export async function trainJobWorkflow({ runId, spec, dataset, taskQueue }: Trai
     const error = settled.find((s, replica): s is Error => s instanceof Error && !calledOff.has(replica));
     lastError = error
       ? describe(error)
-      : `only ${state.replicas.length} of ${wanted} trainers joined within ${rendezvousMs}; start more train workers (each runs GANTRY_TRAIN_SLOTS replicas)` +
+      : `only ${state.replicas.length} of ${wanted} trainers joined within ${rendezvousMs}; ` +
+        'start more train workers (each runs GANTRY_TRAIN_SLOTS replicas)' +
         (spec.train.elastic ? ` — fewer than train.elastic.minReplicas (${minimum})` : '');
     state.attempts.push({ attempt, worldSize: state.worldSize, error: lastError });
     attemptOver = true;

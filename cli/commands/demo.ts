@@ -9,7 +9,7 @@ import type { ServerTarget } from '../../control/servers';
 import { getDataSource } from '../../data/sources';
 import { seededPermutation } from '../../data/split';
 import { ServingClient } from '../../serving/client';
-import { progressQuery } from '../../workflows/retrain';
+import { progressQuery } from '../../workflows/api';
 import { CommandFailed } from '../errors';
 import { followRun } from '../follow';
 import { newRunId, resolveSpec, startRun } from '../runs';

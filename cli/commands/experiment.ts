@@ -12,11 +12,11 @@ import { connectClient } from '../../control/connect';
 import { deploymentPrefix, taskQueueOf } from '../../control/task-queues';
 import {
   experimentStatusQuery,
-  experimentWorkflow,
   experimentWorkflowId,
   stopExperimentUpdate,
   type ExperimentStatus,
-} from '../../workflows/experiment';
+} from '../../workflows/api';
+import { experimentWorkflow } from '../../workflows/experiment';
 import { CommandFailed, UsageError } from '../errors';
 
 /**

@@ -1,5 +1,7 @@
 import { connectClient } from '../../control/connect';
-import { modelOfRegistryWorkflowId, readRegistry, registryWorkflowId } from '../../activities/registry-client';
+import { readRegistry } from '../../activities/registry-client';
+import { deploymentPrefix } from '../../control/task-queues';
+import { modelOfRegistryWorkflowId, REGISTRY_WORKFLOW_TYPE, registryWorkflowId } from '../../workflows/api';
 import { UsageError } from '../errors';
 
 /** Models are the registry workflows that are running: one per model name. */
@@ -7,11 +9,11 @@ export async function modelsListCommand(options: { json?: boolean }): Promise<vo
   const { client, connection } = await connectClient();
   try {
     const models: { model: string; versions: number; aliases: Record<string, number> }[] = [];
-    const scope = registryWorkflowId('');
+    const scope = registryWorkflowId(deploymentPrefix(), '');
     for await (const execution of client.workflow.list({
-      query: `WorkflowType = 'registryWorkflow' AND ExecutionStatus = 'Running' AND WorkflowId STARTS_WITH '${scope}'`,
+      query: `WorkflowType = '${REGISTRY_WORKFLOW_TYPE}' AND ExecutionStatus = 'Running' AND WorkflowId STARTS_WITH '${scope}'`,
     })) {
-      const model = modelOfRegistryWorkflowId(execution.workflowId);
+      const model = modelOfRegistryWorkflowId(deploymentPrefix(), execution.workflowId);
       if (model === undefined) continue;
       const state = await readRegistry(client, model);
       if (state) models.push({ model, versions: state.versions.length, aliases: state.aliases });

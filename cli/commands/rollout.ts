@@ -5,27 +5,26 @@ import {
   type Client,
   type WorkflowHandle,
 } from '@temporalio/client';
-import { readRegistry, registryWorkflowId } from '../../activities/registry-client';
+import { readRegistry } from '../../activities/registry-client';
 import { connectClient } from '../../control/connect';
 import { deploymentPrefix, taskQueueOf } from '../../control/task-queues';
 import { RolloutSpecSchema, type RolloutSpec } from '../../pipelines/spec';
 import {
-  promoteUpdate,
-  rollbackUpdate,
-  type RegistryEvent,
-  type RegistryState,
-  type ServingChange,
-} from '../../workflows/registry';
-import {
   approveRolloutUpdate,
   promoteRolloutUpdate,
+  promoteUpdate,
+  registryWorkflowId,
   rollbackRolloutUpdate,
+  rollbackUpdate,
   rolloutStatusQuery,
-  rolloutWorkflow,
   rolloutWorkflowId,
+  type RegistryEvent,
+  type RegistryState,
   type RolloutDecision,
   type RolloutStatus,
-} from '../../workflows/rollout';
+  type ServingChange,
+} from '../../workflows/api';
+import { rolloutWorkflow } from '../../workflows/rollout';
 import { CommandFailed, UsageError } from '../errors';
 import { resolveSpec } from '../runs';
 
@@ -122,7 +121,7 @@ export async function promoteCommand(
     }
     const change = await refusedAsUsage(() =>
       client.workflow
-        .getHandle(registryWorkflowId(model))
+        .getHandle(registryWorkflowId(deploymentPrefix(), model))
         .executeUpdate(promoteUpdate, { args: [{ version, reason: options.reason }] }),
     );
     print(options.json, change, describeChange(change, performance.now() - started));
@@ -154,7 +153,7 @@ export async function rollbackCommand(
     }
     const change = await refusedAsUsage(() =>
       client.workflow
-        .getHandle(registryWorkflowId(model))
+        .getHandle(registryWorkflowId(deploymentPrefix(), model))
         .executeUpdate(rollbackUpdate, { args: [{ to, reason: options.reason ?? 'manual rollback' }] }),
     );
     print(options.json, change, describeChange(change, performance.now() - started));

@@ -4,7 +4,7 @@ import { CommandFailed } from '../errors';
 import { followRun } from '../follow';
 import { formatRunResult } from '../format';
 import { resolveSpec, startRun } from '../runs';
-import type { RunResult } from '../../activities/types';
+import type { RunResult } from '../../workflows/api';
 
 export interface RunOptions {
   set: string[];

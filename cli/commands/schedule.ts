@@ -2,6 +2,7 @@ import { ScheduleNotFoundError, type ScheduleOverlapPolicy } from '@temporalio/c
 import { connectClient } from '../../control/connect';
 import { taskQueueOf } from '../../control/task-queues';
 import { OverlapPolicySchema } from '../../pipelines/spec';
+import { retrainScheduleId, scheduledRunWorkflowId } from '../../workflows/api';
 import { retrainWorkflow } from '../../workflows/retrain';
 import { UsageError } from '../errors';
 import { resolveSpec, retrainInput } from '../runs';
@@ -41,7 +42,7 @@ async function withClient<T>(
 export async function scheduleCreateCommand(pipeline: string, options: ScheduleCreateOptions): Promise<void> {
   const spec = await resolveSpec(pipeline, options.set);
   const overlap = overlapPolicy(options.overlap ?? spec.schedule?.overlap ?? 'skip');
-  const scheduleId = options.id ?? `retrain-${spec.name}`;
+  const scheduleId = options.id ?? retrainScheduleId(spec.name);
   await withClient(async (client) => {
     try {
       await client.schedule.create({
@@ -50,8 +51,7 @@ export async function scheduleCreateCommand(pipeline: string, options: ScheduleC
         action: {
           type: 'startWorkflow',
           workflowType: retrainWorkflow,
-          // Temporal appends the scheduled time, so each run gets its own id.
-          workflowId: `${spec.name}-scheduled`,
+          workflowId: scheduledRunWorkflowId(spec.name),
           taskQueue: taskQueueOf('control'),
           args: [retrainInput(spec)],
         },

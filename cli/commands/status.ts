@@ -1,7 +1,6 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { connectClient } from '../../control/connect';
-import { progressQuery, type RunProgress } from '../../workflows/retrain';
-import { jobStateQuery, trainJobWorkflowId, type JobState } from '../../workflows/train-job';
+import { jobStateQuery, progressQuery, trainJobWorkflowId, type JobState, type RunProgress } from '../../workflows/api';
 import { UsageError } from '../errors';
 import { rootCause } from './run';
 

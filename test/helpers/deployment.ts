@@ -1,15 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { WithStartWorkflowOperation, type Client } from '@temporalio/client';
-import { registryWorkflowId } from '../../activities/registry-client';
 import { ModelRepository, METADATA_FILE } from '../../artifacts/model-repository';
-import { taskQueueOf } from '../../control/task-queues';
+import { deploymentPrefix, taskQueueOf } from '../../control/task-queues';
 import { ServingClient } from '../../serving/client';
 import { startModelServer, type ModelServer } from '../../serving/server';
 import { buildModel } from '../../training/architectures';
 import { tf } from '../../engine/backend';
 import { serializeModel, type ModelFiles } from '../../engine/model-files';
-import { publishVersionUpdate, registerVersionUpdate, registryWorkflow } from '../../workflows/registry';
+import { publishVersionUpdate, registerVersionUpdate, registryWorkflowId } from '../../workflows/api';
+import { registryWorkflow } from '../../workflows/registry';
 import { fashionMnistSlicer } from './examples';
 import type { TestEnv } from './env';
 
@@ -66,7 +66,7 @@ export async function publishVersion(
 ): Promise<number> {
   const runId = `test-run-${randomBytes(4).toString('hex')}`;
   const startWorkflowOperation = new WithStartWorkflowOperation(registryWorkflow, {
-    workflowId: registryWorkflowId(model),
+    workflowId: registryWorkflowId(deploymentPrefix(), model),
     taskQueue: taskQueueOf('control'),
     args: [{ model, reconcileInterval: options.reconcileInterval ?? '1s' }],
     workflowIdConflictPolicy: 'USE_EXISTING',
@@ -93,7 +93,7 @@ export async function publishVersion(
     [METADATA_FILE]: JSON.stringify(metadata),
   });
   await client.workflow
-    .getHandle(registryWorkflowId(model))
+    .getHandle(registryWorkflowId(deploymentPrefix(), model))
     .executeUpdate(publishVersionUpdate, { args: [{ version, publishedPath, alias: options.alias }] });
   return version;
 }

@@ -1,0 +1,589 @@
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { DatasetRef } from '../data/ingest';
+import type { DriftReport } from '../data/drift';
+import type { PipelineSpec, RolloutSpec } from '../pipelines/spec';
+import type { BackendReport } from '../engine/backend';
+import type { ExecutionReport } from '../training/trainer';
+import type { EpochMetrics } from '../training/checkpoint';
+import type { ModelMetrics } from '../training/evaluate';
+import type { StepProgress } from '../training/trainer';
+import type { Judgement, ShadowWindow, VersionWindow } from './canary-analysis';
+import type { ExperimentVerdict } from './experiment-analysis';
+import type { ApplyReport, DesiredServing, ServingLayout } from './serving-desired';
+
+/**
+ * The contract between the workflows, the activities they run and the clients that start and steer
+ * them (the CLI, tests): workflow ids, every signal, query and update definition, and the types that
+ * cross a workflow's or an activity's boundary. Activities and clients import this module, never a
+ * workflow module, so a train worker loads no workflow code: it imports only `@temporalio/workflow`'s
+ * define* helpers at run time (every other import is a type). The names of workflows, signals, queries
+ * and updates and the id formats are recorded in histories: they never change.
+ */
+
+// ---- workflow ids ----
+
+/** The model's registry: one long-lived entity workflow per model, scoped by the deployment prefix. */
+export function registryWorkflowId(deploymentPrefix: string, model: string): string {
+  return `${deploymentPrefix}-registry:${model}`;
+}
+
+/** The model name of a registry workflow id of this deployment, or undefined for any other id. */
+export function modelOfRegistryWorkflowId(deploymentPrefix: string, workflowId: string): string | undefined {
+  const prefix = registryWorkflowId(deploymentPrefix, '');
+  return workflowId.startsWith(prefix) ? workflowId.slice(prefix.length) : undefined;
+}
+
+/** One rollout per model at a time: a second start finds the running one. */
+export function rolloutWorkflowId(deploymentPrefix: string, model: string): string {
+  return `${deploymentPrefix}-rollout:${model}`;
+}
+
+/** One experiment per model at a time, like a rollout. */
+export function experimentWorkflowId(deploymentPrefix: string, model: string): string {
+  return `${deploymentPrefix}-experiment:${model}`;
+}
+
+/** The data-parallel training job of a retrain run (its child workflow). */
+export function trainJobWorkflowId(runId: string): string {
+  return `${runId}/train-job`;
+}
+
+/** A readable, unique retrain run id: the pipeline, the UTC start time and a random suffix the caller draws. */
+export function retrainRunId(pipeline: string, startedAt: Date, suffix: string): string {
+  const stamp = startedAt.toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+  return `${pipeline}-${stamp}-${suffix}`;
+}
+
+/** The runs a schedule starts: Temporal appends the scheduled time, so each run gets its own id. */
+export function scheduledRunWorkflowId(pipeline: string): string {
+  return `${pipeline}-scheduled`;
+}
+
+/** The schedule that retrains a pipeline when `gantry schedule create` is given no id. */
+export function retrainScheduleId(pipeline: string): string {
+  return `retrain-${pipeline}`;
+}
+
+/** The registry's workflow type, for callers that start it by name (a client must not load workflow code). */
+export const REGISTRY_WORKFLOW_TYPE = 'registryWorkflow';
+export type RegistryWorkflow = (input: RegistryInput) => Promise<void>;
+
+// ---- the retrain workflow ----
+
+export interface RetrainInput {
+  spec: PipelineSpec;
+  taskQueues: { control: string; train: string };
+  /** Scopes the registry and rollout workflow ids (GANTRY_TASK_QUEUE_PREFIX); derived from the queues when absent. */
+  deploymentPrefix?: string;
+}
+
+/**
+ * The deployment prefix a retrain run scopes its rollout's id with. Runs started before the input
+ * carried it (their histories still replay) take it from the control queue, `<prefix>-control`.
+ */
+export function deploymentPrefixOfRun({ deploymentPrefix, taskQueues }: RetrainInput): string {
+  return deploymentPrefix ?? taskQueues.control.replace(/-control$/, '');
+}
+
+export const STAGES = ['ingest', 'train', 'evaluate', 'register', 'publish', 'rollout'] as const;
+export type Stage = (typeof STAGES)[number];
+export type StageStatus = 'pending' | 'running' | 'done' | 'skipped' | 'failed' | 'cancelled';
+
+export interface RunProgress {
+  runId: string;
+  pipeline: string;
+  model: string;
+  status: 'running' | 'completed' | 'failed' | 'cancelled';
+  stage: Stage | null;
+  stages: Record<Stage, StageStatus>;
+  train: (TrainProgress & { epochs: number }) | null;
+  dataset: {
+    fingerprint: string;
+    counts: { train: number; validation: number; test: number };
+    drifted: boolean;
+    driftReasons: string[];
+  } | null;
+  evaluation: Pick<EvaluationResult, 'blessed' | 'reasons' | 'candidate' | 'champion'> | null;
+  version: number | null;
+  /** The rollout child's workflow id while it runs (query it for the steps and decisions). */
+  rolloutId: string | null;
+  rollout: { result: 'promoted' | 'rolled-back'; reasons: string[] } | null;
+  error: string | null;
+}
+
+export const progressQuery = defineQuery<RunProgress>('progress');
+/** Sent by a plain trainer (and by rank 0 of a job) to its retrain run. */
+export const trainProgressSignal = defineSignal<[TrainProgress]>('trainProgress');
+
+// ---- the data-parallel train job ----
+
+export interface TrainJobInput extends TrainInput {
+  taskQueue: string;
+}
+
+export interface JoinRequest {
+  jobId: string;
+  jobAttempt: number;
+  replica: number;
+  host: string;
+  port: number;
+  /** The worker that runs the replica (for `status`). */
+  identity: string;
+}
+
+export interface JoinAnswer {
+  rank: number;
+  worldSize: number;
+  peers: { rank: number; host: string; port: number }[];
+}
+
+export interface ReplicaState {
+  replica: number;
+  rank: number;
+  host: string;
+  port: number;
+  identity: string;
+  progress: (TrainProgress & { samplesPerSecond: number }) | null;
+}
+
+export interface JobState {
+  jobId: string;
+  strategy: string;
+  replicasWanted: number;
+  attempt: number;
+  phase: 'rendezvous' | 'training' | 'completed' | 'failed';
+  worldSize: number | null;
+  replicas: ReplicaState[];
+  /** Why earlier attempts ended. */
+  attempts: { attempt: number; worldSize: number | null; error: string }[];
+}
+
+/** A replica's rendezvous: it joins with its address and gets its rank and the peers once all have joined. */
+export const joinJobUpdate = defineUpdate<JoinAnswer, [JoinRequest]>('joinJob');
+export const replicaProgressSignal =
+  defineSignal<[{ jobAttempt: number; rank: number; progress: TrainProgress & { samplesPerSecond: number } }]>(
+    'replicaProgress',
+  );
+export const jobStateQuery = defineQuery<JobState>('jobState');
+
+// ---- the canary rollout ----
+
+export interface RolloutInput {
+  model: string;
+  candidate: number;
+  /** The champion when the rollout starts; null = nothing to compare against, promote at once. */
+  champion: number | null;
+  championAlias: string;
+  spec: RolloutSpec;
+  /** The retrain run that produced the candidate, when there is one. */
+  runId?: string;
+}
+
+export type RolloutPhase = 'starting' | 'shadow' | 'canary' | 'awaiting-approval' | 'promoted' | 'rolled-back';
+
+export interface RolloutDecision {
+  at: string;
+  phase: 'shadow' | 'canary' | 'approval' | 'final';
+  /** 1-based step, for canary decisions. */
+  step: number | null;
+  percent: number;
+  action: 'start' | 'analyse' | 'pass' | 'extend' | 'breach' | 'approved' | 'timeout' | 'promote' | 'rollback';
+  message: string;
+  judgement?: Judgement;
+  canary?: VersionWindow;
+  champion?: VersionWindow | null;
+}
+
+export interface RolloutStatus {
+  model: string;
+  candidate: number;
+  champion: number | null;
+  phase: RolloutPhase;
+  step: number | null;
+  steps: number;
+  percent: number;
+  extensions: number;
+  /** The latest analysis (every interval), and every decision that changed something. */
+  latest: RolloutDecision | null;
+  decisions: RolloutDecision[];
+  /** Every analysis of the current rollout (the most recent 200): what each decision was made on. */
+  analyses: RolloutDecision[];
+  outcome: { result: 'promoted' | 'rolled-back'; reasons: string[]; at: string } | null;
+}
+
+export interface ManualRequest {
+  reason?: string;
+}
+
+export const rolloutStatusQuery = defineQuery<RolloutStatus>('rolloutStatus');
+export const approveRolloutUpdate = defineUpdate<RolloutStatus, [ManualRequest]>('approve');
+export const promoteRolloutUpdate = defineUpdate<RolloutStatus, [ManualRequest]>('promoteNow');
+export const rollbackRolloutUpdate = defineUpdate<RolloutStatus, [ManualRequest]>('rollbackNow');
+
+// ---- the A/B experiment ----
+
+export interface ExperimentInput {
+  model: string;
+  arms: { version: number; weight: number }[];
+  duration: string;
+  championAlias: string;
+  /** The champion when it starts (kept loaded so the end is instant); null when none. */
+  champion: number | null;
+  /** Significance level of the whole test (Bonferroni-corrected over the comparisons). */
+  alpha: number;
+  /** Labelled predictions each arm needs before a winner can be named. */
+  minFeedback: number;
+  /** How often the arms' metrics are read for `experiment status`. */
+  analysisInterval: string;
+}
+
+export interface ExperimentStatus {
+  model: string;
+  arms: { version: number; weight: number }[];
+  phase: 'running' | 'finished' | 'cancelled';
+  startedAt: string | null;
+  endsAt: string | null;
+  /** Each arm's traffic since the start (updated every analysis interval). */
+  windows: Record<string, VersionWindow>;
+  verdict: ExperimentVerdict | null;
+  stoppedEarly: boolean;
+}
+
+export const experimentStatusQuery = defineQuery<ExperimentStatus>('experimentStatus');
+/** Ends the experiment now and decides on the feedback gathered so far. */
+export const stopExperimentUpdate = defineUpdate<ExperimentStatus, [{ reason?: string }]>('stopExperiment');
+
+// ---- the model registry ----
+
+export interface VersionLineage {
+  runId: string;
+  datasetFingerprint: string;
+  /** The whole pipeline spec the version was trained from. */
+  spec: unknown;
+  parentVersion: number | null;
+  gitCommit: string | null;
+  backend: string;
+}
+
+export interface ModelVersion {
+  version: number;
+  artifactUri: string;
+  metrics: { testAccuracy: number; testLoss: number; perClassAccuracy: number[] };
+  lineage: VersionLineage;
+  blessed: boolean;
+  reasons: string[];
+  status: 'registered' | 'published';
+  /** Set when a rollout or a person rolled this version back, with why. */
+  rolledBack?: { at: string; reasons: string[] } | null;
+  /** Where the model repository holds it, once published. */
+  publishedPath: string | null;
+  registeredAt: string;
+  publishedAt: string | null;
+}
+
+/** One decision about the model's traffic, kept in the registry (and in the history that made it). */
+export interface RegistryEvent {
+  at: string;
+  kind: 'published' | 'promoted' | 'rolled-back' | 'rollout' | 'experiment' | 'serving';
+  version: number | null;
+  /** The workflow that made it (a rollout, an experiment) or "manual". */
+  by: string;
+  message: string;
+  details?: unknown;
+}
+
+/** Which workflow steers the model's traffic now: one rollout or experiment at a time. */
+export interface TrafficOwner {
+  id: string;
+  kind: 'rollout' | 'experiment';
+  version: number | null;
+  since: string;
+}
+
+/**
+ * The registry's state as its `state` query returns it and as it continues as new with. The
+ * optional fields were added over time: a run continued from an older one may lack them.
+ */
+export interface RegistryState {
+  model: string;
+  versions: ModelVersion[];
+  aliases: Record<string, number>;
+  /** Which version each run registered: a retried register activity gets the same answer. */
+  versionByRunId: Record<string, number>;
+  /** The alias the servers' production traffic follows. */
+  championAlias?: string;
+  /** Earlier champions, oldest first: `rollback` with no target returns to the last of them. */
+  championHistory?: number[];
+  /** What every model server should serve for this model; reconciled until it holds. */
+  serving?: DesiredServing | null;
+  /** The last time the desired state was applied, per server. */
+  lastApply?: ApplyReport | null;
+  trafficOwner?: TrafficOwner | null;
+  /** The most recent decisions, newest last (capped; the full record is the workflow history). */
+  events?: RegistryEvent[];
+}
+
+export interface RegistryInput {
+  model: string;
+  /** How often the desired serving state is re-applied (a restarted server gets it back). */
+  reconcileInterval?: string;
+  /** Carried over by continue-as-new. */
+  state?: RegistryState;
+  /** Continue as new beyond this many history events (Temporal also suggests it on its own). */
+  maxHistoryEvents?: number;
+}
+
+export interface RegisterRequest {
+  artifactUri: string;
+  metrics: ModelVersion['metrics'];
+  lineage: VersionLineage;
+  blessed: boolean;
+  reasons: string[];
+}
+
+export interface PublishRequest {
+  version: number;
+  publishedPath: string;
+  /** The alias to move to the version now; null when a rollout will decide (see workflows/rollout.ts). */
+  alias: string | null;
+}
+
+/** Manual control and rollout outcomes. `owner` is the rollout / experiment workflow id when one calls. */
+export interface PromoteRequest {
+  version: number;
+  reason?: string;
+  owner?: string;
+}
+export interface RollbackRequest {
+  /** Any earlier published version; default the champion before the current one. */
+  to?: number;
+  reason?: string;
+  owner?: string;
+}
+export interface ClaimTrafficRequest {
+  owner: string;
+  kind: TrafficOwner['kind'];
+  version: number | null;
+}
+export interface ReleaseTrafficRequest {
+  owner: string;
+  note?: string;
+}
+export interface SetServingRequest {
+  owner: string;
+  layout: ServingLayout;
+  note: string;
+}
+export interface ConcludeRequest {
+  owner: string;
+  candidate: number;
+  outcome: 'promoted' | 'rolled-back';
+  reasons: string[];
+  details?: unknown;
+}
+export interface RecordEventRequest {
+  owner: string;
+  kind: RegistryEvent['kind'];
+  version: number | null;
+  message: string;
+  details?: unknown;
+}
+export interface ServingChange {
+  serving: DesiredServing;
+  apply: ApplyReport;
+  champion: number | null;
+}
+export interface PublishResult {
+  version: number;
+  alias: string | null;
+  previous: number | null;
+}
+
+export const registerVersionUpdate = defineUpdate<{ version: number }, [RegisterRequest]>('registerVersion');
+export const publishVersionUpdate = defineUpdate<PublishResult, [PublishRequest]>('publishVersion');
+export const promoteUpdate = defineUpdate<ServingChange, [PromoteRequest]>('promote');
+export const rollbackUpdate = defineUpdate<ServingChange & { rolledBack: number | null }, [RollbackRequest]>(
+  'rollback',
+);
+export const claimTrafficUpdate = defineUpdate<TrafficOwner, [ClaimTrafficRequest]>('claimTraffic');
+/** The owner hands the traffic back: the champion alone serves again. */
+export const releaseTrafficUpdate = defineUpdate<ServingChange | null, [ReleaseTrafficRequest]>('releaseTraffic');
+export const setServingUpdate = defineUpdate<ServingChange, [SetServingRequest]>('setServing');
+export const concludeUpdate = defineUpdate<ServingChange, [ConcludeRequest]>('conclude');
+export const recordEventUpdate = defineUpdate<void, [RecordEventRequest]>('recordEvent');
+export const registryStateQuery = defineQuery<RegistryState>('state');
+
+// ---- the activities ----
+
+/**
+ * What the activities take and return. Everything here is plain JSON that Temporal records in
+ * the workflow history: URIs, fingerprints and metrics, never tensors.
+ */
+
+export interface IngestInput {
+  runId: string;
+  spec: PipelineSpec;
+}
+
+export interface TrainInput {
+  runId: string;
+  spec: PipelineSpec;
+  dataset: DatasetRef;
+}
+
+/**
+ * Sent by the trainer to its workflow (a Signal) and in every heartbeat: the loop's step plus the
+ * attempt's context.
+ */
+export interface TrainProgress extends StepProgress {
+  attempt: number;
+  valAccuracy: number | null;
+  /** Epochs that came from a checkpoint instead of being trained in this attempt. */
+  resumedFromEpoch: number | null;
+  samplesPerSecond: number;
+  backend: string;
+}
+
+export interface Distribution {
+  strategy: string;
+  replicas: number;
+  /** How the gradients were all-reduced: 'shared-memory' (replicas on one host), 'tcp', or 'none' (one replica). */
+  allReduce?: string;
+}
+
+export interface TrainResult {
+  /** Folder holding model.json and weights.bin. */
+  modelUri: string;
+  history: EpochMetrics[];
+  attempt: number;
+  resumedFromEpoch: number | null;
+  backend: BackendReport;
+  /** Whether each step ran as one TensorFlow graph or op by op, and why. */
+  execution: ExecutionReport;
+  samplesPerSecond: number;
+  seconds: number;
+  /** Present when a data-parallel job trained the model. */
+  distribution?: Distribution;
+}
+
+export interface EvaluateInput {
+  runId: string;
+  spec: PipelineSpec;
+  dataset: DatasetRef;
+  modelUri: string;
+}
+
+export interface EvaluationResult {
+  candidate: ModelMetrics;
+  champion: { version: number; metrics: ModelMetrics } | null;
+  blessed: boolean;
+  /** Why it was or was not blessed, one line per gate. */
+  reasons: string[];
+  reportUri: string;
+  backend: BackendReport;
+}
+
+export interface RegisterInput {
+  runId: string;
+  spec: PipelineSpec;
+  datasetFingerprint: string;
+  trained: TrainResult;
+  evaluation: EvaluationResult;
+}
+
+export interface PublishInput {
+  runId: string;
+  spec: PipelineSpec;
+  version: number;
+  modelUri: string;
+  evaluation: EvaluationResult;
+  /** Move the deployment alias to the version now (no rollout); absent = true. */
+  moveAlias?: boolean;
+}
+
+export interface RunResult {
+  runId: string;
+  pipeline: string;
+  model: string;
+  version: number;
+  blessed: boolean;
+  published: boolean;
+  publishedPath: string | null;
+  /** The canary rollout's outcome, when the spec has one. */
+  rollout?: { result: 'promoted' | 'rolled-back'; reasons: string[]; decisions: number } | null;
+  /** Whether the version became the champion (published without a rollout, or promoted by it). */
+  promoted?: boolean;
+  testAccuracy: number;
+  testLoss: number;
+  champion: { version: number; testAccuracy: number } | null;
+  reasons: string[];
+  /** The backend that trained the model (see `backends` for every stage). */
+  backend: string;
+  backends: { train: BackendReport; evaluate: BackendReport };
+  dataset: { fingerprint: string; counts: { train: number; validation: number; test: number }; drift: DriftReport };
+  train: {
+    epochs: number;
+    history: EpochMetrics[];
+    attempt: number;
+    resumedFromEpoch: number | null;
+    samplesPerSecond: number;
+    seconds: number;
+    execution: ExecutionReport;
+    distribution: Distribution;
+  };
+}
+
+export interface ControlActivities extends DeployActivities {
+  ingest(input: IngestInput): Promise<DatasetRef>;
+  evaluate(input: EvaluateInput): Promise<EvaluationResult>;
+  register(input: RegisterInput): Promise<{ version: number }>;
+  publish(input: PublishInput): Promise<{ publishedPath: string }>;
+}
+
+/** What the servers measured for a model: a window since `since` (or since they started). */
+export interface ServingMeasurement {
+  takenAt: string;
+  servers: { url: string; ok: boolean; error?: string }[];
+  /** The servers' cumulative counters now: pass it back as `since` to measure the next window. */
+  snapshot: unknown;
+  versions: Record<string, VersionWindow>;
+  shadow: Record<string, ShadowWindow>;
+}
+
+/** The light activities that join the registry to the model servers (control pool). */
+export interface DeployActivities {
+  /** Makes every configured server serve `desired` (idempotent: unchanged servers are only read). */
+  applyServing(input: { model: string; desired: DesiredServing }): Promise<ApplyReport>;
+  /** The REST URLs of the configured model servers. */
+  servingServers(): Promise<string[]>;
+  measureServing(input: { model: string; since: unknown }): Promise<ServingMeasurement>;
+  /** Updates on the model's registry workflow (a workflow cannot send Updates itself). */
+  claimTraffic(input: { model: string; request: ClaimTrafficRequest }): Promise<TrafficOwner>;
+  releaseTraffic(input: { model: string; owner: string; note?: string }): Promise<ServingChange | null>;
+  setServing(input: { model: string; request: SetServingRequest }): Promise<ServingChange>;
+  conclude(input: { model: string; request: ConcludeRequest }): Promise<ServingChange>;
+  recordEvent(input: { model: string; request: RecordEventRequest }): Promise<void>;
+}
+
+/** One replica of a data-parallel training job (workflows/train-job.ts). */
+export interface ReplicaInput extends TrainInput {
+  /** The job workflow's id: the rendezvous, and the job id every connection must present. */
+  jobId: string;
+  /** The job's attempt; a connection or join from another attempt is refused. */
+  jobAttempt: number;
+  /** Which of the attempt's replica activities this is (ranks are handed out at the rendezvous). */
+  replica: number;
+}
+
+/** What a replica returns: rank 0 carries the trained model; the others only their part. */
+export interface ReplicaResult {
+  rank: number;
+  worldSize: number;
+  steps: number;
+  trained: TrainResult | null;
+}
+
+export interface TrainActivities {
+  train(input: TrainInput): Promise<TrainResult>;
+  trainReplica(input: ReplicaInput): Promise<ReplicaResult>;
+}
