@@ -1,4 +1,3 @@
-import { msToNumber } from '@temporalio/common';
 import {
   ApplicationFailure,
   CancellationScope,
@@ -11,6 +10,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { DeployActivities } from '../activities/types';
+import { durationMs } from '../pipelines/duration';
 import { failureMessage } from './failure-message';
 import { EMPTY_WINDOW, type VersionWindow } from './canary-analysis';
 import { decideExperiment, type ExperimentVerdict } from './experiment-analysis';
@@ -109,7 +109,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     });
     const since = (await deploy.measureServing({ model, since: null })).snapshot;
     status.startedAt = now();
-    const end = Date.now() + msToNumber(input.duration as Parameters<typeof msToNumber>[0]);
+    const end = Date.now() + durationMs(input.duration);
     status.endsAt = new Date(end).toISOString();
     await deploy.recordEvent({
       model,
@@ -128,10 +128,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       );
     };
     while (!control.stop && Date.now() < end) {
-      await condition(
-        () => control.stop,
-        Math.min(msToNumber(input.analysisInterval as Parameters<typeof msToNumber>[0]), end - Date.now()),
-      );
+      await condition(() => control.stop, Math.min(durationMs(input.analysisInterval), end - Date.now()));
       await measure();
     }
     const verdict = decideExperiment(

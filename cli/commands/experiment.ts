@@ -1,4 +1,3 @@
-import { msToNumber } from '@temporalio/common';
 import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
@@ -10,6 +9,7 @@ import { z } from 'zod';
 import { readRegistry } from '../../activities/registry-client';
 import { connectClient } from '../../control/connect';
 import { deploymentPrefix, taskQueueOf } from '../../control/task-queues';
+import { DurationSchema } from '../../pipelines/spec';
 import {
   experimentStatusQuery,
   experimentWorkflow,
@@ -43,22 +43,10 @@ export function parseArms(text: string): { version: number; weight: number }[] {
 
 const StartFlagsSchema = z.object({
   arms: z.string().min(1),
-  duration: z.string().refine((d) => {
-    try {
-      return msToNumber(d as Parameters<typeof msToNumber>[0]) > 0;
-    } catch {
-      return false;
-    }
-  }, 'must be a duration such as 30s, 10m or 1h'),
+  duration: DurationSchema,
   alpha: z.coerce.number().gt(0).lt(1),
   minFeedback: z.coerce.number().int().min(1),
-  interval: z.string().refine((d) => {
-    try {
-      return msToNumber(d as Parameters<typeof msToNumber>[0]) > 0;
-    } catch {
-      return false;
-    }
-  }, 'must be a duration such as 5s'),
+  interval: DurationSchema,
 });
 
 async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {

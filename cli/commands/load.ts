@@ -4,6 +4,8 @@ import { gantryHome } from '../../control/home';
 import { ServersConfigError, ServerTargetSchema, servingTargets, type ServerTarget } from '../../control/servers';
 import { readIdxFile, resolveIdxFile } from '../../data/idx';
 import { DatasetError } from '../../data/errors';
+import { durationMs } from '../../pipelines/duration';
+import { DurationSchema } from '../../pipelines/spec';
 import { getDataSource } from '../../data/sources';
 import { ServingClient, ServingClientError, type PredictOptions } from '../../serving/client';
 import { LABEL_PATTERN, MODEL_NAME_PATTERN } from '../../serving/config';
@@ -340,15 +342,6 @@ export async function runLoad(options: LoadOptions, signal: AbortSignal): Promis
 
 // ---- the command ----
 
-/** "30s", "2m", "1h", "500ms", or plain seconds. */
-export function parseDuration(text: string): number | undefined {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!match) return undefined;
-  const value = Number(match[1]);
-  const unit = match[2] ?? 's';
-  return value * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!;
-}
-
 const number = () => z.coerce.number({ error: 'must be a number' });
 const positiveInt = (max: number) =>
   number().int('must be a whole number').min(1, 'must be at least 1').max(max, `must be at most ${max}`);
@@ -357,20 +350,7 @@ const FlagsSchema = z
   .object({
     server: z.string().optional(),
     rps: number().gt(0, 'must be greater than 0').max(100_000, 'must be at most 100000'),
-    duration: z
-      .string()
-      .transform((text, ctx) => {
-        const ms = parseDuration(text);
-        if (ms === undefined || ms <= 0) {
-          ctx.addIssue({
-            code: 'custom',
-            message: `${JSON.stringify(text)} is not a duration (e.g. 30s, 2m, 1h, 500ms)`,
-          });
-          return z.NEVER;
-        }
-        return ms;
-      })
-      .optional(),
+    duration: DurationSchema.transform(durationMs).optional(),
     requests: positiveInt(1_000_000_000).optional(),
     concurrency: positiveInt(10_000),
     clients: number()
