@@ -17,7 +17,7 @@ import {
   stopExperimentUpdate,
   type ExperimentStatus,
 } from '../../workflows/experiment';
-import { CommandFailed, UsageError } from '../errors';
+import { badFlags, CommandFailed, UsageError } from '../errors';
 
 /**
  * `gantry experiment start|status|stop`: A/B tests between published versions of one model,
@@ -90,12 +90,7 @@ export async function experimentStartCommand(
   },
 ): Promise<void> {
   const parsed = StartFlagsSchema.safeParse(flags);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new UsageError(
-      `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${issue.message}`,
-    );
-  }
+  if (!parsed.success) throw badFlags(parsed.error);
   const arms = parseArms(parsed.data.arms);
   await withClient(async (client) => {
     const state = await readRegistry(client, model);

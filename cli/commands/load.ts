@@ -9,7 +9,7 @@ import { DurationSchema } from '../../pipelines/spec';
 import { getDataSource } from '../../data/sources';
 import { ServingClient, ServingClientError, type PredictOptions } from '../../serving/client';
 import { LABEL_PATTERN, MODEL_NAME_PATTERN } from '../../serving/config';
-import { CommandFailed, UsageError } from '../errors';
+import { badFlags, CommandFailed, UsageError } from '../errors';
 
 /**
  * `gantry load <model>`: live traffic for a model server. Replays the Fashion-MNIST test split as
@@ -392,8 +392,6 @@ export const loadEncodingOption = () =>
     .choices(['json', 'binary'])
     .default('json');
 
-const flagName = (key: PropertyKey) => `--${String(key).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
-
 function target(flag: string | undefined): ServerTarget {
   if (flag !== undefined) {
     const parsed = ServerTargetSchema.safeParse({
@@ -465,11 +463,7 @@ export async function loadCommand(model: string, raw: LoadFlags): Promise<void> 
       `model name ${JSON.stringify(model)} is not valid: 1-128 of [A-Za-z0-9_.-], not starting with "."`,
     );
   const parsed = FlagsSchema.safeParse(raw);
-  if (!parsed.success) {
-    throw new UsageError(
-      parsed.error.issues.map((i) => `${i.path.length ? flagName(i.path[0]!) : 'flags'}: ${i.message}`).join('; '),
-    );
-  }
+  if (!parsed.success) throw badFlags(parsed.error);
   const flags = parsed.data;
   const server = target(flags.server);
   const stop = new AbortController();
