@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { readRegistry } from '../../activities/registry-client';
 import { connectClient } from '../../control/connect';
 import { gantryHome } from '../../control/home';
@@ -201,7 +202,7 @@ async function afterTraining(runId: string, signal: AbortSignal): Promise<boolea
       const progress = await handle.query(progressQuery).catch(() => undefined);
       if (progress?.stages.train === 'done') return true;
       if (progress && progress.status !== 'running') return false;
-      await new Promise((resolve) => setTimeout(resolve, 250));
+      await sleep(250);
     }
     return false;
   } finally {
@@ -218,6 +219,6 @@ async function waitForModel(server: ServerTarget, model: string, timeoutMs: numb
       .catch(() => undefined);
     if (status?.model_version_status?.some((v) => v.state === 'AVAILABLE')) return;
     if (Date.now() > deadline) return; // runLoad's own check then says what the server serves
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await sleep(200);
   }
 }

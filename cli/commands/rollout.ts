@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
@@ -307,7 +308,7 @@ export async function followRollout(
   };
   while (!finished) {
     await show();
-    await Promise.race([done.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 300))]);
+    await Promise.race([done.catch(() => undefined), sleep(300)]);
   }
   await show();
   return done;
