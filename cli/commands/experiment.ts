@@ -7,7 +7,7 @@ import {
 } from '@temporalio/client';
 import { z } from 'zod';
 import { readRegistry } from '../../activities/registry-client';
-import { connectClient } from '../../control/connect';
+import { withClient } from '../../control/connect';
 import { deploymentPrefix, taskQueueOf } from '../../control/task-queues';
 import { DurationSchema } from '../../pipelines/spec';
 import {
@@ -48,15 +48,6 @@ const StartFlagsSchema = z.object({
   minFeedback: z.coerce.number().int().min(1),
   interval: DurationSchema,
 });
-
-async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
-  const { client, connection } = await connectClient();
-  try {
-    return await fn(client);
-  } finally {
-    await connection.close();
-  }
-}
 
 function handleFor(client: Client, model: string): WorkflowHandle<typeof experimentWorkflow> {
   return client.workflow.getHandle<typeof experimentWorkflow>(experimentWorkflowId(deploymentPrefix(), model));

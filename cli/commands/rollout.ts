@@ -7,7 +7,7 @@ import {
   type WorkflowHandle,
 } from '@temporalio/client';
 import { readRegistry, registryWorkflowId } from '../../activities/registry-client';
-import { connectClient } from '../../control/connect';
+import { withClient } from '../../control/connect';
 import { deploymentPrefix, taskQueueOf } from '../../control/task-queues';
 import { RolloutSpecSchema, type RolloutSpec } from '../../pipelines/spec';
 import {
@@ -72,15 +72,6 @@ async function refusedAsUsage<T>(run: () => Promise<T>): Promise<T> {
   } catch (error) {
     if (error instanceof WorkflowUpdateFailedError) throw new UsageError(error.cause?.message ?? error.message);
     throw error;
-  }
-}
-
-async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
-  const { client, connection } = await connectClient();
-  try {
-    return await fn(client);
-  } finally {
-    await connection.close();
   }
 }
 
