@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { servingTargets, ServersConfigError, type ServerTarget } from '../control/servers';
@@ -84,7 +85,7 @@ async function applyToServer(
         error: `v${missing.join(', v')} not AVAILABLE after ${LOAD_TIMEOUT_MS / 1000} s`,
       };
     heartbeat();
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await sleep(50);
   }
 
   const traffic = {

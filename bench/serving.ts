@@ -5,6 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import Fastify from 'fastify';
 import { ModelRepository } from '../artifacts/model-repository';
@@ -330,7 +331,7 @@ for (const kind of KINDS) {
       const order = variants.map((_, i) => variants[(i + round) % variants.length]!);
       for (const variant of order) {
         // A moment between cells: the last client's sockets close, its garbage is collected.
-        await new Promise((resolve) => setTimeout(resolve, 250));
+        await sleep(250);
         rounds.get(variant)!.push(await measure(kind, variant, concurrency));
       }
     }

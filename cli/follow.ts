@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import cliProgress from 'cli-progress';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import {
@@ -45,7 +46,7 @@ export async function followRun(
       } catch {
         // Not answerable yet (no worker picked the first task) or already closed: try again.
       }
-      await Promise.race([done.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, POLL_MS))]);
+      await Promise.race([done.catch(() => undefined), sleep(POLL_MS)]);
     }
     try {
       const progress = await handle.query(progressQuery);

@@ -22,6 +22,7 @@ import {
   scheduleSimpleCommand,
 } from './commands/schedule';
 import { workerCommand } from './commands/worker';
+import { OverlapPolicySchema } from '../pipelines/spec';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
@@ -180,14 +181,7 @@ schedule
   .command('create <pipeline>')
   .requiredOption('--cron <expr>', 'cron expression, e.g. "0 3 * * *"')
   .addOption(
-    new Option('--overlap <policy>', 'when a run is still going at the next time').choices([
-      'skip',
-      'buffer-one',
-      'buffer-all',
-      'cancel-other',
-      'terminate-other',
-      'allow-all',
-    ]),
+    new Option('--overlap <policy>', 'when a run is still going at the next time').choices(OverlapPolicySchema.options),
   )
   .option('--set <path=value>', 'override a spec field (repeatable)', collect, [])
   .option('--id <scheduleId>', 'schedule id (default: retrain-<pipeline>)')

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { CollectiveError, FrameType, type FramedSocket } from './frames';
+import { describeIssues } from '../validation/issues';
 
 /**
  * The first frame on every ring connection says who is calling: `{ jobId, attempt, rank,
@@ -66,8 +67,7 @@ export function parseHandshake(payload: Buffer): Handshake {
   }
   const parsed = HandshakeSchema.safeParse(json);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`);
-    throw new Error(`invalid handshake: ${issues.join('; ')}`);
+    throw new Error(`invalid handshake: ${describeIssues(parsed.error)}`);
   }
   return parsed.data;
 }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import net from 'node:net';
 import { CollectiveError, FrameType, FramedSocket } from './frames';
 import { acceptHandshake, HANDSHAKE_MAX_BYTES, offerHandshake, type Handshake } from './handshake';
@@ -231,7 +232,10 @@ export class RingFormation {
         if (error instanceof CollectiveError && (error.code === 'rejected' || error.code === 'handshake')) throw error;
         lastError = error as Error;
       }
-      await sleep(Math.min(delay, Math.max(0, deadline - Date.now())), signal);
+      // An abort rejects with the signal's own reason, as the dial it interrupts would.
+      await sleep(Math.min(delay, Math.max(0, deadline - Date.now())), undefined, { signal }).catch(() => {
+        throw signal.reason;
+      });
     }
   }
 }
@@ -262,19 +266,5 @@ function connected(socket: net.Socket, timeoutMs: number, signal: AbortSignal): 
     socket.once('connect', done);
     socket.once('error', failed);
     signal.addEventListener('abort', aborted);
-  });
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', aborted);
-      resolve();
-    }, ms);
-    const aborted = (): void => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', aborted, { once: true });
   });
 }

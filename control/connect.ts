@@ -45,6 +45,16 @@ export async function connectClient(
   return { client: new Client({ connection, namespace: resolved.namespace }), connection, target: resolved };
 }
 
+/** Runs `fn` with a client of this process's Temporal server (resolveTemporalTarget); closes it after. */
+export async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
+  const { client, connection } = await connectClient();
+  try {
+    return await fn(client);
+  } finally {
+    await connection.close();
+  }
+}
+
 export async function connectWorker(target: TemporalTarget): Promise<NativeConnection> {
   return NativeConnection.connect(connectionOptions(target));
 }

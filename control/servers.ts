@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { describeIssues } from '../validation/issues';
 import type { GantryHome } from './home';
 
 /**
@@ -63,8 +64,7 @@ export function servingTargets(home: GantryHome, env: NodeJS.ProcessEnv = proces
   }
   const parsed = ServersFileSchema.safeParse(json);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new ServersConfigError(`${file}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    throw new ServersConfigError(`${file}: ${describeIssues(parsed.error)}`);
   }
   return parsed.data.servers;
 }

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { issueLines } from '../validation/issues';
 
 /**
  * Settings for reaching a real Temporal cluster (self-hosted or Temporal Cloud), read from the
@@ -36,21 +37,11 @@ export class ConfigError extends Error {
   readonly exitCode = 2;
 }
 
-/** Formats zod issues as `FIELD: reason` lines, the form every Gantry boundary reports. */
-export function describeIssues(issues: readonly z.core.$ZodIssue[], prefix = ''): string[] {
-  return issues.map((issue) => {
-    const field = [prefix, ...issue.path.map(String)].filter(Boolean).join('.');
-    return `${field || '(root)'}: ${issue.message}`;
-  });
-}
-
 /** The cluster named by the environment, or undefined when TEMPORAL_ADDRESS is unset. */
 export function temporalTargetFromEnv(env: NodeJS.ProcessEnv = process.env): TemporalTarget | undefined {
   const parsed = TemporalEnvSchema.safeParse(env);
   if (!parsed.success) {
-    throw new ConfigError(
-      `invalid Temporal settings in the environment:\n  ${describeIssues(parsed.error.issues).join('\n  ')}`,
-    );
+    throw new ConfigError(`invalid Temporal settings in the environment:\n  ${issueLines(parsed.error).join('\n  ')}`);
   }
   const e = parsed.data;
   if (!e.TEMPORAL_ADDRESS) return undefined;

@@ -20,6 +20,7 @@ import {
 import { getDataSource, type RawDataset } from './sources';
 import { sampleIndices, splitTrainValidation, takeExamples, type SplitName } from './split';
 import { computeStatistics, DatasetStatisticsSchema, type DatasetStatistics } from './statistics';
+import { describeIssues } from '../validation/issues';
 
 export const IngestOptionsSchema = z.object({
   /** A name from the source registry, e.g. `fashion-mnist`. */
@@ -110,7 +111,7 @@ export type StatisticsRecord = z.infer<typeof StatisticsRecordSchema>;
 
 export function parseIngestOptions(input: unknown): IngestOptions {
   const parsed = IngestOptionsSchema.safeParse(input);
-  if (!parsed.success) throw new Error(`invalid ingest options:\n${z.prettifyError(parsed.error)}`);
+  if (!parsed.success) throw new Error(`invalid ingest options: ${describeIssues(parsed.error)}`);
   return parsed.data;
 }
 

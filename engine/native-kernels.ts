@@ -50,6 +50,12 @@ function typeAttr(binding: NodeBinding, dtype: tfType.DataType): OpAttr {
   return { name: 'T', type: binding.TF_ATTR_TYPE, value: tfDType };
 }
 
+/** Puts a kernel where tfjs-node's own one of that name was (registerKernel refuses a name in use). */
+function replaceKernel(kernel: Omit<tfType.KernelConfig, 'backendName'>): void {
+  tf.unregisterKernel(kernel.kernelName, ENGINE_ID);
+  tf.registerKernel({ ...kernel, backendName: ENGINE_ID });
+}
+
 /** Installs the kernels once per process; call after the `tensorflow` backend initialised. */
 export function installNativeKernels(): void {
   if (installed) return;
@@ -60,10 +66,8 @@ export function installNativeKernels(): void {
 
   const originalStep = tf.getKernel('Step', ENGINE_ID);
   if (originalStep) {
-    tf.unregisterKernel('Step', ENGINE_ID);
-    tf.registerKernel({
+    replaceKernel({
       kernelName: 'Step',
-      backendName: ENGINE_ID,
       kernelFunc: (args) => {
         const { x } = args.inputs as { x: tfType.TensorInfo };
         const alpha = (args.attrs as { alpha?: number } | undefined)?.alpha ?? 0;
@@ -146,10 +150,8 @@ function installOneDnnMaxPool(binding: NodeBinding): void {
   // Inside a kernel `isTapeOn()` is always false (it excludes nested kernels): read the depth.
   const engine = tf.engine() as unknown as { state: { gradientDepth: number } };
 
-  tf.unregisterKernel('MaxPool', ENGINE_ID);
-  tf.registerKernel({
+  replaceKernel({
     kernelName: 'MaxPool',
-    backendName: ENGINE_ID,
     kernelFunc: (args) => {
       const { x } = args.inputs as { x: tfType.TensorInfo };
       const backend = args.backend as unknown as EagerMultiOpBackend;
@@ -178,10 +180,8 @@ function installOneDnnMaxPool(binding: NodeBinding): void {
     },
   });
 
-  tf.unregisterKernel('MaxPoolGrad', ENGINE_ID);
-  tf.registerKernel({
+  replaceKernel({
     kernelName: 'MaxPoolGrad',
-    backendName: ENGINE_ID,
     kernelFunc: (args) => {
       const { dy, input, output } = args.inputs as Record<'dy' | 'input' | 'output', tfType.TensorInfo>;
       const workspace = workspaces.get(output.dataId);

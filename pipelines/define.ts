@@ -1,5 +1,6 @@
 import { architectureNames, getArchitecture } from '../training/architectures';
 import { dataSourceNames } from '../data/sources';
+import { fieldPath, issueLines } from '../validation/issues';
 import { PipelineSpecSchema, type PipelineInput, type PipelineSpec } from './spec';
 
 export interface SpecIssue {
@@ -11,13 +12,14 @@ export interface SpecIssue {
 /** A spec that cannot run; carries every bad field at once so the author fixes them in one go. */
 export class PipelineSpecError extends Error {
   constructor(readonly issues: SpecIssue[]) {
-    super(`invalid pipeline spec:\n${issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);
+    const lines = issueLines(issues.map((issue) => ({ path: [issue.path], message: issue.message })));
+    super(`invalid pipeline spec:\n  ${lines.join('\n  ')}`);
     this.name = 'PipelineSpecError';
   }
 }
 
 function pathOf(segments: readonly PropertyKey[]): string {
-  return segments.map(String).join('.') || '(root)';
+  return fieldPath(segments) || '(root)';
 }
 
 /** Names checked against the registries the workers load: an unknown one must not start a run. */

@@ -1,5 +1,5 @@
-import { msToNumber } from '@temporalio/common';
 import { z } from 'zod';
+import { notADuration, parseDuration } from './duration';
 
 /**
  * A pipeline spec is plain data: it travels through Temporal as the retrain workflow's input and
@@ -14,16 +14,10 @@ const identifier = z
     'must be 1-63 characters of a-z, 0-9, "-" or "_", starting with a letter or digit',
   );
 
-const duration = z.string().refine(
-  (value) => {
-    try {
-      return msToNumber(value as Parameters<typeof msToNumber>[0]) > 0;
-    } catch {
-      return false;
-    }
-  },
-  { message: 'must be a positive duration such as "30s", "5m" or "1h"' },
-);
+/** A positive duration with a unit, kept as text: Temporal takes some of them as they are. */
+export const DurationSchema = z
+  .string()
+  .refine((text) => parseDuration(text) !== undefined, { error: (issue) => notADuration(issue.input) });
 
 export const DataSpecSchema = z
   .object({
@@ -77,7 +71,7 @@ export const TrainSpecSchema = z
     learningRateSchedule: z.enum(['constant', 'cosine']).default('constant'),
     seed: z.number().int().default(1),
     /** How long the train pool may go silent before Temporal declares the trainer lost and retries. */
-    heartbeatTimeout: duration.default('60s'),
+    heartbeatTimeout: DurationSchema.default('60s'),
     /** Attempts of the train activity, each resuming from the last checkpoint. */
     maxAttempts: z.number().int().min(1).max(100).default(5),
     /** Optional pause after every step: makes a short run long enough to watch or to interrupt. */
@@ -97,7 +91,7 @@ export const TrainSpecSchema = z
     /** Rank 0 also checkpoints every this many steps (besides every epoch). */
     checkpointEverySteps: z.number().int().min(1).optional(),
     /** How long an attempt waits for all its trainers to join before it fails (or shrinks, if elastic). */
-    rendezvousTimeout: duration.default('2m'),
+    rendezvousTimeout: DurationSchema.default('2m'),
     /** Check after every step that all replicas hold identical weights (costs a broadcast per step). */
     verifyReplicas: z.boolean().default(false),
   })
@@ -173,7 +167,7 @@ export const RolloutStepSchema = z
     /** Share of the requests that name no version which the canary answers. */
     percent: z.number().gt(0).max(100),
     /** How long the step is held while its analysis runs. */
-    bake: duration,
+    bake: DurationSchema,
   })
   .strict();
 
@@ -187,7 +181,7 @@ export const RolloutSpecSchema = z
     enabled: z.boolean().default(true),
     /** First a copy of `percent` % of the traffic goes to the canary, whose answers are only measured. */
     shadow: z
-      .object({ percent: z.number().gt(0).max(100).default(100), bake: duration.default('1m') })
+      .object({ percent: z.number().gt(0).max(100).default(100), bake: DurationSchema.default('1m') })
       .strict()
       .optional(),
     steps: z
@@ -201,7 +195,7 @@ export const RolloutSpecSchema = z
         { percent: 100, bake: '5m' },
       ]),
     /** How often the servers' metrics are read and judged during a bake. */
-    analysisInterval: duration.default('30s'),
+    analysisInterval: DurationSchema.default('30s'),
     /** Canary requests a step needs to be judged; with fewer, its bake is extended. */
     minRequests: z.number().int().min(1).default(100),
     /** Bake extensions for too little traffic before the rollout gives up and rolls back. */
@@ -209,7 +203,7 @@ export const RolloutSpecSchema = z
     thresholds: RolloutThresholdsSchema.default(RolloutThresholdsSchema.parse({})),
     /** A manual gate before promotion: waits for `gantry approve`, then `onTimeout` happens. */
     approval: z
-      .object({ timeout: duration.default('1h'), onTimeout: z.enum(['promote', 'rollback']).default('rollback') })
+      .object({ timeout: DurationSchema.default('1h'), onTimeout: z.enum(['promote', 'rollback']).default('rollback') })
       .strict()
       .optional(),
   })

@@ -25,6 +25,7 @@ const FOLDERS = [
   'pipelines',
   'serving',
   'training',
+  'validation',
   'workers',
   'workflows',
 ];

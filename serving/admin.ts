@@ -9,7 +9,8 @@ import {
   type ModelConfig,
   type ModelServerConfig,
 } from './config';
-import { describeIssues, invalidArgument, ServingError } from './errors';
+import { describeIssues } from '../validation/issues';
+import { invalidArgument, ServingError } from './errors';
 import type { VersionManager } from './manager';
 import type { RepositorySource } from './source';
 import type { ServingState, Traffic } from './state';

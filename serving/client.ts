@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { describeIssues } from '../validation/issues';
 import { ModelConfigSchema, type ModelConfig } from './config';
 import type { PutModelBodySchema } from './admin';
 import { StateFileSchema, TrafficSchema, type ServingStateData, type Traffic } from './state';
@@ -374,12 +375,7 @@ export class ServingClient {
   private parse<T extends z.ZodType>(schema: T, json: unknown, url: string): z.output<T> {
     const parsed = schema.safeParse(json);
     if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      throw new ServingClientError(
-        `${url}: unexpected answer: ${issue.path.join('.') || '(body)'}: ${issue.message}`,
-        'protocol',
-        url,
-      );
+      throw new ServingClientError(`${url}: unexpected answer: ${describeIssues(parsed.error)}`, 'protocol', url);
     }
     return parsed.data;
   }

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { describeIssues } from './errors';
+import { describeIssues } from '../validation/issues';
 
 /**
  * Configuration at every boundary of the server, checked by zod: the model config file (TF

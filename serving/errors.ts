@@ -69,16 +69,3 @@ export function asServingError(error: unknown): ServingError {
   if (error instanceof ServingError) return error;
   return new ServingError('INTERNAL', error instanceof Error ? error.message : String(error));
 }
-
-/** zod issues as one line that names each bad field and why. */
-export function describeIssues(
-  issues: readonly { path: readonly PropertyKey[]; message: string }[],
-  prefix = '',
-): string {
-  return issues
-    .map((issue) => {
-      const field = [prefix, ...issue.path.map(String)].filter(Boolean).join('.');
-      return field ? `${field}: ${issue.message}` : issue.message;
-    })
-    .join('; ');
-}

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { METADATA_FILE } from '../artifacts/model-repository';
 import { tf } from '../engine/backend';
 import { deserializeModel } from '../engine/model-files';
-import { describeIssues } from './errors';
+import { describeIssues } from '../validation/issues';
 import { loadPredictGraph } from './graph-predict';
 import { signatureOf, VersionMetadataSchema, type Signature, type VersionMetadata } from './signature';
 import { allocate, parsePredictBody, PredictBodySchema, type DenseTensor } from './tensors';

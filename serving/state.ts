@@ -12,7 +12,7 @@ import {
   type ModelServerConfig,
 } from './config';
 import { writeFileAtomically } from '../artifacts/store';
-import { describeIssues } from './errors';
+import { describeIssues } from '../validation/issues';
 
 /**
  * What the server is told to serve, beyond what it finds: the models configured explicitly

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decideBlessing } from '../activities/blessing';
 import { applyOverrides, definePipeline, loadPipeline, PipelineSpecError, validatePipeline } from '../pipelines';
+import { durationMs, parseDuration } from '../pipelines/duration';
 import fashionMnist from '../pipelines/fashion-mnist';
 
 function issuesOf(fn: () => unknown) {
@@ -152,5 +153,13 @@ describe('the blessing decision', () => {
     const lossy = decideBlessing(metrics(0.9, 0.6), null, { ...gate, maxLoss: 0.5 });
     expect(lossy).toMatchObject({ blessed: false });
     expect(lossy.reasons[1]).toBe('FAIL: test loss 0.6000 > maximum 0.5');
+  });
+});
+
+describe('durations', () => {
+  it('read with a unit the way Temporal reads them; a bare number, zero or a word is refused', () => {
+    expect(['500ms', '30s', '2m', '1h', '1.5s'].map(parseDuration)).toEqual([500, 30_000, 120_000, 3_600_000, 1500]);
+    for (const bad of ['30', '0s', '-1s', 'soon', '']) expect(parseDuration(bad), bad).toBeUndefined();
+    expect(() => durationMs('soon')).toThrow('"soon" is not a duration (e.g. 30s, 2m, 1h, 500ms)');
   });
 });

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRegistry } from '../activities/registry-client';
 import { runLoad, type LoadSummary } from '../control/load/generator';
@@ -134,7 +135,7 @@ describe('canary rollout', () => {
     while (!finished) {
       const split = await currentSplit();
       if (seen.at(-1) !== split) seen.push(split);
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
     }
     const status: RolloutStatus = await result;
     expect(status.outcome?.result, JSON.stringify(status.decisions, null, 1)).toBe('promoted');

@@ -1,5 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { z } from 'zod';
+import { describeIssues } from '../validation/issues';
 
 type Tf = typeof tfType;
 
@@ -128,8 +129,8 @@ export function buildModel(tf: Tf, name: string, input: ArchitectureInput, rawOp
   const architecture = getArchitecture(name);
   const options = architecture.options.safeParse(rawOptions ?? {});
   if (!options.success) {
-    const reasons = options.error.issues.map((issue) => `model.options.${issue.path.join('.')}: ${issue.message}`);
-    throw new Error(`invalid options for architecture "${name}": ${reasons.join('; ')}`);
+    const reasons = describeIssues(options.error, { prefix: 'model.options' });
+    throw new Error(`invalid options for architecture "${name}": ${reasons}`);
   }
   return architecture.build(tf, input, options.data);
 }

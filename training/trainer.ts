@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type * as tfType from '@tensorflow/tfjs';
 import { tf } from '../engine/backend';
 import { BatchScratch, batchTensors, epochOrder, type Examples } from './batches';
@@ -107,7 +108,7 @@ export async function trainLoop(options: TrainLoopOptions): Promise<EpochMetrics
           loss: lossSum / seen,
           accuracy: correct / seen,
         });
-        if (options.stepDelayMs) await new Promise((resolve) => setTimeout(resolve, options.stepDelayMs));
+        if (options.stepDelayMs) await sleep(options.stepDelayMs);
         else await yieldToEventLoop();
       }
       // The graph holds the weights while it trains; the model is what evaluation and checkpoints read.

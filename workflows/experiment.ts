@@ -1,4 +1,3 @@
-import { msToNumber } from '@temporalio/common';
 import {
   ApplicationFailure,
   CancellationScope,
@@ -15,6 +14,7 @@ import {
   type ExperimentInput,
   type ExperimentStatus,
 } from './api';
+import { durationMs } from '../pipelines/duration';
 import { failureMessage } from './failure-message';
 import { EMPTY_WINDOW } from './canary-analysis';
 import { decideExperiment } from './experiment-analysis';
@@ -79,7 +79,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     });
     const since = (await deploy.measureServing({ model, since: null })).snapshot;
     status.startedAt = now();
-    const end = Date.now() + msToNumber(input.duration as Parameters<typeof msToNumber>[0]);
+    const end = Date.now() + durationMs(input.duration);
     status.endsAt = new Date(end).toISOString();
     await deploy.recordEvent({
       model,
@@ -98,10 +98,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       );
     };
     while (!control.stop && Date.now() < end) {
-      await condition(
-        () => control.stop,
-        Math.min(msToNumber(input.analysisInterval as Parameters<typeof msToNumber>[0]), end - Date.now()),
-      );
+      await condition(() => control.stop, Math.min(durationMs(input.analysisInterval), end - Date.now()));
       await measure();
     }
     const verdict = decideExperiment(

@@ -7,7 +7,6 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import { msToNumber } from '@temporalio/common';
 import {
   approveRolloutUpdate,
   promoteRolloutUpdate,
@@ -20,6 +19,7 @@ import {
   type RolloutStatus,
   type ServingMeasurement,
 } from './api';
+import { durationMs } from '../pipelines/duration';
 import { failureMessage } from './failure-message';
 import { EMPTY_WINDOW, judgeCanary, judgeShadow, type Judgement, type VersionWindow } from './canary-analysis';
 import { canaryLayout, shadowLayout, type ServingLayout } from './serving-desired';
@@ -175,9 +175,9 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
     async function bake(phase: 'shadow' | 'canary', bakeFor: string): Promise<'pass' | string[] | 'manual'> {
       let since: unknown = (await deploy.measureServing({ model, since: null })).snapshot;
       let extensions = 0;
-      let remaining = msOf(bakeFor);
+      let remaining = durationMs(bakeFor);
       for (;;) {
-        const interval = Math.min(msOf(spec.analysisInterval), remaining);
+        const interval = Math.min(durationMs(spec.analysisInterval), remaining);
         const started = Date.now();
         await condition(() => requests.manual !== null, interval);
         if (requests.manual) return 'manual';
@@ -252,7 +252,7 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
         }
         extensions++;
         status.extensions++;
-        remaining = msOf(bakeFor);
+        remaining = durationMs(bakeFor);
         // The window keeps growing from the phase's start: the extension adds traffic to judge.
         await decideAndRecord({
           phase,
@@ -334,8 +334,4 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
       'RolloutFailed',
     );
   }
-}
-
-function msOf(duration: string): number {
-  return msToNumber(duration as Parameters<typeof msToNumber>[0]);
 }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { readRegistry } from '../../activities/registry-client';
 import { connectClient } from '../../control/connect';
 import { startLocalStack, type LocalStack } from '../../control/dev-stack';
@@ -210,7 +211,7 @@ async function afterTraining(runId: string, signal: AbortSignal): Promise<boolea
       const progress = await handle.query(progressQuery).catch(() => undefined);
       if (progress?.stages.train === 'done') return true;
       if (progress && progress.status !== 'running') return false;
-      await new Promise((resolve) => setTimeout(resolve, 250));
+      await sleep(250);
     }
     return false;
   } finally {
@@ -227,6 +228,6 @@ async function waitForModel(server: ServerTarget, model: string, timeoutMs: numb
     const versions = await client.modelStatus(model).catch(() => []);
     if (versions.some((v) => v.state === 'AVAILABLE')) return;
     if (Date.now() > deadline) return; // runLoad's own check then says what the server serves
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await sleep(200);
   }
 }

@@ -1,4 +1,3 @@
-import { msToNumber } from '@temporalio/common';
 import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
@@ -8,8 +7,9 @@ import {
 } from '@temporalio/client';
 import { z } from 'zod';
 import { readRegistry } from '../../activities/registry-client';
-import { connectClient } from '../../control/connect';
+import { withClient } from '../../control/connect';
 import { deploymentPrefix, taskQueueOf } from '../../control/task-queues';
+import { DurationSchema } from '../../pipelines/spec';
 import {
   experimentStatusQuery,
   experimentWorkflowId,
@@ -17,7 +17,7 @@ import {
   type ExperimentStatus,
 } from '../../workflows/api';
 import { experimentWorkflow } from '../../workflows/experiment';
-import { CommandFailed, UsageError } from '../errors';
+import { badFlags, CommandFailed, UsageError } from '../errors';
 
 /**
  * `gantry experiment start|status|stop`: A/B tests between published versions of one model,
@@ -43,32 +43,11 @@ export function parseArms(text: string): { version: number; weight: number }[] {
 
 const StartFlagsSchema = z.object({
   arms: z.string().min(1),
-  duration: z.string().refine((d) => {
-    try {
-      return msToNumber(d as Parameters<typeof msToNumber>[0]) > 0;
-    } catch {
-      return false;
-    }
-  }, 'must be a duration such as 30s, 10m or 1h'),
+  duration: DurationSchema,
   alpha: z.coerce.number().gt(0).lt(1),
   minFeedback: z.coerce.number().int().min(1),
-  interval: z.string().refine((d) => {
-    try {
-      return msToNumber(d as Parameters<typeof msToNumber>[0]) > 0;
-    } catch {
-      return false;
-    }
-  }, 'must be a duration such as 5s'),
+  interval: DurationSchema,
 });
-
-async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
-  const { client, connection } = await connectClient();
-  try {
-    return await fn(client);
-  } finally {
-    await connection.close();
-  }
-}
 
 function handleFor(client: Client, model: string): WorkflowHandle<typeof experimentWorkflow> {
   return client.workflow.getHandle<typeof experimentWorkflow>(experimentWorkflowId(deploymentPrefix(), model));
@@ -102,12 +81,7 @@ export async function experimentStartCommand(
   },
 ): Promise<void> {
   const parsed = StartFlagsSchema.safeParse(flags);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new UsageError(
-      `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${issue.message}`,
-    );
-  }
+  if (!parsed.success) throw badFlags(parsed.error);
   const arms = parseArms(parsed.data.arms);
   await withClient(async (client) => {
     const state = await readRegistry(client, model);

@@ -5,23 +5,16 @@ import { LoadRefused, runLoad, type LoadProgress, type LoadSummary } from '../..
 import { readTestSplit, type TestSplit } from '../../control/load/test-split';
 import { ServersConfigError, ServerTargetSchema, servingTargets, type ServerTarget } from '../../control/servers';
 import { DatasetError } from '../../data/errors';
+import { durationMs } from '../../pipelines/duration';
+import { DurationSchema } from '../../pipelines/spec';
 import { getDataSource } from '../../data/sources';
 import { LABEL_PATTERN, MODEL_NAME_PATTERN } from '../../serving/config';
-import { CommandFailed, UsageError } from '../errors';
+import { badFlags, CommandFailed, UsageError } from '../errors';
 
 /**
  * `gantry load <model>`: live traffic for a model server (control/load/generator.ts is the engine).
  * This file turns the flags into its options, shows its progress on stderr and prints its summary.
  */
-
-/** "30s", "2m", "1h", "500ms", or plain seconds. */
-export function parseDuration(text: string): number | undefined {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!match) return undefined;
-  const value = Number(match[1]);
-  const unit = match[2] ?? 's';
-  return value * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!;
-}
 
 const number = () => z.coerce.number({ error: 'must be a number' });
 const positiveInt = (max: number) =>
@@ -31,20 +24,7 @@ const FlagsSchema = z
   .object({
     server: z.string().optional(),
     rps: number().gt(0, 'must be greater than 0').max(100_000, 'must be at most 100000'),
-    duration: z
-      .string()
-      .transform((text, ctx) => {
-        const ms = parseDuration(text);
-        if (ms === undefined || ms <= 0) {
-          ctx.addIssue({
-            code: 'custom',
-            message: `${JSON.stringify(text)} is not a duration (e.g. 30s, 2m, 1h, 500ms)`,
-          });
-          return z.NEVER;
-        }
-        return ms;
-      })
-      .optional(),
+    duration: DurationSchema.transform(durationMs).optional(),
     requests: positiveInt(1_000_000_000).optional(),
     concurrency: positiveInt(10_000),
     clients: number()
@@ -85,8 +65,6 @@ export const loadEncodingOption = () =>
   new Option('--encoding <encoding>', 'request body: TF Serving JSON rows, or the raw float32 tensor')
     .choices(['json', 'binary'])
     .default('json');
-
-const flagName = (key: PropertyKey) => `--${String(key).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 
 function target(flag: string | undefined): ServerTarget {
   if (flag !== undefined) {
@@ -168,11 +146,7 @@ export async function loadCommand(model: string, raw: LoadFlags): Promise<void> 
       `model name ${JSON.stringify(model)} is not valid: 1-128 of [A-Za-z0-9_.-], not starting with "."`,
     );
   const parsed = FlagsSchema.safeParse(raw);
-  if (!parsed.success) {
-    throw new UsageError(
-      parsed.error.issues.map((i) => `${i.path.length ? flagName(i.path[0]!) : 'flags'}: ${i.message}`).join('; '),
-    );
-  }
+  if (!parsed.success) throw badFlags(parsed.error);
   const flags = parsed.data;
   const server = target(flags.server);
   const stop = new AbortController();

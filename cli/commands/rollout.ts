@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
@@ -6,7 +7,7 @@ import {
   type WorkflowHandle,
 } from '@temporalio/client';
 import { readRegistry } from '../../activities/registry-client';
-import { connectClient } from '../../control/connect';
+import { withClient } from '../../control/connect';
 import { deploymentPrefix, taskQueueOf } from '../../control/task-queues';
 import { RolloutSpecSchema, type RolloutSpec } from '../../pipelines/spec';
 import {
@@ -70,15 +71,6 @@ async function refusedAsUsage<T>(run: () => Promise<T>): Promise<T> {
   } catch (error) {
     if (error instanceof WorkflowUpdateFailedError) throw new UsageError(error.cause?.message ?? error.message);
     throw error;
-  }
-}
-
-async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
-  const { client, connection } = await connectClient();
-  try {
-    return await fn(client);
-  } finally {
-    await connection.close();
   }
 }
 
@@ -306,7 +298,7 @@ export async function followRollout(
   };
   while (!finished) {
     await show();
-    await Promise.race([done.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 300))]);
+    await Promise.race([done.catch(() => undefined), sleep(300)]);
   }
   await show();
   return done;

@@ -1,5 +1,5 @@
-import { ScheduleNotFoundError, type ScheduleOverlapPolicy } from '@temporalio/client';
-import { connectClient } from '../../control/connect';
+import { ScheduleNotFoundError, type Client, type ScheduleOverlapPolicy } from '@temporalio/client';
+import { withClient } from '../../control/connect';
 import { taskQueueOf } from '../../control/task-queues';
 import { OverlapPolicySchema } from '../../pipelines/spec';
 import { retrainScheduleId, scheduledRunWorkflowId } from '../../workflows/api';
@@ -25,17 +25,13 @@ function overlapPolicy(value: string): ScheduleOverlapPolicy {
   return parsed.data.toUpperCase().replace('-', '_') as ScheduleOverlapPolicy;
 }
 
-async function withClient<T>(
-  fn: (client: Awaited<ReturnType<typeof connectClient>>['client']) => Promise<T>,
-): Promise<T> {
-  const { client, connection } = await connectClient();
+/** withClient, with an unknown schedule id reported as the user's mistake. */
+async function withScheduleClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
   try {
-    return await fn(client);
+    return await withClient(fn);
   } catch (error) {
     if (error instanceof ScheduleNotFoundError) throw new UsageError(`no schedule with id "${error.scheduleId}"`);
     throw error;
-  } finally {
-    await connection.close();
   }
 }
 
@@ -43,7 +39,7 @@ export async function scheduleCreateCommand(pipeline: string, options: ScheduleC
   const spec = await resolveSpec(pipeline, options.set);
   const overlap = overlapPolicy(options.overlap ?? spec.schedule?.overlap ?? 'skip');
   const scheduleId = options.id ?? retrainScheduleId(spec.name);
-  await withClient(async (client) => {
+  await withScheduleClient(async (client) => {
     try {
       await client.schedule.create({
         scheduleId,
@@ -75,7 +71,7 @@ export async function scheduleCreateCommand(pipeline: string, options: ScheduleC
 }
 
 export async function scheduleListCommand(options: { json?: boolean }): Promise<void> {
-  await withClient(async (client) => {
+  await withScheduleClient(async (client) => {
     const rows = [];
     for await (const summary of client.schedule.list()) {
       rows.push({
@@ -94,7 +90,7 @@ export async function scheduleListCommand(options: { json?: boolean }): Promise<
 }
 
 export async function scheduleDescribeCommand(scheduleId: string, options: { json?: boolean }): Promise<void> {
-  await withClient(async (client) => {
+  await withScheduleClient(async (client) => {
     const d = await client.schedule.getHandle(scheduleId).describe();
     const report = {
       scheduleId: d.scheduleId,
@@ -128,7 +124,7 @@ export async function scheduleSimpleCommand(
   scheduleId: string,
   note?: string,
 ): Promise<void> {
-  await withClient(async (client) => {
+  await withScheduleClient(async (client) => {
     const handle = client.schedule.getHandle(scheduleId);
     if (verb === 'pause') await handle.pause(note ?? 'paused with gantry');
     if (verb === 'unpause') await handle.unpause(note ?? 'unpaused with gantry');

@@ -2,9 +2,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { gantryHome } from '../../control/home';
-import { describeIssues } from '../../serving/errors';
 import { startModelServer } from '../../serving/server';
-import { UsageError } from '../errors';
+import { badFlags, UsageError } from '../errors';
 
 /**
  * `gantry serve`: the model server in the foreground until Ctrl-C / SIGTERM. Serves the model
@@ -53,15 +52,7 @@ export interface ServeFlags {
 
 export async function serveCommand(raw: ServeFlags): Promise<void> {
   const parsed = FlagsSchema.safeParse(raw);
-  if (!parsed.success)
-    throw new UsageError(
-      describeIssues(
-        parsed.error.issues.map((i) => ({
-          ...i,
-          path: i.path.map((p) => `--${String(p).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`),
-        })),
-      ),
-    );
+  if (!parsed.success) throw badFlags(parsed.error);
   const flags = parsed.data;
   const home = gantryHome();
   let adminToken = process.env.GANTRY_SERVE_ADMIN_TOKEN || undefined;

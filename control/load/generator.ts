@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { getDataSource } from '../../data/sources';
 import { ServingClient, ServingClientError, type PredictOptions } from '../../serving/client';
 import type { ServerTarget } from '../servers';
@@ -102,19 +103,6 @@ function argmax(row: number[]): number {
   let best = 0;
   for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
   return best;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 function errorKind(error: unknown): string {
@@ -266,10 +254,12 @@ export async function runLoad(options: LoadOptions, signal: AbortSignal): Promis
         break;
       }
       if (now < due) {
+        // An abort ends the wait early (it rejects); the loop's next turn sees it and stops.
         await sleep(
           Math.min(due - now, options.durationMs !== undefined ? options.durationMs - (now - started) : Infinity),
-          signal,
-        );
+          undefined,
+          { signal },
+        ).catch(() => undefined);
         continue;
       }
       if (inFlight.size >= concurrency) {

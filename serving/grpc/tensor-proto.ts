@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { describeIssues } from '../../validation/issues';
 import { invalidArgument } from '../errors';
 import type { ServedDType, Signature, TensorSpec } from '../signature';
 import { fromBytes, type DenseTensor } from '../tensors';
@@ -32,10 +33,7 @@ export const DTYPE_OF: Record<ServedDType, string> = { float32: 'DT_FLOAT', int3
 
 export function decodeTensorProto(raw: unknown, spec: TensorSpec, maxRows: number, where: string): DenseTensor {
   const parsed = TensorProtoSchema.safeParse(raw);
-  if (!parsed.success)
-    throw invalidArgument(
-      `${where}: not a TensorProto: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
-    );
+  if (!parsed.success) throw invalidArgument(`${where}: not a TensorProto: ${describeIssues(parsed.error)}`);
   const proto = parsed.data;
   const expected = DTYPE_OF[spec.dtype];
   if (proto.dtype !== expected)

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CollectiveGroup, splitEvenly } from '../../collectives';
 import { closeAll, makeRing, rankData, referenceSum, sameBytes, worstError } from './ring';
@@ -92,7 +93,7 @@ describe.each(RINGS)('a ring of %i (shared memory %s)', (n, sharedMemory) => {
     const exits = await Promise.all(
       groups.map(async (group, rank) => {
         if (rank === late) {
-          await new Promise((resolve) => setTimeout(resolve, 100));
+          await sleep(100);
           lateEntered = performance.now();
         }
         await group.barrier();

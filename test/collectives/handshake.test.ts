@@ -1,4 +1,5 @@
 import net, { type AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, expect, it } from 'vitest';
 import {
   CollectiveError,
@@ -35,7 +36,7 @@ async function refusedJoin(
   const joiner = await listen(joinerOptions);
   const peers = [peerOf(0, host), peerOf(1, joiner)];
   const joined = joiner.connect({ rank: 1, peers }).catch((error: unknown) => error);
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  await sleep(200);
   const hosted = host.connect({ rank: 0, peers, timeoutMs: 200 }).catch((error: unknown) => error);
   return { joiner: await joined, host: await hosted };
 }
@@ -107,7 +108,7 @@ it('answers garbage with a reason and a close, and keeps waiting for the right p
     /^bad frame from 127\.0\.0\.1:\d+: magic 0x47455420 is not 0x47414e54/,
   );
 
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  await sleep(100);
   await Promise.all([ring1, rank0.connect({ rank: 0, peers })]);
   silent.destroy();
   const arrays = [rankData(0, 1001), rankData(1, 1001)];
@@ -125,7 +126,7 @@ it('a rank that joins last can already be sent data by neighbours that finished 
   const results = inputs.map((input) => input.slice());
   await Promise.all(
     groups.map(async (group, rank) => {
-      if (rank === 1) await new Promise((resolve) => setTimeout(resolve, 100));
+      if (rank === 1) await sleep(100);
       await group.connect({ rank, peers });
       await group.allReduce(results[rank]!);
     }),
@@ -143,7 +144,7 @@ it('keeps dialling a neighbour that does not listen yet, until it does', async (
   const rank0 = await listen();
   const peers = [peerOf(0, rank0), { rank: 1, host: '127.0.0.1', port }];
   const ring0 = rank0.connect({ rank: 0, peers, timeoutMs: 3000 });
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  await sleep(300);
   const rank1 = await listen({ port });
   await Promise.all([ring0, rank1.connect({ rank: 1, peers })]);
   expect([rank0.state, rank1.state]).toEqual(['ready', 'ready']);

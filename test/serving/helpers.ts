@@ -2,6 +2,7 @@ import http from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ModelRepository, METADATA_FILE } from '../../artifacts/model-repository';
 import { buildModel } from '../../training/architectures';
 import { tf } from '../../engine/backend';
@@ -133,7 +134,7 @@ export async function until(check: () => boolean | Promise<boolean>, ms = 10_000
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     if (await check()) return;
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
   throw new Error(`timed out waiting for ${what}`);
 }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type * as tfType from '@tensorflow/tfjs';
 import { tf } from '../../engine/backend';
 import { BatchScratch, batchTensors, epochOrder, type Examples } from '../batches';
@@ -159,7 +160,7 @@ export async function replicaLoop(options: ReplicaLoopOptions): Promise<{ histor
           { loss: lossSum / seen, accuracy: correct / seen },
         );
       }
-      if (options.stepDelayMs) await new Promise((resolve) => setTimeout(resolve, options.stepDelayMs));
+      if (options.stepDelayMs) await sleep(options.stepDelayMs);
       else await new Promise((resolve) => setImmediate(resolve));
     }
     await engine.syncToModel();
