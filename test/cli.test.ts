@@ -175,7 +175,8 @@ describe('gantry doctor', () => {
       name: 'shared-memory all-reduce',
       ok: false,
       detail:
-        'the shared-memory addon is not built (/nonexistent/addon.node; scripts/setup.sh builds it); trainers all-reduce over TCP',
+        'the shared-memory addon is not built (/nonexistent/addon.node; scripts/setup.sh builds it); ' +
+        'trainers all-reduce over TCP',
     });
     if (process.env.GANTRY_EXPECT_NATIVE_MISSING) {
       // CI's second pass removes libtensorflow from the built package: doctor must say so.

@@ -36,7 +36,8 @@ beforeAll(async () => {
   workers = await startInProcessWorkers(env, ['control']);
   const good = await trainedModelFiles(1);
   await publishVersion(env, workers.client, MODEL, good, { alias: 'champion' }); // v1
-  await publishVersion(env, workers.client, MODEL, await wrongLabelFiles(good), { alias: null }); // v2: wrong on purpose
+  // v2: wrong on purpose.
+  await publishVersion(env, workers.client, MODEL, await wrongLabelFiles(good), { alias: null });
   loadDone = runLoad(
     {
       model: MODEL,
@@ -94,7 +95,7 @@ describe('the two-proportion test', () => {
 });
 
 describe('gantry experiment', () => {
-  it('names the clearly better arm the winner, keeps users sticky, and gives the traffic back to the champion', async () => {
+  it('names the better arm the winner, keeps users sticky, and gives the traffic back to the champion', async () => {
     const started = gantry(
       [
         'experiment',

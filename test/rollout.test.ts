@@ -178,7 +178,7 @@ describe('canary rollout', () => {
     expect(await answeredBy(20)).toEqual({ [candidate]: 20 });
   }, 120_000);
 
-  it('rolls a wrong-label candidate back at the first analysis that can judge it; it gets no traffic after', async () => {
+  it('rolls a wrong-label candidate back at the first analysis that can judge it; no traffic after', async () => {
     const champion = await currentChampion();
     const bad = await publishVersion(env, workers.client, MODEL, await wrongLabelFiles(good2), { alias: null });
     const handle = await startRollout(bad, champion, [
