@@ -132,6 +132,28 @@ describe('rollout workflow (time-skipping)', () => {
     expect(status.outcome?.reasons[0]).toMatch(/too little traffic to judge step 1 after 2 extension\(s\)/);
   });
 
+  it('rolls back in the shadow phase when the copies disagree too often, before the candidate answers', async () => {
+    const deploy = new FakeDeploy();
+    deploy.measure = () => ({
+      versions: { '1': window(1000) },
+      shadow: { '2': { agree: 300, disagree: 700, error: 0 } },
+    });
+    const status = await runRollout(deploy, input({ shadow: { percent: 100, bake: '2m' } }));
+
+    expect(status.phase).toBe('rolled-back');
+    expect(status.step).toBeNull();
+    expect(status.decisions.map((d) => `${d.phase} ${d.action}`)).toEqual([
+      'shadow start',
+      'shadow breach',
+      'final rollback',
+    ]);
+    expect(status.outcome?.reasons.join('; ')).toMatch(/shadow disagreement/);
+    // The candidate only ever received copies: the one layout sent keeps the champion answering everything.
+    expect(deploy.named('setServing').map((i) => i.request.layout)).toEqual([
+      expect.objectContaining({ split: [{ version: 1, weight: 100 }], shadow: { version: 2, percent: 100 } }),
+    ]);
+  });
+
   it('promotes the first version at once: nothing to compare against', async () => {
     const deploy = new FakeDeploy();
     const status = await runRollout(deploy, input({}, null));
