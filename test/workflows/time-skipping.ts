@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { inject } from 'vitest';
-import type { ServingMeasurement } from '../../activities/types';
+import type { DeployActivities, ServingMeasurement } from '../../activities/types';
 import { resolveTemporalTestServer } from '../../control/temporal-binary';
 import type { VersionWindow } from '../../workflows/canary-analysis';
 import type { ApplyReport } from '../../workflows/serving-desired';
@@ -78,7 +78,8 @@ export class FakeDeploy {
     return this.named('recordEvent').map((i) => i.request.message as string);
   }
 
-  readonly activities = {
+  /** Typed as the real interface, so a change to the activities' contract fails the type-check here. */
+  readonly activities: DeployActivities = {
     applyServing: async (input: any): Promise<ApplyReport> => {
       this.record('applyServing', input);
       return {
