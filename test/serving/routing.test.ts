@@ -89,6 +89,23 @@ async function many(
   return versions;
 }
 
+/**
+ * What the split, sticky, shadow and restart tests start from, whatever ran before them: both versions
+ * loaded, labelled stable → 1 and canary → 2, and no traffic policy.
+ */
+async function bothVersionsLabelled(): Promise<void> {
+  const put = await request(port, 'PUT', '/v1/admin/models/fashion', { model_version_policy: { all: {} } }, AUTH);
+  expect(put.status).toBe(200);
+  for (const [label, version] of [
+    ['stable', 1],
+    ['canary', 2],
+  ] as const)
+    expect((await request(port, 'PUT', `/v1/admin/models/fashion/labels/${label}`, { version }, AUTH)).status).toBe(
+      200,
+    );
+  expect((await request(port, 'DELETE', '/v1/admin/models/fashion/traffic', undefined, AUTH)).status).toBe(200);
+}
+
 describe('admin API', () => {
   it('refuses calls without the bearer token', async () => {
     expect((await request(port, 'PUT', '/v1/admin/models/fashion', {})).status).toBe(401);
@@ -122,6 +139,7 @@ describe('admin API', () => {
   });
 
   it('splits 80/20 over 10,000 requests within ±2 points', async () => {
+    await bothVersionsLabelled();
     const set = await request(
       port,
       'PUT',
@@ -142,6 +160,12 @@ describe('admin API', () => {
   });
 
   it('keeps a client key on one version (stable hash), while keys spread over both', async () => {
+    await bothVersionsLabelled();
+    const split = [
+      { label: 'stable', weight: 80 },
+      { label: 'canary', weight: 20 },
+    ];
+    expect((await request(port, 'PUT', '/v1/admin/models/fashion/traffic', { split }, AUTH)).status).toBe(200);
     const byKey = new Map<string, Set<string>>();
     await many(400, 16, async (i) => {
       const key = `client-${i % 80}`;
@@ -158,6 +182,7 @@ describe('admin API', () => {
   });
 
   it('copies requests to a shadow version without changing any answer, and measures it', async () => {
+    await bothVersionsLabelled();
     const set = await request(
       port,
       'PUT',
@@ -186,6 +211,7 @@ describe('admin API', () => {
   });
 
   it('writes the admin state to its file and serves the same after a restart', async () => {
+    await bothVersionsLabelled();
     await request(
       port,
       'PUT',
