@@ -3,8 +3,8 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { saveCheckpoint } from '../training/checkpoint';
 import { CollectiveGroup } from '../training/collectives';
-import { createReplicaEngine } from '../training/distributed/replica-engine';
-import { replicaLoop, ReplicasDiverged, type ReplicaProgress } from '../training/distributed/replica-loop';
+import { createReplicaEngine } from '../training/replica-engine';
+import { replicaLoop, ReplicasDiverged, type ReplicaProgress } from '../training/loop';
 import { scaledLearningRate } from '../training/distributed/learning-rate';
 import { saveModelToStore } from '../training/model-files';
 import { trainProgressSignal } from '../workflows/retrain';
@@ -33,7 +33,7 @@ function collectiveTimeoutMs(): number {
 
 /**
  * One replica of a data-parallel job: joins the job workflow's rendezvous, forms the ring with
- * its peers, and trains its shard of every global batch (training/distributed/replica-loop.ts).
+ * its peers, and trains its shard of every global batch (training/loop.ts).
  * Rank 0 writes the checkpoints and the model; every replica heartbeats its progress.
  */
 export function createTrainReplicaActivity(deps: ActivityDeps) {

@@ -8,8 +8,8 @@ import { DEFAULT_FASHION_MNIST_DIR, getDataSource } from '../data/sources';
 import { buildModel } from '../training/architectures';
 import { selectBackend, tf } from '../training/backend';
 import { CollectiveGroup } from '../training/collectives';
-import { createReplicaEngine } from '../training/distributed/replica-engine';
-import { replicaLoop, type Collective } from '../training/distributed/replica-loop';
+import { createReplicaEngine } from '../training/replica-engine';
+import { replicaLoop, type Collective } from '../training/loop';
 import { createOptimizer } from '../training/optimizers';
 
 const [worldSize, batchSize, steps, warmup] = process.argv.slice(2).map(Number) as [number, number, number, number];

@@ -1,7 +1,7 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { tf } from '../backend';
-import { GraphTrainStep } from '../graph/graph-step';
-import type { ExecutionReport } from '../trainer';
+import { tf } from './backend';
+import { GraphTrainStep } from './graph/graph-step';
+import type { ExecutionReport } from './trainer';
 
 /**
  * What a data-parallel replica needs from the thing that computes: gradients of its shard as one

@@ -1,10 +1,10 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { tf } from '../backend';
-import { BatchScratch, batchTensors, epochOrder, type Examples } from '../batches';
-import type { EpochMetrics } from '../checkpoint';
-import { evaluateModel } from '../evaluate';
-import { setLearningRate } from '../optimizers';
-import type { StepProgress } from '../trainer';
+import { tf } from './backend';
+import { BatchScratch, batchTensors, epochOrder, type Examples } from './batches';
+import type { EpochMetrics } from './checkpoint';
+import { evaluateModel } from './evaluate';
+import { setLearningRate } from './optimizers';
+import type { StepProgress } from './trainer';
 import type { ReplicaEngine } from './replica-engine';
 
 /**
