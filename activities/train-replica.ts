@@ -4,14 +4,14 @@ import { ApplicationFailure } from '@temporalio/common';
 import { saveCheckpoint } from '../training/checkpoint';
 import { CollectiveGroup } from '../training/collectives';
 import { createReplicaEngine } from '../training/replica-engine';
-import { replicaLoop, ReplicasDiverged, type ReplicaProgress } from '../training/loop';
+import { replicaLoop, type ReplicaProgress } from '../training/loop';
 import { scaledLearningRate } from '../training/distributed/learning-rate';
 import { saveModelToStore } from '../training/model-files';
 import { trainProgressSignal } from '../workflows/retrain';
 import { joinJobUpdate, replicaProgressSignal } from '../workflows/train-job';
 import type { ActivityDeps } from './deps';
 import { prepareTraining } from './training-setup';
-import { checkedSpec } from './failures';
+import { asActivityFailure, checkedSpec } from './failures';
 import type { ReplicaInput, ReplicaResult, TrainProgress } from './types';
 
 const PROGRESS_SIGNAL_INTERVAL_MS = 1_000;
@@ -165,10 +165,7 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
         });
       } catch (error) {
         if (context.cancellationSignal.aborted) throw context.cancellationSignal.reason ?? error;
-        if (error instanceof ReplicasDiverged) throw ApplicationFailure.nonRetryable(error.message, 'ReplicasDiverged');
-        if (error instanceof Error && error.message.startsWith('training diverged'))
-          throw ApplicationFailure.nonRetryable(error.message, 'TrainingDiverged');
-        throw error;
+        throw asActivityFailure(error);
       }
       const seconds = (performance.now() - started) / 1000;
       if (join.rank !== 0) return { rank: join.rank, worldSize: join.worldSize, steps: result.steps, trained: null };

@@ -1,5 +1,4 @@
 import { Context } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
 import { saveCheckpoint } from '../training/checkpoint';
 import { saveModelToStore } from '../training/model-files';
 import { learningRateAt } from '../training/optimizers';
@@ -7,7 +6,7 @@ import { trainLoop, type ExecutionReport } from '../training/trainer';
 import { trainProgressSignal } from '../workflows/retrain';
 import type { ActivityDeps } from './deps';
 import { prepareTraining } from './training-setup';
-import { checkedSpec } from './failures';
+import { asActivityFailure, checkedSpec } from './failures';
 import type { TrainInput, TrainProgress, TrainResult } from './types';
 
 /** How often the trainer tells its workflow where it is (heartbeats are throttled by the SDK). */
@@ -105,10 +104,7 @@ export function createTrainActivity(deps: ActivityDeps) {
       });
     } catch (error) {
       if (context.cancellationSignal.aborted) throw context.cancellationSignal.reason ?? error;
-      if (error instanceof Error && error.message.startsWith('training diverged')) {
-        throw ApplicationFailure.nonRetryable(error.message, 'TrainingDiverged');
-      }
-      throw error;
+      throw asActivityFailure(error);
     }
 
     const modelUri = await saveModelToStore(deps.store, `runs/${runId}/model`, model);

@@ -5,6 +5,7 @@ import type { EpochMetrics } from './checkpoint';
 import { evaluateModel } from './evaluate';
 import { setLearningRate } from './optimizers';
 import type { StepProgress } from './trainer';
+import { ReplicasDiverged, TrainingDiverged } from './diverged';
 import type { ReplicaEngine } from './replica-engine';
 
 /**
@@ -79,8 +80,6 @@ export function shardOf(length: number, rank: number, worldSize: number): [numbe
   return [Math.floor((length * rank) / worldSize), Math.floor((length * (rank + 1)) / worldSize)];
 }
 
-export class ReplicasDiverged extends Error {}
-
 export async function replicaLoop(options: ReplicaLoopOptions): Promise<{ history: EpochMetrics[]; steps: number }> {
   const { engine, collective, strategy, train, featureShape, numClasses } = options;
   const { rank, worldSize } = collective;
@@ -135,7 +134,7 @@ export async function replicaLoop(options: ReplicaLoopOptions): Promise<{ histor
       }
       if (options.verifyReplicas) await verify(engine, collective, globalStep + 1);
       if (!Number.isFinite(gradients[engine.size]!))
-        throw new Error(`training diverged: loss is ${gradients[engine.size]} at epoch ${epoch + 1}, step ${step + 1}`);
+        throw new TrainingDiverged(epoch + 1, step + 1, gradients[engine.size]!);
       lossSum += gradients[engine.size]!;
       correct += gradients[engine.size + 1]!;
       seen += batch.length;

@@ -2,6 +2,7 @@ import type * as tfType from '@tensorflow/tfjs';
 import { tf } from './backend';
 import { BatchScratch, batchTensors, epochOrder, type Examples } from './batches';
 import type { EpochMetrics } from './checkpoint';
+import { TrainingDiverged } from './diverged';
 import { evaluateModel } from './evaluate';
 import { GraphTrainStep } from './graph/graph-step';
 import { setLearningRate } from './optimizers';
@@ -93,8 +94,7 @@ export async function trainLoop(options: TrainLoopOptions): Promise<EpochMetrics
         const { xs, ys } = batchTensors(train, indices, featureShape, numClasses, scratch);
         const { loss, hits } = graph ? graphStep(graph, xs, ys, indices.length, globalStep) : await eagerStep(xs, ys);
         tf.dispose([xs, ys]);
-        if (!Number.isFinite(loss))
-          throw new Error(`training diverged: loss is ${loss} at epoch ${epoch + 1}, step ${step + 1}`);
+        if (!Number.isFinite(loss)) throw new TrainingDiverged(epoch + 1, step + 1, loss);
         lossSum += loss * indices.length;
         correct += hits;
         seen += indices.length;
