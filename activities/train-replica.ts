@@ -4,7 +4,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import { saveCheckpoint } from '../training/checkpoint';
 import { CollectiveGroup } from '../training/collectives';
 import { createReplicaEngine } from '../training/replica-engine';
-import { replicaLoop, type ReplicaProgress } from '../training/loop';
+import { type StrategyName, strategyRing } from '../training/distributed/strategies';
+import { replicaLoop, type StepProgress } from '../training/loop';
 import { scaledLearningRate } from '../training/distributed/learning-rate';
 import { saveModelToStore } from '../training/model-files';
 import { trainProgressSignal } from '../workflows/retrain';
@@ -86,7 +87,8 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
         const hosts = new Set(join.peers.map((p) => p.host));
         if (hosts.size > 1) {
           throw ApplicationFailure.nonRetryable(
-            `mirrored keeps every replica on one host, but they joined from ${[...hosts].join(', ')}; use multi-worker-mirrored across hosts`,
+            `mirrored keeps every replica on one host, but they joined from ${[...hosts].join(', ')}; ` +
+              'use multi-worker-mirrored across hosts',
             'InvalidSpec',
           );
         }
@@ -94,7 +96,8 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
       await group.connect({ rank: join.rank, peers: join.peers });
       const transport = group.transport;
       context.log.info(
-        `replica ${replica} is rank ${join.rank} of ${join.worldSize} (attempt ${jobAttempt}, ${spec.train.strategy}, ${backend.name}, ${execution.mode}, ` +
+        `replica ${replica} is rank ${join.rank} of ${join.worldSize} ` +
+          `(attempt ${jobAttempt}, ${spec.train.strategy}, ${backend.name}, ${execution.mode}, ` +
           `all-reduce: ${transport.allReduce}${transport.reason ? ` — ${transport.reason}` : ''})`,
       );
 
@@ -102,7 +105,7 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
       const runHandle = deps.client.workflow.getHandle(runId);
       let lastSignal = 0;
       let lastValAccuracy = history.at(-1)?.valAccuracy ?? null;
-      const report = (step: ReplicaProgress, force = false) => {
+      const report = (step: StepProgress, force = false) => {
         const progress: TrainProgress & { samplesPerSecond: number } = {
           ...step,
           attempt: jobAttempt,
@@ -133,8 +136,9 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
       try {
         result = await replicaLoop({
           engine,
-          collective: group,
-          strategy: spec.train.strategy as 'mirrored' | 'multi-worker-mirrored' | 'central-storage',
+          ring: strategyRing(spec.train.strategy as StrategyName, group, {
+            verifyReplicas: spec.train.verifyReplicas,
+          }),
           model,
           optimizer,
           train: trainSplit,
@@ -147,7 +151,6 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
           start,
           learningRateAt: (epoch, progress) => scaledLearningRate(spec.train, join.worldSize, epoch, progress),
           checkpointEverySteps: spec.train.checkpointEverySteps,
-          verifyReplicas: spec.train.verifyReplicas,
           stepDelayMs: spec.train.stepDelayMs,
           signal: context.cancellationSignal,
           onStep: (step) => report(step, step.step === step.stepsPerEpoch),
@@ -159,7 +162,9 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
             lastValAccuracy = metrics.valAccuracy;
             await checkpoint(position);
             context.log.info(
-              `epoch ${metrics.epoch}/${spec.train.epochs}: loss ${metrics.loss.toFixed(4)} acc ${metrics.accuracy.toFixed(4)} val_acc ${metrics.valAccuracy.toFixed(4)} (${metrics.seconds.toFixed(1)} s)`,
+              `epoch ${metrics.epoch}/${spec.train.epochs}: loss ${metrics.loss.toFixed(4)} ` +
+                `acc ${metrics.accuracy.toFixed(4)} val_acc ${metrics.valAccuracy.toFixed(4)} ` +
+                `(${metrics.seconds.toFixed(1)} s)`,
             );
           },
         });

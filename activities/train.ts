@@ -20,9 +20,8 @@ export function createTrainActivity(deps: ActivityDeps) {
     const started = performance.now();
     const { backend, trainSplit, validationSplit, checkpointPrefix, restored, model, optimizer, history } =
       await prepareTraining(deps, runId, spec, dataset);
-    context.log.info(
-      `training ${spec.model.architecture} on ${backend.name} (attempt ${attempt})${backend.fallbackReason ? `; fell back because ${backend.fallbackReason}` : ''}`,
-    );
+    const fallback = backend.fallbackReason ? `; fell back because ${backend.fallbackReason}` : '';
+    context.log.info(`training ${spec.model.architecture} on ${backend.name} (attempt ${attempt})${fallback}`);
     if (restored)
       context.log.info(`resuming from ${restored.manifestUri}: ${restored.manifest.epochsCompleted} epochs done`);
     const resumedFromEpoch = restored ? restored.manifest.epochsCompleted : null;
@@ -86,7 +85,7 @@ export function createTrainActivity(deps: ActivityDeps) {
             step.step === step.stepsPerEpoch,
           );
         },
-        onEpochEnd: async (metrics, globalStep) => {
+        onEpochEnd: async (metrics, { globalStep }) => {
           history.push(metrics);
           lastValAccuracy = metrics.valAccuracy;
           await saveCheckpoint(deps.store, checkpointPrefix, {
@@ -98,7 +97,9 @@ export function createTrainActivity(deps: ActivityDeps) {
             attempt,
           });
           context.log.info(
-            `epoch ${metrics.epoch}/${spec.train.epochs}: loss ${metrics.loss.toFixed(4)} acc ${metrics.accuracy.toFixed(4)} val_acc ${metrics.valAccuracy.toFixed(4)} (${metrics.seconds.toFixed(1)} s)`,
+            `epoch ${metrics.epoch}/${spec.train.epochs}: loss ${metrics.loss.toFixed(4)} ` +
+              `acc ${metrics.accuracy.toFixed(4)} val_acc ${metrics.valAccuracy.toFixed(4)} ` +
+              `(${metrics.seconds.toFixed(1)} s)`,
           );
         },
       });

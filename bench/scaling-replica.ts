@@ -9,7 +9,8 @@ import { buildModel } from '../training/architectures';
 import { selectBackend, tf } from '../training/backend';
 import { CollectiveGroup } from '../training/collectives';
 import { createReplicaEngine } from '../training/replica-engine';
-import { replicaLoop, type Collective } from '../training/loop';
+import { strategyRing, type Collective } from '../training/distributed/strategies';
+import { replicaLoop } from '../training/loop';
 import { createOptimizer } from '../training/optimizers';
 
 const [worldSize, batchSize, steps, warmup] = process.argv.slice(2).map(Number) as [number, number, number, number];
@@ -67,8 +68,7 @@ let timedFrom = 0;
 let timedSteps = 0;
 await replicaLoop({
   engine: profiledEngine,
-  collective: profiledGroup,
-  strategy: 'multi-worker-mirrored',
+  ring: strategyRing('multi-worker-mirrored', profiledGroup),
   model,
   optimizer,
   train,

@@ -2,37 +2,22 @@ import type * as tfType from '@tensorflow/tfjs';
 import { tf } from './backend';
 import { BatchScratch, batchTensors, epochOrder, type Examples } from './batches';
 import type { EpochMetrics } from './checkpoint';
+import { TrainingDiverged } from './diverged';
 import { evaluateModel } from './evaluate';
 import { setLearningRate } from './optimizers';
-import type { StepProgress } from './trainer';
-import { ReplicasDiverged, TrainingDiverged } from './diverged';
-import type { ReplicaEngine } from './replica-engine';
+import type { ReplicaEngine, StepResult } from './replica-engine';
 
 /**
- * One replica's share of synchronous data-parallel training. Every replica walks the same global
- * batches (the epoch order depends on (seed, epoch) only) and computes the gradients of its own
- * shard of each, scaled by 1 / global batch; the strategy then combines them:
+ * The one training loop: mini-batches written out step by step (not `model.fit`) so that the batch
+ * order is reproducible per epoch, the gradients are in hand for the replicas to combine, and the
+ * event loop gets a turn after every step for heartbeats and cancellation.
  *
- * - `multi-worker-mirrored` / `mirrored`: ring all-reduce (sum) of the gradients, and every replica
- *   applies the same update to its own copy of the variables — they stay bit-identical, because
- *   the all-reduce leaves the same bytes on every rank.
- * - `central-storage`: the gradients are reduced to rank 0, which alone holds the optimizer state
- *   and applies the update; the new variables are broadcast back.
- *
- * The summed gradient is exactly the gradient one trainer would compute on the whole global
- * batch, so N replicas reach the weights one replica reaches (up to float summation order).
+ * Every trainer is a replica of a ring. All replicas walk the same global batches (the epoch order
+ * depends on (seed, epoch) only) and each trains on its own shard of each; the ring turns the
+ * shards' gradients into one update. A trainer alone is a ring of one: it runs whole steps and
+ * nothing is all-reduced. A data-parallel job's ring combines them by its strategy
+ * (distributed/strategies.ts).
  */
-
-export type StrategyName = 'mirrored' | 'multi-worker-mirrored' | 'central-storage';
-
-/** The collective operations a replica uses (training/collectives' CollectiveGroup). */
-export interface Collective {
-  readonly rank: number;
-  readonly worldSize: number;
-  allReduce(data: Float32Array, options?: { op?: 'sum' | 'mean' }): Promise<Float32Array>;
-  broadcast(data: Float32Array, root: number): Promise<Float32Array>;
-  reduce(data: Float32Array, root: number, options?: { op?: 'sum' | 'mean' }): Promise<Float32Array>;
-}
 
 /** Where training is: epochs finished, and steps done into the next one (a mid-epoch checkpoint). */
 export interface DataPosition {
@@ -41,15 +26,52 @@ export interface DataPosition {
   globalStep: number;
 }
 
-export interface ReplicaProgress extends StepProgress {
+export interface StepProgress {
+  /** 1-based epoch being trained (as in EpochMetrics). */
+  epoch: number;
+  step: number;
+  stepsPerEpoch: number;
+  globalStep: number;
+  /** Running means over the epoch so far. */
+  loss: number;
+  accuracy: number;
   /** Examples per second of the whole job (global batch), since this attempt started. */
   samplesPerSecond: number;
 }
 
+/** A replica's shard of a global batch, as tensors. */
+export interface Shard {
+  xs: tfType.Tensor;
+  ys: tfType.Tensor;
+}
+
+/** The replicas a trainer trains with, and how their shards' gradients become one update. */
+export interface Ring {
+  readonly rank: number;
+  readonly worldSize: number;
+  /** Before the first step: every replica takes rank 0's variables (a fresh start or a resume). */
+  align(engine: ReplicaEngine): Promise<void>;
+  /**
+   * One step of a global batch from this replica's shard (none when the batch is too small to give
+   * every replica one), its loss scaled by `lossScale` (1 / global batch). Resolves to the whole
+   * global batch's loss sum and correct count, the same on every replica.
+   */
+  step(engine: ReplicaEngine, shard: Shard | undefined, lossScale: number, seed: [number, number]): Promise<StepResult>;
+  /** After step `globalStep` (when the ring was asked to): fails unless every replica holds rank 0's weights. */
+  verify?(engine: ReplicaEngine, globalStep: number): Promise<void>;
+}
+
+/** A trainer alone: the engine's whole step (one graph run where it compiles); nothing to combine. */
+export const RING_OF_ONE: Ring = {
+  rank: 0,
+  worldSize: 1,
+  align: async () => {},
+  step: async (engine, shard, lossScale, seed) => engine.step(shard!.xs, shard!.ys, lossScale, seed),
+};
+
 export interface ReplicaLoopOptions {
   engine: ReplicaEngine;
-  collective: Collective;
-  strategy: StrategyName;
+  ring: Ring;
   model: tfType.LayersModel;
   optimizer: tfType.Optimizer;
   train: Examples;
@@ -57,21 +79,19 @@ export interface ReplicaLoopOptions {
   featureShape: number[];
   numClasses: number;
   epochs: number;
-  /** Per replica; the global batch is this × worldSize. */
+  /** Per replica; the global batch is this × the ring's size. */
   batchSize: number;
   seed: number;
   start: DataPosition;
-  /** The learning rate of a step (0-based epoch, fractional progress for warm-up). */
-  learningRateAt(epoch: number, epochProgress: number): number;
+  /** The learning rate of a step (0-based epoch, fractional progress for warm-up); constant when absent. */
+  learningRateAt?(epoch: number, epochProgress: number): number;
   checkpointEverySteps?: number;
-  /** Compare every replica's weights with rank 0's after each step; a difference fails the job. */
-  verifyReplicas?: boolean;
   stepDelayMs?: number;
   signal?: AbortSignal;
-  onStep(progress: ReplicaProgress): void;
+  onStep(progress: StepProgress): void;
   /** Rank 0 only: a mid-epoch checkpoint point (the engine has synced into the model). */
   onCheckpoint?(position: DataPosition, partial: { loss: number; accuracy: number }): Promise<void>;
-  /** Rank 0 only, after validation: the epoch checkpoint. */
+  /** Rank 0 only, after validation: the epoch checkpoint, awaited before the next epoch starts. */
   onEpochEnd?(metrics: EpochMetrics, position: DataPosition): Promise<void>;
 }
 
@@ -80,9 +100,10 @@ export function shardOf(length: number, rank: number, worldSize: number): [numbe
   return [Math.floor((length * rank) / worldSize), Math.floor((length * (rank + 1)) / worldSize)];
 }
 
+/** Trains from `start` to the last epoch; the history (rank 0 only) and the steps this call trained. */
 export async function replicaLoop(options: ReplicaLoopOptions): Promise<{ history: EpochMetrics[]; steps: number }> {
-  const { engine, collective, strategy, train, featureShape, numClasses } = options;
-  const { rank, worldSize } = collective;
+  const { engine, ring, train, featureShape, numClasses } = options;
+  const { rank, worldSize } = ring;
   const globalBatch = options.batchSize * worldSize;
   const stepsPerEpoch = Math.ceil(train.count / globalBatch);
   const history: EpochMetrics[] = [];
@@ -92,10 +113,7 @@ export async function replicaLoop(options: ReplicaLoopOptions): Promise<{ histor
   let steps = 0;
   const scratch = new BatchScratch();
 
-  // Rank 0's variables are the truth: a fresh start or a resume begins from identical copies.
-  const initial = rank === 0 ? engine.readVariables() : new Float32Array(engine.size);
-  await collective.broadcast(initial, 0);
-  if (rank !== 0) engine.writeVariables(initial);
+  await ring.align(engine);
 
   for (let epoch = options.start.epoch; epoch < options.epochs; epoch++) {
     const epochStarted = performance.now();
@@ -106,37 +124,25 @@ export async function replicaLoop(options: ReplicaLoopOptions): Promise<{ histor
     let seen = 0;
     for (let step = firstStep; step < stepsPerEpoch; step++) {
       options.signal?.throwIfAborted();
-      setLearningRate(options.optimizer, options.learningRateAt(epoch, step / stepsPerEpoch));
+      if (options.learningRateAt)
+        setLearningRate(options.optimizer, options.learningRateAt(epoch, step / stepsPerEpoch));
       const batch = order.subarray(step * globalBatch, Math.min((step + 1) * globalBatch, train.count));
       const [from, to] = shardOf(batch.length, rank, worldSize);
-      let gradients: Float32Array;
-      if (to > from) {
-        const { xs, ys } = batchTensors(train, batch.subarray(from, to), featureShape, numClasses, scratch);
-        gradients = engine.computeGradients(xs, ys, 1 / batch.length, [options.seed, globalStep * worldSize + rank]);
-        tf.dispose([xs, ys]);
-      } else {
-        gradients = new Float32Array(engine.size + 2); // an empty shard adds nothing
+      const shard =
+        to > from ? batchTensors(train, batch.subarray(from, to), featureShape, numClasses, scratch) : undefined;
+      // Dropout masks keyed by (seed, step, rank): a resumed attempt draws the ones the lost one would.
+      const seed: [number, number] = [options.seed, globalStep * worldSize + rank];
+      let result: StepResult;
+      try {
+        result = await ring.step(engine, shard, 1 / batch.length, seed);
+      } finally {
+        if (shard) tf.dispose([shard.xs, shard.ys]);
       }
-      if (strategy === 'central-storage') {
-        await collective.reduce(gradients, 0, { op: 'sum' });
-        if (rank === 0) engine.applyGradients(gradients);
-        const variables = rank === 0 ? engine.readVariables() : new Float32Array(engine.size);
-        await collective.broadcast(variables, 0);
-        if (rank !== 0) engine.writeVariables(variables);
-        // Only rank 0 saw the summed loss: share it so every replica reports the same.
-        const totals = Float32Array.of(gradients[engine.size]!, gradients[engine.size + 1]!);
-        await collective.broadcast(totals, 0);
-        gradients[engine.size] = totals[0]!;
-        gradients[engine.size + 1] = totals[1]!;
-      } else {
-        await collective.allReduce(gradients, { op: 'sum' });
-        engine.applyGradients(gradients);
-      }
-      if (options.verifyReplicas) await verify(engine, collective, globalStep + 1);
-      if (!Number.isFinite(gradients[engine.size]!))
-        throw new TrainingDiverged(epoch + 1, step + 1, gradients[engine.size]!);
-      lossSum += gradients[engine.size]!;
-      correct += gradients[engine.size + 1]!;
+      await ring.verify?.(engine, globalStep + 1);
+      if (!Number.isFinite(result.lossSum))
+        throw new TrainingDiverged(epoch + 1, step + 1, result.lossSum / batch.length);
+      lossSum += result.lossSum;
+      correct += result.correct;
       seen += batch.length;
       trainedSamples += batch.length;
       globalStep += 1;
@@ -161,6 +167,7 @@ export async function replicaLoop(options: ReplicaLoopOptions): Promise<{ histor
       if (options.stepDelayMs) await new Promise((resolve) => setTimeout(resolve, options.stepDelayMs));
       else await new Promise((resolve) => setImmediate(resolve));
     }
+    // The engine may hold the weights while it trains; the model is what evaluation and checkpoints read.
     await engine.syncToModel();
     if (rank === 0) {
       const validation = await evaluateModel(options.model, options.validation, featureShape, numClasses);
@@ -177,17 +184,4 @@ export async function replicaLoop(options: ReplicaLoopOptions): Promise<{ histor
     }
   }
   return { history, steps };
-}
-
-/** Rank 0 broadcasts its variables; every other rank must hold the same bytes. */
-async function verify(engine: ReplicaEngine, collective: Collective, globalStep: number): Promise<void> {
-  const mine = engine.readVariables();
-  const reference = collective.rank === 0 ? Float32Array.from(mine) : new Float32Array(mine.length);
-  await collective.broadcast(reference, 0);
-  let differing = 0;
-  for (let i = 0; i < mine.length; i++) if (mine[i] !== reference[i]) differing++;
-  const total = Float32Array.of(differing);
-  await collective.allReduce(total, { op: 'sum' });
-  if (total[0]! > 0)
-    throw new ReplicasDiverged(`replicas diverged after step ${globalStep}: ${total[0]} weights differ from rank 0's`);
 }
