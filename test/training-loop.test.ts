@@ -44,7 +44,7 @@ const common = { featureShape, numClasses: 10, epochs: 2, batchSize: 64, seed: 5
 
 describe('the training loop', () => {
   for (const execution of ['auto', 'eager'] as const) {
-    it(`alone (whole steps) reaches the weights of a one-replica all-reduce ring (${execution})`, async () => {
+    it(`a ring of one (whole steps) reaches the weights of a one-replica all-reduce ring (${execution})`, async () => {
       const single = newModel();
       const singleOptimizer = createOptimizer('adam', 0.003);
       const history = await trainLoop({
