@@ -41,22 +41,18 @@ export interface TrainLoopOptions {
  * TensorFlow graph per step where it compiles, else eager — made for the run and freed after it.
  */
 export async function trainLoop(options: TrainLoopOptions): Promise<EpochMetrics[]> {
-  const { model, optimizer, featureShape, numClasses } = options;
+  const { execution: mode, onExecution, startEpoch, startGlobalStep, ...loop } = options;
   const { engine, execution } = await createReplicaEngine(
-    model,
-    optimizer,
-    featureShape,
-    numClasses,
-    options.execution,
+    loop.model,
+    loop.optimizer,
+    loop.featureShape,
+    loop.numClasses,
+    mode,
   );
-  options.onExecution?.(execution);
+  onExecution?.(execution);
   try {
-    const { history } = await replicaLoop({
-      ...options,
-      engine,
-      ring: RING_OF_ONE,
-      start: { epoch: options.startEpoch, stepInEpoch: 0, globalStep: options.startGlobalStep },
-    });
+    const start = { epoch: startEpoch, stepInEpoch: 0, globalStep: startGlobalStep };
+    const { history } = await replicaLoop({ ...loop, engine, ring: RING_OF_ONE, start });
     return history;
   } finally {
     engine.dispose();
