@@ -3,8 +3,9 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { saveCheckpoint } from '../training/checkpoint';
 import { CollectiveGroup } from '../collectives';
-import { createReplicaEngine } from '../training/distributed/replica-engine';
-import { replicaLoop, ReplicasDiverged, type ReplicaProgress } from '../training/distributed/replica-loop';
+import { createReplicaEngine } from '../training/replica-engine';
+import { type StrategyName, strategyRing } from '../training/distributed/strategies';
+import { replicaLoop, type StepProgress } from '../training/loop';
 import { scaledLearningRate } from '../training/distributed/learning-rate';
 import { saveModelToStore } from '../engine/model-files';
 import {
@@ -17,7 +18,7 @@ import {
 } from '../workflows/api';
 import type { ActivityDeps } from './deps';
 import { prepareTraining } from './training-setup';
-import { checkedSpec } from './failures';
+import { asActivityFailure, checkedSpec } from './failures';
 
 const PROGRESS_SIGNAL_INTERVAL_MS = 1_000;
 
@@ -38,7 +39,7 @@ function collectiveTimeoutMs(): number {
 
 /**
  * One replica of a data-parallel job: joins the job workflow's rendezvous, forms the ring with
- * its peers, and trains its shard of every global batch (training/distributed/replica-loop.ts).
+ * its peers, and trains its shard of every global batch (training/loop.ts).
  * Rank 0 writes the checkpoints and the model; every replica heartbeats its progress.
  */
 export function createTrainReplicaActivity(deps: ActivityDeps) {
@@ -91,7 +92,8 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
         const hosts = new Set(join.peers.map((p) => p.host));
         if (hosts.size > 1) {
           throw ApplicationFailure.nonRetryable(
-            `mirrored keeps every replica on one host, but they joined from ${[...hosts].join(', ')}; use multi-worker-mirrored across hosts`,
+            `mirrored keeps every replica on one host, but they joined from ${[...hosts].join(', ')}; ` +
+              'use multi-worker-mirrored across hosts',
             'InvalidSpec',
           );
         }
@@ -99,7 +101,8 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
       await group.connect({ rank: join.rank, peers: join.peers });
       const transport = group.transport;
       context.log.info(
-        `replica ${replica} is rank ${join.rank} of ${join.worldSize} (attempt ${jobAttempt}, ${spec.train.strategy}, ${backend.name}, ${execution.mode}, ` +
+        `replica ${replica} is rank ${join.rank} of ${join.worldSize} ` +
+          `(attempt ${jobAttempt}, ${spec.train.strategy}, ${backend.name}, ${execution.mode}, ` +
           `all-reduce: ${transport.allReduce}${transport.reason ? ` — ${transport.reason}` : ''})`,
       );
 
@@ -107,7 +110,7 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
       const runHandle = deps.client.workflow.getHandle(runId);
       let lastSignal = 0;
       let lastValAccuracy = history.at(-1)?.valAccuracy ?? null;
-      const report = (step: ReplicaProgress, force = false) => {
+      const report = (step: StepProgress, force = false) => {
         const progress: TrainProgress & { samplesPerSecond: number } = {
           ...step,
           attempt: jobAttempt,
@@ -138,8 +141,9 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
       try {
         result = await replicaLoop({
           engine,
-          collective: group,
-          strategy: spec.train.strategy as 'mirrored' | 'multi-worker-mirrored' | 'central-storage',
+          ring: strategyRing(spec.train.strategy as StrategyName, group, {
+            verifyReplicas: spec.train.verifyReplicas,
+          }),
           model,
           optimizer,
           train: trainSplit,
@@ -152,7 +156,6 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
           start,
           learningRateAt: (epoch, progress) => scaledLearningRate(spec.train, join.worldSize, epoch, progress),
           checkpointEverySteps: spec.train.checkpointEverySteps,
-          verifyReplicas: spec.train.verifyReplicas,
           stepDelayMs: spec.train.stepDelayMs,
           signal: context.cancellationSignal,
           onStep: (step) => report(step, step.step === step.stepsPerEpoch),
@@ -164,16 +167,15 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
             lastValAccuracy = metrics.valAccuracy;
             await checkpoint(position);
             context.log.info(
-              `epoch ${metrics.epoch}/${spec.train.epochs}: loss ${metrics.loss.toFixed(4)} acc ${metrics.accuracy.toFixed(4)} val_acc ${metrics.valAccuracy.toFixed(4)} (${metrics.seconds.toFixed(1)} s)`,
+              `epoch ${metrics.epoch}/${spec.train.epochs}: loss ${metrics.loss.toFixed(4)} ` +
+                `acc ${metrics.accuracy.toFixed(4)} val_acc ${metrics.valAccuracy.toFixed(4)} ` +
+                `(${metrics.seconds.toFixed(1)} s)`,
             );
           },
         });
       } catch (error) {
         if (context.cancellationSignal.aborted) throw context.cancellationSignal.reason ?? error;
-        if (error instanceof ReplicasDiverged) throw ApplicationFailure.nonRetryable(error.message, 'ReplicasDiverged');
-        if (error instanceof Error && error.message.startsWith('training diverged'))
-          throw ApplicationFailure.nonRetryable(error.message, 'TrainingDiverged');
-        throw error;
+        throw asActivityFailure(error);
       }
       const seconds = (performance.now() - started) / 1000;
       if (join.rank !== 0) return { rank: join.rank, worldSize: join.worldSize, steps: result.steps, trained: null };

@@ -1,5 +1,4 @@
 import { Context } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
 import { saveCheckpoint } from '../training/checkpoint';
 import { saveModelToStore } from '../engine/model-files';
 import { learningRateAt } from '../training/optimizers';
@@ -7,7 +6,7 @@ import { trainLoop, type ExecutionReport } from '../training/trainer';
 import { trainProgressSignal, type TrainInput, type TrainProgress, type TrainResult } from '../workflows/api';
 import type { ActivityDeps } from './deps';
 import { prepareTraining } from './training-setup';
-import { checkedSpec } from './failures';
+import { asActivityFailure, checkedSpec } from './failures';
 
 /** How often the trainer tells its workflow where it is (heartbeats are throttled by the SDK). */
 const PROGRESS_SIGNAL_INTERVAL_MS = 1_000;
@@ -20,9 +19,8 @@ export function createTrainActivity(deps: ActivityDeps) {
     const started = performance.now();
     const { backend, trainSplit, validationSplit, checkpointPrefix, restored, model, optimizer, history } =
       await prepareTraining(deps, runId, spec, dataset);
-    context.log.info(
-      `training ${spec.model.architecture} on ${backend.name} (attempt ${attempt})${backend.fallbackReason ? `; fell back because ${backend.fallbackReason}` : ''}`,
-    );
+    const fallback = backend.fallbackReason ? `; fell back because ${backend.fallbackReason}` : '';
+    context.log.info(`training ${spec.model.architecture} on ${backend.name} (attempt ${attempt})${fallback}`);
     if (restored)
       context.log.info(`resuming from ${restored.manifestUri}: ${restored.manifest.epochsCompleted} epochs done`);
     const resumedFromEpoch = restored ? restored.manifest.epochsCompleted : null;
@@ -86,7 +84,7 @@ export function createTrainActivity(deps: ActivityDeps) {
             step.step === step.stepsPerEpoch,
           );
         },
-        onEpochEnd: async (metrics, globalStep) => {
+        onEpochEnd: async (metrics, { globalStep }) => {
           history.push(metrics);
           lastValAccuracy = metrics.valAccuracy;
           await saveCheckpoint(deps.store, checkpointPrefix, {
@@ -98,16 +96,15 @@ export function createTrainActivity(deps: ActivityDeps) {
             attempt,
           });
           context.log.info(
-            `epoch ${metrics.epoch}/${spec.train.epochs}: loss ${metrics.loss.toFixed(4)} acc ${metrics.accuracy.toFixed(4)} val_acc ${metrics.valAccuracy.toFixed(4)} (${metrics.seconds.toFixed(1)} s)`,
+            `epoch ${metrics.epoch}/${spec.train.epochs}: loss ${metrics.loss.toFixed(4)} ` +
+              `acc ${metrics.accuracy.toFixed(4)} val_acc ${metrics.valAccuracy.toFixed(4)} ` +
+              `(${metrics.seconds.toFixed(1)} s)`,
           );
         },
       });
     } catch (error) {
       if (context.cancellationSignal.aborted) throw context.cancellationSignal.reason ?? error;
-      if (error instanceof Error && error.message.startsWith('training diverged')) {
-        throw ApplicationFailure.nonRetryable(error.message, 'TrainingDiverged');
-      }
-      throw error;
+      throw asActivityFailure(error);
     }
 
     const modelUri = await saveModelToStore(deps.store, `runs/${runId}/model`, model);

@@ -8,8 +8,9 @@ import { DEFAULT_FASHION_MNIST_DIR, getDataSource } from '../data/sources';
 import { buildModel } from '../training/architectures';
 import { selectBackend, tf } from '../engine/backend';
 import { CollectiveGroup } from '../collectives';
-import { createReplicaEngine } from '../training/distributed/replica-engine';
-import { replicaLoop, type Collective } from '../training/distributed/replica-loop';
+import { createReplicaEngine } from '../training/replica-engine';
+import { strategyRing, type Collective } from '../training/distributed/strategies';
+import { replicaLoop } from '../training/loop';
 import { createOptimizer } from '../training/optimizers';
 
 const [worldSize, batchSize, steps, warmup] = process.argv.slice(2).map(Number) as [number, number, number, number];
@@ -67,8 +68,7 @@ let timedFrom = 0;
 let timedSteps = 0;
 await replicaLoop({
   engine: profiledEngine,
-  collective: profiledGroup,
-  strategy: 'multi-worker-mirrored',
+  ring: strategyRing('multi-worker-mirrored', profiledGroup),
   model,
   optimizer,
   train,

@@ -1,17 +1,22 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { tf } from '../../engine/backend';
-import { GraphTrainStep } from '../graph/graph-step';
-import type { ExecutionReport } from '../trainer';
+import { tf } from '../engine/backend';
+import { GraphTrainStep } from './graph/graph-step';
 
 /**
- * What a data-parallel replica needs from the thing that computes: gradients of its shard as one
- * flat vector (so one all-reduce moves them), an update from the reduced vector, and the
- * variables as one vector (broadcast from rank 0, central storage). The graph step
- * (training/graph/) provides it on tfjs-node; EagerReplicaEngine on every other backend.
+ * What a trainer needs from the thing that computes. A trainer alone (a ring of one) runs whole
+ * steps; a replica of a data-parallel job takes the gradients of its shard as one flat vector (so
+ * one all-reduce moves them), updates from the reduced vector, and reads or writes the variables
+ * as one vector (broadcast from rank 0, central storage). The graph step (training/graph/)
+ * provides it on tfjs-node; EagerReplicaEngine on every other backend.
  */
 export interface ReplicaEngine {
   /** Elements of all trainable variables together. */
   readonly size: number;
+  /**
+   * One whole step on a batch: gradients of the loss scaled by lossScale (1 / batch), and the
+   * update. Returns the batch's loss sum and correct count. `seed` keys the dropout masks.
+   */
+  step(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number, seed: [number, number]): StepResult;
   /**
    * Gradients (scaled by lossScale = 1 / global batch), then the shard's loss sum and correct
    * count. The engine may hand back the same buffer every step: it is valid until the next call.
@@ -23,6 +28,17 @@ export interface ReplicaEngine {
   /** Makes the tfjs model and optimizer hold the engine's state (before evaluation or a checkpoint). */
   syncToModel(): Promise<void>;
   dispose(): void;
+}
+
+export interface StepResult {
+  lossSum: number;
+  correct: number;
+}
+
+export interface ExecutionReport {
+  mode: 'graph' | 'eager';
+  /** Why the steps run eagerly, when they do. */
+  reason?: string;
 }
 
 export class EagerReplicaEngine implements ReplicaEngine {
@@ -37,7 +53,29 @@ export class EagerReplicaEngine implements ReplicaEngine {
     this.size = this.variables.reduce((n, v) => n + v.size, 0);
   }
 
+  step(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number): StepResult {
+    const { grads, lossSum, correct } = this.gradients(xs, ys, lossScale);
+    this.optimizer.applyGradients(grads);
+    tf.dispose(Object.values(grads));
+    return { lossSum, correct };
+  }
+
   computeGradients(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number): Float32Array {
+    const { grads, lossSum, correct } = this.gradients(xs, ys, lossScale);
+    const out = new Float32Array(this.size + 2);
+    let offset = 0;
+    for (const v of this.variables) {
+      out.set(grads[v.name]!.dataSync() as Float32Array, offset);
+      offset += v.size;
+    }
+    out[this.size] = lossSum;
+    out[this.size + 1] = correct;
+    tf.dispose(Object.values(grads));
+    return out;
+  }
+
+  /** The forward and backward pass of a batch: each variable's gradient, by variable name. */
+  private gradients(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number) {
     let lossSum: tfType.Scalar | undefined;
     let correct: tfType.Scalar | undefined;
     const { value, grads } = tf.variableGrads(() => {
@@ -48,16 +86,9 @@ export class EagerReplicaEngine implements ReplicaEngine {
       lossSum = tf.keep(tf.sum(tf.metrics.categoricalCrossentropy(ys, probabilities)) as tfType.Scalar);
       return tf.mul(lossSum, lossScale) as tfType.Scalar;
     }, this.variables);
-    const out = new Float32Array(this.size + 2);
-    let offset = 0;
-    for (const v of this.variables) {
-      out.set(grads[v.name]!.dataSync() as Float32Array, offset);
-      offset += v.size;
-    }
-    out[this.size] = lossSum!.dataSync()[0]!;
-    out[this.size + 1] = correct!.dataSync()[0]!;
-    tf.dispose([value, lossSum!, correct!, ...Object.values(grads)]);
-    return out;
+    const result = { grads, lossSum: lossSum!.dataSync()[0]!, correct: correct!.dataSync()[0]! };
+    tf.dispose([value, lossSum!, correct!]);
+    return result;
   }
 
   applyGradients(flat: Float32Array): void {
