@@ -27,7 +27,8 @@ export function decideBlessing(
 
   check(
     candidate.accuracy >= gate.minAccuracy,
-    `test accuracy ${pct(candidate.accuracy)} ${candidate.accuracy >= gate.minAccuracy ? '≥' : '<'} minimum ${pct(gate.minAccuracy)}`,
+    `test accuracy ${pct(candidate.accuracy)} ${candidate.accuracy >= gate.minAccuracy ? '≥' : '<'} minimum ` +
+      `${pct(gate.minAccuracy)}`,
   );
   if (gate.maxLoss !== undefined) {
     check(
@@ -40,8 +41,10 @@ export function decideBlessing(
     const sign = delta >= 0 ? '+' : '−';
     check(
       delta >= gate.minAccuracyDelta - ROUNDING,
-      `accuracy change against champion v${champion.version} (${pct(champion.metrics.accuracy)}) is ${sign}${(Math.abs(delta) * 100).toFixed(2)} points; ` +
-        `the gate requires at least ${gate.minAccuracyDelta >= 0 ? '+' : '−'}${(Math.abs(gate.minAccuracyDelta) * 100).toFixed(2)}`,
+      `accuracy change against champion v${champion.version} (${pct(champion.metrics.accuracy)}) is ` +
+        `${sign}${(Math.abs(delta) * 100).toFixed(2)} points; ` +
+        `the gate requires at least ` +
+        `${gate.minAccuracyDelta >= 0 ? '+' : '−'}${(Math.abs(gate.minAccuracyDelta) * 100).toFixed(2)}`,
     );
   } else {
     reasons.push('pass: no champion yet, so only the absolute gates apply');

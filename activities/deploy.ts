@@ -101,7 +101,8 @@ async function applyToServer(
   } else if (!currentTraffic || !sameJson(currentTraffic, traffic)) {
     await client.setTraffic(model, traffic);
     changed.push(
-      `split ${desired.split?.map((s) => `v${s.version}:${s.weight}`).join(' ') ?? 'none'}${desired.shadow ? `; shadow v${desired.shadow.version} ${desired.shadow.percent} %` : ''}`,
+      `split ${desired.split?.map((s) => `v${s.version}:${s.weight}`).join(' ') ?? 'none'}` +
+        `${desired.shadow ? `; shadow v${desired.shadow.version} ${desired.shadow.percent} %` : ''}`,
     );
   }
   return { url, ok: true, changed };

@@ -196,14 +196,18 @@ console.log(
 );
 console.log('');
 console.log(
-  `node ${process.version}, ${cores} cores; chunk ${formatSize(config.chunkBytes)}, send buffer ${formatSize(config.sendBufferBytes)}; ` +
-    `ceiling reader: ${config.ceilingReader === 'onread' ? 'onread into a reused buffer' : "'data' events"}; GB/s = 10^9 bytes/s`,
+  `node ${process.version}, ${cores} cores; chunk ${formatSize(config.chunkBytes)}, send buffer ` +
+    `${formatSize(config.sendBufferBytes)}; ` +
+    `ceiling reader: ${config.ceilingReader === 'onread' ? 'onread into a reused buffer' : "'data' events"}; ` +
+    `GB/s = 10^9 bytes/s`,
 );
 const oversubscribed = rankCounts.filter((n) => n > cores);
 if (oversubscribed.length > 0) {
   console.log(
-    `NOTE: this machine has ${cores} cores, so N = ${oversubscribed.join(', ')} run more trainer processes than cores: ` +
-      `those rows measure CPU time-sharing as much as the protocol (each rank also copies and sums every byte it receives).`,
+    `NOTE: this machine has ${cores} cores, so N = ${oversubscribed.join(', ')} run more trainer processes than ` +
+      `cores: ` +
+      `those rows measure CPU time-sharing as much as the protocol (each rank also copies and sums every byte it ` +
+      `receives).`,
   );
 }
 console.log('');
@@ -227,20 +231,25 @@ for (const n of rankCounts)
       const ratio = busbw / ceil;
       const target = size >= 4 * 1024 ** 2 ? (ratio >= 0.6 ? ' ✓' : ' ✗') : '';
       rows.push(
-        `| ${n}${n > cores ? '*' : ''} | ${transport} | ${formatSize(size)} | ${formatTime(t)} | ${gbps(algbw)} | ${gbps(busbw)} | ${gbps(ceil)} | ${ratio.toFixed(2)}${target} | ${gbps(both)} | ${(busbw / both).toFixed(2)} |`,
+        `| ${n}${n > cores ? '*' : ''} | ${transport} | ${formatSize(size)} | ${formatTime(t)} | ${gbps(algbw)} ` +
+          `| ${gbps(busbw)} | ${gbps(ceil)} | ${ratio.toFixed(2)}${target} | ${gbps(both)} ` +
+          `| ${(busbw / both).toFixed(2)} |`,
       );
     }
   }
 console.log(
-  '| N | transport | size | time | algbw GB/s | busbw GB/s | ceiling GB/s | busbw/ceiling | duplex GB/s | busbw/duplex |',
+  '| N | transport | size | time | algbw GB/s | busbw GB/s | ceiling GB/s | busbw/ceiling | duplex GB/s | ' +
+    'busbw/duplex |',
 );
 console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const row of rows) console.log(row);
 console.log('');
 console.log('target: busbw ≥ 0.6 × ceiling for sizes ≥ 4 MiB (✓ met, ✗ not met).');
 console.log(
-  'duplex = per-direction rate when two processes each send S and receive S at once over two connections: the traffic of an N=2 ring ' +
-    '(busbw at N=2 is exactly that rate), so it bounds what any N=2 all-reduce over TCP can reach here; the one-way ceiling moves S in one direction only. ' +
+  'duplex = per-direction rate when two processes each send S and receive S at once over two connections: the ' +
+    'traffic of an N=2 ring ' +
+    '(busbw at N=2 is exactly that rate), so it bounds what any N=2 all-reduce over TCP can reach here; the ' +
+    'one-way ceiling moves S in one direction only. ' +
     'Shared memory moves no bytes through the kernel and is bound by neither.',
 );
 if (oversubscribed.length > 0) console.log(`* = more ranks than the ${cores} cores.`);

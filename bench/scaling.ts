@@ -145,11 +145,14 @@ for (const batch of batches) splits.set(batch, await run(2, batch, true));
 const { backend, execution } = samples.get(batches[0]!)!.one[0]!;
 const transport = samples.get(batches[0]!)!.two[0]!.transport;
 console.log(
-  `data-parallel scaling, fashion-mnist MLP, ${values.steps} timed steps after ${values.warmup} warm-up, one TensorFlow thread per replica, ${backend} (${execution}); ` +
+  `data-parallel scaling, fashion-mnist MLP, ${values.steps} timed steps after ${values.warmup} warm-up, one ` +
+    `TensorFlow thread per replica, ${backend} (${execution}); ` +
     `all-reduce over ${transport}; medians of ${rounds} rounds\n`,
 );
 console.log(
-  '| per-replica batch | 1 replica samples/s | 2 replicas samples/s (global batch) | speed-up | scaling efficiency (target ≥ 0.85) | per-round efficiencies | ceiling: 2 independent 1-replica jobs at once, samples/s (efficiency) | 2 replicas ÷ ceiling |',
+  '| per-replica batch | 1 replica samples/s | 2 replicas samples/s (global batch) | speed-up | scaling ' +
+    'efficiency (target ≥ 0.85) | per-round efficiencies | ' +
+    'ceiling: 2 independent 1-replica jobs at once, samples/s (efficiency) | 2 replicas ÷ ceiling |',
 );
 console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const batch of batches) {
@@ -159,18 +162,23 @@ for (const batch of batches) {
   const apart = median(s.apart.map((r) => r.samplesPerSecond));
   const efficiency = two / (2 * one);
   console.log(
-    `| ${batch} | ${one.toFixed(0)} | ${two.toFixed(0)} (${2 * batch}) | ${(two / one).toFixed(2)} | ${efficiency.toFixed(2)} ${efficiency >= 0.85 ? 'met' : 'missed'} | ` +
-      `${s.efficiencies.map((e) => e.toFixed(2)).join(' / ')} | ${apart.toFixed(0)} (${(apart / (2 * one)).toFixed(2)}) | ${(two / apart).toFixed(2)} |`,
+    `| ${batch} | ${one.toFixed(0)} | ${two.toFixed(0)} (${2 * batch}) | ${(two / one).toFixed(2)} | ` +
+      `${efficiency.toFixed(2)} ${efficiency >= 0.85 ? 'met' : 'missed'} | ` +
+      `${s.efficiencies.map((e) => e.toFixed(2)).join(' / ')} | ${apart.toFixed(0)} ` +
+      `(${(apart / (2 * one)).toFixed(2)}) | ${(two / apart).toFixed(2)} |`,
   );
 }
 console.log(
-  '\nThe ceiling column: two 1-replica jobs run side by side share nothing but this machine (cores, caches, memory bandwidth); what they lose against 2 × one alone is lost before any communication.',
+  '\nThe ceiling column: two 1-replica jobs run side by side share nothing but this machine (cores, caches, ' +
+    'memory bandwidth); what they lose against 2 × one alone is lost before any communication.',
 );
 console.log(
-  '\nper step, slowest replica (ms; 1 replica: its median round; 2 replicas: one more run with a barrier before each all-reduce):\n',
+  '\nper step, slowest replica (ms; 1 replica: its median round; 2 replicas: one more run with a barrier before ' +
+    'each all-reduce):\n',
 );
 console.log(
-  '| per-replica batch | replicas | total | gradient session run | waiting for the peer | all-reduce (bytes moving) | update session run | other |',
+  '| per-replica batch | replicas | total | gradient session run | waiting for the peer | all-reduce (bytes ' +
+    'moving) | update session run | other |',
 );
 console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const batch of batches) {
@@ -186,7 +194,8 @@ for (const batch of batches) {
     const m = r.msPerStep;
     const other = m.total - m.compute - m.wait - m.allReduce - m.apply;
     console.log(
-      `| ${batch} | ${n} | ${m.total.toFixed(2)} | ${m.compute.toFixed(2)} | ${m.wait.toFixed(2)} | ${m.allReduce.toFixed(2)} | ${m.apply.toFixed(2)} | ${other.toFixed(2)} |`,
+      `| ${batch} | ${n} | ${m.total.toFixed(2)} | ${m.compute.toFixed(2)} | ${m.wait.toFixed(2)} | ` +
+        `${m.allReduce.toFixed(2)} | ${m.apply.toFixed(2)} | ${other.toFixed(2)} |`,
     );
   }
 }

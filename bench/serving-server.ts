@@ -17,7 +17,11 @@ console.log(
     on: { rest: on.restPort, grpc: on.grpcPort },
     off: { rest: off.restPort, grpc: off.grpcPort },
     backend: on.backend.name,
-    tfThreads: `${process.env.TF_NUM_INTRAOP_THREADS ?? 'default'} / ${process.env.TF_NUM_INTEROP_THREADS === '-1' ? 'none (ops in the calling thread)' : (process.env.TF_NUM_INTEROP_THREADS ?? 'default')}`,
+    tfThreads:
+      `${process.env.TF_NUM_INTRAOP_THREADS ?? 'default'} / ` +
+      (process.env.TF_NUM_INTEROP_THREADS === '-1'
+        ? 'none (ops in the calling thread)'
+        : (process.env.TF_NUM_INTEROP_THREADS ?? 'default')),
   }),
 );
 process.stdin.resume();

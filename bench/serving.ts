@@ -352,10 +352,13 @@ const strict = (kind: Kind, c: number) =>
   );
 
 console.log(
-  `\nbench/serving — fashion-mnist MLP (784→256→128→10), backend ${backend.name}, ${os.cpus().length} cores, one image per request, ${SECONDS} s per cell × ${ROUNDS} rounds (medians; ${fmt(elapsed, 0)} s)`,
+  `\nbench/serving — fashion-mnist MLP (784→256→128→10), backend ${backend.name}, ${os.cpus().length} cores, ` +
+    `one ` +
+    `image per request, ${SECONDS} s per cell × ${ROUNDS} rounds (medians; ${fmt(elapsed, 0)} s)`,
 );
 console.log(
-  `model servers: their own process (backend ${serving.backend}, TensorFlow intra-op / inter-op threads ${serving.tfThreads}); ceilings: this process (TensorFlow's defaults)\n`,
+  `model servers: their own process (backend ${serving.backend}, TensorFlow intra-op / inter-op threads ` +
+    `${serving.tfThreads}); ceilings: this process (TensorFlow's defaults)\n`,
 );
 console.log(
   `in-process ceilings (the model alone): tfjs model.predict, and the server's own model call (${execution})`,
@@ -363,16 +366,20 @@ console.log(
 console.log('| batch | model.predict rows/s | p50 ms | server model call rows/s | p50 ms |\n|---|---|---|---|---|');
 for (const [batch, v] of inProcess)
   console.log(
-    `| ${batch} | ${fmt(v.rowsPerSecond, 0)} | ${fmt(v.p50, 3)} | ${fmt(servableCall.get(batch)!.rowsPerSecond, 0)} | ${fmt(servableCall.get(batch)!.p50, 3)} |`,
+    `| ${batch} | ${fmt(v.rowsPerSecond, 0)} | ${fmt(v.p50, 3)} | ` +
+      `${fmt(servableCall.get(batch)!.rowsPerSecond, 0)} | ${fmt(servableCall.get(batch)!.p50, 3)} |`,
   );
 console.log(
-  '\n"÷ lower ceiling": req/s ÷ min(model.predict rows/s at batch = concurrency, transport ceiling) — the issue\'s target;',
+  '\n"÷ lower ceiling": req/s ÷ min(model.predict rows/s at batch = concurrency, transport ceiling) — the ' +
+    "issue's target;",
 );
 console.log(
-  '"÷ strict": ÷ min(server model call rows/s, the faster transport ceiling). "client CPU": the load generator\'s share of one core.',
+  '"÷ strict": ÷ min(server model call rows/s, the faster transport ceiling). "client CPU": the load ' +
+    "generator's share of one core.",
 );
 console.log(
-  '\n| path | what | concurrency | req/s | p50 ms | p99 ms | client CPU | ÷ lower ceiling | ÷ strict |\n|---|---|---|---|---|---|---|---|---|',
+  '\n| path | what | concurrency | req/s | p50 ms | p99 ms | client CPU | ÷ lower ceiling | ÷ strict ' +
+    '|\n|---|---|---|---|---|---|---|---|---|',
 );
 for (const kind of KINDS) {
   for (const c of CONCURRENCY) {
@@ -390,7 +397,8 @@ for (const kind of KINDS) {
           ? `${fmt(m.rps / lower(kind, c))} | ${fmt(m.rps / strict(kind, c))}`
           : ' | ';
       console.log(
-        `| ${kind} | ${what} | ${c} | ${fmt(m.rps, 0)} | ${fmt(m.p50)} | ${fmt(m.p99)} | ${fmt(m.clientCpu)} | ${ratios}${m.errors ? ` (${m.errors} errors)` : ''} |`,
+        `| ${kind} | ${what} | ${c} | ${fmt(m.rps, 0)} | ${fmt(m.p50)} | ${fmt(m.p99)} | ${fmt(m.clientCpu)} | ` +
+          `${ratios}${m.errors ? ` (${m.errors} errors)` : ''} |`,
       );
     }
   }
@@ -406,9 +414,13 @@ for (const kind of KINDS) {
   const ratios = CONCURRENCY.map((c) => cell(kind, 'on', c).rps / cell(kind, 'off', c).rps);
   const never = ratios.every((r) => r >= 0.95);
   console.log(
-    `- ${kind}: c=64 ${fmt(at64.rps, 0)} req/s = ${fmt(at64.rps / lower(kind, 64))} × lower ceiling (target ≥ 0.70) ${met(at64.rps >= 0.7 * lower(kind, 64))}, strict ${fmt(at64.rps / strict(kind, 64))} ${met(at64.rps >= 0.7 * strict(kind, 64))}; ` +
-      `c=1 p50 ${fmt(at1.p50)} ms vs bound ${fmt(bound1)} ms ${met(at1.p50 <= bound1)}, strict bound ${fmt(strict1)} ms ${met(at1.p50 <= strict1)}; ` +
-      `batching on ÷ off at c=${CONCURRENCY.join('/')}: ${ratios.map((r) => fmt(r)).join(' / ')} (never loses, 5% noise: ${met(never)})`,
+    `- ${kind}: c=64 ${fmt(at64.rps, 0)} req/s = ${fmt(at64.rps / lower(kind, 64))} × lower ceiling (target ≥ ` +
+      `0.70) ${met(at64.rps >= 0.7 * lower(kind, 64))}, strict ${fmt(at64.rps / strict(kind, 64))} ` +
+      `${met(at64.rps >= 0.7 * strict(kind, 64))}; ` +
+      `c=1 p50 ${fmt(at1.p50)} ms vs bound ${fmt(bound1)} ms ${met(at1.p50 <= bound1)}, strict bound ` +
+      `${fmt(strict1)} ms ${met(at1.p50 <= strict1)}; ` +
+      `batching on ÷ off at c=${CONCURRENCY.join('/')}: ${ratios.map((r) => fmt(r)).join(' / ')} (never loses, ` +
+      `5% noise: ${met(never)})`,
   );
 }
 

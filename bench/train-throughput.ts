@@ -156,14 +156,16 @@ try {
 
 const baseline = (model: string) => rows.find((r) => r.backend === 'cpu' && r.model === model)?.samplesPerSecond;
 console.log(
-  `train throughput, batch ${batch}, up to ${maxSteps} timed steps or ${budgetSeconds} s after one warm-up step, tfjs ${tf.version.tfjs}\n`,
+  `train throughput, batch ${batch}, up to ${maxSteps} timed steps or ${budgetSeconds} s after one warm-up step, ` +
+    `tfjs ${tf.version.tfjs}\n`,
 );
 console.log('| backend | model | steps | samples/s | GFLOP/s | × cpu (same run) |');
 console.log('|---|---|---:|---:|---:|---:|');
 for (const r of rows) {
   const base = baseline(r.model);
   console.log(
-    `| ${r.backend} | ${r.model} | ${r.steps} | ${r.samplesPerSecond.toFixed(0)} | ${r.gflops.toFixed(2)} | ${base ? (r.samplesPerSecond / base).toFixed(2) : '-'} |`,
+    `| ${r.backend} | ${r.model} | ${r.steps} | ${r.samplesPerSecond.toFixed(0)} | ${r.gflops.toFixed(2)} | ` +
+      `${base ? (r.samplesPerSecond / base).toFixed(2) : '-'} |`,
   );
 }
 const nativeRows = rows.filter((r) => r.backend.startsWith('tfjs-node'));

@@ -104,7 +104,8 @@ function replicaLine(job: JobState, rank: number): string {
   return (
     `rank ${r.rank}/${job.worldSize ?? job.replicasWanted} ${r.identity} ` +
     (p
-      ? `epoch ${p.epoch} step ${p.step}/${p.stepsPerEpoch} loss ${fmt(p.loss)} · ${Math.round(p.samplesPerSecond)} samples/s`
+      ? `epoch ${p.epoch} step ${p.step}/${p.stepsPerEpoch} loss ${fmt(p.loss)} · ` +
+        `${Math.round(p.samplesPerSecond)} samples/s`
       : 'joined')
   );
 }
@@ -131,7 +132,8 @@ class LinesView {
       this.lastEpoch = t.epoch;
       this.lastStepLine = now;
       this.stream.write(
-        `[${progress.runId}] train epoch ${t.epoch}/${t.epochs} step ${t.step}/${t.stepsPerEpoch} loss ${fmt(t.loss)} acc ${fmt(t.accuracy)} ` +
+        `[${progress.runId}] train epoch ${t.epoch}/${t.epochs} step ${t.step}/${t.stepsPerEpoch} loss ` +
+          `${fmt(t.loss)} acc ${fmt(t.accuracy)} ` +
           `val_acc ${fmt(t.valAccuracy)} ${Math.round(t.samplesPerSecond)} samples/s on ${t.backend}` +
           `${t.attempt > 1 ? ` (attempt ${t.attempt}, resumed after epoch ${t.resumedFromEpoch ?? 0})` : ''}\n`,
       );
@@ -145,7 +147,8 @@ class LinesView {
   replicas(job: JobState): void {
     // A line per replica when an attempt or an epoch changes, and every 10 s in between.
     const now = Date.now();
-    const signature = `${job.attempt}:${job.phase}:${job.replicas.map((r) => `${r.rank}@${r.progress?.epoch ?? 0}`).join(',')}`;
+    const signature =
+      `${job.attempt}:${job.phase}:` + `${job.replicas.map((r) => `${r.rank}@${r.progress?.epoch ?? 0}`).join(',')}`;
     if (signature === this.lastReplicaSignature && now - this.lastReplicaLines < 10_000) return;
     this.lastReplicaSignature = signature;
     this.lastReplicaLines = now;
@@ -190,12 +193,16 @@ class BarsView {
     const epochsDone = t.step === t.stepsPerEpoch ? t.epoch : t.epoch - 1;
     this.epochsBar.update(epochsDone, {
       label: 'epochs',
-      detail: `val_acc ${fmt(t.valAccuracy)}${t.attempt > 1 ? ` · attempt ${t.attempt}, resumed after epoch ${t.resumedFromEpoch ?? 0}` : ''}`,
+      detail:
+        `val_acc ${fmt(t.valAccuracy)}` +
+        `${t.attempt > 1 ? ` · attempt ${t.attempt}, resumed after epoch ${t.resumedFromEpoch ?? 0}` : ''}`,
     });
     this.stepsBar.setTotal(t.stepsPerEpoch);
     this.stepsBar.update(t.step, {
       label: 'steps ',
-      detail: `epoch ${t.epoch} loss ${fmt(t.loss)} acc ${fmt(t.accuracy)} · ${Math.round(t.samplesPerSecond)} samples/s on ${t.backend}`,
+      detail:
+        `epoch ${t.epoch} loss ${fmt(t.loss)} acc ${fmt(t.accuracy)} · ${Math.round(t.samplesPerSecond)} ` +
+        `samples/s on ${t.backend}`,
     });
   }
 

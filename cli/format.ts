@@ -22,26 +22,36 @@ function distributionText(distribution: RunResult['train']['distribution'] | und
   if (!distribution || (distribution.replicas <= 1 && distribution.strategy === 'mirrored')) return '';
   const transport =
     distribution.allReduce === 'shared-memory' ? 'shared memory' : distribution.allReduce === 'tcp' ? 'TCP' : undefined;
-  return `, ${distribution.strategy} × ${distribution.replicas} replicas${transport ? `, all-reduce over ${transport}` : ''}`;
+  return (
+    `, ${distribution.strategy} × ${distribution.replicas} replicas` +
+    `${transport ? `, all-reduce over ${transport}` : ''}`
+  );
 }
 
 /** The human summary of a finished run. */
 export function formatRunResult(result: RunResult, wallSeconds?: number): string {
   const lines = [
     `run        ${result.runId}`,
-    `model      ${result.model} v${result.version} — ${result.blessed ? 'blessed' : 'NOT blessed'}, ${result.published ? `published to ${result.publishedPath}` : 'not published'}`,
-    `accuracy   ${pct(result.testAccuracy)} on ${result.dataset.counts.test} test images (loss ${result.testLoss.toFixed(4)})` +
+    `model      ${result.model} v${result.version} — ${result.blessed ? 'blessed' : 'NOT blessed'}, ` +
+      `${result.published ? `published to ${result.publishedPath}` : 'not published'}`,
+    `accuracy   ${pct(result.testAccuracy)} on ${result.dataset.counts.test} test images (loss ` +
+      `${result.testLoss.toFixed(4)})` +
       (result.champion
         ? `; champion v${result.champion.version}: ${pct(result.champion.testAccuracy)}`
         : '; no champion before'),
-    `training   ${result.train.epochs} epochs in ${result.train.seconds.toFixed(1)} s, ${Math.round(result.train.samplesPerSecond)} samples/s on ${result.backend} ` +
-      `(tfjs ${result.backends.train.tfjsVersion}, ${result.train.execution.mode === 'graph' ? 'one TensorFlow graph per step' : `eager: ${result.train.execution.reason}`}` +
+    `training   ${result.train.epochs} epochs in ${result.train.seconds.toFixed(1)} s, ` +
+      `${Math.round(result.train.samplesPerSecond)} samples/s on ${result.backend} ` +
+      `(tfjs ${result.backends.train.tfjsVersion}, ` +
+      (result.train.execution.mode === 'graph'
+        ? 'one TensorFlow graph per step'
+        : `eager: ${result.train.execution.reason}`) +
       distributionText(result.train.distribution) +
       ')' +
       (result.train.resumedFromEpoch !== null
         ? `, attempt ${result.train.attempt} resumed after epoch ${result.train.resumedFromEpoch}`
         : ''),
-    `data       ${result.dataset.counts.train} train / ${result.dataset.counts.validation} validation / ${result.dataset.counts.test} test, fingerprint ${result.dataset.fingerprint.slice(0, 12)}, ` +
+    `data       ${result.dataset.counts.train} train / ${result.dataset.counts.validation} validation / ` +
+      `${result.dataset.counts.test} test, fingerprint ${result.dataset.fingerprint.slice(0, 12)}, ` +
       (result.dataset.drift.drifted ? `DRIFT: ${result.dataset.drift.reasons.join('; ')}` : 'no drift'),
     ...rolloutLine(result),
     'reasons',

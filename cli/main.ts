@@ -43,7 +43,8 @@ function action<A extends unknown[]>(fn: (...args: A) => Promise<unknown>) {
 
 const program = new Command('gantry')
   .description(
-    'Keep machine-learning models alive in production: durable Temporal pipelines, TensorFlow.js training, model publishing.',
+    'Keep machine-learning models alive in production: durable Temporal pipelines, TensorFlow.js training, model ' +
+      'publishing.',
   )
   .showHelpAfterError()
   .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2));
@@ -105,7 +106,8 @@ models
 program
   .command('promote <model> <version>')
   .description(
-    'make a published version the champion now (ends a running rollout of it as promoted); effective on every model server when it returns',
+    'make a published version the champion now (ends a running rollout of it as promoted); effective on every ' +
+      'model server when it returns',
   )
   .option('--reason <text>', 'recorded with the decision')
   .option('--json', 'print as JSON')
@@ -154,7 +156,8 @@ const experiment = program
 experiment
   .command('start <model>')
   .description(
-    'split the traffic over the arms (sticky per client key) for --duration, then name a winner by a two-proportion test',
+    'split the traffic over the arms (sticky per client key) for --duration, then name a winner by a ' +
+      'two-proportion test',
   )
   .requiredOption('--arms <arms>', 'VERSION:WEIGHT,… e.g. v7:50,v8:50')
   .requiredOption('--duration <time>', 'how long it runs, e.g. 30m or 1h')
@@ -207,7 +210,8 @@ schedule.command('delete <scheduleId>').action(action((id: string) => scheduleSi
 program
   .command('serve')
   .description(
-    "serve the model repository over TensorFlow Serving's REST and gRPC APIs (hot swap, labels, traffic splits, metrics)",
+    "serve the model repository over TensorFlow Serving's REST and gRPC APIs (hot swap, labels, traffic splits, " +
+      'metrics)',
   )
   .option('--model-base-path <dir>', 'serve every <model>/<version>/ under this folder (default: GANTRY_HOME/models)')
   .option('--model-config-file <file>', 'a JSON ModelServerConfig listing the models to serve instead')
@@ -240,7 +244,8 @@ program
 program
   .command('load <model>')
   .description(
-    'replay the Fashion-MNIST test split as predict requests to a model server at a steady rate (with --feedback, their true labels too)',
+    'replay the Fashion-MNIST test split as predict requests to a model server at a steady rate (with ' +
+      '--feedback, their true labels too)',
   )
   .option(
     '--server <url>',

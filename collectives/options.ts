@@ -163,6 +163,8 @@ function spinMs(option: number | undefined): number {
         ? [Number(value), 'GANTRY_SHARED_MEMORY_SPIN_MS']
         : [DEFAULT_SPIN_MS, 'the default'];
   if (!Number.isFinite(ms) || ms < 0 || ms > 100)
-    throw new TypeError(`${source} must be a number of milliseconds in 0–100, not ${JSON.stringify(option ?? value)}`);
+    throw new TypeError(
+      `${source} must be a number of milliseconds in 0–100, ` + `not ${JSON.stringify(option ?? value)}`,
+    );
   return ms;
 }

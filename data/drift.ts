@@ -110,18 +110,21 @@ export function compareStatistics(
   if (metrics.pixelMeanShift > limits.maxPixelMeanShift) {
     reasons.push(
       `pixelMeanShift ${fixed(metrics.pixelMeanShift)} std exceeds ${limits.maxPixelMeanShift} ` +
-        `(mean ${fixed(before.pixelMean, 2)} -> ${fixed(current.pixelMean, 2)}, previous std ${fixed(before.pixelStd, 2)})`,
+        `(mean ${fixed(before.pixelMean, 2)} -> ${fixed(current.pixelMean, 2)}, previous std ` +
+        `${fixed(before.pixelStd, 2)})`,
     );
   }
   if (metrics.pixelStdRatio > limits.maxPixelStdRatio || metrics.pixelStdRatio < 1 / limits.maxPixelStdRatio) {
     reasons.push(
-      `pixelStdRatio ${fixed(metrics.pixelStdRatio)} is outside [${fixed(1 / limits.maxPixelStdRatio)}, ${limits.maxPixelStdRatio}] ` +
+      `pixelStdRatio ${fixed(metrics.pixelStdRatio)} is outside [${fixed(1 / limits.maxPixelStdRatio)}, ` +
+        `${limits.maxPixelStdRatio}] ` +
         `(std ${fixed(before.pixelStd, 2)} -> ${fixed(current.pixelStd, 2)})`,
     );
   }
   if (metrics.labelDistributionJsDivergence > limits.maxLabelJsDivergence) {
     reasons.push(
-      `labelDistributionJsDivergence ${fixed(metrics.labelDistributionJsDivergence)} exceeds ${limits.maxLabelJsDivergence}`,
+      `labelDistributionJsDivergence ${fixed(metrics.labelDistributionJsDivergence)} exceeds ` +
+        `${limits.maxLabelJsDivergence}`,
     );
   }
   if (metrics.maxLabelShareChange > limits.maxLabelShareChange) {

@@ -182,7 +182,8 @@ async function readBaseline(
   } catch (error) {
     throw new DatasetError(
       uri,
-      `previous statistics are unreadable (${(error as Error).message.split('\n')[0]}); remove the file to start a new baseline`,
+      `previous statistics are unreadable (${(error as Error).message.split('\n')[0]}); remove the file to start ` +
+        `a new baseline`,
     );
   }
   if (runId !== undefined && record.runId === runId) return record.previous; // a retry of this run

@@ -115,7 +115,8 @@ export async function loadSplit(store: ArtifactStore, ref: SplitLayout, splitNam
     if (shardImages.length !== shard.count * exampleBytes) {
       throw new DatasetError(
         shard.imagesUri,
-        `shard has ${shardImages.length} bytes, the dataset reference says ${shard.count} examples x ${exampleBytes} bytes = ${shard.count * exampleBytes}`,
+        `shard has ${shardImages.length} bytes, the dataset reference says ${shard.count} examples x ` +
+          `${exampleBytes} bytes = ${shard.count * exampleBytes}`,
       );
     }
     if (shardLabels.length !== shard.count) {

@@ -67,7 +67,10 @@ export const TrainSpecSchema = z
     batchSize: z.number().int().min(1).max(65536).default(128),
     learningRate: z.number().positive().max(10).default(0.001),
     optimizer: z.enum(['adam', 'sgd', 'rmsprop']).default('adam'),
-    /** `cosine` decays the rate over the epochs to 5% of `learningRate`; a function of the epoch, so resumes are exact. */
+    /**
+     * `cosine` decays the rate over the epochs to 5% of `learningRate`; a function of the epoch, so resumes are
+     * exact.
+     */
     learningRateSchedule: z.enum(['constant', 'cosine']).default('constant'),
     seed: z.number().int().default(1),
     /** How long the train pool may go silent before Temporal declares the trainer lost and retries. */
@@ -268,7 +271,9 @@ export const PipelineSpecSchema = z
       ctx.addIssue({
         code: 'custom',
         path: ['train', 'replicas'],
-        message: `${spec.train.replicas} replicas × batch ${spec.train.batchSize} = ${globalBatch} examples per step, more than the ${limit} training examples data.limits.train allows`,
+        message:
+          `${spec.train.replicas} replicas × batch ${spec.train.batchSize} = ${globalBatch} examples per ` +
+          `step, more than the ${limit} training examples data.limits.train allows`,
       });
     }
   });

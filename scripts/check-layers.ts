@@ -13,7 +13,10 @@ import { cruise, type IModule } from 'dependency-cruiser';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-/** The product's folders. test/ and bench/ import everything and are imported by nothing, so they cannot close a cycle. */
+/**
+ * The product's folders. test/ and bench/ import everything and are imported by nothing, so they cannot close a
+ * cycle.
+ */
 const FOLDERS = [
   'activities',
   'artifacts',

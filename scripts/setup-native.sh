@@ -60,7 +60,8 @@ main() {
   trap 'printf "[setup-native] command failed (line %s): %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
   if [ "${GANTRY_SKIP_NATIVE:-0}" = 1 ]; then say "GANTRY_SKIP_NATIVE=1: skipped"; return 0; fi
-  [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] || fail "only Linux x86_64 is supported here (this is $(uname -s)-$(uname -m))"
+  [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] ||
+    fail "only Linux x86_64 is supported here (this is $(uname -s)-$(uname -m))"
   command -v node >/dev/null || fail "node is not on PATH"
   [ -d "$ROOT/node_modules/@tensorflow/tfjs" ] || fail "node_modules/@tensorflow/tfjs is missing: run npm ci first"
 
@@ -100,7 +101,8 @@ main() {
   loads || fail "the built package does not load (see the error above)"
   # Builds and wheels of other pinned versions are no longer needed.
   find "$CACHE/build" -mindepth 1 -maxdepth 1 -name 'tfjs-node-*' ! -name "$BUILD_ID" -exec rm -rf {} +
-  find "$CACHE/downloads" -maxdepth 1 \( -name 'tensorflow_cpu-*.whl' ! -name "tensorflow_cpu-$TENSORFLOW_CPU_VERSION-*" \
+  find "$CACHE/downloads" -maxdepth 1 \
+    \( -name 'tensorflow_cpu-*.whl' ! -name "tensorflow_cpu-$TENSORFLOW_CPU_VERSION-*" \
     -o -name 'tensorflow-tfjs-node-*.tgz' ! -name "tensorflow-tfjs-node-$TFJS_NODE_VERSION.tgz" \) -delete
   say "done: Gantry will train on the native TensorFlow backend"
 }
@@ -195,9 +197,11 @@ PY
 # missing one would otherwise show only as an undefined symbol when Node loads the addon.
 check_symbols() {
   local pkg="$1" wanted exported missing
-  wanted="$(grep -ohE '\bTFE?_[A-Z][A-Za-z0-9_]*[[:space:]]*\(' "$pkg"/binding/*.cc "$pkg"/binding/*.h | tr -d '( \t' | sort -u \
+  wanted="$(grep -ohE '\bTFE?_[A-Z][A-Za-z0-9_]*[[:space:]]*\(' "$pkg"/binding/*.cc "$pkg"/binding/*.h \
+    | tr -d '( \t' | sort -u \
     | grep -vE '^(TF_Auto(Status|Tensor)|TFE_AutoOp|TF_TString_.*)$')"   # the binding's own classes; inline helpers
-  exported="$(for f in "$pkg"/deps/lib/*.so.2; do nm -D --defined-only "$f"; done | awk '{print $3}' | sed 's/@.*//' | sort -u)"
+  exported="$(for f in "$pkg"/deps/lib/*.so.2; do nm -D --defined-only "$f"; done \
+    | awk '{print $3}' | sed 's/@.*//' | sort -u)"
   missing="$(comm -23 <(echo "$wanted") <(echo "$exported"))"
   [ -z "$missing" ] || fail "tensorflow-cpu $TENSORFLOW_CPU_VERSION does not export: $(echo "$missing" | tr '\n' ' ')"
   say "C API check: all $(echo "$wanted" | wc -l) TF_/TFE_ functions the binding calls are exported"
@@ -209,7 +213,8 @@ check_symbols() {
 # node-api-headers (the binding uses N-API only) and the flags node-gyp would use.
 compile_addon() {
   local pkg="$1" napi_build nodedir
-  napi_build="$(cd "$pkg" && node -p 'Math.max(...require("./package.json").binary.napi_versions.filter((v) => v <= Number(process.versions.napi)))')"
+  napi_build="$(cd "$pkg" && node -p 'Math.max(...require("./package.json").binary.napi_versions
+    .filter((v) => v <= Number(process.versions.napi)))')"
   [ "$napi_build" -ge 3 ] 2>/dev/null || fail "this Node's N-API ($(node -p process.versions.napi)) is too old"
   nodedir="$(node -p 'require("path").resolve(process.execPath, "../..")')"
   local addon="$pkg/lib/napi-v$napi_build/tfjs_binding.node" log="$CACHE/build/compile.log" started=$SECONDS
@@ -227,7 +232,8 @@ compile_addon() {
     say "compiling the addon with node-gyp (N-API $napi_build, Node headers from $nodedir/include/node)"
     if (cd "$pkg" && "$gyp/node_modules/.bin/node-gyp" rebuild --loglevel=warn \
         --nodedir="$nodedir" --devdir="$CACHE/tools/node-gyp-devdir" --jobs="$(nproc)" \
-        --napi_build_version="$napi_build" --module_name=tfjs_binding --module_path="$pkg/lib/napi-v$napi_build") >"$log" 2>&1 \
+        --napi_build_version="$napi_build" --module_name=tfjs_binding \
+        --module_path="$pkg/lib/napi-v$napi_build") >"$log" 2>&1 \
       && [ -f "$addon" ]; then
       built=1
     else
@@ -247,7 +253,8 @@ compile_addon() {
     # shellcheck disable=SC2016 # $ORIGIN is for the dynamic linker, not the shell
     (cd "$pkg" && g++ -shared -fPIC -pthread -m64 -O3 -fno-omit-frame-pointer -fno-rtti -fno-exceptions -std=gnu++17 \
         -Wall -Wextra -Wno-unused-parameter \
-        -DNAPI_VERSION="$napi_build" -DNODE_GYP_MODULE_NAME=tfjs_binding -DBUILDING_NODE_EXTENSION -D_GLIBCXX_USE_CXX11_ABI=1 \
+        -DNAPI_VERSION="$napi_build" -DNODE_GYP_MODULE_NAME=tfjs_binding -DBUILDING_NODE_EXTENSION \
+        -D_GLIBCXX_USE_CXX11_ABI=1 \
         -I.. -Ideps/include -I"$hdr/node_modules/node-api-headers/include" \
         binding/tfjs_backend.cc binding/tfjs_binding.cc \
         -Ldeps/lib -Wl,-rpath,'$ORIGIN/../../deps/lib' -ltensorflow -ltensorflow_framework \
@@ -271,11 +278,13 @@ npm_tool() {
 # package (its own @tensorflow/tfjs is NOT nested: it must share the project's tfjs engine).
 add_runtime_deps() {
   local pkg="$1" stage="$CACHE/build/runtime-deps"
-  say "installing its runtime dependencies from npm (@mapbox/node-pre-gyp@$NODE_PRE_GYP_VERSION, google-protobuf@$GOOGLE_PROTOBUF_VERSION, progress@$PROGRESS_VERSION)"
+  say "installing its runtime dependencies from npm (@mapbox/node-pre-gyp@$NODE_PRE_GYP_VERSION," \
+    "google-protobuf@$GOOGLE_PROTOBUF_VERSION, progress@$PROGRESS_VERSION)"
   rm -rf "$stage"
   mkdir -p "$stage"
   cat >"$stage/package.json" <<JSON
-{"private": true, "dependencies": {"@mapbox/node-pre-gyp": "$NODE_PRE_GYP_VERSION", "google-protobuf": "$GOOGLE_PROTOBUF_VERSION", "progress": "$PROGRESS_VERSION"}}
+{"private": true, "dependencies": {"@mapbox/node-pre-gyp": "$NODE_PRE_GYP_VERSION",
+  "google-protobuf": "$GOOGLE_PROTOBUF_VERSION", "progress": "$PROGRESS_VERSION"}}
 JSON
   (cd "$stage" && npm install --silent --no-audit --no-fund --ignore-scripts --omit=dev --no-package-lock)
   rm -rf "$pkg/node_modules"

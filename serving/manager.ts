@@ -110,7 +110,9 @@ export class VersionManager {
       metrics.available.set(labels, 1);
       this.updateGauges(model);
       log.info(
-        `model ${model} version ${wanted.version}: AVAILABLE (loaded in ${(seconds * 1000).toFixed(0)} ms; ${servable.execution.mode === 'graph' ? 'graph execution' : `eager execution: ${servable.execution.reason}`})`,
+        `model ${model} version ${wanted.version}: AVAILABLE (loaded in ${(seconds * 1000).toFixed(0)} ms; ` +
+          (servable.execution.mode === 'graph' ? 'graph execution' : `eager execution: ${servable.execution.reason}`) +
+          ')',
       );
     } catch (error) {
       entry.state = 'END';

@@ -82,7 +82,8 @@ export function signatureOf(model: tfType.LayersModel, metadata: VersionMetadata
     const keys = new Set(group.map((s) => s.key));
     if (keys.size !== group.length)
       throw new Error(
-        `the model's ${group === inputs ? 'input' : 'output'} names are not distinct: ${group.map((s) => s.key).join(', ')}`,
+        `the model's ${group === inputs ? 'input' : 'output'} names are not distinct: ` +
+          `${group.map((s) => s.key).join(', ')}`,
       );
   }
   for (const input of inputs) {

@@ -149,7 +149,8 @@ function checkKeys(object: Record<string, unknown>, signature: Signature, where:
   const unknown = Object.keys(object).filter((k) => !expected.includes(k));
   if (unknown.length)
     throw invalidArgument(
-      `${where}: unknown input ${unknown.map((k) => JSON.stringify(k)).join(', ')}; the signature's inputs are ${expected.map((k) => JSON.stringify(k)).join(', ')}`,
+      `${where}: unknown input ${unknown.map((k) => JSON.stringify(k)).join(', ')}; the signature's inputs are ` +
+        `${expected.map((k) => JSON.stringify(k)).join(', ')}`,
     );
   const missing = expected.filter((k) => !(k in object));
   if (missing.length)
@@ -178,7 +179,8 @@ export function parseInstances(instances: unknown[], signature: Signature, maxRo
       fillRow(instance, single, inputs[0]!.data, r, `instances[${r}]`);
     } else {
       throw invalidArgument(
-        `instances[${r}]: the model has ${signature.inputs.length} inputs, so each instance must be an object naming them`,
+        `instances[${r}]: the model has ${signature.inputs.length} inputs, so each instance must be an object ` +
+          `naming them`,
       );
     }
   }
@@ -199,7 +201,8 @@ function columnarTensor(value: unknown, spec: TensorSpec, maxRows: number, where
   }
   if (!Array.isArray(value) || value.length === 0)
     throw invalidArgument(
-      `${where}: expected a non-empty array (batch first, shape [-1, ${spec.shape.slice(1).join(', ')}]), got ${describe(value)}`,
+      `${where}: expected a non-empty array (batch first, shape [-1, ${spec.shape.slice(1).join(', ')}]), got ` +
+        `${describe(value)}`,
     );
   const rows = value.length;
   if (rows > maxRows) throw invalidArgument(`${where}: ${rows} rows exceed the limit of ${maxRows} per request`);

@@ -12,7 +12,8 @@ export async function runPoolWorker(pool: Pool): Promise<void> {
   const target = await resolveTemporalTarget(home);
   const { worker, taskQueue, close } = await createPoolWorker(pool, target, home);
   console.log(
-    `gantry ${pool} worker: task queue ${taskQueue} on ${target.address} (namespace ${target.namespace}), pid ${process.pid}`,
+    `gantry ${pool} worker: task queue ${taskQueue} on ${target.address} (namespace ${target.namespace}), pid ` +
+      `${process.pid}`,
   );
   try {
     await worker.run();

@@ -70,7 +70,8 @@ export function decideExperiment(
   if (short.length) {
     return verdict(
       null,
-      `no winner: too little feedback (${short.map((a) => `v${a.version} ${a.labelled}`).join(', ')} of ${options.minFeedback} labelled predictions needed per arm)`,
+      `no winner: too little feedback (${short.map((a) => `v${a.version} ${a.labelled}`).join(', ')} of ` +
+        `${options.minFeedback} labelled predictions needed per arm)`,
       null,
     );
   }

@@ -13,4 +13,5 @@ fi
 echo "[keras-bench] installing tensorflow-cpu==$VERSION into ${VENV#"$ROOT/"}" >&2
 rm -rf "$VENV"
 python3 -m venv "$VENV"
-"$VENV/bin/pip" install --quiet --disable-pip-version-check --find-links "$ROOT/.tools/native/downloads" "tensorflow-cpu==$VERSION" >&2
+"$VENV/bin/pip" install --quiet --disable-pip-version-check --find-links "$ROOT/.tools/native/downloads" \
+  "tensorflow-cpu==$VERSION" >&2

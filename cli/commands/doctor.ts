@@ -27,7 +27,9 @@ export async function doctorCommand(options: { json?: boolean }): Promise<void> 
     checks.push({
       name: 'backend',
       ok: true,
-      detail: `${backend.name} (tfjs ${backend.tfjsVersion}, engine backend "${backend.engineBackend}"${backend.threads ? `, ${backend.threads} thread(s)` : ''})`,
+      detail:
+        `${backend.name} (tfjs ${backend.tfjsVersion}, engine backend ` +
+        `"${backend.engineBackend}"${backend.threads ? `, ${backend.threads} thread(s)` : ''})`,
     });
   } catch (error) {
     checks.push({ name: 'backend', ok: false, detail: (error as Error).message });
@@ -69,7 +71,9 @@ export async function doctorCommand(options: { json?: boolean }): Promise<void> 
       checks.push({
         name: 'temporal',
         ok: true,
-        detail: `embedded: ${binary.path} (${binary.origin})${running ? `, running at ${running.address}` : ', not running (start it with `gantry dev`)'}`,
+        detail:
+          `embedded: ${binary.path} (${binary.origin})` +
+          `${running ? `, running at ${running.address}` : ', not running (start it with `gantry dev`)'}`,
       });
     }
   } catch (error) {

@@ -55,13 +55,15 @@ function handleFor(client: Client, model: string): WorkflowHandle<typeof experim
 
 export function formatExperiment(status: ExperimentStatus): string {
   const lines = [
-    `experiment on ${status.model}: ${status.phase}${status.stoppedEarly ? ' (stopped early)' : ''}, ${status.startedAt ?? '-'} → ${status.endsAt ?? '-'}`,
+    `experiment on ${status.model}: ${status.phase}${status.stoppedEarly ? ' (stopped early)' : ''}, ` +
+      `${status.startedAt ?? '-'} → ${status.endsAt ?? '-'}`,
   ];
   for (const arm of status.arms) {
     const w = status.windows[String(arm.version)];
     const acc = w?.feedback.accuracy;
     lines.push(
-      `  v${arm.version} weight ${arm.weight}: ${w?.requests ?? 0} requests, ${w?.feedback.labelled ?? 0} labelled, online accuracy ${acc === null || acc === undefined ? '-' : `${(acc * 100).toFixed(2)} %`}`,
+      `  v${arm.version} weight ${arm.weight}: ${w?.requests ?? 0} requests, ${w?.feedback.labelled ?? 0} ` +
+        `labelled, online accuracy ${acc === null || acc === undefined ? '-' : `${(acc * 100).toFixed(2)} %`}`,
     );
   }
   if (status.verdict) lines.push(`verdict: ${status.verdict.summary}`);
@@ -93,7 +95,8 @@ export async function experimentStartCommand(
     }
     if (state.trafficOwner) {
       throw new UsageError(
-        `the ${state.trafficOwner.kind} ${state.trafficOwner.id} (version ${state.trafficOwner.version ?? '-'}) steers "${model}"'s traffic since ${state.trafficOwner.since}; wait for it or stop it first`,
+        `the ${state.trafficOwner.kind} ${state.trafficOwner.id} (version ${state.trafficOwner.version ?? '-'}) ` +
+          `steers "${model}"'s traffic since ${state.trafficOwner.since}; wait for it or stop it first`,
       );
     }
     const championAlias = state.championAlias ?? 'champion';
@@ -133,7 +136,8 @@ export async function experimentStartCommand(
       status = await handle.result();
     } catch (error) {
       throw new CommandFailed(
-        `the experiment failed: ${(error as Error).cause ? ((error as Error).cause as Error).message : (error as Error).message}`,
+        `the experiment failed: ` +
+          `${(error as Error).cause ? ((error as Error).cause as Error).message : (error as Error).message}`,
       );
     }
     console.log(flags.json ? JSON.stringify(status) : formatExperiment(status));

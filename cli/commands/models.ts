@@ -11,7 +11,9 @@ export async function modelsListCommand(options: { json?: boolean }): Promise<vo
     const models: { model: string; versions: number; aliases: Record<string, number> }[] = [];
     const scope = registryWorkflowId(deploymentPrefix(), '');
     for await (const execution of client.workflow.list({
-      query: `WorkflowType = '${REGISTRY_WORKFLOW_TYPE}' AND ExecutionStatus = 'Running' AND WorkflowId STARTS_WITH '${scope}'`,
+      query:
+        `WorkflowType = '${REGISTRY_WORKFLOW_TYPE}' AND ExecutionStatus = 'Running' AND WorkflowId ` +
+        `STARTS_WITH '${scope}'`,
     })) {
       const model = modelOfRegistryWorkflowId(deploymentPrefix(), execution.workflowId);
       if (model === undefined) continue;
@@ -54,8 +56,10 @@ export async function modelsDescribeCommand(model: string, options: { json?: boo
     );
     for (const v of state.versions) {
       console.log(
-        `  v${v.version}\t${v.status}\t${v.blessed ? 'blessed' : 'unblessed'}\tacc ${(v.metrics.testAccuracy * 100).toFixed(2)}%\t` +
-          `run ${v.lineage.runId}\tdata ${v.lineage.datasetFingerprint.slice(0, 12)}\tparent ${v.lineage.parentVersion ?? '-'}\t${v.registeredAt}`,
+        `  v${v.version}\t${v.status}\t${v.blessed ? 'blessed' : 'unblessed'}\tacc ` +
+          `${(v.metrics.testAccuracy * 100).toFixed(2)}%\t` +
+          `run ${v.lineage.runId}\tdata ${v.lineage.datasetFingerprint.slice(0, 12)}\tparent ` +
+          `${v.lineage.parentVersion ?? '-'}\t${v.registeredAt}`,
       );
     }
   } finally {

@@ -81,7 +81,10 @@ function describeChange(change: ServingChange, ms: number): string {
     servers.length === 0
       ? 'no model servers configured'
       : `${servers.length - failed.length}/${servers.length} server(s) serve it`;
-  return `${change.serving.note} — ${where} (${ms.toFixed(0)} ms)${failed.map((s) => `\n  ${s.url}: ${s.error}`).join('')}`;
+  return (
+    `${change.serving.note} — ${where} (${ms.toFixed(0)} ms)` +
+    `${failed.map((s) => `\n  ${s.url}: ${s.error}`).join('')}`
+  );
 }
 
 export async function promoteCommand(
@@ -98,7 +101,8 @@ export async function promoteCommand(
       const status = await rollout.query(rolloutStatusQuery);
       if (status.candidate !== version) {
         throw new UsageError(
-          `a rollout of v${status.candidate} is running for "${model}": promote v${status.candidate}, or roll it back first (gantry rollback ${model})`,
+          `a rollout of v${status.candidate} is running for "${model}": promote v${status.candidate}, or roll it ` +
+            `back first (gantry rollback ${model})`,
         );
       }
       const ended = await refusedAsUsage(() =>
@@ -138,7 +142,8 @@ export async function rollbackCommand(
         print(
           options.json,
           ended,
-          `v${ended.candidate} rolled back; v${ended.champion} keeps the traffic (${(performance.now() - started).toFixed(0)} ms)`,
+          `v${ended.candidate} rolled back; v${ended.champion} keeps the traffic ` +
+            `(${(performance.now() - started).toFixed(0)} ms)`,
         );
         return;
       }
@@ -202,7 +207,8 @@ export async function rolloutStatusCommand(model: string, options: { json?: bool
     }
     const champion = state.aliases[state.championAlias ?? 'champion'];
     console.log(
-      `model ${model}: champion ${champion !== undefined ? `v${champion}` : 'none'}; serving: ${state.serving?.note ?? 'nothing desired yet'}`,
+      `model ${model}: champion ${champion !== undefined ? `v${champion}` : 'none'}; serving: ` +
+        `${state.serving?.note ?? 'nothing desired yet'}`,
     );
     if (state.lastApply) {
       for (const s of state.lastApply.servers)
@@ -210,7 +216,8 @@ export async function rolloutStatusCommand(model: string, options: { json?: bool
     }
     if (status) {
       console.log(
-        `rollout of v${status.candidate} against v${status.champion}: ${status.phase}${status.step ? `, step ${status.step}/${status.steps} at ${status.percent} %` : ''}`,
+        `rollout of v${status.candidate} against v${status.champion}: ` +
+          `${status.phase}${status.step ? `, step ${status.step}/${status.steps} at ${status.percent} %` : ''}`,
       );
       for (const d of status.decisions) console.log(`  ${formatDecision(d)}`);
       if (status.latest?.action === 'analyse') console.log(`  latest analysis: ${status.latest.message}`);
@@ -248,7 +255,8 @@ export async function rolloutStartCommand(
       throw new UsageError(
         owner.kind === 'rollout'
           ? `a rollout of "${model}" is already running (gantry rollout status ${model})`
-          : `the ${owner.kind} ${owner.id} steers "${model}"'s traffic since ${owner.since}; wait for it or stop it first`,
+          : `the ${owner.kind} ${owner.id} steers "${model}"'s traffic since ${owner.since}; wait for it or stop ` +
+              `it first`,
       );
     }
     const champion = state.aliases[championAlias] ?? null;

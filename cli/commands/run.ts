@@ -35,7 +35,8 @@ export async function runCommand(pipeline: string, options: RunOptions): Promise
     const handle = await startRun(client, spec, options.id);
     if (!options.json)
       console.error(
-        `started run ${handle.workflowId} (pipeline ${spec.name}, model ${spec.model.name}, ${spec.model.architecture})`,
+        `started run ${handle.workflowId} (pipeline ${spec.name}, model ${spec.model.name}, ` +
+          `${spec.model.architecture})`,
       );
     if (options.detach) {
       console.log(options.json ? JSON.stringify({ runId: handle.workflowId }) : handle.workflowId);

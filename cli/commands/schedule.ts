@@ -110,7 +110,9 @@ export async function scheduleDescribeCommand(scheduleId: string, options: { jso
     if (options.json) return console.log(JSON.stringify(report));
     console.log(
       [
-        `schedule ${report.scheduleId}: ${report.paused ? 'paused' : 'active'}${report.note ? ` (${report.note})` : ''}, pipeline ${report.pipeline ?? '-'}, cron "${report.cron ?? '-'}", overlap ${report.overlap}`,
+        `schedule ${report.scheduleId}: ${report.paused ? 'paused' : 'active'}` +
+          `${report.note ? ` (${report.note})` : ''}, pipeline ${report.pipeline ?? '-'}, ` +
+          `cron "${report.cron ?? '-'}", overlap ${report.overlap}`,
         `actions taken: ${report.actions}; running: ${report.runningRuns.join(', ') || 'none'}`,
         `next: ${report.nextActionTimes.slice(0, 3).join(', ') || '-'}`,
         ...report.recentRuns.map((r) => `  ran ${r.workflowId} at ${r.scheduledAt}`),

@@ -94,7 +94,8 @@ export async function serveCommand(raw: ServeFlags): Promise<void> {
     server.grpcPort !== null ? `gRPC ${flags.host}:${server.grpcPort}` : undefined,
   ].filter(Boolean);
   console.log(
-    `gantry serve: ${where.join(', ')} — backend ${server.backend.name}; models from ${modelBasePath ?? flags.modelConfigFile}; admin API ${adminToken ? 'on' : 'off (no token)'}`,
+    `gantry serve: ${where.join(', ')} — backend ${server.backend.name}; models from ` +
+      `${modelBasePath ?? flags.modelConfigFile}; admin API ${adminToken ? 'on' : 'off (no token)'}`,
   );
   for (const name of server.manager.modelNames()) {
     console.log(

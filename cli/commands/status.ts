@@ -67,7 +67,8 @@ export async function statusCommand(runId: string, options: { json?: boolean; re
       if (progress.train) {
         const t = progress.train;
         console.log(
-          `train: epoch ${t.epoch}/${t.epochs} step ${t.step}/${t.stepsPerEpoch} loss ${t.loss.toFixed(4)} acc ${t.accuracy.toFixed(4)} attempt ${t.attempt} on ${t.backend}`,
+          `train: epoch ${t.epoch}/${t.epochs} step ${t.step}/${t.stepsPerEpoch} loss ${t.loss.toFixed(4)} acc ` +
+            `${t.accuracy.toFixed(4)} attempt ${t.attempt} on ${t.backend}`,
         );
       }
       if (progress.version !== null) console.log(`version: ${progress.version}`);
@@ -76,14 +77,16 @@ export async function statusCommand(runId: string, options: { json?: boolean; re
     }
     if (job) {
       console.log(
-        `train job: ${job.strategy}, attempt ${job.attempt}, ${job.phase}, ${job.worldSize ?? '?'} of ${job.replicasWanted} replicas`,
+        `train job: ${job.strategy}, attempt ${job.attempt}, ${job.phase}, ${job.worldSize ?? '?'} of ` +
+          `${job.replicasWanted} replicas`,
       );
       for (const r of [...job.replicas].sort((a, b) => a.rank - b.rank)) {
         const p = r.progress;
         console.log(
           `  rank ${r.rank} (${r.identity}, ${r.host}:${r.port}): ` +
             (p
-              ? `epoch ${p.epoch} step ${p.step}/${p.stepsPerEpoch} loss ${p.loss.toFixed(4)} acc ${p.accuracy.toFixed(4)} ${Math.round(p.samplesPerSecond)} samples/s (job)`
+              ? `epoch ${p.epoch} step ${p.step}/${p.stepsPerEpoch} loss ${p.loss.toFixed(4)} acc ` +
+                `${p.accuracy.toFixed(4)} ${Math.round(p.samplesPerSecond)} samples/s (job)`
               : 'joined, no step yet'),
         );
       }

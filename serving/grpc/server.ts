@@ -179,7 +179,8 @@ function classifyInputs(
     const unknown = Object.keys(features).filter((key) => !signature.inputs.some((s) => s.key === key));
     if (unknown.length)
       throw invalidArgument(
-        `examples[${i}]: unknown feature ${unknown.map((k) => `"${k}"`).join(', ')}; the signature's inputs are ${signature.inputs.map((s) => `"${s.key}"`).join(', ')}`,
+        `examples[${i}]: unknown feature ${unknown.map((k) => `"${k}"`).join(', ')}; the signature's inputs are ` +
+          `${signature.inputs.map((s) => `"${s.key}"`).join(', ')}`,
       );
     signature.inputs.forEach((spec, j) => {
       const feature = features[spec.key];
@@ -188,7 +189,8 @@ function classifyInputs(
       const values = featureValues(feature, `examples[${i}].${spec.key}`);
       if (values.length !== rowSize(spec))
         throw invalidArgument(
-          `examples[${i}].${spec.key}: ${values.length} values, the input needs ${rowSize(spec)} (shape [${spec.shape.slice(1).join(', ')}])`,
+          `examples[${i}].${spec.key}: ${values.length} values, the input needs ${rowSize(spec)} (shape ` +
+            `[${spec.shape.slice(1).join(', ')}])`,
         );
       if (spec.dtype === 'int32' && !values.every(Number.isInteger))
         throw invalidArgument(`examples[${i}].${spec.key}: the input is int32; use an int64_list`);

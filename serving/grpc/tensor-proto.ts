@@ -46,7 +46,8 @@ export function decodeTensorProto(raw: unknown, spec: TensorSpec, maxRows: numbe
     shape.length !== want.length || shape.some((d, i) => (i === 0 ? !(Number.isInteger(d) && d >= 1) : d !== want[i]));
   if (mismatch)
     throw invalidArgument(
-      `${where}: shape [${shape.join(', ')}] does not match the signature's [${want.join(', ')}] (-1: any batch size ≥ 1)`,
+      `${where}: shape [${shape.join(', ')}] does not match the signature's [${want.join(', ')}] (-1: any batch ` +
+        `size ≥ 1)`,
     );
   const rows = shape[0]!;
   if (rows > maxRows) throw invalidArgument(`${where}: ${rows} rows exceed the limit of ${maxRows} per request`);
@@ -78,7 +79,8 @@ export function decodePredictInputs(
   const unknown = Object.keys(inputs).filter((k) => !signature.inputs.some((s) => s.key === k));
   if (unknown.length)
     throw invalidArgument(
-      `inputs: unknown input ${unknown.map((k) => `"${k}"`).join(', ')}; the signature's inputs are ${signature.inputs.map((s) => `"${s.key}"`).join(', ')}`,
+      `inputs: unknown input ${unknown.map((k) => `"${k}"`).join(', ')}; the signature's inputs are ` +
+        `${signature.inputs.map((s) => `"${s.key}"`).join(', ')}`,
     );
   const tensors = signature.inputs.map((spec) => {
     if (!(spec.key in inputs)) throw invalidArgument(`inputs: missing input "${spec.key}"`);

@@ -20,7 +20,8 @@ export function parseModelPath(rest: string): ModelPath {
   const match = PATH.exec(rest);
   if (!match)
     throw invalidArgument(
-      `Malformed request: "/v1/models/${rest}" is not NAME[/versions/N|/labels/L][:predict|:classify|:feedback|/metadata]`,
+      `Malformed request: "/v1/models/${rest}" is not ` +
+        `NAME[/versions/N|/labels/L][:predict|:classify|:feedback|/metadata]`,
     );
   const [, model = '', version, label, verb, metadata] = match;
   if (!MODEL_NAME_PATTERN.test(model))
