@@ -20,7 +20,9 @@ loads() {
   node -e '
     const addon = require(process.argv[1]);
     const word = new Int32Array(1);
-    if (addon.wait(word, 0, 1, 0) !== "ok" || typeof addon.wake(word, 0) !== "number") throw new Error("futex calls misbehave");
+    if (addon.wait(word, 0, 1, 0) !== "ok" || typeof addon.wake(word, 0) !== "number") {
+      throw new Error("futex calls misbehave");
+    }
     const out = new Float32Array(3);
     addon.sum([out], [Float32Array.of(1, 2, 3), Float32Array.of(4, 5, 6)], 0.5);
     if (out.join() !== "2.5,3.5,4.5") throw new Error("sum gave " + out.join());
@@ -42,7 +44,9 @@ if [ ! -f "$include/node_api.h" ]; then
   hdr="$ROOT/.tools/native/tools/node-api-headers-$NODE_API_HEADERS_VERSION"
   if [ ! -f "$hdr/node_modules/node-api-headers/include/node_api.h" ]; then
     say "no Node headers at $include: installing node-api-headers@$NODE_API_HEADERS_VERSION from npm"
-    mkdir -p "$hdr" && (cd "$hdr" && npm install --no-audit --no-fund --no-save --ignore-scripts "node-api-headers@$NODE_API_HEADERS_VERSION" >/dev/null 2>&1) ||
+    mkdir -p "$hdr" &&
+      (cd "$hdr" && npm install --no-audit --no-fund --no-save --ignore-scripts \
+        "node-api-headers@$NODE_API_HEADERS_VERSION" >/dev/null 2>&1) ||
       give_up "could not install node-api-headers"
   fi
   include="$hdr/node_modules/node-api-headers/include"
@@ -51,7 +55,8 @@ fi
 mkdir -p "$OUT_DIR"
 tmp="$(mktemp "$OUT_DIR/build.XXXXXX.node")"
 trap 'rm -f "$tmp"' EXIT
-if ! "$CC" -O3 -Wall -Wextra -shared -fPIC -DNODE_GYP_MODULE_NAME=gantry_shared_memory -I"$include" -o "$tmp" "$SOURCE" 2>"$tmp.log"; then
+if ! "$CC" -O3 -Wall -Wextra -shared -fPIC -DNODE_GYP_MODULE_NAME=gantry_shared_memory \
+  -I"$include" -o "$tmp" "$SOURCE" 2>"$tmp.log"; then
   cat "$tmp.log" >&2
   rm -f "$tmp.log"
   give_up "$CC failed (above)"

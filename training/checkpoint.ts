@@ -52,7 +52,9 @@ export async function saveCheckpoint(
   },
 ): Promise<string> {
   const stepInEpoch = state.stepInEpoch ?? 0;
-  const folder = `${prefix}/epoch-${String(state.epochsCompleted).padStart(4, '0')}${stepInEpoch ? `-step-${String(stepInEpoch).padStart(6, '0')}` : ''}`;
+  const epoch = `epoch-${String(state.epochsCompleted).padStart(4, '0')}`;
+  const step = stepInEpoch ? `-step-${String(stepInEpoch).padStart(6, '0')}` : '';
+  const folder = `${prefix}/${epoch}${step}`;
   const optimizerWeights = await state.optimizer.getWeights();
   const encoded = await tf.io.encodeWeights(optimizerWeights);
   const optimizerBytes = new Uint8Array(

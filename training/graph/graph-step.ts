@@ -97,7 +97,8 @@ export class GraphTrainStep {
       : [];
     if (slots.length !== 0 && slots.length !== 2 * variables.length) {
       throw new Error(
-        `the optimizer holds ${slots.length} slots; the model's ${variables.length} variables need ${2 * variables.length}`,
+        `the optimizer holds ${slots.length} slots; ` +
+          `the model's ${variables.length} variables need ${2 * variables.length}`,
       );
     }
     const feeds: [string, tfType.Tensor][] = [];
