@@ -17,8 +17,8 @@ import {
   type TrainProgress,
 } from '../workflows/api';
 import type { ActivityDeps } from './deps';
-import { prepareTraining } from './training-setup';
-import { asActivityFailure, checkedSpec } from './failures';
+import { epochLogLine, prepareTraining, trainingFailure } from './training-setup';
+import { checkedSpec } from './failures';
 
 const PROGRESS_SIGNAL_INTERVAL_MS = 1_000;
 
@@ -48,8 +48,12 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
     const { runId, dataset, jobId, jobAttempt, replica } = input;
     const context = Context.current();
     const started = performance.now();
-    const { backend, trainSplit, validationSplit, checkpointPrefix, restored, model, optimizer, history } =
-      await prepareTraining(deps, runId, spec, dataset);
+    const { backend, checkpointPrefix, restored, model, optimizer, history, loop } = await prepareTraining(
+      deps,
+      runId,
+      spec,
+      dataset,
+    );
     const start = restored
       ? {
           epoch: restored.manifest.epochsCompleted,
@@ -144,19 +148,10 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
           ring: strategyRing(spec.train.strategy as StrategyName, group, {
             verifyReplicas: spec.train.verifyReplicas,
           }),
-          model,
-          optimizer,
-          train: trainSplit,
-          validation: validationSplit,
-          featureShape: dataset.featureShape,
-          numClasses: dataset.numClasses,
-          epochs: spec.train.epochs,
-          batchSize: spec.train.batchSize,
-          seed: spec.train.seed,
+          ...loop,
           start,
           learningRateAt: (epoch, progress) => scaledLearningRate(spec.train, join.worldSize, epoch, progress),
           checkpointEverySteps: spec.train.checkpointEverySteps,
-          stepDelayMs: spec.train.stepDelayMs,
           signal: context.cancellationSignal,
           onStep: (step) => report(step, step.step === step.stepsPerEpoch),
           onCheckpoint: async (position) => {
@@ -166,16 +161,11 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
             history.push(metrics);
             lastValAccuracy = metrics.valAccuracy;
             await checkpoint(position);
-            context.log.info(
-              `epoch ${metrics.epoch}/${spec.train.epochs}: loss ${metrics.loss.toFixed(4)} ` +
-                `acc ${metrics.accuracy.toFixed(4)} val_acc ${metrics.valAccuracy.toFixed(4)} ` +
-                `(${metrics.seconds.toFixed(1)} s)`,
-            );
+            context.log.info(epochLogLine(metrics, spec.train.epochs));
           },
         });
       } catch (error) {
-        if (context.cancellationSignal.aborted) throw context.cancellationSignal.reason ?? error;
-        throw asActivityFailure(error);
+        throw trainingFailure(context.cancellationSignal, error);
       }
       const seconds = (performance.now() - started) / 1000;
       if (join.rank !== 0) return { rank: join.rank, worldSize: join.worldSize, steps: result.steps, trained: null };

@@ -5,8 +5,8 @@ import { learningRateAt } from '../training/optimizers';
 import { trainLoop, type ExecutionReport } from '../training/trainer';
 import { trainProgressSignal, type TrainInput, type TrainProgress, type TrainResult } from '../workflows/api';
 import type { ActivityDeps } from './deps';
-import { prepareTraining } from './training-setup';
-import { asActivityFailure, checkedSpec } from './failures';
+import { epochLogLine, prepareTraining, trainingFailure } from './training-setup';
+import { checkedSpec } from './failures';
 
 /** How often the trainer tells its workflow where it is (heartbeats are throttled by the SDK). */
 const PROGRESS_SIGNAL_INTERVAL_MS = 1_000;
@@ -17,8 +17,12 @@ export function createTrainActivity(deps: ActivityDeps) {
     const context = Context.current();
     const { attempt, workflowExecution } = context.info;
     const started = performance.now();
-    const { backend, trainSplit, validationSplit, checkpointPrefix, restored, model, optimizer, history } =
-      await prepareTraining(deps, runId, spec, dataset);
+    const { backend, trainSplit, checkpointPrefix, restored, model, optimizer, history, loop } = await prepareTraining(
+      deps,
+      runId,
+      spec,
+      dataset,
+    );
     const fallback = backend.fallbackReason ? `; fell back because ${backend.fallbackReason}` : '';
     context.log.info(`training ${spec.model.architecture} on ${backend.name} (attempt ${attempt})${fallback}`);
     if (restored)
@@ -47,18 +51,9 @@ export function createTrainActivity(deps: ActivityDeps) {
     let execution: ExecutionReport = { mode: 'eager' };
     try {
       await trainLoop({
-        model,
-        optimizer,
-        train: trainSplit,
-        validation: validationSplit,
-        featureShape: dataset.featureShape,
-        numClasses: dataset.numClasses,
-        epochs: spec.train.epochs,
-        batchSize: spec.train.batchSize,
-        seed: spec.train.seed,
+        ...loop,
         startEpoch: resumedFromEpoch ?? 0,
         startGlobalStep: restored?.manifest.globalStep ?? 0,
-        stepDelayMs: spec.train.stepDelayMs,
         learningRateAt: (epoch) =>
           learningRateAt(spec.train.learningRateSchedule, spec.train.learningRate, epoch, spec.train.epochs),
         signal: context.cancellationSignal,
@@ -95,16 +90,11 @@ export function createTrainActivity(deps: ActivityDeps) {
             history,
             attempt,
           });
-          context.log.info(
-            `epoch ${metrics.epoch}/${spec.train.epochs}: loss ${metrics.loss.toFixed(4)} ` +
-              `acc ${metrics.accuracy.toFixed(4)} val_acc ${metrics.valAccuracy.toFixed(4)} ` +
-              `(${metrics.seconds.toFixed(1)} s)`,
-          );
+          context.log.info(epochLogLine(metrics, spec.train.epochs));
         },
       });
     } catch (error) {
-      if (context.cancellationSignal.aborted) throw context.cancellationSignal.reason ?? error;
-      throw asActivityFailure(error);
+      throw trainingFailure(context.cancellationSignal, error);
     }
 
     const modelUri = await saveModelToStore(deps.store, `runs/${runId}/model`, model);

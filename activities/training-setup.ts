@@ -21,6 +21,19 @@ export interface TrainingSetup {
   optimizer: tfType.Optimizer;
   /** Epochs already trained (from the checkpoint), to be continued. */
   history: EpochMetrics[];
+  /** What the training loop is given the same way by every trainer: model, data and the spec's loop settings. */
+  loop: {
+    model: tfType.LayersModel;
+    optimizer: tfType.Optimizer;
+    train: Examples;
+    validation: Examples;
+    featureShape: number[];
+    numClasses: number;
+    epochs: number;
+    batchSize: number;
+    seed: number;
+    stepDelayMs?: number;
+  };
 }
 
 /**
@@ -58,5 +71,32 @@ export async function prepareTraining(
   const optimizer = createOptimizer(spec.train.optimizer, spec.train.learningRate);
   if (restored) await optimizer.setWeights(restored.optimizerWeights);
   const history: EpochMetrics[] = restored ? [...restored.manifest.history] : [];
-  return { backend, trainSplit, validationSplit, checkpointPrefix, restored, model, optimizer, history };
+  const loop = {
+    model,
+    optimizer,
+    train: trainSplit,
+    validation: validationSplit,
+    featureShape: dataset.featureShape,
+    numClasses: dataset.numClasses,
+    epochs: spec.train.epochs,
+    batchSize: spec.train.batchSize,
+    seed: spec.train.seed,
+    stepDelayMs: spec.train.stepDelayMs,
+  };
+  return { backend, trainSplit, validationSplit, checkpointPrefix, restored, model, optimizer, history, loop };
+}
+
+/** The trainer's log line for a finished epoch (a lone trainer's and rank 0's alike). */
+export function epochLogLine(metrics: EpochMetrics, epochs: number): string {
+  return (
+    `epoch ${metrics.epoch}/${epochs}: loss ${metrics.loss.toFixed(4)} ` +
+    `acc ${metrics.accuracy.toFixed(4)} val_acc ${metrics.valAccuracy.toFixed(4)} ` +
+    `(${metrics.seconds.toFixed(1)} s)`
+  );
+}
+
+/** What a training loop's error becomes: a cancellation stays one, anything else a typed failure if it has a type. */
+export function trainingFailure(cancellation: AbortSignal, error: unknown): unknown {
+  if (cancellation.aborted) return cancellation.reason ?? error;
+  return asActivityFailure(error);
 }

@@ -44,6 +44,15 @@ function defineArchitecture<O extends z.ZodType>(architecture: Architecture<O>):
   return architecture;
 }
 
+/** The classifier's last layer, seeded apart from the hidden layers so that adding one leaves it as it was. */
+function softmaxHead(tf: Tf, numClasses: number, seed: number): tfType.layers.Layer {
+  return tf.layers.dense({
+    units: numClasses,
+    activation: 'softmax',
+    kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 1000 }),
+  });
+}
+
 export const ARCHITECTURES = {
   mlp: defineArchitecture({
     description: 'multi-layer perceptron: flatten → dense(relu) × N with dropout → softmax',
@@ -62,13 +71,7 @@ export const ARCHITECTURES = {
         );
         if (dropout > 0) model.add(tf.layers.dropout({ rate: dropout }));
       });
-      model.add(
-        tf.layers.dense({
-          units: numClasses,
-          activation: 'softmax',
-          kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 1000 }),
-        }),
-      );
+      model.add(softmaxHead(tf, numClasses, seed));
       return model;
     },
   }),
@@ -99,13 +102,7 @@ export const ARCHITECTURES = {
         }),
       );
       if (dropout > 0) model.add(tf.layers.dropout({ rate: dropout }));
-      model.add(
-        tf.layers.dense({
-          units: numClasses,
-          activation: 'softmax',
-          kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 1000 }),
-        }),
-      );
+      model.add(softmaxHead(tf, numClasses, seed));
       return model;
     },
   }),

@@ -1,29 +1,31 @@
-import type * as tfType from '@tensorflow/tfjs';
-import type { Examples } from './batches';
 import type { EpochMetrics } from './checkpoint';
-import { type DataPosition, RING_OF_ONE, replicaLoop, type StepProgress } from './loop';
+import { type DataPosition, RING_OF_ONE, type ReplicaLoopOptions, replicaLoop } from './loop';
 import { createReplicaEngine, type ExecutionReport } from './replica-engine';
 
 export type { ExecutionReport } from './replica-engine';
 export type { StepProgress } from './loop';
 
-export interface TrainLoopOptions {
-  model: tfType.LayersModel;
-  optimizer: tfType.Optimizer;
-  train: Examples;
-  validation: Examples;
-  featureShape: number[];
-  numClasses: number;
-  epochs: number;
-  batchSize: number;
-  seed: number;
+/** What a lone trainer is given: the loop's own options, less the engine and ring it makes itself. */
+export interface TrainLoopOptions
+  extends Pick<
+    ReplicaLoopOptions,
+    | 'model'
+    | 'optimizer'
+    | 'train'
+    | 'validation'
+    | 'featureShape'
+    | 'numClasses'
+    | 'epochs'
+    | 'batchSize'
+    | 'seed'
+    | 'learningRateAt'
+    | 'stepDelayMs'
+    | 'signal'
+    | 'onStep'
+  > {
   /** Epochs already done (from a checkpoint): training continues with epoch `startEpoch`. */
   startEpoch: number;
   startGlobalStep: number;
-  stepDelayMs?: number;
-  /** The learning rate for an epoch (0-based); constant when absent. */
-  learningRateAt?: (epoch: number) => number;
-  signal?: AbortSignal;
   /**
    * `auto` (default) runs each step as one TensorFlow graph where the backend and model allow
    * (see graph/), else eagerly; `eager` always runs op by op.
@@ -31,7 +33,6 @@ export interface TrainLoopOptions {
   execution?: 'auto' | 'eager';
   /** Told once, before the first step, how the steps run and why. */
   onExecution?(execution: ExecutionReport): void;
-  onStep(progress: StepProgress): void;
   /** Awaited before the next epoch starts: the place to write a checkpoint. */
   onEpochEnd(metrics: EpochMetrics, position: DataPosition): Promise<void>;
 }

@@ -3,17 +3,11 @@ import {
   CancellationScope,
   condition,
   isCancellation,
-  proxyActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import {
-  experimentStatusQuery,
-  stopExperimentUpdate,
-  type DeployActivities,
-  type ExperimentInput,
-  type ExperimentStatus,
-} from './api';
+import { experimentStatusQuery, stopExperimentUpdate, type ExperimentInput, type ExperimentStatus } from './api';
+import { deployActivities, workflowNow } from './deploy-activities';
 import { durationMs } from '../pipelines/duration';
 import { failureMessage } from './failure-message';
 import { EMPTY_WINDOW } from './canary-analysis';
@@ -32,13 +26,8 @@ import { armsLayout } from './serving-desired';
 export async function experimentWorkflow(input: ExperimentInput): Promise<ExperimentStatus> {
   const { model, arms } = input;
   const owner = workflowInfo().workflowId;
-  const deploy = proxyActivities<DeployActivities>({
-    startToCloseTimeout: '3m',
-    // Short, or heartbeating while a server loads: a worker that dies mid-call is noticed in seconds.
-    heartbeatTimeout: '10s',
-    retry: { initialInterval: '200ms', maximumInterval: '5s', maximumAttempts: 5 },
-  });
-  const now = () => new Date(Date.now()).toISOString();
+  const deploy = deployActivities();
+  const now = workflowNow;
   const status: ExperimentStatus = {
     model,
     arms,

@@ -4,7 +4,6 @@ import {
   condition,
   continueAsNew,
   log,
-  proxyActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -19,11 +18,11 @@ import {
   releaseTrafficUpdate,
   rollbackUpdate,
   setServingUpdate,
-  type DeployActivities,
   type RegistryInput,
   type RegistryWorkflow,
   type ServingChange,
 } from './api';
+import { deployActivities } from './deploy-activities';
 import { ModelRegistry } from './registry-state';
 import type { ApplyReport, DesiredServing } from './serving-desired';
 
@@ -44,12 +43,7 @@ export async function registryWorkflow(input: RegistryInput): Promise<void> {
   const maxHistoryEvents = input.maxHistoryEvents ?? 10_000;
   const reconcileInterval = input.reconcileInterval ?? '10s';
   // Deploy activities run where the registry runs: the control pool.
-  const deploy = proxyActivities<DeployActivities>({
-    startToCloseTimeout: '3m',
-    // Short, or heartbeating while a server loads: a worker that dies mid-call is noticed in seconds.
-    heartbeatTimeout: '10s',
-    retry: { initialInterval: '200ms', maximumInterval: '5s', maximumAttempts: 3 },
-  });
+  const deploy = deployActivities(3);
 
   // ---- applying the desired serving state: one apply at a time, always the latest state ----
   let applying = false;

@@ -3,7 +3,6 @@ import {
   CancellationScope,
   condition,
   isCancellation,
-  proxyActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -12,13 +11,13 @@ import {
   promoteRolloutUpdate,
   rollbackRolloutUpdate,
   rolloutStatusQuery,
-  type DeployActivities,
   type ManualRequest,
   type RolloutDecision,
   type RolloutInput,
   type RolloutStatus,
   type ServingMeasurement,
 } from './api';
+import { deployActivities, workflowNow } from './deploy-activities';
 import { durationMs } from '../pipelines/duration';
 import { failureMessage } from './failure-message';
 import { EMPTY_WINDOW, judgeCanary, judgeShadow, type Judgement, type VersionWindow } from './canary-analysis';
@@ -38,13 +37,8 @@ import { canaryLayout, shadowLayout, type ServingLayout } from './serving-desire
 export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatus> {
   const { model, candidate, champion, spec } = input;
   const owner = workflowInfo().workflowId;
-  const deploy = proxyActivities<DeployActivities>({
-    startToCloseTimeout: '3m',
-    // Short, or heartbeating while a server loads: a worker that dies mid-call is noticed in seconds.
-    heartbeatTimeout: '10s',
-    retry: { initialInterval: '200ms', maximumInterval: '5s', maximumAttempts: 5 },
-  });
-  const now = () => new Date(Date.now()).toISOString();
+  const deploy = deployActivities();
+  const now = workflowNow;
 
   const status: RolloutStatus = {
     model,
