@@ -27,7 +27,7 @@ export async function resolveTemporalTarget(
 }
 
 function connectionOptions(target: TemporalTarget) {
-  return { address: target.address, tls: target.tls, apiKey: target.apiKey };
+  return { address: target.address, tls: target.tls, apiKey: target.apiKey, connectTimeout: target.connectTimeoutMs };
 }
 
 export async function connectClient(

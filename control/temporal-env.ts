@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { durationMs } from '../pipelines/duration';
+import { DurationSchema } from '../pipelines/spec';
 import { issueLines } from '../validation/issues';
 
 /**
@@ -19,6 +21,8 @@ const TemporalEnvSchema = z.object({
   TEMPORAL_TLS_CLIENT_KEY_PATH: z.string().min(1).optional(),
   TEMPORAL_TLS_SERVER_CA_CERT_PATH: z.string().min(1).optional(),
   TEMPORAL_TLS_SERVER_NAME: z.string().min(1).optional(),
+  // How long a command waits for the server before it says it cannot reach it (the SDK's default is 10s).
+  GANTRY_CONNECT_TIMEOUT: DurationSchema.optional(),
 });
 
 export interface TemporalTarget {
@@ -30,6 +34,7 @@ export interface TemporalTarget {
     clientCertPair?: { crt: Buffer; key: Buffer };
   };
   apiKey?: string;
+  connectTimeoutMs?: number;
 }
 
 /** A setting the user got wrong; the CLI exits with 2 as for any other bad input. */
@@ -45,6 +50,7 @@ export function temporalTargetFromEnv(env: NodeJS.ProcessEnv = process.env): Tem
   }
   const e = parsed.data;
   if (!e.TEMPORAL_ADDRESS) return undefined;
+  const connectTimeoutMs = e.GANTRY_CONNECT_TIMEOUT ? durationMs(e.GANTRY_CONNECT_TIMEOUT) : undefined;
   if (Boolean(e.TEMPORAL_TLS_CLIENT_CERT_PATH) !== Boolean(e.TEMPORAL_TLS_CLIENT_KEY_PATH)) {
     throw new ConfigError('TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH: set both or neither');
   }
@@ -64,6 +70,7 @@ export function temporalTargetFromEnv(env: NodeJS.ProcessEnv = process.env): Tem
     address: e.TEMPORAL_ADDRESS,
     namespace: e.TEMPORAL_NAMESPACE,
     apiKey: e.TEMPORAL_API_KEY,
+    connectTimeoutMs,
     tls: wantsTls
       ? {
           serverNameOverride: e.TEMPORAL_TLS_SERVER_NAME,

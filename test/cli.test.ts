@@ -193,7 +193,11 @@ describe('reaching Temporal', () => {
   it('works from any directory and names the server it cannot reach', async () => {
     const elsewhere = await gantry(['models', 'list', '--json'], env.env, 120_000, os.tmpdir());
     expect(elsewhere.code, elsewhere.stderr).toBe(0);
-    const unreachable = await gantry(['models', 'list'], { ...env.env, TEMPORAL_ADDRESS: '127.0.0.1:1' });
+    const unreachable = await gantry(['models', 'list'], {
+      ...env.env,
+      TEMPORAL_ADDRESS: '127.0.0.1:1',
+      GANTRY_CONNECT_TIMEOUT: '1s',
+    });
     expect(unreachable.code).toBe(1);
     expect(unreachable.stderr).toMatch(/cannot reach Temporal at 127\.0\.0\.1:1/);
     const malformed = await gantry(['models', 'list'], { ...env.env, TEMPORAL_ADDRESS: 'no-port' });
