@@ -1,6 +1,5 @@
-import { WorkflowUpdateFailedError } from '@temporalio/client';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { describe, expect, it } from 'vitest';
 import {
   claimTrafficUpdate,
   concludeUpdate,
@@ -15,7 +14,7 @@ import {
 } from '../../workflows/api';
 import { registryWorkflow } from '../../workflows/registry';
 import { canaryLayout, championOnly } from '../../workflows/serving-desired';
-import { FakeDeploy, startTimeSkipping, uniqueName, withWorker } from './time-skipping';
+import { FakeDeploy, uniqueName, useTimeSkipping, withWorker } from './time-skipping';
 
 /**
  * The registry's serving decisions on the time-skipping server, with the deploy activities faked:
@@ -23,13 +22,7 @@ import { FakeDeploy, startTimeSkipping, uniqueName, withWorker } from './time-sk
  * serve, and the reconcile timer that re-applies the desired state to every server.
  */
 
-let env: TestWorkflowEnvironment;
-beforeAll(async () => {
-  env = await startTimeSkipping();
-});
-afterAll(async () => {
-  await env?.teardown();
-});
+const env = useTimeSkipping();
 
 const register = (runId: string): RegisterRequest => ({
   artifactUri: `file:///artifacts/${runId}`,
@@ -43,11 +36,11 @@ const register = (runId: string): RegisterRequest => ({
 async function withRegistry<T>(
   deploy: FakeDeploy,
   reconcileInterval: string,
-  body: (registry: Awaited<ReturnType<typeof env.client.workflow.start<typeof registryWorkflow>>>) => Promise<T>,
+  body: (registry: WorkflowHandle<typeof registryWorkflow>) => Promise<T>,
 ): Promise<T> {
   const taskQueue = uniqueName('registry');
-  return withWorker(env, taskQueue, deploy.activities, async () => {
-    const registry = await env.client.workflow.start(registryWorkflow, {
+  return withWorker(env(), taskQueue, deploy.activities, async () => {
+    const registry = await env().client.workflow.start(registryWorkflow, {
       taskQueue,
       workflowId: uniqueName('registry'),
       args: [{ model: 'coats', reconcileInterval }],
@@ -151,7 +144,7 @@ describe('registry workflow (time-skipping)', () => {
     const deploy = new FakeDeploy();
     await withRegistry(deploy, '10m', async (registry) => {
       const before = applied(deploy).length;
-      await env.sleep('35m');
+      await env().sleep('35m');
       const generations = applied(deploy).map((d) => d.generation);
       expect(generations.length - before).toBe(3);
       expect(new Set(generations.slice(before))).toEqual(new Set([generations[before - 1]]));
