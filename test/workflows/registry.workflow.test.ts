@@ -10,10 +10,10 @@ import {
   releaseTrafficUpdate,
   rollbackUpdate,
   setServingUpdate,
-  type RegisterRequest,
 } from '../../workflows/api';
 import { registryWorkflow } from '../../workflows/registry';
 import { canaryLayout, championOnly } from '../../workflows/serving-desired';
+import { registerRequest } from '../helpers/registry';
 import { FakeDeploy, uniqueName, useTimeSkipping, withWorker } from './time-skipping';
 
 /**
@@ -23,14 +23,6 @@ import { FakeDeploy, uniqueName, useTimeSkipping, withWorker } from './time-skip
  */
 
 const env = useTimeSkipping();
-
-const register = (runId: string): RegisterRequest => ({
-  artifactUri: `file:///artifacts/${runId}`,
-  metrics: { testAccuracy: 0.9, testLoss: 0.3, perClassAccuracy: [] },
-  lineage: { runId, datasetFingerprint: 'fp', spec: {}, parentVersion: null, gitCommit: null, backend: 'wasm' },
-  blessed: true,
-  reasons: [],
-});
 
 /** A registry of its own with versions 1 and 2 published, v1 the champion; `body` runs while its worker does. */
 async function withRegistry<T>(
@@ -50,7 +42,7 @@ async function withRegistry<T>(
         [1, 'champion'],
         [2, null],
       ] as const) {
-        await registry.executeUpdate(registerVersionUpdate, { args: [register(`run-${version}`)] });
+        await registry.executeUpdate(registerVersionUpdate, { args: [registerRequest(`run-${version}`)] });
         await registry.executeUpdate(publishVersionUpdate, {
           args: [{ version, publishedPath: `/models/coats/${version}`, alias }],
         });
