@@ -101,6 +101,13 @@ export function maxDiff(actual: ArrayLike<number>, wanted: ArrayLike<number>): n
   return max;
 }
 
+/** Each version's in-process answer on one image, by version number (`files[0]` is version 1). */
+export async function answersByVersion(files: ModelFiles[], pixels: Float32Array): Promise<Map<number, Float32Array>> {
+  const answers = new Map<number, Float32Array>();
+  for (const [i, versionFiles] of files.entries()) answers.set(i + 1, await predictInProcess(versionFiles, pixels, 1));
+  return answers;
+}
+
 /** In-process predictions of a model's files on `pixels` (n × 784 raw values), for comparisons. */
 export async function predictInProcess(files: ModelFiles, pixels: Float32Array, rows: number): Promise<Float32Array> {
   const { deserializeModel } = await import('../../engine/model-files');

@@ -5,8 +5,8 @@ import { openGraphSessions } from '../../engine/graph-session';
 import type { ModelServer } from '../../serving/server';
 import { selectBackend, tf } from '../../engine/backend';
 import {
+  answersByVersion,
   mlpFiles,
-  predictInProcess,
   publish,
   removeDir,
   request,
@@ -28,7 +28,7 @@ let base: string;
 let server: ModelServer;
 let port: number;
 let image: number[][][];
-const expected = new Map<number, Float32Array>();
+let expected: Map<number, Float32Array>;
 
 beforeAll(async () => {
   await selectBackend();
@@ -36,7 +36,7 @@ beforeAll(async () => {
   ({ pixels, image } = await testImage(7));
   base = await tempDir('swap');
   const files = await Promise.all(Array.from({ length: SWAPS + 1 }, (_, i) => mlpFiles(100 + i)));
-  for (let v = 1; v <= SWAPS + 1; v++) expected.set(v, await predictInProcess(files[v - 1]!, pixels, 1));
+  expected = await answersByVersion(files, pixels);
   await publish(base, 'fashion', 1, files[0]!);
   server = await startServer(base, { pollIntervalMs: 20 });
   port = server.restPort!;

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ModelServer } from '../../serving/server';
 import { selectBackend } from '../../engine/backend';
 import type { ModelFiles } from '../../engine/model-files';
-import { fashionBase, metricValue, mlpFiles, predictInProcess, publish, removeDir, request } from './helpers';
+import { answersByVersion, fashionBase, metricValue, mlpFiles, publish, removeDir, request } from './helpers';
 import { startServer, tempDir, testImage, until } from './helpers';
 
 /**
@@ -20,7 +20,7 @@ let stateFile: string;
 let server: ModelServer;
 let port: number;
 let image: number[][][];
-const expected = new Map<number, Float32Array>();
+let expected: Map<number, Float32Array>;
 
 beforeAll(async () => {
   await selectBackend();
@@ -29,7 +29,7 @@ beforeAll(async () => {
   compact = Buffer.from(JSON.stringify({ inputs: { b64: Buffer.from(pixels.buffer).toString('base64') } }));
   let files: ModelFiles[];
   ({ base, files } = await fashionBase('routing', 41, 42));
-  for (const [i, versionFiles] of files.entries()) expected.set(i + 1, await predictInProcess(versionFiles, pixels, 1));
+  expected = await answersByVersion(files, pixels);
   stateFile = path.join(await tempDir('routing-state'), 'serving-state.json');
   server = await startServer(base, { adminToken: TOKEN, stateFile });
   port = server.restPort!;
