@@ -1,16 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRegistry } from '../activities/registry-client';
-import { runLoad, type LoadSummary } from '../control/load/generator';
 import { deploymentPrefix } from '../control/task-queues';
 import type { ServingClient } from '../serving/client';
-import type { ModelServer } from '../serving/server';
-import { selectBackend } from '../engine/backend';
 import { experimentStatusQuery, experimentWorkflowId } from '../workflows/api';
 import { decideExperiment, twoProportionTest } from '../workflows/experiment-analysis';
 import { gantry } from './helpers/cli';
-import { publishVersion, startDeploymentServer, trainedModelFiles, wrongLabelFiles } from './helpers/deployment';
-import { createTestEnv, type TestEnv } from './helpers/env';
-import { startInProcessWorkers, waitFor } from './helpers/workers';
+import {
+  publishVersion,
+  startDeployment,
+  trainedModelFiles,
+  wrongLabelFiles,
+  type Deployment,
+} from './helpers/deployment';
+import type { TestEnv } from './helpers/env';
+import { waitFor, type InProcessWorkers } from './helpers/workers';
 
 /**
  * A/B experiments through `gantry experiment start` on the real Temporal server and a real model
@@ -22,41 +25,22 @@ import { startInProcessWorkers, waitFor } from './helpers/workers';
  */
 
 const MODEL = 'fashion';
+let deployment: Deployment | undefined;
 let env: TestEnv;
-let workers: Awaited<ReturnType<typeof startInProcessWorkers>>;
-let server: ModelServer;
+let workers: InProcessWorkers;
 let serving: ServingClient;
-const load = new AbortController();
-let loadDone: Promise<LoadSummary>;
 
 beforeAll(async () => {
-  await selectBackend();
-  env = await createTestEnv('experiment');
-  ({ server, client: serving } = await startDeploymentServer(env));
-  workers = await startInProcessWorkers(env, ['control']);
+  deployment = await startDeployment('experiment', ['control']);
+  ({ env, serving, workers } = deployment);
   const good = await trainedModelFiles(1);
   await publishVersion(env, workers.client, MODEL, good, { alias: 'champion' }); // v1
   // v2: wrong on purpose.
   await publishVersion(env, workers.client, MODEL, await wrongLabelFiles(good), { alias: null });
-  loadDone = runLoad(
-    {
-      model: MODEL,
-      server: { url: `http://127.0.0.1:${server.restPort}` },
-      rps: 150,
-      clients: 60,
-      feedback: true,
-      progressIntervalMs: 60_000,
-    },
-    load.signal,
-  );
+  deployment.startLoad(MODEL, { rps: 150, clients: 60 });
 }, 120_000);
 
-afterAll(async () => {
-  load.abort();
-  await loadDone?.catch(() => undefined);
-  await workers?.stop();
-  await server?.close();
-});
+afterAll(() => deployment?.stop());
 
 describe('the two-proportion test', () => {
   it('matches a worked example and needs enough feedback', () => {
@@ -64,33 +48,15 @@ describe('the two-proportion test', () => {
     const { z, pValue } = twoProportionTest({ correct: 560, labelled: 1000 }, { correct: 500, labelled: 1000 });
     expect(z).toBeCloseTo(2.688, 2);
     expect(pValue).toBeCloseTo(0.00719, 4);
-    expect(
+    // v1 and v2's feedback as [correct, labelled], judged at `alpha` with at least 100 labels an arm.
+    const decide = (one: [number, number], two: [number, number], alpha: number) =>
       decideExperiment(
-        [
-          { version: 1, correct: 560, labelled: 1000 },
-          { version: 2, correct: 500, labelled: 1000 },
-        ],
-        { alpha: 0.05, minFeedback: 100 },
-      ).winner,
-    ).toBe(1);
-    expect(
-      decideExperiment(
-        [
-          { version: 1, correct: 560, labelled: 1000 },
-          { version: 2, correct: 500, labelled: 1000 },
-        ],
-        { alpha: 0.001, minFeedback: 100 },
-      ).winner,
-    ).toBeNull();
-    expect(
-      decideExperiment(
-        [
-          { version: 1, correct: 9, labelled: 10 },
-          { version: 2, correct: 0, labelled: 10 },
-        ],
-        { alpha: 0.05, minFeedback: 100 },
-      ).summary,
-    ).toMatch(/too little feedback/);
+        [one, two].map(([correct, labelled], i) => ({ version: i + 1, correct, labelled })),
+        { alpha, minFeedback: 100 },
+      );
+    expect(decide([560, 1000], [500, 1000], 0.05).winner).toBe(1);
+    expect(decide([560, 1000], [500, 1000], 0.001).winner).toBeNull();
+    expect(decide([9, 10], [0, 10], 0.05).summary).toMatch(/too little feedback/);
   });
 });
 

@@ -6,16 +6,9 @@ import { decideBlessing } from '../activities/blessing';
 import { applyOverrides, definePipeline, loadPipeline, PipelineSpecError, validatePipeline } from '../pipelines';
 import { durationMs, parseDuration } from '../pipelines/duration';
 import fashionMnist from '../pipelines/fashion-mnist';
+import { thrownBy } from './helpers/errors';
 
-function issuesOf(fn: () => unknown) {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(PipelineSpecError);
-    return (error as PipelineSpecError).issues;
-  }
-  throw new Error('expected a PipelineSpecError');
-}
+const issuesOf = (fn: () => unknown) => thrownBy(PipelineSpecError, fn).issues;
 
 describe('definePipeline', () => {
   it('fills in defaults and keeps the spec plain data', () => {

@@ -1,17 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import type { RegisterRequest, RegistryState } from '../workflows/api';
+import type { RegistryState } from '../workflows/api';
 import { completeRegistryState, MAX_EVENTS, ModelRegistry, UnknownVersion } from '../workflows/registry-state';
 import { canaryLayout, championOnly } from '../workflows/serving-desired';
+import { registerRequest } from './helpers/registry';
 
 /** The registry's state and transitions without Temporal: what the registry workflow's handlers do. */
-
-const request = (runId: string, blessed = true): RegisterRequest => ({
-  artifactUri: `file:///artifacts/${runId}`,
-  metrics: { testAccuracy: 0.9, testLoss: 0.3, perClassAccuracy: [] },
-  lineage: { runId, datasetFingerprint: 'fp', spec: {}, parentVersion: null, gitCommit: null, backend: 'wasm' },
-  blessed,
-  reasons: [],
-});
 
 /** A registry on a clock that ticks a second per reading. */
 function newRegistry(state?: RegistryState): ModelRegistry {
@@ -24,7 +17,7 @@ function newRegistry(state?: RegistryState): ModelRegistry {
 function withPublished(count: number): ModelRegistry {
   const registry = newRegistry();
   for (let i = 1; i <= count; i++) {
-    registry.register(request(`run-${i}`));
+    registry.register(registerRequest(`run-${i}`));
     registry.publish({ version: i, publishedPath: `/m/${i}`, alias: null });
   }
   return registry;
@@ -40,9 +33,9 @@ function withChampions(...versions: number[]): ModelRegistry {
 describe('register', () => {
   it('numbers versions in order and gives a retried run its version back', () => {
     const registry = newRegistry();
-    expect(registry.register(request('run-1'))).toEqual({ version: 1 });
-    expect(registry.register(request('run-2'))).toEqual({ version: 2 });
-    expect(registry.register(request('run-1'))).toEqual({ version: 1 });
+    expect(registry.register(registerRequest('run-1'))).toEqual({ version: 1 });
+    expect(registry.register(registerRequest('run-2'))).toEqual({ version: 2 });
+    expect(registry.register(registerRequest('run-1'))).toEqual({ version: 1 });
     expect(registry.state.versions.map((v) => [v.version, v.lineage.runId, v.status])).toEqual([
       [1, 'run-1', 'registered'],
       [2, 'run-2', 'registered'],
@@ -54,8 +47,8 @@ describe('register', () => {
 describe('publish', () => {
   it('publishes once, moves the alias it names and makes the champion alone serve', () => {
     const registry = newRegistry();
-    registry.register(request('run-1'));
-    registry.register(request('run-2'));
+    registry.register(registerRequest('run-1'));
+    registry.register(registerRequest('run-2'));
     const first = registry.publish({ version: 1, publishedPath: '/m/1', alias: 'champion' });
     expect(first.result).toEqual({ version: 1, alias: 'champion', previous: null });
     expect(first.desired).toMatchObject({ ...championOnly(1, 'champion'), generation: 1, note: 'champion v1' });
@@ -86,7 +79,7 @@ describe('publish', () => {
 
   it('publishes without an alias when a rollout will decide', () => {
     const registry = newRegistry();
-    registry.register(request('run-1'));
+    registry.register(registerRequest('run-1'));
     expect(registry.publish({ version: 1, publishedPath: '/m/1', alias: null })).toEqual({
       result: { version: 1, alias: null, previous: null },
       desired: null,
@@ -97,7 +90,7 @@ describe('publish', () => {
 
   it('refuses an unblessed or unknown version', () => {
     const registry = newRegistry();
-    registry.register(request('run-1', false));
+    registry.register(registerRequest('run-1', false));
     expect(() => registry.checkPublish({ version: 1, publishedPath: '/m/1', alias: 'champion' })).toThrow(
       'version 1 of "fashion" is not blessed and cannot be published',
     );
@@ -127,7 +120,7 @@ describe('promote and rollback', () => {
 
   it('refuses to promote a version that is not published', () => {
     const registry = withChampions(1);
-    registry.register(request('run-9'));
+    registry.register(registerRequest('run-9'));
     expect(() => registry.checkPromote({ version: 2 })).toThrow('version 2 of "fashion" is not published');
   });
 
@@ -165,7 +158,7 @@ describe('promote and rollback', () => {
 describe('traffic ownership', () => {
   it('lets one rollout or experiment at a time steer the traffic', () => {
     const registry = withChampions(1, 2);
-    registry.register(request('run-3'));
+    registry.register(registerRequest('run-3'));
     registry.publish({ version: 3, publishedPath: '/m/3', alias: null });
 
     const claimed = registry.claimTraffic({ owner: 'rollout-a', kind: 'rollout', version: 3 });
@@ -205,7 +198,7 @@ describe('traffic ownership', () => {
 
   it('refuses an owner that holds nothing, and a claim of an unpublished version', () => {
     const registry = withChampions(1);
-    registry.register(request('run-2'));
+    registry.register(registerRequest('run-2'));
     expect(() => registry.checkPromote({ version: 1, owner: 'rollout-x' })).toThrow(
       'promote: rollout-x does not hold "fashion"\'s traffic',
     );
@@ -225,7 +218,7 @@ describe('traffic ownership', () => {
 describe('setServing and conclude', () => {
   it('lets the holder set what the servers serve, from published versions only', () => {
     const registry = withChampions(1);
-    registry.register(request('run-2'));
+    registry.register(registerRequest('run-2'));
     registry.claimTraffic({ owner: 'rollout-a', kind: 'rollout', version: null });
     const canary = canaryLayout(1, 2, 25, 'champion');
     expect(() => registry.checkSetServing({ owner: 'rollout-a', layout: canary, note: 'step 1' })).toThrow(
@@ -244,8 +237,8 @@ describe('setServing and conclude', () => {
 
   it('promotes the candidate, or marks it rolled back, and releases the traffic', () => {
     const registry = withChampions(1);
-    registry.register(request('run-2'));
-    registry.register(request('run-3'));
+    registry.register(registerRequest('run-2'));
+    registry.register(registerRequest('run-3'));
     registry.publish({ version: 2, publishedPath: '/m/2', alias: null });
     registry.publish({ version: 3, publishedPath: '/m/3', alias: null });
 
@@ -317,8 +310,8 @@ describe('continue-as-new', () => {
     const next = newRegistry(JSON.parse(JSON.stringify(registry.state)) as RegistryState);
     expect(next.state).toEqual(registry.state);
     expect(next.champion()).toBe(2);
-    expect(next.register(request('run-1'))).toEqual({ version: 1 });
-    expect(next.register(request('run-3'))).toEqual({ version: 3 });
+    expect(next.register(registerRequest('run-1'))).toEqual({ version: 1 });
+    expect(next.register(registerRequest('run-3'))).toEqual({ version: 3 });
     expect(next.desire(championOnly(2, 'champion'), 'again').generation).toBe(3);
   });
 

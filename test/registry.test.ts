@@ -1,15 +1,10 @@
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { deploymentPrefix, taskQueueOf } from '../control/task-queues';
-import {
-  publishVersionUpdate,
-  registerVersionUpdate,
-  registryStateQuery,
-  registryWorkflowId,
-  type RegisterRequest,
-} from '../workflows/api';
+import { publishVersionUpdate, registerVersionUpdate, registryStateQuery, registryWorkflowId } from '../workflows/api';
 import { registryWorkflow } from '../workflows/registry';
 import { createTestEnv, type TestEnv } from './helpers/env';
+import { registerRequest } from './helpers/registry';
 import { startInProcessWorkers } from './helpers/workers';
 
 let env: TestEnv;
@@ -23,14 +18,6 @@ afterAll(async () => {
   await workers?.stop();
 });
 
-const request = (runId: string, blessed = true): RegisterRequest => ({
-  artifactUri: `file:///artifacts/${runId}`,
-  metrics: { testAccuracy: 0.9, testLoss: 0.3, perClassAccuracy: [] },
-  lineage: { runId, datasetFingerprint: 'fp', spec: {}, parentVersion: null, gitCommit: null, backend: 'wasm' },
-  blessed,
-  reasons: [],
-});
-
 it('numbers versions, deduplicates retried registrations, guards aliases and continues as new without losing state', async () => {
   const handle = await workers.client.workflow.start(registryWorkflow, {
     workflowId: registryWorkflowId(deploymentPrefix(), `entity-${Date.now()}`),
@@ -41,12 +28,16 @@ it('numbers versions, deduplicates retried registrations, guards aliases and con
   const firstRunId = (await handle.describe()).runId;
 
   for (let i = 1; i <= 6; i++) {
-    expect(await handle.executeUpdate(registerVersionUpdate, { args: [request(`run-${i}`, i !== 3)] })).toEqual({
-      version: i,
-    });
+    expect(await handle.executeUpdate(registerVersionUpdate, { args: [registerRequest(`run-${i}`, i !== 3)] })).toEqual(
+      {
+        version: i,
+      },
+    );
   }
   // A retried register activity of run 2 gets version 2 again, not a new version.
-  expect(await handle.executeUpdate(registerVersionUpdate, { args: [request('run-2')] })).toEqual({ version: 2 });
+  expect(await handle.executeUpdate(registerVersionUpdate, { args: [registerRequest('run-2')] })).toEqual({
+    version: 2,
+  });
 
   expect(
     await handle.executeUpdate(publishVersionUpdate, {

@@ -1,15 +1,11 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { progressQuery, rolloutStatusQuery, type RunResult } from '../workflows/api';
 import { readRegistry } from '../activities/registry-client';
-import { runLoad, type LoadSummary } from '../control/load/generator';
 import { startRun } from '../cli/runs';
 import type { ServingClient } from '../serving/client';
-import type { ModelServer } from '../serving/server';
-import { selectBackend } from '../engine/backend';
-import { startDeploymentServer } from './helpers/deployment';
-import { createTestEnv, type TestEnv } from './helpers/env';
+import { startDeployment, type Deployment } from './helpers/deployment';
 import { sliceSpec } from './helpers/specs';
-import { startInProcessWorkers, waitFor } from './helpers/workers';
+import { waitFor, type InProcessWorkers } from './helpers/workers';
 
 /**
  * The retrain pipeline's last stage, end to end on the real server: the first run has no champion
@@ -17,12 +13,9 @@ import { startInProcessWorkers, waitFor } from './helpers/workers';
  * canary steps under live traffic with feedback and is promoted; the model server serves it.
  */
 
-let env: TestEnv;
-let workers: Awaited<ReturnType<typeof startInProcessWorkers>>;
-let server: ModelServer;
+let deployment: Deployment | undefined;
+let workers: InProcessWorkers;
 let serving: ServingClient;
-const load = new AbortController();
-let loadDone: Promise<LoadSummary> | undefined;
 
 const spec = (seed: number) =>
   sliceSpec({
@@ -44,18 +37,11 @@ const spec = (seed: number) =>
   });
 
 beforeAll(async () => {
-  await selectBackend();
-  env = await createTestEnv('retrain-rollout');
-  ({ server, client: serving } = await startDeploymentServer(env));
-  workers = await startInProcessWorkers(env, ['control', 'train']);
+  deployment = await startDeployment('retrain-rollout', ['control', 'train']);
+  ({ serving, workers } = deployment);
 }, 60_000);
 
-afterAll(async () => {
-  load.abort();
-  await loadDone?.catch(() => undefined);
-  await workers?.stop();
-  await server?.close();
-});
+afterAll(() => deployment?.stop());
 
 it('promotes the first version at once, then rolls the next one out through canary steps to promotion', async () => {
   const first: RunResult = await (await startRun(workers.client, spec(1))).result();
@@ -67,17 +53,7 @@ it('promotes the first version at once, then rolls the next one out through cana
   expect(first.promoted).toBe(true);
   expect((await serving.adminState()).state.traffic['fashion-mnist']?.split).toEqual([{ version: 1, weight: 100 }]);
 
-  loadDone = runLoad(
-    {
-      model: 'fashion-mnist',
-      server: { url: `http://127.0.0.1:${server.restPort}` },
-      rps: 120,
-      clients: 40,
-      feedback: true,
-      progressIntervalMs: 60_000,
-    },
-    load.signal,
-  );
+  deployment!.startLoad('fashion-mnist', { rps: 120, clients: 40 });
   const handle = await startRun(workers.client, spec(2));
   const rolloutId = await waitFor(
     'the rollout stage',

@@ -1,7 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { readRegistry } from '../activities/registry-client';
-import { runLoad, type LoadSummary } from '../control/load/generator';
 import { deploymentPrefix, taskQueueOf } from '../control/task-queues';
 import { RolloutSpecSchema } from '../pipelines/spec';
 import type { ServingClient } from '../serving/client';
@@ -9,7 +8,13 @@ import type { ModelServer } from '../serving/server';
 import { selectBackend } from '../engine/backend';
 import { rolloutStatusQuery, rolloutWorkflowId, type RolloutStatus } from '../workflows/api';
 import { rolloutWorkflow } from '../workflows/rollout';
-import { publishVersion, startDeploymentServer, trainedModelFiles } from './helpers/deployment';
+import {
+  publishVersion,
+  startDeploymentServer,
+  startFeedbackLoad,
+  trainedModelFiles,
+  type FeedbackLoad,
+} from './helpers/deployment';
 import { createTestEnv, type TestEnv } from './helpers/env';
 import { killProcess, spawnWorkerProcess, waitFor } from './helpers/workers';
 
@@ -26,8 +31,7 @@ let serving: ServingClient;
 let connection: Connection;
 let client: Client;
 const workers: ReturnType<typeof spawnWorkerProcess>[] = [];
-const load = new AbortController();
-let loadDone: Promise<LoadSummary>;
+let load: FeedbackLoad | undefined;
 
 beforeAll(async () => {
   await selectBackend();
@@ -39,8 +43,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  load.abort();
-  await loadDone?.catch(() => undefined);
+  await load?.stop();
   for (const w of workers) await killProcess(w.child, 'SIGTERM');
   await connection?.close();
   await server?.close();
@@ -49,17 +52,7 @@ afterAll(async () => {
 it('goes on from the same step after the worker running it is killed mid-bake', async () => {
   await publishVersion(env, client, MODEL, await trainedModelFiles(1), { alias: 'champion' });
   const candidate = await publishVersion(env, client, MODEL, await trainedModelFiles(2), { alias: null });
-  loadDone = runLoad(
-    {
-      model: MODEL,
-      server: { url: `http://127.0.0.1:${server.restPort}` },
-      rps: 120,
-      clients: 40,
-      feedback: true,
-      progressIntervalMs: 60_000,
-    },
-    load.signal,
-  );
+  load = startFeedbackLoad(server, MODEL, { rps: 120, clients: 40 });
 
   const spec = RolloutSpecSchema.parse({
     steps: [

@@ -1,12 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readRegistry } from '../activities/registry-client';
-import { runLoad, type LoadSummary } from '../control/load/generator';
 import { deploymentPrefix, taskQueueOf } from '../control/task-queues';
 import { RolloutSpecSchema } from '../pipelines/spec';
 import type { ServingClient } from '../serving/client';
-import type { ModelServer } from '../serving/server';
-import { selectBackend } from '../engine/backend';
 import type { ModelFiles } from '../engine/model-files';
 import {
   registryWorkflowId,
@@ -17,9 +14,10 @@ import {
   type RolloutStatus,
 } from '../workflows/api';
 import { rolloutWorkflow } from '../workflows/rollout';
-import { publishVersion, startDeploymentServer, trainedModelFiles, wrongLabelFiles } from './helpers/deployment';
-import { createTestEnv, type TestEnv } from './helpers/env';
-import { startInProcessWorkers, waitFor } from './helpers/workers';
+import { publishVersion, startDeployment, startDeploymentServer, trainedModelFiles } from './helpers/deployment';
+import { wrongLabelFiles, type Deployment } from './helpers/deployment';
+import type { TestEnv } from './helpers/env';
+import { waitFor, type InProcessWorkers } from './helpers/workers';
 import { gantry } from './helpers/cli';
 
 /**
@@ -50,44 +48,25 @@ const spec = (steps: { percent: number; bake: string }[], extra: Record<string, 
     },
   });
 
+let deployment: Deployment | undefined;
 let env: TestEnv;
-let workers: Awaited<ReturnType<typeof startInProcessWorkers>>;
-let server: ModelServer;
+let workers: InProcessWorkers;
 let serving: ServingClient;
 let port: number;
 let good1: ModelFiles;
 let good2: ModelFiles;
-const load = new AbortController();
-let loadDone: Promise<LoadSummary>;
 
 beforeAll(async () => {
-  await selectBackend();
-  env = await createTestEnv('rollout');
-  ({ server, client: serving } = await startDeploymentServer(env));
-  port = server.restPort!;
-  workers = await startInProcessWorkers(env, ['control']);
+  deployment = await startDeployment('rollout', ['control']);
+  ({ env, serving, workers } = deployment);
+  port = deployment.server.restPort!;
   [good1, good2] = [await trainedModelFiles(1), await trainedModelFiles(2)];
   await publishVersion(env, workers.client, MODEL, good1, { alias: 'champion' });
   // Live traffic for the whole file: 40 sticky users, true labels sent back as feedback.
-  loadDone = runLoad(
-    {
-      model: MODEL,
-      server: { url: `http://127.0.0.1:${port}` },
-      rps: 120,
-      clients: 40,
-      feedback: true,
-      progressIntervalMs: 60_000,
-    },
-    load.signal,
-  );
+  deployment.startLoad(MODEL, { rps: 120, clients: 40 });
 }, 120_000);
 
-afterAll(async () => {
-  load.abort();
-  await loadDone?.catch(() => undefined);
-  await workers?.stop();
-  await server?.close();
-});
+afterAll(() => deployment?.stop());
 
 /** The split the server applies now, as "v1:90 v2:10". */
 async function currentSplit(): Promise<string> {
@@ -246,8 +225,8 @@ describe('canary rollout', () => {
     expect(shown.stdout).toMatch(new RegExp(`rollout of v${candidate} against v${champion}: canary, step 1/1 at 40 %`));
 
     // The server dies and comes back on the same port with no state at all.
-    await server.close();
-    ({ server, client: serving } = await startDeploymentServer(env, port, 'fresh-state.json'));
+    await deployment!.server.close();
+    ({ server: deployment!.server, client: serving } = await startDeploymentServer(env, port, 'fresh-state.json'));
     const restarted = performance.now();
     await waitFor(
       'the split restored',

@@ -41,6 +41,18 @@ async function refusedJoin(
   return { joiner: await joined, host: await hosted };
 }
 
+/** `joiner` connects while `host` connects as rank 0 with `hostPeers` (giving up after 300 ms): why `joiner` failed. */
+async function joinRefusal(
+  joiner: CollectiveGroup,
+  joining: { rank: number; peers: PeerAddress[] },
+  host: CollectiveGroup,
+  hostPeers: PeerAddress[],
+): Promise<string> {
+  const joined = joiner.connect(joining).catch((error: unknown) => error);
+  host.connect({ rank: 0, peers: hostPeers, timeoutMs: 300 }).catch(() => undefined);
+  return ((await joined) as Error).message;
+}
+
 it('refuses a peer of another job, with the reason on the connecting side', async () => {
   const { joiner, host } = await refusedJoin({ jobId: 'job-b' });
   expect(joiner).toBeInstanceOf(CollectiveError);
@@ -61,27 +73,19 @@ it('refuses a peer of another attempt', async () => {
 });
 
 it('refuses a peer that disagrees on the world size or is not the expected neighbour', async () => {
-  const a = await listen();
-  const b = await listen();
-  const c = await listen();
+  const [a, b, c] = [await listen(), await listen(), await listen()];
   // c believes it is rank 2 of 3 with rank 0 = a as its right neighbour; a is rank 0 of 2.
-  const wrongSize = c
-    .connect({ rank: 2, peers: [peerOf(0, a), peerOf(1, b), peerOf(2, c)] })
-    .catch((error: unknown) => error);
-  a.connect({ rank: 0, peers: [peerOf(0, a), peerOf(1, b)], timeoutMs: 300 }).catch(() => undefined);
-  expect(((await wrongSize) as Error).message).toContain(
+  const ringOfThree = [peerOf(0, a), peerOf(1, b), peerOf(2, c)];
+  const wrongSize = await joinRefusal(c, { rank: 2, peers: ringOfThree }, a, [peerOf(0, a), peerOf(1, b)]);
+  expect(wrongSize).toContain(
     "peer rank 0 rejected the connection: world size 3 does not match this ring's world size 2",
   );
 
   // d is rank 0 of 3 and expects rank 2 on its left; e (rank 1) has been told d is rank 2.
-  const d = await listen();
-  const e = await listen();
-  const f = await listen();
-  const misdirected = e
-    .connect({ rank: 1, peers: [peerOf(0, f), peerOf(1, e), peerOf(2, d)] })
-    .catch((error: unknown) => error);
-  d.connect({ rank: 0, peers: [peerOf(0, d), peerOf(1, f), peerOf(2, e)], timeoutMs: 300 }).catch(() => undefined);
-  expect(((await misdirected) as Error).message).toContain(
+  const [d, e, f] = [await listen(), await listen(), await listen()];
+  const told = [peerOf(0, f), peerOf(1, e), peerOf(2, d)];
+  const misdirected = await joinRefusal(e, { rank: 1, peers: told }, d, [peerOf(0, d), peerOf(1, f), peerOf(2, e)]);
+  expect(misdirected).toContain(
     'peer rank 2 rejected the connection: rank 1 is not the left neighbour of rank 0 (expected rank 2)',
   );
 });

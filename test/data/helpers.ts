@@ -49,19 +49,13 @@ export async function writeFashionLayout(
   const test = options.test ?? syntheticSplit(10, (i) => (i * 3) % 10);
   const ext = options.gzip ? '.gz' : '';
   const side = (s: SyntheticSplit) => Math.round(Math.sqrt(s.images.length / s.count));
-  await writeIdx(
-    path.join(dir, `train-images-idx3-ubyte${ext}`),
-    'images',
-    [train.count, side(train), side(train)],
-    train.images,
-  );
-  await writeIdx(path.join(dir, `train-labels-idx1-ubyte${ext}`), 'labels', [train.count], train.labels);
-  await writeIdx(
-    path.join(dir, `t10k-images-idx3-ubyte${ext}`),
-    'images',
-    [test.count, side(test), side(test)],
-    test.images,
-  );
-  await writeIdx(path.join(dir, `t10k-labels-idx1-ubyte${ext}`), 'labels', [test.count], test.labels);
+  for (const [prefix, split] of [
+    ['train', train],
+    ['t10k', test],
+  ] as const) {
+    const images = [split.count, side(split), side(split)];
+    await writeIdx(path.join(dir, `${prefix}-images-idx3-ubyte${ext}`), 'images', images, split.images);
+    await writeIdx(path.join(dir, `${prefix}-labels-idx1-ubyte${ext}`), 'labels', [split.count], split.labels);
+  }
   return { train, test };
 }

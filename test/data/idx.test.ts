@@ -76,6 +76,12 @@ describe('reading a Fashion-MNIST layout from a temp dir', () => {
     return d;
   }
   const read = (d: string) => getDataSource('fashion-mnist').read(d);
+  /** Reading `d` must fail on `file`: the reason given. */
+  async function rejectionOf(d: string, file: string): Promise<string> {
+    const e = await datasetError(() => read(d));
+    expect(e.file).toBe(file);
+    return e.reason;
+  }
 
   it('accepts uncompressed and gzipped files with the same content', async () => {
     const plain = await validDir(false);
@@ -94,9 +100,7 @@ describe('reading a Fashion-MNIST layout from a temp dir', () => {
     const file = path.join(d, 'train-images-idx3-ubyte');
     const data = syntheticSplit(20, () => 0).images;
     await writeFile(file, idxBytes(0x00000801, [20, 28, 28], data)); // a label magic on an image file
-    const e = await datasetError(() => read(d));
-    expect(e.file).toBe(file);
-    expect(e.reason).toBe('bad magic number 0x00000801 (expected 0x00000803 for an IDX image file)');
+    expect(await rejectionOf(d, file)).toBe('bad magic number 0x00000801 (expected 0x00000803 for an IDX image file)');
   });
 
   it('rejects a truncated file', async () => {
@@ -104,27 +108,23 @@ describe('reading a Fashion-MNIST layout from a temp dir', () => {
     const file = path.join(d, 't10k-images-idx3-ubyte');
     const full = await readFile(file);
     await writeFile(file, full.subarray(0, full.length - 100));
-    const e = await datasetError(() => read(d));
-    expect(e.file).toBe(file);
-    expect(e.reason).toBe(`truncated: header says 10x28x28 = 7840 bytes, file has 7740 after its 16-byte header`);
+    expect(await rejectionOf(d, file)).toBe(
+      `truncated: header says 10x28x28 = 7840 bytes, file has 7740 after its 16-byte header`,
+    );
   });
 
   it('rejects trailing bytes after the data', async () => {
     const d = await validDir();
     const file = path.join(d, 'train-labels-idx1-ubyte');
     await writeFile(file, Buffer.concat([await readFile(file), Buffer.from([1, 2, 3])]));
-    const e = await datasetError(() => read(d));
-    expect(e.file).toBe(file);
-    expect(e.reason).toMatch(/^trailing bytes: header says 20 = 20 bytes, file has 23/);
+    expect(await rejectionOf(d, file)).toMatch(/^trailing bytes: header says 20 = 20 bytes, file has 23/);
   });
 
   it('rejects a .gz file that is not gzip data', async () => {
     const d = await validDir(true);
     const file = path.join(d, 'train-labels-idx1-ubyte.gz');
     await writeFile(file, idxBytes(0x00000801, [20], new Uint8Array(20)));
-    const e = await datasetError(() => read(d));
-    expect(e.file).toBe(file);
-    expect(e.reason).toMatch(/^not gzip data/);
+    expect(await rejectionOf(d, file)).toMatch(/^not gzip data/);
   });
 
   it('rejects a corrupt gzip stream', async () => {
@@ -132,9 +132,7 @@ describe('reading a Fashion-MNIST layout from a temp dir', () => {
     const file = path.join(d, 'train-images-idx3-ubyte.gz');
     const gz = await readFile(file);
     await writeFile(file, gz.subarray(0, 40));
-    const e = await datasetError(() => read(d));
-    expect(e.file).toBe(file);
-    expect(e.reason).toMatch(/^corrupt gzip data/);
+    expect(await rejectionOf(d, file)).toMatch(/^corrupt gzip data/);
   });
 
   it('rejects a label outside [0, numClasses)', async () => {
@@ -146,42 +144,34 @@ describe('reading a Fashion-MNIST layout from a temp dir', () => {
       [20],
       Uint8Array.from({ length: 20 }, (_, i) => (i === 13 ? 10 : 1)),
     );
-    const e = await datasetError(() => read(d));
-    expect(e.file).toBe(file);
-    expect(e.reason).toBe('label 10 at index 13 is outside [0, 10)');
+    expect(await rejectionOf(d, file)).toBe('label 10 at index 13 is outside [0, 10)');
   });
 
   it('rejects images and labels whose counts disagree', async () => {
     const d = await validDir();
     const file = path.join(d, 't10k-labels-idx1-ubyte');
     await writeIdx(file, 'labels', [9], new Uint8Array(9));
-    const e = await datasetError(() => read(d));
-    expect(e.file).toBe(file);
-    expect(e.reason).toBe(`has 9 labels but ${path.join(d, 't10k-images-idx3-ubyte')} has 10 images`);
+    expect(await rejectionOf(d, file)).toBe(`has 9 labels but ${path.join(d, 't10k-images-idx3-ubyte')} has 10 images`);
   });
 
   it('rejects images of the wrong size', async () => {
     const d = await validDir();
     const file = path.join(d, 'train-images-idx3-ubyte');
     await writeIdx(file, 'images', [20, 32, 32], new Uint8Array(20 * 32 * 32));
-    const e = await datasetError(() => read(d));
-    expect(e.file).toBe(file);
-    expect(e.reason).toBe('images are 32x32, expected 28x28');
+    expect(await rejectionOf(d, file)).toBe('images are 32x32, expected 28x28');
   });
 
   it('reports a missing file, having looked for both names', async () => {
     const d = await validDir();
     await rm(path.join(d, 't10k-labels-idx1-ubyte'));
-    const e = await datasetError(() => read(d));
-    expect(e.file).toBe(path.join(d, 't10k-labels-idx1-ubyte'));
-    expect(e.reason).toBe('file not found (looked for t10k-labels-idx1-ubyte and t10k-labels-idx1-ubyte.gz)');
+    expect(await rejectionOf(d, path.join(d, 't10k-labels-idx1-ubyte'))).toBe(
+      'file not found (looked for t10k-labels-idx1-ubyte and t10k-labels-idx1-ubyte.gz)',
+    );
   });
 
   it('reports a missing directory', async () => {
     const missing = path.join(dir, 'no-such-dir');
-    const e = await datasetError(() => read(missing));
-    expect(e.file).toBe(missing);
-    expect(e.reason).toBe('directory not found');
+    expect(await rejectionOf(missing, missing)).toBe('directory not found');
   });
 
   it('reports a missing file when read by exact path', async () => {

@@ -2,16 +2,18 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { WithStartWorkflowOperation, type Client } from '@temporalio/client';
 import { ModelRepository, METADATA_FILE } from '../../artifacts/model-repository';
-import { deploymentPrefix, taskQueueOf } from '../../control/task-queues';
+import { runLoad } from '../../control/load/generator';
+import { deploymentPrefix, taskQueueOf, type Pool } from '../../control/task-queues';
 import { ServingClient } from '../../serving/client';
 import { startModelServer, type ModelServer } from '../../serving/server';
 import { buildModel } from '../../training/architectures';
-import { tf } from '../../engine/backend';
+import { selectBackend, tf } from '../../engine/backend';
 import { serializeModel, type ModelFiles } from '../../engine/model-files';
 import { publishVersionUpdate, registerVersionUpdate, registryWorkflowId } from '../../workflows/api';
 import { registryWorkflow } from '../../workflows/registry';
 import { fashionMnistSlicer } from './examples';
-import type { TestEnv } from './env';
+import { createTestEnv, type TestEnv } from './env';
+import { startInProcessWorkers, type InProcessWorkers } from './workers';
 
 /**
  * Shared by the rollout and experiment tests: real Fashion-MNIST models (trained for a few
@@ -97,6 +99,67 @@ export async function publishVersion(
     .executeUpdate(publishVersionUpdate, { args: [{ version, publishedPath, alias: options.alias }] });
   return version;
 }
+
+/**
+ * Live traffic on `model` (`gantry load`'s engine) until `stop`: `clients` sticky simulated users at `rps`
+ * requests a second, each answer's true label sent back as feedback.
+ */
+export function startFeedbackLoad(
+  server: ModelServer,
+  model: string,
+  { rps = 120, clients = 40 } = {},
+): { stop(): Promise<void> } {
+  const controller = new AbortController();
+  const url = `http://127.0.0.1:${server.restPort}`;
+  const done = runLoad(
+    { model, server: { url }, rps, clients, feedback: true, progressIntervalMs: 60_000 },
+    controller.signal,
+  );
+  return {
+    async stop() {
+      controller.abort();
+      await done.catch(() => undefined);
+    },
+  };
+}
+
+export type FeedbackLoad = ReturnType<typeof startFeedbackLoad>;
+
+/**
+ * What a deployment test runs against: a fresh test env (named `name`), a deployment server over its model
+ * repository with a client of it (`serving`), in-process workers of `pools`, and the live traffic the test
+ * starts; `stop` ends them all, the server last.
+ */
+export async function startDeployment(name: string, pools: Pool[]) {
+  await selectBackend();
+  const env = await createTestEnv(name);
+  const { server, client: serving } = await startDeploymentServer(env);
+  let workers: InProcessWorkers;
+  try {
+    workers = await startInProcessWorkers(env, pools);
+  } catch (error) {
+    await server.close();
+    throw error;
+  }
+  const deployment = {
+    env,
+    workers,
+    server,
+    serving,
+    load: undefined as FeedbackLoad | undefined,
+    startLoad(model: string, options?: { rps?: number; clients?: number }) {
+      deployment.load = startFeedbackLoad(deployment.server, model, options);
+    },
+    async stop() {
+      await deployment.load?.stop();
+      await workers.stop();
+      await deployment.server.close();
+    },
+  };
+  return deployment;
+}
+
+export type Deployment = Awaited<ReturnType<typeof startDeployment>>;
 
 /** A model server over the test's model repository, with the admin API on; listed for the workers in GANTRY_SERVERS. */
 export async function startDeploymentServer(

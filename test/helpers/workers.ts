@@ -8,6 +8,8 @@ import { createPoolWorker, type PoolWorker } from '../../workers/pool-worker';
 import { installQuietRuntime } from './quiet-runtime';
 import type { TestEnv } from './env';
 
+export type InProcessWorkers = Awaited<ReturnType<typeof startInProcessWorkers>>;
+
 /** Workers of the given pools inside the test process, plus a client; `stop` shuts all down. */
 export async function startInProcessWorkers(env: TestEnv, pools: Pool[]) {
   installQuietRuntime();
@@ -66,7 +68,6 @@ export async function waitFor<T>(
     }
     await sleep(intervalMs);
   }
-  throw new Error(
-    `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`,
-  );
+  const cause = lastError ? ` (last error: ${(lastError as Error).message})` : '';
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${cause}`);
 }

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadServable, type LoadOptions } from '../../serving/loader';
 import { startModelServer, type ModelServer } from '../../serving/server';
 import { selectBackend } from '../../engine/backend';
-import { mlpFiles, nestedImage, publish, removeDir, request, tempDir } from './helpers';
+import { fashionBase, nestedImage, removeDir, request, startServer } from './helpers';
 
 /**
  * Bad input of every kind gets a clear 4xx with {"error": …} naming what is wrong, and the
@@ -19,16 +19,9 @@ const image = nestedImage(new Float32Array(784).fill(10), 0);
 
 beforeAll(async () => {
   await selectBackend();
-  base = await tempDir('bad');
-  await publish(base, 'fashion', 1, await mlpFiles(9));
+  ({ base } = await fashionBase('bad', 9));
   // No admin token: the admin API is off. A 64 KiB body limit: 30 images in JSON exceed it.
-  server = await startModelServer({
-    modelBasePath: base,
-    restPort: 0,
-    grpcPort: null,
-    pollIntervalMs: 50,
-    bodyLimitBytes: 64 * 1024,
-  });
+  server = await startServer(base, { bodyLimitBytes: 64 * 1024 });
   port = server.restPort!;
 });
 

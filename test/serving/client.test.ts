@@ -11,12 +11,11 @@ import {
   type MetricsSnapshot,
 } from '../../serving/metrics-snapshot';
 import { histogramQuantile, windowStats } from '../../serving/metrics-window';
-import { startModelServer, type ModelServer } from '../../serving/server';
+import type { ModelServer } from '../../serving/server';
 import { selectBackend } from '../../engine/backend';
 import type { Examples } from '../../training/batches';
 import type { ModelFiles } from '../../engine/model-files';
-import { fashionMnistSlicer } from '../helpers/examples';
-import { mlpFiles, PIXELS, predictInProcess, publish, removeDir, tempDir, until } from './helpers';
+import { fashionBase, PIXELS, predictInProcess, removeDir, startServer, testExamples, until } from './helpers';
 
 /**
  * The client side of the model server, against a real server on real sockets: ServingClient's
@@ -46,19 +45,11 @@ async function freePort(): Promise<number> {
 
 beforeAll(async () => {
   await selectBackend();
-  examples = (await fashionMnistSlicer())('test', 0, 200);
-  base = await tempDir('client');
-  files[1] = await mlpFiles(11);
-  files[2] = await mlpFiles(12);
-  await publish(base, MODEL, 1, files[1]);
-  await publish(base, MODEL, 2, files[2]);
-  server = await startModelServer({
-    modelBasePath: base,
-    restPort: 0,
-    grpcPort: null,
-    pollIntervalMs: 50,
-    adminToken: TOKEN,
-  });
+  examples = await testExamples(0, 200);
+  const published = await fashionBase('client', 11, 12);
+  base = published.base;
+  for (const [i, versionFiles] of published.files.entries()) files[i + 1] = versionFiles;
+  server = await startServer(base, { adminToken: TOKEN });
   client = new ServingClient({ url: `http://127.0.0.1:${server.restPort}`, adminToken: TOKEN }, { timeoutMs: 10_000 });
 });
 
@@ -283,7 +274,7 @@ describe('metrics snapshots', () => {
 
   it('sums replicas and survives a restart (a counter that went down starts over)', async () => {
     const port = await freePort();
-    const start = () => startModelServer({ modelBasePath: base, restPort: port, grpcPort: null, pollIntervalMs: 50 });
+    const start = () => startServer(base, { restPort: port });
     let replica = await start();
     const other = new ServingClient({ url: `http://127.0.0.1:${port}` });
     try {

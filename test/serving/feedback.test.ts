@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startModelServer, type ModelServer } from '../../serving/server';
+import type { ModelServer } from '../../serving/server';
 import { selectBackend } from '../../engine/backend';
 import type { Examples } from '../../training/batches';
-import { fashionMnistSlicer } from '../helpers/examples';
-import { metricValue, mlpFiles, nestedImage, publish, removeDir, request, tempDir } from './helpers';
+import { fashionBase, metricValue, nestedImage, removeDir, request, startServer, testExamples } from './helpers';
 
 /**
  * Feedback and batching: online accuracy in the metrics equals the accuracy computed from the
@@ -19,17 +18,9 @@ const COUNT = 120;
 
 beforeAll(async () => {
   await selectBackend();
-  const take = await fashionMnistSlicer();
-  examples = take('test', 500, COUNT);
-  base = await tempDir('feedback');
-  await publish(base, 'fashion', 1, await mlpFiles(5));
-  server = await startModelServer({
-    modelBasePath: base,
-    restPort: 0,
-    grpcPort: null,
-    pollIntervalMs: 50,
-    batching: { max_batch_size: 16, batch_timeout_micros: 5000 },
-  });
+  examples = await testExamples(500, COUNT);
+  ({ base } = await fashionBase('feedback', 5));
+  server = await startServer(base, { batching: { max_batch_size: 16, batch_timeout_micros: 5000 } });
   port = server.restPort!;
 });
 

@@ -2,11 +2,11 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startModelServer, type ModelServer } from '../../serving/server';
+import type { ModelServer } from '../../serving/server';
 import { selectBackend } from '../../engine/backend';
 import type { ModelFiles } from '../../engine/model-files';
-import { fashionMnistSlicer } from '../helpers/examples';
-import { mlpFiles, PIXELS, predictInProcess, publish, removeDir, tempDir } from './helpers';
+import { expectFashionSignature, fashionBase, maxDiff, PIXELS, predictInProcess } from './helpers';
+import { removeDir, startServer, testExamples } from './helpers';
 
 /**
  * TF Serving's gRPC API, with a client generated at run time by @grpc/proto-loader from this
@@ -53,19 +53,12 @@ function tensor(rows: number, data: Float32Array, how: 'float_val' | 'tensor_con
 
 beforeAll(async () => {
   await selectBackend();
-  const take = await fashionMnistSlicer();
-  pixels = Float32Array.from(take('test', 100, ROWS).images);
-  base = await tempDir('grpc');
-  files = await mlpFiles(3);
-  await publish(base, 'fashion', 1, files);
+  pixels = Float32Array.from((await testExamples(100, ROWS)).images);
+  const published = await fashionBase('grpc', 3);
+  base = published.base;
+  files = published.files[0];
   expected = await predictInProcess(files, pixels, ROWS);
-  server = await startModelServer({
-    modelBasePath: base,
-    restPort: null,
-    grpcPort: 0,
-    pollIntervalMs: 50,
-    adminToken: TOKEN,
-  });
+  server = await startServer(base, { restPort: null, grpcPort: 0, adminToken: TOKEN });
   // The client's own load of the protos, as a TF Serving user would generate it.
   const definition = protoLoader.loadSync(
     ['tensorflow_serving/apis/prediction_service.proto', 'tensorflow_serving/apis/model_service.proto'],
@@ -91,13 +84,6 @@ afterAll(async () => {
   await server?.close();
   await removeDir(base);
 });
-
-function maxDiff(actual: ArrayLike<number>, wanted: ArrayLike<number>): number {
-  expect(actual.length).toBe(wanted.length);
-  let max = 0;
-  for (let i = 0; i < wanted.length; i++) max = Math.max(max, Math.abs(actual[i]! - wanted[i]!));
-  return max;
-}
 
 describe('gRPC PredictionService', () => {
   it('Predict answers the in-process predictions for float_val and tensor_content inputs', async () => {
@@ -152,15 +138,7 @@ describe('gRPC PredictionService', () => {
     // proto-loader gives no decoder for a bare message; the server module's codec is built from the same definition.
     const { loadServingProtos } = await import('../../serving/grpc/protos');
     const map = loadServingProtos().decodeSignatureDefMap(any.value) as any;
-    const signature = map.signature_def.serving_default;
-    expect(signature.inputs.input.dtype).toBe('DT_FLOAT');
-    expect(signature.inputs.input.tensor_shape.dim.map((d: { size: string }) => d.size)).toEqual([
-      '-1',
-      '28',
-      '28',
-      '1',
-    ]);
-    expect(signature.outputs.probabilities.tensor_shape.dim.map((d: { size: string }) => d.size)).toEqual(['-1', '10']);
+    expectFashionSignature(map.signature_def.serving_default);
   });
 
   it('answers bad calls with the canonical status codes and keeps serving', async () => {
@@ -169,58 +147,22 @@ describe('gRPC PredictionService', () => {
         () => 0,
         (e: grpc.ServiceError) => e.code,
       );
-    expect(await codes('Predict', { model_spec: { name: 'nope' }, inputs: {} })).toBe(grpc.status.NOT_FOUND);
-    expect(
-      await codes('Predict', {
-        model_spec: { name: 'fashion', version: { value: '9' } },
-        inputs: { input: tensor(1, pixels.subarray(0, PIXELS), 'float_val') },
-      }),
-    ).toBe(grpc.status.NOT_FOUND);
-    expect(
-      await codes('Predict', {
-        model_spec: { name: 'fashion', version_label: 'canary' },
-        inputs: { input: tensor(1, pixels.subarray(0, PIXELS), 'float_val') },
-      }),
-    ).toBe(grpc.status.NOT_FOUND);
-    expect(
-      await codes('Predict', {
-        model_spec: { name: 'fashion' },
-        inputs: {
-          input: {
-            dtype: 'DT_DOUBLE',
-            tensor_shape: { dim: [{ size: '1' }, { size: '28' }, { size: '28' }, { size: '1' }] },
-            double_val: Array.from(pixels.subarray(0, PIXELS)),
-          },
-        },
-      }),
-    ).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(
-      await codes('Predict', {
-        model_spec: { name: 'fashion' },
-        inputs: {
-          input: {
-            dtype: 'DT_FLOAT',
-            tensor_shape: { dim: [{ size: '1' }, { size: '784' }] },
-            float_val: Array.from(pixels.subarray(0, PIXELS)),
-          },
-        },
-      }),
-    ).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(
-      await codes('Predict', {
-        model_spec: { name: 'fashion' },
-        inputs: { input: tensor(2, pixels.subarray(0, PIXELS), 'float_val') },
-      }),
-    ).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(
-      await codes('Predict', {
-        model_spec: { name: 'fashion' },
-        inputs: { wrong: tensor(1, pixels.subarray(0, PIXELS), 'float_val') },
-      }),
-    ).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(await codes('Predict', { model_spec: { name: 'fashion', signature_name: 'other' }, inputs: {} })).toBe(
-      grpc.status.INVALID_ARGUMENT,
-    );
+    // A Predict call on "fashion" unless `spec` names another model; its status code (0 when it succeeds).
+    const predictCode = (spec: object, inputs: object) =>
+      codes('Predict', { model_spec: { name: 'fashion', ...spec }, inputs });
+    const one = pixels.subarray(0, PIXELS);
+    const dims = (...sizes: number[]) => ({ dim: sizes.map((size) => ({ size: String(size) })) });
+    const { NOT_FOUND, INVALID_ARGUMENT } = grpc.status;
+    expect(await predictCode({ name: 'nope' }, {})).toBe(NOT_FOUND);
+    expect(await predictCode({ version: { value: '9' } }, { input: tensor(1, one, 'float_val') })).toBe(NOT_FOUND);
+    expect(await predictCode({ version_label: 'canary' }, { input: tensor(1, one, 'float_val') })).toBe(NOT_FOUND);
+    const asDouble = { dtype: 'DT_DOUBLE', tensor_shape: dims(1, 28, 28, 1), double_val: Array.from(one) };
+    expect(await predictCode({}, { input: asDouble })).toBe(INVALID_ARGUMENT);
+    const flat = { dtype: 'DT_FLOAT', tensor_shape: dims(1, 784), float_val: Array.from(one) };
+    expect(await predictCode({}, { input: flat })).toBe(INVALID_ARGUMENT);
+    expect(await predictCode({}, { input: tensor(2, one, 'float_val') })).toBe(INVALID_ARGUMENT);
+    expect(await predictCode({}, { wrong: tensor(1, one, 'float_val') })).toBe(INVALID_ARGUMENT);
+    expect(await predictCode({ signature_name: 'other' }, {})).toBe(INVALID_ARGUMENT);
     expect(await codes('Predict', { model_spec: { name: '../etc' }, inputs: {} })).toBe(grpc.status.NOT_FOUND);
     const ok = await call(prediction, 'Predict', {
       model_spec: { name: 'fashion' },

@@ -3,10 +3,15 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { expect } from 'vitest';
 import { ModelRepository, METADATA_FILE } from '../../artifacts/model-repository';
+import type { ServerOptionsInput } from '../../serving/config';
+import { startModelServer, type ModelServer, type ModelServerHooks } from '../../serving/server';
 import { buildModel } from '../../training/architectures';
 import { tf } from '../../engine/backend';
 import { serializeModel, type ModelFiles } from '../../engine/model-files';
+import type { Examples } from '../../training/batches';
+import { fashionMnistSlicer } from '../helpers/examples';
 
 /** Shared by the serving tests: models written in TF Serving's layout, and a small HTTP client. */
 
@@ -31,6 +36,20 @@ export async function mlpFiles(seed: number): Promise<ModelFiles> {
   }
 }
 
+/** A fresh model base (`tempDir(prefix)`) where model "fashion" has versions 1, 2, … built from `seeds`, one each. */
+export async function fashionBase(
+  prefix: string,
+  ...seeds: [number, ...number[]]
+): Promise<{ base: string; files: [ModelFiles, ...ModelFiles[]] }> {
+  const base = await tempDir(prefix);
+  const files = [] as unknown as [ModelFiles, ...ModelFiles[]];
+  for (const seed of seeds) {
+    files.push(await mlpFiles(seed));
+    await publish(base, 'fashion', files.length, files.at(-1)!);
+  }
+  return { base, files };
+}
+
 /** Publishes `files` as `<base>/<model>/<version>/` the way the pipeline does (atomic rename), with gantry.json. */
 export async function publish(
   base: string,
@@ -44,6 +63,49 @@ export async function publish(
     signature: { inputs: { input: { dtype: 'float32' } }, outputs: { probabilities: { dtype: 'float32' } } },
   };
   await new ModelRepository(base).publish(model, version, { ...files, [METADATA_FILE]: JSON.stringify(metadata) });
+}
+
+/** A model server over `base` with REST on a free port, no gRPC and a 50 ms poll, unless `options` say otherwise. */
+export function startServer(
+  base: string,
+  options: Partial<ServerOptionsInput> = {},
+  hooks?: ModelServerHooks,
+): Promise<ModelServer> {
+  return startModelServer({ modelBasePath: base, restPort: 0, grpcPort: null, pollIntervalMs: 50, ...options }, hooks);
+}
+
+/** `count` real Fashion-MNIST test images from `offset`. */
+export async function testExamples(offset: number, count: number): Promise<Examples> {
+  return (await fashionMnistSlicer())('test', offset, count);
+}
+
+/** One Fashion-MNIST test image: its raw pixels, and as nested [28][28][1] arrays (a JSON row). */
+export async function testImage(index: number): Promise<{ pixels: Float32Array; image: number[][][] }> {
+  const pixels = Float32Array.from((await testExamples(index, 1)).images);
+  return { pixels, image: nestedImage(pixels, 0) };
+}
+
+/** The serving_default signature of the fashion MLP, as REST's metadata and gRPC's GetModelMetadata show it. */
+export function expectFashionSignature(signature: any): void {
+  const sizes = (tensor: { tensor_shape: { dim: { size: string }[] } }) => tensor.tensor_shape.dim.map((d) => d.size);
+  expect(signature.inputs.input.dtype).toBe('DT_FLOAT');
+  expect(sizes(signature.inputs.input)).toEqual(['-1', '28', '28', '1']);
+  expect(sizes(signature.outputs.probabilities)).toEqual(['-1', '10']);
+}
+
+/** The largest difference between two equally long arrays of numbers. */
+export function maxDiff(actual: ArrayLike<number>, wanted: ArrayLike<number>): number {
+  expect(actual.length).toBe(wanted.length);
+  let max = 0;
+  for (let i = 0; i < wanted.length; i++) max = Math.max(max, Math.abs(actual[i]! - wanted[i]!));
+  return max;
+}
+
+/** Each version's in-process answer on one image, by version number (`files[0]` is version 1). */
+export async function answersByVersion(files: ModelFiles[], pixels: Float32Array): Promise<Map<number, Float32Array>> {
+  const answers = new Map<number, Float32Array>();
+  for (const [i, versionFiles] of files.entries()) answers.set(i + 1, await predictInProcess(versionFiles, pixels, 1));
+  return answers;
 }
 
 /** In-process predictions of a model's files on `pixels` (n × 784 raw values), for comparisons. */

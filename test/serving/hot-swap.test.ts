@@ -2,10 +2,19 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openGraphSessions } from '../../engine/graph-session';
-import { startModelServer, type ModelServer } from '../../serving/server';
+import type { ModelServer } from '../../serving/server';
 import { selectBackend, tf } from '../../engine/backend';
-import { fashionMnistSlicer } from '../helpers/examples';
-import { mlpFiles, nestedImage, predictInProcess, publish, removeDir, request, tempDir, until } from './helpers';
+import {
+  answersByVersion,
+  mlpFiles,
+  publish,
+  removeDir,
+  request,
+  startServer,
+  tempDir,
+  testImage,
+  until,
+} from './helpers';
 
 /**
  * Hot swap under load: two clients predict without pause while 20 new versions are published
@@ -19,18 +28,17 @@ let base: string;
 let server: ModelServer;
 let port: number;
 let image: number[][][];
-const expected = new Map<number, Float32Array>();
+let expected: Map<number, Float32Array>;
 
 beforeAll(async () => {
   await selectBackend();
-  const take = await fashionMnistSlicer();
-  const pixels = Float32Array.from(take('test', 7, 1).images);
-  image = nestedImage(pixels, 0);
+  let pixels: Float32Array;
+  ({ pixels, image } = await testImage(7));
   base = await tempDir('swap');
   const files = await Promise.all(Array.from({ length: SWAPS + 1 }, (_, i) => mlpFiles(100 + i)));
-  for (let v = 1; v <= SWAPS + 1; v++) expected.set(v, await predictInProcess(files[v - 1]!, pixels, 1));
+  expected = await answersByVersion(files, pixels);
   await publish(base, 'fashion', 1, files[0]!);
-  server = await startModelServer({ modelBasePath: base, restPort: 0, grpcPort: null, pollIntervalMs: 20 });
+  server = await startServer(base, { pollIntervalMs: 20 });
   port = server.restPort!;
   (globalThis as { swapFiles?: typeof files }).swapFiles = files;
 });

@@ -1,20 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadServingProtos } from '../../serving/grpc/protos';
-import { startModelServer, type ModelServer } from '../../serving/server';
+import type { ModelServer } from '../../serving/server';
 import { selectBackend } from '../../engine/backend';
 import type { ModelFiles } from '../../engine/model-files';
-import { fashionMnistSlicer } from '../helpers/examples';
-import {
-  metricValue,
-  mlpFiles,
-  nestedImage,
-  PIXELS,
-  predictInProcess,
-  publish,
-  removeDir,
-  request,
-  tempDir,
-} from './helpers';
+import { expectFashionSignature, fashionBase, metricValue, nestedImage, PIXELS, predictInProcess } from './helpers';
+import { maxDiff, removeDir, request, startServer, testExamples } from './helpers';
 
 /**
  * TF Serving's REST API on a Fashion-MNIST model: predict (row, columnar, b64, protobuf and raw
@@ -33,15 +23,14 @@ const ROWS = 8;
 
 beforeAll(async () => {
   await selectBackend();
-  const take = await fashionMnistSlicer();
-  const slice = take('test', 0, ROWS);
+  const slice = await testExamples(0, ROWS);
   pixels = Float32Array.from(slice.images);
   labels = slice.labels;
-  base = await tempDir('rest');
-  files = await mlpFiles(7);
-  await publish(base, 'fashion', 1, files);
+  const published = await fashionBase('rest', 7);
+  base = published.base;
+  files = published.files[0];
   expected = await predictInProcess(files, pixels, ROWS);
-  server = await startModelServer({ modelBasePath: base, restPort: 0, grpcPort: null, pollIntervalMs: 50 });
+  server = await startServer(base);
   port = server.restPort!;
 });
 
@@ -51,10 +40,7 @@ afterAll(async () => {
 });
 
 function expectClose(actual: ArrayLike<number>, wanted: ArrayLike<number>): void {
-  expect(actual.length).toBe(wanted.length);
-  let max = 0;
-  for (let i = 0; i < wanted.length; i++) max = Math.max(max, Math.abs(actual[i]! - wanted[i]!));
-  expect(max).toBeLessThan(1e-6);
+  expect(maxDiff(actual, wanted)).toBeLessThan(1e-6);
 }
 
 describe('REST predict', () => {
@@ -144,14 +130,7 @@ describe('REST classify, status, metadata', () => {
     expect(metadata.json.model_spec).toEqual({ name: 'fashion', signature_name: '', version: '1' });
     const signature = metadata.json.metadata.signature_def.signature_def.serving_default;
     expect(signature.method_name).toBe('tensorflow/serving/predict');
-    expect(signature.inputs.input.dtype).toBe('DT_FLOAT');
-    expect(signature.inputs.input.tensor_shape.dim.map((d: { size: string }) => d.size)).toEqual([
-      '-1',
-      '28',
-      '28',
-      '1',
-    ]);
-    expect(signature.outputs.probabilities.tensor_shape.dim.map((d: { size: string }) => d.size)).toEqual(['-1', '10']);
+    expectFashionSignature(signature);
   });
 
   it('lists models with the backend, and answers health, readiness and metrics on both paths', async () => {

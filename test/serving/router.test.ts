@@ -2,6 +2,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { ServingError } from '../../serving/errors';
 import { Router, stableUnit } from '../../serving/router';
 import { ServingState, type Traffic } from '../../serving/state';
+import { thrownBy } from '../helpers/errors';
 import { FakeLoader, managerWith, modelConfig, snapshot } from './fakes';
 
 // The manager's only way to TensorFlow is the file loader; these tests inject a fake one.
@@ -37,15 +38,7 @@ describe('Router', () => {
 
   it('refuses unknown models, labels and versions that are not AVAILABLE with NOT_FOUND', async () => {
     const { router } = await routerWith();
-    const codeOf = (call: () => unknown) => {
-      try {
-        call();
-      } catch (error) {
-        expect(error).toBeInstanceOf(ServingError);
-        return (error as ServingError).code;
-      }
-      throw new Error('no error');
-    };
+    const codeOf = (call: () => unknown) => thrownBy(ServingError, call).code;
     expect(codeOf(() => router.pick('nope', {}, undefined))).toBe('NOT_FOUND');
     expect(codeOf(() => router.pick('m', { version: 3 }, undefined))).toBe('NOT_FOUND');
     expect(codeOf(() => router.pick('m', { label: 'missing' }, undefined))).toBe('NOT_FOUND');

@@ -1,20 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startModelServer, type ModelServer } from '../../serving/server';
+import type { ModelServer } from '../../serving/server';
 import { selectBackend } from '../../engine/backend';
-import { fashionMnistSlicer } from '../helpers/examples';
-import {
-  metricValue,
-  mlpFiles,
-  nestedImage,
-  predictInProcess,
-  publish,
-  removeDir,
-  request,
-  tempDir,
-  until,
-} from './helpers';
+import type { ModelFiles } from '../../engine/model-files';
+import { answersByVersion, fashionBase, metricValue, mlpFiles, publish, removeDir, request } from './helpers';
+import { startServer, tempDir, testImage, until } from './helpers';
 
 /**
  * The admin API and the router: add / reload / remove one model, labels, an 80/20 split over
@@ -29,29 +20,18 @@ let stateFile: string;
 let server: ModelServer;
 let port: number;
 let image: number[][][];
-const expected = new Map<number, Float32Array>();
+let expected: Map<number, Float32Array>;
 
 beforeAll(async () => {
   await selectBackend();
-  const take = await fashionMnistSlicer();
-  const pixels = Float32Array.from(take('test', 3, 1).images);
-  image = nestedImage(pixels, 0);
+  let pixels: Float32Array;
+  ({ pixels, image } = await testImage(3));
   compact = Buffer.from(JSON.stringify({ inputs: { b64: Buffer.from(pixels.buffer).toString('base64') } }));
-  base = await tempDir('routing');
+  let files: ModelFiles[];
+  ({ base, files } = await fashionBase('routing', 41, 42));
+  expected = await answersByVersion(files, pixels);
   stateFile = path.join(await tempDir('routing-state'), 'serving-state.json');
-  for (const version of [1, 2]) {
-    const files = await mlpFiles(40 + version);
-    await publish(base, 'fashion', version, files);
-    expected.set(version, await predictInProcess(files, pixels, 1));
-  }
-  server = await startModelServer({
-    modelBasePath: base,
-    restPort: 0,
-    grpcPort: null,
-    pollIntervalMs: 50,
-    adminToken: TOKEN,
-    stateFile,
-  });
+  server = await startServer(base, { adminToken: TOKEN, stateFile });
   port = server.restPort!;
 });
 
@@ -88,6 +68,13 @@ async function many(
   );
   return versions;
 }
+
+/** The 80/20 split between the stable and canary labels. */
+const STABLE_80_CANARY_20 = [
+  { label: 'stable', weight: 80 },
+  { label: 'canary', weight: 20 },
+];
+const setTraffic = (policy: object) => request(port, 'PUT', '/v1/admin/models/fashion/traffic', policy, AUTH);
 
 /**
  * What the split, sticky, shadow and restart tests start from, whatever ran before them: both versions
@@ -140,19 +127,7 @@ describe('admin API', () => {
 
   it('splits 80/20 over 10,000 requests within ±2 points', async () => {
     await bothVersionsLabelled();
-    const set = await request(
-      port,
-      'PUT',
-      '/v1/admin/models/fashion/traffic',
-      {
-        split: [
-          { label: 'stable', weight: 80 },
-          { label: 'canary', weight: 20 },
-        ],
-      },
-      AUTH,
-    );
-    expect(set.status).toBe(200);
+    expect((await setTraffic({ split: STABLE_80_CANARY_20 })).status).toBe(200);
     const versions = await many(10_000, 32, () => predictCompact());
     const share = (versions.get('1') ?? 0) / 10_000;
     expect(share).toBeGreaterThan(0.78);
@@ -161,11 +136,7 @@ describe('admin API', () => {
 
   it('keeps a client key on one version (stable hash), while keys spread over both', async () => {
     await bothVersionsLabelled();
-    const split = [
-      { label: 'stable', weight: 80 },
-      { label: 'canary', weight: 20 },
-    ];
-    expect((await request(port, 'PUT', '/v1/admin/models/fashion/traffic', { split }, AUTH)).status).toBe(200);
+    expect((await setTraffic({ split: STABLE_80_CANARY_20 })).status).toBe(200);
     const byKey = new Map<string, Set<string>>();
     await many(400, 16, async (i) => {
       const key = `client-${i % 80}`;
@@ -183,13 +154,7 @@ describe('admin API', () => {
 
   it('copies requests to a shadow version without changing any answer, and measures it', async () => {
     await bothVersionsLabelled();
-    const set = await request(
-      port,
-      'PUT',
-      '/v1/admin/models/fashion/traffic',
-      { split: [{ version: 1, weight: 1 }], shadow: { label: 'canary', percent: 100 } },
-      AUTH,
-    );
+    const set = await setTraffic({ split: [{ version: 1, weight: 1 }], shadow: { label: 'canary', percent: 100 } });
     expect(set.status).toBe(200);
     const want = expected.get(1)!;
     for (let i = 0; i < 50; i++) {
@@ -212,30 +177,12 @@ describe('admin API', () => {
 
   it('writes the admin state to its file and serves the same after a restart', async () => {
     await bothVersionsLabelled();
-    await request(
-      port,
-      'PUT',
-      '/v1/admin/models/fashion/traffic',
-      {
-        split: [
-          { label: 'stable', weight: 80 },
-          { label: 'canary', weight: 20 },
-        ],
-      },
-      AUTH,
-    );
+    await setTraffic({ split: STABLE_80_CANARY_20 });
     const saved = JSON.parse(await readFile(stateFile, 'utf8'));
     expect(saved.models.fashion.version_labels).toEqual({ stable: 1, canary: 2 });
     expect(saved.traffic.fashion.split).toHaveLength(2);
     await server.close();
-    server = await startModelServer({
-      modelBasePath: base,
-      restPort: 0,
-      grpcPort: null,
-      pollIntervalMs: 50,
-      adminToken: TOKEN,
-      stateFile,
-    });
+    server = await startServer(base, { adminToken: TOKEN, stateFile });
     port = server.restPort!;
     expect(server.manager.availableVersions('fashion')).toEqual([1, 2]);
     expect((await predict('/labels/canary')).headers['x-gantry-model-version']).toBe('2');

@@ -1,21 +1,14 @@
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { experimentStatusQuery, stopExperimentUpdate, type ExperimentInput } from '../../workflows/api';
 import { experimentWorkflow } from '../../workflows/experiment';
-import { FakeDeploy, startTimeSkipping, uniqueName, window, withWorker } from './time-skipping';
+import { FakeDeploy, runWithFakeDeploy, uniqueName, useTimeSkipping, window, withWorker } from './time-skipping';
 
 /**
  * The experiment's decision on the time-skipping server, with the deploy activities faked: the
  * arms' feedback is scripted, so an hour-long experiment is decided by its test in seconds.
  */
 
-let env: TestWorkflowEnvironment;
-beforeAll(async () => {
-  env = await startTimeSkipping();
-});
-afterAll(async () => {
-  await env?.teardown();
-});
+const env = useTimeSkipping();
 
 const input = (extra: Partial<ExperimentInput> = {}): ExperimentInput => ({
   model: 'boots',
@@ -40,16 +33,8 @@ const arms =
     shadow: {},
   });
 
-async function runExperiment(deploy: FakeDeploy, experimentInput: ExperimentInput) {
-  const taskQueue = uniqueName('experiment');
-  return withWorker(env, taskQueue, deploy.activities, () =>
-    env.client.workflow.execute(experimentWorkflow, {
-      taskQueue,
-      workflowId: uniqueName('experiment'),
-      args: [experimentInput],
-    }),
-  );
-}
+const runExperiment = (deploy: FakeDeploy, experimentInput: ExperimentInput) =>
+  runWithFakeDeploy(env(), experimentWorkflow, deploy, experimentInput);
 
 describe('experiment workflow (time-skipping)', () => {
   it('splits the traffic over the arms for its whole duration, names the better arm, then hands back', async () => {
@@ -93,13 +78,13 @@ describe('experiment workflow (time-skipping)', () => {
     const deploy = new FakeDeploy();
     deploy.measure = arms(0.6, 0.9);
     const taskQueue = uniqueName('experiment');
-    const status = await withWorker(env, taskQueue, deploy.activities, async () => {
-      const handle = await env.client.workflow.start(experimentWorkflow, {
+    const status = await withWorker(env(), taskQueue, deploy.activities, async () => {
+      const handle = await env().client.workflow.start(experimentWorkflow, {
         taskQueue,
         workflowId: uniqueName('experiment-stop'),
         args: [input({ duration: '7d' })],
       });
-      await env.sleep('12m');
+      await env().sleep('12m');
       expect((await handle.query(experimentStatusQuery)).phase).toBe('running');
       return handle.executeUpdate(stopExperimentUpdate, { args: [{ reason: 'enough' }] });
     });

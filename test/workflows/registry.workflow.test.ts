@@ -1,6 +1,5 @@
-import { WorkflowUpdateFailedError } from '@temporalio/client';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { describe, expect, it } from 'vitest';
 import {
   claimTrafficUpdate,
   concludeUpdate,
@@ -11,11 +10,11 @@ import {
   releaseTrafficUpdate,
   rollbackUpdate,
   setServingUpdate,
-  type RegisterRequest,
 } from '../../workflows/api';
 import { registryWorkflow } from '../../workflows/registry';
 import { canaryLayout, championOnly } from '../../workflows/serving-desired';
-import { FakeDeploy, startTimeSkipping, uniqueName, withWorker } from './time-skipping';
+import { registerRequest } from '../helpers/registry';
+import { FakeDeploy, uniqueName, useTimeSkipping, withWorker } from './time-skipping';
 
 /**
  * The registry's serving decisions on the time-skipping server, with the deploy activities faked:
@@ -23,31 +22,17 @@ import { FakeDeploy, startTimeSkipping, uniqueName, withWorker } from './time-sk
  * serve, and the reconcile timer that re-applies the desired state to every server.
  */
 
-let env: TestWorkflowEnvironment;
-beforeAll(async () => {
-  env = await startTimeSkipping();
-});
-afterAll(async () => {
-  await env?.teardown();
-});
-
-const register = (runId: string): RegisterRequest => ({
-  artifactUri: `file:///artifacts/${runId}`,
-  metrics: { testAccuracy: 0.9, testLoss: 0.3, perClassAccuracy: [] },
-  lineage: { runId, datasetFingerprint: 'fp', spec: {}, parentVersion: null, gitCommit: null, backend: 'wasm' },
-  blessed: true,
-  reasons: [],
-});
+const env = useTimeSkipping();
 
 /** A registry of its own with versions 1 and 2 published, v1 the champion; `body` runs while its worker does. */
 async function withRegistry<T>(
   deploy: FakeDeploy,
   reconcileInterval: string,
-  body: (registry: Awaited<ReturnType<typeof env.client.workflow.start<typeof registryWorkflow>>>) => Promise<T>,
+  body: (registry: WorkflowHandle<typeof registryWorkflow>) => Promise<T>,
 ): Promise<T> {
   const taskQueue = uniqueName('registry');
-  return withWorker(env, taskQueue, deploy.activities, async () => {
-    const registry = await env.client.workflow.start(registryWorkflow, {
+  return withWorker(env(), taskQueue, deploy.activities, async () => {
+    const registry = await env().client.workflow.start(registryWorkflow, {
       taskQueue,
       workflowId: uniqueName('registry'),
       args: [{ model: 'coats', reconcileInterval }],
@@ -57,7 +42,7 @@ async function withRegistry<T>(
         [1, 'champion'],
         [2, null],
       ] as const) {
-        await registry.executeUpdate(registerVersionUpdate, { args: [register(`run-${version}`)] });
+        await registry.executeUpdate(registerVersionUpdate, { args: [registerRequest(`run-${version}`)] });
         await registry.executeUpdate(publishVersionUpdate, {
           args: [{ version, publishedPath: `/models/coats/${version}`, alias }],
         });
@@ -151,7 +136,7 @@ describe('registry workflow (time-skipping)', () => {
     const deploy = new FakeDeploy();
     await withRegistry(deploy, '10m', async (registry) => {
       const before = applied(deploy).length;
-      await env.sleep('35m');
+      await env().sleep('35m');
       const generations = applied(deploy).map((d) => d.generation);
       expect(generations.length - before).toBe(3);
       expect(new Set(generations.slice(before))).toEqual(new Set([generations[before - 1]]));

@@ -1,5 +1,4 @@
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RolloutSpecSchema } from '../../pipelines/spec';
 import {
   approveRolloutUpdate,
@@ -9,7 +8,7 @@ import {
   type RolloutStatus,
 } from '../../workflows/api';
 import { rolloutWorkflow } from '../../workflows/rollout';
-import { FakeDeploy, startTimeSkipping, uniqueName, window, withWorker } from './time-skipping';
+import { FakeDeploy, runWithFakeDeploy, uniqueName, useTimeSkipping, window, withWorker } from './time-skipping';
 
 /**
  * The rollout's decisions on the time-skipping server, with the deploy activities faked: what the
@@ -17,13 +16,7 @@ import { FakeDeploy, startTimeSkipping, uniqueName, window, withWorker } from '.
  * approval gate, a manual rollback) runs in seconds although its bakes last minutes.
  */
 
-let env: TestWorkflowEnvironment;
-beforeAll(async () => {
-  env = await startTimeSkipping();
-});
-afterAll(async () => {
-  await env?.teardown();
-});
+const env = useTimeSkipping();
 
 const MODEL = 'shirts';
 const THREE_STEPS = [
@@ -43,26 +36,19 @@ function input(extra: Record<string, unknown> = {}, champion: number | null = 1)
 }
 
 const healthy = () => ({ versions: { '1': window(1000), '2': window(1000) }, shadow: {} });
+/** Deploy activities whose servers measure both versions healthy. */
+const healthyDeploy = () => Object.assign(new FakeDeploy(), { measure: healthy });
 
 /** Runs one rollout to its end with `deploy`'s activities on a task queue of its own. */
-async function runRollout(deploy: FakeDeploy, rolloutInput: RolloutInput): Promise<RolloutStatus> {
-  const taskQueue = uniqueName('rollout');
-  return withWorker(env, taskQueue, deploy.activities, () =>
-    env.client.workflow.execute(rolloutWorkflow, {
-      taskQueue,
-      workflowId: uniqueName('rollout'),
-      args: [rolloutInput],
-    }),
-  );
-}
+const runRollout = (deploy: FakeDeploy, rolloutInput: RolloutInput): Promise<RolloutStatus> =>
+  runWithFakeDeploy(env(), rolloutWorkflow, deploy, rolloutInput);
 
 const elapsedMinutes = (status: RolloutStatus) =>
   (Date.parse(status.outcome!.at) - Date.parse(status.decisions[0]!.at)) / 60_000;
 
 describe('rollout workflow (time-skipping)', () => {
   it('walks a healthy candidate through 3 one-minute steps, judging every interval, then promotes it', async () => {
-    const deploy = new FakeDeploy();
-    deploy.measure = healthy;
+    const deploy = healthyDeploy();
     const status = await runRollout(deploy, input());
 
     expect(status.phase).toBe('promoted');
@@ -163,8 +149,7 @@ describe('rollout workflow (time-skipping)', () => {
   });
 
   it('waits at the approval gate: rolls back when nobody approves within the timeout', async () => {
-    const deploy = new FakeDeploy();
-    deploy.measure = healthy;
+    const deploy = healthyDeploy();
     const status = await runRollout(deploy, input({ approval: { timeout: '1h', onTimeout: 'rollback' } }));
 
     expect(status.phase).toBe('rolled-back');
@@ -178,37 +163,35 @@ describe('rollout workflow (time-skipping)', () => {
   });
 
   it('takes the spec’s default action "promote" when the approval times out', async () => {
-    const deploy = new FakeDeploy();
-    deploy.measure = healthy;
+    const deploy = healthyDeploy();
     const status = await runRollout(deploy, input({ approval: { timeout: '30m', onTimeout: 'promote' } }));
     expect(status.phase).toBe('promoted');
     expect(status.outcome?.reasons).toEqual(['all 3 steps passed']);
   });
 
   it('promotes as soon as it is approved at the gate, and rolls back at once by hand', async () => {
-    const deploy = new FakeDeploy();
-    deploy.measure = healthy;
+    const deploy = healthyDeploy();
     const taskQueue = uniqueName('rollout');
-    await withWorker(env, taskQueue, deploy.activities, async () => {
-      const approval = await env.client.workflow.start(rolloutWorkflow, {
+    await withWorker(env(), taskQueue, deploy.activities, async () => {
+      const approval = await env().client.workflow.start(rolloutWorkflow, {
         taskQueue,
         workflowId: uniqueName('rollout-approval'),
         args: [input({ approval: { timeout: '1h', onTimeout: 'rollback' } })],
       });
       // Three one-minute steps, then the gate: skip past them, well inside the hour.
-      await env.sleep('4m');
+      await env().sleep('4m');
       expect((await approval.query(rolloutStatusQuery)).phase).toBe('awaiting-approval');
       const approved = await approval.executeUpdate(approveRolloutUpdate, { args: [{ reason: 'looks good' }] });
       expect(approved.phase).toBe('promoted');
       expect(approved.outcome?.reasons).toEqual(['all 3 steps passed, approved']);
       expect(elapsedMinutes(approved)).toBeLessThan(60);
 
-      const manual = await env.client.workflow.start(rolloutWorkflow, {
+      const manual = await env().client.workflow.start(rolloutWorkflow, {
         taskQueue,
         workflowId: uniqueName('rollout-manual'),
         args: [input()],
       });
-      await env.sleep('70s');
+      await env().sleep('70s');
       expect((await manual.query(rolloutStatusQuery)).step).toBe(2);
       const rolledBack = await manual.executeUpdate(rollbackRolloutUpdate, { args: [{ reason: 'on call said so' }] });
       expect(rolledBack.phase).toBe('rolled-back');

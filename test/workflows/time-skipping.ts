@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
-import { inject } from 'vitest';
+import type { Workflow } from '@temporalio/common';
+import { afterAll, beforeAll, inject } from 'vitest';
 import type { DeployActivities, ServingMeasurement } from '../../workflows/api';
 import { resolveTemporalTestServer } from '../../control/temporal-binary';
 import type { VersionWindow } from '../../workflows/canary-analysis';
@@ -19,6 +20,18 @@ export function startTimeSkipping(): Promise<TestWorkflowEnvironment> {
   return TestWorkflowEnvironment.createTimeSkipping({
     server: { executable: { type: 'existing-path', path: resolveTemporalTestServer() } },
   });
+}
+
+/** The file's time-skipping server, started before its tests and torn down after them; call the getter in a test. */
+export function useTimeSkipping(): () => TestWorkflowEnvironment {
+  let env: TestWorkflowEnvironment | undefined;
+  beforeAll(async () => {
+    env = await startTimeSkipping();
+  });
+  afterAll(async () => {
+    await env?.teardown();
+  });
+  return () => env!;
 }
 
 /** A task queue and workflow ids of its own for each test: nothing is shared between tests. */
@@ -40,6 +53,23 @@ export async function withWorker<T>(
     activities,
   });
   return worker.runUntil(body());
+}
+
+/** Runs `workflow` on `input` to its end, with `deploy`'s activities on a task queue of its own. */
+export function runWithFakeDeploy<W extends (input: any) => Promise<unknown>>(
+  env: TestWorkflowEnvironment,
+  workflow: W,
+  deploy: FakeDeploy,
+  input: Parameters<W>[0],
+): Promise<Awaited<ReturnType<W>>> {
+  const taskQueue = uniqueName(workflow.name);
+  return withWorker(env, taskQueue, deploy.activities, () =>
+    env.client.workflow.execute(workflow as Workflow, {
+      taskQueue,
+      workflowId: uniqueName(workflow.name),
+      args: [input],
+    }),
+  ) as Promise<Awaited<ReturnType<W>>>;
 }
 
 /** A version's traffic window with `requests` requests, `errors` of them failed, and feedback accuracy. */
