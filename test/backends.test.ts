@@ -55,20 +55,23 @@ async function predictOn(
 
 describe.skipIf(!native)('the native backend against wasm', () => {
   for (const architecture of ['mlp', 'cnn'] as const) {
-    it(`gives the same ${architecture} predictions for the same weights on a Fashion-MNIST batch (max |Δ| ≤ 1e-4)`, async () => {
-      try {
-        const onNative = await predictOn('tensorflow', architecture, null);
-        const onWasm = await predictOn('wasm', architecture, onNative.weights);
-        expect(onWasm.probabilities.length).toBe(256 * 10);
-        const maxDiff = onNative.probabilities.reduce(
-          (m, p, i) => Math.max(m, Math.abs(p - onWasm.probabilities[i]!)),
-          0,
-        );
-        expect(maxDiff).toBeLessThanOrEqual(1e-4);
-      } finally {
-        await tf.setBackend(report.engineBackend);
-      }
-    });
+    it(
+      `gives the same ${architecture} predictions for the same weights ` + 'on a Fashion-MNIST batch (max |Δ| ≤ 1e-4)',
+      async () => {
+        try {
+          const onNative = await predictOn('tensorflow', architecture, null);
+          const onWasm = await predictOn('wasm', architecture, onNative.weights);
+          expect(onWasm.probabilities.length).toBe(256 * 10);
+          const maxDiff = onNative.probabilities.reduce(
+            (m, p, i) => Math.max(m, Math.abs(p - onWasm.probabilities[i]!)),
+            0,
+          );
+          expect(maxDiff).toBeLessThanOrEqual(1e-4);
+        } finally {
+          await tf.setBackend(report.engineBackend);
+        }
+      },
+    );
   }
 
   it('lowers the loss of a short training as the wasm backend does', async () => {

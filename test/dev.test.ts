@@ -8,56 +8,60 @@ import { freePort } from '../control/ports';
 import { PROJECT_ROOT } from '../control/temporal-binary';
 import { waitFor } from './helpers/workers';
 
-it('gantry dev starts Temporal, a model server and both pools, prints where everything is, and stops it all on Ctrl-C', async () => {
-  const home = await mkdtemp(path.join(os.tmpdir(), 'gantry-dev-'));
-  const port = await freePort();
-  const env: NodeJS.ProcessEnv = { ...process.env, GANTRY_HOME: home };
-  delete env.TEMPORAL_ADDRESS;
-  delete env.GANTRY_SERVERS;
-  const child = spawn(path.join(PROJECT_ROOT, 'bin', 'gantry'), ['dev', '--port', String(port), '--headless'], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+it(
+  'gantry dev starts Temporal, a model server and both pools, prints where everything is, ' +
+    'and stops it all on Ctrl-C',
+  async () => {
+    const home = await mkdtemp(path.join(os.tmpdir(), 'gantry-dev-'));
+    const port = await freePort();
+    const env: NodeJS.ProcessEnv = { ...process.env, GANTRY_HOME: home };
+    delete env.TEMPORAL_ADDRESS;
+    delete env.GANTRY_SERVERS;
+    const child = spawn(path.join(PROJECT_ROOT, 'bin', 'gantry'), ['dev', '--port', String(port), '--headless'], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
 
-  await waitFor('gantry dev to come up', async () => (output.includes('task queues') ? true : undefined), 90_000);
-  expect(output).toContain(`state folder     ${home}`);
-  expect(output).toContain(`temporal         127.0.0.1:${port}`);
-  expect(output).toContain(`model repository ${path.join(home, 'models')}`);
-  const serverPid = Number(/embedded, pid (\d+)/.exec(output)![1]);
-  const workerPids = [...output.matchAll(/\(pid (\d+)\)/g)].map((m) => Number(m[1]));
-  expect(workerPids).toHaveLength(2);
-  // A model server on the home's repository, listed in servers.json for the control worker.
-  const [, modelServerUrl, modelServerPid] =
-    /model server {5}REST (http:\/\/127\.0\.0\.1:\d+), gRPC 127\.0\.0\.1:\d+ \(gantry serve, pid (\d+)/.exec(output)!;
-  const servers = JSON.parse(await readFile(path.join(home, 'servers.json'), 'utf8'));
-  const token = (await readFile(path.join(home, 'admin-token'), 'utf8')).trim();
-  expect(servers).toEqual({ servers: [{ url: modelServerUrl, adminToken: token }] });
-  expect((await stat(path.join(home, 'admin-token'))).mode & 0o777).toBe(0o600);
-  expect((await fetch(`${modelServerUrl}/readyz`)).status).toBe(200);
-  const admin = await fetch(`${modelServerUrl}/v1/admin/state`, { headers: { authorization: `Bearer ${token}` } });
-  expect(admin.status).toBe(200);
-  await waitFor(
-    'both workers to poll',
-    async () => {
-      return /gantry control worker/.test(await readLogs(home, 'control')) &&
-        /gantry train worker/.test(await readLogs(home, 'train'))
-        ? true
-        : undefined;
-    },
-    90_000,
-    500,
-  );
+    await waitFor('gantry dev to come up', async () => (output.includes('task queues') ? true : undefined), 90_000);
+    expect(output).toContain(`state folder     ${home}`);
+    expect(output).toContain(`temporal         127.0.0.1:${port}`);
+    expect(output).toContain(`model repository ${path.join(home, 'models')}`);
+    const serverPid = Number(/embedded, pid (\d+)/.exec(output)![1]);
+    const workerPids = [...output.matchAll(/\(pid (\d+)\)/g)].map((m) => Number(m[1]));
+    expect(workerPids).toHaveLength(2);
+    // A model server on the home's repository, listed in servers.json for the control worker.
+    const [, modelServerUrl, modelServerPid] =
+      /model server {5}REST (http:\/\/127\.0\.0\.1:\d+), gRPC 127\.0\.0\.1:\d+ \(gantry serve, pid (\d+)/.exec(output)!;
+    const servers = JSON.parse(await readFile(path.join(home, 'servers.json'), 'utf8'));
+    const token = (await readFile(path.join(home, 'admin-token'), 'utf8')).trim();
+    expect(servers).toEqual({ servers: [{ url: modelServerUrl, adminToken: token }] });
+    expect((await stat(path.join(home, 'admin-token'))).mode & 0o777).toBe(0o600);
+    expect((await fetch(`${modelServerUrl}/readyz`)).status).toBe(200);
+    const admin = await fetch(`${modelServerUrl}/v1/admin/state`, { headers: { authorization: `Bearer ${token}` } });
+    expect(admin.status).toBe(200);
+    await waitFor(
+      'both workers to poll',
+      async () => {
+        return /gantry control worker/.test(await readLogs(home, 'control')) &&
+          /gantry train worker/.test(await readLogs(home, 'train'))
+          ? true
+          : undefined;
+      },
+      90_000,
+      500,
+    );
 
-  child.kill('SIGINT');
-  expect(await exited).toBe(0);
-  expect(output).toContain('stopped');
-  for (const pid of [serverPid, Number(modelServerPid), ...workerPids]) expect(isProcessAlive(pid)).toBe(false);
-  await expect(stat(path.join(home, 'servers.json'))).rejects.toThrow(/ENOENT/);
-});
+    child.kill('SIGINT');
+    expect(await exited).toBe(0);
+    expect(output).toContain('stopped');
+    for (const pid of [serverPid, Number(modelServerPid), ...workerPids]) expect(isProcessAlive(pid)).toBe(false);
+    await expect(stat(path.join(home, 'servers.json'))).rejects.toThrow(/ENOENT/);
+  },
+);
 
 async function readLogs(home: string, pool: string): Promise<string> {
   return readFile(path.join(home, 'logs', `worker-${pool}.log`), 'utf8').catch(() => '');

@@ -44,44 +44,48 @@ const spec = sliceSpec({
   deployment: { publish: false },
 });
 
-it('a killed trainer fails only its attempt: the job resumes from the last checkpoint and ends as an undisturbed run does', async () => {
-  const undisturbed = await (await startRun(control.client, spec)).result();
-  expect(undisturbed.train.attempt).toBe(1);
+it(
+  'a killed trainer fails only its attempt: the job resumes from the last checkpoint ' +
+    'and ends as an undisturbed run does',
+  async () => {
+    const undisturbed = await (await startRun(control.client, spec)).result();
+    expect(undisturbed.train.attempt).toBe(1);
 
-  const handle = await startRun(control.client, spec);
-  const job = control.client.workflow.getHandle(trainJobWorkflowId(handle.workflowId));
-  const victim = await waitFor(
-    'both replicas inside epoch 2',
-    async () => {
-      const state = await job.query(jobStateQuery);
-      const rank1 = state.replicas.find((r) => r.rank === 1);
-      return state.phase === 'training' &&
-        state.replicas.every(
-          (r) => r.progress && r.progress.epoch === 2 && r.progress.step >= 8 && r.progress.step <= 15,
-        )
-        ? rank1
-        : undefined;
-    },
-    120_000,
-    100,
-  );
-  const pid = Number(victim!.identity.split(':').at(-1));
-  const process = trainers.find((t) => t.child.pid === pid);
-  expect(process, `replica at ${victim!.identity} is one of the spawned trainers`).toBeDefined();
-  await killProcess(process!.child, 'SIGKILL');
+    const handle = await startRun(control.client, spec);
+    const job = control.client.workflow.getHandle(trainJobWorkflowId(handle.workflowId));
+    const victim = await waitFor(
+      'both replicas inside epoch 2',
+      async () => {
+        const state = await job.query(jobStateQuery);
+        const rank1 = state.replicas.find((r) => r.rank === 1);
+        return state.phase === 'training' &&
+          state.replicas.every(
+            (r) => r.progress && r.progress.epoch === 2 && r.progress.step >= 8 && r.progress.step <= 15,
+          )
+          ? rank1
+          : undefined;
+      },
+      120_000,
+      100,
+    );
+    const pid = Number(victim!.identity.split(':').at(-1));
+    const process = trainers.find((t) => t.child.pid === pid);
+    expect(process, `replica at ${victim!.identity} is one of the spawned trainers`).toBeDefined();
+    await killProcess(process!.child, 'SIGKILL');
 
-  const result = await handle.result();
-  const state = await job.query(jobStateQuery);
-  expect(state.attempt).toBe(2);
-  expect(state.attempts).toHaveLength(1);
-  expect(state.attempts[0]!.error).toMatch(/rank|connection|closed|heartbeat|timed out/i);
-  expect(result.train.attempt).toBe(2);
-  expect(result.train.resumedFromEpoch).toBe(1);
-  expect(result.train.history.map((h) => h.epoch)).toEqual([1, 2, 3]);
-  expect(Math.abs(result.testAccuracy - undisturbed.testAccuracy)).toBeLessThanOrEqual(0.01);
-  // The mid-epoch checkpoints are there, named by epoch and step.
-  const store = new FileArtifactStore(env.home.artifactsDir);
-  const checkpoints = await store.list(`runs/${handle.workflowId}/checkpoints`);
-  expect(checkpoints).toEqual(expect.arrayContaining(['epoch-0001', 'epoch-0002', 'epoch-0003']));
-  expect(checkpoints.filter((c) => /^epoch-0001-step-\d{6}$/.test(c)).length).toBeGreaterThan(0);
-});
+    const result = await handle.result();
+    const state = await job.query(jobStateQuery);
+    expect(state.attempt).toBe(2);
+    expect(state.attempts).toHaveLength(1);
+    expect(state.attempts[0]!.error).toMatch(/rank|connection|closed|heartbeat|timed out/i);
+    expect(result.train.attempt).toBe(2);
+    expect(result.train.resumedFromEpoch).toBe(1);
+    expect(result.train.history.map((h) => h.epoch)).toEqual([1, 2, 3]);
+    expect(Math.abs(result.testAccuracy - undisturbed.testAccuracy)).toBeLessThanOrEqual(0.01);
+    // The mid-epoch checkpoints are there, named by epoch and step.
+    const store = new FileArtifactStore(env.home.artifactsDir);
+    const checkpoints = await store.list(`runs/${handle.workflowId}/checkpoints`);
+    expect(checkpoints).toEqual(expect.arrayContaining(['epoch-0001', 'epoch-0002', 'epoch-0003']));
+    expect(checkpoints.filter((c) => /^epoch-0001-step-\d{6}$/.test(c)).length).toBeGreaterThan(0);
+  },
+);

@@ -65,25 +65,30 @@ describe('data-parallel training', () => {
     ['central-storage', 'auto', 'shared-memory'],
   ] as const;
   for (const [strategy, sharedMemory, allReduce] of cases) {
-    it(`${strategy} (all-reduce over ${allReduce}): 2 replicas × batch 32 reach the weights of 1 replica × batch 64 (max |Δ| ≤ 1e-5), identical on every replica after every step`, async () => {
-      const previous = process.env.GANTRY_SHARED_MEMORY;
-      process.env.GANTRY_SHARED_MEMORY = sharedMemory; // read by each trainer as it opens its group
-      let result;
-      let handle;
-      try {
-        handle = await startRun(workers.client, spec({ batchSize: 32, replicas: 2, strategy, verifyReplicas: true }));
-        result = await handle.result();
-      } finally {
-        if (previous === undefined) delete process.env.GANTRY_SHARED_MEMORY;
-        else process.env.GANTRY_SHARED_MEMORY = previous;
-      }
-      expect(result.train.distribution).toEqual({ strategy, replicas: 2, allReduce });
-      const job = await workers.client.workflow.getHandle(trainJobWorkflowId(handle.workflowId)).query(jobStateQuery);
-      expect(job).toMatchObject({ phase: 'completed', worldSize: 2, attempt: 1 });
-      expect(job.replicas.map((r) => r.rank).sort()).toEqual([0, 1]);
-      expect(maxAbsDiff(await trainedWeights(handle.workflowId), single.weights)).toBeLessThanOrEqual(1e-5);
-      expect(Math.abs(result.testAccuracy - single.accuracy)).toBeLessThanOrEqual(0.0034); // at most one of 300 test images
-    });
+    it(
+      `${strategy} (all-reduce over ${allReduce}): 2 replicas × batch 32 reach the weights of ` +
+        '1 replica × batch 64 (max |Δ| ≤ 1e-5), identical on every replica after every step',
+      async () => {
+        const previous = process.env.GANTRY_SHARED_MEMORY;
+        process.env.GANTRY_SHARED_MEMORY = sharedMemory; // read by each trainer as it opens its group
+        let result;
+        let handle;
+        try {
+          handle = await startRun(workers.client, spec({ batchSize: 32, replicas: 2, strategy, verifyReplicas: true }));
+          result = await handle.result();
+        } finally {
+          if (previous === undefined) delete process.env.GANTRY_SHARED_MEMORY;
+          else process.env.GANTRY_SHARED_MEMORY = previous;
+        }
+        expect(result.train.distribution).toEqual({ strategy, replicas: 2, allReduce });
+        const job = await workers.client.workflow.getHandle(trainJobWorkflowId(handle.workflowId)).query(jobStateQuery);
+        expect(job).toMatchObject({ phase: 'completed', worldSize: 2, attempt: 1 });
+        expect(job.replicas.map((r) => r.rank).sort()).toEqual([0, 1]);
+        expect(maxAbsDiff(await trainedWeights(handle.workflowId), single.weights)).toBeLessThanOrEqual(1e-5);
+        // At most one of 300 test images answered differently.
+        expect(Math.abs(result.testAccuracy - single.accuracy)).toBeLessThanOrEqual(0.0034);
+      },
+    );
   }
 
   it('refuses the tpu strategy and a global batch the data can never fill, naming the field', () => {

@@ -65,15 +65,19 @@ const maxAbsDiff = (a: number[], b: number[]) => a.reduce((m, x, i) => Math.max(
 describe.skipIf(!native)('graph execution on the native backend', () => {
   for (const architecture of ['mlp', 'cnn'] as const) {
     for (const optimizer of ['adam', 'sgd'] as const) {
-      it(`trains the ${architecture} with ${optimizer} to the weights the eager path reaches (16 steps, max |Δ| ≤ 1e-4)`, async () => {
-        const graph = await train2Epochs(architecture, 'auto', small[architecture], optimizer);
-        const eager = await train2Epochs(architecture, 'eager', small[architecture], optimizer);
-        expect(graph.used).toEqual({ mode: 'graph' });
-        expect(eager.used.mode).toBe('eager');
-        for (let e = 0; e < 2; e++) expect(graph.history[e]!.loss).toBeCloseTo(eager.history[e]!.loss, 4);
-        expect(graph.history.map((h) => h.accuracy)).toEqual(eager.history.map((h) => h.accuracy));
-        expect(maxAbsDiff(graph.weights, eager.weights)).toBeLessThanOrEqual(1e-4);
-      });
+      it(
+        `trains the ${architecture} with ${optimizer} to the weights the eager path reaches ` +
+          '(16 steps, max |Δ| ≤ 1e-4)',
+        async () => {
+          const graph = await train2Epochs(architecture, 'auto', small[architecture], optimizer);
+          const eager = await train2Epochs(architecture, 'eager', small[architecture], optimizer);
+          expect(graph.used).toEqual({ mode: 'graph' });
+          expect(eager.used.mode).toBe('eager');
+          for (let e = 0; e < 2; e++) expect(graph.history[e]!.loss).toBeCloseTo(eager.history[e]!.loss, 4);
+          expect(graph.history.map((h) => h.accuracy)).toEqual(eager.history.map((h) => h.accuracy));
+          expect(maxAbsDiff(graph.weights, eager.weights)).toBeLessThanOrEqual(1e-4);
+        },
+      );
     }
   }
 

@@ -89,7 +89,8 @@ it('a peer that sends a truncated frame and closes fails the receiving rank at o
   const error = await pending;
   expect(error.code).toBe('truncated');
   expect(error.message).toContain(
-    'allReduce #1 failed on rank 0 of 2: truncated frame from rank 1: expected 1048576 payload bytes, got 1000 before the connection closed',
+    'allReduce #1 failed on rank 0 of 2: truncated frame from rank 1: ' +
+      'expected 1048576 payload bytes, got 1000 before the connection closed',
   );
   expect(Date.now() - started).toBeLessThan(1000);
   expect(group.state).toBe('failed');
@@ -163,7 +164,8 @@ it.each([
   ['off', 'timed out after 300 ms waiting for rank 1 to send allReduce #1 (step 1 of 2, floats 5–10)'],
   ['auto', 'timed out after 300 ms waiting for rank 1 to arrive in allReduce #1 (shared memory)'],
 ] as const)(
-  'a silent peer times out the operation, naming the rank and what was awaited, and the ring is told (shared memory %s)',
+  'a silent peer times out the operation, naming the rank and what was awaited, ' +
+    'and the ring is told (shared memory %s)',
   async (sharedMemory, awaited) => {
     const [rank0, rank1] = await ring(2, { sharedMemory });
     const started = Date.now();
@@ -175,7 +177,10 @@ it.each([
     await expect.poll(() => rank1!.state, { timeout: 1000 }).toBe('failed');
     const next = await failureOf(rank1!.barrier());
     expect(next.message).toMatch(
-      /^barrier cannot run on rank 1: the group is failed \(rank 0 aborted: allReduce #1 failed on rank 0 of 2: timed out/,
+      new RegExp(
+        String.raw`^barrier cannot run on rank 1: the group is failed \(rank 0 aborted: ` +
+          'allReduce #1 failed on rank 0 of 2: timed out',
+      ),
     );
     await expect(rank0!.barrier()).rejects.toThrow('barrier cannot run on rank 0: the group is failed');
   },

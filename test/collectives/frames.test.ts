@@ -129,7 +129,8 @@ describe('FrameReader', () => {
     half.push(encodeHeader(FrameType.AllReduce, 3, 8).subarray(0, 5));
     half.end();
     expect(half.failed?.message).toBe(
-      `truncated frame from rank 1: expected a ${FRAME_HEADER_BYTES}-byte header, got 5 bytes before the connection closed`,
+      `truncated frame from rank 1: expected a ${FRAME_HEADER_BYTES}-byte header, ` +
+        'got 5 bytes before the connection closed',
     );
   });
 
@@ -251,7 +252,8 @@ describe('FramedSocket', () => {
     a.socket.write(encodeHeader(FrameType.AllReduce, 1, 1 << 20));
     a.socket.end(Buffer.alloc(1000));
     await expect(pending).rejects.toThrow(
-      'truncated frame from rank 0: expected 1048576 payload bytes, got 1000 before the connection closed (while waiting for allReduce #1)',
+      'truncated frame from rank 0: expected 1048576 payload bytes, got 1000 before the connection closed ' +
+        '(while waiting for allReduce #1)',
     );
   });
 });

@@ -1,6 +1,7 @@
 /**
  * A rank in its own process, for tests that kill one (forked with `--import tsx` by
- * failures.test.ts; argv: "length,chunkBytes,timeoutMs" and the sharedMemory mode). Reports its address over IPC, takes `{ rank, peers }`, joins the ring, then
+ * failures.test.ts; argv: "length,chunkBytes,timeoutMs" and the sharedMemory mode). Reports its address over IPC,
+ * takes `{ rank, peers }`, joins the ring, then
  * all-reduces `length` floats in a loop, reporting each iteration before it starts.
  */
 import { CollectiveGroup, type PeerAddress } from '../../collectives';

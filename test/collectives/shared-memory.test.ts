@@ -46,23 +46,27 @@ it('the addon is built and loads', () => {
   expect(sharedMemoryAddon()).toHaveProperty('addon');
 });
 
-it('ranks on one host all-reduce through shared memory, grow their segments for long arrays, and leave no files behind', async () => {
-  const jobId = `job-shm-files-${process.pid}`;
-  const groups = await ring([{}, {}, {}], jobId);
-  expect(groups.map((group) => group.transport)).toEqual(Array(3).fill({ allReduce: 'shared-memory' }));
-  expect(segmentFiles(jobId)).toEqual([]); // unlinked once every rank had mapped them
-  // 1 MiB segments at first; 3M floats (12 MB) makes every rank grow them together.
-  for (const length of [1000, 3_000_001, 17]) {
-    const inputs = groups.map((_, rank) => rankData(rank, length, 5));
-    const expected = referenceSum(inputs);
-    const results = inputs.map((input) => input.slice());
-    await Promise.all(groups.map((group, rank) => group.allReduce(results[rank]!)));
-    expect(worstError(results[0]!, expected, 1e-5)).toBeLessThanOrEqual(0);
-    for (const result of results) expect(sameBytes(result, results[0]!)).toBe(true);
-  }
-  expect(groups[0]!.transport).toEqual({ allReduce: 'shared-memory' });
-  expect(segmentFiles(jobId)).toEqual([]);
-});
+it(
+  'ranks on one host all-reduce through shared memory, grow their segments for long arrays, ' +
+    'and leave no files behind',
+  async () => {
+    const jobId = `job-shm-files-${process.pid}`;
+    const groups = await ring([{}, {}, {}], jobId);
+    expect(groups.map((group) => group.transport)).toEqual(Array(3).fill({ allReduce: 'shared-memory' }));
+    expect(segmentFiles(jobId)).toEqual([]); // unlinked once every rank had mapped them
+    // 1 MiB segments at first; 3M floats (12 MB) makes every rank grow them together.
+    for (const length of [1000, 3_000_001, 17]) {
+      const inputs = groups.map((_, rank) => rankData(rank, length, 5));
+      const expected = referenceSum(inputs);
+      const results = inputs.map((input) => input.slice());
+      await Promise.all(groups.map((group, rank) => group.allReduce(results[rank]!)));
+      expect(worstError(results[0]!, expected, 1e-5)).toBeLessThanOrEqual(0);
+      for (const result of results) expect(sameBytes(result, results[0]!)).toBe(true);
+    }
+    expect(groups[0]!.transport).toEqual({ allReduce: 'shared-memory' });
+    expect(segmentFiles(jobId)).toEqual([]);
+  },
+);
 
 it('a rank in another process: its gradients arrive through shared memory', async () => {
   const group = await CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, timeoutMs: 5000 });
@@ -88,29 +92,33 @@ it('a rank in another process: its gradients arrive through shared memory', asyn
   expect(data.every((value) => value === 2)).toBe(true);
 });
 
-it('ranks that cannot map each other\'s segments (as on two hosts) fall back to TCP and say why; "require" refuses instead', async () => {
-  const dirs = [0, 1].map(() => mkdtempSync(path.join(os.tmpdir(), 'gantry-shm-host-')));
-  cleanups.push(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
-  const groups = await ring(dirs.map((dir) => ({ sharedMemoryDir: dir })));
-  for (const group of groups) {
-    expect(group.transport.allReduce).toBe('tcp');
-    expect(group.transport.reason).toMatch(
-      /rank [01] cannot map rank [01]'s segment \(another host\?\): cannot open .*No such file/,
-    );
-  }
-  const arrays = [Float32Array.of(1, 2), Float32Array.of(10, 20)];
-  await Promise.all(groups.map((group, rank) => group.allReduce(arrays[rank]!)));
-  expect(arrays.map((array) => Array.from(array))).toEqual([
-    [11, 22],
-    [11, 22],
-  ]);
-  for (const dir of dirs) expect(readdirSync(dir)).toEqual([]);
+it(
+  "ranks that cannot map each other's segments (as on two hosts) fall back to TCP and say why; " +
+    '"require" refuses instead',
+  async () => {
+    const dirs = [0, 1].map(() => mkdtempSync(path.join(os.tmpdir(), 'gantry-shm-host-')));
+    cleanups.push(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+    const groups = await ring(dirs.map((dir) => ({ sharedMemoryDir: dir })));
+    for (const group of groups) {
+      expect(group.transport.allReduce).toBe('tcp');
+      expect(group.transport.reason).toMatch(
+        /rank [01] cannot map rank [01]'s segment \(another host\?\): cannot open .*No such file/,
+      );
+    }
+    const arrays = [Float32Array.of(1, 2), Float32Array.of(10, 20)];
+    await Promise.all(groups.map((group, rank) => group.allReduce(arrays[rank]!)));
+    expect(arrays.map((array) => Array.from(array))).toEqual([
+      [11, 22],
+      [11, 22],
+    ]);
+    for (const dir of dirs) expect(readdirSync(dir)).toEqual([]);
 
-  const required = ring(dirs.map((dir) => ({ sharedMemoryDir: dir, sharedMemory: 'require' as const })));
-  await expect(required).rejects.toThrow(
-    /failed to join the ring .*: shared memory is required but cannot be used: .*cannot map/,
-  );
-});
+    const required = ring(dirs.map((dir) => ({ sharedMemoryDir: dir, sharedMemory: 'require' as const })));
+    await expect(required).rejects.toThrow(
+      /failed to join the ring .*: shared memory is required but cannot be used: .*cannot map/,
+    );
+  },
+);
 
 it('without the addon, rings use TCP and say why', async () => {
   const previous = process.env.GANTRY_SHARED_MEMORY_ADDON;
@@ -132,7 +140,10 @@ it('without the addon, rings use TCP and say why', async () => {
 
 it('a rank with shared memory off cannot join ranks that have it on: the handshake says so', async () => {
   await expect(ring([{}, { sharedMemory: 'off' }])).rejects.toThrow(
-    /rank [01] has shared memory (on|off) where rank [01] has it (off|on) \(set sharedMemory \/ GANTRY_SHARED_MEMORY alike on every trainer\)/,
+    new RegExp(
+      String.raw`rank [01] has shared memory (on|off) where rank [01] has it (off|on) ` +
+        String.raw`\(set sharedMemory / GANTRY_SHARED_MEMORY alike on every trainer\)`,
+    ),
   );
 });
 

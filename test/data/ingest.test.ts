@@ -114,24 +114,27 @@ describe('ingestDataset end to end into a FileArtifactStore', () => {
     }
   });
 
-  it('is idempotent: the same options give the same fingerprint, reuse the shards and compare with the first run', async () => {
-    const shardFile = fileURLToPath(first.splits.train.shards[0]!.imagesUri);
-    const before = (await stat(shardFile)).mtimeMs;
-    const messages: string[] = [];
-    const second = await ingestDataset(options, store, (m) => messages.push(m));
-    expect(second.fingerprint).toBe(first.fingerprint);
-    expect(second.splits).toEqual(first.splits);
-    expect((await stat(shardFile)).mtimeMs).toBe(before);
-    expect(messages.some((m) => m.includes('already on the store'))).toBe(true);
-    expect(second.drift.previousFingerprint).toBe(first.fingerprint);
-    expect(second.drift.drifted).toBe(false);
-    expect(second.drift.metrics).toEqual({
-      pixelMeanShift: 0,
-      pixelStdRatio: 1,
-      labelDistributionJsDivergence: 0,
-      maxLabelShareChange: 0,
-    });
-  });
+  it(
+    'is idempotent: the same options give the same fingerprint, reuse the shards ' + 'and compare with the first run',
+    async () => {
+      const shardFile = fileURLToPath(first.splits.train.shards[0]!.imagesUri);
+      const before = (await stat(shardFile)).mtimeMs;
+      const messages: string[] = [];
+      const second = await ingestDataset(options, store, (m) => messages.push(m));
+      expect(second.fingerprint).toBe(first.fingerprint);
+      expect(second.splits).toEqual(first.splits);
+      expect((await stat(shardFile)).mtimeMs).toBe(before);
+      expect(messages.some((m) => m.includes('already on the store'))).toBe(true);
+      expect(second.drift.previousFingerprint).toBe(first.fingerprint);
+      expect(second.drift.drifted).toBe(false);
+      expect(second.drift.metrics).toEqual({
+        pixelMeanShift: 0,
+        pixelStdRatio: 1,
+        labelDistributionJsDivergence: 0,
+        maxLabelShareChange: 0,
+      });
+    },
+  );
 
   it('gives a different dataset for a different seed, compared against the last run', async () => {
     const other = await ingestDataset({ ...options, seed: 8 }, store);

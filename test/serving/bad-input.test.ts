@@ -49,7 +49,8 @@ async function burst(port: number, count: number, body: string): Promise<{ statu
     const [port, count, body] = [Number(process.argv[1]), Number(process.argv[2]), process.argv[3]];
     const agent = new http.Agent({ keepAlive: true, maxSockets: count });
     const one = () => new Promise((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/models/fashion:predict', agent, headers: { 'content-type': 'application/json' } }, (res) => {
+      const target = { host: '127.0.0.1', port, method: 'POST', path: '/v1/models/fashion:predict', agent };
+      const req = http.request({ ...target, headers: { 'content-type': 'application/json' } }, (res) => {
         let text = '';
         res.on('data', (c) => (text += c));
         res.on('end', () => resolve({ status: res.statusCode, body: text }));

@@ -106,31 +106,36 @@ describe('registry workflow (time-skipping)', () => {
     });
   });
 
-  it('keeps the champion after a rolled-back rollout; an experiment’s release serves the champion again', async () => {
-    const deploy = new FakeDeploy();
-    await withRegistry(deploy, '1h', async (registry) => {
-      await registry.executeUpdate(claimTrafficUpdate, { args: [{ owner: 'rollout-c', kind: 'rollout', version: 2 }] });
-      const concluded = await registry.executeUpdate(concludeUpdate, {
-        args: [{ owner: 'rollout-c', candidate: 2, outcome: 'rolled-back', reasons: ['error rate'] }],
-      });
-      expect(concluded.champion).toBe(1);
-      expect(concluded.serving.note).toBe('champion v1 (v2 rolled back)');
-      // A rolled-back version can be promoted by hand later, which clears the mark.
-      const promoted = await registry.executeUpdate(promoteUpdate, { args: [{ version: 2, reason: 'fixed' }] });
-      expect(promoted.champion).toBe(2);
+  it(
+    'keeps the champion after a rolled-back rollout; ' + 'an experiment’s release serves the champion again',
+    async () => {
+      const deploy = new FakeDeploy();
+      await withRegistry(deploy, '1h', async (registry) => {
+        await registry.executeUpdate(claimTrafficUpdate, {
+          args: [{ owner: 'rollout-c', kind: 'rollout', version: 2 }],
+        });
+        const concluded = await registry.executeUpdate(concludeUpdate, {
+          args: [{ owner: 'rollout-c', candidate: 2, outcome: 'rolled-back', reasons: ['error rate'] }],
+        });
+        expect(concluded.champion).toBe(1);
+        expect(concluded.serving.note).toBe('champion v1 (v2 rolled back)');
+        // A rolled-back version can be promoted by hand later, which clears the mark.
+        const promoted = await registry.executeUpdate(promoteUpdate, { args: [{ version: 2, reason: 'fixed' }] });
+        expect(promoted.champion).toBe(2);
 
-      await registry.executeUpdate(claimTrafficUpdate, {
-        args: [{ owner: 'experiment-d', kind: 'experiment', version: null }],
+        await registry.executeUpdate(claimTrafficUpdate, {
+          args: [{ owner: 'experiment-d', kind: 'experiment', version: null }],
+        });
+        // Only the holder's release counts.
+        expect(await registry.executeUpdate(releaseTrafficUpdate, { args: [{ owner: 'someone-else' }] })).toBeNull();
+        const released = await registry.executeUpdate(releaseTrafficUpdate, {
+          args: [{ owner: 'experiment-d', note: 'experiment over' }],
+        });
+        expect(released?.serving).toMatchObject({ note: 'experiment over', split: championOnly(2, 'champion').split });
+        expect((await registry.query(registryStateQuery)).versions[1]?.rolledBack).toBeNull();
       });
-      // Only the holder's release counts.
-      expect(await registry.executeUpdate(releaseTrafficUpdate, { args: [{ owner: 'someone-else' }] })).toBeNull();
-      const released = await registry.executeUpdate(releaseTrafficUpdate, {
-        args: [{ owner: 'experiment-d', note: 'experiment over' }],
-      });
-      expect(released?.serving).toMatchObject({ note: 'experiment over', split: championOnly(2, 'champion').split });
-      expect((await registry.query(registryStateQuery)).versions[1]?.rolledBack).toBeNull();
-    });
-  });
+    },
+  );
 
   it('re-applies the desired serving state every reconcile interval, unchanged', async () => {
     const deploy = new FakeDeploy();
