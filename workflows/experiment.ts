@@ -27,7 +27,6 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   const { model, arms } = input;
   const owner = workflowInfo().workflowId;
   const deploy = deployActivities();
-  const now = workflowNow;
   const status: ExperimentStatus = {
     model,
     arms,
@@ -67,7 +66,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       },
     });
     const since = (await deploy.measureServing({ model, since: null })).snapshot;
-    status.startedAt = now();
+    status.startedAt = workflowNow();
     const end = Date.now() + durationMs(input.duration);
     status.endsAt = new Date(end).toISOString();
     await deploy.recordEvent({

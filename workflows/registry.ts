@@ -22,7 +22,7 @@ import {
   type RegistryWorkflow,
   type ServingChange,
 } from './api';
-import { deployActivities } from './deploy-activities';
+import { deployActivities, workflowNow } from './deploy-activities';
 import { ModelRegistry } from './registry-state';
 import type { ApplyReport, DesiredServing } from './serving-desired';
 
@@ -36,9 +36,8 @@ import type { ApplyReport, DesiredServing } from './serving-desired';
  */
 
 export async function registryWorkflow(input: RegistryInput): Promise<void> {
-  const now = () => new Date(Date.now()).toISOString(); // workflow time: deterministic on replay
   // Fills in the fields an older run's state lacks, so the next run continues with a complete one.
-  const registry = new ModelRegistry(input.model, input.state, now);
+  const registry = new ModelRegistry(input.model, input.state, workflowNow);
   const { state } = registry;
   const maxHistoryEvents = input.maxHistoryEvents ?? 10_000;
   const reconcileInterval = input.reconcileInterval ?? '10s';

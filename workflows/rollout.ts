@@ -38,7 +38,6 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
   const { model, candidate, champion, spec } = input;
   const owner = workflowInfo().workflowId;
   const deploy = deployActivities();
-  const now = workflowNow;
 
   const status: RolloutStatus = {
     model,
@@ -106,7 +105,7 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
   function decide(
     d: Omit<RolloutDecision, 'at' | 'step' | 'percent'> & { step?: number | null; percent?: number },
   ): RolloutDecision {
-    const decision: RolloutDecision = { at: now(), step: status.step, percent: status.percent, ...d };
+    const decision: RolloutDecision = { at: workflowNow(), step: status.step, percent: status.percent, ...d };
     status.latest = decision;
     if (d.action !== 'analyse') status.decisions.push(decision);
     else if (status.analyses.push(decision) > 200) status.analyses.shift();
@@ -138,7 +137,7 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
       request: { owner, candidate, outcome: result, reasons, details: { decisions: status.decisions } },
     });
     status.phase = result;
-    status.outcome = { result, reasons, at: now() };
+    status.outcome = { result, reasons, at: workflowNow() };
     return status;
   }
 
