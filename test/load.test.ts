@@ -129,32 +129,30 @@ describe('gantry load', () => {
   });
 
   it('refuses bad input with exit code 2 naming the flag, and an unreachable server with 1', async () => {
-    const zero = await gantry(['load', MODEL, '--server', url, '--rps', '0'], env);
-    expect(zero.code).toBe(2);
-    expect(zero.stderr).toContain('--rps: must be greater than 0');
-
-    const duration = await gantry(['load', MODEL, '--server', url, '--duration', 'soon'], env);
-    expect(duration.code).toBe(2);
-    expect(duration.stderr).toContain('--duration: "soon" is not a duration');
-
-    const unknownFlag = await gantry(['load', MODEL, '--server', url, '--rsp', '5'], env);
-    expect(unknownFlag.code).toBe(2);
-    expect(unknownFlag.stderr).toContain("unknown option '--rsp'");
-
-    const unknownModel = await gantry(['load', 'no-such-model', '--server', url, '--requests', '1'], env);
-    expect(unknownModel.code).toBe(2);
-    expect(unknownModel.stderr).toContain(`model "no-such-model" is not served by ${url} (it serves: ${MODEL})`);
-
-    const noServer = await gantry(['load', MODEL, '--requests', '1'], env);
-    expect(noServer.code).toBe(2);
-    expect(noServer.stderr).toContain('no model server: give --server URL');
-
     // A port that was just freed: nothing listens there.
     const probe = net.createServer();
     await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
     const goneUrl = `http://127.0.0.1:${(probe.address() as AddressInfo).port}`;
     await new Promise<void>((resolve) => probe.close(() => resolve()));
-    const unreachable = await gantry(['load', MODEL, '--server', goneUrl, '--requests', '1'], env);
+    // Independent commands: run side by side (each is a process that mostly waits on its own start-up).
+    const [zero, duration, unknownFlag, unknownModel, noServer, unreachable] = await Promise.all([
+      gantry(['load', MODEL, '--server', url, '--rps', '0'], env),
+      gantry(['load', MODEL, '--server', url, '--duration', 'soon'], env),
+      gantry(['load', MODEL, '--server', url, '--rsp', '5'], env),
+      gantry(['load', 'no-such-model', '--server', url, '--requests', '1'], env),
+      gantry(['load', MODEL, '--requests', '1'], env),
+      gantry(['load', MODEL, '--server', goneUrl, '--requests', '1'], env),
+    ]);
+    expect(zero.code).toBe(2);
+    expect(zero.stderr).toContain('--rps: must be greater than 0');
+    expect(duration.code).toBe(2);
+    expect(duration.stderr).toContain('--duration: "soon" is not a duration');
+    expect(unknownFlag.code).toBe(2);
+    expect(unknownFlag.stderr).toContain("unknown option '--rsp'");
+    expect(unknownModel.code).toBe(2);
+    expect(unknownModel.stderr).toContain(`model "no-such-model" is not served by ${url} (it serves: ${MODEL})`);
+    expect(noServer.code).toBe(2);
+    expect(noServer.stderr).toContain('no model server: give --server URL');
     expect(unreachable.code).toBe(1);
     expect(unreachable.stderr).toContain(`server unreachable: GET ${goneUrl}/v1/models/${MODEL} failed (ECONNREFUSED)`);
   });
