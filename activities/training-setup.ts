@@ -6,6 +6,7 @@ import { buildModel } from '../training/architectures';
 import { selectTrainingBackend, tf, type BackendReport } from '../engine/backend';
 import type { Examples } from '../training/batches';
 import { loadLatestCheckpoint, type EpochMetrics } from '../training/checkpoint';
+import type { LoopInputs } from '../training/loop';
 import { createOptimizer } from '../training/optimizers';
 import type { ActivityDeps } from './deps';
 import { asActivityFailure } from './failures';
@@ -22,18 +23,7 @@ export interface TrainingSetup {
   /** Epochs already trained (from the checkpoint), to be continued. */
   history: EpochMetrics[];
   /** What the training loop is given the same way by every trainer: model, data and the spec's loop settings. */
-  loop: {
-    model: tfType.LayersModel;
-    optimizer: tfType.Optimizer;
-    train: Examples;
-    validation: Examples;
-    featureShape: number[];
-    numClasses: number;
-    epochs: number;
-    batchSize: number;
-    seed: number;
-    stepDelayMs?: number;
-  };
+  loop: LoopInputs;
 }
 
 /**

@@ -96,6 +96,12 @@ export interface ReplicaLoopOptions {
   onEpochEnd?(metrics: EpochMetrics, position: DataPosition): Promise<void>;
 }
 
+/** What every trainer hands the loop the same way: the model, the data and the spec's loop settings. */
+export type LoopInputs = Pick<
+  ReplicaLoopOptions,
+  'model' | 'optimizer' | 'train' | 'validation' | 'featureShape' | 'numClasses' | 'epochs' | 'batchSize' | 'seed'
+> & { stepDelayMs?: number };
+
 /** Shard `rank` of a global batch of `length`: contiguous, sizes differing by at most one. */
 export function shardOf(length: number, rank: number, worldSize: number): [number, number] {
   return [Math.floor((length * rank) / worldSize), Math.floor((length * (rank + 1)) / worldSize)];

@@ -1,28 +1,12 @@
 import type { EpochMetrics } from './checkpoint';
-import { type DataPosition, RING_OF_ONE, type ReplicaLoopOptions, replicaLoop } from './loop';
+import { type DataPosition, RING_OF_ONE, type LoopInputs, type ReplicaLoopOptions, replicaLoop } from './loop';
 import { createReplicaEngine, type ExecutionReport } from './replica-engine';
 
 export type { ExecutionReport } from './replica-engine';
 export type { StepProgress } from './loop';
 
 /** What a lone trainer is given: the loop's own options, less the engine and ring it makes itself. */
-export interface TrainLoopOptions
-  extends Pick<
-    ReplicaLoopOptions,
-    | 'model'
-    | 'optimizer'
-    | 'train'
-    | 'validation'
-    | 'featureShape'
-    | 'numClasses'
-    | 'epochs'
-    | 'batchSize'
-    | 'seed'
-    | 'learningRateAt'
-    | 'stepDelayMs'
-    | 'signal'
-    | 'onStep'
-  > {
+export interface TrainLoopOptions extends LoopInputs, Pick<ReplicaLoopOptions, 'learningRateAt' | 'signal' | 'onStep'> {
   /** Epochs already done (from a checkpoint): training continues with epoch `startEpoch`. */
   startEpoch: number;
   startGlobalStep: number;
