@@ -9,7 +9,7 @@ import { deserializeModel, loadModelFromStore, WEIGHTS_FILE } from '../engine/mo
 import type { ActivityDeps } from './deps';
 import { decideBlessing } from './blessing';
 import { asActivityFailure, checkedSpec } from './failures';
-import { readRegistry } from './registry-client';
+import { readRegistry } from '../control/registry';
 import type { EvaluateInput, EvaluationResult } from '../workflows/api';
 
 export function createEvaluateActivity(deps: ActivityDeps) {

@@ -43,6 +43,7 @@ const FORBIDDEN: { from: string; to: RegExp; why: string }[] = [
   { from: 'serving', to: /^workflows\//, why: 'the model server knows nothing of Temporal' },
   { from: 'training', to: /^workflows\//, why: 'training is a library the activities drive' },
   { from: 'workflows', to: /^activities\//, why: 'workflows see activities through the contract in workflows/api.ts' },
+  { from: 'cli', to: /^activities\//, why: 'the CLI is a client: workflows/api.ts and control/ are its way in' },
   { from: 'engine', to: /^(training|serving|workflows|activities)\//, why: 'the engine sits below its users' },
   {
     from: 'collectives',

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readRegistry } from '../activities/registry-client';
+import { readRegistry } from '../control/registry';
 import { taskQueueOf } from '../control/task-queues';
 import { BACKEND_NAMES } from '../engine/backend';
 import { createTestEnv, type TestEnv } from './helpers/env';

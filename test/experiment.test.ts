@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readRegistry } from '../activities/registry-client';
+import { readRegistry } from '../control/registry';
 import { deploymentPrefix } from '../control/task-queues';
 import type { ServingClient } from '../serving/client';
 import { experimentStatusQuery, experimentWorkflowId } from '../workflows/api';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { progressQuery, rolloutStatusQuery, type RunResult } from '../workflows/api';
-import { readRegistry } from '../activities/registry-client';
+import { readRegistry } from '../control/registry';
 import { startRun } from '../cli/runs';
 import type { ServingClient } from '../serving/client';
 import { startDeployment, type Deployment } from './helpers/deployment';

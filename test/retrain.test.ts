@@ -4,7 +4,7 @@ import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { readRegistry } from '../activities/registry-client';
+import { readRegistry } from '../control/registry';
 import { progressQuery, type RunResult } from '../workflows/api';
 import { ModelRepository } from '../artifacts/model-repository';
 import { startRun, retrainInput } from '../cli/runs';

@@ -1,6 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { readRegistry } from '../activities/registry-client';
+import { readRegistry } from '../control/registry';
 import { deploymentPrefix, taskQueueOf } from '../control/task-queues';
 import { RolloutSpecSchema } from '../pipelines/spec';
 import type { ServingClient } from '../serving/client';

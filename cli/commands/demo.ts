@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { readRegistry } from '../../activities/registry-client';
+import { readRegistry } from '../../control/registry';
 import { connectClient } from '../../control/connect';
 import { startLocalStack, type LocalStack } from '../../control/dev-stack';
 import { gantryHome } from '../../control/home';

@@ -6,7 +6,7 @@ import {
   type WorkflowHandle,
 } from '@temporalio/client';
 import { z } from 'zod';
-import { readRegistry } from '../../activities/registry-client';
+import { readRegistry } from '../../control/registry';
 import { withClient } from '../../control/connect';
 import { deploymentPrefix, taskQueueOf } from '../../control/task-queues';
 import { DurationSchema } from '../../pipelines/spec';

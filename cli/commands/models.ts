@@ -1,5 +1,5 @@
 import { connectClient } from '../../control/connect';
-import { readRegistry } from '../../activities/registry-client';
+import { readRegistry } from '../../control/registry';
 import { deploymentPrefix } from '../../control/task-queues';
 import { modelOfRegistryWorkflowId, REGISTRY_WORKFLOW_TYPE, registryWorkflowId } from '../../workflows/api';
 import { UsageError } from '../errors';

@@ -1,5 +1,5 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { deploymentPrefix } from '../control/task-queues';
+import { deploymentPrefix } from './task-queues';
 import { registryStateQuery, registryWorkflowId, type RegistryState } from '../workflows/api';
 
 /**
