@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
 import { tf } from './backend';
+import { GraphUnsupported } from './forward-graph';
 import type { GraphBuilder } from './graph-def';
 
 /**
@@ -32,7 +33,7 @@ export function openGraphSessions(): number {
 }
 
 /** Why this process cannot run graph sessions (only tfjs-node's backend has them), or undefined if it can. */
-export function graphSessionsUnavailable(): string | undefined {
+function graphSessionsUnavailable(): string | undefined {
   return tf.getBackend() === 'tensorflow' ? undefined : `the ${tf.getBackend()} backend has no graph sessions`;
 }
 
@@ -56,6 +57,36 @@ export class GraphSession {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * Compiles a graph and opens it as a session, or says why it cannot: not the native backend, or the compiler
+   * (which throws GraphUnsupported) lacks a layer or optimizer. The trainer's step and the server's forward pass
+   * both start this way.
+   */
+  static async compileAndOpen<Compiled extends { graph: GraphBuilder }>(
+    tag: string,
+    compile: () => Compiled,
+  ): Promise<{ compiled: Compiled; session: GraphSession } | { unsupported: string }> {
+    const unavailable = graphSessionsUnavailable();
+    if (unavailable) return { unsupported: unavailable };
+    let compiled: Compiled;
+    try {
+      compiled = compile();
+    } catch (error) {
+      if (error instanceof GraphUnsupported) return { unsupported: error.message };
+      throw error;
+    }
+    return { compiled, session: await GraphSession.open(compiled.graph, tag) };
+  }
+
+  /**
+   * The same feeds and fetches run again and again (a servable's forward pass): their names are bound once, so a
+   * call allocates nothing but the binding's own arrays. The caller disposes what comes back.
+   */
+  runner(feedNames: string[], fetches: string[]): (inputs: tfType.Tensor[]) => tfType.Tensor[] {
+    const inputInfos = feedNames.map((name) => ({ name }));
+    return (inputs) => this.backend.runSavedModel(this.id, inputs, inputInfos, fetches);
   }
 
   /** Feeds placeholders by name and fetches nodes by name; the caller disposes what comes back. */

@@ -1,7 +1,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { tf } from '../engine/backend';
 import { compileInferenceGraph, GraphUnsupported, type InferenceGraph } from '../engine/forward-graph';
-import { GraphSession, graphSessionsUnavailable } from '../engine/graph-session';
+import { GraphSession } from '../engine/graph-session';
 import type { Signature } from './signature';
 import type { DenseTensor } from './tensors';
 
@@ -61,17 +61,10 @@ export async function loadPredictGraph(
   signature: Signature,
   eager: (inputs: DenseTensor[]) => DenseTensor[],
 ): Promise<PredictGraph | { unsupported: string }> {
-  const unavailable = graphSessionsUnavailable();
-  if (unavailable) return { unsupported: unavailable };
-  let compiled: InferenceGraph;
-  try {
-    compiled = compile(model, signature);
-  } catch (error) {
-    if (error instanceof GraphUnsupported) return { unsupported: error.message };
-    throw error;
-  }
-  const session = await GraphSession.open(compiled.graph, TAG);
-  const fetches = [compiled.output];
+  const opened = await GraphSession.compileAndOpen(TAG, () => compile(model, signature));
+  if ('unsupported' in opened) return opened;
+  const { compiled, session } = opened;
+  const forward = session.runner([compiled.input], [compiled.output]);
   const outputDType = signature.outputs[0]!.dtype;
   const graph: PredictGraph = {
     run(inputs) {
@@ -79,7 +72,7 @@ export async function loadPredictGraph(
       const x = tf.tensor(input.data, input.shape, 'float32');
       let y: tfType.Tensor | undefined;
       try {
-        [y] = session.run([[compiled.input, x]], fetches);
+        [y] = forward([x]);
         return [{ dtype: outputDType, shape: y!.shape, data: y!.dataSync() as Float32Array }];
       } finally {
         x.dispose();

@@ -1,7 +1,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { tf } from '../../engine/backend';
 import { describeLayers, GraphUnsupported } from '../../engine/forward-graph';
-import { GraphSession, graphSessionsUnavailable } from '../../engine/graph-session';
+import { GraphSession } from '../../engine/graph-session';
 import { type CompiledStep, compileSequentialStep, type OptimizerConfig } from './train-step-graph';
 
 /**
@@ -62,23 +62,14 @@ export class GraphTrainStep {
     featureShape: number[],
     numClasses: number,
   ): Promise<GraphTrainStep | { unsupported: string }> {
-    const unavailable = graphSessionsUnavailable();
-    if (unavailable) return { unsupported: unavailable };
-    let compiled: CompiledStep;
-    try {
-      compiled = compileSequentialStep(describeLayers(model), featureShape, numClasses, optimizerConfig(optimizer));
-    } catch (error) {
-      if (error instanceof GraphUnsupported) return { unsupported: error.message };
-      throw error;
-    }
-    const session = await GraphSession.open(compiled.graph, TAG);
+    const opened = await GraphSession.compileAndOpen(TAG, () =>
+      compileSequentialStep(describeLayers(model), featureShape, numClasses, optimizerConfig(optimizer)),
+    );
+    if ('unsupported' in opened) return opened;
+    const { compiled, session } = opened;
     const step = new GraphTrainStep(session, compiled, model, optimizer);
     await step.loadFromModel();
     return step;
-  }
-
-  private run(feeds: [string, tfType.Tensor][], fetches: string[]): tfType.Tensor[] {
-    return this.session.run(feeds, fetches);
   }
 
   private get adam(): TfjsAdamState | undefined {
@@ -117,7 +108,7 @@ export class GraphTrainStep {
       if (v.setM) feeds.push([v.setM, slotOrZeros(i, v.shape)]);
       if (v.setV) feeds.push([v.setV, slotOrZeros(variables.length + i, v.shape)]);
     });
-    tf.dispose(this.run(feeds, [this.compiled.setDone]));
+    tf.dispose(this.session.run(feeds, [this.compiled.setDone]));
     tf.dispose(created);
   }
 
@@ -129,7 +120,10 @@ export class GraphTrainStep {
     const { outputs } = this.compiled;
     const batch = this.batchFeeds(xs, ys, lossScale, seed);
     const update = this.updateFeeds();
-    const results = this.run([...batch.feeds, ...update.feeds], [outputs.lossSum, outputs.correct, outputs.trainDone]);
+    const results = this.session.run(
+      [...batch.feeds, ...update.feeds],
+      [outputs.lossSum, outputs.correct, outputs.trainDone],
+    );
     const [lossSum, correct] = [results[0]!.dataSync()[0]!, results[1]!.dataSync()[0]!];
     tf.dispose([...results, ...batch.owned, ...update.owned]);
     this.countIteration();
@@ -148,7 +142,7 @@ export class GraphTrainStep {
   computeGradients(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number, seed: [number, number]): Float32Array {
     const { outputs } = this.compiled;
     const batch = this.batchFeeds(xs, ys, lossScale, seed);
-    const results = this.run(batch.feeds, [this.compiled.flatGradients, outputs.lossSum, outputs.correct]);
+    const results = this.session.run(batch.feeds, [this.compiled.flatGradients, outputs.lossSum, outputs.correct]);
     // One buffer for every step (see ReplicaEngine.computeGradients): less garbage per step.
     const out = (this.gradientBuffer ??= new Float32Array(this.size + 2));
     out.set(results[0]!.dataSync() as Float32Array);
@@ -162,7 +156,10 @@ export class GraphTrainStep {
   applyGradients(flat: Float32Array): void {
     const update = this.updateFeeds();
     const gradients = tf.tensor1d(flat.length === this.size ? flat : flat.subarray(0, this.size));
-    const results = this.run([[this.compiled.applyFlat, gradients], ...update.feeds], [this.compiled.applyFlatDone]);
+    const results = this.session.run(
+      [[this.compiled.applyFlat, gradients], ...update.feeds],
+      [this.compiled.applyFlatDone],
+    );
     tf.dispose([...results, ...update.owned, gradients]);
     this.countIteration();
   }
@@ -170,7 +167,7 @@ export class GraphTrainStep {
   /** Every variable's value as one vector (variable order). */
   readVariables(): Float32Array {
     const feed = tf.scalar(0);
-    const [flat] = this.run([[this.compiled.inputs.lossScale, feed]], [this.compiled.flatVariables]);
+    const [flat] = this.session.run([[this.compiled.inputs.lossScale, feed]], [this.compiled.flatVariables]);
     const out = Float32Array.from(flat!.dataSync() as Float32Array);
     tf.dispose([feed, flat!]);
     return out;
@@ -181,7 +178,7 @@ export class GraphTrainStep {
     if (flat.length !== this.size)
       throw new Error(`writeVariables: ${flat.length} values for ${this.size} elements of variables`);
     const values = tf.tensor1d(flat);
-    tf.dispose([...this.run([[this.compiled.setFlatVariables, values]], [this.compiled.setFlatDone]), values]);
+    tf.dispose([...this.session.run([[this.compiled.setFlatVariables, values]], [this.compiled.setFlatDone]), values]);
   }
 
   /** A batch's feeds: inputs, labels (float, where tf.oneHot gives int32), loss scale and dropout seed. */
@@ -227,7 +224,7 @@ export class GraphTrainStep {
     const fetches = variables.flatMap((v) => [v.read, ...(v.readM ? [v.readM, v.readV!] : [])]);
     // Any feed will do: the binding wants at least one, and reads depend on none.
     const feed = tf.scalar(0);
-    const values = this.run([[this.compiled.inputs.lossScale, feed]], fetches);
+    const values = this.session.run([[this.compiled.inputs.lossScale, feed]], fetches);
     feed.dispose();
     let k = 0;
     const byName = new Map(this.model.trainableWeights.map((w) => [(w.read() as tfType.Variable).name, w]));
