@@ -17,7 +17,7 @@ export function createTrainActivity(deps: ActivityDeps) {
     const context = Context.current();
     const { attempt, workflowExecution } = context.info;
     const started = performance.now();
-    const { backend, trainSplit, checkpointPrefix, restored, model, optimizer, history, loop } = await prepareTraining(
+    const { backend, checkpointPrefix, restored, model, optimizer, history, loop } = await prepareTraining(
       deps,
       runId,
       spec,
@@ -65,7 +65,7 @@ export function createTrainActivity(deps: ActivityDeps) {
         },
         onStep: (step) => {
           // Every batch is full but an epoch's last, which holds the remainder.
-          const lastBatch = trainSplit.count - (step.stepsPerEpoch - 1) * spec.train.batchSize;
+          const lastBatch = loop.train.count - (step.stepsPerEpoch - 1) * spec.train.batchSize;
           trainedSamples += step.step === step.stepsPerEpoch ? lastBatch : spec.train.batchSize;
           report(
             {

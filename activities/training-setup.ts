@@ -4,7 +4,6 @@ import { loadSplit } from '../data/shards';
 import type { PipelineSpec } from '../pipelines/spec';
 import { buildModel } from '../training/architectures';
 import { selectTrainingBackend, tf, type BackendReport } from '../engine/backend';
-import type { Examples } from '../training/batches';
 import { loadLatestCheckpoint, type EpochMetrics } from '../training/checkpoint';
 import type { LoopInputs } from '../training/loop';
 import { createOptimizer } from '../training/optimizers';
@@ -13,8 +12,6 @@ import { asActivityFailure } from './failures';
 
 export interface TrainingSetup {
   backend: BackendReport;
-  trainSplit: Examples;
-  validationSplit: Examples;
   /** Where this run's checkpoints live. */
   checkpointPrefix: string;
   restored: Awaited<ReturnType<typeof loadLatestCheckpoint>>;
@@ -73,7 +70,7 @@ export async function prepareTraining(
     seed: spec.train.seed,
     stepDelayMs: spec.train.stepDelayMs,
   };
-  return { backend, trainSplit, validationSplit, checkpointPrefix, restored, model, optimizer, history, loop };
+  return { backend, checkpointPrefix, restored, model, optimizer, history, loop };
 }
 
 /** The trainer's log line for a finished epoch (a lone trainer's and rank 0's alike). */
