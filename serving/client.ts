@@ -5,6 +5,7 @@ import type { PutModelBodySchema } from './admin';
 import { StateFileSchema, TrafficSchema, type ServingStateData, type Traffic } from './state';
 import type { FeedbackResult } from './feedback';
 import type { MetricFamily } from './metrics-snapshot';
+import { CLIENT_KEY_HEADER, REQUEST_ID_HEADER, VERSION_HEADER } from './rest/headers';
 
 /**
  * A typed REST client for one `gantry serve` replica: predict and feedback, status, readiness,
@@ -90,9 +91,6 @@ export interface FeedbackItem {
 export type PutModelBody = z.input<typeof PutModelBodySchema>;
 
 const FASHION_ROW_SHAPE = [28, 28, 1] as const;
-const VERSION_HEADER = 'x-gantry-model-version';
-const REQUEST_ID_HEADER = 'x-request-id';
-const CLIENT_KEY_HEADER = 'x-gantry-client-key';
 
 const Rows = z.array(z.array(z.number()));
 const PredictJsonSchema = z.object({ predictions: Rows, model_version: z.string(), request_id: z.string() });
@@ -118,7 +116,7 @@ const AdminStateSchema = z.object({
   state: StateFileSchema,
   models: z.array(z.object({ name: z.string() }).and(StatusSchema)),
 });
-const MetricFamiliesSchema = z.array(
+const MetricFamiliesSchema: z.ZodType<MetricFamily[]> = z.array(
   z.object({
     name: z.string(),
     values: z.array(

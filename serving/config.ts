@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { describeIssues } from '../validation/issues';
+import { CLIENT_KEY_HEADER } from './rest/headers';
 
 /**
  * Configuration at every boundary of the server, checked by zod: the model config file (TF
@@ -113,7 +114,7 @@ export const ServerOptionsSchema = z
     /** Run one all-zeros request through each version before it turns AVAILABLE (beside warmup.json). */
     warmup: z.boolean().default(true),
     /** Header whose value makes the traffic split sticky (same key, same version). */
-    stickyHeader: z.string().min(1).default('x-gantry-client-key'),
+    stickyHeader: z.string().min(1).default(CLIENT_KEY_HEADER),
     logLevel: z.enum(['silent', 'error', 'warn', 'info', 'debug']).default('silent'),
   })
   .strict()

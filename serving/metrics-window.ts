@@ -56,10 +56,13 @@ export function histogramQuantile(buckets: readonly Bucket[], q: number): number
   return start + (end - start) * (rank / count);
 }
 
-/** histogram_quantile of a HistogramCounts (its +Inf bucket is its count); null when it has no observations. */
-export function latencyQuantile(histogram: HistogramCounts, q: number): number | null {
-  const value = histogramQuantile([...histogram.buckets, { le: Infinity, count: histogram.count }], q);
-  return Number.isFinite(value) ? value : null;
+/**
+ * histogram_quantile of a latency HistogramCounts in seconds (its +Inf bucket is its count), in milliseconds;
+ * null when it has no observations.
+ */
+function latencyMs(histogram: HistogramCounts, q: number): number | null {
+  const seconds = histogramQuantile([...histogram.buckets, { le: Infinity, count: histogram.count }], q);
+  return Number.isFinite(seconds) ? seconds * 1000 : null;
 }
 
 /**
@@ -132,17 +135,14 @@ export function windowStats(
   for (const v of Object.keys(window.versions).sort(compareLabels)) {
     const c = window.versions[v]!;
     const labelled = c.feedback.correct + c.feedback.incorrect;
-    const p50 = latencyQuantile(c.latency, 0.5);
-    const p90 = latencyQuantile(c.latency, 0.9);
-    const p99 = latencyQuantile(c.latency, 0.99);
     const shadowAnswers = c.shadow.agree + c.shadow.disagree;
     out[v] = {
       requests: c.requests,
       errors: c.errors,
       errorRate: c.requests > 0 ? c.errors / c.requests : 0,
-      p50Ms: p50 === null ? null : p50 * 1000,
-      p90Ms: p90 === null ? null : p90 * 1000,
-      p99Ms: p99 === null ? null : p99 * 1000,
+      p50Ms: latencyMs(c.latency, 0.5),
+      p90Ms: latencyMs(c.latency, 0.9),
+      p99Ms: latencyMs(c.latency, 0.99),
       feedback: {
         labelled,
         correct: c.feedback.correct,

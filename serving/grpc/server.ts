@@ -14,6 +14,7 @@ import { allocate, type DenseTensor } from '../tensors';
 import { loadServingProtos, SIGNATURE_DEF_MAP_TYPE_URL } from './protos';
 import { readPredictRequest, WirePredictRequest, wireInputs, writePredictResponse } from './predict-wire';
 import { decodePredictInputs, encodeTensorProto } from './tensor-proto';
+import { REQUEST_ID_HEADER, VERSION_HEADER } from '../rest/headers';
 
 /**
  * The gRPC front door, wire-compatible with TF Serving: tensorflow.serving.PredictionService
@@ -209,12 +210,12 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
     api,
     protocol: 'grpc',
     clientKey: metadataValue(call, deps.stickyHeader),
-    requestId: metadataValue(call, 'x-request-id'),
+    requestId: metadataValue(call, REQUEST_ID_HEADER),
   });
   const answerMetadata = (version: number, requestId: string) => {
     const metadata = new grpc.Metadata();
-    metadata.set('x-gantry-model-version', String(version));
-    metadata.set('x-request-id', requestId);
+    metadata.set(VERSION_HEADER, String(version));
+    metadata.set(REQUEST_ID_HEADER, requestId);
     return metadata;
   };
 

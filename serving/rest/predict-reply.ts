@@ -25,21 +25,15 @@ export function outputKeys(answer: Answer): string[] {
 /** Sets the headers and returns the JSON body. */
 export function answerReply(reply: FastifyReply, answer: Answer, format: ReplyFormat) {
   answerHeaders(reply, answer);
+  // The answer's own key first, then these: the order TF Serving's clients (and our tests) see.
+  const ids = { model_version: String(answer.version), request_id: answer.requestId };
   switch (format) {
     case 'row':
-      return {
-        predictions: toPredictions(answer.outputs, outputKeys(answer)),
-        model_version: String(answer.version),
-        request_id: answer.requestId,
-      };
+      return { predictions: toPredictions(answer.outputs, outputKeys(answer)), ...ids };
     case 'columnar':
-      return {
-        outputs: toColumnar(answer.outputs, outputKeys(answer)),
-        model_version: String(answer.version),
-        request_id: answer.requestId,
-      };
+      return { outputs: toColumnar(answer.outputs, outputKeys(answer)), ...ids };
     case 'classify':
-      return { results: classifyResults(answer), model_version: String(answer.version), request_id: answer.requestId };
+      return { results: classifyResults(answer), ...ids };
   }
 }
 

@@ -13,7 +13,7 @@ import { ClassifyBodySchema, classifyInputs } from './classify-body';
 import { scanDensePredictBody, type DenseJsonBody } from './dense-json';
 import { header, PROTOBUF, REQUEST_ID_HEADER } from './headers';
 import { parseModelPath, type ModelPath } from './paths';
-import { answerReply } from './predict-reply';
+import { answerReply, type ReplyFormat } from './predict-reply';
 
 export interface PredictRoutesOptions {
   inference: Inference;
@@ -95,7 +95,7 @@ export const predictRoutes: FastifyPluginAsync<PredictRoutesOptions> = async (ap
     if (binary && path.verb !== 'predict') throw invalidArgument('binary bodies are accepted by :predict only');
     const target: Target = { model: path.model, version: path.version, label: path.label, signatureName: undefined };
     let decode: (signature: Signature) => DenseTensor[];
-    let format: 'row' | 'columnar' | 'classify' | 'binary' = 'classify';
+    let format: ReplyFormat | 'binary' = 'classify';
     if (binary) {
       format = 'binary';
       decode = binaryInputs(request.headers['content-type'] ?? '', request.body as Buffer, protos, inference.maxRows);
