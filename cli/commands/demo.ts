@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readRegistry } from '../../control/registry';
-import { connectClient } from '../../control/connect';
+import { withClient } from '../../control/connect';
 import { startLocalStack, type LocalStack } from '../../control/dev-stack';
 import { gantryHome } from '../../control/home';
 import { runLoad, type LoadSummary } from '../../control/load/generator';
@@ -157,8 +157,7 @@ async function ensureChampion(
   options: { set: string[]; json?: boolean },
   say: (text: string) => void,
 ): Promise<boolean> {
-  const { client, connection } = await connectClient();
-  try {
+  return withClient(async (client) => {
     const registry = await readRegistry(client, model);
     if (registry?.aliases[alias] !== undefined) return true;
     if (!bootstrap) return false;
@@ -177,9 +176,7 @@ async function ensureChampion(
       : `not published: ${result.reasons.filter((r) => r.startsWith('FAIL')).join('; ')}`;
     say(`bootstrap: v${result.version}, test accuracy ${(result.testAccuracy * 100).toFixed(2)} %, ${outcome}\n`);
     return result.promoted === true;
-  } finally {
-    await connection.close();
-  }
+  });
 }
 
 /**
@@ -204,8 +201,7 @@ async function shuffledTestSplit(): Promise<TestSplit> {
 
 /** Resolves true once run `runId` has finished training, false if it ends first or `signal` aborts. */
 async function afterTraining(runId: string, signal: AbortSignal): Promise<boolean> {
-  const { client, connection } = await connectClient();
-  try {
+  return withClient(async (client) => {
     const handle = client.workflow.getHandle(runId);
     while (!signal.aborted) {
       const progress = await handle.query(progressQuery).catch(() => undefined);
@@ -214,9 +210,7 @@ async function afterTraining(runId: string, signal: AbortSignal): Promise<boolea
       await sleep(250);
     }
     return false;
-  } finally {
-    await connection.close();
-  }
+  });
 }
 
 /** Until the server has an AVAILABLE version of the model (a champion just published loads within a poll). */

@@ -1,4 +1,4 @@
-import { connectClient } from '../../control/connect';
+import { withClient } from '../../control/connect';
 import { readRegistry } from '../../control/registry';
 import { deploymentPrefix } from '../../control/task-queues';
 import { modelOfRegistryWorkflowId, REGISTRY_WORKFLOW_TYPE, registryWorkflowId } from '../../workflows/api';
@@ -6,8 +6,7 @@ import { UsageError } from '../errors';
 
 /** Models are the registry workflows that are running: one per model name. */
 export async function modelsListCommand(options: { json?: boolean }): Promise<void> {
-  const { client, connection } = await connectClient();
-  try {
+  await withClient(async (client) => {
     const models: { model: string; versions: number; aliases: Record<string, number> }[] = [];
     const scope = registryWorkflowId(deploymentPrefix(), '');
     for await (const execution of client.workflow.list({
@@ -33,14 +32,11 @@ export async function modelsListCommand(options: { json?: boolean }): Promise<vo
           .join(' ') || 'no aliases';
       console.log(`${m.model}\t${m.versions} version(s)\t${aliases}`);
     }
-  } finally {
-    await connection.close();
-  }
+  });
 }
 
 export async function modelsDescribeCommand(model: string, options: { json?: boolean }): Promise<void> {
-  const { client, connection } = await connectClient();
-  try {
+  await withClient(async (client) => {
     const state = await readRegistry(client, model);
     if (!state) throw new UsageError(`no model named "${model}" is registered`);
     if (options.json) {
@@ -62,7 +58,5 @@ export async function modelsDescribeCommand(model: string, options: { json?: boo
           `${v.lineage.parentVersion ?? '-'}\t${v.registeredAt}`,
       );
     }
-  } finally {
-    await connection.close();
-  }
+  });
 }

@@ -1,5 +1,5 @@
 import { WorkflowFailedError } from '@temporalio/client';
-import { connectClient } from '../../control/connect';
+import { withClient } from '../../control/connect';
 import { CommandFailed } from '../errors';
 import { followRun } from '../follow';
 import { formatRunResult } from '../format';
@@ -29,9 +29,8 @@ export function rootCause(error: unknown): string {
 
 export async function runCommand(pipeline: string, options: RunOptions): Promise<RunResult | undefined> {
   const spec = await resolveSpec(pipeline, options.set);
-  const { client, connection } = await connectClient();
-  const started = performance.now();
-  try {
+  return withClient(async (client) => {
+    const started = performance.now();
     const handle = await startRun(client, spec, options.id);
     if (!options.json)
       console.error(
@@ -55,7 +54,5 @@ export async function runCommand(pipeline: string, options: RunOptions): Promise
       if (options.json) console.log(JSON.stringify({ runId: handle.workflowId, status: 'failed', error: message }));
       throw new CommandFailed(`run ${handle.workflowId} failed: ${message}`);
     }
-  } finally {
-    await connection.close();
-  }
+  });
 }

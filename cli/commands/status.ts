@@ -1,13 +1,12 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { connectClient } from '../../control/connect';
+import { withClient } from '../../control/connect';
 import { jobStateQuery, progressQuery, trainJobWorkflowId, type JobState, type RunProgress } from '../../workflows/api';
 import { UsageError } from '../errors';
 import { rootCause } from './run';
 
 /** A run's state: its progress while it runs, its result once it completed. */
 export async function statusCommand(runId: string, options: { json?: boolean; replicas?: boolean }): Promise<void> {
-  const { client, connection } = await connectClient();
-  try {
+  await withClient(async (client) => {
     const handle = client.workflow.getHandle(runId);
     let description;
     try {
@@ -93,17 +92,12 @@ export async function statusCommand(runId: string, options: { json?: boolean; re
       for (const a of job.attempts) console.log(`  attempt ${a.attempt} ended: ${a.error}`);
     }
     if (error) console.log(`error: ${error}`);
-  } finally {
-    await connection.close();
-  }
+  });
 }
 
 export async function cancelCommand(runId: string): Promise<void> {
-  const { client, connection } = await connectClient();
-  try {
+  await withClient(async (client) => {
     await client.workflow.getHandle(runId).cancel();
     console.log(`cancellation requested for ${runId}`);
-  } finally {
-    await connection.close();
-  }
+  });
 }
