@@ -22,7 +22,7 @@ const TemporalEnvSchema = z.object({
   TEMPORAL_TLS_SERVER_CA_CERT_PATH: z.string().min(1).optional(),
   TEMPORAL_TLS_SERVER_NAME: z.string().min(1).optional(),
   // How long a command waits for the server before it says it cannot reach it (the SDK's default is 10s).
-  GANTRY_CONNECT_TIMEOUT: DurationSchema.optional(),
+  GANTRY_CONNECT_TIMEOUT: DurationSchema.transform(durationMs).optional(),
 });
 
 export interface TemporalTarget {
@@ -50,7 +50,6 @@ export function temporalTargetFromEnv(env: NodeJS.ProcessEnv = process.env): Tem
   }
   const e = parsed.data;
   if (!e.TEMPORAL_ADDRESS) return undefined;
-  const connectTimeoutMs = e.GANTRY_CONNECT_TIMEOUT ? durationMs(e.GANTRY_CONNECT_TIMEOUT) : undefined;
   if (Boolean(e.TEMPORAL_TLS_CLIENT_CERT_PATH) !== Boolean(e.TEMPORAL_TLS_CLIENT_KEY_PATH)) {
     throw new ConfigError('TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH: set both or neither');
   }
@@ -70,7 +69,7 @@ export function temporalTargetFromEnv(env: NodeJS.ProcessEnv = process.env): Tem
     address: e.TEMPORAL_ADDRESS,
     namespace: e.TEMPORAL_NAMESPACE,
     apiKey: e.TEMPORAL_API_KEY,
-    connectTimeoutMs,
+    connectTimeoutMs: e.GANTRY_CONNECT_TIMEOUT,
     tls: wantsTls
       ? {
           serverNameOverride: e.TEMPORAL_TLS_SERVER_NAME,

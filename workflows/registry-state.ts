@@ -209,7 +209,7 @@ export class ModelRegistry {
     const claimed: TrafficOwner = { id: owner, kind, version, since: this.now() };
     this.state.trafficOwner = claimed;
     this.record({
-      kind: kind === 'rollout' ? 'rollout' : 'experiment',
+      kind,
       version,
       by: owner,
       message: `${kind} ${owner} took "${this.state.model}"'s traffic`,

@@ -1,7 +1,7 @@
 import { Option } from 'commander';
 import { z } from 'zod';
 import { gantryHome } from '../../control/home';
-import { LoadRefused, runLoad, type LoadProgress, type LoadSummary } from '../../control/load/generator';
+import { runLoad, type LoadProgress, type LoadSummary } from '../../control/load/generator';
 import { readTestSplit, type TestSplit } from '../../control/load/test-split';
 import { ServersConfigError, ServerTargetSchema, servingTargets, type ServerTarget } from '../../control/servers';
 import { DatasetError } from '../../data/errors';
@@ -9,7 +9,7 @@ import { durationMs } from '../../pipelines/duration';
 import { DurationSchema } from '../../pipelines/spec';
 import { getDataSource } from '../../data/sources';
 import { LABEL_PATTERN, MODEL_NAME_PATTERN } from '../../serving/config';
-import { badFlags, CommandFailed, UsageError } from '../errors';
+import { badFlags, UsageError } from '../errors';
 
 /**
  * `gantry load <model>`: live traffic for a model server (control/load/generator.ts is the engine).
@@ -203,11 +203,6 @@ export async function loadCommand(model: string, raw: LoadFlags): Promise<void> 
       },
       stop.signal,
     );
-  } catch (error) {
-    // A typo (model, version) is the user's: exit 2; a server that cannot serve now: exit 1.
-    if (error instanceof LoadRefused)
-      throw error.reason === 'usage' ? new UsageError(error.message) : new CommandFailed(error.message);
-    throw error;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -29,6 +29,11 @@ export class LoadRefused extends Error {
   ) {
     super(message);
   }
+
+  /** For the CLI (which exits with an error's exitCode): a typo is the user's (2), a server that cannot serve now 1. */
+  get exitCode(): number {
+    return this.reason === 'usage' ? 2 : 1;
+  }
 }
 
 export interface LoadOptions {
