@@ -1,8 +1,8 @@
 import { ModelRepository, METADATA_FILE } from '../artifacts/model-repository';
-import { deploymentPrefix } from '../control/task-queues';
-import { publishVersionUpdate, registryWorkflowId, type PublishInput } from '../workflows/api';
+import { publishVersionUpdate, type PublishInput } from '../workflows/api';
 import type { ActivityDeps } from './deps';
 import { checkedSpec } from './failures';
+import { registryHandle } from '../control/registry';
 
 /**
  * Writes a blessed version into the model repository (atomically: a server never sees half a
@@ -37,7 +37,7 @@ export function createPublishActivity(deps: ActivityDeps) {
       'weights.bin': await deps.store.get(`${modelUri}/weights.bin`),
       [METADATA_FILE]: JSON.stringify(metadata, null, 2),
     });
-    const registry = deps.client.workflow.getHandle(registryWorkflowId(deploymentPrefix(), spec.model.name));
+    const registry = registryHandle(deps.client, spec.model.name);
     await registry.executeUpdate(publishVersionUpdate, {
       args: [{ version, publishedPath, alias: moveAlias === false ? null : spec.deployment.alias }],
     });

@@ -1,17 +1,16 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import type { UpdateDefinition } from '@temporalio/common';
-import { deploymentPrefix } from '../control/task-queues';
 import {
   claimTrafficUpdate,
   concludeUpdate,
   recordEventUpdate,
-  registryWorkflowId,
   releaseTrafficUpdate,
   setServingUpdate,
   type DeployActivities,
 } from '../workflows/api';
 import type { ActivityDeps } from './deps';
+import { registryHandle } from '../control/registry';
 
 /**
  * The registry Updates a rollout or experiment workflow sends (a workflow cannot send an Update
@@ -23,9 +22,7 @@ export function createRegistryUpdateActivities(
 ): Pick<DeployActivities, 'claimTraffic' | 'releaseTraffic' | 'setServing' | 'conclude' | 'recordEvent'> {
   async function update<Ret, Arg>(model: string, definition: UpdateDefinition<Ret, [Arg]>, arg: Arg): Promise<Ret> {
     try {
-      return await deps.client.workflow
-        .getHandle(registryWorkflowId(deploymentPrefix(), model))
-        .executeUpdate(definition, { args: [arg] as [Arg] });
+      return await registryHandle(deps.client, model).executeUpdate(definition, { args: [arg] as [Arg] });
     } catch (error) {
       if (error instanceof WorkflowUpdateFailedError) {
         throw ApplicationFailure.nonRetryable(

@@ -115,7 +115,7 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
       let lastSignal = 0;
       let lastValAccuracy = history.at(-1)?.valAccuracy ?? null;
       const report = (step: StepProgress, force = false) => {
-        const progress: TrainProgress & { samplesPerSecond: number } = {
+        const progress: TrainProgress = {
           ...step,
           attempt: jobAttempt,
           valAccuracy: lastValAccuracy,

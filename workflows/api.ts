@@ -14,10 +14,11 @@ import type { ApplyReport, DesiredServing, ServingLayout } from './serving-desir
 /**
  * The contract between the workflows, the activities they run and the clients that start and steer
  * them (the CLI, tests): workflow ids, every signal, query and update definition, and the types that
- * cross a workflow's or an activity's boundary. Activities and clients import this module, never a
- * workflow module, so a train worker loads no workflow code: it imports only `@temporalio/workflow`'s
- * define* helpers at run time (every other import is a type). The names of workflows, signals, queries
- * and updates and the id formats are recorded in histories: they never change.
+ * cross a workflow's or an activity's boundary. Activities import this module, never a workflow
+ * module, so a train worker loads no workflow code: this module imports only `@temporalio/workflow`'s
+ * define* helpers at run time (every other import is a type). Clients still name a workflow function
+ * when they start one. The names of workflows, signals, queries and updates and the id formats are
+ * recorded in histories: they never change.
  */
 
 // ---- workflow ids ----
@@ -143,7 +144,7 @@ export interface ReplicaState {
   host: string;
   port: number;
   identity: string;
-  progress: (TrainProgress & { samplesPerSecond: number }) | null;
+  progress: TrainProgress | null;
 }
 
 export interface JobState {
@@ -161,9 +162,7 @@ export interface JobState {
 /** A replica's rendezvous: it joins with its address and gets its rank and the peers once all have joined. */
 export const joinJobUpdate = defineUpdate<JoinAnswer, [JoinRequest]>('joinJob');
 export const replicaProgressSignal =
-  defineSignal<[{ jobAttempt: number; rank: number; progress: TrainProgress & { samplesPerSecond: number } }]>(
-    'replicaProgress',
-  );
+  defineSignal<[{ jobAttempt: number; rank: number; progress: TrainProgress }]>('replicaProgress');
 export const jobStateQuery = defineQuery<JobState>('jobState');
 
 // ---- the canary rollout ----

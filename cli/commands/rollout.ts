@@ -6,7 +6,7 @@ import {
   type Client,
   type WorkflowHandle,
 } from '@temporalio/client';
-import { readRegistry } from '../../control/registry';
+import { readRegistry, registryHandle } from '../../control/registry';
 import { withClient } from '../../control/connect';
 import { deploymentPrefix, taskQueueOf } from '../../control/task-queues';
 import { RolloutSpecSchema, type RolloutSpec } from '../../pipelines/spec';
@@ -14,7 +14,6 @@ import {
   approveRolloutUpdate,
   promoteRolloutUpdate,
   promoteUpdate,
-  registryWorkflowId,
   rollbackRolloutUpdate,
   rollbackUpdate,
   rolloutStatusQuery,
@@ -116,9 +115,7 @@ export async function promoteCommand(
       return;
     }
     const change = await refusedAsUsage(() =>
-      client.workflow
-        .getHandle(registryWorkflowId(deploymentPrefix(), model))
-        .executeUpdate(promoteUpdate, { args: [{ version, reason: options.reason }] }),
+      registryHandle(client, model).executeUpdate(promoteUpdate, { args: [{ version, reason: options.reason }] }),
     );
     print(options.json, change, describeChange(change, performance.now() - started));
   });
@@ -149,9 +146,9 @@ export async function rollbackCommand(
       }
     }
     const change = await refusedAsUsage(() =>
-      client.workflow
-        .getHandle(registryWorkflowId(deploymentPrefix(), model))
-        .executeUpdate(rollbackUpdate, { args: [{ to, reason: options.reason ?? 'manual rollback' }] }),
+      registryHandle(client, model).executeUpdate(rollbackUpdate, {
+        args: [{ to, reason: options.reason ?? 'manual rollback' }],
+      }),
     );
     print(options.json, change, describeChange(change, performance.now() - started));
   });
