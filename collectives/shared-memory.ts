@@ -313,7 +313,15 @@ export class SharedMemoryAllReduce {
       for (let turn = 0; ; turn++) {
         const seen = Atomics.load(control, word);
         if (((seen - k) | 0) >= 0) break;
-        this.checkPeers(context);
+        const failedPeer = this.checkPeers(context);
+        if (failedPeer !== undefined) {
+          // A peer gave up: usually because a rank died, which this rank's own sockets report too. One event-loop
+          // turn lets that report fail the operation first, so the error names the rank that died, not the peer
+          // that noticed before us.
+          await yieldToEventLoop();
+          context.check();
+          throw new CollectiveError('aborted', `rank ${failedPeer} failed (it raised its shared-memory abort flag)`);
+        }
         const left = deadline - performance.now();
         if (left <= 0)
           throw new CollectiveError(
@@ -326,13 +334,13 @@ export class SharedMemoryAllReduce {
     }
   }
 
-  private checkPeers(context: OperationContext): void {
+  /** Throws on this operation's own failure or a protocol mismatch; returns a peer that raised its abort flag. */
+  private checkPeers(context: OperationContext): number | undefined {
     context.check();
     for (let q = 0; q < this.segments.length; q++) {
       if (q === this.rank) continue;
       const control = this.segments[q]!.control;
-      if (Atomics.load(control, W_ABORT) !== 0)
-        throw new CollectiveError('aborted', `rank ${q} failed (it raised its shared-memory abort flag)`);
+      if (Atomics.load(control, W_ABORT) !== 0) return q;
       const kind = OPERATION_KINDS[control[W_KIND]! - 1];
       if (Atomics.load(control, W_OPERATION) === (context.operation | 0) && kind !== 'allReduce') {
         throw new CollectiveError(
