@@ -68,9 +68,17 @@ const DatasetCoreSchema = z.object({
   source: z.string(),
   /** sha256 (hex) over the source's content and the split parameters. */
   fingerprint: z.string().regex(/^[0-9a-f]{64}$/),
+  /** What the label is: a class index (labels one byte each) or a value (labels float32, little-endian). */
+  task: z.enum(['classification', 'regression']).default('classification'),
   featureShape: z.array(z.number().int().positive()),
+  /** How feature values are stored in the shards: raw bytes (images) or float32 little-endian (encoded records). */
+  featureDtype: z.enum(['uint8', 'float32']).default('uint8'),
+  /** Classes of a classification; 1 for a regression. */
   numClasses: z.number().int().positive(),
+  /** Empty for a regression. */
   classNames: z.array(z.string()),
+  /** The dataset's preprocessing.json (data/preprocessing.ts), which training and serving both apply. */
+  preprocessingUri: z.string().nullable().default(null),
   counts: CountsSchema,
   splits: SplitsSchema,
   statistics: SplitStatisticsSchema,
@@ -94,10 +102,31 @@ export const DatasetManifestSchema = DatasetCoreSchema.extend({
 export type DatasetManifest = z.infer<typeof DatasetManifestSchema>;
 
 /** What ingest hands to the rest of the pipeline through Temporal: plain JSON, URIs not bytes. */
+/** A difference between this run's data and the schema stored by the first run (data/tabular/). */
+export const AnomalySchema = z.object({
+  kind: z.enum(['missing-column', 'new-column', 'type-change', 'new-category', 'out-of-range', 'missing-values']),
+  column: z.string(),
+  message: z.string(),
+});
+export type Anomaly = z.infer<typeof AnomalySchema>;
+
+/** What reading the source met: rows read, rows skipped as malformed (with the first few reasons), rows dropped. */
+export const RowReportSchema = z.object({
+  read: z.number().int().nonnegative(),
+  malformed: z.number().int().nonnegative(),
+  dropped: z.number().int().nonnegative(),
+  /** `file:line: reason` of the first malformed rows (bounded). */
+  examples: z.array(z.string()).max(20),
+});
+export type RowReport = z.infer<typeof RowReportSchema>;
+
 export const DatasetRefSchema = DatasetCoreSchema.extend({
   manifestUri: z.string(),
   /** This run's data compared with the previous run's (a property of the run, not of the dataset). */
   drift: DriftReportSchema,
+  /** Against the stored schema (empty on the first run and for sources without a schema). */
+  anomalies: z.array(AnomalySchema).default([]),
+  rows: RowReportSchema.optional(),
 });
 export type DatasetRef = z.infer<typeof DatasetRefSchema>;
 
@@ -237,7 +266,10 @@ async function writeDataset(
     fingerprint,
     parameters,
     sourceFiles: raw.sourceFiles,
+    task: 'classification',
     featureShape: raw.featureShape,
+    featureDtype: 'uint8',
+    preprocessingUri: null,
     numClasses: raw.numClasses,
     classNames: raw.classNames,
     counts: { train: data.train.count, validation: data.validation.count, test: data.test.count },

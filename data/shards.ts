@@ -78,9 +78,13 @@ export interface SplitLayout {
   splits: Record<SplitName, SplitRef>;
 }
 
+/**
+ * `images` holds every example's feature values back to back (pixels, or encoded records as float32); `labels`
+ * a class index each (classification) or a float32 value each (regression).
+ */
 export interface LoadedSplit {
-  images: Uint8Array;
-  labels: Uint8Array;
+  images: Uint8Array | Float32Array;
+  labels: Uint8Array | Float32Array;
   count: number;
 }
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MissingPolicySchema } from '../data/preprocessing';
 import { notADuration, parseDuration } from './duration';
 
 /**
@@ -19,12 +20,48 @@ export const DurationSchema = z
   .string()
   .refine((text) => parseDuration(text) !== undefined, { error: (issue) => notADuration(issue.input) });
 
+/** How one column of a tabular source is read; anything left out is inferred on the first run. */
+export const ColumnSpecSchema = z
+  .object({
+    /** `ignore` leaves the column out of the model (an id, a free-text name). */
+    type: z.enum(['numeric', 'categorical', 'boolean', 'ignore']).optional(),
+    /** What a missing value does: `impute` (training mean / most frequent value), `drop` the row, `fail` the run. */
+    missing: MissingPolicySchema.optional(),
+  })
+  .strict();
+
 export const DataSpecSchema = z
   .object({
-    /** A name from the data-source registry, e.g. `fashion-mnist`. */
+    /**
+     * A name from the data-source registry: built in `fashion-mnist`, `idx`, `csv`, `jsonl`, `json`, `parquet`,
+     * `arrow`, `image-folder`, or one the project registers.
+     */
     source: identifier,
-    /** Where the source's files are; each source has its own default. */
+    /** Where the source's files are (relative paths from the project folder); each source has its own default. */
     path: z.string().min(1).optional(),
+    /** Tabular sources: the column to predict. */
+    label: z.string().min(1).optional(),
+    /** Inferred from the label when left out: numeric → regression, otherwise classification. */
+    task: z.enum(['classification', 'regression']).optional(),
+    /** Per-column overrides of the inferred schema, by the source's own column names. */
+    columns: z.record(z.string(), ColumnSpecSchema).default({}),
+    /** The missing-value policy of every column that does not set its own. */
+    missing: MissingPolicySchema.default('impute'),
+    /** A malformed row or file (a short row, an unparsable number, an unreadable image): fail the run or skip it. */
+    onMalformed: z.enum(['fail', 'skip']).default('fail'),
+    /** A difference from the stored schema (missing column, new category, type change, out of range). */
+    onAnomaly: z.enum(['fail', 'warn']).default('fail'),
+    /** Image sources: every image is decoded and resized to this. */
+    image: z
+      .object({
+        height: z.number().int().min(1).max(4096),
+        width: z.number().int().min(1).max(4096),
+        channels: z.union([z.literal(1), z.literal(3)]).default(3),
+      })
+      .strict()
+      .optional(),
+    /** Sources without a test split of their own hold this share of the rows out for testing. */
+    testFraction: z.number().gt(0).lt(1).default(0.2),
     seed: z.number().int().default(42),
     validationFraction: z.number().gt(0).lt(1).default(0.1),
     /** Use a reproducible slice of the data (tests, quick runs). */
@@ -116,6 +153,18 @@ export const TrainSpecSchema = z
     }
   });
 
+export const METRIC_NAMES = ['accuracy', 'auc', 'logLoss', 'rmse', 'mae', 'r2'] as const;
+export type MetricName = (typeof METRIC_NAMES)[number];
+
+export const MetricGateSchema = z
+  .object({
+    metric: z.enum(METRIC_NAMES),
+    min: z.number().optional(),
+    max: z.number().optional(),
+    maxWorsening: z.number().min(0).optional(),
+  })
+  .strict();
+
 export const EvaluationSpecSchema = z
   .object({
     /** Absolute gate: the candidate's test accuracy must reach this. */
@@ -127,6 +176,13 @@ export const EvaluationSpecSchema = z
      * this. 0 = no worse than the champion; −0.005 tolerates half a point of noise.
      */
     minAccuracyDelta: z.number().min(-1).max(1).default(0),
+    /**
+     * Gates on any metric of the task (classification: accuracy, auc, logLoss; regression: rmse, mae, r2), each
+     * absolute (`min` / `max`) and against the champion (`maxWorsening`: how much worse than the champion's value
+     * the candidate's may be, in the metric's units). Regression runs gate on these alone; classification runs on
+     * these and the accuracy fields above.
+     */
+    gates: z.array(MetricGateSchema).max(20).default([]),
   })
   .strict();
 
@@ -235,6 +291,35 @@ export const DeploymentSpecSchema = z
   })
   .strict();
 
+/** Where in the retrain flow a user step runs (see workflows/retrain.ts). */
+export const STEP_POINTS = [
+  'after-ingest',
+  'after-train',
+  'after-evaluate',
+  'before-publish',
+  'before-rollout',
+  'after-rollout',
+] as const;
+export type StepPoint = (typeof STEP_POINTS)[number];
+
+/**
+ * A user step placed in the pipeline: a registered step's name and where it runs. Pool, timeout and retries
+ * default to the step's own (filled in from the project when the run is submitted, so the workflow has them as
+ * data).
+ */
+export const StepPlacementSchema = z
+  .object({
+    name: identifier,
+    at: z.enum(STEP_POINTS),
+    pool: identifier.optional(),
+    timeout: DurationSchema.optional(),
+    retries: z.number().int().min(0).max(100).optional(),
+    /** Plain data handed to the step. */
+    options: z.record(z.string(), z.unknown()).default({}),
+  })
+  .strict();
+export type StepPlacement = z.output<typeof StepPlacementSchema>;
+
 export const OverlapPolicySchema = z.enum([
   'skip',
   'buffer-one',
@@ -261,6 +346,8 @@ export const PipelineSpecSchema = z
     evaluation: EvaluationSpecSchema.default(EvaluationSpecSchema.parse({})),
     deployment: DeploymentSpecSchema.default(DeploymentSpecSchema.parse({})),
     schedule: ScheduleSpecSchema.optional(),
+    /** User steps, run in this order at their points. */
+    steps: z.array(StepPlacementSchema).max(50).default([]),
   })
   .strict()
   .superRefine((spec, ctx) => {

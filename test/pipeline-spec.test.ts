@@ -120,7 +120,7 @@ describe('loading pipelines', () => {
 
 describe('the blessing decision', () => {
   const metrics = (accuracy: number, loss = 0.4) => ({ count: 100, accuracy, loss, perClassAccuracy: [] });
-  const gate = { minAccuracy: 0.8, minAccuracyDelta: 0 };
+  const gate = { minAccuracy: 0.8, minAccuracyDelta: 0, gates: [] };
 
   it('without a champion applies only the absolute gates', () => {
     expect(decideBlessing(metrics(0.85), null, gate)).toEqual({

@@ -2,10 +2,10 @@ import type * as tfType from '@tensorflow/tfjs';
 import { seededPermutation } from '../data/split';
 import { tf } from '../engine/backend';
 
-/** Examples held as raw bytes (pixels 0..255, one label byte each), as the ingest shards store them. */
+/** Examples as the ingest shards store them (see data/shards.ts LoadedSplit). */
 export interface Examples {
-  images: Uint8Array;
-  labels: Uint8Array;
+  images: Uint8Array | Float32Array;
+  labels: Uint8Array | Float32Array;
   count: number;
 }
 

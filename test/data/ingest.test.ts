@@ -97,7 +97,9 @@ describe('ingestDataset end to end into a FileArtifactStore', () => {
       expect(loaded.images.length).toBe(first.counts[name] * exampleBytes);
       expect(Buffer.from(loaded.images).equals(Buffer.from(expected[name].images))).toBe(true);
       expect(Buffer.from(loaded.labels).equals(Buffer.from(expected[name].labels))).toBe(true);
-      expect(computeStatistics(loaded.images, loaded.labels, 10)).toEqual(first.statistics[name]);
+      expect(computeStatistics(loaded.images as Uint8Array, loaded.labels as Uint8Array, 10)).toEqual(
+        first.statistics[name],
+      );
     }
 
     // Independently of the split code: every test example is a real test image with its own label.
@@ -109,7 +111,9 @@ describe('ingestDataset end to end into a FileArtifactStore', () => {
     const test = await loadSplit(store, first, 'test');
     expect(test.count).toBe(500);
     for (let i = 0; i < test.count; i++) {
-      const labels = testByImage.get(sha1(test.images.subarray(i * exampleBytes, (i + 1) * exampleBytes)));
+      const labels = testByImage.get(
+        sha1(test.images.subarray(i * exampleBytes, (i + 1) * exampleBytes) as Uint8Array),
+      );
       expect(labels?.has(test.labels[i]!)).toBe(true);
     }
   });

@@ -25,7 +25,7 @@ beforeAll(async () => {
   await selectBackend();
   const slice = await testExamples(0, ROWS);
   pixels = Float32Array.from(slice.images);
-  labels = slice.labels;
+  labels = slice.labels as Uint8Array;
   const published = await fashionBase('rest', 7);
   base = published.base;
   files = published.files[0];

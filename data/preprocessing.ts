@@ -1,0 +1,225 @@
+import { z } from 'zod';
+
+/**
+ * The transform from a raw record (as the source holds it, with the source's own column names) to
+ * the model's input vector. Computed on the training split at ingest, stored with the dataset,
+ * copied into every published version (`preprocessing.json`) and applied by the model server, so a
+ * client sends raw records and training and serving cannot disagree about the encoding.
+ *
+ * The vector is the columns in order: a numeric column is one slot, (x − mean) / std; a boolean one
+ * slot, 0 or 1; a categorical column one slot per vocabulary entry plus one out-of-vocabulary slot
+ * (one-hot). Pure code: no TensorFlow, no I/O.
+ */
+
+/** What a missing value (null, undefined, empty string, NaN) in a column does, at ingest and at serving. */
+export const MissingPolicySchema = z.enum(['impute', 'drop', 'fail']);
+export type MissingPolicy = z.infer<typeof MissingPolicySchema>;
+
+const NumericColumnSchema = z.object({
+  name: z.string().min(1),
+  kind: z.literal('numeric'),
+  missing: MissingPolicySchema,
+  /** Of the training split; `fill` is what an imputed value becomes (the training mean). */
+  mean: z.number(),
+  std: z.number().positive(),
+  fill: z.number(),
+});
+
+const BooleanColumnSchema = z.object({
+  name: z.string().min(1),
+  kind: z.literal('boolean'),
+  missing: MissingPolicySchema,
+  /** 0 or 1: the training split's more frequent value. */
+  fill: z.union([z.literal(0), z.literal(1)]),
+});
+
+const CategoricalColumnSchema = z.object({
+  name: z.string().min(1),
+  kind: z.literal('categorical'),
+  missing: MissingPolicySchema,
+  /** The training split's values, most frequent first; anything else goes to the out-of-vocabulary slot. */
+  vocabulary: z.array(z.string()).max(100_000),
+  /** The training split's most frequent value. */
+  fill: z.string(),
+});
+
+export const PreprocessingColumnSchema = z.discriminatedUnion('kind', [
+  NumericColumnSchema,
+  BooleanColumnSchema,
+  CategoricalColumnSchema,
+]);
+export type PreprocessingColumn = z.infer<typeof PreprocessingColumnSchema>;
+
+export const LabelSchema = z.discriminatedUnion('task', [
+  z.object({ name: z.string().min(1), task: z.literal('classification'), classes: z.array(z.string()).min(2) }),
+  z.object({ name: z.string().min(1), task: z.literal('regression') }),
+]);
+export type Label = z.infer<typeof LabelSchema>;
+
+export const TabularPreprocessingSchema = z.object({
+  kind: z.literal('tabular'),
+  formatVersion: z.literal(1),
+  columns: z.array(PreprocessingColumnSchema).min(1).max(10_000),
+  /** Slots of the encoded vector: the model's input shape is [featureSize]. */
+  featureSize: z.number().int().positive(),
+  label: LabelSchema,
+});
+export type TabularPreprocessing = z.infer<typeof TabularPreprocessingSchema>;
+
+/** Images: the server resizes nothing yet, it checks; the shape the model takes and the classes it names. */
+export const ImagePreprocessingSchema = z.object({
+  kind: z.literal('image'),
+  formatVersion: z.literal(1),
+  height: z.number().int().positive(),
+  width: z.number().int().positive(),
+  channels: z.union([z.literal(1), z.literal(3)]),
+  label: LabelSchema,
+});
+export type ImagePreprocessing = z.infer<typeof ImagePreprocessingSchema>;
+
+export const PreprocessingSchema = z.discriminatedUnion('kind', [TabularPreprocessingSchema, ImagePreprocessingSchema]);
+export type Preprocessing = z.infer<typeof PreprocessingSchema>;
+
+/** The file name in a dataset's folder and in a published version's folder. */
+export const PREPROCESSING_FILE = 'preprocessing.json';
+
+/** A record that cannot be encoded: names the column so a 400 (or an ingest report) can say which. */
+export class RecordError extends Error {
+  constructor(
+    readonly column: string,
+    readonly reason: string,
+  ) {
+    super(`${JSON.stringify(column)}: ${reason}`);
+    this.name = 'RecordError';
+  }
+}
+
+/** Slots one column takes in the encoded vector. */
+export function slotsOf(column: PreprocessingColumn): number {
+  return column.kind === 'categorical' ? column.vocabulary.length + 1 : 1;
+}
+
+export function featureSizeOf(columns: readonly PreprocessingColumn[]): number {
+  return columns.reduce((sum, column) => sum + slotsOf(column), 0);
+}
+
+export function isMissing(value: unknown): boolean {
+  return (
+    value === null ||
+    value === undefined ||
+    (typeof value === 'string' && value.trim() === '') ||
+    (typeof value === 'number' && Number.isNaN(value))
+  );
+}
+
+/** A number from a JSON number or a numeric string; undefined when it is neither. */
+export function parseNumber(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
+  if (typeof value === 'string') {
+    const text = value.trim();
+    if (text === '') return undefined;
+    const n = Number(text);
+    return Number.isFinite(n) ? n : undefined;
+  }
+  if (typeof value === 'bigint') return Number(value);
+  return undefined;
+}
+
+const TRUE = new Set(['true', '1', 'yes', 'y', 't']);
+const FALSE = new Set(['false', '0', 'no', 'n', 'f']);
+
+export function parseBoolean(value: unknown): 0 | 1 | undefined {
+  if (typeof value === 'boolean') return value ? 1 : 0;
+  if (value === 0 || value === 1) return value;
+  if (typeof value === 'string') {
+    const text = value.trim().toLowerCase();
+    if (TRUE.has(text)) return 1;
+    if (FALSE.has(text)) return 0;
+  }
+  return undefined;
+}
+
+/** A categorical value as its vocabulary spells it: numbers and booleans become their text. */
+export function categoryOf(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  return undefined;
+}
+
+export interface EncodeOutcome {
+  /** False when a missing value under the `drop` policy means the record has no encoding. */
+  kept: boolean;
+  /** Categorical columns whose value was not in the vocabulary (encoded in the out-of-vocabulary slot). */
+  outOfVocabulary: string[];
+  /** Columns whose missing value was imputed. */
+  imputed: string[];
+}
+
+/** Vocabulary index lookups, built once per preprocessing (Map, so a value never reaches the prototype chain). */
+export class RecordEncoder {
+  private readonly indexes: (Map<string, number> | undefined)[];
+  readonly featureSize: number;
+
+  constructor(readonly preprocessing: TabularPreprocessing) {
+    this.indexes = preprocessing.columns.map((column) =>
+      column.kind === 'categorical' ? new Map(column.vocabulary.map((value, i) => [value, i])) : undefined,
+    );
+    this.featureSize = featureSizeOf(preprocessing.columns);
+    if (this.featureSize !== preprocessing.featureSize) {
+      throw new RangeError(
+        `preprocessing says ${preprocessing.featureSize} slots, its columns make ${this.featureSize}`,
+      );
+    }
+  }
+
+  /**
+   * Encodes `get(column)` for every column into `out` at `offset` (featureSize slots, zeroed here).
+   * Throws RecordError for a value of the wrong type or a missing value under `fail`.
+   */
+  encode(get: (column: string) => unknown, out: Float32Array, offset = 0): EncodeOutcome {
+    const outcome: EncodeOutcome = { kept: true, outOfVocabulary: [], imputed: [] };
+    out.fill(0, offset, offset + this.featureSize);
+    let slot = offset;
+    this.preprocessing.columns.forEach((column, c) => {
+      let value = get(column.name);
+      if (isMissing(value)) {
+        if (column.missing === 'fail') throw new RecordError(column.name, 'is missing');
+        if (column.missing === 'drop') outcome.kept = false;
+        outcome.imputed.push(column.name);
+        value = column.fill;
+      }
+      switch (column.kind) {
+        case 'numeric': {
+          const n = parseNumber(value);
+          if (n === undefined) throw new RecordError(column.name, `expected a number, got ${describe(value)}`);
+          out[slot] = (n - column.mean) / column.std;
+          slot += 1;
+          break;
+        }
+        case 'boolean': {
+          const b = parseBoolean(value);
+          if (b === undefined) throw new RecordError(column.name, `expected a boolean, got ${describe(value)}`);
+          out[slot] = b;
+          slot += 1;
+          break;
+        }
+        case 'categorical': {
+          const category = categoryOf(value);
+          if (category === undefined) throw new RecordError(column.name, `expected a category, got ${describe(value)}`);
+          const index = this.indexes[c]!.get(category);
+          if (index === undefined) outcome.outOfVocabulary.push(column.name);
+          out[slot + (index ?? column.vocabulary.length)] = 1;
+          slot += column.vocabulary.length + 1;
+          break;
+        }
+      }
+    });
+    return outcome;
+  }
+}
+
+/** A short, bounded description of a bad value for an error message. */
+export function describe(value: unknown): string {
+  const text = typeof value === 'string' ? JSON.stringify(value) : (JSON.stringify(value) ?? String(value));
+  return text.length > 40 ? `${text.slice(0, 37)}...` : text;
+}
