@@ -15,8 +15,12 @@ export interface RowReadOptions {
   maxRows?: number;
 }
 
-/** Reads the rows of one file (or a folder of files of one format) at `path`. */
-export type RowReader = (path: string, options?: RowReadOptions) => AsyncIterable<SourceRow>;
+/**
+ * Reads the rows of one file (or a folder of files of one format) at `path`. A row it cannot make sense of is
+ * yielded as a MalformedRow (not thrown), so ingest applies the spec's policy (fail, or skip and count) and reading
+ * goes on; an unreadable file is thrown as a DatasetError.
+ */
+export type RowReader = (path: string, options?: RowReadOptions) => AsyncIterable<SourceRow | MalformedRow>;
 
 /** A row the reader could not make sense of (a short CSV row, a line that is not JSON): `where` names it. */
 export class MalformedRow extends Error {
