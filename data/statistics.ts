@@ -4,16 +4,56 @@ import { z } from 'zod';
  * Summary statistics of one split: small, plain numbers, so they travel in the DatasetRef and are
  * kept between runs to detect drift.
  */
+/** A numeric column (or a regression label) of one split: its present values' moments and range. */
+export const NumericSummarySchema = z.object({
+  mean: z.number(),
+  /** Population standard deviation. */
+  std: z.number().nonnegative(),
+  min: z.number(),
+  max: z.number(),
+});
+export type NumericSummary = z.infer<typeof NumericSummarySchema>;
+
+/** Most frequent values of a categorical or boolean column, with their counts. */
+export const MAX_TOP_VALUES = 50;
+const TopValuesSchema = z.array(z.object({ value: z.string(), count: z.number().int().nonnegative() }));
+
+const featureCounts = {
+  name: z.string(),
+  /** Rows of the split. */
+  count: z.number().int().nonnegative(),
+  /** Rows whose value was missing (before imputation). */
+  missing: z.number().int().nonnegative(),
+};
+
+/** One column of a tabular split (tabular sources only). */
+export const FeatureStatisticsSchema = z.discriminatedUnion('kind', [
+  z.object({ ...featureCounts, kind: z.literal('numeric'), ...NumericSummarySchema.shape }),
+  z.object({
+    ...featureCounts,
+    kind: z.enum(['categorical', 'boolean']),
+    /** Distinct present values (a lower bound when the column had more than Gantry counts). */
+    distinct: z.number().int().nonnegative(),
+    /** At most MAX_TOP_VALUES, most frequent first; the rest of the present values are `count - missing - Σ`. */
+    top: TopValuesSchema.max(MAX_TOP_VALUES),
+  }),
+]);
+export type FeatureStatistics = z.infer<typeof FeatureStatisticsSchema>;
+
 export const DatasetStatisticsSchema = z.object({
   count: z.number().int().nonnegative(),
-  /** Mean pixel value over every pixel of every example, on the raw 0..255 scale. */
-  pixelMean: z.number().min(0).max(255),
-  /** Population standard deviation of pixel values, 0..255 scale. */
-  pixelStd: z.number().nonnegative(),
-  /** Examples per class, index = label. */
+  /** Images: mean pixel value over every pixel of every example, on the raw 0..255 scale. */
+  pixelMean: z.number().min(0).max(255).optional(),
+  /** Images: population standard deviation of pixel values, 0..255 scale. */
+  pixelStd: z.number().nonnegative().optional(),
+  /** Examples per class, index = label (a regression has one bin: every example). */
   labelHistogram: z.array(z.number().int().nonnegative()),
   /** labelHistogram / count (all zeros for an empty split). */
   labelDistribution: z.array(z.number().min(0).max(1)),
+  /** Tabular sources: one entry per feature column, in the source's column order. */
+  features: z.array(FeatureStatisticsSchema).max(10_000).optional(),
+  /** Regression: the label's values. */
+  labelSummary: NumericSummarySchema.optional(),
 });
 export type DatasetStatistics = z.infer<typeof DatasetStatisticsSchema>;
 
