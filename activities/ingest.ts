@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import { ingestDataset, type DatasetRef } from '../data/ingest';
 import { getDataSource } from '../data/sources';
@@ -13,11 +14,20 @@ export function createIngestActivity(deps: ActivityDeps) {
       return await ingestDataset(
         {
           source: spec.data.source,
-          path: spec.data.path ?? getDataSource(spec.data.source).defaultLocation,
+          // A relative data.path is the project's: the worker runs in the project folder.
+          path: path.resolve(spec.data.path ?? getDataSource(spec.data.source).defaultLocation),
           seed: spec.data.seed,
           validationFraction: spec.data.validationFraction,
           limits: spec.data.limits,
+          onMalformed: spec.data.onMalformed,
+          testFraction: spec.data.testFraction,
+          ...(spec.data.label !== undefined ? { label: spec.data.label } : {}),
+          ...(spec.data.task !== undefined ? { task: spec.data.task } : {}),
+          columns: spec.data.columns,
+          missing: spec.data.missing,
+          onAnomaly: spec.data.onAnomaly,
           statisticsKey: `pipelines/${spec.name}/last-statistics.json`,
+          schemaKey: `pipelines/${spec.name}/schema.json`,
           runId,
         },
         deps.store,

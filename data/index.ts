@@ -6,22 +6,32 @@ export {
   FASHION_MNIST_CLASS_NAMES,
   dataSourceNames,
   getDataSource,
+  type ArrayDataSource,
   type DataSource,
+  type TabularDataSource,
   type RawDataset,
   type RawSplit,
 } from './sources';
-export { computeStatistics, DatasetStatisticsSchema, type DatasetStatistics } from './statistics';
+export {
+  computeStatistics,
+  DatasetStatisticsSchema,
+  FeatureStatisticsSchema,
+  type DatasetStatistics,
+  type FeatureStatistics,
+} from './statistics';
 export {
   compareStatistics,
   DEFAULT_DRIFT_THRESHOLDS,
   DriftMetricsSchema,
   DriftReportSchema,
   DriftThresholdsSchema,
+  FeatureDriftSchema,
   jensenShannonDivergence,
   StatisticsBaselineSchema,
   type DriftMetrics,
   type DriftReport,
   type DriftThresholds,
+  type FeatureDrift,
   type StatisticsBaseline,
 } from './drift';
 export {
@@ -50,6 +60,7 @@ export {
   type WriteSplitInput,
 } from './shards';
 export {
+  AnomalySchema,
   DatasetManifestSchema,
   DatasetParametersSchema,
   datasetFingerprint,
@@ -57,11 +68,20 @@ export {
   ingestDataset,
   IngestOptionsSchema,
   parseIngestOptions,
+  RowReportSchema,
   StatisticsRecordSchema,
+  type Anomaly,
   type DatasetManifest,
   type DatasetParameters,
   type DatasetRef,
   type IngestOptions,
   type IngestOptionsInput,
+  type RowReport,
   type StatisticsRecord,
 } from './ingest';
+export { MalformedRow, type RowReader, type RowReadOptions, type SourceRow } from './tabular/rows';
+export { readCsvRows } from './tabular/csv';
+export { readJsonlRows } from './tabular/jsonl';
+export { readJsonArrayRows } from './tabular/json';
+export { rowReaderOf, type StreamedTabularSource } from './tabular/user-source';
+export { TabularSchemaSchema, type TabularSchema } from './tabular/schema';

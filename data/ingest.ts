@@ -21,6 +21,9 @@ import { getDataSource, type RawDataset } from './sources';
 import { sampleIndices, splitTrainValidation, takeExamples, type SplitName } from './split';
 import { computeStatistics, DatasetStatisticsSchema, type DatasetStatistics } from './statistics';
 import { describeIssues } from '../validation/issues';
+import { MissingPolicySchema } from './preprocessing';
+import { ColumnSettingSchema } from './tabular/settings';
+import { ingestTabularDataset } from './tabular/ingest';
 
 export const IngestOptionsSchema = z.object({
   /** A name from the source registry, e.g. `fashion-mnist`. */
@@ -47,9 +50,46 @@ export const IngestOptionsSchema = z.object({
    * then compares against the baseline from before the run, not against its own earlier attempt.
    */
   runId: z.string().optional(),
+  /** A malformed row or item: fail the ingest (naming file:line), or skip it and count it in `rows`. */
+  onMalformed: z.enum(['fail', 'skip']).default('fail'),
+  /** Sources without a test split of their own (tabular ones) hold this share out for testing. */
+  testFraction: z.number().gt(0).lt(1).default(0.2),
+  /** Tabular sources: the column to predict (required for them). */
+  label: z.string().min(1).optional(),
+  /** Tabular sources: inferred from the label when left out (numeric → regression). */
+  task: z.enum(['classification', 'regression']).optional(),
+  /** Tabular sources: per-column type and missing-value policy overrides, by the source's column names. */
+  columns: z.record(z.string(), ColumnSettingSchema).default({}),
+  /** Tabular sources: the missing-value policy of columns that set none. */
+  missing: MissingPolicySchema.default('impute'),
+  /** Tabular sources: a difference from the stored schema fails the ingest, or is listed and the run goes on. */
+  onAnomaly: z.enum(['fail', 'warn']).default('fail'),
+  /**
+   * Tabular sources: where the pipeline's schema lives between runs, e.g. 'pipelines/penguins/schema.json'. The
+   * first run stores the schema it infers; later runs are checked against it. Unset: no schema is kept.
+   */
+  schemaKey: z.string().min(1).optional(),
 });
 export type IngestOptions = z.infer<typeof IngestOptionsSchema>;
 export type IngestOptionsInput = z.input<typeof IngestOptionsSchema>;
+
+/** A difference between this run's data and the schema stored by the first run (data/tabular/). */
+export const AnomalySchema = z.object({
+  kind: z.enum(['missing-column', 'new-column', 'type-change', 'new-category', 'out-of-range', 'missing-values']),
+  column: z.string(),
+  message: z.string(),
+});
+export type Anomaly = z.infer<typeof AnomalySchema>;
+
+/** What reading the source met: rows read, rows skipped as malformed (with the first few reasons), rows dropped. */
+export const RowReportSchema = z.object({
+  read: z.number().int().nonnegative(),
+  malformed: z.number().int().nonnegative(),
+  dropped: z.number().int().nonnegative(),
+  /** `file:line: reason` of the first malformed rows (bounded). */
+  examples: z.array(z.string()).max(20),
+});
+export type RowReport = z.infer<typeof RowReportSchema>;
 
 const SplitsSchema = z.object({ train: SplitRefSchema, validation: SplitRefSchema, test: SplitRefSchema });
 const SplitStatisticsSchema = z.object({
@@ -90,6 +130,17 @@ export const DatasetParametersSchema = z.object({
   validationFraction: z.number(),
   limits: z.object({ train: z.number().int().positive().nullable(), test: z.number().int().positive().nullable() }),
   shardSize: z.number().int().positive(),
+  /** Tabular sources: what else changes the encoding. */
+  tabular: z
+    .object({
+      label: z.string(),
+      task: z.enum(['classification', 'regression']).nullable(),
+      columns: z.record(z.string(), ColumnSettingSchema),
+      missing: MissingPolicySchema,
+      onMalformed: z.enum(['fail', 'skip']),
+      testFraction: z.number(),
+    })
+    .optional(),
 });
 export type DatasetParameters = z.infer<typeof DatasetParametersSchema>;
 
@@ -98,28 +149,12 @@ export const DatasetManifestSchema = DatasetCoreSchema.extend({
   formatVersion: z.literal(1),
   parameters: DatasetParametersSchema,
   sourceFiles: z.array(z.string()),
+  /** Tabular sources: what the second pass met (rows read, malformed, dropped). */
+  rows: RowReportSchema.optional(),
 });
 export type DatasetManifest = z.infer<typeof DatasetManifestSchema>;
 
 /** What ingest hands to the rest of the pipeline through Temporal: plain JSON, URIs not bytes. */
-/** A difference between this run's data and the schema stored by the first run (data/tabular/). */
-export const AnomalySchema = z.object({
-  kind: z.enum(['missing-column', 'new-column', 'type-change', 'new-category', 'out-of-range', 'missing-values']),
-  column: z.string(),
-  message: z.string(),
-});
-export type Anomaly = z.infer<typeof AnomalySchema>;
-
-/** What reading the source met: rows read, rows skipped as malformed (with the first few reasons), rows dropped. */
-export const RowReportSchema = z.object({
-  read: z.number().int().nonnegative(),
-  malformed: z.number().int().nonnegative(),
-  dropped: z.number().int().nonnegative(),
-  /** `file:line: reason` of the first malformed rows (bounded). */
-  examples: z.array(z.string()).max(20),
-});
-export type RowReport = z.infer<typeof RowReportSchema>;
-
 export const DatasetRefSchema = DatasetCoreSchema.extend({
   manifestUri: z.string(),
   /** This run's data compared with the previous run's (a property of the run, not of the dataset). */
@@ -179,7 +214,7 @@ export function datasetFingerprint(raw: RawDataset, source: string, parameters: 
 }
 
 /** The manifest of an earlier, complete write of this very dataset, or null if it must be (re)written. */
-async function readCompleteManifest(
+export async function readCompleteManifest(
   store: ArtifactStore,
   manifestKey: string,
   fingerprint: string,
@@ -198,7 +233,7 @@ async function readCompleteManifest(
   return present.every(Boolean) ? manifest : null;
 }
 
-async function readBaseline(
+export async function readBaseline(
   store: ArtifactStore,
   key: string,
   runId: string | undefined,
@@ -294,6 +329,7 @@ export async function ingestDataset(
   const options = parseIngestOptions(input);
   const progress = onProgress ?? (() => {});
   const source = getDataSource(options.source);
+  if (source.kind === 'tabular') return ingestTabularDataset(options, store, source, progress);
 
   progress(`reading ${source.name} from ${options.path}`);
   const raw = await source.read(options.path);

@@ -76,6 +76,10 @@ export interface SplitLayout {
   featureShape: number[];
   numClasses: number;
   splits: Record<SplitName, SplitRef>;
+  /** uint8 (images; the default) or float32 little-endian (encoded tabular records). */
+  featureDtype?: 'uint8' | 'float32';
+  /** classification (labels uint8 class indices; the default) or regression (labels float32 values). */
+  task?: 'classification' | 'regression';
 }
 
 /**
@@ -95,7 +99,9 @@ export interface LoadedSplit {
  */
 export async function loadSplit(store: ArtifactStore, ref: SplitLayout, splitName: SplitName): Promise<LoadedSplit> {
   const split = ref.splits[splitName];
-  const exampleBytes = exampleBytesOf(ref.featureShape);
+  const featureBytes = ref.featureDtype === 'float32' ? 4 : 1;
+  const labelBytes = ref.task === 'regression' ? 4 : 1;
+  const exampleBytes = exampleBytesOf(ref.featureShape) * featureBytes;
   const shardTotal = split.shards.reduce((sum, shard) => sum + shard.count, 0);
   if (shardTotal !== split.count) {
     throw new DatasetError(
@@ -103,8 +109,9 @@ export async function loadSplit(store: ArtifactStore, ref: SplitLayout, splitNam
       `the reference lists shards of ${shardTotal} examples but a split count of ${split.count}`,
     );
   }
+  // Byte buffers filled shard by shard, viewed as float32 at the end (a Buffer from the store may be unaligned).
   const images = new Uint8Array(split.count * exampleBytes);
-  const labels = new Uint8Array(split.count);
+  const labels = new Uint8Array(split.count * labelBytes);
   const read = async (uri: string): Promise<Buffer> => {
     try {
       return await store.get(uri);
@@ -123,13 +130,14 @@ export async function loadSplit(store: ArtifactStore, ref: SplitLayout, splitNam
           `${exampleBytes} bytes = ${shard.count * exampleBytes}`,
       );
     }
-    if (shardLabels.length !== shard.count) {
+    if (shardLabels.length !== shard.count * labelBytes) {
       throw new DatasetError(
         shard.labelsUri,
-        `shard has ${shardLabels.length} bytes, the dataset reference says ${shard.count} labels`,
+        `shard has ${shardLabels.length} bytes, the dataset reference says ${shard.count} labels of ${labelBytes} ` +
+          `byte${labelBytes === 1 ? '' : 's'}`,
       );
     }
-    const bad = shardLabels.findIndex((label) => label >= ref.numClasses);
+    const bad = labelBytes === 1 ? shardLabels.findIndex((label) => label >= ref.numClasses) : -1;
     if (bad >= 0) {
       throw new DatasetError(
         shard.labelsUri,
@@ -137,8 +145,12 @@ export async function loadSplit(store: ArtifactStore, ref: SplitLayout, splitNam
       );
     }
     images.set(shardImages, offset * exampleBytes);
-    labels.set(shardLabels, offset);
+    labels.set(shardLabels, offset * labelBytes);
     offset += shard.count;
   }
-  return { images, labels, count: split.count };
+  return {
+    images: featureBytes === 4 ? new Float32Array(images.buffer) : images,
+    labels: labelBytes === 4 ? new Float32Array(labels.buffer) : labels,
+    count: split.count,
+  };
 }

@@ -1,6 +1,8 @@
 import { stat } from 'node:fs/promises';
 import { DatasetError } from './errors';
 import { readIdxFile, readIdxHead, resolveIdxFile } from './idx';
+import type { RowReader } from './tabular/rows';
+import { TABULAR_FILE_SOURCES } from './tabular/sources';
 
 /** One split of a source as it was read: examples back to back, row-major, one byte a value. */
 export interface RawSplit {
@@ -27,7 +29,8 @@ export interface RawDataset {
  * A named way to read a dataset from a location. Pipeline specs name a source (`fashion-mnist`)
  * instead of carrying reader code, so the spec stays plain data.
  */
-export interface DataSource {
+export interface ArrayDataSource {
+  kind?: 'arrays';
   name: string;
   description: string;
   /** Where `read` looks when a pipeline spec gives no `data.path`. */
@@ -35,6 +38,23 @@ export interface DataSource {
   /** Reads and validates everything under `location`; bad data raises a DatasetError. */
   read(location: string): Promise<RawDataset>;
 }
+
+/**
+ * A source of rows (CSV, JSON Lines, a user's stream): ingest streams it twice through the tabular ingest
+ * (data/tabular/), inferring and checking its schema, encoding each row into float32 features.
+ */
+export interface TabularDataSource {
+  kind: 'tabular';
+  name: string;
+  description: string;
+  /** Where `rows` reads when a pipeline spec gives no `data.path`. */
+  defaultLocation: string;
+  /** What the fingerprint hashes: the bytes under the location (`files`), or the rows as JSON (a user's stream). */
+  contentDigest: 'files' | 'rows';
+  rows: RowReader;
+}
+
+export type DataSource = ArrayDataSource | TabularDataSource;
 
 export const DEFAULT_FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
 
@@ -115,7 +135,7 @@ export function readFashionMnistSplit(
   return readIdxPair(dir, files.images, files.labels, 28, 28, FASHION_MNIST_CLASS_NAMES.length, options.limit);
 }
 
-const fashionMnist: DataSource = {
+const fashionMnist: ArrayDataSource = {
   name: 'fashion-mnist',
   defaultLocation: DEFAULT_FASHION_MNIST_DIR,
   description:
@@ -136,12 +156,17 @@ const fashionMnist: DataSource = {
   },
 };
 
-const registry = new Map<string, DataSource>([[fashionMnist.name, fashionMnist]]);
+const registry = new Map<string, DataSource>(
+  [fashionMnist, ...TABULAR_FILE_SOURCES].map((source): [string, DataSource] => [source.name, source]),
+);
 
 export function dataSourceNames(): string[] {
   return [...registry.keys()].sort();
 }
 
+/** Fashion-MNIST is the arrays source that tools and benches read directly. */
+export function getDataSource(name: 'fashion-mnist'): ArrayDataSource;
+export function getDataSource(name: string): DataSource;
 export function getDataSource(name: string): DataSource {
   const source = registry.get(name);
   if (!source) {

@@ -1,0 +1,97 @@
+import { createHash } from 'node:crypto';
+import { DatasetError } from '../errors';
+import type { RowReport } from '../ingest';
+import { SPLIT_NAMES, type SplitName } from '../split';
+import { ColumnAccumulator } from './accumulator';
+import { judgedColumn, RowJudge, type SplitLimits } from './judge';
+import type { RowReader } from './rows';
+import type { TabularSettings } from './settings';
+
+/** One split's view of the data after pass 1. */
+export interface SplitScan {
+  rows: number;
+  label: ColumnAccumulator;
+  /** Feature columns (not the label, not ignored) by name. */
+  columns: Map<string, ColumnAccumulator>;
+}
+
+export interface ScanResult {
+  /** Every column other than the label, in the order first seen (ignored ones included). */
+  columnOrder: string[];
+  /** Whether the label column appeared in any row. */
+  labelSeen: boolean;
+  splits: Record<SplitName, SplitScan>;
+  report: RowReport;
+  /** sha256 over each row's values as JSON, for sources without files to hash (a user's stream). */
+  rowsDigest?: string;
+}
+
+export interface ScanInput {
+  reader: RowReader;
+  path: string;
+  settings: TabularSettings;
+  split: { seed: number; validationFraction: number; limits: SplitLimits };
+  digestRows: boolean;
+  /** Called every `progressEvery` rows. */
+  onRows?: (read: number) => void;
+}
+
+const PROGRESS_EVERY = 100_000;
+/** A row with more columns than this is refused rather than growing the accumulators without bound. */
+const MAX_COLUMNS = 10_000;
+
+/**
+ * Pass 1: streams every row once and keeps only accumulators (memory bounded by the column count and the category
+ * cap, not the row count): the columns as they appear, each split's per-column statistics and label values, and the
+ * row report. Types are decided from it afterwards (schema.ts), so nothing here depends on the types.
+ */
+export async function scanRows(input: ScanInput): Promise<ScanResult> {
+  const { settings } = input;
+  const judge = new RowJudge(settings, input.split, []);
+  const splits = Object.fromEntries(
+    SPLIT_NAMES.map((name) => [name, { rows: 0, label: new ColumnAccumulator(), columns: new Map() }]),
+  ) as Record<SplitName, SplitScan>;
+  const columnOrder: string[] = [];
+  const known = new Set<string>([settings.label]);
+  let labelSeen = false;
+  const hash = input.digestRows ? createHash('sha256') : undefined;
+
+  for await (const item of input.reader(input.path)) {
+    if (hash) hash.update(item instanceof Error ? `!${item.where}\n` : `${JSON.stringify(item.values)}\n`);
+    if (!(item instanceof Error)) {
+      for (const name in item.values) {
+        if (known.has(name)) {
+          if (name === settings.label) labelSeen = true;
+          continue;
+        }
+        if (known.size >= MAX_COLUMNS) throw new DatasetError(item.where, `has more than ${MAX_COLUMNS} columns`);
+        known.add(name);
+        columnOrder.push(name);
+        const column = judgedColumn(settings, name);
+        if (!column) continue;
+        judge.columns.push(column);
+        // Rows kept before this column first appeared lacked it: they count as missing values.
+        for (const split of SPLIT_NAMES) {
+          const accumulator = new ColumnAccumulator();
+          accumulator.addMissing(splits[split].rows);
+          splits[split].columns.set(name, accumulator);
+        }
+      }
+    }
+    const fate = judge.judge(item);
+    if (fate.kind === 'kept') {
+      const split = splits[fate.split];
+      split.rows += 1;
+      split.label.add(fate.row.values[settings.label]);
+      for (const [name, accumulator] of split.columns) accumulator.add(fate.row.values[name]);
+    }
+    if (input.onRows && judge.report.read % PROGRESS_EVERY === 0) input.onRows(judge.report.read);
+  }
+  return {
+    columnOrder,
+    labelSeen,
+    splits,
+    report: judge.report,
+    ...(hash ? { rowsDigest: hash.digest('hex') } : {}),
+  };
+}

@@ -1,0 +1,145 @@
+import type { ArtifactStore } from '../../artifacts/store';
+import { DatasetError } from '../errors';
+import type { RowReport } from '../ingest';
+import { categoryOf, parseNumber, RecordEncoder, RecordError, type TabularPreprocessing } from '../preprocessing';
+import { datasetPrefix, type ShardRef, type SplitRef } from '../shards';
+import { SPLIT_NAMES, type SplitName } from '../split';
+import { judgedColumn, RowJudge, type SplitLimits } from './judge';
+import type { RowReader } from './rows';
+import type { TabularSettings } from './settings';
+
+/**
+ * Rows of one split, encoded, written a shard at a time as they arrive: float32 features (`images-00000.f32`,
+ * count × featureSize, little-endian) and labels (`labels-00000.u8` class indices, or `labels-00000.f32` values).
+ * Only the shard being filled is in memory.
+ */
+class ShardWriter {
+  readonly shards: ShardRef[] = [];
+  private readonly features: Float32Array;
+  private readonly labels: Uint8Array | Float32Array;
+  private filled = 0;
+  count = 0;
+
+  constructor(
+    private readonly store: ArtifactStore,
+    private readonly prefix: string,
+    private readonly featureSize: number,
+    private readonly task: 'classification' | 'regression',
+    private readonly shardSize: number,
+  ) {
+    this.features = new Float32Array(shardSize * featureSize);
+    this.labels = task === 'classification' ? new Uint8Array(shardSize) : new Float32Array(shardSize);
+  }
+
+  /** The slot for the next row's features (encode into it, then call `commit`). */
+  get nextOffset(): number {
+    return this.filled * this.featureSize;
+  }
+
+  get buffer(): Float32Array {
+    return this.features;
+  }
+
+  async commit(label: number): Promise<void> {
+    this.labels[this.filled] = label;
+    this.filled += 1;
+    this.count += 1;
+    if (this.filled === this.shardSize) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.filled === 0) return;
+    const name = String(this.shards.length).padStart(5, '0');
+    const features = this.features.subarray(0, this.filled * this.featureSize);
+    const labels = this.labels.subarray(0, this.filled);
+    const labelExt = this.task === 'classification' ? 'u8' : 'f32';
+    const imagesUri = await this.store.put(`${this.prefix}/images-${name}.f32`, bytesOf(features));
+    const labelsUri = await this.store.put(`${this.prefix}/labels-${name}.${labelExt}`, bytesOf(labels));
+    this.shards.push({ imagesUri, labelsUri, count: this.filled });
+    this.filled = 0;
+  }
+}
+
+function bytesOf(array: Float32Array | Uint8Array): Uint8Array {
+  return new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
+}
+
+export interface WriteInput {
+  reader: RowReader;
+  path: string;
+  settings: TabularSettings;
+  split: { seed: number; validationFraction: number; limits: SplitLimits };
+  preprocessing: TabularPreprocessing;
+  fingerprint: string;
+  shardSize: number;
+  /** Rows pass 1 read: a different count now means the source changed between the passes. */
+  expectedRows: number;
+  onShard?: (split: SplitName, shards: number) => void;
+}
+
+export interface WriteResult {
+  splits: Record<SplitName, SplitRef>;
+  report: RowReport;
+}
+
+/**
+ * Pass 2: streams the rows again, judges each exactly as pass 1 did, encodes the kept ones with the training
+ * split's preprocessing and writes them into their split's shards as it goes.
+ */
+export async function writeTabularShards(store: ArtifactStore, input: WriteInput): Promise<WriteResult> {
+  const { preprocessing, settings } = input;
+  const label = preprocessing.label;
+  const columns = preprocessing.columns.flatMap((column) => judgedColumn(settings, column.name) ?? []);
+  const judge = new RowJudge({ ...settings, task: label.task }, input.split, columns);
+  const encoder = new RecordEncoder(preprocessing);
+  const classIndex = label.task === 'classification' ? new Map(label.classes.map((name, i) => [name, i])) : undefined;
+  const writers = Object.fromEntries(
+    SPLIT_NAMES.map((name) => [
+      name,
+      new ShardWriter(
+        store,
+        `${datasetPrefix(input.fingerprint)}/${name}`,
+        preprocessing.featureSize,
+        label.task,
+        input.shardSize,
+      ),
+    ]),
+  ) as Record<SplitName, ShardWriter>;
+
+  for await (const item of input.reader(input.path)) {
+    const fate = judge.judge(item);
+    if (fate.kind !== 'kept') continue;
+    const { values, where } = fate.row;
+    const writer = writers[fate.split];
+    const raw = values[label.name];
+    const target = classIndex ? classIndex.get(categoryOf(raw) ?? '') : parseNumber(raw);
+    if (target === undefined) {
+      throw new DatasetError(where, `label ${JSON.stringify(label.name)} value changed since the first pass`);
+    }
+    try {
+      const outcome = encoder.encode((name) => values[name], writer.buffer, writer.nextOffset);
+      if (!outcome.kept) {
+        judge.report.dropped += 1; // a drop column first seen after this row in pass 1
+        continue;
+      }
+    } catch (error) {
+      if (!(error instanceof RecordError)) throw error;
+      throw new DatasetError(where, `cannot encode: ${error.message}`);
+    }
+    const shardsBefore = writer.shards.length;
+    await writer.commit(target);
+    if (writer.shards.length !== shardsBefore) input.onShard?.(fate.split, writer.shards.length);
+  }
+  if (judge.report.read !== input.expectedRows) {
+    throw new DatasetError(
+      input.path,
+      `changed while being read: ${input.expectedRows} rows in the first pass, ${judge.report.read} in the second`,
+    );
+  }
+  const splits = {} as Record<SplitName, SplitRef>;
+  for (const name of SPLIT_NAMES) {
+    await writers[name].flush();
+    splits[name] = { count: writers[name].count, shards: writers[name].shards };
+  }
+  return { splits, report: judge.report };
+}
