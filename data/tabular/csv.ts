@@ -49,7 +49,7 @@ export const readCsvRows: RowReader = async function* (file, options = {}) {
         header = checkedHeader(file, record);
         continue;
       }
-      const where = `${file}:${info.lines}`;
+      const where = `${file}:${firstLine(record, info.lines)}`;
       if (record.length !== header.length) {
         yield new MalformedRow(where, `has ${record.length} fields, the header has ${header.length}`);
       } else {
@@ -74,6 +74,15 @@ export const readCsvRows: RowReader = async function* (file, options = {}) {
   }
   if (header === undefined) throw new DatasetError(file, 'empty: no header row');
 };
+
+/** The line a record starts on: csv-parse counts the line it ends on, after any newlines inside quoted cells. */
+function firstLine(record: string[], lastLine: number): number {
+  let newlines = 0;
+  for (const cell of record) {
+    for (let i = cell.indexOf('\n'); i !== -1; i = cell.indexOf('\n', i + 1)) newlines += 1;
+  }
+  return lastLine - newlines;
+}
 
 function checkedHeader(file: string, record: string[]): string[] {
   if (record.length > MAX_CSV_COLUMNS) {
