@@ -106,3 +106,21 @@ describe('tabular readers', () => {
     ]);
   });
 });
+
+describe('splitOfRow', () => {
+  it('assigns rows by a seeded hash of the index: the requested shares, reproducible, different per seed', async () => {
+    const { splitOfRow } = await import('../../data/tabular/assign');
+    const count = (seed: number) => {
+      const counts = { train: 0, validation: 0, test: 0 };
+      for (let i = 0; i < 100_000; i++) counts[splitOfRow(i, seed, 0.2, 0.1)] += 1;
+      return counts;
+    };
+    const counts = count(7);
+    expect(counts.test / 100_000).toBeCloseTo(0.2, 2);
+    expect(counts.validation / 100_000).toBeCloseTo(0.08, 2);
+    expect(count(7)).toEqual(counts);
+    const a = Array.from({ length: 1000 }, (_, i) => splitOfRow(i, 1, 0.2, 0.1));
+    const b = Array.from({ length: 1000 }, (_, i) => splitOfRow(i, 2, 0.2, 0.1));
+    expect(a.filter((split, i) => split !== b[i]).length).toBeGreaterThan(200);
+  });
+});
