@@ -1,5 +1,5 @@
 import { architectureNames, getArchitecture } from '../training/architectures';
-import { dataSourceNames } from '../data/sources';
+import { dataSourceNames, findDataSource } from '../data/sources';
 import { fieldPath, issueLines } from '../validation/issues';
 import { PipelineSpecSchema, type PipelineInput, type PipelineSpec } from './spec';
 
@@ -25,13 +25,18 @@ function pathOf(segments: readonly PropertyKey[]): string {
 /** Names checked against the registries the workers load: an unknown one must not start a run. */
 function registryIssues(input: unknown): SpecIssue[] {
   const issues: SpecIssue[] = [];
-  const spec = (input ?? {}) as { data?: { source?: unknown }; model?: { architecture?: unknown; options?: unknown } };
+  const spec = (input ?? {}) as {
+    data?: { source?: unknown; image?: unknown };
+    model?: { architecture?: unknown; options?: unknown };
+  };
   const source = spec.data?.source;
   if (typeof source === 'string' && !dataSourceNames().includes(source)) {
     issues.push({
       path: 'data.source',
       message: `unknown data source "${source}"; known: ${dataSourceNames().join(', ')}`,
     });
+  } else if (typeof source === 'string' && findDataSource(source)?.needsImageShape && spec.data?.image === undefined) {
+    issues.push({ path: 'data.image', message: `the ${source} source needs { height, width, channels } to decode to` });
   }
   const architecture = spec.model?.architecture;
   if (typeof architecture === 'string') {
