@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { DataType, RecordBatchReader, type Field, type RecordBatch } from 'apache-arrow';
 import { DatasetError } from '../errors';
 import { columnarFiles, isoDate, plainValue } from './columnar';
@@ -29,20 +29,27 @@ function cellConverter(field: Field): (value: unknown) => unknown {
  * apache-arrow seeks to each batch from the footer (from a plain stream it would buffer the whole file); the
  * stream format is read from a file stream as it arrives.
  */
-async function openReader(file: string): Promise<{ reader: RecordBatchReader; handle: FileHandle | null }> {
+async function openReader(file: string): Promise<{ reader: RecordBatchReader; close: () => Promise<void> }> {
   const handle = await open(file);
+  let kept = false;
   try {
     const head = Buffer.alloc(FILE_MAGIC.length);
     const { bytesRead } = await handle.read(head, 0, head.length, 0);
     if (bytesRead === FILE_MAGIC.length && head.equals(FILE_MAGIC)) {
-      return { reader: await RecordBatchReader.from(handle), handle };
+      const reader = await RecordBatchReader.from(handle);
+      kept = true;
+      return { reader, close: () => handle.close() };
     }
+  } finally {
+    if (!kept) await handle.close();
+  }
+  const stream = createReadStream(file);
+  try {
+    return { reader: await RecordBatchReader.from(stream), close: async () => void stream.destroy() };
   } catch (error) {
-    await handle.close();
+    stream.destroy();
     throw error;
   }
-  await handle.close();
-  return { reader: await RecordBatchReader.from(createReadStream(file)), handle: null };
 }
 
 /**
@@ -63,7 +70,7 @@ export const readArrowRows: RowReader = async function* readArrowRows(
     } catch (error) {
       throw unreadable(file, error);
     }
-    const { reader, handle } = opened;
+    const { reader, close } = opened;
     try {
       let row = 0;
       const batches: AsyncIterator<RecordBatch> = reader[Symbol.asyncIterator]();
@@ -93,7 +100,7 @@ export const readArrowRows: RowReader = async function* readArrowRows(
       }
     } finally {
       await Promise.resolve(reader.cancel()).catch(() => {});
-      await handle?.close().catch(() => {});
+      await close().catch(() => {});
     }
   }
 };
