@@ -24,7 +24,7 @@ describe('definePipeline', () => {
       heartbeatTimeout: '60s',
       maxAttempts: 5,
     });
-    expect(spec.evaluation).toEqual({ minAccuracy: 0.8, minAccuracyDelta: 0 });
+    expect(spec.evaluation).toEqual({ minAccuracy: 0.8, minAccuracyDelta: 0, gates: [] });
     expect(spec.deployment).toEqual({ publish: true, alias: 'champion' });
     expect(JSON.parse(JSON.stringify(spec))).toEqual(spec);
   });
