@@ -13,7 +13,7 @@
  * both sides read it from the page cache. CPU seconds are printed beside wall seconds: on a shared machine they are
  * the steadier comparison. BENCH_VERBOSE=1 prints Gantry's progress.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -126,18 +126,24 @@ interface PandasRun {
   version: string;
 }
 
-function lastJsonLine<T>(stdout: string): T {
-  const line = stdout.trim().split('\n').at(-1) ?? '';
-  return JSON.parse(line) as T;
+/**
+ * Runs one side to completion and parses the JSON line it prints last. Its stderr is passed on after it ends; a
+ * failure throws with the child's own error line (e.g. an unknown data source), not just "Command failed".
+ */
+function runJson<T>(command: string, args: string[]): T {
+  const child = spawnSync(command, args, { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (child.stderr) process.stderr.write(child.stderr);
+  if (child.error) throw child.error;
+  if (child.status !== 0) {
+    const lines = child.stderr.split('\n').filter((line) => line.trim() !== '');
+    const reason = lines.find((line) => /^\w*Error\b/.test(line)) ?? lines.at(-1) ?? `exit ${child.status}`;
+    throw new Error(`${path.basename(args.find((a) => /\.(ts|py)$/.test(a)) ?? command)}: ${reason.trim()}`);
+  }
+  return JSON.parse(child.stdout.trim().split('\n').at(-1) ?? '') as T;
 }
 
 function runGantry(file: string, storeDir: string): GantryRun {
-  const out = execFileSync(process.execPath, ['--import', 'tsx', CHILD, file, storeDir, LABEL], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return lastJsonLine<GantryRun>(out);
+  return runJson<GantryRun>(process.execPath, ['--import', 'tsx', CHILD, file, storeDir, LABEL]);
 }
 
 let python: string | undefined;
@@ -153,11 +159,7 @@ function runPandas(file: string): PandasRun | undefined {
     }
   }
   if (!python) return undefined;
-  const out = execFileSync(python, [path.join(HERE, 'pandas', 'ingest.py'), file], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return lastJsonLine<PandasRun>(out);
+  return runJson<PandasRun>(python, [path.join(HERE, 'pandas', 'ingest.py'), file]);
 }
 
 const dir = await mkdtemp(path.join(os.tmpdir(), 'gantry-bench-ingest-'));
@@ -178,7 +180,11 @@ try {
       notMeasured.push(`gantry at ${size} rows: ${(error as Error).message.split('\n')[0]}`);
     }
     t = performance.now();
-    result.pandas = runPandas(file);
+    try {
+      result.pandas = runPandas(file);
+    } catch (error) {
+      notMeasured.push(`pandas at ${size} rows: ${(error as Error).message.split('\n')[0]}`);
+    }
     if (result.pandas) console.error(`pandas read and described ${size} rows in ${elapsed(t)} s`);
     if (!values.keep) await rm(file, { force: true });
     if (!values.keep) await rm(path.join(dir, `store-${size}`), { recursive: true, force: true });
