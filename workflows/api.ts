@@ -95,8 +95,14 @@ export interface RunProgress {
   runId: string;
   pipeline: string;
   model: string;
-  status: 'running' | 'completed' | 'failed' | 'cancelled';
+  /** `stopped`: a user step ended the run early (see `stopped`). */
+  status: 'running' | 'completed' | 'failed' | 'cancelled' | 'stopped';
   stage: Stage | null;
+  /** The user step running now, e.g. "step min-rows (after-ingest)" (absent from runs before steps existed). */
+  step?: string | null;
+  /** The user steps that have run. */
+  steps?: { name: string; at: StepPoint }[];
+  stopped?: StopRecord | null;
   stages: Record<Stage, StageStatus>;
   train: (TrainProgress & { epochs: number }) | null;
   dataset: {
@@ -179,6 +185,13 @@ export type RetrainOutcome = RunResult | StoppedRunResult;
 
 export function isStoppedRun(result: RetrainOutcome): result is StoppedRunResult {
   return (result as StoppedRunResult).status === 'stopped';
+}
+
+/** The completed run, for callers whose pipeline has no step that may stop it; throws, saying why, otherwise. */
+export function completedRun(result: RetrainOutcome): RunResult {
+  if (!isStoppedRun(result)) return result;
+  const { step, at, reason } = result.stopped;
+  throw new Error(`run ${result.runId} was stopped by step ${step} (${at}): ${reason}`);
 }
 
 // ---- approvals in users' workflows (workflows/stages.ts) ----
