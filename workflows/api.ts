@@ -140,6 +140,19 @@ export interface StepActivityInput {
   outputs: StepOutputs;
 }
 
+/** What a step is told of the run's dataset: URIs and summaries, not the whole reference. */
+export function datasetStepOutputs(dataset: DatasetRef): NonNullable<StepOutputs['dataset']> {
+  return {
+    fingerprint: dataset.fingerprint,
+    manifestUri: dataset.manifestUri,
+    counts: dataset.counts,
+    statistics: dataset.statistics,
+    drift: dataset.drift,
+    // References written before anomalies existed lack them.
+    anomalies: dataset.anomalies ?? [],
+  };
+}
+
 /** A step's checked answer: plain JSON data, and a reason when it stops the run. */
 export interface StepActivityResult {
   data: Record<string, unknown>;

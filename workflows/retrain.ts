@@ -12,6 +12,7 @@ import {
 import type { StepOutputs } from '../pipelines/project';
 import type { StepPlacement, StepPoint } from '../pipelines/spec';
 import {
+  datasetStepOutputs,
   deploymentPrefixOfRun,
   progressQuery,
   stepActivityType,
@@ -202,14 +203,7 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
   let publishedPath: string | null = null;
 
   const dataset = await stage('ingest', () => control.ingest({ runId, spec }));
-  outputs.dataset = {
-    fingerprint: dataset.fingerprint,
-    manifestUri: dataset.manifestUri,
-    counts: dataset.counts,
-    statistics: dataset.statistics,
-    drift: dataset.drift,
-    anomalies: dataset.anomalies ?? [],
-  };
+  outputs.dataset = datasetStepOutputs(dataset);
   progress.dataset = {
     fingerprint: dataset.fingerprint,
     counts: dataset.counts,

@@ -9,10 +9,12 @@ import {
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { DatasetRef } from '../data/ingest';
+import { durationMs } from '../pipelines/duration';
 import type { StepOutputs } from '../pipelines/project';
 import type { RolloutSpec, StepPoint } from '../pipelines/spec';
 import {
   approvalQuery,
+  datasetStepOutputs,
   approveUpdate,
   deploymentPrefixOfRun,
   rolloutWorkflowId,
@@ -52,6 +54,8 @@ import { trainJobWorkflow } from './train-job';
  * A PipelineRun is what `gantry run <workflow> --pipeline <name>` hands the workflow: the spec and the task queues.
  * The run id every stage records is the user workflow's own id.
  */
+
+export { datasetStepOutputs };
 
 /** The spec the stages run and where Gantry's pools are: `gantry run --pipeline` builds it. */
 export type PipelineRun = RetrainInput;
@@ -180,7 +184,8 @@ export function step(
     outputs?: StepOutputs;
     options?: Record<string, unknown>;
     pool?: string;
-    timeout?: Duration;
+    /** A duration such as `5m`. */
+    timeout?: string;
     retries?: number;
   },
 ): Promise<StepActivityResult> {
@@ -193,7 +198,7 @@ export function step(
         : `${deploymentPrefixOfRun(run)}-${pool}`;
   const activities = proxyActivities<Record<string, (input: StepActivityInput) => Promise<StepActivityResult>>>({
     taskQueue,
-    startToCloseTimeout: options.timeout ?? '10m',
+    startToCloseTimeout: (options.timeout ?? '10m') as Duration,
     retry: {
       initialInterval: '1s',
       maximumAttempts: (options.retries ?? 3) + 1,
@@ -217,7 +222,7 @@ export function step(
  */
 export async function approval(
   subject: string,
-  options: { timeout: Duration },
+  options: { timeout: string },
 ): Promise<{ approved: boolean; reason: string | null }> {
   const state: ApprovalState = { subject, phase: 'waiting', reason: null };
   setHandler(approvalQuery, () => state);
@@ -235,7 +240,7 @@ export async function approval(
       },
     },
   );
-  const approved = await condition(() => state.phase === 'approved', options.timeout);
+  const approved = await condition(() => state.phase === 'approved', durationMs(options.timeout));
   if (!approved) state.phase = 'timed-out';
   return { approved, reason: state.reason };
 }
