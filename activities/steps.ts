@@ -16,20 +16,35 @@ import type { ActivityDeps } from './deps';
 export const MAX_STEP_RESULT_BYTES = 256 * 1024;
 const MAX_STOP_REASON = 2000;
 
-const JsonValueSchema: z.ZodType<unknown> = z.lazy(() =>
-  z.union([
-    z.null(),
-    z.boolean(),
-    z.number().refine(Number.isFinite, { message: 'must be a finite number (JSON has no NaN or Infinity)' }),
-    z.string(),
-    z.array(JsonValueSchema),
-    z.record(z.string(), JsonValueSchema),
-  ]),
-);
+const MAX_DEPTH = 32;
+
+/** Where `value` stops being plain JSON (a path such as `data.scores.2`) and why; null when it is plain JSON. */
+function jsonProblem(value: unknown, where: string, depth = 0): string | null {
+  if (depth > MAX_DEPTH) return `${where}: nested more than ${MAX_DEPTH} levels deep`;
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return null;
+  if (typeof value === 'number')
+    return Number.isFinite(value) ? null : `${where}: ${value} is not a finite number (JSON has no NaN or Infinity)`;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const problem = jsonProblem(value[i], `${where}.${i}`, depth + 1);
+      if (problem) return problem;
+    }
+    return null;
+  }
+  if (typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    for (const [key, item] of Object.entries(value)) {
+      const problem = jsonProblem(item, `${where}.${key}`, depth + 1);
+      if (problem) return problem;
+    }
+    return null;
+  }
+  const kind = typeof value === 'object' ? (value.constructor?.name ?? 'object') : typeof value;
+  return `${where}: a ${kind} is not plain JSON data`;
+}
 
 const StepResultSchema = z
   .object({
-    data: z.record(z.string(), JsonValueSchema).optional(),
+    data: z.record(z.string(), z.unknown()).optional(),
     stop: z.string().trim().min(1, 'must say why the run stops').max(MAX_STOP_REASON).optional(),
   })
   .strict();
@@ -58,6 +73,8 @@ export function checkStepResult(step: string, returned: unknown): StepActivityRe
     throw invalid(step, `an unusable result: ${where}: ${issue.message}`);
   }
   const data = parsed.data.data ?? {};
+  const problem = jsonProblem(data, 'data');
+  if (problem) throw invalid(step, `an unusable result: ${problem}`);
   const bytes = Buffer.byteLength(JSON.stringify(data));
   if (bytes > MAX_STEP_RESULT_BYTES)
     throw invalid(

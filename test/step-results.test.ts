@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { checkStepResult } from '../activities/steps';
+import { taskQueueOf } from '../control/task-queues';
+
+describe("a step's answer", () => {
+  it('is plain JSON data and an optional reason to stop', () => {
+    expect(checkStepResult('s', undefined)).toEqual({ data: {}, stop: null });
+    expect(checkStepResult('s', { data: { rows: 3, ok: [true, null, 'x'] } })).toEqual({
+      data: { rows: 3, ok: [true, null, 'x'] },
+      stop: null,
+    });
+    expect(checkStepResult('s', { stop: '  too few rows ' })).toEqual({ data: {}, stop: 'too few rows' });
+  });
+
+  it('is refused, naming the step and the field, when it cannot travel as JSON', () => {
+    const refusal = (value: unknown) => {
+      try {
+        checkStepResult('gate', value);
+      } catch (error) {
+        return (error as Error).message;
+      }
+      return 'accepted';
+    };
+    expect(refusal({ data: { score: Number.NaN } })).toBe(
+      'step "gate" returned an unusable result: data.score: NaN is not a finite number (JSON has no NaN or Infinity)',
+    );
+    expect(refusal([1, 2])).toBe('step "gate" returned something other than { data?, stop? }');
+    expect(refusal(new Map())).toBe('step "gate" returned something other than { data?, stop? }');
+    expect(refusal({ data: { at: [1, new Date(0)] } })).toBe(
+      'step "gate" returned an unusable result: data.at.1: a Date is not plain JSON data',
+    );
+    expect(refusal({ stop: '' })).toContain('stop: must say why the run stops');
+    expect(refusal({ verdict: 'ok' })).toContain('step "gate" returned an unusable result');
+  });
+});
+
+describe('task queues', () => {
+  it("a project's own pool gets a queue like Gantry's; a bad name is refused", () => {
+    const env = { GANTRY_TASK_QUEUE_PREFIX: 'acme' };
+    expect(taskQueueOf('control', env)).toBe('acme-control');
+    expect(taskQueueOf('gpu-large', env)).toBe('acme-gpu-large');
+    expect(() => taskQueueOf('GPU pool', env)).toThrow('pool "GPU pool" is not a pool name');
+  });
+});
