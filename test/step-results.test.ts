@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { checkStepResult } from '../activities/steps';
 import { taskQueueOf } from '../control/task-queues';
+import { defineStep } from '../pipelines/project';
+import { placeSteps } from '../pipelines/step-placements';
+import { sliceSpec } from './helpers/specs';
 
 describe("a step's answer", () => {
   it('is plain JSON data and an optional reason to stop', () => {
@@ -40,5 +43,27 @@ describe('task queues', () => {
     expect(taskQueueOf('control', env)).toBe('acme-control');
     expect(taskQueueOf('gpu-large', env)).toBe('acme-gpu-large');
     expect(() => taskQueueOf('GPU pool', env)).toThrow('pool "GPU pool" is not a pool name');
+  });
+});
+
+describe('step placements at submission', () => {
+  const gate = defineStep({ name: 'gate', pool: 'etl', timeout: '2m', retries: 1, run: async () => undefined });
+
+  it("take the step's pool, timeout and retries unless they set their own", () => {
+    const spec = sliceSpec();
+    spec.steps = [
+      { name: 'gate', at: 'after-ingest', options: {} },
+      { name: 'gate', at: 'before-publish', timeout: '30s', retries: 0, options: {} },
+    ];
+    expect(placeSteps(spec, [gate]).steps).toEqual([
+      { name: 'gate', at: 'after-ingest', pool: 'etl', timeout: '2m', retries: 1, options: {} },
+      { name: 'gate', at: 'before-publish', pool: 'etl', timeout: '30s', retries: 0, options: {} },
+    ]);
+  });
+
+  it('refuse a step the project does not register, listing those it does', () => {
+    const spec = sliceSpec();
+    spec.steps = [{ name: 'gait', at: 'after-ingest', options: {} }];
+    expect(() => placeSteps(spec, [gate])).toThrow('steps.0.name: no step named "gait" (registered steps: gate)');
   });
 });
