@@ -7,7 +7,8 @@ import { dataQuality } from './steps';
  *
  *   npx gantry dev                                            # Temporal, a control and a train worker
  *   npx gantry run fashion-gated --json                       # the pipeline, with the gate
- *   npx gantry run fashion-gated --set 'steps.0.options.minRows=100000' --json   # the gate stops it
+ *   npx gantry run fashion-gated --json \
+ *     --set 'steps=[{"name":"data-quality","at":"after-ingest","options":{"minRows":100000}}]'   # the gate stops it
  *   npx gantry run reviewed --pipeline fashion-gated          # the workflow: waits for ...
  *   npx gantry approve <workflowId printed above>             # ... this, then publishes
  */
