@@ -109,7 +109,7 @@ function gated(minRows: number, model = 'fashion-gated'): PipelineSpec {
 }
 
 describe('examples/custom-step', () => {
-  it('records the data-quality step in the result and the lineage; a run that fails the gate stops unpublished', async () => {
+  it('records the step in the result and the lineage; a run that fails the gate stops unpublished', async () => {
     const handle = await startRun(train.client, gated(1000));
     const result = await handle.result();
     expect(isStoppedRun(result)).toBe(false);

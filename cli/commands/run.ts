@@ -18,7 +18,7 @@ export interface RunOptions {
   id?: string;
   /** A user workflow's argument, as JSON. */
   arg?: string;
-  /** A user workflow gets this pipeline's spec (with `--set`) and Gantry's task queues: workflows/stages.ts PipelineRun. */
+  /** A user workflow gets this pipeline's spec (with `--set`) and Gantry's task queues (stages.ts PipelineRun). */
   pipeline?: string;
 }
 

@@ -44,7 +44,9 @@ export const dataQuality = defineStep({
       const cls = counts.indexOf(largest);
       return {
         data,
-        stop: `class ${cls} is ${(largestShare * 100).toFixed(1)} % of the training rows, more than ${maxClassShare * 100} %`,
+        stop:
+          `class ${cls} is ${(largestShare * 100).toFixed(1)} % of the training rows, ` +
+          `more than ${maxClassShare * 100} %`,
       };
     }
     return { data };

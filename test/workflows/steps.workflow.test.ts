@@ -203,7 +203,7 @@ describe('user steps in the retrain workflow', () => {
     expect(progress.status).toBe('completed');
   });
 
-  it('a step that stops the run ends it cleanly: later stages skipped, nothing published, the reason in the result', async () => {
+  it('a stop ends the run cleanly: later stages skipped, nothing published, the reason in the result', async () => {
     const stages = fakeStages();
     const seen: { name: string; context: StepContext }[] = [];
     const gate = recordingStep('quality', seen, (context) => ({
