@@ -119,7 +119,14 @@ describe('loading pipelines', () => {
 });
 
 describe('the blessing decision', () => {
-  const metrics = (accuracy: number, loss = 0.4) => ({ count: 100, accuracy, loss, perClassAccuracy: [] });
+  const metrics = (accuracy: number, loss = 0.4) => ({
+    task: 'classification' as const,
+    count: 100,
+    accuracy,
+    loss,
+    perClassAccuracy: [],
+    metrics: { accuracy, logLoss: loss },
+  });
   const gate = { minAccuracy: 0.8, minAccuracyDelta: 0, gates: [] };
 
   it('without a champion applies only the absolute gates', () => {
