@@ -219,10 +219,16 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RunResult> {
       ? { result: rollout.outcome.result, reasons: rollout.outcome.reasons, decisions: rollout.decisions.length }
       : null,
     promoted: publishedPath !== null && (rollout === null || rollout.outcome?.result === 'promoted'),
+    task: evaluation.candidate.task,
+    metrics: evaluation.candidate.metrics,
     testAccuracy: evaluation.candidate.accuracy,
     testLoss: evaluation.candidate.loss,
     champion: evaluation.champion
-      ? { version: evaluation.champion.version, testAccuracy: evaluation.champion.metrics.accuracy }
+      ? {
+          version: evaluation.champion.version,
+          testAccuracy: evaluation.champion.metrics.accuracy,
+          metrics: evaluation.champion.metrics.metrics,
+        }
       : null,
     reasons: evaluation.reasons,
     backend: trained.backend.name,
