@@ -386,7 +386,9 @@ export function compileInferenceGraph(model: tfType.LayersModel, inputDims: numb
     weight: (layer, index) => {
       const w = weights[layer]![index];
       if (!w) throw new GraphUnsupported(`layer ${model.layers[layer]!.name} lacks weight ${index}`);
-      return frozen(g, `l${layer}/${index === 0 ? 'kernel' : 'bias_value'}`, w.values, w.shape);
+      // Kernel and bias; a BatchNormalization layer's moving averages come third and fourth.
+      const name = index === 0 ? 'kernel' : index === 1 ? 'bias_value' : `weight${index}`;
+      return frozen(g, `l${layer}/${name}`, w.values, w.shape);
     },
   });
   // A named Identity: the fetch name stays the same whatever the last layer was.

@@ -24,7 +24,7 @@ describe('definePipeline', () => {
       heartbeatTimeout: '60s',
       maxAttempts: 5,
     });
-    expect(spec.evaluation).toEqual({ minAccuracy: 0.8, minAccuracyDelta: 0 });
+    expect(spec.evaluation).toEqual({ minAccuracy: 0.8, minAccuracyDelta: 0, gates: [] });
     expect(spec.deployment).toEqual({ publish: true, alias: 'champion' });
     expect(JSON.parse(JSON.stringify(spec))).toEqual(spec);
   });
@@ -63,7 +63,7 @@ describe('definePipeline', () => {
   it('refuses an unknown architecture by name, listing the known ones', () => {
     const issues = issuesOf(() => validatePipeline({ ...fashionMnist, model: { name: 'm', architecture: 'vgg16' } }));
     expect(issues).toEqual([
-      { path: 'model.architecture', message: 'unknown model architecture "vgg16"; known: mlp, cnn' },
+      { path: 'model.architecture', message: 'unknown model architecture "vgg16"; known: mlp, cnn, tabular' },
     ]);
   });
 });

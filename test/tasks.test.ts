@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { decideBlessing } from '../activities/blessing';
 import { selectBackend, tf } from '../engine/backend';
+import { compileInferenceGraph } from '../engine/forward-graph';
+import { GraphSession } from '../engine/graph-session';
 import { PipelineSpecError, validatePipeline } from '../pipelines/define';
 import { EvaluationSpecSchema, METRIC_NAMES as SPEC_METRIC_NAMES } from '../pipelines/spec';
 import { buildModel } from '../training/architectures';
@@ -139,6 +141,37 @@ describe('regression on the cars data', () => {
     const { used, metrics } = await trainCars('auto', { hiddenUnits: [32, 16], dropout: 0.1, batchNorm: true }, 60);
     expect(used).toEqual({ mode: 'graph' });
     expect(metrics.metrics.rmse!).toBeLessThan(5);
+  });
+
+  it.skipIf(!native)('the serving graph of a BatchNormalization model predicts as the model does', async () => {
+    const featureShape = [cars.featureSize];
+    const model = buildModel(
+      tf,
+      'tabular',
+      { featureShape, task: 'regression', numClasses: 1, seed: 3 },
+      { hiddenUnits: [16, 8], batchNorm: true, dropout: 0.2 },
+    );
+    // Moving averages away from their initial 0 and 1, so that using them is what is checked.
+    for (const layer of model.layers.filter((l) => l.getClassName() === 'BatchNormalization')) {
+      const [gamma, beta, mean, variance] = layer.getWeights();
+      layer.setWeights([
+        tf.randomUniform(gamma!.shape, 0.5, 1.5, 'float32', 1),
+        tf.randomUniform(beta!.shape, -0.5, 0.5, 'float32', 2),
+        tf.randomUniform(mean!.shape, -1, 1, 'float32', 3),
+        tf.randomUniform(variance!.shape, 0.5, 2, 'float32', 4),
+      ]);
+    }
+    const compiled = compileInferenceGraph(model, [-1, ...featureShape]);
+    const session = await GraphSession.open(compiled.graph, 'gantry-test');
+    const xs = tf.tensor2d(cars.test.images.subarray(0, 20 * cars.featureSize), [20, cars.featureSize]);
+    const [graphOut] = session.run([[compiled.input, xs]], [compiled.output]);
+    const eagerOut = model.predict(xs) as ReturnType<typeof tf.tensor>;
+    const [got, want] = [Array.from(graphOut!.dataSync()), Array.from(eagerOut.dataSync())];
+    session.close();
+    tf.dispose([xs, graphOut!, eagerOut]);
+    model.dispose();
+    expect(compiled.shape).toEqual([1]);
+    expect(maxAbsDiff(got, want)).toBeLessThanOrEqual(1e-5);
   });
 
   it('a regression model not ending in a linear Dense(1) trains eagerly and says why', async () => {

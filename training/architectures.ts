@@ -100,35 +100,6 @@ export const ARCHITECTURES = {
       return model;
     },
   }),
-  tabular: defineArchitecture({
-    description:
-      'multi-layer perceptron on encoded records: dense(activation) [→ batch norm] [→ dropout] × N → ' +
-      'softmax (classification) or linear dense(1) (regression)',
-    options: tabularOptions,
-    build(tf, input, { hiddenUnits, dropout, batchNorm, activation }) {
-      const { featureShape, seed } = input;
-      const size = featureShape.reduce((a, b) => a * b, 1);
-      const model = tf.sequential();
-      if (featureShape.length !== 1) model.add(tf.layers.flatten({ inputShape: featureShape }));
-      hiddenUnits.forEach((units, i) => {
-        model.add(
-          tf.layers.dense({
-            units,
-            activation,
-            kernelInitializer:
-              activation === 'relu'
-                ? tf.initializers.heNormal({ seed: seed + i })
-                : tf.initializers.glorotUniform({ seed: seed + i }),
-            ...(i === 0 && featureShape.length === 1 ? { inputShape: [size] } : {}),
-          }),
-        );
-        if (batchNorm) model.add(tf.layers.batchNormalization());
-        if (dropout > 0) model.add(tf.layers.dropout({ rate: dropout }));
-      });
-      model.add(head(tf, input));
-      return model;
-    },
-  }),
   cnn: defineArchitecture({
     description: 'small convolutional net: [conv3x3(relu) → maxpool2] × N → dense(relu) → dropout → softmax',
     options: cnnOptions,
@@ -157,6 +128,35 @@ export const ARCHITECTURES = {
         }),
       );
       if (dropout > 0) model.add(tf.layers.dropout({ rate: dropout }));
+      model.add(head(tf, input));
+      return model;
+    },
+  }),
+  tabular: defineArchitecture({
+    description:
+      'multi-layer perceptron on encoded records: dense(activation) [→ batch norm] [→ dropout] × N → ' +
+      'softmax (classification) or linear dense(1) (regression)',
+    options: tabularOptions,
+    build(tf, input, { hiddenUnits, dropout, batchNorm, activation }) {
+      const { featureShape, seed } = input;
+      const size = featureShape.reduce((a, b) => a * b, 1);
+      const model = tf.sequential();
+      if (featureShape.length !== 1) model.add(tf.layers.flatten({ inputShape: featureShape }));
+      hiddenUnits.forEach((units, i) => {
+        model.add(
+          tf.layers.dense({
+            units,
+            activation,
+            kernelInitializer:
+              activation === 'relu'
+                ? tf.initializers.heNormal({ seed: seed + i })
+                : tf.initializers.glorotUniform({ seed: seed + i }),
+            ...(i === 0 && featureShape.length === 1 ? { inputShape: [size] } : {}),
+          }),
+        );
+        if (batchNorm) model.add(tf.layers.batchNormalization());
+        if (dropout > 0) model.add(tf.layers.dropout({ rate: dropout }));
+      });
       model.add(head(tf, input));
       return model;
     },
