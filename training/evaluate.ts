@@ -19,7 +19,7 @@ export const ModelMetricsSchema = z.object({
 export type ModelMetrics = z.infer<typeof ModelMetricsSchema>;
 
 /** Keeps every example's probabilities for AUC up to this many values; past it AUC is not measured. */
-const MAX_AUC_VALUES = 50_000_000;
+const MAX_AUC_VALUES = 10_000_000;
 
 /**
  * The task's metrics of `model` over every example, in batches: classification — mean
