@@ -8,7 +8,7 @@ import { attr, type AttrValue, GraphBuilder } from './graph-def';
  * (weights frozen in as constants, dropout is the identity).
  *
  * It compiles the layer kinds Gantry's architectures use: Rescaling, Flatten, Dropout, Dense,
- * Conv2D, MaxPooling2D and BatchNormalization (over the last axis), with linear / relu / softmax /
+ * Conv2D, MaxPooling2D, BatchNormalization (over the last axis) and Activation, with linear / relu / softmax /
  * sigmoid / tanh activations. Anything else raises GraphUnsupported, and the caller stays on the
  * eager path, which handles every model.
  */
@@ -71,6 +71,7 @@ export type ForwardLayer =
       activation: string;
     }
   | { kind: 'maxPool'; input: string; output: string; attrs: Record<string, AttrValue> }
+  | { kind: 'activation'; output: string; activation: string }
   | {
       /**
        * `normalized` is (input − mean) · inverseStd; the output is normalized · gamma + beta. Training
@@ -287,6 +288,11 @@ export function compileForward(
             ? [Math.ceil(ih! / sh), Math.ceil(iw! / sw), ch!]
             : [Math.floor((ih! - ph) / sh) + 1, Math.floor((iw! - pw) / sw) + 1, ch!];
         return record({ kind: 'maxPool', input, output: h, attrs });
+      }
+      case 'Activation': {
+        const activation = activationOf(layer);
+        h = activate(g, p, h, activation);
+        return record({ kind: 'activation', output: h, activation });
       }
       case 'BatchNormalization': {
         const rank = shape.length + 1;

@@ -103,7 +103,7 @@ function checkDifferentiable(layer: LayerInfo, isLast: boolean): void {
       `Dense activation ${activation}${activation === 'softmax' ? ' before the last layer' : ''}`,
     );
   }
-  if (layer.className === 'Conv2D' && !DIFFERENTIABLE.has(activation))
+  if ((layer.className === 'Conv2D' || layer.className === 'Activation') && !DIFFERENTIABLE.has(activation))
     throw new GraphUnsupported(`Conv2D activation ${activation}`);
 }
 
@@ -292,6 +292,8 @@ export function compileSequentialStep(
         const inputShape = g.op('Shape', `${p}/input_shape`, [record.input], { ...F, out_type: attr.type('DT_INT32') });
         return g.op('Conv2DBackpropInput', `${p}/input_grad`, [inputShape, record.kernel, dz], record.attrs);
       }
+      case 'activation':
+        return activationGrad(p, record.activation, dy, record.output);
       case 'maxPool':
         return g.op('MaxPoolGrad', `${p}/grad`, [record.input, record.output, dy], record.attrs);
       case 'batchNorm': {
