@@ -10,7 +10,10 @@ import { buildModel } from '../training/architectures';
 import type { Examples } from '../training/batches';
 import { evaluateModel, type ModelMetrics } from '../training/evaluate';
 import { classifierAuc, METRIC_NAMES, regressionMetrics, rocAuc } from '../training/metrics';
+import { type Collective, strategyRing } from '../training/distributed/strategies';
+import { replicaLoop } from '../training/loop';
 import { createOptimizer } from '../training/optimizers';
+import { createReplicaEngine } from '../training/replica-engine';
 import { type ExecutionReport, trainLoop } from '../training/trainer';
 
 /**
@@ -160,6 +163,53 @@ describe('regression on the cars data', () => {
     expect(graph.used).toEqual({ mode: 'graph' });
     graph.losses.forEach((loss, e) => expect(loss, `epoch ${e + 1}`).toBeCloseTo(eager.losses[e]!, 2));
     expect(maxAbsDiff(graph.weights, eager.weights)).toBeLessThanOrEqual(1e-3);
+  });
+
+  it('a replica of a data-parallel ring (gradients, then the update) trains a BatchNorm regression as a lone trainer', async () => {
+    const featureShape = [cars.featureSize];
+    const options = { hiddenUnits: [16, 8], dropout: 0, batchNorm: true };
+    const input = { featureShape, task: 'regression' as const, numClasses: 1, seed: 3 };
+    const common = {
+      train: cars.train,
+      validation: cars.test,
+      featureShape,
+      numClasses: 1,
+      task: 'regression' as const,
+      epochs: 2,
+      batchSize: 32,
+      seed: 5,
+      onStep: () => {},
+    };
+    const single = await trainCars('auto', options, 2);
+    // A job of one replica: the all-reduce leaves the gradients as they are.
+    const alone: Collective = {
+      rank: 0,
+      worldSize: 1,
+      allReduce: async (data) => data,
+      broadcast: async (data) => data,
+      reduce: async (data) => data,
+    };
+    const model = buildModel(tf, 'tabular', input, options);
+    const optimizer = createOptimizer('adam', 0.01);
+    const { engine, execution } = await createReplicaEngine(model, optimizer, featureShape, 1, 'auto', 'regression');
+    try {
+      const { history } = await replicaLoop({
+        ...common,
+        engine,
+        ring: strategyRing('multi-worker-mirrored', alone, {}),
+        model,
+        optimizer,
+        start: { epoch: 0, stepInEpoch: 0, globalStep: 0 },
+      });
+      expect(execution.mode).toBe(native ? 'graph' : 'eager');
+      history.forEach((h, e) => expect(h.loss).toBeCloseTo(single.losses[e]!, 3));
+    } finally {
+      engine.dispose();
+    }
+    // Moving averages included: they move with each replica's batches too.
+    const weights = model.getWeights().flatMap((w) => Array.from(w.dataSync()));
+    expect(maxAbsDiff(weights, single.weights)).toBeLessThanOrEqual(1e-4);
+    model.dispose();
   });
 
   it.skipIf(!native)('with BatchNormalization and dropout reaches an RMSE under 5 mpg as one graph', async () => {
