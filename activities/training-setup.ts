@@ -94,7 +94,8 @@ export function epochLogLine(metrics: EpochMetrics, epochs: number): string {
     rmse !== undefined
       ? `mse ${metrics.loss.toFixed(4)} val_rmse ${rmse.toFixed(4)} val_r2 ${(metrics.valMetrics?.r2 ?? 0).toFixed(4)}`
       : `acc ${metrics.accuracy.toFixed(4)} val_acc ${metrics.valAccuracy.toFixed(4)}`;
-  return `epoch ${metrics.epoch}/${epochs}: loss ${metrics.loss.toFixed(4)} ${scores} (${metrics.seconds.toFixed(1)} s)`;
+  const seconds = metrics.seconds.toFixed(1);
+  return `epoch ${metrics.epoch}/${epochs}: loss ${metrics.loss.toFixed(4)} ${scores} (${seconds} s)`;
 }
 
 /** What a training loop's error becomes: a cancellation stays one, anything else a typed failure if it has a type. */

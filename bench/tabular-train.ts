@@ -39,7 +39,8 @@ interface Case {
   batchNorm: boolean;
 }
 
-// The widths data/preprocessing.ts gives penguins (4 numbers, island 3 + 1, sex 2 + 1) and cars (6 numbers, origin 3 + 1).
+// The widths data/preprocessing.ts gives penguins (4 numbers, island 3 + 1, sex 2 + 1) and cars (6 numbers,
+// origin 3 + 1).
 const CASES: Case[] = [
   {
     name: 'penguins',
