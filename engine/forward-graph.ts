@@ -24,9 +24,33 @@ export interface LayerInfo {
   state?: { name: string; shape: number[] }[];
 }
 
+/**
+ * A functional model compiles when its layers are one chain: one input, each layer fed by the one
+ * before it alone, the last one the output — a Sequential model written with tf.model. Branches
+ * (several inputs, Concatenate, skip connections) do not.
+ */
+function checkChain(model: tfType.LayersModel): void {
+  if (model.inputs.length !== 1 || model.outputs.length !== 1)
+    throw new GraphUnsupported('a functional model with several inputs or outputs');
+  const layers = model.layers;
+  if (layers[0]?.getClassName() !== 'InputLayer') throw new GraphUnsupported('a functional model without its input');
+  for (let i = 1; i < layers.length; i++) {
+    const nodes = (layers[i] as unknown as { inboundNodes: { inboundLayers: unknown[] }[] }).inboundNodes;
+    const from = nodes.length === 1 ? nodes[0]!.inboundLayers : [];
+    if (from.length !== 1 || from[0] !== layers[i - 1])
+      throw new GraphUnsupported(`a functional model whose layers are not one chain (at layer ${layers[i]!.name})`);
+  }
+  if (model.outputs[0]!.sourceLayer !== layers.at(-1))
+    throw new GraphUnsupported('a functional model whose output is not its last layer');
+}
+
 export function describeLayers(model: tfType.LayersModel): LayerInfo[] {
-  if (model.getClassName() !== 'Sequential')
-    throw new GraphUnsupported(`${model.getClassName()} models (only Sequential compiles)`);
+  const kind = model.getClassName();
+  if (kind !== 'Sequential') {
+    if (kind !== 'Model' && kind !== 'Functional')
+      throw new GraphUnsupported(`${kind} models (only Sequential and single-chain functional ones compile)`);
+    checkChain(model);
+  }
   return model.layers.map((layer) => ({
     className: layer.getClassName(),
     config: layer.getConfig() as Record<string, unknown>,

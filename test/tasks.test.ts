@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { LayersModel } from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { decideBlessing } from '../activities/blessing';
 import { selectBackend, tf } from '../engine/backend';
@@ -70,7 +71,7 @@ beforeAll(() => {
 
 async function trainCars(
   execution: 'auto' | 'eager',
-  options: Record<string, unknown> | (() => ReturnType<typeof tf.sequential>),
+  options: Record<string, unknown> | (() => LayersModel),
   epochs: number,
   learningRate = 0.01,
 ): Promise<{ used: ExecutionReport; metrics: ModelMetrics; weights: number[]; losses: number[] }> {
@@ -211,6 +212,35 @@ describe('regression on the cars data', () => {
     expect(maxAbsDiff(weights, single.weights)).toBeLessThanOrEqual(1e-4);
     model.dispose();
   });
+
+  it.skipIf(!native)(
+    'a functional model that is one chain trains as one graph; a branching one eagerly, saying why',
+    async () => {
+      const init = (seed: number) => tf.initializers.glorotUniform({ seed });
+      const chain = () => {
+        const input = tf.input({ shape: [cars.featureSize] });
+        const hidden = tf.layers.dense({ units: 16, activation: 'relu', kernelInitializer: init(1) }).apply(input);
+        const output = tf.layers.dense({ units: 1, kernelInitializer: init(2) }).apply(hidden);
+        return tf.model({ inputs: input, outputs: output as ReturnType<typeof tf.input> });
+      };
+      const graph = await trainCars('auto', chain, 3);
+      const eager = await trainCars('eager', chain, 3);
+      expect(graph.used).toEqual({ mode: 'graph' });
+      expect(maxAbsDiff(graph.weights, eager.weights)).toBeLessThanOrEqual(1e-4);
+
+      const branching = () => {
+        const input = tf.input({ shape: [cars.featureSize] });
+        const a = tf.layers.dense({ units: 8, activation: 'relu', kernelInitializer: init(1) }).apply(input);
+        const b = tf.layers.dense({ units: 8, activation: 'tanh', kernelInitializer: init(2) }).apply(input);
+        const joined = tf.layers.concatenate().apply([a, b] as ReturnType<typeof tf.input>[]);
+        const output = tf.layers.dense({ units: 1, kernelInitializer: init(3) }).apply(joined);
+        return tf.model({ inputs: input, outputs: output as ReturnType<typeof tf.input> });
+      };
+      const fallback = await trainCars('auto', branching, 1);
+      expect(fallback.used.mode).toBe('eager');
+      expect(fallback.used.reason).toMatch(/functional model whose layers are not one chain/);
+    },
+  );
 
   it.skipIf(!native)('with BatchNormalization and dropout reaches an RMSE under 5 mpg as one graph', async () => {
     const { used, metrics } = await trainCars('auto', { hiddenUnits: [32, 16], dropout: 0.1, batchNorm: true }, 60);
