@@ -51,6 +51,8 @@ export function createRegisterActivity(deps: ActivityDeps) {
             testAccuracy: evaluation.candidate.accuracy,
             testLoss: evaluation.candidate.loss,
             perClassAccuracy: evaluation.candidate.perClassAccuracy,
+            task: evaluation.candidate.task,
+            values: evaluation.candidate.metrics,
           },
           lineage: {
             runId,

@@ -1,4 +1,5 @@
 import { architectureNames, getArchitecture } from '../training/architectures';
+import { TASK_METRICS, taskOfMetric, type MetricName } from '../training/metrics';
 import { dataSourceNames, findDataSource } from '../data/sources';
 import { fieldPath, issueLines } from '../validation/issues';
 import { PipelineSpecSchema, type PipelineInput, type PipelineSpec } from './spec';
@@ -57,11 +58,39 @@ function registryIssues(input: unknown): SpecIssue[] {
   return issues;
 }
 
+/** Sources whose labels are always classes. */
+const CLASSIFICATION_SOURCES = new Set(['fashion-mnist', 'idx', 'image-folder']);
+
+/**
+ * Evaluation gates that cannot hold: a metric of the other task (when the spec says the task, or the source
+ * implies it), a gate with no bound, or a minimum above its maximum.
+ */
+function gateIssues(spec: PipelineSpec): SpecIssue[] {
+  const issues: SpecIssue[] = [];
+  const task = spec.data.task ?? (CLASSIFICATION_SOURCES.has(spec.data.source) ? 'classification' : undefined);
+  spec.evaluation.gates.forEach((gate, i) => {
+    const path = `evaluation.gates.${i}`;
+    if (task && taskOfMetric(gate.metric) !== task) {
+      issues.push({
+        path: `${path}.metric`,
+        message:
+          `"${gate.metric}" is not a metric of a ${task}; ` +
+          `its metrics are ${(TASK_METRICS[task] as readonly MetricName[]).join(', ')}`,
+      });
+    }
+    if (gate.min === undefined && gate.max === undefined && gate.maxWorsening === undefined)
+      issues.push({ path, message: 'a gate needs min, max or maxWorsening' });
+    if (gate.min !== undefined && gate.max !== undefined && gate.min > gate.max)
+      issues.push({ path: `${path}.min`, message: `must be at most max (${gate.max})` });
+  });
+  return issues;
+}
+
 /** Validates a spec (shape, ranges, registry names) and fills in defaults; throws PipelineSpecError. */
 export function validatePipeline(input: unknown): PipelineSpec {
   const parsed = PipelineSpecSchema.safeParse(input);
   const issues: SpecIssue[] = parsed.success
-    ? []
+    ? gateIssues(parsed.data)
     : parsed.error.issues.map((i) => ({ path: pathOf(i.path), message: i.message }));
   issues.push(...registryIssues(input));
   if (issues.length > 0 || !parsed.success) throw new PipelineSpecError(issues);

@@ -64,7 +64,7 @@ describe('definePipeline', () => {
   it('refuses an unknown architecture by name, listing the known ones', () => {
     const issues = issuesOf(() => validatePipeline({ ...fashionMnist, model: { name: 'm', architecture: 'vgg16' } }));
     expect(issues).toEqual([
-      { path: 'model.architecture', message: 'unknown model architecture "vgg16"; known: mlp, cnn' },
+      { path: 'model.architecture', message: 'unknown model architecture "vgg16"; known: mlp, cnn, tabular' },
     ]);
   });
 });
@@ -120,7 +120,14 @@ describe('loading pipelines', () => {
 });
 
 describe('the blessing decision', () => {
-  const metrics = (accuracy: number, loss = 0.4) => ({ count: 100, accuracy, loss, perClassAccuracy: [] });
+  const metrics = (accuracy: number, loss = 0.4) => ({
+    task: 'classification' as const,
+    count: 100,
+    accuracy,
+    loss,
+    perClassAccuracy: [],
+    metrics: { accuracy, logLoss: loss },
+  });
   const gate = { minAccuracy: 0.8, minAccuracyDelta: 0, gates: [] };
 
   it('without a champion applies only the absolute gates', () => {

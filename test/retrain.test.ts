@@ -106,7 +106,18 @@ describe('the retrain workflow on a slice of Fashion-MNIST', () => {
     expect(result.version).toBe(2);
     expect(result.blessed).toBe(false);
     expect(result.published).toBe(false);
-    expect(result.champion).toEqual({ version: 1, testAccuracy: expect.closeTo(first.testAccuracy, 10) });
+    expect(result.champion).toEqual({
+      version: 1,
+      testAccuracy: expect.closeTo(first.testAccuracy, 10),
+      metrics: {
+        accuracy: expect.closeTo(first.testAccuracy, 10),
+        auc: expect.any(Number),
+        logLoss: expect.any(Number),
+      },
+    });
+    expect(result.task).toBe('classification');
+    expect(result.metrics).toMatchObject({ accuracy: result.testAccuracy, logLoss: result.testLoss });
+    expect(result.metrics.auc).toBeGreaterThan(0.5);
     expect(result.reasons.join('\n')).toMatch(/FAIL: accuracy change against champion v1/);
 
     const after = await readRegistry(workers.client, worse.model.name);

@@ -7,6 +7,7 @@ import type { BackendReport } from '../engine/backend';
 import type { ExecutionReport } from '../training/trainer';
 import type { EpochMetrics } from '../training/checkpoint';
 import type { ModelMetrics } from '../training/evaluate';
+import type { MetricName } from '../training/metrics';
 import type { StepProgress } from '../training/trainer';
 import type { Judgement, ShadowWindow, VersionWindow } from './canary-analysis';
 import type { ExperimentVerdict } from './experiment-analysis';
@@ -376,7 +377,15 @@ export interface VersionLineage {
 export interface ModelVersion {
   version: number;
   artifactUri: string;
-  metrics: { testAccuracy: number; testLoss: number; perClassAccuracy: number[] };
+  metrics: {
+    testAccuracy: number;
+    testLoss: number;
+    perClassAccuracy: number[];
+    /** Absent on versions registered before tasks: those are classifiers. */
+    task?: 'classification' | 'regression';
+    /** The task's test metrics by name (accuracy, auc, logLoss; rmse, mae, r2). */
+    values?: Partial<Record<MetricName, number>>;
+  };
   lineage: VersionLineage;
   blessed: boolean;
   reasons: string[];
@@ -623,9 +632,15 @@ export interface RunResult {
   rollout?: { result: 'promoted' | 'rolled-back'; reasons: string[]; decisions: number } | null;
   /** Whether the version became the champion (published without a rollout, or promoted by it). */
   promoted?: boolean;
+  task: 'classification' | 'regression';
+  /** The candidate's test metrics of its task: accuracy, auc, logLoss (classification); rmse, mae, r2 (regression). */
+  metrics: Partial<Record<MetricName, number>>;
+  /** Classification (0 for a regression). */
   testAccuracy: number;
+  /** Cross-entropy (classification) or mean squared error (regression). */
   testLoss: number;
-  champion: { version: number; testAccuracy: number } | null;
+  /** The champion as measured on this run's test split. */
+  champion: { version: number; testAccuracy: number; metrics: Partial<Record<MetricName, number>> } | null;
   reasons: string[];
   /** What the run's user steps returned, in the order they ran (absent from runs before steps existed). */
   steps?: StepRecord[];

@@ -337,10 +337,16 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
       ? { result: rollout.outcome.result, reasons: rollout.outcome.reasons, decisions: rollout.decisions.length }
       : null,
     promoted: publishedPath !== null && (rollout === null || rollout.outcome?.result === 'promoted'),
+    task: evaluation.candidate.task,
+    metrics: evaluation.candidate.metrics,
     testAccuracy: evaluation.candidate.accuracy,
     testLoss: evaluation.candidate.loss,
     champion: evaluation.champion
-      ? { version: evaluation.champion.version, testAccuracy: evaluation.champion.metrics.accuracy }
+      ? {
+          version: evaluation.champion.version,
+          testAccuracy: evaluation.champion.metrics.accuracy,
+          metrics: evaluation.champion.metrics.metrics,
+        }
       : null,
     reasons: evaluation.reasons,
     ...(placements.length ? { steps } : {}),
