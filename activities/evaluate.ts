@@ -32,7 +32,7 @@ export function createEvaluateActivity(deps: ActivityDeps) {
       context.heartbeat({ evaluating: label });
       const model = await load();
       try {
-        return await evaluateModel(model, test, dataset.featureShape, dataset.numClasses);
+        return await evaluateModel(model, test, dataset.featureShape, dataset.numClasses, undefined, dataset.task);
       } finally {
         model.dispose();
       }

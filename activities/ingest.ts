@@ -19,6 +19,7 @@ export function createIngestActivity(deps: ActivityDeps) {
           seed: spec.data.seed,
           validationFraction: spec.data.validationFraction,
           limits: spec.data.limits,
+          ...(spec.data.image ? { image: spec.data.image } : {}),
           onMalformed: spec.data.onMalformed,
           testFraction: spec.data.testFraction,
           ...(spec.data.label !== undefined ? { label: spec.data.label } : {}),

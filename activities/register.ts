@@ -23,6 +23,7 @@ export function createRegisterActivity(deps: ActivityDeps) {
     datasetFingerprint,
     trained,
     evaluation,
+    steps,
   }: RegisterInput): Promise<{ version: number }> {
     const spec = checkedSpec(rawSpec);
     const { taskQueue } = Context.current().info;
@@ -50,6 +51,8 @@ export function createRegisterActivity(deps: ActivityDeps) {
             testAccuracy: evaluation.candidate.accuracy,
             testLoss: evaluation.candidate.loss,
             perClassAccuracy: evaluation.candidate.perClassAccuracy,
+            task: evaluation.candidate.task,
+            values: evaluation.candidate.metrics,
           },
           lineage: {
             runId,
@@ -58,6 +61,7 @@ export function createRegisterActivity(deps: ActivityDeps) {
             parentVersion: evaluation.champion?.version ?? null,
             gitCommit: deps.gitCommit,
             backend: trained.backend.name,
+            ...(steps?.length ? { steps } : {}),
           },
           blessed: evaluation.blessed,
           reasons: evaluation.reasons,

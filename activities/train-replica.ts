@@ -71,7 +71,14 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
     // A cancelled attempt closes the sockets at once, so peers fail fast instead of timing out.
     const onCancel = () => void group.close();
     context.cancellationSignal.addEventListener('abort', onCancel);
-    const { engine, execution } = await createReplicaEngine(model, optimizer, dataset.featureShape, dataset.numClasses);
+    const { engine, execution } = await createReplicaEngine(
+      model,
+      optimizer,
+      dataset.featureShape,
+      dataset.numClasses,
+      'auto',
+      dataset.task,
+    );
     try {
       // The rendezvous can take as long as the slowest trainer needs to start: keep heartbeating.
       const heartbeat = setInterval(() => context.heartbeat({ phase: 'rendezvous', replica }), 1_000);

@@ -1,5 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import type { DatasetRef } from '../data/ingest';
+import { type Preprocessing, PreprocessingSchema } from '../data/preprocessing';
 import { loadSplit } from '../data/shards';
 import type { PipelineSpec } from '../pipelines/spec';
 import { buildModel } from '../training/architectures';
@@ -36,8 +37,10 @@ export async function prepareTraining(
 ): Promise<TrainingSetup> {
   const architectureInput = {
     featureShape: dataset.featureShape,
+    task: dataset.task,
     numClasses: dataset.numClasses,
     seed: spec.train.seed,
+    preprocessing: await loadDatasetPreprocessing(deps, dataset),
   };
   const build = () => buildModel(tf, spec.model.architecture, architectureInput, spec.model.options);
   const backend = await selectTrainingBackend(build, dataset.featureShape, dataset.numClasses);
@@ -65,6 +68,7 @@ export async function prepareTraining(
     validation: validationSplit,
     featureShape: dataset.featureShape,
     numClasses: dataset.numClasses,
+    task: dataset.task,
     epochs: spec.train.epochs,
     batchSize: spec.train.batchSize,
     seed: spec.train.seed,
@@ -73,13 +77,25 @@ export async function prepareTraining(
   return { backend, checkpointPrefix, restored, model, optimizer, history, loop };
 }
 
+/** The dataset's preprocessing (column slots, vocabularies) for the architecture's builder; null for images. */
+async function loadDatasetPreprocessing(deps: ActivityDeps, dataset: DatasetRef): Promise<Preprocessing | null> {
+  if (!dataset.preprocessingUri) return null;
+  try {
+    return PreprocessingSchema.parse(JSON.parse((await deps.store.get(dataset.preprocessingUri)).toString('utf8')));
+  } catch (error) {
+    throw asActivityFailure(error);
+  }
+}
+
 /** The trainer's log line for a finished epoch (a lone trainer's and rank 0's alike). */
 export function epochLogLine(metrics: EpochMetrics, epochs: number): string {
-  return (
-    `epoch ${metrics.epoch}/${epochs}: loss ${metrics.loss.toFixed(4)} ` +
-    `acc ${metrics.accuracy.toFixed(4)} val_acc ${metrics.valAccuracy.toFixed(4)} ` +
-    `(${metrics.seconds.toFixed(1)} s)`
-  );
+  const rmse = metrics.valMetrics?.rmse;
+  const scores =
+    rmse !== undefined
+      ? `mse ${metrics.loss.toFixed(4)} val_rmse ${rmse.toFixed(4)} val_r2 ${(metrics.valMetrics?.r2 ?? 0).toFixed(4)}`
+      : `acc ${metrics.accuracy.toFixed(4)} val_acc ${metrics.valAccuracy.toFixed(4)}`;
+  const seconds = metrics.seconds.toFixed(1);
+  return `epoch ${metrics.epoch}/${epochs}: loss ${metrics.loss.toFixed(4)} ${scores} (${seconds} s)`;
 }
 
 /** What a training loop's error becomes: a cancellation stays one, anything else a typed failure if it has a type. */

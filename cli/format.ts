@@ -1,4 +1,4 @@
-import type { RunResult } from '../workflows/api';
+import type { RunResult, StepRecord, StoppedRunResult } from '../workflows/api';
 
 const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
 
@@ -28,17 +28,33 @@ function distributionText(distribution: RunResult['train']['distribution'] | und
   );
 }
 
+/** A regression's RMSE / MAE / R², or a classifier's accuracy (and AUC), with the champion's for comparison. */
+function testMetricsLine(result: RunResult): string {
+  const champion = result.champion;
+  if (result.task === 'regression') {
+    const m = result.metrics;
+    const value = (x: number | undefined) => (x === undefined ? '?' : x.toFixed(4));
+    return (
+      `rmse       ${value(m.rmse)} (mae ${value(m.mae)}, r² ${value(m.r2)}) on ${result.dataset.counts.test} ` +
+      'test rows' +
+      (champion ? `; champion v${champion.version}: rmse ${value(champion.metrics?.rmse)}` : '; no champion before')
+    );
+  }
+  const auc = result.metrics?.auc;
+  return (
+    `accuracy   ${pct(result.testAccuracy)} on ${result.dataset.counts.test} test examples (loss ` +
+    `${result.testLoss.toFixed(4)}${auc === undefined ? '' : `, AUC ${auc.toFixed(4)}`})` +
+    (champion ? `; champion v${champion.version}: ${pct(champion.testAccuracy)}` : '; no champion before')
+  );
+}
+
 /** The human summary of a finished run. */
 export function formatRunResult(result: RunResult, wallSeconds?: number): string {
   const lines = [
     `run        ${result.runId}`,
     `model      ${result.model} v${result.version} — ${result.blessed ? 'blessed' : 'NOT blessed'}, ` +
       `${result.published ? `published to ${result.publishedPath}` : 'not published'}`,
-    `accuracy   ${pct(result.testAccuracy)} on ${result.dataset.counts.test} test images (loss ` +
-      `${result.testLoss.toFixed(4)})` +
-      (result.champion
-        ? `; champion v${result.champion.version}: ${pct(result.champion.testAccuracy)}`
-        : '; no champion before'),
+    testMetricsLine(result),
     `training   ${result.train.epochs} epochs in ${result.train.seconds.toFixed(1)} s, ` +
       `${Math.round(result.train.samplesPerSecond)} samples/s on ${result.backend} ` +
       `(tfjs ${result.backends.train.tfjsVersion}, ` +
@@ -54,8 +70,33 @@ export function formatRunResult(result: RunResult, wallSeconds?: number): string
       `${result.dataset.counts.test} test, fingerprint ${result.dataset.fingerprint.slice(0, 12)}, ` +
       (result.dataset.drift.drifted ? `DRIFT: ${result.dataset.drift.reasons.join('; ')}` : 'no drift'),
     ...rolloutLine(result),
+    ...stepLines(result.steps ?? []),
     'reasons',
     ...result.reasons.map((r) => `  - ${r}`),
+  ];
+  if (wallSeconds !== undefined) lines.push(`took       ${wallSeconds.toFixed(1)} s end to end`);
+  return lines.join('\n');
+}
+
+/** One line per user step that ran, with what it returned (shortened). */
+function stepLines(steps: StepRecord[]): string[] {
+  return steps.map((s) => {
+    const data = JSON.stringify(s.data);
+    return `step       ${s.name} (${s.at}): ${data.length > 100 ? `${data.slice(0, 97)}...` : data}`;
+  });
+}
+
+/** The human summary of a run that a user step stopped. */
+export function formatStoppedRun(result: StoppedRunResult, wallSeconds?: number): string {
+  const { step, at, reason } = result.stopped;
+  const lines = [
+    `run        ${result.runId}`,
+    `STOPPED    by step ${step} (${at}): ${reason}`,
+    `model      ${result.model}${result.version !== null ? ` v${result.version}` : ''} — ` +
+      `${result.published ? `published to ${result.publishedPath}` : 'not published'}`,
+    `data       ${result.dataset.counts.train} train / ${result.dataset.counts.validation} validation / ` +
+      `${result.dataset.counts.test} test, fingerprint ${result.dataset.fingerprint.slice(0, 12)}`,
+    ...stepLines(result.steps),
   ];
   if (wallSeconds !== undefined) lines.push(`took       ${wallSeconds.toFixed(1)} s end to end`);
   return lines.join('\n');

@@ -174,7 +174,8 @@ export function compareStatistics(
   for (const feature of features) {
     if (feature.drifted) {
       reasons.push(
-        `feature ${JSON.stringify(feature.name)}: ${feature.metric} ${fixed(feature.value)} exceeds ${feature.threshold}`,
+        `feature ${JSON.stringify(feature.name)}: ${feature.metric} ${fixed(feature.value)} exceeds ` +
+          `${feature.threshold}`,
       );
     }
   }

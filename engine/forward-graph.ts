@@ -8,8 +8,9 @@ import { attr, type AttrValue, GraphBuilder } from './graph-def';
  * (weights frozen in as constants, dropout is the identity).
  *
  * It compiles the layer kinds Gantry's architectures use: Rescaling, Flatten, Dropout, Dense,
- * Conv2D and MaxPooling2D, with linear / relu / softmax / sigmoid / tanh activations. Anything
- * else raises GraphUnsupported, and the caller stays on the eager path, which handles every model.
+ * Conv2D, MaxPooling2D, BatchNormalization (over the last axis) and Activation, with linear / relu / softmax /
+ * sigmoid / tanh activations. Anything else raises GraphUnsupported, and the caller stays on the
+ * eager path, which handles every model.
  */
 
 export class GraphUnsupported extends Error {}
@@ -19,15 +20,45 @@ export interface LayerInfo {
   config: Record<string, unknown>;
   /** The trainable weights (name and shape), in the layer's order (kernel, then bias). */
   weights: { name: string; shape: number[] }[];
+  /** The non-trainable weights (BatchNormalization's moving mean and variance), in the layer's order. */
+  state?: { name: string; shape: number[] }[];
+}
+
+/**
+ * A functional model compiles when its layers are one chain: one input, each layer fed by the one
+ * before it alone, the last one the output — a Sequential model written with tf.model. Branches
+ * (several inputs, Concatenate, skip connections) do not.
+ */
+function checkChain(model: tfType.LayersModel): void {
+  if (model.inputs.length !== 1 || model.outputs.length !== 1)
+    throw new GraphUnsupported('a functional model with several inputs or outputs');
+  const layers = model.layers;
+  if (layers[0]?.getClassName() !== 'InputLayer') throw new GraphUnsupported('a functional model without its input');
+  for (let i = 1; i < layers.length; i++) {
+    const nodes = (layers[i] as unknown as { inboundNodes: { inboundLayers: unknown[] }[] }).inboundNodes;
+    const from = nodes.length === 1 ? nodes[0]!.inboundLayers : [];
+    if (from.length !== 1 || from[0] !== layers[i - 1])
+      throw new GraphUnsupported(`a functional model whose layers are not one chain (at layer ${layers[i]!.name})`);
+  }
+  if (model.outputs[0]!.sourceLayer !== layers.at(-1))
+    throw new GraphUnsupported('a functional model whose output is not its last layer');
 }
 
 export function describeLayers(model: tfType.LayersModel): LayerInfo[] {
-  if (model.getClassName() !== 'Sequential')
-    throw new GraphUnsupported(`${model.getClassName()} models (only Sequential compiles)`);
+  const kind = model.getClassName();
+  if (kind !== 'Sequential') {
+    if (kind !== 'Model' && kind !== 'Functional')
+      throw new GraphUnsupported(`${kind} models (only Sequential and single-chain functional ones compile)`);
+    checkChain(model);
+  }
   return model.layers.map((layer) => ({
     className: layer.getClassName(),
     config: layer.getConfig() as Record<string, unknown>,
     weights: layer.trainableWeights.map((w) => ({
+      name: (w.read() as tfType.Variable).name,
+      shape: w.shape as number[],
+    })),
+    state: layer.nonTrainableWeights.map((w) => ({
       name: (w.read() as tfType.Variable).name,
       shape: w.shape as number[],
     })),
@@ -63,7 +94,26 @@ export type ForwardLayer =
       output: string;
       activation: string;
     }
-  | { kind: 'maxPool'; input: string; output: string; attrs: Record<string, AttrValue> };
+  | { kind: 'maxPool'; input: string; output: string; attrs: Record<string, AttrValue> }
+  | { kind: 'activation'; output: string; activation: string }
+  | {
+      /**
+       * `normalized` is (input − mean) · inverseStd; the output is normalized · gamma + beta. Training
+       * normalises by the batch's `mean` and `variance` (biased, as tfjs's), which the trainer folds
+       * into the moving averages with `momentum`; inference by the moving averages.
+       */
+      kind: 'batchNorm';
+      training: boolean;
+      axes: string;
+      mean: string;
+      variance: string;
+      inverseStd: string;
+      normalized: string;
+      gamma?: string;
+      beta?: string;
+      momentum: number;
+      output: string;
+    };
 
 export interface ForwardOptions {
   /**
@@ -72,8 +122,9 @@ export interface ForwardOptions {
    */
   weight(layer: number, weight: number): string;
   /**
-   * Training: dropout masks drawn from this seed placeholder (int32 [2]). Without it dropout is the
-   * identity, as at inference.
+   * Training: dropout masks drawn from this seed placeholder (int32 [2]), and BatchNormalization
+   * normalises by the batch's statistics. Without it dropout is the identity and BatchNormalization
+   * uses its moving averages (weights after gamma and beta), as at inference.
    */
   dropoutSeed?: string;
   /** Called before each layer compiles: where a caller supports less (the trainer's gradients), it throws here. */
@@ -262,6 +313,60 @@ export function compileForward(
             : [Math.floor((ih! - ph) / sh) + 1, Math.floor((iw! - pw) / sw) + 1, ch!];
         return record({ kind: 'maxPool', input, output: h, attrs });
       }
+      case 'Activation': {
+        const activation = activationOf(layer);
+        h = activate(g, p, h, activation);
+        return record({ kind: 'activation', output: h, activation });
+      }
+      case 'BatchNormalization': {
+        const rank = shape.length + 1;
+        const axis = Number(c.axis ?? -1);
+        if (axis !== -1 && axis !== rank - 1) throw new GraphUnsupported(`BatchNormalization over axis ${axis}`);
+        const epsilon = Number(c.epsilon ?? 1e-3);
+        const momentum = Number(c.momentum ?? 0.99);
+        let k = 0;
+        const gamma = c.scale === false ? undefined : options.weight(index, k++);
+        const beta = c.center === false ? undefined : options.weight(index, k++);
+        // Every axis but the last: the statistics are per channel, shape [channels], broadcast on use.
+        const axes = g.ints(
+          `${p}/axes`,
+          Array.from({ length: rank - 1 }, (_, i) => i),
+        );
+        const training = options.dropoutSeed !== undefined;
+        const reduce = (name: string, input: string) =>
+          g.op('Mean', `${p}/${name}`, [input, axes], {
+            ...F,
+            Tidx: attr.type('DT_INT32'),
+            keep_dims: attr.bool(false),
+          });
+        const mean = training ? reduce('mean', h) : options.weight(index, k++);
+        const variance = training
+          ? reduce('variance', g.op('SquaredDifference', `${p}/squared_difference`, [h, mean], F))
+          : options.weight(index, k++);
+        const inverseStd = g.op(
+          'Rsqrt',
+          `${p}/inverse_std`,
+          [g.op('AddV2', `${p}/variance_epsilon`, [variance, g.floats(`${p}/epsilon`, [epsilon])], F)],
+          F,
+        );
+        const normalized = g.op('Mul', `${p}/normalized`, [g.op('Sub', `${p}/centered`, [h, mean], F), inverseStd], F);
+        h = normalized;
+        if (gamma) h = g.op('Mul', `${p}/scaled`, [h, gamma], F);
+        if (beta) h = g.op('AddV2', `${p}/shifted`, [h, beta], F);
+        return record({
+          kind: 'batchNorm',
+          training,
+          axes,
+          mean,
+          variance,
+          inverseStd,
+          normalized,
+          gamma,
+          beta,
+          momentum,
+          output: h,
+        });
+      }
       default:
         throw new GraphUnsupported(`layer ${layer.className}`);
     }
@@ -311,7 +416,9 @@ export function compileInferenceGraph(model: tfType.LayersModel, inputDims: numb
     weight: (layer, index) => {
       const w = weights[layer]![index];
       if (!w) throw new GraphUnsupported(`layer ${model.layers[layer]!.name} lacks weight ${index}`);
-      return frozen(g, `l${layer}/${index === 0 ? 'kernel' : 'bias_value'}`, w.values, w.shape);
+      // Kernel and bias; a BatchNormalization layer's moving averages come third and fourth.
+      const name = index === 0 ? 'kernel' : index === 1 ? 'bias_value' : `weight${index}`;
+      return frozen(g, `l${layer}/${name}`, w.values, w.shape);
     },
   });
   // A named Identity: the fetch name stays the same whatever the last layer was.

@@ -1,5 +1,6 @@
 import { architectureNames, getArchitecture } from '../training/architectures';
-import { dataSourceNames } from '../data/sources';
+import { TASK_METRICS, taskOfMetric, type MetricName } from '../training/metrics';
+import { dataSourceNames, findDataSource } from '../data/sources';
 import { fieldPath, issueLines } from '../validation/issues';
 import { PipelineSpecSchema, type PipelineInput, type PipelineSpec } from './spec';
 
@@ -25,13 +26,18 @@ function pathOf(segments: readonly PropertyKey[]): string {
 /** Names checked against the registries the workers load: an unknown one must not start a run. */
 function registryIssues(input: unknown): SpecIssue[] {
   const issues: SpecIssue[] = [];
-  const spec = (input ?? {}) as { data?: { source?: unknown }; model?: { architecture?: unknown; options?: unknown } };
+  const spec = (input ?? {}) as {
+    data?: { source?: unknown; image?: unknown };
+    model?: { architecture?: unknown; options?: unknown };
+  };
   const source = spec.data?.source;
   if (typeof source === 'string' && !dataSourceNames().includes(source)) {
     issues.push({
       path: 'data.source',
       message: `unknown data source "${source}"; known: ${dataSourceNames().join(', ')}`,
     });
+  } else if (typeof source === 'string' && findDataSource(source)?.needsImageShape && spec.data?.image === undefined) {
+    issues.push({ path: 'data.image', message: `the ${source} source needs { height, width, channels } to decode to` });
   }
   const architecture = spec.model?.architecture;
   if (typeof architecture === 'string') {
@@ -52,11 +58,39 @@ function registryIssues(input: unknown): SpecIssue[] {
   return issues;
 }
 
+/** Sources whose labels are always classes. */
+const CLASSIFICATION_SOURCES = new Set(['fashion-mnist', 'idx', 'image-folder']);
+
+/**
+ * Evaluation gates that cannot hold: a metric of the other task (when the spec says the task, or the source
+ * implies it), a gate with no bound, or a minimum above its maximum.
+ */
+function gateIssues(spec: PipelineSpec): SpecIssue[] {
+  const issues: SpecIssue[] = [];
+  const task = spec.data.task ?? (CLASSIFICATION_SOURCES.has(spec.data.source) ? 'classification' : undefined);
+  spec.evaluation.gates.forEach((gate, i) => {
+    const path = `evaluation.gates.${i}`;
+    if (task && taskOfMetric(gate.metric) !== task) {
+      issues.push({
+        path: `${path}.metric`,
+        message:
+          `"${gate.metric}" is not a metric of a ${task}; ` +
+          `its metrics are ${(TASK_METRICS[task] as readonly MetricName[]).join(', ')}`,
+      });
+    }
+    if (gate.min === undefined && gate.max === undefined && gate.maxWorsening === undefined)
+      issues.push({ path, message: 'a gate needs min, max or maxWorsening' });
+    if (gate.min !== undefined && gate.max !== undefined && gate.min > gate.max)
+      issues.push({ path: `${path}.min`, message: `must be at most max (${gate.max})` });
+  });
+  return issues;
+}
+
 /** Validates a spec (shape, ranges, registry names) and fills in defaults; throws PipelineSpecError. */
 export function validatePipeline(input: unknown): PipelineSpec {
   const parsed = PipelineSpecSchema.safeParse(input);
   const issues: SpecIssue[] = parsed.success
-    ? []
+    ? gateIssues(parsed.data)
     : parsed.error.issues.map((i) => ({ path: pathOf(i.path), message: i.message }));
   issues.push(...registryIssues(input));
   if (issues.length > 0 || !parsed.success) throw new PipelineSpecError(issues);

@@ -26,6 +26,7 @@ beforeAll(async () => {
 const small: Record<ArchitectureName, Record<string, unknown>> = {
   mlp: { hiddenUnits: [64, 32], dropout: 0 },
   cnn: { filters: [4, 8], denseUnits: 16, dropout: 0 },
+  tabular: { hiddenUnits: [32], dropout: 0 },
 };
 
 async function train2Epochs(

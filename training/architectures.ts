@@ -1,6 +1,8 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { z } from 'zod';
+import type { Preprocessing } from '../data/preprocessing';
 import { describeIssues } from '../validation/issues';
+import type { Task } from './batches';
 
 type Tf = typeof tfType;
 
@@ -9,14 +11,22 @@ type Tf = typeof tfType;
  * it here. Builders receive the tf namespace so this module stays light enough for the CLI to
  * import for validation without loading TensorFlow.js.
  *
- * Every model takes raw pixel values (0..255) and rescales inside the graph, so the published
+ * The image models take raw pixel values (0..255) and rescale inside the graph, so the published
  * model is self-contained: a serving client sends what the dataset holds, with no preprocessing
- * to keep in sync. Dropout takes no seed: tfjs would reuse one mask for every step.
+ * to keep in sync. The tabular model takes the encoded record (data/preprocessing.ts), already
+ * normalised by ingest. Dropout takes no seed: tfjs would reuse one mask for every step.
+ *
+ * The input is pipelines/project.ts's ArchitectureInput (that one's fields all required; this
+ * module cannot import it, as pipelines imports training): a classifier ends in a softmax over
+ * numClasses, a regression in a linear Dense(1).
  */
 export interface ArchitectureInput {
   featureShape: number[];
+  /** Classification when absent. */
+  task?: Task;
   numClasses: number;
   seed: number;
+  preprocessing?: Preprocessing | null;
 }
 
 export interface Architecture<Options extends z.ZodType = z.ZodType> {
@@ -32,6 +42,16 @@ const mlpOptions = z
   })
   .strict();
 
+const tabularOptions = z
+  .object({
+    hiddenUnits: z.array(z.number().int().min(1).max(8192)).min(1).max(8).default([64, 32]),
+    dropout: z.number().min(0).lt(1).default(0.1),
+    /** Batch normalisation after each hidden layer's activation. */
+    batchNorm: z.boolean().default(false),
+    activation: z.enum(['relu', 'tanh', 'sigmoid']).default('relu'),
+  })
+  .strict();
+
 const cnnOptions = z
   .object({
     filters: z.array(z.number().int().min(1).max(1024)).min(1).max(4).default([32, 64]),
@@ -44,11 +64,15 @@ function defineArchitecture<O extends z.ZodType>(architecture: Architecture<O>):
   return architecture;
 }
 
-/** The classifier's last layer, seeded apart from the hidden layers so that adding one leaves it as it was. */
-function softmaxHead(tf: Tf, numClasses: number, seed: number): tfType.layers.Layer {
+/**
+ * The last layer: a softmax over the classes, or one linear unit for a regression. Seeded apart
+ * from the hidden layers so that adding one leaves it as it was.
+ */
+function head(tf: Tf, { task, numClasses, seed }: ArchitectureInput): tfType.layers.Layer {
+  const regression = task === 'regression';
   return tf.layers.dense({
-    units: numClasses,
-    activation: 'softmax',
+    units: regression ? 1 : numClasses,
+    activation: regression ? 'linear' : 'softmax',
     kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 1000 }),
   });
 }
@@ -57,7 +81,8 @@ export const ARCHITECTURES = {
   mlp: defineArchitecture({
     description: 'multi-layer perceptron: flatten → dense(relu) × N with dropout → softmax',
     options: mlpOptions,
-    build(tf, { featureShape, numClasses, seed }, { hiddenUnits, dropout }) {
+    build(tf, input, { hiddenUnits, dropout }) {
+      const { featureShape, seed } = input;
       const model = tf.sequential();
       model.add(tf.layers.rescaling({ scale: 1 / 255, inputShape: featureShape }));
       model.add(tf.layers.flatten());
@@ -71,14 +96,15 @@ export const ARCHITECTURES = {
         );
         if (dropout > 0) model.add(tf.layers.dropout({ rate: dropout }));
       });
-      model.add(softmaxHead(tf, numClasses, seed));
+      model.add(head(tf, input));
       return model;
     },
   }),
   cnn: defineArchitecture({
     description: 'small convolutional net: [conv3x3(relu) → maxpool2] × N → dense(relu) → dropout → softmax',
     options: cnnOptions,
-    build(tf, { featureShape, numClasses, seed }, { filters, denseUnits, dropout }) {
+    build(tf, input, { filters, denseUnits, dropout }) {
+      const { featureShape, seed } = input;
       const model = tf.sequential();
       model.add(tf.layers.rescaling({ scale: 1 / 255, inputShape: featureShape }));
       filters.forEach((count, i) => {
@@ -102,7 +128,36 @@ export const ARCHITECTURES = {
         }),
       );
       if (dropout > 0) model.add(tf.layers.dropout({ rate: dropout }));
-      model.add(softmaxHead(tf, numClasses, seed));
+      model.add(head(tf, input));
+      return model;
+    },
+  }),
+  tabular: defineArchitecture({
+    description:
+      'multi-layer perceptron on encoded records: dense(activation) [→ batch norm] [→ dropout] × N → ' +
+      'softmax (classification) or linear dense(1) (regression)',
+    options: tabularOptions,
+    build(tf, input, { hiddenUnits, dropout, batchNorm, activation }) {
+      const { featureShape, seed } = input;
+      const size = featureShape.reduce((a, b) => a * b, 1);
+      const model = tf.sequential();
+      if (featureShape.length !== 1) model.add(tf.layers.flatten({ inputShape: featureShape }));
+      hiddenUnits.forEach((units, i) => {
+        model.add(
+          tf.layers.dense({
+            units,
+            activation,
+            kernelInitializer:
+              activation === 'relu'
+                ? tf.initializers.heNormal({ seed: seed + i })
+                : tf.initializers.glorotUniform({ seed: seed + i }),
+            ...(i === 0 && featureShape.length === 1 ? { inputShape: [size] } : {}),
+          }),
+        );
+        if (batchNorm) model.add(tf.layers.batchNormalization());
+        if (dropout > 0) model.add(tf.layers.dropout({ rate: dropout }));
+      });
+      model.add(head(tf, input));
       return model;
     },
   }),

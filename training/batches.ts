@@ -2,6 +2,9 @@ import type * as tfType from '@tensorflow/tfjs';
 import { seededPermutation } from '../data/split';
 import { tf } from '../engine/backend';
 
+/** What a model predicts: a class (softmax over numClasses, one-hot targets) or one value (targets [n, 1]). */
+export type Task = 'classification' | 'regression';
+
 /** Examples as the ingest shards store them (see data/shards.ts LoadedSplit). */
 export interface Examples {
   images: Uint8Array | Float32Array;
@@ -26,18 +29,26 @@ export function epochOrder(count: number, seed: number, epoch: number): Uint32Ar
 export class BatchScratch {
   private pixels = new Float32Array(0);
   private labels = new Int32Array(0);
+  private values = new Float32Array(0);
 
   /** Views of `count` examples' room, growing the buffers when needed. */
-  take(count: number, size: number): { pixels: Float32Array; labels: Int32Array } {
+  take(count: number, size: number): { pixels: Float32Array; labels: Int32Array; values: Float32Array } {
     if (this.pixels.length < count * size) this.pixels = new Float32Array(count * size);
     if (this.labels.length < count) this.labels = new Int32Array(count);
-    return { pixels: this.pixels.subarray(0, count * size), labels: this.labels.subarray(0, count) };
+    if (this.values.length < count) this.values = new Float32Array(count);
+    return {
+      pixels: this.pixels.subarray(0, count * size),
+      labels: this.labels.subarray(0, count),
+      values: this.values.subarray(0, count),
+    };
   }
 }
 
 /**
- * Gathers the examples at `indices` into float32 inputs of `featureShape` and one-hot labels;
- * into `scratch`'s memory when given (then `labels` is only valid until its next batch).
+ * Gathers the examples at `indices` into float32 inputs of `featureShape` and targets: one-hot
+ * labels for a classification, the values as [n, 1] for a regression. Into `scratch`'s memory when
+ * given (then `labels` and `values` are only valid until its next batch). `labels` holds the class
+ * indices (classification), `values` the targets as float32 (regression).
  */
 export function batchTensors(
   examples: Examples,
@@ -45,18 +56,27 @@ export function batchTensors(
   featureShape: number[],
   numClasses: number,
   scratch?: BatchScratch,
-): { xs: tfType.Tensor; ys: tfType.Tensor2D; labels: Int32Array } {
+  task: Task = 'classification',
+): { xs: tfType.Tensor; ys: tfType.Tensor2D; labels: Int32Array; values: Float32Array } {
   const size = featureShape.reduce((a, b) => a * b, 1);
-  const { pixels, labels } = scratch
+  const { pixels, labels, values } = scratch
     ? scratch.take(indices.length, size)
-    : { pixels: new Float32Array(indices.length * size), labels: new Int32Array(indices.length) };
+    : {
+        pixels: new Float32Array(indices.length * size),
+        labels: new Int32Array(indices.length),
+        values: new Float32Array(indices.length),
+      };
   for (let b = 0; b < indices.length; b++) {
     const index = indices[b]!;
     const source = examples.images.subarray(index * size, (index + 1) * size);
     pixels.set(source, b * size);
-    labels[b] = examples.labels[index]!;
+    if (task === 'regression') values[b] = examples.labels[index]!;
+    else labels[b] = examples.labels[index]!;
   }
   const xs = tf.tensor(pixels, [indices.length, ...featureShape]);
-  const ys = tf.tidy(() => tf.oneHot(tf.tensor1d(labels, 'int32'), numClasses) as tfType.Tensor2D);
-  return { xs, ys, labels };
+  const ys =
+    task === 'regression'
+      ? tf.tensor2d(values, [indices.length, 1])
+      : tf.tidy(() => tf.oneHot(tf.tensor1d(labels, 'int32'), numClasses) as tfType.Tensor2D);
+  return { xs, ys, labels, values };
 }

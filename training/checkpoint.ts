@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { ArtifactStore } from '../artifacts/store';
 import { tf } from '../engine/backend';
 import { loadModelFromStore, saveModelToStore } from '../engine/model-files';
+import { METRIC_NAMES } from './metrics';
 
 /**
  * Epoch checkpoints: the model, the optimizer's slots (Adam's moments and step count) and the
@@ -17,6 +18,8 @@ export const EpochMetricsSchema = z.object({
   accuracy: z.number(),
   valLoss: z.number(),
   valAccuracy: z.number(),
+  /** The task's validation metrics (training/metrics.ts); accuracy and valAccuracy are 0 for a regression. */
+  valMetrics: z.partialRecord(z.enum(METRIC_NAMES), z.number()).optional(),
   seconds: z.number(),
 });
 export type EpochMetrics = z.infer<typeof EpochMetricsSchema>;

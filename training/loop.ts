@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type * as tfType from '@tensorflow/tfjs';
 import { tf } from '../engine/backend';
-import { BatchScratch, batchTensors, epochOrder, type Examples } from './batches';
+import { BatchScratch, batchTensors, epochOrder, type Examples, type Task } from './batches';
 import type { EpochMetrics } from './checkpoint';
 import { TrainingDiverged } from './diverged';
 import { evaluateModel } from './evaluate';
@@ -79,6 +79,8 @@ export interface ReplicaLoopOptions {
   validation: Examples;
   featureShape: number[];
   numClasses: number;
+  /** Classification (softmax cross-entropy) when absent; a regression trains on mean squared error. */
+  task?: Task;
   epochs: number;
   /** Per replica; the global batch is this × the ring's size. */
   batchSize: number;
@@ -99,7 +101,16 @@ export interface ReplicaLoopOptions {
 /** What every trainer hands the loop the same way: the model, the data and the spec's loop settings. */
 export type LoopInputs = Pick<
   ReplicaLoopOptions,
-  'model' | 'optimizer' | 'train' | 'validation' | 'featureShape' | 'numClasses' | 'epochs' | 'batchSize' | 'seed'
+  | 'model'
+  | 'optimizer'
+  | 'train'
+  | 'validation'
+  | 'featureShape'
+  | 'numClasses'
+  | 'task'
+  | 'epochs'
+  | 'batchSize'
+  | 'seed'
 > & { stepDelayMs?: number };
 
 /** Shard `rank` of a global batch of `length`: contiguous, sizes differing by at most one. */
@@ -110,6 +121,7 @@ export function shardOf(length: number, rank: number, worldSize: number): [numbe
 /** Trains from `start` to the last epoch; the history (rank 0 only) and the steps this call trained. */
 export async function replicaLoop(options: ReplicaLoopOptions): Promise<{ history: EpochMetrics[]; steps: number }> {
   const { engine, ring, train, featureShape, numClasses } = options;
+  const task = options.task ?? 'classification';
   const { rank, worldSize } = ring;
   const globalBatch = options.batchSize * worldSize;
   const stepsPerEpoch = Math.ceil(train.count / globalBatch);
@@ -136,7 +148,7 @@ export async function replicaLoop(options: ReplicaLoopOptions): Promise<{ histor
       const batch = order.subarray(step * globalBatch, Math.min((step + 1) * globalBatch, train.count));
       const [from, to] = shardOf(batch.length, rank, worldSize);
       const shard =
-        to > from ? batchTensors(train, batch.subarray(from, to), featureShape, numClasses, scratch) : undefined;
+        to > from ? batchTensors(train, batch.subarray(from, to), featureShape, numClasses, scratch, task) : undefined;
       // Dropout masks keyed by (seed, step, rank): a resumed attempt draws the ones the lost one would.
       const seed: [number, number] = [options.seed, globalStep * worldSize + rank];
       let result: StepResult;
@@ -177,13 +189,21 @@ export async function replicaLoop(options: ReplicaLoopOptions): Promise<{ histor
     // The engine may hold the weights while it trains; the model is what evaluation and checkpoints read.
     await engine.syncToModel();
     if (rank === 0) {
-      const validation = await evaluateModel(options.model, options.validation, featureShape, numClasses);
+      const validation = await evaluateModel(
+        options.model,
+        options.validation,
+        featureShape,
+        numClasses,
+        undefined,
+        task,
+      );
       const metrics: EpochMetrics = {
         epoch: epoch + 1,
         loss: lossSum / Math.max(1, seen),
         accuracy: correct / Math.max(1, seen),
         valLoss: validation.loss,
         valAccuracy: validation.accuracy,
+        valMetrics: validation.metrics,
         seconds: (performance.now() - epochStarted) / 1000,
       };
       history.push(metrics);

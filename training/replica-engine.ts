@@ -1,5 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { tf } from '../engine/backend';
+import type { Task } from './batches';
 import { GraphTrainStep } from './graph/graph-step';
 
 /**
@@ -48,6 +49,7 @@ export class EagerReplicaEngine implements ReplicaEngine {
   constructor(
     private readonly model: tfType.LayersModel,
     private readonly optimizer: tfType.Optimizer,
+    private readonly task: Task = 'classification',
   ) {
     this.variables = model.trainableWeights.map((w) => w.read() as tfType.Variable);
     this.size = this.variables.reduce((n, v) => n + v.size, 0);
@@ -79,11 +81,17 @@ export class EagerReplicaEngine implements ReplicaEngine {
     let lossSum: tfType.Scalar | undefined;
     let correct: tfType.Scalar | undefined;
     const { value, grads } = tf.variableGrads(() => {
-      const probabilities = this.model.apply(xs, { training: true }) as tfType.Tensor;
-      correct = tf.keep(
-        tf.sum(tf.equal(tf.argMax(probabilities, -1), tf.argMax(ys, -1))).asType('float32') as tfType.Scalar,
-      );
-      lossSum = tf.keep(tf.sum(tf.metrics.categoricalCrossentropy(ys, probabilities)) as tfType.Scalar);
+      const output = this.model.apply(xs, { training: true }) as tfType.Tensor;
+      if (this.task === 'regression') {
+        // Squared error summed (the caller's lossScale makes it the mean); nothing is "correct".
+        correct = tf.keep(tf.scalar(0));
+        lossSum = tf.keep(tf.sum(tf.squaredDifference(output, ys)) as tfType.Scalar);
+      } else {
+        correct = tf.keep(
+          tf.sum(tf.equal(tf.argMax(output, -1), tf.argMax(ys, -1))).asType('float32') as tfType.Scalar,
+        );
+        lossSum = tf.keep(tf.sum(tf.metrics.categoricalCrossentropy(ys, output)) as tfType.Scalar);
+      }
       return tf.mul(lossSum, lossScale) as tfType.Scalar;
     }, this.variables);
     const result = { grads, lossSum: lossSum!.dataSync()[0]!, correct: correct!.dataSync()[0]! };
@@ -134,11 +142,15 @@ export async function createReplicaEngine(
   featureShape: number[],
   numClasses: number,
   execution: 'auto' | 'eager' = 'auto',
+  task: Task = 'classification',
 ): Promise<{ engine: ReplicaEngine; execution: ExecutionReport }> {
   const graph =
     execution === 'eager'
       ? { unsupported: 'eager execution requested' }
-      : await GraphTrainStep.create(model, optimizer, featureShape, numClasses);
+      : await GraphTrainStep.create(model, optimizer, featureShape, numClasses, task);
   if (graph instanceof GraphTrainStep) return { engine: graph, execution: { mode: 'graph' } };
-  return { engine: new EagerReplicaEngine(model, optimizer), execution: { mode: 'eager', reason: graph.unsupported } };
+  return {
+    engine: new EagerReplicaEngine(model, optimizer, task),
+    execution: { mode: 'eager', reason: graph.unsupported },
+  };
 }

@@ -33,6 +33,7 @@ export async function trainLoop(options: TrainLoopOptions): Promise<EpochMetrics
     loop.featureShape,
     loop.numClasses,
     mode,
+    loop.task,
   );
   onExecution?.(execution);
   try {

@@ -52,8 +52,10 @@ export async function modelsDescribeCommand(model: string, options: { json?: boo
     );
     for (const v of state.versions) {
       console.log(
-        `  v${v.version}\t${v.status}\t${v.blessed ? 'blessed' : 'unblessed'}\tacc ` +
-          `${(v.metrics.testAccuracy * 100).toFixed(2)}%\t` +
+        `  v${v.version}\t${v.status}\t${v.blessed ? 'blessed' : 'unblessed'}\t` +
+          (v.metrics.task === 'regression'
+            ? `rmse ${v.metrics.values?.rmse?.toFixed(4) ?? '?'}\t`
+            : `acc ${(v.metrics.testAccuracy * 100).toFixed(2)}%\t`) +
           `run ${v.lineage.runId}\tdata ${v.lineage.datasetFingerprint.slice(0, 12)}\tparent ` +
           `${v.lineage.parentVersion ?? '-'}\t${v.registeredAt}`,
       );

@@ -98,7 +98,7 @@ export async function ingestTabularDataset(
       options.path,
       `${anomalies.length} ${anomalies.length === 1 ? 'anomaly' : 'anomalies'} against the schema stored at ` +
         `${options.schemaKey} (data.onAnomaly is 'fail'; 'warn' lists them and goes on; remove the file to ` +
-        `infer a new schema): ${anomalies.map((a) => `${a.kind} ${JSON.stringify(a.column)}: ${a.message}`).join('; ')}`,
+        `infer a new schema): ${anomalies.map(describeAnomaly).join('; ')}`,
     );
   }
 
@@ -213,6 +213,8 @@ export async function ingestTabularDataset(
     ...(manifest.rows ? { rows: manifest.rows } : {}),
   });
 }
+
+const describeAnomaly = (a: Anomaly): string => `${a.kind} ${JSON.stringify(a.column)}: ${a.message}`;
 
 /** This run's schema against the stored one: the anomalies (none when nothing is stored yet). */
 async function checkSchema(

@@ -248,7 +248,8 @@ export function describeSchema(schema: TabularSchema): string[] {
   const { label } = schema;
   const head =
     label.task === 'classification'
-      ? `label ${JSON.stringify(label.name)}: classification, ${label.classes?.length} classes (${listed(label.classes ?? [])})`
+      ? `label ${JSON.stringify(label.name)}: classification, ${label.classes?.length} classes ` +
+        `(${listed(label.classes ?? [])})`
       : `label ${JSON.stringify(label.name)}: regression, [${label.min}, ${label.max}]`;
   return [
     head,
@@ -261,7 +262,7 @@ export function describeSchema(schema: TabularSchema): string[] {
         case 'categorical':
           return (
             `  ${JSON.stringify(column.name)}: categorical (${how}) ` +
-            `${column.categories ? `${column.categories.length} values: ${listed(column.categories)}` : 'many values'}` +
+            (column.categories ? `${column.categories.length} values: ${listed(column.categories)}` : 'many values') +
             missing
           );
         default:

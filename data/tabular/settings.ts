@@ -28,7 +28,7 @@ export type TabularSettings = z.infer<typeof TabularSettingsSchema>;
 
 /** Category values counted per column; past this the column's domain is marked incomplete (an id, free text). */
 export const MAX_TRACKED_CATEGORIES = 10_000;
-/** One-hot slots per categorical column: the most frequent values of the training split; the rest go out of vocabulary. */
+/** One-hot slots per categorical column: the training split's most frequent values; the rest go out of vocabulary. */
 export const MAX_VOCABULARY = 1000;
 /** A classification label has one byte per row in the shards. */
 export const MAX_CLASSES = 256;

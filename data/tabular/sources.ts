@@ -1,13 +1,11 @@
 import type { TabularDataSource } from '../sources';
+import { readArrowRows } from './arrow';
 import { readCsvRows } from './csv';
 import { readJsonArrayRows, MAX_JSON_ARRAY_BYTES } from './json';
 import { readJsonlRows } from './jsonl';
+import { readParquetRows } from './parquet';
 
-/**
- * The built-in tabular sources: each a RowReader over a file, run through the tabular ingest (data/tabular/). The
- * Parquet and Arrow readers (data/tabular/parquet.ts, arrow.ts) join this list as `parquet` and `arrow` with
- * `contentDigest: 'files'` once they are on main: TABULAR_FILE_SOURCES is the one place to add them.
- */
+/** The built-in tabular sources: each a RowReader over a file (or a folder of files), through the tabular ingest. */
 export const TABULAR_FILE_SOURCES: TabularDataSource[] = [
   {
     kind: 'tabular',
@@ -32,5 +30,21 @@ export const TABULAR_FILE_SOURCES: TabularDataSource[] = [
     defaultLocation: 'data.json',
     contentDigest: 'files',
     rows: readJsonArrayRows,
+  },
+  {
+    kind: 'tabular',
+    name: 'parquet',
+    description: 'An Apache Parquet file or a folder of them (hyparquet, row group by row group)',
+    defaultLocation: 'data.parquet',
+    contentDigest: 'files',
+    rows: readParquetRows,
+  },
+  {
+    kind: 'tabular',
+    name: 'arrow',
+    description: 'An Apache Arrow IPC file or stream, or a folder of them (apache-arrow, batch by batch)',
+    defaultLocation: 'data.arrow',
+    contentDigest: 'files',
+    rows: readArrowRows,
   },
 ];

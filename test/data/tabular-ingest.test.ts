@@ -1,4 +1,5 @@
 import { writeFile } from 'node:fs/promises';
+import { tableFromJSON, tableToIPC } from 'apache-arrow';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileArtifactStore } from '../../artifacts/store';
@@ -56,6 +57,9 @@ describe('tabular ingest: penguins as JSON, CSV and JSON Lines', () => {
     refs.json = await ingestDataset(options('json', PENGUINS_JSON), store, (m) => messages.push(m));
     refs.csv = await ingestDataset(options('csv', csv), store);
     refs.jsonl = await ingestDataset(options('jsonl', jsonl), store);
+    const arrow = path.join(dir, 'penguins.arrow');
+    await writeFile(arrow, tableToIPC(tableFromJSON(penguins), 'file'));
+    refs.arrow = await ingestDataset(options('arrow', arrow), store);
   });
   afterAll(() => removeTempDir(dir));
 
@@ -107,9 +111,9 @@ describe('tabular ingest: penguins as JSON, CSV and JSON Lines', () => {
     }
   });
 
-  it('gives the same schema, preprocessing and splits from CSV and JSON Lines', async () => {
+  it('gives the same schema, preprocessing and splits from CSV, JSON Lines and Arrow', async () => {
     const json = await preprocessingOf(store, refs.json!);
-    for (const other of [refs.csv!, refs.jsonl!]) {
+    for (const other of [refs.csv!, refs.jsonl!, refs.arrow!]) {
       expect(other.counts).toEqual(refs.json!.counts);
       expect(other.classNames).toEqual(refs.json!.classNames);
       const preprocessing = await preprocessingOf(store, other);
@@ -127,7 +131,7 @@ describe('tabular ingest: penguins as JSON, CSV and JSON Lines', () => {
         (await loadSplit(store, refs.json!, 'test')).images,
       );
     }
-    expect(new Set(Object.values(refs).map((ref) => ref.fingerprint)).size).toBe(3);
+    expect(new Set(Object.values(refs).map((ref) => ref.fingerprint)).size).toBe(4);
   });
 
   it('stores the schema for the pipeline and with the dataset, and the manifest with the row report', async () => {

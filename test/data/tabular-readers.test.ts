@@ -47,7 +47,7 @@ describe('tabular readers', () => {
     expect(await collect(readCsvRows, file, 2)).toHaveLength(2);
   });
 
-  it('csv: an unclosed quote is a malformed row; a missing file and a repeated header name are DatasetErrors', async () => {
+  it('csv: an unclosed quote is malformed; a missing file and a repeated header name are DatasetErrors', async () => {
     const file = path.join(dir, 'unclosed.csv');
     await writeFile(file, 'a,b\n1,2\n3,"oops\n4,5\n');
     const rows = await collect(readCsvRows, file);
@@ -61,7 +61,7 @@ describe('tabular readers', () => {
     await expect(collect(readCsvRows, twice)).rejects.toThrow(/twice\.csv:1: header names column "a" twice/);
   });
 
-  it('jsonl: objects by line number; bad JSON, non-objects and overlong lines are malformed and reading goes on', async () => {
+  it('jsonl: objects by line; bad JSON, non-objects and overlong lines are malformed, reading goes on', async () => {
     const file = path.join(dir, 'rows.jsonl');
     const long = JSON.stringify({ a: 'x'.repeat(MAX_JSONL_LINE_BYTES) });
     await writeFile(file, `{"a":1}\n\n{"a":\n[1,2]\n${long}\n{"a":null,"b":"z"}`);

@@ -46,7 +46,7 @@ describe('tabular ingest of a 200k-row CSV', () => {
   });
   afterAll(() => removeTempDir(dir));
 
-  it('streams: shards are written while rows are still being encoded, and the heap stays far below the file', async () => {
+  it('streams: shards go out while rows are still being encoded; the heap stays far below the file', async () => {
     // Counted by hand: a vi.spyOn would keep every call's arguments, i.e. every row, and defeat the heap check.
     const original = RecordEncoder.prototype.encode;
     let encoded = 0;

@@ -1,5 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { tf } from '../../engine/backend';
+import type { Task } from '../batches';
 import { describeLayers, GraphUnsupported } from '../../engine/forward-graph';
 import { GraphSession } from '../../engine/graph-session';
 import { type CompiledStep, compileSequentialStep, type OptimizerConfig } from './train-step-graph';
@@ -61,9 +62,10 @@ export class GraphTrainStep {
     optimizer: tfType.Optimizer,
     featureShape: number[],
     numClasses: number,
+    task: Task = 'classification',
   ): Promise<GraphTrainStep | { unsupported: string }> {
     const opened = await GraphSession.compileAndOpen(TAG, () =>
-      compileSequentialStep(describeLayers(model), featureShape, numClasses, optimizerConfig(optimizer)),
+      compileSequentialStep(describeLayers(model), featureShape, numClasses, optimizerConfig(optimizer), task),
     );
     if ('unsupported' in opened) return opened;
     const { compiled, session } = opened;
@@ -78,8 +80,9 @@ export class GraphTrainStep {
 
   /** Writes the tfjs model's weights and the optimizer's slots into the graph's variables. */
   async loadFromModel(): Promise<void> {
-    const weights = new Map(this.model.trainableWeights.map((w) => [(w.read() as tfType.Variable).name, w.read()]));
-    const { variables } = this.compiled;
+    // Every weight by name: the trainable ones, and BatchNormalization's moving averages (states).
+    const weights = new Map(this.model.weights.map((w) => [(w.read() as tfType.Variable).name, w.read()]));
+    const { variables, states } = this.compiled;
     // Adam's slots by position, as tfjs's own Adam.setWeights takes them: all first moments in
     // variable order, then all second moments. (Names would not do: a model loaded from a
     // checkpoint gets fresh variable names.) None yet means a fresh optimizer: zeros.
@@ -108,6 +111,11 @@ export class GraphTrainStep {
       if (v.setM) feeds.push([v.setM, slotOrZeros(i, v.shape)]);
       if (v.setV) feeds.push([v.setV, slotOrZeros(variables.length + i, v.shape)]);
     });
+    for (const state of states) {
+      const value = weights.get(state.name);
+      if (!value) throw new Error(`the model has no weight ${state.name}`);
+      feeds.push([state.set, value]);
+    }
     tf.dispose(this.session.run(feeds, [this.compiled.setDone]));
     tf.dispose(created);
   }
@@ -142,7 +150,10 @@ export class GraphTrainStep {
   computeGradients(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number, seed: [number, number]): Float32Array {
     const { outputs } = this.compiled;
     const batch = this.batchFeeds(xs, ys, lossScale, seed);
-    const results = this.session.run(batch.feeds, [this.compiled.flatGradients, outputs.lossSum, outputs.correct]);
+    // The moving averages of BatchNormalization move with every batch a replica sees, as in a step.
+    const fetches = [this.compiled.flatGradients, outputs.lossSum, outputs.correct];
+    if (this.compiled.states.length) fetches.push(outputs.stateDone);
+    const results = this.session.run(batch.feeds, fetches);
     // One buffer for every step (see ReplicaEngine.computeGradients): less garbage per step.
     const out = (this.gradientBuffer ??= new Float32Array(this.size + 2));
     out.set(results[0]!.dataSync() as Float32Array);
@@ -220,14 +231,17 @@ export class GraphTrainStep {
 
   /** Copies the graph's variables and Adam moments back into the tfjs model and optimizer. */
   async syncToModel(): Promise<void> {
-    const { variables } = this.compiled;
-    const fetches = variables.flatMap((v) => [v.read, ...(v.readM ? [v.readM, v.readV!] : [])]);
+    const { variables, states } = this.compiled;
+    const fetches = [
+      ...variables.flatMap((v) => [v.read, ...(v.readM ? [v.readM, v.readV!] : [])]),
+      ...states.map((state) => state.read),
+    ];
     // Any feed will do: the binding wants at least one, and reads depend on none.
     const feed = tf.scalar(0);
     const values = this.session.run([[this.compiled.inputs.lossScale, feed]], fetches);
     feed.dispose();
     let k = 0;
-    const byName = new Map(this.model.trainableWeights.map((w) => [(w.read() as tfType.Variable).name, w]));
+    const byName = new Map(this.model.weights.map((w) => [(w.read() as tfType.Variable).name, w]));
     const moments: { m: { name: string; tensor: tfType.Tensor }[]; v: { name: string; tensor: tfType.Tensor }[] } = {
       m: [],
       v: [],
@@ -240,6 +254,11 @@ export class GraphTrainStep {
         moments.m.push({ name: `${v.name}/m`, tensor: values[k++]! });
         moments.v.push({ name: `${v.name}/v`, tensor: values[k++]! });
       }
+    }
+    for (const state of states) {
+      const value = values[k++]!;
+      byName.get(state.name)!.write(value);
+      value.dispose();
     }
     if (this.adam) {
       // tfjs's Adam.setWeights makes new slot variables without freeing the old ones.

@@ -7,14 +7,17 @@ import {
   GraphUnsupported,
   type LayerInfo,
 } from '../../engine/forward-graph';
+import type { Task } from '../batches';
 
 /**
  * Compiles a tfjs Sequential model into one TensorFlow graph that runs a whole training step —
- * forward pass (the engine's compiler, engine/forward-graph.ts), softmax cross-entropy, backward
+ * forward pass (the engine's compiler, engine/forward-graph.ts), the task's loss (softmax
+ * cross-entropy for a classifier, squared error on a linear Dense(1) for a regression), backward
  * pass and the optimizer update — in a single session call. The backward pass is written out per
  * layer with TensorFlow's own gradient ops (MatMul with transposes, BiasAddGrad, ReluGrad,
- * Conv2DBackpropInput/Filter, MaxPoolGrad), the ones Keras's graphs contain, which TensorFlow then
- * rewrites to its oneDNN kernels.
+ * SigmoidGrad, TanhGrad, Conv2DBackpropInput/Filter, MaxPoolGrad), the ones Keras's graphs contain,
+ * which TensorFlow then rewrites to its oneDNN kernels; BatchNormalization's from elementary ops.
+ * Its moving averages are variables of the graph too, updated by every step as tfjs's layer does.
  *
  * Only the layers and activations whose gradients are written here compile; anything else raises
  * GraphUnsupported and the trainer stays on the eager path, which handles every model.
@@ -44,9 +47,19 @@ export interface OptimizerConfig {
   epsilon: number;
 }
 
+/** A non-trainable variable (BatchNormalization's moving mean or variance): read, and overwritten by `set`. */
+export interface GraphState {
+  name: string;
+  shape: number[];
+  read: string;
+  set: string;
+}
+
 export interface CompiledStep {
   graph: GraphBuilder;
   variables: GraphVariable[];
+  /** Non-trainable variables, which `setDone` also overwrites and a step (or `stateDone`) updates. */
+  states: GraphState[];
   /** Feeds of the train step. */
   inputs: {
     x: string;
@@ -58,7 +71,7 @@ export interface CompiledStep {
     seed: string;
   };
   /** Fetching `trainDone` runs a step; `lossSum` and `correct` come from the same run. */
-  outputs: { lossSum: string; correct: string; trainDone: string };
+  outputs: { lossSum: string; correct: string; trainDone: string; stateDone: string };
   /** Fetch to write every `set*` placeholder into its variable. */
   setDone: string;
   /**
@@ -79,16 +92,18 @@ export interface CompiledStep {
 
 const F = { T: attr.type('DT_FLOAT') };
 
-/** Activations whose gradient the backward pass writes: relu and linear, and softmax last (fused with the loss). */
+/** Activations whose gradient the backward pass writes (softmax only last, where it is fused with the loss). */
+const DIFFERENTIABLE = new Set(['relu', 'linear', 'sigmoid', 'tanh']);
+
 function checkDifferentiable(layer: LayerInfo, isLast: boolean): void {
   const activation = activationOf(layer);
   if (layer.className === 'Dense') {
-    if (activation === 'relu' || activation === 'linear' || (activation === 'softmax' && isLast)) return;
+    if (DIFFERENTIABLE.has(activation) || (activation === 'softmax' && isLast)) return;
     throw new GraphUnsupported(
       `Dense activation ${activation}${activation === 'softmax' ? ' before the last layer' : ''}`,
     );
   }
-  if (layer.className === 'Conv2D' && activation !== 'relu' && activation !== 'linear')
+  if ((layer.className === 'Conv2D' || layer.className === 'Activation') && !DIFFERENTIABLE.has(activation))
     throw new GraphUnsupported(`Conv2D activation ${activation}`);
 }
 
@@ -97,10 +112,11 @@ export function compileSequentialStep(
   inputShape: number[],
   numClasses: number,
   optimizer: OptimizerConfig,
+  task: Task = 'classification',
 ): CompiledStep {
   const g = new GraphBuilder();
   const x = g.placeholder('x', 'DT_FLOAT', [-1, ...inputShape]);
-  const y = g.placeholder('y', 'DT_FLOAT', [-1, numClasses]);
+  const y = g.placeholder('y', 'DT_FLOAT', [-1, task === 'regression' ? 1 : numClasses]);
   const lossScale = g.placeholder('loss_scale', 'DT_FLOAT', []);
   const learningRate = g.placeholder('learning_rate', 'DT_FLOAT', []);
   const oneMinusBeta1Power = g.placeholder('one_minus_beta1_power', 'DT_FLOAT', []);
@@ -168,14 +184,58 @@ export function compileSequentialStep(
     checkLayer: (layer, index) => checkDifferentiable(layer, index === layers.length - 1),
   });
   const last = forward.layers.at(-1);
-  // Softmax is fused with the loss below: softmax cross-entropy on logits, as Keras computes it.
+  // A classifier's softmax is fused with the loss below: softmax cross-entropy on logits, as Keras computes it.
   const logits = last?.kind === 'dense' && last.activation === 'softmax' ? last.linear : undefined;
-  if (!logits) throw new GraphUnsupported('a model whose last layer is not Dense with softmax');
+  if (task === 'classification' && !logits)
+    throw new GraphUnsupported('a classifier whose last layer is not Dense with softmax');
+  const prediction =
+    last?.kind === 'dense' && last.activation === 'linear' && forward.shape.length === 1 && forward.shape[0] === 1
+      ? last.output
+      : undefined;
+  if (task === 'regression' && !prediction)
+    throw new GraphUnsupported('a regression model whose last layer is not a linear Dense with one unit');
+
+  // ---- BatchNormalization's moving averages: variables the step folds the batch's statistics into ----
+  const states: GraphState[] = [];
+  const stateUpdates: string[] = [];
+  forward.layers.forEach((record, index) => {
+    if (record.kind !== 'batchNorm') return;
+    const moving = layers[index]!.state ?? [];
+    if (moving.length !== 2)
+      throw new GraphUnsupported(`BatchNormalization layer ${index} without its moving mean and variance`);
+    [record.mean, record.variance].forEach((batchValue, k) => {
+      const { name, shape } = moving[k]!;
+      const j = states.length;
+      const handle = resourceVariable(`state${j}`, shape);
+      const read = readOf(handle, `state${j}/read`);
+      const set = g.placeholder(`state${j}/set`, 'DT_FLOAT', shape);
+      setters.push(assign(handle, set, `state${j}/assign`));
+      states.push({ name, shape, read, set });
+      // moving − (moving − batch) · (1 − momentum), as tfjs's BatchNormalization writes it.
+      const delta = g.op(
+        'Mul',
+        `state${j}/delta`,
+        [
+          g.op('Sub', `state${j}/difference`, [read, batchValue], F),
+          g.floats(`state${j}/decay`, [1 - record.momentum]),
+        ],
+        F,
+      );
+      stateUpdates.push(assign(handle, g.op('Sub', `state${j}/new`, [read, delta], F), `state${j}/update`));
+    });
+  });
 
   // ---- backward, one step per layer from the last, from the nodes the forward pass recorded ----
   /** Gradient node per variable index. */
   const gradients: string[] = [];
   const firstWithWeights = layers.findIndex((l) => l.weights.length > 0);
+  /** The gradient before the activation from the one after it (a last softmax is in the loss's gradient). */
+  const activationGrad = (p: string, activation: string, dy: string, output: string): string => {
+    if (activation === 'relu') return g.op('ReluGrad', `${p}/relu_grad`, [dy, output], F);
+    if (activation === 'sigmoid') return g.op('SigmoidGrad', `${p}/sigmoid_grad`, [output, dy], F);
+    if (activation === 'tanh') return g.op('TanhGrad', `${p}/tanh_grad`, [output, dy], F);
+    return dy;
+  };
   const backward = (record: ForwardLayer, index: number, dy: string): string | undefined => {
     const p = `l${index}`;
     switch (record.kind) {
@@ -194,8 +254,7 @@ export function compileSequentialStep(
       case 'dropout':
         return g.op('Mul', `${p}/grad`, [dy, record.mask], F);
       case 'dense': {
-        // Softmax (the last layer's) is in the loss's gradient already.
-        const dz = record.activation === 'relu' ? g.op('ReluGrad', `${p}/relu_grad`, [dy, record.output], F) : dy;
+        const dz = activationGrad(p, record.activation, dy, record.output);
         const kernelIndex = variableOf.get(record.kernel)!;
         gradients[kernelIndex] = g.op('MatMul', `${p}/kernel_grad`, [record.input, dz], {
           ...F,
@@ -216,7 +275,7 @@ export function compileSequentialStep(
             });
       }
       case 'conv2d': {
-        const dz = record.activation === 'relu' ? g.op('ReluGrad', `${p}/relu_grad`, [dy, record.output], F) : dy;
+        const dz = activationGrad(p, record.activation, dy, record.output);
         const kernelIndex = variableOf.get(record.kernel)!;
         gradients[kernelIndex] = g.op(
           'Conv2DBackpropFilter',
@@ -233,40 +292,61 @@ export function compileSequentialStep(
         const inputShape = g.op('Shape', `${p}/input_shape`, [record.input], { ...F, out_type: attr.type('DT_INT32') });
         return g.op('Conv2DBackpropInput', `${p}/input_grad`, [inputShape, record.kernel, dz], record.attrs);
       }
+      case 'activation':
+        return activationGrad(p, record.activation, dy, record.output);
       case 'maxPool':
         return g.op('MaxPoolGrad', `${p}/grad`, [record.input, record.output, dy], record.attrs);
+      case 'batchNorm': {
+        // With x̂ the normalized input: dγ = Σ dy·x̂, dβ = Σ dy, and with g = dy·γ,
+        // dx = inverseStd · (g − mean(g) − x̂ · mean(g·x̂)), means and sums over every axis but the last.
+        const reduce = (op: 'Sum' | 'Mean', name: string, input: string) =>
+          g.op(op, `${p}/${name}`, [input, record.axes], {
+            ...F,
+            Tidx: attr.type('DT_INT32'),
+            keep_dims: attr.bool(false),
+          });
+        if (record.gamma)
+          gradients[variableOf.get(record.gamma)!] = reduce(
+            'Sum',
+            'gamma_grad',
+            g.op('Mul', `${p}/dy_normalized`, [dy, record.normalized], F),
+          );
+        if (record.beta) gradients[variableOf.get(record.beta)!] = reduce('Sum', 'beta_grad', dy);
+        if (index <= firstWithWeights) return undefined;
+        const dNormalized = record.gamma ? g.op('Mul', `${p}/d_normalized`, [dy, record.gamma], F) : dy;
+        const centered = g.op(
+          'Sub',
+          `${p}/grad_centered`,
+          [
+            g.op('Sub', `${p}/grad_minus_mean`, [dNormalized, reduce('Mean', 'grad_mean', dNormalized)], F),
+            g.op(
+              'Mul',
+              `${p}/grad_projection`,
+              [
+                record.normalized,
+                reduce(
+                  'Mean',
+                  'grad_normalized_mean',
+                  g.op('Mul', `${p}/grad_times_normalized`, [dNormalized, record.normalized], F),
+                ),
+              ],
+              F,
+            ),
+          ],
+          F,
+        );
+        return g.op('Mul', `${p}/grad`, [centered, record.inverseStd], F);
+      }
     }
   };
 
-  // ---- loss: softmax cross-entropy on the logits, summed; the caller scales by 1 / global batch ----
-  const xent = g.op('SoftmaxCrossEntropyWithLogits', 'loss/xent', [logits, y], F);
-  const lossSum = g.op('Sum', 'loss/sum', [xent, g.ints('loss/axes', [0])], {
-    ...F,
-    Tidx: attr.type('DT_INT32'),
-    keep_dims: attr.bool(false),
-  });
-  const argMax = (input: string, name: string) =>
-    g.op('ArgMax', name, [input, g.ints(`${name}/axis`, [1], [])], {
-      ...F,
-      Tidx: attr.type('DT_INT32'),
-      output_type: attr.type('DT_INT32'),
-    });
-  const hits = g.op('Equal', 'accuracy/equal', [argMax(logits, 'accuracy/predicted'), argMax(y, 'accuracy/label')], {
-    T: attr.type('DT_INT32'),
-    incompatible_shape_error: attr.bool(true),
-  });
-  const correct = g.op(
-    'Sum',
-    'accuracy/correct',
-    [
-      g.op('Cast', 'accuracy/cast', [hits], { SrcT: attr.type('DT_BOOL'), DstT: attr.type('DT_FLOAT') }),
-      g.ints('accuracy/axes', [0]),
-    ],
-    { ...F, Tidx: attr.type('DT_INT32'), keep_dims: attr.bool(false) },
-  );
+  // ---- loss, summed over the batch; the caller scales by 1 / global batch ----
+  const { lossSum, correct, lossGrad } = prediction
+    ? squaredErrorLoss(g, prediction, y, lossScale)
+    : softmaxCrossEntropyLoss(g, logits!, y, lossScale);
 
   // ---- backward ----
-  let dy: string | undefined = g.op('Mul', 'loss/grad', [`${xent}:1`, lossScale], F);
+  let dy: string | undefined = lossGrad;
   for (let i = forward.layers.length - 1; i >= 0 && dy !== undefined; i--) dy = backward(forward.layers[i]!, i, dy);
   variables.forEach((v, i) => {
     if (!gradients[i]) throw new GraphUnsupported(`no gradient reached ${v.name}`);
@@ -336,7 +416,8 @@ export function compileSequentialStep(
       ];
     });
 
-  const trainDone = g.done('train/done', update('train', gradients));
+  const stateDone = g.done('state/done', stateUpdates);
+  const trainDone = g.done('train/done', [...update('train', gradients), ...stateUpdates]);
   const setDone = g.done('set/done', setters);
 
   // ---- flat vectors for data parallelism: one tensor crosses the session boundary, not 2 × N ----
@@ -391,8 +472,9 @@ export function compileSequentialStep(
   return {
     graph: g,
     variables,
+    states,
     inputs: { x, y, lossScale, learningRate, oneMinusBeta1Power, oneMinusBeta2Power, seed },
-    outputs: { lossSum, correct, trainDone },
+    outputs: { lossSum, correct, trainDone, stateDone },
     setDone,
     flatGradients,
     applyFlat,
@@ -402,4 +484,58 @@ export function compileSequentialStep(
     setFlatDone,
     sizes,
   };
+}
+
+interface Loss {
+  lossSum: string;
+  correct: string;
+  /** The scaled loss's gradient with respect to the last layer's input to its activation (logits) or output. */
+  lossGrad: string;
+}
+
+/** A classifier: softmax cross-entropy on the logits and the count of right argmaxes. */
+function softmaxCrossEntropyLoss(g: GraphBuilder, logits: string, y: string, lossScale: string): Loss {
+  const xent = g.op('SoftmaxCrossEntropyWithLogits', 'loss/xent', [logits, y], F);
+  const lossSum = g.op('Sum', 'loss/sum', [xent, g.ints('loss/axes', [0])], {
+    ...F,
+    Tidx: attr.type('DT_INT32'),
+    keep_dims: attr.bool(false),
+  });
+  const argMax = (input: string, name: string) =>
+    g.op('ArgMax', name, [input, g.ints(`${name}/axis`, [1], [])], {
+      ...F,
+      Tidx: attr.type('DT_INT32'),
+      output_type: attr.type('DT_INT32'),
+    });
+  const hits = g.op('Equal', 'accuracy/equal', [argMax(logits, 'accuracy/predicted'), argMax(y, 'accuracy/label')], {
+    T: attr.type('DT_INT32'),
+    incompatible_shape_error: attr.bool(true),
+  });
+  const correct = g.op(
+    'Sum',
+    'accuracy/correct',
+    [
+      g.op('Cast', 'accuracy/cast', [hits], { SrcT: attr.type('DT_BOOL'), DstT: attr.type('DT_FLOAT') }),
+      g.ints('accuracy/axes', [0]),
+    ],
+    { ...F, Tidx: attr.type('DT_INT32'), keep_dims: attr.bool(false) },
+  );
+  return { lossSum, correct, lossGrad: g.op('Mul', 'loss/grad', [`${xent}:1`, lossScale], F) };
+}
+
+/** A regression: squared error of the one output, summed; its gradient 2(ŷ − y) · scale. Nothing counts as correct. */
+function squaredErrorLoss(g: GraphBuilder, prediction: string, y: string, lossScale: string): Loss {
+  const error = g.op('Sub', 'loss/error', [prediction, y], F);
+  const lossSum = g.op('Sum', 'loss/sum', [g.op('Square', 'loss/squared', [error], F), g.ints('loss/axes', [0, 1])], {
+    ...F,
+    Tidx: attr.type('DT_INT32'),
+    keep_dims: attr.bool(false),
+  });
+  const lossGrad = g.op(
+    'Mul',
+    'loss/grad',
+    [error, g.op('Mul', 'loss/grad_scale', [lossScale, g.floats('loss/two', [2])], F)],
+    F,
+  );
+  return { lossSum, correct: g.floats('accuracy/correct', [0]), lossGrad };
 }
