@@ -42,12 +42,16 @@ export class ColumnAccumulator {
       if (n < this.min) this.min = n;
       if (n > this.max) this.max = n;
     }
-    const b =
-      typeof value === 'boolean' || (typeof value === 'string' && BOOLEAN_WORDS.has(value.trim().toLowerCase()))
-        ? parseBoolean(value)
-        : undefined;
-    if (b === undefined) this.notBoolean += 1;
-    else if (b === 1) this.trues += 1;
+    // Once a value was not a boolean word the column is not boolean: skip the check (lower-casing every cell).
+    if (this.notBoolean === 0) {
+      const word = typeof value === 'string' && BOOLEAN_WORDS.has(value.trim().toLowerCase());
+      const b = typeof value === 'boolean' || word ? parseBoolean(value) : undefined;
+      if (b === undefined) this.notBoolean += 1;
+      else if (b === 1) this.trues += 1;
+    } else this.notBoolean += 1;
+    // A numeric column past the category cap (measurements with noise) has no use for more counting: its
+    // categories matter only if a non-number turns it categorical later, and then its domain is incomplete anyway.
+    if (this.truncated && this.notNumeric === 0) return;
     const category = categoryOf(value) ?? JSON.stringify(value) ?? String(value);
     const seen = this.categories.get(category);
     if (seen !== undefined) this.categories.set(category, seen + 1);

@@ -6,6 +6,14 @@ import { splitOfRow } from './assign';
 import { MalformedRow, type SourceRow } from './rows';
 import type { TabularSettings } from './settings';
 
+/**
+ * The row's own value of `column`: a JSON row that lacks a column named like an Object.prototype member
+ * (`constructor`, `toString`) must read as missing, not as the inherited function.
+ */
+export function cell(values: Record<string, unknown>, column: string): unknown {
+  return Object.hasOwn(values, column) ? values[column] : undefined;
+}
+
 /** A feature column as the row judge sees it: its missing policy and the type the spec declares, if any. */
 export interface JudgedColumn {
   name: string;
@@ -52,7 +60,7 @@ export class RowJudge {
     this.report.read += 1;
     if (item instanceof MalformedRow) return this.malformed(item);
     const { values, where } = item;
-    const label = values[this.settings.label];
+    const label = cell(values, this.settings.label);
     if (isMissing(label)) {
       this.report.dropped += 1;
       return { kind: 'dropped' };
@@ -61,7 +69,7 @@ export class RowJudge {
     if (labelProblem) return this.malformed(new MalformedRow(where, labelProblem));
     let drop = false;
     for (const column of this.columns) {
-      const value = values[column.name];
+      const value = cell(values, column.name);
       if (isMissing(value)) {
         if (column.missing === 'fail') {
           throw new DatasetError(

@@ -3,7 +3,7 @@ import { DatasetError } from '../errors';
 import type { RowReport } from '../ingest';
 import { SPLIT_NAMES, type SplitName } from '../split';
 import { ColumnAccumulator } from './accumulator';
-import { judgedColumn, RowJudge, type SplitLimits } from './judge';
+import { cell, judgedColumn, RowJudge, type SplitLimits } from './judge';
 import type { RowReader } from './rows';
 import type { TabularSettings } from './settings';
 
@@ -82,8 +82,8 @@ export async function scanRows(input: ScanInput): Promise<ScanResult> {
     if (fate.kind === 'kept') {
       const split = splits[fate.split];
       split.rows += 1;
-      split.label.add(fate.row.values[settings.label]);
-      for (const [name, accumulator] of split.columns) accumulator.add(fate.row.values[name]);
+      split.label.add(cell(fate.row.values, settings.label));
+      for (const [name, accumulator] of split.columns) accumulator.add(cell(fate.row.values, name));
     }
     if (input.onRows && judge.report.read % PROGRESS_EVERY === 0) input.onRows(judge.report.read);
   }

@@ -4,7 +4,7 @@ import type { RowReport } from '../ingest';
 import { categoryOf, parseNumber, RecordEncoder, RecordError, type TabularPreprocessing } from '../preprocessing';
 import { datasetPrefix, type ShardRef, type SplitRef } from '../shards';
 import { SPLIT_NAMES, type SplitName } from '../split';
-import { judgedColumn, RowJudge, type SplitLimits } from './judge';
+import { cell, judgedColumn, RowJudge, type SplitLimits } from './judge';
 import type { RowReader } from './rows';
 import type { TabularSettings } from './settings';
 
@@ -111,13 +111,13 @@ export async function writeTabularShards(store: ArtifactStore, input: WriteInput
     if (fate.kind !== 'kept') continue;
     const { values, where } = fate.row;
     const writer = writers[fate.split];
-    const raw = values[label.name];
+    const raw = cell(values, label.name);
     const target = classIndex ? classIndex.get(categoryOf(raw) ?? '') : parseNumber(raw);
     if (target === undefined) {
       throw new DatasetError(where, `label ${JSON.stringify(label.name)} value changed since the first pass`);
     }
     try {
-      const outcome = encoder.encode((name) => values[name], writer.buffer, writer.nextOffset);
+      const outcome = encoder.encode((name) => cell(values, name), writer.buffer, writer.nextOffset);
       if (!outcome.kept) {
         judge.report.dropped += 1; // a drop column first seen after this row in pass 1
         continue;

@@ -247,6 +247,20 @@ describe('tabular ingest: cars regression, policies and malformed rows', () => {
     ).rejects.toThrow(`${file}:2: column "Island": expected a number, got "Torgersen"`);
   });
 
+  it('a JSON row lacking a column named like an Object member reads it as missing, not as inherited', async () => {
+    const rows = Array.from({ length: 60 }, (_, i) => ({
+      y: i % 2 ? 'odd' : 'even',
+      ...(i % 3 ? {} : { constructor: i }),
+    }));
+    const file = await writeJsonl(path.join(dir, 'proto.jsonl'), rows);
+    const ref = await ingestDataset(options('jsonl', file, { label: 'y' }), store);
+    const preprocessing = await preprocessingOf(store, ref);
+    expect(preprocessing.columns).toMatchObject([{ name: 'constructor', kind: 'numeric' }]);
+    const all = ['train', 'validation', 'test'] as const;
+    const missing = all.reduce((sum, s) => sum + (ref.statistics[s].features?.[0]?.missing ?? 0), 0);
+    expect(missing).toBe(40);
+  });
+
   it('refuses a tabular source without a label, a label it lacks and columns it does not have', async () => {
     await expect(ingestDataset(options('json', PENGUINS_JSON, { label: undefined }), store)).rejects.toThrow(
       /data\.label: json is a tabular source: name the column to predict/,
