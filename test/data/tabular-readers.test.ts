@@ -54,6 +54,13 @@ describe('tabular readers', () => {
     expect(rows[0]).toMatchObject({ values: { a: '1', b: '2' } });
     expect(rows[1]).toBeInstanceOf(MalformedRow);
     expect((rows[1] as MalformedRow).reason).toMatch(/quote/i);
+    const stray = path.join(dir, 'stray.csv');
+    await writeFile(stray, 'a,b\r\n1,2\r\n3,x"y"z\r\n\r\n5,6\r\n');
+    expect((await collect(readCsvRows, stray)).map(describeRow)).toEqual([
+      `${stray}:2 {"a":"1","b":"2"}`,
+      `malformed ${stray}:3: Invalid Opening Quote: a quote is found on field 1 at line 3, value is "x"`,
+      `${stray}:5 {"a":"5","b":"6"}`,
+    ]);
     await expect(collect(readCsvRows, path.join(dir, 'absent.csv'))).rejects.toThrow(/absent\.csv: file not found/);
     const twice = path.join(dir, 'twice.csv');
     await writeFile(twice, 'a,a\n1,2\n');
