@@ -133,6 +133,11 @@ export class Inference {
     }
   }
 
+  /** Counts the out-of-vocabulary values of a records request (column names come from the preprocessing). */
+  countOutOfVocabulary(model: string, counts: ReadonlyMap<string, number>): void {
+    for (const [column, n] of counts) this.deps.metrics.outOfVocabulary.inc({ model, column }, n);
+  }
+
   /** Counts a request that failed outside run() (a body the door could not even read). */
   count(model: string, version: string, context: CallContext, error: ServingError): void {
     this.deps.metrics.requests.inc({

@@ -22,6 +22,7 @@ export const METRIC = {
   onlineAccuracySamples: `${METRIC_PREFIX}online_accuracy_samples`,
   shadow: `${METRIC_PREFIX}shadow_requests_total`,
   shadowLatency: `${METRIC_PREFIX}shadow_duration_seconds`,
+  outOfVocabulary: `${METRIC_PREFIX}out_of_vocabulary_total`,
   /** One of the default metrics: tells a restarted server from one whose counters only grew. */
   processStartTime: `${METRIC_PREFIX}process_start_time_seconds`,
 } as const;

@@ -107,6 +107,13 @@ export class ServingMetrics {
     LATENCY_BUCKETS,
   );
 
+  readonly outOfVocabulary = this.counter(
+    METRIC.outOfVocabulary,
+    'Record values whose category was not in the training vocabulary (answered through the out-of-vocabulary ' +
+      'slot), by model and column',
+    ['model', 'column'],
+  );
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
   }

@@ -171,6 +171,12 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RunResult> {
           modelUri: trained.modelUri,
           evaluation,
           moveAlias: rolloutSpec === null,
+          dataset: {
+            task: dataset.task,
+            featureShape: dataset.featureShape,
+            classNames: dataset.classNames,
+            preprocessingUri: dataset.preprocessingUri,
+          },
         }),
       )
     ).publishedPath;
