@@ -69,7 +69,7 @@ export function recordInputsOf(preprocessing: TabularPreprocessing, signature: S
   const input = signature.inputs.length === 1 ? signature.inputs[0]! : undefined;
   if (!input || input.dtype !== 'float32' || input.shape.length !== 2 || input.shape[1] !== encoder.featureSize)
     throw new Error(
-      `preprocessing.json encodes a record as ${encoder.featureSize} float32 values, but the model's inputs are ` +
+      `a record encodes to ${encoder.featureSize} float32 values, but the model's inputs are ` +
         `${signature.inputs.map((s) => `${s.key} ${s.dtype} [${s.shape.join(', ')}]`).join('; ')}`,
     );
   const output = signature.outputs.length === 1 ? signature.outputs[0]! : undefined;
@@ -78,7 +78,7 @@ export function recordInputsOf(preprocessing: TabularPreprocessing, signature: S
   const wanted = label.task === 'classification' ? label.classes.length : 1;
   if (width !== wanted)
     throw new Error(
-      `preprocessing.json's label is a ${label.task}${label.task === 'classification' ? ` of ${wanted} classes` : ''}, ` +
+      `the label is a ${label.task}${label.task === 'classification' ? ` of ${wanted} classes` : ''}, ` +
         `but the model's outputs are ${signature.outputs.map((s) => `${s.key} [${s.shape.join(', ')}]`).join('; ')}`,
     );
   const names = tensorNamesOf(preprocessing.columns.map((c) => c.name));
@@ -91,9 +91,15 @@ export function recordInputsOf(preprocessing: TabularPreprocessing, signature: S
   };
 }
 
-/** The columns' index by either spelling. */
-function indexOf(records: RecordInputs): Map<string, number> {
+/** Where a request names the label's column (a record as the data holds it): read past, never encoded. */
+export const LABEL_COLUMN = -1;
+
+/** The columns' index by either spelling; the label's column (either spelling) maps to LABEL_COLUMN. */
+export function columnIndex(records: RecordInputs): Map<string, number> {
   const index = new Map<string, number>();
+  const label = records.preprocessing.label.name;
+  index.set(label, LABEL_COLUMN);
+  index.set(tensorNameOf(label), LABEL_COLUMN);
   records.columns.forEach((c, i) => {
     index.set(c.name, i);
     index.set(c.tensorName, i);
@@ -177,11 +183,12 @@ function columnsOf(object: Record<string, unknown>, records: RecordInputs, index
   const unknown = keys.filter((k) => !index.has(k));
   if (unknown.length) unknownColumns(unknown, records, where);
   const seen = new Set<number>();
-  return keys.map((key) => {
+  return keys.flatMap((key) => {
     const c = index.get(key)!;
+    if (c === LABEL_COLUMN) return [];
     if (seen.has(c)) throw invalidArgument(`${where}: column ${JSON.stringify(records.columns[c]!.name)} given twice`);
     seen.add(c);
-    return [c, key] as const;
+    return [[c, key] as const];
   });
 }
 
@@ -190,7 +197,7 @@ export function recordsFromInstances(instances: unknown[], records: RecordInputs
   const rows = instances.length;
   if (rows === 0) throw invalidArgument('instances: must hold at least one record');
   if (rows > maxRows) throw invalidArgument(`instances: ${rows} records exceed the limit of ${maxRows} per request`);
-  const index = indexOf(records);
+  const index = columnIndex(records);
   const width = records.columns.length;
   const values = new Array<unknown>(rows * width);
   instances.forEach((instance, r) => {
@@ -210,7 +217,7 @@ export function recordsFromInstances(instances: unknown[], records: RecordInputs
 /** The columnar format: `inputs` maps columns to equally long arrays of values (a column left out is missing). */
 export function recordsFromColumns(inputs: unknown, records: RecordInputs, maxRows: number): EncodedRecords {
   if (!isPlainObject(inputs)) throw invalidArgument('inputs: expected an object of columns');
-  const index = indexOf(records);
+  const index = columnIndex(records);
   const given = columnsOf(inputs, records, index, 'inputs');
   const arrays = new Array<unknown[] | undefined>(records.columns.length);
   let rows = -1;

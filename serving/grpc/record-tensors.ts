@@ -1,7 +1,14 @@
 import { z } from 'zod';
 import { describeIssues } from '../../validation/issues';
 import { invalidArgument } from '../errors';
-import { encodeRecords, recordAnswers, type EncodedRecords, type RecordInputs } from '../records';
+import {
+  columnIndex,
+  encodeRecords,
+  LABEL_COLUMN,
+  recordAnswers,
+  type EncodedRecords,
+  type RecordInputs,
+} from '../records';
 import type { DenseTensor } from '../tensors';
 import { fromBytes } from '../tensors';
 
@@ -95,11 +102,7 @@ export function recordsFromTensors(
   records: RecordInputs,
   maxRows: number,
 ): EncodedRecords {
-  const index = new Map<string, number>();
-  records.columns.forEach((c, i) => {
-    index.set(c.name, i);
-    index.set(c.tensorName, i);
-  });
+  const index = columnIndex(records);
   const keys = Object.keys(inputs);
   const unknown = keys.filter((k) => !index.has(k));
   if (unknown.length)
@@ -111,6 +114,7 @@ export function recordsFromTensors(
   let rows = -1;
   for (const key of keys) {
     const c = index.get(key)!;
+    if (c === LABEL_COLUMN) continue;
     const where = `inputs.${key}`;
     if (columns[c]) throw invalidArgument(`${where}: column ${JSON.stringify(records.columns[c]!.name)} given twice`);
     const values = columnValues(inputs[key], maxRows, where);
