@@ -96,11 +96,17 @@ export interface VersionStatus {
   error: string | null;
 }
 
-export interface FeedbackItem {
-  requestId: string;
-  /** The true class of each row of that request (a number when it had one row). */
-  labels: number | number[];
-}
+export type FeedbackItem =
+  | {
+      requestId: string;
+      /** The true class of each row of that request (a number when it had one row): a classifier's. */
+      labels: number | number[];
+    }
+  | {
+      requestId: string;
+      /** The true value of each row of that request: a regression's (its online error). */
+      values: number | number[];
+    };
 
 export type PutModelBody = z.input<typeof PutModelBodySchema>;
 
@@ -296,7 +302,11 @@ export class ServingClient {
 
   /** The true labels of earlier predictions, by request id (`:feedback`). */
   async feedback(model: string, items: readonly FeedbackItem[], options: CallOptions = {}): Promise<FeedbackResult> {
-    const body = { feedback: items.map((i) => ({ request_id: i.requestId, labels: i.labels })) };
+    const body = {
+      feedback: items.map((i) =>
+        'labels' in i ? { request_id: i.requestId, labels: i.labels } : { request_id: i.requestId, values: i.values },
+      ),
+    };
     const { json, url } = await this.call('POST', `/v1/models/${enc(model)}:feedback`, {
       json: body,
       signal: options.signal,

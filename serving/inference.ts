@@ -114,6 +114,8 @@ export class Inference {
         if (target.version === undefined && target.label === undefined)
           this.maybeShadow(target.model, handle.version, inputs, classes);
       }
+      if (signature.records?.outputs.task === 'regression' && outputs.length === 1)
+        this.deps.feedback.remember(requestId, target.model, handle.version, Float32Array.from(outputs[0]!.data));
       metrics.requests.inc({
         model: target.model,
         version,
