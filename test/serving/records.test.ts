@@ -386,3 +386,101 @@ describe('preprocessing.json at load and at publish', () => {
     }
   });
 });
+
+describe('a regression over raw records (cars)', () => {
+  type Car = Record<string, string | number | null>;
+  let cars: Car[];
+  let carPrep: TabularPreprocessing;
+  let carFiles: ModelFiles;
+
+  const encodeCars = (records: Car[]) => {
+    const encoder = new RecordEncoder(carPrep);
+    const out = new Float32Array(records.length * encoder.featureSize);
+    records.forEach((r, i) => encoder.encode((c) => r[c], out, i * encoder.featureSize));
+    return out;
+  };
+
+  beforeAll(async () => {
+    cars = (
+      JSON.parse(
+        await readFile(path.resolve(import.meta.dirname, '../../node_modules/vega-datasets/data/cars.json'), 'utf8'),
+      ) as Car[]
+    ).filter((c) => typeof c.Miles_per_Gallon === 'number');
+    const numeric = (name: string): PreprocessingColumn => {
+      const values = cars.map((c) => c[name]).filter((v): v is number => typeof v === 'number');
+      const mean = values.reduce((a, b) => a + b, 0) / values.length;
+      const std = Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / values.length);
+      return { name, kind: 'numeric', missing: 'impute', mean, std, fill: mean };
+    };
+    const columns: PreprocessingColumn[] = [
+      numeric('Horsepower'),
+      numeric('Weight_in_lbs'),
+      { name: 'Origin', kind: 'categorical', missing: 'impute', vocabulary: ['USA', 'Japan', 'Europe'], fill: 'USA' },
+    ];
+    carPrep = {
+      kind: 'tabular',
+      formatVersion: 1,
+      columns,
+      featureSize: featureSizeOf(columns),
+      label: { name: 'Miles_per_Gallon', task: 'regression' },
+    };
+    const model = tf.sequential({
+      layers: [
+        tf.layers.dense({
+          units: 1,
+          inputShape: [carPrep.featureSize],
+          kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }),
+        }),
+      ],
+    });
+    model.compile({ optimizer: tf.train.adam(0.5), loss: 'meanSquaredError' });
+    const xs = tf.tensor(encodeCars(cars), [cars.length, carPrep.featureSize]);
+    const ys = tf.tensor(
+      cars.map((c) => c.Miles_per_Gallon as number),
+      [cars.length, 1],
+    );
+    await model.fit(xs, ys, { epochs: 60, batchSize: 64, verbose: 0 });
+    tf.dispose([xs, ys]);
+    carFiles = await serializeModel(model);
+    model.dispose();
+    await new ModelRepository(base).publish('cars', 1, { ...carFiles, [PREPROCESSING_FILE]: JSON.stringify(carPrep) });
+    await server.poll();
+    await until(async () => (await client.modelStatus('cars').catch(() => []))[0]?.state === 'AVAILABLE', 20_000);
+  }, 60_000);
+
+  it('answers the value, as the model does on the encoded vectors; feedback values give the online error', async () => {
+    const fields = ['Horsepower', 'Weight_in_lbs', 'Origin', 'Miles_per_Gallon'];
+    const records = cars.slice(0, 20).map((c): Car => Object.fromEntries(fields.map((f) => [f, c[f] ?? null])));
+    const answer = await client.predictRecords('cars', records, { requestId: 'cars-1' });
+    const model = await deserializeModel(carFiles['model.json'], carFiles['weights.bin']);
+    const wanted = tf.tidy(() =>
+      (model.predict(tf.tensor(encodeCars(records), [records.length, carPrep.featureSize])) as tf.Tensor).dataSync(),
+    );
+    model.dispose();
+    const values = answer.predictions.map((p) => (p as { value: number }).value);
+    expect(maxDiff(values, wanted)).toBeLessThan(1e-4);
+    const truth = records.map((c) => c.Miles_per_Gallon as number);
+    const rmse = Math.sqrt(values.reduce((a, v, i) => a + (v - truth[i]!) ** 2, 0) / values.length);
+    expect(rmse).toBeLessThan(6);
+
+    // Labels (a classifier's feedback) are refused for a regression; values are taken.
+    const wrong = await client.feedback('cars', [{ requestId: 'cars-1', labels: truth.map(() => 0) }]);
+    expect(wrong.rejected[0]!.reason).toContain('send "values"');
+    const result = await client.feedback('cars', [{ requestId: 'cars-1', values: truth }]);
+    expect(result).toMatchObject({ accepted: 1, rows: 20 });
+    const text = await client.metricsText();
+    const gauge = text.match(/gantry_serving_online_error\{model="cars",version="1",measure="rmse"\} ([\d.e-]+)/);
+    expect(Number(gauge?.[1])).toBeCloseTo(rmse, 3);
+    const { servingSnapshot } = await import('../../serving/metrics-snapshot');
+    const { windowStats } = await import('../../serving/metrics-window');
+    const stats = windowStats(servingSnapshot(await client.metrics(), 'cars'))['1']!;
+    expect(stats.feedback.values).toBe(20);
+    expect(stats.feedback.rmse).toBeCloseTo(rmse, 3);
+
+    const columnar = await predict({ inputs: { Horsepower: [130, null], Weight_in_lbs: [3504, 2000] } }, 'cars');
+    expect(columnar.status).toBe(200);
+    expect(columnar.json.outputs.value).toHaveLength(2);
+    const metadata = await request(server.restPort!, 'GET', '/v1/models/cars/metadata');
+    expect(Object.keys(metadata.json.metadata.signature_def.signature_def.serving_default.outputs)).toEqual(['value']);
+  });
+});
