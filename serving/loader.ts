@@ -16,8 +16,10 @@ import { allocate, parsePredictBody, PredictBodySchema, type DenseTensor } from 
  * The loader: turns one version folder into a servable and back. A version folder holds a
  * TensorFlow.js layers model (`model.json` + the weight files its manifest names — Gantry's
  * publish step writes `weights.bin`, tfjs's own save writes shards) and optionally Gantry's
- * `gantry.json` and `warmup.json`. Loading runs the warm-up before the version may turn
- * AVAILABLE, so a model that cannot run on its own signature fails here, not on a request.
+ * `gantry.json`, `warmup.json` and `preprocessing.json` (what the server applies to raw records,
+ * serving/records.ts; a bad one puts the version in error, naming the file). Loading runs the
+ * warm-up before the version may turn AVAILABLE, so a model that cannot run on its own signature
+ * fails here, not on a request.
  */
 
 export const WARMUP_FILE = 'warmup.json';

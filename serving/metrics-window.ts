@@ -3,8 +3,9 @@ import { compareLabels, type Bucket, type HistogramCounts, type MetricsSnapshot 
 /**
  * A window's numbers per version (the difference of two snapshots, see serving/metrics-snapshot.ts):
  * what thresholds are checked against — error rate, p50/p90/p99 latency, online accuracy (or a
- * regression's online error) from feedback, the predicted-class counts, shadow agreement. Pure functions, like the snapshots; the
- * window types live here, on the serving side, and the workflows import them as types only.
+ * regression's online error) from feedback, the predicted-class counts, shadow agreement. Pure
+ * functions, like the snapshots; the window types live here, on the serving side, and the
+ * workflows import them as types only.
  */
 
 /**

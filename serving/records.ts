@@ -13,6 +13,8 @@ import type { DenseTensor } from './tensors';
  * tensor name must match TENSOR_NAME; a column whose name does not is spelled by `tensorNameOf`
  * (lower case, every run of other characters → `_`, `_` trimmed at both ends: `Beak Length (mm)`
  * → `beak_length_mm`). Both spellings are accepted by both doors; metadata lists the tensor names.
+ * A column a request leaves out is missing (its training-time policy applies); the label's column,
+ * if a record carries it, is read past; any other name is refused.
  */
 
 export const TENSOR_NAME = /^[A-Za-z0-9.][A-Za-z0-9_.\-/]*$/;

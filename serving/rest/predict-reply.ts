@@ -8,8 +8,8 @@ import { REQUEST_ID_HEADER, VERSION_HEADER } from './headers';
  * The one reply builder for model calls. TF Serving's JSON shapes: `predictions` (row format: the
  * request had `instances`), `outputs` (columnar: it had `inputs`, or it was a binary body that did
  * not ask for protobuf back) or :classify's `results`; a request of raw records is answered per record
- * with `{"scores": […], "class": "…"}` (a classifier) or `{"value": …}` (a regression); each names the version that answered and
- * the request id, in the body and in the headers.
+ * with `{"scores": […], "class": "…"}` (a classifier) or `{"value": …}` (a regression); each names
+ * the version that answered and the request id, in the body and in the headers.
  */
 
 export type ReplyFormat = 'row' | 'columnar' | 'classify' | 'records-row' | 'records-columnar';

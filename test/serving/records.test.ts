@@ -15,7 +15,7 @@ import {
 import { selectBackend, tf } from '../../engine/backend';
 import { deserializeModel, serializeModel, type ModelFiles } from '../../engine/model-files';
 import { ServingClient } from '../../serving/client';
-import { tensorNameOf, tensorNamesOf } from '../../serving/records';
+import { recordInputsOf, recordsFromInstances, tensorNameOf, tensorNamesOf } from '../../serving/records';
 import type { ModelServer } from '../../serving/server';
 import { maxDiff, removeDir, request, startServer, tempDir, until } from './helpers';
 
@@ -189,8 +189,52 @@ describe('tensor names of columns', () => {
   });
 });
 
+describe('encoding records against a signature', () => {
+  it('a missing value under `drop` is refused naming the column; a boolean column reads its spellings', () => {
+    const columns: PreprocessingColumn[] = [
+      { name: 'Weight', kind: 'numeric', missing: 'drop', mean: 0, std: 1, fill: 0 },
+      { name: 'Indoor?', kind: 'boolean', missing: 'impute', fill: 0 },
+    ];
+    const prep: TabularPreprocessing = {
+      kind: 'tabular',
+      formatVersion: 1,
+      columns,
+      featureSize: 2,
+      label: { name: 'y', task: 'regression' },
+    };
+    const spec = (key: string, shape: number[]) => ({ key, tensorName: key, dtype: 'float32' as const, shape });
+    const signature = {
+      name: 'serving_default',
+      methodName: 'tensorflow/serving/predict',
+      inputs: [spec('input', [-1, 2])],
+      outputs: [spec('value', [-1, 1])],
+    };
+    const records = recordInputsOf(prep, signature);
+    expect(records.columns.map((c) => c.tensorName)).toEqual(['Weight', 'indoor']);
+    const encoded = recordsFromInstances(
+      [
+        { Weight: 2, indoor: 'yes' },
+        { Weight: '3', 'Indoor?': false },
+      ],
+      records,
+      10,
+    );
+    expect(Array.from(encoded.inputs[0]!.data)).toEqual([2, 1, 3, 0]);
+    expect(() => recordsFromInstances([{ Weight: 1 }, { 'Indoor?': true }], records, 10)).toThrow(
+      /instances\[1\]: column "Weight" is missing and its missing-value policy is "drop"/,
+    );
+    expect(() => recordsFromInstances([{ Weight: 1, indoor: true, 'Indoor?': true }], records, 10)).toThrow(
+      /"Indoor\?" given twice/,
+    );
+    expect(() => recordsFromInstances(new Array(11).fill({ Weight: 1 }), records, 10)).toThrow(/11 records exceed/);
+    expect(() => recordInputsOf(prep, { ...signature, inputs: [spec('input', [-1, 3])] })).toThrow(
+      /a record encodes to 2 float32 values/,
+    );
+  });
+});
+
 describe('raw records over REST', () => {
-  it('row format: raw penguins answer the same scores as the model on the encoded vectors, with the class', async () => {
+  it('row format: raw penguins get the scores of the model on their encoded vectors, and the class', async () => {
     const records = penguins.filter((_, i) => i % 17 === 0);
     const answer = await predict({ instances: records });
     expect(answer.status).toBe(200);
@@ -325,6 +369,20 @@ describe('raw records over gRPC', () => {
         rest.json.predictions.flatMap((p: any) => p.scores),
       ),
     ).toBeLessThan(1e-6);
+  });
+
+  it('GetModelMetadata lists the tensor names, their dtypes and the outputs', async () => {
+    const { loadServingProtos } = await import('../../serving/grpc/protos');
+    const response = await grpcCall('GetModelMetadata', {
+      model_spec: { name: 'penguins' },
+      metadata_field: ['signature_def'],
+    });
+    const map = loadServingProtos().decodeSignatureDefMap(response.metadata.signature_def.value) as any;
+    const signature = map.signature_def.serving_default;
+    expect(Object.keys(signature.inputs)).toContain('beak_length_mm');
+    expect(signature.inputs.Sex.dtype).toBe('DT_STRING');
+    expect(signature.inputs.body_mass_g).toMatchObject({ dtype: 'DT_FLOAT', name: 'Body Mass (g)' });
+    expect(signature.outputs.class.dtype).toBe('DT_STRING');
   });
 
   it('an unknown tensor is refused with the column names listed', async () => {
