@@ -212,8 +212,12 @@ export const RolloutThresholdsSchema = z
     minOnlineAccuracy: fraction.optional(),
     /** Relative: champion online accuracy − canary online accuracy, in accuracy units (0.05 = 5 points). */
     maxAccuracyDrop: fraction.default(0.05),
-    /** Labelled canary predictions needed before accuracy is judged. */
+    /** Labelled canary predictions needed before accuracy (or a regression's online error) is judged. */
     minFeedback: z.number().int().min(1).default(50),
+    /** A regression: absolute online RMSE of the canary against the values sent back as feedback (off unless set). */
+    maxOnlineError: z.number().positive().optional(),
+    /** A regression, relative: (canary RMSE − champion RMSE) ÷ champion RMSE (0.1 = 10 % worse). */
+    maxOnlineErrorIncrease: z.number().min(0).default(0.1),
     /** Jensen–Shannon divergence (bits) of the canary's predicted-class distribution from the champion's. */
     maxPredictionDivergence: fraction.default(0.1),
     /** Shadow phase: share of shadow answers whose class differs from the served answer. */

@@ -76,17 +76,37 @@ export interface PredictAnswer {
   requestId: string;
 }
 
+/** A raw record as the source holds it: the source's own column names, raw values (missing: null or left out). */
+export type RawRecord = Record<string, string | number | boolean | null | undefined>;
+
+/** One record's answer: a classifier's scores (in class order) and class name, or a regression's value. */
+export type RecordPrediction = z.infer<typeof RecordAnswerSchema>;
+
+export interface RecordsAnswer {
+  predictions: RecordPrediction[];
+  version: number;
+  requestId: string;
+}
+
+export type PredictRecordsOptions = Omit<PredictOptions, 'encoding' | 'rowShape'>;
+
 export interface VersionStatus {
   version: number;
   state: string;
   error: string | null;
 }
 
-export interface FeedbackItem {
-  requestId: string;
-  /** The true class of each row of that request (a number when it had one row). */
-  labels: number | number[];
-}
+export type FeedbackItem =
+  | {
+      requestId: string;
+      /** The true class of each row of that request (a number when it had one row): a classifier's. */
+      labels: number | number[];
+    }
+  | {
+      requestId: string;
+      /** The true value of each row of that request: a regression's (its online error). */
+      values: number | number[];
+    };
 
 export type PutModelBody = z.input<typeof PutModelBodySchema>;
 
@@ -95,6 +115,15 @@ const FASHION_ROW_SHAPE = [28, 28, 1] as const;
 const Rows = z.array(z.array(z.number()));
 const PredictJsonSchema = z.object({ predictions: Rows, model_version: z.string(), request_id: z.string() });
 const PredictBinarySchema = z.object({ outputs: Rows, model_version: z.string(), request_id: z.string() });
+const RecordAnswerSchema = z.union([
+  z.object({ scores: z.array(z.number()), class: z.string() }),
+  z.object({ value: z.number() }),
+]);
+const PredictRecordsSchema = z.object({
+  predictions: z.array(RecordAnswerSchema),
+  model_version: z.string(),
+  request_id: z.string(),
+});
 const StatusSchema = z.object({
   model_version_status: z.array(
     z.object({
@@ -232,9 +261,52 @@ export class ServingClient {
     return { predictions, version, requestId: response.headers.get(REQUEST_ID_HEADER) ?? parsed.request_id };
   }
 
+  /**
+   * One predict call on raw records (TF Serving's row format with named inputs): the version's
+   * preprocessing.json encodes them on the server. For a model published with preprocessing.
+   */
+  async predictRecords(
+    model: string,
+    records: readonly RawRecord[],
+    options: PredictRecordsOptions = {},
+  ): Promise<RecordsAnswer> {
+    if (records.length === 0) throw new RangeError('predictRecords: no records');
+    let where = `/v1/models/${enc(model)}`;
+    if (options.version !== undefined) where += `/versions/${options.version}`;
+    else if (options.label !== undefined) where += `/labels/${enc(options.label)}`;
+    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    if (options.clientKey !== undefined) headers[CLIENT_KEY_HEADER] = options.clientKey;
+    if (options.requestId !== undefined) headers[REQUEST_ID_HEADER] = options.requestId;
+    const { response, json, url } = await this.call('POST', `${where}:predict`, {
+      body: JSON.stringify({ instances: records }),
+      headers,
+      signal: options.signal,
+    });
+    const parsed = this.parse(PredictRecordsSchema, json, url);
+    if (parsed.predictions.length !== records.length)
+      throw new ServingClientError(
+        `POST ${url}: ${parsed.predictions.length} predictions for ${records.length} records`,
+        'protocol',
+        url,
+        response.status,
+      );
+    const version = Number(response.headers.get(VERSION_HEADER) ?? parsed.model_version);
+    if (!Number.isInteger(version) || version < 1)
+      throw new ServingClientError(`POST ${url}: no model version in the answer`, 'protocol', url, response.status);
+    return {
+      predictions: parsed.predictions,
+      version,
+      requestId: response.headers.get(REQUEST_ID_HEADER) ?? parsed.request_id,
+    };
+  }
+
   /** The true labels of earlier predictions, by request id (`:feedback`). */
   async feedback(model: string, items: readonly FeedbackItem[], options: CallOptions = {}): Promise<FeedbackResult> {
-    const body = { feedback: items.map((i) => ({ request_id: i.requestId, labels: i.labels })) };
+    const body = {
+      feedback: items.map((i) =>
+        'labels' in i ? { request_id: i.requestId, labels: i.labels } : { request_id: i.requestId, values: i.values },
+      ),
+    };
     const { json, url } = await this.call('POST', `/v1/models/${enc(model)}:feedback`, {
       json: body,
       signal: options.signal,

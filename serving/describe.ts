@@ -1,5 +1,6 @@
 import { ServingError } from './errors';
 import type { VersionManager, VersionStatus } from './manager';
+import type { RecordInputs } from './records';
 import type { Router, VersionChoice } from './router';
 import { DEFAULT_SIGNATURE, type Signature, type TensorSpec } from './signature';
 import { DTYPE_OF } from './grpc/tensor-proto';
@@ -46,8 +47,40 @@ function tensorInfo(spec: TensorSpec): object {
   };
 }
 
+const RECORD_DTYPE = { numeric: 'DT_FLOAT', categorical: 'DT_STRING', boolean: 'DT_BOOL' } as const;
+
+function info(dtype: string, shape: number[], name: string): object {
+  return {
+    dtype,
+    tensor_shape: { dim: shape.map((size) => ({ size: String(size), name: '' })), unknown_rank: false },
+    name,
+  };
+}
+
+/**
+ * A version that takes raw records shows them: one input per column keyed by its tensor name
+ * (TensorInfo.name is the source's own column name), and the records' outputs (a classifier's
+ * `scores` and `class`, a regression's `value`). Pre-encoded vectors are still accepted.
+ */
+function recordSignatureDef(records: RecordInputs, methodName: string): object {
+  const outputs =
+    records.outputs.task === 'classification'
+      ? {
+          scores: info('DT_FLOAT', [-1, records.outputs.classes.length], 'scores'),
+          class: info('DT_STRING', [-1], 'class'),
+        }
+      : { value: info('DT_FLOAT', [-1], 'value') };
+  return {
+    inputs: Object.fromEntries(records.columns.map((c) => [c.tensorName, info(RECORD_DTYPE[c.kind], [-1], c.name)])),
+    outputs,
+    method_name: methodName,
+  };
+}
+
 /** A SignatureDefMap (the value of metadata["signature_def"]). */
 export function signatureDefMap(signature: Signature): { signature_def: Record<string, object> } {
+  if (signature.records)
+    return { signature_def: { [DEFAULT_SIGNATURE]: recordSignatureDef(signature.records, signature.methodName) } };
   return {
     signature_def: {
       [DEFAULT_SIGNATURE]: {

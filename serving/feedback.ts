@@ -4,7 +4,9 @@ import type { ServingMetrics } from './metrics';
 /**
  * Online accuracy from feedback. Each classifier prediction is remembered by its request id
  * (the predicted class of every row, and the version that answered); when the true labels
- * arrive, each row counts as correct or not for that version. The accuracy is over the last
+ * arrive, each row counts as correct or not for that version. A regression's predicted values
+ * are remembered the same way, and the true `values` sent back give the version's online error
+ * (MAE and RMSE over its window; the sums of absolute and squared errors as counters). The accuracy is over the last
  * `window` labelled rows of each version, so it follows the model as the traffic changes.
  */
 
@@ -15,10 +17,15 @@ export const FeedbackBodySchema = z
         z
           .object({
             request_id: z.string().min(1).max(256),
-            /** The true class of each row of that request (a number when it had one row). */
-            labels: z.union([z.number().int().min(0), z.array(z.number().int().min(0)).min(1)]),
+            /** The true class of each row of that request (a number when it had one row): a classifier's. */
+            labels: z.union([z.number().int().min(0), z.array(z.number().int().min(0)).min(1)]).optional(),
+            /** The true value of each row (a number when it had one row): a regression's. */
+            values: z.union([z.number(), z.array(z.number()).min(1)]).optional(),
           })
-          .strict(),
+          .strict()
+          .refine((item) => (item.labels === undefined) !== (item.values === undefined), {
+            message: 'give exactly one of "labels" (a classifier) or "values" (a regression)',
+          }),
       )
       .min(1)
       .max(100_000),
@@ -29,7 +36,43 @@ export type FeedbackBody = z.infer<typeof FeedbackBodySchema>;
 interface Remembered {
   model: string;
   version: number;
-  classes: Int32Array;
+  /** A classifier's predicted classes, or a regression's predicted values, one per row. */
+  classes: Int32Array | Float32Array;
+}
+
+/** The last `size` absolute errors of a regression version, with running sums for MAE and RMSE. */
+class ErrorWindow {
+  private readonly errors: Float64Array;
+  private next = 0;
+  count = 0;
+  absolute = 0;
+  squared = 0;
+
+  constructor(size: number) {
+    this.errors = new Float64Array(size);
+  }
+
+  add(error: number): void {
+    const e = Math.abs(error);
+    if (this.count === this.errors.length) {
+      const old = this.errors[this.next]!;
+      this.absolute -= old;
+      this.squared -= old * old;
+    } else this.count++;
+    this.errors[this.next] = e;
+    this.absolute += e;
+    this.squared += e * e;
+    this.next = (this.next + 1) % this.errors.length;
+  }
+
+  get mae(): number {
+    return this.absolute / this.count;
+  }
+
+  get rmse(): number {
+    // Running sums drift below 0 by rounding when every error left is 0.
+    return Math.sqrt(Math.max(0, this.squared) / this.count);
+  }
 }
 
 class Window {
@@ -70,6 +113,7 @@ export class FeedbackStore {
   private head = 0;
   private seq = 0;
   private readonly windows = new Map<string, Window>();
+  private readonly errorWindows = new Map<string, ErrorWindow>();
 
   constructor(
     private readonly metrics: ServingMetrics,
@@ -77,7 +121,8 @@ export class FeedbackStore {
     private readonly memory: number,
   ) {}
 
-  remember(requestId: string, model: string, version: number, classes: Int32Array): void {
+  /** `classes`: a classifier's predicted class per row (Int32Array), or a regression's value (Float32Array). */
+  remember(requestId: string, model: string, version: number, classes: Int32Array | Float32Array): void {
     const existing = this.predictions.get(requestId);
     // Remembered again (a client's repeated request id): it keeps its place, as a Map key would.
     const seq = existing ? existing.seq : this.seq++;
@@ -108,7 +153,32 @@ export class FeedbackStore {
         result.unknown_request_ids.push(item.request_id);
         continue;
       }
-      const labels = typeof item.labels === 'number' ? [item.labels] : item.labels;
+      const regression = prediction.classes instanceof Float32Array;
+      if (regression !== (item.values !== undefined)) {
+        result.rejected.push({
+          request_id: item.request_id,
+          reason: regression
+            ? 'the prediction is a regression: send "values"'
+            : 'the prediction is a classification: send "labels"',
+        });
+        continue;
+      }
+      if (item.values !== undefined) {
+        const values = typeof item.values === 'number' ? [item.values] : item.values;
+        if (values.length !== prediction.classes.length || !values.every(Number.isFinite)) {
+          result.rejected.push({
+            request_id: item.request_id,
+            reason: `${values.length} values for a prediction of ${prediction.classes.length} rows (finite numbers)`,
+          });
+          continue;
+        }
+        this.predictions.delete(item.request_id);
+        this.recordValues(model, prediction, values);
+        result.accepted++;
+        result.rows += values.length;
+        continue;
+      }
+      const labels = typeof item.labels === 'number' ? [item.labels] : item.labels!;
       if (labels.length !== prediction.classes.length) {
         result.rejected.push({
           request_id: item.request_id,
@@ -138,6 +208,33 @@ export class FeedbackStore {
       this.metrics.onlineAccuracySamples.set({ model: m, version }, w.count);
     }
     return result;
+  }
+
+  /** A regression's true values against its predictions: the error window, the counters and gauges. */
+  private recordValues(model: string, prediction: Remembered, values: number[]): void {
+    const key = `${model}\0${prediction.version}`;
+    let window = this.errorWindows.get(key);
+    if (!window) this.errorWindows.set(key, (window = new ErrorWindow(this.window)));
+    const labels = { model, version: String(prediction.version) };
+    let absolute = 0;
+    let squared = 0;
+    values.forEach((value, i) => {
+      const error = value - prediction.classes[i]!;
+      window.add(error);
+      absolute += Math.abs(error);
+      squared += error * error;
+    });
+    this.metrics.feedbackValues.inc(labels, values.length);
+    this.metrics.feedbackAbsoluteError.inc(labels, absolute);
+    this.metrics.feedbackSquaredError.inc(labels, squared);
+    this.metrics.onlineError.set({ ...labels, measure: 'mae' }, window.mae);
+    this.metrics.onlineError.set({ ...labels, measure: 'rmse' }, window.rmse);
+  }
+
+  /** A regression version's error over its feedback window. */
+  error(model: string, version: number): { mae: number; rmse: number; samples: number } | undefined {
+    const w = this.errorWindows.get(`${model}\0${version}`);
+    return w && w.count > 0 ? { mae: w.mae, rmse: w.rmse, samples: w.count } : undefined;
   }
 
   accuracy(model: string, version: number): { accuracy: number; samples: number } | undefined {

@@ -114,6 +114,8 @@ export class Inference {
         if (target.version === undefined && target.label === undefined)
           this.maybeShadow(target.model, handle.version, inputs, classes);
       }
+      if (signature.records?.outputs.task === 'regression' && outputs.length === 1)
+        this.deps.feedback.remember(requestId, target.model, handle.version, Float32Array.from(outputs[0]!.data));
       metrics.requests.inc({
         model: target.model,
         version,
@@ -131,6 +133,11 @@ export class Inference {
       this.count(target.model, version, context, failure);
       throw failure;
     }
+  }
+
+  /** Counts the out-of-vocabulary values of a records request (column names come from the preprocessing). */
+  countOutOfVocabulary(model: string, counts: ReadonlyMap<string, number>): void {
+    for (const [column, n] of counts) this.deps.metrics.outOfVocabulary.inc({ model, column }, n);
   }
 
   /** Counts a request that failed outside run() (a body the door could not even read). */

@@ -5,8 +5,10 @@ import { z } from 'zod';
 import { METADATA_FILE } from '../artifacts/model-repository';
 import { tf } from '../engine/backend';
 import { deserializeModel } from '../engine/model-files';
+import { PREPROCESSING_FILE, PreprocessingSchema, type Preprocessing } from '../data/preprocessing';
 import { describeIssues } from '../validation/issues';
 import { loadPredictGraph } from './graph-predict';
+import { recordInputsOf } from './records';
 import { signatureOf, VersionMetadataSchema, type Signature, type VersionMetadata } from './signature';
 import { allocate, parsePredictBody, PredictBodySchema, type DenseTensor } from './tensors';
 
@@ -14,8 +16,10 @@ import { allocate, parsePredictBody, PredictBodySchema, type DenseTensor } from 
  * The loader: turns one version folder into a servable and back. A version folder holds a
  * TensorFlow.js layers model (`model.json` + the weight files its manifest names — Gantry's
  * publish step writes `weights.bin`, tfjs's own save writes shards) and optionally Gantry's
- * `gantry.json` and `warmup.json`. Loading runs the warm-up before the version may turn
- * AVAILABLE, so a model that cannot run on its own signature fails here, not on a request.
+ * `gantry.json`, `warmup.json` and `preprocessing.json` (what the server applies to raw records,
+ * serving/records.ts; a bad one puts the version in error, naming the file). Loading runs the
+ * warm-up before the version may turn AVAILABLE, so a model that cannot run on its own signature
+ * fails here, not on a request.
  */
 
 export const WARMUP_FILE = 'warmup.json';
@@ -25,6 +29,8 @@ const WarmupFileSchema = z.object({ requests: z.array(PredictBodySchema).min(1).
 export interface Servable {
   signature: Signature;
   metadata: VersionMetadata;
+  /** The version's preprocessing.json, when it has one (a tabular one also sets signature.records). */
+  preprocessing?: Preprocessing;
   /** Bytes of weights held (for the loaded-bytes gauge). */
   weightBytes: number;
   /** How `run` executes: one TensorFlow graph session, or tfjs's eager ops (and why). */
@@ -69,8 +75,48 @@ async function readMetadata(dir: string): Promise<VersionMetadata> {
   return parsed.data;
 }
 
-export async function createServable(model: tfType.LayersModel, metadata: VersionMetadata = {}): Promise<Servable> {
-  const signature = signatureOf(model, metadata);
+/** Larger than any real one (10,000 columns, vocabularies of 100,000): read no further. */
+export const MAX_PREPROCESSING_BYTES = 64 * 1024 * 1024;
+
+/** The version's preprocessing.json (undefined when it has none); anything wrong with it fails the load. */
+export async function readPreprocessing(dir: string): Promise<Preprocessing | undefined> {
+  const file = path.join(dir, PREPROCESSING_FILE);
+  const info = await stat(file).catch(() => undefined);
+  if (!info) return undefined;
+  if (!info.isFile()) throw new Error(`${PREPROCESSING_FILE} is not a file`);
+  if (info.size > MAX_PREPROCESSING_BYTES)
+    throw new Error(`${PREPROCESSING_FILE} is ${info.size} bytes, over the limit of ${MAX_PREPROCESSING_BYTES}`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(file, 'utf8'));
+  } catch (error) {
+    throw new Error(`${PREPROCESSING_FILE} is not JSON: ${(error as Error).message}`);
+  }
+  const parsed = PreprocessingSchema.safeParse(raw);
+  if (!parsed.success) throw new Error(`${PREPROCESSING_FILE}: ${describeIssues(parsed.error.issues)}`);
+  return parsed.data;
+}
+
+/** The signature with what the preprocessing adds: record inputs (tabular) and the class names. */
+function preprocessedSignature(signature: Signature, preprocessing: Preprocessing | undefined): Signature {
+  if (!preprocessing) return signature;
+  try {
+    if (preprocessing.kind === 'tabular') signature.records = recordInputsOf(preprocessing, signature);
+  } catch (error) {
+    throw new Error(`${PREPROCESSING_FILE} does not fit the model: ${(error as Error).message}`);
+  }
+  const { label } = preprocessing;
+  if (label.task === 'classification' && signature.classLabels?.length === label.classes.length)
+    signature.classLabels = [...label.classes];
+  return signature;
+}
+
+export async function createServable(
+  model: tfType.LayersModel,
+  metadata: VersionMetadata = {},
+  preprocessing?: Preprocessing,
+): Promise<Servable> {
+  const signature = preprocessedSignature(signatureOf(model, metadata), preprocessing);
   const outputNames = model.outputs.map((o) => o.name);
   const weightBytes = model.weights.reduce((sum, w) => sum + (w.shape as number[]).reduce((a, b) => a * b, 1) * 4, 0);
   const eager = (inputs: DenseTensor[]): DenseTensor[] => {
@@ -98,6 +144,7 @@ export async function createServable(model: tfType.LayersModel, metadata: Versio
   return {
     signature,
     metadata,
+    preprocessing,
     weightBytes,
     execution: 'unsupported' in graph ? { mode: 'eager', reason: graph.unsupported } : { mode: 'graph' },
     run(inputs) {
@@ -141,10 +188,11 @@ export async function loadServable(dir: string, options: LoadOptions): Promise<S
   );
   const weights = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
   const metadata = await readMetadata(dir);
+  const preprocessing = await readPreprocessing(dir);
   const model = await deserializeModel(modelJsonText, weights);
   let servable: Servable;
   try {
-    servable = await createServable(model, metadata);
+    servable = await createServable(model, metadata, preprocessing);
   } catch (error) {
     model.dispose();
     throw error;

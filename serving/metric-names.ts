@@ -20,8 +20,13 @@ export const METRIC = {
   feedback: `${METRIC_PREFIX}feedback_total`,
   onlineAccuracy: `${METRIC_PREFIX}online_accuracy`,
   onlineAccuracySamples: `${METRIC_PREFIX}online_accuracy_samples`,
+  feedbackValues: `${METRIC_PREFIX}feedback_values_total`,
+  feedbackAbsoluteError: `${METRIC_PREFIX}feedback_absolute_error_total`,
+  feedbackSquaredError: `${METRIC_PREFIX}feedback_squared_error_total`,
+  onlineError: `${METRIC_PREFIX}online_error`,
   shadow: `${METRIC_PREFIX}shadow_requests_total`,
   shadowLatency: `${METRIC_PREFIX}shadow_duration_seconds`,
+  outOfVocabulary: `${METRIC_PREFIX}out_of_vocabulary_total`,
   /** One of the default metrics: tells a restarted server from one whose counters only grew. */
   processStartTime: `${METRIC_PREFIX}process_start_time_seconds`,
 } as const;

@@ -39,8 +39,11 @@ export interface VersionCounters {
   errorsByStatus: Record<string, number>;
   /** Latency of the successful :predict and :classify requests, in seconds. */
   latency: HistogramCounts;
-  /** Labelled predicted rows received as feedback. */
-  feedback: { correct: number; incorrect: number };
+  /**
+   * Labelled predicted rows received as feedback; a regression's rows with true values, and the
+   * sums of their absolute and squared errors (absent from snapshots taken before they were read).
+   */
+  feedback: { correct: number; incorrect: number; values?: number; absoluteError?: number; squaredError?: number };
   /** Predicted rows by class label (the arg-max of a classifier's output). */
   classes: Record<string, number>;
   /** Copies of requests this version answered as a shadow. */
@@ -93,6 +96,9 @@ function clone<T>(value: T): T {
 function emptyHistogram(): HistogramCounts {
   return { buckets: [], count: 0, sum: 0 };
 }
+
+/** A regression's feedback counters: present in a snapshot only once the server reported them. */
+const REGRESSION_FEEDBACK = ['values', 'absoluteError', 'squaredError'] as const;
 
 function emptyCounters(): VersionCounters {
   return {
@@ -217,6 +223,20 @@ export function servingSnapshot(metrics: readonly MetricFamily[], model: string)
         if (labels.outcome === 'correct') version(v).feedback.correct += value;
         else if (labels.outcome === 'incorrect') version(v).feedback.incorrect += value;
         break;
+      case METRIC.feedbackValues:
+      case METRIC.feedbackAbsoluteError:
+      case METRIC.feedbackSquaredError: {
+        if (v === '') break;
+        const f = version(v).feedback;
+        const field =
+          name === METRIC.feedbackValues
+            ? 'values'
+            : name === METRIC.feedbackAbsoluteError
+              ? 'absoluteError'
+              : 'squaredError';
+        f[field] = (f[field] ?? 0) + value;
+        break;
+      }
       case METRIC.predictedClass:
         if (v === '' || labels.class === undefined) break;
         add(version(v).classes, labels.class, value);
@@ -248,6 +268,10 @@ function mergeCounters(all: VersionCounters[]): VersionCounters {
     for (const [k, n] of Object.entries(c.errorsByStatus)) add(out.errorsByStatus, k, n);
     out.feedback.correct += c.feedback.correct;
     out.feedback.incorrect += c.feedback.incorrect;
+    for (const field of REGRESSION_FEEDBACK) {
+      const n = c.feedback[field];
+      if (n !== undefined) out.feedback[field] = (out.feedback[field] ?? 0) + n;
+    }
     for (const [k, n] of Object.entries(c.classes)) add(out.classes, k, n);
     out.shadow.agree += c.shadow.agree;
     out.shadow.disagree += c.shadow.disagree;
@@ -295,6 +319,7 @@ function counterValues(s: MetricsSnapshot, visit: (key: string, value: number) =
     for (const b of c.latency.buckets) visit(`${v}.latency.le.${b.le}`, b.count);
     visit(`${v}.feedback.correct`, c.feedback.correct);
     visit(`${v}.feedback.incorrect`, c.feedback.incorrect);
+    for (const field of REGRESSION_FEEDBACK) visit(`${v}.feedback.${field}`, c.feedback[field] ?? 0);
     for (const [k, n] of Object.entries(c.classes)) visit(`${v}.class.${k}`, n);
     visit(`${v}.shadow.agree`, c.shadow.agree);
     visit(`${v}.shadow.disagree`, c.shadow.disagree);
@@ -362,6 +387,12 @@ function diffCounters(later: VersionCounters, earlier: VersionCounters): Version
     feedback: {
       correct: increase(later.feedback.correct, earlier.feedback.correct),
       incorrect: increase(later.feedback.incorrect, earlier.feedback.incorrect),
+      ...Object.fromEntries(
+        REGRESSION_FEEDBACK.filter((f) => later.feedback[f] !== undefined).map((f) => [
+          f,
+          increase(later.feedback[f]!, earlier.feedback[f] ?? 0),
+        ]),
+      ),
     },
     classes: diffRecord(later.classes, earlier.classes),
     shadow: {

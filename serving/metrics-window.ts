@@ -2,9 +2,10 @@ import { compareLabels, type Bucket, type HistogramCounts, type MetricsSnapshot 
 
 /**
  * A window's numbers per version (the difference of two snapshots, see serving/metrics-snapshot.ts):
- * what thresholds are checked against — error rate, p50/p90/p99 latency, online accuracy from
- * feedback, the predicted-class counts, shadow agreement. Pure functions, like the snapshots; the
- * window types live here, on the serving side, and the workflows import them as types only.
+ * what thresholds are checked against — error rate, p50/p90/p99 latency, online accuracy (or a
+ * regression's online error) from feedback, the predicted-class counts, shadow agreement. Pure
+ * functions, like the snapshots; the window types live here, on the serving side, and the
+ * workflows import them as types only.
  */
 
 /**
@@ -79,7 +80,19 @@ export interface VersionWindow {
   p99Ms: number | null;
   /** Absent in measurements taken before it was recorded: then p99 is the only quantile. */
   p90Ms?: number | null;
-  feedback: { labelled: number; correct: number; accuracy: number | null };
+  /**
+   * A classifier's labelled rows and accuracy; a regression's rows with true values and its error
+   * over them (MAE, RMSE; null without any). The regression fields are absent from windows measured
+   * before they were recorded.
+   */
+  feedback: {
+    labelled: number;
+    correct: number;
+    accuracy: number | null;
+    values?: number;
+    mae?: number | null;
+    rmse?: number | null;
+  };
   /** Predicted-class counts, index = class (see windowStats for the order). */
   classCounts: number[];
 }
@@ -135,6 +148,7 @@ export function windowStats(
   for (const v of Object.keys(window.versions).sort(compareLabels)) {
     const c = window.versions[v]!;
     const labelled = c.feedback.correct + c.feedback.incorrect;
+    const values = c.feedback.values ?? 0;
     const shadowAnswers = c.shadow.agree + c.shadow.disagree;
     out[v] = {
       requests: c.requests,
@@ -147,6 +161,9 @@ export function windowStats(
         labelled,
         correct: c.feedback.correct,
         accuracy: labelled > 0 ? c.feedback.correct / labelled : null,
+        values,
+        mae: values > 0 ? (c.feedback.absoluteError ?? 0) / values : null,
+        rmse: values > 0 ? Math.sqrt(Math.max(0, c.feedback.squaredError ?? 0) / values) : null,
       },
       classCounts: classLabels.map((l) => c.classes[l] ?? 0),
       classLabels,

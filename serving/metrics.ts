@@ -93,6 +93,30 @@ export class ServingMetrics {
     ['model', 'version'],
   );
 
+  readonly feedbackValues = this.counter(
+    METRIC.feedbackValues,
+    'True values of regression predictions received as feedback, by model and version',
+    ['model', 'version'],
+  );
+
+  readonly feedbackAbsoluteError = this.counter(
+    METRIC.feedbackAbsoluteError,
+    'Sum of |true − predicted| over the regression feedback, by model and version (÷ values = MAE)',
+    ['model', 'version'],
+  );
+
+  readonly feedbackSquaredError = this.counter(
+    METRIC.feedbackSquaredError,
+    'Sum of (true − predicted)² over the regression feedback, by model and version (÷ values, √ = RMSE)',
+    ['model', 'version'],
+  );
+
+  readonly onlineError = this.gauge(
+    METRIC.onlineError,
+    "A regression's error over its most recent feedback (the feedback window), by measure (mae, rmse)",
+    ['model', 'version', 'measure'],
+  );
+
   readonly shadow = this.counter(
     METRIC.shadow,
     'Copies of requests sent to a shadow version, by model, shadow version and outcome ' +
@@ -105,6 +129,13 @@ export class ServingMetrics {
     'Time a shadow version took to answer a copied request',
     ['model', 'version'],
     LATENCY_BUCKETS,
+  );
+
+  readonly outOfVocabulary = this.counter(
+    METRIC.outOfVocabulary,
+    'Record values whose category was not in the training vocabulary (answered through the out-of-vocabulary ' +
+      'slot), by model and column',
+    ['model', 'column'],
   );
 
   constructor() {

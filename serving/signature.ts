@@ -1,5 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { z } from 'zod';
+import type { RecordInputs } from './records';
 
 /**
  * A version's signature, read from the layers model itself so that any tfjs layers model
@@ -34,6 +35,8 @@ export interface Signature {
    * the label of each column, from gantry.json's classNames or the column index.
    */
   classLabels?: string[];
+  /** Present when the version takes raw records (a tabular preprocessing.json): REST/gRPC encode them. */
+  records?: RecordInputs;
 }
 
 /** What Gantry's publish step writes beside the model; every field optional (plain tfjs models have none). */

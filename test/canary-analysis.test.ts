@@ -129,3 +129,39 @@ describe('the rollout spec', () => {
     expect(RolloutSpecSchema.safeParse({ analysisInterval: 'soon' }).success).toBe(false);
   });
 });
+
+describe('judgeCanary on a regression (online error from feedback values)', () => {
+  const regression = (rmse: number, values = 100): VersionWindow => ({
+    ...window(),
+    feedback: { labelled: 0, correct: 0, accuracy: null, values, mae: rmse * 0.8, rmse },
+    classCounts: [],
+  });
+  const t = RolloutThresholdsSchema.parse({ minFeedback: 50, maxOnlineError: 4, maxOnlineErrorIncrease: 0.1 });
+
+  it('passes a canary whose RMSE is within the limit and near the champion, without judging accuracy', () => {
+    const j = judgeCanary(regression(3.1), regression(3.0), t, 100);
+    expect(j.breaches).toEqual([]);
+    expect(j.passed.join('\n')).toMatch(
+      /online RMSE 3.100 \(max 4\)[\s\S]*online RMSE 3.100 vs champion 3.000: \+3.33 %/,
+    );
+    expect(j.pending.join('\n')).not.toMatch(/accuracy/);
+  });
+
+  it('breaches an absolute RMSE over the limit and an increase over the champion', () => {
+    expect(judgeCanary(regression(4.5), regression(4.4), t, 100).breaches.join('\n')).toMatch(
+      /online RMSE 4.500 \(max 4\)/,
+    );
+    expect(judgeCanary(regression(3.6), regression(3.0), t, 100).breaches.join('\n')).toMatch(
+      /online RMSE 3.600 vs champion 3.000: \+20.00 % \(max \+10.00 %\)/,
+    );
+  });
+
+  it('waits for enough values, from the canary and from the champion', () => {
+    expect(judgeCanary(regression(9, 10), regression(3.0), t, 100).pending.join('\n')).toMatch(
+      /online error: 10 of 50 canary predictions with true values/,
+    );
+    const j = judgeCanary(regression(3.5), regression(3.0, 5), t, 100);
+    expect(j.breaches).toEqual([]);
+    expect(j.pending.join('\n')).toMatch(/online error against the champion: 5 of 50/);
+  });
+});

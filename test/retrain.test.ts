@@ -73,6 +73,10 @@ describe('the retrain workflow on a slice of Fashion-MNIST', () => {
     expect(modelJson.format).toBe('layers-model');
     const metadata = JSON.parse(await readFile(path.join(entry.publishedPath!, 'gantry.json'), 'utf8'));
     expect(metadata).toMatchObject({ model: spec.model.name, version: 1, runId: handle.workflowId });
+    // An image dataset: the version says what the server checks and which classes it names.
+    const preprocessing = JSON.parse(await readFile(path.join(entry.publishedPath!, 'preprocessing.json'), 'utf8'));
+    expect(preprocessing).toMatchObject({ kind: 'image', height: 28, width: 28, channels: 1 });
+    expect(preprocessing.label.classes).toHaveLength(10);
 
     const progress = await handle.query(progressQuery);
     expect(progress.status).toBe('completed');

@@ -618,6 +618,19 @@ export interface PublishInput {
   evaluation: EvaluationResult;
   /** Move the deployment alias to the version now (no rollout); absent = true. */
   moveAlias?: boolean;
+  /**
+   * What the served model takes and answers, from the DatasetRef: published as the version's
+   * preprocessing.json (the dataset's own for tabular data, else built from the image shape and
+   * classes). Absent (a run started before this field existed): the version has none.
+   */
+  dataset?: PublishedDataset;
+}
+
+export interface PublishedDataset {
+  task: 'classification' | 'regression';
+  featureShape: number[];
+  classNames: string[];
+  preprocessingUri: string | null;
 }
 
 export interface RunResult {

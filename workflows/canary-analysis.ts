@@ -80,6 +80,11 @@ export function judgeCanary(
     }
   }
 
+  // A regression's feedback is values: its online error is judged, and accuracy does not apply.
+  if ((canary.feedback.values ?? 0) > 0 || (champion?.feedback.values ?? 0) > 0) {
+    judgeOnlineError(canary, champion, t, check, j.pending);
+    return j;
+  }
   const accuracy = canary.feedback.accuracy;
   if (accuracy === null || canary.feedback.labelled < t.minFeedback) {
     j.pending.push(`online accuracy: ${canary.feedback.labelled} of ${t.minFeedback} labelled canary predictions`);
@@ -102,6 +107,40 @@ export function judgeCanary(
     }
   }
   return j;
+}
+
+/** A regression's online RMSE (from feedback values): absolute, and relative to the champion's. */
+function judgeOnlineError(
+  canary: VersionWindow,
+  champion: VersionWindow | null,
+  t: RolloutThresholds,
+  check: (ok: boolean, text: string) => void,
+  pending: string[],
+): void {
+  const values = canary.feedback.values ?? 0;
+  const rmse = canary.feedback.rmse ?? null;
+  if (rmse === null || values < t.minFeedback) {
+    pending.push(`online error: ${values} of ${t.minFeedback} canary predictions with true values`);
+    return;
+  }
+  if (t.maxOnlineError !== undefined)
+    check(rmse <= t.maxOnlineError, `online RMSE ${rmse.toPrecision(4)} (max ${t.maxOnlineError})`);
+  const reference = champion?.feedback;
+  const championRmse = reference?.rmse ?? null;
+  if (championRmse === null || (reference?.values ?? 0) < t.minFeedback) {
+    pending.push(
+      `online error against the champion: ${reference?.values ?? 0} of ${t.minFeedback} champion predictions ` +
+        'with true values',
+    );
+    return;
+  }
+  // A perfect champion (RMSE 0) leaves no ratio: any error of the canary is an increase.
+  const increase = championRmse > 0 ? (rmse - championRmse) / championRmse : rmse > 0 ? Infinity : 0;
+  check(
+    increase <= t.maxOnlineErrorIncrease,
+    `online RMSE ${rmse.toPrecision(4)} vs champion ${championRmse.toPrecision(4)}: ` +
+      `${increase >= 0 ? '+' : '−'}${pct(Math.abs(increase))} (max +${pct(t.maxOnlineErrorIncrease)})`,
+  );
 }
 
 /**

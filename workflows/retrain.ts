@@ -283,6 +283,12 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
           modelUri: trained.modelUri,
           evaluation,
           moveAlias: rolloutSpec === null,
+          dataset: {
+            task: dataset.task,
+            featureShape: dataset.featureShape,
+            classNames: dataset.classNames,
+            preprocessingUri: dataset.preprocessingUri,
+          },
         }),
       )
     ).publishedPath;

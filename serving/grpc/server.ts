@@ -8,11 +8,13 @@ import { asServingError, grpcStatusOf, invalidArgument, ServingError } from '../
 import { checkSignatureName, type Answer, type CallContext, type Inference, type Target } from '../inference';
 import type { VersionManager } from '../manager';
 import type { Api } from '../metrics';
+import { recordOutputNames } from '../records';
 import type { Router } from '../router';
 import { rowSize, type Signature } from '../signature';
 import { allocate, type DenseTensor } from '../tensors';
 import { loadServingProtos, SIGNATURE_DEF_MAP_TYPE_URL } from './protos';
 import { readPredictRequest, WirePredictRequest, wireInputs, writePredictResponse } from './predict-wire';
+import { recordOutputTensors, recordsFromTensors } from './record-tensors';
 import { decodePredictInputs, encodeTensorProto } from './tensor-proto';
 import { REQUEST_ID_HEADER, VERSION_HEADER } from '../rest/headers';
 
@@ -219,8 +221,23 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
     return metadata;
   };
 
-  /** A general (proto-loader) request's inputs as the signature's tensors, every check naming its field. */
-  const predictInputs = (request: PredictRequest, signature: Signature): DenseTensor[] => {
+  /**
+   * A general (proto-loader) request's inputs as the signature's tensors, every check naming its field.
+   * A version that takes raw records reads named column tensors (record-tensors.ts) and marks `call`.
+   */
+  const predictInputs = (request: PredictRequest, signature: Signature, call: { records: boolean }): DenseTensor[] => {
+    const records = signature.records;
+    if (records && Object.keys(request.inputs).some((k) => !signature.inputs.some((s) => s.key === k))) {
+      const names = recordOutputNames(records);
+      for (const name of request.output_filter ?? []) {
+        if (!names.includes(name))
+          throw invalidArgument(`output_filter: "${name}" is not an output (${names.map((n) => `"${n}"`).join(', ')})`);
+      }
+      const encoded = recordsFromTensors(request.inputs, records, inference.maxRows);
+      inference.countOutOfVocabulary(request.model_spec?.name ?? '', encoded.outOfVocabulary);
+      call.records = true;
+      return encoded.inputs;
+    }
     const tensors = decodePredictInputs(request.inputs, signature, inference.maxRows);
     for (const name of request.output_filter ?? []) {
       if (!signature.outputs.some((s) => s.key === name))
@@ -236,6 +253,18 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
       return !filter || filter.has(key) ? [{ key, tensor }] : [];
     });
   };
+  const recordsResponse = (answer: Answer, outputFilter: readonly string[] | undefined) => ({
+    model_spec: {
+      name: answer.model,
+      version: { value: String(answer.version) },
+      signature_name: answer.signature.name,
+    },
+    outputs: recordOutputTensors(
+      answer.signature.records!,
+      answer.outputs[0]!,
+      outputFilter?.length ? new Set(outputFilter) : undefined,
+    ),
+  });
   const predictResponse = (answer: Answer, kept: { key: string; tensor: DenseTensor }[]) => ({
     model_spec: {
       name: answer.model,
@@ -265,16 +294,24 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
         const wire = raw;
         const target = wireTarget(wire);
         if (target) {
+          const state = { records: false };
+          let general: PredictRequest | undefined;
           const answer = await inference.run(
             target,
             context(call, 'predict'),
             (signature) =>
               wireInputs(wire, signature, inference.maxRows) ??
               predictInputs(
-                parse(PredictRequestSchema, protos.decodePredictRequest(Buffer.from(wire.bytes))),
+                (general = parse(PredictRequestSchema, protos.decodePredictRequest(Buffer.from(wire.bytes)))),
                 signature,
+                state,
               ),
           );
+          if (state.records)
+            return {
+              response: recordsResponse(answer, general?.output_filter),
+              metadata: answerMetadata(answer.version, answer.requestId),
+            };
           const kept = keptOutputs(answer, wire.outputFilter);
           const response =
             writePredictResponse(answer.model, answer.version, answer.signature.name, kept) ??
@@ -285,11 +322,14 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
       }
       const request = parse(PredictRequestSchema, raw);
       const target = targetOf(request.model_spec);
+      const state = { records: false };
       const answer = await inference.run(target, context(call, 'predict'), (signature) =>
-        predictInputs(request, signature),
+        predictInputs(request, signature, state),
       );
       return {
-        response: predictResponse(answer, keptOutputs(answer, request.output_filter)),
+        response: state.records
+          ? recordsResponse(answer, request.output_filter)
+          : predictResponse(answer, keptOutputs(answer, request.output_filter)),
         metadata: answerMetadata(answer.version, answer.requestId),
       };
     }),

@@ -1,16 +1,18 @@
 import type { FastifyReply } from 'fastify';
 import type { Answer } from '../inference';
+import { recordAnswers, type RecordAnswer } from '../records';
 import { toColumnar, toPredictions } from '../tensors';
 import { REQUEST_ID_HEADER, VERSION_HEADER } from './headers';
 
 /**
  * The one reply builder for model calls. TF Serving's JSON shapes: `predictions` (row format: the
  * request had `instances`), `outputs` (columnar: it had `inputs`, or it was a binary body that did
- * not ask for protobuf back) or :classify's `results`; each names the version that answered and
- * the request id, in the body and in the headers.
+ * not ask for protobuf back) or :classify's `results`; a request of raw records is answered per record
+ * with `{"scores": […], "class": "…"}` (a classifier) or `{"value": …}` (a regression); each names
+ * the version that answered and the request id, in the body and in the headers.
  */
 
-export type ReplyFormat = 'row' | 'columnar' | 'classify';
+export type ReplyFormat = 'row' | 'columnar' | 'classify' | 'records-row' | 'records-columnar';
 
 /** The answer's version and request id as headers (a protobuf answer has them only there). */
 export function answerHeaders(reply: FastifyReply, answer: Answer): void {
@@ -34,7 +36,19 @@ export function answerReply(reply: FastifyReply, answer: Answer, format: ReplyFo
       return { outputs: toColumnar(answer.outputs, outputKeys(answer)), ...ids };
     case 'classify':
       return { results: classifyResults(answer), ...ids };
+    case 'records-row':
+      return { predictions: recordAnswers(answer.signature.records!, answer.outputs[0]!), ...ids };
+    case 'records-columnar':
+      return { outputs: recordColumns(recordAnswers(answer.signature.records!, answer.outputs[0]!)), ...ids };
   }
+}
+
+/** Records' answers in the columnar form: `{"scores": [[…]], "class": […]}` or `{"value": […]}`. */
+function recordColumns(answers: RecordAnswer[]): Record<string, unknown[]> {
+  if (answers.length > 0 && 'value' in answers[0]!)
+    return { value: answers.map((a) => (a as { value: number }).value) };
+  const rows = answers as { scores: number[]; class: string }[];
+  return { scores: rows.map((a) => a.scores), class: rows.map((a) => a.class) };
 }
 
 /** Per row, [label, score] for every class, in the model's class order. */

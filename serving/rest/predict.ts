@@ -12,6 +12,7 @@ import { JsonText, jsonParser } from './bodies';
 import { ClassifyBodySchema, classifyInputs } from './classify-body';
 import { scanDensePredictBody, type DenseJsonBody } from './dense-json';
 import { header, PROTOBUF, REQUEST_ID_HEADER } from './headers';
+import { isRecordRequest, recordsFromColumns, recordsFromInstances } from '../records';
 import { parseModelPath, type ModelPath } from './paths';
 import { answerReply, type ReplyFormat } from './predict-reply';
 
@@ -103,7 +104,18 @@ export const predictRoutes: FastifyPluginAsync<PredictRoutesOptions> = async (ap
       const body = parseBody(PredictBodySchema, request.body, 'body');
       target.signatureName = body.signature_name;
       format = body.instances !== undefined ? 'row' : 'columnar';
-      decode = (signature) => parsePredictBody(body, signature, inference.maxRows).inputs;
+      decode = (signature) => {
+        if (!signature.records || !isRecordRequest(body.instances ?? body.inputs, signature))
+          return parsePredictBody(body, signature, inference.maxRows).inputs;
+        // Raw records (the version has a tabular preprocessing.json): encoded as at training time.
+        const encoded =
+          body.instances !== undefined
+            ? recordsFromInstances(body.instances, signature.records, inference.maxRows)
+            : recordsFromColumns(body.inputs, signature.records, inference.maxRows);
+        inference.countOutOfVocabulary(path.model, encoded.outOfVocabulary);
+        format = body.instances !== undefined ? 'records-row' : 'records-columnar';
+        return encoded.inputs;
+      };
     } else {
       const body = parseBody(ClassifyBodySchema, request.body, 'body');
       target.signatureName = body.signature_name;
