@@ -43,7 +43,7 @@ export async function prepareTraining(
     preprocessing: await loadDatasetPreprocessing(deps, dataset),
   };
   const build = () => buildModel(tf, spec.model.architecture, architectureInput, spec.model.options);
-  const backend = await selectTrainingBackend(build, dataset.featureShape, dataset.numClasses);
+  const backend = await selectTrainingBackend(build, dataset.featureShape);
 
   let trainSplit, validationSplit;
   try {

@@ -159,21 +159,18 @@ export async function activeBackend(): Promise<BackendReport> {
 export async function selectTrainingBackend(
   build: () => tfType.LayersModel,
   featureShape: number[],
-  numClasses: number,
 ): Promise<BackendReport> {
   const selected = await selectBackend();
+  // The loss is a plain mean square of the output: what is probed is the model's own kernels and
+  // their gradients, which do not depend on the task's loss (a regression has no classes to one-hot).
   const probe = () => {
     const model = build();
     try {
       tf.tidy(() => {
         const xs = tf.zeros([2, ...featureShape]);
-        const ys = tf.oneHot(tf.tensor1d([0, 1], 'int32'), numClasses);
         const variables = model.trainableWeights.map((w) => w.read() as tfType.Variable);
         const { value, grads } = tf.variableGrads(
-          () =>
-            tf.mean(
-              tf.metrics.categoricalCrossentropy(ys, model.apply(xs, { training: true }) as tfType.Tensor),
-            ) as tfType.Scalar,
+          () => tf.mean(tf.square(model.apply(xs, { training: true }) as tfType.Tensor)) as tfType.Scalar,
           variables,
         );
         tf.dispose([value, ...Object.values(grads)]);
