@@ -1,7 +1,17 @@
-import { architectureNames, getArchitecture } from '../training/architectures';
-import { dataSourceNames } from '../data/sources';
+import type { z } from 'zod';
+import {
+  ARCHITECTURES,
+  architectureNames,
+  getArchitecture,
+  registerArchitecture,
+  type Architecture,
+  type ArchitectureName,
+} from '../training/architectures';
+import { dataSourceNames, registerDataSource } from '../data/sources';
 import { fieldPath, issueLines } from '../validation/issues';
-import { PipelineSpecSchema, type PipelineInput, type PipelineSpec } from './spec';
+import type { ArchitectureDefinition, DataSourceDefinition, StepDefinition } from './project';
+import { getStep, registerStep, stepNames } from './registry';
+import { PipelineSpecSchema, type PipelineInput, type PipelineSpec, type StepPlacement } from './spec';
 
 export interface SpecIssue {
   /** Dotted path of the bad field, e.g. `train.epochs`. */
@@ -49,7 +59,35 @@ function registryIssues(input: unknown): SpecIssue[] {
       }
     }
   }
+  const placements = (input as { steps?: unknown } | undefined)?.steps;
+  if (Array.isArray(placements)) {
+    placements.forEach((placement: { name?: unknown }, i) => {
+      const name = placement?.name;
+      if (typeof name === 'string' && getStep(name) === undefined) {
+        const known = stepNames();
+        issues.push({
+          path: `steps.${i}.name`,
+          message: `unknown step "${name}"; known: ${known.length > 0 ? known.join(', ') : '(none registered)'}`,
+        });
+      }
+    });
+  }
   return issues;
+}
+
+/**
+ * A placement's pool, timeout and retries default to its step's own: filled in here, at submission, so the
+ * workflow has them as data and never needs the project's code.
+ */
+function withStepDefaults(placement: StepPlacement): StepPlacement {
+  const step = getStep(placement.name);
+  if (!step) return placement;
+  return {
+    ...placement,
+    pool: placement.pool ?? step.pool,
+    timeout: placement.timeout ?? step.timeout,
+    retries: placement.retries ?? step.retries,
+  };
 }
 
 /** Validates a spec (shape, ranges, registry names) and fills in defaults; throws PipelineSpecError. */
@@ -60,10 +98,90 @@ export function validatePipeline(input: unknown): PipelineSpec {
     : parsed.error.issues.map((i) => ({ path: pathOf(i.path), message: i.message }));
   issues.push(...registryIssues(input));
   if (issues.length > 0 || !parsed.success) throw new PipelineSpecError(issues);
-  return parsed.data;
+  return { ...parsed.data, steps: parsed.data.steps.map(withStepDefaults) };
 }
 
-/** The authoring entry point: `export default definePipeline({ ... })`. */
-export function definePipeline(input: PipelineInput): PipelineSpec {
-  return validatePipeline(input);
+/** Names of the sources Gantry ships (autocompleted; a project's own are any other string). */
+export type BuiltInDataSourceName =
+  | 'fashion-mnist'
+  | 'idx'
+  | 'csv'
+  | 'jsonl'
+  | 'json'
+  | 'parquet'
+  | 'arrow'
+  | 'image-folder';
+
+type ModelInput = PipelineInput['model'];
+type DataInput = PipelineInput['data'];
+type PlacementInput = NonNullable<PipelineInput['steps']>[number];
+
+/** A built-in architecture by name, its options typed by its own schema. */
+type BuiltInModel = {
+  [K in ArchitectureName]: Omit<ModelInput, 'architecture' | 'options'> & {
+    architecture: K;
+    options?: z.input<(typeof ARCHITECTURES)[K]['options']>;
+  };
+}[ArchitectureName];
+
+/** The project's own architecture, given as its definition: its options are typed by its schema. */
+// biome-ignore lint/suspicious/noExplicitAny: any architecture's options schema
+type DefinedModel<O extends z.ZodType = any> = Omit<ModelInput, 'architecture' | 'options'> & {
+  architecture: ArchitectureDefinition<O>;
+  options?: z.input<O>;
+};
+
+/** Any registered architecture by name (a project's own, registered by its project file). */
+type NamedModel = Omit<ModelInput, 'architecture'> & { architecture: ArchitectureName | (string & {}) };
+
+/** A step placed by its definition (`{ step: qualityGate, at: 'after-ingest' }`) rather than by name. */
+type DefinedPlacement = Omit<PlacementInput, 'name'> & { step: StepDefinition };
+
+/**
+ * What an author writes: the spec's fields, where an architecture, a data source or a step may be given as its
+ * definition object instead of its name. definePipeline registers those and keeps only their names, so the spec
+ * it returns is plain data.
+ */
+export type PipelineDefinitionInput<O extends z.ZodType = z.ZodType> = Omit<
+  PipelineInput,
+  'model' | 'data' | 'steps'
+> & {
+  data: Omit<DataInput, 'source'> & { source: BuiltInDataSourceName | (string & {}) | DataSourceDefinition };
+  model: BuiltInModel | DefinedModel<O> | NamedModel;
+  steps?: Array<PlacementInput | DefinedPlacement>;
+};
+
+/** Replaces definition objects by their names, registering each (the project file registers them again: same object). */
+function toPlainInput(input: PipelineDefinitionInput): PipelineInput {
+  const { data, model, steps, ...rest } = input;
+  const source = data?.source;
+  if (source !== null && typeof source === 'object') registerDataSource(source);
+  const architecture = model?.architecture;
+  if (architecture !== null && typeof architecture === 'object') {
+    registerArchitecture(architecture.name, architecture as unknown as Architecture);
+  }
+  const placements = steps?.map((placement) => {
+    if (!('step' in placement)) return placement;
+    const { step, ...where } = placement;
+    registerStep(step);
+    return { name: step.name, ...where };
+  });
+  return {
+    ...rest,
+    data: { ...data, source: typeof source === 'object' && source !== null ? source.name : source },
+    model: {
+      ...model,
+      architecture: typeof architecture === 'object' && architecture !== null ? architecture.name : architecture,
+    } as ModelInput,
+    ...(placements ? { steps: placements } : {}),
+  };
+}
+
+/**
+ * The authoring entry point: `export default definePipeline({ ... })`. Architectures, data sources and steps are
+ * named (built-ins autocomplete) or given as their definitions; an unknown name or a bad field throws
+ * PipelineSpecError listing every issue and the known names.
+ */
+export function definePipeline<O extends z.ZodType>(input: PipelineDefinitionInput<O>): PipelineSpec {
+  return validatePipeline(toPlainInput(input as PipelineDefinitionInput));
 }

@@ -8,13 +8,19 @@ import type { GantryHome } from '../control/home';
 import { PROJECT_ROOT } from '../control/temporal-binary';
 import { taskQueueOf, type Pool } from '../control/task-queues';
 import type { TemporalTarget } from '../control/temporal-env';
+import type { LoadedProject } from '../pipelines/load-project';
+import { projectWorkflowsEntry, stepActivitiesFor } from './project';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
-function gitCommit(): string | null {
+/** The commit of the code that runs: the user's project's when there is one, else Gantry's. */
+function gitCommit(project: LoadedProject | null): string | null {
   if (process.env.GANTRY_GIT_COMMIT) return process.env.GANTRY_GIT_COMMIT;
   try {
-    return execFileSync('git', ['rev-parse', 'HEAD'], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'ignore'] })
+    return execFileSync('git', ['rev-parse', 'HEAD'], {
+      cwd: project?.dir ?? PROJECT_ROOT,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    })
       .toString()
       .trim();
   } catch {
@@ -38,19 +44,26 @@ export interface PoolWorker {
 
 /**
  * One worker of one pool. The control pool runs the workflows and the light activities; the
- * train pool runs only training, with one slot per device. More capacity = more of these
- * processes, on any host, polling the same task queue.
+ * train pool runs only training, with one slot per device; a pool a project's steps name runs
+ * only those steps. Each also runs the project's steps placed on its pool. More capacity = more
+ * of these processes, on any host, polling the same task queue.
  */
-export async function createPoolWorker(pool: Pool, target: TemporalTarget, home: GantryHome): Promise<PoolWorker> {
+export async function createPoolWorker(
+  pool: string,
+  target: TemporalTarget,
+  home: GantryHome,
+  project: LoadedProject | null = null,
+): Promise<PoolWorker> {
   const nativeConnection = await connectWorker(target);
   const { client, connection: clientConnection } = await connectClient(target);
   const deps: ActivityDeps = {
     client,
     store: new FileArtifactStore(home.artifactsDir),
     home,
-    gitCommit: gitCommit(),
+    gitCommit: gitCommit(project),
   };
-  const taskQueue = taskQueueOf(pool);
+  const taskQueue = taskQueueOf(pool as Pool);
+  const steps = await stepActivitiesFor(pool, project, deps);
   const common: Partial<WorkerOptions> = { connection: nativeConnection, namespace: target.namespace, taskQueue };
   const bundlePath = process.env.GANTRY_WORKFLOW_BUNDLE;
   const options: WorkerOptions =
@@ -58,19 +71,27 @@ export async function createPoolWorker(pool: Pool, target: TemporalTarget, home:
       ? {
           ...common,
           taskQueue,
-          activities: createControlActivities(deps),
+          activities: { ...createControlActivities(deps), ...steps },
           // A prebuilt bundle (tests, containers) skips the seconds webpack takes at start-up.
-          ...(bundlePath ? { workflowBundle: { codePath: bundlePath } } : { workflowsPath: WORKFLOWS_PATH }),
+          ...(bundlePath
+            ? { workflowBundle: { codePath: bundlePath } }
+            : {
+                workflowsPath: project?.workflowsPath
+                  ? await projectWorkflowsEntry(WORKFLOWS_PATH, project, home)
+                  : WORKFLOWS_PATH,
+              }),
         }
-      : {
-          ...common,
-          taskQueue,
-          activities: createTrainActivities(deps),
-          maxConcurrentActivityTaskExecutions: trainSlots(),
-          // Heartbeats carry progress and bring back cancellation: send them every few seconds
-          // rather than the SDK's default of 80% of the heartbeat timeout.
-          maxHeartbeatThrottleInterval: '2s',
-        };
+      : pool !== 'train'
+        ? { ...common, taskQueue, activities: steps, maxHeartbeatThrottleInterval: '2s' }
+        : {
+            ...common,
+            taskQueue,
+            activities: { ...createTrainActivities(deps), ...steps },
+            maxConcurrentActivityTaskExecutions: trainSlots(),
+            // Heartbeats carry progress and bring back cancellation: send them every few seconds
+            // rather than the SDK's default of 80% of the heartbeat timeout.
+            maxHeartbeatThrottleInterval: '2s',
+          };
   const worker = await Worker.create(options);
   return {
     worker,
