@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker, type WorkerOptions } from '@temporalio/worker';
+import { Worker, type BundleOptions, type WorkerOptions } from '@temporalio/worker';
 import { createControlActivities, createTrainActivities, type ActivityDeps } from '../activities';
 import { FileArtifactStore } from '../artifacts/store';
 import { connectClient, connectWorker } from '../control/connect';
@@ -12,6 +13,20 @@ import type { LoadedProject } from '../pipelines/load-project';
 import { projectWorkflowsEntry, stepActivitiesFor } from './project';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+
+/**
+ * The SDK's bundler compiles TypeScript outside node_modules only; Gantry installed as a project's dependency is
+ * TypeScript inside node_modules, so its own folder is let through (every other package there ships JavaScript).
+ */
+function compileGantryTypeScript(config: WebpackConfiguration): WebpackConfiguration {
+  const gantryRoot = `${PROJECT_ROOT}${path.sep}`;
+  for (const rule of config.module?.rules ?? []) {
+    if (rule && typeof rule === 'object' && String(rule.test) === String(/\.ts$/)) {
+      rule.exclude = (file: string) => /node_modules/.test(file) && !file.startsWith(gantryRoot);
+    }
+  }
+  return config;
+}
 
 /** The commit of the code that runs: the user's project's when there is one, else Gantry's. */
 function gitCommit(project: LoadedProject | null): string | null {
@@ -35,6 +50,8 @@ function trainSlots(): number {
     throw new Error(`GANTRY_TRAIN_SLOTS must be a positive integer, got "${process.env.GANTRY_TRAIN_SLOTS}"`);
   return value;
 }
+
+type WebpackConfiguration = Parameters<NonNullable<BundleOptions['webpackConfigHook']>>[0];
 
 export interface PoolWorker {
   worker: Worker;
@@ -76,6 +93,7 @@ export async function createPoolWorker(
           ...(bundlePath
             ? { workflowBundle: { codePath: bundlePath } }
             : {
+                bundlerOptions: { webpackConfigHook: compileGantryTypeScript },
                 workflowsPath: project?.workflowsPath
                   ? await projectWorkflowsEntry(WORKFLOWS_PATH, project, home)
                   : WORKFLOWS_PATH,
