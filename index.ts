@@ -36,3 +36,5 @@ export {
   type StepPoint,
 } from './pipelines/spec';
 export type { ArchitectureName } from './training/architectures';
+/** The zod Gantry validates with, for architectures' option schemas: the same version as Gantry's own. */
+export { z } from 'zod';

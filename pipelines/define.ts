@@ -151,7 +151,7 @@ export type PipelineDefinitionInput<O extends z.ZodType = z.ZodType> = Omit<
   steps?: Array<PlacementInput | DefinedPlacement>;
 };
 
-/** Replaces definition objects by their names, registering each (the project file registers them again: same object). */
+/** Replaces definition objects by their names, registering each (a project file registers the same objects again). */
 function toPlainInput(input: PipelineDefinitionInput): PipelineInput {
   const { data, model, steps, ...rest } = input;
   const source = data?.source;
