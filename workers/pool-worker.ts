@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker, type BundleOptions, type WorkerOptions } from '@temporalio/worker';
@@ -14,17 +15,30 @@ import { projectWorkflowsEntry, stepActivitiesFor } from './project';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
+/** The node_modules folder Gantry's own @temporalio/workflow is in. */
+const WORKFLOW_SDK_MODULES = path.resolve(
+  path.dirname(createRequire(import.meta.url).resolve('@temporalio/workflow/package.json')),
+  '..',
+  '..',
+);
+
 /**
  * The SDK's bundler compiles TypeScript outside node_modules only; Gantry installed as a project's dependency is
  * TypeScript inside node_modules, so its own folder is let through (every other package there ships JavaScript).
+ * The bundle's generated entry (next to a project's workflows entry, under GANTRY_HOME) resolves the SDK from
+ * wherever that is, so Gantry's node_modules is a fallback for module resolution.
  */
-function compileGantryTypeScript(config: WebpackConfiguration): WebpackConfiguration {
+export function compileGantryTypeScript(config: WebpackConfiguration): WebpackConfiguration {
   const gantryRoot = `${PROJECT_ROOT}${path.sep}`;
   for (const rule of config.module?.rules ?? []) {
     if (rule && typeof rule === 'object' && String(rule.test) === String(/\.ts$/)) {
       rule.exclude = (file: string) => /node_modules/.test(file) && !file.startsWith(gantryRoot);
     }
   }
+  config.resolve = {
+    ...config.resolve,
+    modules: [...(config.resolve?.modules ?? ['node_modules']), WORKFLOW_SDK_MODULES],
+  };
   return config;
 }
 

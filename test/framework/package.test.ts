@@ -82,7 +82,7 @@ afterAll(async () => {
 });
 
 describe('the npm package', () => {
-  it('installs from its tarball outside the repository, scaffolds a project and gives it type declarations', async () => {
+  it('installs from its tarball outside the repository, scaffolds a project, gives it type declarations', async () => {
     const packed = await run('npm', ['pack', '--pack-destination', work], PROJECT_ROOT, env);
     expect(packed.code, packed.output).toBe(0);
     const tarball = path.join(work, packed.output.trim().split('\n').at(-1)!.trim());

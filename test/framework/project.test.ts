@@ -10,7 +10,9 @@ import { loadPipeline, PipelineSpecError, validatePipeline } from '../../pipelin
 import { findProjectFile, loadProject, ProjectError, type LoadedProject } from '../../pipelines/load-project';
 import { stepNames } from '../../pipelines/registry';
 import { architectureNames, getArchitecture } from '../../training/architectures';
-import { customPools } from '../../workers/project';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { compileGantryTypeScript, WORKFLOWS_PATH } from '../../workers/pool-worker';
+import { customPools, projectWorkflowsEntry } from '../../workers/project';
 import { gantry } from '../helpers/cli';
 
 /**
@@ -164,6 +166,38 @@ describe('a project file', () => {
     expect(gantryHome({ GANTRY_PROJECT: projectFile }, '/somewhere/else').root).toBe(path.join(root, '.gantry'));
     expect(gantryHome({ GANTRY_PROJECT: projectFile, GANTRY_HOME: '/srv/state' }, '/').root).toBe('/srv/state');
     expect(gantryHome({}, '/work').root).toBe('/work/.gantry');
+  });
+
+  it("bundles the project's own workflows with Gantry's for the control worker", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'gantry-project-workflows-'));
+    try {
+      await writeFile(
+        path.join(dir, 'gantry.config.ts'),
+        `import { defineProject } from '${gantryIndex}';\n` +
+          'export default defineProject({ name: "flows", workflows: "./flows" });\n',
+      );
+      await writeFile(
+        path.join(dir, 'flows.ts'),
+        'export async function approvalFlow(): Promise<string> {\n  return "ok";\n}\n',
+      );
+      const flows = await loadProject(path.join(dir, 'gantry.config.ts'));
+      expect(flows.workflowsPath).toBe(path.join(dir, 'flows.ts'));
+      const entry = await projectWorkflowsEntry(
+        WORKFLOWS_PATH,
+        flows,
+        gantryHome({ GANTRY_HOME: path.join(dir, '.gantry') }),
+      );
+      const { code } = await bundleWorkflowCode({
+        workflowsPath: entry,
+        webpackConfigHook: compileGantryTypeScript,
+        logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} },
+      });
+      // Both modules' workflows are in the one bundle.
+      expect(code).toContain('approvalFlow');
+      expect(code).toContain('retrainWorkflow');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('is loaded by the CLI: project pipelines run by name, unknown ones are refused with the known names', async () => {
