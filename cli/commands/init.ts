@@ -24,13 +24,13 @@ function packageDir(name: string): string {
   }
 }
 
-async function versionOf(name: string, fallback: string): Promise<string> {
-  try {
-    return (JSON.parse(await readFile(path.join(packageDir(name), 'package.json'), 'utf8')) as { version: string })
-      .version;
-  } catch {
-    return fallback;
-  }
+/** The versions Gantry itself is built and tested with: the generated project pins the same. */
+async function gantryVersions(): Promise<Record<string, string>> {
+  const manifest = JSON.parse(await readFile(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as {
+    dependencies?: Record<string, string>;
+    devDependencies?: Record<string, string>;
+  };
+  return { ...manifest.devDependencies, ...manifest.dependencies };
 }
 
 /** A folder name as a pipeline name: lower case, a-z 0-9 - _, starting with a letter or digit. */
@@ -54,14 +54,15 @@ export async function initCommand(dir: string, options: { name?: string; force?:
     throw new UsageError(`--name: "${name}" must be 1-63 characters of a-z, 0-9, "-" or "_"`);
   if (existsSync(target) && (await readdir(target)).length > 0 && !options.force)
     throw new UsageError(`${target} is not empty (--force writes into it, replacing the files gantry init writes)`);
+  const versions = await gantryVersions();
   const input: TemplateInput = {
     name,
     gantryDependency: `file:${PROJECT_ROOT}`,
     versions: {
-      typescript: await versionOf('typescript', '5.9.3'),
-      tsx: await versionOf('tsx', '4.23.15'),
-      zod: await versionOf('zod', '4.6.7'),
-      typesNode: await versionOf('@types/node', '20.19.43'),
+      typescript: versions.typescript ?? '5.9.3',
+      tsx: versions.tsx ?? '4.23.15',
+      zod: versions.zod ?? '4.6.7',
+      typesNode: versions['@types/node'] ?? '20.19.43',
     },
   };
   // The penguins rows ship with vega-datasets, a dependency of Gantry (its `exports` block the file: read it).
@@ -84,7 +85,7 @@ export async function initCommand(dir: string, options: { name?: string; force?:
   }
   console.log(
     `created the project ${name} in ${target}\n\n` +
-      `  cd ${path.relative(process.cwd(), target) || '.'}\n  npm install\n  npm test\n  npx gantry dev\n` +
+      `  cd ${dir}\n  npm install\n  npm test\n  npx gantry dev\n` +
       `  npx gantry run ${name} --follow    (in another terminal)`,
   );
 }
