@@ -23,6 +23,7 @@ export function createRegisterActivity(deps: ActivityDeps) {
     datasetFingerprint,
     trained,
     evaluation,
+    steps,
   }: RegisterInput): Promise<{ version: number }> {
     const spec = checkedSpec(rawSpec);
     const { taskQueue } = Context.current().info;
@@ -58,6 +59,7 @@ export function createRegisterActivity(deps: ActivityDeps) {
             parentVersion: evaluation.champion?.version ?? null,
             gitCommit: deps.gitCommit,
             backend: trained.backend.name,
+            ...(steps?.length ? { steps } : {}),
           },
           blessed: evaluation.blessed,
           reasons: evaluation.reasons,

@@ -1,4 +1,4 @@
-import type { RunResult } from '../workflows/api';
+import type { RunResult, StepRecord, StoppedRunResult } from '../workflows/api';
 
 const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
 
@@ -54,8 +54,33 @@ export function formatRunResult(result: RunResult, wallSeconds?: number): string
       `${result.dataset.counts.test} test, fingerprint ${result.dataset.fingerprint.slice(0, 12)}, ` +
       (result.dataset.drift.drifted ? `DRIFT: ${result.dataset.drift.reasons.join('; ')}` : 'no drift'),
     ...rolloutLine(result),
+    ...stepLines(result.steps ?? []),
     'reasons',
     ...result.reasons.map((r) => `  - ${r}`),
+  ];
+  if (wallSeconds !== undefined) lines.push(`took       ${wallSeconds.toFixed(1)} s end to end`);
+  return lines.join('\n');
+}
+
+/** One line per user step that ran, with what it returned (shortened). */
+function stepLines(steps: StepRecord[]): string[] {
+  return steps.map((s) => {
+    const data = JSON.stringify(s.data);
+    return `step       ${s.name} (${s.at}): ${data.length > 100 ? `${data.slice(0, 97)}...` : data}`;
+  });
+}
+
+/** The human summary of a run that a user step stopped. */
+export function formatStoppedRun(result: StoppedRunResult, wallSeconds?: number): string {
+  const { step, at, reason } = result.stopped;
+  const lines = [
+    `run        ${result.runId}`,
+    `STOPPED    by step ${step} (${at}): ${reason}`,
+    `model      ${result.model}${result.version !== null ? ` v${result.version}` : ''} — ` +
+      `${result.published ? `published to ${result.publishedPath}` : 'not published'}`,
+    `data       ${result.dataset.counts.train} train / ${result.dataset.counts.validation} validation / ` +
+      `${result.dataset.counts.test} test, fingerprint ${result.dataset.fingerprint.slice(0, 12)}`,
+    ...stepLines(result.steps),
   ];
   if (wallSeconds !== undefined) lines.push(`took       ${wallSeconds.toFixed(1)} s end to end`);
   return lines.join('\n');

@@ -13,7 +13,7 @@ import {
   rolloutStartCommand,
   rolloutStatusCommand,
 } from './commands/rollout';
-import { runCommand } from './commands/run';
+import { runNamedCommand } from './commands/run';
 import { serveCommand } from './commands/serve';
 import {
   scheduleCreateCommand,
@@ -23,7 +23,7 @@ import {
 } from './commands/schedule';
 import { workerCommand } from './commands/worker';
 import { initCommand } from './commands/init';
-import { activateProject } from '../pipelines/load-project';
+import { activateProject, projectWorkflowNames } from '../pipelines/load-project';
 import { OverlapPolicySchema } from '../pipelines/spec';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -95,8 +95,8 @@ program
 program
   .command('run <pipeline>')
   .description(
-    "start a retrain run of a pipeline (the project's or a built-in, by name, or a .ts/.json file) and wait for its " +
-      'result',
+    "start a retrain run of a pipeline (the project's or a built-in, by name, or a .ts/.json file), or a " +
+      "project's workflow by its exported name, and wait for its result",
   )
   .option('--set <path=value>', 'override a spec field, e.g. --set train.epochs=3 (repeatable)', collect, [])
   .option('--follow', 'show live progress per stage and epoch')
@@ -107,7 +107,13 @@ program
   .option('--json', 'print the result as one JSON object')
   .option('--detach', 'print the run id and return without waiting')
   .option('--id <runId>', 'workflow id for the run (default: <pipeline>-<time>-<random>)')
-  .action(action((pipeline: string, options) => runCommand(pipeline, options)));
+  .option('--arg <json>', "a project workflow's argument (JSON)")
+  .option('--pipeline <name>', "a project workflow gets this pipeline's spec and Gantry's task queues (PipelineRun)")
+  .action(
+    action(async (pipeline: string, options) =>
+      runNamedCommand(pipeline, options, { workflows: await projectWorkflowNames(await activateProject()) }),
+    ),
+  );
 
 program
   .command('status <runId>')
@@ -153,7 +159,9 @@ program
   .action(action((model: string, options) => rollbackCommand(model, options)));
 program
   .command('approve <model>')
-  .description("approve a running rollout's promotion (its spec's approval gate)")
+  .description(
+    "approve a running rollout's promotion (its spec's approval gate), or a running workflow's approval() by its id",
+  )
   .option('--reason <text>', 'recorded with the decision')
   .option('--json', 'print as JSON')
   .action(action((model: string, options) => approveCommand(model, options)));

@@ -3,12 +3,17 @@ export { DatasetError } from './errors';
 export { IDX_MAGIC, parseIdx, readIdxFile, readMaybeGzipped, resolveIdxFile, type IdxArray, type IdxKind } from './idx';
 export {
   DEFAULT_FASHION_MNIST_DIR,
+  DEFAULT_SOURCE_READ_OPTIONS,
   FASHION_MNIST_CLASS_NAMES,
   dataSourceNames,
+  findDataSource,
   getDataSource,
+  ImageShapeSchema,
   type DataSource,
+  type ImageShape,
   type RawDataset,
   type RawSplit,
+  type SourceReadOptions,
 } from './sources';
 export { computeStatistics, DatasetStatisticsSchema, type DatasetStatistics } from './statistics';
 export {
@@ -25,6 +30,8 @@ export {
   type StatisticsBaseline,
 } from './drift';
 export {
+  holdOutTest,
+  holdOutTestSplit,
   sampleIndices,
   seededPermutation,
   SPLIT_NAMES,

@@ -17,7 +17,7 @@ import {
   writeSplitShards,
   type SplitRef,
 } from './shards';
-import { getDataSource, type RawDataset } from './sources';
+import { getDataSource, ImageShapeSchema, type RawDataset } from './sources';
 import { sampleIndices, splitTrainValidation, takeExamples, type SplitName } from './split';
 import { computeStatistics, DatasetStatisticsSchema, type DatasetStatistics } from './statistics';
 import { describeIssues } from '../validation/issues';
@@ -47,6 +47,12 @@ export const IngestOptionsSchema = z.object({
    * then compares against the baseline from before the run, not against its own earlier attempt.
    */
   runId: z.string().optional(),
+  /** Image sources: the size every image is decoded and resized to (spec.data.image). */
+  image: ImageShapeSchema.optional(),
+  /** An unreadable item (e.g. an image that does not decode): fail the ingest, or skip it and count it. */
+  onMalformed: z.enum(['fail', 'skip']).default('fail'),
+  /** Sources without a test split of their own hold this share out for testing. */
+  testFraction: z.number().gt(0).lt(1).default(0.2),
 });
 export type IngestOptions = z.infer<typeof IngestOptionsSchema>;
 export type IngestOptionsInput = z.input<typeof IngestOptionsSchema>;
@@ -296,7 +302,17 @@ export async function ingestDataset(
   const source = getDataSource(options.source);
 
   progress(`reading ${source.name} from ${options.path}`);
-  const raw = await source.read(options.path);
+  const raw = await source.read(options.path, {
+    ...(options.image ? { image: options.image } : {}),
+    onMalformed: options.onMalformed,
+    testFraction: options.testFraction,
+    seed: options.seed,
+  });
+  if (raw.rows && raw.rows.malformed > 0) {
+    progress(
+      `skipped ${raw.rows.malformed} malformed of ${raw.rows.read}: ${raw.rows.examples.slice(0, 3).join('; ')}`,
+    );
+  }
   progress(`validated ${raw.train.count} train and ${raw.test.count} test examples`);
 
   const parameters = effectiveParameters(options, raw);
@@ -338,5 +354,6 @@ export async function ingestDataset(
     splits: manifest.splits,
     statistics: manifest.statistics,
     drift,
+    ...(raw.rows ? { rows: raw.rows } : {}),
   });
 }

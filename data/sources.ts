@@ -1,6 +1,10 @@
 import { stat } from 'node:fs/promises';
+import { z } from 'zod';
 import { DatasetError } from './errors';
 import { readIdxFile, readIdxHead, resolveIdxFile } from './idx';
+import { imageFolderSource } from './image-folder';
+import type { RowReport } from './ingest';
+import { holdOutTestSplit } from './split';
 
 /** One split of a source as it was read: examples back to back, row-major, one byte a value. */
 export interface RawSplit {
@@ -21,7 +25,36 @@ export interface RawDataset {
   classNames: string[];
   /** The files it was read from, for the manifest's lineage. */
   sourceFiles: string[];
+  /** What reading met, for sources that read item by item (images read, skipped as malformed); ingest reports it. */
+  rows?: RowReport;
 }
+
+/** The size every image of an image source is decoded and resized to (spec.data.image). */
+export const ImageShapeSchema = z
+  .object({
+    height: z.number().int().min(1).max(4096),
+    width: z.number().int().min(1).max(4096),
+    channels: z.union([z.literal(1), z.literal(3)]).default(3),
+  })
+  .strict();
+export type ImageShape = z.infer<typeof ImageShapeSchema>;
+
+/** The spec.data fields a source may need besides its location. */
+export interface SourceReadOptions {
+  /** Image sources: decode and resize every image to this; required by them. */
+  image?: ImageShape;
+  /** An unreadable item (an image that does not decode): fail the read, or skip it and count it in `rows`. */
+  onMalformed: 'fail' | 'skip';
+  /** Sources without a test split of their own hold this share out for testing, chosen by `seed`. */
+  testFraction: number;
+  seed: number;
+}
+
+export const DEFAULT_SOURCE_READ_OPTIONS: Readonly<SourceReadOptions> = {
+  onMalformed: 'fail',
+  testFraction: 0.2,
+  seed: 42,
+};
 
 /**
  * A named way to read a dataset from a location. Pipeline specs name a source (`fashion-mnist`)
@@ -32,8 +65,10 @@ export interface DataSource {
   description: string;
   /** Where `read` looks when a pipeline spec gives no `data.path`. */
   defaultLocation: string;
+  /** Needs spec.data.image (an image source decodes to that shape): a spec without it is refused up front. */
+  needsImageShape?: boolean;
   /** Reads and validates everything under `location`; bad data raises a DatasetError. */
-  read(location: string): Promise<RawDataset>;
+  read(location: string, options?: SourceReadOptions): Promise<RawDataset>;
 }
 
 export const DEFAULT_FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
@@ -55,22 +90,40 @@ export const FASHION_MNIST_CLASS_NAMES: readonly string[] = [
  * Reads an MNIST-layout IDX image/label pair and checks that the two agree with each other; with
  * `limit`, only the first `limit` examples of each file.
  */
-async function readIdxPair(
+export async function readIdxPair(
   dir: string,
   imagesBase: string,
   labelsBase: string,
-  rows: number,
-  cols: number,
+  rows: number | undefined,
+  cols: number | undefined,
   numClasses: number,
   limit?: number,
-): Promise<RawSplit & { files: string[] }> {
+): Promise<RawSplit & { files: string[]; rows: number; cols: number }> {
   const imagesFile = await resolveIdxFile(dir, imagesBase);
   const labelsFile = await resolveIdxFile(dir, labelsBase);
+  return readIdxFiles(imagesFile, labelsFile, rows, cols, numClasses, limit);
+}
+
+/**
+ * Reads an image/label pair of IDX files at exact paths and checks that they agree; `rows`/`cols` left undefined
+ * take the images' header as it is.
+ */
+export async function readIdxFiles(
+  imagesFile: string,
+  labelsFile: string,
+  rows: number | undefined,
+  cols: number | undefined,
+  numClasses: number,
+  limit?: number,
+): Promise<RawSplit & { files: string[]; rows: number; cols: number }> {
   const read = (file: string, kind: 'images' | 'labels') =>
     limit === undefined ? readIdxFile(file, kind) : readIdxHead(file, kind, limit);
   const [images, labels] = await Promise.all([read(imagesFile, 'images'), read(labelsFile, 'labels')]);
   const [count = 0, imageRows, imageCols] = images.dims;
-  if (imageRows !== rows || imageCols !== cols) {
+  if (imageRows === undefined || imageCols === undefined || imageRows === 0 || imageCols === 0) {
+    throw new DatasetError(imagesFile, `images are ${imageRows}x${imageCols}; an image needs at least one pixel`);
+  }
+  if ((rows !== undefined && imageRows !== rows) || (cols !== undefined && imageCols !== cols)) {
     throw new DatasetError(imagesFile, `images are ${imageRows}x${imageCols}, expected ${rows}x${cols}`);
   }
   const labelCount = labels.dims[0] ?? 0;
@@ -83,10 +136,17 @@ async function readIdxPair(
       throw new DatasetError(labelsFile, `label ${label} at index ${i} is outside [0, ${numClasses})`);
     }
   }
-  return { images: images.data, labels: labels.data, count, files: [imagesFile, labelsFile] };
+  return {
+    images: images.data,
+    labels: labels.data,
+    count,
+    files: [imagesFile, labelsFile],
+    rows: imageRows,
+    cols: imageCols,
+  };
 }
 
-async function requireDirectory(dir: string): Promise<void> {
+export async function requireDirectory(dir: string): Promise<void> {
   try {
     if ((await stat(dir)).isDirectory()) return;
   } catch {
@@ -136,7 +196,90 @@ const fashionMnist: DataSource = {
   },
 };
 
-const registry = new Map<string, DataSource>([[fashionMnist.name, fashionMnist]]);
+/** The names an MNIST-layout IDX file goes by: `train-images-idx3-ubyte` and the `train-images.idx3-ubyte` variant. */
+function idxNames(prefix: string, kind: 'images' | 'labels'): string[] {
+  const suffix = kind === 'images' ? 'idx3-ubyte' : 'idx1-ubyte';
+  return [`${prefix}-${kind}-${suffix}`, `${prefix}-${kind}.${suffix}`];
+}
+
+/** The first of `names` (each plain or `.gz`) found in `dir`, or null. */
+async function findIdxFile(dir: string, names: readonly string[]): Promise<string | null> {
+  for (const name of names) {
+    try {
+      return await resolveIdxFile(dir, name);
+    } catch {
+      // not under this name; try the next
+    }
+  }
+  return null;
+}
+
+/** The image/label files of one split (`train`; `t10k` or `test`), or null when the folder has neither. */
+async function findIdxSplit(
+  dir: string,
+  prefixes: readonly string[],
+): Promise<{ images: string; labels: string } | null> {
+  for (const prefix of prefixes) {
+    const images = await findIdxFile(dir, idxNames(prefix, 'images'));
+    const labels = await findIdxFile(dir, idxNames(prefix, 'labels'));
+    if (images && labels) return { images, labels };
+    if (images || labels) {
+      const [found, lacking] = images ? [images, idxNames(prefix, 'labels')] : [labels!, idxNames(prefix, 'images')];
+      throw new DatasetError(found, `has no partner file in ${dir} (looked for ${lacking.join(' and ')}, or .gz)`);
+    }
+  }
+  return null;
+}
+
+/**
+ * Any MNIST-layout IDX folder (MNIST, KMNIST, EMNIST, a team's own export): the image size comes from the
+ * header, the classes from the labels (max label + 1, named "0".."k-1"). A folder without a test pair holds
+ * `testFraction` of the training examples out.
+ */
+const idxSource: DataSource = {
+  name: 'idx',
+  defaultLocation: 'data',
+  description:
+    'A folder of MNIST-layout IDX files: train-images/train-labels and t10k-… or test-… (gzipped or not); ' +
+    'image size from the header, classes "0".."k-1" from the labels',
+  async read(dir: string, options: SourceReadOptions = DEFAULT_SOURCE_READ_OPTIONS): Promise<RawDataset> {
+    await requireDirectory(dir);
+    const trainFiles = await findIdxSplit(dir, ['train']);
+    if (!trainFiles) {
+      throw new DatasetError(dir, `no training pair (looked for ${idxNames('train', 'images').join(' or ')}, or .gz)`);
+    }
+    const testFiles = await findIdxSplit(dir, ['t10k', 'test']);
+    // Labels are bytes, so 256 classes at most: the check against numClasses is left to the max computed below.
+    const train = await readIdxFiles(trainFiles.images, trainFiles.labels, undefined, undefined, 256);
+    const featureShape = [train.rows, train.cols, 1];
+    let test: RawSplit;
+    let trainSplit: RawSplit = train;
+    if (testFiles) {
+      const read = await readIdxFiles(testFiles.images, testFiles.labels, train.rows, train.cols, 256);
+      test = { images: read.images, labels: read.labels, count: read.count };
+    } else {
+      const held = holdOutTestSplit(train, train.rows * train.cols, options, trainFiles.images);
+      trainSplit = held.train;
+      test = held.test;
+    }
+    let maxLabel = -1;
+    for (const labels of [train.labels, test.labels]) for (const label of labels) maxLabel = Math.max(maxLabel, label);
+    if (maxLabel < 0) throw new DatasetError(trainFiles.labels, 'holds no labels');
+    const numClasses = maxLabel + 1;
+    return {
+      train: { images: trainSplit.images, labels: trainSplit.labels, count: trainSplit.count },
+      test,
+      featureShape,
+      numClasses,
+      classNames: Array.from({ length: numClasses }, (_, i) => String(i)),
+      sourceFiles: [trainFiles.images, trainFiles.labels, ...(testFiles ? [testFiles.images, testFiles.labels] : [])],
+    };
+  },
+};
+
+const registry = new Map<string, DataSource>(
+  [fashionMnist, idxSource, imageFolderSource].map((source) => [source.name, source]),
+);
 
 /**
  * A source a user's project registers: rows as the source holds them, streamed. The same shape as
@@ -172,6 +315,11 @@ export function projectDataSource(name: string): ProjectDataSource | undefined {
 
 export function dataSourceNames(): string[] {
   return [...registry.keys(), ...projectSources.keys()].sort();
+}
+
+/** The source of that name, or undefined. */
+export function findDataSource(name: string): DataSource | undefined {
+  return registry.get(name);
 }
 
 export function getDataSource(name: string): DataSource {

@@ -1,5 +1,6 @@
 import seedrandom from 'seedrandom';
 import { z } from 'zod';
+import { DatasetError } from './errors';
 
 export const SPLIT_NAMES = ['train', 'validation', 'test'] as const;
 export const SplitNameSchema = z.enum(SPLIT_NAMES);
@@ -86,4 +87,34 @@ export function takeExamples(
     outLabels[k] = labels[index]!;
   }
   return { images: outImages, labels: outLabels, count };
+}
+
+/**
+ * Holds `fraction` of `count` examples out as the test split, for sources without one of their own: a seeded
+ * shuffle picks them (at least one each side). Both index lists come back in ascending order, so the split
+ * depends only on the seed and the count, not on how the source ordered its files.
+ */
+export function holdOutTest(count: number, fraction: number, seed: number): { train: Uint32Array; test: Uint32Array } {
+  if (!(fraction > 0 && fraction < 1)) throw new RangeError(`testFraction must be in (0, 1), got ${fraction}`);
+  if (count < 2) throw new RangeError(`need at least 2 examples to hold out a test split, have ${count}`);
+  const testCount = Math.min(count - 1, Math.max(1, Math.round(count * fraction)));
+  const order = seededPermutation(count, `gantry/test-split/${seed}`);
+  return { test: order.slice(0, testCount).sort(), train: order.slice(testCount).sort() };
+}
+
+/** Splits a source's only split into train and a seeded held-out test split (see holdOutTest); `what` names it. */
+export function holdOutTestSplit(
+  all: { images: Uint8Array; labels: Uint8Array; count: number },
+  exampleBytes: number,
+  options: { testFraction: number; seed: number },
+  what: string,
+): { train: { images: Uint8Array; labels: Uint8Array; count: number }; test: typeof all } {
+  if (all.count < 2) {
+    throw new DatasetError(what, `holds ${all.count} examples; at least 2 are needed to hold out a test split`);
+  }
+  const indices = holdOutTest(all.count, options.testFraction, options.seed);
+  return {
+    train: takeExamples(all.images, all.labels, indices.train, exampleBytes),
+    test: takeExamples(all.images, all.labels, indices.test, exampleBytes),
+  };
 }

@@ -7,7 +7,7 @@ import {
   type Architecture,
   type ArchitectureName,
 } from '../training/architectures';
-import { dataSourceNames, registerDataSource } from '../data/sources';
+import { dataSourceNames, findDataSource, registerDataSource } from '../data/sources';
 import { fieldPath, issueLines } from '../validation/issues';
 import type { ArchitectureDefinition, DataSourceDefinition, StepDefinition } from './project';
 import { getStep, registerStep, stepNames } from './registry';
@@ -32,16 +32,37 @@ function pathOf(segments: readonly PropertyKey[]): string {
   return fieldPath(segments) || '(root)';
 }
 
+/**
+ * While a project file is being imported, its pipelines may name the definitions it registers once the import is
+ * done: definePipeline then leaves unknown names to the loader, which validates every pipeline again afterwards.
+ */
+let projectImports = 0;
+
+/** Runs `load` (a project file's import) with unknown registry names deferred; see pipelines/load-project.ts. */
+export async function deferringRegistryNames<T>(load: () => Promise<T>): Promise<T> {
+  projectImports++;
+  try {
+    return await load();
+  } finally {
+    projectImports--;
+  }
+}
+
 /** Names checked against the registries the workers load: an unknown one must not start a run. */
 function registryIssues(input: unknown): SpecIssue[] {
   const issues: SpecIssue[] = [];
-  const spec = (input ?? {}) as { data?: { source?: unknown }; model?: { architecture?: unknown; options?: unknown } };
+  const spec = (input ?? {}) as {
+    data?: { source?: unknown; image?: unknown };
+    model?: { architecture?: unknown; options?: unknown };
+  };
   const source = spec.data?.source;
   if (typeof source === 'string' && !dataSourceNames().includes(source)) {
     issues.push({
       path: 'data.source',
       message: `unknown data source "${source}"; known: ${dataSourceNames().join(', ')}`,
     });
+  } else if (typeof source === 'string' && findDataSource(source)?.needsImageShape && spec.data?.image === undefined) {
+    issues.push({ path: 'data.image', message: `the ${source} source needs { height, width, channels } to decode to` });
   }
   const architecture = spec.model?.architecture;
   if (typeof architecture === 'string') {
@@ -183,5 +204,15 @@ function toPlainInput(input: PipelineDefinitionInput): PipelineInput {
  * PipelineSpecError listing every issue and the known names.
  */
 export function definePipeline<O extends z.ZodType>(input: PipelineDefinitionInput<O>): PipelineSpec {
-  return validatePipeline(toPlainInput(input as PipelineDefinitionInput));
+  const plain = toPlainInput(input as PipelineDefinitionInput);
+  if (projectImports === 0) return validatePipeline(plain);
+  try {
+    return validatePipeline(plain);
+  } catch (error) {
+    // Inside a project file: only unknown names may wait for the loader's second look; any other issue is final.
+    if (!(error instanceof PipelineSpecError) || error.issues.some((i) => !i.message.startsWith('unknown ')))
+      throw error;
+    const parsed = PipelineSpecSchema.parse(plain);
+    return { ...parsed, steps: parsed.steps.map(withStepDefaults) };
+  }
 }

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { registerDataSource } from '../data/sources';
 import { registerArchitecture, type Architecture } from '../training/architectures';
 import { describeIssues } from '../validation/issues';
-import { PipelineSpecError, validatePipeline } from './define';
+import { deferringRegistryNames, PipelineSpecError, validatePipeline } from './define';
 import type { ProjectDefinition } from './project';
 import { registerPipeline, registerStep } from './registry';
 import type { PipelineSpec } from './spec';
@@ -87,7 +87,8 @@ export function loadProject(file: string): Promise<LoadedProject> {
 async function importProject(file: string): Promise<LoadedProject> {
   let module: { default?: unknown };
   try {
-    module = (await import(pathToFileURL(file).href)) as { default?: unknown };
+    // Its pipelines may name what it registers below, by name: definePipeline leaves those names to the check here.
+    module = await deferringRegistryNames(() => import(pathToFileURL(file).href) as Promise<{ default?: unknown }>);
   } catch (error) {
     throw new ProjectError(file, `cannot be loaded: ${(error as Error).message}`);
   }
@@ -142,4 +143,16 @@ export async function activateProject(
   if (!file) return null;
   env.GANTRY_PROJECT = file;
   return loadProject(file);
+}
+
+/**
+ * The workflow types a project's workflows module exports (its exported functions), for `gantry run <workflow>`.
+ * Imported outside the workflow sandbox only to read the names: nothing in it runs.
+ */
+export async function projectWorkflowNames(project: LoadedProject | null): Promise<string[]> {
+  if (!project?.workflowsPath) return [];
+  const module = (await import(pathToFileURL(project.workflowsPath).href)) as Record<string, unknown>;
+  return Object.keys(module)
+    .filter((name) => typeof module[name] === 'function')
+    .sort();
 }

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FileArtifactStore } from '../artifacts/store';
 import { startRun } from '../cli/runs';
-import { jobStateQuery, trainJobWorkflowId } from '../workflows/api';
+import { completedRun, jobStateQuery, trainJobWorkflowId } from '../workflows/api';
 import { createTestEnv, type TestEnv } from './helpers/env';
 import { sliceSpec } from './helpers/specs';
 import { killProcess, spawnWorkerProcess, startInProcessWorkers, waitFor } from './helpers/workers';
@@ -48,7 +48,7 @@ it(
   'a killed trainer fails only its attempt: the job resumes from the last checkpoint ' +
     'and ends as an undisturbed run does',
   async () => {
-    const undisturbed = await (await startRun(control.client, spec)).result();
+    const undisturbed = completedRun(await (await startRun(control.client, spec)).result());
     expect(undisturbed.train.attempt).toBe(1);
 
     const handle = await startRun(control.client, spec);
@@ -73,7 +73,7 @@ it(
     expect(process, `replica at ${victim!.identity} is one of the spawned trainers`).toBeDefined();
     await killProcess(process!.child, 'SIGKILL');
 
-    const result = await handle.result();
+    const result = completedRun(await handle.result());
     const state = await job.query(jobStateQuery);
     expect(state.attempt).toBe(2);
     expect(state.attempts).toHaveLength(1);

@@ -3,7 +3,7 @@ import { FileArtifactStore } from '../artifacts/store';
 import { startRun } from '../cli/runs';
 import { PipelineSpecError } from '../pipelines/define';
 import { loadModelFromStore } from '../engine/model-files';
-import { jobStateQuery, trainJobWorkflowId } from '../workflows/api';
+import { completedRun, jobStateQuery, trainJobWorkflowId } from '../workflows/api';
 import { createTestEnv, type TestEnv } from './helpers/env';
 import { sliceSpec } from './helpers/specs';
 import { killProcess, spawnWorkerProcess, startInProcessWorkers, waitFor } from './helpers/workers';
@@ -49,7 +49,7 @@ describe('data-parallel training', () => {
 
   beforeAll(async () => {
     const handle = await startRun(workers.client, spec({ batchSize: 64 }));
-    const result = await handle.result();
+    const result = completedRun(await handle.result());
     single = {
       runId: handle.workflowId,
       weights: await trainedWeights(handle.workflowId),
@@ -75,7 +75,7 @@ describe('data-parallel training', () => {
         let handle;
         try {
           handle = await startRun(workers.client, spec({ batchSize: 32, replicas: 2, strategy, verifyReplicas: true }));
-          result = await handle.result();
+          result = completedRun(await handle.result());
         } finally {
           if (previous === undefined) delete process.env.GANTRY_SHARED_MEMORY;
           else process.env.GANTRY_SHARED_MEMORY = previous;
@@ -113,7 +113,7 @@ describe('data-parallel training', () => {
         epochs: 1,
       }),
     );
-    const result = await handle.result();
+    const result = completedRun(await handle.result());
     expect(result.train.distribution).toEqual({
       strategy: 'multi-worker-mirrored',
       replicas: 2,

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { progressQuery, rolloutStatusQuery, type RunResult } from '../workflows/api';
+import { completedRun, progressQuery, rolloutStatusQuery, type RunResult } from '../workflows/api';
 import { readRegistry } from '../control/registry';
 import { startRun } from '../cli/runs';
 import type { ServingClient } from '../serving/client';
@@ -44,7 +44,7 @@ beforeAll(async () => {
 afterAll(() => deployment?.stop());
 
 it('promotes the first version at once, then rolls the next one out through canary steps to promotion', async () => {
-  const first: RunResult = await (await startRun(workers.client, spec(1))).result();
+  const first: RunResult = completedRun(await (await startRun(workers.client, spec(1))).result());
   expect(first.rollout).toEqual({
     result: 'promoted',
     reasons: ['no champion to compare against: the first version is promoted at once'],
@@ -61,7 +61,7 @@ it('promotes the first version at once, then rolls the next one out through cana
     120_000,
     200,
   );
-  const second: RunResult = await handle.result();
+  const second: RunResult = completedRun(await handle.result());
   expect(second.version).toBe(2);
   expect(second.rollout?.result, JSON.stringify(second.rollout)).toBe('promoted');
   expect(second.promoted).toBe(true);

@@ -5,7 +5,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readRegistry } from '../control/registry';
-import { progressQuery, type RunResult } from '../workflows/api';
+import { completedRun, progressQuery, type RunResult } from '../workflows/api';
 import { ModelRepository } from '../artifacts/model-repository';
 import { startRun, retrainInput } from '../cli/runs';
 import { taskQueueOf } from '../control/task-queues';
@@ -44,7 +44,7 @@ describe('the retrain workflow on a slice of Fashion-MNIST', () => {
   it('ingests, trains, evaluates, registers and publishes; a worse next candidate stays unblessed', async () => {
     const spec = sliceSpec();
     const handle = await startRun(workers.client, spec);
-    const first: RunResult = await handle.result();
+    const first: RunResult = completedRun(await handle.result());
 
     expect(first.version).toBe(1);
     expect(first.blessed).toBe(true);
@@ -101,7 +101,7 @@ describe('the retrain workflow on a slice of Fashion-MNIST', () => {
     // A learning rate this small leaves the model near chance after one epoch: registered, not
     // blessed, not published, and the reasons say why.
     const worse = sliceSpec({ train: { learningRate: 1e-7 } });
-    const result = await (await startRun(workers.client, worse)).result();
+    const result = completedRun(await (await startRun(workers.client, worse)).result());
 
     expect(result.version).toBe(2);
     expect(result.blessed).toBe(false);
@@ -159,7 +159,7 @@ describe('the retrain workflow on a slice of Fashion-MNIST', () => {
       train: { batchSize: 16, epochs: 2, learningRate: 0.003 },
       evaluation: { minAccuracy: 0.2 },
     });
-    const result = await (await startRun(workers.client, spec)).result();
+    const result = completedRun(await (await startRun(workers.client, spec)).result());
     const selected = await selectBackend();
     if (selected.name === 'wasm') {
       // tfjs-backend-wasm 4.22 has no Conv2DBackpropFilter: training moves to cpu and reports why.

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FileArtifactStore } from '../artifacts/store';
 import { startRun } from '../cli/runs';
-import { progressQuery } from '../workflows/api';
+import { completedRun, progressQuery } from '../workflows/api';
 import { createTestEnv, type TestEnv } from './helpers/env';
 import { sliceSpec } from './helpers/specs';
 import { killProcess, spawnWorkerProcess, startInProcessWorkers, waitFor } from './helpers/workers';
@@ -45,7 +45,7 @@ it('a train worker killed mid-epoch is replaced and the run resumes from the las
 
   const second = spawnWorkerProcess(env, 'train');
   children.push(second);
-  const result = await handle.result();
+  const result = completedRun(await handle.result());
 
   expect(result.train.attempt).toBe(2);
   expect(result.train.resumedFromEpoch).toBe(1);

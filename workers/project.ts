@@ -1,6 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ActivityDeps } from '../activities';
+import { createStepActivities, type StepActivity } from '../activities/steps';
 import type { GantryHome } from '../control/home';
 import { activateProject, type LoadedProject } from '../pipelines/load-project';
 import type { StepDefinition } from '../pipelines/project';
@@ -34,29 +35,14 @@ export function customPools(project: LoadedProject | null): string[] {
   return [...stepPools(project).keys()].filter((pool) => pool !== 'control' && pool !== 'train').sort();
 }
 
-type StepActivities = Record<string, (...args: never[]) => unknown>;
-type StepActivitiesModule = {
-  createStepActivities(steps: StepDefinition[], deps: ActivityDeps): StepActivities;
-};
-
-/** activities/steps.ts (the step activities); named through a variable so this builds before that module lands. */
-const STEP_ACTIVITIES_MODULE = '../activities/steps';
-
 /** The activity functions of the project's steps that run on `pool` (none without a project). */
 export async function stepActivitiesFor(
   pool: string,
   project: LoadedProject | null,
   deps: ActivityDeps,
-): Promise<StepActivities> {
+): Promise<Record<string, StepActivity>> {
   const steps = stepPools(project).get(pool) ?? [];
-  if (steps.length === 0) return {};
-  let module: StepActivitiesModule;
-  try {
-    module = (await import(STEP_ACTIVITIES_MODULE)) as StepActivitiesModule;
-  } catch (error) {
-    throw new Error(`this Gantry cannot run project steps (${STEP_ACTIVITIES_MODULE}: ${(error as Error).message})`);
-  }
-  return module.createStepActivities(steps, deps);
+  return steps.length === 0 ? {} : createStepActivities(steps, deps);
 }
 
 /** The project this worker process belongs to (GANTRY_PROJECT, set by the CLI that started it), loaded. */

@@ -1,7 +1,8 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { DatasetRef } from '../data/ingest';
 import type { DriftReport } from '../data/drift';
-import type { PipelineSpec, RolloutSpec } from '../pipelines/spec';
+import type { PipelineSpec, RolloutSpec, StepPoint } from '../pipelines/spec';
+import type { StepOutputs } from '../pipelines/project';
 import type { BackendReport } from '../engine/backend';
 import type { ExecutionReport } from '../training/trainer';
 import type { EpochMetrics } from '../training/checkpoint';
@@ -94,8 +95,14 @@ export interface RunProgress {
   runId: string;
   pipeline: string;
   model: string;
-  status: 'running' | 'completed' | 'failed' | 'cancelled';
+  /** `stopped`: a user step ended the run early (see `stopped`). */
+  status: 'running' | 'completed' | 'failed' | 'cancelled' | 'stopped';
   stage: Stage | null;
+  /** The user step running now, e.g. "step min-rows (after-ingest)" (absent from runs before steps existed). */
+  step?: string | null;
+  /** The user steps that have run. */
+  steps?: { name: string; at: StepPoint }[];
+  stopped?: StopRecord | null;
   stages: Record<Stage, StageStatus>;
   train: (TrainProgress & { epochs: number }) | null;
   dataset: {
@@ -115,6 +122,106 @@ export interface RunProgress {
 export const progressQuery = defineQuery<RunProgress>('progress');
 /** Sent by a plain trainer (and by rank 0 of a job) to its retrain run. */
 export const trainProgressSignal = defineSignal<[TrainProgress]>('trainProgress');
+
+// ---- user steps (pipelines/project.ts defineStep; activities/steps.ts) ----
+
+/** A user step's activity type: one per registered step, stable because histories record it. */
+export function stepActivityType(step: string): string {
+  return `step:${step}`;
+}
+
+/** What the retrain workflow (or a user's workflow) hands a step's activity. */
+export interface StepActivityInput {
+  runId: string;
+  pipeline: string;
+  at: StepPoint;
+  spec: PipelineSpec;
+  options: Record<string, unknown>;
+  outputs: StepOutputs;
+}
+
+/** What a step is told of the run's dataset: URIs and summaries, not the whole reference. */
+export function datasetStepOutputs(dataset: DatasetRef): NonNullable<StepOutputs['dataset']> {
+  return {
+    fingerprint: dataset.fingerprint,
+    manifestUri: dataset.manifestUri,
+    counts: dataset.counts,
+    statistics: dataset.statistics,
+    drift: dataset.drift,
+    // References written before anomalies existed lack them.
+    anomalies: dataset.anomalies ?? [],
+  };
+}
+
+/** A step's checked answer: plain JSON data, and a reason when it stops the run. */
+export interface StepActivityResult {
+  data: Record<string, unknown>;
+  stop: string | null;
+}
+
+/** One step that ran, as the run's result and the version's lineage record it. */
+export interface StepRecord {
+  name: string;
+  at: StepPoint;
+  data: Record<string, unknown>;
+}
+
+/** Why a run ended early: a step said so. The run is not a failure, and nothing after the step happened. */
+export interface StopRecord {
+  step: string;
+  at: StepPoint;
+  reason: string;
+}
+
+/**
+ * A retrain run that a user step stopped: what had happened by then. The stages after the step did not run, so
+ * the fields of a completed run (RunResult) that they would have filled are absent or null here.
+ */
+export interface StoppedRunResult {
+  runId: string;
+  pipeline: string;
+  model: string;
+  status: 'stopped';
+  stopped: StopRecord;
+  steps: StepRecord[];
+  dataset: { fingerprint: string; counts: { train: number; validation: number; test: number }; drift: DriftReport };
+  /** Set when the step ran after training / evaluation / register. */
+  train: { modelUri: string; samplesPerSecond: number; seconds: number } | null;
+  evaluation: Pick<EvaluationResult, 'blessed' | 'reasons' | 'candidate' | 'champion'> | null;
+  version: number | null;
+  published: boolean;
+  publishedPath: string | null;
+}
+
+/** What `retrainWorkflow` returns: a completed run, or one a step stopped. */
+export type RetrainOutcome = RunResult | StoppedRunResult;
+
+export function isStoppedRun(result: RetrainOutcome): result is StoppedRunResult {
+  return (result as StoppedRunResult).status === 'stopped';
+}
+
+/** The completed run, for callers whose pipeline has no step that may stop it; throws, saying why, otherwise. */
+export function completedRun(result: RetrainOutcome): RunResult {
+  if (!isStoppedRun(result)) return result;
+  const { step, at, reason } = result.stopped;
+  throw new Error(`run ${result.runId} was stopped by step ${step} (${at}): ${reason}`);
+}
+
+// ---- approvals in users' workflows (workflows/stages.ts) ----
+
+export interface ApprovalState {
+  /** What the workflow waits to have approved, e.g. "publish v3 of penguins". */
+  subject: string | null;
+  phase: 'idle' | 'waiting' | 'approved' | 'timed-out';
+  reason: string | null;
+}
+
+/**
+ * `gantry approve <workflowId>` on a user's workflow: the same Update name as a rollout's approval (`approve`), so
+ * one command serves both.
+ */
+export const approveUpdate = defineUpdate<ApprovalState, [ManualRequest]>('approve');
+export const approvalQuery = defineQuery<ApprovalState>('approval');
 
 // ---- the data-parallel train job ----
 
@@ -262,6 +369,8 @@ export interface VersionLineage {
   parentVersion: number | null;
   gitCommit: string | null;
   backend: string;
+  /** What the run's user steps before register returned (absent from versions before steps existed). */
+  steps?: StepRecord[];
 }
 
 export interface ModelVersion {
@@ -488,6 +597,8 @@ export interface RegisterInput {
   datasetFingerprint: string;
   trained: TrainResult;
   evaluation: EvaluationResult;
+  /** The user steps that ran before register: recorded in the version's lineage. */
+  steps?: StepRecord[];
 }
 
 export interface PublishInput {
@@ -516,6 +627,8 @@ export interface RunResult {
   testLoss: number;
   champion: { version: number; testAccuracy: number } | null;
   reasons: string[];
+  /** What the run's user steps returned, in the order they ran (absent from runs before steps existed). */
+  steps?: StepRecord[];
   /** The backend that trained the model (see `backends` for every stage). */
   backend: string;
   backends: { train: BackendReport; evaluate: BackendReport };

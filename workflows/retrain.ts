@@ -1,5 +1,4 @@
 import {
-  ActivityCancellationType,
   ActivityFailure,
   ApplicationFailure,
   ChildWorkflowFailure,
@@ -10,21 +9,30 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
+import type { StepOutputs } from '../pipelines/project';
+import type { StepPlacement, StepPoint } from '../pipelines/spec';
 import {
+  datasetStepOutputs,
   deploymentPrefixOfRun,
   progressQuery,
+  stepActivityType,
   rolloutWorkflowId,
   trainJobWorkflowId,
   trainProgressSignal,
-  type ControlActivities,
   type RetrainInput,
+  type RetrainOutcome,
   type RolloutStatus,
   type RunProgress,
   type RunResult,
   type Stage,
-  type TrainActivities,
+  type StepActivityInput,
+  type StepActivityResult,
+  type StepRecord,
+  type StopRecord,
+  type StoppedRunResult,
   type TrainResult,
 } from './api';
+import { controlActivities, trainActivities } from './stage-activities';
 import { trainJobWorkflow } from './train-job';
 import { rolloutWorkflow } from './rollout';
 
@@ -33,31 +41,23 @@ import { rolloutWorkflow } from './rollout';
  * rollout (a canary child workflow that promotes the version or rolls it back).
  * Every step is an activity on its pool's task queue; only URIs, fingerprints and metrics pass
  * between them. A crash of any worker or of the server loses no finished step.
+ *
+ * The spec's user steps run at their points, in the spec's order: after-ingest, after-train, after-evaluate,
+ * before-publish (after register, whether or not the version will be published), before-rollout (after publish,
+ * whether or not a rollout follows) and after-rollout (last). Each is an activity on its pool's task queue and sees
+ * what the run has produced so far; a step that stops the run ends it here, as a result, not a failure.
  */
 
-export async function retrainWorkflow(input: RetrainInput): Promise<RunResult> {
+type StepActivities = Record<string, (input: StepActivityInput) => Promise<StepActivityResult>>;
+
+/** A placement's settings when the submitter did not fill them in from the step's definition. */
+const STEP_DEFAULTS = { pool: 'control', timeout: '10m', retries: 3 } as const;
+
+export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutcome> {
   const { spec, taskQueues } = input;
   const runId = workflowInfo().workflowId;
-  const control = proxyActivities<ControlActivities>({
-    taskQueue: taskQueues.control,
-    startToCloseTimeout: '30m',
-    heartbeatTimeout: '2m',
-    retry: { initialInterval: '1s', maximumAttempts: 5, nonRetryableErrorTypes: ['DatasetError', 'InvalidSpec'] },
-  });
-  const trainer = proxyActivities<TrainActivities>({
-    taskQueue: taskQueues.train,
-    startToCloseTimeout: '7d',
-    heartbeatTimeout: spec.train.heartbeatTimeout,
-    // A cancelled run waits until its trainer has really stopped, so no orphan keeps training.
-    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-    retry: {
-      initialInterval: '1s',
-      backoffCoefficient: 2,
-      maximumInterval: '30s',
-      maximumAttempts: spec.train.maxAttempts,
-      nonRetryableErrorTypes: ['DatasetError', 'InvalidSpec', 'TrainingDiverged'],
-    },
-  });
+  const control = controlActivities(taskQueues.control);
+  const trainer = trainActivities(taskQueues.train, spec);
 
   const progress: RunProgress = {
     runId,
@@ -103,34 +103,115 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RunResult> {
       progress.stages[name] = 'done';
       return result;
     } catch (error) {
-      if (isCancellation(error)) {
-        progress.stages[name] = 'cancelled';
-        progress.status = 'cancelled';
-        throw error;
-      }
-      progress.stages[name] = 'failed';
-      progress.status = 'failed';
-      const cause =
-        (error instanceof ActivityFailure || error instanceof ChildWorkflowFailure) && error.cause
-          ? error.cause
-          : (error as Error);
-      progress.error = `${name}: ${cause.message}`;
-      throw ApplicationFailure.create({
-        message: progress.error,
-        type: `${name}Failed`,
-        nonRetryable: true,
-        cause: error as Error,
-      });
+      progress.stages[name] = isCancellation(error) ? 'cancelled' : 'failed';
+      throw failure(name, error);
     }
   }
 
+  /** The run's end when a stage or a step (`what`) fails: the cancellation itself, or a failure naming `what`. */
+  function failure(what: string, error: unknown): unknown {
+    if (isCancellation(error)) {
+      progress.status = 'cancelled';
+      return error;
+    }
+    progress.status = 'failed';
+    const cause =
+      (error instanceof ActivityFailure || error instanceof ChildWorkflowFailure) && error.cause
+        ? error.cause
+        : (error as Error);
+    progress.error = `${what}: ${cause.message}`;
+    return ApplicationFailure.create({
+      message: progress.error,
+      // A stage's failure type names the stage, as before steps existed.
+      type: what.startsWith('step ') ? 'StepFailed' : `${what}Failed`,
+      nonRetryable: true,
+      cause: error as Error,
+    });
+  }
+
+  // Runs whose history predates steps have specs without them.
+  const placements: StepPlacement[] = spec.steps ?? [];
+  const steps: StepRecord[] = [];
+  const outputs: StepOutputs = { steps: {} };
+
+  function stepQueue(pool: string): string {
+    if (pool === 'control') return taskQueues.control;
+    if (pool === 'train') return taskQueues.train;
+    return `${deploymentPrefixOfRun(input)}-${pool}`;
+  }
+
+  /** The placements at `at`, one after another; the first that stops the run ends the loop with its reason. */
+  async function runSteps(at: StepPoint): Promise<StopRecord | null> {
+    for (const placement of placements) {
+      if (placement.at !== at) continue;
+      const activities = proxyActivities<StepActivities>({
+        taskQueue: stepQueue(placement.pool ?? STEP_DEFAULTS.pool),
+        startToCloseTimeout: placement.timeout ?? STEP_DEFAULTS.timeout,
+        retry: {
+          initialInterval: '1s',
+          maximumAttempts: (placement.retries ?? STEP_DEFAULTS.retries) + 1,
+          nonRetryableErrorTypes: ['InvalidStepResult', 'InvalidSpec'],
+        },
+      });
+      const label = `step ${placement.name} (${at})`;
+      progress.step = label;
+      let result: StepActivityResult;
+      try {
+        result = await activities[stepActivityType(placement.name)]!({
+          runId,
+          pipeline: spec.name,
+          at,
+          spec,
+          options: placement.options ?? {},
+          outputs,
+        });
+      } catch (error) {
+        throw failure(label, error);
+      }
+      progress.step = null;
+      steps.push({ name: placement.name, at, data: result.data });
+      progress.steps = steps.map(({ name, at }) => ({ name, at }));
+      outputs.steps[placement.name] = result.data;
+      if (result.stop !== null) return { step: placement.name, at, reason: result.stop };
+    }
+    return null;
+  }
+
+  /** What a step that stopped the run leaves: the stages it spared are skipped, the result says why. */
+  function stopped(stop: StopRecord, ran: Partial<Pick<StoppedRunResult, 'train' | 'evaluation' | 'version'>>) {
+    for (const name of Object.keys(progress.stages) as Stage[])
+      if (progress.stages[name] === 'pending') progress.stages[name] = 'skipped';
+    progress.stage = null;
+    progress.status = 'stopped';
+    progress.stopped = stop;
+    const result: StoppedRunResult = {
+      runId,
+      pipeline: spec.name,
+      model: spec.model.name,
+      status: 'stopped',
+      stopped: stop,
+      steps,
+      dataset: { fingerprint: dataset.fingerprint, counts: dataset.counts, drift: dataset.drift },
+      train: ran.train ?? null,
+      evaluation: ran.evaluation ?? null,
+      version: ran.version ?? null,
+      published: publishedPath !== null,
+      publishedPath,
+    };
+    return result;
+  }
+  let publishedPath: string | null = null;
+
   const dataset = await stage('ingest', () => control.ingest({ runId, spec }));
+  outputs.dataset = datasetStepOutputs(dataset);
   progress.dataset = {
     fingerprint: dataset.fingerprint,
     counts: dataset.counts,
     drifted: dataset.drift.drifted,
     driftReasons: dataset.drift.reasons,
   };
+  const afterIngest = await runSteps('after-ingest');
+  if (afterIngest) return stopped(afterIngest, {});
 
   // One replica on one device is a plain trainer; anything more is a data-parallel job: a child
   // workflow that is its replicas' rendezvous and restarts lost attempts (workflows/train-job.ts).
@@ -143,6 +224,18 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RunResult> {
         })
       : trainer.train({ runId, spec, dataset }),
   );
+  outputs.training = {
+    modelUri: trained.modelUri,
+    history: trained.history,
+    samplesPerSecond: trained.samplesPerSecond,
+  };
+  const trainSummary = {
+    modelUri: trained.modelUri,
+    samplesPerSecond: trained.samplesPerSecond,
+    seconds: trained.seconds,
+  };
+  const afterTrain = await runSteps('after-train');
+  if (afterTrain) return stopped(afterTrain, { train: trainSummary });
 
   const evaluation = await stage('evaluate', () =>
     control.evaluate({ runId, spec, dataset, modelUri: trained.modelUri }),
@@ -153,13 +246,32 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RunResult> {
     candidate: evaluation.candidate,
     champion: evaluation.champion,
   };
+  outputs.evaluation = {
+    blessed: evaluation.blessed,
+    reasons: evaluation.reasons,
+    candidate: { ...evaluation.candidate },
+    reportUri: evaluation.reportUri,
+  };
+  const afterEvaluate = await runSteps('after-evaluate');
+  if (afterEvaluate) return stopped(afterEvaluate, { train: trainSummary, evaluation: progress.evaluation });
 
   const { version } = await stage('register', () =>
-    control.register({ runId, spec, datasetFingerprint: dataset.fingerprint, trained, evaluation }),
+    control.register({
+      runId,
+      spec,
+      datasetFingerprint: dataset.fingerprint,
+      trained,
+      evaluation,
+      // Only a run with steps sends them: the activity's input stays as it was for every other run.
+      ...(steps.length ? { steps } : {}),
+    }),
   );
   progress.version = version;
+  outputs.version = version;
+  const ran = { train: trainSummary, evaluation: progress.evaluation, version };
+  const beforePublish = await runSteps('before-publish');
+  if (beforePublish) return stopped(beforePublish, ran);
 
-  let publishedPath: string | null = null;
   const rolloutSpec = spec.deployment.rollout?.enabled ? spec.deployment.rollout : null;
   if (evaluation.blessed && spec.deployment.publish) {
     publishedPath = (
@@ -177,6 +289,9 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RunResult> {
   } else {
     progress.stages.publish = 'skipped';
   }
+  outputs.publishedPath = publishedPath;
+  const beforeRollout = await runSteps('before-rollout');
+  if (beforeRollout) return stopped(beforeRollout, ran);
 
   let rollout: RolloutStatus | null = null;
   if (publishedPath !== null && rolloutSpec) {
@@ -204,6 +319,9 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RunResult> {
   } else {
     progress.stages.rollout = 'skipped';
   }
+  outputs.rollout = progress.rollout;
+  const afterRollout = await runSteps('after-rollout');
+  if (afterRollout) return stopped(afterRollout, ran);
 
   progress.stage = null;
   progress.status = 'completed';
@@ -225,6 +343,7 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RunResult> {
       ? { version: evaluation.champion.version, testAccuracy: evaluation.champion.metrics.accuracy }
       : null,
     reasons: evaluation.reasons,
+    ...(placements.length ? { steps } : {}),
     backend: trained.backend.name,
     backends: { train: trained.backend, evaluate: evaluation.backend },
     dataset: { fingerprint: dataset.fingerprint, counts: dataset.counts, drift: dataset.drift },

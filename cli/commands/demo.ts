@@ -10,7 +10,7 @@ import type { ServerTarget } from '../../control/servers';
 import { getDataSource } from '../../data/sources';
 import { seededPermutation } from '../../data/split';
 import { ServingClient } from '../../serving/client';
-import { progressQuery } from '../../workflows/api';
+import { completedRun, progressQuery } from '../../workflows/api';
 import { CommandFailed } from '../errors';
 import { followRun } from '../follow';
 import { newRunId, resolveSpec, startRun } from '../runs';
@@ -95,12 +95,14 @@ export async function demoCommand(options: { set: string[]; json?: boolean }): P
         });
     }
 
-    const result = await runCommand('fashion-mnist', {
+    const outcome = await runCommand('fashion-mnist', {
       set: options.set,
       follow: !options.json,
       json: options.json,
       id: runId,
     });
+    // The built-in pipeline places no step that could stop it.
+    const result = outcome && completedRun(outcome);
     load.abort();
     const traffic = await loadDone;
     if (!options.json && result) {
@@ -170,7 +172,7 @@ async function ensureChampion(
     const handle = await startRun(client, spec);
     const done = handle.result();
     if (!options.json) await followRun(handle, done);
-    const result = await done;
+    const result = completedRun(await done);
     const outcome = result.promoted
       ? `${alias} (${result.rollout?.reasons.join('; ') ?? 'published'})`
       : `not published: ${result.reasons.filter((r) => r.startsWith('FAIL')).join('; ')}`;

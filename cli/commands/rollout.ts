@@ -12,12 +12,14 @@ import { deploymentPrefix, taskQueueOf } from '../../control/task-queues';
 import { RolloutSpecSchema, type RolloutSpec } from '../../pipelines/spec';
 import {
   approveRolloutUpdate,
+  approveUpdate,
   promoteRolloutUpdate,
   promoteUpdate,
   rollbackRolloutUpdate,
   rollbackUpdate,
   rolloutStatusQuery,
   rolloutWorkflowId,
+  type ApprovalState,
   type RegistryEvent,
   type RegistryState,
   type RolloutDecision,
@@ -154,10 +156,22 @@ export async function rollbackCommand(
   });
 }
 
+/**
+ * `gantry approve <model|workflowId>`: a model's running rollout, else a user's workflow of that id waiting in
+ * workflows/stages.ts approval() (the same `approve` Update).
+ */
 export async function approveCommand(model: string, options: { reason?: string; json?: boolean }): Promise<void> {
   await withClient(async (client) => {
     const rollout = await runningRollout(client, model);
-    if (!rollout) throw new UsageError(`no rollout of "${model}" is running, so there is nothing to approve`);
+    if (!rollout) {
+      const approved = await approveWorkflow(client, model, options.reason);
+      if (!approved)
+        throw new UsageError(
+          `no rollout of "${model}" is running and no running workflow has that id, so there is nothing to approve`,
+        );
+      print(options.json, approved, `approved: ${approved.subject}${approved.reason ? ` (${approved.reason})` : ''}`);
+      return;
+    }
     const status = await refusedAsUsage(() =>
       rollout.executeUpdate(approveRolloutUpdate, { args: [{ reason: options.reason }] }),
     );
@@ -169,6 +183,22 @@ export async function approveCommand(model: string, options: { reason?: string; 
         : `approved: v${status.candidate} is promoted once its steps pass`,
     );
   });
+}
+
+/** Approves what a running workflow of this id waits for; undefined when no such workflow runs. */
+async function approveWorkflow(
+  client: Client,
+  workflowId: string,
+  reason?: string,
+): Promise<ApprovalState | undefined> {
+  const handle = client.workflow.getHandle(workflowId);
+  try {
+    if ((await handle.describe()).status.name !== 'RUNNING') return undefined;
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) return undefined;
+    throw error;
+  }
+  return refusedAsUsage(() => handle.executeUpdate(approveUpdate, { args: [{ reason }] }));
 }
 
 function print(json: boolean | undefined, value: unknown, text: string): void {

@@ -71,6 +71,8 @@ export async function statusCommand(runId: string, options: { json?: boolean; re
         );
       }
       if (progress.version !== null) console.log(`version: ${progress.version}`);
+      if (progress.stopped)
+        console.log(`STOPPED by step ${progress.stopped.step} (${progress.stopped.at}): ${progress.stopped.reason}`);
       if (progress.evaluation)
         console.log(`blessed: ${progress.evaluation.blessed}\n  ${progress.evaluation.reasons.join('\n  ')}`);
     }
