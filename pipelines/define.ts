@@ -49,7 +49,7 @@ export async function deferringRegistryNames<T>(load: () => Promise<T>): Promise
 }
 
 /** Names checked against the registries the workers load: an unknown one must not start a run. */
-function registryIssues(input: unknown): SpecIssue[] {
+function registryIssues(input: unknown, checkSteps: boolean): SpecIssue[] {
   const issues: SpecIssue[] = [];
   const spec = (input ?? {}) as {
     data?: { source?: unknown; image?: unknown };
@@ -81,7 +81,7 @@ function registryIssues(input: unknown): SpecIssue[] {
     }
   }
   const placements = (input as { steps?: unknown } | undefined)?.steps;
-  if (Array.isArray(placements)) {
+  if (checkSteps && Array.isArray(placements)) {
     placements.forEach((placement: { name?: unknown }, i) => {
       const name = placement?.name;
       if (typeof name === 'string' && getStep(name) === undefined) {
@@ -111,13 +111,26 @@ function withStepDefaults(placement: StepPlacement): StepPlacement {
   };
 }
 
-/** Validates a spec (shape, ranges, registry names) and fills in defaults; throws PipelineSpecError. */
+/**
+ * Validates a spec (shape, ranges, the data source and architecture names) and fills in defaults; throws
+ * PipelineSpecError. Workers re-validate what they are sent with this: step names are checked at submission
+ * (validateSubmission), since only the pool that runs a step has to know it.
+ */
 export function validatePipeline(input: unknown): PipelineSpec {
+  return validate(input, false);
+}
+
+/** validatePipeline, and every step a placement names must be registered: what a run is submitted with. */
+export function validateSubmission(input: unknown): PipelineSpec {
+  return validate(input, true);
+}
+
+function validate(input: unknown, checkSteps: boolean): PipelineSpec {
   const parsed = PipelineSpecSchema.safeParse(input);
   const issues: SpecIssue[] = parsed.success
     ? []
     : parsed.error.issues.map((i) => ({ path: pathOf(i.path), message: i.message }));
-  issues.push(...registryIssues(input));
+  issues.push(...registryIssues(input, checkSteps));
   if (issues.length > 0 || !parsed.success) throw new PipelineSpecError(issues);
   return { ...parsed.data, steps: parsed.data.steps.map(withStepDefaults) };
 }
@@ -205,9 +218,9 @@ function toPlainInput(input: PipelineDefinitionInput): PipelineInput {
  */
 export function definePipeline<O extends z.ZodType>(input: PipelineDefinitionInput<O>): PipelineSpec {
   const plain = toPlainInput(input as PipelineDefinitionInput);
-  if (projectImports === 0) return validatePipeline(plain);
+  if (projectImports === 0) return validateSubmission(plain);
   try {
-    return validatePipeline(plain);
+    return validateSubmission(plain);
   } catch (error) {
     // Inside a project file: only unknown names may wait for the loader's second look; any other issue is final.
     if (!(error instanceof PipelineSpecError) || error.issues.some((i) => !i.message.startsWith('unknown ')))

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { registerDataSource } from '../data/sources';
 import { registerArchitecture, type Architecture } from '../training/architectures';
 import { describeIssues } from '../validation/issues';
-import { deferringRegistryNames, PipelineSpecError, validatePipeline } from './define';
+import { deferringRegistryNames, PipelineSpecError, validateSubmission } from './define';
 import type { ProjectDefinition } from './project';
 import { registerPipeline, registerStep } from './registry';
 import type { PipelineSpec } from './spec';
@@ -73,6 +73,14 @@ const ProjectShape = z
 
 const loaded = new Map<string, Promise<LoadedProject>>();
 
+/**
+ * An absolute path as an import specifier: as it is on POSIX (so a test runner's module graph sees the same module
+ * it would for a path), as a file URL on Windows.
+ */
+function importable(file: string): string {
+  return process.platform === 'win32' ? pathToFileURL(file).href : file;
+}
+
 /** Imports and registers a project file once per process (the CLI, a worker). */
 export function loadProject(file: string): Promise<LoadedProject> {
   const absolute = path.resolve(file);
@@ -88,7 +96,7 @@ async function importProject(file: string): Promise<LoadedProject> {
   let module: { default?: unknown };
   try {
     // Its pipelines may name what it registers below, by name: definePipeline leaves those names to the check here.
-    module = await deferringRegistryNames(() => import(pathToFileURL(file).href) as Promise<{ default?: unknown }>);
+    module = await deferringRegistryNames(() => import(importable(file)) as Promise<{ default?: unknown }>);
   } catch (error) {
     throw new ProjectError(file, `cannot be loaded: ${(error as Error).message}`);
   }
@@ -110,7 +118,7 @@ async function importProject(file: string): Promise<LoadedProject> {
   // Pipelines last: they name the definitions above.
   const pipelines = definition.pipelines.map((spec, i) => {
     try {
-      const valid = validatePipeline(spec);
+      const valid = validateSubmission(spec);
       registerPipeline(valid);
       return valid;
     } catch (error) {
@@ -151,7 +159,7 @@ export async function activateProject(
  */
 export async function projectWorkflowNames(project: LoadedProject | null): Promise<string[]> {
   if (!project?.workflowsPath) return [];
-  const module = (await import(pathToFileURL(project.workflowsPath).href)) as Record<string, unknown>;
+  const module = (await import(importable(project.workflowsPath))) as Record<string, unknown>;
   return Object.keys(module)
     .filter((name) => typeof module[name] === 'function')
     .sort();

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gantryHome } from '../../control/home';
 import { PROJECT_ROOT } from '../../control/temporal-binary';
 import { dataSourceNames, projectDataSource } from '../../data/sources';
-import { loadPipeline, PipelineSpecError, validatePipeline } from '../../pipelines';
+import { loadPipeline, PipelineSpecError, validatePipeline, validateSubmission } from '../../pipelines';
 import { findProjectFile, loadProject, ProjectError, type LoadedProject } from '../../pipelines/load-project';
 import { stepNames } from '../../pipelines/registry';
 import { architectureNames, getArchitecture } from '../../training/architectures';
@@ -106,7 +106,7 @@ describe('a project file', () => {
   it('refuses unknown names before a run starts, listing the known ones', () => {
     let error: unknown;
     try {
-      validatePipeline({
+      validateSubmission({
         name: 'broken',
         data: { source: 'my-rowz' },
         model: { name: 'broken', architecture: 'tiny-dence' },
