@@ -22,6 +22,8 @@ import {
   scheduleSimpleCommand,
 } from './commands/schedule';
 import { workerCommand } from './commands/worker';
+import { initCommand } from './commands/init';
+import { activateProject, projectWorkflowNames } from '../pipelines/load-project';
 import { OverlapPolicySchema } from '../pipelines/spec';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -47,12 +49,37 @@ const program = new Command('gantry')
       'publishing.',
   )
   .showHelpAfterError()
-  .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2));
+  .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2))
+  .option('--project <file>', 'the project file (default: GANTRY_PROJECT, else gantry.config.ts from here upward)');
+
+/** Commands that run without a project, even inside one. */
+const WITHOUT_PROJECT = new Set(['init']);
+
+// Every other command loads the user's project first: its pipelines run by name, its names validate, and the
+// children a command starts (workers, the model server) inherit it through GANTRY_PROJECT.
+program.hook('preAction', async (_program, command) => {
+  if (WITHOUT_PROJECT.has(command.name())) return;
+  try {
+    await activateProject({ explicit: program.opts<{ project?: string }>().project });
+  } catch (error) {
+    console.error(`gantry: ${(error as Error).message}`);
+    if (process.env.GANTRY_DEBUG && error instanceof Error) console.error(error.stack);
+    process.exit(2);
+  }
+});
+
+program
+  .command('init <dir>')
+  .description('scaffold a project in <dir>: package.json, tsconfig, gantry.config.ts, a CSV pipeline, a test')
+  .option('--name <name>', 'the project and pipeline name (default: the folder name)')
+  .option('--force', 'write into a folder that is not empty')
+  .action(action((dir: string, options) => initCommand(dir, options)));
 
 program
   .command('dev')
   .description(
-    'run the embedded Temporal server, a control worker and a train worker in the foreground (Ctrl-C stops them)',
+    "run the embedded Temporal server, a control worker, a train worker and one worker per pool the project's " +
+      'steps name, in the foreground (Ctrl-C stops them)',
   )
   .option('--port <port>', 'Temporal gRPC port, or "auto" (7233 when free)', 'auto')
   .option('--headless', 'no Temporal Web UI')
@@ -62,14 +89,14 @@ program
 program
   .command('worker')
   .description('run one worker of a pool against TEMPORAL_ADDRESS or the embedded server')
-  .requiredOption('--pool <pool>', 'control or train')
+  .requiredOption('--pool <pool>', "control, train, or a pool the project's steps name")
   .action(action(workerCommand));
 
 program
   .command('run <pipeline>')
   .description(
-    "start a retrain run of a pipeline (a built-in name or a .ts/.json file), or a project's workflow by its " +
-      'exported name, and wait for its result',
+    "start a retrain run of a pipeline (the project's or a built-in, by name, or a .ts/.json file), or a " +
+      "project's workflow by its exported name, and wait for its result",
   )
   .option('--set <path=value>', 'override a spec field, e.g. --set train.epochs=3 (repeatable)', collect, [])
   .option('--follow', 'show live progress per stage and epoch')
@@ -82,7 +109,11 @@ program
   .option('--id <runId>', 'workflow id for the run (default: <pipeline>-<time>-<random>)')
   .option('--arg <json>', "a project workflow's argument (JSON)")
   .option('--pipeline <name>', "a project workflow gets this pipeline's spec and Gantry's task queues (PipelineRun)")
-  .action(action((pipeline: string, options) => runNamedCommand(pipeline, options)));
+  .action(
+    action(async (pipeline: string, options) =>
+      runNamedCommand(pipeline, options, { workflows: await projectWorkflowNames(await activateProject()) }),
+    ),
+  );
 
 program
   .command('status <runId>')

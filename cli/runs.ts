@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { deploymentPrefix, taskQueueOf } from '../control/task-queues';
-import { applyOverrides, loadPipeline, PipelineSpecError, validatePipeline, type PipelineSpec } from '../pipelines';
+import { applyOverrides, loadPipeline, PipelineSpecError, validateSubmission, type PipelineSpec } from '../pipelines';
 import { retrainRunId, type RetrainInput } from '../workflows/api';
 import { retrainWorkflow } from '../workflows/retrain';
 import { UsageError } from './errors';
@@ -9,7 +9,7 @@ import { UsageError } from './errors';
 /** The spec a command will run: the named pipeline with `--set` overrides, validated in full. */
 export async function resolveSpec(pipeline: string, sets: string[]): Promise<PipelineSpec> {
   try {
-    return validatePipeline(applyOverrides(await loadPipeline(pipeline), sets));
+    return validateSubmission(applyOverrides(await loadPipeline(pipeline), sets));
   } catch (error) {
     if (error instanceof PipelineSpecError) throw new UsageError(error.message);
     throw new UsageError((error as Error).message);

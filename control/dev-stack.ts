@@ -10,7 +10,6 @@ import { startEmbeddedTemporal, type EmbeddedTemporal } from './embedded-tempora
 import type { GantryHome } from './home';
 import { freePort } from './ports';
 import { serversFile, servingTargets, type ServerTarget } from './servers';
-import type { Pool } from './task-queues';
 import { temporalTargetFromEnv, type TemporalTarget } from './temporal-env';
 
 const WORKERS_DIR = fileURLToPath(new URL('../workers/', import.meta.url));
@@ -18,7 +17,8 @@ const WORKERS_DIR = fileURLToPath(new URL('../workers/', import.meta.url));
 const CLI_ENTRY = fileURLToPath(new URL('../cli/main.ts', import.meta.url));
 
 export interface StackWorker {
-  pool: Pool;
+  /** control, train, or a pool the project's steps name. */
+  pool: string;
   /** The running process: a worker that crashes is started again (see StackOptions.onExit). */
   child: ChildProcess;
   logFile: string;
@@ -39,6 +39,8 @@ export interface StackOptions {
   port?: number | 'auto' | 'free';
   headless?: boolean;
   trainWorkers?: number;
+  /** Pools besides control and train to start one worker each of (those the project's steps name). */
+  extraPools?: string[];
   /** Told when a worker or the model server ends while the stack is up. */
   onExit?: (exit: StackExit) => void;
 }
@@ -122,12 +124,17 @@ export async function startLocalStack(home: GantryHome, options: StackOptions = 
       ? String(Math.max(1, Math.floor(os.availableParallelism() / trainWorkers)))
       : undefined;
   let stopping: Promise<void> | undefined;
-  const spawnWorker = (pool: Pool, index = 0): StackWorker => {
+  const spawnWorker = (pool: string, index = 0): StackWorker => {
+    // control.ts and train.ts set their pool up; any other pool is workers/main.ts's argument.
+    const script =
+      pool === 'control' || pool === 'train'
+        ? [path.join(WORKERS_DIR, `${pool}.ts`)]
+        : [path.join(WORKERS_DIR, 'main.ts'), pool];
     const logFile = path.join(home.logsDir, `worker-${pool}${index ? `-${index + 1}` : ''}.log`);
     const workerEnv = pool === 'train' && threadsPerTrainer ? { ...env, GANTRY_TRAIN_THREADS: threadsPerTrainer } : env;
     const start = () => {
       const log = createWriteStream(logFile, { flags: 'a' });
-      const child = spawn(process.execPath, [...process.execArgv, path.join(WORKERS_DIR, `${pool}.ts`)], {
+      const child = spawn(process.execPath, [...process.execArgv, ...script], {
         env: workerEnv,
         stdio: ['ignore', 'pipe', 'pipe'],
       });
@@ -156,7 +163,11 @@ export async function startLocalStack(home: GantryHome, options: StackOptions = 
     const worker: StackWorker = { pool, child: start(), logFile, restarts: 0 };
     return worker;
   };
-  const workers = [spawnWorker('control'), ...Array.from({ length: trainWorkers }, (_, i) => spawnWorker('train', i))];
+  const workers = [
+    spawnWorker('control'),
+    ...Array.from({ length: trainWorkers }, (_, i) => spawnWorker('train', i)),
+    ...(options.extraPools ?? []).map((pool) => spawnWorker(pool)),
+  ];
   served?.child.once('exit', (code, signal) => {
     if (!stopping)
       options.onExit?.({ what: 'the model server', code, signal, logFile: served.logFile, restarted: false });

@@ -1,8 +1,9 @@
 import path from 'node:path';
 
 /**
- * Every piece of local state lives under one folder, GANTRY_HOME (default `.gantry/` in the
- * working directory), so two checkouts or two test runs never share a database or a repository.
+ * Every piece of local state lives under one folder, GANTRY_HOME (default `.gantry/` next to the user's project
+ * file, GANTRY_PROJECT, else in the working directory), so two checkouts, two projects or two test runs never
+ * share a database or a repository.
  */
 export interface GantryHome {
   root: string;
@@ -18,7 +19,8 @@ export interface GantryHome {
 }
 
 export function gantryHome(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): GantryHome {
-  const root = path.resolve(cwd, env.GANTRY_HOME || '.gantry');
+  const projectDir = env.GANTRY_PROJECT ? path.dirname(path.resolve(cwd, env.GANTRY_PROJECT)) : cwd;
+  const root = env.GANTRY_HOME ? path.resolve(cwd, env.GANTRY_HOME) : path.join(projectDir, '.gantry');
   const temporalDir = path.join(root, 'temporal');
   return {
     root,

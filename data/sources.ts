@@ -306,8 +306,40 @@ const registry = new Map<string, DataSource>(
   ]),
 );
 
+/**
+ * A source a user's project registers: rows as the source holds them, streamed. The same shape as
+ * pipelines/project.ts' TabularSourceDefinition (declared here too: data/ must not import pipelines/).
+ */
+export interface ProjectDataSource {
+  name: string;
+  description: string;
+  kind: 'tabular';
+  defaultPath?: string;
+  stream(path: string): AsyncIterable<Record<string, unknown>>;
+}
+
+/**
+ * Sources a user's project registers (pipelines/load-project.ts): each streams rows as the source holds them, and
+ * tabular ingest infers, checks and encodes them like the built-in tabular sources' rows.
+ */
+const projectSources = new Map<string, ProjectDataSource>();
+
+/** Adds a project's source; a second, different definition under a taken name is refused. */
+export function registerDataSource(source: ProjectDataSource): void {
+  if (registry.has(source.name)) throw new Error(`data source "${source.name}" is built in; choose another name`);
+  const existing = projectSources.get(source.name);
+  if (existing && existing !== source)
+    throw new Error(`data source "${source.name}" is registered twice with different definitions`);
+  projectSources.set(source.name, source);
+}
+
+/** The project's source of that name, if the project registered one. */
+export function projectDataSource(name: string): ProjectDataSource | undefined {
+  return projectSources.get(name);
+}
+
 export function dataSourceNames(): string[] {
-  return [...registry.keys()].sort();
+  return [...registry.keys(), ...projectSources.keys()].sort();
 }
 
 /** The source of that name, or undefined. */

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { validatePipeline } from './define';
 import fashionMnist from './fashion-mnist';
+import { projectPipeline, projectPipelineNames } from './registry';
 import type { PipelineSpec } from './spec';
 
 /** Pipelines that ship with Gantry, runnable by name. */
@@ -11,11 +12,13 @@ export const BUILT_IN_PIPELINES: Record<string, PipelineSpec> = {
 };
 
 /**
- * A pipeline by built-in name, or from a file: `.json`, or a module whose default export is a
- * spec (usually `definePipeline(...)`).
+ * A pipeline by name — the loaded project's first, then the built-ins — or from a file: `.json`, or a module whose
+ * default export is a spec (usually `definePipeline(...)`).
  */
 export async function loadPipeline(nameOrPath: string): Promise<PipelineSpec> {
-  const builtIn = BUILT_IN_PIPELINES[nameOrPath];
+  const own = projectPipeline(nameOrPath);
+  if (own) return own;
+  const builtIn = Object.hasOwn(BUILT_IN_PIPELINES, nameOrPath) ? BUILT_IN_PIPELINES[nameOrPath] : undefined;
   if (builtIn) return builtIn;
   const file = path.resolve(nameOrPath);
   const exists = await stat(file).then(
@@ -23,8 +26,10 @@ export async function loadPipeline(nameOrPath: string): Promise<PipelineSpec> {
     () => false,
   );
   if (!exists) {
+    const own = projectPipelineNames();
     throw new Error(
-      `unknown pipeline "${nameOrPath}": not a built-in (${Object.keys(BUILT_IN_PIPELINES).join(', ')}) nor a file`,
+      `unknown pipeline "${nameOrPath}": not ${own.length > 0 ? `one of the project's (${own.join(', ')}), ` : ''}` +
+        `a built-in (${Object.keys(BUILT_IN_PIPELINES).join(', ')}) nor a file`,
     );
   }
   if (file.endsWith('.json')) return validatePipeline(JSON.parse(await readFile(file, 'utf8')));

@@ -12,6 +12,7 @@ import { connectClient, connectWorker } from '../control/connect';
 import { readRegistry } from '../control/registry';
 import { PROJECT_ROOT } from '../control/temporal-binary';
 import { taskQueueOf } from '../control/task-queues';
+import { deferringRegistryNames } from '../pipelines/define';
 import type { ProjectDefinition } from '../pipelines/project';
 import type { PipelineSpec } from '../pipelines/spec';
 import { approvalQuery, isStoppedRun, type RunResult, type StoppedRunResult } from '../workflows/api';
@@ -91,8 +92,10 @@ async function startProjectControlWorker(): Promise<typeof control> {
 
 beforeAll(async () => {
   env = await createTestEnv('custom-step');
-  // By path, as the project loader does: the example is not part of this repository's type-check.
-  project = (await import(path.join(EXAMPLE, 'gantry.config.ts'))).default as ProjectDefinition;
+  // By path, as the project loader does (the example is not part of this repository's type-check), and like it
+  // letting the project's pipeline name the step the project registers.
+  const config = path.join(EXAMPLE, 'gantry.config.ts');
+  project = (await deferringRegistryNames(() => import(config))).default as ProjectDefinition;
   train = await startInProcessWorkers(env, ['train']);
   control = await startProjectControlWorker();
 });

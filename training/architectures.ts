@@ -165,11 +165,29 @@ export const ARCHITECTURES = {
 
 export type ArchitectureName = keyof typeof ARCHITECTURES;
 
+/**
+ * Architectures a user's project registers (pipelines/load-project.ts), next to the built-ins. Their builders take
+ * the richer input of pipelines/project.ts (task, preprocessing); the trainer passes that input to every builder.
+ */
+const registered = new Map<string, Architecture>();
+
+/** Adds a project's architecture; a second, different definition under a taken name is refused. */
+export function registerArchitecture(name: string, architecture: Architecture): void {
+  if (Object.hasOwn(ARCHITECTURES, name))
+    throw new Error(`model architecture "${name}" is built in; choose another name`);
+  const existing = registered.get(name);
+  if (existing && existing !== architecture)
+    throw new Error(`model architecture "${name}" is registered twice with different definitions`);
+  registered.set(name, architecture);
+}
+
 export function architectureNames(): string[] {
-  return Object.keys(ARCHITECTURES);
+  return [...Object.keys(ARCHITECTURES), ...registered.keys()];
 }
 
 export function getArchitecture(name: string): Architecture {
+  const own = registered.get(name);
+  if (own) return own;
   if (!Object.hasOwn(ARCHITECTURES, name)) {
     throw new Error(`unknown model architecture "${name}"; known: ${architectureNames().join(', ')}`);
   }

@@ -1,6 +1,8 @@
 import { startLocalStack, type LocalStack } from '../../control/dev-stack';
 import { gantryHome, type GantryHome } from '../../control/home';
-import { taskQueueOf } from '../../control/task-queues';
+import { taskQueueOf, type Pool } from '../../control/task-queues';
+import { activateProject } from '../../pipelines/load-project';
+import { customPools } from '../../workers/project';
 import { UsageError } from '../errors';
 
 export function describeStack(home: GantryHome, stack: LocalStack): string {
@@ -19,7 +21,10 @@ export function describeStack(home: GantryHome, stack: LocalStack): string {
       `${taskQueueOf('train')} (${stack.workers
         .filter((w) => w.pool === 'train')
         .map((w) => `pid ${w.child.pid}`)
-        .join(', ')})`,
+        .join(', ')})${stack.workers
+        .filter((w) => w.pool !== 'control' && w.pool !== 'train')
+        .map((w) => `, ${taskQueueOf(w.pool as Pool)} (pid ${w.child.pid})`)
+        .join('')}`,
     `logs             ${home.logsDir}`,
   ].join('\n');
 }
@@ -42,6 +47,8 @@ function untilInterrupted(): Promise<NodeJS.Signals> {
 }
 
 export async function devCommand(options: { port?: string; headless?: boolean; trainWorkers?: string }): Promise<void> {
+  // Loaded by the CLI already (GANTRY_PROJECT): its steps' pools get a worker each, and every child loads it too.
+  const project = await activateProject();
   const home = gantryHome();
   const port = options.port === undefined || options.port === 'auto' ? 'auto' : Number(options.port);
   const trainWorkers = Number(options.trainWorkers ?? '1');
@@ -51,17 +58,22 @@ export async function devCommand(options: { port?: string; headless?: boolean; t
     port,
     headless: options.headless,
     trainWorkers,
+    extraPools: customPools(project),
     onExit: (e) =>
       console.error(
         `${e.what} exited (code ${e.code}, signal ${e.signal})${e.restarted ? '; started it again' : ''}; ` +
           `see ${e.logFile}`,
       ),
   });
-  console.log(
-    `gantry dev is up\n${describeStack(home, stack)}\n\n` +
-      'In another terminal: bin/gantry run fashion-mnist --follow   (Ctrl-C here stops everything)\n' +
+  const hint = project
+    ? `In another terminal: npx gantry run ${project.pipelines[0]?.name ?? '<pipeline>'} --follow   ` +
+      '(Ctrl-C here stops everything)'
+    : 'In another terminal: bin/gantry run fashion-mnist --follow   (Ctrl-C here stops everything)\n' +
       '               then: bin/gantry load fashion-mnist --rps 50 --clients 20 --feedback   ' +
-      '(traffic for the next rollout)',
+      '(traffic for the next rollout)';
+  console.log(
+    `gantry dev is up${project ? ` for project ${project.definition.name} (${project.file})` : ''}\n` +
+      `${describeStack(home, stack)}\n\n${hint}`,
   );
   const signal = await untilInterrupted();
   console.log(`\n${signal}: stopping the workers, the model server and the Temporal server…`);

@@ -1,9 +1,11 @@
-import { POOLS, type Pool } from '../../control/task-queues';
 import { runPoolWorker } from '../../workers/main';
 import { UsageError } from '../errors';
 
 export async function workerCommand(options: { pool: string }): Promise<void> {
-  if (!POOLS.includes(options.pool as Pool))
-    throw new UsageError(`--pool: "${options.pool}" is not a pool; choose ${POOLS.join(' or ')}`);
-  await runPoolWorker(options.pool as Pool);
+  // The pools are control, train and those the project's steps name: runPoolWorker knows them once it has loaded
+  // the project, and refuses any other with the list.
+  await runPoolWorker(options.pool).catch((error: Error) => {
+    if (/is not a pool/.test(error.message)) throw new UsageError(`--pool: ${error.message}`);
+    throw error;
+  });
 }
