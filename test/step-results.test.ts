@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { checkStepResult } from '../activities/steps';
 import { taskQueueOf } from '../control/task-queues';
 import { defineStep } from '../pipelines/project';
-import { placeSteps } from '../pipelines/step-placements';
+import { validateSubmission } from '../pipelines/define';
+import { registerStep } from '../pipelines/registry';
 import { sliceSpec } from './helpers/specs';
 
 describe("a step's answer", () => {
@@ -48,6 +49,7 @@ describe('task queues', () => {
 
 describe('step placements at submission', () => {
   const gate = defineStep({ name: 'gate', pool: 'etl', timeout: '2m', retries: 1, run: async () => undefined });
+  registerStep(gate);
 
   it("take the step's pool, timeout and retries unless they set their own", () => {
     const spec = sliceSpec();
@@ -55,7 +57,7 @@ describe('step placements at submission', () => {
       { name: 'gate', at: 'after-ingest', options: {} },
       { name: 'gate', at: 'before-publish', timeout: '30s', retries: 0, options: {} },
     ];
-    expect(placeSteps(spec, [gate]).steps).toEqual([
+    expect(validateSubmission(spec).steps).toEqual([
       { name: 'gate', at: 'after-ingest', pool: 'etl', timeout: '2m', retries: 1, options: {} },
       { name: 'gate', at: 'before-publish', pool: 'etl', timeout: '30s', retries: 0, options: {} },
     ]);
@@ -64,6 +66,6 @@ describe('step placements at submission', () => {
   it('refuse a step the project does not register, listing those it does', () => {
     const spec = sliceSpec();
     spec.steps = [{ name: 'gait', at: 'after-ingest', options: {} }];
-    expect(() => placeSteps(spec, [gate])).toThrow('steps.0.name: no step named "gait" (registered steps: gate)');
+    expect(() => validateSubmission(spec)).toThrow(/steps\.0\.name: unknown step "gait"; known: .*gate/);
   });
 });
