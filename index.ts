@@ -38,3 +38,11 @@ export {
 export type { ArchitectureName } from './training/architectures';
 /** The zod Gantry validates with, for architectures' option schemas: the same version as Gantry's own. */
 export { z } from 'zod';
+/** A client of Gantry's model server (and TF Serving's REST API): predictions from raw records, feedback. */
+export {
+  ServingClient,
+  ServingClientError,
+  type PredictAnswer,
+  type RecordsAnswer,
+  type ServingClientOptions,
+} from './serving/client';

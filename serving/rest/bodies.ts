@@ -44,7 +44,9 @@ export const bodyParsers = fastifyPlugin(async (app: FastifyInstance) => {
     if (request.method === 'POST' && isPredictUrl(request.url)) return done(null, new JsonText(body as Buffer));
     parseJsonBody(request, (body as Buffer).toString('utf8'), done);
   });
-  // TF Serving reads JSON whatever the Content-Type says (curl -d sends form encoding).
+  // TF Serving reads JSON whatever the Content-Type says (curl -d sends form encoding, fetch with a string body
+  // text/plain): fastify's own text/plain parser would hand the handler a string.
+  app.removeContentTypeParser('text/plain');
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
     try {
       done(null, JSON.parse(body as string));
