@@ -166,7 +166,7 @@ describe('regression on the cars data', () => {
     expect(maxAbsDiff(graph.weights, eager.weights)).toBeLessThanOrEqual(1e-3);
   });
 
-  it('a data-parallel replica (gradients, then the update) trains a BatchNorm regression as a lone trainer', async () => {
+  it('a data-parallel replica (gradients, then the update) trains a BatchNorm regression as one trainer', async () => {
     const featureShape = [cars.featureSize];
     const options = { hiddenUnits: [16, 8], dropout: 0, batchNorm: true };
     const input = { featureShape, task: 'regression' as const, numClasses: 1, seed: 3 };
