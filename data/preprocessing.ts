@@ -107,18 +107,26 @@ export function isMissing(value: unknown): boolean {
   return (
     value === null ||
     value === undefined ||
-    (typeof value === 'string' && value.trim() === '') ||
+    (typeof value === 'string' && isBlank(value)) ||
     (typeof value === 'number' && Number.isNaN(value))
   );
+}
+
+/** Empty or whitespace only; a printable ASCII first character (most cells) settles it without trimming. */
+function isBlank(text: string): boolean {
+  if (text.length === 0) return true;
+  const first = text.charCodeAt(0);
+  return !(first > 0x20 && first < 0x7f) && text.trim() === '';
 }
 
 /** A number from a JSON number or a numeric string; undefined when it is neither. */
 export function parseNumber(value: unknown): number | undefined {
   if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
   if (typeof value === 'string') {
-    const text = value.trim();
-    if (text === '') return undefined;
-    const n = Number(text);
+    // Number() skips the same surrounding whitespace as trim() (ingest calls this per cell: no trimmed copy); only
+    // a blank string, which Number() reads as 0, is not a number.
+    const n = Number(value);
+    if (n === 0 && isBlank(value)) return undefined;
     return Number.isFinite(n) ? n : undefined;
   }
   if (typeof value === 'bigint') return Number(value);
