@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MalformedRow, readCsvRows, type SourceRow } from '../../data/index';
+import { parseNumber } from '../../data/preprocessing';
 import { isMissingToken } from '../../data/tabular/csv';
 import { type CsvBatch, CsvTokenizer } from '../../data/tabular/csv-tokenizer';
 import { makeTempDir, removeTempDir } from './helpers';
@@ -104,6 +105,20 @@ describe('CSV tokenizer', () => {
     }
     for (const cell of ['0', 'na', 'Nan', 'none', 'NAN ', 'Adelie', '39.1', 'NULLS']) {
       expect(isMissingToken(cell), JSON.stringify(cell)).toBe(false);
+    }
+  });
+
+  it("parseNumber's plain-decimal path gives exactly Number()'s double", () => {
+    const cells = ['-0', '0', '5.', '.5', '007', '39.1', '-12.345', '123456789012345', '0.000000000000001'];
+    cells.push('1234567890123456', '9007199254740993', '1e5', ' 3 ', '+4', '0x10', '.', '-', '1.2.3', '', ' ', 'NaN');
+    let seed = 11;
+    for (let i = 0; i < 20_000; i++) {
+      seed = (seed * 16807) % 2147483647;
+      cells.push(((seed / 2147483647 - 0.5) * 10 ** (i % 12)).toFixed(i % 9));
+    }
+    for (const text of cells) {
+      const n = text.trim() === '' ? Number.NaN : Number(text);
+      expect(Object.is(parseNumber(text), Number.isFinite(n) ? n : undefined), text).toBe(true);
     }
   });
 
