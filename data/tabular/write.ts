@@ -107,6 +107,10 @@ export async function writeTabularShards(store: ArtifactStore, input: WriteInput
     ]),
   ) as Record<SplitName, ShardWriter>;
 
+  // One getter for every row (not a closure per row): it reads the row being encoded.
+  let current: Record<string, unknown> = {};
+  const get = (name: string) => cell(current, name);
+
   for await (const batch of rowBatches(input.reader, input.path)) {
     for (const item of batch.rows) {
       // Synchronous per row; an await only when a shard is full.
@@ -129,7 +133,8 @@ export async function writeTabularShards(store: ArtifactStore, input: WriteInput
       throw new DatasetError(where, `label ${JSON.stringify(label.name)} value changed since the first pass`);
     }
     try {
-      const outcome = encoder.encode((name) => cell(values, name), writer.buffer, writer.nextOffset);
+      current = values;
+      const outcome = encoder.encode(get, writer.buffer, writer.nextOffset);
       if (!outcome.kept) {
         judge.report.dropped += 1; // a drop column first seen after this row in pass 1
         return undefined;
