@@ -107,18 +107,57 @@ export function isMissing(value: unknown): boolean {
   return (
     value === null ||
     value === undefined ||
-    (typeof value === 'string' && value.trim() === '') ||
+    (typeof value === 'string' && isBlank(value)) ||
     (typeof value === 'number' && Number.isNaN(value))
   );
+}
+
+/** Empty or whitespace only; a printable ASCII first character (most cells) settles it without trimming. */
+function isBlank(text: string): boolean {
+  if (text.length === 0) return true;
+  const first = text.charCodeAt(0);
+  return !(first > 0x20 && first < 0x7f) && text.trim() === '';
+}
+
+const POWERS_OF_TEN = Array.from({ length: 16 }, (_, i) => 10 ** i);
+
+/**
+ * Number(text) for a plain decimal such as "-39.1" or "3750", read without Number()'s general parser (ingest reads
+ * every cell of a CSV this way): with at most 15 digits the digits and the power of ten are exact doubles, so one
+ * division rounds exactly as Number() does. Undefined for anything else (exponents, signs, spaces, words).
+ */
+function plainDecimal(text: string): number | undefined {
+  const n = text.length;
+  if (n === 0 || n > 17) return undefined;
+  let i = text.charCodeAt(0) === 0x2d ? 1 : 0;
+  const negative = i === 1;
+  let digits = 0;
+  let decimals = -1;
+  let mantissa = 0;
+  for (; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x30 && c <= 0x39) {
+      mantissa = mantissa * 10 + (c - 0x30);
+      digits += 1;
+      if (decimals >= 0) decimals += 1;
+    } else if (c === 0x2e && decimals < 0) decimals = 0;
+    else return undefined;
+  }
+  if (digits === 0 || digits > 15) return undefined;
+  const value = decimals > 0 ? mantissa / POWERS_OF_TEN[decimals]! : mantissa;
+  return negative ? -value : value;
 }
 
 /** A number from a JSON number or a numeric string; undefined when it is neither. */
 export function parseNumber(value: unknown): number | undefined {
   if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
   if (typeof value === 'string') {
-    const text = value.trim();
-    if (text === '') return undefined;
-    const n = Number(text);
+    const plain = plainDecimal(value);
+    if (plain !== undefined) return plain;
+    // Number() skips the same surrounding whitespace as trim() (ingest calls this per cell: no trimmed copy); only
+    // a blank string, which Number() reads as 0, is not a number.
+    const n = Number(value);
+    if (n === 0 && isBlank(value)) return undefined;
     return Number.isFinite(n) ? n : undefined;
   }
   if (typeof value === 'bigint') return Number(value);

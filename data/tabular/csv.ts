@@ -1,77 +1,79 @@
 import { createReadStream } from 'node:fs';
-import { parse, type CsvError, type Parser } from 'csv-parse';
 import { DatasetError } from '../errors';
 import { requireFile, shortReason } from './files';
-import { MalformedRow, type RowReader, type SourceRow } from './rows';
+import { CsvTokenizer, type CsvBatch } from './csv-tokenizer';
+import { type BatchedRowReader, MalformedRow, type RowBatch, type RowReadOptions, type SourceRow } from './rows';
 
 /** A CSV record (one row, quoted newlines included) longer than this is malformed, not buffered further. */
 export const MAX_CSV_RECORD_BYTES = 1 << 20;
+/** Characters read from the file at a time. */
+const CHUNK_BYTES = 1 << 16;
 /** More columns than this in the header is not a table Gantry trains on. */
 export const MAX_CSV_COLUMNS = 10_000;
 
 /** Cells that spell "no value" in CSV exports (pandas' defaults, less the exotic ones): read as null. */
+// isMissingToken spells these out for speed: keep the two in step.
 const MISSING_TOKENS = new Set(['', 'NA', 'N/A', 'NaN', 'nan', 'null', 'NULL', 'None']);
 
 /**
- * CSV with a header row, streamed through csv-parse: each row is a SourceRow of strings (missing tokens → null)
- * named `file:line`. A row with fewer or more cells than the header, or one csv-parse cannot read (an unclosed
- * quote, a record over MAX_CSV_RECORD_BYTES), is yielded as a MalformedRow and reading goes on.
+ * CSV with a header row, streamed through CsvTokenizer: each row is a SourceRow of strings (missing tokens → null)
+ * named `file:line`. A row with fewer or more cells than the header, or one the tokenizer cannot read (a stray or
+ * unclosed quote, a record over MAX_CSV_RECORD_BYTES characters), is yielded as a MalformedRow and reading goes on.
+ * Ingest reads it a chunk of rows at a time (`batches`).
  */
-export const readCsvRows: RowReader = async function* (file, options = {}) {
-  await requireFile(file);
-  // csv-parse's `info` option would give each record's line, but copies an info object per record (a fifth of
-  // the parse time): lines are counted here instead, from each record's own newlines, blank lines included.
-  const parser: Parser = parse({
-    bom: true,
-    relax_column_count: true,
-    max_record_size: MAX_CSV_RECORD_BYTES,
-    skip_records_with_error: true,
-    on_skip: (error: CsvError | undefined) => {
-      // Pushed into the record stream, so it arrives after the records before it and before those after it.
-      const line = (error as { lines?: number } | undefined)?.lines ?? 0;
-      parser.push(new Skipped(line, shortReason(error?.message ?? 'unreadable record')));
-      return undefined;
-    },
-  });
-  const input = createReadStream(file);
-  input.on('error', (error) => parser.destroy(error));
-  input.pipe(parser);
+export const readCsvRows: BatchedRowReader = Object.assign(
+  async function* (file: string, options: RowReadOptions = {}): AsyncIterable<SourceRow | MalformedRow> {
+    for await (const batch of readCsvBatches(file, options)) yield* batch.rows;
+  },
+  { batches: readCsvBatches },
+);
 
+async function* readCsvBatches(file: string, options: RowReadOptions = {}): AsyncIterable<RowBatch> {
+  await requireFile(file);
+  const input = createReadStream(file, { encoding: 'utf8', highWaterMark: CHUNK_BYTES });
+  const tokenizer = new CsvTokenizer(MAX_CSV_RECORD_BYTES);
+  const batch: CsvBatch = { lines: [], items: [] };
   let header: string[] | undefined;
   let yielded = 0;
-  let nextLine = 1;
-  let lastSkipped = 0;
+  let done = false;
   try {
-    for await (const item of parser as AsyncIterable<string[] | Skipped>) {
-      if (item instanceof Skipped) {
-        // csv-parse may report one bad record once per bad field: one malformed row is enough.
-        if (item.line > 0 && item.line === lastSkipped) continue;
-        lastSkipped = item.line;
-        yield new MalformedRow(`${file}:${item.line || '?'}`, item.reason);
-        if (item.line > 0) nextLine = item.line + 1;
-        if (++yielded === options.maxRows) return;
-        continue;
-      }
-      const record = item;
-      const line = nextLine;
-      nextLine = line + 1 + newlinesIn(record);
-      if (record.length === 1 && record[0] === '') continue; // a blank line
-      if (header === undefined) {
-        header = checkedHeader(file, record);
-        continue;
-      }
-      const where = `${file}:${line}`;
-      if (record.length !== header.length) {
-        yield new MalformedRow(where, `has ${record.length} fields, the header has ${header.length}`);
-      } else {
-        const values: Record<string, unknown> = {};
-        for (let c = 0; c < header.length; c++) {
-          const cell = record[c]!;
-          values[header[c]!] = MISSING_TOKENS.has(cell.trim()) ? null : cell;
+    const chunks = input[Symbol.asyncIterator]() as AsyncIterator<string>;
+    while (!done) {
+      const next = await chunks.next();
+      if (next.done) {
+        tokenizer.end(batch);
+        done = true;
+      } else tokenizer.push(next.value, batch);
+      const { lines, items } = batch;
+      const rows: (SourceRow | MalformedRow)[] = [];
+      for (let i = 0; i < items.length && yielded !== options.maxRows; i++) {
+        const item = items[i]!;
+        const where = `${file}:${lines[i]}`;
+        if (typeof item === 'string') {
+          rows.push(new MalformedRow(where, item));
+        } else {
+          if (item.length === 1 && item[0] === '') continue; // a blank line
+          if (header === undefined) {
+            header = checkedHeader(file, item);
+            continue;
+          }
+          if (item.length !== header.length) {
+            rows.push(new MalformedRow(where, `has ${item.length} fields, the header has ${header.length}`));
+          } else {
+            const values: Record<string, unknown> = {};
+            for (let c = 0; c < header.length; c++) {
+              const cell = item[c]!;
+              values[header[c]!] = isMissingToken(cell) ? null : cell;
+            }
+            rows.push({ values, where });
+          }
         }
-        yield { values, where } satisfies SourceRow;
+        yielded += 1;
       }
-      if (++yielded === options.maxRows) return;
+      lines.length = 0;
+      items.length = 0;
+      if (rows.length > 0) yield header ? { rows, columns: header } : { rows };
+      if (yielded === options.maxRows) return;
     }
   } catch (error) {
     if (error instanceof DatasetError) throw error;
@@ -80,23 +82,25 @@ export const readCsvRows: RowReader = async function* (file, options = {}) {
     input.destroy();
   }
   if (header === undefined) throw new DatasetError(file, 'empty: no header row');
-};
-
-/** A record csv-parse skipped (an unclosed quote, an overlong record), at the line it was on. */
-class Skipped {
-  constructor(
-    readonly line: number,
-    readonly reason: string,
-  ) {}
 }
 
-/** Newlines inside the record's quoted cells: the lines it spans past its first. */
-function newlinesIn(record: string[]): number {
-  let newlines = 0;
-  for (const cell of record) {
-    for (let i = cell.indexOf('\n'); i !== -1; i = cell.indexOf('\n', i + 1)) newlines += 1;
+/** Whether a cell spells "no value" (MISSING_TOKENS), without a Set lookup or a trim for ordinary cells. */
+export function isMissingToken(cell: string): boolean {
+  const n = cell.length;
+  if (n === 0) return true;
+  const first = cell.charCodeAt(0);
+  const last = cell.charCodeAt(n - 1);
+  if (!(first > 0x20 && first < 0x7f && last > 0x20 && last < 0x7f)) return MISSING_TOKENS.has(cell.trim());
+  switch (n) {
+    case 2:
+      return cell === 'NA';
+    case 3:
+      return cell === 'N/A' || cell === 'NaN' || cell === 'nan';
+    case 4:
+      return cell === 'null' || cell === 'NULL' || cell === 'None';
+    default:
+      return false;
   }
-  return newlines;
 }
 
 function checkedHeader(file: string, record: string[]): string[] {

@@ -11,7 +11,11 @@ import type { TabularSettings } from './settings';
  * (`constructor`, `toString`) must read as missing, not as the inherited function.
  */
 export function cell(values: Record<string, unknown>, column: string): unknown {
-  return Object.hasOwn(values, column) ? values[column] : undefined;
+  const value = values[column];
+  // Only Object.prototype's members (functions, __proto__'s object) can be inherited: a string, number, boolean or
+  // null is the row's own, without the hasOwn lookup (this runs once per cell, several times per pass).
+  if (value === null || (typeof value !== 'function' && typeof value !== 'object')) return value;
+  return Object.hasOwn(values, column) ? value : undefined;
 }
 
 /** A feature column as the row judge sees it: its missing policy and the type the spec declares, if any. */

@@ -4,7 +4,7 @@ import type { RowReport } from '../ingest';
 import { SPLIT_NAMES, type SplitName } from '../split';
 import { ColumnAccumulator } from './accumulator';
 import { cell, judgedColumn, RowJudge, type SplitLimits } from './judge';
-import type { RowReader } from './rows';
+import { type RowReader, rowBatches } from './rows';
 import type { TabularSettings } from './settings';
 
 /** One split's view of the data after pass 1. */
@@ -56,36 +56,54 @@ export async function scanRows(input: ScanInput): Promise<ScanResult> {
   let labelSeen = false;
   const hash = input.digestRows ? createHash('sha256') : undefined;
 
-  for await (const item of input.reader(input.path)) {
-    if (hash) hash.update(item instanceof Error ? `!${item.where}\n` : `${JSON.stringify(item.values)}\n`);
-    if (!(item instanceof Error)) {
-      for (const name in item.values) {
-        if (known.has(name)) {
-          if (name === settings.label) labelSeen = true;
-          continue;
-        }
-        if (known.size >= MAX_COLUMNS) throw new DatasetError(item.where, `has more than ${MAX_COLUMNS} columns`);
-        known.add(name);
-        columnOrder.push(name);
-        const column = judgedColumn(settings, name);
-        if (!column) continue;
-        judge.columns.push(column);
-        // Rows kept before this column first appeared lacked it: they count as missing values.
-        for (const split of SPLIT_NAMES) {
-          const accumulator = new ColumnAccumulator();
-          accumulator.addMissing(splits[split].rows);
-          splits[split].columns.set(name, accumulator);
-        }
+  // The accumulators as arrays beside each split's map: iterated once per row.
+  const names: string[] = [];
+  const accumulators = Object.fromEntries(SPLIT_NAMES.map((name) => [name, [] as ColumnAccumulator[]])) as Record<
+    SplitName,
+    ColumnAccumulator[]
+  >;
+  const see = (name: string, where: string) => {
+    if (known.has(name)) {
+      if (name === settings.label) labelSeen = true;
+      return;
+    }
+    if (known.size >= MAX_COLUMNS) throw new DatasetError(where, `has more than ${MAX_COLUMNS} columns`);
+    known.add(name);
+    columnOrder.push(name);
+    const column = judgedColumn(settings, name);
+    if (!column) return;
+    judge.columns.push(column);
+    names.push(name);
+    // Rows kept before this column first appeared lacked it: they count as missing values.
+    for (const split of SPLIT_NAMES) {
+      const accumulator = new ColumnAccumulator();
+      accumulator.addMissing(splits[split].rows);
+      splits[split].columns.set(name, accumulator);
+      accumulators[split].push(accumulator);
+    }
+  };
+
+  for await (const batch of rowBatches(input.reader, input.path)) {
+    // A batch that names its columns has them in every row: they are looked at once, not per row.
+    if (batch.columns && batch.rows.some((item) => !(item instanceof Error))) {
+      for (const name of batch.columns) see(name, input.path);
+    }
+    for (const item of batch.rows) {
+      if (hash) hash.update(item instanceof Error ? `!${item.where}\n` : `${JSON.stringify(item.values)}\n`);
+      if (!batch.columns && !(item instanceof Error)) {
+        for (const name in item.values) see(name, item.where);
       }
+      const fate = judge.judge(item);
+      if (fate.kind === 'kept') {
+        const split = splits[fate.split];
+        split.rows += 1;
+        const values = fate.row.values;
+        split.label.add(cell(values, settings.label));
+        const columns = accumulators[fate.split];
+        for (let c = 0; c < columns.length; c++) columns[c]!.add(cell(values, names[c]!));
+      }
+      if (input.onRows && judge.report.read % PROGRESS_EVERY === 0) input.onRows(judge.report.read);
     }
-    const fate = judge.judge(item);
-    if (fate.kind === 'kept') {
-      const split = splits[fate.split];
-      split.rows += 1;
-      split.label.add(cell(fate.row.values, settings.label));
-      for (const [name, accumulator] of split.columns) accumulator.add(cell(fate.row.values, name));
-    }
-    if (input.onRows && judge.report.read % PROGRESS_EVERY === 0) input.onRows(judge.report.read);
   }
   return {
     columnOrder,

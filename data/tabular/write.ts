@@ -5,7 +5,7 @@ import { categoryOf, parseNumber, RecordEncoder, RecordError, type TabularPrepro
 import { datasetPrefix, type ShardRef, type SplitRef } from '../shards';
 import { SPLIT_NAMES, type SplitName } from '../split';
 import { cell, judgedColumn, RowJudge, type SplitLimits } from './judge';
-import type { RowReader } from './rows';
+import { type MalformedRow, type RowReader, rowBatches, type SourceRow } from './rows';
 import type { TabularSettings } from './settings';
 
 /**
@@ -40,11 +40,12 @@ class ShardWriter {
     return this.features;
   }
 
-  async commit(label: number): Promise<void> {
+  /** Takes the encoded row; true when the shard is full and must be flushed before the next row. */
+  commit(label: number): boolean {
     this.labels[this.filled] = label;
     this.filled += 1;
     this.count += 1;
-    if (this.filled === this.shardSize) await this.flush();
+    return this.filled === this.shardSize;
   }
 
   async flush(): Promise<void> {
@@ -106,9 +107,24 @@ export async function writeTabularShards(store: ArtifactStore, input: WriteInput
     ]),
   ) as Record<SplitName, ShardWriter>;
 
-  for await (const item of input.reader(input.path)) {
+  // One getter for every row (not a closure per row): it reads the row being encoded.
+  let current: Record<string, unknown> = {};
+  const get = (name: string) => cell(current, name);
+
+  for await (const batch of rowBatches(input.reader, input.path)) {
+    for (const item of batch.rows) {
+      // Synchronous per row; an await only when a shard is full.
+      const full = writeRow(item);
+      if (full) {
+        await writers[full].flush();
+        input.onShard?.(full, writers[full].shards.length);
+      }
+    }
+  }
+  /** Judges, encodes and adds one row; names the split whose shard it filled, if any. */
+  function writeRow(item: SourceRow | MalformedRow): SplitName | undefined {
     const fate = judge.judge(item);
-    if (fate.kind !== 'kept') continue;
+    if (fate.kind !== 'kept') return undefined;
     const { values, where } = fate.row;
     const writer = writers[fate.split];
     const raw = cell(values, label.name);
@@ -117,18 +133,17 @@ export async function writeTabularShards(store: ArtifactStore, input: WriteInput
       throw new DatasetError(where, `label ${JSON.stringify(label.name)} value changed since the first pass`);
     }
     try {
-      const outcome = encoder.encode((name) => cell(values, name), writer.buffer, writer.nextOffset);
+      current = values;
+      const outcome = encoder.encode(get, writer.buffer, writer.nextOffset);
       if (!outcome.kept) {
         judge.report.dropped += 1; // a drop column first seen after this row in pass 1
-        continue;
+        return undefined;
       }
     } catch (error) {
       if (!(error instanceof RecordError)) throw error;
       throw new DatasetError(where, `cannot encode: ${error.message}`);
     }
-    const shardsBefore = writer.shards.length;
-    await writer.commit(target);
-    if (writer.shards.length !== shardsBefore) input.onShard?.(fate.split, writer.shards.length);
+    return writer.commit(target) ? fate.split : undefined;
   }
   if (judge.report.read !== input.expectedRows) {
     throw new DatasetError(
