@@ -121,7 +121,7 @@ describe('a project file', () => {
       { path: 'data.source', message: expect.stringMatching(/unknown data source "my-rowz"; known: .*my-rows/) },
       {
         path: 'model.architecture',
-        message: expect.stringMatching(/unknown model architecture "tiny-dence"; known: mlp, cnn, tiny-dense/),
+        message: expect.stringMatching(/unknown model architecture "tiny-dence"; known: mlp, cnn, tabular, tiny-dense/),
       },
       { path: 'steps.0.name', message: 'unknown step "quality-gait"; known: quality-gate' },
     ]);
