@@ -4,6 +4,7 @@ import { bundleWorkflowCode, Worker } from '@temporalio/worker';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { createStepActivities } from '../../activities/steps';
 import { PROJECT_ROOT } from '../../control/temporal-binary';
+import { deferringRegistryNames } from '../../pipelines/define';
 import type { ProjectDefinition } from '../../pipelines/project';
 import { approvalQuery, approveUpdate, type ControlActivities, type RetrainInput } from '../../workflows/api';
 import { sliceSpec } from '../helpers/specs';
@@ -26,7 +27,8 @@ let code: string;
 let project: ProjectDefinition;
 
 beforeAll(async () => {
-  project = (await import(path.join(EXAMPLE, 'gantry.config.ts'))).default as ProjectDefinition;
+  const config = path.join(EXAMPLE, 'gantry.config.ts');
+  project = (await deferringRegistryNames(() => import(config))).default as ProjectDefinition;
   ({ code } = await bundleWorkflowCode({
     workflowsPath: path.join(EXAMPLE, 'workflows.ts'),
     webpackConfigHook: (config) => {
