@@ -171,13 +171,14 @@ describe('bad input', () => {
   });
 
   it('a full batch queue answers 429, and the server still serves afterwards', async () => {
-    // A model call that takes 20 ms: requests pile up while it runs and arrive in one turn.
+    // A model call that takes 60 ms: requests pile up while it runs (long enough that a loaded machine's slower
+    // connects still overlap it; 20 ms let 20 requests through one by one once in a full suite run).
     const slow = async (dir: string, options: LoadOptions) => {
       const servable = await loadServable(dir, options);
       return {
         ...servable,
         run(inputs: Parameters<typeof servable.run>[0]) {
-          const end = performance.now() + 20;
+          const end = performance.now() + 60;
           while (performance.now() < end);
           return servable.run(inputs);
         },
@@ -189,7 +190,7 @@ describe('bad input', () => {
     );
     try {
       // The clients run in a process of their own: in this one they would wait for the server's event loop.
-      const answers = await burst(tight.restPort!, 20, JSON.stringify({ instances: [image] }));
+      const answers = await burst(tight.restPort!, 40, JSON.stringify({ instances: [image] }));
       const statuses = answers.map((a) => a.status);
       expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(0);
       expect(statuses.every((s) => s === 200 || s === 429)).toBe(true);
