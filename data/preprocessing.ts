@@ -262,3 +262,131 @@ export function describe(value: unknown): string {
   const text = typeof value === 'string' ? JSON.stringify(value) : (JSON.stringify(value) ?? String(value));
   return text.length > 40 ? `${text.slice(0, 37)}...` : text;
 }
+
+/**
+ * Tensor names. Over gRPC each column is a named tensor, and in a model with several inputs each categorical column
+ * is an input layer: a name must match TENSOR_NAME. A column whose name does not is spelled by `tensorNameOf` (lower
+ * case, every run of other characters → `_`, `_` trimmed at both ends: `Beak Length (mm)` → `beak_length_mm`).
+ */
+export const TENSOR_NAME = /^[A-Za-z0-9.][A-Za-z0-9_.\-/]*$/;
+
+/** A column's tensor name: itself when it is a valid one, else the documented respelling. */
+export function tensorNameOf(column: string): string {
+  if (TENSOR_NAME.test(column)) return column;
+  return column
+    .toLowerCase()
+    .replace(/[^a-z0-9_.\-/]+/g, '_')
+    .replace(/^[^a-z0-9.]+/, '')
+    .replace(/_+$/, '');
+}
+
+/**
+ * The tensor names of a table's columns: `tensorNameOf` each, `column_<i>` where nothing is left,
+ * and `_<i>` appended (i: the column's index) where the spelling is another column's.
+ */
+export function tensorNamesOf(columns: readonly string[]): string[] {
+  const taken = new Set(columns);
+  return columns.map((name, i) => {
+    let spelled = tensorNameOf(name) || `column_${i}`;
+    if (spelled === name) return name;
+    if (taken.has(spelled)) spelled = `${spelled}_${i}`;
+    taken.add(spelled);
+    return spelled;
+  });
+}
+
+/**
+ * Models with several inputs. The encoded vector above is the input of a one-input model. A model with several
+ * inputs instead takes Gantry's named inputs, split from that vector (so ingest, shards and the server's encoder stay
+ * one format):
+ * - `numeric` (NUMERIC_INPUT): every numeric and boolean slot, in column order, float32 [k];
+ * - one input per categorical column, named by the column's tensor name (tensorNamesOf over all columns), holding
+ *   the category's index in the vocabulary as float32 [1]; the out-of-vocabulary value is vocabulary.length, so an
+ *   Embedding with inputDim vocabulary.length + 1 takes every index.
+ * A model may leave inputs out (a column it ignores); an input name outside this list is refused.
+ */
+export const NUMERIC_INPUT = 'numeric';
+
+export interface NamedInput {
+  /** The input's name (the model's input layer's name). */
+  name: string;
+  /** Values per example: k for `numeric`, 1 for a categorical column. */
+  width: number;
+  /** Categorical inputs: the source's column name and the index range [0, vocabularySize). */
+  column?: string;
+  vocabularySize?: number;
+}
+
+/** Where each named input's values sit in the encoded vector. */
+export interface TabularInputLayout {
+  featureSize: number;
+  inputs: NamedInput[];
+  /** The encoded slots of NUMERIC_INPUT, in order (empty when the data has no numeric or boolean column). */
+  numericSlots: number[];
+  /** Per categorical input (in `inputs` order after `numeric`): its first one-hot slot. */
+  categoricalOffsets: number[];
+}
+
+export function tabularInputsOf(preprocessing: TabularPreprocessing): TabularInputLayout {
+  const names = tensorNamesOf(preprocessing.columns.map((c) => c.name));
+  const numericSlots: number[] = [];
+  const categorical: NamedInput[] = [];
+  const categoricalOffsets: number[] = [];
+  let slot = 0;
+  preprocessing.columns.forEach((column, i) => {
+    if (column.kind === 'categorical') {
+      if (names[i] === NUMERIC_INPUT)
+        throw new Error(
+          `column ${JSON.stringify(column.name)}: its tensor name is "${NUMERIC_INPUT}", the name of the numeric ` +
+            'input of a model with several inputs; rename the column',
+        );
+      const vocabularySize = column.vocabulary.length + 1;
+      categorical.push({ name: names[i]!, width: 1, column: column.name, vocabularySize });
+      categoricalOffsets.push(slot);
+    } else numericSlots.push(slot);
+    slot += slotsOf(column);
+  });
+  const numeric = numericSlots.length ? [{ name: NUMERIC_INPUT, width: numericSlots.length }] : [];
+  return { featureSize: slot, inputs: [...numeric, ...categorical], numericSlots, categoricalOffsets };
+}
+
+/**
+ * Splits `rows` encoded vectors (featureSize values each) into the named inputs, each rows × width values: the
+ * numeric slots gathered, each categorical one-hot turned into the index of its hot slot.
+ */
+export function splitEncoded(
+  layout: TabularInputLayout,
+  encoded: ArrayLike<number>,
+  rows: number,
+): Map<string, Float32Array> {
+  const size = layout.featureSize;
+  if (encoded.length < rows * size)
+    throw new RangeError(`${encoded.length} encoded values are fewer than ${rows} rows of ${size}`);
+  const out = new Map<string, Float32Array>();
+  const { numericSlots, categoricalOffsets } = layout;
+  if (numericSlots.length) {
+    const k = numericSlots.length;
+    const numeric = new Float32Array(rows * k);
+    for (let r = 0; r < rows; r++)
+      for (let j = 0; j < k; j++) numeric[r * k + j] = encoded[r * size + numericSlots[j]!]!;
+    out.set(NUMERIC_INPUT, numeric);
+  }
+  const categorical = layout.inputs.filter((input) => input.column !== undefined);
+  categorical.forEach((input, c) => {
+    const offset = categoricalOffsets[c]!;
+    const slots = input.vocabularySize!;
+    const indexes = new Float32Array(rows);
+    for (let r = 0; r < rows; r++) {
+      // The hot slot; a row with none (never written by RecordEncoder) reads as out of vocabulary.
+      let hot = slots - 1;
+      for (let s = 0; s < slots; s++)
+        if (encoded[r * size + offset + s]! > 0.5) {
+          hot = s;
+          break;
+        }
+      indexes[r] = hot;
+    }
+    out.set(input.name, indexes);
+  });
+  return out;
+}

@@ -1,4 +1,15 @@
-import { RecordEncoder, RecordError, type PreprocessingColumn, type TabularPreprocessing } from '../data/preprocessing';
+import {
+  RecordEncoder,
+  RecordError,
+  splitEncoded,
+  TENSOR_NAME,
+  tabularInputsOf,
+  tensorNameOf,
+  tensorNamesOf,
+  type PreprocessingColumn,
+  type TabularInputLayout,
+  type TabularPreprocessing,
+} from '../data/preprocessing';
 import { invalidArgument } from './errors';
 import type { Signature } from './signature';
 import type { DenseTensor } from './tensors';
@@ -14,35 +25,11 @@ import type { DenseTensor } from './tensors';
  * (lower case, every run of other characters → `_`, `_` trimmed at both ends: `Beak Length (mm)`
  * → `beak_length_mm`). Both spellings are accepted by both doors; metadata lists the tensor names.
  * A column a request leaves out is missing (its training-time policy applies); the label's column,
- * if a record carries it, is read past; any other name is refused.
+ * if a record carries it, is read past; any other name is refused. A model with several inputs
+ * gets the encoded records split into its named inputs (data/preprocessing.ts NUMERIC_INPUT).
  */
 
-export const TENSOR_NAME = /^[A-Za-z0-9.][A-Za-z0-9_.\-/]*$/;
-
-/** A column's tensor name: itself when it is a valid one, else the documented respelling. */
-export function tensorNameOf(column: string): string {
-  if (TENSOR_NAME.test(column)) return column;
-  return column
-    .toLowerCase()
-    .replace(/[^a-z0-9_.\-/]+/g, '_')
-    .replace(/^[^a-z0-9.]+/, '')
-    .replace(/_+$/, '');
-}
-
-/**
- * The tensor names of a table's columns: `tensorNameOf` each, `column_<i>` where nothing is left,
- * and `_<i>` appended (i: the column's index) where the spelling is another column's.
- */
-export function tensorNamesOf(columns: readonly string[]): string[] {
-  const taken = new Set(columns);
-  return columns.map((name, i) => {
-    let spelled = tensorNameOf(name) || `column_${i}`;
-    if (spelled === name) return name;
-    if (taken.has(spelled)) spelled = `${spelled}_${i}`;
-    taken.add(spelled);
-    return spelled;
-  });
-}
+export { TENSOR_NAME, tensorNameOf, tensorNamesOf };
 
 export interface RecordColumn {
   /** The source's own name (what preprocessing.json and the REST body use). */
@@ -60,6 +47,11 @@ export interface RecordInputs {
   encoder: RecordEncoder;
   columns: RecordColumn[];
   outputs: RecordOutputs;
+  /**
+   * A model with several inputs (data/preprocessing.ts NUMERIC_INPUT): the encoded records are split into its named
+   * inputs, in the signature's input order. Absent for the one-input model (the encoded vector itself).
+   */
+  split?: { layout: TabularInputLayout; order: string[] };
 }
 
 /**
@@ -69,7 +61,11 @@ export interface RecordInputs {
 export function recordInputsOf(preprocessing: TabularPreprocessing, signature: Signature): RecordInputs {
   const encoder = new RecordEncoder(preprocessing);
   const input = signature.inputs.length === 1 ? signature.inputs[0]! : undefined;
-  if (!input || input.dtype !== 'float32' || input.shape.length !== 2 || input.shape[1] !== encoder.featureSize)
+  const split = signature.inputs.length > 1 ? splitOf(preprocessing, signature) : undefined;
+  if (
+    !split &&
+    (!input || input.dtype !== 'float32' || input.shape.length !== 2 || input.shape[1] !== encoder.featureSize)
+  )
     throw new Error(
       `a record encodes to ${encoder.featureSize} float32 values, but the model's inputs are ` +
         `${signature.inputs.map((s) => `${s.key} ${s.dtype} [${s.shape.join(', ')}]`).join('; ')}`,
@@ -90,7 +86,28 @@ export function recordInputsOf(preprocessing: TabularPreprocessing, signature: S
     encoder,
     columns,
     outputs: label.task === 'classification' ? { task: 'classification', classes: [...label.classes] } : label,
+    ...(split ? { split } : {}),
   };
+}
+
+/** A several-input model's inputs, each checked against Gantry's named inputs (name, float32, [-1, width]). */
+function splitOf(preprocessing: TabularPreprocessing, signature: Signature): RecordInputs['split'] {
+  const layout = tabularInputsOf(preprocessing);
+  const known = new Map(layout.inputs.map((i) => [i.name, i]));
+  for (const spec of signature.inputs) {
+    const named = known.get(spec.key);
+    if (!named)
+      throw new Error(
+        `the model's input ${JSON.stringify(spec.key)} is none of the named inputs of a model with several inputs: ` +
+          `${layout.inputs.map((i) => JSON.stringify(i.name)).join(', ')}`,
+      );
+    if (spec.dtype !== 'float32' || spec.shape.length !== 2 || spec.shape[1] !== named.width)
+      throw new Error(
+        `the model's input ${JSON.stringify(spec.key)} is ${spec.dtype} [${spec.shape.join(', ')}]; ` +
+          `it takes float32 [-1, ${named.width}]`,
+      );
+  }
+  return { layout, order: signature.inputs.map((s) => s.key) };
 }
 
 /** Where a request names the label's column (a record as the data holds it): read past, never encoded. */
@@ -168,6 +185,19 @@ export function encodeRecords(
       );
     }
     for (const column of outcome.outOfVocabulary) outOfVocabulary.set(column, (outOfVocabulary.get(column) ?? 0) + 1);
+  }
+  if (records.split) {
+    const { layout, order } = records.split;
+    const parts = splitEncoded(layout, data, rows);
+    const widths = new Map(layout.inputs.map((i) => [i.name, i.width]));
+    const inputs = order.map(
+      (name): DenseTensor => ({
+        dtype: 'float32',
+        shape: [rows, widths.get(name)!],
+        data: parts.get(name)!,
+      }),
+    );
+    return { inputs, rows, outOfVocabulary };
   }
   return { inputs: [{ dtype: 'float32', shape: [rows, size], data }], rows, outOfVocabulary };
 }
