@@ -3,7 +3,9 @@ import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import { loadSplit } from '../data/shards';
 import { activeBackend } from '../engine/backend';
+import { inputFeedOf } from '../training/batches';
 import { evaluateModel, type ModelMetrics } from '../training/evaluate';
+import { loadDatasetPreprocessing } from './training-setup';
 import type * as tfType from '@tensorflow/tfjs';
 import { deserializeModel, loadModelFromStore, WEIGHTS_FILE } from '../engine/model-files';
 import type { ActivityDeps } from './deps';
@@ -32,7 +34,18 @@ export function createEvaluateActivity(deps: ActivityDeps) {
       context.heartbeat({ evaluating: label });
       const model = await load();
       try {
-        return await evaluateModel(model, test, dataset.featureShape, dataset.numClasses, undefined, dataset.task);
+        // A model with several inputs takes the test rows split by this dataset's preprocessing.
+        const feed =
+          model.inputs.length > 1 ? inputFeedOf(model, await loadDatasetPreprocessing(deps, dataset)) : undefined;
+        return await evaluateModel(
+          model,
+          test,
+          dataset.featureShape,
+          dataset.numClasses,
+          undefined,
+          dataset.task,
+          feed,
+        );
       } finally {
         model.dispose();
       }

@@ -4,6 +4,7 @@ import { type Preprocessing, PreprocessingSchema } from '../data/preprocessing';
 import { loadSplit } from '../data/shards';
 import type { PipelineSpec } from '../pipelines/spec';
 import { buildModel } from '../training/architectures';
+import { inputFeedOf } from '../training/batches';
 import { selectTrainingBackend, tf, type BackendReport } from '../engine/backend';
 import { loadLatestCheckpoint, type EpochMetrics } from '../training/checkpoint';
 import type { LoopInputs } from '../training/loop';
@@ -35,12 +36,13 @@ export async function prepareTraining(
   spec: PipelineSpec,
   dataset: DatasetRef,
 ): Promise<TrainingSetup> {
+  const preprocessing = await loadDatasetPreprocessing(deps, dataset);
   const architectureInput = {
     featureShape: dataset.featureShape,
     task: dataset.task,
     numClasses: dataset.numClasses,
     seed: spec.train.seed,
-    preprocessing: await loadDatasetPreprocessing(deps, dataset),
+    preprocessing,
   };
   const build = () => buildModel(tf, spec.model.architecture, architectureInput, spec.model.options);
   const backend = await selectTrainingBackend(build, dataset.featureShape);
@@ -69,6 +71,8 @@ export async function prepareTraining(
     featureShape: dataset.featureShape,
     numClasses: dataset.numClasses,
     task: dataset.task,
+    // A model with several inputs (numeric + embedded categoricals) is fed the encoded rows split into them.
+    feed: inputFeedOf(model, preprocessing),
     epochs: spec.train.epochs,
     batchSize: spec.train.batchSize,
     seed: spec.train.seed,
@@ -78,7 +82,7 @@ export async function prepareTraining(
 }
 
 /** The dataset's preprocessing (column slots, vocabularies) for the architecture's builder; null for images. */
-async function loadDatasetPreprocessing(deps: ActivityDeps, dataset: DatasetRef): Promise<Preprocessing | null> {
+export async function loadDatasetPreprocessing(deps: ActivityDeps, dataset: DatasetRef): Promise<Preprocessing | null> {
   if (!dataset.preprocessingUri) return null;
   try {
     return PreprocessingSchema.parse(JSON.parse((await deps.store.get(dataset.preprocessingUri)).toString('utf8')));

@@ -167,7 +167,11 @@ export async function selectTrainingBackend(
     const model = build();
     try {
       tf.tidy(() => {
-        const xs = tf.zeros([2, ...featureShape]);
+        // A model with several inputs gets zeros of each (index 0 is a valid category for an Embedding).
+        const xs =
+          model.inputs.length > 1
+            ? model.inputs.map((t) => tf.zeros([2, ...t.shape.slice(1).map((d) => d ?? 1)]))
+            : tf.zeros([2, ...featureShape]);
         const variables = model.trainableWeights.map((w) => w.read() as tfType.Variable);
         const { value, grads } = tf.variableGrads(
           () => tf.mean(tf.square(model.apply(xs, { training: true }) as tfType.Tensor)) as tfType.Scalar,

@@ -1,4 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
+import { type Preprocessing, splitEncoded, type TabularInputLayout, tabularInputsOf } from '../data/preprocessing';
 import { seededPermutation } from '../data/split';
 import { tf } from '../engine/backend';
 
@@ -10,6 +11,45 @@ export interface Examples {
   images: Uint8Array | Float32Array;
   labels: Uint8Array | Float32Array;
   count: number;
+}
+
+/**
+ * How a model with several inputs is fed (data/preprocessing.ts NUMERIC_INPUT): the encoded examples are split into
+ * its named inputs, given in the model's input order. A one-input model has none: it takes the encoded vector.
+ */
+export interface InputFeed {
+  layout: TabularInputLayout;
+  /** The model's input names, in its order. */
+  order: string[];
+}
+
+/**
+ * The feed of `model`: undefined for a model with one input; for several, each input checked against the named
+ * inputs of the data's tabular preprocessing (throws naming the input that does not fit).
+ */
+export function inputFeedOf(model: tfType.LayersModel, preprocessing: Preprocessing | null): InputFeed | undefined {
+  if (model.inputs.length <= 1) return undefined;
+  const names = model.inputs.map((t) => t.sourceLayer.name);
+  if (preprocessing?.kind !== 'tabular')
+    throw new Error(
+      `the model has several inputs (${names.join(', ')}); only tabular data feeds several inputs ` +
+        '(numeric + one per categorical column)',
+    );
+  const layout = tabularInputsOf(preprocessing);
+  const known = new Map(layout.inputs.map((i) => [i.name, i.width]));
+  model.inputs.forEach((t, i) => {
+    const width = known.get(names[i]!);
+    if (width === undefined)
+      throw new Error(
+        `the model's input ${JSON.stringify(names[i])} is none of the data's named inputs: ` +
+          `${layout.inputs.map((n) => JSON.stringify(n.name)).join(', ')}`,
+      );
+    if (t.shape.length !== 2 || t.shape[1] !== width)
+      throw new Error(
+        `the model's input ${JSON.stringify(names[i])} has shape [${t.shape}]; it takes [null, ${width}]`,
+      );
+  });
+  return { layout, order: names };
 }
 
 /**
@@ -44,11 +84,19 @@ export class BatchScratch {
   }
 }
 
+/** The named inputs of `rows` encoded examples, as tensors in the model's input order. */
+function feedTensors(feed: InputFeed, encoded: Float32Array, rows: number): tfType.Tensor[] {
+  const parts = splitEncoded(feed.layout, encoded, rows);
+  const widths = new Map(feed.layout.inputs.map((i) => [i.name, i.width]));
+  return feed.order.map((name) => tf.tensor2d(parts.get(name)!, [rows, widths.get(name)!]));
+}
+
 /**
  * Gathers the examples at `indices` into float32 inputs of `featureShape` and targets: one-hot
  * labels for a classification, the values as [n, 1] for a regression. Into `scratch`'s memory when
  * given (then `labels` and `values` are only valid until its next batch). `labels` holds the class
- * indices (classification), `values` the targets as float32 (regression).
+ * indices (classification), `values` the targets as float32 (regression). With a `feed` (a model with several
+ * inputs) `xs` is the named inputs, in the model's order.
  */
 export function batchTensors(
   examples: Examples,
@@ -57,7 +105,8 @@ export function batchTensors(
   numClasses: number,
   scratch?: BatchScratch,
   task: Task = 'classification',
-): { xs: tfType.Tensor; ys: tfType.Tensor2D; labels: Int32Array; values: Float32Array } {
+  feed?: InputFeed,
+): { xs: tfType.Tensor | tfType.Tensor[]; ys: tfType.Tensor2D; labels: Int32Array; values: Float32Array } {
   const size = featureShape.reduce((a, b) => a * b, 1);
   const { pixels, labels, values } = scratch
     ? scratch.take(indices.length, size)
@@ -73,7 +122,7 @@ export function batchTensors(
     if (task === 'regression') values[b] = examples.labels[index]!;
     else labels[b] = examples.labels[index]!;
   }
-  const xs = tf.tensor(pixels, [indices.length, ...featureShape]);
+  const xs = feed ? feedTensors(feed, pixels, indices.length) : tf.tensor(pixels, [indices.length, ...featureShape]);
   const ys =
     task === 'regression'
       ? tf.tensor2d(values, [indices.length, 1])

@@ -1,7 +1,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { tf } from '../engine/backend';
-import { batchTensors, type Examples, type Task } from './batches';
+import { batchTensors, type Examples, type InputFeed, type Task } from './batches';
 import { classifierAuc, METRIC_NAMES, regressionMetrics } from './metrics';
 
 export const ModelMetricsSchema = z.object({
@@ -24,7 +24,7 @@ const MAX_AUC_VALUES = 10_000_000;
 /**
  * The task's metrics of `model` over every example, in batches: classification — mean
  * cross-entropy (loss = logLoss), accuracy, per-class accuracy and AUC; regression — mean squared
- * error (loss), RMSE, MAE and R².
+ * error (loss), RMSE, MAE and R². `feed`: a model with several inputs (batches.ts inputFeedOf).
  */
 export async function evaluateModel(
   model: tfType.LayersModel,
@@ -33,8 +33,9 @@ export async function evaluateModel(
   numClasses: number,
   batchSize = 1000,
   task: Task = 'classification',
+  feed?: InputFeed,
 ): Promise<ModelMetrics> {
-  if (task === 'regression') return evaluateRegression(model, examples, featureShape, batchSize);
+  if (task === 'regression') return evaluateRegression(model, examples, featureShape, batchSize, feed);
   let lossSum = 0;
   let correct = 0;
   const classCorrect = new Array<number>(numClasses).fill(0);
@@ -45,7 +46,7 @@ export async function evaluateModel(
   for (let start = 0; start < examples.count; start += batchSize) {
     const end = Math.min(start + batchSize, examples.count);
     const indices = Array.from({ length: end - start }, (_, i) => start + i);
-    const { xs, ys, labels } = batchTensors(examples, indices, featureShape, numClasses);
+    const { xs, ys, labels } = batchTensors(examples, indices, featureShape, numClasses, undefined, task, feed);
     const [lossTensor, predictedTensor, probabilityTensor] = tf.tidy(() => {
       const output = model.predict(xs) as tfType.Tensor;
       return [tf.sum(tf.metrics.categoricalCrossentropy(ys, output)), tf.argMax(output, -1), output];
@@ -83,13 +84,14 @@ async function evaluateRegression(
   examples: Examples,
   featureShape: number[],
   batchSize: number,
+  feed: InputFeed | undefined,
 ): Promise<ModelMetrics> {
   const predicted = new Float32Array(examples.count);
   const actual = new Float32Array(examples.count);
   for (let start = 0; start < examples.count; start += batchSize) {
     const end = Math.min(start + batchSize, examples.count);
     const indices = Array.from({ length: end - start }, (_, i) => start + i);
-    const { xs, ys, values } = batchTensors(examples, indices, featureShape, 1, undefined, 'regression');
+    const { xs, ys, values } = batchTensors(examples, indices, featureShape, 1, undefined, 'regression', feed);
     const output = tf.tidy(() => tf.reshape(model.predict(xs) as tfType.Tensor, [-1]));
     const batch = await output.data();
     if (batch.length !== indices.length)

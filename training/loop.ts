@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type * as tfType from '@tensorflow/tfjs';
 import { tf } from '../engine/backend';
-import { BatchScratch, batchTensors, epochOrder, type Examples, type Task } from './batches';
+import { BatchScratch, batchTensors, epochOrder, type Examples, type InputFeed, type Task } from './batches';
 import type { EpochMetrics } from './checkpoint';
 import { TrainingDiverged } from './diverged';
 import { evaluateModel } from './evaluate';
@@ -42,7 +42,8 @@ export interface StepProgress {
 
 /** A replica's shard of a global batch, as tensors. */
 export interface Shard {
-  xs: tfType.Tensor;
+  /** The model's inputs: one tensor, or its named inputs in order (a model with several inputs). */
+  xs: tfType.Tensor | tfType.Tensor[];
   ys: tfType.Tensor;
 }
 
@@ -81,6 +82,8 @@ export interface ReplicaLoopOptions {
   numClasses: number;
   /** Classification (softmax cross-entropy) when absent; a regression trains on mean squared error. */
   task?: Task;
+  /** A model with several inputs: how the encoded examples are split into them (batches.ts inputFeedOf). */
+  feed?: InputFeed;
   epochs: number;
   /** Per replica; the global batch is this × the ring's size. */
   batchSize: number;
@@ -108,6 +111,7 @@ export type LoopInputs = Pick<
   | 'featureShape'
   | 'numClasses'
   | 'task'
+  | 'feed'
   | 'epochs'
   | 'batchSize'
   | 'seed'
@@ -148,7 +152,9 @@ export async function replicaLoop(options: ReplicaLoopOptions): Promise<{ histor
       const batch = order.subarray(step * globalBatch, Math.min((step + 1) * globalBatch, train.count));
       const [from, to] = shardOf(batch.length, rank, worldSize);
       const shard =
-        to > from ? batchTensors(train, batch.subarray(from, to), featureShape, numClasses, scratch, task) : undefined;
+        to > from
+          ? batchTensors(train, batch.subarray(from, to), featureShape, numClasses, scratch, task, options.feed)
+          : undefined;
       // Dropout masks keyed by (seed, step, rank): a resumed attempt draws the ones the lost one would.
       const seed: [number, number] = [options.seed, globalStep * worldSize + rank];
       let result: StepResult;
@@ -196,6 +202,7 @@ export async function replicaLoop(options: ReplicaLoopOptions): Promise<{ histor
         numClasses,
         undefined,
         task,
+        options.feed,
       );
       const metrics: EpochMetrics = {
         epoch: epoch + 1,

@@ -17,12 +17,17 @@ export interface ReplicaEngine {
    * One whole step on a batch: gradients of the loss scaled by lossScale (1 / batch), and the
    * update. Returns the batch's loss sum and correct count. `seed` keys the dropout masks.
    */
-  step(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number, seed: [number, number]): StepResult;
+  step(xs: tfType.Tensor | tfType.Tensor[], ys: tfType.Tensor, lossScale: number, seed: [number, number]): StepResult;
   /**
    * Gradients (scaled by lossScale = 1 / global batch), then the shard's loss sum and correct
    * count. The engine may hand back the same buffer every step: it is valid until the next call.
    */
-  computeGradients(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number, seed: [number, number]): Float32Array;
+  computeGradients(
+    xs: tfType.Tensor | tfType.Tensor[],
+    ys: tfType.Tensor,
+    lossScale: number,
+    seed: [number, number],
+  ): Float32Array;
   applyGradients(flat: Float32Array): void;
   readVariables(): Float32Array;
   writeVariables(flat: Float32Array): void;
@@ -55,14 +60,14 @@ export class EagerReplicaEngine implements ReplicaEngine {
     this.size = this.variables.reduce((n, v) => n + v.size, 0);
   }
 
-  step(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number): StepResult {
+  step(xs: tfType.Tensor | tfType.Tensor[], ys: tfType.Tensor, lossScale: number): StepResult {
     const { grads, lossSum, correct } = this.gradients(xs, ys, lossScale);
     this.optimizer.applyGradients(grads);
     tf.dispose(Object.values(grads));
     return { lossSum, correct };
   }
 
-  computeGradients(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number): Float32Array {
+  computeGradients(xs: tfType.Tensor | tfType.Tensor[], ys: tfType.Tensor, lossScale: number): Float32Array {
     const { grads, lossSum, correct } = this.gradients(xs, ys, lossScale);
     const out = new Float32Array(this.size + 2);
     let offset = 0;
@@ -77,7 +82,7 @@ export class EagerReplicaEngine implements ReplicaEngine {
   }
 
   /** The forward and backward pass of a batch: each variable's gradient, by variable name. */
-  private gradients(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number) {
+  private gradients(xs: tfType.Tensor | tfType.Tensor[], ys: tfType.Tensor, lossScale: number) {
     let lossSum: tfType.Scalar | undefined;
     let correct: tfType.Scalar | undefined;
     const { value, grads } = tf.variableGrads(() => {
@@ -144,10 +149,18 @@ export async function createReplicaEngine(
   execution: 'auto' | 'eager' = 'auto',
   task: Task = 'classification',
 ): Promise<{ engine: ReplicaEngine; execution: ExecutionReport }> {
+  // The one-graph step feeds one input tensor; a model with several inputs (numeric + embedded categoricals) trains
+  // eagerly, and the result says so.
   const graph =
     execution === 'eager'
       ? { unsupported: 'eager execution requested' }
-      : await GraphTrainStep.create(model, optimizer, featureShape, numClasses, task);
+      : model.inputs.length > 1
+        ? {
+            unsupported:
+              `the model has several inputs (${model.inputs.map((t) => t.sourceLayer.name).join(', ')}); ` +
+              'the one-graph step takes one input tensor',
+          }
+        : await GraphTrainStep.create(model, optimizer, featureShape, numClasses, task);
   if (graph instanceof GraphTrainStep) return { engine: graph, execution: { mode: 'graph' } };
   return {
     engine: new EagerReplicaEngine(model, optimizer, task),
