@@ -7,14 +7,17 @@ export {
   defineDataSource,
   defineProject,
   defineStep,
+  tabularInputs,
   type ArchitectureDefinition,
   type ArchitectureInput,
+  type CategoricalInput,
   type DataSourceDefinition,
   type ProjectDefinition,
   type StepContext,
   type StepDefinition,
   type StepOutputs,
   type StepResult,
+  type TabularInputs,
   type TabularSourceDefinition,
 } from './pipelines/project';
 export {

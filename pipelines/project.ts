@@ -1,6 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import type { z } from 'zod';
-import type { Preprocessing } from '../data/preprocessing';
+import { NUMERIC_INPUT, type Preprocessing, tabularInputsOf } from '../data/preprocessing';
 import type { PipelineSpec, StepPoint } from './spec';
 
 /**
@@ -22,14 +22,61 @@ export interface ArchitectureInput {
   preprocessing: Preprocessing | null;
 }
 
+/** A categorical column's input in a model with several inputs (see tabularInputs). */
+export interface CategoricalInput {
+  /** The source's column name. */
+  column: string;
+  /** The input's name: the column's tensor name (`Beak Length (mm)` → `beak_length_mm`). */
+  name: string;
+  /** Indexes 0 … vocabularySize − 1, the last one out of vocabulary: an Embedding's `inputDim`. */
+  vocabularySize: number;
+  /** float32 [batch, 1]: the category's index. */
+  input: tfType.SymbolicTensor;
+}
+
+/** Gantry's named inputs of a tabular model with several inputs, made as tf.input()s. */
+export interface TabularInputs {
+  /** `numeric`, float32 [batch, k]: every numeric (normalised) and boolean column; absent when there is none. */
+  numeric?: tfType.SymbolicTensor;
+  categorical: CategoricalInput[];
+  /** Every input, for `tf.model({ inputs: all, outputs })`. */
+  all: tfType.SymbolicTensor[];
+}
+
+/**
+ * The inputs of a model with several inputs over tabular data. Besides one input of the whole encoded vector
+ * ([featureSize], categoricals one-hot), a model may take Gantry's named inputs, which training and the server split
+ * from that vector: `numeric` (every numeric and boolean slot) and one input per categorical column, named by its
+ * tensor name, holding the category's index as float32 [1] (out of vocabulary: the vocabulary's length), for an
+ * Embedding of inputDim `vocabularySize`. A model may leave out a column's input; other input names are refused.
+ *
+ *   const { numeric, categorical, all } = tabularInputs(tf, input);
+ *   const parts = [tf.layers.dense({ units: 16 }).apply(numeric!) as SymbolicTensor, ...categorical.map((c) =>
+ *     tf.layers.flatten().apply(tf.layers.embedding({ inputDim: c.vocabularySize, outputDim: 2 }).apply(c.input)))];
+ *   return tf.model({ inputs: all, outputs: head.apply(tf.layers.concatenate().apply(parts)) });
+ */
+export function tabularInputs(tf: typeof tfType, input: ArchitectureInput): TabularInputs {
+  if (input.preprocessing?.kind !== 'tabular')
+    throw new Error('tabularInputs: the data is not tabular (its preprocessing has no columns)');
+  const layout = tabularInputsOf(input.preprocessing);
+  const make = (name: string, width: number) => tf.input({ shape: [width], name, dtype: 'float32' });
+  const numericInput = layout.inputs.find((i) => i.name === NUMERIC_INPUT);
+  const numeric = numericInput ? make(NUMERIC_INPUT, numericInput.width) : undefined;
+  const categorical = layout.inputs
+    .filter((i) => i.column !== undefined)
+    .map((i) => ({ column: i.column!, name: i.name, vocabularySize: i.vocabularySize!, input: make(i.name, 1) }));
+  return { numeric, categorical, all: [...(numeric ? [numeric] : []), ...categorical.map((c) => c.input)] };
+}
+
 export interface ArchitectureDefinition<Options extends z.ZodType = z.ZodType> {
   name: string;
   description: string;
   /** Checks (and defaults) the pipeline's `model.options`. */
   options: Options;
   /**
-   * Returns any tfjs LayersModel whose input is `featureShape` (float32) and whose output is the class
-   * probabilities (softmax, classification) or one value (regression). `tf` is the active backend's namespace.
+   * Returns any tfjs LayersModel, Sequential or functional, whose output is the class probabilities (softmax,
+   * classification) or one value (regression), and whose input is `featureShape` (float32) or, for tabular data,
+   * Gantry's named inputs (see tabularInputs). `tf` is the active backend's namespace.
    */
   build(tf: typeof tfType, input: ArchitectureInput, options: z.output<Options>): tfType.LayersModel;
 }
