@@ -359,6 +359,23 @@ export async function ingestDataset(
     manifest = await writeDataset(store, raw, source.name, fingerprint, parameters, progress);
   }
 
+  return concludeIngest(store, options, manifest, manifestKey, progress, raw.rows ? { rows: raw.rows } : {});
+}
+
+/**
+ * The end every ingest shares (arrays of images and tabular rows alike): this run's training statistics against
+ * the previous run's (the drift report), this run recorded as the new baseline, and the DatasetRef the rest of the
+ * pipeline gets.
+ */
+export async function concludeIngest(
+  store: ArtifactStore,
+  options: IngestOptions,
+  manifest: DatasetManifest,
+  manifestKey: string,
+  progress: (message: string) => void,
+  found: { anomalies?: Anomaly[]; rows?: RowReport },
+): Promise<DatasetRef> {
+  const fingerprint = manifest.fingerprint;
   const previous = await readBaseline(store, options.statisticsKey, options.runId);
   const drift = compareStatistics(previous, manifest.statistics.train, options.driftThresholds);
   progress(
@@ -367,7 +384,7 @@ export async function ingestDataset(
       : `no drift (${drift.reasons.join('; ') || 'within thresholds'})`,
   );
   const record: StatisticsRecord = {
-    source: source.name,
+    source: manifest.source,
     fingerprint,
     statistics: manifest.statistics.train,
     ...(options.runId !== undefined ? { runId: options.runId } : {}),
@@ -379,13 +396,17 @@ export async function ingestDataset(
     source: manifest.source,
     fingerprint,
     manifestUri: store.uri(manifestKey),
+    task: manifest.task,
     featureShape: manifest.featureShape,
+    featureDtype: manifest.featureDtype,
     numClasses: manifest.numClasses,
     classNames: manifest.classNames,
+    preprocessingUri: manifest.preprocessingUri,
     counts: manifest.counts,
     splits: manifest.splits,
     statistics: manifest.statistics,
     drift,
-    ...(raw.rows ? { rows: raw.rows } : {}),
+    anomalies: found.anomalies ?? [],
+    ...(found.rows ? { rows: found.rows } : {}),
   });
 }

@@ -1,17 +1,14 @@
 import { createHash } from 'node:crypto';
 import type { ArtifactStore } from '../../artifacts/store';
-import { compareStatistics } from '../drift';
 import { DatasetError } from '../errors';
 import {
-  DatasetRefSchema,
-  readBaseline,
+  concludeIngest,
   readCompleteManifest,
   type Anomaly,
   type DatasetManifest,
   type DatasetParameters,
   type DatasetRef,
   type IngestOptions,
-  type StatisticsRecord,
 } from '../ingest';
 import { PREPROCESSING_FILE } from '../preprocessing';
 import { datasetPrefix } from '../shards';
@@ -179,36 +176,7 @@ export async function ingestTabularDataset(
     progress(`schema stored at ${options.schemaKey}; later runs are checked against it`);
   }
 
-  const previous = await readBaseline(store, options.statisticsKey, options.runId);
-  const drift = compareStatistics(previous, manifest.statistics.train, options.driftThresholds);
-  progress(
-    drift.drifted
-      ? `drift: ${drift.reasons.join('; ')}`
-      : `no drift (${drift.reasons.join('; ') || 'within thresholds'})`,
-  );
-  const record: StatisticsRecord = {
-    source: source.name,
-    fingerprint,
-    statistics: manifest.statistics.train,
-    ...(options.runId !== undefined ? { runId: options.runId } : {}),
-    previous,
-  };
-  await store.put(options.statisticsKey, JSON.stringify(record, null, 2));
-
-  return DatasetRefSchema.parse({
-    source: manifest.source,
-    fingerprint,
-    manifestUri: store.uri(manifestKey),
-    task: manifest.task,
-    featureShape: manifest.featureShape,
-    featureDtype: manifest.featureDtype,
-    numClasses: manifest.numClasses,
-    classNames: manifest.classNames,
-    preprocessingUri: manifest.preprocessingUri,
-    counts: manifest.counts,
-    splits: manifest.splits,
-    statistics: manifest.statistics,
-    drift,
+  return concludeIngest(store, options, manifest, manifestKey, progress, {
     anomalies,
     ...(manifest.rows ? { rows: manifest.rows } : {}),
   });
