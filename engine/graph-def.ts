@@ -47,6 +47,31 @@ export const attr = {
   }),
 };
 
+/** One tensor of a signature: the graph tensor it names ("node:0"), its dtype and shape (-1: any size). */
+export interface TensorInfoSpec {
+  name: string;
+  dtype: DType;
+  shape: number[];
+}
+
+/** A SignatureDef: the caller's keys for the graph's inputs and outputs, and the method (e.g. Predict). */
+export interface SignatureSpec {
+  methodName: string;
+  inputs: Record<string, TensorInfoSpec>;
+  outputs: Record<string, TensorInfoSpec>;
+}
+
+function signatureDefOf(signature: SignatureSpec): Record<string, unknown> {
+  const infos = (specs: Record<string, TensorInfoSpec>) =>
+    Object.fromEntries(
+      Object.entries(specs).map(([key, t]) => [
+        key,
+        { name: t.name, dtype: t.dtype, tensorShape: { dim: t.shape.map((size) => ({ size })) } },
+      ]),
+    );
+  return { methodName: signature.methodName, inputs: infos(signature.inputs), outputs: infos(signature.outputs) };
+}
+
 interface NodeDef {
   name: string;
   op: string;
@@ -91,8 +116,12 @@ export class GraphBuilder {
     return this.op('Identity', name, [zero], { T: attr.type('DT_FLOAT') }, after);
   }
 
-  /** The SavedModel file (`saved_model.pb`) holding this graph under one tag set. */
-  savedModel(tags: string[]): Uint8Array {
+  /**
+   * The SavedModel file (`saved_model.pb`) holding this graph under one tag set, with the SignatureDefs
+   * TensorFlow Serving and `tf.saved_model.load(...).signatures` look callers' names up in (none for a
+   * graph only Gantry runs, by node name).
+   */
+  savedModel(tags: string[], signatures: Record<string, SignatureSpec> = {}): Uint8Array {
     const SavedModel = types().lookupType('tensorflow.SavedModel');
     const message = SavedModel.fromObject({
       savedModelSchemaVersion: 1,
@@ -101,7 +130,9 @@ export class GraphBuilder {
           metaInfoDef: { metaGraphVersion: 'gantry', tags, tensorflowVersion: '2.20.0' },
           // Producer 1205 (TensorFlow 2.x): a GraphDef version every libtensorflow 2 reads.
           graphDef: { node: this.nodes, versions: { producer: 1205, minConsumer: 0 } },
-          signatureDef: {},
+          signatureDef: Object.fromEntries(
+            Object.entries(signatures).map(([key, signature]) => [key, signatureDefOf(signature)]),
+          ),
         },
       ],
     });
