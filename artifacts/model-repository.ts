@@ -23,7 +23,8 @@ export class ModelRepository {
   }
 
   /**
-   * Writes `files` as version `version` of `model`. Publishing the same files again is a no-op
+   * Writes `files` as version `version` of `model`; a name may hold a subfolder ("assets.extra/x.json",
+   * a SavedModel's extra files), each part a plain name. Publishing the same files again is a no-op
    * (an activity retry); different files under an existing version are refused, because a
    * version number must always mean one model.
    */
@@ -33,7 +34,11 @@ export class ModelRepository {
     const staging = path.join(this.root, '.staging', `${model}-${version}-${randomBytes(4).toString('hex')}`);
     await mkdir(staging, { recursive: true });
     try {
-      for (const [name, data] of Object.entries(files)) await writeFile(path.join(staging, name), data);
+      for (const [name, data] of Object.entries(files)) {
+        const file = path.join(staging, ...fileSegments(name));
+        await mkdir(path.dirname(file), { recursive: true });
+        await writeFile(file, data);
+      }
       await mkdir(path.dirname(target), { recursive: true });
       await rename(staging, target);
     } catch (error) {
@@ -57,8 +62,9 @@ export class ModelRepository {
 
   private async confirmSame(target: string, files: Record<string, Uint8Array | string>): Promise<string> {
     for (const [name, data] of Object.entries(files)) {
-      if (name === METADATA_FILE) continue; // carries timestamps; the model files decide identity
-      const existing = await readFile(path.join(target, name)).catch(() => undefined);
+      // gantry.json (and its copy in a SavedModel's assets.extra/) carries timestamps; the model files decide identity
+      if (path.posix.basename(name) === METADATA_FILE) continue;
+      const existing = await readFile(path.join(target, ...fileSegments(name))).catch(() => undefined);
       if (!existing || digest(existing) !== digest(data)) {
         throw new Error(
           `${target} already holds a different model (${name} differs); refusing to overwrite a published version`,
@@ -71,6 +77,14 @@ export class ModelRepository {
 
 /** Gantry's description of a published version, beside the tfjs files. */
 export const METADATA_FILE = 'gantry.json';
+
+/** A file name's parts, each a plain name: nothing may land outside the version folder. */
+function fileSegments(name: string): string[] {
+  const parts = name.split('/');
+  if (!parts.every((part) => /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(part)))
+    throw new Error(`version file name ${JSON.stringify(name)} is not a relative path of plain names`);
+  return parts;
+}
 
 function digest(data: Uint8Array | string): string {
   return createHash('sha256').update(data).digest('hex');
