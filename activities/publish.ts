@@ -1,3 +1,4 @@
+import type * as tfType from '@tensorflow/tfjs';
 import { ModelRepository, METADATA_FILE } from '../artifacts/model-repository';
 import {
   PREPROCESSING_FILE,
@@ -6,7 +7,10 @@ import {
   type Label,
   type Preprocessing,
 } from '../data/preprocessing';
+import { deserializeModel } from '../engine/model-files';
+import { compileSavedModel, savedModelFiles, type SavedModelStatus } from '../engine/saved-model-writer';
 import { tensorNamesOf } from '../serving/records';
+import { signatureOf } from '../serving/signature';
 import { describeIssues } from '../validation/issues';
 import { publishVersionUpdate, type PublishedDataset, type PublishInput } from '../workflows/api';
 import type { ActivityDeps } from './deps';
@@ -17,7 +21,10 @@ import { registryHandle } from '../control/registry';
  * Writes a blessed version into the model repository (atomically: a server never sees half a
  * version), then tells the registry, which moves the alias to it — unless a rollout will decide.
  * The version carries its preprocessing.json, so the server takes raw records (or checks images)
- * exactly as training saw them.
+ * exactly as training saw them. The folder is also a TensorFlow SavedModel (saved_model.pb, signature
+ * `serving_default` under the names the tfjs version is served by, preprocessing.json and gantry.json
+ * in assets.extra/), so the model repository is a TF Serving base path; a model the graph compiler
+ * does not cover is published without one, and gantry.json's `savedModel` says why.
  */
 export function createPublishActivity(deps: ActivityDeps) {
   return async function publish({
@@ -33,6 +40,21 @@ export function createPublishActivity(deps: ActivityDeps) {
     const repository = new ModelRepository(deps.home.modelRepositoryDir);
     const preprocessing = dataset ? await preprocessingOf(dataset, (uri) => deps.store.get(uri)) : undefined;
     const regression = dataset?.task === 'regression';
+    const signature = {
+      inputs: {
+        input: {
+          dtype: 'float32',
+          note:
+            preprocessing?.json.kind === 'tabular'
+              ? `an encoded record (${PREPROCESSING_FILE}); the server also takes raw records`
+              : 'raw pixel values 0..255',
+        },
+      },
+      outputs: regression ? { value: { dtype: 'float32' } } : { probabilities: { dtype: 'float32' } },
+    };
+    const modelJson = await deps.store.get(`${modelUri}/model.json`);
+    const weights = await deps.store.get(`${modelUri}/weights.bin`);
+    const savedModel = await savedModelOfVersion(modelJson, weights, signature);
     const metadata = {
       model: spec.model.name,
       version,
@@ -40,28 +62,23 @@ export function createPublishActivity(deps: ActivityDeps) {
       architecture: spec.model.architecture,
       task: dataset?.task ?? 'classification',
       ...(dataset && !regression ? { classNames: dataset.classNames } : {}),
-      signature: {
-        inputs: {
-          input: {
-            dtype: 'float32',
-            note:
-              preprocessing?.json.kind === 'tabular'
-                ? `an encoded record (${PREPROCESSING_FILE}); the server also takes raw records`
-                : 'raw pixel values 0..255',
-          },
-        },
-        outputs: regression ? { value: { dtype: 'float32' } } : { probabilities: { dtype: 'float32' } },
-      },
+      signature,
       ...(preprocessing ? { rawInputs: rawInputsOf(preprocessing.json) } : {}),
       metrics: evaluation.candidate,
       reasons: evaluation.reasons,
       gitCommit: deps.gitCommit,
+      savedModel: savedModel.status,
+    };
+    const metadataText = JSON.stringify(metadata, null, 2);
+    const extras = {
+      ...(preprocessing ? { [PREPROCESSING_FILE]: preprocessing.bytes } : {}),
+      [METADATA_FILE]: metadataText,
     };
     const publishedPath = await repository.publish(spec.model.name, version, {
-      'model.json': await deps.store.get(`${modelUri}/model.json`),
-      'weights.bin': await deps.store.get(`${modelUri}/weights.bin`),
-      ...(preprocessing ? { [PREPROCESSING_FILE]: preprocessing.bytes } : {}),
-      [METADATA_FILE]: JSON.stringify(metadata, null, 2),
+      'model.json': modelJson,
+      'weights.bin': weights,
+      ...extras,
+      ...(savedModel.bytes ? savedModelFiles(savedModel.bytes, extras) : {}),
     });
     const registry = registryHandle(deps.client, spec.model.name);
     await registry.executeUpdate(publishVersionUpdate, {
@@ -69,6 +86,33 @@ export function createPublishActivity(deps: ActivityDeps) {
     });
     return { publishedPath };
   };
+}
+
+/**
+ * The version as a SavedModel whose signature has the keys the tfjs version is served under (what the
+ * server's signatureOf makes of the model and this metadata), or why there is none: a model the graph
+ * compiler does not cover, or that the server could not serve either. The tfjs files are the version;
+ * the publish never fails for want of a SavedModel, and gantry.json keeps the reason.
+ */
+async function savedModelOfVersion(
+  modelJson: Uint8Array,
+  weights: Uint8Array,
+  signature: { inputs: Record<string, unknown>; outputs: Record<string, unknown> },
+): Promise<{ bytes?: Uint8Array; status: SavedModelStatus }> {
+  let model: tfType.LayersModel | undefined;
+  let step = 'the model files';
+  try {
+    model = await deserializeModel(Buffer.from(modelJson).toString('utf8'), weights);
+    step = 'the serving signature';
+    const served = signatureOf(model, { signature });
+    const names = { inputs: served.inputs.map((t) => t.key), outputs: served.outputs.map((t) => t.key) };
+    step = 'the SavedModel writer';
+    return compileSavedModel(model, names);
+  } catch (error) {
+    return { status: { written: false, reason: `${step} failed: ${(error as Error).message}` } };
+  } finally {
+    model?.dispose();
+  }
 }
 
 /**
