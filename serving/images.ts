@@ -3,7 +3,7 @@ import type { ImagePreprocessing } from '../data/preprocessing';
 import { invalidArgument } from './errors';
 import { recordOutputsOf, type RecordOutputs } from './records';
 import { rowSize, type Signature, type TensorSpec } from './signature';
-import { fromBytes, type DenseTensor } from './tensors';
+import type { DenseTensor } from './tensors';
 
 /**
  * Encoded images in, the model's pixels out: a version published with an image `preprocessing.json` takes PNG and
@@ -13,8 +13,10 @@ import { fromBytes, type DenseTensor } from './tensors';
  * to the model as raw 0..255 float32 pixels (Gantry's image models rescale inside the graph). The answer names the
  * class beside the scores, as a records request's does (serving/records.ts RecordAnswer).
  *
- * A b64 value whose bytes are not a PNG or JPEG (no signature) but exactly one row of float32 pixels keeps its old
- * meaning, so a client that sent raw tensors as b64 is answered as before. Sizes are bounded before anything is
+ * A request is one of images when its values are named IMAGE_INPUT or its first value is b64 bytes with a PNG or JPEG
+ * signature; other b64 values keep their old meaning (a tensor's raw float32 bytes), so a client that sent raw
+ * tensors is answered as before.
+ * Sizes are bounded before anything is
  * decoded: the images per request (the server's row limit), the bytes per image and per request, and the pixels an
  * image declares (libvips refuses a decompression bomb before allocating it).
  */
@@ -96,6 +98,20 @@ function b64Of(instance: unknown, images: ImageInputs): { b64: string; name?: st
   return isB64(value) ? { b64: value.b64, name: keys[0]! } : undefined;
 }
 
+/** Whether base64 `text` starts with a PNG or JPEG signature (only its first 12 characters decoded). */
+function isEncodedImage(text: string): boolean {
+  return looksLikeImage(Buffer.from(text.slice(0, 12), 'base64'));
+}
+
+/** Whether `name` is IMAGE_INPUT and not the model's input name (a tensor could not be sent under it). */
+function namedImage(name: string | undefined, images: ImageInputs): boolean {
+  return name === IMAGE_INPUT && images.input.key !== IMAGE_INPUT;
+}
+
+function keyOf(inputs: unknown): string | undefined {
+  return isPlainObject(inputs) ? Object.keys(inputs)[0] : undefined;
+}
+
 /** Counts the encoded bytes of a request's images against the limits, before any base64 is decoded. */
 class ByteBudget {
   private total = 0;
@@ -153,7 +169,8 @@ export function imagesFromInstances(
   limits: ImageLimits,
   maxRows: number,
 ): EncodedImage[] | undefined {
-  if (instances.length === 0 || !b64Of(instances[0], images)) return undefined;
+  const first = instances.length > 0 ? b64Of(instances[0], images) : undefined;
+  if (!first || !(isEncodedImage(first.b64) || namedImage(first.name, images))) return undefined;
   checkCount(instances.length, maxRows, 'instances');
   const budget = new ByteBudget(limits);
   return instances.map((instance, r) => {
@@ -188,6 +205,7 @@ export function imagesFromColumns(
     where = `inputs.${keys[0]!}`;
   }
   if (!Array.isArray(array) || array.length === 0 || !isB64(array[0])) return undefined;
+  if (!(isEncodedImage(array[0].b64) || namedImage(keyOf(inputs), images))) return undefined;
   checkCount(array.length, maxRows, where);
   const budget = new ByteBudget(limits);
   return array.map((value, r) => {
@@ -214,7 +232,7 @@ export function imagesFromStrings(
 
 /**
  * Decodes the images (a few at a time, off the event loop) into the model's input: one float32 tensor of the input's
- * shape, raw 0..255 pixels. A value that is not a PNG or JPEG but exactly one row of float32 pixels is that row.
+ * shape, raw 0..255 pixels.
  */
 export async function decodeImages(
   encoded: readonly EncodedImage[],
@@ -232,10 +250,6 @@ export async function decodeImages(
       const r = next++;
       const { where, bytes } = encoded[r]!;
       try {
-        if (!looksLikeImage(bytes) && bytes.byteLength === size * 4) {
-          data.set(fromBytes(bytes, 'float32', size, where), r * size);
-          continue;
-        }
         const pixels = await decodeImageBytes(bytes, preprocessing, limits.maxPixels);
         for (let i = 0; i < size; i++) data[r * size + i] = pixels[i]!;
       } catch (error) {
