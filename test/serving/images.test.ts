@@ -7,6 +7,7 @@ import { decodeImageBytes } from '../../data/image-decode';
 import { PREPROCESSING_FILE, type ImagePreprocessing } from '../../data/preprocessing';
 import { selectBackend, tf } from '../../engine/backend';
 import { serializeModel } from '../../engine/model-files';
+import { ServingClient } from '../../serving/client';
 import type { ModelServer } from '../../serving/server';
 import { buildModel } from '../../training/architectures';
 import { fashionMnistSlicer } from '../helpers/examples';
@@ -157,6 +158,10 @@ describe('an image version', () => {
       scores.map((s, r) => ({ scores: s, class: classes[r]! })),
       wanted,
     );
+    // The public client sends the files' bytes the same way.
+    const client = new ServingClient({ url: `http://127.0.0.1:${port}` });
+    const viaClient = (await client.predictImages('clothes', pngs)).predictions;
+    expectAnswers(viaClient as { scores: number[]; class: string }[], wanted);
     // The pixels sent as a float tensor keep the plain answer: one array of scores per image.
     expect(wanted.every((row) => Array.isArray(row) && row.length === CLASSES.length)).toBe(true);
   });
