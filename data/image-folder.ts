@@ -1,7 +1,7 @@
 import { open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import sharp from 'sharp';
 import { DatasetError } from './errors';
+import { decodeImageBytes } from './image-decode';
 import type { RowReport } from './ingest';
 import type { DataSource, ImageShape, RawDataset, RawSplit, SourceReadOptions } from './sources';
 import { holdOutTestSplit } from './split';
@@ -9,16 +9,13 @@ import { holdOutTestSplit } from './split';
 /**
  * The `image-folder` source: one subfolder per class holding PNG and JPEG files, as Keras'
  * image_dataset_from_directory and torchvision's ImageFolder read them. Every image is decoded and resized with
- * sharp (libvips) to spec.data.image, stretched to that size as Keras does by default (no crop, no padding).
+ * sharp (libvips) to spec.data.image, stretched to that size as Keras does by default (no crop, no padding), by
+ * data/image-decode.ts: the model server decodes the images of requests with the same function.
  */
 
 const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg'] as const;
-/** sharp's own names of the formats accepted: a `.png` that is really an SVG or a TIFF is refused, not rendered. */
-const ACCEPTED_FORMATS = new Set(['png', 'jpeg']);
 /** A bigger file is not read at all (a photo from a camera is well under this). */
 export const MAX_IMAGE_FILE_BYTES = 64 * 1024 * 1024;
-/** libvips refuses to decode more pixels than this (a decompression bomb declares a huge size in a tiny file). */
-export const MAX_IMAGE_INPUT_PIXELS = 100_000_000;
 /** Labels are one byte each. */
 const MAX_CLASSES = 256;
 /** The decoded dataset is one contiguous buffer; refuse before allocating one larger than this. */
@@ -109,21 +106,9 @@ async function readBounded(file: string): Promise<Buffer> {
   }
 }
 
-/** One image as height × width × channels bytes (row-major, channels last), or why it cannot be. */
+/** One image file as height × width × channels bytes (the decode the model server uses too), or why it cannot be. */
 async function decodeImage(file: string, shape: ImageShape): Promise<Buffer> {
-  const bytes = await readBounded(file);
-  const options = { limitInputPixels: MAX_IMAGE_INPUT_PIXELS, failOn: 'error' as const };
-  const { format } = await sharp(bytes, options).metadata();
-  if (!format || !ACCEPTED_FORMATS.has(format)) throw new Error(`is ${format ?? 'an unknown format'}, not PNG or JPEG`);
-  // rotate() with no angle applies the EXIF orientation, so a phone photo is upright as its viewer shows it.
-  let pipeline = sharp(bytes, options).rotate().resize(shape.width, shape.height, { fit: 'fill' });
-  pipeline = shape.channels === 1 ? pipeline.grayscale() : pipeline.toColourspace('srgb');
-  const { data, info } = await pipeline.removeAlpha().raw().toBuffer({ resolveWithObject: true });
-  const expected = shape.height * shape.width * shape.channels;
-  if (info.channels !== shape.channels || data.length !== expected) {
-    throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected the spec's shape`);
-  }
-  return data;
+  return decodeImageBytes(await readBounded(file), shape);
 }
 
 /** libvips' messages run over several lines; the first says what is wrong. */

@@ -271,6 +271,32 @@ export class ServingClient {
     options: PredictRecordsOptions = {},
   ): Promise<RecordsAnswer> {
     if (records.length === 0) throw new RangeError('predictRecords: no records');
+    return this.predictRows(model, records, 'records', options);
+  }
+
+  /**
+   * One predict call on encoded images (PNG or JPEG files' bytes, sent as TF Serving's `{"b64": …}`): the version's
+   * image preprocessing.json decodes and resizes them on the server as the ingest did. Answered like records.
+   */
+  async predictImages(
+    model: string,
+    images: readonly Uint8Array[],
+    options: PredictRecordsOptions = {},
+  ): Promise<RecordsAnswer> {
+    if (images.length === 0) throw new RangeError('predictImages: no images');
+    const instances = images.map((bytes) => ({
+      b64: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64'),
+    }));
+    return this.predictRows(model, instances, 'images', options);
+  }
+
+  /** A row-format predict whose answer is one RecordPrediction per instance. */
+  private async predictRows(
+    model: string,
+    instances: readonly unknown[],
+    what: string,
+    options: PredictRecordsOptions,
+  ): Promise<RecordsAnswer> {
     let where = `/v1/models/${enc(model)}`;
     if (options.version !== undefined) where += `/versions/${options.version}`;
     else if (options.label !== undefined) where += `/labels/${enc(options.label)}`;
@@ -278,14 +304,14 @@ export class ServingClient {
     if (options.clientKey !== undefined) headers[CLIENT_KEY_HEADER] = options.clientKey;
     if (options.requestId !== undefined) headers[REQUEST_ID_HEADER] = options.requestId;
     const { response, json, url } = await this.call('POST', `${where}:predict`, {
-      body: JSON.stringify({ instances: records }),
+      body: JSON.stringify({ instances }),
       headers,
       signal: options.signal,
     });
     const parsed = this.parse(PredictRecordsSchema, json, url);
-    if (parsed.predictions.length !== records.length)
+    if (parsed.predictions.length !== instances.length)
       throw new ServingClientError(
-        `POST ${url}: ${parsed.predictions.length} predictions for ${records.length} records`,
+        `POST ${url}: ${parsed.predictions.length} predictions for ${instances.length} ${what}`,
         'protocol',
         url,
         response.status,

@@ -107,6 +107,20 @@ export const ServerOptionsSchema = z
       .max(1 << 30)
       .default(16 * 1024 * 1024),
     requestTimeoutMs: z.number().int().min(1).max(3_600_000).default(30_000),
+    /** Image versions (serving/images.ts): encoded bytes of one image, of all a request's images, pixels per image. */
+    imageMaxBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(1 << 30)
+      .default(4 * 1024 * 1024),
+    imageMaxRequestBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(1 << 30)
+      .default(12 * 1024 * 1024),
+    imageMaxPixels: z.number().int().min(1).max(1_000_000_000).default(25_000_000),
     /** Labelled predictions per version that the online accuracy is computed over. */
     feedbackWindow: z.number().int().min(1).max(10_000_000).default(1000),
     /** Predictions remembered for feedback (oldest forgotten first). */

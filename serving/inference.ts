@@ -4,6 +4,7 @@ import type { FeedbackStore } from './feedback';
 import type { ServableHandle } from './handle';
 import type { Logger } from './log';
 import type { VersionManager } from './manager';
+import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from './images';
 import type { Api, Protocol, ServingMetrics } from './metrics';
 import type { Router, VersionChoice } from './router';
 import { DEFAULT_SIGNATURE, type Signature } from './signature';
@@ -46,12 +47,18 @@ export class Inference {
       feedback: FeedbackStore;
       requestTimeoutMs: number;
       maxRowsPerRequest: number;
+      /** Bounds on the encoded images of a request to an image version (serving/images.ts). */
+      imageLimits?: ImageLimits;
       log: Logger;
     },
   ) {}
 
   get maxRows(): number {
     return this.deps.maxRowsPerRequest;
+  }
+
+  get imageLimits(): ImageLimits {
+    return this.deps.imageLimits ?? DEFAULT_IMAGE_LIMITS;
   }
 
   /** Routes and acquires; retries once when the picked version began unloading in between. */
@@ -67,9 +74,14 @@ export class Inference {
 
   /**
    * Runs one predict or classify call. `decode` turns the request into input tensors once the
-   * version (and so the signature) is known.
+   * version (and so the signature) is known; it may be async (images are decoded off the event loop), the
+   * version's handle being held meanwhile.
    */
-  async run(target: Target, context: CallContext, decode: (signature: Signature) => DenseTensor[]): Promise<Answer> {
+  async run(
+    target: Target,
+    context: CallContext,
+    decode: (signature: Signature) => DenseTensor[] | Promise<DenseTensor[]>,
+  ): Promise<Answer> {
     const started = performance.now();
     const { metrics } = this.deps;
     let version = '';
@@ -78,7 +90,8 @@ export class Inference {
       version = String(handle.version);
       let inputs: DenseTensor[];
       try {
-        inputs = decode(handle.servable.signature);
+        const decoded = decode(handle.servable.signature);
+        inputs = decoded instanceof Promise ? await decoded : decoded;
       } catch (error) {
         handle.release();
         throw error;
@@ -114,7 +127,7 @@ export class Inference {
         if (target.version === undefined && target.label === undefined)
           this.maybeShadow(target.model, handle.version, inputs, classes);
       }
-      if (signature.records?.outputs.task === 'regression' && outputs.length === 1)
+      if ((signature.records ?? signature.images)?.outputs.task === 'regression' && outputs.length === 1)
         this.deps.feedback.remember(requestId, target.model, handle.version, Float32Array.from(outputs[0]!.data));
       metrics.requests.inc({
         model: target.model,

@@ -8,6 +8,7 @@ import { deserializeModel } from '../engine/model-files';
 import { PREPROCESSING_FILE, PreprocessingSchema, type Preprocessing } from '../data/preprocessing';
 import { describeIssues } from '../validation/issues';
 import { loadPredictGraph } from './graph-predict';
+import { imageInputsOf } from './images';
 import { recordInputsOf } from './records';
 import { signatureOf, VersionMetadataSchema, type Signature, type VersionMetadata } from './signature';
 import { allocate, parsePredictBody, PredictBodySchema, type DenseTensor } from './tensors';
@@ -97,11 +98,12 @@ export async function readPreprocessing(dir: string): Promise<Preprocessing | un
   return parsed.data;
 }
 
-/** The signature with what the preprocessing adds: record inputs (tabular) and the class names. */
+/** The signature with what the preprocessing adds: record inputs (tabular) or image inputs, and the class names. */
 function preprocessedSignature(signature: Signature, preprocessing: Preprocessing | undefined): Signature {
   if (!preprocessing) return signature;
   try {
     if (preprocessing.kind === 'tabular') signature.records = recordInputsOf(preprocessing, signature);
+    else signature.images = imageInputsOf(preprocessing, signature);
   } catch (error) {
     throw new Error(`${PREPROCESSING_FILE} does not fit the model: ${(error as Error).message}`);
   }

@@ -6,6 +6,7 @@ import {
   tabularInputsOf,
   tensorNameOf,
   tensorNamesOf,
+  type Label,
   type PreprocessingColumn,
   type TabularInputLayout,
   type TabularPreprocessing,
@@ -70,8 +71,18 @@ export function recordInputsOf(preprocessing: TabularPreprocessing, signature: S
       `a record encodes to ${encoder.featureSize} float32 values, but the model's inputs are ` +
         `${signature.inputs.map((s) => `${s.key} ${s.dtype} [${s.shape.join(', ')}]`).join('; ')}`,
     );
+  const outputs = recordOutputsOf(preprocessing.label, signature);
+  const names = tensorNamesOf(preprocessing.columns.map((c) => c.name));
+  const columns = preprocessing.columns.map((c, i) => ({ name: c.name, kind: c.kind, tensorName: names[i]! }));
+  return { preprocessing, encoder, columns, outputs, ...(split ? { split } : {}) };
+}
+
+/**
+ * What a version answers a records (or images, serving/images.ts) request with, checked against the model's one
+ * output: a score per class or one value; throws with a message the version's error shows.
+ */
+export function recordOutputsOf(label: Label, signature: Signature): RecordOutputs {
   const output = signature.outputs.length === 1 ? signature.outputs[0]! : undefined;
-  const { label } = preprocessing;
   const width = output && output.shape.length === 2 ? output.shape[1] : output?.shape.length === 1 ? 1 : undefined;
   const wanted = label.task === 'classification' ? label.classes.length : 1;
   if (width !== wanted)
@@ -79,15 +90,7 @@ export function recordInputsOf(preprocessing: TabularPreprocessing, signature: S
       `the label is a ${label.task}${label.task === 'classification' ? ` of ${wanted} classes` : ''}, ` +
         `but the model's outputs are ${signature.outputs.map((s) => `${s.key} [${s.shape.join(', ')}]`).join('; ')}`,
     );
-  const names = tensorNamesOf(preprocessing.columns.map((c) => c.name));
-  const columns = preprocessing.columns.map((c, i) => ({ name: c.name, kind: c.kind, tensorName: names[i]! }));
-  return {
-    preprocessing,
-    encoder,
-    columns,
-    outputs: label.task === 'classification' ? { task: 'classification', classes: [...label.classes] } : label,
-    ...(split ? { split } : {}),
-  };
+  return label.task === 'classification' ? { task: 'classification', classes: [...label.classes] } : label;
 }
 
 /** A several-input model's inputs, each checked against Gantry's named inputs (name, float32, [-1, width]). */
@@ -277,7 +280,7 @@ export function recordsFromColumns(inputs: unknown, records: RecordInputs, maxRo
 /** Per-row answers of a records request: scores and the class's name, or the value. */
 export type RecordAnswer = { scores: number[]; class: string } | { value: number };
 
-export function recordAnswers(records: RecordInputs, output: DenseTensor): RecordAnswer[] {
+export function recordAnswers(records: { outputs: RecordOutputs }, output: DenseTensor): RecordAnswer[] {
   const rows = output.shape[0] ?? 0;
   const answers = new Array<RecordAnswer>(rows);
   if (records.outputs.task === 'regression') {
@@ -296,6 +299,6 @@ export function recordAnswers(records: RecordInputs, output: DenseTensor): Recor
 }
 
 /** The names of a records request's outputs (REST keys, gRPC tensors, metadata). */
-export function recordOutputNames(records: RecordInputs): string[] {
+export function recordOutputNames(records: { outputs: RecordOutputs }): string[] {
   return records.outputs.task === 'classification' ? ['scores', 'class'] : ['value'];
 }

@@ -74,6 +74,11 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
     requestTimeoutMs: options.requestTimeoutMs,
     // A request larger than a whole queue could never be admitted; refuse it by size instead.
     maxRowsPerRequest: options.batching.max_batch_size * options.batching.max_enqueued_batches,
+    imageLimits: {
+      maxImageBytes: options.imageMaxBytes,
+      maxRequestBytes: options.imageMaxRequestBytes,
+      maxPixels: options.imageMaxPixels,
+    },
     log: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
   });
   const admin = new Admin({ state, manager, source }, options.adminToken);

@@ -1,5 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { z } from 'zod';
+import type { ImageInputs } from './images';
 import type { RecordInputs } from './records';
 
 /**
@@ -37,6 +38,8 @@ export interface Signature {
   classLabels?: string[];
   /** Present when the version takes raw records (a tabular preprocessing.json): REST/gRPC encode them. */
   records?: RecordInputs;
+  /** Present when the version takes encoded images (an image preprocessing.json): REST/gRPC decode them. */
+  images?: ImageInputs;
 }
 
 /** What Gantry's publish step writes beside the model; every field optional (plain tfjs models have none). */

@@ -138,7 +138,7 @@ function shapeOf(dims: number[]): object {
 
 /** The records' answers as PredictResponse outputs (those `filter` keeps, all without one). */
 export function recordOutputTensors(
-  records: RecordInputs,
+  records: { outputs: RecordInputs['outputs'] },
   output: DenseTensor,
   filter: ReadonlySet<string> | undefined,
 ): Record<string, object> {

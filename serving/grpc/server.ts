@@ -8,12 +8,14 @@ import { asServingError, grpcStatusOf, invalidArgument, ServingError } from '../
 import { checkSignatureName, type Answer, type CallContext, type Inference, type Target } from '../inference';
 import type { VersionManager } from '../manager';
 import type { Api } from '../metrics';
+import { decodeImages } from '../images';
 import { recordOutputNames } from '../records';
 import type { Router } from '../router';
 import { rowSize, type Signature } from '../signature';
 import { allocate, type DenseTensor } from '../tensors';
 import { loadServingProtos, SIGNATURE_DEF_MAP_TYPE_URL } from './protos';
 import { readPredictRequest, WirePredictRequest, wireInputs, writePredictResponse } from './predict-wire';
+import { imagesFromTensors } from './image-tensors';
 import { recordOutputTensors, recordsFromTensors } from './record-tensors';
 import { decodePredictInputs, encodeTensorProto } from './tensor-proto';
 import { REQUEST_ID_HEADER, VERSION_HEADER } from '../rest/headers';
@@ -203,6 +205,14 @@ function classifyInputs(
   return tensors;
 }
 
+/** A records or images request's output_filter: each name one of `names`. */
+function checkOutputFilter(filter: readonly string[] | undefined, names: readonly string[]): void {
+  for (const name of filter ?? []) {
+    if (!names.includes(name))
+      throw invalidArgument(`output_filter: "${name}" is not an output (${names.map((n) => `"${n}"`).join(', ')})`);
+  }
+}
+
 export function createGrpcServer(deps: GrpcDeps): grpc.Server {
   const { inference, manager, router, admin } = deps;
   const protos = loadServingProtos();
@@ -225,14 +235,21 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
    * A general (proto-loader) request's inputs as the signature's tensors, every check naming its field.
    * A version that takes raw records reads named column tensors (record-tensors.ts) and marks `call`.
    */
-  const predictInputs = (request: PredictRequest, signature: Signature, call: { records: boolean }): DenseTensor[] => {
+  const predictInputs = (
+    request: PredictRequest,
+    signature: Signature,
+    call: { records: boolean },
+  ): DenseTensor[] | Promise<DenseTensor[]> => {
+    const images = signature.images;
+    const encoded = images && imagesFromTensors(request.inputs, images, inference.imageLimits, inference.maxRows);
+    if (images && encoded) {
+      checkOutputFilter(request.output_filter, recordOutputNames(images));
+      call.records = true;
+      return decodeImages(encoded, images, inference.imageLimits);
+    }
     const records = signature.records;
     if (records && Object.keys(request.inputs).some((k) => !signature.inputs.some((s) => s.key === k))) {
-      const names = recordOutputNames(records);
-      for (const name of request.output_filter ?? []) {
-        if (!names.includes(name))
-          throw invalidArgument(`output_filter: "${name}" is not an output (${names.map((n) => `"${n}"`).join(', ')})`);
-      }
+      checkOutputFilter(request.output_filter, recordOutputNames(records));
       const encoded = recordsFromTensors(request.inputs, records, inference.maxRows);
       inference.countOutOfVocabulary(request.model_spec?.name ?? '', encoded.outOfVocabulary);
       call.records = true;
@@ -260,7 +277,7 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
       signature_name: answer.signature.name,
     },
     outputs: recordOutputTensors(
-      answer.signature.records!,
+      (answer.signature.records ?? answer.signature.images)!,
       answer.outputs[0]!,
       outputFilter?.length ? new Set(outputFilter) : undefined,
     ),

@@ -1,15 +1,15 @@
 import type { FastifyReply } from 'fastify';
 import type { Answer } from '../inference';
-import { recordAnswers, type RecordAnswer } from '../records';
+import { recordAnswers, type RecordAnswer, type RecordOutputs } from '../records';
 import { toColumnar, toPredictions } from '../tensors';
 import { REQUEST_ID_HEADER, VERSION_HEADER } from './headers';
 
 /**
  * The one reply builder for model calls. TF Serving's JSON shapes: `predictions` (row format: the
  * request had `instances`), `outputs` (columnar: it had `inputs`, or it was a binary body that did
- * not ask for protobuf back) or :classify's `results`; a request of raw records is answered per record
- * with `{"scores": […], "class": "…"}` (a classifier) or `{"value": …}` (a regression); each names
- * the version that answered and the request id, in the body and in the headers.
+ * not ask for protobuf back) or :classify's `results`; a request of raw records (or of encoded images, to an image
+ * version) is answered per record with `{"scores": […], "class": "…"}` (a classifier) or `{"value": …}` (a
+ * regression); each names the version that answered and the request id, in the body and in the headers.
  */
 
 export type ReplyFormat = 'row' | 'columnar' | 'classify' | 'records-row' | 'records-columnar';
@@ -37,10 +37,15 @@ export function answerReply(reply: FastifyReply, answer: Answer, format: ReplyFo
     case 'classify':
       return { results: classifyResults(answer), ...ids };
     case 'records-row':
-      return { predictions: recordAnswers(answer.signature.records!, answer.outputs[0]!), ...ids };
+      return { predictions: recordAnswers(answeredAs(answer), answer.outputs[0]!), ...ids };
     case 'records-columnar':
-      return { outputs: recordColumns(recordAnswers(answer.signature.records!, answer.outputs[0]!)), ...ids };
+      return { outputs: recordColumns(recordAnswers(answeredAs(answer), answer.outputs[0]!)), ...ids };
   }
+}
+
+/** What a records or images request is answered with (a class per row, or a value). */
+function answeredAs(answer: Answer): { outputs: RecordOutputs } {
+  return (answer.signature.records ?? answer.signature.images)!;
 }
 
 /** Records' answers in the columnar form: `{"scores": [[…]], "class": […]}` or `{"value": […]}`. */

@@ -12,6 +12,7 @@ import { JsonText, jsonParser } from './bodies';
 import { ClassifyBodySchema, classifyInputs } from './classify-body';
 import { scanDensePredictBody, type DenseJsonBody } from './dense-json';
 import { header, PROTOBUF, REQUEST_ID_HEADER } from './headers';
+import { decodeImages, imagesFromColumns, imagesFromInstances } from '../images';
 import { isRecordRequest, recordsFromColumns, recordsFromInstances } from '../records';
 import { parseModelPath, type ModelPath } from './paths';
 import { answerReply, type ReplyFormat } from './predict-reply';
@@ -95,7 +96,7 @@ export const predictRoutes: FastifyPluginAsync<PredictRoutesOptions> = async (ap
     const binary = Buffer.isBuffer(request.body);
     if (binary && path.verb !== 'predict') throw invalidArgument('binary bodies are accepted by :predict only');
     const target: Target = { model: path.model, version: path.version, label: path.label, signatureName: undefined };
-    let decode: (signature: Signature) => DenseTensor[];
+    let decode: (signature: Signature) => DenseTensor[] | Promise<DenseTensor[]>;
     let format: ReplyFormat | 'binary' = 'classify';
     if (binary) {
       format = 'binary';
@@ -105,6 +106,19 @@ export const predictRoutes: FastifyPluginAsync<PredictRoutesOptions> = async (ap
       target.signatureName = body.signature_name;
       format = body.instances !== undefined ? 'row' : 'columnar';
       decode = (signature) => {
+        if (signature.images) {
+          // Encoded images (the version has an image preprocessing.json): decoded as the ingest decoded them.
+          const { images } = signature;
+          const limits = inference.imageLimits;
+          const encoded =
+            body.instances !== undefined
+              ? imagesFromInstances(body.instances, images, limits, inference.maxRows)
+              : imagesFromColumns(body.inputs, images, limits, inference.maxRows);
+          if (encoded) {
+            format = body.instances !== undefined ? 'records-row' : 'records-columnar';
+            return decodeImages(encoded, images, limits);
+          }
+        }
         if (!signature.records || !isRecordRequest(body.instances ?? body.inputs, signature))
           return parsePredictBody(body, signature, inference.maxRows).inputs;
         // Raw records (the version has a tabular preprocessing.json): encoded as at training time.

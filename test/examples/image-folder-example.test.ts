@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import sharp from 'sharp';
 import { afterAll, expect, it } from 'vitest';
 import { DEFAULT_FASHION_MNIST_DIR, readFashionMnistSplit } from '../../data/sources';
 import { ServingClient } from '../../serving/client';
@@ -48,6 +49,21 @@ it('trains an image classifier from class folders and serves it', async () => {
   ];
   const right = predicted.filter((p, i) => names[p] === fashionOrder[test.labels[i]!]).length;
   expect(right).toBeGreaterThanOrEqual(12);
+
+  // The version takes PNG files as TF Serving takes binary strings ({"b64": …}), decoded as the ingest decoded the
+  // folder's files, and names the class beside the scores.
+  const png = await sharp(test.images.subarray(0, 784), { raw: { width: 28, height: 28, channels: 1 } })
+    .png()
+    .toBuffer();
+  const posted = await fetch(`${project.restUrl}/v1/models/fashion-folder:predict`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ instances: [{ b64: png.toString('base64') }] }),
+  });
+  expect(posted.status).toBe(200);
+  const [image] = ((await posted.json()) as { predictions: { scores: number[]; class: string }[] }).predictions;
+  expect(image!.class).toBe(names[predicted[0]!]);
+  image!.scores.forEach((score, c) => expect(score).toBeCloseTo(answer.predictions[0]![c]!, 5));
 
   // TF Serving's classify API answers with the class folders' names.
   const metadata = (await (await fetch(`${project.restUrl}/v1/models/fashion-folder/metadata`)).json()) as {
