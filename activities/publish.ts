@@ -151,10 +151,15 @@ export async function preprocessingOf(
 /** gantry.json's description of what a client sends: each column's name, tensor name, kind and dtype. */
 function rawInputsOf(preprocessing: Preprocessing): object {
   if (preprocessing.kind === 'image')
+    // What a client may send besides the pixel tensor: PNG or JPEG files (serving/images.ts), decoded and
+    // resized to `shape` by the function the ingest used.
     return {
       kind: 'image',
+      tensorName: 'image',
+      dtype: 'string',
+      encodings: ['png', 'jpeg'],
       shape: [preprocessing.height, preprocessing.width, preprocessing.channels],
-      dtype: 'float32',
+      pixels: { dtype: 'float32', range: [0, 255] },
     };
   const dtype = { numeric: 'float32', categorical: 'string', boolean: 'bool' } as const;
   const tensorNames = tensorNamesOf(preprocessing.columns.map((c) => c.name));
