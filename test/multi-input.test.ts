@@ -27,7 +27,9 @@ import { createReplicaEngine } from '../training/replica-engine';
 import { type ExecutionReport, trainLoop } from '../training/trainer';
 import { z } from 'zod';
 import { PENGUINS_JSON, readJsonRows, type Row } from './data/tabular-helpers';
+import { createServable } from '../serving/loader';
 import type { ModelServer } from '../serving/server';
+import type { DenseTensor } from '../serving/tensors';
 import { maxDiff, removeDir, request, startServer, tempDir, until } from './serving/helpers';
 
 /**
@@ -408,6 +410,38 @@ describe('serving the published model', () => {
     const version = (await status()).json.model_version_status[0];
     expect(version.state).toBe('END');
     expect(version.status.error_message).toMatch(/does not fit the model: the model's input "Colour" is none of/);
+  });
+
+  it('the servable runs the model as one graph (one placeholder per input); an index out of range is clamped', async () => {
+    // A copy: disposing the servable disposes its model.
+    const copy = await deserializeModel(files['model.json'], files['weights.bin']);
+    const servable = await createServable(copy, { classNames: ref.classNames }, preprocessing);
+    try {
+      expect(servable.execution).toEqual(native() ? { mode: 'graph' } : { mode: 'eager', reason: expect.any(String) });
+      if (!native()) return;
+      const batch = records();
+      const encoder = new RecordEncoder(preprocessing);
+      const encoded = new Float32Array(batch.length * encoder.featureSize);
+      batch.forEach((r, i) => encoder.encode((c) => r[c], encoded, i * encoder.featureSize));
+      const layout = tabularInputsOf(preprocessing);
+      const parts = splitEncoded(layout, encoded, batch.length);
+      const widths = new Map(layout.inputs.map((i) => [i.name, i.width]));
+      const inputs = (override?: [string, number]): DenseTensor[] =>
+        model.inputs.map((t) => {
+          const name = t.sourceLayer.name;
+          const data = Float32Array.from(parts.get(name)!);
+          if (override?.[0] === name) data.fill(override[1]);
+          return { dtype: 'float32', shape: [batch.length, widths.get(name)!], data };
+        });
+      expect(maxDiff(Array.from(servable.run(inputs())[0]!.data), predictInProcess(batch))).toBeLessThan(1e-5);
+      // The encoder never gives an index past the out-of-vocabulary slot; were one sent, it reads that slot's row.
+      const island = layout.inputs.find((i) => i.name === 'Island')!;
+      const outOfRange = servable.run(inputs(['Island', 99]))[0]!.data;
+      const unknown = servable.run(inputs(['Island', island.vocabularySize! - 1]))[0]!.data;
+      expect(maxDiff(Array.from(outOfRange), unknown)).toBe(0);
+    } finally {
+      servable.dispose();
+    }
   });
 
   it('a reloaded copy of the published files answers as the trained model', async () => {
