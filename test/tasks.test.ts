@@ -228,12 +228,15 @@ describe('regression on the cars data', () => {
       expect(graph.used).toEqual({ mode: 'graph' });
       expect(maxAbsDiff(graph.weights, eager.weights)).toBeLessThanOrEqual(1e-4);
 
-      // The input feeds two layers: its gradient would be their sum (none is needed: nothing before it trains).
+      // A hidden layer feeds two branches: its gradient is the sum of theirs. The input feeds two layers too (it
+      // needs no gradient: nothing before it trains).
       const branching = () => {
         const input = tf.input({ shape: [cars.featureSize] });
-        const a = tf.layers.dense({ units: 8, activation: 'relu', kernelInitializer: init(1) }).apply(input);
-        const b = tf.layers.dense({ units: 8, activation: 'tanh', kernelInitializer: init(2) }).apply(input);
-        const joined = tf.layers.concatenate().apply([a, b] as ReturnType<typeof tf.input>[]);
+        const h = tf.layers.dense({ units: 8, activation: 'relu', kernelInitializer: init(4) }).apply(input);
+        const a = tf.layers.dense({ units: 8, activation: 'relu', kernelInitializer: init(1) }).apply(h);
+        const b = tf.layers.dense({ units: 8, activation: 'tanh', kernelInitializer: init(2) }).apply(h);
+        const c = tf.layers.dense({ units: 4, activation: 'sigmoid', kernelInitializer: init(5) }).apply(input);
+        const joined = tf.layers.concatenate().apply([a, b, c] as ReturnType<typeof tf.input>[]);
         const output = tf.layers.dense({ units: 1, kernelInitializer: init(3) }).apply(joined);
         return tf.model({ inputs: input, outputs: output as ReturnType<typeof tf.input> });
       };
