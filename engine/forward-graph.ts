@@ -33,22 +33,19 @@ export interface LayerInfo {
 }
 
 /**
- * Why a functional model's layers are not one chain — one input, each layer fed by the one before it alone, the
- * last one the output, as a Sequential model written with tf.model — or undefined when they are.
+ * Whether a functional model's layers are one chain — one input, each layer fed by the one before it alone, the
+ * last one the output, as a Sequential model written with tf.model. Such a model compiles as a Sequential one does.
  */
-function notAChain(model: tfType.LayersModel): string | undefined {
-  if (model.inputs.length !== 1 || model.outputs.length !== 1)
-    return 'a functional model with several inputs or outputs';
+function isChain(model: tfType.LayersModel): boolean {
+  if (model.inputs.length !== 1 || model.outputs.length !== 1) return false;
   const layers = model.layers;
-  if (layers[0]?.getClassName() !== 'InputLayer') return 'a functional model without its input';
+  if (layers[0]?.getClassName() !== 'InputLayer') return false;
   for (let i = 1; i < layers.length; i++) {
     const nodes = (layers[i] as unknown as { inboundNodes: { inboundLayers: unknown[] }[] }).inboundNodes;
     const from = nodes.length === 1 ? nodes[0]!.inboundLayers : [];
-    if (from.length !== 1 || from[0] !== layers[i - 1])
-      return `a functional model whose layers are not one chain (at layer ${layers[i]!.name})`;
+    if (from.length !== 1 || from[0] !== layers[i - 1]) return false;
   }
-  if (model.outputs[0]!.sourceLayer !== layers.at(-1)) return 'a functional model whose output is not its last layer';
-  return undefined;
+  return model.outputs[0]!.sourceLayer === layers.at(-1);
 }
 
 interface InboundNode {
@@ -62,7 +59,7 @@ interface InboundNode {
  * output last, so each layer's inputs come before it; a layer called more than once (shared weights) or a model
  * with several outputs does not compile.
  */
-function branchLinks(model: tfType.LayersModel, chainProblem: string): { inbound: number[]; input?: number }[] {
+function branchLinks(model: tfType.LayersModel): { inbound: number[]; input?: number }[] {
   if (model.outputs.length !== 1) throw new GraphUnsupported('a functional model with several outputs');
   const layers = model.layers;
   const position = new Map<unknown, number>(layers.map((layer, i) => [layer, i]));
@@ -78,7 +75,7 @@ function branchLinks(model: tfType.LayersModel, chainProblem: string): { inbound
     const inbound = node.inboundLayers.map((from, k) => {
       const j = position.get(from);
       if (j === undefined || j >= i || node.tensorIndices[k] !== 0)
-        throw new GraphUnsupported(`${chainProblem}, and its layer ${layer.name} is fed from outside the model`);
+        throw new GraphUnsupported(`layer ${layer.name} is fed from outside the model or from a later layer`);
       return j;
     });
     return { inbound };
@@ -94,8 +91,7 @@ export function describeLayers(model: tfType.LayersModel): LayerInfo[] {
   if (kind !== 'Sequential') {
     if (kind !== 'Model' && kind !== 'Functional')
       throw new GraphUnsupported(`${kind} models (only Sequential and functional ones compile)`);
-    const problem = notAChain(model);
-    if (problem) links = branchLinks(model, problem);
+    if (!isChain(model)) links = branchLinks(model);
   }
   return model.layers.map((layer, i) => ({
     className: layer.getClassName(),
@@ -202,7 +198,8 @@ export function inputShapesOf(layers: LayerInfo[]): number[][] | undefined {
       throw new GraphUnsupported(`an input of shape [${dims.map((d) => d ?? 'null')}] (only the batch may be unknown)`);
     shapes[layer.input!] = dims.slice(1) as number[];
   }
-  if (shapes.length !== inputs.length || shapes.some((s) => s === undefined))
+  // Array.from: a hole (an input no layer stands for) becomes undefined, which `some` then sees.
+  if (shapes.length !== inputs.length || Array.from(shapes).some((s) => s === undefined))
     throw new GraphUnsupported('a model whose input layers do not match its inputs');
   return shapes;
 }
