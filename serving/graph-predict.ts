@@ -68,7 +68,7 @@ function probeRanges(model: tfType.LayersModel): number[] {
   });
 }
 
-/** A deterministic probe batch per input (values 0…255, like pixels; indices within range) that every row of differs. */
+/** A deterministic probe batch per input (values 0…255, like pixels; indices in range), every row of it different. */
 function probeBatch(signature: Signature, rows: number, ranges: number[]): DenseTensor[] {
   return signature.inputs.map((spec, k) => {
     const size = spec.shape.slice(1).reduce((a, b) => a * b, 1);

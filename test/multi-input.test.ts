@@ -35,8 +35,9 @@ import { maxDiff, removeDir, request, startServer, tempDir, until } from './serv
 /**
  * A project's own architecture with several inputs: penguins ingested from vega-datasets' JSON, a functional model
  * (`numeric` → Dense; `Island`, `Sex` → Embedding → Flatten; Concatenate → softmax) defined with
- * defineArchitecture, trained by the training loop (as one graph per step on the native backend), published with its preprocessing.json into
- * a temp model repository and asked raw records over REST and gRPC on a real server: the same answers as in process.
+ * defineArchitecture, trained by the training loop (as one graph per step on the native backend), published with its
+ * preprocessing.json into a temp model repository and asked raw records over REST and gRPC on a real server (whose
+ * servable runs it as one graph too): the same answers as in process.
  */
 
 const PROTOS = ['../serving/protos', '../engine/protos'].map((dir) => path.resolve(import.meta.dirname, dir));
@@ -295,7 +296,7 @@ describe('training a functional model with several inputs', () => {
     },
   );
 
-  it('a model with a layer the graph step does not cover (a skip connection with Add) trains eagerly, saying why', async () => {
+  it('a model with a layer the graph step does not cover (Add, a skip connection) trains eagerly, saying why', async () => {
     const { numeric, categorical, all } = tabularInputs(tf, architectureInput());
     const hidden = tf.layers.dense({ units: numeric!.shape[1]!, activation: 'relu' }).apply(numeric!) as SymbolicTensor;
     const skip = tf.layers.add().apply([numeric!, hidden]) as SymbolicTensor;
@@ -412,7 +413,7 @@ describe('serving the published model', () => {
     expect(version.status.error_message).toMatch(/does not fit the model: the model's input "Colour" is none of/);
   });
 
-  it('the servable runs the model as one graph (one placeholder per input); an index out of range is clamped', async () => {
+  it('the servable runs the model as one graph (a placeholder per input); an index out of range is clamped', async () => {
     // A copy: disposing the servable disposes its model.
     const copy = await deserializeModel(files['model.json'], files['weights.bin']);
     const servable = await createServable(copy, { classNames: ref.classNames }, preprocessing);
