@@ -296,7 +296,7 @@ describe('training a functional model with several inputs', () => {
     },
   );
 
-  it('a model with a layer the graph step does not cover (Add, a skip connection) trains eagerly, saying why', async () => {
+  it('a model with a layer the graph step lacks (Add: a skip connection) trains eagerly, saying why', async () => {
     const { numeric, categorical, all } = tabularInputs(tf, architectureInput());
     const hidden = tf.layers.dense({ units: numeric!.shape[1]!, activation: 'relu' }).apply(numeric!) as SymbolicTensor;
     const skip = tf.layers.add().apply([numeric!, hidden]) as SymbolicTensor;
@@ -413,7 +413,7 @@ describe('serving the published model', () => {
     expect(version.status.error_message).toMatch(/does not fit the model: the model's input "Colour" is none of/);
   });
 
-  it('the servable runs the model as one graph (a placeholder per input); an index out of range is clamped', async () => {
+  it('the servable runs it as one graph (a placeholder per input); an index out of range is clamped', async () => {
     // A copy: disposing the servable disposes its model.
     const copy = await deserializeModel(files['model.json'], files['weights.bin']);
     const servable = await createServable(copy, { classNames: ref.classNames }, preprocessing);
