@@ -1,6 +1,8 @@
 /**
  * Training throughput of the `tabular` architecture on penguins- and cars-shaped encoded records
- * (a 3-class classifier on 11 inputs, a regression on 10), on tfjs-node eager, tfjs-node as one
+ * (a 3-class classifier on 11 inputs, a regression on 10), and of a penguins model with several inputs (the
+ * numeric columns through a Dense layer, Island and Sex each through an Embedding, joined by Concatenate: the
+ * architecture of test/multi-input.test.ts), on tfjs-node eager, tfjs-node as one
  * graph per step (training/graph/), the plain-JS `cpu` backend (same-run baseline) and Keras on the
  * same tensorflow-cpu wheel (bench/keras/tabular.py), measured in one run so the rows compare.
  *
@@ -37,6 +39,11 @@ interface Case {
   hiddenUnits: number[];
   dropout: number;
   batchNorm: boolean;
+  /**
+   * A model with several inputs instead of the `tabular` architecture: `numeric` columns → Dense(hidden, relu), one
+   * index input per vocabulary size → Embedding(size, embedding) → Flatten, Concatenate → softmax.
+   */
+  inputs?: { numeric: number; vocabularies: number[]; embedding: number; hidden: number };
 }
 
 // The widths data/preprocessing.ts gives penguins (4 numbers, island 3 + 1, sex 2 + 1) and cars (6 numbers,
@@ -78,15 +85,53 @@ const CASES: Case[] = [
     dropout: 0.1,
     batchNorm: true,
   },
+  {
+    // Penguins' 4 numbers; Island 3 + 1 and Sex 2 + 1 categories, as tabularInputs gives them.
+    name: 'penguins-embedded',
+    featureSize: 11,
+    task: 'classification',
+    numClasses: 3,
+    hiddenUnits: [],
+    dropout: 0,
+    batchNorm: false,
+    inputs: { numeric: 4, vocabularies: [4, 3], embedding: 2, hidden: 16 },
+  },
 ];
+
+/** The model of a case with several inputs, and a random batch of its inputs (indices within each vocabulary). */
+function multiInput(c: Case, spec: NonNullable<Case['inputs']>): { model: tf.LayersModel; xs: tf.Tensor[] } {
+  const numeric = tf.input({ shape: [spec.numeric], name: 'numeric' });
+  const indices = spec.vocabularies.map((_, i) => tf.input({ shape: [1], name: `category${i}` }));
+  const dense = tf.layers.dense({ units: spec.hidden, activation: 'relu' }).apply(numeric) as tf.SymbolicTensor;
+  const embedded = indices.map(
+    (input, i) =>
+      tf.layers
+        .flatten()
+        .apply(
+          tf.layers.embedding({ inputDim: spec.vocabularies[i]!, outputDim: spec.embedding }).apply(input),
+        ) as tf.SymbolicTensor,
+  );
+  const joined = tf.layers.concatenate().apply([dense, ...embedded]) as tf.SymbolicTensor;
+  const output = tf.layers.dense({ units: c.numClasses, activation: 'softmax' }).apply(joined) as tf.SymbolicTensor;
+  const model = tf.model({ inputs: [numeric, ...indices], outputs: output });
+  const xs = [
+    tf.randomNormal([batch, spec.numeric]),
+    ...spec.vocabularies.map((size) => tf.randomUniform([batch, 1], 0, size, 'int32').toFloat()),
+  ];
+  return { model, xs };
+}
 
 async function measure(c: Case, graph: boolean): Promise<{ steps: number; samplesPerSecond: number; mode: string }> {
   const featureShape = [c.featureSize];
   const { hiddenUnits, dropout, batchNorm } = c;
   const input = { featureShape, task: c.task, numClasses: c.numClasses, seed: 1 };
-  const model = buildModel(tf, 'tabular', input, { hiddenUnits, dropout, batchNorm });
+  const { model, xs } = c.inputs
+    ? multiInput(c, c.inputs)
+    : {
+        model: buildModel(tf, 'tabular', input, { hiddenUnits, dropout, batchNorm }),
+        xs: tf.randomNormal([batch, c.featureSize]),
+      };
   const optimizer = createOptimizer('adam', 1e-3);
-  const xs = tf.randomNormal([batch, c.featureSize]);
   const ys =
     c.task === 'regression'
       ? tf.randomNormal([batch, 1], 20, 5)
@@ -119,7 +164,7 @@ async function measure(c: Case, graph: boolean): Promise<{ steps: number; sample
   }
   const seconds = (performance.now() - started) / 1000;
   compiled?.dispose();
-  tf.dispose([xs, ys]);
+  tf.dispose([...(Array.isArray(xs) ? xs : [xs]), ys]);
   model.dispose();
   optimizer.dispose();
   return { steps, samplesPerSecond: (steps * batch) / seconds, mode: graph ? 'graph' : 'eager' };

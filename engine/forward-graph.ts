@@ -9,8 +9,9 @@ import { attr, type AttrValue, GraphBuilder } from './graph-def';
  *
  * It compiles the layer kinds Gantry's architectures use: Rescaling, Flatten, Dropout, Dense,
  * Conv2D, MaxPooling2D, BatchNormalization (over the last axis) and Activation, with linear / relu / softmax /
- * sigmoid / tanh activations. Anything else raises GraphUnsupported, and the caller stays on the
- * eager path, which handles every model.
+ * sigmoid / tanh activations; and for functional models whose layers branch (several inputs — numeric plus one
+ * index per categorical column — each layer used once, one output), Embedding and Concatenate (over the last
+ * axis). Anything else raises GraphUnsupported, and the caller stays on the eager path, which handles every model.
  */
 
 export class GraphUnsupported extends Error {}
@@ -22,36 +23,77 @@ export interface LayerInfo {
   weights: { name: string; shape: number[] }[];
   /** The non-trainable weights (BatchNormalization's moving mean and variance), in the layer's order. */
   state?: { name: string; shape: number[] }[];
+  /**
+   * Set for every layer of a functional model that is not one chain: the indices of the layers that feed this one,
+   * in its call order (none for an InputLayer). Absent, each layer takes the output of the one before it.
+   */
+  inbound?: number[];
+  /** An InputLayer of such a model: its position among the model's inputs (the order its tensors are fed in). */
+  input?: number;
 }
 
 /**
- * A functional model compiles when its layers are one chain: one input, each layer fed by the one
- * before it alone, the last one the output — a Sequential model written with tf.model. Branches
- * (several inputs, Concatenate, skip connections) do not.
+ * Whether a functional model's layers are one chain — one input, each layer fed by the one before it alone, the
+ * last one the output, as a Sequential model written with tf.model. Such a model compiles as a Sequential one does.
  */
-function checkChain(model: tfType.LayersModel): void {
-  if (model.inputs.length !== 1 || model.outputs.length !== 1)
-    throw new GraphUnsupported('a functional model with several inputs or outputs');
+function isChain(model: tfType.LayersModel): boolean {
+  if (model.inputs.length !== 1 || model.outputs.length !== 1) return false;
   const layers = model.layers;
-  if (layers[0]?.getClassName() !== 'InputLayer') throw new GraphUnsupported('a functional model without its input');
+  if (layers[0]?.getClassName() !== 'InputLayer') return false;
   for (let i = 1; i < layers.length; i++) {
     const nodes = (layers[i] as unknown as { inboundNodes: { inboundLayers: unknown[] }[] }).inboundNodes;
     const from = nodes.length === 1 ? nodes[0]!.inboundLayers : [];
-    if (from.length !== 1 || from[0] !== layers[i - 1])
-      throw new GraphUnsupported(`a functional model whose layers are not one chain (at layer ${layers[i]!.name})`);
+    if (from.length !== 1 || from[0] !== layers[i - 1]) return false;
   }
+  return model.outputs[0]!.sourceLayer === layers.at(-1);
+}
+
+interface InboundNode {
+  inboundLayers: unknown[];
+  tensorIndices: number[];
+}
+
+/**
+ * The links of a functional model whose layers branch: for each layer the layers feeding it, and for each
+ * InputLayer its position among the model's inputs. tfjs lists a model's layers by depth, inputs first and the
+ * output last, so each layer's inputs come before it; a layer called more than once (shared weights) or a model
+ * with several outputs does not compile.
+ */
+function branchLinks(model: tfType.LayersModel): { inbound: number[]; input?: number }[] {
+  if (model.outputs.length !== 1) throw new GraphUnsupported('a functional model with several outputs');
+  const layers = model.layers;
+  const position = new Map<unknown, number>(layers.map((layer, i) => [layer, i]));
+  const links = layers.map((layer, i) => {
+    if (layer.getClassName() === 'InputLayer') {
+      const input = model.inputs.findIndex((t) => t.sourceLayer === layer);
+      if (input < 0) throw new GraphUnsupported(`input layer ${layer.name} is not one of the model's inputs`);
+      return { inbound: [], input };
+    }
+    const nodes = (layer as unknown as { inboundNodes: InboundNode[] }).inboundNodes;
+    if (nodes.length !== 1) throw new GraphUnsupported(`layer ${layer.name} is called more than once (shared)`);
+    const node = nodes[0]!;
+    const inbound = node.inboundLayers.map((from, k) => {
+      const j = position.get(from);
+      if (j === undefined || j >= i || node.tensorIndices[k] !== 0)
+        throw new GraphUnsupported(`layer ${layer.name} is fed from outside the model or from a later layer`);
+      return j;
+    });
+    return { inbound };
+  });
   if (model.outputs[0]!.sourceLayer !== layers.at(-1))
     throw new GraphUnsupported('a functional model whose output is not its last layer');
+  return links;
 }
 
 export function describeLayers(model: tfType.LayersModel): LayerInfo[] {
   const kind = model.getClassName();
+  let links: { inbound: number[]; input?: number }[] | undefined;
   if (kind !== 'Sequential') {
     if (kind !== 'Model' && kind !== 'Functional')
-      throw new GraphUnsupported(`${kind} models (only Sequential and single-chain functional ones compile)`);
-    checkChain(model);
+      throw new GraphUnsupported(`${kind} models (only Sequential and functional ones compile)`);
+    if (!isChain(model)) links = branchLinks(model);
   }
-  return model.layers.map((layer) => ({
+  return model.layers.map((layer, i) => ({
     className: layer.getClassName(),
     config: layer.getConfig() as Record<string, unknown>,
     weights: layer.trainableWeights.map((w) => ({
@@ -62,6 +104,7 @@ export function describeLayers(model: tfType.LayersModel): LayerInfo[] {
       name: (w.read() as tfType.Variable).name,
       shape: w.shape as number[],
     })),
+    ...links?.[i],
   }));
 }
 
@@ -96,6 +139,10 @@ export type ForwardLayer =
     }
   | { kind: 'maxPool'; input: string; output: string; attrs: Record<string, AttrValue> }
   | { kind: 'activation'; output: string; activation: string }
+  /** `indices` are the int32 rows gathered from `table` ([inputDim, outputDim]), clamped into it. */
+  | { kind: 'embedding'; indices: string; table: string; inputDim: number; outputDim: number }
+  /** The inputs joined over the last axis, and each one's size along it. */
+  | { kind: 'concatenate'; sizes: number[] }
   | {
       /**
        * `normalized` is (input − mean) · inverseStd; the output is normalized · gamma + beta. Training
@@ -140,6 +187,23 @@ export interface Forward {
   layers: ForwardLayer[];
 }
 
+/** The shapes (without the batch) of a branching model's inputs, in the model's input order; undefined for a chain. */
+export function inputShapesOf(layers: LayerInfo[]): number[][] | undefined {
+  const inputs = layers.filter((l) => l.input !== undefined);
+  if (!inputs.length) return undefined;
+  const shapes: number[][] = [];
+  for (const layer of inputs) {
+    const dims = (layer.config.batchInputShape ?? []) as (number | null)[];
+    if (dims.slice(1).some((d) => typeof d !== 'number' || d < 1))
+      throw new GraphUnsupported(`an input of shape [${dims.map((d) => d ?? 'null')}] (only the batch may be unknown)`);
+    shapes[layer.input!] = dims.slice(1) as number[];
+  }
+  // Array.from: a hole (an input no layer stands for) becomes undefined, which `some` then sees.
+  if (shapes.length !== inputs.length || Array.from(shapes).some((s) => s === undefined))
+    throw new GraphUnsupported('a model whose input layers do not match its inputs');
+  return shapes;
+}
+
 const F = { T: attr.type('DT_FLOAT') };
 
 function pair(value: unknown, fallback: number): [number, number] {
@@ -174,25 +238,95 @@ function activate(g: GraphBuilder, prefix: string, input: string, activation: st
   return op ? g.op(op, `${prefix}/${activation}`, [input], F) : input;
 }
 
-/** Adds the forward pass of `layers` on input node `x` (shape `inputShape` without the batch) to `g`. */
+/**
+ * Adds the forward pass of `layers` on input node `x` (shape `inputShape` without the batch) to `g`. A branching
+ * model (layers with `inbound`) takes one node per input, in the model's input order, and its input shapes from its
+ * input layers (`inputShape` is then unused).
+ */
 export function compileForward(
   g: GraphBuilder,
   layers: LayerInfo[],
-  x: string,
+  x: string | string[],
   inputShape: number[],
   options: ForwardOptions,
 ): Forward {
   const records: ForwardLayer[] = [];
-  let h = x;
+  const inputs = typeof x === 'string' ? [x] : x;
+  const inputShapes = inputShapesOf(layers);
+  if (inputShapes && inputShapes.length !== inputs.length)
+    throw new Error(`compileForward: ${inputs.length} input nodes for a model of ${inputShapes.length} inputs`);
+  let h = inputs[0]!;
   let shape = [...inputShape];
+  /** Each layer's output node and shape: where the layers that it feeds read from. */
+  const outputs: string[] = [];
+  const shapes: number[][] = [];
   layers.forEach((layer, index) => {
     options.checkLayer?.(layer, index);
     const p = `l${index}`;
     const c = layer.config;
-    const record = (r: ForwardLayer) => records.push(r);
+    const record = (r: ForwardLayer) => {
+      records.push(r);
+      outputs.push(h);
+      shapes.push(shape);
+    };
+    const from = layer.inbound ?? [];
+    if (from.length > 1 && layer.className !== 'Concatenate')
+      throw new GraphUnsupported(`layer ${layer.className} with several inputs (only Concatenate joins branches)`);
+    if (from.length === 1) {
+      h = outputs[from[0]!]!;
+      shape = [...shapes[from[0]!]!];
+    }
     switch (layer.className) {
       case 'InputLayer':
+        if (layer.input !== undefined) {
+          h = inputs[layer.input]!;
+          shape = [...inputShapes![layer.input]!];
+        }
         return record({ kind: 'identity' });
+      case 'Embedding': {
+        if (c.maskZero) throw new GraphUnsupported('Embedding with maskZero');
+        const inputDim = Number(c.inputDim);
+        const outputDim = Number(c.outputDim);
+        const table = options.weight(index, 0);
+        // tfjs casts the indices to int32 (truncating, as Cast does). Gantry's encoder keeps them in range (an
+        // unknown category gets the last, out-of-vocabulary row); anything else is clamped into the table rather
+        // than failing the whole batch, as GatherV2 on the CPU would.
+        const truncated = g.op('Cast', `${p}/indices_int`, [h], {
+          SrcT: attr.type('DT_FLOAT'),
+          DstT: attr.type('DT_INT32'),
+        });
+        const indices = g.op(
+          'ClipByValue',
+          `${p}/indices`,
+          [truncated, g.ints(`${p}/first`, [0], []), g.ints(`${p}/last`, [inputDim - 1], [])],
+          { T: attr.type('DT_INT32') },
+        );
+        h = g.op('GatherV2', `${p}/gather`, [table, indices, g.ints(`${p}/axis`, [0], [])], {
+          Tparams: attr.type('DT_FLOAT'),
+          Tindices: attr.type('DT_INT32'),
+          Taxis: attr.type('DT_INT32'),
+          batch_dims: attr.int(0),
+        });
+        shape = [...shape, outputDim];
+        return record({ kind: 'embedding', indices, table, inputDim, outputDim });
+      }
+      case 'Concatenate': {
+        if (from.length < 2) throw new GraphUnsupported('Concatenate of fewer than two inputs');
+        const parts = from.map((j) => shapes[j]!);
+        const rank = parts[0]!.length + 1;
+        const axis = Number(c.axis ?? -1);
+        if (axis !== -1 && axis !== rank - 1) throw new GraphUnsupported(`Concatenate over axis ${axis}`);
+        if (parts.some((s) => s.length !== rank - 1 || s.slice(0, -1).some((d, k) => d !== parts[0]![k])))
+          throw new GraphUnsupported(`Concatenate of shapes ${parts.map((s) => `[${s}]`).join(', ')}`);
+        const sizes = parts.map((s) => s.at(-1)!);
+        h = g.op('ConcatV2', `${p}/concat`, [...from.map((j) => outputs[j]!), g.ints(`${p}/axis`, [rank - 1], [])], {
+          ...F,
+          N: attr.int(from.length),
+          Tidx: attr.type('DT_INT32'),
+        });
+        shape = [...parts[0]!.slice(0, -1), sizes.reduce((a, b) => a + b, 0)];
+        return record({ kind: 'concatenate', sizes });
+      }
       case 'Rescaling': {
         const scale = g.floats(`${p}/scale`, [Number(c.scale)]);
         const offset = Number(c.offset ?? 0);
@@ -402,6 +536,34 @@ export interface InferenceGraph {
  * is the input's full shape, batch first (-1 or null for any).
  */
 export function compileInferenceGraph(model: tfType.LayersModel, inputDims: number[]): InferenceGraph {
+  const { graph, inputs, output, shape } = compileInference(model, [inputDims]);
+  return { graph, input: inputs[0]!, output, shape };
+}
+
+export interface MultiInputInferenceGraph {
+  graph: GraphBuilder;
+  /** The placeholders to feed (float32; an Embedding's indices too), in the model's input order. */
+  inputs: string[];
+  /** The node to fetch. */
+  output: string;
+  /** The output's shape without the batch dimension. */
+  shape: number[];
+}
+
+/**
+ * compileInferenceGraph for a model with several inputs (numeric + one index per categorical column): one
+ * placeholder per input, `inputDims[i]` the full shape of input i, batch first.
+ */
+export function compileInferenceGraphInputs(
+  model: tfType.LayersModel,
+  inputDims: number[][],
+): MultiInputInferenceGraph {
+  if (inputDims.length !== model.inputs.length)
+    throw new Error(`compileInferenceGraphInputs: ${inputDims.length} input shapes for ${model.inputs.length} inputs`);
+  return compileInference(model, inputDims);
+}
+
+function compileInference(model: tfType.LayersModel, inputDims: number[][]): MultiInputInferenceGraph {
   const layers = describeLayers(model);
   // Every weight of every layer (getWeights, not only the trainable ones), checked up front.
   const weights = model.layers.map((layer) => {
@@ -411,8 +573,9 @@ export function compileInferenceGraph(model: tfType.LayersModel, inputDims: numb
     return values;
   });
   const g = new GraphBuilder();
-  const input = g.placeholder('x', 'DT_FLOAT', inputDims);
-  const forward = compileForward(g, layers, input, inputDims.slice(1), {
+  // One input keeps its historical name `x`; several are `x0`, `x1`, … in the model's order.
+  const inputs = inputDims.map((dims, i) => g.placeholder(inputDims.length === 1 ? 'x' : `x${i}`, 'DT_FLOAT', dims));
+  const forward = compileForward(g, layers, inputs.length === 1 ? inputs[0]! : inputs, inputDims[0]!.slice(1), {
     weight: (layer, index) => {
       const w = weights[layer]![index];
       if (!w) throw new GraphUnsupported(`layer ${model.layers[layer]!.name} lacks weight ${index}`);
@@ -423,5 +586,5 @@ export function compileInferenceGraph(model: tfType.LayersModel, inputDims: numb
   });
   // A named Identity: the fetch name stays the same whatever the last layer was.
   const output = g.op('Identity', 'y', [forward.output], F);
-  return { graph: g, input, output, shape: forward.shape };
+  return { graph: g, inputs, output, shape: forward.shape };
 }

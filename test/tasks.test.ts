@@ -214,7 +214,7 @@ describe('regression on the cars data', () => {
   });
 
   it.skipIf(!native)(
-    'a functional model that is one chain trains as one graph; a branching one eagerly, saying why',
+    'a functional model trains as one graph, one chain or branching and joined by Concatenate; Add eagerly',
     async () => {
       const init = (seed: number) => tf.initializers.glorotUniform({ seed });
       const chain = () => {
@@ -228,17 +228,35 @@ describe('regression on the cars data', () => {
       expect(graph.used).toEqual({ mode: 'graph' });
       expect(maxAbsDiff(graph.weights, eager.weights)).toBeLessThanOrEqual(1e-4);
 
+      // A hidden layer feeds two branches: its gradient is the sum of theirs. The input feeds two layers too (it
+      // needs no gradient: nothing before it trains).
       const branching = () => {
         const input = tf.input({ shape: [cars.featureSize] });
-        const a = tf.layers.dense({ units: 8, activation: 'relu', kernelInitializer: init(1) }).apply(input);
-        const b = tf.layers.dense({ units: 8, activation: 'tanh', kernelInitializer: init(2) }).apply(input);
-        const joined = tf.layers.concatenate().apply([a, b] as ReturnType<typeof tf.input>[]);
+        const h = tf.layers.dense({ units: 8, activation: 'relu', kernelInitializer: init(4) }).apply(input);
+        const a = tf.layers.dense({ units: 8, activation: 'relu', kernelInitializer: init(1) }).apply(h);
+        const b = tf.layers.dense({ units: 8, activation: 'tanh', kernelInitializer: init(2) }).apply(h);
+        const c = tf.layers.dense({ units: 4, activation: 'sigmoid', kernelInitializer: init(5) }).apply(input);
+        const joined = tf.layers.concatenate().apply([a, b, c] as ReturnType<typeof tf.input>[]);
         const output = tf.layers.dense({ units: 1, kernelInitializer: init(3) }).apply(joined);
         return tf.model({ inputs: input, outputs: output as ReturnType<typeof tf.input> });
       };
-      const fallback = await trainCars('auto', branching, 1);
+      const branched = await trainCars('auto', branching, 3);
+      const branchedEager = await trainCars('eager', branching, 3);
+      expect(branched.used).toEqual({ mode: 'graph' });
+      expect(maxAbsDiff(branched.weights, branchedEager.weights)).toBeLessThanOrEqual(1e-4);
+
+      // A skip connection: a hidden layer feeds the next one and an Add; Add's gradient is not written.
+      const residual = () => {
+        const input = tf.input({ shape: [cars.featureSize] });
+        const a = tf.layers.dense({ units: 8, activation: 'relu', kernelInitializer: init(1) }).apply(input);
+        const b = tf.layers.dense({ units: 8, activation: 'relu', kernelInitializer: init(2) }).apply(a);
+        const sum = tf.layers.add().apply([a, b] as ReturnType<typeof tf.input>[]);
+        const output = tf.layers.dense({ units: 1, kernelInitializer: init(3) }).apply(sum);
+        return tf.model({ inputs: input, outputs: output as ReturnType<typeof tf.input> });
+      };
+      const fallback = await trainCars('auto', residual, 1);
       expect(fallback.used.mode).toBe('eager');
-      expect(fallback.used.reason).toMatch(/functional model whose layers are not one chain/);
+      expect(fallback.used.reason).toMatch(/layer Add with several inputs/);
     },
   );
 

@@ -149,18 +149,12 @@ export async function createReplicaEngine(
   execution: 'auto' | 'eager' = 'auto',
   task: Task = 'classification',
 ): Promise<{ engine: ReplicaEngine; execution: ExecutionReport }> {
-  // The one-graph step feeds one input tensor; a model with several inputs (numeric + embedded categoricals) trains
-  // eagerly, and the result says so.
+  // A model with several inputs (numeric + embedded categoricals) compiles too where its layers are covered; the
+  // result says why one does not.
   const graph =
     execution === 'eager'
       ? { unsupported: 'eager execution requested' }
-      : model.inputs.length > 1
-        ? {
-            unsupported:
-              `the model has several inputs (${model.inputs.map((t) => t.sourceLayer.name).join(', ')}); ` +
-              'the one-graph step takes one input tensor',
-          }
-        : await GraphTrainStep.create(model, optimizer, featureShape, numClasses, task);
+      : await GraphTrainStep.create(model, optimizer, featureShape, numClasses, task);
   if (graph instanceof GraphTrainStep) return { engine: graph, execution: { mode: 'graph' } };
   return {
     engine: new EagerReplicaEngine(model, optimizer, task),

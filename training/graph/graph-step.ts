@@ -124,7 +124,12 @@ export class GraphTrainStep {
    * One step on a batch: forward, loss scaled by `lossScale` (1 / global batch size), backward,
    * update. `seed` keys the dropout masks, so a resumed run draws the same ones.
    */
-  step(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number, seed: [number, number]): GraphStepResult {
+  step(
+    xs: tfType.Tensor | tfType.Tensor[],
+    ys: tfType.Tensor,
+    lossScale: number,
+    seed: [number, number],
+  ): GraphStepResult {
     const { outputs } = this.compiled;
     const batch = this.batchFeeds(xs, ys, lossScale, seed);
     const update = this.updateFeeds();
@@ -147,7 +152,12 @@ export class GraphTrainStep {
    * The gradients of a batch without updating anything, as one vector with two more elements at
    * its end — the batch's loss sum and correct count — so one all-reduce sums all three.
    */
-  computeGradients(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number, seed: [number, number]): Float32Array {
+  computeGradients(
+    xs: tfType.Tensor | tfType.Tensor[],
+    ys: tfType.Tensor,
+    lossScale: number,
+    seed: [number, number],
+  ): Float32Array {
     const { outputs } = this.compiled;
     const batch = this.batchFeeds(xs, ys, lossScale, seed);
     // The moving averages of BatchNormalization move with every batch a replica sees, as in a step.
@@ -192,20 +202,32 @@ export class GraphTrainStep {
     tf.dispose([...this.session.run([[this.compiled.setFlatVariables, values]], [this.compiled.setFlatDone]), values]);
   }
 
-  /** A batch's feeds: inputs, labels (float, where tf.oneHot gives int32), loss scale and dropout seed. */
-  private batchFeeds(xs: tfType.Tensor, ys: tfType.Tensor, lossScale: number, seed: [number, number]): Feeds {
+  /**
+   * A batch's feeds: inputs (a model with several takes one tensor each, in its input order), labels (float, where
+   * tf.oneHot gives int32), loss scale and dropout seed.
+   */
+  private batchFeeds(
+    xs: tfType.Tensor | tfType.Tensor[],
+    ys: tfType.Tensor,
+    lossScale: number,
+    seed: [number, number],
+  ): Feeds {
     const { inputs } = this.compiled;
+    const parts = Array.isArray(xs) ? xs : [xs];
+    if (parts.length !== inputs.xs.length)
+      throw new Error(`the graph step takes ${inputs.xs.length} input tensors; the batch has ${parts.length}`);
+    const floats = parts.map((t) => (t.dtype === 'float32' ? t : tf.cast(t, 'float32')));
     const labels = ys.dtype === 'float32' ? ys : tf.cast(ys, 'float32');
     const scale = tf.scalar(lossScale);
     const seedTensor = tf.tensor1d(seed, 'int32');
     return {
       feeds: [
-        [inputs.x, xs],
+        ...floats.map((t, i): [string, tfType.Tensor] => [inputs.xs[i]!, t]),
         [inputs.y, labels],
         [inputs.lossScale, scale],
         [inputs.seed, seedTensor],
       ],
-      owned: [scale, seedTensor, ...(labels === ys ? [] : [labels])],
+      owned: [scale, seedTensor, ...(labels === ys ? [] : [labels]), ...floats.filter((t, i) => t !== parts[i])],
     };
   }
 

@@ -5,6 +5,7 @@ import {
   compileForward,
   type ForwardLayer,
   GraphUnsupported,
+  inputShapesOf,
   type LayerInfo,
 } from '../../engine/forward-graph';
 import type { Task } from '../batches';
@@ -18,6 +19,12 @@ import type { Task } from '../batches';
  * SigmoidGrad, TanhGrad, Conv2DBackpropInput/Filter, MaxPoolGrad), the ones Keras's graphs contain,
  * which TensorFlow then rewrites to its oneDNN kernels; BatchNormalization's from elementary ops.
  * Its moving averages are variables of the graph too, updated by every step as tfjs's layer does.
+ *
+ * A functional model whose layers branch (several inputs: numeric + one index per categorical column through an
+ * Embedding, joined by Concatenate) compiles too: the backward pass walks its layers from the output back, a layer
+ * fed into several others gets the sum of their gradients, Concatenate splits its gradient back into its inputs
+ * (SplitV), an Embedding's table gets its rows' gradients summed per index (UnsortedSegmentSum, as tfjs's gather
+ * gradient), and nothing flows into the index inputs, nor into any branch without weights upstream.
  *
  * Only the layers and activations whose gradients are written here compile; anything else raises
  * GraphUnsupported and the trainer stays on the eager path, which handles every model.
@@ -62,7 +69,10 @@ export interface CompiledStep {
   states: GraphState[];
   /** Feeds of the train step. */
   inputs: {
+    /** The model's input (the first one of a model with several). */
     x: string;
+    /** Every input of a model with several, in its input order (float32; an Embedding's indices too). */
+    xs: string[];
     y: string;
     lossScale: string;
     learningRate: string;
@@ -115,7 +125,12 @@ export function compileSequentialStep(
   task: Task = 'classification',
 ): CompiledStep {
   const g = new GraphBuilder();
-  const x = g.placeholder('x', 'DT_FLOAT', [-1, ...inputShape]);
+  // A branching model takes one placeholder per input, shaped as its input layers say.
+  const branchInputs = inputShapesOf(layers);
+  const xs = branchInputs
+    ? branchInputs.map((shape, i) => g.placeholder(i === 0 ? 'x' : `x${i}`, 'DT_FLOAT', [-1, ...shape]))
+    : [g.placeholder('x', 'DT_FLOAT', [-1, ...inputShape])];
+  const x = xs[0]!;
   const y = g.placeholder('y', 'DT_FLOAT', [-1, task === 'regression' ? 1 : numClasses]);
   const lossScale = g.placeholder('loss_scale', 'DT_FLOAT', []);
   const learningRate = g.placeholder('learning_rate', 'DT_FLOAT', []);
@@ -172,7 +187,7 @@ export function compileSequentialStep(
   // ---- forward (the engine's compiler), weights as variables ----
   /** Variable index of each weight's read node. */
   const variableOf = new Map<string, number>();
-  const forward = compileForward(g, layers, x, inputShape, {
+  const forward = compileForward(g, layers, branchInputs ? xs : x, inputShape, {
     weight: (layer, index) => {
       const weight = layers[layer]!.weights[index];
       if (!weight) throw new GraphUnsupported(`layer ${layer} has a frozen weight (only trainable ones compile)`);
@@ -229,6 +244,15 @@ export function compileSequentialStep(
   /** Gradient node per variable index. */
   const gradients: string[] = [];
   const firstWithWeights = layers.findIndex((l) => l.weights.length > 0);
+  // A branching model: whether a layer's output needs a gradient (it, or a layer upstream of it, has weights).
+  const branching = layers.some((l) => l.inbound !== undefined);
+  const needsGradient: boolean[] = [];
+  layers.forEach((l, i) => {
+    needsGradient[i] = l.weights.length > 0 || (l.inbound ?? []).some((j) => needsGradient[j]);
+  });
+  /** Whether layer `index` passes a gradient to its input(s); `inChain` decides for a model that is one chain. */
+  const inputGradient = (index: number, inChain: boolean): boolean =>
+    branching ? layers[index]!.inbound!.some((j) => needsGradient[j]) : inChain;
   /** The gradient before the activation from the one after it (a last softmax is in the loss's gradient). */
   const activationGrad = (p: string, activation: string, dy: string, output: string): string => {
     if (activation === 'relu') return g.op('ReluGrad', `${p}/relu_grad`, [dy, output], F);
@@ -236,14 +260,15 @@ export function compileSequentialStep(
     if (activation === 'tanh') return g.op('TanhGrad', `${p}/tanh_grad`, [output, dy], F);
     return dy;
   };
-  const backward = (record: ForwardLayer, index: number, dy: string): string | undefined => {
+  /** The gradient into the layer's input (Concatenate: one per input), or undefined when none is needed. */
+  const backward = (record: ForwardLayer, index: number, dy: string): string | string[] | undefined => {
     const p = `l${index}`;
     switch (record.kind) {
       case 'identity':
         return dy;
       case 'rescaling':
         // The input needs no gradient and nothing before this layer trains.
-        return index === 0 ? undefined : g.op('Mul', `${p}/grad`, [dy, record.scale], F);
+        return inputGradient(index, index !== 0) ? g.op('Mul', `${p}/grad`, [dy, record.scale], F) : undefined;
       case 'flatten':
         return g.op(
           'Reshape',
@@ -266,7 +291,7 @@ export function compileSequentialStep(
             ...F,
             data_format: attr.str('NHWC'),
           });
-        return index === firstWithWeights
+        return !inputGradient(index, index !== firstWithWeights)
           ? undefined
           : g.op('MatMul', `${p}/input_grad`, [dz, record.kernel], {
               ...F,
@@ -288,7 +313,7 @@ export function compileSequentialStep(
             ...F,
             data_format: attr.str('NHWC'),
           });
-        if (index === firstWithWeights) return undefined;
+        if (!inputGradient(index, index !== firstWithWeights)) return undefined;
         const inputShape = g.op('Shape', `${p}/input_shape`, [record.input], { ...F, out_type: attr.type('DT_INT32') });
         return g.op('Conv2DBackpropInput', `${p}/input_grad`, [inputShape, record.kernel, dz], record.attrs);
       }
@@ -312,7 +337,7 @@ export function compileSequentialStep(
             g.op('Mul', `${p}/dy_normalized`, [dy, record.normalized], F),
           );
         if (record.beta) gradients[variableOf.get(record.beta)!] = reduce('Sum', 'beta_grad', dy);
-        if (index <= firstWithWeights) return undefined;
+        if (!inputGradient(index, index > firstWithWeights)) return undefined;
         const dNormalized = record.gamma ? g.op('Mul', `${p}/d_normalized`, [dy, record.gamma], F) : dy;
         const centered = g.op(
           'Sub',
@@ -337,6 +362,34 @@ export function compileSequentialStep(
         );
         return g.op('Mul', `${p}/grad`, [centered, record.inverseStd], F);
       }
+      case 'embedding': {
+        // Each gathered row's gradient added into its table row; the indices themselves get none.
+        const reshape = (name: string, input: string, dims: number[], T: 'DT_FLOAT' | 'DT_INT32') =>
+          g.op('Reshape', `${p}/${name}`, [input, g.ints(`${p}/${name}_shape`, dims)], {
+            T: attr.type(T),
+            Tshape: attr.type('DT_INT32'),
+          });
+        gradients[variableOf.get(record.table)!] = g.op(
+          'UnsortedSegmentSum',
+          `${p}/table_grad`,
+          [
+            reshape('grad_rows', dy, [-1, record.outputDim], 'DT_FLOAT'),
+            reshape('grad_indices', record.indices, [-1], 'DT_INT32'),
+            g.ints(`${p}/table_rows`, [record.inputDim], []),
+          ],
+          { ...F, Tindices: attr.type('DT_INT32'), Tnumsegments: attr.type('DT_INT32') },
+        );
+        return undefined;
+      }
+      case 'concatenate': {
+        const split = g.op(
+          'SplitV',
+          `${p}/grad`,
+          [dy, g.ints(`${p}/grad_sizes`, record.sizes), g.ints(`${p}/grad_axis`, [-1], [])],
+          { ...F, Tlen: attr.type('DT_INT32'), num_split: attr.int(record.sizes.length) },
+        );
+        return record.sizes.map((_, k) => `${split}:${k}`);
+      }
     }
   };
 
@@ -346,8 +399,31 @@ export function compileSequentialStep(
     : softmaxCrossEntropyLoss(g, logits!, y, lossScale);
 
   // ---- backward ----
-  let dy: string | undefined = lossGrad;
-  for (let i = forward.layers.length - 1; i >= 0 && dy !== undefined; i--) dy = backward(forward.layers[i]!, i, dy);
+  if (branching) {
+    // From the output back (the layers are in topological order): each layer's gradient is the sum of what the
+    // layers it feeds sent back, and it sends its input gradients on to the layers feeding it that need them.
+    const incoming: string[][] = layers.map(() => []);
+    incoming[layers.length - 1]!.push(lossGrad);
+    for (let i = layers.length - 1; i >= 0; i--) {
+      const parts = incoming[i]!;
+      if (!parts.length) continue;
+      const dy =
+        parts.length === 1 ? parts[0]! : g.op('AddN', `l${i}/grad_sum`, parts, { ...F, N: attr.int(parts.length) });
+      const back = backward(forward.layers[i]!, i, dy);
+      if (back === undefined) continue;
+      const grads = typeof back === 'string' ? [back] : back;
+      layers[i]!.inbound!.forEach((j, k) => {
+        if (needsGradient[j]) incoming[j]!.push(grads[k]!);
+      });
+    }
+  } else {
+    let dy: string | undefined = lossGrad;
+    for (let i = forward.layers.length - 1; i >= 0 && dy !== undefined; i--) {
+      const back = backward(forward.layers[i]!, i, dy);
+      if (Array.isArray(back)) throw new GraphUnsupported(`layer ${layers[i]!.className} in a chain`);
+      dy = back;
+    }
+  }
   variables.forEach((v, i) => {
     if (!gradients[i]) throw new GraphUnsupported(`no gradient reached ${v.name}`);
   });
@@ -473,7 +549,7 @@ export function compileSequentialStep(
     graph: g,
     variables,
     states,
-    inputs: { x, y, lossScale, learningRate, oneMinusBeta1Power, oneMinusBeta2Power, seed },
+    inputs: { x, xs, y, lossScale, learningRate, oneMinusBeta1Power, oneMinusBeta2Power, seed },
     outputs: { lossSum, correct, trainDone, stateDone },
     setDone,
     flatGradients,
