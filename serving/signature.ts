@@ -23,6 +23,11 @@ export interface TensorSpec {
   dtype: ServedDType;
   /** -1 where the model accepts any size (the batch dimension). */
   shape: number[];
+  /**
+   * A SavedModel's own dtype (DT_INT64, DT_BOOL, DT_DOUBLE, …) where it is not `dtype`'s: metadata reports it and
+   * gRPC accepts it; the values still travel as `dtype` (serving/saved-model-servable.ts).
+   */
+  tfDType?: string;
 }
 
 export interface Signature {
@@ -37,6 +42,8 @@ export interface Signature {
   classLabels?: string[];
   /** Present when the version takes raw records (a tabular preprocessing.json): REST/gRPC encode them. */
   records?: RecordInputs;
+  /** Why calls to this signature are refused (UNIMPLEMENTED): a SavedModel's dtype or shape Gantry cannot carry. */
+  unsupported?: string;
 }
 
 /** What Gantry's publish step writes beside the model; every field optional (plain tfjs models have none). */
