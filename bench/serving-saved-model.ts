@@ -177,7 +177,8 @@ await rm(work, { recursive: true, force: true });
 const fmt = (v: number, digits = 1) => v.toFixed(digits);
 console.log(
   `\nSavedModel vs tfjs serving, Fashion-MNIST MLP (784-128-10), ${os.cpus().length} cores, TF intra-op threads ` +
-    `${tfThreads}; ${SECONDS} s per cell × ${ROUNDS} rounds (medians; ${fmt((performance.now() - started) / 1000, 0)} s); ` +
+    `${tfThreads}; ${SECONDS} s per cell × ${ROUNDS} rounds ` +
+    `(medians; ${fmt((performance.now() - started) / 1000, 0)} s); ` +
     `answers agree within ${difference.toExponential(1)}\n`,
 );
 console.log('| protocol | c | tfjs req/s | p50 ms | SavedModel req/s | p50 ms | SavedModel / tfjs | errors |');
@@ -187,8 +188,8 @@ for (const protocol of ['rest', 'grpc'] as const) {
     const t = results.get(`${protocol}/tfjs/${c}`)!;
     const s = results.get(`${protocol}/saved/${c}`)!;
     console.log(
-      `| ${protocol === 'rest' ? 'REST JSON' : 'gRPC'} | ${c} | ${fmt(t.rps, 0)} | ${fmt(t.p50, 2)} | ${fmt(s.rps, 0)} | ` +
-        `${fmt(s.p50, 2)} | ${fmt(s.rps / t.rps, 2)}× | ${t.errors + s.errors} |`,
+      `| ${protocol === 'rest' ? 'REST JSON' : 'gRPC'} | ${c} | ${fmt(t.rps, 0)} | ${fmt(t.p50, 2)} | ` +
+        `${fmt(s.rps, 0)} | ${fmt(s.p50, 2)} | ${fmt(s.rps / t.rps, 2)}× | ${t.errors + s.errors} |`,
     );
   }
 }

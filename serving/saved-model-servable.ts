@@ -47,7 +47,10 @@ function unsupportedReason(signature: SavedSignature): string | undefined {
     const where = `signature "${signature.name}": output "${output.key}"`;
     if (!output.name) return `${where} is a sparse or composite tensor; Gantry answers dense tensors only`;
     if (!output.dtype)
-      return `${where} has dtype ${output.tfDType}, which Gantry cannot answer (it reads back float, int32, int64, bool)`;
+      return (
+        `${where} has dtype ${output.tfDType}, which Gantry cannot answer ` +
+        '(it reads back DT_FLOAT, DT_INT32, DT_INT64 and DT_BOOL)'
+      );
   }
   if (signature.inputs.length === 0) return `signature "${signature.name}" has no inputs`;
   return undefined;
