@@ -251,16 +251,16 @@ describe('SavedModels from Python TensorFlow', () => {
     expectClose(nested(response.outputs.total), want.outputs.total);
   });
 
-  it('feeds an int64 input from JSON numbers and gRPC int64_val, and refuses values beyond int32', async () => {
+  it('feeds an int64 input from JSON numbers and gRPC int64_val, answers int64 and bool outputs', async () => {
     const want = answers.int64_in!.serving_default!;
-    const row = await request(port, 'POST', '/v1/models/int64_in:predict', { instances: want.inputs.ids });
+    const row = await request(port, 'POST', '/v1/models/int64_in:predict', { inputs: want.inputs.ids });
     expect(row.status).toBe(200);
-    expectClose(row.json.predictions, want.outputs.score);
+    for (const key of ['score', 'doubled', 'positive']) expectClose(row.json.outputs[key], want.outputs[key]);
     const response = await grpcCall('Predict', {
       model_spec: { name: 'int64_in' },
       inputs: tensorProtos(want.inputs, true),
     });
-    expectClose(nested(response.outputs.score), want.outputs.score);
+    for (const key of ['score', 'doubled', 'positive']) expectClose(nested(response.outputs[key]), want.outputs[key]);
     const tooBig = await grpcCall('Predict', {
       model_spec: { name: 'int64_in' },
       inputs: tensorProtos({ ids: [[1, 5_000_000_000]] }, true),
@@ -269,6 +269,24 @@ describe('SavedModels from Python TensorFlow', () => {
     expect((tooBig as grpc.ServiceError).details).toMatch(
       /inputs\.ids\.int64_val\[1\]: 5000000000 is outside the int32/,
     );
+    // 2 × 1.5e9 overflows int32 on the way back: refused with the output's name, not wrapped.
+    const overflow = await request(port, 'POST', '/v1/models/int64_in:predict', { instances: [[1, 1_500_000_000]] });
+    expect(overflow.status).toBe(500);
+    expect(overflow.json.error).toMatch(/output doubled \(DT_INT64\) holds 3000000000, outside the int32 range/);
+  });
+
+  it('answers a binary PredictRequest body in protobuf', async () => {
+    const protos = loadServingProtos();
+    const want = answers.two_io!.serving_default!;
+    const body = protos.encodePredictRequest({ model_spec: { name: 'two_io' }, inputs: tensorProtos(want.inputs) });
+    const answer = await request(port, 'POST', '/v1/models/two_io:predict', body, {
+      'content-type': 'application/x-protobuf',
+      accept: 'application/x-protobuf',
+    });
+    expect(answer.status).toBe(200);
+    const decoded = protos.decodePredictResponse(answer.body) as any;
+    expectClose(nested(decoded.outputs.total), want.outputs.total);
+    expectClose(nested(decoded.outputs.scaled), want.outputs.scaled);
   });
 
   it('answers a float64 signature with UNIMPLEMENTED naming the input and dtype', async () => {
