@@ -23,7 +23,9 @@ import { allocate, parsePredictBody, PredictBodySchema, type DenseTensor } from 
  * `gantry.json`, `warmup.json` and `preprocessing.json` (what the server applies to raw records,
  * serving/records.ts; a bad one puts the version in error, naming the file). Loading runs the
  * warm-up before the version may turn AVAILABLE, so a model that cannot run on its own signature
- * fails here, not on a request.
+ * fails here, not on a request. A folder without model.json but with `saved_model.pb` holds a TensorFlow
+ * SavedModel instead (serving/saved-model-servable.ts; its warm-up also replays TF Serving's
+ * assets.extra/tf_serving_warmup_requests).
  */
 
 export const WARMUP_FILE = 'warmup.json';
