@@ -249,8 +249,8 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
   const keptOutputs = (answer: Answer, outputFilter: readonly string[] | undefined) => {
     const filter = outputFilter?.length ? new Set(outputFilter) : undefined;
     return answer.outputs.flatMap((tensor, i) => {
-      const key = answer.signature.outputs[i]!.key;
-      return !filter || filter.has(key) ? [{ key, tensor }] : [];
+      const { key, tfDType } = answer.signature.outputs[i]!;
+      return !filter || filter.has(key) ? [{ key, tensor, tfDType }] : [];
     });
   };
   const recordsResponse = (answer: Answer, outputFilter: readonly string[] | undefined) => ({
@@ -265,13 +265,13 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
       outputFilter?.length ? new Set(outputFilter) : undefined,
     ),
   });
-  const predictResponse = (answer: Answer, kept: { key: string; tensor: DenseTensor }[]) => ({
+  const predictResponse = (answer: Answer, kept: { key: string; tensor: DenseTensor; tfDType?: string }[]) => ({
     model_spec: {
       name: answer.model,
       version: { value: String(answer.version) },
       signature_name: answer.signature.name,
     },
-    outputs: Object.fromEntries(kept.map(({ key, tensor }) => [key, encodeTensorProto(tensor)])),
+    outputs: Object.fromEntries(kept.map(({ key, tensor, tfDType }) => [key, encodeTensorProto(tensor, tfDType)])),
   });
 
   // Predict reads the dense fast path's form where it can and answers with bytes it wrote itself;

@@ -123,8 +123,12 @@ export function decodePredictInputs(
   return tensors;
 }
 
-export function encodeTensorProto(tensor: DenseTensor): object {
+/** `tfDType`: a SavedModel output's own dtype, DT_INT64 or DT_BOOL (its values travel as int32), else none. */
+export function encodeTensorProto(tensor: DenseTensor, tfDType?: string): object {
   const values = Array.from(tensor.data);
+  const tensor_shape = { dim: tensor.shape.map((size) => ({ size: String(size), name: '' })), unknown_rank: false };
+  if (tfDType === 'DT_INT64') return { dtype: tfDType, tensor_shape, int64_val: values.map(String) };
+  if (tfDType === 'DT_BOOL') return { dtype: tfDType, tensor_shape, bool_val: values.map((v) => v !== 0) };
   return {
     dtype: DTYPE_OF[tensor.dtype],
     tensor_shape: { dim: tensor.shape.map((size) => ({ size: String(size), name: '' })), unknown_rank: false },

@@ -71,7 +71,13 @@ function tensorProtos(inputs: Record<string, unknown>, int64 = false): Record<st
 /** A gRPC TensorProto's values in its shape (as nested arrays, like the Python answers). */
 function nested(tensor: any): unknown {
   const dims = tensor.tensor_shape.dim.map((d: { size: string }) => Number(d.size));
-  const values: number[] = tensor.float_val.length ? tensor.float_val : tensor.int_val;
+  const values: number[] = tensor.float_val.length
+    ? tensor.float_val
+    : tensor.int64_val.length
+      ? tensor.int64_val.map(Number)
+      : tensor.bool_val.length
+        ? tensor.bool_val.map(Number)
+        : tensor.int_val;
   const build = (level: number, offset: number): unknown => {
     if (level === dims.length) return values[offset];
     const stride = dims.slice(level + 1).reduce((a: number, b: number) => a * b, 1);
@@ -261,6 +267,12 @@ describe('SavedModels from Python TensorFlow', () => {
       inputs: tensorProtos(want.inputs, true),
     });
     for (const key of ['score', 'doubled', 'positive']) expectClose(nested(response.outputs[key]), want.outputs[key]);
+    // TF Serving's clients read each output in the signature's own dtype.
+    expect(['score', 'doubled', 'positive'].map((k) => response.outputs[k].dtype)).toEqual([
+      'DT_FLOAT',
+      'DT_INT64',
+      'DT_BOOL',
+    ]);
     const tooBig = await grpcCall('Predict', {
       model_spec: { name: 'int64_in' },
       inputs: tensorProtos({ ids: [[1, 5_000_000_000]] }, true),
