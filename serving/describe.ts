@@ -41,7 +41,7 @@ export function statusMessage(statuses: VersionStatus[]): { model_version_status
 
 function tensorInfo(spec: TensorSpec): object {
   return {
-    dtype: DTYPE_OF[spec.dtype],
+    dtype: spec.tfDType ?? DTYPE_OF[spec.dtype],
     tensor_shape: { dim: spec.shape.map((size) => ({ size: String(size), name: '' })), unknown_rank: false },
     name: spec.tensorName,
   };
@@ -77,18 +77,20 @@ function recordSignatureDef(records: RecordInputs, methodName: string): object {
   };
 }
 
-/** A SignatureDefMap (the value of metadata["signature_def"]). */
-export function signatureDefMap(signature: Signature): { signature_def: Record<string, object> } {
+/** A SignatureDefMap (the value of metadata["signature_def"]); `others`: a SavedModel's further signatures. */
+export function signatureDefMap(
+  signature: Signature,
+  others: readonly Signature[] = [],
+): { signature_def: Record<string, object> } {
   if (signature.records)
     return { signature_def: { [DEFAULT_SIGNATURE]: recordSignatureDef(signature.records, signature.methodName) } };
+  const def = (s: Signature) => ({
+    inputs: Object.fromEntries(s.inputs.map((t) => [t.key, tensorInfo(t)])),
+    outputs: Object.fromEntries(s.outputs.map((t) => [t.key, tensorInfo(t)])),
+    method_name: s.methodName,
+  });
   return {
-    signature_def: {
-      [DEFAULT_SIGNATURE]: {
-        inputs: Object.fromEntries(signature.inputs.map((s) => [s.key, tensorInfo(s)])),
-        outputs: Object.fromEntries(signature.outputs.map((s) => [s.key, tensorInfo(s)])),
-        method_name: signature.methodName,
-      },
-    },
+    signature_def: Object.fromEntries([[signature.name, def(signature)], ...others.map((s) => [s.name, def(s)])]),
   };
 }
 
@@ -98,12 +100,13 @@ export function metadataTarget(
   router: Router,
   model: string,
   choice: VersionChoice,
-): { version: number; signature: Signature } {
+): { version: number; signature: Signature; others: Signature[] } {
   // Metadata without a version describes the latest, whatever a traffic split would pick.
   const explicit = choice.version !== undefined || choice.label !== undefined;
   const latest = manager.availableVersions(model).at(-1);
   const version = explicit || latest === undefined ? router.pick(model, choice, undefined).version : latest;
   const handle = manager.peek(model, version);
   if (!handle) throw new ServingError('UNAVAILABLE', `model "${model}" version ${version} is unloading; retry`);
-  return { version, signature: handle.servable.signature };
+  const others = [...(handle.servable.otherSignatures?.values() ?? [])].map((o) => o.signature);
+  return { version, signature: handle.servable.signature, others };
 }

@@ -2,12 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { asServingError, invalidArgument, ServingError } from './errors';
 import type { FeedbackStore } from './feedback';
 import type { ServableHandle } from './handle';
+import type { OtherSignature, Servable } from './loader';
 import type { Logger } from './log';
 import type { VersionManager } from './manager';
 import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from './images';
 import type { Api, Protocol, ServingMetrics } from './metrics';
 import type { Router, VersionChoice } from './router';
-import { DEFAULT_SIGNATURE, type Signature } from './signature';
+import type { Signature } from './signature';
 import { argmaxRows, type DenseTensor } from './tensors';
 
 /**
@@ -63,7 +64,6 @@ export class Inference {
 
   /** Routes and acquires; retries once when the picked version began unloading in between. */
   acquire(target: Target, clientKey?: string): ServableHandle {
-    checkSignatureName(target.signatureName);
     for (let attempt = 0; attempt < 3; attempt++) {
       const { version } = this.deps.router.pick(target.model, target, clientKey);
       const handle = this.deps.manager.acquire(target.model, version);
@@ -89,8 +89,12 @@ export class Inference {
       const handle = this.acquire(target, context.clientKey);
       version = String(handle.version);
       let inputs: DenseTensor[];
+      let other: OtherSignature | undefined;
       try {
-        const decoded = decode(handle.servable.signature);
+        other = chooseSignature(handle.servable, target.signatureName);
+        const chosen = other?.signature ?? handle.servable.signature;
+        if (chosen.unsupported) throw new ServingError('UNIMPLEMENTED', chosen.unsupported);
+        const decoded = decode(chosen);
         inputs = decoded instanceof Promise ? await decoded : decoded;
       } catch (error) {
         handle.release();
@@ -98,7 +102,8 @@ export class Inference {
       }
       let work: DenseTensor[] | Promise<DenseTensor[]>;
       try {
-        work = handle.batcher.submit(inputs);
+        // A SavedModel's other signatures run unbatched (the batcher merges rows of the default one).
+        work = other ? other.run(inputs) : handle.batcher.submit(inputs);
       } catch (error) {
         handle.release();
         throw error;
@@ -118,8 +123,8 @@ export class Inference {
       }
       const requestId =
         context.requestId !== undefined && REQUEST_ID.test(context.requestId) ? context.requestId : randomUUID();
-      const signature = handle.servable.signature;
-      if (signature.classLabels && outputs.length === 1) {
+      const signature = other?.signature ?? handle.servable.signature;
+      if (!other && signature.classLabels && outputs.length === 1) {
         const classes = argmaxRows(outputs[0]!);
         for (const c of classes)
           metrics.predictedClass.inc({ model: target.model, version, class: signature.classLabels[c] ?? String(c) });
@@ -195,9 +200,18 @@ export class Inference {
   }
 }
 
-export function checkSignatureName(name: string | undefined): void {
-  if (name && name !== DEFAULT_SIGNATURE)
-    throw invalidArgument(`signature_name "${name}" not found; this model serves "${DEFAULT_SIGNATURE}"`);
+/**
+ * The signature a request names: undefined for the servable's own (`signature`, also when unnamed),
+ * else one of a SavedModel's other signatures; an unknown name is INVALID_ARGUMENT listing the names.
+ */
+export function chooseSignature(servable: Servable, name: string | undefined): OtherSignature | undefined {
+  if (!name || name === servable.signature.name) return undefined;
+  const other = servable.otherSignatures?.get(name);
+  if (other) return other;
+  const names = [servable.signature.name, ...(servable.otherSignatures?.keys() ?? [])];
+  throw invalidArgument(
+    `signature_name "${name}" not found; this model serves ${names.map((n) => `"${n}"`).join(', ')}`,
+  );
 }
 
 function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {

@@ -7,8 +7,12 @@ import { tf } from '../engine/backend';
 import { deserializeModel } from '../engine/model-files';
 import { PREPROCESSING_FILE, PreprocessingSchema, type Preprocessing } from '../data/preprocessing';
 import { describeIssues } from '../validation/issues';
+import { SAVED_MODEL_FILE } from '../engine/saved-model';
 import { loadPredictGraph } from './graph-predict';
 import { imageInputsOf } from './images';
+import { decodePredictInputs } from './grpc/tensor-proto';
+import { loadSavedModelServable } from './saved-model-servable';
+import { readWarmupRequests, WARMUP_RECORDS_FILE } from './warmup-records';
 import { recordInputsOf } from './records';
 import { signatureOf, VersionMetadataSchema, type Signature, type VersionMetadata } from './signature';
 import { allocate, parsePredictBody, PredictBodySchema, type DenseTensor } from './tensors';
@@ -20,7 +24,9 @@ import { allocate, parsePredictBody, PredictBodySchema, type DenseTensor } from 
  * `gantry.json`, `warmup.json` and `preprocessing.json` (what the server applies to raw records,
  * serving/records.ts; a bad one puts the version in error, naming the file). Loading runs the
  * warm-up before the version may turn AVAILABLE, so a model that cannot run on its own signature
- * fails here, not on a request.
+ * fails here, not on a request. A folder without model.json but with `saved_model.pb` holds a TensorFlow
+ * SavedModel instead (serving/saved-model-servable.ts; its warm-up also replays TF Serving's
+ * assets.extra/tf_serving_warmup_requests).
  */
 
 export const WARMUP_FILE = 'warmup.json';
@@ -40,6 +46,16 @@ export interface Servable {
   run(inputs: DenseTensor[]): DenseTensor[];
   /** Frees the model's tensors; the servable is unusable afterwards. */
   dispose(): void;
+  /**
+   * A SavedModel's signatures other than `signature`, by name (`signature_name` picks one). They run
+   * unbatched: the batcher merges rows of one signature.
+   */
+  otherSignatures?: ReadonlyMap<string, OtherSignature>;
+}
+
+export interface OtherSignature {
+  signature: Signature;
+  run(inputs: DenseTensor[]): DenseTensor[];
 }
 
 /** A string that changes whenever the folder's files change (names, sizes, mtimes). */
@@ -47,6 +63,11 @@ export async function folderFingerprint(dir: string): Promise<string> {
   const entries = await readdir(dir, { withFileTypes: true });
   const parts: string[] = [];
   for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+    // A SavedModel's weights live in variables/: a changed checkpoint is a changed version.
+    if (entry.isDirectory() && entry.name === 'variables') {
+      parts.push(`variables/(${await folderFingerprint(path.join(dir, entry.name))})`);
+      continue;
+    }
     if (!entry.isFile()) continue;
     const info = await stat(path.join(dir, entry.name));
     parts.push(`${entry.name}:${info.size}:${info.mtimeMs}`);
@@ -167,7 +188,29 @@ export interface LoadOptions {
   warmup: boolean;
 }
 
+/**
+ * A version folder's servable: a tfjs layers model when it has model.json (also when it holds a
+ * SavedModel too, as Gantry's published versions do), else a TensorFlow SavedModel when it has
+ * saved_model.pb (serving/saved-model-servable.ts).
+ */
 export async function loadServable(dir: string, options: LoadOptions): Promise<Servable> {
+  const has = (name: string) =>
+    stat(path.join(dir, name)).then(
+      (info) => info.isFile(),
+      () => false,
+    );
+  if (!(await has('model.json'))) {
+    if (!(await has(SAVED_MODEL_FILE)))
+      throw new Error(`no model.json (a TensorFlow.js model) nor ${SAVED_MODEL_FILE} (a SavedModel) in ${dir}`);
+    const servable = await loadSavedModelServable(dir, await readMetadata(dir));
+    try {
+      await warmUpSavedModel(dir, servable, options);
+    } catch (error) {
+      servable.dispose();
+      throw new Error(`warm-up failed: ${(error as Error).message}`);
+    }
+    return servable;
+  }
   const modelJsonText = await readFile(path.join(dir, 'model.json'), 'utf8').catch((error: NodeJS.ErrnoException) => {
     throw new Error(error.code === 'ENOENT' ? `no model.json in ${dir}` : `cannot read model.json: ${error.message}`);
   });
@@ -206,6 +249,27 @@ export async function loadServable(dir: string, options: LoadOptions): Promise<S
     throw new Error(`warm-up failed: ${(error as Error).message}`);
   }
   return servable;
+}
+
+/**
+ * A SavedModel's warm-up: TF Serving's assets.extra/tf_serving_warmup_requests when it has one (each
+ * PredictRequest replayed on its signature), else Gantry's warmup.json or one zeros row as for tfjs.
+ */
+async function warmUpSavedModel(dir: string, servable: Servable, options: LoadOptions): Promise<void> {
+  const requests = await readWarmupRequests(dir);
+  if (requests) {
+    for (const [i, request] of requests.entries()) {
+      const name = request.signatureName || servable.signature.name;
+      const target = name === servable.signature.name ? servable : servable.otherSignatures?.get(name);
+      const where = `${WARMUP_RECORDS_FILE} record ${i}`;
+      if (!target) throw new Error(`${where}: the model has no signature "${name}"`);
+      if (target.signature.unsupported) throw new Error(`${where}: ${target.signature.unsupported}`);
+      target.run(decodePredictInputs(request.inputs, target.signature, 100_000));
+    }
+    return;
+  }
+  if (servable.signature.unsupported) return;
+  await warmUp(dir, servable, options);
 }
 
 async function warmUp(dir: string, servable: Servable, options: LoadOptions): Promise<void> {

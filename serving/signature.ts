@@ -24,6 +24,11 @@ export interface TensorSpec {
   dtype: ServedDType;
   /** -1 where the model accepts any size (the batch dimension). */
   shape: number[];
+  /**
+   * A SavedModel's own dtype (DT_INT64, DT_BOOL, DT_DOUBLE, …) where it is not `dtype`'s: metadata reports it and
+   * gRPC accepts it; the values still travel as `dtype` (serving/saved-model-servable.ts).
+   */
+  tfDType?: string;
 }
 
 export interface Signature {
@@ -40,6 +45,8 @@ export interface Signature {
   records?: RecordInputs;
   /** Present when the version takes encoded images (an image preprocessing.json): REST/gRPC decode them. */
   images?: ImageInputs;
+  /** Why calls to this signature are refused (UNIMPLEMENTED): a SavedModel's dtype or shape Gantry cannot carry. */
+  unsupported?: string;
 }
 
 /** What Gantry's publish step writes beside the model; every field optional (plain tfjs models have none). */

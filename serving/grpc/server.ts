@@ -5,7 +5,7 @@ import { ModelServerConfigSchema } from '../config';
 import { metadataTarget, signatureDefMap, statusMessage, versionStatus } from '../describe';
 import { describeIssues } from '../../validation/issues';
 import { asServingError, grpcStatusOf, invalidArgument, ServingError } from '../errors';
-import { checkSignatureName, type Answer, type CallContext, type Inference, type Target } from '../inference';
+import { type Answer, type CallContext, type Inference, type Target } from '../inference';
 import type { VersionManager } from '../manager';
 import type { Api } from '../metrics';
 import { decodeImages } from '../images';
@@ -266,8 +266,8 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
   const keptOutputs = (answer: Answer, outputFilter: readonly string[] | undefined) => {
     const filter = outputFilter?.length ? new Set(outputFilter) : undefined;
     return answer.outputs.flatMap((tensor, i) => {
-      const key = answer.signature.outputs[i]!.key;
-      return !filter || filter.has(key) ? [{ key, tensor }] : [];
+      const { key, tfDType } = answer.signature.outputs[i]!;
+      return !filter || filter.has(key) ? [{ key, tensor, tfDType }] : [];
     });
   };
   const recordsResponse = (answer: Answer, outputFilter: readonly string[] | undefined) => ({
@@ -282,13 +282,13 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
       outputFilter?.length ? new Set(outputFilter) : undefined,
     ),
   });
-  const predictResponse = (answer: Answer, kept: { key: string; tensor: DenseTensor }[]) => ({
+  const predictResponse = (answer: Answer, kept: { key: string; tensor: DenseTensor; tfDType?: string }[]) => ({
     model_spec: {
       name: answer.model,
       version: { value: String(answer.version) },
       signature_name: answer.signature.name,
     },
-    outputs: Object.fromEntries(kept.map(({ key, tensor }) => [key, encodeTensorProto(tensor)])),
+    outputs: Object.fromEntries(kept.map(({ key, tensor, tfDType }) => [key, encodeTensorProto(tensor, tfDType)])),
   });
 
   // Predict reads the dense fast path's form where it can and answers with bytes it wrote itself;
@@ -382,21 +382,26 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
     GetModelMetadata: unary(async (call) => {
       const request = parse(SpecOnlySchema, call.request);
       const target = targetOf(request.model_spec);
-      checkSignatureName(target.signatureName);
       const fields = request.metadata_field ?? [];
       const unsupported = fields.filter((f) => f !== 'signature_def');
       if (unsupported.length)
         throw invalidArgument(
           `metadata_field: ${unsupported.map((f) => `"${f}"`).join(', ')} not supported (only "signature_def")`,
         );
-      const { version, signature } = metadataTarget(manager, router, target.model, target);
+      const { version, signature, others } = metadataTarget(manager, router, target.model, target);
+      const names = [signature.name, ...others.map((s) => s.name)];
+      if (target.signatureName && !names.includes(target.signatureName))
+        throw invalidArgument(
+          `signature_name "${target.signatureName}" not found; this model serves ` +
+            names.map((n) => `"${n}"`).join(', '),
+        );
       return {
         response: {
           model_spec: { name: target.model, version: { value: String(version) }, signature_name: '' },
           metadata: {
             signature_def: {
               type_url: SIGNATURE_DEF_MAP_TYPE_URL,
-              value: protos.encodeSignatureDefMap(signatureDefMap(signature)),
+              value: protos.encodeSignatureDefMap(signatureDefMap(signature, others)),
             },
           },
         },

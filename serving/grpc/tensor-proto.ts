@@ -25,6 +25,7 @@ export const TensorProtoSchema = z
     tensor_content: z.instanceof(Uint8Array).optional(),
     float_val: z.array(z.number()).optional(),
     int_val: z.array(z.number()).optional(),
+    int64_val: z.array(z.union([z.string(), z.number()])).optional(),
   })
   .loose();
 export type TensorProtoIn = z.infer<typeof TensorProtoSchema>;
@@ -35,7 +36,7 @@ export function decodeTensorProto(raw: unknown, spec: TensorSpec, maxRows: numbe
   const parsed = TensorProtoSchema.safeParse(raw);
   if (!parsed.success) throw invalidArgument(`${where}: not a TensorProto: ${describeIssues(parsed.error)}`);
   const proto = parsed.data;
-  const expected = DTYPE_OF[spec.dtype];
+  const expected = spec.tfDType ?? DTYPE_OF[spec.dtype];
   if (proto.dtype !== expected)
     throw invalidArgument(`${where}: dtype ${proto.dtype} does not match the signature's ${expected}`);
   if (!proto.tensor_shape || proto.tensor_shape.unknown_rank)
@@ -53,7 +54,9 @@ export function decodeTensorProto(raw: unknown, spec: TensorSpec, maxRows: numbe
   if (rows > maxRows) throw invalidArgument(`${where}: ${rows} rows exceed the limit of ${maxRows} per request`);
   const count = shape.reduce((a, b) => a * b, 1);
   let data: Float32Array | Int32Array;
-  if (proto.tensor_content && proto.tensor_content.byteLength > 0) {
+  if (expected === 'DT_INT64') {
+    data = int64Values(proto, count, where);
+  } else if (proto.tensor_content && proto.tensor_content.byteLength > 0) {
     data = fromBytes(proto.tensor_content, spec.dtype, count, `${where}.tensor_content`);
   } else {
     const values = (spec.dtype === 'float32' ? proto.float_val : proto.int_val) ?? [];
@@ -65,6 +68,35 @@ export function decodeTensorProto(raw: unknown, spec: TensorSpec, maxRows: numbe
     data = spec.dtype === 'float32' ? Float32Array.from(values) : Int32Array.from(values);
   }
   return { dtype: spec.dtype, shape, data };
+}
+
+/**
+ * A DT_INT64 tensor's values (a SavedModel input), from 8-byte tensor_content or int64_val, as the int32 values
+ * the native binding widens back to int64: values outside the int32 range are refused, naming the element.
+ */
+function int64Values(proto: TensorProtoIn, count: number, where: string): Int32Array {
+  const out = new Int32Array(count);
+  const put = (i: number, value: number | bigint, field: string) => {
+    const v = Number(value);
+    if (!(Number.isInteger(v) && v >= -2147483648 && v <= 2147483647))
+      throw invalidArgument(`${where}.${field}[${i}]: ${value} is outside the int32 range Gantry carries int64 in`);
+    out[i] = v;
+  };
+  const content = proto.tensor_content;
+  if (content && content.byteLength > 0) {
+    if (content.byteLength !== count * 8)
+      throw invalidArgument(
+        `${where}.tensor_content: ${content.byteLength} bytes of DT_INT64 data, expected ${count * 8} ` +
+          `(${count} values × 8 bytes)`,
+      );
+    const view = new DataView(content.buffer, content.byteOffset, content.byteLength);
+    for (let i = 0; i < count; i++) put(i, view.getBigInt64(i * 8, true), 'tensor_content');
+    return out;
+  }
+  const values = proto.int64_val ?? [];
+  if (values.length !== count) throw invalidArgument(`${where}.int64_val: ${values.length} values (${count} needed)`);
+  values.forEach((v, i) => put(i, typeof v === 'string' ? BigInt(v) : v, 'int64_val'));
+  return out;
 }
 
 /**
@@ -91,8 +123,12 @@ export function decodePredictInputs(
   return tensors;
 }
 
-export function encodeTensorProto(tensor: DenseTensor): object {
+/** `tfDType`: a SavedModel output's own dtype, DT_INT64 or DT_BOOL (its values travel as int32), else none. */
+export function encodeTensorProto(tensor: DenseTensor, tfDType?: string): object {
   const values = Array.from(tensor.data);
+  const tensor_shape = { dim: tensor.shape.map((size) => ({ size: String(size), name: '' })), unknown_rank: false };
+  if (tfDType === 'DT_INT64') return { dtype: tfDType, tensor_shape, int64_val: values.map(String) };
+  if (tfDType === 'DT_BOOL') return { dtype: tfDType, tensor_shape, bool_val: values.map((v) => v !== 0) };
   return {
     dtype: DTYPE_OF[tensor.dtype],
     tensor_shape: { dim: tensor.shape.map((size) => ({ size: String(size), name: '' })), unknown_rank: false },

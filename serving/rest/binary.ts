@@ -69,7 +69,11 @@ export function sendProtobufAnswer(reply: FastifyReply, answer: Answer, protos: 
     undefined,
     answer.outputs.map((tensor, i) => ({ key: keys[i]!, tensor })),
   );
-  const outputs = fast ? undefined : Object.fromEntries(answer.outputs.map((t, i) => [keys[i]!, encodeTensorProto(t)]));
+  const outputs = fast
+    ? undefined
+    : Object.fromEntries(
+        answer.outputs.map((t, i) => [keys[i]!, encodeTensorProto(t, answer.signature.outputs[i]?.tfDType)]),
+      );
   return reply.type(PROTOBUF).send(
     fast ??
       protos.encodePredictResponse({

@@ -46,10 +46,10 @@ export const statusRoutes: FastifyPluginAsync<StatusRoutesOptions> = async (app,
     const context: CallContext = { api: path.metadata ? 'metadata' : 'status', protocol: 'rest' };
     try {
       if (path.metadata) {
-        const { version, signature } = metadataTarget(manager, router, path.model, path);
+        const { version, signature, others } = metadataTarget(manager, router, path.model, path);
         return {
           model_spec: { name: path.model, signature_name: '', version: String(version) },
-          metadata: { signature_def: signatureDefMap(signature) },
+          metadata: { signature_def: signatureDefMap(signature, others) },
         };
       }
       return statusMessage(versionStatus(manager, router, path.model, path));

@@ -1,0 +1,349 @@
+import { execFileSync } from 'node:child_process';
+import { cp, readFile, truncate, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { selectBackend } from '../../engine/backend';
+import { loadServingProtos } from '../../serving/grpc/protos';
+import type { ModelServer } from '../../serving/server';
+import { maxDiff, removeDir, request, startServer, tempDir, until } from './helpers';
+
+/**
+ * SavedModels written by Python TensorFlow (test/fixtures/saved-models/make_saved_models.py) served
+ * by the model server beside nothing else: TF Serving's half_plus_two (two signatures), a Keras
+ * model.export(), a model of two named inputs and outputs (with TF Serving's warm-up file), one with
+ * an int64 input and one with a float64 input (a dtype the binding cannot feed). Each answer is
+ * compared with the Python model's own over REST (row, columnar) and gRPC Predict; the metadata with
+ * the SignatureDefs; broken files put only their own version in error; hot swap and labels work.
+ */
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const PROTOS = ['serving/protos', 'engine/protos'].map((dir) => path.join(ROOT, dir));
+const TOKEN = 'saved-model-admin-token-0123456789';
+const AUTH = { authorization: `Bearer ${TOKEN}` };
+
+type Answers = Record<string, Record<string, { inputs: Record<string, unknown>; outputs: Record<string, unknown> }>>;
+type Unary = (
+  request: object,
+  metadata: grpc.Metadata,
+  callback: (e: grpc.ServiceError | null, r: any) => void,
+) => void;
+
+let fixtures: string;
+let base: string;
+let answers: Answers;
+let server: ModelServer;
+let port: number;
+let prediction: Record<string, Unary> & grpc.Client;
+
+function grpcCall(method: string, body: object): Promise<any> {
+  return new Promise((resolve, reject) =>
+    prediction[method]!.call(prediction, body, new grpc.Metadata(), (error, response) =>
+      error ? reject(error) : resolve(response),
+    ),
+  );
+}
+
+const flat = (value: unknown): number[] => (Array.isArray(value) ? value.flatMap(flat) : [value as number]);
+const shapeOf = (value: unknown): number[] => (Array.isArray(value) ? [value.length, ...shapeOf(value[0])] : []);
+
+function expectClose(actual: unknown, wanted: unknown): void {
+  expect(shapeOf(actual)).toEqual(shapeOf(wanted));
+  expect(maxDiff(flat(actual), flat(wanted))).toBeLessThanOrEqual(1e-5);
+}
+
+/** The Python inputs as TensorProtos (float, or int64 as decimal strings). */
+function tensorProtos(inputs: Record<string, unknown>, int64 = false): Record<string, object> {
+  return Object.fromEntries(
+    Object.entries(inputs).map(([key, value]) => {
+      const tensor_shape = { dim: shapeOf(value).map((size) => ({ size: String(size) })) };
+      return [
+        key,
+        int64
+          ? { dtype: 'DT_INT64', tensor_shape, int64_val: flat(value).map(String) }
+          : { dtype: 'DT_FLOAT', tensor_shape, float_val: flat(value) },
+      ];
+    }),
+  );
+}
+
+/** A gRPC TensorProto's values in its shape (as nested arrays, like the Python answers). */
+function nested(tensor: any): unknown {
+  const dims = tensor.tensor_shape.dim.map((d: { size: string }) => Number(d.size));
+  const values: number[] = tensor.float_val.length
+    ? tensor.float_val
+    : tensor.int64_val.length
+      ? tensor.int64_val.map(Number)
+      : tensor.bool_val.length
+        ? tensor.bool_val.map(Number)
+        : tensor.int_val;
+  const build = (level: number, offset: number): unknown => {
+    if (level === dims.length) return values[offset];
+    const stride = dims.slice(level + 1).reduce((a: number, b: number) => a * b, 1);
+    return Array.from({ length: dims[level] }, (_, i) => build(level + 1, offset + i * stride));
+  };
+  return build(0, 0);
+}
+
+async function status(model: string): Promise<any> {
+  return (await request(port, 'GET', `/v1/models/${model}`)).json;
+}
+
+beforeAll(async () => {
+  await selectBackend();
+  fixtures = await tempDir('saved-model-fixtures');
+  // The venv of Python TensorFlow (the same wheel as the native backend); a no-op once it is there.
+  execFileSync('bash', [path.join(ROOT, 'bench/keras/setup.sh')], { stdio: 'inherit' });
+  execFileSync(
+    path.join(ROOT, '.tools/keras-venv/bin/python'),
+    [path.join(ROOT, 'test/fixtures/saved-models/make_saved_models.py'), fixtures],
+    { stdio: 'inherit' },
+  );
+  answers = JSON.parse(await readFile(path.join(fixtures, 'answers.json'), 'utf8')) as Answers;
+  base = await tempDir('saved-model');
+  for (const model of ['half_plus_two', 'keras_mlp', 'two_io', 'int64_in', 'float64_in'])
+    await cp(path.join(fixtures, model), path.join(base, model), { recursive: true });
+  // Hostile files: a truncated saved_model.pb, random bytes, a warm-up file of garbage.
+  await cp(path.join(fixtures, 'half_plus_two'), path.join(base, 'truncated'), { recursive: true });
+  await truncate(path.join(base, 'truncated/1/saved_model.pb'), 100);
+  await cp(path.join(fixtures, 'half_plus_two'), path.join(base, 'random'), { recursive: true });
+  const random = Buffer.alloc(4096);
+  for (let i = 0; i < random.length; i++) random[i] = (i * 2654435761) >>> 24;
+  await writeFile(path.join(base, 'random/1/saved_model.pb'), random);
+  await cp(path.join(fixtures, 'two_io'), path.join(base, 'bad_warmup'), { recursive: true });
+  await writeFile(path.join(base, 'bad_warmup/1/assets.extra/tf_serving_warmup_requests'), random.subarray(0, 64));
+  server = await startServer(base, { grpcPort: 0, adminToken: TOKEN });
+  port = server.restPort!;
+  const definition = protoLoader.loadSync(['tensorflow_serving/apis/prediction_service.proto'], {
+    includeDirs: PROTOS,
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
+  const pkg = grpc.loadPackageDefinition(definition) as any;
+  prediction = new pkg.tensorflow.serving.PredictionService(
+    `127.0.0.1:${server.grpcPort}`,
+    grpc.credentials.createInsecure(),
+  );
+  for (const model of ['half_plus_two', 'keras_mlp', 'two_io', 'int64_in', 'float64_in'])
+    await until(async () => (await status(model))?.model_version_status?.[0]?.state === 'AVAILABLE', 60_000, model);
+}, 180_000);
+
+afterAll(async () => {
+  prediction?.close();
+  await server?.close();
+  await removeDir(base);
+  await removeDir(fixtures);
+});
+
+describe('SavedModels from Python TensorFlow', () => {
+  it('serves half_plus_two as TF Serving documents it, both signatures, REST row, columnar and gRPC', async () => {
+    const want = answers.half_plus_two!;
+    const row = await request(port, 'POST', '/v1/models/half_plus_two:predict', { instances: [1.0, 2.0, 5.0] });
+    expect(row.status).toBe(200);
+    expect(row.json.predictions).toEqual([2.5, 3.0, 4.5]);
+    expectClose(row.json.predictions, want.serving_default!.outputs.y);
+    const columnar = await request(port, 'POST', '/v1/models/half_plus_two/versions/1:predict', {
+      signature_name: 'half_plus_three',
+      inputs: { x: [1.0, 2.0, 5.0] },
+    });
+    expect(columnar.status).toBe(200);
+    expectClose(columnar.json.outputs, want.half_plus_three!.outputs.y);
+    const unknown = await request(port, 'POST', '/v1/models/half_plus_two:predict', {
+      signature_name: 'nope',
+      instances: [1],
+    });
+    expect(unknown.status).toBe(400);
+    expect(unknown.json.error).toMatch(
+      /signature_name "nope" not found; this model serves "serving_default", "half_plus_three"/,
+    );
+    for (const signature of ['serving_default', 'half_plus_three']) {
+      const response = await grpcCall('Predict', {
+        model_spec: { name: 'half_plus_two', signature_name: signature },
+        inputs: tensorProtos(want[signature]!.inputs),
+      });
+      expect(response.model_spec.signature_name).toBe(signature);
+      expectClose(nested(response.outputs.y), want[signature]!.outputs.y);
+    }
+  });
+
+  it('reports the real SignatureDefs over REST /metadata and gRPC GetModelMetadata', async () => {
+    const metadata = (await request(port, 'GET', '/v1/models/half_plus_two/metadata')).json;
+    const defs = metadata.metadata.signature_def.signature_def;
+    expect(Object.keys(defs).sort()).toEqual(['half_plus_three', 'serving_default']);
+    // TF Serving's JSON for half_plus_two: name, dtype, shape with -1 for the batch.
+    expect(defs.serving_default).toEqual({
+      inputs: {
+        x: {
+          dtype: 'DT_FLOAT',
+          tensor_shape: { dim: [{ size: '-1', name: '' }], unknown_rank: false },
+          name: 'serving_default_x:0',
+        },
+      },
+      outputs: {
+        y: {
+          dtype: 'DT_FLOAT',
+          tensor_shape: { dim: [{ size: '-1', name: '' }], unknown_rank: false },
+          name: expect.stringMatching(/:0$/),
+        },
+      },
+      method_name: 'tensorflow/serving/predict',
+    });
+    const response = await grpcCall('GetModelMetadata', {
+      model_spec: { name: 'int64_in' },
+      metadata_field: ['signature_def'],
+    });
+    const map = loadServingProtos().decodeSignatureDefMap(response.metadata.signature_def.value) as any;
+    const ids = map.signature_def.serving_default.inputs.ids;
+    expect(ids.dtype).toBe('DT_INT64');
+    expect(ids.tensor_shape.dim.map((d: { size: string }) => d.size)).toEqual(['-1', '2']);
+    const two = (await request(port, 'GET', '/v1/models/two_io/metadata')).json.metadata.signature_def.signature_def;
+    expect(Object.keys(two.serving_default.inputs).sort()).toEqual(['a', 'b']);
+    expect(Object.keys(two.serving_default.outputs).sort()).toEqual(['scaled', 'total']);
+    const doubles = (await request(port, 'GET', '/v1/models/float64_in/metadata')).json.metadata.signature_def;
+    expect(doubles.signature_def.serving_default.inputs.x.dtype).toBe('DT_DOUBLE');
+  });
+
+  it('serves a Keras model.export() (and :classify on its softmax output)', async () => {
+    const want = answers.keras_mlp!.serving_default!;
+    const [key, rows] = Object.entries(want.inputs)[0]!;
+    const outputKey = Object.keys(want.outputs)[0]!;
+    const row = await request(port, 'POST', '/v1/models/keras_mlp:predict', { instances: rows });
+    expectClose(row.json.predictions, want.outputs[outputKey]);
+    const columnar = await request(port, 'POST', '/v1/models/keras_mlp:predict', { inputs: { [key]: rows } });
+    expectClose(columnar.json.outputs, want.outputs[outputKey]);
+    const response = await grpcCall('Predict', {
+      model_spec: { name: 'keras_mlp' },
+      inputs: tensorProtos(want.inputs),
+    });
+    expectClose(nested(response.outputs[outputKey]), want.outputs[outputKey]);
+    const classify = await request(port, 'POST', '/v1/models/keras_mlp:classify', {
+      examples: (rows as number[][]).map((r) => ({ [key]: r })),
+    });
+    expect(classify.status).toBe(200);
+    expectClose(
+      classify.json.results.map((r: [string, number][]) => r.map(([, score]) => score)),
+      want.outputs[outputKey],
+    );
+  });
+
+  it('serves two named inputs and two named outputs, after replaying TF Serving’s warm-up file', async () => {
+    const want = answers.two_io!.serving_default!;
+    const { a, b } = want.inputs as { a: number[][]; b: number[][] };
+    const row = await request(port, 'POST', '/v1/models/two_io:predict', {
+      instances: a.map((_, i) => ({ a: a[i], b: b[i] })),
+    });
+    expect(row.status).toBe(200);
+    expectClose(
+      row.json.predictions.map((p: any) => p.total),
+      want.outputs.total,
+    );
+    expectClose(
+      row.json.predictions.map((p: any) => p.scaled),
+      want.outputs.scaled,
+    );
+    const columnar = await request(port, 'POST', '/v1/models/two_io:predict', { inputs: { a, b } });
+    expectClose(columnar.json.outputs.total, want.outputs.total);
+    expectClose(columnar.json.outputs.scaled, want.outputs.scaled);
+    const response = await grpcCall('Predict', {
+      model_spec: { name: 'two_io' },
+      inputs: tensorProtos(want.inputs),
+      output_filter: ['total'],
+    });
+    expect(Object.keys(response.outputs)).toEqual(['total']);
+    expectClose(nested(response.outputs.total), want.outputs.total);
+  });
+
+  it('feeds an int64 input from JSON numbers and gRPC int64_val, answers int64 and bool outputs', async () => {
+    const want = answers.int64_in!.serving_default!;
+    const row = await request(port, 'POST', '/v1/models/int64_in:predict', { inputs: want.inputs.ids });
+    expect(row.status).toBe(200);
+    for (const key of ['score', 'doubled', 'positive']) expectClose(row.json.outputs[key], want.outputs[key]);
+    const response = await grpcCall('Predict', {
+      model_spec: { name: 'int64_in' },
+      inputs: tensorProtos(want.inputs, true),
+    });
+    for (const key of ['score', 'doubled', 'positive']) expectClose(nested(response.outputs[key]), want.outputs[key]);
+    // TF Serving's clients read each output in the signature's own dtype.
+    expect(['score', 'doubled', 'positive'].map((k) => response.outputs[k].dtype)).toEqual([
+      'DT_FLOAT',
+      'DT_INT64',
+      'DT_BOOL',
+    ]);
+    const tooBig = await grpcCall('Predict', {
+      model_spec: { name: 'int64_in' },
+      inputs: tensorProtos({ ids: [[1, 5_000_000_000]] }, true),
+    }).catch((error: grpc.ServiceError) => error);
+    expect((tooBig as grpc.ServiceError).code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect((tooBig as grpc.ServiceError).details).toMatch(
+      /inputs\.ids\.int64_val\[1\]: 5000000000 is outside the int32/,
+    );
+    // 2 × 1.5e9 overflows int32 on the way back: refused with the output's name, not wrapped.
+    const overflow = await request(port, 'POST', '/v1/models/int64_in:predict', { instances: [[1, 1_500_000_000]] });
+    expect(overflow.status).toBe(500);
+    expect(overflow.json.error).toMatch(/output doubled \(DT_INT64\) holds 3000000000, outside the int32 range/);
+  });
+
+  it('answers a binary PredictRequest body in protobuf', async () => {
+    const protos = loadServingProtos();
+    const want = answers.two_io!.serving_default!;
+    const body = protos.encodePredictRequest({ model_spec: { name: 'two_io' }, inputs: tensorProtos(want.inputs) });
+    const answer = await request(port, 'POST', '/v1/models/two_io:predict', body, {
+      'content-type': 'application/x-protobuf',
+      accept: 'application/x-protobuf',
+    });
+    expect(answer.status).toBe(200);
+    const decoded = protos.decodePredictResponse(answer.body) as any;
+    expectClose(nested(decoded.outputs.total), want.outputs.total);
+    expectClose(nested(decoded.outputs.scaled), want.outputs.scaled);
+  });
+
+  it('answers a float64 signature with UNIMPLEMENTED naming the input and dtype', async () => {
+    expect((await status('float64_in')).model_version_status[0].state).toBe('AVAILABLE');
+    const answer = await request(port, 'POST', '/v1/models/float64_in:predict', { instances: [1.5] });
+    expect(answer.status).toBe(501);
+    expect(answer.json.error).toMatch(/input "x" has dtype DT_DOUBLE, which the native binding cannot feed/);
+  });
+
+  it('puts a hostile saved_model.pb or warm-up file in error without touching the other models', async () => {
+    await until(async () => (await status('random'))?.model_version_status?.[0]?.state === 'END', 30_000);
+    await until(async () => (await status('truncated'))?.model_version_status?.[0]?.state === 'END', 30_000);
+    await until(async () => (await status('bad_warmup'))?.model_version_status?.[0]?.state === 'END', 30_000);
+    const message = async (model: string) => (await status(model)).model_version_status[0].status.error_message;
+    expect(await message('random')).toMatch(/saved_model\.pb is not a SavedModel/);
+    expect(await message('truncated')).toMatch(/saved_model\.pb is not a SavedModel/);
+    expect(await message('bad_warmup')).toMatch(/warm-up failed: assets\.extra\/tf_serving_warmup_requests: record 0/);
+    const ok = await request(port, 'POST', '/v1/models/half_plus_two:predict', { instances: [4] });
+    expect(ok.json.predictions).toEqual([4]);
+  });
+
+  it('hot-swaps a SavedModel version and routes a label to it', async () => {
+    await cp(path.join(fixtures, 'half_plus_two/1'), path.join(base, 'swap/1'), { recursive: true });
+    await until(async () => (await status('swap'))?.model_version_status?.[0]?.state === 'AVAILABLE', 30_000);
+    expect((await request(port, 'POST', '/v1/models/swap:predict', { instances: [2] })).json.predictions).toEqual([3]);
+    // Version 2: the Keras export replaces half_plus_two under the same model name.
+    const staging = path.join(fixtures, 'staging-swap-2');
+    await cp(path.join(fixtures, 'keras_mlp/1'), staging, { recursive: true });
+    const { rename } = await import('node:fs/promises');
+    await rename(staging, path.join(base, 'swap/2'));
+    const want = answers.keras_mlp!.serving_default!;
+    const rows = Object.values(want.inputs)[0] as number[][];
+    await until(
+      async () =>
+        (await request(port, 'POST', '/v1/models/swap:predict', { instances: rows })).headers[
+          'x-gantry-model-version'
+        ] === '2',
+      30_000,
+    );
+    const swapped = await request(port, 'POST', '/v1/models/swap:predict', { instances: rows });
+    expectClose(swapped.json.predictions, Object.values(want.outputs)[0]);
+    const labelled = await request(port, 'PUT', '/v1/admin/models/swap/labels/stable', { version: 2 }, AUTH);
+    expect(labelled.status).toBe(200);
+    const byLabel = await request(port, 'POST', '/v1/models/swap/labels/stable:predict', { instances: rows });
+    expect(byLabel.headers['x-gantry-model-version']).toBe('2');
+    expectClose(byLabel.json.predictions, Object.values(want.outputs)[0]);
+  });
+});
