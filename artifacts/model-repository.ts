@@ -33,7 +33,13 @@ export class ModelRepository {
     const staging = path.join(this.root, '.staging', `${model}-${version}-${randomBytes(4).toString('hex')}`);
     await mkdir(staging, { recursive: true });
     try {
-      for (const [name, data] of Object.entries(files)) await writeFile(path.join(staging, name), data);
+      for (const [name, data] of Object.entries(files)) {
+        // A SavedModel's files sit in subfolders (variables/, assets/); no name may leave the version folder.
+        const file = path.resolve(staging, name);
+        if (!file.startsWith(staging + path.sep)) throw new Error(`file name ${JSON.stringify(name)} leaves ${target}`);
+        await mkdir(path.dirname(file), { recursive: true });
+        await writeFile(file, data);
+      }
       await mkdir(path.dirname(target), { recursive: true });
       await rename(staging, target);
     } catch (error) {
