@@ -10,7 +10,7 @@ import { readRegistry, registryHandle } from '../control/registry';
 import { DatasetManifestSchema, type DatasetManifest } from '../data/ingest';
 import { loadSplit } from '../data/shards';
 import { activeBackend, tf } from '../engine/backend';
-import { deserializeModel } from '../engine/model-files';
+import { deserializeModel, WEIGHTS_FILE } from '../engine/model-files';
 import {
   DEFAULT_SIGNATURE,
   loadSavedModelSignature,
@@ -275,34 +275,37 @@ function specOf(version: ModelVersion): PipelineSpec | undefined {
   }
 }
 
+/**
+ * Measures a published version's folder (tfjs or SavedModel) on `test`; a SavedModel whose signature does not fit
+ * the dataset is a SavedModelError saying why.
+ */
+export async function measurePublishedFolder(
+  folder: string,
+  signature: string,
+  manifest: Pick<DatasetManifest, 'featureShape' | 'numClasses' | 'task'>,
+  test: Awaited<ReturnType<typeof loadSplit>>,
+): Promise<ModelMetrics> {
+  const format: ImportFormat = (await lstat(path.join(folder, 'model.json')).catch(() => null))
+    ? 'tfjs'
+    : 'saved_model';
+  let predictor: Predictor & { dispose(): void };
+  if (format === 'tfjs') {
+    predictor = await loadTfjs((name) => readFile(path.join(folder, name)), folder);
+  } else {
+    const sig = await readServeSignature(folder, signature);
+    const fit = fitSignature(sig.inputs, sig.outputs, manifest);
+    if ('reason' in fit) throw new SavedModelError(fit.reason);
+    predictor = await savedModelPredictor(folder, signature, fit.inputShape);
+  }
+  try {
+    return await evaluateModel(predictor, test, manifest.featureShape, manifest.numClasses, undefined, manifest.task);
+  } finally {
+    predictor.dispose();
+  }
+}
+
 export function createImportActivities(deps: ActivityDeps): ImportActivities {
   const readStaged = (artifactUri: string) => (name: string) => deps.store.get(`${artifactUri}/${name}`);
-
-  /** Measures a published version's folder (tfjs or SavedModel) on `test`, or says why it cannot be. */
-  async function measureFolder(
-    folder: string,
-    signature: string,
-    manifest: DatasetManifest,
-    test: Awaited<ReturnType<typeof loadSplit>>,
-  ): Promise<ModelMetrics> {
-    const format: ImportFormat = (await lstat(path.join(folder, 'model.json')).catch(() => null))
-      ? 'tfjs'
-      : 'saved_model';
-    let predictor: Predictor & { dispose(): void };
-    if (format === 'tfjs') {
-      predictor = await loadTfjs((name) => readFile(path.join(folder, name)), folder);
-    } else {
-      const sig = await readServeSignature(folder, signature);
-      const fit = fitSignature(sig.inputs, sig.outputs, manifest);
-      if ('reason' in fit) throw new SavedModelError(fit.reason);
-      predictor = await savedModelPredictor(folder, signature, fit.inputShape);
-    }
-    try {
-      return await evaluateModel(predictor, test, manifest.featureShape, manifest.numClasses, undefined, manifest.task);
-    } finally {
-      predictor.dispose();
-    }
-  }
 
   return {
     async inspectImport({ path: dir, signature }) {
@@ -418,7 +421,7 @@ export function createImportActivities(deps: ActivityDeps): ImportActivities {
         try {
           champion = {
             version: championEntry.version,
-            metrics: await measureFolder(
+            metrics: await measurePublishedFolder(
               championEntry.publishedPath,
               championEntry.lineage.source?.signature ?? DEFAULT_SIGNATURE,
               manifest,
@@ -469,7 +472,17 @@ export function createImportActivities(deps: ActivityDeps): ImportActivities {
     async publishImport({ importId, model, version, artifactUri, inspection, evaluation }) {
       const read = readStaged(artifactUri);
       const files: Record<string, Uint8Array | string> = {};
-      for (const file of inspection.files) if (file.name !== METADATA_FILE) files[file.name] = await read(file.name);
+      if (inspection.format === 'tfjs') {
+        // Published as Gantry writes its own versions (model.json + one weights.bin), so everything that reads a
+        // published tfjs version (the server, a pipeline's evaluation of its champion) reads this one too.
+        const { text, weights } = await readTfjsFolder(read, artifactUri);
+        const modelJson = JSON.parse(text) as { weightsManifest: { weights: unknown[] }[] };
+        const manifest = [{ paths: [WEIGHTS_FILE], weights: modelJson.weightsManifest.flatMap((g) => g.weights) }];
+        files['model.json'] = JSON.stringify({ ...modelJson, weightsManifest: manifest });
+        files[WEIGHTS_FILE] = weights;
+      } else {
+        for (const file of inspection.files) if (file.name !== METADATA_FILE) files[file.name] = await read(file.name);
+      }
       const signatureOf = (tensors: ImportInspection['inputs']) =>
         Object.fromEntries(tensors.map((t) => [t.key, { dtype: t.dtype, shape: t.shape }]));
       const metadata = {

@@ -15,6 +15,7 @@ import { loadSplit } from '../data/shards';
 import { tf } from '../engine/backend';
 import { deserializeModel, type ModelFiles } from '../engine/model-files';
 import { evaluateModel } from '../training/evaluate';
+import { measurePublishedFolder } from '../activities/import-model';
 import { importWorkflowId, rolloutStatusQuery, rolloutWorkflowId, type ImportResult } from '../workflows/api';
 import { importModelWorkflow } from '../workflows/import-model';
 import { rootCause } from '../cli/commands/run';
@@ -134,6 +135,11 @@ it('imports a Keras-exported SavedModel evaluated on the registry dataset as Pyt
   );
   expect(await readdir(path.join(folder, 'variables'))).toEqual(await readdir(path.join(keras, 'variables')));
 
+  // As a pipeline's evaluation measures a champion that is an imported SavedModel: the same numbers.
+  const test = await loadSplit(new FileArtifactStore(env.home.artifactsDir), dataset, 'test');
+  const measured = await measurePublishedFolder(folder, 'serving_default', dataset, test);
+  expect(measured.accuracy).toBe(result.metrics!.testAccuracy);
+
   const describe = await gantry(['models', 'describe', MODEL], env.env);
   expect(describe.code, describe.stderr).toBe(0);
   expect(describe.stdout).toMatch(
@@ -177,6 +183,14 @@ it('refuses a missing folder, a corrupt saved_model.pb and an unknown signature,
   expect(signature.code).toBe(2);
   expect(signature.stderr).toMatch(/has no signature "nope" \(signatures: .*serving_default/);
 
+  // A --dataset that names nothing is refused by the workflow before it registers.
+  const noDataset = await gantry(
+    ['models', 'import', MODEL, path.join(pythonModels, 'keras'), '--dataset', 'no-such-run'],
+    env.env,
+  );
+  expect(noDataset.code).toBe(1);
+  expect(noDataset.stderr).toContain('--dataset no-such-run: not a dataset fingerprint, a manifest or a run');
+
   // The workflow's own first step refuses it too (a client that skips the CLI's checks), without retrying.
   const direct = deployment.workers.client.workflow.execute(importModelWorkflow, {
     workflowId: importWorkflowId(deploymentPrefix(), MODEL, 'corrupt'),
@@ -196,11 +210,24 @@ it('imports a tfjs folder that is served, promoted, rolled back from and rolled 
   const { env, serving } = deployment;
   const folder = await mkdtemp(path.join(os.tmpdir(), 'gantry-tfjs-'));
   const files = await trainedModelFiles(2, 2000, 2);
-  for (const [name, data] of Object.entries(files)) await writeFile(path.join(folder, name), data);
-  const cli = await gantry(['models', 'import', MODEL, folder, '--json'], env.env, 300_000);
+  // Saved in two weight shards, as tfjs's own save may write them.
+  const modelJson = JSON.parse(files['model.json']);
+  const shards = ['group1-shard1of2.bin', 'group1-shard2of2.bin'];
+  modelJson.weightsManifest[0].paths = shards;
+  const half = Math.floor(files['weights.bin'].length / 8) * 4;
+  await writeFile(path.join(folder, 'model.json'), JSON.stringify(modelJson));
+  await writeFile(path.join(folder, shards[0]!), files['weights.bin'].subarray(0, half));
+  await writeFile(path.join(folder, shards[1]!), files['weights.bin'].subarray(half));
+  const cli = await gantry(
+    ['models', 'import', MODEL, folder, '--dataset', dataset.fingerprint, '--json'],
+    env.env,
+    300_000,
+  );
   expect(cli.code, cli.stderr).toBe(0);
   const result = JSON.parse(cli.stdout) as ImportResult;
   expect(result).toMatchObject({ version: 4, format: 'tfjs', evaluated: true, published: true });
+  // Published as Gantry publishes its own: model.json and one weights.bin.
+  expect((await readdir(result.publishedPath!)).sort()).toEqual(['gantry.json', 'model.json', 'weights.bin']);
 
   // The same numbers as evaluating the model in process on the test split.
   const model = await deserializeModel(files['model.json'], files['weights.bin']);
