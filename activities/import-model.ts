@@ -193,6 +193,15 @@ async function savedModelPredictor(
   };
 }
 
+/** A layers model fed batches of the dataset's shape, reshaped to its input's (evaluation runs it inside tf.tidy). */
+function reshaping(model: tfType.LayersModel, inputShape: number[]): Predictor & { dispose(): void } {
+  return {
+    predict: ((xs: tfType.Tensor) =>
+      model.predict(tf.reshape(xs, [xs.shape[0]!, ...inputShape]))) as Predictor['predict'],
+    dispose: () => model.dispose(),
+  };
+}
+
 interface ResolvedDataset {
   manifest: DatasetManifest;
   /** The version whose pipeline spec gives the gates, if any. */
@@ -391,7 +400,7 @@ export function createImportActivities(deps: ActivityDeps): ImportActivities {
       context.heartbeat({ evaluating: 'candidate' });
       const predictor =
         inspection.format === 'tfjs'
-          ? await loadTfjs(readStaged(artifactUri), artifactUri)
+          ? reshaping(await loadTfjs(readStaged(artifactUri), artifactUri), fit.inputShape)
           : await savedModelPredictor(localFolder(artifactUri), inspection.signature, fit.inputShape).catch(
               (error: Error) => {
                 throw error instanceof SavedModelError ? refused(error.message) : error;
