@@ -10,6 +10,8 @@ import type * as tfType from '@tensorflow/tfjs';
 import { deserializeModel, loadModelFromStore, WEIGHTS_FILE } from '../engine/model-files';
 import type { ActivityDeps } from './deps';
 import { decideBlessing } from './blessing';
+import { measurePublishedFolder } from './import-model';
+import { SavedModelError } from '../engine/saved-model-signatures';
 import { asActivityFailure, checkedSpec } from './failures';
 import { readRegistry } from '../control/registry';
 import type { EvaluateInput, EvaluationResult } from '../workflows/api';
@@ -58,7 +60,19 @@ export function createEvaluateActivity(deps: ActivityDeps) {
     const championVersion = registry?.aliases[spec.deployment.alias];
     const championEntry = registry?.versions.find((v) => v.version === championVersion && v.publishedPath);
     let champion: EvaluationResult['champion'] = null;
-    if (championEntry?.publishedPath) {
+    const notes: string[] = [];
+    const source = championEntry?.lineage.source;
+    if (championEntry?.publishedPath && source?.format === 'saved_model') {
+      // An imported SavedModel champion (gantry models import) runs through its signature when it fits the data.
+      try {
+        context.heartbeat({ evaluating: `champion v${championEntry.version}` });
+        const metrics = await measurePublishedFolder(championEntry.publishedPath, source.signature, dataset, test);
+        champion = { version: championEntry.version, metrics };
+      } catch (error) {
+        if (!(error instanceof SavedModelError)) throw error;
+        notes.push(`note: champion v${championEntry.version} cannot be measured on this data: ${error.message}`);
+      }
+    } else if (championEntry?.publishedPath) {
       const folder = championEntry.publishedPath;
       champion = {
         version: championEntry.version,
@@ -71,7 +85,8 @@ export function createEvaluateActivity(deps: ActivityDeps) {
       };
     }
 
-    const decision = decideBlessing(candidate, champion, spec.evaluation);
+    const gated = decideBlessing(candidate, champion, spec.evaluation);
+    const decision = { ...gated, reasons: [...gated.reasons, ...notes] };
     const report = {
       runId,
       model: spec.model.name,

@@ -3,14 +3,15 @@ import { createDeployActivities } from './deploy';
 import { createEvaluateActivity } from './evaluate';
 import { createMonitorActivities } from './monitor';
 import { createRegistryUpdateActivities } from './registry-updates';
+import { createImportActivities } from './import-model';
 import { createIngestActivity } from './ingest';
 import { createPublishActivity } from './publish';
 import { createRegisterActivity } from './register';
 import { createTrainActivity } from './train';
 import { createTrainReplicaActivity } from './train-replica';
-import type { ControlActivities, TrainActivities } from '../workflows/api';
+import type { ControlActivities, ImportActivities, TrainActivities } from '../workflows/api';
 
-export function createControlActivities(deps: ActivityDeps): ControlActivities {
+export function createControlActivities(deps: ActivityDeps): ControlActivities & ImportActivities {
   return {
     ingest: createIngestActivity(deps),
     evaluate: createEvaluateActivity(deps),
@@ -19,6 +20,7 @@ export function createControlActivities(deps: ActivityDeps): ControlActivities {
     ...createDeployActivities(deps),
     ...createMonitorActivities(deps),
     ...createRegistryUpdateActivities(deps),
+    ...createImportActivities(deps),
   };
 }
 

@@ -26,22 +26,7 @@ export function createRegisterActivity(deps: ActivityDeps) {
     steps,
   }: RegisterInput): Promise<{ version: number }> {
     const spec = checkedSpec(rawSpec);
-    const { taskQueue } = Context.current().info;
-    // Started by name: a worker's activities load no workflow code.
-    const startWorkflowOperation = new WithStartWorkflowOperation<RegistryWorkflow>(REGISTRY_WORKFLOW_TYPE, {
-      workflowId: registryWorkflowId(deploymentPrefix(), spec.model.name),
-      // The registry runs where this activity runs: the control pool.
-      taskQueue: taskQueue || taskQueueOf('control'),
-      args: [
-        {
-          model: spec.model.name,
-          ...(process.env.GANTRY_RECONCILE_INTERVAL
-            ? { reconcileInterval: process.env.GANTRY_RECONCILE_INTERVAL }
-            : {}),
-        },
-      ],
-      workflowIdConflictPolicy: 'USE_EXISTING',
-    });
+    const startWorkflowOperation = registryStartOperation(spec.model.name);
     return deps.client.workflow.executeUpdateWithStart(registerVersionUpdate, {
       startWorkflowOperation,
       args: [
@@ -69,4 +54,22 @@ export function createRegisterActivity(deps: ActivityDeps) {
       ],
     });
   };
+}
+
+/** Starts `model`'s registry if it is not running (update-with-start), from an activity of the control pool. */
+export function registryStartOperation(model: string): WithStartWorkflowOperation<RegistryWorkflow> {
+  const { taskQueue } = Context.current().info;
+  // Started by name: a worker's activities load no workflow code.
+  return new WithStartWorkflowOperation<RegistryWorkflow>(REGISTRY_WORKFLOW_TYPE, {
+    workflowId: registryWorkflowId(deploymentPrefix(), model),
+    // The registry runs where this activity runs: the control pool.
+    taskQueue: taskQueue || taskQueueOf('control'),
+    args: [
+      {
+        model,
+        ...(process.env.GANTRY_RECONCILE_INTERVAL ? { reconcileInterval: process.env.GANTRY_RECONCILE_INTERVAL } : {}),
+      },
+    ],
+    workflowIdConflictPolicy: 'USE_EXISTING',
+  });
 }

@@ -6,6 +6,7 @@ import { loadCommand, loadEncodingOption } from './commands/load';
 import { devCommand } from './commands/dev';
 import { experimentStartCommand, experimentStatusCommand, experimentStopCommand } from './commands/experiment';
 import { modelsDescribeCommand, modelsListCommand } from './commands/models';
+import { modelsImportCommand } from './commands/models-import';
 import {
   approveCommand,
   promoteCommand,
@@ -138,6 +139,17 @@ models
   .option('--json', 'print as JSON')
   .description('every version of a model with metrics and lineage')
   .action(action(modelsDescribeCommand));
+models
+  .command('import <model> <path>')
+  .description(
+    'register a SavedModel (tf.saved_model.save, Keras model.export()) or a tfjs model.json folder as the next ' +
+      'version of <model>: evaluated on the test split of the dataset its registry knows when the signature fits, ' +
+      'published (no alias moves) when blessed',
+  )
+  .option('--signature <name>', 'the SavedModel signature to evaluate and record', 'serving_default')
+  .option('--dataset <ref>', 'evaluate on this dataset: a fingerprint, a manifest.json, or a run id')
+  .option('--json', 'print the result as JSON')
+  .action(action(modelsImportCommand));
 
 program
   .command('promote <model> <version>')

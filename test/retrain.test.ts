@@ -64,7 +64,7 @@ describe('the retrain workflow on a slice of Fashion-MNIST', () => {
       datasetFingerprint: first.dataset.fingerprint,
       parentVersion: null,
     });
-    expect(entry.metrics.testAccuracy).toBeCloseTo(first.testAccuracy, 10);
+    expect(entry.metrics?.testAccuracy).toBeCloseTo(first.testAccuracy, 10);
 
     const repository = new ModelRepository(env.home.modelRepositoryDir);
     expect(await repository.versions(spec.model.name)).toEqual([1]);

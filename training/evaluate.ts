@@ -18,6 +18,9 @@ export const ModelMetricsSchema = z.object({
 });
 export type ModelMetrics = z.infer<typeof ModelMetricsSchema>;
 
+/** What evaluation runs: a layers model, or anything that predicts like one (an imported SavedModel's signature). */
+export type Predictor = Pick<tfType.LayersModel, 'predict'>;
+
 /** Keeps every example's probabilities for AUC up to this many values; past it AUC is not measured. */
 const MAX_AUC_VALUES = 10_000_000;
 
@@ -27,7 +30,7 @@ const MAX_AUC_VALUES = 10_000_000;
  * error (loss), RMSE, MAE and R². `feed`: a model with several inputs (batches.ts inputFeedOf).
  */
 export async function evaluateModel(
-  model: tfType.LayersModel,
+  model: Predictor,
   examples: Examples,
   featureShape: number[],
   numClasses: number,
@@ -80,7 +83,7 @@ export async function evaluateModel(
 }
 
 async function evaluateRegression(
-  model: tfType.LayersModel,
+  model: Predictor,
   examples: Examples,
   featureShape: number[],
   batchSize: number,

@@ -67,6 +67,11 @@ export function retrainScheduleId(pipeline: string): string {
   return `retrain-${pipeline}`;
 }
 
+/** One import per workflow: `<prefix>-import:<model>:<suffix>`, also the version's lineage runId. */
+export function importWorkflowId(deploymentPrefix: string, model: string, suffix: string): string {
+  return `${deploymentPrefix}-import:${model}:${suffix}`;
+}
+
 /** The registry's workflow type, for callers that start it by name (a client must not load workflow code). */
 export const REGISTRY_WORKFLOW_TYPE = 'registryWorkflow';
 export type RegistryWorkflow = (input: RegistryInput) => Promise<void>;
@@ -372,11 +377,30 @@ export interface VersionLineage {
   backend: string;
   /** What the run's user steps before register returned (absent from versions before steps existed). */
   steps?: StepRecord[];
+  /** Where an imported version came from (`gantry models import`); absent from trained versions. */
+  source?: ImportSource;
 }
+
+/** The lineage of an imported version: no training run made it; `runId` is the import workflow's id. */
+export interface ImportSource {
+  kind: 'import';
+  /** The folder it was copied from (absolute, on the worker that copied it). */
+  path: string;
+  format: ImportFormat;
+  signature: string;
+  importedAt: string;
+  /** The dataset whose test split it was evaluated on, or null when it was not evaluated. */
+  evaluatedOn: string | null;
+  /** Why it was not evaluated (null when it was). */
+  unevaluatedReason: string | null;
+}
+
+export type ImportFormat = 'saved_model' | 'tfjs';
 
 export interface ModelVersion {
   version: number;
   artifactUri: string;
+  /** Null for an imported version that could not be evaluated (its lineage's source says why). */
   metrics: {
     testAccuracy: number;
     testLoss: number;
@@ -385,7 +409,7 @@ export interface ModelVersion {
     task?: 'classification' | 'regression';
     /** The task's test metrics by name (accuracy, auc, logLoss; rmse, mae, r2). */
     values?: Partial<Record<MetricName, number>>;
-  };
+  } | null;
   lineage: VersionLineage;
   blessed: boolean;
   reasons: string[];
@@ -726,4 +750,79 @@ export interface ReplicaResult {
 export interface TrainActivities {
   train(input: TrainInput): Promise<TrainResult>;
   trainReplica(input: ReplicaInput): Promise<ReplicaResult>;
+}
+
+// ---- importing a model from elsewhere (workflows/import-model.ts) ----
+
+export interface ImportModelInput {
+  model: string;
+  /** The folder to import (absolute): a SavedModel, or a tfjs layers model (model.json). */
+  path: string;
+  signature: string;
+  /** A dataset fingerprint, a manifest URI or a run id; absent = the one the model's registry knows. */
+  dataset?: string;
+}
+
+/** What the import's first activity found: the checks passed, and what will be copied. */
+export interface ImportInspection {
+  format: ImportFormat;
+  signature: string;
+  inputs: { key: string; dtype: string; shape: number[] | null }[];
+  outputs: { key: string; dtype: string; shape: number[] | null }[];
+  /** Relative paths and sizes of the files copied. */
+  files: { name: string; bytes: number }[];
+}
+
+export interface ImportEvaluation {
+  /** Null when the model was not evaluated (`reason` says why). */
+  evaluation: Omit<EvaluationResult, 'backend'> | null;
+  datasetFingerprint: string | null;
+  reason: string | null;
+  blessed: boolean;
+  reasons: string[];
+}
+
+export interface ImportResult {
+  model: string;
+  version: number;
+  importId: string;
+  format: ImportFormat;
+  signature: string;
+  blessed: boolean;
+  published: boolean;
+  publishedPath: string | null;
+  evaluated: boolean;
+  reason: string | null;
+  datasetFingerprint: string | null;
+  metrics: ModelVersion['metrics'];
+  champion: { version: number; metrics: Partial<Record<MetricName, number>> } | null;
+  reasons: string[];
+}
+
+/** The import's activities (control pool): each safe to retry. */
+export interface ImportActivities {
+  inspectImport(input: { path: string; signature: string }): Promise<ImportInspection>;
+  /** Copies the folder into the artifact store under imports/<importId>/ and returns its URI. */
+  stageImport(input: {
+    importId: string;
+    path: string;
+    inspection: ImportInspection;
+  }): Promise<{ artifactUri: string }>;
+  evaluateImport(input: {
+    importId: string;
+    model: string;
+    artifactUri: string;
+    inspection: ImportInspection;
+    dataset?: string;
+  }): Promise<ImportEvaluation>;
+  registerImport(input: { model: string; request: RegisterRequest }): Promise<{ version: number }>;
+  /** Writes the version into the model repository and marks it published (no alias moves). */
+  publishImport(input: {
+    importId: string;
+    model: string;
+    version: number;
+    artifactUri: string;
+    inspection: ImportInspection;
+    evaluation: ImportEvaluation;
+  }): Promise<{ publishedPath: string }>;
 }

@@ -4,3 +4,4 @@ export { registryWorkflow } from './registry';
 export { trainJobWorkflow } from './train-job';
 export { rolloutWorkflow } from './rollout';
 export { experimentWorkflow } from './experiment';
+export { importModelWorkflow } from './import-model';

@@ -51,14 +51,21 @@ export async function modelsDescribeCommand(model: string, options: { json?: boo
       }`,
     );
     for (const v of state.versions) {
+      const source = v.lineage.source;
       console.log(
         `  v${v.version}\t${v.status}\t${v.blessed ? 'blessed' : 'unblessed'}\t` +
-          (v.metrics.task === 'regression'
-            ? `rmse ${v.metrics.values?.rmse?.toFixed(4) ?? '?'}\t`
-            : `acc ${(v.metrics.testAccuracy * 100).toFixed(2)}%\t`) +
-          `run ${v.lineage.runId}\tdata ${v.lineage.datasetFingerprint.slice(0, 12)}\tparent ` +
+          (v.metrics === null
+            ? 'unevaluated\t'
+            : v.metrics.task === 'regression'
+              ? `rmse ${v.metrics.values?.rmse?.toFixed(4) ?? '?'}\t`
+              : `acc ${(v.metrics.testAccuracy * 100).toFixed(2)}%\t`) +
+          (source
+            ? `imported ${source.format} from ${source.path} (signature ${source.signature})\t`
+            : `run ${v.lineage.runId}\t`) +
+          `data ${v.lineage.datasetFingerprint.slice(0, 12) || '-'}\tparent ` +
           `${v.lineage.parentVersion ?? '-'}\t${v.registeredAt}`,
       );
+      if (source?.unevaluatedReason) console.log(`      not evaluated: ${source.unevaluatedReason}`);
     }
   });
 }

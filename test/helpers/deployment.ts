@@ -64,7 +64,13 @@ export async function publishVersion(
   client: Client,
   model: string,
   files: ModelFiles,
-  options: { alias: string | null; reconcileInterval?: string; accuracy?: number },
+  options: {
+    alias: string | null;
+    reconcileInterval?: string;
+    accuracy?: number;
+    /** The dataset and spec a trained version names (default: placeholders). */
+    lineage?: { datasetFingerprint: string; spec: unknown };
+  },
 ): Promise<number> {
   const runId = `test-run-${randomBytes(4).toString('hex')}`;
   const startWorkflowOperation = new WithStartWorkflowOperation(registryWorkflow, {
@@ -79,7 +85,15 @@ export async function publishVersion(
       {
         artifactUri: `file:///unused/${runId}`,
         metrics: { testAccuracy: options.accuracy ?? 0.8, testLoss: 0.5, perClassAccuracy: [] },
-        lineage: { runId, datasetFingerprint: 'test', spec: {}, parentVersion: null, gitCommit: null, backend: 'test' },
+        lineage: {
+          runId,
+          datasetFingerprint: 'test',
+          spec: {},
+          ...options.lineage,
+          parentVersion: null,
+          gitCommit: null,
+          backend: 'test',
+        },
         blessed: true,
         reasons: ['test fixture'],
       },
