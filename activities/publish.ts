@@ -104,7 +104,7 @@ interface ModelInput {
  * them in order (a name that reads as an integer sorts first) they go to `inputsInOrder` instead, and the server
  * keys the inputs by their layer names, the same names.
  */
-function signatureMetadataOf(
+export function signatureMetadataOf(
   inputs: ModelInput[] | undefined,
   preprocessing: Preprocessing | undefined,
   regression: boolean,
@@ -159,6 +159,7 @@ async function savedModelOfVersion<S extends { outputs: Record<string, unknown> 
   let step = 'the model files';
   try {
     model = await deserializeModel(Buffer.from(modelJson).toString('utf8'), weights);
+    step = "gantry.json's signature";
     signature = signatureFor(
       model.inputs.map((t) => ({ name: t.sourceLayer.name, shape: t.shape.map((d) => d ?? -1) })),
     );

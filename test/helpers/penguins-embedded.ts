@@ -3,9 +3,9 @@ import { z } from 'zod';
 import { defineArchitecture, tabularInputs } from '../../pipelines/project';
 
 /**
- * A project's own architecture with several inputs over tabular data (penguins): `numeric` → Dense; each categorical
- * column (`island`, `sex`) → Embedding → Flatten; Concatenate → softmax. Seeded, so two builds are the same model.
- * Shared by the tests that train, serve and publish such a model.
+ * A project's own architecture with several inputs over tabular data (penguins): `numeric` → Dense; each
+ * categorical column (`Island`, `Sex`) → Embedding → Flatten; Concatenate → softmax. Seeded, so two builds are the
+ * same model. Shared by the tests that train, serve and publish such a model.
  */
 export const penguinsEmbedded = defineArchitecture({
   name: 'penguins-embedded',
