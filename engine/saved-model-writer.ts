@@ -65,7 +65,7 @@ export function savedModelOf(model: tfType.LayersModel, names: SavedModelNames):
   const output = model.outputs[0]!;
   const inputDims = model.inputs.map((input, i) => {
     // One input keeps its historical wording; several name the input at fault.
-    const which = inputCount === 1 ? 'input' : `input ${names.inputs[i]}:`;
+    const which = inputCount === 1 ? 'input' : `input ${names.inputs[i]}`;
     if (input.dtype !== 'float32') throw new GraphUnsupported(`a ${input.dtype} ${which} (only float32 compiles)`);
     const dims = dimsOf(input.shape);
     if (dims[0] !== -1) throw new GraphUnsupported(`a fixed batch size of ${dims[0]}`);
