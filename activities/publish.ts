@@ -6,6 +6,7 @@ import {
   type ImagePreprocessing,
   type Label,
   type Preprocessing,
+  tabularInputsOf,
 } from '../data/preprocessing';
 import { deserializeModel } from '../engine/model-files';
 import { compileSavedModel, savedModelFiles, type SavedModelStatus } from '../engine/saved-model-writer';
@@ -40,21 +41,11 @@ export function createPublishActivity(deps: ActivityDeps) {
     const repository = new ModelRepository(deps.home.modelRepositoryDir);
     const preprocessing = dataset ? await preprocessingOf(dataset, (uri) => deps.store.get(uri)) : undefined;
     const regression = dataset?.task === 'regression';
-    const signature = {
-      inputs: {
-        input: {
-          dtype: 'float32',
-          note:
-            preprocessing?.json.kind === 'tabular'
-              ? `an encoded record (${PREPROCESSING_FILE}); the server also takes raw records`
-              : 'raw pixel values 0..255',
-        },
-      },
-      outputs: regression ? { value: { dtype: 'float32' } } : { probabilities: { dtype: 'float32' } },
-    };
     const modelJson = await deps.store.get(`${modelUri}/model.json`);
     const weights = await deps.store.get(`${modelUri}/weights.bin`);
-    const savedModel = await savedModelOfVersion(modelJson, weights, signature);
+    const { signature, savedModel } = await savedModelOfVersion(modelJson, weights, (inputs) =>
+      signatureMetadataOf(inputs, preprocessing?.json, regression),
+    );
     const metadata = {
       model: spec.model.name,
       version,
@@ -88,28 +79,100 @@ export function createPublishActivity(deps: ActivityDeps) {
   };
 }
 
+/** One input of gantry.json's `signature`: what a client feeds under that key. */
+interface SignatureInput {
+  dtype: 'float32';
+  shape?: number[];
+  note: string;
+}
+interface SignatureMetadata {
+  inputs: Record<string, SignatureInput>;
+  outputs: Record<string, { dtype: 'float32' }>;
+}
+
+/** A model input as the server keys it (the input layer's name) and its shape, batch first (-1: any). */
+interface ModelInput {
+  name: string;
+  shape: number[];
+}
+
 /**
- * The version as a SavedModel whose signature has the keys the tfjs version is served under (what the
- * server's signatureOf makes of the model and this metadata), or why there is none: a model the graph
- * compiler does not cover, or that the server could not serve either. The tfjs files are the version;
- * the publish never fails for want of a SavedModel, and gantry.json keeps the reason.
+ * gantry.json's `signature`: one float32 `input` (the encoded record, or pixels) for a model with one input; for a
+ * model with several, its real inputs in the model's order, keyed as the server and the SavedModel key them (the
+ * input layers' names: `numeric`, then one per categorical column), each with its shape and what it holds. The
+ * server maps these keys onto the model's inputs by position (serving/signature.ts), so where JSON would not keep
+ * them in order (a name that reads as an integer sorts first) they go to `inputsInOrder` instead, and the server
+ * keys the inputs by their layer names, the same names.
  */
-async function savedModelOfVersion(
+export function signatureMetadataOf(
+  inputs: ModelInput[] | undefined,
+  preprocessing: Preprocessing | undefined,
+  regression: boolean,
+): SignatureMetadata | (Omit<SignatureMetadata, 'inputs'> & { inputsInOrder: (SignatureInput & { name: string })[] }) {
+  const outputs: SignatureMetadata['outputs'] = regression
+    ? { value: { dtype: 'float32' } }
+    : { probabilities: { dtype: 'float32' } };
+  if (!inputs || inputs.length <= 1) {
+    const note =
+      preprocessing?.kind === 'tabular'
+        ? `an encoded record (${PREPROCESSING_FILE}); the server also takes raw records`
+        : 'raw pixel values 0..255';
+    return { inputs: { input: { dtype: 'float32', note } }, outputs };
+  }
+  const layout = preprocessing?.kind === 'tabular' ? tabularInputsOf(preprocessing) : undefined;
+  const described = inputs.map(({ name, shape }) => {
+    const named = layout?.inputs.find((i) => i.name === name);
+    let note: string;
+    if (named?.column !== undefined)
+      note =
+        `the category index of column ${JSON.stringify(named.column)}: 0..${named.vocabularySize! - 2} in its ` +
+        `vocabulary (${PREPROCESSING_FILE}), ${named.vocabularySize! - 1} out of vocabulary`;
+    else if (named)
+      note = `the numeric vector: the ${named.width} numeric and boolean columns, encoded (${PREPROCESSING_FILE})`;
+    else note = "one of the model's inputs";
+    return {
+      name,
+      dtype: 'float32' as const,
+      shape,
+      note: layout ? `${note}; the server also takes raw records` : note,
+    };
+  });
+  const keyed = Object.fromEntries(described.map(({ name, ...input }) => [name, input]));
+  if (Object.keys(keyed).some((key, i) => key !== described[i]!.name)) return { inputsInOrder: described, outputs };
+  return { inputs: keyed, outputs };
+}
+
+/**
+ * The version's gantry.json `signature` (from the model's inputs) and the version as a SavedModel whose signature
+ * has the keys the tfjs version is served under (what the server's signatureOf makes of the model and this
+ * metadata), or why there is none: a model the graph compiler does not cover, or that the server could not serve
+ * either. The tfjs files are the version; the publish never fails for want of a SavedModel, and gantry.json keeps
+ * the reason (a model that does not even load gets the one-input signature).
+ */
+async function savedModelOfVersion<S extends { outputs: Record<string, unknown> }>(
   modelJson: Uint8Array,
   weights: Uint8Array,
-  signature: { inputs: Record<string, unknown>; outputs: Record<string, unknown> },
-): Promise<{ bytes?: Uint8Array; status: SavedModelStatus }> {
+  signatureFor: (inputs: ModelInput[] | undefined) => S,
+): Promise<{ signature: S; savedModel: { bytes?: Uint8Array; status: SavedModelStatus } }> {
   let model: tfType.LayersModel | undefined;
+  let signature = signatureFor(undefined);
   let step = 'the model files';
   try {
     model = await deserializeModel(Buffer.from(modelJson).toString('utf8'), weights);
+    step = "gantry.json's signature";
+    signature = signatureFor(
+      model.inputs.map((t) => ({ name: t.sourceLayer.name, shape: t.shape.map((d) => d ?? -1) })),
+    );
     step = 'the serving signature';
     const served = signatureOf(model, { signature });
     const names = { inputs: served.inputs.map((t) => t.key), outputs: served.outputs.map((t) => t.key) };
     step = 'the SavedModel writer';
-    return compileSavedModel(model, names);
+    return { signature, savedModel: compileSavedModel(model, names) };
   } catch (error) {
-    return { status: { written: false, reason: `${step} failed: ${(error as Error).message}` } };
+    return {
+      signature,
+      savedModel: { status: { written: false, reason: `${step} failed: ${(error as Error).message}` } },
+    };
   } finally {
     model?.dispose();
   }

@@ -1,5 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { compileInferenceGraph, GraphUnsupported } from './forward-graph';
+import { compileInferenceGraphInputs, GraphUnsupported } from './forward-graph';
 
 /**
  * A layers model as a TensorFlow SavedModel that Python TensorFlow (`tf.saved_model.load`) and
@@ -8,6 +8,9 @@ import { compileInferenceGraph, GraphUnsupported } from './forward-graph';
  * under the `serve` tag, with the SignatureDef `serving_default` (method Predict) whose keys are the
  * names the tfjs version is served under. Files the SavedModel carries besides (Gantry's
  * preprocessing.json and gantry.json) go to `assets.extra/`, where TF Serving keeps extra files.
+ *
+ * A model with several inputs (Gantry's named inputs: `numeric` and one category index per categorical
+ * column) gets one signature input per model input, in the model's order, each float32 [-1, k].
  *
  * Pure protobuf: writing needs no native backend. A model the graph compiler does not cover
  * (GraphUnsupported) gets no SavedModel, and the reason says why.
@@ -41,36 +44,51 @@ function dimsOf(shape: (number | null)[]): number[] {
 /**
  * `model` as `saved_model.pb` bytes with signature `serving_default` named by `names`. Throws
  * GraphUnsupported for a model the graph compiler does not cover (and for anything the signature
- * cannot say: several inputs or outputs, non-float32 tensors, a fixed batch size).
+ * cannot say: several outputs, non-float32 tensors, a fixed batch size).
  */
 export function savedModelOf(model: tfType.LayersModel, names: SavedModelNames): Uint8Array {
   const [inputCount, outputCount] = [model.inputs.length, model.outputs.length];
-  if (inputCount !== 1 || outputCount !== 1)
+  if (inputCount < 1 || outputCount !== 1)
     throw new GraphUnsupported(
-      `a model with ${inputCount} inputs and ${outputCount} outputs (the graph compiler takes one each)`,
+      `a model with ${inputCount} inputs and ${outputCount} outputs (the graph compiler takes one output)`,
     );
   // The weights are frozen into the one protobuf message, which cannot reach 2 GiB.
   const weightBytes = model.weights.reduce((sum, w) => sum + w.shape.reduce((a: number, b) => a * (b ?? 1), 1) * 4, 0);
   if (weightBytes > MAX_FROZEN_BYTES)
     throw new GraphUnsupported(`${weightBytes} bytes of weights (frozen constants stop at ${MAX_FROZEN_BYTES})`);
-  if (names.inputs.length !== 1 || names.outputs.length !== 1)
-    throw new Error(`one input and one output name expected, got ${names.inputs.length} and ${names.outputs.length}`);
-  const [input, output] = [model.inputs[0]!, model.outputs[0]!];
-  if (input.dtype !== 'float32' || output.dtype !== 'float32')
-    throw new GraphUnsupported(`a ${input.dtype} input or a ${output.dtype} output (only float32 compiles)`);
-  const inputDims = dimsOf(input.shape);
+  if (names.inputs.length !== inputCount || names.outputs.length !== 1)
+    throw new Error(
+      `${inputCount} input names and one output name expected, got ${names.inputs.length} and ${names.outputs.length}`,
+    );
+  if (new Set(names.inputs).size !== inputCount)
+    throw new Error(`input names not distinct: ${names.inputs.join(', ')}`);
+  const output = model.outputs[0]!;
+  const inputDims = model.inputs.map((input, i) => {
+    // One input keeps its historical wording; several name the input at fault.
+    const which = inputCount === 1 ? 'input' : `input ${names.inputs[i]}`;
+    if (input.dtype !== 'float32') throw new GraphUnsupported(`a ${input.dtype} ${which} (only float32 compiles)`);
+    const dims = dimsOf(input.shape);
+    if (dims[0] !== -1) throw new GraphUnsupported(`a fixed batch size of ${dims[0]}`);
+    if (dims.slice(1).some((d) => d < 1))
+      throw new GraphUnsupported(`${which} shape [${dims}] (only the batch dimension may be unknown)`);
+    return dims;
+  });
+  if (output.dtype !== 'float32') throw new GraphUnsupported(`a ${output.dtype} output (only float32 compiles)`);
   const outputDims = dimsOf(output.shape);
-  if (inputDims[0] !== -1) throw new GraphUnsupported(`a fixed batch size of ${inputDims[0]}`);
-  if (inputDims.slice(1).some((d) => d < 1))
-    throw new GraphUnsupported(`input shape [${inputDims}] (only the batch dimension may be unknown)`);
-  const compiled = compileInferenceGraph(model, inputDims);
+  const compiled = compileInferenceGraphInputs(model, inputDims);
   const expected = outputDims.slice(1);
   if (compiled.shape.length !== expected.length || compiled.shape.some((d, i) => d !== expected[i]))
     throw new GraphUnsupported(`the compiled output shape [${compiled.shape}] differs from the model's [${expected}]`);
+  const inputs = Object.fromEntries(
+    compiled.inputs.map((placeholder, i) => [
+      names.inputs[i]!,
+      { name: `${placeholder}:0`, dtype: 'DT_FLOAT' as const, shape: inputDims[i]! },
+    ]),
+  );
   return compiled.graph.savedModel([SAVED_MODEL_TAG], {
     [SERVING_SIGNATURE]: {
       methodName: PREDICT_METHOD_NAME,
-      inputs: { [names.inputs[0]!]: { name: `${compiled.input}:0`, dtype: 'DT_FLOAT', shape: inputDims } },
+      inputs,
       outputs: { [names.outputs[0]!]: { name: `${compiled.output}:0`, dtype: 'DT_FLOAT', shape: outputDims } },
     },
   });

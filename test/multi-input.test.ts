@@ -18,15 +18,15 @@ import {
 import { type LoadedSplit, loadSplit } from '../data/shards';
 import { selectBackend, selectTrainingBackend, tf } from '../engine/backend';
 import { deserializeModel, type ModelFiles, serializeModel } from '../engine/model-files';
-import { defineArchitecture, tabularInputs } from '../pipelines/project';
 import { type Architecture, buildModel, registerArchitecture } from '../training/architectures';
 import { batchTensors, inputFeedOf } from '../training/batches';
 import { evaluateModel, type ModelMetrics } from '../training/evaluate';
 import { createOptimizer } from '../training/optimizers';
 import { createReplicaEngine } from '../training/replica-engine';
 import { type ExecutionReport, trainLoop } from '../training/trainer';
-import { z } from 'zod';
 import { PENGUINS_JSON, readJsonRows, type Row } from './data/tabular-helpers';
+import { penguinsEmbedded } from './helpers/penguins-embedded';
+import { tabularInputs } from '../pipelines/project';
 import { createServable } from '../serving/loader';
 import type { ModelServer } from '../serving/server';
 import type { DenseTensor } from '../serving/tensors';
@@ -42,40 +42,7 @@ import { maxDiff, removeDir, request, startServer, tempDir, until } from './serv
 
 const PROTOS = ['../serving/protos', '../engine/protos'].map((dir) => path.resolve(import.meta.dirname, dir));
 
-const embedded = defineArchitecture({
-  name: 'penguins-embedded',
-  description: 'numeric columns through a Dense layer, each categorical column through an embedding',
-  options: z
-    .object({
-      hidden: z.number().int().min(1).max(256).default(16),
-      embedding: z.number().int().min(1).max(16).default(2),
-    })
-    .strict(),
-  build(tf, input, options) {
-    const { numeric, categorical, all } = tabularInputs(tf, input);
-    const seeded = (i: number) => tf.initializers.glorotUniform({ seed: input.seed + i });
-    const dense = tf.layers
-      .dense({ units: options.hidden, activation: 'relu', kernelInitializer: seeded(0) })
-      .apply(numeric!) as SymbolicTensor;
-    const embeddings = categorical.map(
-      (c, i) =>
-        tf.layers.flatten().apply(
-          tf.layers
-            .embedding({
-              inputDim: c.vocabularySize,
-              outputDim: options.embedding,
-              embeddingsInitializer: tf.initializers.randomUniform({ minval: -0.05, maxval: 0.05, seed: 10 + i }),
-            })
-            .apply(c.input),
-        ) as SymbolicTensor,
-    );
-    const joined = tf.layers.concatenate().apply([dense, ...embeddings]) as SymbolicTensor;
-    const output = tf.layers
-      .dense({ units: input.numClasses, activation: 'softmax', kernelInitializer: seeded(1) })
-      .apply(joined) as SymbolicTensor;
-    return tf.model({ inputs: all, outputs: output });
-  },
-});
+const embedded = penguinsEmbedded;
 
 let dir: string;
 let ref: DatasetRef;

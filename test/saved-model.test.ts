@@ -12,7 +12,10 @@ import {
   PREPROCESSING_FILE,
   RecordEncoder,
   type PreprocessingColumn,
+  splitEncoded,
   type TabularPreprocessing,
+  TabularPreprocessingSchema,
+  tabularInputsOf,
 } from '../data/preprocessing';
 import { selectBackend, tf } from '../engine/backend';
 import { deserializeModel } from '../engine/model-files';
@@ -23,11 +26,16 @@ import {
   savedModelFiles,
   type SavedModelNames,
 } from '../engine/saved-model-writer';
+import { signatureMetadataOf } from '../activities/publish';
 import { folderFingerprint } from '../serving/loader';
+import { signatureOf } from '../serving/signature';
 import type { ModelServer } from '../serving/server';
 import { type Architecture, type ArchitectureInput, buildModel, registerArchitecture } from '../training/architectures';
-import { completedRun } from '../workflows/api';
+import { validatePipeline } from '../pipelines';
+import { completedRun, type RunResult } from '../workflows/api';
+import { PENGUINS_JSON } from './data/tabular-helpers';
 import { fashionMnistSlicer } from './helpers/examples';
+import { penguinsEmbedded } from './helpers/penguins-embedded';
 import { createTestEnv, type TestEnv } from './helpers/env';
 import { sliceSpec } from './helpers/specs';
 import { startInProcessWorkers } from './helpers/workers';
@@ -35,8 +43,10 @@ import { maxDiff, nestedImage, removeDir, request, startServer, tempDir } from '
 
 /**
  * Every published version is also a TensorFlow SavedModel. Models written by the writer (Fashion-MNIST MLP, a
- * penguins tabular model with batch normalisation, both trained a little on real data, and the CNN as initialised)
- * and a version the pipeline published are loaded by Python TensorFlow from the tensorflow-cpu wheel the native
+ * penguins tabular model with batch normalisation, a penguins model with several inputs — `numeric`, `Island`,
+ * `Sex` through embeddings — all trained a little on real data, and the CNN as initialised) and versions the pipeline
+ * published (Fashion-MNIST, and penguins with several inputs: ingest → graph training → publish → `gantry serve`
+ * answering raw records) are loaded by Python TensorFlow from the tensorflow-cpu wheel the native
  * backend links, in one run: as tf.saved_model.load does and as TF Serving does (a TF1 session over the `serve` tag
  * fed by the SignatureDef's names). Their `serving_default` signature carries the tfjs names, and its answers are
  * tfjs's within 1e-5.
@@ -77,6 +87,39 @@ const cases: Record<string, Case> = {};
 let python: Record<string, PythonResult>;
 let published: { dir: string; pixels: Float32Array; served: number[][] };
 let uncovered: string;
+/** Several inputs: the writer's own case and the pipeline's version, each with tfjs's or the server's answers. */
+interface MultiCase {
+  dir: string;
+  inputs: Record<string, { shape: number[]; data: number[] }>;
+  expected: Float32Array;
+}
+let multi: MultiCase;
+let pipelineMulti: MultiCase & { run: RunResult; records: Penguin[]; classes: string[] };
+
+/** Raw penguin records as the named inputs of a model with several inputs, by its preprocessing. */
+function namedInputs(preprocessing: TabularPreprocessing, records: Penguin[]) {
+  const encoder = new RecordEncoder(preprocessing);
+  const encoded = new Float32Array(records.length * encoder.featureSize);
+  records.forEach((r, i) => encoder.encode((c) => r[c], encoded, i * encoder.featureSize));
+  const layout = tabularInputsOf(preprocessing);
+  const parts = splitEncoded(layout, encoded, records.length);
+  return Object.fromEntries(
+    layout.inputs.map((input) => [
+      input.name,
+      { shape: [records.length, input.width], data: Array.from(parts.get(input.name)!) },
+    ]),
+  );
+}
+
+function predictInputs(model: tf.LayersModel, inputs: Record<string, { shape: number[]; data: number[] }>) {
+  return tf.tidy(() => {
+    const xs = model.inputs.map((t) => {
+      const input = inputs[t.sourceLayer.name]!;
+      return tf.tensor(input.data, input.shape);
+    });
+    return (model.predict(xs) as tf.Tensor).dataSync() as Float32Array;
+  });
+}
 
 const ELU_MLP = {
   name: 'test-elu-mlp',
@@ -182,6 +225,19 @@ beforeAll(async () => {
   });
   expect(completedRun(await (await startRun(workers.client, elu)).result())).toMatchObject({ published: true });
   uncovered = (await readRegistry(workers.client, elu.model.name))!.versions[0]!.publishedPath!;
+  // A project's architecture with several inputs, through the whole pipeline on vega-datasets' penguins.
+  registerArchitecture(penguinsEmbedded.name, penguinsEmbedded as unknown as Architecture);
+  const multiSpec = validatePipeline({
+    name: 'penguins-multi',
+    description: 'penguin species from a model with several inputs',
+    data: { source: 'json', path: PENGUINS_JSON, label: 'Species', missing: 'impute', validationFraction: 0.15 },
+    model: { name: 'penguins-multi', architecture: penguinsEmbedded.name, options: { hidden: 16 } },
+    train: { epochs: 20, batchSize: 16, learningRate: 0.01 },
+    evaluation: { minAccuracy: 0.8 },
+  });
+  const multiRun = completedRun(await (await startRun(workers.client, multiSpec)).result());
+  expect(multiRun).toMatchObject({ published: true });
+  const multiDir = (await readRegistry(workers.client, multiSpec.model.name))!.versions[0]!.publishedPath!;
 
   const take = await fashionMnistSlicer();
   const train = take('train', 0, 512);
@@ -216,6 +272,31 @@ beforeAll(async () => {
   const rows = encoded.slice(0, ROWS * encoder.featureSize);
   await writeCase('penguins', tabular, names, rows, { preprocessing, records: penguins.slice(0, ROWS) });
 
+  // Several inputs: `numeric`, then each categorical column's index through an embedding.
+  registerArchitecture(penguinsEmbedded.name, penguinsEmbedded as unknown as Architecture);
+  const embedded = buildModel(
+    tf,
+    penguinsEmbedded.name,
+    { featureShape: [encoder.featureSize], task: 'classification', numClasses: 3, seed: 3, preprocessing },
+    { hidden: 16 },
+  );
+  const every = namedInputs(preprocessing, penguins);
+  const xs = embedded.inputs.map((t) => tf.tensor(every[t.sourceLayer.name]!.data, every[t.sourceLayer.name]!.shape));
+  const ys = tf.oneHot(tf.tensor1d(species, 'int32'), 3);
+  embedded.compile({ optimizer: tf.train.adam(0.01), loss: 'categoricalCrossentropy' });
+  await embedded.fit(xs, ys, { epochs: 5, batchSize: 32, shuffle: false, verbose: 0 });
+  tf.dispose([...xs, ys]);
+  const multiNames = { inputs: embedded.inputs.map((t) => t.sourceLayer.name), outputs: ['probabilities'] };
+  const compiled = compileSavedModel(embedded, multiNames);
+  expect(compiled.status).toEqual({ written: true, tags: ['serve'], signature: 'serving_default' });
+  const some = namedInputs(preprocessing, penguins.slice(0, ROWS));
+  multi = {
+    dir: await new ModelRepository(base).publish('penguins-embedded', 1, savedModelFiles(compiled.bytes!)),
+    inputs: some,
+    expected: predictInputs(embedded, some),
+  };
+  embedded.dispose();
+
   // What `gantry serve` answers for the published version on the same images.
   server = await startServer(env.home.modelRepositoryDir);
   const response = await request(server.restPort!, 'POST', '/v1/models/fashion-mnist:predict', {
@@ -223,6 +304,25 @@ beforeAll(async () => {
   });
   expect(response.status).toBe(200);
   published = { dir: entry.publishedPath!, pixels, served: response.json.predictions as number[][] };
+  // `gantry serve` on raw records (as the file holds them, Species left out) of the version with several inputs.
+  const records = penguins.slice(0, 6).concat(penguins.slice(150, 156), penguins.slice(300, 306));
+  const raw = records.map(({ Species, ...record }) => record);
+  const multiResponse = await request(server.restPort!, 'POST', '/v1/models/penguins-multi:predict', {
+    instances: raw,
+  });
+  expect(multiResponse.status).toBe(200);
+  const predictions = multiResponse.json.predictions as { scores: number[]; class: string }[];
+  const multiPreprocessing = TabularPreprocessingSchema.parse(
+    JSON.parse(await readFile(path.join(multiDir, PREPROCESSING_FILE), 'utf8')),
+  );
+  pipelineMulti = {
+    dir: multiDir,
+    inputs: namedInputs(multiPreprocessing, raw),
+    expected: Float32Array.from(predictions.flatMap((p) => p.scores)),
+    run: multiRun,
+    records,
+    classes: predictions.map((p) => p.class),
+  };
 
   const jobs: PythonJob[] = Object.values(cases).map((c) => ({
     dir: c.dir,
@@ -230,8 +330,10 @@ beforeAll(async () => {
     ...(c.records ? { records: c.records, recordsInput: c.names.inputs[0]! } : {}),
   }));
   jobs.push({ dir: published.dir, inputs: { input: { shape: [ROWS, ...FASHION], data: Array.from(pixels) } } });
+  jobs.push({ dir: multi.dir, inputs: multi.inputs }, { dir: pipelineMulti.dir, inputs: pipelineMulti.inputs });
   const results = await runPython(jobs);
-  python = Object.fromEntries([...Object.keys(cases), 'published'].map((name, i) => [name, results[i]!]));
+  const order = [...Object.keys(cases), 'published', 'multi', 'pipelineMulti'];
+  python = Object.fromEntries(order.map((name, i) => [name, results[i]!]));
 }, 600_000);
 
 afterAll(async () => {
@@ -263,16 +365,32 @@ describe('SavedModels written from layers models', () => {
     expect(maxDiff(Float32Array.from(values), cases.penguins!.expected)).toBeLessThanOrEqual(TOLERANCE);
   });
 
+  it('several inputs: one signature input per model input under its name, float32 [-1, k]; within 1e-5', () => {
+    const result = python.multi!;
+    expect(result.method).toBe('tensorflow/serving/predict');
+    expect(result.inputs).toEqual({
+      numeric: { dtype: 'float32', shape: [-1, 4] },
+      Island: { dtype: 'float32', shape: [-1, 1] },
+      Sex: { dtype: 'float32', shape: [-1, 1] },
+    });
+    expect(result.outputs).toEqual({ probabilities: { dtype: 'float32', shape: [-1, 3] } });
+    expect(result.values.probabilities).toHaveLength(ROWS * 3);
+    expect(maxDiff(Float32Array.from(result.values.probabilities!), multi.expected)).toBeLessThanOrEqual(TOLERANCE);
+    expect(maxDiff(Float32Array.from(result.sessionValues.probabilities!), multi.expected)).toBeLessThanOrEqual(
+      TOLERANCE,
+    );
+  });
+
   it('a model the graph compiler does not cover gets no SavedModel, and the reason', () => {
     const a = tf.input({ shape: [4], name: 'numeric' });
     const b = tf.input({ shape: [2], name: 'other' });
     const joined = tf.layers.concatenate().apply([a, b]) as tf.SymbolicTensor;
     const out = tf.layers.dense({ units: 3, activation: 'softmax' }).apply(joined) as tf.SymbolicTensor;
-    const twoInputs = tf.model({ inputs: [a, b], outputs: out });
-    const result = compileSavedModel(twoInputs, { inputs: ['numeric', 'other'], outputs: ['probabilities'] });
+    const twoOutputs = tf.model({ inputs: [a, b], outputs: [out, joined] });
+    const result = compileSavedModel(twoOutputs, { inputs: ['numeric', 'other'], outputs: ['probabilities', 'x'] });
     expect(result.bytes).toBeUndefined();
-    expect(result.status).toEqual({ written: false, reason: expect.stringMatching(/2 inputs/) });
-    twoInputs.dispose();
+    expect(result.status).toEqual({ written: false, reason: expect.stringMatching(/2 outputs/) });
+    twoOutputs.dispose();
 
     const recurrent = tf.sequential({ layers: [tf.layers.simpleRNN({ units: 4, inputShape: [3, 2] })] });
     const unsupported = compileSavedModel(recurrent, { inputs: ['input'], outputs: ['value'] });
@@ -320,6 +438,75 @@ describe('the pipeline publishes a SavedModel beside the tfjs files', () => {
     const own = predict(model, published.pixels, [ROWS, ...FASHION]);
     model.dispose();
     expect(maxDiff(own, served)).toBeLessThanOrEqual(TOLERANCE);
+  });
+});
+
+describe('a pipeline whose architecture has several inputs (penguins: numeric, Island, Sex)', () => {
+  it('trains as one graph per step on the native backend and publishes a SavedModel', async () => {
+    const { run } = pipelineMulti;
+    expect(run.train.execution).toEqual(
+      tf.getBackend() === 'tensorflow' ? { mode: 'graph' } : { mode: 'eager', reason: expect.any(String) },
+    );
+    expect(run.version).toBe(1);
+    const metadata = JSON.parse(await readFile(path.join(pipelineMulti.dir, METADATA_FILE), 'utf8'));
+    expect(metadata.savedModel).toEqual({ written: true, tags: ['serve'], signature: 'serving_default' });
+    expect((await readFile(path.join(pipelineMulti.dir, SAVED_MODEL_FILE))).length).toBeGreaterThan(1000);
+    expect(await readFile(path.join(pipelineMulti.dir, ASSETS_EXTRA_DIR, PREPROCESSING_FILE), 'utf8')).toBe(
+      await readFile(path.join(pipelineMulti.dir, PREPROCESSING_FILE), 'utf8'),
+    );
+  });
+
+  it("gantry.json's signature lists the model's inputs in order, with shapes and what each holds", async () => {
+    const metadata = JSON.parse(await readFile(path.join(pipelineMulti.dir, METADATA_FILE), 'utf8'));
+    expect(Object.keys(metadata.signature.inputs)).toEqual(['numeric', 'Island', 'Sex']);
+    expect(metadata.signature.inputs.numeric).toEqual({
+      dtype: 'float32',
+      shape: [-1, 4],
+      note: expect.stringMatching(/^the numeric vector: the 4 numeric and boolean columns/),
+    });
+    for (const column of ['Island', 'Sex'])
+      expect(metadata.signature.inputs[column]).toEqual({
+        dtype: 'float32',
+        shape: [-1, 1],
+        note: expect.stringContaining(`the category index of column "${column}"`),
+      });
+    expect(metadata.signature.outputs).toEqual({ probabilities: { dtype: 'float32' } });
+  });
+
+  it('`gantry serve` answers raw records with a species; Python on the encoded inputs agrees within 1e-5', () => {
+    const { classes, records, expected } = pipelineMulti;
+    expect(classes).toHaveLength(records.length);
+    for (const c of classes) expect(SPECIES).toContain(c);
+    expect(classes.filter((c, i) => c === records[i]!.Species).length).toBeGreaterThanOrEqual(records.length - 2);
+    const result = python.pipelineMulti!;
+    expect(Object.keys(result.inputs).sort()).toEqual(['Island', 'Sex', 'numeric']);
+    expect(result.values.probabilities).toHaveLength(records.length * 3);
+    expect(maxDiff(Float32Array.from(result.values.probabilities!), expected)).toBeLessThanOrEqual(TOLERANCE);
+    expect(maxDiff(Float32Array.from(result.sessionValues.probabilities!), expected)).toBeLessThanOrEqual(TOLERANCE);
+  });
+});
+
+describe("gantry.json's signature of a model with several inputs", () => {
+  it('inputs whose names JSON would reorder (integer-like) are listed in order under inputsInOrder', () => {
+    const inputs = [
+      { name: 'numeric', shape: [-1, 2] },
+      { name: '2020', shape: [-1, 1] },
+    ];
+    const signature = signatureMetadataOf(inputs, undefined, false);
+    expect(signature).not.toHaveProperty('inputs');
+    expect(signature).toMatchObject({ inputsInOrder: [{ name: 'numeric' }, { name: '2020', shape: [-1, 1] }] });
+    // Without `inputs`, the server keys the model's inputs by their layer names: the same names, in order.
+    const a = tf.input({ shape: [2], name: 'numeric' });
+    const b = tf.input({ shape: [1], name: '2020' });
+    const out = tf.layers.dense({ units: 1 }).apply(tf.layers.concatenate().apply([a, b])) as tf.SymbolicTensor;
+    const model = tf.model({ inputs: [a, b], outputs: out });
+    expect(signatureOf(model, { signature }).inputs.map((i) => i.key)).toEqual(['numeric', '2020']);
+    model.dispose();
+    // One input: the encoded record, as before.
+    expect(signatureMetadataOf([{ name: 'x', shape: [-1, 9] }], undefined, true)).toEqual({
+      inputs: { input: { dtype: 'float32', note: 'raw pixel values 0..255' } },
+      outputs: { value: { dtype: 'float32' } },
+    });
   });
 });
 
