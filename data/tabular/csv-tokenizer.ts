@@ -19,6 +19,81 @@ export interface CsvBatch {
   items: (string[] | string)[];
 }
 
+/** A field that was quoted (its offsets are inside the quotes). */
+export const QUOTED = 1;
+/** A quoted field holding doubled quotes: its value is the text with each `""` read as `"`. */
+export const ESCAPED = 2;
+
+/**
+ * What a push or end produced as offsets into `text` (no string per cell): record r is malformed when `reasons[r]` is
+ * set, else its fields are `first[r]` to `first[r + 1]` (exclusive), field f spanning `starts[f]` to `ends[f]` with
+ * `flags[f]` (QUOTED, ESCAPED). Valid until the next push: the next one reuses the arrays.
+ */
+export class CsvCells {
+  text = '';
+  records = 0;
+  lines = new Float64Array(1024);
+  /** First field of each record, and one past the last record's (`first[records]`). */
+  first = new Int32Array(1025);
+  reasons: (string | undefined)[] = [];
+  fields = 0;
+  starts = new Int32Array(8192);
+  ends = new Int32Array(8192);
+  flags = new Uint8Array(8192);
+
+  /** Empties it for the next push. */
+  clear(): void {
+    this.records = 0;
+    this.fields = 0;
+    this.first[0] = 0;
+    this.reasons.length = 0;
+  }
+
+  /** Field f's text. */
+  value(f: number): string {
+    const text = this.text.slice(this.starts[f], this.ends[f]);
+    return this.flags[f] === ESCAPED ? text.replaceAll('""', '"') : text;
+  }
+
+  field(start: number, end: number, flags: number): void {
+    if (this.fields === this.starts.length) {
+      this.starts = grown(this.starts);
+      this.ends = grown(this.ends);
+      this.flags = grown(this.flags);
+    }
+    const f = this.fields++;
+    this.starts[f] = start;
+    this.ends[f] = end;
+    this.flags[f] = flags;
+  }
+
+  /** Ends a record at `line` whose fields were added since the last one (none for a malformed one). */
+  record(line: number, reason?: string): void {
+    if (this.records + 1 === this.lines.length) {
+      this.lines = grown(this.lines);
+      this.first = grown(this.first);
+    }
+    if (reason !== undefined) {
+      this.reasons[this.records] = reason;
+      this.fields = this.first[this.records]!;
+    }
+    this.lines[this.records] = line;
+    this.records += 1;
+    this.first[this.records] = this.fields;
+  }
+
+  /** Drops the fields added since the last record (a record that must be re-read with the next chunk). */
+  unwind(): void {
+    this.fields = this.first[this.records]!;
+  }
+}
+
+function grown<T extends Float64Array | Int32Array | Uint8Array>(array: T): T {
+  const bigger = new (array.constructor as new (n: number) => T)(array.length * 2);
+  bigger.set(array);
+  return bigger;
+}
+
 export class CsvTokenizer {
   private rest = '';
   /** The line the next record starts on. */
@@ -26,12 +101,29 @@ export class CsvTokenizer {
   private started = false;
   /** After an overlong record: text is dropped up to the next line end. */
   private discarding = false;
+  /** Where `push` and `end` tokenise before making strings of the cells. */
+  private cells: CsvCells | undefined;
 
   /** `maxRecord`: a record of more characters than this is malformed, not buffered further. */
   constructor(private readonly maxRecord: number) {}
 
   /** Tokenises the complete records of `chunk` (and what earlier chunks left) into `out`. */
   push(chunk: string, out: CsvBatch): void {
+    this.cells ??= new CsvCells();
+    this.pushCells(chunk, this.cells);
+    toBatch(this.cells, out);
+  }
+
+  /** Tokenises what is left at the end of the input. */
+  end(out: CsvBatch): void {
+    this.cells ??= new CsvCells();
+    this.endCells(this.cells);
+    toBatch(this.cells, out);
+  }
+
+  /** `push` as offsets: `out` is cleared, then holds the records this chunk completed. */
+  pushCells(chunk: string, out: CsvCells): void {
+    out.clear();
     let text = this.rest === '' ? chunk : this.rest + chunk;
     if (!this.started && text !== '') {
       this.started = true;
@@ -41,17 +133,18 @@ export class CsvTokenizer {
       const end = text.indexOf('\n');
       if (end === -1) {
         this.rest = '';
+        out.text = '';
         return;
       }
       this.discarding = false;
       this.line += 1;
       text = text.slice(end + 1);
     }
+    out.text = text;
     const consumed = this.parse(text, false, out);
     this.rest = consumed === 0 ? text : text.slice(consumed);
     if (this.rest.length > this.maxRecord) {
-      out.lines.push(this.line);
-      out.items.push(`record longer than ${this.maxRecord} characters`);
+      out.record(this.line, `record longer than ${this.maxRecord} characters`);
       this.line += countNewlines(this.rest, 0, this.rest.length);
       this.rest = '';
       // The record's text so far is dropped; its line's end (wherever the record went) resumes reading.
@@ -59,9 +152,12 @@ export class CsvTokenizer {
     }
   }
 
-  /** Tokenises what is left at the end of the input. */
-  end(out: CsvBatch): void {
+  /** `end` as offsets. */
+  endCells(out: CsvCells): void {
+    out.clear();
+    out.text = '';
     if (this.discarding) return;
+    out.text = this.rest;
     this.parse(this.rest, true, out);
     this.rest = '';
   }
@@ -70,45 +166,52 @@ export class CsvTokenizer {
    * Reads records from `text` into `out`; returns the characters consumed. Unless `final`, a record that may go on
    * past the text's end is left unconsumed (and re-read from its start with the next chunk).
    */
-  private parse(text: string, final: boolean, out: CsvBatch): number {
+  private parse(text: string, final: boolean, out: CsvCells): number {
     const n = text.length;
     let pos = 0;
     while (pos < n) {
       const start = pos;
-      const cells: string[] = [];
+      let fields = 0;
       let quoted = false;
       let error: string | undefined;
       let c = -1;
       for (;;) {
         if (pos < n && text.charCodeAt(pos) === QUOTE) {
           quoted = true;
-          let value = '';
-          let from = pos + 1;
+          let flags = QUOTED;
+          const from = pos + 1;
+          let at = from;
           for (;;) {
-            const q = text.indexOf('"', from);
+            const q = text.indexOf('"', at);
             if (q === -1) {
-              if (!final) return start;
-              error = `a quote opened in field ${cells.length + 1} is never closed`;
+              if (!final) {
+                out.unwind();
+                return start;
+              }
+              error = `a quote opened in field ${fields + 1} is never closed`;
               pos = n;
               break;
             }
-            if (q + 1 === n && !final) return start; // the next chunk may start with a second quote
+            if (q + 1 === n && !final) {
+              out.unwind();
+              return start; // the next chunk may start with a second quote
+            }
             if (q + 1 < n && text.charCodeAt(q + 1) === QUOTE) {
-              value += text.slice(from, q + 1);
-              from = q + 2;
+              flags = ESCAPED;
+              at = q + 2;
               continue;
             }
-            value += text.slice(from, q);
+            out.field(from, q, flags);
             pos = q + 1;
             break;
           }
           if (error) break;
+          fields += 1;
           c = pos < n ? text.charCodeAt(pos) : -1;
           if (c !== COMMA && c !== LF && c !== CR && c !== -1) {
-            error = `characters after the closing quote of field ${cells.length + 1}`;
+            error = `characters after the closing quote of field ${fields}`;
             break;
           }
-          cells.push(value);
         } else {
           let j = pos;
           c = -1;
@@ -121,12 +224,16 @@ export class CsvTokenizer {
             j += 1;
           }
           if (c === QUOTE) {
-            error = `a quote inside unquoted field ${cells.length + 1}`;
+            error = `a quote inside unquoted field ${fields + 1}`;
             pos = j;
             break;
           }
-          if (c === -1 && !final) return start;
-          cells.push(text.slice(pos, j));
+          if (c === -1 && !final) {
+            out.unwind();
+            return start;
+          }
+          out.field(pos, j, 0);
+          fields += 1;
           pos = j;
         }
         if (c === COMMA) {
@@ -134,7 +241,10 @@ export class CsvTokenizer {
           continue;
         }
         if (c === CR) {
-          if (pos + 1 === n && !final) return start; // an LF may follow in the next chunk
+          if (pos + 1 === n && !final) {
+            out.unwind();
+            return start; // an LF may follow in the next chunk
+          }
           pos += pos + 1 < n && text.charCodeAt(pos + 1) === LF ? 2 : 1;
         } else if (c === LF) pos += 1;
         break;
@@ -142,25 +252,37 @@ export class CsvTokenizer {
       if (error !== undefined) {
         // Resume after the line the error is on (a quote left open at the end has consumed the rest).
         const end = pos >= n ? -1 : text.indexOf('\n', pos);
-        if (end === -1 && !final) return start;
+        if (end === -1 && !final) {
+          out.unwind();
+          return start;
+        }
         const next = end === -1 ? n : end + 1;
-        out.lines.push(this.line);
-        out.items.push(error);
+        out.record(this.line, error);
         this.line += countNewlines(text, start, next) + (end === -1 && !endsWithNewline(text, next) ? 1 : 0);
         pos = next;
         continue;
       }
-      if (pos - start > this.maxRecord) {
-        out.lines.push(this.line);
-        out.items.push(`record longer than ${this.maxRecord} characters`);
-      } else {
-        out.lines.push(this.line);
-        out.items.push(cells);
-      }
+      if (pos - start > this.maxRecord) out.record(this.line, `record longer than ${this.maxRecord} characters`);
+      else out.record(this.line);
       // One line for the record's own end, plus every newline inside its quoted cells.
       this.line += 1 + (quoted ? countNewlines(text, start, pos) - (text.charCodeAt(pos - 1) === LF ? 1 : 0) : 0);
     }
     return pos;
+  }
+}
+
+/** The records of `cells` as strings, appended to `out`. */
+function toBatch(cells: CsvCells, out: CsvBatch): void {
+  for (let r = 0; r < cells.records; r++) {
+    out.lines.push(cells.lines[r]!);
+    const reason = cells.reasons[r];
+    if (reason !== undefined) {
+      out.items.push(reason);
+      continue;
+    }
+    const values: string[] = [];
+    for (let f = cells.first[r]!; f < cells.first[r + 1]!; f++) values.push(cells.value(f));
+    out.items.push(values);
   }
 }
 
