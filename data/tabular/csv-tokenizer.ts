@@ -23,6 +23,8 @@ export interface CsvBatch {
 export const QUOTED = 1;
 /** A quoted field holding doubled quotes: its value is the text with each `""` read as `"`. */
 export const ESCAPED = 2;
+/** Free for a reader's own mark on a field (csv.ts: a missing value). */
+export const MARK = 4;
 
 /**
  * What a push or end produced as offsets into `text` (no string per cell): record r is malformed when `reasons[r]` is
@@ -52,7 +54,7 @@ export class CsvCells {
   /** Field f's text. */
   value(f: number): string {
     const text = this.text.slice(this.starts[f], this.ends[f]);
-    return this.flags[f] === ESCAPED ? text.replaceAll('""', '"') : text;
+    return (this.flags[f]! & ESCAPED) !== 0 ? text.replaceAll('""', '"') : text;
   }
 
   field(start: number, end: number, flags: number): void {
