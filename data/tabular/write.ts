@@ -5,7 +5,10 @@ import { categoryOf, parseNumber, RecordEncoder, RecordError, type TabularPrepro
 import { datasetPrefix, type ShardRef, type SplitRef } from '../shards';
 import { SPLIT_NAMES, type SplitName } from '../split';
 import { cell, judgedColumn, RowJudge, type SplitLimits } from './judge';
-import { type MalformedRow, type RowReader, rowBatches, type SourceRow } from './rows';
+import { CellEncoder } from './cell-encoder';
+import { CellValues, numberAt } from './cell-values';
+import type { CsvCells } from './csv-tokenizer';
+import { type MalformedRow, type RowReader, rowBatches, type SourceRow, type TableReader } from './rows';
 import type { TabularSettings } from './settings';
 
 /**
@@ -111,7 +114,64 @@ export async function writeTabularShards(store: ArtifactStore, input: WriteInput
   let current: Record<string, unknown> = {};
   const get = (name: string) => cell(current, name);
 
-  for await (const batch of rowBatches(input.reader, input.path)) {
+  const tables = (input.reader as Partial<TableReader>).tables;
+  if (tables) {
+    // CSV: each kept row's cells encoded in place from its chunk (CellEncoder), the label's text mapped once.
+    const cellEncoder = new CellEncoder(preprocessing);
+    const labels = new CellValues(1 << 16);
+    let header: readonly string[] | undefined;
+    let labelAt = -1;
+    let judged = new Int32Array(0);
+    let encoded = new Int32Array(0);
+    for await (const table of tables.call(input.reader, input.path)) {
+      const { columns, cells } = table;
+      if (columns && columns !== header) {
+        header = columns;
+        labelAt = columns.indexOf(label.name);
+        judged = Int32Array.from(judge.columns, (column) => columns.indexOf(column.name));
+        encoded = Int32Array.from(preprocessing.columns, (column) => columns.indexOf(column.name));
+      }
+      for (let i = 0; i < table.count; i++) {
+        const split = judge.judgeCells(table, i, labelAt, judged);
+        if (split === undefined) continue;
+        const base = table.field(i, 0);
+        const writer = writers[split];
+        const target = labelOf(cells, base + labelAt);
+        if (target === undefined) {
+          throw new DatasetError(
+            table.where(i),
+            `label ${JSON.stringify(label.name)} value changed since the first pass`,
+          );
+        }
+        try {
+          if (!cellEncoder.encode(cells, base, encoded, writer.buffer, writer.nextOffset)) {
+            judge.report.dropped += 1;
+            continue;
+          }
+        } catch (error) {
+          if (!(error instanceof RecordError)) throw error;
+          throw new DatasetError(table.where(i), `cannot encode: ${error.message}`);
+        }
+        if (writer.commit(target)) {
+          await writer.flush();
+          input.onShard?.(split, writer.shards.length);
+        }
+      }
+    }
+    /** The label of a kept row: its class index (the text's, worked out once), or its number. */
+    function labelOf(cells: CsvCells, f: number): number | undefined {
+      if (!classIndex) return numberAt(cells, f);
+      let id = labels.find(cells, f);
+      if (id < 0) {
+        id = labels.insert(cells, f);
+        if (id >= 0) labels.codes[id] = classIndex.get(labels.strings[id]!) ?? -1;
+      }
+      const index = id >= 0 ? labels.codes[id]! : (classIndex.get(cells.value(f)) ?? -1);
+      return index < 0 ? undefined : index;
+    }
+  }
+
+  for await (const batch of tables ? [] : rowBatches(input.reader, input.path)) {
     for (const item of batch.rows) {
       // Synchronous per row; an await only when a shard is full.
       const full = writeRow(item);
