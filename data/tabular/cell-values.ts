@@ -1,6 +1,6 @@
-import { parseNumber, plainDecimalAt } from '../preprocessing';
+import { parseNumber } from '../preprocessing';
 import { booleanWord } from './accumulator';
-import { type CsvCells, ESCAPED } from './csv-tokenizer';
+import { type CsvCells, hashOf, QUOTED } from './csv-tokenizer';
 
 /**
  * The distinct texts of one CSV column, each with what ingest needs of it worked out once: its string, number
@@ -28,11 +28,11 @@ export class CellValues {
 
   /** The id of field f's text, or -1. */
   find(cells: CsvCells, f: number): number {
-    if ((cells.flags[f]! & ESCAPED) !== 0) {
+    if ((cells.flags[f]! & QUOTED) !== 0) {
       const value = cells.value(f);
-      return this.findIn(value, 0, value.length);
+      return this.findIn(value, 0, value.length, hashOf(value, 0, value.length));
     }
-    return this.findIn(cells.text, cells.starts[f]!, cells.ends[f]!);
+    return this.findIn(cells.text, cells.starts[f]!, cells.ends[f]!, cells.hashes[f]!);
   }
 
   /** Adds field f's text after `find` missed it; its id, or -1 when the table is full. */
@@ -40,17 +40,15 @@ export class CellValues {
     return this.add(cells.value(f));
   }
 
-  private findIn(text: string, start: number, end: number): number {
-    let h = 0x811c9dc5;
-    for (let i = start; i < end; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-    this.lastHash = h;
+  private findIn(text: string, start: number, end: number, hash: number): number {
+    this.lastHash = hash;
     const mask = this.slots.length - 1;
     const length = end - start;
-    for (let slot = h & mask; ; slot = (slot + 1) & mask) {
+    for (let slot = hash & mask; ; slot = (slot + 1) & mask) {
       const entry = this.slots[slot]!;
       if (entry === 0) return -1;
       const id = entry - 1;
-      if (this.hashes[id] !== h) continue;
+      if (this.hashes[id] !== hash) continue;
       const known = this.strings[id]!;
       if (known.length !== length) continue;
       let same = true;
@@ -74,7 +72,8 @@ export class CellValues {
       this.hashes = grown(this.hashes);
     }
     if (2 * (id + 1) > this.slots.length) this.rehash();
-    this.strings.push(value);
+    // A copy of its own: a slice of the chunk would keep the whole chunk alive with it.
+    this.strings.push(value.length < 13 ? value : Buffer.from(value, 'utf8').toString('utf8'));
     this.numbers[id] = parseNumber(value) ?? Number.NaN;
     this.booleans[id] = booleanWord(value) ?? -1;
     this.codes[id] = -1;
@@ -102,11 +101,8 @@ function grown<T extends Float64Array | Int32Array | Int8Array>(array: T): T {
   return bigger;
 }
 
-/** parseNumber of field f's text, reading a plain decimal in place. */
+/** parseNumber of field f's text: the plain decimal the tokenizer read, else the text parsed. */
 export function numberAt(cells: CsvCells, f: number): number | undefined {
-  if ((cells.flags[f]! & ESCAPED) === 0) {
-    const plain = plainDecimalAt(cells.text, cells.starts[f]!, cells.ends[f]!);
-    if (plain !== undefined) return plain;
-  }
-  return parseNumber(cells.value(f));
+  const plain = cells.numbers[f]!;
+  return Number.isNaN(plain) ? parseNumber(cells.value(f)) : plain;
 }

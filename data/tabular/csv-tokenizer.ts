@@ -9,6 +9,20 @@
  */
 
 const QUOTE = 0x22;
+const ZERO = 0x30;
+const NINE = 0x39;
+const DOT = 0x2e;
+const MINUS = 0x2d;
+const FNV_OFFSET = 0x811c9dc5 | 0;
+const FNV_PRIME = 0x01000193;
+const POWERS_OF_TEN = Array.from({ length: 16 }, (_, i) => 10 ** i);
+
+/** FNV-1a over the characters of `text` from `start` to `end`: what CsvCells.hashes holds for an unquoted field. */
+export function hashOf(text: string, start: number, end: number): number {
+  let hash = FNV_OFFSET;
+  for (let i = start; i < end; i++) hash = Math.imul(hash ^ text.charCodeAt(i), FNV_PRIME);
+  return hash;
+}
 const COMMA = 0x2c;
 const LF = 0x0a;
 const CR = 0x0d;
@@ -42,6 +56,13 @@ export class CsvCells {
   starts = new Int32Array(8192);
   ends = new Int32Array(8192);
   flags = new Uint8Array(8192);
+  /**
+   * Worked out while the characters were scanned anyway, for an unquoted field (0 and NaN for a quoted one): the
+   * FNV-1a hash of its characters (`hashOf`), and its value when it is a plain decimal (preprocessing's
+   * plainDecimalAt; NaN when not).
+   */
+  hashes = new Int32Array(8192);
+  numbers = new Float64Array(8192);
 
   /** Empties it for the next push. */
   clear(): void {
@@ -57,16 +78,20 @@ export class CsvCells {
     return (this.flags[f]! & ESCAPED) !== 0 ? text.replaceAll('""', '"') : text;
   }
 
-  field(start: number, end: number, flags: number): void {
+  field(start: number, end: number, flags: number, hash = 0, number = Number.NaN): void {
     if (this.fields === this.starts.length) {
       this.starts = grown(this.starts);
       this.ends = grown(this.ends);
       this.flags = grown(this.flags);
+      this.hashes = grown(this.hashes);
+      this.numbers = grown(this.numbers);
     }
     const f = this.fields++;
     this.starts[f] = start;
     this.ends[f] = end;
     this.flags[f] = flags;
+    this.hashes[f] = hash;
+    this.numbers[f] = number;
   }
 
   /** Ends a record at `line` whose fields were added since the last one (none for a malformed one). */
@@ -126,7 +151,8 @@ export class CsvTokenizer {
   /** `push` as offsets: `out` is cleared, then holds the records this chunk completed. */
   pushCells(chunk: string, out: CsvCells): void {
     out.clear();
-    let text = this.rest === '' ? chunk : this.rest + chunk;
+    // Joined, not `+`: a flat string, where a concatenation would make every charCodeAt below follow a pointer.
+    let text = this.rest === '' ? chunk : [this.rest, chunk].join('');
     if (!this.started && text !== '') {
       this.started = true;
       if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
@@ -199,7 +225,7 @@ export class CsvTokenizer {
               return start; // the next chunk may start with a second quote
             }
             if (q + 1 < n && text.charCodeAt(q + 1) === QUOTE) {
-              flags = ESCAPED;
+              flags = QUOTED | ESCAPED;
               at = q + 2;
               continue;
             }
@@ -215,14 +241,26 @@ export class CsvTokenizer {
             break;
           }
         } else {
+          // One look at each character: the field's end, its hash, and its value if it is a plain decimal.
           let j = pos;
           c = -1;
+          let hash = FNV_OFFSET;
+          let mantissa = 0;
+          let digits = 0;
+          let decimals = -1;
+          let plain = true;
           while (j < n) {
             const code = text.charCodeAt(j);
-            if (code === COMMA || code === LF || code === CR || code === QUOTE) {
+            if (code >= ZERO && code <= NINE) {
+              mantissa = mantissa * 10 + (code - ZERO);
+              digits += 1;
+              if (decimals >= 0) decimals += 1;
+            } else if (code === COMMA || code === LF || code === CR || code === QUOTE) {
               c = code;
               break;
-            }
+            } else if (code === DOT && decimals < 0) decimals = 0;
+            else if (code !== MINUS || j !== pos) plain = false;
+            hash = Math.imul(hash ^ code, FNV_PRIME);
             j += 1;
           }
           if (c === QUOTE) {
@@ -234,7 +272,12 @@ export class CsvTokenizer {
             out.unwind();
             return start;
           }
-          out.field(pos, j, 0);
+          let number = Number.NaN;
+          if (plain && digits > 0 && digits <= 15 && j - pos <= 17) {
+            number = decimals > 0 ? mantissa / POWERS_OF_TEN[decimals]! : mantissa;
+            if (text.charCodeAt(pos) === MINUS) number = -number;
+          }
+          out.field(pos, j, 0, hash, number);
           fields += 1;
           pos = j;
         }

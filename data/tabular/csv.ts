@@ -108,6 +108,15 @@ async function* readCsvTables(file: string, options: RowReadOptions = {}): Async
       table.count = 0;
       table.reasons.length = 0;
       const { first, text, starts, ends, flags } = cells;
+      // Every field's missing mark at once (a header's or a short row's too: unused there), before the records.
+      for (let f = 0; f < cells.fields; f++) {
+        const start = starts[f]!;
+        const end = ends[f]!;
+        if (end - start > 4 && text.charCodeAt(start) > 0x20 && text.charCodeAt(end - 1) > 0x20) {
+          if (text.charCodeAt(start) < 0x7f && text.charCodeAt(end - 1) < 0x7f) continue;
+        }
+        if (missingAt(text, start, end, flags[f]!, cells, f)) flags[f]! |= MISSING;
+      }
       for (let r = 0; r < cells.records && yielded !== options.maxRows; r++) {
         const reason = cells.reasons[r];
         if (reason !== undefined) {
@@ -126,9 +135,6 @@ async function* readCsvTables(file: string, options: RowReadOptions = {}): Async
           if (fields !== header.length) {
             table.add(r, `has ${fields} fields, the header has ${header.length}`);
           } else {
-            for (let f = from; f < from + fields; f++) {
-              if (missingAt(text, starts[f]!, ends[f]!, flags[f]!, cells, f)) flags[f]! |= MISSING;
-            }
             table.add(r);
           }
         }
