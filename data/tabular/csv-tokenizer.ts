@@ -10,6 +10,10 @@
 
 const QUOTE = 0x22;
 const ZERO = 0x30;
+const SPACE = 0x20;
+const DEL = 0x7f;
+const N = 0x4e;
+const LOWER_N = 0x6e;
 const NINE = 0x39;
 const DOT = 0x2e;
 const MINUS = 0x2d;
@@ -63,11 +67,19 @@ export class CsvCells {
    */
   hashes = new Int32Array(8192);
   numbers = new Float64Array(8192);
+  /**
+   * The fields that may spell a missing value (csv.ts decides): empty, quoted, a short word starting with N or n
+   * (NA, nan, null, None...), or starting or ending with a space or a non-ASCII character. Every other field is
+   * none of csv.ts's tokens, which saves looking at each.
+   */
+  suspects = new Int32Array(1024);
+  suspectCount = 0;
 
   /** Empties it for the next push. */
   clear(): void {
     this.records = 0;
     this.fields = 0;
+    this.suspectCount = 0;
     this.first[0] = 0;
     this.reasons.length = 0;
   }
@@ -94,6 +106,11 @@ export class CsvCells {
     this.numbers[f] = number;
   }
 
+  suspect(): void {
+    if (this.suspectCount === this.suspects.length) this.suspects = grown(this.suspects);
+    this.suspects[this.suspectCount++] = this.fields - 1;
+  }
+
   /** Ends a record at `line` whose fields were added since the last one (none for a malformed one). */
   record(line: number, reason?: string): void {
     if (this.records + 1 === this.lines.length) {
@@ -102,7 +119,7 @@ export class CsvCells {
     }
     if (reason !== undefined) {
       this.reasons[this.records] = reason;
-      this.fields = this.first[this.records]!;
+      this.unwind();
     }
     this.lines[this.records] = line;
     this.records += 1;
@@ -112,6 +129,7 @@ export class CsvCells {
   /** Drops the fields added since the last record (a record that must be re-read with the next chunk). */
   unwind(): void {
     this.fields = this.first[this.records]!;
+    while (this.suspectCount > 0 && this.suspects[this.suspectCount - 1]! >= this.fields) this.suspectCount -= 1;
   }
 }
 
@@ -230,6 +248,7 @@ export class CsvTokenizer {
               continue;
             }
             out.field(from, q, flags);
+            out.suspect();
             pos = q + 1;
             break;
           }
@@ -278,6 +297,17 @@ export class CsvTokenizer {
             if (text.charCodeAt(pos) === MINUS) number = -number;
           }
           out.field(pos, j, 0, hash, number);
+          if (j === pos) out.suspect();
+          else {
+            const first = text.charCodeAt(pos);
+            const last = text.charCodeAt(j - 1);
+            if (
+              !(first > SPACE && first < DEL && last > SPACE && last < DEL) ||
+              (j - pos <= 4 && (first === N || first === LOWER_N))
+            ) {
+              out.suspect();
+            }
+          }
           fields += 1;
           pos = j;
         }

@@ -108,14 +108,10 @@ async function* readCsvTables(file: string, options: RowReadOptions = {}): Async
       table.count = 0;
       table.reasons.length = 0;
       const { first, text, starts, ends, flags } = cells;
-      // Every field's missing mark at once (a header's or a short row's too: unused there), before the records.
-      for (let f = 0; f < cells.fields; f++) {
-        const start = starts[f]!;
-        const end = ends[f]!;
-        if (end - start > 4 && text.charCodeAt(start) > 0x20 && text.charCodeAt(end - 1) > 0x20) {
-          if (text.charCodeAt(start) < 0x7f && text.charCodeAt(end - 1) < 0x7f) continue;
-        }
-        if (missingAt(text, start, end, flags[f]!, cells, f)) flags[f]! |= MISSING;
+      // The missing marks, before the records: only a suspect field can spell a missing value.
+      for (let k = 0; k < cells.suspectCount; k++) {
+        const f = cells.suspects[k]!;
+        if (missingAt(text, starts[f]!, ends[f]!, flags[f]!, cells, f)) flags[f]! |= MISSING;
       }
       for (let r = 0; r < cells.records && yielded !== options.maxRows; r++) {
         const reason = cells.reasons[r];
