@@ -7,7 +7,7 @@ import { type BatchedRowReader, MalformedRow, type RowBatch, type RowReadOptions
 /** A CSV record (one row, quoted newlines included) longer than this is malformed, not buffered further. */
 export const MAX_CSV_RECORD_BYTES = 1 << 20;
 /** Characters read from the file at a time. */
-const CHUNK_BYTES = 1 << 20;
+const CHUNK_BYTES = 1 << 18;
 /** More columns than this in the header is not a table Gantry trains on. */
 export const MAX_CSV_COLUMNS = 10_000;
 
