@@ -14,12 +14,18 @@ import type { TabularSettings } from './settings';
 /**
  * Rows of one split, encoded, written a shard at a time as they arrive: float32 features (`images-00000.f32`,
  * count × featureSize, little-endian) and labels (`labels-00000.u8` class indices, or `labels-00000.f32` values).
- * Only the shard being filled is in memory.
+ * A full shard is stored while the next one fills (two buffers): at most two shards per split are in memory, and
+ * encoding does not wait on the store but for a shard still being stored when the next one is full.
  */
 class ShardWriter {
   readonly shards: ShardRef[] = [];
-  private readonly features: Float32Array;
-  private readonly labels: Uint8Array | Float32Array;
+  private features: Float32Array;
+  private labels: Uint8Array | Float32Array;
+  /** The buffers of the shard being stored, for the shard after the one now filling. */
+  private spare: { features: Float32Array; labels: Uint8Array | Float32Array } | undefined;
+  /** The store's writing of the previous shard. */
+  private storing: Promise<void> | undefined;
+  private started = 0;
   private filled = 0;
   count = 0;
 
@@ -51,16 +57,41 @@ class ShardWriter {
     return this.filled === this.shardSize;
   }
 
+  /**
+   * Starts storing the filled shard and returns once the one before it is stored (its ShardRef in `shards`), with an
+   * empty shard to fill. `finish` waits for the last one.
+   */
   async flush(): Promise<void> {
     if (this.filled === 0) return;
-    const name = String(this.shards.length).padStart(5, '0');
+    await this.finish();
+    const name = String(this.started++).padStart(5, '0');
     const features = this.features.subarray(0, this.filled * this.featureSize);
     const labels = this.labels.subarray(0, this.filled);
+    const count = this.filled;
     const labelExt = this.task === 'classification' ? 'u8' : 'f32';
-    const imagesUri = await this.store.put(`${this.prefix}/images-${name}.f32`, bytesOf(features));
-    const labelsUri = await this.store.put(`${this.prefix}/labels-${name}.${labelExt}`, bytesOf(labels));
-    this.shards.push({ imagesUri, labelsUri, count: this.filled });
+    const storing = (async () => {
+      const imagesUri = await this.store.put(`${this.prefix}/images-${name}.f32`, bytesOf(features));
+      const labelsUri = await this.store.put(`${this.prefix}/labels-${name}.${labelExt}`, bytesOf(labels));
+      this.shards.push({ imagesUri, labelsUri, count });
+    })();
+    // Awaited by the next flush or `finish`; until then a failure must not count as unhandled.
+    storing.catch(() => {});
+    this.storing = storing;
+    const filling = this.spare ?? {
+      features: new Float32Array(this.features.length),
+      labels: this.task === 'classification' ? new Uint8Array(this.shardSize) : new Float32Array(this.shardSize),
+    };
+    this.spare = { features: this.features, labels: this.labels };
+    this.features = filling.features;
+    this.labels = filling.labels;
     this.filled = 0;
+  }
+
+  /** Waits until every flushed shard is stored; throws the store's error, if any. */
+  async finish(): Promise<void> {
+    const storing = this.storing;
+    this.storing = undefined;
+    await storing;
   }
 }
 
@@ -214,6 +245,7 @@ export async function writeTabularShards(store: ArtifactStore, input: WriteInput
   const splits = {} as Record<SplitName, SplitRef>;
   for (const name of SPLIT_NAMES) {
     await writers[name].flush();
+    await writers[name].finish();
     splits[name] = { count: writers[name].count, shards: writers[name].shards };
   }
   return { splits, report: judge.report };
