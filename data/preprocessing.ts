@@ -127,19 +127,14 @@ const POWERS_OF_TEN = Array.from({ length: 16 }, (_, i) => 10 ** i);
  * division rounds exactly as Number() does. Undefined for anything else (exponents, signs, spaces, words).
  */
 function plainDecimal(text: string): number | undefined {
-  return plainDecimalAt(text, 0, text.length);
-}
-
-/** plainDecimal of `text` from `start` to `end`, without slicing it out (CSV cells are read from their chunk). */
-export function plainDecimalAt(text: string, start: number, end: number): number | undefined {
-  const n = end - start;
+  const n = text.length;
   if (n === 0 || n > 17) return undefined;
-  let i = text.charCodeAt(start) === 0x2d ? start + 1 : start;
-  const negative = i !== start;
+  let i = text.charCodeAt(0) === 0x2d ? 1 : 0;
+  const negative = i === 1;
   let digits = 0;
   let decimals = -1;
   let mantissa = 0;
-  for (; i < end; i++) {
+  for (; i < n; i++) {
     const c = text.charCodeAt(i);
     if (c >= 0x30 && c <= 0x39) {
       mantissa = mantissa * 10 + (c - 0x30);

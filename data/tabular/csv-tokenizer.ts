@@ -62,8 +62,8 @@ export class CsvCells {
   flags = new Uint8Array(8192);
   /**
    * Worked out while the characters were scanned anyway, for an unquoted field (0 and NaN for a quoted one): the
-   * FNV-1a hash of its characters (`hashOf`), and its value when it is a plain decimal (preprocessing's
-   * plainDecimalAt; NaN when not).
+   * FNV-1a hash of its characters (`hashOf`), and its value when it is a plain decimal such as "-39.1" (at most 17
+   * characters, 15 digits, one point: read exactly as preprocessing's parseNumber reads one; NaN when not).
    */
   hashes = new Int32Array(8192);
   numbers = new Float64Array(8192);
