@@ -200,15 +200,15 @@ export async function writeTabularShards(store: ArtifactStore, input: WriteInput
       const index = id >= 0 ? labels.codes[id]! : (classIndex.get(cells.value(f)) ?? -1);
       return index < 0 ? undefined : index;
     }
-  }
-
-  for await (const batch of tables ? [] : rowBatches(input.reader, input.path)) {
-    for (const item of batch.rows) {
-      // Synchronous per row; an await only when a shard is full.
-      const full = writeRow(item);
-      if (full) {
-        await writers[full].flush();
-        input.onShard?.(full, writers[full].shards.length);
+  } else {
+    for await (const batch of rowBatches(input.reader, input.path)) {
+      for (const item of batch.rows) {
+        // Synchronous per row; an await only when a shard is full.
+        const full = writeRow(item);
+        if (full) {
+          await writers[full].flush();
+          input.onShard?.(full, writers[full].shards.length);
+        }
       }
     }
   }
