@@ -1,8 +1,16 @@
 import { createReadStream } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
 import { DatasetError } from '../errors';
 import { requireFile, shortReason } from './files';
 import { CsvCells, CsvTokenizer, ESCAPED, MARK } from './csv-tokenizer';
-import { type BatchedRowReader, MalformedRow, type RowBatch, type RowReadOptions, type SourceRow } from './rows';
+import {
+  type BatchedRowReader,
+  MalformedRow,
+  type RowBatch,
+  type RowReadOptions,
+  type SourceRow,
+  type TableReadOptions,
+} from './rows';
 
 /** A CSV record (one row, quoted newlines included) longer than this is malformed, not buffered further. */
 export const MAX_CSV_RECORD_BYTES = 1 << 20;
@@ -88,9 +96,21 @@ export class CsvTable {
   }
 }
 
-async function* readCsvTables(file: string, options: RowReadOptions = {}): AsyncIterable<CsvTable> {
+/** The file's text, decoded chunk by chunk (a character split between chunks kept whole); `onBytes` sees the bytes. */
+async function* textOf(input: AsyncIterable<Buffer>, onBytes?: (bytes: Buffer) => void): AsyncIterable<string> {
+  const decoder = new StringDecoder('utf8');
+  for await (const bytes of input) {
+    onBytes?.(bytes);
+    const text = decoder.write(bytes);
+    if (text !== '') yield text;
+  }
+  const rest = decoder.end();
+  if (rest !== '') yield rest;
+}
+
+async function* readCsvTables(file: string, options: TableReadOptions = {}): AsyncIterable<CsvTable> {
   await requireFile(file);
-  const input = createReadStream(file, { encoding: 'utf8', highWaterMark: CHUNK_BYTES });
+  const input = createReadStream(file, { highWaterMark: CHUNK_BYTES });
   const tokenizer = new CsvTokenizer(MAX_CSV_RECORD_BYTES);
   const table = new CsvTable(file);
   const { cells } = table;
@@ -98,7 +118,7 @@ async function* readCsvTables(file: string, options: RowReadOptions = {}): Async
   let yielded = 0;
   let done = false;
   try {
-    const chunks = input[Symbol.asyncIterator]() as AsyncIterator<string>;
+    const chunks = textOf(input as AsyncIterable<Buffer>, options.onBytes)[Symbol.asyncIterator]();
     while (!done) {
       const next = await chunks.next();
       if (next.done) {

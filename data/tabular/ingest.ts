@@ -60,17 +60,24 @@ export async function ingestTabularDataset(
   };
 
   progress(`reading ${source.name} from ${options.path}`);
-  const [fileDigest, scan] = await Promise.all([
-    source.contentDigest === 'files' ? digestLocation(options.path) : Promise.resolve(undefined),
+  // A reader of CSV cells in place (one file) hashes the bytes it reads: the same digest, without a second read.
+  const digestInScan = source.contentDigest === 'files' && 'tables' in source.rows;
+  const [locationDigest, scan] = await Promise.all([
+    source.contentDigest === 'files' && !digestInScan ? digestLocation(options.path) : Promise.resolve(undefined),
     scanRows({
       reader: source.rows,
       path: options.path,
       settings,
       split,
       digestRows: source.contentDigest === 'rows',
+      digestFile: digestInScan,
       onRows: (read) => progress(`scanned ${read} rows`),
     }),
   ]);
+  const fileDigest = locationDigest ?? scan.fileDigest;
+  if (source.contentDigest === 'files' && fileDigest === undefined) {
+    throw new Error(`${source.name}: its reader did not hash ${options.path}`);
+  }
   const report = scan.report;
   progress(
     `scanned ${report.read} rows: ${SPLIT_NAMES.map((name) => `${scan.splits[name].rows} ${name}`).join(', ')}, ` +

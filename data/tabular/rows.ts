@@ -48,7 +48,12 @@ export interface BatchedRowReader extends RowReader {
 
 /** A reader that also hands over chunks of rows as CSV cells in place (csv.ts): ingest reads those. */
 export interface TableReader extends RowReader {
-  tables(path: string, options?: RowReadOptions): AsyncIterable<CsvTable>;
+  tables(path: string, options?: TableReadOptions): AsyncIterable<CsvTable>;
+}
+
+export interface TableReadOptions extends RowReadOptions {
+  /** Sees every byte of the file as it is read, in order: its digest without reading it a second time. */
+  onBytes?: (bytes: Buffer) => void;
 }
 
 const ADAPTED_BATCH_ROWS = 1024;

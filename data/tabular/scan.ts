@@ -27,6 +27,8 @@ export interface ScanResult {
   report: RowReport;
   /** sha256 over each row's values as JSON, for sources without files to hash (a user's stream). */
   rowsDigest?: string;
+  /** sha256 over the file's bytes, when `digestFile` asked for it and the reader could (CSV: `tables`). */
+  fileDigest?: string;
 }
 
 export interface ScanInput {
@@ -35,6 +37,8 @@ export interface ScanInput {
   settings: TabularSettings;
   split: { seed: number; validationFraction: number; limits: SplitLimits };
   digestRows: boolean;
+  /** Also hash the file's bytes as they are read (digestLocation's digest of a file), where the reader can. */
+  digestFile?: boolean;
   /** Called every `progressEvery` rows. */
   onRows?: (read: number) => void;
 }
@@ -94,7 +98,9 @@ export async function scanRows(input: ScanInput): Promise<ScanResult> {
     let header: readonly string[] | undefined;
     let label = -1;
     let indexes = new Int32Array(0);
-    for await (const table of tables.call(input.reader, input.path)) {
+    const bytes = input.digestFile ? createHash('sha256') : undefined;
+    const onBytes = bytes ? (chunk: Buffer) => bytes.update(chunk) : undefined;
+    for await (const table of tables.call(input.reader, input.path, onBytes ? { onBytes } : {})) {
       const { columns, cells } = table;
       if (columns && !table.reasons.every((reason) => reason !== undefined)) {
         if (header !== columns) {
@@ -122,7 +128,13 @@ export async function scanRows(input: ScanInput): Promise<ScanResult> {
       splits[split].label.settle(labelValues);
       accumulators[split].forEach((accumulator, c) => accumulator.settle(values[c]!));
     }
-    return { columnOrder, labelSeen, splits, report: judge.report };
+    return {
+      columnOrder,
+      labelSeen,
+      splits,
+      report: judge.report,
+      ...(bytes ? { fileDigest: bytes.digest('hex') } : {}),
+    };
   }
 
   for await (const batch of rowBatches(input.reader, input.path)) {
