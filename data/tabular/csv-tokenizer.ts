@@ -1,6 +1,9 @@
 /**
  * A small RFC 4180 tokenizer over text chunks, written by hand because csv-parse cost ~2.2 s of CPU per million
  * rows (6.6 s with its per-record info) where a split into cells costs ~0.4 s, and ingest reads a CSV twice.
+ * It yields field offsets into the chunk (CsvCells), not a string per cell, with what ingest needs of each field
+ * worked out in the same look at its characters (a hash for interning, the value of a plain decimal): a string is
+ * made only for a value ingest has not seen before (data/tabular/cell-values.ts) or when asked (`push`, `value`).
  *
  * Handles: quoted cells with commas, doubled quotes and newlines; LF, CRLF and lone CR record ends; a leading BOM.
  * A record that cannot be read (a quote inside an unquoted cell, characters after a closing quote, a quote left

@@ -30,7 +30,9 @@ const SCHEMA_FILE = 'schema.json';
  *      stored one (anomalies), and the training split's statistics → the preprocessing (data/preprocessing.ts);
  *   2. write: every row again, encoded with that preprocessing into float32 shards as it goes (skipped when this
  *      very dataset, by fingerprint, is already on the store).
- * Then the per-feature drift against the previous run, as for every source.
+ * Then the per-feature drift against the previous run, as for every source. A CSV is read in place in both passes
+ * (readCsvRows.tables: cells as offsets into each chunk, no object per row) and hashed for its fingerprint as pass 1
+ * reads it; other sources' rows come as SourceRows.
  */
 export async function ingestTabularDataset(
   options: IngestOptions,
