@@ -14,7 +14,7 @@ import {
 
 /** A CSV record (one row, quoted newlines included) longer than this is malformed, not buffered further. */
 export const MAX_CSV_RECORD_BYTES = 1 << 20;
-/** Characters read from the file at a time. */
+/** Bytes read from the file at a time: few awaits per pass, and little text (and offsets into it) held at once. */
 const CHUNK_BYTES = 1 << 18;
 /** More columns than this in the header is not a table Gantry trains on. */
 export const MAX_CSV_COLUMNS = 10_000;
