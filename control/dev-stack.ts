@@ -225,6 +225,8 @@ export async function startLocalStack(home: GantryHome, options: StackOptions = 
     stop() {
       // Workers first (they drive the server and talk to Temporal), then the server, then Temporal.
       stopping ??= (async () => {
+        // Children told to stop (or hit by the same Ctrl-C) must not be started again meanwhile.
+        for (const s of [...supervisors, modelServerSupervisor, temporalSupervisor]) s?.halt();
         await writingStatus;
         await rm(stackStatusFile(home), { force: true });
         await Promise.all(supervisors.map((s) => s.stop()));

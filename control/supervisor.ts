@@ -145,10 +145,15 @@ export class Supervisor {
     );
   }
 
-  /** Stops supervising (no more restarts, a pending one is dropped) and stops the child. */
-  async stop(): Promise<void> {
+  /** No more restarts from now on; a pending one is dropped. The child is left running. */
+  halt(): void {
     this.stopped = true;
     clearTimeout(this.timer);
+  }
+
+  /** Stops supervising (see halt) and stops the child. */
+  async stop(): Promise<void> {
+    this.halt();
     await this.launching;
     await this.stopChild(this.current);
   }

@@ -83,7 +83,7 @@ export async function devCommand(options: { port?: string; headless?: boolean; t
   const ended = await Promise.race([untilInterrupted(), givenUp]);
   if (ended instanceof Error) {
     // A child that cannot stay up: the stack is not what it says it is, so it stops rather than limps.
-    console.error('a child of the stack keeps dying: stopping the workers, the model server and the Temporal server…');
+    console.error('a child keeps dying: stopping the workers, the model server and the Temporal server…');
     await stack.stop();
     console.error('stopped');
     throw ended;
