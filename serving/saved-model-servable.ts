@@ -18,10 +18,13 @@ import type { DenseTensor } from './tensors';
  * listed in the metadata, and its calls answer UNIMPLEMENTED naming the tensor.
  */
 
-const CARRIED = 'Gantry feeds DT_FLOAT, DT_INT32 and DT_INT64 (values within the int32 range) to a SavedModel';
+const CARRIED =
+  'Gantry feeds DT_FLOAT, DT_DOUBLE (as float32), DT_INT32, DT_INT64 (values within the int32 range), DT_BOOL and ' +
+  'DT_STRING to a SavedModel';
 
 function spec(info: SavedTensorInfo): TensorSpec {
-  const dtype = info.dtype ?? 'float32';
+  // A string tensor's values travel in DenseTensor.strings; its tfDType (DT_STRING) is what says so.
+  const dtype = info.dtype === 'string' ? 'int32' : (info.dtype ?? 'float32');
   const own = dtype === 'float32' ? 'DT_FLOAT' : 'DT_INT32';
   return {
     key: info.key,
@@ -49,7 +52,7 @@ function unsupportedReason(signature: SavedSignature): string | undefined {
     if (!output.dtype)
       return (
         `${where} has dtype ${output.tfDType}, which Gantry cannot answer ` +
-        '(it reads back DT_FLOAT, DT_INT32, DT_INT64 and DT_BOOL)'
+        '(it reads back DT_FLOAT, DT_DOUBLE, DT_INT32, DT_INT64, DT_BOOL and DT_STRING)'
       );
   }
   if (signature.inputs.length === 0) return `signature "${signature.name}" has no inputs`;

@@ -13,7 +13,7 @@ import { maxDiff, removeDir, request, startServer, tempDir, until } from './help
  * SavedModels written by Python TensorFlow (test/fixtures/saved-models/make_saved_models.py) served
  * by the model server beside nothing else: TF Serving's half_plus_two (two signatures), a Keras
  * model.export(), a model of two named inputs and outputs (with TF Serving's warm-up file), one with
- * an int64 input and one with a float64 input (a dtype the binding cannot feed). Each answer is
+ * an int64 input, float64, string and bool inputs, and a float16 one (a dtype the binding cannot feed). Each answer is
  * compared with the Python model's own over REST (row, columnar) and gRPC Predict; the metadata with
  * the SignatureDefs; broken files put only their own version in error; hot swap and labels work.
  */
@@ -29,6 +29,8 @@ type Unary = (
   metadata: grpc.Metadata,
   callback: (e: grpc.ServiceError | null, r: any) => void,
 ) => void;
+
+const MODELS = ['half_plus_two', 'keras_mlp', 'two_io', 'int64_in', 'float64_in', 'string_in', 'bool_in', 'float16_in'];
 
 let fixtures: string;
 let base: string;
@@ -73,11 +75,15 @@ function nested(tensor: any): unknown {
   const dims = tensor.tensor_shape.dim.map((d: { size: string }) => Number(d.size));
   const values: number[] = tensor.float_val.length
     ? tensor.float_val
-    : tensor.int64_val.length
-      ? tensor.int64_val.map(Number)
-      : tensor.bool_val.length
-        ? tensor.bool_val.map(Number)
-        : tensor.int_val;
+    : tensor.double_val.length
+      ? tensor.double_val
+      : tensor.string_val.length
+        ? tensor.string_val.map((b: Buffer) => b.toString())
+        : tensor.int64_val.length
+          ? tensor.int64_val.map(Number)
+          : tensor.bool_val.length
+            ? tensor.bool_val.map(Number)
+            : tensor.int_val;
   const build = (level: number, offset: number): unknown => {
     if (level === dims.length) return values[offset];
     const stride = dims.slice(level + 1).reduce((a: number, b: number) => a * b, 1);
@@ -102,8 +108,7 @@ beforeAll(async () => {
   );
   answers = JSON.parse(await readFile(path.join(fixtures, 'answers.json'), 'utf8')) as Answers;
   base = await tempDir('saved-model');
-  for (const model of ['half_plus_two', 'keras_mlp', 'two_io', 'int64_in', 'float64_in'])
-    await cp(path.join(fixtures, model), path.join(base, model), { recursive: true });
+  for (const model of MODELS) await cp(path.join(fixtures, model), path.join(base, model), { recursive: true });
   // Hostile files: a truncated saved_model.pb, random bytes, a warm-up file of garbage.
   await cp(path.join(fixtures, 'half_plus_two'), path.join(base, 'truncated'), { recursive: true });
   await truncate(path.join(base, 'truncated/1/saved_model.pb'), 100);
@@ -128,7 +133,7 @@ beforeAll(async () => {
     `127.0.0.1:${server.grpcPort}`,
     grpc.credentials.createInsecure(),
   );
-  for (const model of ['half_plus_two', 'keras_mlp', 'two_io', 'int64_in', 'float64_in'])
+  for (const model of MODELS)
     await until(async () => (await status(model))?.model_version_status?.[0]?.state === 'AVAILABLE', 60_000, model);
 }, 180_000);
 
@@ -301,11 +306,111 @@ describe('SavedModels from Python TensorFlow', () => {
     expectClose(nested(decoded.outputs.scaled), want.outputs.scaled);
   });
 
-  it('answers a float64 signature with UNIMPLEMENTED naming the input and dtype', async () => {
-    expect((await status('float64_in')).model_version_status[0].state).toBe('AVAILABLE');
-    const answer = await request(port, 'POST', '/v1/models/float64_in:predict', { instances: [1.5] });
+  it('feeds a float64 input as float32 and answers its float64 output as DT_DOUBLE over gRPC', async () => {
+    const want = answers.float64_in!.serving_default!;
+    const row = await request(port, 'POST', '/v1/models/float64_in:predict', { instances: want.inputs.x });
+    expect(row.status).toBe(200);
+    expectClose(row.json.predictions, want.outputs.y);
+    const shape = { dim: [{ size: '3' }] };
+    const response = await grpcCall('Predict', {
+      model_spec: { name: 'float64_in' },
+      inputs: { x: { dtype: 'DT_DOUBLE', tensor_shape: shape, double_val: want.inputs.x } },
+    });
+    expect(response.outputs.y.dtype).toBe('DT_DOUBLE');
+    expectClose(nested(response.outputs.y), want.outputs.y);
+    // tensor_content: 8 little-endian bytes per value, as tf.make_tensor_proto writes float64.
+    const content = Buffer.from(new Float64Array(want.inputs.x as number[]).buffer);
+    const packed = await grpcCall('Predict', {
+      model_spec: { name: 'float64_in' },
+      inputs: { x: { dtype: 'DT_DOUBLE', tensor_shape: shape, tensor_content: content } },
+    });
+    expectClose(nested(packed.outputs.y), want.outputs.y);
+    const metadata = (await request(port, 'GET', '/v1/models/float64_in/metadata')).json.metadata.signature_def;
+    expect(metadata.signature_def.serving_default.outputs.y.dtype).toBe('DT_DOUBLE');
+  });
+
+  it('feeds string inputs from JSON strings, {"b64"} values and gRPC string_val; answers strings', async () => {
+    const want = answers.string_in!.serving_default!;
+    const words = want.inputs.word as string[];
+    const row = await request(port, 'POST', '/v1/models/string_in:predict', { instances: words });
+    expect(row.status).toBe(200);
+    expect(row.json.predictions.map((p: any) => p.length)).toEqual(want.outputs.length);
+    expect(row.json.predictions.map((p: any) => p.id)).toEqual(want.outputs.id);
+    expect(row.json.predictions.map((p: any) => p.upper)).toEqual(want.outputs.upper);
+    // An output key ending in _bytes answers {"b64": …}, as TF Serving does.
+    expect(row.json.predictions.map((p: any) => Buffer.from(p.raw_bytes.b64, 'base64').toString())).toEqual(words);
+    const b64 = words.map((w) => ({ b64: Buffer.from(w).toString('base64') }));
+    const columnar = await request(port, 'POST', '/v1/models/string_in:predict', { inputs: { word: b64 } });
+    expect(columnar.status).toBe(200);
+    expect(columnar.json.outputs.id).toEqual(want.outputs.id);
+    expect(columnar.json.outputs.upper).toEqual(want.outputs.upper);
+    const response = await grpcCall('Predict', {
+      model_spec: { name: 'string_in' },
+      inputs: {
+        word: {
+          dtype: 'DT_STRING',
+          tensor_shape: { dim: [{ size: String(words.length) }] },
+          string_val: words.map((w) => Buffer.from(w)),
+        },
+      },
+    });
+    expect(response.outputs.upper.dtype).toBe('DT_STRING');
+    expect(nested(response.outputs.upper)).toEqual(want.outputs.upper);
+    expect(nested(response.outputs.id)).toEqual(want.outputs.id);
+    expect(nested(response.outputs.length)).toEqual(want.outputs.length);
+    const metadata = (await request(port, 'GET', '/v1/models/string_in/metadata')).json.metadata.signature_def;
+    expect(metadata.signature_def.serving_default.inputs.word.dtype).toBe('DT_STRING');
+    // A number where a string belongs, and a string over the per-element limit: 400s naming the element.
+    const wrong = await request(port, 'POST', '/v1/models/string_in:predict', { instances: ['cat', 7] });
+    expect(wrong.status).toBe(400);
+    expect(wrong.json.error).toMatch(/instances\[1\]: expected a string or \{"b64": …\} \(dtype DT_STRING\)/);
+    const huge = await request(port, 'POST', '/v1/models/string_in:predict', {
+      instances: [{ b64: Buffer.alloc(8 * 1024 * 1024 + 1).toString('base64') }],
+    });
+    expect(huge.status).toBe(400);
+    expect(huge.json.error).toMatch(/a string of 8388609 bytes exceeds 8388608/);
+  });
+
+  it('feeds a bool input from JSON true/false and gRPC bool_val', async () => {
+    const want = answers.bool_in!.serving_default!;
+    const { flag, x } = want.inputs as { flag: boolean[]; x: number[] };
+    const row = await request(port, 'POST', '/v1/models/bool_in:predict', {
+      instances: flag.map((f, i) => ({ flag: f, x: x[i] })),
+    });
+    expect(row.status).toBe(200);
+    expectClose(
+      row.json.predictions.map((p: any) => p.y),
+      want.outputs.y,
+    );
+    const columnar = await request(port, 'POST', '/v1/models/bool_in:predict', { inputs: { flag, x } });
+    expectClose(columnar.json.outputs.y, want.outputs.y);
+    expectClose(columnar.json.outputs.flipped, want.outputs.flipped);
+    const shape = { dim: [{ size: String(flag.length) }] };
+    const response = await grpcCall('Predict', {
+      model_spec: { name: 'bool_in' },
+      inputs: {
+        flag: { dtype: 'DT_BOOL', tensor_shape: shape, bool_val: flag },
+        x: { dtype: 'DT_FLOAT', tensor_shape: shape, float_val: x },
+      },
+    });
+    expectClose(nested(response.outputs.y), want.outputs.y);
+    expect(response.outputs.flipped.dtype).toBe('DT_BOOL');
+    expectClose(nested(response.outputs.flipped), want.outputs.flipped);
+    // An int32 tensor where the signature wants DT_BOOL: refused, as TF Serving does (no silent casts).
+    const wrong = await grpcCall('Predict', {
+      model_spec: { name: 'bool_in' },
+      inputs: {
+        flag: { dtype: 'DT_INT32', tensor_shape: shape, int_val: [1, 0, 1] },
+        x: { dtype: 'DT_FLOAT', tensor_shape: shape, float_val: x },
+      },
+    }).catch((error: grpc.ServiceError) => error);
+    expect((wrong as grpc.ServiceError).details).toMatch(/inputs\.flag: dtype DT_INT32 does not match .* DT_BOOL/);
+  });
+
+  it('answers a float16 signature with UNIMPLEMENTED naming the input and dtype', async () => {
+    const answer = await request(port, 'POST', '/v1/models/float16_in:predict', { instances: [1.5] });
     expect(answer.status).toBe(501);
-    expect(answer.json.error).toMatch(/input "x" has dtype DT_DOUBLE, which the native binding cannot feed/);
+    expect(answer.json.error).toMatch(/input "x" has dtype DT_HALF, which the native binding cannot feed/);
   });
 
   it('puts a hostile saved_model.pb or warm-up file in error without touching the other models', async () => {
