@@ -311,6 +311,11 @@ export class SavedModelSession {
 
 /** A native tensor for one input, in the placeholder's own dtype. */
 function createFeed(binding: Binding, t: FeedTensor, info: SavedTensorInfo): number {
+  // The binding trusts the shape: a shorter array would have it read past the values (a crash, not an error).
+  const count = t.shape.reduce((a, b) => a * b, 1);
+  const length = info.tfDType === 'DT_STRING' ? (t.strings?.length ?? 0) : t.data.length;
+  if (length !== count)
+    throw new Error(`input ${info.key}: ${length} values for shape [${t.shape.join(', ')}] (${count} needed)`);
   switch (info.tfDType) {
     case 'DT_STRING':
       return binding.createTensor(t.shape, binding.TF_STRING, t.strings ?? []);

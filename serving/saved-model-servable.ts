@@ -8,8 +8,9 @@ import {
   type SavedTensorInfo,
 } from '../engine/saved-model';
 import type { OtherSignature, Servable } from './loader';
-import { DEFAULT_SIGNATURE, type Signature, type TensorSpec, type VersionMetadata } from './signature';
-import type { DenseTensor } from './tensors';
+import { invalidArgument, ServingError } from './errors';
+import { DEFAULT_SIGNATURE, type Signature, takesExamples, type TensorSpec, type VersionMetadata } from './signature';
+import { type DenseTensor, sliceRows } from './tensors';
 
 /**
  * A version folder holding a TensorFlow SavedModel, served like a tfjs one: every signature of its
@@ -79,6 +80,30 @@ function servingSignature(saved: SavedSignature, metadata: VersionMetadata): Sig
   return signature;
 }
 
+/**
+ * A signature over serialized tf.Examples fails as a whole when one example does not parse (a feature
+ * missing or of the wrong type). Then each example is run alone to find the first that fails, and the
+ * answer is a 400 naming it; only the failing path pays for the reruns.
+ */
+function namingTheExample(run: (inputs: DenseTensor[]) => DenseTensor[]) {
+  return (inputs: DenseTensor[]): DenseTensor[] => {
+    try {
+      return run(inputs);
+    } catch (error) {
+      if (error instanceof ServingError) throw error;
+      const rows = inputs[0]!.shape[0]!;
+      for (let i = 0; i < rows; i++) {
+        try {
+          run([sliceRows(inputs[0]!, i, 1)]);
+        } catch (one) {
+          throw invalidArgument(`examples[${i}]: the model could not parse it: ${(one as Error).message}`);
+        }
+      }
+      throw error;
+    }
+  };
+}
+
 /** Bytes under the folder's variables/ (the weights; the loaded-bytes gauge). */
 async function variablesBytes(dir: string): Promise<number> {
   const entries = await readdir(path.join(dir, 'variables'), { withFileTypes: true }).catch(() => []);
@@ -100,7 +125,8 @@ export async function loadSavedModelServable(dir: string, metadata: VersionMetad
         throw new Error(reason);
       };
     }
-    return session.runner(saved) as (inputs: DenseTensor[]) => DenseTensor[];
+    const run = session.runner(saved) as (inputs: DenseTensor[]) => DenseTensor[];
+    return takesExamples(signature) ? namingTheExample(run) : run;
   };
   const all = info.signatures.map((saved) => {
     const signature = servingSignature(saved, metadata);

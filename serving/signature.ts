@@ -13,6 +13,9 @@ import type { RecordInputs } from './records';
 
 export const DEFAULT_SIGNATURE = 'serving_default';
 export const PREDICT_METHOD = 'tensorflow/serving/predict';
+/** A SavedModel's classification and regression signatures (estimator and TFX exports): tf.Examples in. */
+export const CLASSIFY_METHOD = 'tensorflow/serving/classify';
+export const REGRESS_METHOD = 'tensorflow/serving/regress';
 
 export type ServedDType = 'float32' | 'int32';
 
@@ -121,4 +124,13 @@ export function signatureOf(model: tfType.LayersModel, metadata: VersionMetadata
 /** Elements in one row of a tensor of this spec (its shape without the batch dimension). */
 export function rowSize(spec: TensorSpec): number {
   return spec.shape.slice(1).reduce((a, b) => a * b, 1);
+}
+
+/** Whether the signature is a classify or regress one over serialized tf.Examples (its one DT_STRING input). */
+export function takesExamples(signature: Signature): boolean {
+  return (
+    (signature.methodName === CLASSIFY_METHOD || signature.methodName === REGRESS_METHOD) &&
+    signature.inputs.length === 1 &&
+    signature.inputs[0]!.tfDType === 'DT_STRING'
+  );
 }

@@ -30,7 +30,17 @@ type Unary = (
   callback: (e: grpc.ServiceError | null, r: any) => void,
 ) => void;
 
-const MODELS = ['half_plus_two', 'keras_mlp', 'two_io', 'int64_in', 'float64_in', 'string_in', 'bool_in', 'float16_in'];
+const MODELS = [
+  'half_plus_two',
+  'keras_mlp',
+  'two_io',
+  'int64_in',
+  'float64_in',
+  'string_in',
+  'bool_in',
+  'float16_in',
+  'examples_in',
+];
 
 let fixtures: string;
 let base: string;
@@ -405,6 +415,101 @@ describe('SavedModels from Python TensorFlow', () => {
       },
     }).catch((error: grpc.ServiceError) => error);
     expect((wrong as grpc.ServiceError).details).toMatch(/inputs\.flag: dtype DT_INT32 does not match .* DT_BOOL/);
+  });
+
+  it('runs classify and regress signatures over tf.Examples: REST :classify/:regress, gRPC Classify/Regress', async () => {
+    const want = answers.examples_in!;
+    type Example = Record<string, (number | string)[]>;
+    const examples = want.serving_default!.inputs.examples as Example[];
+    const classes = want.serving_default!.outputs.classes as string[][];
+    const scores = want.serving_default!.outputs.scores as number[][];
+    const values = (want.regress_value!.outputs.outputs as number[][]).map((row) => row[0]!);
+    // REST: features as JSON (strings are bytes_list, whole numbers int64_list, others float_list), TF Serving's
+    // `context` merged under each example.
+    const rest = examples.map(({ color, ...rest }) => rest);
+    const body = { context: { color: 'blue' }, examples: rest.map((e, i) => (i === 0 ? { ...e, color: 'red' } : e)) };
+    const classified = await request(port, 'POST', '/v1/models/examples_in:classify', body);
+    expect(classified.status).toBe(200);
+    expect(classified.json.results.map((r: [string, number][]) => r.map(([label]) => label))).toEqual(classes);
+    expectClose(
+      classified.json.results.map((r: [string, number][]) => r.map(([, score]) => score)),
+      scores,
+    );
+    const regressed = await request(port, 'POST', '/v1/models/examples_in:regress', {
+      signature_name: 'regress_value',
+      ...body,
+    });
+    expect(regressed.status).toBe(200);
+    expectClose(regressed.json.results, values);
+    // gRPC: the Input's example_list, and example_list_with_context.
+    const feature = (v: (number | string)[]) =>
+      typeof v[0] === 'string'
+        ? { bytes_list: { value: v.map((s) => Buffer.from(String(s))) } }
+        : v.every(Number.isInteger)
+          ? { int64_list: { value: v.map(String) } }
+          : { float_list: { value: v } };
+    const asMessage = (e: Example) => ({
+      features: { feature: Object.fromEntries(Object.entries(e).map(([k, v]) => [k, feature(v)])) },
+    });
+    const classification = await grpcCall('Classify', {
+      model_spec: { name: 'examples_in' },
+      input: { example_list: { examples: examples.map(asMessage) } },
+    });
+    const got = classification.result.classifications as { classes: { label: string; score: number }[] }[];
+    expect(got.map((c) => c.classes.map((k) => k.label))).toEqual(classes);
+    expectClose(
+      got.map((c) => c.classes.map((k) => k.score)),
+      scores,
+    );
+    const regression = await grpcCall('Regress', {
+      model_spec: { name: 'examples_in', signature_name: 'regress_value' },
+      input: {
+        example_list_with_context: {
+          context: asMessage({ color: ['blue'] }),
+          examples: examples.map((e, i) => asMessage(i === 0 ? e : { ...e, color: ['blue'] })),
+        },
+      },
+    });
+    expect(regression.model_spec.signature_name).toBe('regress_value');
+    expectClose(
+      regression.result.regressions.map((r: { value: number }) => r.value),
+      values,
+    );
+    // A classify signature asked to regress, and a predict model asked to: refused with the reason.
+    const wrongMethod = await request(port, 'POST', '/v1/models/examples_in:regress', body);
+    expect(wrongMethod.status).toBe(400);
+    expect(wrongMethod.json.error).toMatch(/is a tensorflow\/serving\/classify signature; :regress needs/);
+    const predictOnly = await request(port, 'POST', '/v1/models/half_plus_two:regress', { examples: [{ x: 1 }] });
+    expect(predictOnly.status).toBe(501);
+    expect(predictOnly.json.error).toMatch(/regress is served for a SavedModel's regression signature/);
+  });
+
+  it('answers a malformed tf.Example with a 400 naming the example', async () => {
+    // A value that is no feature value: refused before the model runs.
+    const bad = await request(port, 'POST', '/v1/models/examples_in:classify', {
+      examples: [{ x: [1.5, 2.5] }, { x: [1.5, { a: 1 }] }],
+    });
+    expect(bad.status).toBe(400);
+    expect(bad.json.error).toMatch(/examples\[1\]\.x\[1\]: expected a number, a string or \{"b64": …\}/);
+    // Examples that encode but do not parse: the required "x" missing, or of the wrong length.
+    const missing = await request(port, 'POST', '/v1/models/examples_in:classify', {
+      examples: [{ x: [1.5, 2.5] }, { x: [0.5, 0.25] }, { count: 3 }],
+    });
+    expect(missing.status).toBe(400);
+    expect(missing.json.error).toMatch(/^examples\[2\]: the model could not parse it: .*x/);
+    const short = await grpcCall('Classify', {
+      model_spec: { name: 'examples_in' },
+      input: {
+        example_list: {
+          examples: [
+            { features: { feature: { x: { float_list: { value: [0.5] } } } } },
+            { features: { feature: { x: { float_list: { value: [0.5, 1.5] } } } } },
+          ],
+        },
+      },
+    }).catch((error: grpc.ServiceError) => error);
+    expect((short as grpc.ServiceError).code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect((short as grpc.ServiceError).details).toMatch(/^examples\[0\]: the model could not parse it/);
   });
 
   it('answers a float16 signature with UNIMPLEMENTED naming the input and dtype', async () => {
