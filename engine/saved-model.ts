@@ -57,6 +57,68 @@ export interface SavedModelInfo {
   tags: string[];
   /** Every signature of the MetaGraph, sorted by name. */
   signatures: SavedSignature[];
+  /**
+   * The tf.Example features the graph's ParseExample ops read, by name, with the list each wants: how a
+   * JSON number is written into an Example (1 is an int64 to JSON, but a float feature needs a float_list).
+   */
+  exampleFeatures: Record<string, ExampleFeatureKind>;
+}
+
+export type ExampleFeatureKind = 'float' | 'int64' | 'bytes';
+
+interface RawNode {
+  name?: string;
+  op?: string;
+  input?: string[];
+  attr?: Record<
+    string,
+    { list?: { type?: string[] } | null; i?: string; tensor?: { stringVal?: Uint8Array[] } | null } | undefined
+  >;
+}
+
+const FEATURE_KIND: Record<string, ExampleFeatureKind> = { DT_FLOAT: 'float', DT_INT64: 'int64', DT_STRING: 'bytes' };
+
+/**
+ * The features of the graph's ParseExample / ParseExampleV2 ops (an estimator's or TFX's input parsing): their
+ * keys are Const inputs, their dtypes attrs. Ops inside functions (TF2 tf.function graphs) are not seen; there,
+ * a JSON number's type follows TF Serving's rule alone.
+ */
+function exampleFeatureKinds(nodes: RawNode[]): Record<string, ExampleFeatureKind> {
+  const byName = new Map(nodes.map((n) => [n.name ?? '', n]));
+  const keys = (input: string | undefined): string[] => {
+    const node = byName.get((input ?? '').split(':')[0]!);
+    if (node?.op !== 'Const') return [];
+    return (node.attr?.value?.tensor?.stringVal ?? []).map((b) => Buffer.from(b).toString());
+  };
+  const types = (node: RawNode, attr: string) => node.attr?.[attr]?.list?.type ?? [];
+  const out: Record<string, ExampleFeatureKind> = {};
+  const put = (names: string[], dtypes: string[]) =>
+    names.forEach((name, i) => {
+      const kind = FEATURE_KIND[dtypes[i] ?? ''];
+      if (kind) out[name] = kind;
+    });
+  for (const node of nodes) {
+    const input = node.input ?? [];
+    if (node.op === 'ParseExampleV2') {
+      // serialized, names, sparse_keys, dense_keys, ragged_keys, dense_defaults…: the keys are 1-D string Consts.
+      put(keys(input[2]), types(node, 'sparse_types'));
+      put(keys(input[3]), types(node, 'Tdense'));
+      put(keys(input[4]), types(node, 'ragged_value_types'));
+    } else if (node.op === 'ParseExample') {
+      // serialized, names, then one scalar Const per sparse key and per dense key.
+      const sparse = Number(node.attr?.Nsparse?.i ?? 0);
+      const dense = Number(node.attr?.Ndense?.i ?? 0);
+      put(
+        input.slice(2, 2 + sparse).flatMap((i) => keys(i)),
+        types(node, 'sparse_types'),
+      );
+      put(
+        input.slice(2 + sparse, 2 + sparse + dense).flatMap((i) => keys(i)),
+        types(node, 'Tdense'),
+      );
+    }
+  }
+  return out;
 }
 
 const require = createRequire(import.meta.url);
@@ -138,6 +200,7 @@ export function parseSavedModel(bytes: Uint8Array, file: string): SavedModelInfo
   let message: {
     metaGraphs?: {
       metaInfoDef?: { tags?: string[] } | null;
+      graphDef?: { node?: RawNode[] } | null;
       signatureDef?: Record<
         string,
         { inputs?: Record<string, RawTensorInfo>; outputs?: Record<string, RawTensorInfo>; methodName?: string }
@@ -171,7 +234,11 @@ export function parseSavedModel(bytes: Uint8Array, file: string): SavedModelInfo
       inputs: tensorInfos(def.inputs, false, `${file}: signature ${name}`),
       outputs: tensorInfos(def.outputs, true, `${file}: signature ${name}`),
     }));
-  return { tags: meta.metaInfoDef?.tags ?? [], signatures };
+  return {
+    tags: meta.metaInfoDef?.tags ?? [],
+    signatures,
+    exampleFeatures: exampleFeatureKinds(meta.graphDef?.node ?? []),
+  };
 }
 
 /** Why this process cannot load SavedModels, or undefined if it can. */

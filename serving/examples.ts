@@ -32,8 +32,11 @@ function isB64(value: unknown): value is { b64: string } {
   );
 }
 
-/** One JSON feature value (a scalar or a flat list) as a Feature; `where` names it in errors. */
-export function jsonFeature(value: unknown, where: string): Feature {
+/**
+ * One JSON feature value (a scalar or a flat list) as a Feature; `where` names it in errors. `wants` is the list
+ * the model's parsing reads for this feature when the graph says (numbers then follow it).
+ */
+export function jsonFeature(value: unknown, where: string, wants?: Feature['kind']): Feature {
   const list = Array.isArray(value) ? value : [value];
   if (list.length === 0) throw invalidArgument(`${where}: an empty list has no type; leave the feature out`);
   if (list.length > MAX_FEATURE_VALUES)
@@ -56,16 +59,26 @@ export function jsonFeature(value: unknown, where: string): Feature {
       );
   });
   const numbers = list as number[];
+  if (wants === 'float') return { kind: 'float', values: numbers };
   if (numbers.every(Number.isSafeInteger)) return { kind: 'int64', values: numbers.map((v) => BigInt(v)) };
   return { kind: 'float', values: numbers };
 }
 
 /** A JSON object of features (REST's example, merged over its context) as Features. */
-export function jsonFeatures(example: Record<string, unknown>, where: string): Map<string, Feature> {
+export function jsonFeatures(
+  example: Record<string, unknown>,
+  where: string,
+  wants: Record<string, Feature['kind']> = {},
+): Map<string, Feature> {
   const keys = Object.keys(example);
   if (keys.length > MAX_FEATURES)
     throw invalidArgument(`${where}: ${keys.length} features exceed the limit of ${MAX_FEATURES}`);
-  return new Map(keys.map((key) => [key, jsonFeature(example[key], `${where}.${key}`)]));
+  return new Map(
+    keys.map((key) => [
+      key,
+      jsonFeature(example[key], `${where}.${key}`, Object.hasOwn(wants, key) ? wants[key] : undefined),
+    ]),
+  );
 }
 
 /** gRPC's decoded Feature message (proto-loader's object: one of bytes_list, float_list, int64_list). */

@@ -130,6 +130,8 @@ export async function loadSavedModelServable(dir: string, metadata: VersionMetad
   };
   const all = info.signatures.map((saved) => {
     const signature = servingSignature(saved, metadata);
+    if (takesExamples(signature) && Object.keys(info.exampleFeatures).length > 0)
+      signature.exampleFeatures = info.exampleFeatures;
     return { signature, run: runnerOf(saved, signature) };
   });
   // TF Serving's default; a model without one serves its first signature when none is named.

@@ -48,6 +48,11 @@ export interface Signature {
   records?: RecordInputs;
   /** Present when the version takes encoded images (an image preprocessing.json): REST/gRPC decode them. */
   images?: ImageInputs;
+  /**
+   * A SavedModel classify/regress signature's tf.Example features (from the graph's ParseExample ops) and the
+   * list each wants, so a JSON number becomes the float_list or int64_list the model parses.
+   */
+  exampleFeatures?: Record<string, 'float' | 'int64' | 'bytes'>;
   /** Why calls to this signature are refused (UNIMPLEMENTED): a SavedModel's dtype or shape Gantry cannot carry. */
   unsupported?: string;
 }

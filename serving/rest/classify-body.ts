@@ -29,8 +29,9 @@ export function classifyInputs(body: ClassifyBody, model: string, maxRows: numbe
           `signature "${signature.name}" of model "${model}" is a ${signature.methodName} signature; ` +
             `:${verb} needs a ${method} one (name it with signature_name)`,
         );
-      const context = body.context ? jsonFeatures(body.context, 'context') : undefined;
-      const examples = body.examples.map((example, i) => jsonFeatures(example, `examples[${i}]`));
+      const wants = signature.exampleFeatures;
+      const context = body.context ? jsonFeatures(body.context, 'context', wants) : undefined;
+      const examples = body.examples.map((example, i) => jsonFeatures(example, `examples[${i}]`, wants));
       return [examplesTensor(examples, context, maxRows)];
     }
     if (verb === 'regress')

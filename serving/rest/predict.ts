@@ -51,7 +51,7 @@ export const predictRoutes: FastifyPluginAsync<PredictRoutesOptions> = async (ap
   app.post('/v1/models/*', async (request, reply) => {
     const path: ModelPath = parseModelPath((request.params as { '*': string })['*']);
     if (path.metadata || !path.verb)
-      throw new ServingError('NOT_FOUND', 'Malformed request: POST needs :predict, :classify or :feedback');
+      throw new ServingError('NOT_FOUND', 'Malformed request: POST needs :predict, :classify, :regress or :feedback');
     if (path.verb === 'feedback') {
       const body = parseBody(FeedbackBodySchema, request.body, 'body');
       if (!manager.hasModel(path.model))

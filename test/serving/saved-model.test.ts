@@ -417,7 +417,7 @@ describe('SavedModels from Python TensorFlow', () => {
     expect((wrong as grpc.ServiceError).details).toMatch(/inputs\.flag: dtype DT_INT32 does not match .* DT_BOOL/);
   });
 
-  it('runs classify and regress signatures over tf.Examples: REST :classify/:regress, gRPC Classify/Regress', async () => {
+  it('serves classify and regress signatures on tf.Examples over REST and gRPC', async () => {
     const want = answers.examples_in!;
     type Example = Record<string, (number | string)[]>;
     const examples = want.serving_default!.inputs.examples as Example[];
@@ -442,14 +442,14 @@ describe('SavedModels from Python TensorFlow', () => {
     expect(regressed.status).toBe(200);
     expectClose(regressed.json.results, values);
     // gRPC: the Input's example_list, and example_list_with_context.
-    const feature = (v: (number | string)[]) =>
+    const feature = (key: string, v: (number | string)[]) =>
       typeof v[0] === 'string'
         ? { bytes_list: { value: v.map((s) => Buffer.from(String(s))) } }
-        : v.every(Number.isInteger)
+        : key === 'count'
           ? { int64_list: { value: v.map(String) } }
           : { float_list: { value: v } };
     const asMessage = (e: Example) => ({
-      features: { feature: Object.fromEntries(Object.entries(e).map(([k, v]) => [k, feature(v)])) },
+      features: { feature: Object.fromEntries(Object.entries(e).map(([k, v]) => [k, feature(k, v)])) },
     });
     const classification = await grpcCall('Classify', {
       model_spec: { name: 'examples_in' },
