@@ -342,8 +342,10 @@ function stringValues(strings: Uint8Array[], key: string | undefined): (string |
   );
 }
 
-function values(tensor: DenseTensor, key: string | undefined): Float32Array | Int32Array | unknown[] {
-  return tensor.strings ? stringValues(tensor.strings, key) : tensor.data;
+/** A tensor's elements for JSON: strings as stringValues says, a DT_BOOL output (carried as 0/1) as true/false. */
+function values(tensor: DenseTensor, key: string | undefined, tfDType?: string): Float32Array | Int32Array | unknown[] {
+  if (tensor.strings) return stringValues(tensor.strings, key);
+  return tfDType === 'DT_BOOL' ? Array.from(tensor.data, (v) => v !== 0) : tensor.data;
 }
 
 /** A flat slice as nested arrays of `dims` (JSON's view of a tensor). */
@@ -363,14 +365,18 @@ function nest(
   return out;
 }
 
-export function toNested(tensor: DenseTensor, key?: string): unknown {
-  return nest(values(tensor, key), tensor.shape, 0, 0);
+export function toNested(tensor: DenseTensor, key?: string, tfDType?: string): unknown {
+  return nest(values(tensor, key, tfDType), tensor.shape, 0, 0);
 }
 
 /** `predictions`: one entry per row; with one output the row's value, else an object of outputs. */
-export function toPredictions(outputs: DenseTensor[], keys: string[]): unknown[] {
+export function toPredictions(
+  outputs: DenseTensor[],
+  keys: string[],
+  tfDTypes: (string | undefined)[] = [],
+): unknown[] {
   const rows = outputs[0]?.shape[0] ?? 0;
-  const all = outputs.map((t, i) => values(t, keys[i]));
+  const all = outputs.map((t, i) => values(t, keys[i], tfDTypes[i]));
   const rowValue = (i: number, r: number) => {
     const dims = outputs[i]!.shape.slice(1);
     const size = dims.reduce((a, b) => a * b, 1);
@@ -385,9 +391,9 @@ export function toPredictions(outputs: DenseTensor[], keys: string[]): unknown[]
 }
 
 /** `outputs` in the columnar format: the tensor itself with one output, else an object. */
-export function toColumnar(outputs: DenseTensor[], keys: string[]): unknown {
-  if (outputs.length === 1) return toNested(outputs[0]!, keys[0]);
-  return Object.fromEntries(outputs.map((t, i) => [keys[i]!, toNested(t, keys[i])]));
+export function toColumnar(outputs: DenseTensor[], keys: string[], tfDTypes: (string | undefined)[] = []): unknown {
+  if (outputs.length === 1) return toNested(outputs[0]!, keys[0], tfDTypes[0]);
+  return Object.fromEntries(outputs.map((t, i) => [keys[i]!, toNested(t, keys[i], tfDTypes[i])]));
 }
 
 /** The arg-max of each row of a [rows, K] tensor (the predicted class). */

@@ -26,6 +26,11 @@ export function outputKeys(answer: Answer): string[] {
   return answer.signature.outputs.map((s) => s.key);
 }
 
+/** A SavedModel's own output dtypes (DT_BOOL answers true/false in JSON, as TF Serving's does). */
+function outputDTypes(answer: Answer): (string | undefined)[] {
+  return answer.signature.outputs.map((s) => s.tfDType);
+}
+
 /** Sets the headers and returns the JSON body. */
 export function answerReply(reply: FastifyReply, answer: Answer, format: ReplyFormat) {
   answerHeaders(reply, answer);
@@ -33,9 +38,9 @@ export function answerReply(reply: FastifyReply, answer: Answer, format: ReplyFo
   const ids = { model_version: String(answer.version), request_id: answer.requestId };
   switch (format) {
     case 'row':
-      return { predictions: toPredictions(answer.outputs, outputKeys(answer)), ...ids };
+      return { predictions: toPredictions(answer.outputs, outputKeys(answer), outputDTypes(answer)), ...ids };
     case 'columnar':
-      return { outputs: toColumnar(answer.outputs, outputKeys(answer)), ...ids };
+      return { outputs: toColumnar(answer.outputs, outputKeys(answer), outputDTypes(answer)), ...ids };
     case 'classify':
       return {
         results: takesExamples(answer.signature) ? exampleClassResults(answer) : classifyResults(answer),

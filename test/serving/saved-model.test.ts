@@ -277,6 +277,11 @@ describe('SavedModels from Python TensorFlow', () => {
     const row = await request(port, 'POST', '/v1/models/int64_in:predict', { inputs: want.inputs.ids });
     expect(row.status).toBe(200);
     for (const key of ['score', 'doubled', 'positive']) expectClose(row.json.outputs[key], want.outputs[key]);
+    // A DT_BOOL output is JSON true/false, as TF Serving answers it.
+    expect(row.json.outputs.positive).toEqual([
+      [true, true],
+      [false, true],
+    ]);
     const response = await grpcCall('Predict', {
       model_spec: { name: 'int64_in' },
       inputs: tensorProtos(want.inputs, true),
