@@ -86,7 +86,7 @@ export interface MetricFamily {
 // ---- snapshots ----
 
 /** The APIs whose requests are model calls; metadata and status calls are not counted. */
-const MODEL_APIS = new Set(['predict', 'classify']);
+const MODEL_APIS = new Set(['predict', 'classify', 'regress']);
 
 /** A deep copy (snapshots are JSON-safe; structuredClone is not in every workflow sandbox). */
 function clone<T>(value: T): T {
