@@ -196,6 +196,15 @@ export class RingFormation {
       this.refusals.add(`${conn.peer}: held ${this.settings.handshakeTimeoutMs} ms before connect() and dropped`);
     }, this.settings.handshakeTimeoutMs);
     timer.unref();
+    // Garbage (bad magic, a huge length) fails the reader at once: refuse it now, not at connect().
+    conn.onFailure((error) => {
+      const at = this.incoming.indexOf(conn);
+      if (at < 0) return;
+      this.incoming.splice(at, 1);
+      clearTimeout(timer);
+      void conn.closeWith(FrameType.Reject, error.message);
+      this.refusals.add(`${conn.peer}: ${error.message}`);
+    });
     void conn.closed.then(() => {
       clearTimeout(timer);
       const at = this.incoming.indexOf(conn);
