@@ -22,7 +22,8 @@ export const MIN_KEY_BYTES = 32;
 
 /** HMAC-SHA256(key, "gantry-collective-secret" ‖ job id ‖ attempt): the attempt's 32-byte secret. */
 export function deriveAttemptSecret(key: Uint8Array, jobId: string, attempt: number): Buffer {
-  if (key.byteLength < MIN_KEY_BYTES) throw new TypeError(`the collective key must have at least ${MIN_KEY_BYTES} bytes`);
+  if (key.byteLength < MIN_KEY_BYTES)
+    throw new TypeError(`the collective key must have at least ${MIN_KEY_BYTES} bytes`);
   // JSON keeps the fields apart whatever characters the job id holds.
   return createHmac('sha256', key)
     .update(JSON.stringify(['gantry-collective-secret', jobId, attempt]))
