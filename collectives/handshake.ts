@@ -115,10 +115,10 @@ function identityOf(message: Handshake): Handshake {
   return { jobId, attempt, rank, worldSize, ...(sharedMemory === undefined ? {} : { sharedMemory }) };
 }
 
-export function checkSecret(secret: Uint8Array): void {
-  if (!(secret instanceof Uint8Array) || secret.byteLength < SECRET_BYTES)
-    throw new TypeError(`the collective secret must be a Uint8Array of ≥ ${SECRET_BYTES} bytes`);
-}
+/** Why a proof may fail for a genuine trainer: the one misconfiguration that looks like a stranger. */
+const NOT_A_MEMBER =
+  '(not a trainer of this attempt, or trainers whose worker keys differ: ' +
+  'set GANTRY_COLLECTIVE_KEY alike on every host)';
 
 /**
  * Accepting side: read the caller's Hello, check it is `expectedRank`, answer Welcome with a
@@ -160,7 +160,7 @@ export async function acceptHandshake(
       'handshake proof',
     );
     if (!sameProof(Buffer.from(answer.proof, 'hex'), handshakeProof(secret, 'dial', theirs, challenge))) {
-      refusal = `rank ${theirs.rank}'s proof of membership does not verify (not a trainer of this attempt)`;
+      refusal = `rank ${theirs.rank}'s proof of membership does not verify ${NOT_A_MEMBER}`;
     } else {
       conn.send(FrameType.Ready, 0);
       return theirs;
@@ -208,7 +208,7 @@ export async function offerHandshake(
       handshakeMismatch(theirs, ours, 'right', peerRank) ??
       (sameProof(Buffer.from(welcome.proof, 'hex'), handshakeProof(secret, 'accept', theirs, challenge))
         ? undefined
-        : `its proof of membership does not verify (not a trainer of this attempt)`);
+        : `its proof of membership does not verify ${NOT_A_MEMBER}`);
     if (problem) {
       void conn.closeWith(FrameType.Reject, problem);
       throw new CollectiveError(

@@ -7,8 +7,14 @@ import type { PeerAddress } from './options';
 /**
  * How a rank takes its place in the ring: it listens (before it knows its rank), then dials rank+1
  * and accepts rank−1, handshaking both ways (handshake.ts) so that a connection from another job
- * or a stale attempt is refused instead of joining. Connections that arrive before connect() are
- * held (and buffered) until it is called.
+ * or a stale attempt is refused instead of joining, and both sides prove they hold the attempt's
+ * secret, so a stranger who can reach the port cannot join. Connections that arrive before
+ * connect() are held (and buffered) until it is called.
+ *
+ * What a stranger can make a rank hold is bounded: at most maxPendingConnections connections
+ * without a handshake (more are closed at once, silently, so that a neighbour caught in a flood
+ * retries), each until handshakeTimeoutMs after its accept, each reading at most a handshake's
+ * worth of frames before it is paused; refusals are counted, and only the last few described.
  */
 
 /** Open the group's listening socket (port 0: a free one). */
@@ -312,6 +318,8 @@ export class RingFormation {
         conn = FramedSocket.dial(peer.host, peer.port, {
           peer: `rank ${peer.rank} at ${peer.host}:${peer.port}`,
           maxPayloadBytes: HANDSHAKE_MAX_BYTES,
+          // Until it has proved itself, the listener gets no more of our memory than a stranger does.
+          maxQueuedBytes: HANDSHAKE_MAX_BYTES,
           timeoutMs: this.settings.timeoutMs,
         });
         this.pending.add(conn);

@@ -160,10 +160,11 @@ export class Segment {
    */
   static attach(addon: SharedMemoryAddon, dir: string, identity: SegmentIdentity, capacity: number): Segment {
     const path = segmentPath(dir, identity);
-    const stat = statSync(path);
-    if (typeof process.getuid === 'function' && stat.uid !== process.getuid())
+    // (A missing file is left to map(), whose error says so.)
+    const stat = statSync(path, { throwIfNoEntry: false });
+    if (stat && typeof process.getuid === 'function' && stat.uid !== process.getuid())
       throw new Error(`${path} belongs to uid ${stat.uid}, not this user: not a peer's segment`);
-    if ((stat.mode & 0o077) !== 0)
+    if (stat && (stat.mode & 0o077) !== 0)
       throw new Error(`${path} is open to other users (mode ${(stat.mode & 0o777).toString(8)}): not a peer's segment`);
     const segment = new Segment(path, identity.nonce, capacity, addon.map(path, Segment.byteLength(capacity), false));
     const c = segment.control;
