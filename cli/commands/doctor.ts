@@ -191,12 +191,14 @@ export async function findUnreplayable(options: {
 
 /** What to do about workflows this build cannot replay: the advice `gantry doctor` prints with them. */
 export const UNREPLAYABLE_ADVICE =
-  'these workflows were started by an earlier build whose workflow code this one changed without a `patched()` ' +
-  "marker; their next task fails until a worker of that build takes it. Run the earlier build's workers " +
-  '(`gantry worker` from it, on the same task queues) until they finish: a rollout or experiment ends by itself ' +
-  '(or `gantry rollout`/`gantry experiment stop` it from that build), a registry hands its state to a new run ' +
-  'after its history limit. Or, for a rollout or experiment, `temporal workflow terminate --workflow-id ID` and ' +
-  'start it again with this build; never terminate a registry: its versions and aliases live in its state.';
+  'an earlier build started them and this build changed their workflow code without a `patched()` marker: ' +
+  'their next workflow task fails (and retries) until a worker of the earlier build takes it. Fix this build ' +
+  "(the change behind `if (patched('<id>'))`, see workflows/index.ts) and deploy it; or run the earlier build's " +
+  'workers (`gantry worker` from it, same task queues) until these close — a rollout or an experiment ends by ' +
+  'itself (`gantry experiment stop <model>` ends one now), a registry hands its state to a new run when its ' +
+  'history passes its limit. A rollout or experiment may instead be terminated (`temporal workflow terminate ' +
+  '--workflow-id <id>`) and started again with this build; never terminate a registry: its versions and ' +
+  'aliases live in its state.';
 
 /** The doctor's line about running workflows, when a Temporal server is reachable. */
 async function replayCheck(): Promise<Check[]> {
