@@ -1,6 +1,6 @@
 /**
- * `npm run record-histories [-- --release NAME]`: records the event history of every workflow type Gantry's
- * workers run, over its main paths, into test/replay/histories/<release>/ (one JSON file per case and a
+ * `npm run record-histories [-- --release NAME] [--only TEXT]`: records the event history of every workflow
+ * type Gantry's workers run, over its main paths, into test/replay/histories/<release>/ (one JSON file per case and a
  * manifest.json), for test/replay/replay.test.ts to replay against the current workflow bundle.
  *
  * The workflows run for real on Temporal's time-skipping test server (minute-long bakes take seconds) with
@@ -9,6 +9,9 @@
  * activity's result is as good as a real one as long as it takes the same branches. Long-running
  * workflows (registry, rollout, experiment) are recorded both completed and left open mid-way, as a
  * `.gantry/` home holds them when its workers are upgraded.
+ *
+ * --release defaults to <package version>-<short commit>; --only records the cases whose
+ * `<workflowType>-<case>` contains TEXT and keeps the release's other recordings.
  *
  * Recordings accumulate: each release keeps its folder, so every supported release's histories keep
  * replaying. Record once per release, from that release's code, before changing any workflow.
@@ -620,6 +623,15 @@ async function main(): Promise<void> {
     recordedAt: new Date().toISOString(),
     histories: recorded,
   };
+  if (values.only) {
+    // Some cases re-recorded: the release's other recordings stay in its manifest.
+    const previous = await readFile(path.join(dir, 'manifest.json'), 'utf8').then(
+      (text) => (JSON.parse(text) as HistoryManifest).histories,
+      () => [],
+    );
+    const fresh = new Set(recorded.map((r) => r.file));
+    manifest.histories = [...previous.filter((h) => !fresh.has(h.file)), ...recorded];
+  }
   await writeFile(path.join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   // In the formatter's layout, so `make lint` (biome format .) passes over the checked-in recordings.
   execFileSync('npx', ['biome', 'format', '--write', dir], { cwd: PROJECT_ROOT, stdio: 'ignore' });
