@@ -62,13 +62,12 @@ describe('recorded workflow histories replay against the current workflow code',
 });
 
 /**
- * The mechanism protects: a copy of workflows/import-model.ts changed the way a careless release would (an extra
- * activity call before staging) fails the replay of its recordings with a nondeterminism error, and the same change
- * behind `patched()` replays.
+ * The mechanism protects: a copy of a workflow changed the way a careless release would (an activity call inserted)
+ * fails the replay of its recordings with a nondeterminism error, and the same change behind `patched()` replays.
+ * Shown on the import (a short workflow) and on the registry (the entity workflow a `.gantry/` home keeps open).
  */
 describe('a changed workflow', () => {
   let dir: string;
-  const imports = recordings.filter((r) => r.workflowType === 'importModelWorkflow');
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'gantry-replay-'));
@@ -77,24 +76,20 @@ describe('a changed workflow', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  /** workflows/import-model.ts with `insert` before its call to stageImport, bundled from a folder of its own. */
-  async function changedImportModel(insert: string): Promise<WorkflowBundleOption> {
+  /** workflows/<file> with `insert` before the line `anchor`, bundled from a folder of its own. */
+  async function changedWorkflow(file: string, anchor: string, insert: string): Promise<WorkflowBundleOption> {
     const workflows = path.join(PROJECT_ROOT, 'workflows');
-    const source = await readFile(path.join(workflows, 'import-model.ts'), 'utf8');
-    const anchor = '  const { artifactUri } = await activities.stageImport(';
+    const source = await readFile(path.join(workflows, file), 'utf8');
     expect(source).toContain(anchor);
-    const changed = source
-      .replace("from './api'", `from '${path.join(workflows, 'api.ts')}'`)
-      .replace("from './deploy-activities'", `from '${path.join(workflows, 'deploy-activities.ts')}'`)
-      .replace(
-        "import { proxyActivities, workflowInfo } from '@temporalio/workflow';",
-        "import { patched, proxyActivities, workflowInfo } from '@temporalio/workflow';",
-      )
-      .replace(anchor, `${insert}\n${anchor}`);
-    const file = path.join(dir, `import-model-${Math.random().toString(36).slice(2)}.ts`);
-    await writeFile(file, changed);
+    const changed =
+      "import { patched } from '@temporalio/workflow';\n" +
+      source
+        .replace(/from '\.\/([\w-]+)'/g, (_, name: string) => `from '${path.join(workflows, `${name}.ts`)}'`)
+        .replace(anchor, `${insert}\n${anchor}`);
+    const copy = path.join(dir, `${Math.random().toString(36).slice(2)}-${file}`);
+    await writeFile(copy, changed);
     const { code } = await bundleWorkflowCode({
-      workflowsPath: file,
+      workflowsPath: copy,
       // The copy lives outside the repository: its imports resolve from the repository's node_modules.
       webpackConfigHook: (config) => {
         config.resolve = { ...config.resolve, modules: [path.join(PROJECT_ROOT, 'node_modules'), 'node_modules'] };
@@ -105,19 +100,37 @@ describe('a changed workflow', () => {
     return { code };
   }
 
-  const extraCall = 'await activities.inspectImport({ path: input.path, signature: input.signature });';
+  const changes = [
+    {
+      workflowType: 'importModelWorkflow',
+      file: 'import-model.ts',
+      anchor: '  const { artifactUri } = await activities.stageImport(',
+      call: 'await activities.inspectImport({ path: input.path, signature: input.signature });',
+      indent: '  ',
+    },
+    {
+      workflowType: 'registryWorkflow',
+      file: 'registry.ts',
+      anchor: '    await condition(mustContinue, reconcileInterval);',
+      call: 'await deploy.servingServers();',
+      indent: '    ',
+    },
+  ];
 
-  it('an activity call inserted without a patch breaks the replay of the recordings', async () => {
-    expect(imports.length).toBeGreaterThan(0);
-    const failures = await replay(await changedImportModel(`  ${extraCall}`), imports);
-    expect(failures).toHaveLength(imports.length);
+  it.each(changes)('$workflowType: an activity call inserted without a patch breaks the replay', async (change) => {
+    const of = recordings.filter((r) => r.workflowType === change.workflowType);
+    expect(of.length).toBeGreaterThan(0);
+    const failures = await replay(await changedWorkflow(change.file, change.anchor, change.indent + change.call), of);
+    expect(failures).toHaveLength(of.length);
     for (const failure of failures)
-      expect(failure).toMatch(/^importModelWorkflow ".+" \(release .+\): DeterminismViolationError/);
-    expect(failures.join('\n')).toMatch(/Nondeterminism|nondeterminism/);
+      expect(failure).toMatch(new RegExp(`^${change.workflowType} ".+" \\(release .+\\): DeterminismViolationError`));
+    expect(failures.join('\n')).toMatch(/nondeterminism/i);
   });
 
-  it("the same change behind patched('…') replays", async () => {
-    const failures = await replay(await changedImportModel(`  if (patched('inspect-twice')) ${extraCall}`), imports);
+  it.each(changes)("$workflowType: the same change behind patched('…') replays", async (change) => {
+    const of = recordings.filter((r) => r.workflowType === change.workflowType);
+    const insert = `${change.indent}if (patched('extra-call')) ${change.call}`;
+    const failures = await replay(await changedWorkflow(change.file, change.anchor, insert), of);
     expect(failures, failures.join('\n')).toEqual([]);
   });
 });
