@@ -4,7 +4,7 @@ import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { withClient } from '../../control/connect';
 import { deploymentPrefix, taskQueueOf } from '../../control/task-queues';
-import { readServeSignature, SavedModelError } from '../../engine/saved-model-signatures';
+import { readServeSignature, SavedModelError } from '../../engine/saved-model';
 import { importWorkflowId, type ImportResult } from '../../workflows/api';
 import { importModelWorkflow } from '../../workflows/import-model';
 import { CommandFailed, UsageError } from '../errors';
