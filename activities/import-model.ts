@@ -16,6 +16,7 @@ import {
   findSignature,
   readSavedModel,
   readServeSignature,
+  SAVED_MODEL_FILE,
   SavedModelError,
   type SavedTensorInfo,
 } from '../engine/saved-model';
@@ -331,7 +332,7 @@ export function createImportActivities(deps: ActivityDeps): ImportActivities {
       if (!info.isDirectory()) throw refused(`${dir} is not a folder (a SavedModel or a tfjs model.json folder)`);
       const files = await listFiles(dir);
       const names = new Set(files.map((f) => f.name));
-      if (names.has('saved_model.pb')) {
+      if (names.has(SAVED_MODEL_FILE)) {
         try {
           const sig = await readServeSignature(dir, signature);
           return {
