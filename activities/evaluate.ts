@@ -11,7 +11,7 @@ import { deserializeModel, loadModelFromStore, WEIGHTS_FILE } from '../engine/mo
 import type { ActivityDeps } from './deps';
 import { decideBlessing } from './blessing';
 import { measurePublishedFolder } from './import-model';
-import { SavedModelError } from '../engine/saved-model-signatures';
+import { SavedModelError } from '../engine/saved-model';
 import { asActivityFailure, checkedSpec } from './failures';
 import { readRegistry } from '../control/registry';
 import type { EvaluateInput, EvaluationResult } from '../workflows/api';

@@ -13,11 +13,14 @@ import { activeBackend, tf } from '../engine/backend';
 import { deserializeModel, WEIGHTS_FILE } from '../engine/model-files';
 import {
   DEFAULT_SIGNATURE,
-  loadSavedModelSignature,
+  findSignature,
+  readSavedModel,
   readServeSignature,
+  SAVED_MODEL_FILE,
   SavedModelError,
-  type TensorInfo,
-} from '../engine/saved-model-signatures';
+  type SavedTensorInfo,
+} from '../engine/saved-model';
+import { loadSavedModelRunner } from '../engine/saved-model-session';
 import { EvaluationSpecSchema, type PipelineSpec } from '../pipelines/spec';
 import { evaluateModel, type ModelMetrics, type Predictor } from '../training/evaluate';
 import { validatePipeline } from '../pipelines/define';
@@ -112,13 +115,18 @@ async function loadTfjs(read: (name: string) => Promise<Buffer>, where: string):
   }
 }
 
-const tensorOfLayer = (t: tfType.SymbolicTensor): TensorInfo => ({
+type DescribedTensor = ImportInspection['inputs'][number];
+const tensorOfLayer = (t: tfType.SymbolicTensor): DescribedTensor => ({
   key: t.sourceLayer.name,
-  tensor: t.name,
   dtype: t.dtype === 'float32' ? 'DT_FLOAT' : t.dtype === 'int32' ? 'DT_INT32' : `DT_${t.dtype.toUpperCase()}`,
   shape: t.shape.map((d) => d ?? -1),
 });
-const described = ({ key, dtype, shape }: TensorInfo) => ({ key, dtype, shape });
+/** A signature's tensor as an inspection lists it (TensorFlow's dtype name; null for an unknown rank). */
+const described = ({ key, tfDType, shape }: SavedTensorInfo): DescribedTensor => ({
+  key,
+  dtype: tfDType,
+  shape: shape ?? null,
+});
 
 /** The local folder of a file:// URI (SavedModels load from a folder; the store is file-based today). */
 function localFolder(uri: string): string {
@@ -178,8 +186,8 @@ async function savedModelPredictor(
   signatureName: string,
   inputShape: number[],
 ): Promise<Predictor & { dispose(): void }> {
-  const signature = await readServeSignature(dir, signatureName);
-  const runner = await loadSavedModelSignature(dir, signature);
+  const info = await readSavedModel(dir);
+  const runner = loadSavedModelRunner(dir, info.tags, findSignature(info, signatureName, dir));
   return {
     predict: ((xs: tfType.Tensor) => {
       const batch = tf.reshape(xs, [xs.shape[0]!, ...inputShape]);
@@ -302,7 +310,7 @@ export async function measurePublishedFolder(
     predictor = await loadTfjs((name) => readFile(path.join(folder, name)), folder);
   } else {
     const sig = await readServeSignature(folder, signature);
-    const fit = fitSignature(sig.inputs, sig.outputs, manifest);
+    const fit = fitSignature(sig.inputs.map(described), sig.outputs.map(described), manifest);
     if ('reason' in fit) throw new SavedModelError(fit.reason);
     predictor = await savedModelPredictor(folder, signature, fit.inputShape);
   }
@@ -324,7 +332,7 @@ export function createImportActivities(deps: ActivityDeps): ImportActivities {
       if (!info.isDirectory()) throw refused(`${dir} is not a folder (a SavedModel or a tfjs model.json folder)`);
       const files = await listFiles(dir);
       const names = new Set(files.map((f) => f.name));
-      if (names.has('saved_model.pb')) {
+      if (names.has(SAVED_MODEL_FILE)) {
         try {
           const sig = await readServeSignature(dir, signature);
           return {
@@ -349,8 +357,8 @@ export function createImportActivities(deps: ActivityDeps): ImportActivities {
           return {
             format: 'tfjs',
             signature,
-            inputs: model.inputs.map(tensorOfLayer).map(described),
-            outputs: model.outputs.map(tensorOfLayer).map(described),
+            inputs: model.inputs.map(tensorOfLayer),
+            outputs: model.outputs.map(tensorOfLayer),
             files: files.filter((f) => keep.has(f.name)),
           };
         } finally {

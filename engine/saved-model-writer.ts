@@ -1,5 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { compileInferenceGraphInputs, GraphUnsupported } from './forward-graph';
+import { DEFAULT_SIGNATURE, SAVED_MODEL_FILE, SERVE_TAG } from './saved-model';
 
 /**
  * A layers model as a TensorFlow SavedModel that Python TensorFlow (`tf.saved_model.load`) and
@@ -16,9 +17,10 @@ import { compileInferenceGraphInputs, GraphUnsupported } from './forward-graph';
  * (GraphUnsupported) gets no SavedModel, and the reason says why.
  */
 
-export const SAVED_MODEL_FILE = 'saved_model.pb';
-export const SAVED_MODEL_TAG = 'serve';
-export const SERVING_SIGNATURE = 'serving_default';
+export { SAVED_MODEL_FILE };
+// The reader's names (engine/saved-model.ts), so what is written is what is read.
+export const SAVED_MODEL_TAG = SERVE_TAG;
+export const SERVING_SIGNATURE = DEFAULT_SIGNATURE;
 export const PREDICT_METHOD_NAME = 'tensorflow/serving/predict';
 /** TensorFlow Serving's folder for files beside the model (its warm-up requests live there too). */
 export const ASSETS_EXTRA_DIR = 'assets.extra';

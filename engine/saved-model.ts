@@ -2,14 +2,13 @@ import { createRequire } from 'node:module';
 import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type protobufType from 'protobufjs';
-import { tf } from './backend';
 import { TENSORFLOW_PROTO_ROOT } from './protos';
 
 /**
  * A TensorFlow SavedModel folder (`saved_model.pb` + `variables/`, as Python's tf.saved_model.save
- * and Keras's model.export() write it) read and run: its `serve` MetaGraph's SignatureDefs parsed
- * with the same protos the graph writer uses, and the folder loaded as one libtensorflow session
- * through tfjs-node's SavedModel binding (the one graph-session.ts uses for Gantry's own graphs).
+ * and Keras's model.export() write it) read: its `serve` MetaGraph's SignatureDefs parsed, bounded,
+ * with the same protos the graph writer uses. The one reader of the model server, `gantry models
+ * import` and evaluation; saved-model-session.ts runs a signature (native backend only).
  *
  * What the binding can feed: DT_FLOAT, DT_INT32 and DT_INT64 — tfjs has no int64, so int64 values
  * travel as int32 and the binding widens them (values outside ±2^31 cannot be sent) — DT_BOOL (0/1 as
@@ -26,9 +25,16 @@ export const SAVED_MODEL_FILE = 'saved_model.pb';
 export const SERVE_TAG = 'serve';
 /** Larger than any graph worth serving (the weights live in variables/): read no further. */
 export const MAX_SAVED_MODEL_BYTES = 1024 * 1024 * 1024;
+/** TF Serving's default signature (and a tfjs model's only one). */
+export const DEFAULT_SIGNATURE = 'serving_default';
 /** Signatures and tensors per signature a MetaGraph may list before it is taken for hostile. */
 const MAX_SIGNATURES = 1000;
 const MAX_TENSORS = 10_000;
+
+/** A SavedModel that cannot be read or run: a missing, oversized or corrupt saved_model.pb, no such signature. */
+export class SavedModelError extends Error {
+  override name = 'SavedModelError';
+}
 
 /** The dtypes Gantry moves between the wire and the binding. */
 export type FeedDType = 'float32' | 'int32' | 'string';
@@ -154,7 +160,8 @@ interface RawTensorInfo {
 
 function tensorInfos(map: Record<string, RawTensorInfo> | undefined, fetch: boolean, where: string) {
   const entries = Object.entries(map ?? {});
-  if (entries.length > MAX_TENSORS) throw new Error(`${where} lists ${entries.length} tensors (limit ${MAX_TENSORS})`);
+  if (entries.length > MAX_TENSORS)
+    throw new SavedModelError(`${where} lists ${entries.length} tensors (limit ${MAX_TENSORS})`);
   return entries
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([key, info]): SavedTensorInfo => {
@@ -177,16 +184,18 @@ function tensorInfos(map: Record<string, RawTensorInfo> | undefined, fetch: bool
 export async function readSavedModel(dir: string): Promise<SavedModelInfo> {
   const file = path.join(dir, SAVED_MODEL_FILE);
   const info = await stat(file).catch((error: NodeJS.ErrnoException) => {
-    throw new Error(
+    throw new SavedModelError(
       error.code === 'ENOENT' ? `no ${SAVED_MODEL_FILE} in ${dir}` : `cannot read ${file}: ${error.message}`,
     );
   });
-  if (!info.isFile()) throw new Error(`${file} is not a file`);
+  if (!info.isFile()) throw new SavedModelError(`${file} is not a file`);
   if (info.size > MAX_SAVED_MODEL_BYTES)
-    throw new Error(`${file} is ${info.size} bytes, over the limit of ${MAX_SAVED_MODEL_BYTES}`);
+    throw new SavedModelError(`${file} is ${info.size} bytes, over the limit of ${MAX_SAVED_MODEL_BYTES}`);
   // Read exactly the size stat saw: a file that grows meanwhile cannot make us allocate more.
   const bytes = Buffer.alloc(info.size);
-  const handle = await open(file, 'r');
+  const handle = await open(file, 'r').catch((error: Error) => {
+    throw new SavedModelError(`cannot read ${file}: ${error.message}`);
+  });
   try {
     await handle.read(bytes, 0, info.size, 0);
   } finally {
@@ -211,19 +220,19 @@ export function parseSavedModel(bytes: Uint8Array, file: string): SavedModelInfo
     const type = SavedModelType();
     message = type.toObject(type.decode(bytes), { enums: String, longs: String }) as typeof message;
   } catch (error) {
-    throw new Error(`${file} is not a SavedModel: ${(error as Error).message}`);
+    throw new SavedModelError(`${file} is not a SavedModel: ${(error as Error).message}`);
   }
   const metaGraphs = message.metaGraphs ?? [];
-  if (metaGraphs.length === 0) throw new Error(`${file} is not a SavedModel: it holds no MetaGraph`);
+  if (metaGraphs.length === 0) throw new SavedModelError(`${file} is not a SavedModel: it holds no MetaGraph`);
   const meta = metaGraphs.find((m) => (m.metaInfoDef?.tags ?? []).includes(SERVE_TAG));
   if (!meta) {
     const sets = metaGraphs.map((m) => `[${(m.metaInfoDef?.tags ?? []).join(', ')}]`).join(', ');
-    throw new Error(`${file} has no MetaGraph tagged "${SERVE_TAG}" (its tag sets: ${sets})`);
+    throw new SavedModelError(`${file} has no MetaGraph tagged "${SERVE_TAG}" (its tag sets: ${sets})`);
   }
   const defs = Object.entries(meta.signatureDef ?? {});
-  if (defs.length === 0) throw new Error(`${file}: the "${SERVE_TAG}" MetaGraph has no signatures`);
+  if (defs.length === 0) throw new SavedModelError(`${file}: the "${SERVE_TAG}" MetaGraph has no signatures`);
   if (defs.length > MAX_SIGNATURES)
-    throw new Error(`${file} lists ${defs.length} signatures (limit ${MAX_SIGNATURES})`);
+    throw new SavedModelError(`${file} lists ${defs.length} signatures (limit ${MAX_SIGNATURES})`);
   const signatures = defs
     // `__saved_model_init_op` is the loader's own entry (it runs at load), not a signature to serve.
     .filter(([name]) => name !== '__saved_model_init_op')
@@ -241,199 +250,17 @@ export function parseSavedModel(bytes: Uint8Array, file: string): SavedModelInfo
   };
 }
 
-/** Why this process cannot load SavedModels, or undefined if it can. */
-export function savedModelsUnavailable(): string | undefined {
-  if (tf.getBackend() === 'tensorflow') return undefined;
-  return (
-    `a SavedModel runs on the native backend (tfjs-node, TensorFlow's C library), but this server runs the ` +
-    `${tf.getBackend()} backend; install it with \`bash scripts/setup.sh\` and do not set GANTRY_BACKEND to ` +
-    `wasm or cpu`
-  );
-}
-
-/** A tensor as the session takes and gives it (structurally serving's DenseTensor). */
-export interface FeedTensor {
-  dtype: 'float32' | 'int32';
-  shape: number[];
-  /** Empty for a string tensor. */
-  data: Float32Array | Int32Array;
-  /** A DT_STRING tensor's values, row-major (serving's DenseTensor.strings). */
-  strings?: Uint8Array[];
-}
-
-/** TF_DataType's value for float64 (the binding exports no constant for it). */
-const TF_DOUBLE = 2;
-
-/**
- * tfjs-node's native binding, used directly: its SavedModel entry points take and give native tensor ids.
- * Going around tfjs's runSavedModel avoids its int64 encoding (it widens an int32 tensor with a zero high
- * word, so -7 arrives as 4294967289) and its int64 outputs (a console warning per call).
- */
-interface Binding {
-  TF_FLOAT: number;
-  TF_INT32: number;
-  TF_INT64: number;
-  TF_BOOL: number;
-  TF_STRING: number;
-  TF_ATTR_TYPE: number;
-  TF_ATTR_BOOL: number;
-  executeOp(
-    name: string,
-    attrs: { name: string; type: number; value: unknown }[],
-    ids: number[],
-    outputs: number,
-  ): NativeTensor[];
-  loadSavedModel(dir: string, tags: string): number;
-  deleteSavedModel(id: number): void;
-  createTensor(shape: number[], dtype: number, values: Float32Array | Int32Array | Uint8Array | Uint8Array[]): number;
-  deleteTensor(id: number): void;
-  tensorDataSync(id: number): ArrayLike<number | bigint> | Uint8Array[];
-  runSavedModel(id: number, inputIds: number[], inputNames: string, outputNames: string): NativeTensor[];
-}
-
-interface NativeTensor {
-  id: number;
-  shape: number[];
-  dtype: number;
-}
-
-/** int32 values as the int64 tensor's little-endian words: low word, then the sign in the high word. */
-function widenToInt64(values: Int32Array): Int32Array {
-  const out = new Int32Array(values.length * 2);
-  for (let i = 0; i < values.length; i++) {
-    out[i * 2] = values[i]!;
-    out[i * 2 + 1] = values[i]! < 0 ? -1 : 0;
+/** The named signature of the SavedModel in `dir`, or an error listing the ones there are. */
+export function findSignature(info: SavedModelInfo, name: string, dir: string): SavedSignature {
+  const found = info.signatures.find((s) => s.name === name);
+  if (!found) {
+    const known = info.signatures.map((s) => s.name).join(', ') || 'none';
+    throw new SavedModelError(`${dir} has no signature "${name}" (signatures: ${known})`);
   }
-  return out;
+  return found;
 }
 
-/** One SavedModel folder loaded as a libtensorflow session (variables restored). Native backend only. */
-export class SavedModelSession {
-  private closed = false;
-
-  private constructor(
-    private readonly binding: Binding,
-    private readonly id: number,
-  ) {}
-
-  static open(dir: string, tags: string[]): SavedModelSession {
-    const unavailable = savedModelsUnavailable();
-    if (unavailable) throw new Error(unavailable);
-    const binding = (tf.backend() as unknown as { binding: Binding }).binding;
-    let id: number;
-    try {
-      id = binding.loadSavedModel(path.resolve(dir), tags.join(','));
-    } catch (error) {
-      throw new Error(`TensorFlow could not load the SavedModel in ${dir}: ${(error as Error).message}`);
-    }
-    return new SavedModelSession(binding, id);
-  }
-
-  /**
-   * A signature's forward pass: its feeds and fetches bound once. Inputs come in the signature's
-   * input order; outputs in its output order. Every input and output must have a dtype (checked by
-   * the caller: SavedTensorInfo.dtype).
-   */
-  runner(signature: SavedSignature): (inputs: FeedTensor[]) => FeedTensor[] {
-    const { binding } = this;
-    const inputNames = signature.inputs.map((t) => t.name).join(',');
-    const outputNames = signature.outputs.map((t) => t.name).join(',');
-    return (inputs) => {
-      if (this.closed) throw new Error('the SavedModel session is closed');
-      const ids: number[] = [];
-      const feeds: number[] = [];
-      let outputs: NativeTensor[] = [];
-      const casts: number[] = [];
-      try {
-        inputs.forEach((t, i) => {
-          const id = createFeed(binding, t, signature.inputs[i]!);
-          ids.push(id);
-          if (signature.inputs[i]!.tfDType !== 'DT_DOUBLE') return feeds.push(id);
-          const cast = castTensor(binding, id, binding.TF_FLOAT, TF_DOUBLE);
-          casts.push(cast);
-          feeds.push(cast);
-        });
-        outputs = binding.runSavedModel(this.id, feeds, inputNames, outputNames);
-        return outputs.map((y, i) => {
-          const info = signature.outputs[i]!;
-          if (info.tfDType !== 'DT_DOUBLE') return readOutput(binding.tensorDataSync(y.id), y.shape, info);
-          const cast = castTensor(binding, y.id, TF_DOUBLE, binding.TF_FLOAT);
-          casts.push(cast);
-          return readOutput(binding.tensorDataSync(cast), y.shape, info);
-        });
-      } finally {
-        for (const id of ids) binding.deleteTensor(id);
-        for (const id of casts) binding.deleteTensor(id);
-        for (const y of outputs) binding.deleteTensor(y.id);
-      }
-    };
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.binding.deleteSavedModel(this.id);
-  }
-}
-
-/** A native tensor for one input, in the placeholder's own dtype. */
-function createFeed(binding: Binding, t: FeedTensor, info: SavedTensorInfo): number {
-  // The binding trusts the shape: a shorter array would have it read past the values (a crash, not an error).
-  const count = t.shape.reduce((a, b) => a * b, 1);
-  const length = info.tfDType === 'DT_STRING' ? (t.strings?.length ?? 0) : t.data.length;
-  if (length !== count)
-    throw new Error(`input ${info.key}: ${length} values for shape [${t.shape.join(', ')}] (${count} needed)`);
-  switch (info.tfDType) {
-    case 'DT_STRING':
-      return binding.createTensor(t.shape, binding.TF_STRING, t.strings ?? []);
-    case 'DT_INT64':
-      return binding.createTensor(t.shape, binding.TF_INT64, widenToInt64(t.data as Int32Array));
-    case 'DT_BOOL':
-      return binding.createTensor(
-        t.shape,
-        binding.TF_BOOL,
-        Uint8Array.from(t.data, (v) => (v ? 1 : 0)),
-      );
-    case 'DT_INT32':
-      return binding.createTensor(t.shape, binding.TF_INT32, t.data);
-    default:
-      // DT_FLOAT, and DT_DOUBLE before its cast.
-      return binding.createTensor(t.shape, binding.TF_FLOAT, t.data);
-  }
-}
-
-/** One eager Cast op (the binding can neither create nor read float64 arrays). */
-function castTensor(binding: Binding, id: number, from: number, to: number): number {
-  const attrs = [
-    { name: 'SrcT', type: binding.TF_ATTR_TYPE, value: from },
-    { name: 'DstT', type: binding.TF_ATTR_TYPE, value: to },
-    { name: 'Truncate', type: binding.TF_ATTR_BOOL, value: false },
-  ];
-  return binding.executeOp('Cast', attrs, [id], 1)[0]!.id;
-}
-
-function readOutput(
-  raw: ArrayLike<number | bigint> | Uint8Array[],
-  shape: number[],
-  info: SavedTensorInfo,
-): FeedTensor {
-  if (info.tfDType === 'DT_STRING') {
-    if (!Array.isArray(raw)) throw new Error(`output ${info.key} (DT_STRING) came back without its strings`);
-    return { dtype: 'int32', shape, data: new Int32Array(0), strings: raw as Uint8Array[] };
-  }
-  const values = raw as ArrayLike<number | bigint>;
-  // The binding's buffer is reused by nothing after deleteTensor, but copy anyway: it is freed with the tensor.
-  if ((info.tfDType === 'DT_FLOAT' || info.tfDType === 'DT_DOUBLE') && values instanceof Float32Array)
-    return { dtype: 'float32', shape, data: values.slice() };
-  if (info.tfDType === 'DT_INT32' && values instanceof Int32Array)
-    return { dtype: 'int32', shape, data: values.slice() };
-  // int64 (the binding hands back its 8-byte values) and bool: narrowed to int32, refusing what does not fit.
-  const data = new Int32Array(values.length);
-  for (let i = 0; i < values.length; i++) {
-    const v = Number(values[i]);
-    if (!(v >= -2147483648 && v <= 2147483647))
-      throw new Error(`output ${info.key} (${info.tfDType}) holds ${v}, outside the int32 range Gantry carries`);
-    data[i] = v;
-  }
-  return { dtype: 'int32', shape, data };
+/** The named signature of the `serve` MetaGraph of the SavedModel in `dir`. */
+export async function readServeSignature(dir: string, name: string): Promise<SavedSignature> {
+  return findSignature(await readSavedModel(dir), name, dir);
 }

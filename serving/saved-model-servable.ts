@@ -1,12 +1,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import {
-  readSavedModel,
-  SavedModelSession,
-  savedModelsUnavailable,
-  type SavedSignature,
-  type SavedTensorInfo,
-} from '../engine/saved-model';
+import { readSavedModel, type SavedSignature, type SavedTensorInfo } from '../engine/saved-model';
+import { SavedModelSession, savedModelsUnavailable } from '../engine/saved-model-session';
 import type { OtherSignature, Servable } from './loader';
 import { invalidArgument, ServingError } from './errors';
 import { DEFAULT_SIGNATURE, type Signature, takesExamples, type TensorSpec, type VersionMetadata } from './signature';

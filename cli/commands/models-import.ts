@@ -4,7 +4,7 @@ import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { withClient } from '../../control/connect';
 import { deploymentPrefix, taskQueueOf } from '../../control/task-queues';
-import { readServeSignature, SavedModelError } from '../../engine/saved-model-signatures';
+import { DEFAULT_SIGNATURE, readServeSignature, SAVED_MODEL_FILE, SavedModelError } from '../../engine/saved-model';
 import { importWorkflowId, type ImportResult } from '../../workflows/api';
 import { importModelWorkflow } from '../../workflows/import-model';
 import { CommandFailed, UsageError } from '../errors';
@@ -27,7 +27,7 @@ async function precheck(dir: string, signature: string): Promise<void> {
   const info = await stat(dir).catch(() => null);
   if (!info) throw new UsageError(`${dir} does not exist`);
   if (!info.isDirectory()) throw new UsageError(`${dir} is not a folder (a SavedModel or a tfjs model.json folder)`);
-  if (await stat(path.join(dir, 'saved_model.pb')).catch(() => null)) {
+  if (await stat(path.join(dir, SAVED_MODEL_FILE)).catch(() => null)) {
     try {
       await readServeSignature(dir, signature);
     } catch (error) {
@@ -37,8 +37,8 @@ async function precheck(dir: string, signature: string): Promise<void> {
     return;
   }
   if (await stat(path.join(dir, 'model.json')).catch(() => null)) {
-    if (signature !== 'serving_default')
-      throw new UsageError(`${dir} is a tfjs model, which has one signature: serving_default, not "${signature}"`);
+    if (signature !== DEFAULT_SIGNATURE)
+      throw new UsageError(`${dir} is a tfjs model, which has one signature: ${DEFAULT_SIGNATURE}, not "${signature}"`);
     return;
   }
   throw new UsageError(`${dir} holds neither saved_model.pb (a SavedModel) nor model.json (a tfjs layers model)`);
