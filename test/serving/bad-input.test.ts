@@ -44,21 +44,31 @@ async function expectError(
 
 /** `count` concurrent POSTs of `body` from a child process; their statuses and bodies. */
 async function burst(port: number, count: number, body: string): Promise<{ status: number; body: string }[]> {
+  // Every connection is open before any request is written, and then all are written in one loop: the requests
+  // reach the server together however slowly a loaded machine runs this process (sent one by one as they
+  // connected, they could trickle in slower than the model drains them, and no queue would build).
   const script = `
-    import http from 'node:http';
+    import net from 'node:net';
     const [port, count, body] = [Number(process.argv[1]), Number(process.argv[2]), process.argv[3]];
-    const agent = new http.Agent({ keepAlive: true, maxSockets: count });
-    const one = () => new Promise((resolve, reject) => {
-      const target = { host: '127.0.0.1', port, method: 'POST', path: '/v1/models/fashion:predict', agent };
-      const req = http.request({ ...target, headers: { 'content-type': 'application/json' } }, (res) => {
-        let text = '';
-        res.on('data', (c) => (text += c));
-        res.on('end', () => resolve({ status: res.statusCode, body: text }));
+    const request = 'POST /v1/models/fashion:predict HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n' +
+      'Content-Type: application/json\\r\\nConnection: close\\r\\n' +
+      'Content-Length: ' + Buffer.byteLength(body) + '\\r\\n\\r\\n' + body;
+    const sockets = await Promise.all(Array.from({ length: count }, () => new Promise((resolve, reject) => {
+      const socket = net.connect(port, '127.0.0.1', () => resolve(socket));
+      socket.on('error', reject);
+    })));
+    const answers = sockets.map((socket) => new Promise((resolve, reject) => {
+      const chunks = [];
+      socket.on('data', (c) => chunks.push(c));
+      socket.on('error', reject);
+      socket.on('close', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        const split = text.indexOf('\\r\\n\\r\\n');
+        resolve({ status: Number(text.split(' ')[1]), body: text.slice(split + 4) });
       });
-      req.on('error', reject);
-      req.end(body);
-    });
-    console.log(JSON.stringify(await Promise.all(Array.from({ length: count }, one))));`;
+    }));
+    for (const socket of sockets) socket.write(request);
+    console.log(JSON.stringify(await Promise.all(answers)));`;
   const { stdout } = await promisify(execFile)(
     process.execPath,
     ['--input-type=module', '-e', script, String(port), String(count), body],
