@@ -130,6 +130,7 @@ describe('gantry load', () => {
     expect(summary).toMatchObject({ server: url, sent: 7, answered: 7, stoppedBy: 'requests' });
     // No feedback token: every label is refused by the server (counted as failed), and none is counted.
     expect(summary.feedback).toMatchObject({ sent: 7, accepted: 0, failed: 7 });
+    expect(summary.feedback.lastError).toMatch(/401 .*no feedback token.*GANTRY_FEEDBACK_TOKEN/);
     const window = diffSnapshots(await snapshot(), before);
     expect(Object.values(window.versions).reduce((n, c) => n + c.requests, 0)).toBe(7);
     expect(Object.values(windowStats(window)).reduce((n, s) => n + s.feedback.labelled, 0)).toBe(0);

@@ -138,6 +138,7 @@ export function formatLoadSummary(s: LoadSummary): string {
       `feedback   ${s.feedback.sent} labels sent: ${s.feedback.accepted} accepted, ${s.feedback.unknown} unknown, ` +
         `${s.feedback.rejected} rejected, ${s.feedback.failed} failed`,
     );
+    if (s.feedback.lastError) lines.push(`           last failure: ${s.feedback.lastError}`);
   }
   return lines.join('\n');
 }

@@ -339,6 +339,21 @@ describe('feedback memory', () => {
   });
 });
 
+describe('a server without feedback tokens', () => {
+  it('refuses all feedback unless anonymous feedback is allowed (gantry serve allows it only when told)', async () => {
+    const closed = await startServer(base, { anonymousFeedback: false });
+    try {
+      const fed = await request(closed.restPort!, 'POST', `/v1/models/${MODEL}:feedback`, {
+        feedback: [{ request_id: 'x', labels: 1 }],
+      });
+      expect(fed.status).toBe(403);
+      expect(fed.json.error).toMatch(/takes no feedback.*--feedback-token-file/);
+    } finally {
+      await closed.close();
+    }
+  });
+});
+
 describe('feedback token files', () => {
   it('reads NAME:TOKEN lines and bare tokens, and names the line at fault without the token', () => {
     expect(
