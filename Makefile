@@ -8,6 +8,7 @@ demo: setup
 	bin/gantry demo
 
 test: setup lint
+	bash bench/keras/setup.sh
 	npx tsc --noEmit -p .
 	npx vitest run
 

@@ -2,7 +2,7 @@ import os from 'node:os';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { saveCheckpoint } from '../training/checkpoint';
-import { CollectiveGroup } from '../collectives';
+import { CollectiveGroup, collectiveKey, deriveAttemptSecret } from '../collectives';
 import { createReplicaEngine } from '../training/replica-engine';
 import { type StrategyName, strategyRing } from '../training/distributed/strategies';
 import { replicaLoop, type StepProgress } from '../training/loop';
@@ -65,6 +65,8 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
     const group = await CollectiveGroup.listen({
       jobId,
       attempt: jobAttempt,
+      // Derived here from the worker key, never handed out through Temporal (collectives/secret.ts).
+      secret: deriveAttemptSecret(collectiveKey(), jobId, jobAttempt),
       host: collectiveHost(),
       timeoutMs: collectiveTimeoutMs(),
     });

@@ -13,7 +13,7 @@
  */
 import { once } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
-import { CollectiveGroup, type PeerAddress } from '../collectives';
+import { CollectiveGroup, collectiveKey, deriveAttemptSecret, type PeerAddress } from '../collectives';
 
 type FromParent =
   | { kind: 'peers'; rank: number; peers: PeerAddress[] }
@@ -43,6 +43,7 @@ async function ring(): Promise<void> {
   const group = await CollectiveGroup.listen({
     jobId: 'bench',
     attempt: 0,
+    secret: deriveAttemptSecret(collectiveKey(), 'bench', 0),
     chunkBytes: config.chunkBytes,
     sendBufferBytes: config.sendBufferBytes,
     timeoutMs: 60_000,

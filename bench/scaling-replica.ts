@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { DEFAULT_FASHION_MNIST_DIR, getDataSource } from '../data/sources';
 import { buildModel } from '../training/architectures';
 import { selectBackend, tf } from '../engine/backend';
-import { CollectiveGroup } from '../collectives';
+import { CollectiveGroup, collectiveKey, deriveAttemptSecret } from '../collectives';
 import { createReplicaEngine } from '../training/replica-engine';
 import { strategyRing, type Collective } from '../training/distributed/strategies';
 import { replicaLoop } from '../training/loop';
@@ -24,7 +24,11 @@ const model = buildModel(tf, 'mlp', { featureShape: [28, 28, 1], numClasses: 10,
 const optimizer = createOptimizer('adam', 0.001);
 const { engine, execution } = await createReplicaEngine(model, optimizer, [28, 28, 1], 10);
 
-const group = await CollectiveGroup.listen({ jobId: 'bench-scaling', attempt: 1 });
+const group = await CollectiveGroup.listen({
+  jobId: 'bench-scaling',
+  attempt: 1,
+  secret: deriveAttemptSecret(collectiveKey(), 'bench-scaling', 1),
+});
 console.log(JSON.stringify({ port: group.address.port }));
 const line = await new Promise<string>((resolve) => createInterface({ input: process.stdin }).once('line', resolve));
 const { rank, peers } = JSON.parse(line) as { rank: number; peers: { rank: number; host: string; port: number }[] };

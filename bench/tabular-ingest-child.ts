@@ -5,7 +5,7 @@
  *   node --import tsx bench/tabular-ingest-child.ts FILE STORE_DIR LABEL
  *
  * Prints one JSON line: rows by split, bytes, wall seconds (total, and the scan pass up to the fingerprint), CPU
- * seconds, the RSS before the ingest and the process's peak RSS (KiB).
+ * seconds (total, and the scan pass's), the RSS before the ingest and the process's peak RSS (KiB).
  */
 import { stat } from 'node:fs/promises';
 import { FileArtifactStore } from '../artifacts/store';
@@ -30,11 +30,15 @@ const options = {
   schemaKey: 'pipelines/bench/schema.json',
 };
 let scannedAt: number | undefined;
+let scanCpu: NodeJS.CpuUsage | undefined;
 const cpu0 = process.cpuUsage();
 const started = performance.now();
 const ref = await ingestDataset(options, store, (message) => {
   // The first pass (read, schema, statistics, preprocessing) ends where the fingerprint is known.
-  if (message.startsWith('fingerprint ')) scannedAt = performance.now();
+  if (message.startsWith('fingerprint ')) {
+    scannedAt = performance.now();
+    scanCpu = process.cpuUsage(cpu0);
+  }
   if (process.env.BENCH_VERBOSE) console.error(`[gantry] ${message}`);
 });
 const seconds = (performance.now() - started) / 1000;
@@ -52,6 +56,7 @@ console.log(
     seconds,
     scanSeconds: scannedAt === undefined ? null : (scannedAt - started) / 1000,
     cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    scanCpuSeconds: scanCpu === undefined ? null : (scanCpu.user + scanCpu.system) / 1e6,
     baselineRssKiB,
     // resourceUsage().maxRSS is in KiB: the high-water mark of this process, imports included.
     peakRssKiB: process.resourceUsage().maxRSS,

@@ -30,6 +30,14 @@ export const FRAME_HEADER_BYTES = 16;
 export const DEFAULT_TIMEOUT_MS = 30_000;
 /** Default ceiling on one frame's payload; data frames are one chunk (≤ a few MiB). */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024;
+/**
+ * Default ceiling on the bytes of frames received but not yet asked for (each frame counted with
+ * QUEUED_FRAME_OVERHEAD more): past it the connection stops reading until a receive takes some,
+ * so a peer running ahead (or a stranger streaming frames) meets TCP back-pressure, not our heap.
+ */
+export const DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
+/** What a queued frame costs beyond its payload (its header and bookkeeping): empty frames are not free. */
+export const QUEUED_FRAME_OVERHEAD = 64;
 /** Direct reads of a summed payload go through this much scratch at a time (fits in L2). */
 const SUM_SCRATCH_BYTES = 256 * 1024;
 
@@ -42,6 +50,10 @@ export const FrameType = {
   Reject: 3,
   /** A rank that failed tells its neighbours why (UTF-8 reason) before closing. */
   Abort: 4,
+  /** Connecting side's answer to the accepting side's challenge (JSON: its HMAC proof). */
+  Proof: 5,
+  /** Accepting side's word that the connecting side's proof verified (empty): the link is formed. */
+  Ready: 6,
   AllReduce: 16,
   Broadcast: 17,
   Reduce: 18,
@@ -151,6 +163,8 @@ export interface FrameReaderOptions {
   /** Who is on the other end, for messages: "rank 1", or an address before the handshake. */
   peer: string;
   maxPayloadBytes?: number;
+  /** See DEFAULT_MAX_QUEUED_BYTES. */
+  maxQueuedBytes?: number;
   timeoutMs?: number;
   onFailure?: (error: CollectiveError) => void;
 }
@@ -170,8 +184,13 @@ export class FrameReader {
   peer: string;
   maxPayloadBytes: number;
   readonly timeoutMs: number;
+  maxQueuedBytes: number;
   /** Told once, when the reader fails. */
   onFailure: ((error: CollectiveError) => void) | undefined;
+  /** Told true when the queue of frames not asked for reaches maxQueuedBytes, false when it is below again. */
+  onQueueFull: ((full: boolean) => void) | undefined;
+  private queuedBytes = 0;
+  private queueFull = false;
   private readonly headerBytes = Buffer.alloc(FRAME_HEADER_BYTES);
   private headerFill = 0;
   private current: InFrame | undefined;
@@ -194,6 +213,7 @@ export class FrameReader {
   constructor(options: FrameReaderOptions) {
     this.peer = options.peer;
     this.maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+    this.maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.onFailure = options.onFailure;
   }
@@ -205,6 +225,11 @@ export class FrameReader {
   /** Frames received but not yet asked for. */
   get queuedFrames(): number {
     return this.queued.length;
+  }
+
+  /** Bytes held for frames not yet asked for (payloads plus QUEUED_FRAME_OVERHEAD each). */
+  get queuedByteCount(): number {
+    return this.queuedBytes;
   }
 
   /** Feed bytes from the socket. */
@@ -327,6 +352,7 @@ export class FrameReader {
     this.failedIntoCallerMemory = this.current?.waiter?.options.into !== undefined;
     this.current = undefined;
     this.queued.length = 0;
+    this.queuedBytes = 0;
     for (const waiter of this.waiters.splice(0)) {
       clearTimeout(waiter.timer);
       waiter.reject(this.errorFor(waiter));
@@ -361,6 +387,11 @@ export class FrameReader {
       };
       const ready = this.queued.shift();
       if (ready) {
+        this.queuedBytes -= ready.payload.length + QUEUED_FRAME_OVERHEAD;
+        if (this.queueFull && this.queuedBytes < this.maxQueuedBytes) {
+          this.queueFull = false;
+          this.onQueueFull?.(false);
+        }
         // The frame came first; the waiter never needs a timer.
         this.waiters.push(waiter);
         this.deliverBuffered(waiter, ready.header, ready.payload);
@@ -400,6 +431,13 @@ export class FrameReader {
         new CollectiveError(
           'protocol',
           `bad frame from ${this.peer}: wire version ${version}, this rank speaks version ${FRAME_VERSION}`,
+        ),
+      );
+    } else if (bytes.readUInt16BE(at + 6) !== 0) {
+      this.fail(
+        new CollectiveError(
+          'protocol',
+          `bad frame from ${this.peer}: reserved header bytes are 0x${bytes.readUInt16BE(at + 6).toString(16)}, not 0`,
         ),
       );
     } else if (header.length > this.maxPayloadBytes) {
@@ -458,7 +496,14 @@ export class FrameReader {
     }
     const waiter = this.waiters[0];
     if (waiter) this.deliverBuffered(waiter, header, frame.buffer!);
-    else this.queued.push({ header, payload: frame.buffer! });
+    else {
+      this.queued.push({ header, payload: frame.buffer! });
+      this.queuedBytes += header.length + QUEUED_FRAME_OVERHEAD;
+      if (!this.queueFull && this.queuedBytes >= this.maxQueuedBytes) {
+        this.queueFull = true;
+        this.onQueueFull?.(true);
+      }
+    }
   }
 
   /** Hand a frame that was buffered to the receive at the head of the queue. */
@@ -563,6 +608,7 @@ function reasonOf(error: CollectiveError): { reason?: string } {
 export interface FramedSocketOptions {
   peer: string;
   maxPayloadBytes?: number;
+  maxQueuedBytes?: number;
   timeoutMs?: number;
 }
 
@@ -602,6 +648,12 @@ export class FramedSocket {
         socket.pause();
       }
       this.fail(error);
+    };
+    // Stop reading while the frames nobody asked for yet fill the queue; the peer meets TCP
+    // back-pressure (and its own send deadline) instead of this process buffering without bound.
+    this.reader.onQueueFull = (full) => {
+      if (full) socket.pause();
+      else if (!this.readingStopped) socket.resume();
     };
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
     if (!directReader) socket.on('data', (chunk: Buffer) => this.reader.push(chunk));

@@ -116,6 +116,11 @@ export class CollectiveGroup {
     return { host: this.host, port: this.port };
   }
 
+  /** Connections this rank refused while forming the ring: how many, and the last few reasons. */
+  get refusals(): { count: number; recent: string[] } {
+    return { count: this.ring.refusals.count, recent: this.ring.refusals.reasons };
+  }
+
   get state(): GroupState {
     return this.lifecycle.state;
   }

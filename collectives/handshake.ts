@@ -1,5 +1,7 @@
+import { createHmac, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { CollectiveError, FrameType, type FramedSocket } from './frames';
+import { SECRET_BYTES, sameProof } from './secret';
 import { describeIssues } from '../validation/issues';
 
 /**
@@ -9,8 +11,18 @@ import { describeIssues } from '../validation/issues';
  * identity before a single data byte flows turns that into a clear refusal instead of silently
  * mixed gradients.
  *
- * The connecting side sends Hello; the accepting side answers Welcome (with its own identity, which
- * the connecting side checks in turn) or Reject with the reason, then closes.
+ * Identity alone is no proof: anyone who can reach the port can claim it. So each side also proves
+ * it holds the attempt's secret (secret.ts) with a mutual HMAC-SHA256 challenge:
+ *
+ *   connecting → Hello    { identity, nonce: Nd }
+ *   accepting  → Welcome  { identity, nonce: Na, proof: HMAC(secret, "accept", identity_a, Nd) }
+ *   connecting → Proof    { proof: HMAC(secret, "dial", identity_d, Na) }
+ *   accepting  → Ready    (empty)
+ *
+ * Each proof covers the other side's fresh 32-byte nonce (an old handshake replayed does not
+ * answer this one's challenge), the prover's rank, attempt, job and world size (a proof made for
+ * another rank does not verify) and its role (a challenge reflected back does not either).
+ * Proofs are compared with timingSafeEqual. Any failure is a Reject with the reason, then a close.
  */
 
 export const HandshakeSchema = z
@@ -24,6 +36,14 @@ export const HandshakeSchema = z
   })
   .strict();
 export type Handshake = z.infer<typeof HandshakeSchema>;
+
+const HEX_32 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 32 bytes as 64 lowercase hex digits');
+/** The connecting side's first frame: who it is, and its challenge. */
+export const HelloSchema = HandshakeSchema.extend({ nonce: HEX_32 }).strict();
+/** The accepting side's answer: who it is, its challenge, and its proof for the Hello's challenge. */
+export const WelcomeSchema = HandshakeSchema.extend({ nonce: HEX_32, proof: HEX_32 }).strict();
+/** The connecting side's proof for the Welcome's challenge. */
+export const ProofSchema = z.object({ proof: HEX_32 }).strict();
 
 /** Handshakes are tiny; a peer announcing more before it has identified itself is not a peer. */
 export const HANDSHAKE_MAX_BYTES = 64 * 1024;
@@ -58,77 +78,153 @@ export function handshakeMismatch(
   return undefined;
 }
 
-export function parseHandshake(payload: Buffer): Handshake {
+type Role = 'dial' | 'accept';
+
+/** HMAC-SHA256(secret, role ‖ the prover's identity ‖ the verifier's challenge). */
+export function handshakeProof(secret: Uint8Array, role: Role, prover: Handshake, challenge: Buffer): Buffer {
+  const identity = [role, prover.jobId, prover.attempt, prover.rank, prover.worldSize, prover.sharedMemory ?? false];
+  return createHmac('sha256', secret).update(JSON.stringify(identity)).update(challenge).digest();
+}
+
+/** Parse one handshake frame's payload with `schema`; garbage is an Error naming what was wrong. */
+export function parseHandshakeFrame<T>(payload: Buffer, schema: z.ZodType<T>, what = 'handshake'): T {
   let json: unknown;
   try {
     json = JSON.parse(payload.toString('utf8'));
   } catch {
-    throw new Error('handshake payload is not JSON');
+    throw new Error(`${what} payload is not JSON`);
   }
-  const parsed = HandshakeSchema.safeParse(json);
+  const parsed = schema.safeParse(json);
   if (!parsed.success) {
-    throw new Error(`invalid handshake: ${describeIssues(parsed.error)}`);
+    throw new Error(`invalid ${what}: ${describeIssues(parsed.error)}`);
   }
   return parsed.data;
 }
 
-function encodeHandshake(handshake: Handshake): Buffer {
-  return Buffer.from(JSON.stringify(handshake), 'utf8');
+/** A Hello, Welcome or plain identity (what the fields say, not yet whether to believe it). */
+export function parseHandshake(payload: Buffer): Handshake {
+  return parseHandshakeFrame(payload, HandshakeSchema);
 }
 
+function json(value: unknown): Buffer {
+  return Buffer.from(JSON.stringify(value), 'utf8');
+}
+
+function identityOf(message: Handshake): Handshake {
+  const { jobId, attempt, rank, worldSize, sharedMemory } = message;
+  return { jobId, attempt, rank, worldSize, ...(sharedMemory === undefined ? {} : { sharedMemory }) };
+}
+
+/** Why a proof may fail for a genuine trainer: the one misconfiguration that looks like a stranger. */
+const NOT_A_MEMBER =
+  '(not a trainer of this attempt, or trainers whose worker keys differ: ' +
+  'set GANTRY_COLLECTIVE_KEY alike on every host)';
+
 /**
- * Accepting side: read the caller's Hello, check it is `expectedRank`, answer Welcome. On any
- * problem (garbage, wrong identity, silence until `timeoutMs`) the caller gets a Reject with the
- * reason, the connection is closed, and this throws with the reason.
+ * Accepting side: read the caller's Hello, check it is `expectedRank`, answer Welcome with a
+ * challenge and our proof, check the caller's proof, answer Ready. On any problem (garbage, wrong
+ * identity, a proof that does not verify, silence until `timeoutMs`) the caller gets a Reject
+ * with the reason, the connection is closed, and this throws with the reason.
  */
 export async function acceptHandshake(
   conn: FramedSocket,
   ours: Handshake,
+  secret: Uint8Array,
   expectedRank: number,
   timeoutMs: number,
 ): Promise<Handshake> {
+  const deadline = Date.now() + timeoutMs;
+  const left = (): number => Math.max(1, deadline - Date.now());
   let theirs: Handshake;
+  let refusal: string;
   try {
-    const payload = await conn.receive({ type: FrameType.Hello, tag: 0, what: 'a handshake', timeoutMs });
-    theirs = parseHandshake(payload!);
-  } catch (error) {
-    const reason = (error as Error).message;
-    void conn.closeWith(FrameType.Reject, reason);
-    throw new CollectiveError('handshake', `refused a connection from ${conn.peer}: ${reason}`, { cause: error });
-  }
-  const problem = handshakeMismatch(theirs, ours, 'left', expectedRank);
-  if (problem) {
-    void conn.closeWith(FrameType.Reject, problem);
-    throw new CollectiveError(
-      'handshake',
-      `refused a connection from ${conn.peer} claiming rank ${theirs.rank}: ${problem}`,
+    const hello = parseHandshakeFrame(
+      (await conn.receive({ type: FrameType.Hello, tag: 0, what: 'a handshake', timeoutMs: left() }))!,
+      HelloSchema,
     );
+    theirs = identityOf(hello);
+    const problem = handshakeMismatch(theirs, ours, 'left', expectedRank);
+    if (problem) {
+      void conn.closeWith(FrameType.Reject, problem);
+      throw new CollectiveError(
+        'handshake',
+        `refused a connection from ${conn.peer} claiming rank ${theirs.rank}: ${problem}`,
+      );
+    }
+    const challenge = randomBytes(SECRET_BYTES);
+    const proof = handshakeProof(secret, 'accept', ours, Buffer.from(hello.nonce, 'hex'));
+    conn.send(FrameType.Welcome, 0, json({ ...ours, nonce: challenge.toString('hex'), proof: proof.toString('hex') }));
+    const answer = parseHandshakeFrame(
+      (await conn.receive({ type: FrameType.Proof, tag: 0, what: 'a handshake proof', timeoutMs: left() }))!,
+      ProofSchema,
+      'handshake proof',
+    );
+    if (!sameProof(Buffer.from(answer.proof, 'hex'), handshakeProof(secret, 'dial', theirs, challenge))) {
+      refusal = `rank ${theirs.rank}'s proof of membership does not verify ${NOT_A_MEMBER}`;
+    } else {
+      conn.send(FrameType.Ready, 0);
+      return theirs;
+    }
+  } catch (error) {
+    if (error instanceof CollectiveError && error.code === 'handshake') throw error;
+    refusal = (error as Error).message;
+    void conn.closeWith(FrameType.Reject, refusal);
+    throw new CollectiveError('handshake', `refused a connection from ${conn.peer}: ${refusal}`, { cause: error });
   }
-  conn.send(FrameType.Welcome, 0, encodeHandshake(ours));
-  return theirs;
+  void conn.closeWith(FrameType.Reject, refusal);
+  throw new CollectiveError('handshake', `refused a connection from ${conn.peer}: ${refusal}`);
 }
 
 /**
- * Connecting side: send Hello, wait for Welcome from `peerRank`. A Reject surfaces as
- * `peer rank N rejected the connection: <reason>` (code 'rejected'); a Welcome from the wrong
- * peer is refused here in turn (code 'handshake').
+ * Connecting side: send Hello, wait for Welcome from `peerRank` and check its proof, send ours,
+ * wait for Ready. A Reject surfaces as `peer rank N rejected the connection: <reason>` (code
+ * 'rejected'); a Welcome from the wrong peer, or one whose proof does not verify, is refused here
+ * in turn (code 'handshake').
  */
 export async function offerHandshake(
   conn: FramedSocket,
   ours: Handshake,
+  secret: Uint8Array,
   peerRank: number,
   timeoutMs: number,
 ): Promise<Handshake> {
-  conn.send(FrameType.Hello, 0, encodeHandshake(ours));
+  const deadline = Date.now() + timeoutMs;
+  const left = (): number => Math.max(1, deadline - Date.now());
+  const challenge = randomBytes(SECRET_BYTES);
+  conn.send(FrameType.Hello, 0, json({ ...ours, nonce: challenge.toString('hex') }));
   let theirs: Handshake;
   try {
-    const payload = await conn.receive({
-      type: FrameType.Welcome,
+    const welcome = parseHandshakeFrame(
+      (await conn.receive({
+        type: FrameType.Welcome,
+        tag: 0,
+        what: `rank ${peerRank}'s answer to the handshake`,
+        timeoutMs: left(),
+      }))!,
+      WelcomeSchema,
+    );
+    theirs = identityOf(welcome);
+    const problem =
+      handshakeMismatch(theirs, ours, 'right', peerRank) ??
+      (sameProof(Buffer.from(welcome.proof, 'hex'), handshakeProof(secret, 'accept', theirs, challenge))
+        ? undefined
+        : `its proof of membership does not verify ${NOT_A_MEMBER}`);
+    if (problem) {
+      void conn.closeWith(FrameType.Reject, problem);
+      throw new CollectiveError(
+        'handshake',
+        `the listener at ${conn.peer} is not rank ${peerRank} of this ring: ${problem}`,
+      );
+    }
+    const proof = handshakeProof(secret, 'dial', ours, Buffer.from(welcome.nonce, 'hex'));
+    conn.send(FrameType.Proof, 0, json({ proof: proof.toString('hex') }));
+    await conn.receive({
+      type: FrameType.Ready,
       tag: 0,
-      what: `rank ${peerRank}'s answer to the handshake`,
-      timeoutMs,
+      what: `rank ${peerRank}'s word that the link is formed`,
+      byteLength: 0,
+      timeoutMs: left(),
     });
-    theirs = parseHandshake(payload!);
   } catch (error) {
     if (error instanceof CollectiveError && error.code === 'rejected') {
       throw new CollectiveError('rejected', `peer rank ${peerRank} rejected the connection: ${error.reason}`, {
@@ -137,14 +233,6 @@ export async function offerHandshake(
       });
     }
     throw error;
-  }
-  const problem = handshakeMismatch(theirs, ours, 'right', peerRank);
-  if (problem) {
-    void conn.closeWith(FrameType.Reject, problem);
-    throw new CollectiveError(
-      'handshake',
-      `the listener at ${conn.peer} is not rank ${peerRank} of this ring: ${problem}`,
-    );
   }
   return theirs;
 }

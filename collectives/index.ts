@@ -5,6 +5,9 @@
 export { CollectiveGroup } from './group';
 export {
   DEFAULT_CHUNK_BYTES,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_MAX_PENDING_CONNECTIONS,
+  DEFAULT_MAX_REFUSALS_KEPT,
   DEFAULT_SEND_BUFFER_BYTES,
   type CollectiveGroupOptions,
   type ConnectOptions,
@@ -15,13 +18,17 @@ export {
   type SharedMemoryMode,
 } from './options';
 export { splitEvenly } from './algorithms';
+export { collectiveKey, defaultKeyFile, deriveAttemptSecret, MIN_KEY_BYTES, SECRET_BYTES } from './secret';
+export { Refusals } from './ring-formation';
 export type { GroupState } from './lifecycle';
 export type { TransportReport } from './transport';
 export { SHARED_MEMORY_DIR, segmentPrefix, sharedMemoryAddon } from './shared-memory';
 export {
   CollectiveError,
   DEFAULT_MAX_PAYLOAD_BYTES,
+  DEFAULT_MAX_QUEUED_BYTES,
   DEFAULT_TIMEOUT_MS,
+  QUEUED_FRAME_OVERHEAD,
   FRAME_HEADER_BYTES,
   FRAME_MAGIC,
   FRAME_VERSION,
@@ -39,9 +46,14 @@ export {
 } from './frames';
 export {
   HandshakeSchema,
+  HelloSchema,
+  ProofSchema,
+  WelcomeSchema,
   acceptHandshake,
   handshakeMismatch,
+  handshakeProof,
   offerHandshake,
   parseHandshake,
+  parseHandshakeFrame,
   type Handshake,
 } from './handshake';

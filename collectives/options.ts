@@ -1,4 +1,5 @@
-import { DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_TIMEOUT_MS } from './frames';
+import { DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_TIMEOUT_MS } from './frames';
+import { SECRET_BYTES } from './secret';
 import { SHARED_MEMORY_DIR } from './shared-memory';
 
 /**
@@ -11,10 +12,24 @@ import { SHARED_MEMORY_DIR } from './shared-memory';
 export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 /** Socket send buffer (writable high-water mark): how far ahead of the network a sender may run. */
 export const DEFAULT_SEND_BUFFER_BYTES = 4 * 1024 * 1024;
+/** A connection must finish its handshake this long after it is accepted (or dialled). */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+/**
+ * Connections accepted but not yet through their handshake, at most; more are closed at once. A
+ * ring needs one (the left neighbour, which retries when closed), so this only bounds strangers.
+ */
+export const DEFAULT_MAX_PENDING_CONNECTIONS = 64;
+/** Refused connections described in a timeout's message (the rest are counted). */
+export const DEFAULT_MAX_REFUSALS_KEPT = 16;
 
 export interface CollectiveGroupOptions {
   jobId: string;
   attempt: number;
+  /**
+   * The attempt's secret (≥ 32 bytes, alike on every rank): each side of every connection proves
+   * it holds it (handshake.ts). Trainers derive it with secret.ts's deriveAttemptSecret.
+   */
+  secret: Uint8Array;
   /** Interface to listen on (default 127.0.0.1); report one the peers can reach. */
   host?: string;
   /** 0 (default): any free port. */
@@ -25,6 +40,17 @@ export interface CollectiveGroupOptions {
   sendBufferBytes?: number;
   /** Largest frame accepted from a peer (default max(16 MiB, chunkBytes)). */
   maxFrameBytes?: number;
+  /**
+   * Bytes of frames a link holds before they are asked for; past it the link stops reading
+   * (back-pressure) until they are (default max(64 MiB, 2 × maxFrameBytes)).
+   */
+  maxQueuedBytes?: number;
+  /** Deadline of each connection's handshake, from when it is accepted (default 10 s). */
+  handshakeTimeoutMs?: number;
+  /** Connections not through their handshake yet, at most; more are closed at once (default 64). */
+  maxPendingConnections?: number;
+  /** Refused connections described in a timeout's message; the rest are counted (default 16). */
+  maxRefusalsKept?: number;
   /**
    * All-reduce through shared memory when every rank is on this host: 'auto' (default; else TCP),
    * 'off' (TCP always), 'require' (connect() fails when it cannot be used). 'off' must be alike on
@@ -91,6 +117,24 @@ export function groupSettings(options: CollectiveGroupOptions): GroupSettings {
     throw new TypeError(
       `CollectiveGroup.listen: maxFrameBytes (${maxFrameBytes}) is smaller than chunkBytes (${chunkBytes})`,
     );
+  if (!(options.secret instanceof Uint8Array) || options.secret.byteLength < SECRET_BYTES)
+    throw new TypeError(`CollectiveGroup.listen: secret must be a Uint8Array of at least ${SECRET_BYTES} bytes`);
+  const maxQueuedBytes = options.maxQueuedBytes ?? Math.max(DEFAULT_MAX_QUEUED_BYTES, 2 * maxFrameBytes);
+  if (!(maxQueuedBytes >= maxFrameBytes))
+    throw new TypeError(
+      `CollectiveGroup.listen: maxQueuedBytes (${maxQueuedBytes}) is smaller than maxFrameBytes (${maxFrameBytes})`,
+    );
+  const handshakeTimeoutMs = positiveInteger(
+    'handshakeTimeoutMs',
+    options.handshakeTimeoutMs,
+    DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  );
+  const maxPendingConnections = positiveInteger(
+    'maxPendingConnections',
+    options.maxPendingConnections,
+    DEFAULT_MAX_PENDING_CONNECTIONS,
+  );
+  const maxRefusalsKept = positiveInteger('maxRefusalsKept', options.maxRefusalsKept, DEFAULT_MAX_REFUSALS_KEPT);
   const host = options.host ?? '127.0.0.1';
   const sharedMemory = options.sharedMemory ?? sharedMemoryModeFromEnv();
   const sharedMemorySpinMs = spinMs(options.sharedMemorySpinMs);
@@ -102,11 +146,17 @@ export function groupSettings(options: CollectiveGroupOptions): GroupSettings {
   return {
     jobId: options.jobId,
     attempt: options.attempt,
+    // A copy: the caller may reuse or wipe its buffer.
+    secret: Uint8Array.from(options.secret),
     host,
     timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     chunkBytes,
     sendBufferBytes: options.sendBufferBytes ?? DEFAULT_SEND_BUFFER_BYTES,
     maxFrameBytes,
+    maxQueuedBytes,
+    handshakeTimeoutMs,
+    maxPendingConnections,
+    maxRefusalsKept,
     sharedMemoryMode: sharedMemory,
     sharedMemoryDir: options.sharedMemoryDir ?? SHARED_MEMORY_DIR,
     sharedMemorySpinMs,
@@ -167,4 +217,11 @@ function spinMs(option: number | undefined): number {
       `${source} must be a number of milliseconds in 0–100, ` + `not ${JSON.stringify(option ?? value)}`,
     );
   return ms;
+}
+
+function positiveInteger(name: string, value: number | undefined, fallback: number): number {
+  const n = value ?? fallback;
+  if (!Number.isInteger(n) || n < 1)
+    throw new TypeError(`CollectiveGroup.listen: ${name} must be an integer ≥ 1, not ${JSON.stringify(value)}`);
+  return n;
 }

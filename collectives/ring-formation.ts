@@ -7,8 +7,14 @@ import type { PeerAddress } from './options';
 /**
  * How a rank takes its place in the ring: it listens (before it knows its rank), then dials rank+1
  * and accepts rank−1, handshaking both ways (handshake.ts) so that a connection from another job
- * or a stale attempt is refused instead of joining. Connections that arrive before connect() are
- * held (and buffered) until it is called.
+ * or a stale attempt is refused instead of joining, and both sides prove they hold the attempt's
+ * secret, so a stranger who can reach the port cannot join. Connections that arrive before
+ * connect() are held (and buffered) until it is called.
+ *
+ * What a stranger can make a rank hold is bounded: at most maxPendingConnections connections
+ * without a handshake (more are closed at once, silently, so that a neighbour caught in a flood
+ * retries), each until handshakeTimeoutMs after its accept, each reading at most a handshake's
+ * worth of frames before it is paused; refusals are counted, and only the last few described.
  */
 
 /** Open the group's listening socket (port 0: a free one). */
@@ -32,6 +38,50 @@ export interface RingFormationSettings {
   timeoutMs: number;
   /** Largest frame a link accepts once its handshake passed. */
   maxFrameBytes: number;
+  /** Bytes of frames a link holds before they are asked for (then it stops reading). */
+  maxQueuedBytes: number;
+  /** The attempt's secret, which both sides of every connection prove they hold. */
+  secret: Uint8Array;
+  /** Deadline of a connection's handshake, from its accept. */
+  handshakeTimeoutMs: number;
+  /** Accepted connections not through their handshake, at most; more are closed at once. */
+  maxPendingConnections: number;
+  /** Refusals described in a timeout's message. */
+  maxRefusalsKept: number;
+}
+
+/**
+ * The connections this rank refused: a count, and the last few reasons (a ring buffer), so that a
+ * flood of strangers costs a counter, not a list, and a timeout can still say what came instead.
+ */
+export class Refusals {
+  count = 0;
+  private readonly recent: string[] = [];
+  private next = 0;
+
+  constructor(private readonly keep: number) {}
+
+  add(reason: string): void {
+    this.count++;
+    if (this.recent.length < this.keep) this.recent.push(reason);
+    else this.recent[this.next] = reason;
+    this.next = (this.next + 1) % this.keep;
+  }
+
+  /** Oldest first. */
+  get reasons(): string[] {
+    return this.recent.length < this.keep
+      ? [...this.recent]
+      : [...this.recent.slice(this.next), ...this.recent.slice(0, this.next)];
+  }
+
+  /** `; refused N other connection(s) (the last K): …`, or '' when none was. */
+  describe(): string {
+    if (this.count === 0) return '';
+    const shown = this.reasons;
+    const which = shown.length < this.count ? ` (the last ${shown.length})` : '';
+    return `; refused ${this.count} other connection(s)${which}: ${shown.join('; ')}`;
+  }
 }
 
 export interface RingFormationHooks {
@@ -46,8 +96,16 @@ export class RingFormation {
   /** Accepted from rank−1: data leaves here. */
   downstream: FramedSocket | undefined;
   private serverClosed: Promise<void> | undefined;
-  /** Connections accepted before connect() was called: held (and buffered) until it is. */
+  /**
+   * Connections accepted before connect() was called: held (and buffered, up to a handshake's
+   * worth) until it is, or until their handshake deadline, whichever is first.
+   */
   private readonly incoming: FramedSocket[] = [];
+  /** When each accepted connection's handshake must be over (from its accept). */
+  private readonly handshakeDeadlines = new WeakMap<FramedSocket, number>();
+  /** Accepted connections whose handshake is running. */
+  private accepting = 0;
+  readonly refusals: Refusals;
   /** Connections in the middle of a handshake, closed if the group fails or the ring completes. */
   private readonly pending = new Set<FramedSocket>();
   private onIncoming: ((conn: FramedSocket) => void) | undefined;
@@ -57,6 +115,7 @@ export class RingFormation {
     private readonly settings: RingFormationSettings,
     private readonly hooks: RingFormationHooks,
   ) {
+    this.refusals = new Refusals(settings.maxRefusalsKept);
     server.on('connection', (socket) => this.accepted(socket));
     server.on('error', (error) => hooks.listenerFailed(error));
   }
@@ -107,15 +166,56 @@ export class RingFormation {
   }
 
   private accepted(socket: net.Socket): void {
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    if (this.incoming.length + this.accepting >= this.settings.maxPendingConnections) {
+      // Closed without a word: a neighbour that lands here retries (a Reject would be final), and
+      // a flood costs one counter per connection.
+      socket.destroy();
+      this.refusals.add(`${peer}: over ${this.settings.maxPendingConnections} connections awaiting a handshake`);
+      return;
+    }
     const conn = new FramedSocket(socket, {
-      peer: `${socket.remoteAddress}:${socket.remotePort}`,
+      peer,
       maxPayloadBytes: HANDSHAKE_MAX_BYTES,
+      // One handshake frame at a time is all a peer sends before it is answered.
+      maxQueuedBytes: HANDSHAKE_MAX_BYTES,
       timeoutMs: this.settings.timeoutMs,
     });
     const refusal = this.hooks.refusal();
-    if (refusal !== undefined) void conn.closeWith(FrameType.Reject, refusal);
-    else if (this.onIncoming) this.onIncoming(conn);
-    else this.incoming.push(conn);
+    if (refusal !== undefined) {
+      void conn.closeWith(FrameType.Reject, refusal);
+      return;
+    }
+    this.handshakeDeadlines.set(conn, Date.now() + this.settings.handshakeTimeoutMs);
+    if (this.onIncoming) this.onIncoming(conn);
+    else this.hold(conn);
+  }
+
+  /** Keep a connection until connect() asks for it, or drop it (silently: it may retry) at its deadline. */
+  private hold(conn: FramedSocket): void {
+    this.incoming.push(conn);
+    const timer = setTimeout(() => {
+      const at = this.incoming.indexOf(conn);
+      if (at < 0) return;
+      this.incoming.splice(at, 1);
+      conn.destroy();
+      this.refusals.add(`${conn.peer}: held ${this.settings.handshakeTimeoutMs} ms before connect() and dropped`);
+    }, this.settings.handshakeTimeoutMs);
+    timer.unref();
+    // Garbage (bad magic, a huge length) fails the reader at once: refuse it now, not at connect().
+    conn.onFailure((error) => {
+      const at = this.incoming.indexOf(conn);
+      if (at < 0) return;
+      this.incoming.splice(at, 1);
+      clearTimeout(timer);
+      void conn.closeWith(FrameType.Reject, error.message);
+      this.refusals.add(`${conn.peer}: ${error.message}`);
+    });
+    void conn.closed.then(() => {
+      clearTimeout(timer);
+      const at = this.incoming.indexOf(conn);
+      if (at >= 0) this.incoming.splice(at, 1);
+    });
   }
 
   /**
@@ -126,6 +226,7 @@ export class RingFormation {
   private admitted(conn: FramedSocket, peerRank: number): FramedSocket {
     conn.peer = `rank ${peerRank}`;
     conn.reader.maxPayloadBytes = this.settings.maxFrameBytes;
+    conn.reader.maxQueuedBytes = this.settings.maxQueuedBytes;
     return conn;
   }
 
@@ -141,7 +242,6 @@ export class RingFormation {
     signal: AbortSignal,
   ): Promise<FramedSocket> {
     return new Promise((resolve, reject) => {
-      const refused: string[] = [];
       let settled = false;
       const settle = (error: unknown, conn?: FramedSocket): boolean => {
         if (settled) return false;
@@ -156,8 +256,7 @@ export class RingFormation {
       const onAbort = (): void => void settle(signal.reason);
       const timer = setTimeout(
         () => {
-          const others =
-            refused.length > 0 ? `; refused ${refused.length} other connection(s): ${refused.join('; ')}` : '';
+          const others = this.refusals.describe();
           const where = `${this.settings.host}:${this.settings.port}`;
           settle(
             new CollectiveError(
@@ -171,15 +270,19 @@ export class RingFormation {
       );
       const consider = (conn: FramedSocket): void => {
         this.pending.add(conn);
-        acceptHandshake(conn, ours, leftRank, Math.max(1, deadline - Date.now())).then(
+        this.accepting++;
+        const handshakeDeadline = Math.min(deadline, this.handshakeDeadlines.get(conn) ?? deadline);
+        acceptHandshake(conn, ours, this.settings.secret, leftRank, Math.max(1, handshakeDeadline - Date.now())).then(
           () => {
+            this.accepting--;
             this.pending.delete(conn);
             if (!settle(undefined, this.admitted(conn, leftRank)))
               void conn.closeWith(FrameType.Reject, `rank ${ours.rank} already has its left neighbour`);
           },
           (error: Error) => {
+            this.accepting--;
             this.pending.delete(conn);
-            refused.push(error.message);
+            this.refusals.add(error.message);
           },
         );
       };
@@ -215,11 +318,13 @@ export class RingFormation {
         conn = FramedSocket.dial(peer.host, peer.port, {
           peer: `rank ${peer.rank} at ${peer.host}:${peer.port}`,
           maxPayloadBytes: HANDSHAKE_MAX_BYTES,
+          // Until it has proved itself, the listener gets no more of our memory than a stranger does.
+          maxQueuedBytes: HANDSHAKE_MAX_BYTES,
           timeoutMs: this.settings.timeoutMs,
         });
         this.pending.add(conn);
         await connected(conn.socket, remaining, signal);
-        await offerHandshake(conn, ours, peer.rank, Math.max(1, deadline - Date.now()));
+        await offerHandshake(conn, ours, this.settings.secret, peer.rank, Math.max(1, deadline - Date.now()));
         this.pending.delete(conn);
         return this.admitted(conn, peer.rank);
       } catch (error) {

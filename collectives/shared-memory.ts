@@ -1,5 +1,5 @@
 import { createHash, randomInt } from 'node:crypto';
-import { existsSync, unlinkSync } from 'node:fs';
+import { existsSync, statSync, unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { CollectiveError } from './frames';
@@ -149,9 +149,23 @@ export class Segment {
     return segment;
   }
 
-  /** A peer's segment; throws unless it is exactly the one the peer announced. */
+  /**
+   * A peer's segment; throws unless it is exactly the one the peer announced.
+   *
+   * No HMAC proof here, because none is needed: the path and the nonce in it were announced over
+   * the ring's connections, which passed the secret's handshake first; segments are created 0600
+   * with O_EXCL, so only this user can map them (and this user's processes can ptrace the trainer
+   * anyway). What is left is a file another user planted at that path ahead of the peer (the dir
+   * is sticky, so it cannot be swapped afterwards): it must be ours and private, or it is refused.
+   */
   static attach(addon: SharedMemoryAddon, dir: string, identity: SegmentIdentity, capacity: number): Segment {
     const path = segmentPath(dir, identity);
+    // (A missing file is left to map(), whose error says so.)
+    const stat = statSync(path, { throwIfNoEntry: false });
+    if (stat && typeof process.getuid === 'function' && stat.uid !== process.getuid())
+      throw new Error(`${path} belongs to uid ${stat.uid}, not this user: not a peer's segment`);
+    if (stat && (stat.mode & 0o077) !== 0)
+      throw new Error(`${path} is open to other users (mode ${(stat.mode & 0o777).toString(8)}): not a peer's segment`);
     const segment = new Segment(path, identity.nonce, capacity, addon.map(path, Segment.byteLength(capacity), false));
     const c = segment.control;
     const found = {

@@ -6,11 +6,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
 import { bearerOf } from '../serving/feedback-auth';
 import { startEmbeddedTemporal, type EmbeddedTemporal } from './embedded-temporal';
 import type { GantryHome } from './home';
 import { freePort } from './ports';
 import { serversFile, servingTargets, type ServerTarget } from './servers';
+import { Supervisor, type SupervisorEvents } from './supervisor';
 import { temporalTargetFromEnv, type TemporalTarget } from './temporal-env';
 
 const WORKERS_DIR = fileURLToPath(new URL('../workers/', import.meta.url));
@@ -26,39 +28,31 @@ export interface StackWorker {
   restarts: number;
 }
 
-/** A child of the stack that ended while the stack was up. */
-export interface StackExit {
-  what: string;
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  logFile: string;
-  /** Whether the stack started it again (workers, up to MAX_WORKER_RESTARTS times each). */
-  restarted: boolean;
-}
+export type { StackExit } from './supervisor';
 
-export interface StackOptions {
+export interface StackOptions extends SupervisorEvents {
   port?: number | 'auto' | 'free';
   headless?: boolean;
   trainWorkers?: number;
   /** Pools besides control and train to start one worker each of (those the project's steps name). */
   extraPools?: string[];
-  /** Told when a worker or the model server ends while the stack is up. */
-  onExit?: (exit: StackExit) => void;
 }
 
 /**
- * A worker that crashes (a native abort in a TensorFlow session, say) is started again, so the
- * activity it held is retried on it once its heartbeat times out, from the last checkpoint —
- * instead of the run waiting for a worker that never comes back.
+ * Every child — Temporal, the model server, each worker — is supervised: one that crashes (a
+ * native abort in a TensorFlow session, an OOM kill) is started again the same way after a backoff
+ * (DEFAULT_BACKOFF), so a run in flight goes on: Temporal keeps its histories in its database, the
+ * model server its state in serving-state.json, and a train activity is retried on the new worker
+ * once its heartbeat times out, from the last checkpoint. One that keeps dying is given up on
+ * (onGiveUp), and the stack's bookkeeping (GANTRY_HOME/dev-stack.json) says every child's pid.
  */
-const MAX_WORKER_RESTARTS = 3;
-
 /** The `gantry serve` child the stack runs when GANTRY_SERVERS names no servers of the user's. */
 export interface StackModelServer {
   /** REST base URL, http://127.0.0.1:PORT */
   url: string;
   restPort: number;
   grpcPort: number;
+  /** The running process: a new one, on the same ports, after a crash. */
   child: ChildProcess;
   logFile: string;
   /** Where its admin token is kept (GANTRY_HOME/admin-token, mode 0600). */
@@ -127,6 +121,23 @@ export async function startLocalStack(home: GantryHome, options: StackOptions = 
       ? String(Math.max(1, Math.floor(os.availableParallelism() / trainWorkers)))
       : undefined;
   let stopping: Promise<void> | undefined;
+  let writingStatus = Promise.resolve();
+  // Rewritten whenever a child is started again, so that a tool (or a test) finds each child by pid.
+  const recordStatus = () => {
+    writingStatus = writingStatus
+      .then(() => (stopping ? undefined : writeStackStatus(home, statusOf())))
+      .catch((error) => console.error(`could not write ${stackStatusFile(home)}: ${(error as Error).message}`));
+    return writingStatus;
+  };
+  const events: SupervisorEvents = {
+    onExit: options.onExit,
+    onRestarted: (what, pid, restarts) => {
+      void recordStatus();
+      options.onRestarted?.(what, pid, restarts);
+    },
+    onGiveUp: options.onGiveUp ?? ((what, error) => console.error(error.message)),
+  };
+  const supervisors: Supervisor[] = [];
   const spawnWorker = (pool: string, index = 0): StackWorker => {
     // control.ts and train.ts set their pool up; any other pool is workers/main.ts's argument.
     const script =
@@ -144,37 +155,70 @@ export async function startLocalStack(home: GantryHome, options: StackOptions = 
       child.stdout!.pipe(log, { end: false });
       child.stderr!.pipe(log, { end: false });
       child.once('close', () => log.end());
-      child.once('exit', (code, signal) => {
-        if (stopping) return;
-        // Exit code 0, SIGINT, SIGTERM: asked to stop (Ctrl-C reaches the whole process group).
-        const crashed = code !== 0 && signal !== 'SIGINT' && signal !== 'SIGTERM';
-        const restarted = crashed && worker.restarts < MAX_WORKER_RESTARTS;
-        if (restarted) {
-          worker.restarts++;
-          worker.child = start();
-        }
-        options.onExit?.({
-          what: `the ${pool} worker${index ? ` ${index + 1}` : ''}`,
-          code,
-          signal,
-          logFile,
-          restarted,
-        });
-      });
       return child;
     };
+    const what = `the ${pool} worker${index ? ` ${index + 1}` : ''}`;
     const worker: StackWorker = { pool, child: start(), logFile, restarts: 0 };
+    const supervisor = new Supervisor(
+      what,
+      logFile,
+      worker.child,
+      async () => start(),
+      {
+        ...events,
+        onRestarted: (w, pid, restarts) => {
+          worker.child = supervisor.child;
+          worker.restarts = restarts;
+          events.onRestarted?.(w, pid, restarts);
+        },
+      },
+      (child) => stopChild(child),
+    );
+    supervisors.push(supervisor);
     return worker;
   };
+  // Temporal and the model server are supervised before the workers start: a death from now on is restarted.
+  const temporalSupervisor = server
+    ? new Supervisor(
+        'the Temporal server',
+        server.logFile,
+        server.child,
+        () => server.restart(),
+        events,
+        // Its own stop: SIGTERM lets it flush SQLite, and its record in GANTRY_HOME goes.
+        () => server.stop(),
+      )
+    : undefined;
+  const modelServerSupervisor = served
+    ? new Supervisor(
+        'the model server',
+        served.logFile,
+        served.child,
+        async () => {
+          const again = await startModelServerChild(home, { restPort: served.restPort, grpcPort: served.grpcPort });
+          served.child = again.modelServer.child;
+          return again.modelServer.child;
+        },
+        events,
+        (child) => stopChild(child),
+      )
+    : undefined;
   const workers = [
     spawnWorker('control'),
     ...Array.from({ length: trainWorkers }, (_, i) => spawnWorker('train', i)),
     ...(options.extraPools ?? []).map((pool) => spawnWorker(pool)),
   ];
-  served?.child.once('exit', (code, signal) => {
-    if (!stopping)
-      options.onExit?.({ what: 'the model server', code, signal, logFile: served.logFile, restarted: false });
+  const statusOf = (): StackStatus => ({
+    pid: process.pid,
+    temporal: server
+      ? { pid: server.child.pid ?? null, address: server.address, restarts: temporalSupervisor!.restarts }
+      : null,
+    modelServer: served
+      ? { pid: served.child.pid ?? null, url: served.url, restarts: modelServerSupervisor!.restarts }
+      : null,
+    workers: workers.map((w) => ({ pool: w.pool, pid: w.child.pid ?? null, restarts: w.restarts })),
   });
+  await recordStatus();
   return {
     target,
     server,
@@ -184,16 +228,37 @@ export async function startLocalStack(home: GantryHome, options: StackOptions = 
     stop() {
       // Workers first (they drive the server and talk to Temporal), then the server, then Temporal.
       stopping ??= (async () => {
-        await Promise.all(workers.map((w) => stopChild(w.child)));
+        // Children told to stop (or hit by the same Ctrl-C) must not be started again meanwhile.
+        for (const s of [...supervisors, modelServerSupervisor, temporalSupervisor]) s?.halt();
+        await writingStatus;
+        await rm(stackStatusFile(home), { force: true });
+        await Promise.all(supervisors.map((s) => s.stop()));
         if (served) {
           await rm(serversFile(home), { force: true });
-          await stopChild(served.child);
+          await modelServerSupervisor!.stop();
         }
-        await server?.stop();
+        await temporalSupervisor?.stop();
       })();
       return stopping;
     },
   };
+}
+
+/** GANTRY_HOME/dev-stack.json: the children of a running `gantry dev` (or `make demo`), by pid. */
+export const StackStatusSchema = z.object({
+  pid: z.number().int(),
+  temporal: z.object({ pid: z.number().int().nullable(), address: z.string(), restarts: z.number().int() }).nullable(),
+  modelServer: z.object({ pid: z.number().int().nullable(), url: z.string(), restarts: z.number().int() }).nullable(),
+  workers: z.array(z.object({ pool: z.string(), pid: z.number().int().nullable(), restarts: z.number().int() })),
+});
+export type StackStatus = z.infer<typeof StackStatusSchema>;
+
+export function stackStatusFile(home: GantryHome): string {
+  return path.join(home.root, 'dev-stack.json');
+}
+
+async function writeStackStatus(home: GantryHome, status: StackStatus): Promise<void> {
+  await writePrivateFile(stackStatusFile(home), `${JSON.stringify(status, null, 2)}\n`);
 }
 
 /** The admin token of the home's model server: made once, kept in GANTRY_HOME/admin-token (0600). */
@@ -244,17 +309,19 @@ async function writePrivateFile(target: string, text: string): Promise<void> {
  * `gantry serve` as a child process on free loopback ports, serving the home's model repository
  * with its admin API on; resolves once /readyz says the first load is done (or, if a version
  * cannot load, once /healthz has answered for a while), and fails with the end of its output if
- * it exits first. A port taken between choosing and binding it: a few tries.
+ * it exits first. A port taken between choosing and binding it: a few tries, unless `ports` fixes
+ * them (a restart: the control worker and clients know the server by its URL).
  */
 async function startModelServerChild(
   home: GantryHome,
+  ports?: { restPort: number; grpcPort: number },
   readyTimeoutMs = 60_000,
 ): Promise<{ modelServer: StackModelServer; adminToken: string; feedbackToken: string }> {
   const { token, file: adminTokenFile } = await adminTokenOf(home);
   const { token: feedbackToken, file: feedbackTokenFile } = await feedbackTokenOf(home);
   const logFile = path.join(home.logsDir, 'serve.log');
   for (let attempt = 1; ; attempt++) {
-    const [restPort, grpcPort] = [await freePort(), await freePort()];
+    const [restPort, grpcPort] = ports ? [ports.restPort, ports.grpcPort] : [await freePort(), await freePort()];
     const args = [
       ...process.execArgv,
       CLI_ENTRY,
@@ -318,7 +385,7 @@ async function startModelServerChild(
       await sleep(100);
     }
     await closed;
-    if (attempt < 3 && /EADDRINUSE/.test(output)) continue;
+    if (!ports && attempt < 3 && /EADDRINUSE/.test(output)) continue;
     const tail = output.split('\n').slice(-15).join('\n');
     throw new Error(`gantry serve exited during start-up (${exited})\n--- ${logFile} (last lines) ---\n${tail}`);
   }

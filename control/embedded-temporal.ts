@@ -24,6 +24,13 @@ export type EmbeddedServerRecord = z.infer<typeof EmbeddedServerRecordSchema>;
 
 export interface EmbeddedTemporal extends EmbeddedServerRecord {
   binaryOrigin: ResolvedBinary['origin'];
+  /** The server process: a new one after restart(). */
+  child: ChildProcess;
+  /**
+   * Starts the server again on the same ports and database (workflow histories are in it, so runs
+   * in flight go on); resolves once it answers. For a server that died: call it after 'exit'.
+   */
+  restart(): Promise<ChildProcess>;
   stop(): Promise<void>;
 }
 
@@ -34,9 +41,13 @@ export interface StartOptions {
   readyTimeoutMs?: number;
 }
 
+/** start-dev picks its internal services' ports itself; one taken in between fails its start. */
+const FIRST_START_ATTEMPTS = 3;
+
 /**
  * Starts `temporal server start-dev` bound to 127.0.0.1 with its SQLite database in GANTRY_HOME,
- * so workflow histories survive a restart of the server, and waits until it answers.
+ * so workflow histories survive a restart of the server, and waits until it answers. A first start
+ * that fails on a port taken meanwhile ("address already in use") is tried again on fresh ports.
  */
 export async function startEmbeddedTemporal(home: GantryHome, options: StartOptions = {}): Promise<EmbeddedTemporal> {
   const running = await findRunningEmbeddedTemporal(home);
@@ -49,66 +60,100 @@ export async function startEmbeddedTemporal(home: GantryHome, options: StartOpti
   const binary = resolveTemporalBinary();
   await mkdir(home.temporalDir, { recursive: true });
   await mkdir(home.logsDir, { recursive: true });
-
-  const port = await choosePort(options.port ?? 'auto');
-  // The Web UI on gRPC port + 1000 as Temporal does by default, or any free port if that is taken.
-  const preferredUi = port + 1000;
-  const uiPort = options.headless
-    ? undefined
-    : preferredUi <= 65535 && (await isPortFree(preferredUi))
-      ? preferredUi
-      : await freePort();
-  const args = [
-    'server',
-    'start-dev',
-    '--ip',
-    '127.0.0.1',
-    '--port',
-    String(port),
-    // Left to itself start-dev picks these at random, but fixing them here keeps every port on loopback.
-    '--http-port',
-    String(await freePort()),
-    '--metrics-port',
-    String(await freePort()),
-    '--db-filename',
-    home.temporalDatabase,
-    '--namespace',
-    'default',
-    '--log-level',
-    'warn',
-    ...(uiPort ? ['--ui-port', String(uiPort), '--ui-disable-news-fetch'] : ['--headless']),
-  ];
   const logFile = path.join(home.logsDir, 'temporal.log');
+  const readyTimeoutMs = options.readyTimeoutMs ?? 60_000;
+
+  for (let attempt = 1; ; attempt++) {
+    const port = await choosePort(options.port ?? 'auto');
+    // The Web UI on gRPC port + 1000 as Temporal does by default, or any free port if that is taken.
+    const preferredUi = port + 1000;
+    const uiPort = options.headless
+      ? undefined
+      : preferredUi <= 65535 && (await isPortFree(preferredUi))
+        ? preferredUi
+        : await freePort();
+    const args = [
+      'server',
+      'start-dev',
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      // Left to itself start-dev picks these at random, but fixing them here keeps every port on loopback.
+      '--http-port',
+      String(await freePort()),
+      '--metrics-port',
+      String(await freePort()),
+      '--db-filename',
+      home.temporalDatabase,
+      '--namespace',
+      'default',
+      '--log-level',
+      'warn',
+      ...(uiPort ? ['--ui-port', String(uiPort), '--ui-disable-news-fetch'] : ['--headless']),
+    ];
+    const address = `127.0.0.1:${port}`;
+    const launch = () => launchServer(binary.path, args, address, logFile, readyTimeoutMs);
+    let child: ChildProcess;
+    try {
+      child = await launch();
+    } catch (error) {
+      if (attempt < FIRST_START_ATTEMPTS && /address already in use/i.test((error as Error).message)) continue;
+      throw error;
+    }
+    const record: EmbeddedServerRecord = {
+      address,
+      uiUrl: uiPort ? `http://127.0.0.1:${uiPort}` : null,
+      pid: child.pid!,
+      namespace: 'default',
+      binary: binary.path,
+      database: home.temporalDatabase,
+      logFile,
+    };
+    await writeFileAtomically(home.temporalServerFile, JSON.stringify(record, null, 2));
+    const server: EmbeddedTemporal = {
+      ...record,
+      binaryOrigin: binary.origin,
+      child,
+      async restart() {
+        const next = await launch();
+        server.child = next;
+        server.pid = next.pid!;
+        await writeFileAtomically(home.temporalServerFile, JSON.stringify({ ...record, pid: next.pid }, null, 2));
+        return next;
+      },
+      stop: () => stopServer(server.child, home),
+    };
+    return server;
+  }
+}
+
+/** One `temporal server start-dev` process, logging to logFile; resolves once it answers on address. */
+async function launchServer(
+  binary: string,
+  args: string[],
+  address: string,
+  logFile: string,
+  readyTimeoutMs: number,
+): Promise<ChildProcess> {
   const log = createWriteStream(logFile, { flags: 'a' });
-  const child = spawn(binary.path, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   // Two pipes feed one log, so neither may end it; the child's 'close' (both pipes drained) does.
   child.stdout?.pipe(log, { end: false });
   child.stderr?.pipe(log, { end: false });
   const logClosed = new Promise<void>((resolve) => child.once('close', () => log.end(resolve)));
 
-  const address = `127.0.0.1:${port}`;
   let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   child.once('exit', (code, signal) => (exited = { code, signal }));
   try {
-    await waitUntilAnswering(address, options.readyTimeoutMs ?? 60_000, () => exited);
+    await waitUntilAnswering(address, readyTimeoutMs, () => exited);
   } catch (error) {
     child.kill('SIGKILL');
     await logClosed;
     const tail = (await readFile(logFile, 'utf8').catch(() => '')).split('\n').slice(-15).join('\n');
     throw new Error(`${(error as Error).message}\n--- ${logFile} (last lines) ---\n${tail}`);
   }
-
-  const record: EmbeddedServerRecord = {
-    address,
-    uiUrl: uiPort ? `http://127.0.0.1:${uiPort}` : null,
-    pid: child.pid!,
-    namespace: 'default',
-    binary: binary.path,
-    database: home.temporalDatabase,
-    logFile,
-  };
-  await writeFileAtomically(home.temporalServerFile, JSON.stringify(record, null, 2));
-  return { ...record, binaryOrigin: binary.origin, stop: () => stopServer(child, home) };
+  return child;
 }
 
 async function choosePort(port: number | 'auto' | 'free'): Promise<number> {

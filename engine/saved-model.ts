@@ -12,10 +12,13 @@ import { TENSORFLOW_PROTO_ROOT } from './protos';
  * through tfjs-node's SavedModel binding (the one graph-session.ts uses for Gantry's own graphs).
  *
  * What the binding can feed: DT_FLOAT, DT_INT32 and DT_INT64 — tfjs has no int64, so int64 values
- * travel as int32 and the binding widens them (values outside ±2^31 cannot be sent). It reads back
- * float32, int32, int64 (narrowed to int32 here, refusing values that do not fit) and bool. Other
- * dtypes (DT_DOUBLE, DT_STRING, DT_HALF, …) are listed with the signature but marked unsupported, so
- * a call answers a clear error instead of the binding's.
+ * travel as int32 and the binding widens them (values outside ±2^31 cannot be sent) — DT_BOOL (0/1 as
+ * int32 here, bytes there) and DT_STRING (byte strings). DT_DOUBLE travels as float32 and is cast to
+ * float64 by one eager Cast op before the run (and back after it): the binding has no float64 arrays, so
+ * a float64 value keeps float32's precision. It reads back float32, int32, int64 (narrowed to int32 here,
+ * refusing values that do not fit), bool, double (as float32) and string. Other dtypes (DT_HALF, DT_UINT8,
+ * …) are listed with the signature but marked unsupported, so a call answers a clear error instead of the
+ * binding's.
  */
 
 export const SAVED_MODEL_FILE = 'saved_model.pb';
@@ -28,7 +31,7 @@ const MAX_SIGNATURES = 1000;
 const MAX_TENSORS = 10_000;
 
 /** The dtypes Gantry moves between the wire and the binding. */
-export type FeedDType = 'float32' | 'int32';
+export type FeedDType = 'float32' | 'int32' | 'string';
 
 export interface SavedTensorInfo {
   /** The signature's key for it (what clients name). */
@@ -54,6 +57,68 @@ export interface SavedModelInfo {
   tags: string[];
   /** Every signature of the MetaGraph, sorted by name. */
   signatures: SavedSignature[];
+  /**
+   * The tf.Example features the graph's ParseExample ops read, by name, with the list each wants: how a
+   * JSON number is written into an Example (1 is an int64 to JSON, but a float feature needs a float_list).
+   */
+  exampleFeatures: Record<string, ExampleFeatureKind>;
+}
+
+export type ExampleFeatureKind = 'float' | 'int64' | 'bytes';
+
+interface RawNode {
+  name?: string;
+  op?: string;
+  input?: string[];
+  attr?: Record<
+    string,
+    { list?: { type?: string[] } | null; i?: string; tensor?: { stringVal?: Uint8Array[] } | null } | undefined
+  >;
+}
+
+const FEATURE_KIND: Record<string, ExampleFeatureKind> = { DT_FLOAT: 'float', DT_INT64: 'int64', DT_STRING: 'bytes' };
+
+/**
+ * The features of the graph's ParseExample / ParseExampleV2 ops (an estimator's or TFX's input parsing): their
+ * keys are Const inputs, their dtypes attrs. Ops inside functions (TF2 tf.function graphs) are not seen; there,
+ * a JSON number's type follows TF Serving's rule alone.
+ */
+function exampleFeatureKinds(nodes: RawNode[]): Record<string, ExampleFeatureKind> {
+  const byName = new Map(nodes.map((n) => [n.name ?? '', n]));
+  const keys = (input: string | undefined): string[] => {
+    const node = byName.get((input ?? '').split(':')[0]!);
+    if (node?.op !== 'Const') return [];
+    return (node.attr?.value?.tensor?.stringVal ?? []).map((b) => Buffer.from(b).toString());
+  };
+  const types = (node: RawNode, attr: string) => node.attr?.[attr]?.list?.type ?? [];
+  const out: Record<string, ExampleFeatureKind> = {};
+  const put = (names: string[], dtypes: string[]) =>
+    names.forEach((name, i) => {
+      const kind = FEATURE_KIND[dtypes[i] ?? ''];
+      if (kind) out[name] = kind;
+    });
+  for (const node of nodes) {
+    const input = node.input ?? [];
+    if (node.op === 'ParseExampleV2') {
+      // serialized, names, sparse_keys, dense_keys, ragged_keys, dense_defaults…: the keys are 1-D string Consts.
+      put(keys(input[2]), types(node, 'sparse_types'));
+      put(keys(input[3]), types(node, 'Tdense'));
+      put(keys(input[4]), types(node, 'ragged_value_types'));
+    } else if (node.op === 'ParseExample') {
+      // serialized, names, then one scalar Const per sparse key and per dense key.
+      const sparse = Number(node.attr?.Nsparse?.i ?? 0);
+      const dense = Number(node.attr?.Ndense?.i ?? 0);
+      put(
+        input.slice(2, 2 + sparse).flatMap((i) => keys(i)),
+        types(node, 'sparse_types'),
+      );
+      put(
+        input.slice(2 + sparse, 2 + sparse + dense).flatMap((i) => keys(i)),
+        types(node, 'Tdense'),
+      );
+    }
+  }
+  return out;
 }
 
 const require = createRequire(import.meta.url);
@@ -70,9 +135,16 @@ function SavedModelType(): protobufType.Type {
 }
 
 /** DT_INT64 travels as int32: the binding widens an int32 tensor fed to an int64 placeholder. */
-const FEEDABLE: Record<string, FeedDType> = { DT_FLOAT: 'float32', DT_INT32: 'int32', DT_INT64: 'int32' };
-/** What the binding reads back (bool as 0/1). */
-const FETCHABLE: Record<string, FeedDType> = { ...FEEDABLE, DT_BOOL: 'int32' };
+const FEEDABLE: Record<string, FeedDType> = {
+  DT_FLOAT: 'float32',
+  DT_DOUBLE: 'float32',
+  DT_INT32: 'int32',
+  DT_INT64: 'int32',
+  DT_BOOL: 'int32',
+  DT_STRING: 'string',
+};
+/** What the binding reads back (bool as 0/1, double as float32). */
+const FETCHABLE: Record<string, FeedDType> = FEEDABLE;
 
 interface RawTensorInfo {
   name?: string;
@@ -128,6 +200,7 @@ export function parseSavedModel(bytes: Uint8Array, file: string): SavedModelInfo
   let message: {
     metaGraphs?: {
       metaInfoDef?: { tags?: string[] } | null;
+      graphDef?: { node?: RawNode[] } | null;
       signatureDef?: Record<
         string,
         { inputs?: Record<string, RawTensorInfo>; outputs?: Record<string, RawTensorInfo>; methodName?: string }
@@ -161,7 +234,11 @@ export function parseSavedModel(bytes: Uint8Array, file: string): SavedModelInfo
       inputs: tensorInfos(def.inputs, false, `${file}: signature ${name}`),
       outputs: tensorInfos(def.outputs, true, `${file}: signature ${name}`),
     }));
-  return { tags: meta.metaInfoDef?.tags ?? [], signatures };
+  return {
+    tags: meta.metaInfoDef?.tags ?? [],
+    signatures,
+    exampleFeatures: exampleFeatureKinds(meta.graphDef?.node ?? []),
+  };
 }
 
 /** Why this process cannot load SavedModels, or undefined if it can. */
@@ -176,10 +253,16 @@ export function savedModelsUnavailable(): string | undefined {
 
 /** A tensor as the session takes and gives it (structurally serving's DenseTensor). */
 export interface FeedTensor {
-  dtype: FeedDType;
+  dtype: 'float32' | 'int32';
   shape: number[];
+  /** Empty for a string tensor. */
   data: Float32Array | Int32Array;
+  /** A DT_STRING tensor's values, row-major (serving's DenseTensor.strings). */
+  strings?: Uint8Array[];
 }
+
+/** TF_DataType's value for float64 (the binding exports no constant for it). */
+const TF_DOUBLE = 2;
 
 /**
  * tfjs-node's native binding, used directly: its SavedModel entry points take and give native tensor ids.
@@ -191,11 +274,20 @@ interface Binding {
   TF_INT32: number;
   TF_INT64: number;
   TF_BOOL: number;
+  TF_STRING: number;
+  TF_ATTR_TYPE: number;
+  TF_ATTR_BOOL: number;
+  executeOp(
+    name: string,
+    attrs: { name: string; type: number; value: unknown }[],
+    ids: number[],
+    outputs: number,
+  ): NativeTensor[];
   loadSavedModel(dir: string, tags: string): number;
   deleteSavedModel(id: number): void;
-  createTensor(shape: number[], dtype: number, values: Float32Array | Int32Array): number;
+  createTensor(shape: number[], dtype: number, values: Float32Array | Int32Array | Uint8Array | Uint8Array[]): number;
   deleteTensor(id: number): void;
-  tensorDataSync(id: number): ArrayLike<number | bigint>;
+  tensorDataSync(id: number): ArrayLike<number | bigint> | Uint8Array[];
   runSavedModel(id: number, inputIds: number[], inputNames: string, outputNames: string): NativeTensor[];
 }
 
@@ -246,23 +338,32 @@ export class SavedModelSession {
     const { binding } = this;
     const inputNames = signature.inputs.map((t) => t.name).join(',');
     const outputNames = signature.outputs.map((t) => t.name).join(',');
-    const feedDType = signature.inputs.map((t) =>
-      t.tfDType === 'DT_INT64' ? binding.TF_INT64 : t.dtype === 'int32' ? binding.TF_INT32 : binding.TF_FLOAT,
-    );
     return (inputs) => {
       if (this.closed) throw new Error('the SavedModel session is closed');
       const ids: number[] = [];
+      const feeds: number[] = [];
       let outputs: NativeTensor[] = [];
+      const casts: number[] = [];
       try {
         inputs.forEach((t, i) => {
-          const dtype = feedDType[i]!;
-          const values = dtype === binding.TF_INT64 ? widenToInt64(t.data as Int32Array) : t.data;
-          ids.push(binding.createTensor(t.shape, dtype, values));
+          const id = createFeed(binding, t, signature.inputs[i]!);
+          ids.push(id);
+          if (signature.inputs[i]!.tfDType !== 'DT_DOUBLE') return feeds.push(id);
+          const cast = castTensor(binding, id, binding.TF_FLOAT, TF_DOUBLE);
+          casts.push(cast);
+          feeds.push(cast);
         });
-        outputs = binding.runSavedModel(this.id, ids, inputNames, outputNames);
-        return outputs.map((y, i) => readOutput(binding.tensorDataSync(y.id), y.shape, signature.outputs[i]!));
+        outputs = binding.runSavedModel(this.id, feeds, inputNames, outputNames);
+        return outputs.map((y, i) => {
+          const info = signature.outputs[i]!;
+          if (info.tfDType !== 'DT_DOUBLE') return readOutput(binding.tensorDataSync(y.id), y.shape, info);
+          const cast = castTensor(binding, y.id, TF_DOUBLE, binding.TF_FLOAT);
+          casts.push(cast);
+          return readOutput(binding.tensorDataSync(cast), y.shape, info);
+        });
       } finally {
         for (const id of ids) binding.deleteTensor(id);
+        for (const id of casts) binding.deleteTensor(id);
         for (const y of outputs) binding.deleteTensor(y.id);
       }
     };
@@ -275,9 +376,54 @@ export class SavedModelSession {
   }
 }
 
-function readOutput(values: ArrayLike<number | bigint>, shape: number[], info: SavedTensorInfo): FeedTensor {
+/** A native tensor for one input, in the placeholder's own dtype. */
+function createFeed(binding: Binding, t: FeedTensor, info: SavedTensorInfo): number {
+  // The binding trusts the shape: a shorter array would have it read past the values (a crash, not an error).
+  const count = t.shape.reduce((a, b) => a * b, 1);
+  const length = info.tfDType === 'DT_STRING' ? (t.strings?.length ?? 0) : t.data.length;
+  if (length !== count)
+    throw new Error(`input ${info.key}: ${length} values for shape [${t.shape.join(', ')}] (${count} needed)`);
+  switch (info.tfDType) {
+    case 'DT_STRING':
+      return binding.createTensor(t.shape, binding.TF_STRING, t.strings ?? []);
+    case 'DT_INT64':
+      return binding.createTensor(t.shape, binding.TF_INT64, widenToInt64(t.data as Int32Array));
+    case 'DT_BOOL':
+      return binding.createTensor(
+        t.shape,
+        binding.TF_BOOL,
+        Uint8Array.from(t.data, (v) => (v ? 1 : 0)),
+      );
+    case 'DT_INT32':
+      return binding.createTensor(t.shape, binding.TF_INT32, t.data);
+    default:
+      // DT_FLOAT, and DT_DOUBLE before its cast.
+      return binding.createTensor(t.shape, binding.TF_FLOAT, t.data);
+  }
+}
+
+/** One eager Cast op (the binding can neither create nor read float64 arrays). */
+function castTensor(binding: Binding, id: number, from: number, to: number): number {
+  const attrs = [
+    { name: 'SrcT', type: binding.TF_ATTR_TYPE, value: from },
+    { name: 'DstT', type: binding.TF_ATTR_TYPE, value: to },
+    { name: 'Truncate', type: binding.TF_ATTR_BOOL, value: false },
+  ];
+  return binding.executeOp('Cast', attrs, [id], 1)[0]!.id;
+}
+
+function readOutput(
+  raw: ArrayLike<number | bigint> | Uint8Array[],
+  shape: number[],
+  info: SavedTensorInfo,
+): FeedTensor {
+  if (info.tfDType === 'DT_STRING') {
+    if (!Array.isArray(raw)) throw new Error(`output ${info.key} (DT_STRING) came back without its strings`);
+    return { dtype: 'int32', shape, data: new Int32Array(0), strings: raw as Uint8Array[] };
+  }
+  const values = raw as ArrayLike<number | bigint>;
   // The binding's buffer is reused by nothing after deleteTensor, but copy anyway: it is freed with the tensor.
-  if (info.tfDType === 'DT_FLOAT' && values instanceof Float32Array)
+  if ((info.tfDType === 'DT_FLOAT' || info.tfDType === 'DT_DOUBLE') && values instanceof Float32Array)
     return { dtype: 'float32', shape, data: values.slice() };
   if (info.tfDType === 'DT_INT32' && values instanceof Int32Array)
     return { dtype: 'int32', shape, data: values.slice() };

@@ -1,6 +1,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import type { z } from 'zod';
 import { NUMERIC_INPUT, type Preprocessing, tabularInputsOf } from '../data/preprocessing';
+import type { ArchitectureInput as TrainingArchitectureInput } from '../training/architectures';
 import type { PipelineSpec, StepPoint } from './spec';
 
 /**
@@ -10,8 +11,11 @@ import type { PipelineSpec, StepPoint } from './spec';
  * Workers started in the project load the file and register each definition (pipelines/load-project.ts).
  */
 
-/** What an architecture's builder is told about the data. */
-export interface ArchitectureInput {
+/**
+ * What an architecture's builder is told about the data: training's ArchitectureInput with every field present
+ * (Gantry's own builders also serve older callers that leave task and preprocessing out).
+ */
+export interface ArchitectureInput extends Required<TrainingArchitectureInput> {
   /** Shape of one example: [height, width, channels] for images, [featureSize] for tabular data. */
   featureShape: number[];
   task: 'classification' | 'regression';

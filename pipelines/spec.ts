@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { MissingPolicySchema } from '../data/preprocessing';
+import { METRIC_NAMES } from '../training/metrics';
 import { notADuration, parseDuration } from './duration';
 
 /**
@@ -153,8 +154,8 @@ export const TrainSpecSchema = z
     }
   });
 
-export const METRIC_NAMES = ['accuracy', 'auc', 'logLoss', 'rmse', 'mae', 'r2'] as const;
-export type MetricName = (typeof METRIC_NAMES)[number];
+// One list of metric names, training's: what evaluation measures is what a gate may name.
+export { METRIC_NAMES, type MetricName } from '../training/metrics';
 
 export const MetricGateSchema = z
   .object({

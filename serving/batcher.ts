@@ -1,6 +1,6 @@
 import type { BatchingOptions } from './config';
 import { ServingError } from './errors';
-import { sliceRows, type DenseTensor } from './tensors';
+import { sliceRows, stringTensor, type DenseTensor } from './tensors';
 
 /**
  * Dynamic batching for one version: requests are merged into one model call of up to
@@ -175,6 +175,11 @@ export class Batcher {
 function concatInputs(batch: Task[], rows: number): DenseTensor[] {
   const first = batch[0]!.inputs;
   return first.map((template, i) => {
+    if (template.strings)
+      return stringTensor(
+        [rows, ...template.shape.slice(1)],
+        batch.flatMap((task) => task.inputs[i]!.strings!),
+      );
     const size = template.data.length / template.shape[0]!;
     const data = template.dtype === 'int32' ? new Int32Array(rows * size) : new Float32Array(rows * size);
     let offset = 0;

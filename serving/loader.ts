@@ -14,8 +14,8 @@ import { decodePredictInputs } from './grpc/tensor-proto';
 import { loadSavedModelServable } from './saved-model-servable';
 import { readWarmupRequests, WARMUP_RECORDS_FILE } from './warmup-records';
 import { recordInputsOf } from './records';
-import { signatureOf, VersionMetadataSchema, type Signature, type VersionMetadata } from './signature';
-import { allocate, parsePredictBody, PredictBodySchema, type DenseTensor } from './tensors';
+import { signatureOf, takesExamples, VersionMetadataSchema, type Signature, type VersionMetadata } from './signature';
+import { allocate, isStringSpec, parsePredictBody, PredictBodySchema, stringTensor, type DenseTensor } from './tensors';
 
 /**
  * The loader: turns one version folder into a servable and back. A version folder holds a
@@ -268,7 +268,8 @@ async function warmUpSavedModel(dir: string, servable: Servable, options: LoadOp
     }
     return;
   }
-  if (servable.signature.unsupported) return;
+  // An empty tf.Example need not parse (required features): example signatures warm up from the file only.
+  if (servable.signature.unsupported || takesExamples(servable.signature)) return;
   await warmUp(dir, servable, options);
 }
 
@@ -281,8 +282,13 @@ async function warmUp(dir: string, servable: Servable, options: LoadOptions): Pr
     for (const request of parsed.data.requests) servable.run(parsePredictBody(request, signature, 100_000).inputs);
   } else if (options.warmup) {
     servable.run(
-      signature.inputs.map((spec) => {
+      signature.inputs.map((spec): DenseTensor => {
         const shape = [1, ...spec.shape.slice(1)];
+        if (isStringSpec(spec))
+          return stringTensor(
+            shape,
+            Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => new Uint8Array(0)),
+          );
         return {
           dtype: spec.dtype,
           shape,

@@ -103,7 +103,7 @@ export const SERVER_FAILURES: ReadonlySet<string> = new Set([
 ]);
 
 /** The APIs whose requests are model calls; metadata and status calls are not counted. */
-const MODEL_APIS = new Set(['predict', 'classify']);
+const MODEL_APIS = new Set(['predict', 'classify', 'regress']);
 
 /** A deep copy (snapshots are JSON-safe; structuredClone is not in every workflow sandbox). */
 function clone<T>(value: T): T {

@@ -20,7 +20,7 @@ const LATENCY_BUCKETS = [
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
 const LOAD_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
-export type Api = 'predict' | 'classify' | 'metadata' | 'status' | 'feedback';
+export type Api = 'predict' | 'classify' | 'regress' | 'metadata' | 'status' | 'feedback';
 export type Protocol = 'rest' | 'grpc';
 /**
  * How a request reached its version: `routed` by the router (traffic split, sticky key, latest), or

@@ -8,8 +8,9 @@ import {
   type SavedTensorInfo,
 } from '../engine/saved-model';
 import type { OtherSignature, Servable } from './loader';
-import { DEFAULT_SIGNATURE, type Signature, type TensorSpec, type VersionMetadata } from './signature';
-import type { DenseTensor } from './tensors';
+import { invalidArgument, ServingError } from './errors';
+import { DEFAULT_SIGNATURE, type Signature, takesExamples, type TensorSpec, type VersionMetadata } from './signature';
+import { type DenseTensor, sliceRows } from './tensors';
 
 /**
  * A version folder holding a TensorFlow SavedModel, served like a tfjs one: every signature of its
@@ -18,10 +19,13 @@ import type { DenseTensor } from './tensors';
  * listed in the metadata, and its calls answer UNIMPLEMENTED naming the tensor.
  */
 
-const CARRIED = 'Gantry feeds DT_FLOAT, DT_INT32 and DT_INT64 (values within the int32 range) to a SavedModel';
+const CARRIED =
+  'Gantry feeds DT_FLOAT, DT_DOUBLE (as float32), DT_INT32, DT_INT64 (values within the int32 range), DT_BOOL and ' +
+  'DT_STRING to a SavedModel';
 
 function spec(info: SavedTensorInfo): TensorSpec {
-  const dtype = info.dtype ?? 'float32';
+  // A string tensor's values travel in DenseTensor.strings; its tfDType (DT_STRING) is what says so.
+  const dtype = info.dtype === 'string' ? 'int32' : (info.dtype ?? 'float32');
   const own = dtype === 'float32' ? 'DT_FLOAT' : 'DT_INT32';
   return {
     key: info.key,
@@ -49,7 +53,7 @@ function unsupportedReason(signature: SavedSignature): string | undefined {
     if (!output.dtype)
       return (
         `${where} has dtype ${output.tfDType}, which Gantry cannot answer ` +
-        '(it reads back DT_FLOAT, DT_INT32, DT_INT64 and DT_BOOL)'
+        '(it reads back DT_FLOAT, DT_DOUBLE, DT_INT32, DT_INT64, DT_BOOL and DT_STRING)'
       );
   }
   if (signature.inputs.length === 0) return `signature "${signature.name}" has no inputs`;
@@ -76,6 +80,30 @@ function servingSignature(saved: SavedSignature, metadata: VersionMetadata): Sig
   return signature;
 }
 
+/**
+ * A signature over serialized tf.Examples fails as a whole when one example does not parse (a feature
+ * missing or of the wrong type). Then each example is run alone to find the first that fails, and the
+ * answer is a 400 naming it; only the failing path pays for the reruns.
+ */
+function namingTheExample(run: (inputs: DenseTensor[]) => DenseTensor[]) {
+  return (inputs: DenseTensor[]): DenseTensor[] => {
+    try {
+      return run(inputs);
+    } catch (error) {
+      if (error instanceof ServingError) throw error;
+      const rows = inputs[0]!.shape[0]!;
+      for (let i = 0; i < rows; i++) {
+        try {
+          run([sliceRows(inputs[0]!, i, 1)]);
+        } catch (one) {
+          throw invalidArgument(`examples[${i}]: the model could not parse it: ${(one as Error).message}`);
+        }
+      }
+      throw error;
+    }
+  };
+}
+
 /** Bytes under the folder's variables/ (the weights; the loaded-bytes gauge). */
 async function variablesBytes(dir: string): Promise<number> {
   const entries = await readdir(path.join(dir, 'variables'), { withFileTypes: true }).catch(() => []);
@@ -97,10 +125,13 @@ export async function loadSavedModelServable(dir: string, metadata: VersionMetad
         throw new Error(reason);
       };
     }
-    return session.runner(saved) as (inputs: DenseTensor[]) => DenseTensor[];
+    const run = session.runner(saved) as (inputs: DenseTensor[]) => DenseTensor[];
+    return takesExamples(signature) ? namingTheExample(run) : run;
   };
   const all = info.signatures.map((saved) => {
     const signature = servingSignature(saved, metadata);
+    if (takesExamples(signature) && Object.keys(info.exampleFeatures).length > 0)
+      signature.exampleFeatures = info.exampleFeatures;
     return { signature, run: runnerOf(saved, signature) };
   });
   // TF Serving's default; a model without one serves its first signature when none is named.

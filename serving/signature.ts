@@ -13,6 +13,9 @@ import type { RecordInputs } from './records';
 
 export const DEFAULT_SIGNATURE = 'serving_default';
 export const PREDICT_METHOD = 'tensorflow/serving/predict';
+/** A SavedModel's classification and regression signatures (estimator and TFX exports): tf.Examples in. */
+export const CLASSIFY_METHOD = 'tensorflow/serving/classify';
+export const REGRESS_METHOD = 'tensorflow/serving/regress';
 
 export type ServedDType = 'float32' | 'int32';
 
@@ -45,6 +48,11 @@ export interface Signature {
   records?: RecordInputs;
   /** Present when the version takes encoded images (an image preprocessing.json): REST/gRPC decode them. */
   images?: ImageInputs;
+  /**
+   * A SavedModel classify/regress signature's tf.Example features (from the graph's ParseExample ops) and the
+   * list each wants, so a JSON number becomes the float_list or int64_list the model parses.
+   */
+  exampleFeatures?: Record<string, 'float' | 'int64' | 'bytes'>;
   /** Why calls to this signature are refused (UNIMPLEMENTED): a SavedModel's dtype or shape Gantry cannot carry. */
   unsupported?: string;
 }
@@ -121,4 +129,13 @@ export function signatureOf(model: tfType.LayersModel, metadata: VersionMetadata
 /** Elements in one row of a tensor of this spec (its shape without the batch dimension). */
 export function rowSize(spec: TensorSpec): number {
   return spec.shape.slice(1).reduce((a, b) => a * b, 1);
+}
+
+/** Whether the signature is a classify or regress one over serialized tf.Examples (its one DT_STRING input). */
+export function takesExamples(signature: Signature): boolean {
+  return (
+    (signature.methodName === CLASSIFY_METHOD || signature.methodName === REGRESS_METHOD) &&
+    signature.inputs.length === 1 &&
+    signature.inputs[0]!.tfDType === 'DT_STRING'
+  );
 }

@@ -11,7 +11,38 @@ import { rowSize, type ServedDType, type Signature, type TensorSpec } from './si
 export interface DenseTensor {
   dtype: ServedDType;
   shape: number[];
+  /** The values; empty for a string tensor. */
   data: Float32Array | Int32Array;
+  /**
+   * Present for a DT_STRING tensor (a SavedModel's; its spec's tfDType says so): one byte string per element,
+   * row-major. Kept beside `data` rather than in it so the numeric paths stay typed arrays.
+   */
+  strings?: Uint8Array[];
+}
+
+/** The longest string element a request may carry, and the most string bytes per tensor. */
+export const MAX_STRING_BYTES = 8 * 1024 * 1024;
+export const MAX_STRING_TENSOR_BYTES = 64 * 1024 * 1024;
+
+export function isStringSpec(spec: TensorSpec): boolean {
+  return spec.tfDType === 'DT_STRING';
+}
+
+/** Bounds a string tensor's elements (each and all together); `where` names the tensor. */
+export function checkStrings(strings: Uint8Array[], where: string): void {
+  let total = 0;
+  strings.forEach((s, i) => {
+    if (s.byteLength > MAX_STRING_BYTES)
+      throw invalidArgument(`${where}[${i}]: a string of ${s.byteLength} bytes exceeds ${MAX_STRING_BYTES}`);
+    total += s.byteLength;
+  });
+  if (total > MAX_STRING_TENSOR_BYTES)
+    throw invalidArgument(`${where}: ${total} bytes of strings exceed the limit of ${MAX_STRING_TENSOR_BYTES}`);
+}
+
+/** A string tensor of `shape` (data empty). */
+export function stringTensor(shape: number[], strings: Uint8Array[]): DenseTensor {
+  return { dtype: 'int32', shape, data: new Int32Array(0), strings };
 }
 
 export function allocate(dtype: ServedDType, size: number): Float32Array | Int32Array {
@@ -70,8 +101,14 @@ function fill(
   out: Float32Array | Int32Array,
   offset: number,
   where: string,
+  bool = false,
 ): number {
   if (level === dims.length) {
+    // DT_BOOL takes JSON's true and false (as TF Serving does), carried as 1 and 0.
+    if (bool && typeof value === 'boolean') {
+      out[offset] = value ? 1 : 0;
+      return offset + 1;
+    }
     if (typeof value !== 'number' || !Number.isFinite(value)) {
       throw invalidArgument(
         `${where}: expected a ${dtype === 'int32' ? 'integer' : 'number'} (dtype ${dtype}), got ${describe(value)}`,
@@ -93,6 +130,10 @@ function fill(
     // The innermost level, inline: this loop is where a request's values are read.
     for (let i = 0; i < size; i++) {
       const v = value[i];
+      if (bool && typeof v === 'boolean') {
+        out[next++] = v ? 1 : 0;
+        continue;
+      }
       if (typeof v !== 'number' || !Number.isFinite(v) || (dtype === 'int32' && !Number.isInteger(v))) {
         throw invalidArgument(
           `${where}[${i}]: expected a ${dtype === 'int32' ? 'integer' : 'number'} (dtype ${dtype}), got ${describe(v)}`,
@@ -102,18 +143,44 @@ function fill(
     }
     return next;
   }
-  for (let i = 0; i < size; i++) next = fill(value[i], dims, level + 1, dtype, out, next, `${where}[${i}]`);
+  for (let i = 0; i < size; i++) next = fill(value[i], dims, level + 1, dtype, out, next, `${where}[${i}]`, bool);
   return next;
 }
 
+/** One string element: a JSON string (its UTF-8 bytes) or `{"b64": …}` (the bytes themselves). */
+function stringValue(value: unknown, where: string): Uint8Array {
+  if (typeof value === 'string') return Buffer.from(value, 'utf8');
+  if (isB64(value)) return decodeB64(value.b64, where);
+  throw invalidArgument(`${where}: expected a string or {"b64": …} (dtype DT_STRING), got ${describe(value)}`);
+}
+
+/** Collects `value`, a nested array of exactly `dims` of string elements, into `out`. */
+function fillStrings(value: unknown, dims: readonly number[], level: number, out: Uint8Array[], where: string): void {
+  if (level === dims.length) {
+    out.push(stringValue(value, where));
+    return;
+  }
+  const size = dims[level]!;
+  if (!Array.isArray(value) || value.length !== size)
+    throw invalidArgument(
+      `${where}: expected an array of ${size} (shape [${dims.slice(level).join(', ')}]), got ${describe(value)}`,
+    );
+  for (let i = 0; i < size; i++) fillStrings(value[i], dims, level + 1, out, `${where}[${i}]`);
+}
+
 /** One row (an instance's value for one input) into `out` at row `row`. */
-function fillRow(value: unknown, spec: TensorSpec, out: Float32Array | Int32Array, row: number, where: string): void {
+function fillRow(value: unknown, spec: TensorSpec, tensor: DenseTensor, row: number, where: string): void {
   const size = rowSize(spec);
+  if (tensor.strings) {
+    fillStrings(value, spec.shape.slice(1), 0, tensor.strings, where);
+    return;
+  }
+  const out = tensor.data;
   if (isB64(value)) {
     out.set(fromBytes(decodeB64(value.b64, where), spec.dtype, size, where), row * size);
     return;
   }
-  fill(value, spec.shape.slice(1), 0, spec.dtype, out, row * size, where);
+  fill(value, spec.shape.slice(1), 0, spec.dtype, out, row * size, where, spec.tfDType === 'DT_BOOL');
 }
 
 function batchShape(spec: TensorSpec, rows: number): number[] {
@@ -162,21 +229,22 @@ export function parseInstances(instances: unknown[], signature: Signature, maxRo
   const rows = instances.length;
   if (rows === 0) throw invalidArgument('instances: must hold at least one instance');
   if (rows > maxRows) throw invalidArgument(`instances: ${rows} instances exceed the limit of ${maxRows} per request`);
-  const inputs = signature.inputs.map((spec) => ({
-    dtype: spec.dtype,
-    shape: batchShape(spec, rows),
-    data: allocate(spec.dtype, rows * rowSize(spec)),
-  }));
+  const inputs = signature.inputs.map(
+    (spec): DenseTensor =>
+      isStringSpec(spec)
+        ? stringTensor(batchShape(spec, rows), [])
+        : { dtype: spec.dtype, shape: batchShape(spec, rows), data: allocate(spec.dtype, rows * rowSize(spec)) },
+  );
   const single = signature.inputs.length === 1 ? signature.inputs[0]! : undefined;
   for (let r = 0; r < rows; r++) {
     const instance = instances[r];
     if (isPlainObject(instance)) {
       checkKeys(instance, signature, `instances[${r}]`);
       signature.inputs.forEach((spec, i) =>
-        fillRow(instance[spec.key], spec, inputs[i]!.data, r, `instances[${r}].${spec.key}`),
+        fillRow(instance[spec.key], spec, inputs[i]!, r, `instances[${r}].${spec.key}`),
       );
     } else if (single) {
-      fillRow(instance, single, inputs[0]!.data, r, `instances[${r}]`);
+      fillRow(instance, single, inputs[0]!, r, `instances[${r}]`);
     } else {
       throw invalidArgument(
         `instances[${r}]: the model has ${signature.inputs.length} inputs, so each instance must be an object ` +
@@ -184,11 +252,24 @@ export function parseInstances(instances: unknown[], signature: Signature, maxRo
       );
     }
   }
+  signature.inputs.forEach((spec, i) => {
+    if (inputs[i]!.strings) checkStrings(inputs[i]!.strings!, `instances (input ${spec.key})`);
+  });
   return { inputs, rows, format: 'row' };
 }
 
 function columnarTensor(value: unknown, spec: TensorSpec, maxRows: number, where: string): DenseTensor {
   const size = rowSize(spec);
+  if (isStringSpec(spec)) {
+    if (!Array.isArray(value) || value.length === 0)
+      throw invalidArgument(`${where}: expected a non-empty array of strings (batch first), got ${describe(value)}`);
+    if (value.length > maxRows)
+      throw invalidArgument(`${where}: ${value.length} rows exceed the limit of ${maxRows} per request`);
+    const strings: Uint8Array[] = [];
+    fillStrings(value, [value.length, ...spec.shape.slice(1)], 0, strings, where);
+    checkStrings(strings, where);
+    return stringTensor(batchShape(spec, value.length), strings);
+  }
   if (isB64(value)) {
     const bytes = decodeB64(value.b64, where);
     const rows = bytes.byteLength / (size * 4);
@@ -207,7 +288,7 @@ function columnarTensor(value: unknown, spec: TensorSpec, maxRows: number, where
   const rows = value.length;
   if (rows > maxRows) throw invalidArgument(`${where}: ${rows} rows exceed the limit of ${maxRows} per request`);
   const data = allocate(spec.dtype, rows * size);
-  fill(value, [rows, ...spec.shape.slice(1)], 0, spec.dtype, data, 0, where);
+  fill(value, [rows, ...spec.shape.slice(1)], 0, spec.dtype, data, 0, where, spec.tfDType === 'DT_BOOL');
   return { dtype: spec.dtype, shape: batchShape(spec, rows), data };
 }
 
@@ -241,6 +322,8 @@ export function parsePredictBody(body: PredictBody, signature: Signature, maxRow
 /** Rows `start…start+count` of a batch-first tensor (a view, no copy). */
 export function sliceRows(tensor: DenseTensor, start: number, count: number): DenseTensor {
   const size = tensor.shape.slice(1).reduce((a, b) => a * b, 1);
+  if (tensor.strings)
+    return stringTensor([count, ...tensor.shape.slice(1)], tensor.strings.slice(start * size, (start + count) * size));
   return {
     dtype: tensor.dtype,
     shape: [count, ...tensor.shape.slice(1)],
@@ -248,41 +331,69 @@ export function sliceRows(tensor: DenseTensor, start: number, count: number): De
   };
 }
 
+/**
+ * A string tensor's elements as JSON values: TF Serving answers text as JSON strings, and bytes as
+ * `{"b64": …}` when the output's key ends in `_bytes`.
+ */
+function stringValues(strings: Uint8Array[], key: string | undefined): (string | { b64: string })[] {
+  const b64 = key?.endsWith('_bytes') ?? false;
+  return strings.map((s) =>
+    b64 ? { b64: Buffer.from(s.buffer, s.byteOffset, s.byteLength).toString('base64') } : Buffer.from(s).toString(),
+  );
+}
+
+/** A tensor's elements for JSON: strings as stringValues says, a DT_BOOL output (carried as 0/1) as true/false. */
+function values(tensor: DenseTensor, key: string | undefined, tfDType?: string): Float32Array | Int32Array | unknown[] {
+  if (tensor.strings) return stringValues(tensor.strings, key);
+  return tfDType === 'DT_BOOL' ? Array.from(tensor.data, (v) => v !== 0) : tensor.data;
+}
+
 /** A flat slice as nested arrays of `dims` (JSON's view of a tensor). */
-function nest(data: Float32Array | Int32Array, dims: readonly number[], offset: number, level: number): unknown {
+function nest(
+  data: Float32Array | Int32Array | unknown[],
+  dims: readonly number[],
+  offset: number,
+  level: number,
+): unknown {
   if (level === dims.length) return data[offset];
   const size = dims[level]!;
   const stride = dims.slice(level + 1).reduce((a, b) => a * b, 1);
-  if (level === dims.length - 1) return Array.from(data.subarray(offset, offset + size));
+  if (level === dims.length - 1)
+    return Array.isArray(data) ? data.slice(offset, offset + size) : Array.from(data.subarray(offset, offset + size));
   const out = new Array<unknown>(size);
   for (let i = 0; i < size; i++) out[i] = nest(data, dims, offset + i * stride, level + 1);
   return out;
 }
 
-export function toNested(tensor: DenseTensor): unknown {
-  return nest(tensor.data, tensor.shape, 0, 0);
+export function toNested(tensor: DenseTensor, key?: string, tfDType?: string): unknown {
+  return nest(values(tensor, key, tfDType), tensor.shape, 0, 0);
 }
 
 /** `predictions`: one entry per row; with one output the row's value, else an object of outputs. */
-export function toPredictions(outputs: DenseTensor[], keys: string[]): unknown[] {
+export function toPredictions(
+  outputs: DenseTensor[],
+  keys: string[],
+  tfDTypes: (string | undefined)[] = [],
+): unknown[] {
   const rows = outputs[0]?.shape[0] ?? 0;
-  const rowValue = (t: DenseTensor, r: number) => {
-    const dims = t.shape.slice(1);
+  const all = outputs.map((t, i) => values(t, keys[i], tfDTypes[i]));
+  const rowValue = (i: number, r: number) => {
+    const dims = outputs[i]!.shape.slice(1);
     const size = dims.reduce((a, b) => a * b, 1);
-    return nest(t.data, dims, r * size, 0);
+    return nest(all[i]!, dims, r * size, 0);
   };
   const predictions = new Array<unknown>(rows);
   for (let r = 0; r < rows; r++) {
-    if (outputs.length === 1) predictions[r] = rowValue(outputs[0]!, r);
-    else predictions[r] = Object.fromEntries(outputs.map((t, i) => [keys[i]!, rowValue(t, r)]));
+    if (outputs.length === 1) predictions[r] = rowValue(0, r);
+    else predictions[r] = Object.fromEntries(outputs.map((_, i) => [keys[i]!, rowValue(i, r)]));
   }
   return predictions;
 }
 
 /** `outputs` in the columnar format: the tensor itself with one output, else an object. */
-export function toColumnar(outputs: DenseTensor[], keys: string[]): unknown {
-  if (outputs.length === 1) return toNested(outputs[0]!);
-  return Object.fromEntries(outputs.map((t, i) => [keys[i]!, toNested(t)]));
+export function toColumnar(outputs: DenseTensor[], keys: string[], tfDTypes: (string | undefined)[] = []): unknown {
+  if (outputs.length === 1) return toNested(outputs[0]!, keys[0], tfDTypes[0]);
+  return Object.fromEntries(outputs.map((t, i) => [keys[i]!, toNested(t, keys[i], tfDTypes[i])]));
 }
 
 /** The arg-max of each row of a [rows, K] tensor (the predicted class). */

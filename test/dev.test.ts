@@ -1,9 +1,12 @@
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import { mkdtemp, readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { expect, it } from 'vitest';
+import { StackStatusSchema, stackStatusFile } from '../control/dev-stack';
 import { isProcessAlive } from '../control/embedded-temporal';
+import { gantryHome } from '../control/home';
 import { freePort } from '../control/ports';
 import { PROJECT_ROOT } from '../control/temporal-binary';
 import { waitFor } from './helpers/workers';
@@ -75,3 +78,49 @@ it(
 async function readLogs(home: string, pool: string): Promise<string> {
   return readFile(path.join(home, 'logs', `worker-${pool}.log`), 'utf8').catch(() => '');
 }
+
+it('gantry dev gives up on a child that cannot start again, says why, exits 1 and leaves nothing running', async () => {
+  const home = await mkdtemp(path.join(os.tmpdir(), 'gantry-dev-giveup-'));
+  const env: NodeJS.ProcessEnv = { ...process.env, GANTRY_HOME: home };
+  delete env.TEMPORAL_ADDRESS;
+  delete env.GANTRY_SERVERS;
+  const child = spawn(
+    path.join(PROJECT_ROOT, 'bin', 'gantry'),
+    ['dev', '--port', String(await freePort()), '--headless'],
+    { env, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  await waitFor('gantry dev to come up', async () => (output.includes('task queues') ? true : undefined), 90_000);
+  const stack = StackStatusSchema.parse(JSON.parse(await readFile(stackStatusFile(gantryHome(env)), 'utf8')));
+  const restPort = Number(new URL(stack.modelServer!.url).port);
+
+  // The model server dies, and its port is taken before the stack can start it again there.
+  process.kill(stack.modelServer!.pid!, 'SIGKILL');
+  const squatter = createServer();
+  await waitFor(
+    'the model server port to be free',
+    () =>
+      new Promise<true | undefined>((resolve) => {
+        squatter.once('error', () => resolve(undefined));
+        squatter.listen(restPort, '127.0.0.1', () => resolve(true));
+      }),
+    5_000,
+    10,
+  );
+  try {
+    // Six failures in a row: 0.5 + 1 + 2 + 4 + 8 s of backoff, plus the tries.
+    expect(await exited).toBe(1);
+  } finally {
+    squatter.close();
+  }
+  expect(output).toMatch(/the model server exited \(code null, signal SIGKILL\); starting it again in 0.5 s/);
+  expect(output).toMatch(/the model server failed 6 times in a row, each within 60 s of starting; gave up/);
+  expect(output).toMatch(/EADDRINUSE/);
+  for (const pid of [stack.temporal!.pid!, ...stack.workers.map((w) => w.pid!)])
+    expect(isProcessAlive(pid)).toBe(false);
+  await expect(stat(path.join(home, 'servers.json'))).rejects.toThrow(/ENOENT/);
+  await expect(stat(stackStatusFile(gantryHome(env)))).rejects.toThrow(/ENOENT/);
+}, 180_000);

@@ -93,6 +93,25 @@ describe('--set overrides', () => {
       message: 'cannot set a field inside "name", which is not an object',
     });
   });
+
+  it('index lists by number, append at their length, and refuse what is no field of the spec', () => {
+    const gated = { ...fashionMnist, evaluation: { ...fashionMnist.evaluation, gates: [{ metric: 'auc', min: 0.5 }] } };
+    const spec = validatePipeline(
+      applyOverrides(gated, ['evaluation.gates.0.min=0.9', 'evaluation.gates.1={"metric":"logLoss","max":0.6}']),
+    );
+    expect(spec.evaluation.gates).toEqual([
+      { metric: 'auc', min: 0.9 },
+      { metric: 'logLoss', max: 0.6 },
+    ]);
+    expect(gated.evaluation.gates[0]!.min).toBe(0.5);
+    expect(issuesOf(() => applyOverrides(gated, ['evaluation.gates.5.min=1']))[0]!.message).toMatch(/past its end/);
+    expect(issuesOf(() => applyOverrides(gated, ['evaluation.gates.first=1']))[0]!.message).toMatch(/is a list/);
+    expect(issuesOf(() => applyOverrides(gated, ['train.0=1']))[0]!.message).toMatch(/not a list/);
+    for (const key of ['__proto__.polluted=1', 'train.constructor.prototype.polluted=1']) {
+      expect(issuesOf(() => applyOverrides(gated, [key]))[0]!.message).toMatch(/is not a field of the spec/);
+    }
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
 });
 
 describe('loading pipelines', () => {

@@ -16,9 +16,9 @@ type Tf = typeof tfType;
  * to keep in sync. The tabular model takes the encoded record (data/preprocessing.ts), already
  * normalised by ingest. Dropout takes no seed: tfjs would reuse one mask for every step.
  *
- * The input is pipelines/project.ts's ArchitectureInput (that one's fields all required; this
- * module cannot import it, as pipelines imports training): a classifier ends in a softmax over
- * numClasses, a regression in a linear Dense(1).
+ * The input: pipelines/project.ts's public ArchitectureInput extends this one with every field
+ * required (pipelines imports training, not the other way round). A classifier ends in a softmax
+ * over numClasses, a regression in a linear Dense(1).
  */
 export interface ArchitectureInput {
   featureShape: number[];

@@ -1,7 +1,6 @@
 /**
- * Which metrics each task measures (and so which an evaluation gate may name). The same names as
- * pipelines/spec.ts's METRIC_NAMES (a test holds them equal); kept here because pipelines imports
- * training, not the other way round.
+ * Which metrics each task measures (and so which an evaluation gate may name: pipelines/spec.ts
+ * re-exports these names, since pipelines imports training, not the other way round).
  */
 export const TASK_METRICS = {
   classification: ['accuracy', 'auc', 'logLoss'],

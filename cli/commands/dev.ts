@@ -54,6 +54,8 @@ export async function devCommand(options: { port?: string; headless?: boolean; t
   const trainWorkers = Number(options.trainWorkers ?? '1');
   if (!Number.isInteger(trainWorkers) || trainWorkers < 1 || trainWorkers > 64)
     throw new UsageError(`--train-workers: must be an integer from 1 to 64, got "${options.trainWorkers}"`);
+  let gaveUp: ((error: Error) => void) | undefined;
+  const givenUp = new Promise<Error>((resolve) => (gaveUp = resolve));
   const stack = await startLocalStack(home, {
     port,
     headless: options.headless,
@@ -61,9 +63,12 @@ export async function devCommand(options: { port?: string; headless?: boolean; t
     extraPools: customPools(project),
     onExit: (e) =>
       console.error(
-        `${e.what} exited (code ${e.code}, signal ${e.signal})${e.restarted ? '; started it again' : ''}; ` +
-          `see ${e.logFile}`,
+        `${e.what} exited (code ${e.code}, signal ${e.signal})` +
+          `${e.restarted ? `; starting it again in ${(e.delayMs ?? 0) / 1000} s` : ''}; see ${e.logFile}`,
       ),
+    onRestarted: (what, pid, restarts) =>
+      console.error(`${what} is running again (pid ${pid}; restart ${restarts} since gantry dev started)`),
+    onGiveUp: (_what, error) => gaveUp!(error),
   });
   const hint = project
     ? `In another terminal: npx gantry run ${project.pipelines[0]?.name ?? '<pipeline>'} --follow   ` +
@@ -75,8 +80,15 @@ export async function devCommand(options: { port?: string; headless?: boolean; t
     `gantry dev is up${project ? ` for project ${project.definition.name} (${project.file})` : ''}\n` +
       `${describeStack(home, stack)}\n\n${hint}`,
   );
-  const signal = await untilInterrupted();
-  console.log(`\n${signal}: stopping the workers, the model server and the Temporal server…`);
+  const ended = await Promise.race([untilInterrupted(), givenUp]);
+  if (ended instanceof Error) {
+    // A child that cannot stay up: the stack is not what it says it is, so it stops rather than limps.
+    console.error('a child keeps dying: stopping the workers, the model server and the Temporal server…');
+    await stack.stop();
+    console.error('stopped');
+    throw ended;
+  }
+  console.log(`\n${ended}: stopping the workers, the model server and the Temporal server…`);
   await stack.stop();
   console.log('stopped');
 }

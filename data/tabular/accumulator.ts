@@ -25,6 +25,9 @@ export class ColumnAccumulator {
   readonly categories = new Map<string, number>();
   /** Some values went uncounted because MAX_TRACKED_CATEGORIES were already tracked. */
   truncated = false;
+  /** addCell's category counts by CellValues id, and the ids in the order first counted. */
+  private idCounts = new Float64Array(0);
+  private idOrder: number[] = [];
 
   add(value: unknown): void {
     this.count += 1;
@@ -44,8 +47,8 @@ export class ColumnAccumulator {
     }
     // Once a value was not a boolean word the column is not boolean: skip the check (lower-casing every cell).
     if (this.notBoolean === 0) {
-      const word = typeof value === 'string' && BOOLEAN_WORDS.has(value.trim().toLowerCase());
-      const b = typeof value === 'boolean' || word ? parseBoolean(value) : undefined;
+      const b =
+        typeof value === 'boolean' ? parseBoolean(value) : typeof value === 'string' ? booleanWord(value) : undefined;
       if (b === undefined) this.notBoolean += 1;
       else if (b === 1) this.trues += 1;
     } else this.notBoolean += 1;
@@ -57,6 +60,66 @@ export class ColumnAccumulator {
     if (seen !== undefined) this.categories.set(category, seen + 1);
     else if (this.categories.size < MAX_TRACKED_CATEGORIES) this.categories.set(category, 1);
     else this.truncated = true;
+  }
+
+  /** Whether the next value's category is counted (or marks the domain incomplete): see `add`. */
+  get countsCategories(): boolean {
+    return !(this.truncated && this.notNumeric === 0);
+  }
+
+  /** Whether a category not yet counted would be. */
+  get hasRoom(): boolean {
+    return this.idOrder.length + this.categories.size < MAX_TRACKED_CATEGORIES;
+  }
+
+  /** `add(null)`. */
+  addMissingCell(): void {
+    this.count += 1;
+    this.missing += 1;
+  }
+
+  /**
+   * `add` of a CSV cell looked up in its column's CellValues (`values`): its number `n` (NaN: not one), boolean word
+   * `b` (-1: not one; read only while the column may be boolean) and id (-1: not in `values`, which then holds no
+   * value this accumulator counts). Categories are counted by id; `settle` makes `categories` of them.
+   */
+  addCell(n: number, b: number, id: number): void {
+    this.count += 1;
+    if (Number.isNaN(n)) this.notNumeric += 1;
+    else {
+      this.numeric += 1;
+      const delta = n - this.mean;
+      this.mean += delta / this.numeric;
+      this.m2 += delta * (n - this.mean);
+      if (n < this.min) this.min = n;
+      if (n > this.max) this.max = n;
+    }
+    if (this.notBoolean === 0) {
+      if (b < 0) this.notBoolean += 1;
+      else if (b === 1) this.trues += 1;
+    } else this.notBoolean += 1;
+    if (this.truncated && this.notNumeric === 0) return;
+    if (id < 0) {
+      this.truncated = true;
+      return;
+    }
+    if (id >= this.idCounts.length) {
+      const bigger = new Float64Array(Math.max(2 * this.idCounts.length, id + 1));
+      bigger.set(this.idCounts);
+      this.idCounts = bigger;
+    }
+    if (this.idCounts[id]! > 0) this.idCounts[id]! += 1;
+    else if (this.hasRoom) {
+      this.idCounts[id] = 1;
+      this.idOrder.push(id);
+    } else this.truncated = true;
+  }
+
+  /** Moves the counts `addCell` kept by id into `categories`, in the order first seen (as `add` inserts them). */
+  settle(values: { strings: readonly string[] }): void {
+    for (const id of this.idOrder) this.categories.set(values.strings[id]!, this.idCounts[id]!);
+    this.idOrder = [];
+    this.idCounts = new Float64Array(0);
   }
 
   /** Adds `missing` rows that lacked the column (a JSON key first seen after them). */
@@ -104,4 +167,9 @@ export class ColumnAccumulator {
   ranked(): [string, number][] {
     return [...this.categories].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   }
+}
+
+/** A boolean word's value (true/false, yes/no, t/f, y/n in any case, trimmed); undefined for anything else. */
+export function booleanWord(value: string): 0 | 1 | undefined {
+  return BOOLEAN_WORDS.has(value.trim().toLowerCase()) ? parseBoolean(value) : undefined;
 }

@@ -30,7 +30,9 @@ const SCHEMA_FILE = 'schema.json';
  *      stored one (anomalies), and the training split's statistics → the preprocessing (data/preprocessing.ts);
  *   2. write: every row again, encoded with that preprocessing into float32 shards as it goes (skipped when this
  *      very dataset, by fingerprint, is already on the store).
- * Then the per-feature drift against the previous run, as for every source.
+ * Then the per-feature drift against the previous run, as for every source. A CSV is read in place in both passes
+ * (readCsvRows.tables: cells as offsets into each chunk, no object per row) and hashed for its fingerprint as pass 1
+ * reads it; other sources' rows come as SourceRows.
  */
 export async function ingestTabularDataset(
   options: IngestOptions,
@@ -60,17 +62,24 @@ export async function ingestTabularDataset(
   };
 
   progress(`reading ${source.name} from ${options.path}`);
-  const [fileDigest, scan] = await Promise.all([
-    source.contentDigest === 'files' ? digestLocation(options.path) : Promise.resolve(undefined),
+  // A reader of CSV cells in place (one file) hashes the bytes it reads: the same digest, without a second read.
+  const digestInScan = source.contentDigest === 'files' && 'tables' in source.rows;
+  const [locationDigest, scan] = await Promise.all([
+    source.contentDigest === 'files' && !digestInScan ? digestLocation(options.path) : Promise.resolve(undefined),
     scanRows({
       reader: source.rows,
       path: options.path,
       settings,
       split,
       digestRows: source.contentDigest === 'rows',
+      digestFile: digestInScan,
       onRows: (read) => progress(`scanned ${read} rows`),
     }),
   ]);
+  const fileDigest = locationDigest ?? scan.fileDigest;
+  if (source.contentDigest === 'files' && fileDigest === undefined) {
+    throw new Error(`${source.name}: its reader did not hash ${options.path}`);
+  }
   const report = scan.report;
   progress(
     `scanned ${report.read} rows: ${SPLIT_NAMES.map((name) => `${scan.splits[name].rows} ${name}`).join(', ')}, ` +

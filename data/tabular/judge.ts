@@ -3,6 +3,8 @@ import { DatasetError } from '../errors';
 import { categoryOf, describe, isMissing, parseBoolean, parseNumber, type MissingPolicy } from '../preprocessing';
 import type { SplitName } from '../split';
 import { splitOfRow } from './assign';
+import { numberAt } from './cell-values';
+import { type CsvTable, MISSING } from './csv';
 import { MalformedRow, type SourceRow } from './rows';
 import type { TabularSettings } from './settings';
 
@@ -75,13 +77,7 @@ export class RowJudge {
     for (const column of this.columns) {
       const value = cell(values, column.name);
       if (isMissing(value)) {
-        if (column.missing === 'fail') {
-          throw new DatasetError(
-            where,
-            `column ${JSON.stringify(column.name)} has no value and its missing policy is 'fail' ` +
-              `(data.columns[${JSON.stringify(column.name)}].missing or data.missing)`,
-          );
-        }
+        if (column.missing === 'fail') throw missingError(where, column.name);
         if (column.missing === 'drop') drop = true;
       } else if (column.declared) {
         const problem = typeProblem(column.declared, value);
@@ -93,15 +89,67 @@ export class RowJudge {
       this.report.dropped += 1;
       return { kind: 'dropped' };
     }
+    const split = this.place(index);
+    return split === undefined ? { kind: 'excluded' } : { kind: 'kept', split, row: item };
+  }
+
+  /**
+   * `judge` of item i of a CSV chunk, without a SourceRow: `label` is the label's column in the header (-1: none)
+   * and `indexes[k]` the column of `columns[k]` (-1: none). The split of a kept row; undefined for any other fate.
+   */
+  judgeCells(table: CsvTable, i: number, label: number, indexes: ArrayLike<number>): SplitName | undefined {
+    const index = this.report.read;
+    this.report.read += 1;
+    const reason = table.reasons[i];
+    if (reason !== undefined) {
+      this.malformed(new MalformedRow(table.where(i), reason));
+      return undefined;
+    }
+    const { cells } = table;
+    const flags = cells.flags;
+    const base = table.field(i, 0);
+    if (label < 0 || (flags[base + label]! & MISSING) !== 0) {
+      this.report.dropped += 1;
+      return undefined;
+    }
+    // A string is always a category: only a regression's label can be unreadable.
+    if (this.settings.task === 'regression' && numberAt(cells, base + label) === undefined) {
+      this.malformed(new MalformedRow(table.where(i), this.labelProblem(cells.value(base + label))!));
+      return undefined;
+    }
+    let drop = false;
+    for (let k = 0; k < this.columns.length; k++) {
+      const column = this.columns[k]!;
+      const at = indexes[k]!;
+      if (at < 0 || (flags[base + at]! & MISSING) !== 0) {
+        if (column.missing === 'fail') throw missingError(table.where(i), column.name);
+        if (column.missing === 'drop') drop = true;
+      } else if (column.declared && column.declared !== 'categorical') {
+        const problem = typeProblem(column.declared, cells.value(base + at));
+        if (problem) {
+          this.malformed(new MalformedRow(table.where(i), `column ${JSON.stringify(column.name)}: ${problem}`));
+          return undefined;
+        }
+      }
+    }
+    if (drop) {
+      this.report.dropped += 1;
+      return undefined;
+    }
+    return this.place(index);
+  }
+
+  /** The split of the row at `index` by the seeded hash; undefined when that split's limit is reached. */
+  private place(index: number): SplitName | undefined {
     const split = splitOfRow(index, this.split.seed, this.settings.testFraction, this.split.validationFraction);
     if (split === 'test') {
-      if (this.split.limits.test !== undefined && this.tests >= this.split.limits.test) return { kind: 'excluded' };
+      if (this.split.limits.test !== undefined && this.tests >= this.split.limits.test) return undefined;
       this.tests += 1;
     } else {
-      if (this.split.limits.train !== undefined && this.pool >= this.split.limits.train) return { kind: 'excluded' };
+      if (this.split.limits.train !== undefined && this.pool >= this.split.limits.train) return undefined;
       this.pool += 1;
     }
-    return { kind: 'kept', split, row: item };
+    return split;
   }
 
   private labelProblem(label: unknown): string | undefined {
@@ -125,6 +173,14 @@ export class RowJudge {
     if (this.report.examples.length < MAX_EXAMPLES) this.report.examples.push(`${row.where}: ${row.reason}`);
     return { kind: 'malformed' };
   }
+}
+
+function missingError(where: string, column: string): DatasetError {
+  return new DatasetError(
+    where,
+    `column ${JSON.stringify(column)} has no value and its missing policy is 'fail' ` +
+      `(data.columns[${JSON.stringify(column)}].missing or data.missing)`,
+  );
 }
 
 function typeProblem(type: 'numeric' | 'categorical' | 'boolean', value: unknown): string | undefined {

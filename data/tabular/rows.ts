@@ -1,3 +1,5 @@
+import type { CsvTable } from './csv';
+
 /**
  * The one interface every tabular reader (CSV, JSON Lines, JSON arrays, Parquet, Arrow, a user's
  * own source) gives the tabular ingest: rows as the file holds them, one at a time, so a file
@@ -42,6 +44,16 @@ export interface RowBatch {
 /** A RowReader that can also hand over its rows a batch at a time: one await per batch instead of one per row. */
 export interface BatchedRowReader extends RowReader {
   batches(path: string, options?: RowReadOptions): AsyncIterable<RowBatch>;
+}
+
+/** A reader that also hands over chunks of rows as CSV cells in place (csv.ts): ingest reads those. */
+export interface TableReader extends RowReader {
+  tables(path: string, options?: TableReadOptions): AsyncIterable<CsvTable>;
+}
+
+export interface TableReadOptions extends RowReadOptions {
+  /** Sees every byte of the file as it is read, in order: its digest without reading it a second time. */
+  onBytes?: (bytes: Buffer) => void;
 }
 
 const ADAPTED_BATCH_ROWS = 1024;

@@ -2,10 +2,13 @@ import { createHash } from 'node:crypto';
 import { DatasetError } from '../errors';
 import type { RowReport } from '../ingest';
 import { SPLIT_NAMES, type SplitName } from '../split';
-import { ColumnAccumulator } from './accumulator';
+import { booleanWord, ColumnAccumulator } from './accumulator';
+import { CellValues, numberAt } from './cell-values';
+import { MISSING } from './csv';
+import type { CsvCells } from './csv-tokenizer';
 import { cell, judgedColumn, RowJudge, type SplitLimits } from './judge';
-import { type RowReader, rowBatches } from './rows';
-import type { TabularSettings } from './settings';
+import { type RowReader, rowBatches, type TableReader } from './rows';
+import { MAX_TRACKED_CATEGORIES, type TabularSettings } from './settings';
 
 /** One split's view of the data after pass 1. */
 export interface SplitScan {
@@ -24,6 +27,8 @@ export interface ScanResult {
   report: RowReport;
   /** sha256 over each row's values as JSON, for sources without files to hash (a user's stream). */
   rowsDigest?: string;
+  /** sha256 over the file's bytes, when `digestFile` asked for it and the reader could (CSV: `tables`). */
+  fileDigest?: string;
 }
 
 export interface ScanInput {
@@ -32,6 +37,8 @@ export interface ScanInput {
   settings: TabularSettings;
   split: { seed: number; validationFraction: number; limits: SplitLimits };
   digestRows: boolean;
+  /** Also hash the file's bytes as they are read (digestLocation's digest of a file), where the reader can. */
+  digestFile?: boolean;
   /** Called every `progressEvery` rows. */
   onRows?: (read: number) => void;
 }
@@ -83,6 +90,53 @@ export async function scanRows(input: ScanInput): Promise<ScanResult> {
     }
   };
 
+  const tables = (input.reader as Partial<TableReader>).tables;
+  if (tables && !hash) {
+    // CSV: each cell read in place from its chunk (CellValues per column, shared by the splits' accumulators).
+    const labelValues = new CellValues(3 * MAX_TRACKED_CATEGORIES);
+    const values: CellValues[] = [];
+    let header: readonly string[] | undefined;
+    let label = -1;
+    let indexes = new Int32Array(0);
+    const bytes = input.digestFile ? createHash('sha256') : undefined;
+    const onBytes = bytes ? (chunk: Buffer) => bytes.update(chunk) : undefined;
+    for await (const table of tables.call(input.reader, input.path, onBytes ? { onBytes } : {})) {
+      const { columns, cells } = table;
+      if (columns && !table.reasons.every((reason) => reason !== undefined)) {
+        if (header !== columns) {
+          for (const name of columns) see(name, input.path);
+          header = columns;
+          label = columns.indexOf(settings.label);
+          indexes = Int32Array.from(names, (name) => columns.indexOf(name));
+          while (values.length < names.length) values.push(new CellValues(3 * MAX_TRACKED_CATEGORIES));
+        }
+      }
+      for (let i = 0; i < table.count; i++) {
+        const split = judge.judgeCells(table, i, label, indexes);
+        if (split !== undefined) {
+          const scan = splits[split];
+          scan.rows += 1;
+          const base = table.field(i, 0);
+          addCell(scan.label, labelValues, cells, base + label);
+          const columns = accumulators[split];
+          for (let c = 0; c < columns.length; c++) addCell(columns[c]!, values[c]!, cells, base + indexes[c]!);
+        }
+        if (input.onRows && judge.report.read % PROGRESS_EVERY === 0) input.onRows(judge.report.read);
+      }
+    }
+    for (const split of SPLIT_NAMES) {
+      splits[split].label.settle(labelValues);
+      accumulators[split].forEach((accumulator, c) => accumulator.settle(values[c]!));
+    }
+    return {
+      columnOrder,
+      labelSeen,
+      splits,
+      report: judge.report,
+      ...(bytes ? { fileDigest: bytes.digest('hex') } : {}),
+    };
+  }
+
   for await (const batch of rowBatches(input.reader, input.path)) {
     // A batch that names its columns has them in every row: they are looked at once, not per row.
     if (batch.columns && batch.rows.some((item) => !(item instanceof Error))) {
@@ -112,4 +166,24 @@ export async function scanRows(input: ScanInput): Promise<ScanResult> {
     report: judge.report,
     ...(hash ? { rowsDigest: hash.digest('hex') } : {}),
   };
+}
+
+/** `accumulator.add` of field f of `cells` (a kept row's cell: f is in its row), looked up in `values`. */
+function addCell(accumulator: ColumnAccumulator, values: CellValues, cells: CsvCells, f: number): void {
+  if ((cells.flags[f]! & MISSING) !== 0) {
+    accumulator.addMissingCell();
+    return;
+  }
+  const counts = accumulator.countsCategories;
+  let id = -1;
+  if (counts || accumulator.notBoolean === 0) {
+    id = values.find(cells, f);
+    if (id < 0 && counts && accumulator.hasRoom) id = values.insert(cells, f);
+  }
+  if (id >= 0) {
+    accumulator.addCell(values.numbers[id]!, values.booleans[id]!, id);
+    return;
+  }
+  const n = numberAt(cells, f) ?? Number.NaN;
+  accumulator.addCell(n, accumulator.notBoolean === 0 ? (booleanWord(cells.value(f)) ?? -1) : -1, -1);
 }

@@ -240,7 +240,8 @@ export function wireInputs(
   const tensors: DenseTensor[] = [];
   for (const spec of signature.inputs) {
     const wire = request.inputs.get(spec.key);
-    if (!wire || wire.dtype !== DTYPE_NUMBER[spec.dtype]) return undefined;
+    // A SavedModel's own dtype (int64, bool, double, string) is the general decoder's.
+    if (!wire || spec.tfDType || wire.dtype !== DTYPE_NUMBER[spec.dtype]) return undefined;
     const { dims } = wire;
     if (
       dims.length !== spec.shape.length ||
@@ -347,9 +348,10 @@ export function writePredictResponse(
   model: string,
   version: number,
   signatureName: string | undefined,
-  outputs: { key: string; tensor: DenseTensor }[],
+  outputs: { key: string; tensor: DenseTensor; tfDType?: string }[],
 ): Buffer | undefined {
-  if (!LITTLE_ENDIAN || outputs.some((o) => o.tensor.dtype !== 'float32')) return undefined;
+  if (!LITTLE_ENDIAN || outputs.some((o) => o.tensor.dtype !== 'float32' || o.tfDType || o.tensor.strings))
+    return undefined;
   const w = new Writer();
   for (const { key, tensor } of outputs) {
     w.message(1, () => {

@@ -11,7 +11,8 @@ import type { Api } from '../metrics';
 import { decodeImages } from '../images';
 import { recordOutputNames } from '../records';
 import type { Router } from '../router';
-import { rowSize, type Signature } from '../signature';
+import { examplesTensor, exampleOutputs, type FeatureMessage, MAX_FEATURES, messageFeature } from '../examples';
+import { CLASSIFY_METHOD, REGRESS_METHOD, rowSize, type Signature, takesExamples } from '../signature';
 import { allocate, type DenseTensor } from '../tensors';
 import { loadServingProtos, SIGNATURE_DEF_MAP_TYPE_URL } from './protos';
 import { readPredictRequest, WirePredictRequest, wireInputs, writePredictResponse } from './predict-wire';
@@ -22,7 +23,7 @@ import { REQUEST_ID_HEADER, VERSION_HEADER } from '../rest/headers';
 
 /**
  * The gRPC front door, wire-compatible with TF Serving: tensorflow.serving.PredictionService
- * (Predict, Classify, GetModelMetadata) and ModelService (GetModelStatus,
+ * (Predict, Classify, Regress, GetModelMetadata) and ModelService (GetModelStatus,
  * HandleReloadConfigRequest). Like the REST door it only translates; errors carry the canonical
  * status code. HandleReloadConfigRequest changes what is served, so it needs the admin token
  * in the `authorization` metadata, as the REST admin API does.
@@ -205,6 +206,61 @@ function classifyInputs(
   return tensors;
 }
 
+/**
+ * A Classify or Regress request's examples for a SavedModel signature over tf.Examples: the Input's
+ * example_list (or example_list_with_context, the context's features merged under each example's),
+ * serialized as the signature's one DT_STRING input.
+ */
+function exampleInputs(
+  request: z.infer<typeof ClassifyRequestSchema>,
+  signature: Signature,
+  maxRows: number,
+  method: string,
+): DenseTensor[] {
+  if (signature.methodName !== method)
+    throw invalidArgument(
+      `signature "${signature.name}" is a ${signature.methodName} signature; this call needs a ${method} one ` +
+        '(name it in model_spec.signature_name)',
+    );
+  const input = request.input;
+  const list = input?.example_list ?? input?.example_list_with_context;
+  if (!list || list.examples.length === 0)
+    throw invalidArgument('input: needs example_list or example_list_with_context with at least one example');
+  if (list.examples.length > maxRows)
+    throw invalidArgument(`input: ${list.examples.length} examples exceed the limit of ${maxRows} per request`);
+  const features = (example: z.infer<typeof ExampleSchema> | null | undefined, where: string) => {
+    const entries = Object.entries(example?.features?.feature ?? {});
+    if (entries.length > MAX_FEATURES)
+      throw invalidArgument(`${where}: ${entries.length} features exceed the limit of ${MAX_FEATURES}`);
+    return new Map(entries.map(([key, f]) => [key, messageFeature(f as FeatureMessage, `${where}.${key}`)]));
+  };
+  const context = input?.example_list_with_context?.context
+    ? features(input.example_list_with_context.context, 'input.example_list_with_context.context')
+    : undefined;
+  const examples = list.examples.map((example, i) => features(example, `examples[${i}]`));
+  return [examplesTensor(examples, context, maxRows)];
+}
+
+/** A classifier's scores ([rows, K]) as TF Serving's Classifications, one class per column. */
+function labelledClassifications(labels: string[], scores: DenseTensor) {
+  return Array.from({ length: scores.shape[0]! }, (_, r) => ({
+    classes: labels.map((label, c) => ({ label, score: scores.data[r * labels.length + c]! })),
+  }));
+}
+
+/** A classify signature's `classes` (DT_STRING) and `scores` outputs ([rows, K] each) as Classifications. */
+function exampleClassifications(signature: Signature, outputs: DenseTensor[]) {
+  const { classes, scores } = exampleOutputs(signature, outputs);
+  const shape = (classes ?? scores)?.shape ?? [0, 0];
+  const k = shape[1] ?? 1;
+  return Array.from({ length: shape[0]! }, (_, r) => ({
+    classes: Array.from({ length: k }, (_, c) => ({
+      label: classes?.strings ? Buffer.from(classes.strings[r * k + c]!).toString() : '',
+      score: scores ? scores.data[r * k + c]! : 0,
+    })),
+  }));
+}
+
 /** A records or images request's output_filter: each name one of `names`. */
 function checkOutputFilter(filter: readonly string[] | undefined, names: readonly string[]): void {
   for (const name of filter ?? []) {
@@ -355,17 +411,16 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
       const request = parse(ClassifyRequestSchema, call.request);
       const target = targetOf(request.model_spec);
       const answer = await inference.run(target, context(call, 'classify'), (signature) => {
+        if (takesExamples(signature)) return exampleInputs(request, signature, inference.maxRows, CLASSIFY_METHOD);
         if (!signature.classLabels)
           throw invalidArgument(
             `model "${target.model}" is not a classifier (one output of shape [-1, K]); use Predict`,
           );
         return classifyInputs(request, signature, inference.maxRows);
       });
-      const labels = answer.signature.classLabels!;
-      const scores = answer.outputs[0]!;
-      const classifications = Array.from({ length: scores.shape[0]! }, (_, r) => ({
-        classes: labels.map((label, c) => ({ label, score: scores.data[r * labels.length + c]! })),
-      }));
+      const classifications = takesExamples(answer.signature)
+        ? exampleClassifications(answer.signature, answer.outputs)
+        : labelledClassifications(answer.signature.classLabels!, answer.outputs[0]!);
       return {
         response: {
           model_spec: {
@@ -374,6 +429,32 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
             signature_name: answer.signature.name,
           },
           result: { classifications },
+        },
+        metadata: answerMetadata(answer.version, answer.requestId),
+      };
+    }),
+
+    Regress: unary(async (call) => {
+      const request = parse(ClassifyRequestSchema, call.request);
+      const target = targetOf(request.model_spec);
+      const answer = await inference.run(target, context(call, 'regress'), (signature) => {
+        if (!takesExamples(signature))
+          throw new ServingError(
+            'UNIMPLEMENTED',
+            `Regress is served for a SavedModel's regression signature (method ${REGRESS_METHOD}); signature ` +
+              `"${signature.name}" of model "${target.model}" is not one; use Predict`,
+          );
+        return exampleInputs(request, signature, inference.maxRows, REGRESS_METHOD);
+      });
+      const values = exampleOutputs(answer.signature, answer.outputs).outputs ?? answer.outputs[0]!;
+      return {
+        response: {
+          model_spec: {
+            name: answer.model,
+            version: { value: String(answer.version) },
+            signature_name: answer.signature.name,
+          },
+          result: { regressions: Array.from(values.data, (value) => ({ value })) },
         },
         metadata: answerMetadata(answer.version, answer.requestId),
       };

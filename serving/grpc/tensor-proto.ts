@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { describeIssues } from '../../validation/issues';
 import { invalidArgument } from '../errors';
 import type { ServedDType, Signature, TensorSpec } from '../signature';
-import { fromBytes, type DenseTensor } from '../tensors';
+import { checkStrings, fromBytes, stringTensor, type DenseTensor } from '../tensors';
 
 /**
  * TensorProto ↔ DenseTensor. As in TF Serving, a tensor's dtype must be the signature's (no
@@ -26,6 +26,9 @@ export const TensorProtoSchema = z
     float_val: z.array(z.number()).optional(),
     int_val: z.array(z.number()).optional(),
     int64_val: z.array(z.union([z.string(), z.number()])).optional(),
+    double_val: z.array(z.number()).optional(),
+    bool_val: z.array(z.boolean()).optional(),
+    string_val: z.array(z.instanceof(Uint8Array)).optional(),
   })
   .loose();
 export type TensorProtoIn = z.infer<typeof TensorProtoSchema>;
@@ -54,8 +57,20 @@ export function decodeTensorProto(raw: unknown, spec: TensorSpec, maxRows: numbe
   if (rows > maxRows) throw invalidArgument(`${where}: ${rows} rows exceed the limit of ${maxRows} per request`);
   const count = shape.reduce((a, b) => a * b, 1);
   let data: Float32Array | Int32Array;
-  if (expected === 'DT_INT64') {
+  if (expected === 'DT_STRING') {
+    const strings = proto.string_val ?? [];
+    if (strings.length !== count)
+      throw invalidArgument(
+        `${where}.string_val: ${strings.length} values for shape [${shape.join(', ')}] (${count} needed)`,
+      );
+    checkStrings(strings, `${where}.string_val`);
+    return stringTensor(shape, strings);
+  } else if (expected === 'DT_INT64') {
     data = int64Values(proto, count, where);
+  } else if (expected === 'DT_DOUBLE') {
+    data = doubleValues(proto, count, where);
+  } else if (expected === 'DT_BOOL') {
+    data = boolValues(proto, count, where);
   } else if (proto.tensor_content && proto.tensor_content.byteLength > 0) {
     data = fromBytes(proto.tensor_content, spec.dtype, count, `${where}.tensor_content`);
   } else {
@@ -99,6 +114,36 @@ function int64Values(proto: TensorProtoIn, count: number, where: string): Int32A
   return out;
 }
 
+/** A DT_DOUBLE tensor's values (8-byte tensor_content or double_val), as the float32 Gantry carries them in. */
+function doubleValues(proto: TensorProtoIn, count: number, where: string): Float32Array {
+  const content = proto.tensor_content;
+  if (content && content.byteLength > 0) {
+    if (content.byteLength !== count * 8)
+      throw invalidArgument(
+        `${where}.tensor_content: ${content.byteLength} bytes of DT_DOUBLE data, expected ${count * 8} ` +
+          `(${count} values × 8 bytes)`,
+      );
+    const view = new DataView(content.buffer, content.byteOffset, content.byteLength);
+    return Float32Array.from({ length: count }, (_, i) => view.getFloat64(i * 8, true));
+  }
+  const values = proto.double_val ?? [];
+  if (values.length !== count) throw invalidArgument(`${where}.double_val: ${values.length} values (${count} needed)`);
+  return Float32Array.from(values);
+}
+
+/** A DT_BOOL tensor's values (1-byte tensor_content or bool_val) as 0/1. */
+function boolValues(proto: TensorProtoIn, count: number, where: string): Int32Array {
+  const content = proto.tensor_content;
+  if (content && content.byteLength > 0) {
+    if (content.byteLength !== count)
+      throw invalidArgument(`${where}.tensor_content: ${content.byteLength} bytes of DT_BOOL data, expected ${count}`);
+    return Int32Array.from(content, (b) => (b ? 1 : 0));
+  }
+  const values = proto.bool_val ?? [];
+  if (values.length !== count) throw invalidArgument(`${where}.bool_val: ${values.length} values (${count} needed)`);
+  return Int32Array.from(values, (b) => (b ? 1 : 0));
+}
+
 /**
  * A PredictRequest's `inputs` map (TensorProtos by input key) as the signature's tensors — gRPC
  * Predict's and REST's binary body alike: every input known and present, one batch size.
@@ -123,10 +168,15 @@ export function decodePredictInputs(
   return tensors;
 }
 
-/** `tfDType`: a SavedModel output's own dtype, DT_INT64 or DT_BOOL (its values travel as int32), else none. */
+/**
+ * `tfDType`: a SavedModel output's own dtype where it is not the travelling one — DT_INT64 or DT_BOOL (as int32),
+ * DT_DOUBLE (as float32), DT_STRING (DenseTensor.strings) — else none.
+ */
 export function encodeTensorProto(tensor: DenseTensor, tfDType?: string): object {
-  const values = Array.from(tensor.data);
   const tensor_shape = { dim: tensor.shape.map((size) => ({ size: String(size), name: '' })), unknown_rank: false };
+  if (tensor.strings) return { dtype: 'DT_STRING', tensor_shape, string_val: tensor.strings };
+  const values = Array.from(tensor.data);
+  if (tfDType === 'DT_DOUBLE') return { dtype: tfDType, tensor_shape, double_val: values };
   if (tfDType === 'DT_INT64') return { dtype: tfDType, tensor_shape, int64_val: values.map(String) };
   if (tfDType === 'DT_BOOL') return { dtype: tfDType, tensor_shape, bool_val: values.map((v) => v !== 0) };
   return {

@@ -43,6 +43,11 @@ export function binaryInputs(
     if (signature.inputs.length !== 1)
       throw invalidArgument('a raw tensor body needs a model with one input; send a PredictRequest instead');
     const spec = signature.inputs[0]!;
+    if (spec.tfDType)
+      throw invalidArgument(
+        `a raw tensor body carries float32 or int32 values, but input "${spec.key}" is ${spec.tfDType}; send a ` +
+          'PredictRequest instead',
+      );
     const rows = bytes.byteLength / (rowSize(spec) * 4);
     if (!Number.isInteger(rows) || rows < 1)
       throw invalidArgument(
@@ -67,7 +72,7 @@ export function sendProtobufAnswer(reply: FastifyReply, answer: Answer, protos: 
     answer.model,
     answer.version,
     undefined,
-    answer.outputs.map((tensor, i) => ({ key: keys[i]!, tensor })),
+    answer.outputs.map((tensor, i) => ({ key: keys[i]!, tensor, tfDType: answer.signature.outputs[i]?.tfDType })),
   );
   const outputs = fast
     ? undefined

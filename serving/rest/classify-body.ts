@@ -1,6 +1,7 @@
 import { z } from 'zod';
-import { invalidArgument } from '../errors';
-import { rowSize, type Signature } from '../signature';
+import { invalidArgument, ServingError } from '../errors';
+import { examplesTensor, jsonFeatures } from '../examples';
+import { CLASSIFY_METHOD, REGRESS_METHOD, rowSize, type Signature, takesExamples } from '../signature';
 import { parsePredictBody, type DenseTensor } from '../tensors';
 
 /** A :classify body, TF Serving's: examples (features by input name), an optional shared context. */
@@ -14,9 +15,31 @@ export const ClassifyBodySchema = z
 
 export type ClassifyBody = z.infer<typeof ClassifyBodySchema>;
 
-/** The model inputs of a :classify body, for a model that is a classifier. */
-export function classifyInputs(body: ClassifyBody, model: string, maxRows: number) {
+/**
+ * The model inputs of a :classify or :regress body: a SavedModel's classify/regress signature takes the examples
+ * as serialized tf.Examples; otherwise :classify needs a classifier and feeds the features as its inputs, and
+ * :regress is refused with the reason.
+ */
+export function classifyInputs(body: ClassifyBody, model: string, maxRows: number, verb: 'classify' | 'regress') {
   return (signature: Signature): DenseTensor[] => {
+    const method = verb === 'classify' ? CLASSIFY_METHOD : REGRESS_METHOD;
+    if (takesExamples(signature)) {
+      if (signature.methodName !== method)
+        throw invalidArgument(
+          `signature "${signature.name}" of model "${model}" is a ${signature.methodName} signature; ` +
+            `:${verb} needs a ${method} one (name it with signature_name)`,
+        );
+      const wants = signature.exampleFeatures;
+      const context = body.context ? jsonFeatures(body.context, 'context', wants) : undefined;
+      const examples = body.examples.map((example, i) => jsonFeatures(example, `examples[${i}]`, wants));
+      return [examplesTensor(examples, context, maxRows)];
+    }
+    if (verb === 'regress')
+      throw new ServingError(
+        'UNIMPLEMENTED',
+        `regress is served for a SavedModel's regression signature (method ${REGRESS_METHOD}); signature ` +
+          `"${signature.name}" of model "${model}" is not one; use :predict`,
+      );
     if (!signature.classLabels)
       throw invalidArgument(`model "${model}" is not a classifier (one output of shape [-1, K]); use :predict`);
     return exampleRows(body.examples, body.context, signature, maxRows);

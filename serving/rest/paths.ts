@@ -21,7 +21,7 @@ export function parseModelPath(rest: string): ModelPath {
   if (!match)
     throw invalidArgument(
       `Malformed request: "/v1/models/${rest}" is not ` +
-        `NAME[/versions/N|/labels/L][:predict|:classify|:feedback|/metadata]`,
+        `NAME[/versions/N|/labels/L][:predict|:classify|:regress|:feedback|/metadata]`,
     );
   const [, model = '', version, label, verb, metadata] = match;
   if (!MODEL_NAME_PATTERN.test(model))
@@ -40,7 +40,10 @@ export function parseModelPath(rest: string): ModelPath {
   }
   if (verb !== undefined) {
     if (!VERBS.has(verb))
-      throw new ServingError('NOT_FOUND', `Malformed request: unknown method ":${verb}" (predict, classify, feedback)`);
+      throw new ServingError(
+        'NOT_FOUND',
+        `Malformed request: unknown method ":${verb}" (predict, classify, regress, feedback)`,
+      );
     out.verb = verb as ModelPath['verb'];
   }
   return out;

@@ -1,7 +1,9 @@
 import type { FastifyReply } from 'fastify';
 import type { Answer } from '../inference';
 import { recordAnswers, type RecordAnswer, type RecordOutputs } from '../records';
+import { takesExamples } from '../signature';
 import { toColumnar, toPredictions } from '../tensors';
+import { exampleOutputs } from '../examples';
 import { CLIENT_REQUEST_ID_HEADER, REQUEST_ID_HEADER, VERSION_HEADER } from './headers';
 
 /**
@@ -12,7 +14,7 @@ import { CLIENT_REQUEST_ID_HEADER, REQUEST_ID_HEADER, VERSION_HEADER } from './h
  * regression); each names the version that answered and the request id, in the body and in the headers.
  */
 
-export type ReplyFormat = 'row' | 'columnar' | 'classify' | 'records-row' | 'records-columnar';
+export type ReplyFormat = 'row' | 'columnar' | 'classify' | 'regress' | 'records-row' | 'records-columnar';
 
 /** The answer's version and request id as headers (a protobuf answer has them only there). */
 export function answerHeaders(reply: FastifyReply, answer: Answer): void {
@@ -25,6 +27,11 @@ export function outputKeys(answer: Answer): string[] {
   return answer.signature.outputs.map((s) => s.key);
 }
 
+/** A SavedModel's own output dtypes (DT_BOOL answers true/false in JSON, as TF Serving's does). */
+function outputDTypes(answer: Answer): (string | undefined)[] {
+  return answer.signature.outputs.map((s) => s.tfDType);
+}
+
 /** Sets the headers and returns the JSON body. */
 export function answerReply(reply: FastifyReply, answer: Answer, format: ReplyFormat) {
   answerHeaders(reply, answer);
@@ -32,11 +39,16 @@ export function answerReply(reply: FastifyReply, answer: Answer, format: ReplyFo
   const ids = { model_version: String(answer.version), request_id: answer.requestId };
   switch (format) {
     case 'row':
-      return { predictions: toPredictions(answer.outputs, outputKeys(answer)), ...ids };
+      return { predictions: toPredictions(answer.outputs, outputKeys(answer), outputDTypes(answer)), ...ids };
     case 'columnar':
-      return { outputs: toColumnar(answer.outputs, outputKeys(answer)), ...ids };
+      return { outputs: toColumnar(answer.outputs, outputKeys(answer), outputDTypes(answer)), ...ids };
     case 'classify':
-      return { results: classifyResults(answer), ...ids };
+      return {
+        results: takesExamples(answer.signature) ? exampleClassResults(answer) : classifyResults(answer),
+        ...ids,
+      };
+    case 'regress':
+      return { results: regressResults(answer), ...ids };
     case 'records-row':
       return { predictions: recordAnswers(answeredAs(answer), answer.outputs[0]!), ...ids };
     case 'records-columnar':
@@ -55,6 +67,29 @@ function recordColumns(answers: RecordAnswer[]): Record<string, unknown[]> {
     return { value: answers.map((a) => (a as { value: number }).value) };
   const rows = answers as { scores: number[]; class: string }[];
   return { scores: rows.map((a) => a.scores), class: rows.map((a) => a.class) };
+}
+
+/**
+ * A classify signature's answer per example: [label, score] pairs from its `classes` (DT_STRING [-1, K]) and
+ * `scores` ([-1, K]) outputs, as TF Serving gives them; a signature with only one of them gives "" or 0 for the
+ * other.
+ */
+function exampleClassResults(answer: Answer): [string, number][][] {
+  const { classes, scores } = exampleOutputs(answer.signature, answer.outputs);
+  const rows = (classes ?? scores)?.shape[0] ?? 0;
+  const k = (classes ?? scores)?.shape[1] ?? 1;
+  return Array.from({ length: rows }, (_, r) =>
+    Array.from({ length: k }, (_, c): [string, number] => [
+      classes?.strings ? Buffer.from(classes.strings[r * k + c]!).toString() : '',
+      scores ? scores.data[r * k + c]! : 0,
+    ]),
+  );
+}
+
+/** A regress signature's answer: one value per example, from its `outputs` tensor ([-1] or [-1, 1]). */
+function regressResults(answer: Answer): number[] {
+  const outputs = exampleOutputs(answer.signature, answer.outputs).outputs ?? answer.outputs[0]!;
+  return Array.from(outputs.data);
 }
 
 /** Per row, [label, score] for every class, in the model's class order. */

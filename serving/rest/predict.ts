@@ -42,7 +42,8 @@ function denseInputs(body: DenseJsonBody, signature: Signature, maxRows: number)
 
 /**
  * The model calls, `POST /v1/models/NAME[/versions/N|/labels/L]:VERB`: :predict (JSON row or
- * columnar, its dense fast path, binary bodies), :classify, :feedback, and :regress refused. Each
+ * columnar, its dense fast path, binary bodies), :classify, :feedback, and :regress (a SavedModel's regression
+ * signature; refused for other models). Each
  * body is checked by its own schema; every predict and classify goes through Inference.
  */
 export const predictRoutes: FastifyPluginAsync<PredictRoutesOptions> = async (app, options) => {
@@ -53,7 +54,7 @@ export const predictRoutes: FastifyPluginAsync<PredictRoutesOptions> = async (ap
   app.post('/v1/models/*', async (request, reply) => {
     const path: ModelPath = parseModelPath((request.params as { '*': string })['*']);
     if (path.metadata || !path.verb)
-      throw new ServingError('NOT_FOUND', 'Malformed request: POST needs :predict, :classify or :feedback');
+      throw new ServingError('NOT_FOUND', 'Malformed request: POST needs :predict, :classify, :regress or :feedback');
     if (path.verb === 'feedback') {
       if (!manager.hasModel(path.model))
         throw new ServingError('NOT_FOUND', `model "${path.model}" is not served here`);
@@ -70,11 +71,6 @@ export const predictRoutes: FastifyPluginAsync<PredictRoutesOptions> = async (ap
       const body = parseBody(FeedbackBodySchema, request.body, 'body');
       return feedback.record(path.model, body, caller);
     }
-    if (path.verb === 'regress')
-      throw new ServingError(
-        'UNIMPLEMENTED',
-        'regress is not served: a layers model has no regression signature; use :predict',
-      );
     const context: CallContext = {
       api: path.verb,
       protocol: 'rest',
@@ -146,7 +142,8 @@ export const predictRoutes: FastifyPluginAsync<PredictRoutesOptions> = async (ap
     } else {
       const body = parseBody(ClassifyBodySchema, request.body, 'body');
       target.signatureName = body.signature_name;
-      decode = classifyInputs(body, path.model, inference.maxRows);
+      decode = classifyInputs(body, path.model, inference.maxRows, path.verb);
+      format = path.verb;
     }
     const answer = await inference.run(target, context, decode);
     if (format !== 'binary') return answerReply(reply, answer, format);

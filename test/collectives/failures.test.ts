@@ -13,7 +13,7 @@ import {
   offerHandshake,
   type PeerAddress,
 } from '../../collectives';
-import { closeAll, makeRing } from './ring';
+import { closeAll, makeRing, TEST_SECRET } from './ring';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const open: CollectiveGroup[] = [];
@@ -45,6 +45,7 @@ it('a peer that sends a truncated frame and closes fails the receiving rank at o
   const group = await CollectiveGroup.listen({
     jobId: 'job-test',
     attempt: 1,
+    secret: TEST_SECRET,
     timeoutMs: 2000,
     chunkBytes: 1 << 20,
     sharedMemory: 'off',
@@ -59,7 +60,7 @@ it('a peer that sends a truncated frame and closes fails the receiving rank at o
     const server = net.createServer((socket) => {
       const conn = new FramedSocket(socket, { peer: 'rank 0' });
       cleanups.push(() => conn.destroy());
-      void acceptHandshake(conn, identity, 0, 2000).then(() => {
+      void acceptHandshake(conn, identity, TEST_SECRET, 0, 2000).then(() => {
         sendTruncated = () => {
           socket.write(encodeHeader(FrameType.AllReduce, 1, 1 << 20));
           socket.end(Buffer.alloc(1000));
@@ -78,7 +79,7 @@ it('a peer that sends a truncated frame and closes fails the receiving rank at o
   });
   const dialled = new FramedSocket(net.connect(group.port, '127.0.0.1'), { peer: 'rank 0' });
   cleanups.push(() => dialled.destroy());
-  await offerHandshake(dialled, identity, 0, 2000);
+  await offerHandshake(dialled, identity, TEST_SECRET, 0, 2000);
   await accepted;
   await expect.poll(() => group.state).toBe('ready');
 
@@ -104,6 +105,7 @@ it.each(['off', 'auto'] as const)(
         CollectiveGroup.listen({
           jobId: 'job-test',
           attempt: 1,
+          secret: TEST_SECRET,
           timeoutMs: 2000,
           chunkBytes: 256 * 1024,
           sharedMemory,

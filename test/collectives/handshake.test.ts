@@ -9,7 +9,7 @@ import {
   type CollectiveGroupOptions,
   type PeerAddress,
 } from '../../collectives';
-import { closeAll, rankData, sameBytes } from './ring';
+import { closeAll, rankData, sameBytes, TEST_SECRET } from './ring';
 
 const open: CollectiveGroup[] = [];
 afterEach(async () => {
@@ -17,7 +17,13 @@ afterEach(async () => {
 });
 
 async function listen(options: Partial<CollectiveGroupOptions> = {}): Promise<CollectiveGroup> {
-  const group = await CollectiveGroup.listen({ jobId: 'job-a', attempt: 1, timeoutMs: 2000, ...options });
+  const group = await CollectiveGroup.listen({
+    jobId: 'job-a',
+    attempt: 1,
+    secret: TEST_SECRET,
+    timeoutMs: 2000,
+    ...options,
+  });
   open.push(group);
   return group;
 }

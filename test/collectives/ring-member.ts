@@ -5,6 +5,7 @@
  * all-reduces `length` floats in a loop, reporting each iteration before it starts.
  */
 import { CollectiveGroup, type PeerAddress } from '../../collectives';
+import { TEST_SECRET } from './ring';
 
 const [length, chunkBytes, timeoutMs] = (process.argv[2] ?? '1000,65536,2000').split(',').map(Number) as [
   number,
@@ -12,7 +13,14 @@ const [length, chunkBytes, timeoutMs] = (process.argv[2] ?? '1000,65536,2000').s
   number,
 ];
 const sharedMemory = (process.argv[3] ?? 'auto') as 'auto' | 'off';
-const group = await CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, chunkBytes, timeoutMs, sharedMemory });
+const group = await CollectiveGroup.listen({
+  jobId: 'job-test',
+  attempt: 1,
+  secret: TEST_SECRET,
+  chunkBytes,
+  timeoutMs,
+  sharedMemory,
+});
 process.send!({ kind: 'address', ...group.address });
 const { rank, peers } = await new Promise<{ rank: number; peers: PeerAddress[] }>((resolve) =>
   process.once('message', (message) => resolve(message as never)),

@@ -2,13 +2,16 @@ import { CollectiveGroup, type CollectiveGroupOptions } from '../../collectives'
 
 /** Shared by the collective tests: rings of in-process ranks on loopback, and reference data. */
 
+/** The attempt secret of the test rings (a fixed one: what matters in these tests is that ranks share it). */
+export const TEST_SECRET = Buffer.alloc(32, 0x5a);
+
 export type RingOptions = Partial<CollectiveGroupOptions>;
 
 /** N groups listening on free loopback ports, connected into one ring. */
 export async function makeRing(n: number, options: RingOptions = {}): Promise<CollectiveGroup[]> {
   const groups = await Promise.all(
     Array.from({ length: n }, () =>
-      CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, timeoutMs: 2000, ...options }),
+      CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, secret: TEST_SECRET, timeoutMs: 2000, ...options }),
     ),
   );
   const peers = groups.map((group, rank) => ({ rank, ...group.address }));

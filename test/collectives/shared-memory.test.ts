@@ -12,7 +12,7 @@ import {
   type CollectiveGroupOptions,
   type PeerAddress,
 } from '../../collectives';
-import { closeAll, rankData, referenceSum, sameBytes, worstError } from './ring';
+import { closeAll, rankData, referenceSum, sameBytes, TEST_SECRET, worstError } from './ring';
 
 // The same-host transport of all-reduce (collectives/shared-memory.ts). scripts/setup.sh
 // builds its addon; these tests need it.
@@ -31,7 +31,9 @@ async function ring(
   jobId = `job-shm-${process.pid}-${++jobs}`,
 ): Promise<CollectiveGroup[]> {
   const groups = await Promise.all(
-    perRank.map((options) => CollectiveGroup.listen({ jobId, attempt: 1, timeoutMs: 2000, ...options })),
+    perRank.map((options) =>
+      CollectiveGroup.listen({ jobId, attempt: 1, secret: TEST_SECRET, timeoutMs: 2000, ...options }),
+    ),
   );
   open.push(...groups);
   const peers = groups.map((group, rank) => ({ rank, ...group.address }));
@@ -69,7 +71,7 @@ it(
 );
 
 it('a rank in another process: its gradients arrive through shared memory', async () => {
-  const group = await CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, timeoutMs: 5000 });
+  const group = await CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, secret: TEST_SECRET, timeoutMs: 5000 });
   open.push(group);
   // ring-member all-reduces (mean) an array of ones in a loop; this rank contributes threes.
   const child = fork(path.join(HERE, 'ring-member.ts'), ['300000,1048576,5000', 'auto'], {
@@ -149,9 +151,9 @@ it('a rank with shared memory off cannot join ranks that have it on: the handsha
 
 it('a bad sharedMemory or spin setting is refused when the group is created', async () => {
   await expect(
-    CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, sharedMemory: 'sometimes' as never }),
+    CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, secret: TEST_SECRET, sharedMemory: 'sometimes' as never }),
   ).rejects.toThrow('CollectiveGroup.listen: sharedMemory must be one of auto, off, require, not "sometimes"');
-  await expect(CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, sharedMemorySpinMs: -1 })).rejects.toThrow(
-    'sharedMemorySpinMs must be a number of milliseconds in 0–100, not -1',
-  );
+  await expect(
+    CollectiveGroup.listen({ jobId: 'job-test', attempt: 1, secret: TEST_SECRET, sharedMemorySpinMs: -1 }),
+  ).rejects.toThrow('sharedMemorySpinMs must be a number of milliseconds in 0–100, not -1');
 });

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileArtifactStore, type ArtifactStore } from '../../artifacts/store';
 import { ingestDataset, loadSplit } from '../../data/index';
 import { RecordEncoder } from '../../data/preprocessing';
+import { CellEncoder } from '../../data/tabular/cell-encoder';
 import { makeTempDir, removeTempDir } from './helpers';
 
 const ROWS = 200_000;
@@ -48,11 +49,17 @@ describe('tabular ingest of a 200k-row CSV', () => {
 
   it('streams: shards go out while rows are still being encoded; the heap stays far below the file', async () => {
     // Counted by hand: a vi.spyOn would keep every call's arguments, i.e. every row, and defeat the heap check.
+    // A CSV's rows are encoded in place by CellEncoder (RecordEncoder's encoding): both are counted.
     const original = RecordEncoder.prototype.encode;
+    const originalCells = CellEncoder.prototype.encode;
     let encoded = 0;
     RecordEncoder.prototype.encode = function (this: RecordEncoder, ...args) {
       encoded += 1;
       return original.apply(this, args);
+    };
+    CellEncoder.prototype.encode = function (this: CellEncoder, ...args) {
+      encoded += 1;
+      return originalCells.apply(this, args);
     };
     const inner = new FileArtifactStore(path.join(dir, 'store'));
     const encodedAtShardPut: number[] = [];
@@ -95,6 +102,7 @@ describe('tabular ingest of a 200k-row CSV', () => {
       sample,
     ).finally(() => {
       RecordEncoder.prototype.encode = original;
+      CellEncoder.prototype.encode = originalCells;
     });
     expect(ref.rows?.read).toBe(ROWS);
     expect(ref.counts.train + ref.counts.validation + ref.counts.test).toBe(ROWS);

@@ -55,9 +55,8 @@ def main():
     xs = np.concatenate([np.fromfile(p, dtype=np.uint8) for p in shards[0::2]]).reshape(-1, 28, 28, 1)
     ys = np.concatenate([np.fromfile(p, dtype=np.uint8) for p in shards[1::2]])
     serve = tf.saved_model.load(os.path.join(out, "keras")).signatures["serving_default"]
-    probabilities = np.concatenate(
-        [list(serve(tf.constant(xs[i : i + 1000].astype("float32"))).values())[0].numpy() for i in range(0, len(xs), 1000)]
-    )
+    batches = [xs[i : i + 1000].astype("float32") for i in range(0, len(xs), 1000)]
+    probabilities = np.concatenate([list(serve(tf.constant(b)).values())[0].numpy() for b in batches])
     accuracy = float(np.mean(np.argmax(probabilities, axis=1) == ys))
     clipped = np.clip(probabilities[np.arange(len(ys)), ys], 1e-7, 1 - 1e-7)
     print(json.dumps({"count": int(len(ys)), "accuracy": accuracy, "loss": float(-np.mean(np.log(clipped)))}))

@@ -13,7 +13,7 @@ import { maxDiff, removeDir, request, startServer, tempDir, until } from './help
  * SavedModels written by Python TensorFlow (test/fixtures/saved-models/make_saved_models.py) served
  * by the model server beside nothing else: TF Serving's half_plus_two (two signatures), a Keras
  * model.export(), a model of two named inputs and outputs (with TF Serving's warm-up file), one with
- * an int64 input and one with a float64 input (a dtype the binding cannot feed). Each answer is
+ * an int64 input, float64, string and bool inputs, and a float16 one (a dtype the binding cannot feed). Each answer is
  * compared with the Python model's own over REST (row, columnar) and gRPC Predict; the metadata with
  * the SignatureDefs; broken files put only their own version in error; hot swap and labels work.
  */
@@ -29,6 +29,18 @@ type Unary = (
   metadata: grpc.Metadata,
   callback: (e: grpc.ServiceError | null, r: any) => void,
 ) => void;
+
+const MODELS = [
+  'half_plus_two',
+  'keras_mlp',
+  'two_io',
+  'int64_in',
+  'float64_in',
+  'string_in',
+  'bool_in',
+  'float16_in',
+  'examples_in',
+];
 
 let fixtures: string;
 let base: string;
@@ -73,11 +85,15 @@ function nested(tensor: any): unknown {
   const dims = tensor.tensor_shape.dim.map((d: { size: string }) => Number(d.size));
   const values: number[] = tensor.float_val.length
     ? tensor.float_val
-    : tensor.int64_val.length
-      ? tensor.int64_val.map(Number)
-      : tensor.bool_val.length
-        ? tensor.bool_val.map(Number)
-        : tensor.int_val;
+    : tensor.double_val.length
+      ? tensor.double_val
+      : tensor.string_val.length
+        ? tensor.string_val.map((b: Buffer) => b.toString())
+        : tensor.int64_val.length
+          ? tensor.int64_val.map(Number)
+          : tensor.bool_val.length
+            ? tensor.bool_val.map(Number)
+            : tensor.int_val;
   const build = (level: number, offset: number): unknown => {
     if (level === dims.length) return values[offset];
     const stride = dims.slice(level + 1).reduce((a: number, b: number) => a * b, 1);
@@ -102,8 +118,7 @@ beforeAll(async () => {
   );
   answers = JSON.parse(await readFile(path.join(fixtures, 'answers.json'), 'utf8')) as Answers;
   base = await tempDir('saved-model');
-  for (const model of ['half_plus_two', 'keras_mlp', 'two_io', 'int64_in', 'float64_in'])
-    await cp(path.join(fixtures, model), path.join(base, model), { recursive: true });
+  for (const model of MODELS) await cp(path.join(fixtures, model), path.join(base, model), { recursive: true });
   // Hostile files: a truncated saved_model.pb, random bytes, a warm-up file of garbage.
   await cp(path.join(fixtures, 'half_plus_two'), path.join(base, 'truncated'), { recursive: true });
   await truncate(path.join(base, 'truncated/1/saved_model.pb'), 100);
@@ -128,7 +143,7 @@ beforeAll(async () => {
     `127.0.0.1:${server.grpcPort}`,
     grpc.credentials.createInsecure(),
   );
-  for (const model of ['half_plus_two', 'keras_mlp', 'two_io', 'int64_in', 'float64_in'])
+  for (const model of MODELS)
     await until(async () => (await status(model))?.model_version_status?.[0]?.state === 'AVAILABLE', 60_000, model);
 }, 180_000);
 
@@ -262,6 +277,11 @@ describe('SavedModels from Python TensorFlow', () => {
     const row = await request(port, 'POST', '/v1/models/int64_in:predict', { inputs: want.inputs.ids });
     expect(row.status).toBe(200);
     for (const key of ['score', 'doubled', 'positive']) expectClose(row.json.outputs[key], want.outputs[key]);
+    // A DT_BOOL output is JSON true/false, as TF Serving answers it.
+    expect(row.json.outputs.positive).toEqual([
+      [true, true],
+      [false, true],
+    ]);
     const response = await grpcCall('Predict', {
       model_spec: { name: 'int64_in' },
       inputs: tensorProtos(want.inputs, true),
@@ -301,11 +321,206 @@ describe('SavedModels from Python TensorFlow', () => {
     expectClose(nested(decoded.outputs.scaled), want.outputs.scaled);
   });
 
-  it('answers a float64 signature with UNIMPLEMENTED naming the input and dtype', async () => {
-    expect((await status('float64_in')).model_version_status[0].state).toBe('AVAILABLE');
-    const answer = await request(port, 'POST', '/v1/models/float64_in:predict', { instances: [1.5] });
+  it('feeds a float64 input as float32 and answers its float64 output as DT_DOUBLE over gRPC', async () => {
+    const want = answers.float64_in!.serving_default!;
+    const row = await request(port, 'POST', '/v1/models/float64_in:predict', { instances: want.inputs.x });
+    expect(row.status).toBe(200);
+    expectClose(row.json.predictions, want.outputs.y);
+    const shape = { dim: [{ size: '3' }] };
+    const response = await grpcCall('Predict', {
+      model_spec: { name: 'float64_in' },
+      inputs: { x: { dtype: 'DT_DOUBLE', tensor_shape: shape, double_val: want.inputs.x } },
+    });
+    expect(response.outputs.y.dtype).toBe('DT_DOUBLE');
+    expectClose(nested(response.outputs.y), want.outputs.y);
+    // tensor_content: 8 little-endian bytes per value, as tf.make_tensor_proto writes float64.
+    const content = Buffer.from(new Float64Array(want.inputs.x as number[]).buffer);
+    const packed = await grpcCall('Predict', {
+      model_spec: { name: 'float64_in' },
+      inputs: { x: { dtype: 'DT_DOUBLE', tensor_shape: shape, tensor_content: content } },
+    });
+    expectClose(nested(packed.outputs.y), want.outputs.y);
+    const metadata = (await request(port, 'GET', '/v1/models/float64_in/metadata')).json.metadata.signature_def;
+    expect(metadata.signature_def.serving_default.outputs.y.dtype).toBe('DT_DOUBLE');
+  });
+
+  it('feeds string inputs from JSON strings, {"b64"} values and gRPC string_val; answers strings', async () => {
+    const want = answers.string_in!.serving_default!;
+    const words = want.inputs.word as string[];
+    const row = await request(port, 'POST', '/v1/models/string_in:predict', { instances: words });
+    expect(row.status).toBe(200);
+    expect(row.json.predictions.map((p: any) => p.length)).toEqual(want.outputs.length);
+    expect(row.json.predictions.map((p: any) => p.id)).toEqual(want.outputs.id);
+    expect(row.json.predictions.map((p: any) => p.upper)).toEqual(want.outputs.upper);
+    // An output key ending in _bytes answers {"b64": …}, as TF Serving does.
+    expect(row.json.predictions.map((p: any) => Buffer.from(p.raw_bytes.b64, 'base64').toString())).toEqual(words);
+    const b64 = words.map((w) => ({ b64: Buffer.from(w).toString('base64') }));
+    const columnar = await request(port, 'POST', '/v1/models/string_in:predict', { inputs: { word: b64 } });
+    expect(columnar.status).toBe(200);
+    expect(columnar.json.outputs.id).toEqual(want.outputs.id);
+    expect(columnar.json.outputs.upper).toEqual(want.outputs.upper);
+    const response = await grpcCall('Predict', {
+      model_spec: { name: 'string_in' },
+      inputs: {
+        word: {
+          dtype: 'DT_STRING',
+          tensor_shape: { dim: [{ size: String(words.length) }] },
+          string_val: words.map((w) => Buffer.from(w)),
+        },
+      },
+    });
+    expect(response.outputs.upper.dtype).toBe('DT_STRING');
+    expect(nested(response.outputs.upper)).toEqual(want.outputs.upper);
+    expect(nested(response.outputs.id)).toEqual(want.outputs.id);
+    expect(nested(response.outputs.length)).toEqual(want.outputs.length);
+    const metadata = (await request(port, 'GET', '/v1/models/string_in/metadata')).json.metadata.signature_def;
+    expect(metadata.signature_def.serving_default.inputs.word.dtype).toBe('DT_STRING');
+    // A number where a string belongs, and a string over the per-element limit: 400s naming the element.
+    const wrong = await request(port, 'POST', '/v1/models/string_in:predict', { instances: ['cat', 7] });
+    expect(wrong.status).toBe(400);
+    expect(wrong.json.error).toMatch(/instances\[1\]: expected a string or \{"b64": …\} \(dtype DT_STRING\)/);
+    const huge = await request(port, 'POST', '/v1/models/string_in:predict', {
+      instances: [{ b64: Buffer.alloc(8 * 1024 * 1024 + 1).toString('base64') }],
+    });
+    expect(huge.status).toBe(400);
+    expect(huge.json.error).toMatch(/a string of 8388609 bytes exceeds 8388608/);
+  });
+
+  it('feeds a bool input from JSON true/false and gRPC bool_val', async () => {
+    const want = answers.bool_in!.serving_default!;
+    const { flag, x } = want.inputs as { flag: boolean[]; x: number[] };
+    const row = await request(port, 'POST', '/v1/models/bool_in:predict', {
+      instances: flag.map((f, i) => ({ flag: f, x: x[i] })),
+    });
+    expect(row.status).toBe(200);
+    expectClose(
+      row.json.predictions.map((p: any) => p.y),
+      want.outputs.y,
+    );
+    const columnar = await request(port, 'POST', '/v1/models/bool_in:predict', { inputs: { flag, x } });
+    expectClose(columnar.json.outputs.y, want.outputs.y);
+    expectClose(columnar.json.outputs.flipped, want.outputs.flipped);
+    const shape = { dim: [{ size: String(flag.length) }] };
+    const response = await grpcCall('Predict', {
+      model_spec: { name: 'bool_in' },
+      inputs: {
+        flag: { dtype: 'DT_BOOL', tensor_shape: shape, bool_val: flag },
+        x: { dtype: 'DT_FLOAT', tensor_shape: shape, float_val: x },
+      },
+    });
+    expectClose(nested(response.outputs.y), want.outputs.y);
+    expect(response.outputs.flipped.dtype).toBe('DT_BOOL');
+    expectClose(nested(response.outputs.flipped), want.outputs.flipped);
+    // An int32 tensor where the signature wants DT_BOOL: refused, as TF Serving does (no silent casts).
+    const wrong = await grpcCall('Predict', {
+      model_spec: { name: 'bool_in' },
+      inputs: {
+        flag: { dtype: 'DT_INT32', tensor_shape: shape, int_val: [1, 0, 1] },
+        x: { dtype: 'DT_FLOAT', tensor_shape: shape, float_val: x },
+      },
+    }).catch((error: grpc.ServiceError) => error);
+    expect((wrong as grpc.ServiceError).details).toMatch(/inputs\.flag: dtype DT_INT32 does not match .* DT_BOOL/);
+  });
+
+  it('serves classify and regress signatures on tf.Examples over REST and gRPC', async () => {
+    const want = answers.examples_in!;
+    type Example = Record<string, (number | string)[]>;
+    const examples = want.serving_default!.inputs.examples as Example[];
+    const classes = want.serving_default!.outputs.classes as string[][];
+    const scores = want.serving_default!.outputs.scores as number[][];
+    const values = (want.regress_value!.outputs.outputs as number[][]).map((row) => row[0]!);
+    // REST: features as JSON (strings are bytes_list, whole numbers int64_list, others float_list), TF Serving's
+    // `context` merged under each example.
+    const rest = examples.map(({ color, ...rest }) => rest);
+    const body = { context: { color: 'blue' }, examples: rest.map((e, i) => (i === 0 ? { ...e, color: 'red' } : e)) };
+    const classified = await request(port, 'POST', '/v1/models/examples_in:classify', body);
+    expect(classified.status).toBe(200);
+    expect(classified.json.results.map((r: [string, number][]) => r.map(([label]) => label))).toEqual(classes);
+    expectClose(
+      classified.json.results.map((r: [string, number][]) => r.map(([, score]) => score)),
+      scores,
+    );
+    const regressed = await request(port, 'POST', '/v1/models/examples_in:regress', {
+      signature_name: 'regress_value',
+      ...body,
+    });
+    expect(regressed.status).toBe(200);
+    expectClose(regressed.json.results, values);
+    // gRPC: the Input's example_list, and example_list_with_context.
+    const feature = (key: string, v: (number | string)[]) =>
+      typeof v[0] === 'string'
+        ? { bytes_list: { value: v.map((s) => Buffer.from(String(s))) } }
+        : key === 'count'
+          ? { int64_list: { value: v.map(String) } }
+          : { float_list: { value: v } };
+    const asMessage = (e: Example) => ({
+      features: { feature: Object.fromEntries(Object.entries(e).map(([k, v]) => [k, feature(k, v)])) },
+    });
+    const classification = await grpcCall('Classify', {
+      model_spec: { name: 'examples_in' },
+      input: { example_list: { examples: examples.map(asMessage) } },
+    });
+    const got = classification.result.classifications as { classes: { label: string; score: number }[] }[];
+    expect(got.map((c) => c.classes.map((k) => k.label))).toEqual(classes);
+    expectClose(
+      got.map((c) => c.classes.map((k) => k.score)),
+      scores,
+    );
+    const regression = await grpcCall('Regress', {
+      model_spec: { name: 'examples_in', signature_name: 'regress_value' },
+      input: {
+        example_list_with_context: {
+          context: asMessage({ color: ['blue'] }),
+          examples: examples.map((e, i) => asMessage(i === 0 ? e : { ...e, color: ['blue'] })),
+        },
+      },
+    });
+    expect(regression.model_spec.signature_name).toBe('regress_value');
+    expectClose(
+      regression.result.regressions.map((r: { value: number }) => r.value),
+      values,
+    );
+    // A classify signature asked to regress, and a predict model asked to: refused with the reason.
+    const wrongMethod = await request(port, 'POST', '/v1/models/examples_in:regress', body);
+    expect(wrongMethod.status).toBe(400);
+    expect(wrongMethod.json.error).toMatch(/is a tensorflow\/serving\/classify signature; :regress needs/);
+    const predictOnly = await request(port, 'POST', '/v1/models/half_plus_two:regress', { examples: [{ x: 1 }] });
+    expect(predictOnly.status).toBe(501);
+    expect(predictOnly.json.error).toMatch(/regress is served for a SavedModel's regression signature/);
+  });
+
+  it('answers a malformed tf.Example with a 400 naming the example', async () => {
+    // A value that is no feature value: refused before the model runs.
+    const bad = await request(port, 'POST', '/v1/models/examples_in:classify', {
+      examples: [{ x: [1.5, 2.5] }, { x: [1.5, { a: 1 }] }],
+    });
+    expect(bad.status).toBe(400);
+    expect(bad.json.error).toMatch(/examples\[1\]\.x\[1\]: expected a number, a string or \{"b64": …\}/);
+    // Examples that encode but do not parse: the required "x" missing, or of the wrong length.
+    const missing = await request(port, 'POST', '/v1/models/examples_in:classify', {
+      examples: [{ x: [1.5, 2.5] }, { x: [0.5, 0.25] }, { count: 3 }],
+    });
+    expect(missing.status).toBe(400);
+    expect(missing.json.error).toMatch(/^examples\[2\]: the model could not parse it: .*x/);
+    const short = await grpcCall('Classify', {
+      model_spec: { name: 'examples_in' },
+      input: {
+        example_list: {
+          examples: [
+            { features: { feature: { x: { float_list: { value: [0.5] } } } } },
+            { features: { feature: { x: { float_list: { value: [0.5, 1.5] } } } } },
+          ],
+        },
+      },
+    }).catch((error: grpc.ServiceError) => error);
+    expect((short as grpc.ServiceError).code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect((short as grpc.ServiceError).details).toMatch(/^examples\[0\]: the model could not parse it/);
+  });
+
+  it('answers a float16 signature with UNIMPLEMENTED naming the input and dtype', async () => {
+    const answer = await request(port, 'POST', '/v1/models/float16_in:predict', { instances: [1.5] });
     expect(answer.status).toBe(501);
-    expect(answer.json.error).toMatch(/input "x" has dtype DT_DOUBLE, which the native binding cannot feed/);
+    expect(answer.json.error).toMatch(/input "x" has dtype DT_HALF, which the native binding cannot feed/);
   });
 
   it('puts a hostile saved_model.pb or warm-up file in error without touching the other models', async () => {
