@@ -62,7 +62,8 @@ const slowWhenAsked = async (dir: string, options: LoadOptions): Promise<Servabl
 async function burst(port: number, urlPath: string, count: number, body: string): Promise<number[]> {
   const script = `
     import http from 'node:http';
-    const [port, urlPath, count, body] = [Number(process.argv[1]), process.argv[2], Number(process.argv[3]), process.argv[4]];
+    const [port, urlPath, body] = [Number(process.argv[1]), process.argv[2], process.argv[4]];
+    const count = Number(process.argv[3]);
     const agent = new http.Agent({ keepAlive: true, maxSockets: count });
     const one = () => new Promise((resolve, reject) => {
       const target = { host: '127.0.0.1', port, method: 'POST', path: urlPath, agent };
