@@ -9,7 +9,8 @@ import type { GantryHome } from './home';
  * The model servers a deployment drives: every replica of `gantry serve` that deploy activities
  * reconcile and rollouts read metrics from. Listed in `GANTRY_SERVERS` (comma-separated REST base
  * URLs; admin token from GANTRY_SERVE_ADMIN_TOKEN, feedback token from GANTRY_FEEDBACK_TOKEN), else in
- * `<GANTRY_HOME>/servers.json`, which the local stack (`gantry dev`, `make demo`) writes for the server it starts. None listed = no serving.
+ * `<GANTRY_HOME>/servers.json`, which the local stack (`gantry dev`, `make demo`) writes for the server it
+ * starts. None listed = no serving.
  */
 
 export const ServerTargetSchema = z
