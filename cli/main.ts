@@ -282,6 +282,15 @@ program
     'bearer token for the admin API (or GANTRY_SERVE_ADMIN_TOKEN); without one the admin API is off',
   )
   .option(
+    '--feedback-token-file <file>',
+    'who may send :feedback: lines NAME:TOKEN (or GANTRY_FEEDBACK_TOKEN); without one :feedback is refused',
+  )
+  .option(
+    '--allow-anonymous-feedback',
+    'accept :feedback from anyone when no token is given (anyone who can reach the port can steer canaries)',
+  )
+  .option('--feedback-memory-mb <mb>', 'memory for the predictions remembered for feedback', '64')
+  .option(
     '--state-file <file>',
     'where admin changes are kept across restarts (default: GANTRY_HOME/serving-state.json)',
   )

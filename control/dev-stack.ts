@@ -7,6 +7,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { bearerOf } from '../serving/feedback-auth';
 import { startEmbeddedTemporal, type EmbeddedTemporal } from './embedded-temporal';
 import type { GantryHome } from './home';
 import { freePort } from './ports';
@@ -94,7 +95,9 @@ export async function startLocalStack(home: GantryHome, options: StackOptions = 
   }
   const server = temporal.value;
   const served = modelServer.value?.modelServer ?? null;
-  const servers: ServerTarget[] = userServers ?? [{ url: served!.url, adminToken: modelServer.value!.adminToken }];
+  const servers: ServerTarget[] = userServers ?? [
+    { url: served!.url, adminToken: modelServer.value!.adminToken, feedbackToken: modelServer.value!.feedbackToken },
+  ];
   if (served) {
     try {
       await writePrivateFile(serversFile(home), `${JSON.stringify({ servers }, null, 2)}\n`);
@@ -260,7 +263,21 @@ async function writeStackStatus(home: GantryHome, status: StackStatus): Promise<
 
 /** The admin token of the home's model server: made once, kept in GANTRY_HOME/admin-token (0600). */
 async function adminTokenOf(home: GantryHome): Promise<{ token: string; file: string }> {
-  const file = path.join(home.root, 'admin-token');
+  return privateTokenOf(path.join(home.root, 'admin-token'), '');
+}
+
+/**
+ * The feedback token of the home's model server: made once, kept in GANTRY_HOME/feedback-token (0600) as
+ * the token file line `local:TOKEN` (its name labels the feedback in the metrics); `token` is what a
+ * client sends. servers.json hands it to `gantry load --feedback` and the rollouts' own clients.
+ */
+async function feedbackTokenOf(home: GantryHome): Promise<{ token: string; file: string }> {
+  const { token, file } = await privateTokenOf(path.join(home.root, 'feedback-token'), 'local:');
+  return { token: bearerOf(token), file };
+}
+
+/** A secret file's content (trimmed), made as `prefix` + 32 random bytes when missing; kept at mode 0600. */
+async function privateTokenOf(file: string, prefix: string): Promise<{ token: string; file: string }> {
   try {
     const token = (await readFile(file, 'utf8')).trim();
     if (token) {
@@ -270,7 +287,7 @@ async function adminTokenOf(home: GantryHome): Promise<{ token: string; file: st
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
-  const token = randomBytes(32).toString('base64url');
+  const token = `${prefix}${randomBytes(32).toString('base64url')}`;
   await writePrivateFile(file, `${token}\n`);
   return { token, file };
 }
@@ -299,8 +316,9 @@ async function startModelServerChild(
   home: GantryHome,
   ports?: { restPort: number; grpcPort: number },
   readyTimeoutMs = 60_000,
-): Promise<{ modelServer: StackModelServer; adminToken: string }> {
+): Promise<{ modelServer: StackModelServer; adminToken: string; feedbackToken: string }> {
   const { token, file: adminTokenFile } = await adminTokenOf(home);
+  const { token: feedbackToken, file: feedbackTokenFile } = await feedbackTokenOf(home);
   const logFile = path.join(home.logsDir, 'serve.log');
   for (let attempt = 1; ; attempt++) {
     const [restPort, grpcPort] = ports ? [ports.restPort, ports.grpcPort] : [await freePort(), await freePort()];
@@ -320,6 +338,8 @@ async function startModelServerChild(
       path.join(home.root, 'serving-state.json'),
       '--admin-token-file',
       adminTokenFile,
+      '--feedback-token-file',
+      feedbackTokenFile,
     ];
     const log = createWriteStream(logFile, { flags: 'a' });
     const child = spawn(process.execPath, args, {
@@ -350,12 +370,12 @@ async function startModelServerChild(
         (r) => r.status,
         () => undefined,
       );
-      if (status === 200) return { modelServer, adminToken: token };
+      if (status === 200) return { modelServer, adminToken: token, feedbackToken };
       if (status !== undefined) answeringSince ??= Date.now();
       // Up but not ready: a version that cannot load keeps /readyz at 503 for good. That is the
       // server's to report (GET /v1/models/<name>), not a reason to refuse to start the stack.
       if (answeringSince !== undefined && Date.now() - answeringSince > 20_000)
-        return { modelServer, adminToken: token };
+        return { modelServer, adminToken: token, feedbackToken };
       if (Date.now() > deadline) {
         await stopChild(child, 2000);
         throw new Error(

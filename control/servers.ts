@@ -1,14 +1,16 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { bearerOf } from '../serving/feedback-auth';
 import { describeIssues } from '../validation/issues';
 import type { GantryHome } from './home';
 
 /**
  * The model servers a deployment drives: every replica of `gantry serve` that deploy activities
  * reconcile and rollouts read metrics from. Listed in `GANTRY_SERVERS` (comma-separated REST base
- * URLs; admin token from GANTRY_SERVE_ADMIN_TOKEN), else in `<GANTRY_HOME>/servers.json`, which the
- * local stack (`gantry dev`, `make demo`) writes for the server it starts. None listed = no serving.
+ * URLs; admin token from GANTRY_SERVE_ADMIN_TOKEN, feedback token from GANTRY_FEEDBACK_TOKEN), else in
+ * `<GANTRY_HOME>/servers.json`, which the local stack (`gantry dev`, `make demo`) writes for the server it
+ * starts. None listed = no serving.
  */
 
 export const ServerTargetSchema = z
@@ -16,6 +18,8 @@ export const ServerTargetSchema = z
     /** REST base URL, e.g. http://127.0.0.1:8501 */
     url: z.url({ protocol: /^https?$/ }).transform((u) => u.replace(/\/+$/, '')),
     adminToken: z.string().min(1).optional(),
+    /** Bearer token for :feedback (a name:token line of the server's feedback token file, or the token). */
+    feedbackToken: z.string().min(1).optional(),
   })
   .strict();
 export type ServerTarget = z.infer<typeof ServerTargetSchema>;
@@ -42,6 +46,7 @@ export function servingTargets(home: GantryHome, env: NodeJS.ProcessEnv = proces
         const parsed = ServerTargetSchema.safeParse({
           url,
           ...(env.GANTRY_SERVE_ADMIN_TOKEN ? { adminToken: env.GANTRY_SERVE_ADMIN_TOKEN } : {}),
+          ...(env.GANTRY_FEEDBACK_TOKEN ? { feedbackToken: bearerOf(env.GANTRY_FEEDBACK_TOKEN) } : {}),
         });
         if (!parsed.success)
           throw new ServersConfigError(`GANTRY_SERVERS[${i}]: ${JSON.stringify(url)} is not an http(s) URL`);

@@ -40,6 +40,8 @@ export class ServingClientError extends Error {
 export interface ServingEndpoint {
   url: string;
   adminToken?: string;
+  /** Sent as `Authorization: Bearer` with :feedback (a server with feedback tokens refuses feedback without). */
+  feedbackToken?: string;
 }
 
 export interface ServingClientOptions {
@@ -200,11 +202,13 @@ const enc = encodeURIComponent;
 export class ServingClient {
   readonly url: string;
   private readonly adminToken: string | undefined;
+  private readonly feedbackToken: string | undefined;
   private readonly timeoutMs: number;
 
   constructor(target: ServingEndpoint, options: ServingClientOptions = {}) {
     this.url = target.url.replace(/\/+$/, '');
     this.adminToken = target.adminToken;
+    this.feedbackToken = target.feedbackToken;
     this.timeoutMs = options.timeoutMs ?? 30_000;
   }
 
@@ -336,6 +340,8 @@ export class ServingClient {
     const { json, url } = await this.call('POST', `/v1/models/${enc(model)}:feedback`, {
       json: body,
       signal: options.signal,
+      headers: this.feedbackToken ? { authorization: `Bearer ${this.feedbackToken}` } : undefined,
+      feedback: true,
     });
     return this.parse(FeedbackResultSchema, json, url);
   }
@@ -484,6 +490,7 @@ export class ServingClient {
       body?: string | Uint8Array;
       headers?: Record<string, string>;
       admin?: boolean;
+      feedback?: boolean;
       signal?: AbortSignal;
       accept?: number[];
     },
@@ -516,6 +523,10 @@ export class ServingClient {
       const serverMessage =
         typeof (json as { error?: unknown } | undefined)?.error === 'string' ? (json as { error: string }).error : null;
       let detail = serverMessage ?? (text.trim().slice(0, 200) || response.statusText);
+      if (options.feedback && !this.feedbackToken && (response.status === 401 || response.status === 403))
+        detail +=
+          ` (this client has no feedback token for ${this.url}: ` +
+          'GANTRY_FEEDBACK_TOKEN, or feedbackToken in servers.json)';
       if (options.admin && !this.adminToken && (response.status === 401 || response.status === 403))
         detail +=
           ` (this client has no admin token for ${this.url}: ` +

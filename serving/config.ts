@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { describeIssues } from '../validation/issues';
+import { FeedbackTokenSchema } from './feedback-auth';
 import { CLIENT_KEY_HEADER } from './rest/headers';
 
 /**
@@ -125,6 +126,20 @@ export const ServerOptionsSchema = z
     feedbackWindow: z.number().int().min(1).max(10_000_000).default(1000),
     /** Predictions remembered for feedback (oldest forgotten first). */
     feedbackMemory: z.number().int().min(1).max(10_000_000).default(100_000),
+    /** Bytes the predictions remembered for feedback may take (rows × row size and a fixed cost each). */
+    feedbackMemoryBytes: z
+      .number()
+      .int()
+      .min(64 * 1024)
+      .max(64 * 1024 ** 3)
+      .default(64 * 1024 * 1024),
+    /** Who may send :feedback (serving/feedback-auth.ts): with tokens, only bearers of one. */
+    feedbackTokens: z.array(FeedbackTokenSchema).max(1000).default([]),
+    /**
+     * Without tokens: whether anyone may send feedback (true, as an embedding application or a test on a
+     * guarded network may want) or nobody (`gantry serve` without a token: secure by default).
+     */
+    anonymousFeedback: z.boolean().default(true),
     /** Run one all-zeros request through each version before it turns AVAILABLE (beside warmup.json). */
     warmup: z.boolean().default(true),
     /** Header whose value makes the traffic split sticky (same key, same version). */
@@ -140,6 +155,11 @@ export const ServerOptionsSchema = z
         message: 'give a model base path, a model config file, or a state file to start from',
       });
     }
+    const names = value.feedbackTokens.map((t) => t.name);
+    names.forEach((name, i) => {
+      if (names.indexOf(name) !== i)
+        ctx.addIssue({ code: 'custom', path: ['feedbackTokens', i, 'name'], message: `"${name}" is given twice` });
+    });
     if (value.modelConfigFile && value.modelConfig)
       ctx.addIssue({
         code: 'custom',

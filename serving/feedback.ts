@@ -1,5 +1,8 @@
 import { z } from 'zod';
+import { ANONYMOUS_CLIENT, type FeedbackCaller } from './feedback-auth';
 import type { ServingMetrics } from './metrics';
+
+const ANONYMOUS: FeedbackCaller = { client: ANONYMOUS_CLIENT, trusted: false };
 
 /**
  * Online accuracy from feedback. Each classifier prediction is remembered by its request id
@@ -101,8 +104,15 @@ export interface FeedbackResult {
   rejected: { request_id: string; reason: string }[];
 }
 
+/**
+ * What one remembered prediction costs beyond its rows: the id (a UUID, two bytes a character), the
+ * Map entry, the record and its typed array's header, the order entry. An estimate on the high side,
+ * so that the bound holds for the heap, not just for the rows.
+ */
+export const PREDICTION_OVERHEAD_BYTES = 320;
+
 export class FeedbackStore {
-  private readonly predictions = new Map<string, Remembered & { seq: number }>();
+  private readonly predictions = new Map<string, Remembered & { seq: number; bytes: number }>();
   /**
    * The order predictions were first remembered in, oldest first (from `head`). Not the Map's own
    * order: taking the Map's first key after deleting from its front scans every deleted slot
@@ -112,26 +122,58 @@ export class FeedbackStore {
   private order: { id: string; seq: number }[] = [];
   private head = 0;
   private seq = 0;
+  /** Bytes the remembered predictions take (see PREDICTION_OVERHEAD_BYTES), kept ≤ memoryBytes. */
+  private bytes = 0;
   private readonly windows = new Map<string, Window>();
   private readonly errorWindows = new Map<string, ErrorWindow>();
 
+  /**
+   * `memoryBytes` bounds the predictions remembered by what they take (rows × row size and a fixed
+   * cost each), oldest forgotten first; `memoryEntries` bounds their count as well.
+   */
   constructor(
     private readonly metrics: ServingMetrics,
     private readonly window: number,
-    private readonly memory: number,
+    private readonly memoryEntries: number,
+    private readonly memoryBytes: number = 64 * 1024 * 1024,
   ) {}
 
-  /** `classes`: a classifier's predicted class per row (Int32Array), or a regression's value (Float32Array). */
+  /** Bytes the remembered predictions take now. */
+  get memoryUsed(): number {
+    return this.bytes;
+  }
+
+  /** Predictions remembered now. */
+  get remembered(): number {
+    return this.predictions.size;
+  }
+
+  /**
+   * `requestId` is the server's own (random, unguessable: a caller cannot name another's prediction).
+   * `classes`: a classifier's predicted class per row (Int32Array), or a regression's value (Float32Array).
+   */
   remember(requestId: string, model: string, version: number, classes: Int32Array | Float32Array): void {
+    const bytes = PREDICTION_OVERHEAD_BYTES + 2 * requestId.length + classes.byteLength;
+    if (bytes > this.memoryBytes) {
+      // Larger than the whole memory: never remembered (its feedback will be an unknown id).
+      this.metrics.feedbackEvictions.inc({ model });
+      return;
+    }
     const existing = this.predictions.get(requestId);
-    // Remembered again (a client's repeated request id): it keeps its place, as a Map key would.
+    // Remembered again (the same id): it keeps its place, as a Map key would.
     const seq = existing ? existing.seq : this.seq++;
-    this.predictions.set(requestId, { model, version, classes, seq });
+    if (existing) this.bytes -= existing.bytes;
+    this.predictions.set(requestId, { model, version, classes, seq, bytes });
+    this.bytes += bytes;
     if (!existing) this.order.push({ id: requestId, seq });
     // Forget the oldest while over memory.
-    while (this.predictions.size > this.memory) {
+    while (this.predictions.size > this.memoryEntries || this.bytes > this.memoryBytes) {
       const oldest = this.order[this.head++]!;
-      if (this.predictions.get(oldest.id)?.seq === oldest.seq) this.predictions.delete(oldest.id);
+      const prediction = this.predictions.get(oldest.id);
+      if (prediction?.seq === oldest.seq) {
+        this.forget(oldest.id, prediction);
+        this.metrics.feedbackEvictions.inc({ model: prediction.model });
+      }
     }
     const pending = this.order.length - this.head;
     if (pending > 2 * this.predictions.size + 1024) {
@@ -142,11 +184,25 @@ export class FeedbackStore {
       this.order = this.order.slice(this.head);
       this.head = 0;
     }
+    this.metrics.feedbackMemoryBytes.set(this.bytes);
   }
 
-  record(model: string, body: FeedbackBody): FeedbackResult {
+  private forget(id: string, prediction: { bytes: number }): void {
+    this.predictions.delete(id);
+    this.bytes -= prediction.bytes;
+  }
+
+  /** Items of a :feedback call refused (no valid token): counted, never looked up. */
+  refused(model: string, body: unknown, caller: string): void {
+    const items = (body as { feedback?: unknown } | null)?.feedback;
+    const n = Array.isArray(items) ? Math.min(items.length, 100_000) : 1;
+    this.metrics.feedback.inc({ model, version: '', outcome: 'refused', client: caller, trusted: 'false' }, n);
+  }
+
+  record(model: string, body: FeedbackBody, caller: FeedbackCaller = ANONYMOUS): FeedbackResult {
     const result: FeedbackResult = { accepted: 0, rows: 0, unknown_request_ids: [], rejected: [] };
     const touched = new Set<string>();
+    const who = { client: caller.client, trusted: String(caller.trusted) };
     for (const item of body.feedback) {
       const prediction = this.predictions.get(item.request_id);
       if (!prediction || prediction.model !== model) {
@@ -172,7 +228,7 @@ export class FeedbackStore {
           });
           continue;
         }
-        this.predictions.delete(item.request_id);
+        this.forget(item.request_id, prediction);
         this.recordValues(model, prediction, values);
         result.accepted++;
         result.rows += values.length;
@@ -187,7 +243,7 @@ export class FeedbackStore {
         continue;
       }
       // Each prediction is labelled once: a retried feedback call does not count twice.
-      this.predictions.delete(item.request_id);
+      this.forget(item.request_id, prediction);
       const key = `${model}\0${prediction.version}`;
       let window = this.windows.get(key);
       if (!window) this.windows.set(key, (window = new Window(this.window)));
@@ -195,12 +251,13 @@ export class FeedbackStore {
       labels.forEach((label, i) => {
         const correct = label === prediction.classes[i];
         window.add(correct);
-        this.metrics.feedback.inc({ model, version, outcome: correct ? 'correct' : 'incorrect' });
+        this.metrics.feedback.inc({ model, version, outcome: correct ? 'correct' : 'incorrect', ...who });
       });
       touched.add(key);
       result.accepted++;
       result.rows += labels.length;
     }
+    this.metrics.feedbackMemoryBytes.set(this.bytes);
     for (const key of touched) {
       const [m, version] = key.split('\0') as [string, string];
       const w = this.windows.get(key)!;

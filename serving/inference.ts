@@ -6,7 +6,7 @@ import type { OtherSignature, Servable } from './loader';
 import type { Logger } from './log';
 import type { VersionManager } from './manager';
 import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from './images';
-import type { Api, Protocol, ServingMetrics } from './metrics';
+import type { Api, Protocol, Route, ServingMetrics } from './metrics';
 import type { Router, VersionChoice } from './router';
 import type { Signature } from './signature';
 import { argmaxRows, type DenseTensor } from './tensors';
@@ -32,7 +32,10 @@ export interface CallContext {
 export interface Answer {
   model: string;
   version: number;
+  /** The server's id for this answer: the one feedback refers to. */
   requestId: string;
+  /** The caller's x-request-id, when it sent a well-formed one: echoed back, never joined on. */
+  clientRequestId?: string;
   signature: Signature;
   outputs: DenseTensor[];
 }
@@ -121,13 +124,21 @@ export class Inference {
         handle.release();
         outputs = work;
       }
-      const requestId =
-        context.requestId !== undefined && REQUEST_ID.test(context.requestId) ? context.requestId : randomUUID();
+      // The server's own id, random: feedback is joined on it, so no caller can name (and so overwrite or
+      // label) another's prediction. A caller's x-request-id is only echoed back for its tracing.
+      const requestId = randomUUID();
+      const clientRequestId =
+        context.requestId !== undefined && REQUEST_ID.test(context.requestId) ? context.requestId : undefined;
       const signature = other?.signature ?? handle.servable.signature;
       if (!other && signature.classLabels && outputs.length === 1) {
         const classes = argmaxRows(outputs[0]!);
         for (const c of classes)
-          metrics.predictedClass.inc({ model: target.model, version, class: signature.classLabels[c] ?? String(c) });
+          metrics.predictedClass.inc({
+            model: target.model,
+            version,
+            class: signature.classLabels[c] ?? String(c),
+            route: routeOf(target),
+          });
         this.deps.feedback.remember(requestId, target.model, handle.version, classes);
         if (target.version === undefined && target.label === undefined)
           this.maybeShadow(target.model, handle.version, inputs, classes);
@@ -140,15 +151,16 @@ export class Inference {
         api: context.api,
         protocol: context.protocol,
         status: 'OK',
+        route: routeOf(target),
       });
       metrics.latency.observe(
-        { model: target.model, version, api: context.api, protocol: context.protocol },
+        { model: target.model, version, api: context.api, protocol: context.protocol, route: routeOf(target) },
         (performance.now() - started) / 1000,
       );
-      return { model: target.model, version: handle.version, requestId, signature, outputs };
+      return { model: target.model, version: handle.version, requestId, clientRequestId, signature, outputs };
     } catch (error) {
       const failure = asServingError(error);
-      this.count(target.model, version, context, failure);
+      this.count(target.model, version, context, failure, routeOf(target));
       throw failure;
     }
   }
@@ -159,13 +171,14 @@ export class Inference {
   }
 
   /** Counts a request that failed outside run() (a body the door could not even read). */
-  count(model: string, version: string, context: CallContext, error: ServingError): void {
+  count(model: string, version: string, context: CallContext, error: ServingError, route: Route = 'routed'): void {
     this.deps.metrics.requests.inc({
       model,
       version,
       api: context.api,
       protocol: context.protocol,
       status: error.code,
+      route,
     });
   }
 
@@ -212,6 +225,11 @@ export function chooseSignature(servable: Servable, name: string | undefined): O
   throw invalidArgument(
     `signature_name "${name}" not found; this model serves ${names.map((n) => `"${n}"`).join(', ')}`,
   );
+}
+
+/** Whether the caller chose the version (a version or label in the path) or the router did. */
+function routeOf(target: Target): Route {
+  return target.version !== undefined || target.label !== undefined ? 'pinned' : 'routed';
 }
 
 function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {

@@ -18,6 +18,8 @@ export const METRIC = {
   available: `${METRIC_PREFIX}version_available`,
   predictedClass: `${METRIC_PREFIX}predicted_class_total`,
   feedback: `${METRIC_PREFIX}feedback_total`,
+  feedbackEvictions: `${METRIC_PREFIX}feedback_evictions_total`,
+  feedbackMemoryBytes: `${METRIC_PREFIX}feedback_memory_bytes`,
   onlineAccuracy: `${METRIC_PREFIX}online_accuracy`,
   onlineAccuracySamples: `${METRIC_PREFIX}online_accuracy_samples`,
   feedbackValues: `${METRIC_PREFIX}feedback_values_total`,

@@ -31,20 +31,24 @@ export interface HistogramCounts {
 }
 
 export interface VersionCounters {
-  /** :predict and :classify requests that reached this version (any protocol, any outcome). */
+  /**
+   * :predict and :classify requests the router placed on this version (any protocol), answered or
+   * failed by the server (see SERVER_FAILURES); requests that pinned the version (/versions/N,
+   * /labels/L), a client's mistakes (4xx) and overload refusals (429) are not counted.
+   */
   requests: number;
-  /** Of those, the ones whose status was not OK. */
+  /** Of those, the server's failures. */
   errors: number;
-  /** Errors by canonical status code (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, …). */
+  /** Every non-OK status of the routed requests by canonical code, the client's (not in `errors`) included. */
   errorsByStatus: Record<string, number>;
-  /** Latency of the successful :predict and :classify requests, in seconds. */
+  /** Latency of the successful routed :predict and :classify requests, in seconds. */
   latency: HistogramCounts;
   /**
    * Labelled predicted rows received as feedback; a regression's rows with true values, and the
    * sums of their absolute and squared errors (absent from snapshots taken before they were read).
    */
   feedback: { correct: number; incorrect: number; values?: number; absoluteError?: number; squaredError?: number };
-  /** Predicted rows by class label (the arg-max of a classifier's output). */
+  /** Predicted rows of the routed requests by class label (the arg-max of a classifier's output). */
   classes: Record<string, number>;
   /** Copies of requests this version answered as a shadow. */
   shadow: { agree: number; disagree: number; error: number };
@@ -84,6 +88,19 @@ export interface MetricFamily {
 }
 
 // ---- snapshots ----
+
+/**
+ * The statuses that are a version's own failure (TF Serving's 5xx, and a deadline the model missed);
+ * every other non-OK status is the caller's doing (INVALID_ARGUMENT, NOT_FOUND, …) or overload
+ * protection (RESOURCE_EXHAUSTED, 429).
+ */
+export const SERVER_FAILURES: ReadonlySet<string> = new Set([
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DEADLINE_EXCEEDED',
+  'UNKNOWN',
+  'DATA_LOSS',
+]);
 
 /** The APIs whose requests are model calls; metadata and status calls are not counted. */
 const MODEL_APIS = new Set(['predict', 'classify', 'regress']);
@@ -196,18 +213,22 @@ export function servingSnapshot(metrics: readonly MetricFamily[], model: string)
           if (status !== 'OK') add(snapshot.unrouted.errorsByStatus, status, value);
           break;
         }
+        // A version's window is the traffic the router placed on it: a caller that pins a version picks its
+        // own traffic (and could flood it), so pinned requests are for dashboards, not for canary analysis.
+        if (labels.route === 'pinned') break;
         const c = version(v);
+        if (status !== 'OK') add(c.errorsByStatus, status, value);
+        // A client's mistake (4xx) or overload protection (429) is not the version's failure, and is left
+        // out of the request count too, so that garbage can neither raise nor dilute an error rate.
+        if (status !== 'OK' && !SERVER_FAILURES.has(status)) break;
         c.requests += value;
-        if (status !== 'OK') {
-          c.errors += value;
-          add(c.errorsByStatus, status, value);
-        }
+        if (status !== 'OK') c.errors += value;
         break;
       }
       case `${METRIC.latency}_bucket`:
       case `${METRIC.latency}_sum`:
       case `${METRIC.latency}_count`: {
-        if (!MODEL_APIS.has(labels.api ?? '') || v === '') break;
+        if (!MODEL_APIS.has(labels.api ?? '') || v === '' || labels.route === 'pinned') break;
         const s = series(labels);
         if (name.endsWith('_sum')) s.sum = value;
         else if (name.endsWith('_count')) s.count = value;
@@ -238,7 +259,7 @@ export function servingSnapshot(metrics: readonly MetricFamily[], model: string)
         break;
       }
       case METRIC.predictedClass:
-        if (v === '' || labels.class === undefined) break;
+        if (v === '' || labels.class === undefined || labels.route === 'pinned') break;
         add(version(v).classes, labels.class, value);
         break;
       case METRIC.shadow: {

@@ -22,20 +22,27 @@ const LOAD_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
 export type Api = 'predict' | 'classify' | 'regress' | 'metadata' | 'status' | 'feedback';
 export type Protocol = 'rest' | 'grpc';
+/**
+ * How a request reached its version: `routed` by the router (traffic split, sticky key, latest), or
+ * `pinned` by the caller (/versions/N, /labels/L). Canary windows count routed requests only: a caller
+ * that pins a version chooses its own traffic, and must not be able to steer that version's numbers.
+ */
+export type Route = 'routed' | 'pinned';
 
 export class ServingMetrics {
   readonly registry = new Registry();
 
   readonly requests = this.counter(
     METRIC.requests,
-    'Requests by model, version, API, protocol and outcome (the canonical status code, OK on success)',
-    ['model', 'version', 'api', 'protocol', 'status'],
+    'Requests by model, version, API, protocol, outcome (the canonical status code, OK on success) and route ' +
+      '(routed: placed by the traffic split or latest; pinned: the request named a version or label)',
+    ['model', 'version', 'api', 'protocol', 'status', 'route'],
   );
 
   readonly latency = this.histogram(
     METRIC.latency,
-    'Time from a request being read to its answer being ready, by model, version, API and protocol',
-    ['model', 'version', 'api', 'protocol'],
+    'Time from a request being read to its answer being ready, by model, version, API, protocol and route',
+    ['model', 'version', 'api', 'protocol', 'route'],
     LATENCY_BUCKETS,
   );
 
@@ -71,14 +78,28 @@ export class ServingMetrics {
 
   readonly predictedClass = this.counter(
     METRIC.predictedClass,
-    'Predicted classes (arg-max of a classifier output) by model and version, for prediction drift',
-    ['model', 'version', 'class'],
+    'Predicted classes (arg-max of a classifier output) by model, version and route, for prediction drift',
+    ['model', 'version', 'class', 'route'],
   );
 
   readonly feedback = this.counter(
     METRIC.feedback,
-    'Labelled predictions received as feedback, by model, version and outcome (correct, incorrect)',
-    ['model', 'version', 'outcome'],
+    'Labelled predictions received as feedback, by model, version, outcome (correct, incorrect; refused: ' +
+      'items of a call without a valid feedback token, version ""), client (the token\'s name, or anonymous) ' +
+      'and trusted (whether a token vouched for it)',
+    ['model', 'version', 'outcome', 'client', 'trusted'],
+  );
+
+  readonly feedbackEvictions = this.counter(
+    METRIC.feedbackEvictions,
+    'Predictions forgotten before their feedback arrived, to keep the feedback memory within its bytes, by model',
+    ['model'],
+  );
+
+  readonly feedbackMemoryBytes = this.gauge(
+    METRIC.feedbackMemoryBytes,
+    'Bytes the predictions remembered for feedback take (an estimate: ids, rows and bookkeeping)',
+    [],
   );
 
   readonly onlineAccuracy = this.gauge(

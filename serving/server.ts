@@ -5,6 +5,7 @@ import { selectBackend, type BackendReport } from '../engine/backend';
 import { Admin } from './admin';
 import { parseServerOptions, readModelConfigFile, type ServerOptions, type ServerOptionsInput } from './config';
 import { FeedbackStore } from './feedback';
+import { FeedbackAuth } from './feedback-auth';
 import { bindGrpc, createGrpcServer } from './grpc/server';
 import { Inference } from './inference';
 import type { Servable, LoadOptions } from './loader';
@@ -65,7 +66,13 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
     },
   );
   const router = new Router(manager, state);
-  const feedback = new FeedbackStore(metrics, options.feedbackWindow, options.feedbackMemory);
+  const feedback = new FeedbackStore(
+    metrics,
+    options.feedbackWindow,
+    options.feedbackMemory,
+    options.feedbackMemoryBytes,
+  );
+  const feedbackAuth = new FeedbackAuth(options.feedbackTokens, options.anonymousFeedback);
   const inference = new Inference({
     manager,
     router,
@@ -107,6 +114,7 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
         state,
         admin,
         feedback,
+        feedbackAuth,
         metrics,
         backend,
         bodyLimitBytes: options.bodyLimitBytes,

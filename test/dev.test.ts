@@ -41,8 +41,17 @@ it(
       /model server {5}REST (http:\/\/127\.0\.0\.1:\d+), gRPC 127\.0\.0\.1:\d+ \(gantry serve, pid (\d+)/.exec(output)!;
     const servers = JSON.parse(await readFile(path.join(home, 'servers.json'), 'utf8'));
     const token = (await readFile(path.join(home, 'admin-token'), 'utf8')).trim();
-    expect(servers).toEqual({ servers: [{ url: modelServerUrl, adminToken: token }] });
+    // The feedback token (GANTRY_HOME/feedback-token, a token file's NAME:TOKEN line) goes to the clients too.
+    const feedbackLine = (await readFile(path.join(home, 'feedback-token'), 'utf8')).trim();
+    expect(feedbackLine).toMatch(/^local:[\w-]{43}$/);
+    expect(servers).toEqual({
+      servers: [{ url: modelServerUrl, adminToken: token, feedbackToken: feedbackLine.slice('local:'.length) }],
+    });
     expect((await stat(path.join(home, 'admin-token'))).mode & 0o777).toBe(0o600);
+    expect((await stat(path.join(home, 'feedback-token'))).mode & 0o777).toBe(0o600);
+    expect(await readFile(path.join(home, 'logs', 'serve.log'), 'utf8')).toContain(
+      'feedback: only with a token (local)',
+    );
     expect((await fetch(`${modelServerUrl}/readyz`)).status).toBe(200);
     const admin = await fetch(`${modelServerUrl}/v1/admin/state`, { headers: { authorization: `Bearer ${token}` } });
     expect(admin.status).toBe(200);

@@ -18,6 +18,7 @@ import { mlpFiles, publish, removeDir, tempDir } from './serving/helpers';
  */
 
 const TOKEN = 'load-test-admin-token-0123456789';
+const FEEDBACK_TOKEN = 'load-test-feedback-token-0123456789';
 const MODEL = 'fashion';
 let base: string;
 let home: string;
@@ -44,6 +45,8 @@ beforeAll(async () => {
     grpcPort: null,
     pollIntervalMs: 50,
     adminToken: TOKEN,
+    // Feedback only from the load generator's token: a `gantry load --feedback` without it is refused.
+    feedbackTokens: [{ name: 'loadgen', token: FEEDBACK_TOKEN }],
   });
   url = `http://127.0.0.1:${server.restPort}`;
   client = new ServingClient({ url, adminToken: TOKEN });
@@ -70,7 +73,8 @@ describe('gantry load', () => {
     const before = await snapshot();
     const run = await gantry(
       ['load', MODEL, '--server', url, '--rps', '40', '--duration', '2s', '--feedback', '--clients', '5', '--json'],
-      env,
+      // A token file's line (NAME:TOKEN) works as the client's token too.
+      { ...env, GANTRY_FEEDBACK_TOKEN: `loadgen:${FEEDBACK_TOKEN}` },
     );
     expect(run.stderr).toContain(`gantry load: ${MODEL} on ${url} at 40 rps for 2s, 5 clients, with feedback`);
     expect(run.code).toBe(0);
@@ -117,15 +121,19 @@ describe('gantry load', () => {
 
   it('finds the server in GANTRY_SERVERS and stops after --requests', async () => {
     const before = await snapshot();
-    const run = await gantry(['load', MODEL, '--requests', '7', '--rps', '100', '--encoding', 'binary', '--json'], {
-      ...env,
-      GANTRY_SERVERS: url,
-    });
+    const run = await gantry(
+      ['load', MODEL, '--requests', '7', '--rps', '100', '--encoding', 'binary', '--feedback', '--json'],
+      { ...env, GANTRY_SERVERS: url },
+    );
     expect(run.code).toBe(0);
     const summary = JSON.parse(run.stdout) as LoadSummary;
     expect(summary).toMatchObject({ server: url, sent: 7, answered: 7, stoppedBy: 'requests' });
+    // No feedback token: every label is refused by the server (counted as failed), and none is counted.
+    expect(summary.feedback).toMatchObject({ sent: 7, accepted: 0, failed: 7 });
+    expect(summary.feedback.lastError).toMatch(/401 .*no feedback token.*GANTRY_FEEDBACK_TOKEN/);
     const window = diffSnapshots(await snapshot(), before);
     expect(Object.values(window.versions).reduce((n, c) => n + c.requests, 0)).toBe(7);
+    expect(Object.values(windowStats(window)).reduce((n, s) => n + s.feedback.labelled, 0)).toBe(0);
   });
 
   it('refuses bad input with exit code 2 naming the flag, and an unreachable server with 1', async () => {

@@ -9,6 +9,7 @@ import { durationMs } from '../../pipelines/duration';
 import { DurationSchema } from '../../pipelines/spec';
 import { getDataSource } from '../../data/sources';
 import { LABEL_PATTERN, MODEL_NAME_PATTERN } from '../../serving/config';
+import { bearerOf } from '../../serving/feedback-auth';
 import { badFlags, UsageError } from '../errors';
 
 /**
@@ -71,6 +72,7 @@ function target(flag: string | undefined): ServerTarget {
     const parsed = ServerTargetSchema.safeParse({
       url: flag,
       ...(process.env.GANTRY_SERVE_ADMIN_TOKEN ? { adminToken: process.env.GANTRY_SERVE_ADMIN_TOKEN } : {}),
+      ...(process.env.GANTRY_FEEDBACK_TOKEN ? { feedbackToken: bearerOf(process.env.GANTRY_FEEDBACK_TOKEN) } : {}),
     });
     if (!parsed.success) throw new UsageError(`--server: ${JSON.stringify(flag)} is not an http(s) URL`);
     return parsed.data;
@@ -136,6 +138,7 @@ export function formatLoadSummary(s: LoadSummary): string {
       `feedback   ${s.feedback.sent} labels sent: ${s.feedback.accepted} accepted, ${s.feedback.unknown} unknown, ` +
         `${s.feedback.rejected} rejected, ${s.feedback.failed} failed`,
     );
+    if (s.feedback.lastError) lines.push(`           last failure: ${s.feedback.lastError}`);
   }
   return lines.join('\n');
 }

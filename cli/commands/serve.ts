@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { gantryHome } from '../../control/home';
+import { parseFeedbackTokens, type FeedbackToken } from '../../serving/feedback-auth';
 import { startModelServer } from '../../serving/server';
 import { badFlags, UsageError } from '../errors';
 
@@ -24,6 +25,9 @@ const FlagsSchema = z.object({
   batchTimeoutMicros: z.coerce.number().int().min(0),
   maxEnqueuedBatches: z.coerce.number().int().min(1),
   adminTokenFile: z.string().min(1).optional(),
+  feedbackTokenFile: z.string().min(1).optional(),
+  allowAnonymousFeedback: z.boolean().optional(),
+  feedbackMemoryMb: z.coerce.number().min(0.0625).max(65536),
   stateFile: z.string().min(1).optional(),
   requestTimeoutMs: z.coerce.number().int().min(1),
   bodyLimitMb: z.coerce.number().min(0.001).max(1024),
@@ -43,6 +47,9 @@ export interface ServeFlags {
   batchTimeoutMicros: string;
   maxEnqueuedBatches: string;
   adminTokenFile?: string;
+  feedbackTokenFile?: string;
+  allowAnonymousFeedback?: boolean;
+  feedbackMemoryMb: string;
   stateFile?: string;
   requestTimeoutMs: string;
   bodyLimitMb: string;
@@ -62,6 +69,12 @@ export async function serveCommand(raw: ServeFlags): Promise<void> {
         throw new UsageError(`--admin-token-file: ${e.message}`);
       })
     ).trim();
+  const feedbackTokens = await readFeedbackTokens(flags.feedbackTokenFile);
+  const anonymousFeedback = feedbackTokens.length === 0 && flags.allowAnonymousFeedback === true;
+  if (feedbackTokens.length > 0 && flags.allowAnonymousFeedback)
+    throw new UsageError(
+      '--allow-anonymous-feedback: not with feedback tokens (they exist to refuse anonymous feedback)',
+    );
   const modelBasePath = flags.modelBasePath ?? (flags.modelConfigFile ? undefined : home.modelRepositoryDir);
   let server;
   try {
@@ -79,6 +92,9 @@ export async function serveCommand(raw: ServeFlags): Promise<void> {
         max_enqueued_batches: flags.maxEnqueuedBatches,
       },
       adminToken,
+      feedbackTokens,
+      anonymousFeedback,
+      feedbackMemoryBytes: Math.round(flags.feedbackMemoryMb * 1024 * 1024),
       stateFile: flags.stateFile ?? path.join(home.root, 'serving-state.json'),
       requestTimeoutMs: flags.requestTimeoutMs,
       bodyLimitBytes: Math.round(flags.bodyLimitMb * 1024 * 1024),
@@ -97,6 +113,17 @@ export async function serveCommand(raw: ServeFlags): Promise<void> {
     `gantry serve: ${where.join(', ')} — backend ${server.backend.name}; models from ` +
       `${modelBasePath ?? flags.modelConfigFile}; admin API ${adminToken ? 'on' : 'off (no token)'}`,
   );
+  if (feedbackTokens.length > 0)
+    console.log(`  feedback: only with a token (${feedbackTokens.map((t) => t.name).join(', ')})`);
+  else if (anonymousFeedback)
+    console.warn(
+      'gantry serve: WARNING: anonymous feedback is accepted (--allow-anonymous-feedback): anyone who can reach ' +
+        'this port can move online accuracy and so steer canaries; use --feedback-token-file',
+    );
+  else
+    console.warn(
+      'gantry serve: :feedback is refused (no feedback token): give --feedback-token-file or GANTRY_FEEDBACK_TOKEN',
+    );
   for (const name of server.manager.modelNames()) {
     console.log(
       `  ${name}: ${
@@ -114,4 +141,20 @@ export async function serveCommand(raw: ServeFlags): Promise<void> {
   });
   console.log('gantry serve: stopping (in-flight requests finish first)');
   await server.close();
+}
+
+/** Feedback tokens from --feedback-token-file, else GANTRY_FEEDBACK_TOKEN (same syntax: `NAME:TOKEN` lines). */
+async function readFeedbackTokens(file: string | undefined): Promise<FeedbackToken[]> {
+  try {
+    if (file) {
+      const text = await readFile(file, 'utf8');
+      const tokens = parseFeedbackTokens(text, file);
+      if (tokens.length === 0) throw new Error(`${file}: no tokens in it`);
+      return tokens;
+    }
+    const env = process.env.GANTRY_FEEDBACK_TOKEN;
+    return env ? parseFeedbackTokens(env.replaceAll(',', '\n'), 'GANTRY_FEEDBACK_TOKEN') : [];
+  } catch (error) {
+    throw new UsageError(`${file ? '--feedback-token-file' : 'GANTRY_FEEDBACK_TOKEN'}: ${(error as Error).message}`);
+  }
 }

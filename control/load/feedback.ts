@@ -10,6 +10,8 @@ export interface FeedbackCounts {
   failed: number;
   /** Labels waiting for the next flush. */
   pending: number;
+  /** Why the last failed batch failed (e.g. a server that wants a feedback token); absent when none failed. */
+  lastError?: string;
 }
 
 /**
@@ -20,7 +22,13 @@ export interface FeedbackCounts {
 export class FeedbackSender {
   private pending: FeedbackItem[] = [];
   private chain: Promise<void> = Promise.resolve();
-  private readonly tally = { sent: 0, accepted: 0, unknown: 0, rejected: 0, failed: 0 };
+  private readonly tally: Omit<FeedbackCounts, 'pending'> = {
+    sent: 0,
+    accepted: 0,
+    unknown: 0,
+    rejected: 0,
+    failed: 0,
+  };
 
   constructor(
     private readonly client: ServingClient,
@@ -44,8 +52,9 @@ export class FeedbackSender {
         this.tally.accepted += result.accepted;
         this.tally.unknown += result.unknown_request_ids.length;
         this.tally.rejected += result.rejected.length;
-      } catch {
+      } catch (error) {
         this.tally.failed += batch.length;
+        this.tally.lastError = (error as Error).message.slice(0, 500);
       }
     });
     return this.chain;

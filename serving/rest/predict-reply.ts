@@ -4,7 +4,7 @@ import { recordAnswers, type RecordAnswer, type RecordOutputs } from '../records
 import { takesExamples } from '../signature';
 import { toColumnar, toPredictions } from '../tensors';
 import { exampleOutputs } from '../examples';
-import { REQUEST_ID_HEADER, VERSION_HEADER } from './headers';
+import { CLIENT_REQUEST_ID_HEADER, REQUEST_ID_HEADER, VERSION_HEADER } from './headers';
 
 /**
  * The one reply builder for model calls. TF Serving's JSON shapes: `predictions` (row format: the
@@ -19,6 +19,7 @@ export type ReplyFormat = 'row' | 'columnar' | 'classify' | 'regress' | 'records
 /** The answer's version and request id as headers (a protobuf answer has them only there). */
 export function answerHeaders(reply: FastifyReply, answer: Answer): void {
   reply.header(VERSION_HEADER, String(answer.version)).header(REQUEST_ID_HEADER, answer.requestId);
+  if (answer.clientRequestId !== undefined) reply.header(CLIENT_REQUEST_ID_HEADER, answer.clientRequestId);
 }
 
 /** The output keys, in the order of the answer's outputs. */

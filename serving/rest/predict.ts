@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { parseBody } from '../admin';
 import { invalidArgument, ServingError } from '../errors';
 import { FeedbackBodySchema, type FeedbackStore } from '../feedback';
+import { ANONYMOUS_CLIENT, type FeedbackAuth, type FeedbackCaller } from '../feedback-auth';
 import { loadServingProtos } from '../grpc/protos';
 import type { CallContext, Inference, Target } from '../inference';
 import type { VersionManager } from '../manager';
@@ -21,6 +22,8 @@ export interface PredictRoutesOptions {
   inference: Inference;
   manager: VersionManager;
   feedback: FeedbackStore;
+  /** Who may send :feedback; absent = anyone. */
+  feedbackAuth?: FeedbackAuth;
   /** The header whose value keeps a client on one version while a traffic split stands. */
   stickyHeader: string;
 }
@@ -53,10 +56,20 @@ export const predictRoutes: FastifyPluginAsync<PredictRoutesOptions> = async (ap
     if (path.metadata || !path.verb)
       throw new ServingError('NOT_FOUND', 'Malformed request: POST needs :predict, :classify, :regress or :feedback');
     if (path.verb === 'feedback') {
-      const body = parseBody(FeedbackBodySchema, request.body, 'body');
       if (!manager.hasModel(path.model))
         throw new ServingError('NOT_FOUND', `model "${path.model}" is not served here`);
-      return feedback.record(path.model, body);
+      // The credential first: a caller without one learns nothing from how its body is judged.
+      let caller: FeedbackCaller = { client: ANONYMOUS_CLIENT, trusted: false };
+      if (options.feedbackAuth) {
+        try {
+          caller = options.feedbackAuth.check(header(request, 'authorization'));
+        } catch (error) {
+          feedback.refused(path.model, request.body, ANONYMOUS_CLIENT);
+          throw error;
+        }
+      }
+      const body = parseBody(FeedbackBodySchema, request.body, 'body');
+      return feedback.record(path.model, body, caller);
     }
     const context: CallContext = {
       api: path.verb,

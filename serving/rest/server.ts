@@ -3,6 +3,7 @@ import type { Admin } from '../admin';
 import type { BackendReport } from '../../engine/backend';
 import { asServingError, httpStatusOf, ServingError } from '../errors';
 import type { FeedbackStore } from '../feedback';
+import type { FeedbackAuth } from '../feedback-auth';
 import type { Inference } from '../inference';
 import type { VersionManager } from '../manager';
 import type { ServingMetrics } from '../metrics';
@@ -29,6 +30,8 @@ export interface RestDeps {
   state: ServingState;
   admin: Admin;
   feedback: FeedbackStore;
+  /** Who may send :feedback; absent = anyone (tests that build the REST door alone). */
+  feedbackAuth?: FeedbackAuth;
   metrics: ServingMetrics;
   backend: BackendReport;
   bodyLimitBytes: number;
@@ -74,7 +77,13 @@ export async function createRestServer(deps: RestDeps): Promise<FastifyInstance>
   await app.register(healthRoutes, { ready: () => deps.ready() });
   await app.register(metricsRoutes, { metrics });
   await app.register(statusRoutes, { inference, manager, router, state, backend: deps.backend });
-  await app.register(predictRoutes, { inference, manager, feedback, stickyHeader: deps.stickyHeader });
+  await app.register(predictRoutes, {
+    inference,
+    manager,
+    feedback,
+    feedbackAuth: deps.feedbackAuth,
+    stickyHeader: deps.stickyHeader,
+  });
   await app.register(adminRoutes, { admin, manager, state });
 
   return app;

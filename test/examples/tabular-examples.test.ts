@@ -29,7 +29,10 @@ describe('examples/penguins', () => {
     expect((first.metrics as { accuracy: number }).accuracy).toBeGreaterThanOrEqual(0.95);
     expect(first.promoted).toBe(true);
 
-    const client = new ServingClient({ url: project.restUrl });
+    // The local stack's server takes feedback only with its token, which servers.json hands to its clients.
+    const { servers } = JSON.parse(await readFile(path.join(project.home, 'servers.json'), 'utf8'));
+    expect(servers[0]).toMatchObject({ url: project.restUrl, feedbackToken: expect.any(String) });
+    const client = new ServingClient(servers[0]);
     // A male Gentoo from the data, sent as the file holds it (its own column names, raw values).
     const gentoo: RawRecord = {
       Island: 'Biscoe',

@@ -74,8 +74,9 @@ describe('ServingClient', () => {
       expect(p).toHaveLength(10);
       p.forEach((v, c) => expect(v).toBeCloseTo(expected[r * 10 + c]!, 5));
     });
+    // A client's x-request-id is for its tracing: the server answers with its own id.
     const binary = await client.predict(MODEL, Float32Array.from(rows), { encoding: 'binary', requestId: 'binary-1' });
-    expect(binary.requestId).toBe('binary-1');
+    expect(binary.requestId).toMatch(/^[0-9a-f-]{36}$/);
     expect(binary.version).toBe(2);
     binary.predictions.forEach((p, r) => p.forEach((v, c) => expect(v).toBeCloseTo(json.predictions[r]![c]!, 6)));
 
@@ -83,14 +84,14 @@ describe('ServingClient', () => {
     const labels = [0, 1, 2].map((i) => examples.labels[i]!);
     const result = await client.feedback(MODEL, [
       { requestId: json.requestId, labels },
-      { requestId: 'binary-1', labels: [1] },
-      { requestId: 'never-sent', labels: 3 },
+      { requestId: binary.requestId, labels: [1] },
+      { requestId: 'binary-1', labels: [1, 2, 3] },
     ]);
     expect(result).toEqual({
       accepted: 1,
       rows: 3,
-      unknown_request_ids: ['never-sent'],
-      rejected: [{ request_id: 'binary-1', reason: '1 labels for a prediction of 3 rows' }],
+      unknown_request_ids: ['binary-1'],
+      rejected: [{ request_id: binary.requestId, reason: '1 labels for a prediction of 3 rows' }],
     });
 
     // A partial row is refused before anything is sent.
@@ -187,11 +188,13 @@ describe('metrics snapshots', () => {
     const before = servingSnapshot(await client.metrics(), MODEL);
     expect(before.versions['2']?.requests).toBeGreaterThan(0);
 
-    // K requests: 12 to v1 and 18 to v2, one row each, timed on this side.
+    // K requests: 12 to v1 and 18 to v2 as the router places them (a split of one version, then the
+    // other), one row each, timed on this side.
     const sent: { version: number; id: string; predicted: number; label: number; ms: number }[] = [];
     for (let i = 0; i < 30; i++) {
+      if (i === 0 || i === 12) await client.setTraffic(MODEL, { split: [{ version: i < 12 ? 1 : 2, weight: 1 }] });
       const t0 = performance.now();
-      const answer = await client.predict(MODEL, image(i), { version: i < 12 ? 1 : 2 });
+      const answer = await client.predict(MODEL, image(i));
       sent.push({
         version: answer.version,
         id: answer.requestId,
@@ -200,12 +203,19 @@ describe('metrics snapshots', () => {
         ms: performance.now() - t0,
       });
     }
-    // 3 requests the server refuses after picking v2 (rows of the wrong shape): errors of v2.
+    // 3 requests the server refuses after routing them to v2 (rows of the wrong shape): the client's
+    // mistake, in errorsByStatus but neither a request nor an error of v2's window.
     for (let i = 0; i < 3; i++) {
-      await expect(client.predict(MODEL, new Float32Array(10), { version: 2, rowShape: [10] })).rejects.toMatchObject({
+      await expect(client.predict(MODEL, new Float32Array(10), { rowShape: [10] })).rejects.toMatchObject({
         status: 400,
       });
     }
+    // Requests that pin a version are served (and metered per version) but are not in its window.
+    for (let i = 0; i < 4; i++) await client.predict(MODEL, image(i), { version: 1 });
+    await expect(client.predict(MODEL, new Float32Array(10), { version: 1, rowShape: [10] })).rejects.toMatchObject({
+      status: 400,
+    });
+    await client.clearTraffic(MODEL);
     // L labels: every v1 answer and every other v2 answer.
     const labelled = sent.filter((s, i) => s.version === 1 || i % 2 === 0);
     const fed = await client.feedback(
@@ -221,8 +231,8 @@ describe('metrics snapshots', () => {
       const mine = sent.filter((s) => s.version === v);
       const mineLabelled = labelled.filter((s) => s.version === v);
       const s = stats[String(v)]!;
-      expect(s.requests).toBe(mine.length + (v === 2 ? 3 : 0));
-      expect(s.errors).toBe(v === 2 ? 3 : 0);
+      expect(s.requests).toBe(mine.length);
+      expect(s.errors).toBe(0);
       expect(window.versions[String(v)]!.errorsByStatus).toEqual(v === 2 ? { INVALID_ARGUMENT: 3 } : {});
       expect(s.feedback.labelled).toBe(mineLabelled.length);
       expect(s.feedback.correct).toBe(mineLabelled.filter((x) => x.predicted === x.label).length);
@@ -280,7 +290,7 @@ describe('metrics snapshots', () => {
     try {
       const a0 = servingSnapshot(await client.metrics(), MODEL);
       const b0 = servingSnapshot(await other.metrics(), MODEL);
-      for (let i = 0; i < 7; i++) await client.predict(MODEL, image(i), { version: 2 });
+      for (let i = 0; i < 7; i++) await client.predict(MODEL, image(i));
       for (let i = 0; i < 4; i++) await other.predict(MODEL, image(i));
       const a1 = servingSnapshot(await client.metrics(), MODEL);
       const b1 = servingSnapshot(await other.metrics(), MODEL);
@@ -327,6 +337,12 @@ describe('metrics snapshots', () => {
     const call = { model: 'm', version: '1', protocol: 'rest' } as const;
     metrics.requests.inc({ ...call, api: 'predict', status: 'OK' }, 3);
     metrics.requests.inc({ ...call, api: 'classify', protocol: 'grpc', status: 'INVALID_ARGUMENT' });
+    metrics.requests.inc({ ...call, api: 'predict', status: 'INTERNAL' });
+    metrics.requests.inc({ ...call, api: 'predict', status: 'RESOURCE_EXHAUSTED' }, 5);
+    // Pinned requests (the caller chose the version): not in the version's window, whatever their outcome.
+    metrics.requests.inc({ ...call, api: 'predict', status: 'OK', route: 'pinned' }, 7);
+    metrics.requests.inc({ ...call, api: 'predict', status: 'INTERNAL', route: 'pinned' }, 7);
+    metrics.latency.observe({ ...call, api: 'predict', route: 'pinned' }, 0.003);
     metrics.requests.inc({ ...call, api: 'metadata', status: 'OK' });
     metrics.requests.inc({ ...call, version: '', api: 'predict', status: 'NOT_FOUND' });
     metrics.requests.inc({ ...call, model: 'other', api: 'predict', status: 'OK' });
@@ -343,9 +359,10 @@ describe('metrics snapshots', () => {
     expect(snapshot.processStartTimeSeconds).toBeGreaterThan(0);
     expect(snapshot.unrouted).toEqual({ requests: 1, errorsByStatus: { NOT_FOUND: 1 } });
     const v1 = snapshot.versions['1']!;
+    // 3 OK and 1 INTERNAL; the client's INVALID_ARGUMENT and the 429s are not the version's failures.
     expect(v1.requests).toBe(4);
     expect(v1.errors).toBe(1);
-    expect(v1.errorsByStatus).toEqual({ INVALID_ARGUMENT: 1 });
+    expect(v1.errorsByStatus).toEqual({ INVALID_ARGUMENT: 1, INTERNAL: 1, RESOURCE_EXHAUSTED: 5 });
     expect(v1.latency.count).toBe(2);
     expect(v1.latency.sum).toBeCloseTo(20.003, 12);
     expect(v1.latency.buckets.find((b) => b.le === 0.0025)?.count).toBe(0);

@@ -82,7 +82,7 @@ describe('feedback', () => {
     expect(
       metricValue(await metrics(), 'gantry_serving_online_accuracy_samples', { model: 'fashion', version: '1' }),
     ).toBe(COUNT);
-    // A client may bring its own request id and use it for feedback.
+    // A client's own request id is echoed for its tracing; the id feedback refers to is the server's.
     const own = await request(
       port,
       'POST',
@@ -90,12 +90,18 @@ describe('feedback', () => {
       { instances: [nestedImage(examples.images, 0)] },
       { 'x-request-id': 'client-chosen-id-1' },
     );
-    expect(own.json.request_id).toBe('client-chosen-id-1');
+    expect(own.json.request_id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(own.headers['x-request-id']).toBe(own.json.request_id);
+    expect(own.headers['x-client-request-id']).toBe('client-chosen-id-1');
     const bad = await request(port, 'POST', '/v1/models/fashion:feedback', {
-      feedback: [{ request_id: 'client-chosen-id-1', labels: [1, 2] }],
+      feedback: [
+        { request_id: 'client-chosen-id-1', labels: 1 },
+        { request_id: own.json.request_id, labels: [1, 2] },
+      ],
     });
+    expect(bad.json.unknown_request_ids).toEqual(['client-chosen-id-1']);
     expect(bad.json.rejected).toEqual([
-      { request_id: 'client-chosen-id-1', reason: '2 labels for a prediction of 1 rows' },
+      { request_id: own.json.request_id, reason: '2 labels for a prediction of 1 rows' },
     ]);
     expect(
       (await request(port, 'POST', '/v1/models/fashion:feedback', { feedback: [{ request_id: 'x', labels: -1 }] }))

@@ -522,9 +522,11 @@ describe('a regression over raw records (cars)', () => {
     expect(rmse).toBeLessThan(6);
 
     // Labels (a classifier's feedback) are refused for a regression; values are taken.
-    const wrong = await client.feedback('cars', [{ requestId: 'cars-1', labels: truth.map(() => 0) }]);
+    // Feedback refers to the server's id of the answer (a client's own x-request-id is only echoed).
+    expect(answer.requestId).not.toBe('cars-1');
+    const wrong = await client.feedback('cars', [{ requestId: answer.requestId, labels: truth.map(() => 0) }]);
     expect(wrong.rejected[0]!.reason).toContain('send "values"');
-    const result = await client.feedback('cars', [{ requestId: 'cars-1', values: truth }]);
+    const result = await client.feedback('cars', [{ requestId: answer.requestId, values: truth }]);
     expect(result).toMatchObject({ accepted: 1, rows: 20 });
     const text = await client.metricsText();
     const gauge = text.match(/gantry_serving_online_error\{model="cars",version="1",measure="rmse"\} ([\d.e-]+)/);
