@@ -283,7 +283,8 @@ program
   )
   .option(
     '--state-file <file>',
-    'where admin changes are kept across restarts (default: GANTRY_HOME/serving-state.json)',
+    "where admin changes are kept across restarts (default: this server's own file under " +
+      'GANTRY_HOME/serving-state/, keyed by its model base path or config file and its ports)',
   )
   .option('--request-timeout-ms <ms>', 'longest a request may take', '30000')
   .option('--body-limit-mb <mb>', 'largest request body', '16')

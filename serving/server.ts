@@ -132,6 +132,7 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
       grpcPort = await bindGrpc(grpcServer, options.host, options.grpcPort);
     }
     log.info(`backend ${backend.name} (engine "${backend.engineBackend}", tfjs ${backend.tfjsVersion})`);
+    for (const note of state.notes) log.warn(note);
     // Listening first, loading second: /healthz answers while big models load, /readyz says when done.
     await source.start();
     started = true;
@@ -140,6 +141,7 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
     await rest?.close();
     grpcServer?.forceShutdown();
     await manager.close();
+    await state.close();
     throw error;
   }
 
@@ -165,6 +167,8 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
         }),
       ]);
       await manager.close();
+      // Last: the state file is this server's until here.
+      await state.close();
     },
   };
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
@@ -50,6 +51,29 @@ export interface ServeFlags {
   logLevel: string;
 }
 
+/**
+ * The state file of a server started without --state-file: its own, keyed by what it serves and where
+ * it listens (GANTRY_HOME/serving-state/<key>.json), so a server started by hand never loads the
+ * state of another (the local stack's server keeps GANTRY_HOME/serving-state.json, named explicitly).
+ */
+export function defaultStateFile(
+  homeRoot: string,
+  identity: { modelBasePath?: string; modelConfigFile?: string; restPort: number | 'off'; grpcPort: number | 'off' },
+): string {
+  const key = createHash('sha256')
+    .update(
+      JSON.stringify([
+        identity.modelBasePath ? path.resolve(identity.modelBasePath) : null,
+        identity.modelConfigFile ? path.resolve(identity.modelConfigFile) : null,
+        identity.restPort,
+        identity.grpcPort,
+      ]),
+    )
+    .digest('hex')
+    .slice(0, 16);
+  return path.join(homeRoot, 'serving-state', `${key}.json`);
+}
+
 export async function serveCommand(raw: ServeFlags): Promise<void> {
   const parsed = FlagsSchema.safeParse(raw);
   if (!parsed.success) throw badFlags(parsed.error);
@@ -63,6 +87,14 @@ export async function serveCommand(raw: ServeFlags): Promise<void> {
       })
     ).trim();
   const modelBasePath = flags.modelBasePath ?? (flags.modelConfigFile ? undefined : home.modelRepositoryDir);
+  const stateFile =
+    flags.stateFile ??
+    defaultStateFile(home.root, {
+      modelBasePath,
+      modelConfigFile: flags.modelConfigFile,
+      restPort: flags.restPort,
+      grpcPort: flags.grpcPort,
+    });
   let server;
   try {
     server = await startModelServer({
@@ -79,7 +111,7 @@ export async function serveCommand(raw: ServeFlags): Promise<void> {
         max_enqueued_batches: flags.maxEnqueuedBatches,
       },
       adminToken,
-      stateFile: flags.stateFile ?? path.join(home.root, 'serving-state.json'),
+      stateFile,
       requestTimeoutMs: flags.requestTimeoutMs,
       bodyLimitBytes: Math.round(flags.bodyLimitMb * 1024 * 1024),
       warmup: flags.warmup,
@@ -95,7 +127,7 @@ export async function serveCommand(raw: ServeFlags): Promise<void> {
   ].filter(Boolean);
   console.log(
     `gantry serve: ${where.join(', ')} — backend ${server.backend.name}; models from ` +
-      `${modelBasePath ?? flags.modelConfigFile}; admin API ${adminToken ? 'on' : 'off (no token)'}`,
+      `${modelBasePath ?? flags.modelConfigFile}; admin API ${adminToken ? 'on' : 'off (no token)'}; state ${stateFile}`,
   );
   for (const name of server.manager.modelNames()) {
     console.log(
