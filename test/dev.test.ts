@@ -37,15 +37,19 @@ it(
     const workerPids = [...output.matchAll(/\(pid (\d+)\)/g)].map((m) => Number(m[1]));
     expect(workerPids).toHaveLength(2);
     // A model server on the home's repository, listed in servers.json for the control worker.
-    const [, modelServerUrl, modelServerPid] =
-      /model server {5}REST (http:\/\/127\.0\.0\.1:\d+), gRPC 127\.0\.0\.1:\d+ \(gantry serve, pid (\d+)/.exec(output)!;
+    const url = String.raw`(http://127\.0\.0\.1:\d+)`;
+    const [, modelServerUrl, adminUrl, modelServerPid] = new RegExp(
+      String.raw`model server {5}REST ${url}, gRPC 127\.0\.0\.1:\d+, admin ${url} \(gantry serve, pid (\d+)`,
+    ).exec(output)!;
     const servers = JSON.parse(await readFile(path.join(home, 'servers.json'), 'utf8'));
     const token = (await readFile(path.join(home, 'admin-token'), 'utf8')).trim();
-    expect(servers).toEqual({ servers: [{ url: modelServerUrl, adminToken: token }] });
+    expect(servers).toEqual({ servers: [{ url: modelServerUrl, adminUrl, adminToken: token }] });
     expect((await stat(path.join(home, 'admin-token'))).mode & 0o777).toBe(0o600);
     expect((await fetch(`${modelServerUrl}/readyz`)).status).toBe(200);
-    const admin = await fetch(`${modelServerUrl}/v1/admin/state`, { headers: { authorization: `Bearer ${token}` } });
-    expect(admin.status).toBe(200);
+    // The admin API listens on its own loopback port; the public port does not know its routes.
+    const bearer = { headers: { authorization: `Bearer ${token}` } };
+    expect((await fetch(`${adminUrl}/v1/admin/state`, bearer)).status).toBe(200);
+    expect((await fetch(`${modelServerUrl}/v1/admin/state`, bearer)).status).toBe(404);
     await waitFor(
       'both workers to poll',
       async () => {

@@ -19,6 +19,11 @@ const FlagsSchema = z.object({
   host: z.string().min(1),
   restPort: z.union([z.literal('off'), port]),
   grpcPort: z.union([z.literal('off'), port]),
+  adminPort: z.union([z.literal('off'), z.literal('same'), port]),
+  adminAddress: z.string().min(1),
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
+  tlsClientCa: z.string().min(1).optional(),
   pollSeconds: z.coerce.number().min(0.01).max(3600),
   batching: z.boolean(),
   maxBatchSize: z.coerce.number().int().min(1),
@@ -38,6 +43,11 @@ export interface ServeFlags {
   host: string;
   restPort: string;
   grpcPort: string;
+  adminPort: string;
+  adminAddress: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
   pollSeconds: string;
   batching: boolean;
   maxBatchSize: string;
@@ -103,6 +113,11 @@ export async function serveCommand(raw: ServeFlags): Promise<void> {
       host: flags.host,
       restPort: flags.restPort === 'off' ? null : flags.restPort,
       grpcPort: flags.grpcPort === 'off' ? null : flags.grpcPort,
+      adminPort: flags.adminPort === 'off' ? null : flags.adminPort,
+      adminHost: flags.adminAddress,
+      tlsCertFile: flags.tlsCert,
+      tlsKeyFile: flags.tlsKey,
+      tlsClientCaFile: flags.tlsClientCa,
       pollIntervalMs: Math.round(flags.pollSeconds * 1000),
       batching: {
         enabled: flags.batching,
@@ -121,13 +136,16 @@ export async function serveCommand(raw: ServeFlags): Promise<void> {
     const message = (error as Error).message;
     throw /invalid server options|model config file|state file/.test(message) ? new UsageError(message) : error;
   }
+  const scheme = server.tls ? 'https' : 'http';
   const where = [
-    server.restPort !== null ? `REST http://${flags.host}:${server.restPort}` : undefined,
+    server.restPort !== null ? `REST ${scheme}://${flags.host}:${server.restPort}` : undefined,
     server.grpcPort !== null ? `gRPC ${flags.host}:${server.grpcPort}` : undefined,
+    server.adminPort !== null ? `admin ${scheme}://${server.adminHost}:${server.adminPort}` : undefined,
   ].filter(Boolean);
   console.log(
     `gantry serve: ${where.join(', ')} — backend ${server.backend.name}; models from ` +
-      `${modelBasePath ?? flags.modelConfigFile}; admin API ${adminToken ? 'on' : 'off (no token)'}; state ${stateFile}`,
+      `${modelBasePath ?? flags.modelConfigFile}; admin API ${adminToken ? 'on' : 'off (no token)'}; ` +
+      `state ${stateFile}`,
   );
   for (const name of server.manager.modelNames()) {
     console.log(
