@@ -268,6 +268,15 @@ program
   .option('--host <host>', 'address to bind', '0.0.0.0')
   .option('--rest-port <port>', 'REST port (0 = any free port, "off")', '8501')
   .option('--grpc-port <port>', 'gRPC port (0 = any free port, "off")', '8500')
+  .option(
+    '--admin-port <port>',
+    'port of the admin API, apart from the public REST port (0 = any free port, "same" = on the REST port, "off")',
+    '8502',
+  )
+  .option('--admin-address <host>', 'address the admin API listens on (keep it private)', '127.0.0.1')
+  .option('--tls-cert <file>', 'PEM certificate chain: REST, gRPC and the admin API speak TLS only (with --tls-key)')
+  .option('--tls-key <file>', 'PEM private key of --tls-cert')
+  .option('--tls-client-ca <file>', 'PEM CA: the admin API accepts only clients with a certificate it signed (mTLS)')
   .option('--poll-seconds <s>', 'how often to look for new versions', '1')
   .option('--no-batching', 'one model call per request')
   .option('--max-batch-size <rows>', 'rows merged into one model call at most', '64')
@@ -292,7 +301,8 @@ program
   .option('--feedback-memory-mb <mb>', 'memory for the predictions remembered for feedback', '64')
   .option(
     '--state-file <file>',
-    'where admin changes are kept across restarts (default: GANTRY_HOME/serving-state.json)',
+    "where admin changes are kept across restarts (default: this server's own file under " +
+      'GANTRY_HOME/serving-state/, keyed by its model base path or config file and its ports)',
   )
   .option('--request-timeout-ms <ms>', 'longest a request may take', '30000')
   .option('--body-limit-mb <mb>', 'largest request body', '16')

@@ -52,6 +52,9 @@ export interface StackModelServer {
   url: string;
   restPort: number;
   grpcPort: number;
+  /** The admin API's own loopback port (apart from the public REST port) and its base URL. */
+  adminPort: number;
+  adminUrl: string;
   /** The running process: a new one, on the same ports, after a crash. */
   child: ChildProcess;
   logFile: string;
@@ -96,7 +99,12 @@ export async function startLocalStack(home: GantryHome, options: StackOptions = 
   const server = temporal.value;
   const served = modelServer.value?.modelServer ?? null;
   const servers: ServerTarget[] = userServers ?? [
-    { url: served!.url, adminToken: modelServer.value!.adminToken, feedbackToken: modelServer.value!.feedbackToken },
+    {
+      url: served!.url,
+      adminUrl: served!.adminUrl,
+      adminToken: modelServer.value!.adminToken,
+      feedbackToken: modelServer.value!.feedbackToken,
+    },
   ];
   if (served) {
     try {
@@ -195,7 +203,11 @@ export async function startLocalStack(home: GantryHome, options: StackOptions = 
         served.logFile,
         served.child,
         async () => {
-          const again = await startModelServerChild(home, { restPort: served.restPort, grpcPort: served.grpcPort });
+          const again = await startModelServerChild(home, {
+            restPort: served.restPort,
+            grpcPort: served.grpcPort,
+            adminPort: served.adminPort,
+          });
           served.child = again.modelServer.child;
           return again.modelServer.child;
         },
@@ -314,14 +326,16 @@ async function writePrivateFile(target: string, text: string): Promise<void> {
  */
 async function startModelServerChild(
   home: GantryHome,
-  ports?: { restPort: number; grpcPort: number },
+  ports?: { restPort: number; grpcPort: number; adminPort: number },
   readyTimeoutMs = 60_000,
 ): Promise<{ modelServer: StackModelServer; adminToken: string; feedbackToken: string }> {
   const { token, file: adminTokenFile } = await adminTokenOf(home);
   const { token: feedbackToken, file: feedbackTokenFile } = await feedbackTokenOf(home);
   const logFile = path.join(home.logsDir, 'serve.log');
   for (let attempt = 1; ; attempt++) {
-    const [restPort, grpcPort] = ports ? [ports.restPort, ports.grpcPort] : [await freePort(), await freePort()];
+    const [restPort, grpcPort, adminPort] = ports
+      ? [ports.restPort, ports.grpcPort, ports.adminPort]
+      : [await freePort(), await freePort(), await freePort()];
     const args = [
       ...process.execArgv,
       CLI_ENTRY,
@@ -332,6 +346,8 @@ async function startModelServerChild(
       String(restPort),
       '--grpc-port',
       String(grpcPort),
+      '--admin-port',
+      String(adminPort),
       '--model-base-path',
       home.modelRepositoryDir,
       '--state-file',
@@ -359,6 +375,8 @@ async function startModelServerChild(
       url: `http://127.0.0.1:${restPort}`,
       restPort,
       grpcPort,
+      adminPort,
+      adminUrl: `http://127.0.0.1:${adminPort}`,
       child,
       logFile,
       adminTokenFile,

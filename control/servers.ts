@@ -8,15 +8,21 @@ import type { GantryHome } from './home';
 /**
  * The model servers a deployment drives: every replica of `gantry serve` that deploy activities
  * reconcile and rollouts read metrics from. Listed in `GANTRY_SERVERS` (comma-separated REST base
- * URLs; admin token from GANTRY_SERVE_ADMIN_TOKEN, feedback token from GANTRY_FEEDBACK_TOKEN), else in
- * `<GANTRY_HOME>/servers.json`, which the local stack (`gantry dev`, `make demo`) writes for the server it
- * starts. None listed = no serving.
+ * URLs; admin token from GANTRY_SERVE_ADMIN_TOKEN, feedback token from GANTRY_FEEDBACK_TOKEN; admin URLs, in
+ * the same order, from GANTRY_SERVERS_ADMIN when the admin API listens apart), else in
+ * `<GANTRY_HOME>/servers.json`, which the local stack (`gantry dev`, `make demo`) writes for the server it starts.
+ * None listed = no serving.
  */
 
 export const ServerTargetSchema = z
   .object({
     /** REST base URL, e.g. http://127.0.0.1:8501 */
     url: z.url({ protocol: /^https?$/ }).transform((u) => u.replace(/\/+$/, '')),
+    /** The admin API's base URL when it listens apart (`gantry serve --admin-port`); default: `url`. */
+    adminUrl: z
+      .url({ protocol: /^https?$/ })
+      .transform((u) => u.replace(/\/+$/, ''))
+      .optional(),
     adminToken: z.string().min(1).optional(),
     /** Bearer token for :feedback (a name:token line of the server's feedback token file, or the token). */
     feedbackToken: z.string().min(1).optional(),
@@ -38,20 +44,32 @@ export class ServersConfigError extends Error {
 export function servingTargets(home: GantryHome, env: NodeJS.ProcessEnv = process.env): ServerTarget[] {
   const listed = env.GANTRY_SERVERS?.trim();
   if (listed) {
-    return listed
+    const adminUrls = (env.GANTRY_SERVERS_ADMIN ?? '')
       .split(',')
       .map((url) => url.trim())
-      .filter(Boolean)
-      .map((url, i) => {
-        const parsed = ServerTargetSchema.safeParse({
-          url,
-          ...(env.GANTRY_SERVE_ADMIN_TOKEN ? { adminToken: env.GANTRY_SERVE_ADMIN_TOKEN } : {}),
-          ...(env.GANTRY_FEEDBACK_TOKEN ? { feedbackToken: bearerOf(env.GANTRY_FEEDBACK_TOKEN) } : {}),
-        });
-        if (!parsed.success)
-          throw new ServersConfigError(`GANTRY_SERVERS[${i}]: ${JSON.stringify(url)} is not an http(s) URL`);
-        return parsed.data;
+      .filter(Boolean);
+    const urls = listed
+      .split(',')
+      .map((url) => url.trim())
+      .filter(Boolean);
+    if (adminUrls.length > 0 && adminUrls.length !== urls.length)
+      throw new ServersConfigError(
+        `GANTRY_SERVERS_ADMIN lists ${adminUrls.length} admin URLs for ${urls.length} servers in GANTRY_SERVERS`,
+      );
+    return urls.map((url, i) => {
+      const parsed = ServerTargetSchema.safeParse({
+        url,
+        ...(adminUrls[i] ? { adminUrl: adminUrls[i] } : {}),
+        ...(env.GANTRY_SERVE_ADMIN_TOKEN ? { adminToken: env.GANTRY_SERVE_ADMIN_TOKEN } : {}),
+        ...(env.GANTRY_FEEDBACK_TOKEN ? { feedbackToken: bearerOf(env.GANTRY_FEEDBACK_TOKEN) } : {}),
       });
+      if (!parsed.success)
+        throw new ServersConfigError(
+          `GANTRY_SERVERS[${i}]: ${JSON.stringify(url)} (admin ${JSON.stringify(adminUrls[i] ?? url)}) ` +
+            'is not an http(s) URL',
+        );
+      return parsed.data;
+    });
   }
   const file = serversFile(home);
   let text: string;

@@ -39,6 +39,8 @@ export class ServingClientError extends Error {
  */
 export interface ServingEndpoint {
   url: string;
+  /** Where the admin API listens when it has an address of its own (`gantry serve --admin-port`); else `url`. */
+  adminUrl?: string;
   adminToken?: string;
   /** Sent as `Authorization: Bearer` with :feedback (a server with feedback tokens refuses feedback without). */
   feedbackToken?: string;
@@ -201,12 +203,14 @@ const enc = encodeURIComponent;
 
 export class ServingClient {
   readonly url: string;
+  readonly adminUrl: string;
   private readonly adminToken: string | undefined;
   private readonly feedbackToken: string | undefined;
   private readonly timeoutMs: number;
 
   constructor(target: ServingEndpoint, options: ServingClientOptions = {}) {
     this.url = target.url.replace(/\/+$/, '');
+    this.adminUrl = (target.adminUrl ?? target.url).replace(/\/+$/, '');
     this.adminToken = target.adminToken;
     this.feedbackToken = target.feedbackToken;
     this.timeoutMs = options.timeoutMs ?? 30_000;
@@ -495,7 +499,7 @@ export class ServingClient {
       accept?: number[];
     },
   ): Promise<{ response: Response; text: string; json: unknown; url: string }> {
-    const url = `${this.url}${path}`;
+    const url = `${options.admin ? this.adminUrl : this.url}${path}`;
     const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
     let body = options.body;
     if (options.json !== undefined) {

@@ -95,6 +95,20 @@ export const ServerOptionsSchema = z
     /** 0 = a free port; null = this door stays closed. */
     restPort: z.number().int().min(0).max(65535).nullable().default(8501),
     grpcPort: z.number().int().min(0).max(65535).nullable().default(8500),
+    /**
+     * The admin API's own port on `adminHost` (0 = a free port), apart from the public REST port;
+     * 'same' = served on the REST port beside predict (the library's default); null = no admin door.
+     */
+    adminPort: z
+      .union([z.number().int().min(0).max(65535), z.literal('same')])
+      .nullable()
+      .default('same'),
+    adminHost: z.string().min(1).default('127.0.0.1'),
+    /** PEM files: with cert and key, REST, gRPC and the admin port speak TLS only. */
+    tlsCertFile: z.string().min(1).optional(),
+    tlsKeyFile: z.string().min(1).optional(),
+    /** A CA (PEM): the admin port then accepts only clients with a certificate it signed (mutual TLS). */
+    tlsClientCaFile: z.string().min(1).optional(),
     pollIntervalMs: z.number().int().min(10).max(3_600_000).default(1000),
     batching: BatchingSchema.default(BatchingSchema.parse({})),
     /** Bearer token for the admin API; without one the admin API refuses every call. */
@@ -160,6 +174,18 @@ export const ServerOptionsSchema = z
       if (names.indexOf(name) !== i)
         ctx.addIssue({ code: 'custom', path: ['feedbackTokens', i, 'name'], message: `"${name}" is given twice` });
     });
+    if (!value.tlsCertFile !== !value.tlsKeyFile)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tlsCertFile'],
+        message: 'give both tlsCertFile and tlsKeyFile, or neither',
+      });
+    if (value.tlsClientCaFile && !value.tlsCertFile)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tlsClientCaFile'],
+        message: 'mutual TLS needs tlsCertFile and tlsKeyFile',
+      });
     if (value.modelConfigFile && value.modelConfig)
       ctx.addIssue({
         code: 'custom',

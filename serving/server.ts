@@ -1,3 +1,4 @@
+import { open } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type * as grpc from '@grpc/grpc-js';
 import type { FastifyInstance } from 'fastify';
@@ -26,6 +27,11 @@ import { ServingState } from './state';
 export interface ModelServer {
   restPort: number | null;
   grpcPort: number | null;
+  /** Where the admin REST API answers: its own port, the REST port (adminPort 'same'), or null. */
+  adminPort: number | null;
+  adminHost: string;
+  /** REST, gRPC and admin speak TLS (tlsCertFile/tlsKeyFile). */
+  tls: boolean;
   backend: BackendReport;
   metrics: ServingMetrics;
   manager: VersionManager;
@@ -38,6 +44,26 @@ export interface ModelServerHooks {
   /** Replaces the file loader (tests). */
   loadServable?: (path: string, options: LoadOptions) => Promise<Servable>;
   logger?: Logger;
+}
+
+/** A PEM file, bounded: a certificate chain or key is a few KiB, never a megabyte. */
+async function readPem(file: string, what: string): Promise<Buffer> {
+  const limit = 1024 * 1024;
+  try {
+    const handle = await open(file, 'r');
+    try {
+      const buffer = Buffer.alloc(limit + 1);
+      const { bytesRead } = await handle.read(buffer, 0, limit + 1, 0);
+      if (bytesRead > limit) throw new Error(`larger than ${limit} bytes`);
+      const pem = buffer.subarray(0, bytesRead);
+      if (!pem.includes('-----BEGIN ')) throw new Error('not PEM (no -----BEGIN line)');
+      return pem;
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    throw new Error(`invalid server options: ${what} ${file}: ${(error as Error).message}`);
+  }
 }
 
 export async function startModelServer(input: ServerOptionsInput, hooks: ModelServerHooks = {}): Promise<ModelServer> {
@@ -102,31 +128,54 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
   };
 
   let rest: FastifyInstance | undefined;
+  let adminRest: FastifyInstance | undefined;
+  let adminPort: number | null = null;
   let grpcServer: grpc.Server | undefined;
   let restPort: number | null = null;
   let grpcPort: number | null = null;
+  const tls =
+    options.tlsCertFile && options.tlsKeyFile
+      ? {
+          cert: await readPem(options.tlsCertFile, 'TLS certificate'),
+          key: await readPem(options.tlsKeyFile, 'TLS key'),
+        }
+      : undefined;
+  const clientCa = options.tlsClientCaFile ? await readPem(options.tlsClientCaFile, 'TLS client CA') : undefined;
+  const restDeps = {
+    https: tls,
+    inference,
+    manager,
+    router,
+    state,
+    admin,
+    feedback,
+    feedbackAuth,
+    metrics,
+    backend,
+    bodyLimitBytes: options.bodyLimitBytes,
+    requestTimeoutMs: options.requestTimeoutMs,
+    stickyHeader: options.stickyHeader,
+    logLevel: options.logLevel,
+    ready,
+  };
   try {
-    if (options.restPort !== null) {
-      rest = await createRestServer({
-        inference,
-        manager,
-        router,
-        state,
-        admin,
-        feedback,
-        feedbackAuth,
-        metrics,
-        backend,
-        bodyLimitBytes: options.bodyLimitBytes,
-        requestTimeoutMs: options.requestTimeoutMs,
-        stickyHeader: options.stickyHeader,
-        logLevel: options.logLevel,
-        ready,
+    if (typeof options.adminPort === 'number') {
+      adminRest = await createRestServer({
+        ...restDeps,
+        serves: { public: false, admin: true },
+        // Mutual TLS on the admin port only: predict clients need no certificate of their own.
+        https: tls && clientCa ? { ...tls, ca: clientCa, requestCert: true, rejectUnauthorized: true } : tls,
       });
+      await adminRest.listen({ host: options.adminHost, port: options.adminPort });
+      adminPort = (adminRest.server.address() as AddressInfo).port;
+    }
+    if (options.restPort !== null) {
+      rest = await createRestServer({ ...restDeps, serves: { public: true, admin: options.adminPort === 'same' } });
       if (!hooks.logger && options.logLevel !== 'silent')
         log = { info: (m) => rest!.log.info(m), warn: (m) => rest!.log.warn(m), error: (m) => rest!.log.error(m) };
       await rest.listen({ host: options.host, port: options.restPort });
       restPort = (rest.server.address() as AddressInfo).port;
+      if (options.adminPort === 'same') adminPort = restPort;
     }
     if (options.grpcPort !== null) {
       grpcServer = createGrpcServer({
@@ -137,23 +186,29 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
         bodyLimitBytes: options.bodyLimitBytes,
         stickyHeader: options.stickyHeader,
       });
-      grpcPort = await bindGrpc(grpcServer, options.host, options.grpcPort);
+      grpcPort = await bindGrpc(grpcServer, options.host, options.grpcPort, tls);
     }
     log.info(`backend ${backend.name} (engine "${backend.engineBackend}", tfjs ${backend.tfjsVersion})`);
+    for (const note of state.notes) log.warn(note);
     // Listening first, loading second: /healthz answers while big models load, /readyz says when done.
     await source.start();
     started = true;
   } catch (error) {
     await source.stop();
     await rest?.close();
+    await adminRest?.close();
     grpcServer?.forceShutdown();
     await manager.close();
+    await state.close();
     throw error;
   }
 
   return {
     restPort,
     grpcPort,
+    adminPort,
+    adminHost: options.adminPort === 'same' ? options.host : options.adminHost,
+    tls: tls !== undefined,
     backend,
     metrics,
     manager,
@@ -162,6 +217,7 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
       await source.stop();
       await Promise.all([
         rest?.close(),
+        adminRest?.close(),
         new Promise<void>((resolve) => {
           if (!grpcServer) return resolve();
           grpcServer.tryShutdown(() => resolve());
@@ -173,6 +229,8 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
         }),
       ]);
       await manager.close();
+      // Last: the state file is this server's until here.
+      await state.close();
     },
   };
 }

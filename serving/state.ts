@@ -1,4 +1,4 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import {
@@ -13,12 +13,18 @@ import {
 } from './config';
 import { writeFileAtomically } from '../artifacts/store';
 import { describeIssues } from '../validation/issues';
+import { lockStateFile } from './state-lock';
 
 /**
  * What the server is told to serve, beyond what it finds: the models configured explicitly
  * (config file, admin calls, gRPC ReloadConfig), the discovered ones taken out, each model's
  * traffic policy. Every change is written atomically (temp file + rename) to the state file and
  * read back at start, so a restarted server serves what it served before.
+ *
+ * The state belongs to one server: the file records the model base path it was made for, and a
+ * server started on another path ignores it (the command line wins); a lock file keeps a second
+ * server off the same file; saved models whose folder is gone, and the traffic of models no longer
+ * served, are dropped at start with a note (`notes`, logged by the server).
  */
 
 export const TrafficTargetSchema = z.union([
@@ -55,6 +61,11 @@ export const StateFileSchema = z
     models: z.record(ModelNameSchema, ModelConfigSchema),
     removed: z.array(ModelNameSchema),
     traffic: z.record(ModelNameSchema, TrafficSchema),
+    /** The resolved model base path of the server that wrote it (absent in files written before it was kept). */
+    owner: z
+      .object({ base_path: z.string().max(4096).nullable() })
+      .strict()
+      .optional(),
   })
   .strict();
 export type ServingStateData = z.infer<typeof StateFileSchema>;
@@ -62,13 +73,22 @@ export type ServingStateData = z.infer<typeof StateFileSchema>;
 export class ServingState {
   private data: ServingStateData;
   private writes: Promise<void> = Promise.resolve();
+  /** What was dropped from the saved state at start, and why (the server logs them). */
+  readonly notes: string[] = [];
+  private release: () => Promise<void> = async () => {};
 
   private constructor(
     data: ServingStateData,
     readonly basePath: string | undefined,
     private readonly file: string | undefined,
   ) {
-    this.data = data;
+    this.data = { ...data, owner: { base_path: basePath ?? null } };
+  }
+
+  /** Waits for the last write and gives the state file's lock back. */
+  async close(): Promise<void> {
+    await this.writes;
+    await this.release();
   }
 
   /** The saved state when the state file exists, else the one the options describe. */
@@ -78,6 +98,24 @@ export class ServingState {
     stateFile?: string;
   }): Promise<ServingState> {
     const basePath = options.basePath ? path.resolve(options.basePath) : undefined;
+    const release = options.stateFile ? await lockStateFile(options.stateFile) : async () => {};
+    try {
+      const state = await ServingState.read({ ...options, basePath });
+      state.release = release;
+      return state;
+    } catch (error) {
+      await release();
+      throw error;
+    }
+  }
+
+  private static async read(options: {
+    basePath?: string;
+    modelConfig?: ModelServerConfig;
+    stateFile?: string;
+  }): Promise<ServingState> {
+    const basePath = options.basePath;
+    const notes: string[] = [];
     if (options.stateFile) {
       const text = await readFile(options.stateFile, 'utf8').catch((error: NodeJS.ErrnoException) => {
         if (error.code === 'ENOENT') return undefined;
@@ -92,7 +130,18 @@ export class ServingState {
         }
         const parsed = StateFileSchema.safeParse(raw);
         if (!parsed.success) throw new Error(`state file ${options.stateFile}: ${describeIssues(parsed.error.issues)}`);
-        return new ServingState(parsed.data, basePath, options.stateFile);
+        const savedFor = parsed.data.owner?.base_path;
+        if (savedFor !== undefined && savedFor !== (basePath ?? null)) {
+          notes.push(
+            `state file ${options.stateFile} was saved by a server of ${savedFor ?? 'no model base path'}, ` +
+              `not ${basePath ?? 'no model base path'}: ignored (the command line wins; the next change replaces it)`,
+          );
+        } else {
+          const state = new ServingState(parsed.data, basePath, options.stateFile);
+          state.notes.push(...notes);
+          await state.dropStale();
+          return state;
+        }
       }
     }
     const models = Object.fromEntries(
@@ -101,11 +150,35 @@ export class ServingState {
         { ...m, base_path: path.resolve(m.base_path) },
       ]),
     );
-    return new ServingState(
+    const state = new ServingState(
       { format: 1, discover: !options.modelConfig && basePath !== undefined, models, removed: [], traffic: {} },
       basePath,
       options.stateFile,
     );
+    state.notes.push(...notes);
+    return state;
+  }
+
+  /**
+   * Saved models whose folder is gone are dropped (their labels and pinned versions with them), and so
+   * is the traffic of a model no longer served: a split or shadow must not outlive its model.
+   */
+  private async dropStale(): Promise<void> {
+    for (const [name, config] of Object.entries(this.data.models)) {
+      const there = await stat(config.base_path).then(
+        (s) => s.isDirectory(),
+        () => false,
+      );
+      if (there) continue;
+      delete this.data.models[name];
+      this.notes.push(`saved model ${name}: ${config.base_path} is gone; its saved config and labels are dropped`);
+    }
+    const served = new Set((await this.models()).map((m) => m.name));
+    for (const name of Object.keys(this.data.traffic)) {
+      if (served.has(name)) continue;
+      delete this.data.traffic[name];
+      this.notes.push(`saved traffic of model ${name} dropped: the model is no longer served`);
+    }
   }
 
   snapshot(): ServingStateData {
@@ -181,6 +254,7 @@ export class ServingState {
       models: Object.fromEntries(configs.map((c) => [c.name, c])),
       removed: [],
       traffic: Object.fromEntries(Object.entries(this.data.traffic).filter(([name]) => names.has(name))),
+      owner: this.data.owner,
     };
     await this.save();
   }

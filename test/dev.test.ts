@@ -37,15 +37,19 @@ it(
     const workerPids = [...output.matchAll(/\(pid (\d+)\)/g)].map((m) => Number(m[1]));
     expect(workerPids).toHaveLength(2);
     // A model server on the home's repository, listed in servers.json for the control worker.
-    const [, modelServerUrl, modelServerPid] =
-      /model server {5}REST (http:\/\/127\.0\.0\.1:\d+), gRPC 127\.0\.0\.1:\d+ \(gantry serve, pid (\d+)/.exec(output)!;
+    const url = String.raw`(http://127\.0\.0\.1:\d+)`;
+    const [, modelServerUrl, adminUrl, modelServerPid] = new RegExp(
+      String.raw`model server {5}REST ${url}, gRPC 127\.0\.0\.1:\d+, admin ${url} \(gantry serve, pid (\d+)`,
+    ).exec(output)!;
     const servers = JSON.parse(await readFile(path.join(home, 'servers.json'), 'utf8'));
     const token = (await readFile(path.join(home, 'admin-token'), 'utf8')).trim();
     // The feedback token (GANTRY_HOME/feedback-token, a token file's NAME:TOKEN line) goes to the clients too.
     const feedbackLine = (await readFile(path.join(home, 'feedback-token'), 'utf8')).trim();
     expect(feedbackLine).toMatch(/^local:[\w-]{43}$/);
     expect(servers).toEqual({
-      servers: [{ url: modelServerUrl, adminToken: token, feedbackToken: feedbackLine.slice('local:'.length) }],
+      servers: [
+        { url: modelServerUrl, adminUrl, adminToken: token, feedbackToken: feedbackLine.slice('local:'.length) },
+      ],
     });
     expect((await stat(path.join(home, 'admin-token'))).mode & 0o777).toBe(0o600);
     expect((await stat(path.join(home, 'feedback-token'))).mode & 0o777).toBe(0o600);
@@ -53,8 +57,10 @@ it(
       'feedback: only with a token (local)',
     );
     expect((await fetch(`${modelServerUrl}/readyz`)).status).toBe(200);
-    const admin = await fetch(`${modelServerUrl}/v1/admin/state`, { headers: { authorization: `Bearer ${token}` } });
-    expect(admin.status).toBe(200);
+    // The admin API listens on its own loopback port; the public port does not know its routes.
+    const bearer = { headers: { authorization: `Bearer ${token}` } };
+    expect((await fetch(`${adminUrl}/v1/admin/state`, bearer)).status).toBe(200);
+    expect((await fetch(`${modelServerUrl}/v1/admin/state`, bearer)).status).toBe(404);
     await waitFor(
       'both workers to poll',
       async () => {

@@ -33,7 +33,7 @@ function describeModelServer(stack: LocalStack): string {
   const served = stack.modelServer;
   if (!served) return `${stack.servers.map((s) => s.url).join(', ')} (GANTRY_SERVERS; none started)`;
   return (
-    `REST ${served.url}, gRPC 127.0.0.1:${served.grpcPort} ` +
+    `REST ${served.url}, gRPC 127.0.0.1:${served.grpcPort}, admin ${served.adminUrl} ` +
     `(gantry serve, pid ${served.child.pid}; admin token in ${served.adminTokenFile})`
   );
 }

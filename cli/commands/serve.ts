@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
@@ -19,6 +20,11 @@ const FlagsSchema = z.object({
   host: z.string().min(1),
   restPort: z.union([z.literal('off'), port]),
   grpcPort: z.union([z.literal('off'), port]),
+  adminPort: z.union([z.literal('off'), z.literal('same'), port]),
+  adminAddress: z.string().min(1),
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
+  tlsClientCa: z.string().min(1).optional(),
   pollSeconds: z.coerce.number().min(0.01).max(3600),
   batching: z.boolean(),
   maxBatchSize: z.coerce.number().int().min(1),
@@ -41,6 +47,11 @@ export interface ServeFlags {
   host: string;
   restPort: string;
   grpcPort: string;
+  adminPort: string;
+  adminAddress: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
   pollSeconds: string;
   batching: boolean;
   maxBatchSize: string;
@@ -55,6 +66,29 @@ export interface ServeFlags {
   bodyLimitMb: string;
   warmup: boolean;
   logLevel: string;
+}
+
+/**
+ * The state file of a server started without --state-file: its own, keyed by what it serves and where
+ * it listens (GANTRY_HOME/serving-state/<key>.json), so a server started by hand never loads the
+ * state of another (the local stack's server keeps GANTRY_HOME/serving-state.json, named explicitly).
+ */
+export function defaultStateFile(
+  homeRoot: string,
+  identity: { modelBasePath?: string; modelConfigFile?: string; restPort: number | 'off'; grpcPort: number | 'off' },
+): string {
+  const key = createHash('sha256')
+    .update(
+      JSON.stringify([
+        identity.modelBasePath ? path.resolve(identity.modelBasePath) : null,
+        identity.modelConfigFile ? path.resolve(identity.modelConfigFile) : null,
+        identity.restPort,
+        identity.grpcPort,
+      ]),
+    )
+    .digest('hex')
+    .slice(0, 16);
+  return path.join(homeRoot, 'serving-state', `${key}.json`);
 }
 
 export async function serveCommand(raw: ServeFlags): Promise<void> {
@@ -76,6 +110,14 @@ export async function serveCommand(raw: ServeFlags): Promise<void> {
       '--allow-anonymous-feedback: not with feedback tokens (they exist to refuse anonymous feedback)',
     );
   const modelBasePath = flags.modelBasePath ?? (flags.modelConfigFile ? undefined : home.modelRepositoryDir);
+  const stateFile =
+    flags.stateFile ??
+    defaultStateFile(home.root, {
+      modelBasePath,
+      modelConfigFile: flags.modelConfigFile,
+      restPort: flags.restPort,
+      grpcPort: flags.grpcPort,
+    });
   let server;
   try {
     server = await startModelServer({
@@ -84,6 +126,11 @@ export async function serveCommand(raw: ServeFlags): Promise<void> {
       host: flags.host,
       restPort: flags.restPort === 'off' ? null : flags.restPort,
       grpcPort: flags.grpcPort === 'off' ? null : flags.grpcPort,
+      adminPort: flags.adminPort === 'off' ? null : flags.adminPort,
+      adminHost: flags.adminAddress,
+      tlsCertFile: flags.tlsCert,
+      tlsKeyFile: flags.tlsKey,
+      tlsClientCaFile: flags.tlsClientCa,
       pollIntervalMs: Math.round(flags.pollSeconds * 1000),
       batching: {
         enabled: flags.batching,
@@ -95,7 +142,7 @@ export async function serveCommand(raw: ServeFlags): Promise<void> {
       feedbackTokens,
       anonymousFeedback,
       feedbackMemoryBytes: Math.round(flags.feedbackMemoryMb * 1024 * 1024),
-      stateFile: flags.stateFile ?? path.join(home.root, 'serving-state.json'),
+      stateFile,
       requestTimeoutMs: flags.requestTimeoutMs,
       bodyLimitBytes: Math.round(flags.bodyLimitMb * 1024 * 1024),
       warmup: flags.warmup,
@@ -105,13 +152,16 @@ export async function serveCommand(raw: ServeFlags): Promise<void> {
     const message = (error as Error).message;
     throw /invalid server options|model config file|state file/.test(message) ? new UsageError(message) : error;
   }
+  const scheme = server.tls ? 'https' : 'http';
   const where = [
-    server.restPort !== null ? `REST http://${flags.host}:${server.restPort}` : undefined,
+    server.restPort !== null ? `REST ${scheme}://${flags.host}:${server.restPort}` : undefined,
     server.grpcPort !== null ? `gRPC ${flags.host}:${server.grpcPort}` : undefined,
+    server.adminPort !== null ? `admin ${scheme}://${server.adminHost}:${server.adminPort}` : undefined,
   ].filter(Boolean);
   console.log(
     `gantry serve: ${where.join(', ')} — backend ${server.backend.name}; models from ` +
-      `${modelBasePath ?? flags.modelConfigFile}; admin API ${adminToken ? 'on' : 'off (no token)'}`,
+      `${modelBasePath ?? flags.modelConfigFile}; admin API ${adminToken ? 'on' : 'off (no token)'}; ` +
+      `state ${stateFile}`,
   );
   if (feedbackTokens.length > 0)
     console.log(`  feedback: only with a token (${feedbackTokens.map((t) => t.name).join(', ')})`);

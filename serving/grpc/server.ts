@@ -527,11 +527,18 @@ function fromProtoModelConfig(raw: unknown): unknown {
   };
 }
 
-export function bindGrpc(server: grpc.Server, host: string, port: number): Promise<number> {
+/** Binds `host:port`; with `tls` (PEM certificate chain and key) the port speaks TLS only. */
+export function bindGrpc(
+  server: grpc.Server,
+  host: string,
+  port: number,
+  tls?: { cert: Buffer; key: Buffer },
+): Promise<number> {
+  const credentials = tls
+    ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false)
+    : grpc.ServerCredentials.createInsecure();
   return new Promise((resolve, reject) => {
-    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (error, bound) =>
-      error ? reject(error) : resolve(bound),
-    );
+    server.bindAsync(`${host}:${port}`, credentials, (error, bound) => (error ? reject(error) : resolve(bound)));
   });
 }
 

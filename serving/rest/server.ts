@@ -39,6 +39,10 @@ export interface RestDeps {
   stickyHeader: string;
   logLevel: string;
   ready(): { ready: boolean; reasons: string[] };
+  /** Which routes this listener serves: the public ones (predict, status, health, metrics), the admin API, or both. */
+  serves?: { public: boolean; admin: boolean };
+  /** HTTPS with this PEM certificate and key; `ca` + requestCert: clients must present a certificate it signed. */
+  https?: { cert: Buffer; key: Buffer; ca?: Buffer; requestCert?: boolean; rejectUnauthorized?: boolean };
 }
 
 function sendError(reply: FastifyReply, error: ServingError): FastifyReply {
@@ -47,7 +51,9 @@ function sendError(reply: FastifyReply, error: ServingError): FastifyReply {
 
 export async function createRestServer(deps: RestDeps): Promise<FastifyInstance> {
   const { inference, manager, router, state, admin, feedback, metrics } = deps;
-  const app = Fastify({
+  // fastify types an https instance apart; the routes are the same, so it is used as the http one.
+  const app = (Fastify as (options: object) => FastifyInstance)({
+    ...(deps.https ? { https: deps.https } : {}),
     logger: deps.logLevel === 'silent' ? false : { level: deps.logLevel },
     // A line per request would cost more than the request; metrics count them instead.
     logController: new LogController({ disableRequestLogging: true }),
@@ -74,17 +80,21 @@ export async function createRestServer(deps: RestDeps): Promise<FastifyInstance>
   // Plugin options carry only what each group needs (a `logLevel` among them would set the
   // plugin's own log level).
   await app.register(bodyParsers);
-  await app.register(healthRoutes, { ready: () => deps.ready() });
-  await app.register(metricsRoutes, { metrics });
-  await app.register(statusRoutes, { inference, manager, router, state, backend: deps.backend });
-  await app.register(predictRoutes, {
-    inference,
-    manager,
-    feedback,
-    feedbackAuth: deps.feedbackAuth,
-    stickyHeader: deps.stickyHeader,
-  });
-  await app.register(adminRoutes, { admin, manager, state });
+  const serves = deps.serves ?? { public: true, admin: true };
+  if (serves.public) {
+    await app.register(healthRoutes, { ready: () => deps.ready() });
+    await app.register(metricsRoutes, { metrics });
+    await app.register(statusRoutes, { inference, manager, router, state, backend: deps.backend });
+    await app.register(predictRoutes, {
+      inference,
+      manager,
+      feedback,
+      feedbackAuth: deps.feedbackAuth,
+      stickyHeader: deps.stickyHeader,
+    });
+  }
+  // On a listener of its own the admin API is not reachable from the public port (404 there).
+  if (serves.admin) await app.register(adminRoutes, { admin, manager, state });
 
   return app;
 }
