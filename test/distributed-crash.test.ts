@@ -38,7 +38,9 @@ const spec = sliceSpec({
     strategy: 'multi-worker-mirrored',
     learningRate: 0.003,
     stepDelayMs: 100,
-    heartbeatTimeout: '3s',
+    // Long enough that a trainer starting up on a loaded machine (a CI box running other test files) is not taken
+    // for dead before the rendezvous; the killed trainer is found by its socket closing, at once, not by this.
+    heartbeatTimeout: '8s',
     checkpointEverySteps: 6,
   },
   deployment: { publish: false },
