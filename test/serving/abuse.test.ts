@@ -1,0 +1,160 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { selectBackend } from '../../engine/backend';
+import type { ModelServer } from '../../serving/server';
+import { fashionBase, removeDir, request, startServer } from './helpers';
+
+/**
+ * Hostile bodies cost little: a few MB of protobuf empty strings, or a JSON body of millions of scalars against the
+ * Fashion-MNIST image model, are refused with a 400 naming the field in well under a second, and the server's memory
+ * barely moves (measured around the request: the server runs in this process).
+ */
+
+let base: string;
+let server: ModelServer;
+let port: number;
+
+beforeAll(async () => {
+  await selectBackend();
+  ({ base } = await fashionBase('abuse', 11));
+  server = await startServer(base);
+  port = server.restPort!;
+});
+
+afterAll(async () => {
+  await server?.close();
+  await removeDir(base);
+});
+
+/** A protobuf varint. */
+function varint(value: number): number[] {
+  const out: number[] = [];
+  while (value >= 0x80) {
+    out.push((value % 0x80) | 0x80);
+    value = Math.floor(value / 0x80);
+  }
+  out.push(value);
+  return out;
+}
+
+/** A length-delimited field. */
+function field(number: number, payload: Buffer): Buffer {
+  return Buffer.concat([Buffer.from([...varint((number << 3) | 2), ...varint(payload.length)]), payload]);
+}
+
+/** A PredictRequest with one input "input": a TensorProto of `dtype` carrying `tensor` (its fields after dtype). */
+function predictRequest(dtype: number, tensor: Buffer, key = 'input'): Buffer {
+  const proto = Buffer.concat([Buffer.from([0x08, ...varint(dtype)]), tensor]);
+  return field(2, Buffer.concat([field(1, Buffer.from(key)), field(2, proto)]));
+}
+
+/** tensor_shape with these dims. */
+function shape(dims: number[]): Buffer {
+  return field(2, Buffer.concat(dims.map((d) => field(2, Buffer.from([0x08, ...varint(d)])))));
+}
+
+/** This process's resident set (VmRSS) or its peak since the last reset (VmHWM), in bytes; Linux's /proc. */
+function rss(which: 'VmRSS' | 'VmHWM'): number {
+  const line = readFileSync('/proc/self/status', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${which}:`));
+  return Number(line?.match(/(\d+) kB/)?.[1] ?? Number.NaN) * 1024;
+}
+
+/**
+ * One request's status, error, milliseconds and the server's peak memory growth (bytes): the peak resident set
+ * while the request ran (the kernel's high-water mark, reset first) less the resident set before it.
+ */
+async function measure(body: Buffer | string, contentType: string) {
+  writeFileSync('/proc/self/clear_refs', '5');
+  const before = rss('VmRSS');
+  const start = performance.now();
+  const answer = await request(port, 'POST', '/v1/models/fashion:predict', body, { 'content-type': contentType });
+  const ms = performance.now() - start;
+  return { status: answer.status, error: String(answer.json?.error ?? ''), ms, growth: rss('VmHWM') - before };
+}
+
+const MB = 1024 * 1024;
+
+describe('hostile bodies are refused cheaply', () => {
+  it('a protobuf body of 4 MB of empty strings: 400 naming string_val, < 1 s, < 50 MB', async () => {
+    // DT_STRING (7), the signature's shape for one image, two million empty string_val entries (2 bytes each).
+    const count = 2_000_000;
+    const empties = Buffer.alloc(count * 2);
+    for (let i = 0; i < count; i++) empties[i * 2] = 0x42; // string_val: field 8, wire type 2
+    const body = predictRequest(7, Buffer.concat([shape([1, 28, 28, 1]), empties]));
+    const result = await measure(body, 'application/x-protobuf');
+    console.log('empty strings', body.length, result);
+    expect(result).toMatchObject({ status: 400, error: expect.stringMatching(/string_val/) });
+    expect(result.ms).toBeLessThan(1000);
+    expect(result.growth).toBeLessThan(50 * MB);
+  });
+
+  it('a JSON body of two million scalars against the image model: 400, < 1 s, < 50 MB', async () => {
+    const body = `{"instances": [${Array.from({ length: 2_000_000 }, (_, i) => i % 10).join(',')}]}`;
+    const result = await measure(body, 'application/json');
+    console.log('scalars', body.length, result);
+    expect(result).toMatchObject({ status: 400, error: expect.stringMatching(/instances: 2000000 instances exceed/) });
+    expect(result.ms).toBeLessThan(1000);
+    expect(result.growth).toBeLessThan(50 * MB);
+    // Within the row limit but more values than 4096 images hold: refused on its count, not reparsed.
+    const rows = `[${Array.from({ length: 1000 }, (_, i) => i % 10).join(',')}]`;
+    const wide = await measure(
+      `{"inputs": [${Array.from({ length: 4000 }, () => rows).join(',')}]}`,
+      'application/json',
+    );
+    expect(wide).toMatchObject({
+      status: 400,
+      error: expect.stringMatching(/inputs: 4000000 values of shape \[4000, 1000\]/),
+    });
+    expect(wide.ms).toBeLessThan(1000);
+    expect(wide.growth).toBeLessThan(50 * MB);
+  });
+
+  it('protobuf bodies that cannot fit the signature: 400 naming the field, before decoding', async () => {
+    const post = async (body: Buffer) => {
+      const answer = await request(port, 'POST', '/v1/models/fashion:predict', body, {
+        'content-type': 'application/x-protobuf',
+      });
+      return { status: answer.status, error: String(answer.json?.error ?? '') };
+    };
+    const floats = field(5, Buffer.alloc(784 * 4)); // float_val, packed
+    // Nine dims.
+    expect(await post(predictRequest(1, Buffer.concat([shape([1, 1, 1, 1, 1, 1, 1, 1, 1]), floats])))).toMatchObject({
+      status: 400,
+      error: expect.stringMatching(/inputs\.input\.tensor_shape: more than 8 dims/),
+    });
+    // A dim beyond every limit (a negative size is a 10-byte varint).
+    expect(await post(predictRequest(1, Buffer.concat([shape([2 ** 40, 28, 28, 1]), floats])))).toMatchObject({
+      status: 400,
+      error: expect.stringMatching(/inputs\.input\.tensor_shape\.dim\[0\]\.size: \d+ exceeds the limit/),
+    });
+    // A TensorProto field that does not exist (field 30).
+    const unknownField = Buffer.from([...varint((30 << 3) | 0), 1]);
+    expect(await post(predictRequest(1, Buffer.concat([shape([1, 28, 28, 1]), floats, unknownField])))).toMatchObject({
+      status: 400,
+      error: expect.stringMatching(/inputs\.input: TensorProto has no field 30/),
+    });
+    // An input the signature does not have, and more inputs than it takes.
+    expect(await post(predictRequest(1, Buffer.concat([shape([1, 28, 28, 1]), floats]), 'constructor'))).toMatchObject({
+      status: 400,
+      error: expect.stringMatching(/unknown input "constructor"/),
+    });
+    const one = predictRequest(1, Buffer.concat([shape([1, 28, 28, 1]), floats]));
+    expect(await post(Buffer.concat([one, one]))).toMatchObject({
+      status: 400,
+      error: expect.stringMatching(/inputs: more than the 1 inputs the signature takes/),
+    });
+    // Values without a shape; a truncated body.
+    expect(await post(predictRequest(1, floats))).toMatchObject({
+      status: 400,
+      error: expect.stringMatching(/inputs\.input: tensor_shape is required/),
+    });
+    expect(await post(one.subarray(0, one.length - 100))).toMatchObject({
+      status: 400,
+      error: expect.stringMatching(/not a PredictRequest \(truncated\)/),
+    });
+    // The server still answers a good one.
+    expect(await post(one)).toMatchObject({ status: 200, error: '' });
+  });
+});
