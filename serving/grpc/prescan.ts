@@ -18,6 +18,8 @@ export interface PrescanLimits {
   maxInputs: number;
   /** Values in one tensor (the product of its dims, and each repeated field's count). */
   maxValues: (key: string) => number;
+  /** string_val (and the other one-value-per-field fields) in one tensor, when lower than maxValues. */
+  maxStrings?: number;
   /** The batch limit (a shape's first dim). */
   maxRows: number;
   /** The signature's shape of an input (-1 first), to refuse a tensor_shape that does not fit before its values. */
@@ -140,11 +142,18 @@ function scanShape(r: Reader, limit: number, where: string): number[] {
  * One TensorProto: its shape within the limits (and the signature's, when `want` is its shape), and no repeated
  * field with more values than the shape holds.
  */
-function scanTensor(r: Reader, limit: number, maxRows: number, want: number[] | undefined, where: string): void {
+function scanTensor(
+  r: Reader,
+  limit: number,
+  stringLimit: number,
+  maxRows: number,
+  want: number[] | undefined,
+  where: string,
+): void {
   const counts = new Map<string, number>();
-  const add = (name: string, n: number) => {
+  const add = (name: string, n: number, most = limit) => {
     const total = (counts.get(name) ?? 0) + n;
-    if (total > limit) throw invalidArgument(`${where}.${name}: more than the limit of ${limit} values`);
+    if (total > most) throw invalidArgument(`${where}.${name}: more than the limit of ${most} values`);
     counts.set(name, total);
   };
   let dims: number[] | undefined;
@@ -170,12 +179,12 @@ function scanTensor(r: Reader, limit: number, maxRows: number, want: number[] | 
       // A run of the same one-byte tag (millions of empty strings) is counted in this tight loop.
       let n = 1;
       r.bytes();
-      while (!r.done && r.buf[r.pos] === tag && n <= limit) {
+      while (!r.done && r.buf[r.pos] === tag && n <= stringLimit) {
         r.pos++;
         r.bytes();
         n++;
       }
-      add(lenField, n);
+      add(lenField, n, stringLimit);
     } else throw invalidArgument(`${where}: TensorProto has no field ${field} (wire type ${wireType})`);
   }
   if (!dims) {
@@ -234,7 +243,17 @@ export function prescanPredictRequest(bytes: Uint8Array, limits: PrescanLimits):
       }
       limits.checkKey?.(key);
       where = `inputs.${key}`;
-      if (tensor) scanTensor(tensor, limits.maxValues(key), limits.maxRows, limits.shapeOf?.(key), where);
+      if (tensor) {
+        const most = limits.maxValues(key);
+        scanTensor(
+          tensor,
+          most,
+          Math.min(most, limits.maxStrings ?? most),
+          limits.maxRows,
+          limits.shapeOf?.(key),
+          where,
+        );
+      }
     }
   } catch (error) {
     if (error instanceof Truncated) throw invalidArgument(`${where}: the body is not a PredictRequest (truncated)`);
@@ -258,4 +277,17 @@ export function signatureLimits(signature: Signature, maxRows: number): PrescanL
         );
     },
   };
+}
+
+/**
+ * The limits before the signature is known (gRPC decodes a request before its handler runs): generous counts, and
+ * few one-object-per-value fields (a string tensor carries about one string a row: serialized examples, images).
+ */
+export function requestLimits(maxRows: number): PrescanLimits {
+  return { maxInputs: 256, maxValues: () => maxRows * 65536, maxStrings: maxRows * 16, maxRows };
+}
+
+/** A request the pre-scan refused while deserializing: the handler throws its error (INVALID_ARGUMENT). */
+export class RefusedRequest {
+  constructor(readonly error: unknown) {}
 }

@@ -1,4 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../../engine/backend';
 import type { ModelServer } from '../../serving/server';
@@ -17,7 +18,7 @@ let port: number;
 beforeAll(async () => {
   await selectBackend();
   ({ base } = await fashionBase('abuse', 11));
-  server = await startServer(base);
+  server = await startServer(base, { grpcPort: 0 });
   port = server.restPort!;
 });
 
@@ -98,14 +99,14 @@ describe('hostile bodies are refused cheaply', () => {
     expect(result.ms).toBeLessThan(1000);
     expect(result.growth).toBeLessThan(50 * MB);
     // Within the row limit but more values than 4096 images hold: refused on its count, not reparsed.
-    const rows = `[${Array.from({ length: 1000 }, (_, i) => i % 10).join(',')}]`;
+    const rows = `[${Array.from({ length: 810 }, (_, i) => i % 10).join(',')}]`;
     const wide = await measure(
       `{"inputs": [${Array.from({ length: 4000 }, () => rows).join(',')}]}`,
       'application/json',
     );
     expect(wide).toMatchObject({
       status: 400,
-      error: expect.stringMatching(/inputs: 4000000 values of shape \[4000, 1000\]/),
+      error: expect.stringMatching(/inputs: 3240000 values of shape \[4000, 810\]/),
     });
     expect(wide.ms).toBeLessThan(1000);
     expect(wide.growth).toBeLessThan(50 * MB);
@@ -156,5 +157,58 @@ describe('hostile bodies are refused cheaply', () => {
     });
     // The server still answers a good one.
     expect(await post(one)).toMatchObject({ status: 200, error: '' });
+  });
+});
+
+/** gRPC Predict with these request bytes, as written (no client-side encoding): the status code and details. */
+function grpcPredict(body: Buffer): Promise<{ code: number; details: string }> {
+  const client = new grpc.Client(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure());
+  return new Promise((resolve) => {
+    client.makeUnaryRequest(
+      '/tensorflow.serving.PredictionService/Predict',
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      body,
+      (error) => {
+        client.close();
+        resolve({ code: error?.code ?? 0, details: error?.details ?? '' });
+      },
+    );
+  });
+}
+
+describe('gRPC Predict: the same pre-scan before proto-loader decodes', () => {
+  it('4 MB of empty strings: INVALID_ARGUMENT naming string_val, < 1 s, < 50 MB', async () => {
+    const count = 2_000_000;
+    const empties = Buffer.alloc(count * 2);
+    for (let i = 0; i < count; i++) empties[i * 2] = 0x42;
+    const body = predictRequest(7, Buffer.concat([shape([count]), empties]));
+    writeFileSync('/proc/self/clear_refs', '5');
+    const before = rss('VmRSS');
+    const start = performance.now();
+    const answer = await grpcPredict(body);
+    const ms = performance.now() - start;
+    const growth = rss('VmHWM') - before;
+    console.log('gRPC empty strings', body.length, { ...answer, ms, growth });
+    expect(answer).toMatchObject({
+      code: grpc.status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/inputs\.input\.string_val: more than the limit of \d+ values/),
+    });
+    expect(ms).toBeLessThan(1000);
+    expect(growth).toBeLessThan(50 * MB);
+    // Nine dims and a field TensorProto lacks, the same as over REST (a dense float tensor takes the fast path,
+    // which checks its shape itself: a string tensor here).
+    const floats = field(5, Buffer.alloc(784 * 4));
+    const oneString = Buffer.from([0x42, 0]);
+    expect(
+      await grpcPredict(predictRequest(7, Buffer.concat([shape([1, 1, 1, 1, 1, 1, 1, 1, 1]), oneString]))),
+    ).toEqual({
+      code: grpc.status.INVALID_ARGUMENT,
+      details: 'inputs.input.tensor_shape: more than 8 dims',
+    });
+    const unknownField = Buffer.from([...varint((30 << 3) | 0), 1]);
+    expect(
+      await grpcPredict(predictRequest(1, Buffer.concat([shape([1, 28, 28, 1]), floats, unknownField]))),
+    ).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/has no field 30/) });
   });
 });
