@@ -4,7 +4,7 @@ import type { Admin } from '../admin';
 import { ModelServerConfigSchema } from '../config';
 import { metadataTarget, signatureDefMap, statusMessage, versionStatus } from '../describe';
 import { describeIssues } from '../../validation/issues';
-import { asServingError, grpcStatusOf, invalidArgument, ServingError } from '../errors';
+import { asServingError, clientMessage, grpcStatusOf, invalidArgument, ServingError } from '../errors';
 import { type Answer, type CallContext, type Inference, type Target } from '../inference';
 import type { VersionManager } from '../manager';
 import type { Api } from '../metrics';
@@ -151,7 +151,7 @@ function unary<Req, Res>(
       ({ response, metadata }) => callback(null, response, metadata),
       (error: unknown) => {
         const failure = asServingError(error);
-        callback({ code: grpcStatusOf(failure.code), details: failure.message });
+        callback({ code: grpcStatusOf(failure.code), details: clientMessage(failure.message) });
       },
     );
   };

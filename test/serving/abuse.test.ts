@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../../engine/backend';
+import { clientMessage, MAX_CLIENT_MESSAGE } from '../../serving/errors';
 import type { ModelServer } from '../../serving/server';
 import { fashionBase, removeDir, request, startServer } from './helpers';
 
@@ -210,5 +211,45 @@ describe('gRPC Predict: the same pre-scan before proto-loader decodes', () => {
     expect(
       await grpcPredict(predictRequest(1, Buffer.concat([shape([1, 28, 28, 1]), floats, unknownField]))),
     ).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/has no field 30/) });
+  });
+});
+
+describe('what a client is told', () => {
+  it('messages are at most 1 KiB and show file names, not where the server keeps them', async () => {
+    expect(clientMessage('version 3: /home/ada/.gantry/models/fashion/3/model.json: unexpected end')).toBe(
+      'version 3: model.json: unexpected end',
+    );
+    expect(clientMessage('Malformed request: GET /v1/models/x:predict')).toBe(
+      'Malformed request: GET /v1/models/x:predict',
+    );
+    const long = clientMessage('x'.repeat(5000));
+    expect([long.length, long.endsWith('…')]).toEqual([MAX_CLIENT_MESSAGE, true]);
+    const answer = await request(port, 'POST', `/v1/models/${'m'.repeat(4000)}:predict`, { instances: [1] });
+    expect(answer.status).toBeGreaterThanOrEqual(400);
+    expect(answer.status).toBeLessThan(500);
+    expect(String(answer.json?.error).length).toBeLessThanOrEqual(MAX_CLIENT_MESSAGE);
+  });
+
+  it('names from the prototype chain are unknown names, not hits or crashes', async () => {
+    for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+      const status = await request(port, 'GET', `/v1/models/${name}`);
+      // 404, or 400 where the name rule refuses the name itself (a leading underscore).
+      expect({ name, status: [400, 404].includes(status.status) }).toEqual({ name, status: true });
+      const label = await request(port, 'POST', `/v1/models/fashion/labels/${name}:predict`, { instances: [1] });
+      expect({ name, status: label.status }).toMatchObject({ name, status: expect.any(Number) });
+      expect(label.status >= 400 && label.status < 500).toBe(true);
+      const input = await request(port, 'POST', '/v1/models/fashion:predict', { inputs: { [name]: [1] } });
+      expect({ name, status: input.status, error: String(input.json?.error) }).toMatchObject({
+        name,
+        status: 400,
+        // fastify's JSON parser refuses a __proto__ key outright; the others are unknown inputs.
+        error: expect.stringMatching(/unknown input|not valid JSON/),
+      });
+      const signature = await request(port, 'POST', '/v1/models/fashion:predict', {
+        signature_name: name,
+        instances: [1],
+      });
+      expect({ name, status: signature.status }).toEqual({ name, status: 400 });
+    }
   });
 });
