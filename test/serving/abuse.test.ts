@@ -214,6 +214,32 @@ describe('gRPC Predict: the same pre-scan before proto-loader decodes', () => {
   });
 });
 
+describe('float32 range', () => {
+  it('a finite JSON number beyond float32 (1e39) is refused naming the element, not stored as Infinity', async () => {
+    /** One 28 × 28 × 1 image of zeros with `value` first. */
+    const row = (value: string) => {
+      const line = (y: number) => `[${Array.from({ length: 28 }, (_, x) => `[${x + y ? '0' : value}]`)}]`;
+      return `[${Array.from({ length: 28 }, (_, y) => line(y))}]`;
+    };
+    for (const body of [`{"instances": [${row('1e39')}]}`, `{"inputs": [${row('-3.5e38')}]}`]) {
+      const answer = await request(port, 'POST', '/v1/models/fashion:predict', body, {
+        'content-type': 'application/json',
+      });
+      expect({ status: answer.status, error: answer.json?.error }).toMatchObject({
+        status: 400,
+        error: expect.stringMatching(
+          /\[0\]\[0\]\[0\]\[0\]: -?3\.5e\+38 is outside the float32 range|1e\+39 is outside/,
+        ),
+      });
+    }
+    // The largest float32 is still a number.
+    const max = await request(port, 'POST', '/v1/models/fashion:predict', `{"instances": [${row('3.4028234e38')}]}`, {
+      'content-type': 'application/json',
+    });
+    expect(max.status).toBe(200);
+  });
+});
+
 describe('what a client is told', () => {
   it('messages are at most 1 KiB and show file names, not where the server keeps them', async () => {
     expect(clientMessage('version 3: /home/ada/.gantry/models/fashion/3/model.json: unexpected end')).toBe(
