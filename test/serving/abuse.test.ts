@@ -279,3 +279,35 @@ describe('what a client is told', () => {
     }
   });
 });
+
+describe('seeded fuzz', () => {
+  it('mutated JSON, protobuf and gRPC Predict bodies: never a 5xx, never INTERNAL, each answered quickly', async () => {
+    let seed = 20261206;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const int = (n: number) => Math.floor(next() * n);
+    const mutate = (base: Buffer): Buffer => {
+      const out = Buffer.from(base.subarray(0, int(3) === 0 ? int(base.length + 1) : base.length));
+      for (let k = int(8); k > 0 && out.length > 0; k--) out[int(out.length)] = int(256);
+      return int(4) === 0 ? Buffer.concat([out, Buffer.from(Array.from({ length: int(64) }, () => int(256)))]) : out;
+    };
+    const image = `[${Array.from({ length: 28 }, () => `[${Array.from({ length: 28 }, () => '[0.5]')}]`)}]`;
+    const json = Buffer.from(`{"instances": [${image}], "signature_name": "serving_default"}`);
+    const proto = predictRequest(1, Buffer.concat([shape([1, 28, 28, 1]), field(5, Buffer.alloc(784 * 4))]));
+    const strings = predictRequest(7, Buffer.concat([shape([2]), Buffer.from([0x42, 1, 0x41, 0x42, 0])]));
+    for (let i = 0; i < 120; i++) {
+      const kind = i % 3;
+      const body = mutate(kind === 0 ? json : int(2) ? proto : strings);
+      const start = performance.now();
+      if (kind === 2) {
+        const { code, details } = await grpcPredict(body);
+        expect({ i, code, details }).not.toMatchObject({ code: grpc.status.INTERNAL });
+        expect({ i, code, details }).not.toMatchObject({ code: grpc.status.UNKNOWN });
+      } else {
+        const type = kind === 0 ? 'application/json' : 'application/x-protobuf';
+        const answer = await request(port, 'POST', '/v1/models/fashion:predict', body, { 'content-type': type });
+        expect({ i, status: answer.status < 500, error: answer.json?.error }).toMatchObject({ i, status: true });
+      }
+      expect(performance.now() - start).toBeLessThan(2000);
+    }
+  });
+});
