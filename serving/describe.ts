@@ -1,4 +1,4 @@
-import { ServingError } from './errors';
+import { clientMessage, ServingError } from './errors';
 import type { VersionManager, VersionStatus } from './manager';
 import type { RecordInputs } from './records';
 import type { Router, VersionChoice } from './router';
@@ -34,7 +34,7 @@ export function statusMessage(statuses: VersionStatus[]): { model_version_status
     model_version_status: statuses.map((s) => ({
       version: String(s.version),
       state: s.state,
-      status: { error_code: s.error === undefined ? 'OK' : 'UNKNOWN', error_message: s.error ?? '' },
+      status: { error_code: s.error === undefined ? 'OK' : 'UNKNOWN', error_message: clientMessage(s.error ?? '') },
     })),
   };
 }

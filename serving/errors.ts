@@ -69,3 +69,19 @@ export function asServingError(error: unknown): ServingError {
   if (error instanceof ServingError) return error;
   return new ServingError('INTERNAL', error instanceof Error ? error.message : String(error));
 }
+
+/** The most characters of an error message a client is shown. */
+export const MAX_CLIENT_MESSAGE = 1024;
+
+/**
+ * An absolute filesystem path under a usual root (a model's files, a temp dir) — but not a URL path such as
+ * /v1/models/x. It is shown by its last component only: a client learns which file, not where the server keeps it.
+ */
+const FILE_PATH =
+  /(?<![\w:/.])\/(?:home|tmp|var|usr|opt|root|work|srv|mnt|data|Users|etc|private|run|media|nix|proc)\/[^\s"'`,;()]*/g;
+
+/** A message as a client may see it: paths reduced to their file name, at most MAX_CLIENT_MESSAGE characters. */
+export function clientMessage(message: string): string {
+  const text = message.replace(FILE_PATH, (path) => path.split('/').filter(Boolean).pop() ?? '');
+  return text.length > MAX_CLIENT_MESSAGE ? `${text.slice(0, MAX_CLIENT_MESSAGE - 1)}…` : text;
+}

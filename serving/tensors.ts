@@ -116,6 +116,9 @@ function fill(
     }
     if (dtype === 'int32' && (!Number.isInteger(value) || value < -2147483648 || value > 2147483647))
       throw invalidArgument(`${where}: expected an int32, got ${value}`);
+    // As TF Serving: a finite JSON number beyond float32's range (1e39) is refused, not stored as Infinity.
+    if (dtype === 'float32' && !Number.isFinite(Math.fround(value)))
+      throw invalidArgument(`${where}: ${value} is outside the float32 range`);
     out[offset] = value;
     return offset + 1;
   }
@@ -139,6 +142,8 @@ function fill(
           `${where}[${i}]: expected a ${dtype === 'int32' ? 'integer' : 'number'} (dtype ${dtype}), got ${describe(v)}`,
         );
       }
+      if (dtype === 'float32' && !Number.isFinite(Math.fround(v)))
+        throw invalidArgument(`${where}[${i}]: ${v} is outside the float32 range`);
       out[next++] = v;
     }
     return next;

@@ -4,7 +4,7 @@ import type { Admin } from '../admin';
 import { ModelServerConfigSchema } from '../config';
 import { metadataTarget, signatureDefMap, statusMessage, versionStatus } from '../describe';
 import { describeIssues } from '../../validation/issues';
-import { asServingError, grpcStatusOf, invalidArgument, ServingError } from '../errors';
+import { asServingError, clientMessage, grpcStatusOf, invalidArgument, ServingError } from '../errors';
 import { type Answer, type CallContext, type Inference, type Target } from '../inference';
 import type { VersionManager } from '../manager';
 import type { Api } from '../metrics';
@@ -18,6 +18,7 @@ import { loadServingProtos, SIGNATURE_DEF_MAP_TYPE_URL } from './protos';
 import { readPredictRequest, WirePredictRequest, wireInputs, writePredictResponse } from './predict-wire';
 import { imagesFromTensors } from './image-tensors';
 import { recordOutputTensors, recordsFromTensors } from './record-tensors';
+import { prescanPredictRequest, RefusedRequest, requestLimits } from './prescan';
 import { decodePredictInputs, encodeTensorProto } from './tensor-proto';
 import { REQUEST_ID_HEADER, VERSION_HEADER } from '../rest/headers';
 
@@ -150,7 +151,7 @@ function unary<Req, Res>(
       ({ response, metadata }) => callback(null, response, metadata),
       (error: unknown) => {
         const failure = asServingError(error);
-        callback({ code: grpcStatusOf(failure.code), details: failure.message });
+        callback({ code: grpcStatusOf(failure.code), details: clientMessage(failure.message) });
       },
     );
   };
@@ -354,7 +355,17 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
     ...protos.predictionService,
     Predict: {
       ...predict,
-      requestDeserialize: (bytes: Buffer) => readPredictRequest(bytes) ?? predict.requestDeserialize(bytes),
+      // A throw here would answer INTERNAL: a body the pre-scan refuses is handed to the handler to refuse.
+      requestDeserialize: (bytes: Buffer) => {
+        const wire = readPredictRequest(bytes);
+        if (wire) return wire;
+        try {
+          prescanPredictRequest(bytes, requestLimits(inference.maxRows));
+        } catch (error) {
+          return new RefusedRequest(error);
+        }
+        return predict.requestDeserialize(bytes);
+      },
       responseSerialize: (value: unknown) => (Buffer.isBuffer(value) ? value : predict.responseSerialize(value)),
     },
   };
@@ -362,6 +373,7 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
   server.addService(predictionService, {
     Predict: unary(async (call) => {
       let raw: unknown = call.request;
+      if (raw instanceof RefusedRequest) throw raw.error;
       if (raw instanceof WirePredictRequest) {
         // The dense fast path (predict-wire.ts); whatever it cannot take, the general path below rereads.
         const wire = raw;

@@ -2,6 +2,7 @@ import type { FastifyReply } from 'fastify';
 import { invalidArgument } from '../errors';
 import { readPredictRequest, wireInputs, writePredictResponse } from '../grpc/predict-wire';
 import type { ServingProtos } from '../grpc/protos';
+import { prescanPredictRequest, signatureLimits } from '../grpc/prescan';
 import { decodePredictInputs, encodeTensorProto } from '../grpc/tensor-proto';
 import type { Answer } from '../inference';
 import { rowSize, type Signature } from '../signature';
@@ -24,20 +25,23 @@ export function binaryInputs(
   if (contentType.startsWith(PROTOBUF)) {
     // The dense fast path (grpc/predict-wire.ts) first; the general decoder for anything else.
     const wire = readPredictRequest(bytes);
-    const general = (): ((signature: Signature) => DenseTensor[]) => {
+    // The general decoder makes an object per repeated value: the bounded walk (grpc/prescan.ts) first refuses,
+    // for the price of reading the bytes once, any body that could not fit the signature.
+    const general = (signature: Signature): DenseTensor[] => {
+      prescanPredictRequest(bytes, signatureLimits(signature, maxRows));
       let decoded: { inputs?: Record<string, unknown> };
       try {
         decoded = protos.decodePredictRequest(bytes) as typeof decoded;
       } catch (error) {
         throw invalidArgument(`the body is not a PredictRequest: ${(error as Error).message}`);
       }
-      return (signature) => decodePredictInputs(decoded.inputs ?? {}, signature, maxRows);
+      return decodePredictInputs(decoded.inputs ?? {}, signature, maxRows);
     };
-    if (!wire) return general();
+    if (!wire) return general;
     // The URL names the model and REST has no output filter: only the inputs are read (a body
     // with an output_filter takes the general path, as it did before the fast path existed).
     return (signature) =>
-      (wire.outputFilter.length === 0 ? wireInputs(wire, signature, maxRows) : undefined) ?? general()(signature);
+      (wire.outputFilter.length === 0 ? wireInputs(wire, signature, maxRows) : undefined) ?? general(signature);
   }
   return (signature) => {
     if (signature.inputs.length !== 1)

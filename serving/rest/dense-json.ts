@@ -122,7 +122,8 @@ function number(b: Uint8Array, i: number): number {
     if (negative) value = -value;
   } else {
     value = Number(Buffer.from(b.buffer, b.byteOffset + start, i - start).toString('latin1'));
-    if (!Number.isFinite(value)) throw BAIL;
+    // Beyond float32's range (1e39): the general path refuses it, naming the element.
+    if (!Number.isFinite(Math.fround(value))) throw BAIL;
   }
   push(value);
   return i;

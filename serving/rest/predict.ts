@@ -6,7 +6,7 @@ import { ANONYMOUS_CLIENT, type FeedbackAuth, type FeedbackCaller } from '../fee
 import { loadServingProtos } from '../grpc/protos';
 import type { CallContext, Inference, Target } from '../inference';
 import type { VersionManager } from '../manager';
-import type { Signature } from '../signature';
+import { rowSize, type Signature } from '../signature';
 import { parsePredictBody, PredictBodySchema, type DenseTensor } from '../tensors';
 import { binaryInputs, sendProtobufAnswer } from './binary';
 import { JsonText, jsonParser } from './bodies';
@@ -38,6 +38,31 @@ function denseInputs(body: DenseJsonBody, signature: Signature, maxRows: number)
   const rows = dims[0]!;
   if (rows < 1 || rows > maxRows) return undefined;
   return [{ dtype: 'float32', shape: dims, data: body.data }];
+}
+
+/**
+ * Refuses a dense body that carries more than any request to this signature may (more rows than the limit, or more
+ * values than the limit's rows of the single input hold) before the general path reparses it: reparsing millions of
+ * scalars builds arrays worth tens of MB only to refuse them. Smaller bodies take the general path, whose errors
+ * name the element.
+ */
+function refuseOversized(body: DenseJsonBody, signature: Signature, maxRows: number): void {
+  const where = body.format === 'row' ? 'instances' : 'inputs';
+  const rows = body.dims[0]!;
+  if (rows > maxRows)
+    throw invalidArgument(
+      body.format === 'row'
+        ? `instances: ${rows} instances exceed the limit of ${maxRows} per request`
+        : `inputs: ${rows} rows exceed the limit of ${maxRows} per request`,
+    );
+  // Image and record versions read their bodies their own way (encoded images, records): only plain tensors here.
+  const plain = signature.inputs.length === 1 && !signature.images && !signature.records;
+  const spec = plain ? signature.inputs[0]! : undefined;
+  if (spec && !spec.tfDType && body.data.length > maxRows * rowSize(spec))
+    throw invalidArgument(
+      `${where}: ${body.data.length} values of shape [${body.dims.join(', ')}], more than the signature's ` +
+        `[${spec.shape.join(', ')}] holds in ${maxRows} rows`,
+    );
 }
 
 /**
@@ -97,7 +122,9 @@ export const predictRoutes: FastifyPluginAsync<PredictRoutesOptions> = async (ap
         const answer = await inference.run(
           target,
           context,
-          (signature) => denseInputs(dense, signature, inference.maxRows) ?? general(signature),
+          (signature) =>
+            denseInputs(dense, signature, inference.maxRows) ??
+            (refuseOversized(dense, signature, inference.maxRows), general(signature)),
         );
         return answerReply(reply, answer, dense.format);
       }

@@ -1,7 +1,7 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Admin } from '../admin';
 import type { BackendReport } from '../../engine/backend';
-import { asServingError, httpStatusOf, ServingError } from '../errors';
+import { asServingError, clientMessage, httpStatusOf, ServingError } from '../errors';
 import type { FeedbackStore } from '../feedback';
 import type { FeedbackAuth } from '../feedback-auth';
 import type { Inference } from '../inference';
@@ -46,7 +46,7 @@ export interface RestDeps {
 }
 
 function sendError(reply: FastifyReply, error: ServingError): FastifyReply {
-  return reply.code(httpStatusOf(error.code)).send({ error: error.message });
+  return reply.code(httpStatusOf(error.code)).send({ error: clientMessage(error.message) });
 }
 
 export async function createRestServer(deps: RestDeps): Promise<FastifyInstance> {
@@ -68,13 +68,13 @@ export async function createRestServer(deps: RestDeps): Promise<FastifyInstance>
     if (error instanceof ServingError) return sendError(reply, error);
     const fastifyError = error as { statusCode?: number; message: string };
     if (fastifyError.statusCode && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500) {
-      return reply.code(fastifyError.statusCode).send({ error: fastifyError.message });
+      return reply.code(fastifyError.statusCode).send({ error: clientMessage(fastifyError.message) });
     }
     app.log.error(error);
     return sendError(reply, asServingError(error));
   });
   app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send({ error: `Malformed request: ${request.method} ${request.url.split('?')[0]}` }),
+    reply.code(404).send({ error: clientMessage(`Malformed request: ${request.method} ${request.url.split('?')[0]}`) }),
   );
 
   // Plugin options carry only what each group needs (a `logLevel` among them would set the

@@ -27,9 +27,9 @@ describe('REST dense JSON fast path', () => {
       0,
       -0,
       1e-30,
-      3.4028235677973366e38,
+      3.4028235677973362e38, // just under the value that rounds to Infinity (refused since float32 overflow is)
       5e-324,
-      1.7976931348623157e308,
+      2.2250738585072014e-308, // (double max overflows float32: refused, so not here)
       9007199254740993,
       0.30000000000000004,
       255,
