@@ -220,14 +220,17 @@ try {
   // ---- ramp: the highest rate with p99 under the bound and no errors ----
   let sustained = 0;
   const rampSeconds = Math.max(2, SECONDS / 3);
-  for (const rate of RAMP) {
+  const step = async (rate: number) => {
     const started = performance.now();
     const window = await load(rate, forSeconds(rampSeconds));
     const achieved = window.requests / ((performance.now() - started) / 1000);
     const p99 = percentile(window.latencies, 99);
-    const ok = window.failed === 0 && p99 < P99_BOUND_MS && achieved > 0.9 * rate;
     console.log(`ramp ${rate}/s: ${achieved.toFixed(0)}/s done, p99 ${p99.toFixed(1)} ms, ${window.failed} failed`);
-    if (!ok) break;
+    return window.failed === 0 && p99 < P99_BOUND_MS && achieved > 0.9 * rate;
+  };
+  for (const rate of RAMP) {
+    // A step gets a second try: on a shared machine one stall elsewhere can spoil one step's p99.
+    if (!(await step(rate)) && !(await step(rate))) break;
     sustained = rate;
   }
   if (sustained === 0) throw new Error(`soak: not even ${RAMP[0]}/s keeps p99 under ${P99_BOUND_MS} ms`);
