@@ -29,7 +29,7 @@ import { buildModel } from '../training/architectures';
 const SWAPS = Number(process.env.BENCH_SWAPS ?? 100);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const P99_BOUND_MS = Number(process.env.BENCH_P99_MS ?? 100);
-const RAMP = [25, 50, 100, 150, 200, 300, 400, 600, 800, 1200, 1600, 2400, 3200];
+const RAMP = [25, 50, 100, 150, 200, 300, 400, 600, 800, 1200, 1600, 2400, 3200, 4800, 6400, 9600, 12800];
 const MODEL = 'fashion-mnist';
 const GANTRY = path.resolve(import.meta.dirname, '..', 'bin', 'gantry');
 
@@ -134,12 +134,14 @@ async function waitFor(what: string, test: (states: Map<number, string>) => bool
   throw new Error(`soak: ${what} did not happen in ${timeoutMs} ms`);
 }
 
-async function serverStats(): Promise<{ rssMb: number; tensors: number }> {
+async function serverStats(): Promise<{ rssMb: number; heapMb: number; feedbackMb: number; tensors: number }> {
   const answer = await call('GET', '/monitoring/metrics.json');
   const metrics = JSON.parse(answer.body) as { name: string; values: { value: number }[] }[];
   const value = (name: string) => metrics.find((m) => m.name === name)?.values[0]?.value ?? Number.NaN;
   return {
     rssMb: value('gantry_serving_process_resident_memory_bytes') / 2 ** 20,
+    heapMb: value('gantry_serving_nodejs_heap_size_used_bytes') / 2 ** 20,
+    feedbackMb: value('gantry_serving_feedback_memory_bytes') / 2 ** 20,
     tensors: value('gantry_serving_tfjs_tensors'),
   };
 }
