@@ -285,6 +285,11 @@ try {
   console.log(
     `| server RSS MB  | ${startStats.rssMb.toFixed(0).padStart(8)} | ${endStats.rssMb.toFixed(0).padStart(8)} |`,
   );
+  const mb = (name: string, key: 'heapMb' | 'feedbackMb') =>
+    `| ${name.padEnd(14)} | ${startStats[key].toFixed(1).padStart(8)} | ${endStats[key].toFixed(1).padStart(8)} |`;
+  // The feedback memory holds predictions awaiting labels (bounded by bytes): it fills with the load, by design.
+  console.log(mb('JS heap MB', 'heapMb'));
+  console.log(mb('feedback MB', 'feedbackMb'));
   console.log(
     `| tfjs tensors   | ${String(startStats.tensors).padStart(8)} | ${String(endStats.tensors).padStart(8)} |`,
   );
