@@ -15,6 +15,8 @@ export const METRIC = {
   loadTime: `${METRIC_PREFIX}load_seconds`,
   loadFailures: `${METRIC_PREFIX}load_failures_total`,
   loadedVersions: `${METRIC_PREFIX}loaded_versions`,
+  tfjsTensors: `${METRIC_PREFIX}tfjs_tensors`,
+  tfjsBytes: `${METRIC_PREFIX}tfjs_bytes`,
   available: `${METRIC_PREFIX}version_available`,
   predictedClass: `${METRIC_PREFIX}predicted_class_total`,
   feedback: `${METRIC_PREFIX}feedback_total`,

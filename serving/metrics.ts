@@ -7,6 +7,7 @@ import {
   type MetricObjectWithValues,
   type MetricValue,
 } from 'prom-client';
+import { tf } from '../engine/backend';
 import { METRIC, METRIC_PREFIX } from './metric-names';
 
 /**
@@ -161,6 +162,23 @@ export class ServingMetrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
+    // Read at each scrape: a leak across hot swaps (bench/soak.ts) shows as a count that keeps rising.
+    new Gauge({
+      name: METRIC.tfjsTensors,
+      help: 'tfjs tensors alive in this process (tf.memory().numTensors)',
+      registers: [this.registry],
+      collect() {
+        this.set(tf.memory().numTensors);
+      },
+    });
+    new Gauge({
+      name: METRIC.tfjsBytes,
+      help: 'bytes held by tfjs tensors in this process (tf.memory().numBytes)',
+      registers: [this.registry],
+      collect() {
+        this.set(tf.memory().numBytes);
+      },
+    });
   }
 
   text(): Promise<string> {

@@ -171,6 +171,12 @@ describe('REST classify, status, metadata', () => {
     }[];
     const loaded = json.find((m) => m.name === 'gantry_serving_loaded_versions');
     expect(loaded?.values.find((v) => v.labels.model === 'fashion')?.value).toBe(1);
+    // What bench/soak.ts reads to show tensors stay flat across hot swaps: tf.memory() at the scrape.
+    const tensors = json.find((m) => m.name === 'gantry_serving_tfjs_tensors')?.values[0]?.value;
+    expect(Number.isInteger(tensors) && tensors! >= 0).toBe(true);
+    expect(
+      json.find((m) => m.name === 'gantry_serving_process_resident_memory_bytes')?.values[0]?.value,
+    ).toBeGreaterThan(0);
     expect(labels.length).toBe(ROWS);
   });
 });
