@@ -20,7 +20,7 @@ import {
   SavedModelError,
   type SavedTensorInfo,
 } from '../engine/saved-model';
-import { loadSavedModelRunner } from '../engine/saved-model-session';
+import { loadSavedModelRunner, savedModelsUnavailable } from '../engine/saved-model-session';
 import { EvaluationSpecSchema, type PipelineSpec } from '../pipelines/spec';
 import { evaluateModel, type ModelMetrics, type Predictor } from '../training/evaluate';
 import { validatePipeline } from '../pipelines/define';
@@ -404,6 +404,10 @@ export function createImportActivities(deps: ActivityDeps): ImportActivities {
       if ('reason' in fit) return unevaluated(fit.reason, manifest.fingerprint);
 
       await activeBackend();
+      // A worker without the native backend cannot run a SavedModel: the version is registered, unevaluated, saying
+      // so (a worker with it measures the next import; `gantry models describe` shows the reason).
+      const noSession = inspection.format === 'saved_model' ? savedModelsUnavailable() : undefined;
+      if (noSession) return unevaluated(`this worker cannot evaluate it: ${noSession}`, manifest.fingerprint);
       const test = await loadSplit(deps.store, manifest, 'test');
       context.heartbeat({ evaluating: 'candidate' });
       const predictor =
