@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadServable, type LoadOptions } from '../../serving/loader';
 import { startModelServer, type ModelServer } from '../../serving/server';
 import { selectBackend } from '../../engine/backend';
-import { fashionBase, nestedImage, removeDir, request, startServer } from './helpers';
+import { burst, fashionBase, nestedImage, removeDir, request, startServer } from './helpers';
 
 /**
  * Bad input of every kind gets a clear 4xx with {"error": …} naming what is wrong, and the
@@ -43,40 +43,6 @@ async function expectError(
 }
 
 /** `count` concurrent POSTs of `body` from a child process; their statuses and bodies. */
-async function burst(port: number, count: number, body: string): Promise<{ status: number; body: string }[]> {
-  // Every connection is open before any request is written, and then all are written in one loop: the requests
-  // reach the server together however slowly a loaded machine runs this process (sent one by one as they
-  // connected, they could trickle in slower than the model drains them, and no queue would build).
-  const script = `
-    import net from 'node:net';
-    const [port, count, body] = [Number(process.argv[1]), Number(process.argv[2]), process.argv[3]];
-    const request = 'POST /v1/models/fashion:predict HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n' +
-      'Content-Type: application/json\\r\\nConnection: close\\r\\n' +
-      'Content-Length: ' + Buffer.byteLength(body) + '\\r\\n\\r\\n' + body;
-    const sockets = await Promise.all(Array.from({ length: count }, () => new Promise((resolve, reject) => {
-      const socket = net.connect(port, '127.0.0.1', () => resolve(socket));
-      socket.on('error', reject);
-    })));
-    const answers = sockets.map((socket) => new Promise((resolve, reject) => {
-      const chunks = [];
-      socket.on('data', (c) => chunks.push(c));
-      socket.on('error', reject);
-      socket.on('close', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        const split = text.indexOf('\\r\\n\\r\\n');
-        resolve({ status: Number(text.split(' ')[1]), body: text.slice(split + 4) });
-      });
-    }));
-    for (const socket of sockets) socket.write(request);
-    console.log(JSON.stringify(await Promise.all(answers)));`;
-  const { stdout } = await promisify(execFile)(
-    process.execPath,
-    ['--input-type=module', '-e', script, String(port), String(count), body],
-    { maxBuffer: 1 << 24 },
-  );
-  return JSON.parse(stdout) as { status: number; body: string }[];
-}
-
 describe('bad input', () => {
   it('malformed bodies and wrong request shapes: 400 naming the problem', async () => {
     await expectError(predict('{"instances": [1, 2', undefined, { 'content-type': 'application/json' }), 400, /JSON/);
@@ -200,7 +166,12 @@ describe('bad input', () => {
     );
     try {
       // The clients run in a process of their own: in this one they would wait for the server's event loop.
-      const answers = await burst(tight.restPort!, 40, JSON.stringify({ instances: [image] }));
+      const answers = await burst(
+        tight.restPort!,
+        '/v1/models/fashion:predict',
+        40,
+        JSON.stringify({ instances: [image] }),
+      );
       const statuses = answers.map((a) => a.status);
       expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(0);
       expect(statuses.every((s) => s === 200 || s === 429)).toBe(true);

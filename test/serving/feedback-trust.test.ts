@@ -13,6 +13,7 @@ import { versionWindow, windowStats } from '../../serving/metrics-window';
 import type { ModelServer } from '../../serving/server';
 import type { Examples } from '../../training/batches';
 import {
+  burst,
   fashionBase,
   metricValue,
   nestedImage,
@@ -59,30 +60,6 @@ const slowWhenAsked = async (dir: string, options: LoadOptions): Promise<Servabl
 };
 
 /** `count` concurrent POSTs from a process of their own (in this one they would wait for the server's loop). */
-async function burst(port: number, urlPath: string, count: number, body: string): Promise<number[]> {
-  const script = `
-    import http from 'node:http';
-    const [port, urlPath, body] = [Number(process.argv[1]), process.argv[2], process.argv[4]];
-    const count = Number(process.argv[3]);
-    const agent = new http.Agent({ keepAlive: true, maxSockets: count });
-    const one = () => new Promise((resolve, reject) => {
-      const target = { host: '127.0.0.1', port, method: 'POST', path: urlPath, agent };
-      const req = http.request({ ...target, headers: { 'content-type': 'application/json' } }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode));
-      });
-      req.on('error', reject);
-      req.end(body);
-    });
-    console.log(JSON.stringify(await Promise.all(Array.from({ length: count }, one))));`;
-  const { stdout } = await promisify(execFile)(
-    process.execPath,
-    ['--input-type=module', '-e', script, String(port), urlPath, String(count), body],
-    { maxBuffer: 1 << 24 },
-  );
-  return JSON.parse(stdout) as number[];
-}
-
 const image = (i: number) => examples.images.subarray(i * PIXELS, (i + 1) * PIXELS);
 const argmax = (row: number[]) => row.indexOf(Math.max(...row));
 const snapshot = async () => servingSnapshot(await admin.metrics(), MODEL);
@@ -178,7 +155,9 @@ describe('trusted feedback', () => {
       await anonymous.predict(MODEL, image(100 + i), { version: 2 });
     }
     slowMs = 60;
-    const flood = await burst(server.restPort!, `/v1/models/${MODEL}/versions/2:predict`, 40, imageBody);
+    const flood = (await burst(server.restPort!, `/v1/models/${MODEL}/versions/2:predict`, 40, imageBody)).map(
+      (a) => a.status,
+    );
     slowMs = 0;
     const refused = flood.filter((status) => status !== 200);
     expect(refused.length).toBeGreaterThan(0);

@@ -1,8 +1,10 @@
+import { execFile } from 'node:child_process';
 import http from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { expect } from 'vitest';
 import { ModelRepository, METADATA_FILE } from '../../artifacts/model-repository';
 import type { ServerOptionsInput } from '../../serving/config';
@@ -211,4 +213,48 @@ export function metricValue(text: string, name: string, labels: Record<string, s
     if (Object.entries(labels).every(([k, v]) => found[k] === v)) return Number(match[3]);
   }
   return undefined;
+}
+
+/**
+ * POSTs `count` copies of a JSON `body` to `urlPath` at once, from a process of its own (in the test's process the
+ * clients would wait for the server's event loop), and returns each answer's status and body.
+ */
+export async function burst(
+  port: number,
+  urlPath: string,
+  count: number,
+  body: string,
+): Promise<{ status: number; body: string }[]> {
+  // Every connection is open before any request is written, and then all are written in one loop: the requests
+  // reach the server together however slowly a loaded machine runs this process (sent one by one as they
+  // connected, they could trickle in slower than the model drains them, and no queue would build).
+  const script = `
+    import net from 'node:net';
+    const [port, urlPath, body] = [Number(process.argv[1]), process.argv[2], process.argv[4]];
+    const count = Number(process.argv[3]);
+    const request = 'POST ' + urlPath + ' HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n' +
+      'Content-Type: application/json\\r\\nConnection: close\\r\\n' +
+      'Content-Length: ' + Buffer.byteLength(body) + '\\r\\n\\r\\n' + body;
+    const sockets = await Promise.all(Array.from({ length: count }, () => new Promise((resolve, reject) => {
+      const socket = net.connect(port, '127.0.0.1', () => resolve(socket));
+      socket.on('error', reject);
+    })));
+    const answers = sockets.map((socket) => new Promise((resolve, reject) => {
+      const chunks = [];
+      socket.on('data', (c) => chunks.push(c));
+      socket.on('error', reject);
+      socket.on('close', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        const split = text.indexOf('\\r\\n\\r\\n');
+        resolve({ status: Number(text.split(' ')[1]), body: text.slice(split + 4) });
+      });
+    }));
+    for (const socket of sockets) socket.write(request);
+    console.log(JSON.stringify(await Promise.all(answers)));`;
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ['--input-type=module', '-e', script, String(port), urlPath, String(count), body],
+    { maxBuffer: 1 << 24 },
+  );
+  return JSON.parse(stdout) as { status: number; body: string }[];
 }
