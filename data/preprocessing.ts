@@ -66,7 +66,7 @@ export const TabularPreprocessingSchema = z.object({
 });
 export type TabularPreprocessing = z.infer<typeof TabularPreprocessingSchema>;
 
-/** Images: the server resizes nothing yet, it checks; the shape the model takes and the classes it names. */
+/** Images: the shape the model takes and the classes it names; the server decodes and resizes PNG/JPEG files to it. */
 export const ImagePreprocessingSchema = z.object({
   kind: z.literal('image'),
   formatVersion: z.literal(1),
