@@ -1,6 +1,4 @@
 import path from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { METADATA_FILE, ModelRepository } from '../artifacts/model-repository';
@@ -30,7 +28,7 @@ import { tabularInputs } from '../pipelines/project';
 import { createServable } from '../serving/loader';
 import type { ModelServer } from '../serving/server';
 import type { DenseTensor } from '../serving/tensors';
-import { maxDiff, removeDir, request, startServer, tempDir, until } from './serving/helpers';
+import { maxDiff, removeDir, request, startServer, tempDir, until, predictionServiceClient } from './serving/helpers';
 
 /**
  * A project's own architecture with several inputs: penguins ingested from vega-datasets' JSON, a functional model
@@ -39,8 +37,6 @@ import { maxDiff, removeDir, request, startServer, tempDir, until } from './serv
  * preprocessing.json into a temp model repository and asked raw records over REST and gRPC on a real server (whose
  * servable runs it as one graph too): the same answers as in process.
  */
-
-const PROTOS = ['../serving/protos', '../engine/protos'].map((dir) => path.resolve(import.meta.dirname, dir));
 
 const embedded = penguinsEmbedded;
 
@@ -326,19 +322,7 @@ describe('serving the published model', () => {
     const batch = records()
       .filter((r) => preprocessing.columns.every((c) => r[c.name] !== null))
       .slice(0, 4);
-    const definition = protoLoader.loadSync(['tensorflow_serving/apis/prediction_service.proto'], {
-      includeDirs: PROTOS,
-      keepCase: true,
-      longs: String,
-      enums: String,
-      defaults: true,
-      oneofs: true,
-    });
-    const pkg = grpc.loadPackageDefinition(definition) as any;
-    const client = new pkg.tensorflow.serving.PredictionService(
-      `127.0.0.1:${server.grpcPort}`,
-      grpc.credentials.createInsecure(),
-    );
+    const client = predictionServiceClient(server.grpcPort!);
     const strings = (name: string) => ({
       dtype: 'DT_STRING',
       tensor_shape: { dim: [{ size: String(batch.length) }] },

@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
 import http from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -257,4 +259,22 @@ export async function burst(
     { maxBuffer: 1 << 24 },
   );
   return JSON.parse(stdout) as { status: number; body: string }[];
+}
+
+const SERVING_PROTOS = ['../../serving/protos', '../../engine/protos'].map((dir) =>
+  path.resolve(import.meta.dirname, dir),
+);
+
+/** A TF Serving PredictionService client, as TF Serving's own clients build it, for the server's gRPC port. */
+export function predictionServiceClient(grpcPort: number): grpc.Client & Record<string, any> {
+  const definition = protoLoader.loadSync(['tensorflow_serving/apis/prediction_service.proto'], {
+    includeDirs: SERVING_PROTOS,
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
+  const pkg = grpc.loadPackageDefinition(definition) as any;
+  return new pkg.tensorflow.serving.PredictionService(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure());
 }

@@ -1,6 +1,4 @@
-import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeImageBytes } from '../../data/image-decode';
@@ -21,6 +19,7 @@ import {
   request,
   startServer,
   tempDir,
+  predictionServiceClient,
 } from './helpers';
 
 /**
@@ -32,7 +31,6 @@ import {
 
 const CLASSES = ['t-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'ankle-boot'];
 const ROWS = 6;
-const PROTOS = ['../../serving/protos', '../../engine/protos'].map((dir) => path.resolve(import.meta.dirname, dir));
 const LIMITS = { imageMaxBytes: 4096, imageMaxRequestBytes: 8192, imageMaxPixels: 100_000 };
 const MAX_ROWS = 16;
 
@@ -115,19 +113,7 @@ beforeAll(async () => {
     ...LIMITS,
   });
   port = server.restPort!;
-  const definition = protoLoader.loadSync('tensorflow_serving/apis/prediction_service.proto', {
-    includeDirs: PROTOS,
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-  });
-  const pkg = grpc.loadPackageDefinition(definition) as any;
-  prediction = new pkg.tensorflow.serving.PredictionService(
-    `127.0.0.1:${server.grpcPort}`,
-    grpc.credentials.createInsecure(),
-  );
+  prediction = predictionServiceClient(server.grpcPort!);
 }, 60_000);
 
 afterAll(async () => {

@@ -1,7 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { preprocessingOf } from '../../activities/publish';
 import { METADATA_FILE, ModelRepository } from '../../artifacts/model-repository';
@@ -17,7 +16,7 @@ import { deserializeModel, serializeModel, type ModelFiles } from '../../engine/
 import { ServingClient } from '../../serving/client';
 import { recordInputsOf, recordsFromInstances, tensorNameOf, tensorNamesOf } from '../../serving/records';
 import type { ModelServer } from '../../serving/server';
-import { maxDiff, removeDir, request, startServer, tempDir, until } from './helpers';
+import { maxDiff, removeDir, request, startServer, tempDir, until, predictionServiceClient } from './helpers';
 
 /**
  * Raw records in, classes out: a small penguins classifier trained here on vega-datasets' data,
@@ -29,7 +28,6 @@ type Penguin = Record<string, string | number | null>;
 
 const NUMERIC = ['Beak Length (mm)', 'Beak Depth (mm)', 'Flipper Length (mm)', 'Body Mass (g)'];
 const SPECIES = ['Adelie', 'Chinstrap', 'Gentoo'];
-const PROTOS = ['../../serving/protos', '../../engine/protos'].map((dir) => path.resolve(import.meta.dirname, dir));
 
 let penguins: Penguin[];
 let preprocessing: TabularPreprocessing;
@@ -158,19 +156,7 @@ beforeAll(async () => {
   });
   server = await startServer(base, { grpcPort: 0 });
   client = new ServingClient({ url: `http://127.0.0.1:${server.restPort}` });
-  const definition = protoLoader.loadSync(['tensorflow_serving/apis/prediction_service.proto'], {
-    includeDirs: PROTOS,
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-  });
-  const pkg = grpc.loadPackageDefinition(definition) as any;
-  prediction = new pkg.tensorflow.serving.PredictionService(
-    `127.0.0.1:${server.grpcPort}`,
-    grpc.credentials.createInsecure(),
-  );
+  prediction = predictionServiceClient(server.grpcPort!);
 }, 120_000);
 
 afterAll(async () => {

@@ -2,12 +2,11 @@ import { execFileSync } from 'node:child_process';
 import { cp, readFile, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../../engine/backend';
 import { loadServingProtos } from '../../serving/grpc/protos';
 import type { ModelServer } from '../../serving/server';
-import { maxDiff, removeDir, request, startServer, tempDir, until } from './helpers';
+import { maxDiff, removeDir, request, startServer, tempDir, until, predictionServiceClient } from './helpers';
 
 /**
  * SavedModels written by Python TensorFlow (test/fixtures/saved-models/make_saved_models.py) served
@@ -19,7 +18,6 @@ import { maxDiff, removeDir, request, startServer, tempDir, until } from './help
  */
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const PROTOS = ['serving/protos', 'engine/protos'].map((dir) => path.join(ROOT, dir));
 const TOKEN = 'saved-model-admin-token-0123456789';
 const AUTH = { authorization: `Bearer ${TOKEN}` };
 
@@ -134,19 +132,7 @@ beforeAll(async () => {
   await writeFile(path.join(base, 'bad_warmup/1/assets.extra/tf_serving_warmup_requests'), random.subarray(0, 64));
   server = await startServer(base, { grpcPort: 0, adminToken: TOKEN });
   port = server.restPort!;
-  const definition = protoLoader.loadSync(['tensorflow_serving/apis/prediction_service.proto'], {
-    includeDirs: PROTOS,
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-  });
-  const pkg = grpc.loadPackageDefinition(definition) as any;
-  prediction = new pkg.tensorflow.serving.PredictionService(
-    `127.0.0.1:${server.grpcPort}`,
-    grpc.credentials.createInsecure(),
-  );
+  prediction = predictionServiceClient(server.grpcPort!);
   for (const model of MODELS)
     await until(async () => (await status(model))?.model_version_status?.[0]?.state === 'AVAILABLE', 60_000, model);
 }, 180_000);
