@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { describeIssues } from '../../validation/issues';
 import { invalidArgument } from '../errors';
+import { dimsOf, TensorShapeSchema } from './tensor-proto';
 import { imagesFromStrings, type EncodedImage, type ImageInputs, type ImageLimits } from '../images';
 
 /**
@@ -12,14 +13,7 @@ import { imagesFromStrings, type EncodedImage, type ImageInputs, type ImageLimit
 const ImageTensorSchema = z
   .object({
     dtype: z.string(),
-    tensor_shape: z
-      .object({
-        dim: z.array(z.object({ size: z.union([z.string(), z.number()]).transform(Number) }).loose()),
-        unknown_rank: z.boolean().optional(),
-      })
-      .loose()
-      .nullable()
-      .optional(),
+    tensor_shape: TensorShapeSchema,
     string_val: z.array(z.instanceof(Uint8Array)).optional(),
   })
   .loose();
@@ -40,7 +34,7 @@ export function imagesFromTensors(
   const parsed = ImageTensorSchema.safeParse(raw);
   if (!parsed.success) throw invalidArgument(`${where}: not a TensorProto: ${describeIssues(parsed.error.issues)}`);
   const proto = parsed.data;
-  const dims = proto.tensor_shape && !proto.tensor_shape.unknown_rank ? proto.tensor_shape.dim.map((d) => d.size) : [];
+  const dims = dimsOf(proto.tensor_shape);
   const rows = dims[0];
   if (rows === undefined || dims.length > 2 || (dims.length === 2 && dims[1] !== 1) || !Number.isInteger(rows))
     throw invalidArgument(`${where}: shape [${dims.join(', ')}]; images are [N] or [N, 1], one encoded image each`);

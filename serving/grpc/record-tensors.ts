@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { describeIssues } from '../../validation/issues';
 import { invalidArgument } from '../errors';
+import { dimsOf, TensorShapeSchema } from './tensor-proto';
 import {
   columnIndex,
   encodeRecords,
@@ -22,14 +23,7 @@ import { fromBytes } from '../tensors';
 const RecordTensorSchema = z
   .object({
     dtype: z.string(),
-    tensor_shape: z
-      .object({
-        dim: z.array(z.object({ size: z.union([z.string(), z.number()]).transform(Number) }).loose()),
-        unknown_rank: z.boolean().optional(),
-      })
-      .loose()
-      .nullable()
-      .optional(),
+    tensor_shape: TensorShapeSchema,
     tensor_content: z.instanceof(Uint8Array).optional(),
     float_val: z.array(z.number()).optional(),
     double_val: z.array(z.number()).optional(),
@@ -47,7 +41,7 @@ function columnValues(raw: unknown, maxRows: number, where: string): unknown[] {
   const parsed = RecordTensorSchema.safeParse(raw);
   if (!parsed.success) throw invalidArgument(`${where}: not a TensorProto: ${describeIssues(parsed.error.issues)}`);
   const proto = parsed.data;
-  const dims = proto.tensor_shape && !proto.tensor_shape.unknown_rank ? proto.tensor_shape.dim.map((d) => d.size) : [];
+  const dims = dimsOf(proto.tensor_shape);
   const rows = dims[0];
   if (
     rows === undefined ||

@@ -14,14 +14,22 @@ const DimSchema = z
   .object({ size: z.union([z.string(), z.number()]).transform(Number), name: z.string().optional() })
   .loose();
 
+/** A TensorProto's `tensor_shape`, as every reader of one (dense tensors, records, images) checks it. */
+export const TensorShapeSchema = z
+  .object({ dim: z.array(DimSchema), unknown_rank: z.boolean().optional() })
+  .loose()
+  .nullable()
+  .optional();
+
+/** The dims of a checked `tensor_shape`: none for an absent shape or an unknown rank. */
+export function dimsOf(shape: z.output<typeof TensorShapeSchema>): number[] {
+  return shape && !shape.unknown_rank ? shape.dim.map((d) => d.size) : [];
+}
+
 export const TensorProtoSchema = z
   .object({
     dtype: z.string(),
-    tensor_shape: z
-      .object({ dim: z.array(DimSchema), unknown_rank: z.boolean().optional() })
-      .loose()
-      .nullable()
-      .optional(),
+    tensor_shape: TensorShapeSchema,
     tensor_content: z.instanceof(Uint8Array).optional(),
     float_val: z.array(z.number()).optional(),
     int_val: z.array(z.number()).optional(),
