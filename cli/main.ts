@@ -304,8 +304,28 @@ program
     "where admin changes are kept across restarts (default: this server's own file under " +
       'GANTRY_HOME/serving-state/, keyed by its model base path or config file and its ports)',
   )
-  .option('--request-timeout-ms <ms>', 'longest a request may take', '30000')
+  .option(
+    '--request-timeout-ms <ms>',
+    'longest a request may take (receiving it over REST, waiting for the model)',
+    '30000',
+  )
   .option('--body-limit-mb <mb>', 'largest request body', '16')
+  .option(
+    '--headers-timeout-ms <ms>',
+    'REST: a request line and headers slower than this get 408 (slow-loris)',
+    '10000',
+  )
+  .option('--keep-alive-timeout-ms <ms>', 'REST: an idle keep-alive connection is closed after this', '72000')
+  .option('--socket-idle-timeout-ms <ms>', 'REST: a connection silent both ways this long is dropped', '120000')
+  .option(
+    '--grpc-call-timeout-ms <ms>',
+    "gRPC: the server's deadline per call, client deadline or not (default: --request-timeout-ms)",
+  )
+  .option(
+    '--grpc-channel-arguments <list>',
+    'gRPC connection limits as TF Serving takes them, e.g. grpc.max_concurrent_streams=100,' +
+      'grpc.max_connection_age_ms=1800000 (README: "Connection limits")',
+  )
   .option('--no-warmup', 'skip the warm-up request before a version turns AVAILABLE')
   .option('--log-level <level>', 'silent, error, warn, info or debug', 'info')
   .action(action(serveCommand));

@@ -83,6 +83,53 @@ export const BatchingSchema = z
   .strict();
 export type BatchingOptions = z.infer<typeof BatchingSchema>;
 
+/**
+ * The gRPC door's connection limits, under gRPC's own channel-argument names (TF Serving's
+ * --grpc_channel_arguments takes the same). Defaults are gRPC core's server defaults where it has
+ * finite ones (keepalive, ping policy) and Envoy's edge-proxy advice where gRPC's is unlimited
+ * (100 streams per connection, a 1 h idle timeout); a connection lives 30 min (±10 %) before a
+ * GOAWAY sends its client to a fresh one (A9's MAX_CONNECTION_AGE, so an L4 balancer spreads load).
+ */
+const ms = (max: number) => z.number().int().min(1).max(max);
+export const GrpcLimitsSchema = z
+  .object({
+    /** Calls in flight on one connection; the client queues the rest on its side. */
+    'grpc.max_concurrent_streams': z.number().int().min(1).max(1_000_000).default(100),
+    /** The server pings a connection silent this long, and drops it when the ack takes over the timeout. */
+    'grpc.keepalive_time_ms': ms(2 ** 31 - 1).default(2 * 3600_000),
+    'grpc.keepalive_timeout_ms': ms(3_600_000).default(20_000),
+    /** A client ping sooner than this after the last one is a strike; past max_ping_strikes: GOAWAY too_many_pings. */
+    'grpc.http2.min_recv_ping_interval_without_data_ms': z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 31 - 1)
+      .default(300_000),
+    'grpc.http2.max_ping_strikes': z.number().int().min(0).max(1000).default(2),
+    /** A connection without a call this long is closed (GOAWAY). */
+    'grpc.max_connection_idle_ms': ms(2 ** 31 - 1).default(3600_000),
+    /** A connection this old gets a GOAWAY; its calls in flight have the grace to finish, then it is closed. */
+    'grpc.max_connection_age_ms': ms(2 ** 31 - 1).default(30 * 60_000),
+    'grpc.max_connection_age_grace_ms': ms(2 ** 31 - 1).default(60_000),
+  })
+  .strict();
+export type GrpcLimits = z.output<typeof GrpcLimitsSchema>;
+
+/**
+ * TF Serving's --grpc_channel_arguments form, `name=value,name=value` (numbers only), as an object GrpcLimitsSchema
+ * then checks (an unknown name is refused there, naming it).
+ */
+export function parseGrpcChannelArguments(text: string): Record<string, number> {
+  const limits: Record<string, number> = {};
+  for (const pair of text.split(',').filter((p) => p.trim())) {
+    const [name, value, extra] = pair.split('=').map((p) => p.trim());
+    if (!name || value === undefined || extra !== undefined || !/^\d+$/.test(value))
+      throw new Error(`"${pair}": expected name=value with a whole number (e.g. grpc.max_concurrent_streams=100)`);
+    limits[name] = Number(value);
+  }
+  return limits;
+}
+
 export const ServerOptionsSchema = z
   .object({
     /** Serve every model folder under this path (each `<model>/<version>/`). */
@@ -121,7 +168,24 @@ export const ServerOptionsSchema = z
       .min(1024)
       .max(1 << 30)
       .default(16 * 1024 * 1024),
+    /** Longest a request may take: receiving its whole body over REST, and waiting for the model (both doors). */
     requestTimeoutMs: z.number().int().min(1).max(3_600_000).default(30_000),
+    /**
+     * REST connection bounds (Node's http server; slow-loris): the request line and headers must arrive within
+     * headersTimeoutMs (Envoy's edge advice, 10 s; at most requestTimeoutMs), an idle keep-alive connection is
+     * closed after keepAliveTimeoutMs (fastify's default) and a socket with no traffic either way after
+     * socketIdleTimeoutMs (at least requestTimeoutMs, so a request waiting for the model is not cut).
+     */
+    headersTimeoutMs: z.number().int().min(1).max(3_600_000).default(10_000),
+    keepAliveTimeoutMs: z.number().int().min(1).max(3_600_000).default(72_000),
+    socketIdleTimeoutMs: z.number().int().min(1).max(3_600_000).default(120_000),
+    /**
+     * A gRPC call's server-side deadline from its first frame (default requestTimeoutMs): a call still open then
+     * ends with DEADLINE_EXCEEDED and frees its stream, whether or not the client set a deadline or finished
+     * sending.
+     */
+    grpcCallTimeoutMs: z.number().int().min(1).max(3_600_000).optional(),
+    grpcLimits: GrpcLimitsSchema.default(GrpcLimitsSchema.parse({})),
     /** Image versions (serving/images.ts): encoded bytes of one image, of all a request's images, pixels per image. */
     imageMaxBytes: z
       .number()

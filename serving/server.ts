@@ -7,6 +7,7 @@ import { Admin } from './admin';
 import { parseServerOptions, readModelConfigFile, type ServerOptions, type ServerOptionsInput } from './config';
 import { FeedbackStore } from './feedback';
 import { FeedbackAuth } from './feedback-auth';
+import { guardGrpcServer } from './grpc/limits';
 import { bindGrpc, createGrpcServer } from './grpc/server';
 import { Inference } from './inference';
 import type { Servable, LoadOptions } from './loader';
@@ -154,6 +155,9 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
     backend,
     bodyLimitBytes: options.bodyLimitBytes,
     requestTimeoutMs: options.requestTimeoutMs,
+    headersTimeoutMs: options.headersTimeoutMs,
+    keepAliveTimeoutMs: options.keepAliveTimeoutMs,
+    socketIdleTimeoutMs: options.socketIdleTimeoutMs,
     stickyHeader: options.stickyHeader,
     logLevel: options.logLevel,
     ready,
@@ -185,8 +189,10 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
         admin,
         bodyLimitBytes: options.bodyLimitBytes,
         stickyHeader: options.stickyHeader,
+        limits: options.grpcLimits,
       });
       grpcPort = await bindGrpc(grpcServer, options.host, options.grpcPort, tls);
+      guardGrpcServer(grpcServer, options.grpcLimits, options.grpcCallTimeoutMs ?? options.requestTimeoutMs);
     }
     log.info(`backend ${backend.name} (engine "${backend.engineBackend}", tfjs ${backend.tfjsVersion})`);
     for (const note of state.notes) log.warn(note);

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { gantryHome } from '../../control/home';
 import { parseFeedbackTokens, type FeedbackToken } from '../../serving/feedback-auth';
+import { parseGrpcChannelArguments } from '../../serving/config';
 import { startModelServer } from '../../serving/server';
 import { badFlags, UsageError } from '../errors';
 
@@ -36,6 +37,11 @@ const FlagsSchema = z.object({
   feedbackMemoryMb: z.coerce.number().min(0.0625).max(65536),
   stateFile: z.string().min(1).optional(),
   requestTimeoutMs: z.coerce.number().int().min(1),
+  headersTimeoutMs: z.coerce.number().int().min(1),
+  keepAliveTimeoutMs: z.coerce.number().int().min(1),
+  socketIdleTimeoutMs: z.coerce.number().int().min(1),
+  grpcCallTimeoutMs: z.coerce.number().int().min(1).optional(),
+  grpcChannelArguments: z.string().optional(),
   bodyLimitMb: z.coerce.number().min(0.001).max(1024),
   warmup: z.boolean(),
   logLevel: z.enum(['silent', 'error', 'warn', 'info', 'debug']),
@@ -63,6 +69,11 @@ export interface ServeFlags {
   feedbackMemoryMb: string;
   stateFile?: string;
   requestTimeoutMs: string;
+  headersTimeoutMs: string;
+  keepAliveTimeoutMs: string;
+  socketIdleTimeoutMs: string;
+  grpcCallTimeoutMs?: string;
+  grpcChannelArguments?: string;
   bodyLimitMb: string;
   warmup: boolean;
   logLevel: string;
@@ -109,6 +120,12 @@ export async function serveCommand(raw: ServeFlags): Promise<void> {
     throw new UsageError(
       '--allow-anonymous-feedback: not with feedback tokens (they exist to refuse anonymous feedback)',
     );
+  let grpcLimits: Record<string, number> | undefined;
+  try {
+    grpcLimits = flags.grpcChannelArguments ? parseGrpcChannelArguments(flags.grpcChannelArguments) : undefined;
+  } catch (error) {
+    throw new UsageError(`--grpc-channel-arguments: ${(error as Error).message}`);
+  }
   const modelBasePath = flags.modelBasePath ?? (flags.modelConfigFile ? undefined : home.modelRepositoryDir);
   const stateFile =
     flags.stateFile ??
@@ -144,6 +161,11 @@ export async function serveCommand(raw: ServeFlags): Promise<void> {
       feedbackMemoryBytes: Math.round(flags.feedbackMemoryMb * 1024 * 1024),
       stateFile,
       requestTimeoutMs: flags.requestTimeoutMs,
+      headersTimeoutMs: flags.headersTimeoutMs,
+      keepAliveTimeoutMs: flags.keepAliveTimeoutMs,
+      socketIdleTimeoutMs: flags.socketIdleTimeoutMs,
+      grpcCallTimeoutMs: flags.grpcCallTimeoutMs,
+      grpcLimits,
       bodyLimitBytes: Math.round(flags.bodyLimitMb * 1024 * 1024),
       warmup: flags.warmup,
       logLevel: flags.logLevel,

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { z } from 'zod';
 import type { Admin } from '../admin';
-import { ModelServerConfigSchema } from '../config';
+import { GrpcLimitsSchema, ModelServerConfigSchema, type GrpcLimits } from '../config';
 import { metadataTarget, signatureDefMap, statusMessage, versionStatus } from '../describe';
 import { describeIssues } from '../../validation/issues';
 import { asServingError, clientMessage, grpcStatusOf, invalidArgument, ServingError } from '../errors';
@@ -18,6 +18,7 @@ import { loadServingProtos, SIGNATURE_DEF_MAP_TYPE_URL } from './protos';
 import { readPredictRequest, WirePredictRequest, wireInputs, writePredictResponse } from './predict-wire';
 import { imagesFromTensors } from './image-tensors';
 import { recordOutputTensors, recordsFromTensors } from './record-tensors';
+import { grpcServerOptions } from './limits';
 import { prescanPredictRequest, RefusedRequest, requestLimits } from './prescan';
 import { decodePredictInputs, encodeTensorProto } from './tensor-proto';
 import { REQUEST_ID_HEADER, VERSION_HEADER } from '../rest/headers';
@@ -37,6 +38,8 @@ export interface GrpcDeps {
   admin: Admin;
   bodyLimitBytes: number;
   stickyHeader: string;
+  /** Connection limits (serving/grpc/limits.ts); gRPC's defaults where absent (tests that build the door alone). */
+  limits?: GrpcLimits;
 }
 
 const ModelSpecSchema = z
@@ -273,7 +276,7 @@ function checkOutputFilter(filter: readonly string[] | undefined, names: readonl
 export function createGrpcServer(deps: GrpcDeps): grpc.Server {
   const { inference, manager, router, admin } = deps;
   const protos = loadServingProtos();
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': deps.bodyLimitBytes });
+  const server = new grpc.Server(grpcServerOptions(deps.limits ?? GrpcLimitsSchema.parse({}), deps.bodyLimitBytes));
 
   const context = (call: grpc.ServerUnaryCall<unknown, unknown>, api: Api): CallContext => ({
     api,

@@ -36,6 +36,10 @@ export interface RestDeps {
   backend: BackendReport;
   bodyLimitBytes: number;
   requestTimeoutMs: number;
+  /** Slow-loris bounds (serving/config.ts says each); absent: 10 s, 72 s, 120 s. */
+  headersTimeoutMs?: number;
+  keepAliveTimeoutMs?: number;
+  socketIdleTimeoutMs?: number;
   stickyHeader: string;
   logLevel: string;
   ready(): { ready: boolean; reasons: string[] };
@@ -51,15 +55,27 @@ function sendError(reply: FastifyReply, error: ServingError): FastifyReply {
 
 export async function createRestServer(deps: RestDeps): Promise<FastifyInstance> {
   const { inference, manager, router, state, admin, feedback, metrics } = deps;
+  // Node checks the request and headers timeouts of its connections on a timer (every 30 s by default); checked
+  // four times per headers timeout, a slow client is cut soon after its timeout, not up to 30 s late.
+  const headersTimeout = Math.min(deps.headersTimeoutMs ?? 10_000, deps.requestTimeoutMs);
+  const timeouts = {
+    headersTimeout,
+    requestTimeout: deps.requestTimeoutMs,
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))),
+  };
   // fastify types an https instance apart; the routes are the same, so it is used as the http one.
   const app = (Fastify as (options: object) => FastifyInstance)({
-    ...(deps.https ? { https: deps.https } : {}),
+    // http.createServer / https.createServer take the timeouts beside the TLS options.
+    ...(deps.https ? { https: { ...deps.https, ...timeouts } } : { http: timeouts }),
     logger: deps.logLevel === 'silent' ? false : { level: deps.logLevel },
     // A line per request would cost more than the request; metrics count them instead.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: deps.bodyLimitBytes,
     // Receiving the whole request may take at most the request timeout (slow-loris bound).
     requestTimeout: deps.requestTimeoutMs,
+    keepAliveTimeout: deps.keepAliveTimeoutMs ?? 72_000,
+    // A socket silent both ways (a client that stopped reading its answer, or sending) is destroyed.
+    connectionTimeout: Math.max(deps.socketIdleTimeoutMs ?? 120_000, deps.requestTimeoutMs),
     forceCloseConnections: true,
     return503OnClosing: true,
   });

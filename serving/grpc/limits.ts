@@ -1,0 +1,89 @@
+import http2 from 'node:http2';
+import type * as grpc from '@grpc/grpc-js';
+import type { GrpcLimits } from '../config';
+
+/**
+ * The gRPC door's connection limits. grpc-js enforces streams per connection, keepalive, idle and
+ * maximum age itself (grpcServerOptions). Two things gRPC core does and grpc-js does not are added
+ * on each listener's HTTP/2 sessions (guardGrpcServer): the ping policy (a client pinging more
+ * often than allowed gets GOAWAY ENHANCE_YOUR_CALM "too_many_pings", as gRPC core answers) and a
+ * server-side deadline per call, counted from the call's first frame, so a call whose client never
+ * finishes sending (or set no deadline) still ends and frees its stream.
+ */
+
+export function grpcServerOptions(limits: GrpcLimits, maxReceiveBytes: number): grpc.ServerOptions {
+  return {
+    'grpc.max_receive_message_length': maxReceiveBytes,
+    'grpc.max_concurrent_streams': limits['grpc.max_concurrent_streams'],
+    'grpc.keepalive_time_ms': limits['grpc.keepalive_time_ms'],
+    'grpc.keepalive_timeout_ms': limits['grpc.keepalive_timeout_ms'],
+    'grpc.max_connection_idle_ms': limits['grpc.max_connection_idle_ms'],
+    'grpc.max_connection_age_ms': limits['grpc.max_connection_age_ms'],
+    'grpc.max_connection_age_grace_ms': limits['grpc.max_connection_age_grace_ms'],
+  };
+}
+
+const DEADLINE_EXCEEDED = 4;
+const TOO_MANY_PINGS = Buffer.from('too_many_pings');
+
+/**
+ * Adds the ping policy and the call deadline to every listener `server` has bound (call after bindAsync).
+ * grpc-js keeps its listeners in a private map: when an upgrade renames it this throws at startup rather
+ * than serving without the limits (test/serving/limits.test.ts shows both working).
+ */
+export function guardGrpcServer(server: grpc.Server, limits: GrpcLimits, callTimeoutMs: number): void {
+  const listeners = (server as unknown as { http2Servers?: unknown }).http2Servers;
+  if (!(listeners instanceof Map) || listeners.size === 0)
+    throw new Error('gRPC limits: this @grpc/grpc-js keeps no http2Servers map; the ping policy cannot be applied');
+  for (const listener of listeners.keys() as Iterable<http2.Http2Server>) {
+    listener.on('session', (session: http2.ServerHttp2Session) => pingPolicy(session, limits));
+    listener.on('stream', (stream: http2.ServerHttp2Stream) => callDeadline(stream, callTimeoutMs));
+  }
+}
+
+/**
+ * gRPC core's policy: a ping that comes sooner than the minimum interval after the previous one is a
+ * strike, a call started clears them (it is what the pings keep alive), and one strike past the maximum
+ * closes the connection.
+ */
+function pingPolicy(session: http2.ServerHttp2Session, limits: GrpcLimits): void {
+  const interval = limits['grpc.http2.min_recv_ping_interval_without_data_ms'];
+  const maxStrikes = limits['grpc.http2.max_ping_strikes'];
+  let last = Number.NEGATIVE_INFINITY;
+  let strikes = 0;
+  session.on('stream', () => {
+    strikes = 0;
+  });
+  session.on('ping', () => {
+    const now = performance.now();
+    if (now - last < interval && ++strikes > maxStrikes && !session.closed) {
+      session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, 0, TOO_MANY_PINGS);
+      session.close();
+      // Calls in flight have a moment to finish; a client that keeps pinging does not hold the socket open.
+      setTimeout(() => session.destroy(), 1000).unref();
+    }
+    last = now;
+  });
+}
+
+function callDeadline(stream: http2.ServerHttp2Stream, timeoutMs: number): void {
+  const timer = setTimeout(() => {
+    if (stream.closed || stream.destroyed) return;
+    // Headers already out means the answer is being written; it is cut (CANCEL) rather than given a status.
+    const answered = !stream.headersSent;
+    if (answered)
+      stream.respond(
+        {
+          ':status': 200,
+          'content-type': 'application/grpc+proto',
+          'grpc-status': String(DEADLINE_EXCEEDED),
+          'grpc-message': encodeURIComponent(`the server's deadline of ${timeoutMs} ms per call passed`),
+        },
+        { endStream: true },
+      );
+    // RST_STREAM frees the stream's slot even while the client has not finished sending (NO_ERROR once the
+    // status went out, as HTTP/2 allows a server that needs no more of the request).
+    stream.close(answered ? http2.constants.NGHTTP2_NO_ERROR : http2.constants.NGHTTP2_CANCEL);
+  }, timeoutMs);
+  stream.once('close', () => clearTimeout(timer));
+}
