@@ -5,6 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GrpcLimitsSchema, parseGrpcChannelArguments } from '../../serving/config';
 import type { Servable } from '../../serving/loader';
 import type { ModelServer } from '../../serving/server';
 import { predictionServiceClient, removeDir, request, startServer, tempDir } from './helpers';
@@ -251,4 +252,20 @@ describe('gRPC limits', () => {
       relay.close();
     }
   }, 15_000);
+});
+
+describe('--grpc-channel-arguments', () => {
+  it("reads TF Serving's name=value list; a name the server does not know is refused, naming it", () => {
+    const limits = GrpcLimitsSchema.parse(
+      parseGrpcChannelArguments('grpc.max_concurrent_streams=10, grpc.max_connection_age_ms=60000'),
+    );
+    expect(limits['grpc.max_concurrent_streams']).toBe(10);
+    expect(limits['grpc.max_connection_age_ms']).toBe(60000);
+    expect(limits['grpc.keepalive_timeout_ms']).toBe(20_000);
+    expect(() => parseGrpcChannelArguments('grpc.max_concurrent_streams')).toThrow(/name=value/);
+    expect(() => parseGrpcChannelArguments('grpc.keepalive_time_ms=-1')).toThrow(/whole number/);
+    const unknown = GrpcLimitsSchema.safeParse(parseGrpcChannelArguments('grpc.bogus=1'));
+    expect(unknown.success).toBe(false);
+    expect(JSON.stringify(unknown.error?.issues)).toContain('grpc.bogus');
+  });
 });
