@@ -10,6 +10,7 @@ import type { VersionManager } from '../manager';
 import type { Api } from '../metrics';
 import { decodeImages } from '../images';
 import { recordOutputNames } from '../records';
+import { checkLabel, checkModelName, quoted } from '../names';
 import type { Router } from '../router';
 import { examplesTensor, exampleOutputs, type FeatureMessage, MAX_FEATURES, messageFeature } from '../examples';
 import { CLASSIFY_METHOD, REGRESS_METHOD, rowSize, type Signature, takesExamples } from '../signature';
@@ -113,26 +114,29 @@ type PredictRequest = z.infer<typeof PredictRequestSchema>;
 /** The fast path's target, or undefined where targetOf would refuse it (the general path then says why). */
 function wireTarget(wire: WirePredictRequest): Target | undefined {
   if (!wire.name) return undefined;
-  const target: Target = { model: wire.name, signatureName: wire.signatureName || undefined };
+  // Checked before any lookup or metric label, with REST's rule (serving/names.ts).
+  const model = checkModelName(wire.name, 'model_spec.name');
+  const target: Target = { model, signatureName: wire.signatureName || undefined };
   if (wire.version !== undefined) {
     if (!Number.isSafeInteger(wire.version) || wire.version < 1) return undefined;
     target.version = wire.version;
   } else if (wire.versionLabel) {
-    target.label = wire.versionLabel;
+    target.label = checkLabel(wire.versionLabel, 'model_spec.version_label');
   }
   return target;
 }
 
 function targetOf(spec: z.infer<typeof ModelSpecSchema> | null): Target {
   if (!spec || !spec.name) throw invalidArgument('model_spec.name: required');
-  const target: Target = { model: spec.name, signatureName: spec.signature_name || undefined };
+  const model = checkModelName(spec.name, 'model_spec.name');
+  const target: Target = { model, signatureName: spec.signature_name || undefined };
   if (spec.version_choice === 'version' && spec.version) {
     const version = Number(spec.version.value);
     if (!Number.isSafeInteger(version) || version < 1)
-      throw invalidArgument(`model_spec.version: ${spec.version.value} is not a positive version`);
+      throw invalidArgument(`model_spec.version: ${quoted(String(spec.version.value))} is not a positive version`);
     target.version = version;
   } else if (spec.version_choice === 'version_label' && spec.version_label) {
-    target.label = spec.version_label;
+    target.label = checkLabel(spec.version_label, 'model_spec.version_label');
   }
   return target;
 }
