@@ -28,7 +28,8 @@ import { REQUEST_ID_HEADER, VERSION_HEADER } from '../rest/headers';
  * (Predict, Classify, Regress, GetModelMetadata) and ModelService (GetModelStatus,
  * HandleReloadConfigRequest). Like the REST door it only translates; errors carry the canonical
  * status code. HandleReloadConfigRequest changes what is served, so it needs the admin token
- * in the `authorization` metadata, as the REST admin API does.
+ * in the `authorization` metadata, as the REST admin API does, and while the admin plane listens
+ * apart it is served there only (createAdminGrpcServer), not on the public port.
  */
 
 export interface GrpcDeps {
@@ -38,6 +39,8 @@ export interface GrpcDeps {
   admin: Admin;
   bodyLimitBytes: number;
   stickyHeader: string;
+  /** Whether this port serves HandleReloadConfigRequest: not while the admin plane listens apart (default true). */
+  servesAdmin?: boolean;
 }
 
 const ModelSpecSchema = z
@@ -275,7 +278,7 @@ function checkOutputFilter(filter: readonly string[] | undefined, names: readonl
 }
 
 export function createGrpcServer(deps: GrpcDeps): grpc.Server {
-  const { inference, manager, router, admin } = deps;
+  const { inference, manager, router } = deps;
   const protos = loadServingProtos();
   const server = new grpc.Server({ 'grpc.max_receive_message_length': deps.bodyLimitBytes });
 
@@ -506,7 +509,31 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
     }),
   });
 
-  server.addService(protos.modelService, {
+  server.addService(protos.modelService, modelService(deps, deps.servesAdmin ?? true));
+  return server;
+}
+
+/**
+ * The admin plane's gRPC listener (`adminGrpcPort`, on the admin address): ModelService only, so a TF Serving
+ * client's HandleReloadConfigRequest keeps working against an address the public cannot reach; predict calls are
+ * UNIMPLEMENTED there.
+ */
+export function createAdminGrpcServer(deps: Pick<GrpcDeps, 'manager' | 'router' | 'admin' | 'bodyLimitBytes'>) {
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': deps.bodyLimitBytes });
+  server.addService(loadServingProtos().modelService, modelService(deps, true));
+  return server;
+}
+
+/**
+ * ModelService's handlers. With `reload` false (the public port while the admin plane listens apart)
+ * HandleReloadConfigRequest is UNIMPLEMENTED, as an admin path is a 404 on the public REST port: the method is not
+ * there, whatever the credentials, and the message says where it is.
+ */
+function modelService(
+  { manager, router, admin }: Pick<GrpcDeps, 'manager' | 'router' | 'admin'>,
+  reload: boolean,
+): grpc.UntypedServiceImplementation {
+  return {
     GetModelStatus: unary(async (call) => {
       const request = parse(SpecOnlySchema, call.request);
       const target = targetOf(request.model_spec);
@@ -514,6 +541,12 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
     }),
 
     HandleReloadConfigRequest: unary(async (call) => {
+      if (!reload)
+        throw new ServingError(
+          'UNIMPLEMENTED',
+          'HandleReloadConfigRequest is not served on the public port: call it on the admin address ' +
+            '(gantry serve --admin-grpc-port), or change models with the admin REST API (/v1/admin/models/NAME)',
+        );
       admin.authorize(metadataValue(call, 'authorization'));
       const request = call.request as { config?: { model_config_list?: { config?: unknown[] } | null } | null };
       const list = request.config?.model_config_list;
@@ -525,8 +558,7 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
       await admin.reloadConfig(parsed.data);
       return { response: { status: { error_code: 'OK', error_message: '' } } };
     }),
-  });
-  return server;
+  };
 }
 
 /** A decoded ModelConfig message as the JSON config schema reads it (oneof markers and empty defaults dropped). */
@@ -543,15 +575,18 @@ function fromProtoModelConfig(raw: unknown): unknown {
   };
 }
 
-/** Binds `host:port`; with `tls` (PEM certificate chain and key) the port speaks TLS only. */
+/**
+ * Binds `host:port`; with `tls` (PEM certificate chain and key) the port speaks TLS only, and with `tls.ca` too
+ * only to clients presenting a certificate that CA signed (mutual TLS, as the admin REST port).
+ */
 export function bindGrpc(
   server: grpc.Server,
   host: string,
   port: number,
-  tls?: { cert: Buffer; key: Buffer },
+  tls?: { cert: Buffer; key: Buffer; ca?: Buffer },
 ): Promise<number> {
   const credentials = tls
-    ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false)
+    ? grpc.ServerCredentials.createSsl(tls.ca ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], !!tls.ca)
     : grpc.ServerCredentials.createInsecure();
   return new Promise((resolve, reject) => {
     server.bindAsync(`${host}:${port}`, credentials, (error, bound) => (error ? reject(error) : resolve(bound)));
