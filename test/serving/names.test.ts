@@ -105,7 +105,7 @@ async function series(): Promise<{ text: string; labelled: string[] }> {
 
 const requests = (text: string, labels: Record<string, string>) => metricValue(text, METRIC.requests, labels) ?? 0;
 
-/** gRPC Predict's error for a request, as { code, details }. */
+/** The error a gRPC call fails with (code, details); a call that succeeds fails the test. */
 async function grpcError(method: string, body: object, client = prediction): Promise<grpc.ServiceError> {
   try {
     await grpcCall(client, method, body);
@@ -116,7 +116,7 @@ async function grpcError(method: string, body: object, client = prediction): Pro
 }
 
 describe('unknown names and the metrics', () => {
-  it('500 unknown models, versions, labels and signatures per protocol add no series; _unknown counts them', async () => {
+  it('unknown models, versions, labels and signatures (500 each, REST and gRPC) add no series', async () => {
     const restPredict = (urlPath: string, body: object = { instances: [1] }) =>
       request(server.restPort!, 'POST', urlPath, body);
     const kinds = {
@@ -265,7 +265,7 @@ describe('HandleReloadConfigRequest with the admin plane apart', () => {
   });
 
   it('is UNIMPLEMENTED on the public gRPC port, even with the admin token', async () => {
-    const error = await grpcError('HandleReloadConfigRequest', config(), models).catch((e) => e);
+    const error = await grpcError('HandleReloadConfigRequest', config(), models);
     expect(error.code).toBe(grpc.status.UNIMPLEMENTED);
     expect(error.details).toMatch(/admin address/);
     const withToken = await new Promise<grpc.ServiceError | null>((resolve) =>
