@@ -2,7 +2,7 @@ import { LABEL_PATTERN, MODEL_NAME_PATTERN } from './config';
 import { invalidArgument } from './errors';
 
 /**
- * The rules a client-supplied model name, version or label must pass before anything looks it up or
+ * The rules a client-supplied model name or version label must pass before anything looks it up or
  * labels a metric with it: one function each, called by REST (rest/paths.ts) and gRPC (grpc/server.ts)
  * alike, so the two doors refuse the same names with the same INVALID_ARGUMENT. A well-formed name that is
  * not served is the router's NOT_FOUND, as in TF Serving.

@@ -114,7 +114,10 @@ function parse<T extends z.ZodType>(schema: T, value: unknown): z.output<T> {
 
 type PredictRequest = z.infer<typeof PredictRequestSchema>;
 
-/** The fast path's target, or undefined where targetOf would refuse it (the general path then says why). */
+/**
+ * The fast path's target, or undefined where targetOf would refuse it (the general path then says why); a malformed
+ * model name or label is refused here already, before any lookup.
+ */
 function wireTarget(wire: WirePredictRequest): Target | undefined {
   if (!wire.name) return undefined;
   // Checked before any lookup or metric label, with REST's rule (serving/names.ts).
