@@ -274,6 +274,11 @@ program
     '8502',
   )
   .option('--admin-address <host>', 'address the admin API listens on (keep it private)', '127.0.0.1')
+  .option(
+    '--admin-grpc-port <port>',
+    'gRPC port on --admin-address for TF Serving\'s HandleReloadConfigRequest (0 = any free port, "off")',
+    'off',
+  )
   .option('--tls-cert <file>', 'PEM certificate chain: REST, gRPC and the admin API speak TLS only (with --tls-key)')
   .option('--tls-key <file>', 'PEM private key of --tls-cert')
   .option('--tls-client-ca <file>', 'PEM CA: the admin API accepts only clients with a certificate it signed (mTLS)')

@@ -3,7 +3,6 @@ import { z } from 'zod';
 import {
   LabelSchema,
   ModelConfigSchema,
-  ModelNameSchema,
   VersionNumberSchema,
   VersionPolicySchema,
   type ModelConfig,
@@ -12,6 +11,7 @@ import {
 import { describeIssues } from '../validation/issues';
 import { invalidArgument, ServingError } from './errors';
 import type { VersionManager } from './manager';
+import { checkModelName, labelledVersion } from './names';
 import type { RepositorySource } from './source';
 import type { ServingState, Traffic } from './state';
 import { TrafficSchema } from './state';
@@ -39,12 +39,8 @@ export function parseBody<T extends z.ZodType>(schema: T, body: unknown, what: s
   return parsed.data;
 }
 
-export function parseModelName(name: string): string {
-  const parsed = ModelNameSchema.safeParse(name);
-  if (!parsed.success)
-    throw invalidArgument(`model name ${JSON.stringify(name)}: ${describeIssues(parsed.error.issues)}`);
-  return parsed.data;
-}
+/** The admin API's model names pass the same rule as the public doors' (serving/names.ts). */
+export const parseModelName = (name: string): string => checkModelName(name);
 
 function digest(text: string): Buffer {
   return createHash('sha256').update(text).digest();
@@ -137,7 +133,7 @@ export class Admin {
 
   async deleteLabel(name: string, label: string): Promise<void> {
     const config = await this.existing(name);
-    if (!(label in config.version_labels))
+    if (labelledVersion(config.version_labels, label) === undefined)
       throw new ServingError('NOT_FOUND', `model "${name}" has no version label "${label}"`);
     const { [label]: _, ...rest } = config.version_labels;
     await this.deps.state.putModel({ ...config, version_labels: rest });
@@ -150,7 +146,7 @@ export class Admin {
     const available = this.deps.manager.availableVersions(name);
     const targets = [...(traffic.split ?? []), ...(traffic.shadow ? [traffic.shadow] : [])];
     for (const target of targets) {
-      const version = 'version' in target ? target.version : config.version_labels[target.label];
+      const version = 'version' in target ? target.version : labelledVersion(config.version_labels, target.label);
       const what = 'version' in target ? `version ${target.version}` : `label "${target.label}"`;
       if (version === undefined) throw new ServingError('FAILED_PRECONDITION', `model "${name}" has no ${what}`);
       if (!available.includes(version))

@@ -151,6 +151,12 @@ export const ServerOptionsSchema = z
       .nullable()
       .default('same'),
     adminHost: z.string().min(1).default('127.0.0.1'),
+    /**
+     * A gRPC listener on `adminHost` for TF Serving's ModelService (HandleReloadConfigRequest, GetModelStatus):
+     * where TF Serving clients reload the config while the public gRPC port refuses it (adminPort not 'same').
+     * 0 = a free port; null = none.
+     */
+    adminGrpcPort: z.number().int().min(0).max(65535).nullable().default(null),
     /** PEM files: with cert and key, REST, gRPC and the admin port speak TLS only. */
     tlsCertFile: z.string().min(1).optional(),
     tlsKeyFile: z.string().min(1).optional(),

@@ -6,7 +6,9 @@ import type { OtherSignature, Servable } from './loader';
 import type { Logger } from './log';
 import type { VersionManager } from './manager';
 import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from './images';
+import { UNKNOWN_LABEL } from './metric-names';
 import type { Api, Protocol, Route, ServingMetrics } from './metrics';
+import { labelledVersion } from './names';
 import type { Router, VersionChoice } from './router';
 import type { Signature } from './signature';
 import { argmaxRows, type DenseTensor } from './tensors';
@@ -87,7 +89,7 @@ export class Inference {
   ): Promise<Answer> {
     const started = performance.now();
     const { metrics } = this.deps;
-    let version = '';
+    let version: string | undefined;
     try {
       const handle = this.acquire(target, context.clientKey);
       version = String(handle.version);
@@ -160,26 +162,47 @@ export class Inference {
       return { model: target.model, version: handle.version, requestId, clientRequestId, signature, outputs };
     } catch (error) {
       const failure = asServingError(error);
-      this.count(target.model, version, context, failure, routeOf(target));
+      this.count(target, context, failure, version);
       throw failure;
     }
   }
 
   /** Counts the out-of-vocabulary values of a records request (column names come from the preprocessing). */
   countOutOfVocabulary(model: string, counts: ReadonlyMap<string, number>): void {
-    for (const [column, n] of counts) this.deps.metrics.outOfVocabulary.inc({ model, column }, n);
+    for (const [column, n] of counts)
+      this.deps.metrics.outOfVocabulary.inc({ model: this.modelLabel(model), column }, n);
   }
 
-  /** Counts a request that failed outside run() (a body the door could not even read). */
-  count(model: string, version: string, context: CallContext, error: ServingError, route: Route = 'routed'): void {
+  /**
+   * Counts a failed request: in run(), or outside it (a status or metadata call). `version` is the version that
+   * was acquired, if one was; else the label is the version the request named when this server knows it, '' when
+   * it named none (the router had not picked one yet), and UNKNOWN_LABEL for a version or label it does not know.
+   */
+  count(target: Target, context: CallContext, error: ServingError, version?: string): void {
     this.deps.metrics.requests.inc({
-      model,
-      version,
+      // A version was acquired only for a model served here.
+      model: version !== undefined ? target.model : this.modelLabel(target.model),
+      version: version ?? this.namedVersionLabel(target),
       api: context.api,
       protocol: context.protocol,
       status: error.code,
-      route,
+      route: routeOf(target),
     });
+  }
+
+  /** A client-supplied model name as a metric label: itself when served here, else the one UNKNOWN_LABEL series. */
+  private modelLabel(model: string): string {
+    return this.deps.manager.hasModel(model) ? model : UNKNOWN_LABEL;
+  }
+
+  private namedVersionLabel(target: Target): string {
+    if (target.version === undefined && target.label === undefined) return '';
+    const { manager } = this.deps;
+    if (!manager.hasModel(target.model)) return UNKNOWN_LABEL;
+    const version = target.version ?? labelledVersion(manager.config(target.model)?.version_labels, target.label ?? '');
+    return version !== undefined && manager.status(target.model).some((s) => s.version === version)
+      ? String(version)
+      : UNKNOWN_LABEL;
   }
 
   /**

@@ -34,3 +34,10 @@ export const METRIC = {
   /** One of the default metrics: tells a restarted server from one whose counters only grew. */
   processStartTime: `${METRIC_PREFIX}process_start_time_seconds`,
 } as const;
+
+/**
+ * The `model` or `version` label of a request that named a model, version or label this server does not serve:
+ * one series for all of them, so a client cannot mint series (and the server's memory and every scrape's size)
+ * by inventing names. It cannot collide: model names start with a letter or digit, versions are numbers.
+ */
+export const UNKNOWN_LABEL = '_unknown';

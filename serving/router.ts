@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { ServingError } from './errors';
 import type { VersionManager } from './manager';
+import { labelledVersion } from './names';
 import type { ServingState, Shadow, TrafficTarget } from './state';
 
 /**
@@ -37,14 +38,14 @@ export class Router {
 
   /** The version a label points at (a number even when that version is not loaded). */
   labelVersion(model: string, label: string): number {
-    const version = this.manager.config(model)?.version_labels[label];
+    const version = labelledVersion(this.manager.config(model)?.version_labels, label);
     if (version === undefined) throw new ServingError('NOT_FOUND', `model "${model}" has no version label "${label}"`);
     return version;
   }
 
   private resolveTarget(model: string, target: TrafficTarget | Shadow): number | undefined {
     if ('version' in target) return target.version;
-    return this.manager.config(model)?.version_labels[target.label];
+    return labelledVersion(this.manager.config(model)?.version_labels, target.label);
   }
 
   pick(model: string, choice: VersionChoice, clientKey: string | undefined): { version: number; reason: RouteReason } {

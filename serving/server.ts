@@ -8,7 +8,7 @@ import { parseServerOptions, readModelConfigFile, type ServerOptions, type Serve
 import { FeedbackStore } from './feedback';
 import { FeedbackAuth } from './feedback-auth';
 import { guardGrpcServer } from './grpc/limits';
-import { bindGrpc, createGrpcServer } from './grpc/server';
+import { bindGrpc, createAdminGrpcServer, createGrpcServer } from './grpc/server';
 import { Inference } from './inference';
 import type { Servable, LoadOptions } from './loader';
 import { silentLogger, type Logger } from './log';
@@ -30,6 +30,8 @@ export interface ModelServer {
   grpcPort: number | null;
   /** Where the admin REST API answers: its own port, the REST port (adminPort 'same'), or null. */
   adminPort: number | null;
+  /** The admin plane's gRPC port (ModelService, on adminHost), or null. */
+  adminGrpcPort: number | null;
   adminHost: string;
   /** REST, gRPC and admin speak TLS (tlsCertFile/tlsKeyFile). */
   tls: boolean;
@@ -132,6 +134,8 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
   let adminRest: FastifyInstance | undefined;
   let adminPort: number | null = null;
   let grpcServer: grpc.Server | undefined;
+  let adminGrpc: grpc.Server | undefined;
+  let adminGrpcPort: number | null = null;
   let restPort: number | null = null;
   let grpcPort: number | null = null;
   const tls =
@@ -190,9 +194,27 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
         bodyLimitBytes: options.bodyLimitBytes,
         stickyHeader: options.stickyHeader,
         limits: options.grpcLimits,
+        // Admin apart (or off): the public port does not reload the config, as its REST twin has no admin route.
+        servesAdmin: options.adminPort === 'same',
       });
       grpcPort = await bindGrpc(grpcServer, options.host, options.grpcPort, tls);
       guardGrpcServer(grpcServer, options.grpcLimits, options.grpcCallTimeoutMs ?? options.requestTimeoutMs);
+    }
+    if (options.adminGrpcPort !== null) {
+      adminGrpc = createAdminGrpcServer({
+        manager,
+        router,
+        admin,
+        bodyLimitBytes: options.bodyLimitBytes,
+        limits: options.grpcLimits,
+      });
+      adminGrpcPort = await bindGrpc(
+        adminGrpc,
+        options.adminHost,
+        options.adminGrpcPort,
+        tls && clientCa ? { ...tls, ca: clientCa } : tls,
+      );
+      guardGrpcServer(adminGrpc, options.grpcLimits, options.grpcCallTimeoutMs ?? options.requestTimeoutMs);
     }
     log.info(`backend ${backend.name} (engine "${backend.engineBackend}", tfjs ${backend.tfjsVersion})`);
     for (const note of state.notes) log.warn(note);
@@ -204,6 +226,7 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
     await rest?.close();
     await adminRest?.close();
     grpcServer?.forceShutdown();
+    adminGrpc?.forceShutdown();
     await manager.close();
     await state.close();
     throw error;
@@ -213,6 +236,7 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
     restPort,
     grpcPort,
     adminPort,
+    adminGrpcPort,
     adminHost: options.adminPort === 'same' ? options.host : options.adminHost,
     tls: tls !== undefined,
     backend,
@@ -224,15 +248,18 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
       await Promise.all([
         rest?.close(),
         adminRest?.close(),
-        new Promise<void>((resolve) => {
-          if (!grpcServer) return resolve();
-          grpcServer.tryShutdown(() => resolve());
-          // In-flight calls get a moment; then the door closes regardless.
-          setTimeout(() => {
-            grpcServer!.forceShutdown();
-            resolve();
-          }, 2000).unref();
-        }),
+        ...[grpcServer, adminGrpc].map(
+          (door) =>
+            new Promise<void>((resolve) => {
+              if (!door) return resolve();
+              door.tryShutdown(() => resolve());
+              // In-flight calls get a moment; then the door closes regardless.
+              setTimeout(() => {
+                door.forceShutdown();
+                resolve();
+              }, 2000).unref();
+            }),
+        ),
       ]);
       await manager.close();
       // Last: the state file is this server's until here.

@@ -23,6 +23,7 @@ const FlagsSchema = z.object({
   grpcPort: z.union([z.literal('off'), port]),
   adminPort: z.union([z.literal('off'), z.literal('same'), port]),
   adminAddress: z.string().min(1),
+  adminGrpcPort: z.union([z.literal('off'), port]).default('off'),
   tlsCert: z.string().min(1).optional(),
   tlsKey: z.string().min(1).optional(),
   tlsClientCa: z.string().min(1).optional(),
@@ -55,6 +56,7 @@ export interface ServeFlags {
   grpcPort: string;
   adminPort: string;
   adminAddress: string;
+  adminGrpcPort?: string;
   tlsCert?: string;
   tlsKey?: string;
   tlsClientCa?: string;
@@ -145,6 +147,7 @@ export async function serveCommand(raw: ServeFlags): Promise<void> {
       grpcPort: flags.grpcPort === 'off' ? null : flags.grpcPort,
       adminPort: flags.adminPort === 'off' ? null : flags.adminPort,
       adminHost: flags.adminAddress,
+      adminGrpcPort: flags.adminGrpcPort === 'off' ? null : flags.adminGrpcPort,
       tlsCertFile: flags.tlsCert,
       tlsKeyFile: flags.tlsKey,
       tlsClientCaFile: flags.tlsClientCa,
@@ -179,6 +182,7 @@ export async function serveCommand(raw: ServeFlags): Promise<void> {
     server.restPort !== null ? `REST ${scheme}://${flags.host}:${server.restPort}` : undefined,
     server.grpcPort !== null ? `gRPC ${flags.host}:${server.grpcPort}` : undefined,
     server.adminPort !== null ? `admin ${scheme}://${server.adminHost}:${server.adminPort}` : undefined,
+    server.adminGrpcPort !== null ? `admin gRPC ${server.adminHost}:${server.adminGrpcPort}` : undefined,
   ].filter(Boolean);
   console.log(
     `gantry serve: ${where.join(', ')} — backend ${server.backend.name}; models from ` +

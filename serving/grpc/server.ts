@@ -10,6 +10,7 @@ import type { VersionManager } from '../manager';
 import type { Api } from '../metrics';
 import { decodeImages } from '../images';
 import { recordOutputNames } from '../records';
+import { checkLabel, checkModelName, quoted } from '../names';
 import type { Router } from '../router';
 import { examplesTensor, exampleOutputs, type FeatureMessage, MAX_FEATURES, messageFeature } from '../examples';
 import { CLASSIFY_METHOD, REGRESS_METHOD, rowSize, type Signature, takesExamples } from '../signature';
@@ -28,7 +29,8 @@ import { REQUEST_ID_HEADER, VERSION_HEADER } from '../rest/headers';
  * (Predict, Classify, Regress, GetModelMetadata) and ModelService (GetModelStatus,
  * HandleReloadConfigRequest). Like the REST door it only translates; errors carry the canonical
  * status code. HandleReloadConfigRequest changes what is served, so it needs the admin token
- * in the `authorization` metadata, as the REST admin API does.
+ * in the `authorization` metadata, as the REST admin API does, and while the admin plane listens
+ * apart it is served there only (createAdminGrpcServer), not on the public port.
  */
 
 export interface GrpcDeps {
@@ -40,6 +42,8 @@ export interface GrpcDeps {
   stickyHeader: string;
   /** Connection limits (serving/grpc/limits.ts); gRPC's defaults where absent (tests that build the door alone). */
   limits?: GrpcLimits;
+  /** Whether this port serves HandleReloadConfigRequest: not while the admin plane listens apart (default true). */
+  servesAdmin?: boolean;
 }
 
 const ModelSpecSchema = z
@@ -113,29 +117,35 @@ function parse<T extends z.ZodType>(schema: T, value: unknown): z.output<T> {
 
 type PredictRequest = z.infer<typeof PredictRequestSchema>;
 
-/** The fast path's target, or undefined where targetOf would refuse it (the general path then says why). */
+/**
+ * The fast path's target, or undefined where targetOf would refuse it (the general path then says why); a malformed
+ * model name or label is refused here already, before any lookup.
+ */
 function wireTarget(wire: WirePredictRequest): Target | undefined {
   if (!wire.name) return undefined;
-  const target: Target = { model: wire.name, signatureName: wire.signatureName || undefined };
+  // Checked before any lookup or metric label, with REST's rule (serving/names.ts).
+  const model = checkModelName(wire.name, 'model_spec.name');
+  const target: Target = { model, signatureName: wire.signatureName || undefined };
   if (wire.version !== undefined) {
     if (!Number.isSafeInteger(wire.version) || wire.version < 1) return undefined;
     target.version = wire.version;
   } else if (wire.versionLabel) {
-    target.label = wire.versionLabel;
+    target.label = checkLabel(wire.versionLabel, 'model_spec.version_label');
   }
   return target;
 }
 
 function targetOf(spec: z.infer<typeof ModelSpecSchema> | null): Target {
   if (!spec || !spec.name) throw invalidArgument('model_spec.name: required');
-  const target: Target = { model: spec.name, signatureName: spec.signature_name || undefined };
+  const model = checkModelName(spec.name, 'model_spec.name');
+  const target: Target = { model, signatureName: spec.signature_name || undefined };
   if (spec.version_choice === 'version' && spec.version) {
     const version = Number(spec.version.value);
     if (!Number.isSafeInteger(version) || version < 1)
-      throw invalidArgument(`model_spec.version: ${spec.version.value} is not a positive version`);
+      throw invalidArgument(`model_spec.version: ${quoted(String(spec.version.value))} is not a positive version`);
     target.version = version;
   } else if (spec.version_choice === 'version_label' && spec.version_label) {
-    target.label = spec.version_label;
+    target.label = checkLabel(spec.version_label, 'model_spec.version_label');
   }
   return target;
 }
@@ -274,7 +284,7 @@ function checkOutputFilter(filter: readonly string[] | undefined, names: readonl
 }
 
 export function createGrpcServer(deps: GrpcDeps): grpc.Server {
-  const { inference, manager, router, admin } = deps;
+  const { inference, manager, router } = deps;
   const protos = loadServingProtos();
   const server = new grpc.Server(grpcServerOptions(deps.limits ?? GrpcLimitsSchema.parse({}), deps.bodyLimitBytes));
 
@@ -505,7 +515,33 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
     }),
   });
 
-  server.addService(protos.modelService, {
+  server.addService(protos.modelService, modelService(deps, deps.servesAdmin ?? true));
+  return server;
+}
+
+/**
+ * The admin plane's gRPC listener (`adminGrpcPort`, on the admin address): ModelService only, so a TF Serving
+ * client's HandleReloadConfigRequest keeps working against an address the public cannot reach; predict calls are
+ * UNIMPLEMENTED there.
+ */
+export function createAdminGrpcServer(
+  deps: Pick<GrpcDeps, 'manager' | 'router' | 'admin' | 'bodyLimitBytes' | 'limits'>,
+) {
+  const server = new grpc.Server(grpcServerOptions(deps.limits ?? GrpcLimitsSchema.parse({}), deps.bodyLimitBytes));
+  server.addService(loadServingProtos().modelService, modelService(deps, true));
+  return server;
+}
+
+/**
+ * ModelService's handlers. With `reload` false (the public port while the admin plane listens apart)
+ * HandleReloadConfigRequest is UNIMPLEMENTED, as an admin path is a 404 on the public REST port: the method is not
+ * there, whatever the credentials, and the message says where it is.
+ */
+function modelService(
+  { manager, router, admin }: Pick<GrpcDeps, 'manager' | 'router' | 'admin'>,
+  reload: boolean,
+): grpc.UntypedServiceImplementation {
+  return {
     GetModelStatus: unary(async (call) => {
       const request = parse(SpecOnlySchema, call.request);
       const target = targetOf(request.model_spec);
@@ -513,6 +549,12 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
     }),
 
     HandleReloadConfigRequest: unary(async (call) => {
+      if (!reload)
+        throw new ServingError(
+          'UNIMPLEMENTED',
+          'HandleReloadConfigRequest is not served on the public port: call it on the admin address ' +
+            '(gantry serve --admin-grpc-port), or change models with the admin REST API (/v1/admin/models/NAME)',
+        );
       admin.authorize(metadataValue(call, 'authorization'));
       const request = call.request as { config?: { model_config_list?: { config?: unknown[] } | null } | null };
       const list = request.config?.model_config_list;
@@ -524,8 +566,7 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
       await admin.reloadConfig(parsed.data);
       return { response: { status: { error_code: 'OK', error_message: '' } } };
     }),
-  });
-  return server;
+  };
 }
 
 /** A decoded ModelConfig message as the JSON config schema reads it (oneof markers and empty defaults dropped). */
@@ -542,15 +583,18 @@ function fromProtoModelConfig(raw: unknown): unknown {
   };
 }
 
-/** Binds `host:port`; with `tls` (PEM certificate chain and key) the port speaks TLS only. */
+/**
+ * Binds `host:port`; with `tls` (PEM certificate chain and key) the port speaks TLS only, and with `tls.ca` too
+ * only to clients presenting a certificate that CA signed (mutual TLS, as the admin REST port).
+ */
 export function bindGrpc(
   server: grpc.Server,
   host: string,
   port: number,
-  tls?: { cert: Buffer; key: Buffer },
+  tls?: { cert: Buffer; key: Buffer; ca?: Buffer },
 ): Promise<number> {
   const credentials = tls
-    ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false)
+    ? grpc.ServerCredentials.createSsl(tls.ca ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], !!tls.ca)
     : grpc.ServerCredentials.createInsecure();
   return new Promise((resolve, reject) => {
     server.bindAsync(`${host}:${port}`, credentials, (error, bound) => (error ? reject(error) : resolve(bound)));

@@ -1,5 +1,5 @@
-import { LABEL_PATTERN, MODEL_NAME_PATTERN } from '../config';
 import { invalidArgument, ServingError } from '../errors';
+import { checkLabel, checkModelName, quoted } from '../names';
 import type { VersionChoice } from '../router';
 
 /**
@@ -24,20 +24,13 @@ export function parseModelPath(rest: string): ModelPath {
         `NAME[/versions/N|/labels/L][:predict|:classify|:regress|:feedback|/metadata]`,
     );
   const [, model = '', version, label, verb, metadata] = match;
-  if (!MODEL_NAME_PATTERN.test(model))
-    throw invalidArgument(
-      `model name ${JSON.stringify(model)} is not valid: 1-128 of [A-Za-z0-9_.-], not starting with "."`,
-    );
-  const out: ModelPath = { model, metadata: metadata !== undefined };
+  const out: ModelPath = { model: checkModelName(model), metadata: metadata !== undefined };
   if (version !== undefined) {
     if (!/^\d{1,15}$/.test(version) || Number(version) < 1)
-      throw invalidArgument(`version ${JSON.stringify(version)} is not a positive integer`);
+      throw invalidArgument(`version ${quoted(version)} is not a positive integer`);
     out.version = Number(version);
   }
-  if (label !== undefined) {
-    if (!LABEL_PATTERN.test(label)) throw invalidArgument(`label ${JSON.stringify(label)} is not valid: [a-zA-Z0-9_]+`);
-    out.label = label;
-  }
+  if (label !== undefined) out.label = checkLabel(label);
   if (verb !== undefined) {
     if (!VERBS.has(verb))
       throw new ServingError(

@@ -54,7 +54,7 @@ export const statusRoutes: FastifyPluginAsync<StatusRoutesOptions> = async (app,
       }
       return statusMessage(versionStatus(manager, router, path.model, path));
     } catch (error) {
-      inference.count(path.model, '', context, asServingError(error));
+      inference.count(path, context, asServingError(error));
       throw error;
     }
   });

@@ -163,7 +163,8 @@ describe('gRPC PredictionService', () => {
     expect(await predictCode({}, { input: tensor(2, one, 'float_val') })).toBe(INVALID_ARGUMENT);
     expect(await predictCode({}, { wrong: tensor(1, one, 'float_val') })).toBe(INVALID_ARGUMENT);
     expect(await predictCode({ signature_name: 'other' }, {})).toBe(INVALID_ARGUMENT);
-    expect(await codes('Predict', { model_spec: { name: '../etc' }, inputs: {} })).toBe(grpc.status.NOT_FOUND);
+    // A name REST's rule refuses (serving/names.ts) is INVALID_ARGUMENT before any lookup, as over REST.
+    expect(await codes('Predict', { model_spec: { name: '../etc' }, inputs: {} })).toBe(INVALID_ARGUMENT);
     const ok = await call(prediction, 'Predict', {
       model_spec: { name: 'fashion' },
       inputs: { input: tensor(1, pixels.subarray(0, PIXELS), 'tensor_content') },

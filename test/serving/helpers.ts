@@ -265,16 +265,35 @@ const SERVING_PROTOS = ['../../serving/protos', '../../engine/protos'].map((dir)
   path.resolve(import.meta.dirname, dir),
 );
 
+/** TF Serving's gRPC services as TF Serving's own clients load them (keepCase, int64 as strings, enums by name). */
+function servingPackage(): any {
+  const definition = protoLoader.loadSync(
+    ['tensorflow_serving/apis/prediction_service.proto', 'tensorflow_serving/apis/model_service.proto'],
+    { includeDirs: SERVING_PROTOS, keepCase: true, longs: String, enums: String, defaults: true, oneofs: true },
+  );
+  return (grpc.loadPackageDefinition(definition) as any).tensorflow.serving;
+}
+
 /** A TF Serving PredictionService client, as TF Serving's own clients build it, for the server's gRPC port. */
 export function predictionServiceClient(grpcPort: number): grpc.Client & Record<string, any> {
-  const definition = protoLoader.loadSync(['tensorflow_serving/apis/prediction_service.proto'], {
-    includeDirs: SERVING_PROTOS,
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-  });
-  const pkg = grpc.loadPackageDefinition(definition) as any;
-  return new pkg.tensorflow.serving.PredictionService(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure());
+  return new (servingPackage().PredictionService)(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure());
+}
+
+/** A TF Serving ModelService client (GetModelStatus, HandleReloadConfigRequest) for a gRPC port. */
+export function modelServiceClient(grpcPort: number): grpc.Client & Record<string, any> {
+  return new (servingPackage().ModelService)(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure());
+}
+
+/** One unary call of a generated client: its response, or the gRPC error it failed with. */
+export function grpcCall(
+  client: grpc.Client & Record<string, any>,
+  method: string,
+  request: object,
+  metadata = new grpc.Metadata(),
+): Promise<any> {
+  return new Promise((resolve, reject) =>
+    client[method]!.call(client, request, metadata, (error: grpc.ServiceError | null, response: unknown) =>
+      error ? reject(error) : resolve(response),
+    ),
+  );
 }

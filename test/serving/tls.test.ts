@@ -80,6 +80,7 @@ beforeAll(async () => {
     adminToken: TOKEN,
     grpcPort: 0,
     adminPort: 0,
+    adminGrpcPort: 0,
     tlsCertFile: path.join(certs, 'server.pem'),
     tlsKeyFile: path.join(certs, 'server.key'),
     tlsClientCaFile: path.join(certs, 'ca.pem'),
@@ -137,7 +138,7 @@ describe('TLS', () => {
     );
   });
 
-  it('serves gRPC over TLS', async () => {
+  it('serves gRPC over TLS, the admin gRPC port over mutual TLS', async () => {
     const definition = protoLoader.loadSync(['tensorflow_serving/apis/model_service.proto'], {
       includeDirs: PROTOS,
       keepCase: true,
@@ -148,8 +149,7 @@ describe('TLS', () => {
     });
     // biome-ignore lint/suspicious/noExplicitAny: a client generated at run time from the protos.
     const pkg = grpc.loadPackageDefinition(definition) as any;
-    const address = `127.0.0.1:${server.grpcPort}`;
-    const status = (credentials: grpc.ChannelCredentials) =>
+    const status = (credentials: grpc.ChannelCredentials, address = `127.0.0.1:${server.grpcPort}`) =>
       new Promise<any>((resolve, reject) => {
         const client = new pkg.tensorflow.serving.ModelService(address, credentials);
         client.GetModelStatus(
@@ -164,5 +164,10 @@ describe('TLS', () => {
     const answer = await status(grpc.credentials.createSsl(ca));
     expect(answer.model_version_status[0].state).toBe('AVAILABLE');
     await expect(status(grpc.credentials.createInsecure())).rejects.toThrow(/UNAVAILABLE|14/);
+    // The admin plane's gRPC port wants a client certificate the CA signed, as the admin REST port does.
+    const admin = `127.0.0.1:${server.adminGrpcPort}`;
+    const mutual = await status(grpc.credentials.createSsl(ca, clientKey, clientCert), admin);
+    expect(mutual.model_version_status[0].state).toBe('AVAILABLE');
+    await expect(status(grpc.credentials.createSsl(ca), admin)).rejects.toThrow(/UNAVAILABLE|14/);
   });
 });
