@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../../engine/backend';
+import { jsonFeature, messageFeature } from '../../serving/examples';
 import { decodePredictInputs } from '../../serving/grpc/tensor-proto';
 import type { ModelServer } from '../../serving/server';
 import type { Signature } from '../../serving/signature';
@@ -119,6 +120,19 @@ function grpcFloatVal(value: number): Promise<{ code: number; details: string }>
   });
 }
 
+/** gRPC Classify with the image as one tf.Example's float_list. */
+function grpcClassify(value: number): Promise<{ code: number; details: string }> {
+  const client = predictionServiceClient(server.grpcPort!);
+  const example = { features: { feature: { input: { float_list: { value: Array.from(pixels(value)) } } } } };
+  const body = { model_spec: { name: 'fashion' }, input: { example_list: { examples: [example] } } };
+  return new Promise((resolve) => {
+    client.Classify(body, (error: grpc.ServiceError | null) => {
+      client.close();
+      resolve({ code: error?.code ?? 0, details: error?.details ?? '' });
+    });
+  });
+}
+
 async function rest(body: string | Buffer, contentType: string) {
   const answer = await request(server.restPort!, 'POST', '/v1/models/fashion:predict', body, {
     'content-type': contentType,
@@ -216,6 +230,15 @@ const PATHS: {
     send: (v) => grpcFloatVal(numberOf(v)),
     error: binaryError,
   },
+  {
+    name: 'gRPC Classify float_list (tf.Example)',
+    protocol: 'grpc',
+    send: (v) => grpcClassify(numberOf(v)),
+    error: (v) => {
+      const shown = Number.isNaN(numberOf(v)) ? 'NaN' : numberOf(v) > 0 ? 'Infinity' : '-Infinity';
+      return new RegExp(`float_list\\.value\\.${AT}.*received ${shown}`);
+    },
+  },
 ];
 
 describe('float32 range and NaN/±Infinity on every input path', () => {
@@ -264,6 +287,20 @@ describe('float32 range and NaN/±Infinity on every input path', () => {
   });
 });
 
+describe('tf.Example features (a SavedModel classify or regress signature)', () => {
+  it('a float_list value beyond float32 or not finite is refused naming the feature and the element', () => {
+    expect(() => jsonFeature([0.5, 1e39], 'examples[0].x')).toThrow(
+      /^examples\[0\]\.x\[1\]: 1e\+39 is outside the float32 range$/,
+    );
+    expect(() => jsonFeature(-1e39, 'context.y', 'float')).toThrow(/^context\.y: -1e\+39 is outside the float32/);
+    expect(() => messageFeature({ float_list: { value: [0.5, 2, Number.NaN] } }, 'examples[3].x')).toThrow(
+      /^examples\[3\]\.x\.float_list\.value\[2\]: NaN is not a finite number$/,
+    );
+    expect(jsonFeature([0.5, 3.4e38], 'examples[0].x')).toEqual({ kind: 'float', values: [0.5, 3.4e38] });
+    expect(jsonFeature([3, 4], 'examples[0].n')).toMatchObject({ kind: 'int64' });
+  });
+});
+
 /** This process's resident set or its peak since the last reset (bytes); Linux's /proc. */
 function rss(which: 'VmRSS' | 'VmHWM'): number {
   const line = readFileSync('/proc/self/status', 'utf8')
@@ -273,7 +310,7 @@ function rss(which: 'VmRSS' | 'VmHWM'): number {
 }
 
 describe("gRPC's dense fast reader does not skip the pre-scan", () => {
-  it('a request it reads but cannot answer is pre-scanned with the signature before proto-loader decodes it', async () => {
+  it('what it reads but cannot answer is pre-scanned with the signature before proto-loader decodes it', async () => {
     // Read by the fast reader (a dense DT_FLOAT tensor) but not the signature's shape: the pre-scan's error, which
     // names the batch limit (the general decoder's does not), shows the pre-scan ran.
     expect(await grpcRaw(predictRequest(field(4, Buffer.alloc(PIXELS * 2 * 4)), [1, 28, 28, 2]))).toEqual({
