@@ -59,9 +59,23 @@ export function jsonFeature(value: unknown, where: string, wants?: Feature['kind
       );
   });
   const numbers = list as number[];
-  if (wants === 'float') return { kind: 'float', values: numbers };
-  if (numbers.every(Number.isSafeInteger)) return { kind: 'int64', values: numbers.map((v) => BigInt(v)) };
-  return { kind: 'float', values: numbers };
+  if (wants !== 'float' && numbers.every(Number.isSafeInteger))
+    return { kind: 'int64', values: numbers.map((v) => BigInt(v)) };
+  return { kind: 'float', values: floatValues(numbers, (i) => `${where}${Array.isArray(value) ? `[${i}]` : ''}`) };
+}
+
+/**
+ * A float_list's values, each a finite float32: a JSON number beyond float32's range (1e39) is refused as TF
+ * Serving refuses it, and NaN or ±Infinity (a gRPC float_list can carry them) as every float input is (tensors.ts).
+ */
+function floatValues(values: number[], where: (i: number) => string): number[] {
+  values.forEach((v, i) => {
+    if (!Number.isFinite(Math.fround(v)))
+      throw invalidArgument(
+        `${where(i)}: ${v} ${Number.isFinite(v) ? 'is outside the float32 range' : 'is not a finite number'}`,
+      );
+  });
+  return values;
 }
 
 /** A JSON object of features (REST's example, merged over its context) as Features. */
@@ -100,7 +114,8 @@ export function messageFeature(feature: FeatureMessage, where: string): Feature 
         return v;
       }),
     };
-  if (feature.float_list) return { kind: 'float', values: feature.float_list.value };
+  if (feature.float_list)
+    return { kind: 'float', values: floatValues(feature.float_list.value, (i) => `${where}.float_list.value[${i}]`) };
   if (feature.int64_list)
     return {
       kind: 'int64',

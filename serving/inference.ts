@@ -11,7 +11,7 @@ import type { Api, Protocol, Route, ServingMetrics } from './metrics';
 import { labelledVersion } from './names';
 import type { Router, VersionChoice } from './router';
 import type { Signature } from './signature';
-import { argmaxRows, type DenseTensor } from './tensors';
+import { argmaxRows, checkFinite, type DenseTensor } from './tensors';
 
 /**
  * The one predict path behind both front doors: route → acquire the version's handle → decode
@@ -101,6 +101,8 @@ export class Inference {
         if (chosen.unsupported) throw new ServingError('UNIMPLEMENTED', chosen.unsupported);
         const decoded = decode(chosen);
         inputs = decoded instanceof Promise ? await decoded : decoded;
+        // Every door and encoding ends here: one check for NaN and ±Infinity in float inputs (tensors.ts).
+        checkFinite(inputs, chosen);
       } catch (error) {
         handle.release();
         throw error;

@@ -1,6 +1,7 @@
 import {
   RecordEncoder,
   RecordError,
+  slotsOf,
   splitEncoded,
   TENSOR_NAME,
   tabularInputsOf,
@@ -13,7 +14,7 @@ import {
 } from '../data/preprocessing';
 import { invalidArgument } from './errors';
 import type { Signature } from './signature';
-import type { DenseTensor } from './tensors';
+import { firstNonFinite, type DenseTensor } from './tensors';
 
 /**
  * Raw records in, the model's encoded input out: a version published with a tabular
@@ -188,6 +189,13 @@ export function encodeRecords(
       );
     }
     for (const column of outcome.outOfVocabulary) outOfVocabulary.set(column, (outOfVocabulary.get(column) ?? 0) + 1);
+    // A finite value far beyond the column's scale (1e39) normalizes past float32's range: refused, naming the column.
+    const slot = firstNonFinite(data.subarray(r * size, (r + 1) * size));
+    if (slot >= 0)
+      throw invalidArgument(
+        `${where(r)}: column ${JSON.stringify(columnAt(records.preprocessing.columns, slot))} encodes to ` +
+          `${data[r * size + slot]}, outside the float32 range`,
+      );
   }
   if (records.split) {
     const { layout, order } = records.split;
@@ -203,6 +211,16 @@ export function encodeRecords(
     return { inputs, rows, outOfVocabulary };
   }
   return { inputs: [{ dtype: 'float32', shape: [rows, size], data }], rows, outOfVocabulary };
+}
+
+/** The column whose encoded slots hold `slot`. */
+function columnAt(columns: readonly PreprocessingColumn[], slot: number): string {
+  let end = 0;
+  for (const column of columns) {
+    end += slotsOf(column);
+    if (slot < end) return column.name;
+  }
+  return '?';
 }
 
 function unknownColumns(keys: string[], records: RecordInputs, where: string): never {

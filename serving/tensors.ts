@@ -65,6 +65,54 @@ export function fromBytes(
   return dtype === 'int32' ? new Int32Array(copy.buffer) : new Float32Array(copy.buffer);
 }
 
+/**
+ * The index of the first NaN or ±Infinity in `data`, or -1. v × 0 is 0 for a finite v and NaN otherwise, so a sum
+ * of them, four at a time and without a branch, says whether to look for the index at all (twice as fast as a
+ * test per value): checking every request's float inputs costs about a microsecond per image.
+ */
+export function firstNonFinite(data: Float32Array): number {
+  const n = data.length;
+  let sum = 0;
+  let i = 0;
+  for (; i + 4 <= n; i += 4) sum += data[i]! * 0 + data[i + 1]! * 0 + (data[i + 2]! * 0 + data[i + 3]! * 0);
+  for (; i < n; i++) sum += data[i]! * 0;
+  if (sum === 0) return -1;
+  for (i = 0; i < n; i++) if (data[i]! * 0 !== 0) return i;
+  return -1;
+}
+
+/** A flat index as the nested index of `shape`: 813 in [2, 28, 28, 1] is [1][1][1][0]. */
+function nestedIndex(shape: readonly number[], flat: number): string {
+  const parts: number[] = [];
+  for (let d = shape.length - 1; d >= 0; d--) {
+    const size = Math.max(1, shape[d]!);
+    parts.unshift(flat % size);
+    flat = Math.floor(flat / size);
+  }
+  return parts.map((p) => `[${p}]`).join('');
+}
+
+/**
+ * Refuses NaN and ±Infinity in a request's float32 inputs, whatever door and encoding they came by (JSON cannot
+ * spell them, but tensor_content, float_val, raw and b64 bytes can), naming the input and the element. TF Serving
+ * passes them to the model; Gantry refuses them: a NaN row gives NaN scores, which JSON writes as null, whose
+ * arg-max counts as class 0 in the predicted-class metrics and the canary's feedback. (A records model reads NaN
+ * as a missing value before this, under its column's policy.)
+ */
+export function checkFinite(inputs: readonly DenseTensor[], signature: Signature): void {
+  for (let k = 0; k < inputs.length; k++) {
+    const tensor = inputs[k]!;
+    if (tensor.strings || tensor.dtype !== 'float32') continue;
+    const i = firstNonFinite(tensor.data as Float32Array);
+    if (i < 0) continue;
+    const key = signature.inputs[k]?.key ?? String(k);
+    throw invalidArgument(
+      `input "${key}"${nestedIndex(tensor.shape, i)}: ${tensor.data[i]} is not a finite number (float inputs ` +
+        'must be finite: NaN and ±Infinity are refused)',
+    );
+  }
+}
+
 function describe(value: unknown): string {
   if (Array.isArray(value)) return `an array of ${value.length}`;
   if (value === null) return 'null';

@@ -1,5 +1,6 @@
 import os from 'node:os';
 import type { Signature } from '../signature';
+import { MAX_DIMS } from './prescan';
 import type { DenseTensor } from '../tensors';
 
 /**
@@ -15,6 +16,12 @@ import type { DenseTensor } from '../tensors';
  * tensor that does not fit the signature — anything the general path might answer differently
  * — returns undefined, and the caller decodes the same bytes the general way (which also writes
  * the error messages). Field numbers are TF Serving's (serving/protos).
+ *
+ * It does not run the pre-scan (prescan.ts) first, and need not: what it keeps is bounded by itself (at most
+ * MAX_DIMS dims a tensor, MAX_WIRE_INPUTS inputs and output names; values as a view of tensor_content or one copy
+ * of a packed float_val, never an object per value), and it answers only tensors of exactly the signature's shape
+ * with 1…maxRows rows, which is what the pre-scan's signature limits allow. A request it read but cannot answer is
+ * pre-scanned before proto-loader decodes it (grpc/server.ts, rest/binary.ts; floats.test.ts shows both).
  */
 
 export interface WireTensor {
@@ -45,6 +52,9 @@ const LITTLE_ENDIAN = os.endianness() === 'LE';
 const DT_FLOAT = 1;
 const DT_INT32 = 3;
 const DTYPE_NUMBER = { float32: DT_FLOAT, int32: DT_INT32 } as const;
+
+/** The most inputs (and output_filter names) the fast path keeps; a request with more takes the general path. */
+const MAX_WIRE_INPUTS = 256;
 
 /** Thrown (and caught in readPredictRequest) to leave the fast path. */
 const BAIL = Symbol('bail');
@@ -126,6 +136,8 @@ function readTensor(r: Reader): WireTensor {
             else if (dimTag === ((2 << 3) | 2)) dim.bytes();
             else throw BAIL;
           }
+          // More dims than the pre-scan allows: its business (and so its error).
+          if (tensor.dims.length === MAX_DIMS) throw BAIL;
           tensor.dims.push(size);
         }
         break;
@@ -205,12 +217,14 @@ export function readPredictRequest(buf: Uint8Array): WirePredictRequest | undefi
             else if (entryTag === ((2 << 3) | 2)) tensor = readTensor(entry.sub());
             else throw BAIL;
           }
-          // A repeated key or a key without a value: the general path's business.
-          if (!tensor || request.inputs.has(key)) return undefined;
+          // A repeated key, a key without a value, or more inputs than any signature takes: the general path's
+          // business (its pre-scan refuses too many), so what this reader keeps stays bounded.
+          if (!tensor || request.inputs.has(key) || request.inputs.size === MAX_WIRE_INPUTS) return undefined;
           request.inputs.set(key, tensor);
           break;
         }
         case (3 << 3) | 2:
+          if (request.outputFilter.length === MAX_WIRE_INPUTS) return undefined;
           request.outputFilter.push(r.string());
           break;
         default:

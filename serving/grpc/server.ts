@@ -20,7 +20,7 @@ import { readPredictRequest, WirePredictRequest, wireInputs, writePredictRespons
 import { imagesFromTensors } from './image-tensors';
 import { recordOutputTensors, recordsFromTensors } from './record-tensors';
 import { grpcServerOptions } from './limits';
-import { prescanPredictRequest, RefusedRequest, requestLimits } from './prescan';
+import { prescanPredictRequest, RefusedRequest, requestLimits, signatureLimits } from './prescan';
 import { decodePredictInputs, encodeTensorProto } from './tensor-proto';
 import { REQUEST_ID_HEADER, VERSION_HEADER } from '../rest/headers';
 
@@ -361,6 +361,21 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
     outputs: Object.fromEntries(kept.map(({ key, tensor, tfDType }) => [key, encodeTensorProto(tensor, tfDType)])),
   });
 
+  /**
+   * A request the fast path read but cannot answer, decoded the general way: the pre-scan first, as for any other
+   * body (its reader only bounds what it keeps, not what proto-loader would build from the same bytes: a
+   * tensor_shape of a million dims, say). Given the signature, its limits are the signature's, as REST's (but
+   * records and images are named column tensors, not the signature's inputs).
+   */
+  const generalRequest = (bytes: Uint8Array, signature?: Signature): PredictRequest => {
+    const plain = signature && !signature.records && !signature.images;
+    prescanPredictRequest(
+      bytes,
+      plain ? signatureLimits(signature, inference.maxRows) : requestLimits(inference.maxRows),
+    );
+    return parse(PredictRequestSchema, protos.decodePredictRequest(Buffer.from(bytes)));
+  };
+
   // Predict reads the dense fast path's form where it can and answers with bytes it wrote itself;
   // the other methods (and any other request) keep proto-loader's codec.
   const predict = protos.predictionService.Predict!;
@@ -399,11 +414,7 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
             context(call, 'predict'),
             (signature) =>
               wireInputs(wire, signature, inference.maxRows) ??
-              predictInputs(
-                (general = parse(PredictRequestSchema, protos.decodePredictRequest(Buffer.from(wire.bytes)))),
-                signature,
-                state,
-              ),
+              predictInputs((general = generalRequest(wire.bytes, signature)), signature, state),
           );
           if (state.records)
             return {
@@ -416,7 +427,7 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
             predictResponse(answer, kept);
           return { response, metadata: answerMetadata(answer.version, answer.requestId) };
         }
-        raw = protos.decodePredictRequest(Buffer.from(wire.bytes));
+        raw = generalRequest(wire.bytes);
       }
       const request = parse(PredictRequestSchema, raw);
       const target = targetOf(request.model_spec);

@@ -132,11 +132,26 @@ function doubleValues(proto: TensorProtoIn, count: number, where: string): Float
           `(${count} values × 8 bytes)`,
       );
     const view = new DataView(content.buffer, content.byteOffset, content.byteLength);
-    return Float32Array.from({ length: count }, (_, i) => view.getFloat64(i * 8, true));
+    const doubles = Float64Array.from({ length: count }, (_, i) => view.getFloat64(i * 8, true));
+    return toFloat32(doubles, `${where}.tensor_content`);
   }
   const values = proto.double_val ?? [];
   if (values.length !== count) throw invalidArgument(`${where}.double_val: ${values.length} values (${count} needed)`);
-  return Float32Array.from(values);
+  return toFloat32(values, `${where}.double_val`);
+}
+
+/**
+ * DT_DOUBLE values as the float32 Gantry carries them in: a finite double beyond float32's range (1e39) would
+ * become Infinity, so it is refused, naming the element, as TF Serving refuses such a JSON number for a float.
+ */
+function toFloat32(values: ArrayLike<number>, where: string): Float32Array {
+  const out = Float32Array.from(values);
+  for (let i = 0; i < out.length; i++) {
+    const v = values[i]!;
+    if (Number.isFinite(v) && !Number.isFinite(out[i]!))
+      throw invalidArgument(`${where}[${i}]: ${v} is outside the float32 range DT_DOUBLE is carried in`);
+  }
+  return out;
 }
 
 /** A DT_BOOL tensor's values (1-byte tensor_content or bool_val) as 0/1. */

@@ -1,3 +1,5 @@
+import { invalidArgument } from '../errors';
+
 /**
  * A fast path for the commonest REST predict body: `{"instances": T}` or `{"inputs": T}` (and
  * optionally `"signature_name"`), where T is a rectangular nested array of numbers — one image
@@ -8,7 +10,8 @@
  * It is strict: anything it does not fully understand — other keys, objects or `{"b64"}`
  * values, strings where numbers belong, ragged or empty arrays, escapes, non-ASCII bytes,
  * malformed JSON — returns undefined, and the caller takes the general path (JSON.parse and
- * the decoder), which also writes the error messages. So the fast path only ever answers
+ * the decoder), which also writes the error messages (but a NaN or Infinity literal, which JSON.parse would refuse
+ * only as a syntax error, is refused here naming the element). So the fast path only ever answers
  * bodies the general path would accept, and with the same numbers: a number is read exactly as
  * JSON.parse reads it (Clinger's fast path — an integer mantissa below 2^53 times or divided by
  * an exact power of ten up to 10^22 is correctly rounded — else Number() of its text), then
@@ -82,6 +85,8 @@ function number(b: Uint8Array, i: number): number {
     } while (c >= 48 && c <= 57);
     if (digits > 16) exponent += digits - 16;
   } else {
+    // NaN and Infinity are not JSON (JSON.parse refuses the whole body), but TF Serving reads them: say which.
+    if (c === 78 || c === 73) throw nonFinite(b, start);
     throw BAIL;
   }
   if (c === 46) {
@@ -127,6 +132,24 @@ function number(b: Uint8Array, i: number): number {
   }
   push(value);
   return i;
+}
+
+/** The key whose tensor is being read, for errors (`instances` or `inputs`). */
+let tensorKey = '';
+
+/** The error for a NaN or Infinity literal at `i`, naming the element being read (`instances[0][3][4][0]`). */
+function nonFinite(b: Uint8Array, i: number): Error {
+  const word = Buffer.from(b.buffer, b.byteOffset + i, Math.min(9, b.length - i))
+    .toString('latin1')
+    .match(/^-?[A-Za-z]*/)![0];
+  // Numbers are read at the innermost level, so every level is open: counts[d] is the index within level d.
+  const index = counts
+    .slice(0, rank)
+    .map((n) => `[${n}]`)
+    .join('');
+  return invalidArgument(
+    `${tensorKey}${index}: ${word} is not a JSON number; float inputs must be finite (NaN and ±Infinity are refused)`,
+  );
 }
 
 /** A dense array at `i` (its rank is the run of `[` it opens with); returns the index after it. */
@@ -210,6 +233,7 @@ export function scanDensePredictBody(b: Uint8Array): DenseJsonBody | undefined {
       if (key === 'instances' || key === 'inputs') {
         if (format !== undefined) return undefined;
         format = key === 'instances' ? 'row' : 'columnar';
+        tensorKey = key;
         i = tensor(b, i);
       } else if (key === 'signature_name' && !seenSignature) {
         seenSignature = true;

@@ -291,6 +291,14 @@ describe('raw records over REST', () => {
     expect(unknown.json.error).toContain('unknown column "Wingspan"');
     const ragged = await predict({ inputs: { Island: ['Biscoe', 'Dream'], 'Beak Length (mm)': [40] } });
     expect(ragged.status).toBe(400);
+    // A number whose normalized value overflows float32 (1e39 / its std does not; JSON reads up to 1.8e308).
+    const huge = await predict({ instances: [ok, { ...ok, 'Body Mass (g)': 1e300 }] });
+    expect({ status: huge.status, error: huge.json.error }).toEqual({
+      status: 400,
+      error: expect.stringMatching(
+        /^instances\[1\]: column "Body Mass \(g\)" encodes to Infinity, outside the float32/,
+      ),
+    });
     // A missing value under `impute` (Sex) answers.
     const imputed = await predict({ instances: [{ ...ok, Sex: null }] });
     expect(imputed.status).toBe(200);
@@ -379,6 +387,23 @@ describe('raw records over gRPC', () => {
     expect((error as grpc.ServiceError).code).toBe(grpc.status.INVALID_ARGUMENT);
     expect((error as grpc.ServiceError).details).toContain('unknown column "wingspan"');
     expect((error as grpc.ServiceError).details).toContain('"beak_length_mm"');
+  });
+
+  it('a DT_DOUBLE column value that normalizes past float32 is refused naming the column', async () => {
+    const ok = penguins[0]!;
+    const column = (name: string) =>
+      typeof ok[name] === 'string'
+        ? { dtype: 'DT_STRING', tensor_shape: { dim: [{ size: '1' }] }, string_val: [Buffer.from(String(ok[name]))] }
+        : { dtype: 'DT_DOUBLE', tensor_shape: { dim: [{ size: '1' }] }, double_val: [ok[name] as number] };
+    const inputs = Object.fromEntries(['Island', ...NUMERIC, 'Sex'].map((name) => [name, column(name)]));
+    inputs['Flipper Length (mm)']!.double_val = [-1e300];
+    const error = await grpcCall('Predict', { model_spec: { name: 'penguins' }, inputs }).catch(
+      (e: grpc.ServiceError) => e,
+    );
+    expect({ code: (error as grpc.ServiceError).code, details: (error as grpc.ServiceError).details }).toEqual({
+      code: grpc.status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/column "Flipper Length \(mm\)" encodes to -Infinity, outside the float32/),
+    });
   });
 });
 
