@@ -11,7 +11,10 @@ import type { RecordInputs } from './records';
  * `probabilities`), which wins when the arity matches. REST and gRPC use the same keys.
  */
 
-export const DEFAULT_SIGNATURE = 'serving_default';
+// TF Serving's default signature name: one definition, the engine's, which reads and writes SavedModels.
+import { DEFAULT_SIGNATURE } from '../engine/saved-model';
+
+export { DEFAULT_SIGNATURE };
 export const PREDICT_METHOD = 'tensorflow/serving/predict';
 /** A SavedModel's classification and regression signatures (estimator and TFX exports): tf.Examples in. */
 export const CLASSIFY_METHOD = 'tensorflow/serving/classify';
