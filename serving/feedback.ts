@@ -184,7 +184,26 @@ export class FeedbackStore {
       this.order = this.order.slice(this.head);
       this.head = 0;
     }
+    this.gauges();
+  }
+
+  private gauges(): void {
     this.metrics.feedbackMemoryBytes.set(this.bytes);
+    this.metrics.feedbackMemoryPredictions.set(this.predictions.size);
+  }
+
+  /**
+   * Forgets a version retired for good (the manager says when): its accuracy and error windows, and its
+   * predictions still awaiting labels — their feedback now finds an unknown id, as an evicted one's does,
+   * instead of bringing back the version's windows and series. A scan of the memory, once per retired version.
+   */
+  forgetVersion(model: string, version: number): void {
+    const key = `${model}\0${version}`;
+    this.windows.delete(key);
+    this.errorWindows.delete(key);
+    for (const [id, prediction] of this.predictions)
+      if (prediction.version === version && prediction.model === model) this.forget(id, prediction);
+    this.gauges();
   }
 
   private forget(id: string, prediction: { bytes: number }): void {
@@ -257,7 +276,7 @@ export class FeedbackStore {
       result.accepted++;
       result.rows += labels.length;
     }
-    this.metrics.feedbackMemoryBytes.set(this.bytes);
+    this.gauges();
     for (const key of touched) {
       const [m, version] = key.split('\0') as [string, string];
       const w = this.windows.get(key)!;

@@ -44,11 +44,23 @@ export interface ManagerOptions {
   log: Logger;
   /** Replaces the file loader (tests inject failures or in-memory models). */
   loadServable?: (path: string, options: LoadOptions) => Promise<Servable>;
+  /** A retired version was forgotten (see RETIRED_VERSIONS_KEPT): drop what else is kept per version. */
+  forgetVersion?: (model: string, version: number) => void;
 }
+
+/**
+ * Unloaded versions per model whose metric series (and feedback windows) are kept: the newest few, so a
+ * scrape or a rollout's last reading after an unload still sees the version's final counts, and a rollback
+ * to one of them continues its counters. Older ones are forgotten; else every hot swap would leave a few
+ * dozen series behind for good, and a server that swaps hourly would grow without end.
+ */
+export const RETIRED_VERSIONS_KEPT = 4;
 
 export class VersionManager {
   private readonly models = new Map<string, ModelRecord>();
   private readonly unloading = new Set<Promise<void>>();
+  /** Per model, its unloaded versions whose series are still kept, oldest first. */
+  private readonly retired = new Map<string, number[]>();
 
   constructor(private readonly options: ManagerOptions) {}
 
@@ -105,6 +117,9 @@ export class VersionManager {
       });
       entry.handle = new ServableHandle(model, wanted.version, servable, batcher);
       entry.state = 'AVAILABLE';
+      // Back from retirement (a rollback, a re-published folder): its series are live again.
+      const retired = this.retired.get(model);
+      if (retired?.includes(wanted.version)) retired.splice(retired.indexOf(wanted.version), 1);
       const seconds = (performance.now() - started) / 1000;
       metrics.loadTime.observe({ model }, seconds);
       metrics.available.set(labels, 1);
@@ -138,9 +153,30 @@ export class VersionManager {
         // A clean unload leaves nothing to report; the record goes unless the version came back.
         if (record.versions.get(entry.version) === entry) record.versions.delete(entry.version);
         this.options.log.info(`model ${model} version ${entry.version}: END (unloaded)`);
+        this.retire(model, entry.version);
       });
     this.unloading.add(done);
     void done.finally(() => this.unloading.delete(done));
+  }
+
+  /** Keeps the series of the newest RETIRED_VERSIONS_KEPT unloaded versions of a model; forgets older ones. */
+  private retire(model: string, version: number): void {
+    const retired = this.retired.get(model) ?? [];
+    this.retired.set(model, retired);
+    if (retired.includes(version)) retired.splice(retired.indexOf(version), 1);
+    retired.push(version);
+    while (retired.length > RETIRED_VERSIONS_KEPT) {
+      const old = retired.shift()!;
+      // Loading or serving again (the model left the configuration and came back): its series are live.
+      const state = this.models.get(model)?.versions.get(old)?.state;
+      if (state !== undefined && state !== 'END') continue;
+      this.options.forgetVersion?.(model, old);
+      this.options.metrics
+        .forgetVersion(model, old)
+        .catch((error: Error) =>
+          this.options.log.error(`model ${model} version ${old}: cannot drop its metrics: ${error.message}`),
+        );
+    }
   }
 
   /** Unloads every version of a model that left the configuration. */

@@ -8,6 +8,7 @@ import {
   type MetricValue,
 } from 'prom-client';
 import { tf } from '../engine/backend';
+import { openGraphSessions } from '../engine/graph-session';
 import { METRIC, METRIC_PREFIX } from './metric-names';
 
 /**
@@ -30,8 +31,16 @@ export type Protocol = 'rest' | 'grpc';
  */
 export type Route = 'routed' | 'pinned';
 
+/** A metric with a series per label set that can be read back and removed (counters, gauges, histograms). */
+interface Removable {
+  get(): Promise<{ values: { labels: Record<string, string | number> }[] }>;
+  remove(labels: Record<string, string>): void;
+}
+
 export class ServingMetrics {
   readonly registry = new Registry();
+  /** The metrics labelled by model and version (declared first: the fields below fill it). */
+  private readonly perVersion: Removable[] = [];
 
   readonly requests = this.counter(
     METRIC.requests,
@@ -100,6 +109,12 @@ export class ServingMetrics {
   readonly feedbackMemoryBytes = this.gauge(
     METRIC.feedbackMemoryBytes,
     'Bytes the predictions remembered for feedback take (an estimate: ids, rows and bookkeeping)',
+    [],
+  );
+
+  readonly feedbackMemoryPredictions = this.gauge(
+    METRIC.feedbackMemoryPredictions,
+    'Predictions remembered for feedback now (bounded by --feedback-memory-mb and a count)',
     [],
   );
 
@@ -179,6 +194,36 @@ export class ServingMetrics {
         this.set(tf.memory().numBytes);
       },
     });
+    // A version's graph session holds its weights outside tfjs's tensor count: a leaked one shows here.
+    new Gauge({
+      name: METRIC.graphSessions,
+      help: 'TensorFlow graph sessions open in this process (a graph-executed version holds one)',
+      registers: [this.registry],
+      collect() {
+        this.set(openGraphSessions());
+      },
+    });
+  }
+
+  /**
+   * Removes every series of one version of a model: a version unloaded for good must not be exported
+   * forever, or each hot swap adds its series (a few dozen: latency and batch histograms, classes,
+   * feedback) to the registry and to every scrape. The manager calls this for versions retired long enough.
+   */
+  async forgetVersion(model: string, version: number): Promise<void> {
+    const wanted = String(version);
+    for (const metric of this.perVersion) {
+      const removed = new Set<string>();
+      for (const { labels } of (await metric.get()).values) {
+        if (labels.model !== model || String(labels.version) !== wanted) continue;
+        // A histogram's bucket samples carry `le` besides the series' own labels.
+        const { le: _bucket, ...series } = labels;
+        const key = JSON.stringify(series);
+        if (removed.has(key)) continue;
+        removed.add(key);
+        metric.remove(Object.fromEntries(Object.entries(series).map(([k, v]) => [k, String(v)])));
+      }
+    }
   }
 
   text(): Promise<string> {
@@ -196,11 +241,11 @@ export class ServingMetrics {
 
   // Each metric lives on this server's registry only.
   private counter<L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> {
-    return new Counter({ name, help, labelNames, registers: [this.registry] });
+    return this.track(new Counter({ name, help, labelNames, registers: [this.registry] }), labelNames);
   }
 
   private gauge<L extends string>(name: string, help: string, labelNames: readonly L[]): Gauge<L> {
-    return new Gauge({ name, help, labelNames, registers: [this.registry] });
+    return this.track(new Gauge({ name, help, labelNames, registers: [this.registry] }), labelNames);
   }
 
   private histogram<L extends string>(
@@ -209,6 +254,12 @@ export class ServingMetrics {
     labelNames: readonly L[],
     buckets: number[],
   ): Histogram<L> {
-    return new Histogram({ name, help, labelNames, buckets, registers: [this.registry] });
+    return this.track(new Histogram({ name, help, labelNames, buckets, registers: [this.registry] }), labelNames);
+  }
+
+  private track<M>(metric: M, labelNames: readonly string[]): M {
+    if (labelNames.includes('model') && labelNames.includes('version'))
+      this.perVersion.push(metric as unknown as Removable);
+    return metric;
   }
 }

@@ -83,6 +83,8 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
     metrics,
     log: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
     loadServable: hooks.loadServable,
+    // Called only for versions unloaded after the first load, so `feedback` (below) exists by then.
+    forgetVersion: (model, version) => feedback.forgetVersion(model, version),
   });
   const source = new RepositorySource(
     () => state.models(),

@@ -2,6 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openGraphSessions } from '../../engine/graph-session';
+import { RETIRED_VERSIONS_KEPT } from '../../serving/manager';
 import type { ModelServer } from '../../serving/server';
 import { selectBackend, tf } from '../../engine/backend';
 import {
@@ -20,7 +21,8 @@ import {
  * Hot swap under load: two clients predict without pause while 20 new versions are published
  * one after the other. No request may fail, every answer must be exactly what the version named
  * in its header computes (so it came from a loaded, AVAILABLE version), and once the old
- * versions unloaded the tensor memory is back to one version's worth.
+ * versions unloaded the tensor memory is back to one version's worth, with no timer or metric
+ * series left behind per version.
  */
 
 const SWAPS = 20;
@@ -54,6 +56,8 @@ describe('hot swap', () => {
     const baseline = tf.memory();
     // Graph sessions hold their weights outside tfjs's tensor count: they must close too.
     const sessions = openGraphSessions();
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout' || r === 'Immediate').length;
+    const timersBefore = timers();
     let running = true;
     const failures: string[] = [];
     const seen = new Map<number, number>();
@@ -98,6 +102,19 @@ describe('hot swap', () => {
     expect(after.numTensors).toBe(baseline.numTensors);
     expect(after.numBytes).toBe(baseline.numBytes);
     expect(openGraphSessions()).toBe(sessions);
+    const metrics = await server.metrics.json();
+    expect(metrics.find((m) => m.name === 'gantry_serving_graph_sessions')?.values[0]?.value).toBe(sessions);
+    // No version leaves a timer behind (batch timeouts, busy ticks, request deadlines): not one per swap.
+    expect(timers()).toBeLessThanOrEqual(timersBefore + 2);
+    // Nor its metric series: those of the newest RETIRED_VERSIONS_KEPT unloaded versions are kept, older ones go.
+    const versions = new Set(
+      metrics.flatMap((m) => m.values.filter((s) => s.labels.model === 'fashion').map((s) => s.labels.version)),
+    );
+    versions.delete(undefined);
+    versions.delete(''); // requests that failed before a version was chosen
+    expect([...versions].map(Number).sort((a, b) => a - b)).toEqual(
+      Array.from({ length: RETIRED_VERSIONS_KEPT + 1 }, (_, i) => SWAPS + 1 - RETIRED_VERSIONS_KEPT + i),
+    );
   });
 
   it('never replaces a healthy version with one that fails to load, and reports why', async () => {
