@@ -1,6 +1,6 @@
 import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { readRegistry } from './registry';
-import { deploymentPrefix } from './task-queues';
+import { deploymentPrefix, taskQueueOf } from './task-queues';
 import {
   experimentStatusQuery,
   experimentWorkflowId,
@@ -104,10 +104,15 @@ export interface RunSummary {
   closeTime: Date | null;
 }
 
-/** The newest `limit` retrain runs Temporal's visibility knows, newest first. */
+/**
+ * The newest `limit` retrain runs of this deployment (its control task queue: GANTRY_TASK_QUEUE_PREFIX) that
+ * Temporal's visibility knows, newest first.
+ */
 export async function listRuns(client: Client, limit = 50): Promise<RunSummary[]> {
   const runs: RunSummary[] = [];
-  for await (const execution of client.workflow.list({ query: `WorkflowType = 'retrainWorkflow'` })) {
+  for await (const execution of client.workflow.list({
+    query: `WorkflowType = 'retrainWorkflow' AND TaskQueue = '${taskQueueOf('control')}'`,
+  })) {
     runs.push({
       runId: execution.workflowId,
       status: execution.status.name,

@@ -2,7 +2,8 @@
 // text goes in through textContent), uPlot for the charts, and a table of each chart's numbers on demand.
 'use strict';
 
-const POLL_MS = 2000;
+// ?poll=MS (200 to 60000) polls faster or slower than every 2 s: the browser tests watch runs in fast motion.
+const POLL_MS = Math.min(60_000, Math.max(200, Number(new URLSearchParams(location.search).get('poll')) || 2000));
 const STAGES = ['ingest', 'train', 'evaluate', 'register', 'publish', 'rollout'];
 const COLOURS = ['#0b5cad', '#d9480f', '#2b8a3e', '#862e9c', '#c2255c', '#1098ad', '#5c940d', '#e67700'];
 
@@ -147,7 +148,11 @@ function chart(spec) {
         width,
         height: 220,
         scales: { x: { time: !!spec.time } },
-        axes: [{ label: spec.xLabel }, { size: 60 }],
+        // Epochs are whole numbers: no tick at 1.5.
+        axes: [
+          spec.time ? { label: spec.xLabel } : { label: spec.xLabel, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500] },
+          { size: 60 },
+        ],
         series: [
           { label: spec.xLabel },
           ...spec.series.map((s, i) => ({
@@ -290,7 +295,7 @@ async function runPage(runId) {
     h(
       'ol',
       { class: 'timeline', 'aria-label': 'stages in order' },
-      STAGES.map((s) => h('li', {}, h('strong', {}, s), badge(p.stages[s]))),
+      STAGES.map((s) => h('li', { 'data-stage': s }, h('strong', {}, s), badge(p.stages[s]))),
     ),
   );
   if (p.stopped) nodes.push(h('p', {}, `Stopped by step ${p.stopped.step}: ${p.stopped.reason}`));
@@ -308,7 +313,7 @@ async function runPage(runId) {
       ),
     );
   const curve = p.curve?.length ? p.curve : (result?.train?.history ?? []);
-  nodes.push(h('div', { class: 'charts' }, curveCharts('curve', curve, '')));
+  nodes.push(h('div', { class: 'charts', id: 'curves' }, curveCharts('curve', curve, '')));
   const ranks = (run.job?.replicas ?? []).filter((r) => r.curve?.length);
   if (ranks.length) {
     const epochs = [...new Set(ranks.flatMap((r) => r.curve.map((c) => c.epoch)))].sort((a, b) => a - b);
@@ -340,15 +345,7 @@ async function runPage(runId) {
   else {
     nodes.push(
       h('p', {}, ev.blessed ? badge('blessed', 'done') : badge('not blessed', 'failed'), ' against the champion'),
-      table(
-        ['', 'test accuracy', 'test loss'],
-        [
-          ['candidate', ev.candidate.testAccuracy, ev.candidate.testLoss],
-          ...(ev.champion
-            ? [[`champion v${ev.champion.version}`, ev.champion.metrics.testAccuracy, ev.champion.metrics.testLoss]]
-            : []),
-        ],
-      ),
+      metricsTable(ev),
       h(
         'ul',
         { class: 'reasons', 'aria-label': 'gates' },
@@ -408,6 +405,19 @@ async function runPage(runId) {
     );
   else nodes.push(h('p', {}, p.stages.rollout === 'skipped' ? 'No rollout for this run.' : 'Not started yet.'));
   return nodes;
+}
+
+/** The candidate's and the champion's test metrics, measured on this run's test split. */
+function metricsTable(ev) {
+  const all = (m) => ({ loss: m.loss, ...(m.task === 'regression' ? {} : { accuracy: m.accuracy }), ...m.metrics });
+  const candidate = all(ev.candidate);
+  const names = Object.keys(candidate);
+  const rows = [['candidate', ...names.map((n) => candidate[n])]];
+  if (ev.champion) {
+    const champion = all(ev.champion.metrics);
+    rows.push([`champion v${ev.champion.version}`, ...names.map((n) => champion[n] ?? null)]);
+  }
+  return table(['', ...names], rows, `on ${ev.candidate.count} test examples`);
 }
 
 // ---- models ----
@@ -476,7 +486,7 @@ function rolloutSection(model, r) {
   nodes.push(
     h(
       'p',
-      {},
+      { id: 'rollout-phase' },
       badge(r.phase),
       ` against ${r.champion === null ? 'no champion' : `v${r.champion}`}`,
       r.step ? `, step ${r.step} of ${r.steps} at ${r.percent} %` : '',
@@ -818,8 +828,8 @@ async function modelPage(model) {
         ),
       ),
     );
-  if (rollout) nodes.push(...rolloutSection(model, rollout));
-  if (experiment) nodes.push(...experimentSection(model, experiment));
+  if (rollout) nodes.push(h('section', { id: 'rollout' }, rolloutSection(model, rollout)));
+  if (experiment) nodes.push(h('section', { id: 'experiment' }, experimentSection(model, experiment)));
   if (registry.events?.length)
     nodes.push(
       h('h2', {}, 'Recent decisions'),
