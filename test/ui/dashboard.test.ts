@@ -138,13 +138,13 @@ it("shows a rollout's decisions as they are made, each step's windows plotted ag
       text.some((t) => t.includes(step) && t.includes('pass')),
       `${step} in ${text.join('\n')}`,
     ).toBe(true);
+  await page.locator('#rollout-phase .badge', { hasText: 'promoted' }).waitFor({ timeout: 20_000 });
+  await shoot('rollout', await page.locator('#rollout').screenshot());
   // The error-rate chart has its threshold as a series, and its table the numbers of every analysis.
   await page.locator('[data-key="numbers-ro-errors"]').click();
   const header = await page.locator('#ro-errors-numbers thead').textContent();
   expect(header).toContain('max error rate');
   expect(await page.locator('#ro-errors-numbers tbody tr').count()).toBeGreaterThan(3);
-  await page.locator('#rollout-phase .badge', { hasText: 'promoted' }).waitFor({ timeout: 20_000 });
-  await shoot('rollout', await page.locator('#rollout').screenshot());
   await page.setViewportSize({ width: 390, height: 844 });
   await page.locator('#rollout').scrollIntoViewIfNeeded();
   await shoot('rollout-phone', await page.screenshot());
