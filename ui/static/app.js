@@ -494,7 +494,8 @@ function rolloutSection(model, r) {
       r.outcome ? ` · ${r.outcome.result}: ${r.outcome.reasons.join('; ')}` : '',
     ),
   );
-  if (r.running)
+  // A rollout that has decided may still be finishing (its workflow runs on for a moment): nothing to act on.
+  if (r.running && !r.outcome)
     nodes.push(
       h(
         'div',
@@ -812,7 +813,7 @@ async function modelPage(model) {
       ),
     );
   const champion = registry.aliases[registry.championAlias ?? 'champion'];
-  if (champion !== undefined && !rollout?.running)
+  if (champion !== undefined && !(rollout?.running && !rollout.outcome))
     nodes.push(
       h(
         'div',
