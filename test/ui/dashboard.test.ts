@@ -157,7 +157,7 @@ it("shows a rollout's decisions as they are made, each step's windows plotted ag
   expect(await page.locator('#ro-errors-numbers tbody tr').count()).toBeGreaterThan(3);
 }, 300_000);
 
-it('refuses an action without the admin token (401) or with a wrong one (403), and does it with the token', async () => {
+it('refuses an action without the admin token (401) or with a wrong one (403), does it with the token', async () => {
   await deployment!.load?.stop();
   await open(`/models/${MODEL}`);
   const promote = page.locator('[data-key="promote-v1"]');
