@@ -13,6 +13,11 @@ const tokenInput = document.getElementById('admin-token');
 tokenInput.value = sessionStorage.getItem('gantry-admin-token') ?? '';
 tokenInput.addEventListener('input', () => sessionStorage.setItem('gantry-admin-token', tokenInput.value));
 document.getElementById('token-form').addEventListener('submit', (e) => e.preventDefault());
+// The skip link moves the focus, not the route (its #main is no page of the dashboard's).
+document.querySelector('.skip').addEventListener('click', (e) => {
+  e.preventDefault();
+  main.focus();
+});
 
 /** Chart ids whose table of numbers is open: kept across redraws. */
 const openTables = new Set();
