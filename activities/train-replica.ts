@@ -123,13 +123,17 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
       const runHandle = deps.client.workflow.getHandle(runId);
       let lastSignal = 0;
       let lastValAccuracy = history.at(-1)?.valAccuracy ?? null;
+      let lastStep: StepProgress | undefined;
       const report = (step: StepProgress, force = false) => {
+        lastStep = step;
         const progress: TrainProgress = {
           ...step,
           attempt: jobAttempt,
           valAccuracy: lastValAccuracy,
           resumedFromEpoch: restored ? start.epoch : null,
           backend: backend.name,
+          // The workflows keep the run's and each rank's curve from it (workflows/curve.ts).
+          lastEpoch: history.at(-1) ?? null,
         };
         context.heartbeat(progress);
         const now = performance.now();
@@ -169,6 +173,7 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
           onEpochEnd: async (metrics, position) => {
             history.push(metrics);
             lastValAccuracy = metrics.valAccuracy;
+            if (lastStep) report(lastStep, true);
             await checkpoint(position);
             context.log.info(epochLogLine(metrics, spec.train.epochs));
           },

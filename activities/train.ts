@@ -48,6 +48,9 @@ export function createTrainActivity(deps: ActivityDeps) {
     const samplesPerSecond = () => trainedSamples / Math.max(1e-3, (performance.now() - trainingStarted) / 1000);
 
     let lastValAccuracy = history.at(-1)?.valAccuracy ?? null;
+    // Sent with every report after it: the workflow keeps the run's curve from it (workflows/curve.ts).
+    let lastEpoch = history.at(-1) ?? null;
+    let lastStep: TrainProgress | undefined;
     let execution: ExecutionReport = { mode: 'eager' };
     try {
       await trainLoop({
@@ -67,21 +70,23 @@ export function createTrainActivity(deps: ActivityDeps) {
           // Every batch is full but an epoch's last, which holds the remainder.
           const lastBatch = loop.train.count - (step.stepsPerEpoch - 1) * spec.train.batchSize;
           trainedSamples += step.step === step.stepsPerEpoch ? lastBatch : spec.train.batchSize;
-          report(
-            {
-              ...step,
-              attempt,
-              valAccuracy: lastValAccuracy,
-              resumedFromEpoch,
-              samplesPerSecond: samplesPerSecond(),
-              backend: backend.name,
-            },
-            step.step === step.stepsPerEpoch,
-          );
+          lastStep = {
+            ...step,
+            attempt,
+            valAccuracy: lastValAccuracy,
+            resumedFromEpoch,
+            samplesPerSecond: samplesPerSecond(),
+            backend: backend.name,
+            lastEpoch,
+          };
+          report(lastStep, step.step === step.stepsPerEpoch);
         },
         onEpochEnd: async (metrics, { globalStep }) => {
           history.push(metrics);
           lastValAccuracy = metrics.valAccuracy;
+          lastEpoch = metrics;
+          // The epoch's validation metrics reach the run now, not with the next epoch's first step.
+          if (lastStep) report({ ...lastStep, valAccuracy: metrics.valAccuracy, lastEpoch }, true);
           await saveCheckpoint(deps.store, checkpointPrefix, {
             model,
             optimizer,

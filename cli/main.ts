@@ -22,6 +22,7 @@ import {
   scheduleListCommand,
   scheduleSimpleCommand,
 } from './commands/schedule';
+import { uiCommand } from './commands/ui';
 import { workerCommand } from './commands/worker';
 import { initCommand } from './commands/init';
 import { activateProject, projectWorkflowNames } from '../pipelines/load-project';
@@ -86,6 +87,16 @@ program
   .option('--headless', 'no Temporal Web UI')
   .option('--train-workers <n>', 'train worker processes (a job with N replicas needs N)', '1')
   .action(action(devCommand));
+
+program
+  .command('ui')
+  .description(
+    'the dashboard: runs with their learning curves, models, rollouts and experiments, live; actions need the ' +
+      'admin token',
+  )
+  .option('--port <port>', 'port to listen on (0: a free one)', '8350')
+  .option('--host <host>', 'address to listen on', '127.0.0.1')
+  .action(action(uiCommand));
 
 program
   .command('worker')

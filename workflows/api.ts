@@ -10,6 +10,7 @@ import type { ModelMetrics } from '../training/evaluate';
 import type { MetricName } from '../training/metrics';
 import type { StepProgress } from '../training/trainer';
 import type { Judgement, ShadowWindow, VersionWindow } from './canary-analysis';
+import type { EpochPoint } from './curve';
 import type { ExperimentVerdict } from './experiment-analysis';
 import type { ApplyReport, DesiredServing, ServingLayout } from './serving-desired';
 
@@ -111,6 +112,8 @@ export interface RunProgress {
   stopped?: StopRecord | null;
   stages: Record<Stage, StageStatus>;
   train: (TrainProgress & { epochs: number }) | null;
+  /** One point per finished epoch (workflows/curve.ts); absent from runs started before it was kept. */
+  curve?: EpochPoint[];
   dataset: {
     fingerprint: string;
     counts: { train: number; validation: number; test: number };
@@ -258,6 +261,8 @@ export interface ReplicaState {
   port: number;
   identity: string;
   progress: TrainProgress | null;
+  /** This rank's finished epochs in the current attempt (absent from jobs started before it was kept). */
+  curve?: EpochPoint[];
 }
 
 export interface JobState {
@@ -321,6 +326,10 @@ export interface RolloutStatus {
   /** Every analysis of the current rollout (the most recent 200): what each decision was made on. */
   analyses: RolloutDecision[];
   outcome: { result: 'promoted' | 'rolled-back'; reasons: string[]; at: string } | null;
+  /** The spec's thresholds the windows are judged against (absent from rollouts started before it was kept). */
+  thresholds?: RolloutSpec['thresholds'];
+  /** The spec's steps, in order (absent from rollouts started before it was kept). */
+  plan?: { percent: number; bake: string }[];
 }
 
 export interface ManualRequest {
@@ -583,6 +592,8 @@ export interface TrainProgress extends StepProgress {
   resumedFromEpoch: number | null;
   samplesPerSecond: number;
   backend: string;
+  /** The last finished epoch's metrics (validation included): the workflow keeps the run's curve from them. */
+  lastEpoch?: EpochMetrics | null;
 }
 
 export interface Distribution {

@@ -32,6 +32,7 @@ import {
   type StoppedRunResult,
   type TrainResult,
 } from './api';
+import { recordEpoch } from './curve';
 import { controlActivities, trainActivities } from './stage-activities';
 import { trainJobWorkflow } from './train-job';
 import { rolloutWorkflow } from './rollout';
@@ -74,6 +75,7 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
       rollout: 'pending',
     },
     train: null,
+    curve: [],
     dataset: null,
     evaluation: null,
     version: null,
@@ -86,6 +88,8 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
     // A lost attempt's last signals can land after its successor's first ones: newer attempts win,
     // and within one attempt the furthest step does.
     const current = progress.train;
+    if (update.lastEpoch && (!current || update.attempt >= current.attempt))
+      recordEpoch(progress.curve!, update.lastEpoch, update.attempt);
     if (
       !current ||
       update.attempt > current.attempt ||

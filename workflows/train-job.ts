@@ -19,6 +19,7 @@ import {
   type TrainJobInput,
   type TrainResult,
 } from './api';
+import { recordEpoch } from './curve';
 
 /**
  * One synchronous data-parallel training job (after tf.distribute's multi-worker strategies): N
@@ -96,7 +97,9 @@ export async function trainJobWorkflow({ runId, spec, dataset, taskQueue }: Trai
   );
   setHandler(replicaProgressSignal, ({ jobAttempt, rank, progress }) => {
     const replica = state.replicas.find((r) => r.rank === rank);
-    if (jobAttempt === state.attempt && replica) replica.progress = progress;
+    if (jobAttempt !== state.attempt || !replica) return;
+    replica.progress = progress;
+    if (progress.lastEpoch) recordEpoch((replica.curve ??= []), progress.lastEpoch, jobAttempt);
   });
 
   const rendezvousMs = spec.train.rendezvousTimeout;
