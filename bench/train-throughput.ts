@@ -64,7 +64,7 @@ function forwardMacs(model: tf.LayersModel): number {
 async function measure(
   { model: name, architecture, options }: (typeof MODELS)[number],
   graph = false,
-): Promise<{ steps: number; samplesPerSecond: number; gflops: number }> {
+): Promise<{ steps: number; samplesPerSecond: number; gflops: number; cpuMsPerStep: number }> {
   const model = buildModel(tf, architecture, { featureShape: [28, 28, 1], numClasses: 10, seed: 1 }, options);
   const optimizer = createOptimizer('adam', 1e-3);
   const xs = tf.randomUniform([batch, 28, 28, 1], 0, 255);
@@ -87,12 +87,14 @@ async function measure(
       };
   step(); // warm-up: kernels compiled, memory allocated
   const started = performance.now();
+  const cpuBefore = process.cpuUsage();
   let steps = 0;
   while (steps < maxSteps && (steps < 2 || performance.now() - started < budgetSeconds * 1000)) {
     step();
     steps++;
   }
   const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
   const flopsPerSample = 2 * 3 * forwardMacs(model);
   flopsPerSampleOf[name] = flopsPerSample;
   compiled?.dispose();
@@ -103,10 +105,18 @@ async function measure(
     steps,
     samplesPerSecond: (steps * batch) / seconds,
     gflops: (steps * batch * flopsPerSample) / seconds / 1e9,
+    cpuMsPerStep: (cpu.user + cpu.system) / 1000 / steps,
   };
 }
 
-const rows: { backend: string; model: string; steps: number; samplesPerSecond: number; gflops: number }[] = [];
+const rows: {
+  backend: string;
+  model: string;
+  steps: number;
+  samplesPerSecond: number;
+  gflops: number;
+  cpuMsPerStep: number;
+}[] = [];
 // The normal selection first: it loads the best backend (native when built) and says why the others are missing.
 const report = await selectBackend();
 await registerWasmBackend();
@@ -138,7 +148,7 @@ for (const backend of measured) {
 
 // Keras on the same tensorflow-cpu wheel whose libtensorflow the native backend links: the
 // ceiling the native backend is measured against (bench/keras/, installed on first use).
-const kerasRows: { model: ModelName; steps: number; samplesPerSecond: number }[] = [];
+const kerasRows: { model: ModelName; steps: number; samplesPerSecond: number; cpuMsPerStep: number }[] = [];
 try {
   execFileSync('bash', [path.join(HERE, 'keras', 'setup.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
   const python = path.join(PROJECT_ROOT, '.tools', 'keras-venv', 'bin', 'python');
@@ -162,6 +172,7 @@ try {
       model: r.model,
       steps: r.steps,
       samplesPerSecond: r.samplesPerSecond,
+      cpuMsPerStep: r.cpuMsPerStep,
       gflops: (r.samplesPerSecond * macs) / 1e9,
     });
   }
@@ -177,25 +188,31 @@ console.log(
     `tfjs ${tf.version.tfjs}, ${os.availableParallelism()} CPUs, load average ${load(loadAtStart)} at the start ` +
     `and ${load(os.loadavg())} at the end\n`,
 );
-console.log('| backend | model | steps | samples/s | GFLOP/s | × keras (same run) |');
-console.log('|---|---|---:|---:|---:|---:|');
+// CPU time per step (every thread of the process): on a machine others load too, the steadier of the two measures.
+console.log('| backend | model | steps | samples/s | GFLOP/s | CPU ms/step | × keras (same run) |');
+console.log('|---|---|---:|---:|---:|---:|---:|');
 for (const r of rows) {
   const keras = ceiling(r.model);
   console.log(
     `| ${r.backend} | ${r.model} | ${r.steps} | ${r.samplesPerSecond.toFixed(0)} | ${r.gflops.toFixed(2)} | ` +
+      `${r.cpuMsPerStep.toFixed(1)} | ` +
       `${keras ? (r.samplesPerSecond / keras).toFixed(2) : '-'} |`,
   );
 }
 const graphRows = rows.filter((r) => r.backend.endsWith('(graph)'));
 if (graphRows.length && kerasRows.length) {
-  console.log('\n| model | graph path samples/s | keras samples/s (ceiling) | graph / keras (target ≥ 1.2) |');
-  console.log('|---|---:|---:|---:|');
+  console.log(
+    '\n| model | graph path samples/s | keras samples/s (ceiling) | graph / keras (target ≥ 1.2) | ' +
+      'keras / graph CPU time per step |',
+  );
+  console.log('|---|---:|---:|---:|---:|');
   for (const n of graphRows) {
-    const keras = ceiling(n.model);
+    const keras = kerasRows.find((r) => r.model === n.model);
     if (keras)
       console.log(
-        `| ${n.model} | ${n.samplesPerSecond.toFixed(0)} | ${keras.toFixed(0)} | ` +
-          `${(n.samplesPerSecond / keras).toFixed(2)} |`,
+        `| ${n.model} | ${n.samplesPerSecond.toFixed(0)} | ${keras.samplesPerSecond.toFixed(0)} | ` +
+          `${(n.samplesPerSecond / keras.samplesPerSecond).toFixed(2)} | ` +
+          `${(keras.cpuMsPerStep / n.cpuMsPerStep).toFixed(2)} |`,
       );
   }
 }

@@ -1,8 +1,10 @@
 """Keras training throughput of Gantry's fashion-mnist architectures, for bench/train-throughput.
 
 The same layers as training/architectures.ts (raw 0..255 input rescaled in the graph, the same
-default widths, dropout and batch normalisation; `cnn-plain` is the cnn without it), Adam, categorical cross-entropy, the given batch size, TensorFlow's
-default thread pools (as tfjs-node uses). Prints one JSON object per model on stdout.
+default widths, dropout and batch normalisation; `cnn-plain` is the cnn without it), Adam,
+categorical cross-entropy, the given batch size, TensorFlow's default thread pools (as tfjs-node
+uses). Prints one JSON object per model on stdout: samples/s and the
+process's CPU time per step.
 """
 import json
 import os
@@ -59,9 +61,12 @@ for name, build in (("mlp", mlp), ("cnn-plain", cnn_plain), ("cnn", cnn)):
     model = build()
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
     model.train_on_batch(x, y)  # warm-up: tracing and allocation
-    steps, started = 0, time.perf_counter()
+    steps, started, cpu = 0, time.perf_counter(), time.process_time()
     while steps < max_steps and (steps < 2 or time.perf_counter() - started < budget):
         model.train_on_batch(x, y)
         steps += 1
-    seconds = time.perf_counter() - started
-    print(json.dumps({"model": name, "steps": steps, "samplesPerSecond": steps * batch / seconds}), flush=True)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(json.dumps({
+        "model": name, "steps": steps, "samplesPerSecond": steps * batch / seconds,
+        "cpuMsPerStep": cpu * 1000 / steps,
+    }), flush=True)
