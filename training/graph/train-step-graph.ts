@@ -17,8 +17,11 @@ import type { Task } from '../batches';
  * pass and the optimizer update — in a single session call. The backward pass is written out per
  * layer with TensorFlow's own gradient ops (MatMul with transposes, BiasAddGrad, ReluGrad,
  * SigmoidGrad, TanhGrad, Conv2DBackpropInput/Filter, MaxPoolGrad), the ones Keras's graphs contain,
- * which TensorFlow then rewrites to its oneDNN kernels; BatchNormalization's from elementary ops.
- * Its moving averages are variables of the graph too, updated by every step as tfjs's layer does.
+ * which TensorFlow then rewrites to its oneDNN kernels (Conv2D + BiasAdd + Relu fused, BiasAddGrad folded into
+ * the filter gradient). BatchNormalization after a convolution runs as FusedBatchNormV3 and its gradient op (one
+ * oneDNN kernel each, where Keras 3 writes it in elementary ops: about 1.7× Keras's speed for the default cnn),
+ * elsewhere from elementary ops; Adam as ResourceApplyAdam. Its moving averages are variables of the graph too,
+ * updated by every step as tfjs's layer does.
  *
  * A functional model whose layers branch (several inputs: numeric + one index per categorical column through an
  * Embedding, joined by Concatenate) compiles too: the backward pass walks its layers from the output back, a layer
