@@ -10,7 +10,7 @@ import { customPools, workerProject } from './project';
 export async function runPoolWorker(pool: string): Promise<void> {
   // The project first: it decides GANTRY_HOME's default and which steps this pool runs.
   const project = await workerProject();
-  const pools = ['control', 'train', ...customPools(project)];
+  const pools = ['control', 'train', 'predict', ...customPools(project)];
   if (!pools.includes(pool)) throw new Error(`"${pool}" is not a pool; choose ${pools.join(', ')}`);
   // Relative paths in the project's specs (data.path) are from the project folder, wherever the worker started.
   if (project) process.chdir(project.dir);
