@@ -6,7 +6,7 @@ import { decodeImageBytes, ImageDecodeError } from '../data/image-decode';
 import { readIdxFile } from '../data/idx';
 import { RecordError, splitEncoded, type ImagePreprocessing } from '../data/preprocessing';
 import { readArrowRows } from '../data/tabular/arrow';
-import { readCsvRows } from '../data/tabular/csv';
+import { MISSING, readCsvRows } from '../data/tabular/csv';
 import { readJsonArrayRows } from '../data/tabular/json';
 import { readJsonlRows } from '../data/tabular/jsonl';
 import { readParquetRows } from '../data/tabular/parquet';
@@ -277,42 +277,69 @@ async function* tabularBatches(
     return batch;
   };
   let index = 0;
-  for await (const batch of rowBatches(TABULAR_READERS[kind], location)) {
-    if (index + batch.rows.length <= range.start) {
-      index += batch.rows.length;
-      continue;
-    }
-    for (const row of batch.rows) {
-      const r = index++;
-      if (r < range.start) continue;
-      if (r >= range.end) break;
-      if (row instanceof MalformedRow) bad.push({ row: r, where: row.where, reason: row.reason });
+  const take = (r: number, where: string, get: (column: string) => unknown): void => {
+    try {
+      const outcome = encoder.encode(get, data, rows.length * size);
+      if (outcome.kept) rows.push(r);
       else {
-        const values = row.values;
-        try {
-          const outcome = encoder.encode((column) => values[column], data, rows.length * size);
-          if (outcome.kept) rows.push(r);
-          else {
-            const columns = outcome.imputed.filter((c) => droppedBy.has(c)).map((c) => JSON.stringify(c));
-            bad.push({
-              row: r,
-              where: row.where,
-              reason: `column ${columns.join(', ')} is missing and its missing-value policy is "drop"`,
-            });
-          }
-        } catch (error) {
-          if (!(error instanceof RecordError)) throw error;
-          const policy = error.reason === 'is missing' ? ' (its missing-value policy is "fail")' : '';
-          bad.push({
-            row: r,
-            where: row.where,
-            reason: `column ${JSON.stringify(error.column)} ${error.reason}${policy}`,
+        const columns = outcome.imputed.filter((c) => droppedBy.has(c)).map((c) => JSON.stringify(c));
+        const reason = `column ${columns.join(', ')} is missing and its missing-value policy is "drop"`;
+        bad.push({ row: r, where, reason });
+      }
+    } catch (error) {
+      if (!(error instanceof RecordError)) throw error;
+      const policy = error.reason === 'is missing' ? ' (its missing-value policy is "fail")' : '';
+      bad.push({ row: r, where, reason: `column ${JSON.stringify(error.column)} ${error.reason}${policy}` });
+    }
+  };
+  if (kind === 'csv') {
+    // CSV: chunks of cells in place (the reader's `tables`), so the rows before the shard cost the tokenizer only
+    // and a row's values are read straight from its cells.
+    let header: readonly string[] | undefined;
+    let columnOf = new Map<string, number>();
+    for await (const table of readCsvRows.tables(location)) {
+      if (index + table.count <= range.start) {
+        index += table.count;
+        continue;
+      }
+      if (table.columns !== header) {
+        header = table.columns;
+        columnOf = new Map((header ?? []).map((name, c) => [name, c]));
+      }
+      const { cells } = table;
+      for (let i = 0; i < table.count && index < range.end; i++) {
+        const r = index++;
+        if (r < range.start) continue;
+        const reason = table.reasons[i];
+        if (reason !== undefined || !header) bad.push({ row: r, where: table.where(i), reason: reason ?? '' });
+        else {
+          const first = table.field(i, 0);
+          take(r, table.where(i), (column) => {
+            const c = columnOf.get(column);
+            if (c === undefined || (cells.flags[first + c]! & MISSING) !== 0) return null;
+            return cells.value(first + c);
           });
         }
+        if (rows.length + bad.length >= batchRows) yield flush();
       }
-      if (rows.length + bad.length >= batchRows) yield flush();
+      if (index >= range.end) break;
     }
-    if (index >= range.end) break;
+  } else {
+    for await (const batch of rowBatches(TABULAR_READERS[kind], location)) {
+      if (index + batch.rows.length <= range.start) {
+        index += batch.rows.length;
+        continue;
+      }
+      for (const row of batch.rows) {
+        if (index >= range.end) break;
+        const r = index++;
+        if (r < range.start) continue;
+        if (row instanceof MalformedRow) bad.push({ row: r, where: row.where, reason: row.reason });
+        else take(r, row.where, (column) => row.values[column]);
+        if (rows.length + bad.length >= batchRows) yield flush();
+      }
+      if (index >= range.end) break;
+    }
   }
   if (rows.length + bad.length > 0) yield flush();
   if (index < range.end) throw new DatasetError(location, `ended after ${index} rows; the plan counted ${range.end}`);

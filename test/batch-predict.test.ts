@@ -131,7 +131,7 @@ it('a predict worker killed mid-job: finished shards are not recomputed, the out
   const first = spawnWorkerProcess(childEnv, 'predict');
   const second = spawnWorkerProcess(childEnv, 'predict');
   children.push(first, second);
-  const job = (output: string, batchDelayMs: number): BatchPredictInput => ({
+  const job = (output: string, batchDelayMs: number, pool: 'train' | 'predict'): BatchPredictInput => ({
     model: 'fashion-mnist',
     version: fashion.version,
     versionDir: fashion.versionDir,
@@ -140,8 +140,8 @@ it('a predict worker killed mid-job: finished shards are not recomputed, the out
     format: 'jsonl',
     onBadRow: 'fail',
     shardRows: 1000,
-    pool: 'predict',
-    shardTaskQueue: taskQueueOf('predict'),
+    pool,
+    shardTaskQueue: taskQueueOf(pool),
     heartbeatTimeout: '3s',
     batchDelayMs,
   });
@@ -151,12 +151,13 @@ it('a predict worker killed mid-job: finished shards are not recomputed, the out
       taskQueue: taskQueueOf('control'),
       args: [input],
     });
+  // The uninterrupted run, on this process's train worker while the predict workers start.
   const whole = path.join(dir, 'whole.jsonl');
-  await (await run(job(whole, 0), 'predict-whole')).result();
+  await (await run(job(whole, 0, 'train'), 'predict-whole')).result();
 
   // Two batches a shard, each followed by a pause: ten shards take a few seconds.
   const interrupted = path.join(dir, 'interrupted.jsonl');
-  const handle = await run(job(interrupted, 300), 'predict-interrupted');
+  const handle = await run(job(interrupted, 300, 'predict'), 'predict-interrupted');
   const events = async () =>
     (await readFile(traceFile, 'utf8').catch(() => ''))
       .trimEnd()
