@@ -20,11 +20,10 @@ export interface OutputLayout {
 export function outputLayoutOf(servable: Servable): OutputLayout {
   const { signature } = servable;
   const output = signature.outputs[0];
-  if (signature.outputs.length !== 1 || !output || output.dtype !== 'float32')
-    throw new Error(
-      `the model's outputs are ${signature.outputs.map((s) => `${s.key} ${s.dtype} [${s.shape.join(', ')}]`).join('; ')}` +
-        '; batch prediction writes one float32 output',
-    );
+  if (signature.outputs.length !== 1 || !output || output.dtype !== 'float32') {
+    const outputs = signature.outputs.map((s) => `${s.key} ${s.dtype} [${s.shape.join(', ')}]`);
+    throw new Error(`the model's outputs are ${outputs.join('; ')}; batch prediction writes one float32 output`);
+  }
   const width = output.shape.slice(1).reduce((a, b) => a * b, 1);
   const declared = signature.records?.outputs ?? signature.images?.outputs;
   if (declared?.task === 'regression') return { width, classes: null };

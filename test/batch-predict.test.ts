@@ -55,8 +55,20 @@ afterAll(async () => {
 
 it('gantry predict fashion-mnist writes 10,000 predictions as accurate as the version was evaluated', async () => {
   const output = path.join(dir, 'preds.jsonl');
-  const cli = await gantry(['predict', 'fashion-mnist', '--input', T10K, '--output', output, '--json'], env.env);
+  // No worker polls the predict pool yet: refused up front rather than left waiting.
+  const refused = await gantry(
+    ['predict', 'fashion-mnist', '--input', T10K, '--output', output, '--pool', 'predict'],
+    env.env,
+  );
+  expect(refused.code).toBe(2);
+  expect(refused.stderr).toContain('no worker polls the predict pool');
+  const cli = await gantry(
+    ['predict', 'fashion-mnist', '--input', T10K, '--output', output, '--shard-rows', '2500', '--follow', '--json'],
+    env.env,
+  );
   expect(cli.code, cli.stderr).toBe(0);
+  // --follow's progress on stderr; stdout holds the result alone.
+  expect(cli.stderr).toMatch(/predicting: \d\/4 shards/);
   const result = JSON.parse(cli.stdout) as BatchPredictResult;
   expect(result).toMatchObject({ rows: 10_000, predicted: 10_000, bad: 0, version: fashion.version, kind: 'idx' });
   const lines = (await readFile(output, 'utf8')).trimEnd().split('\n');
@@ -75,7 +87,7 @@ it('gantry predict fashion-mnist writes 10,000 predictions as accurate as the ve
   expect((await readdir(dir)).filter((name) => name.includes('.shards'))).toEqual([]);
 }, 120_000);
 
-it('a penguins version predicts a CSV with missing values; bad rows are skipped and listed, or fail the job', async () => {
+it('penguins: a CSV with missing values predicted; bad rows skipped and listed, or failing the job', async () => {
   const spec = validatePipeline({
     name: 'penguins-predict',
     description: 'penguin species for the batch prediction test',
