@@ -1,7 +1,8 @@
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
+import sharp from 'sharp';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createPredictShardActivity, shardFiles } from '../activities/batch-predict';
 import { startRun } from '../cli/runs';
@@ -134,7 +135,66 @@ it('penguins: a CSV with missing values predicted; bad rows skipped and listed, 
   const failed = await gantry([...args, '--on-bad-row', 'fail'], env.env);
   expect(failed.code).toBe(1);
   expect(failed.stderr).toContain(`bad row 50 at ${input}:52: has 2 fields, the header has 7`);
+
+  // The same birds as JSON Lines (JSON numbers and nulls, not CSV text): the same classes.
+  const jsonl = path.join(dir, 'penguins.jsonl');
+  await writeFile(jsonl, birds.map((b) => `${JSON.stringify(b)}\n`).join(''));
+  const versionDir = (await readRegistry(workers.client, spec.model.name))!.versions[0]!.publishedPath!;
+  const fromJsonl = await predictOne(versionDir, 'jsonl', jsonl, { index: 0, start: 0, end: 50 });
+  expect(fromJsonl.map((r) => r.class)).toEqual(predicted.slice(0, 50).map((cells) => cells[4]));
 }, 180_000);
+
+/** One shard run by the activity itself (no workflow): its output rows parsed. */
+async function predictOne(
+  versionDir: string,
+  kind: 'idx' | 'images' | 'jsonl',
+  input: string,
+  shard: { index: number; start: number; end: number },
+): Promise<{ row: number; predictions: number[]; class: string }[] & { result?: ShardResult }> {
+  const workDir = await mkdtemp(path.join(dir, 'work-'));
+  const job: BatchPredictInput = {
+    model: 'm',
+    version: 1,
+    versionDir,
+    input,
+    output: path.join(dir, 'unused.jsonl'),
+    format: 'jsonl',
+    onBadRow: 'skip',
+    shardRows: shard.end - shard.start,
+    pool: 'train',
+    shardTaskQueue: taskQueueOf('train'),
+  };
+  const input_ = { job, plan: { kind, workDir }, shard };
+  const result = (await new MockActivityEnvironment().run(createPredictShardActivity(), input_)) as ShardResult;
+  const text = await readFile(shardFiles(workDir, shard.index).part, 'utf8');
+  const rows = text
+    .trimEnd()
+    .split('\n')
+    .map((line) => JSON.parse(line));
+  return Object.assign(rows, { result });
+}
+
+it("a folder of PNG images: decoded as the version's preprocessing says, an unreadable file a bad row", async () => {
+  const images = path.join(dir, 'images');
+  await mkdir(images);
+  const pixels = (await readIdxFile(T10K, 'images')).data;
+  for (let i = 0; i < 12; i++) {
+    const raw = Buffer.from(pixels.subarray(i * 784, (i + 1) * 784));
+    await sharp(raw, { raw: { width: 28, height: 28, channels: 1 } })
+      .png()
+      .toFile(path.join(images, `${String(i).padStart(2, '0')}.png`));
+  }
+  await writeFile(path.join(images, '12-broken.png'), 'not a PNG');
+  const fromPngs = await predictOne(fashion.versionDir, 'images', images, { index: 0, start: 0, end: 13 });
+  const fromIdx = await predictOne(fashion.versionDir, 'idx', T10K, { index: 0, start: 0, end: 12 });
+  expect(fromPngs.map((r) => r.row)).toEqual(fromIdx.map((r) => r.row));
+  expect(fromPngs.map((r) => r.class)).toEqual(fromIdx.map((r) => r.class));
+  fromPngs.forEach((r, i) =>
+    r.predictions.forEach((p, k) => expect(Math.abs(p - fromIdx[i]!.predictions[k]!)).toBeLessThan(1e-5)),
+  );
+  expect(fromPngs.result).toMatchObject({ predicted: 12, bad: 1 });
+  expect(fromPngs.result!.badRows[0]!.where).toBe(path.join(images, '12-broken.png'));
+}, 60_000);
 
 it('a predict worker killed mid-job: finished shards are not recomputed, the output is byte-identical', async () => {
   const traceFile = path.join(dir, 'trace.jsonl');
