@@ -33,6 +33,9 @@ import { csvHeader, formatPredictions, outputLayoutOf } from './predict-output';
 /** Rows per model call: the batch the bench compares against `model.predict` at the same size. */
 export const PREDICT_BATCH_ROWS = 512;
 
+/** Shards a job may have: each is a few events of the workflow's history, which must stay well under its limit. */
+export const MAX_SHARDS = 5000;
+
 /** A refusal: the input or the version cannot be predicted, and a retry would not change that. */
 function refused(message: string): ApplicationFailure {
   return ApplicationFailure.nonRetryable(message, 'PredictRefused');
@@ -104,6 +107,11 @@ export function createPlanActivity() {
       if (error instanceof DatasetError) throw ApplicationFailure.nonRetryable(error.message, 'DatasetError');
       throw error;
     }
+    if (Math.ceil(rows / job.shardRows) > MAX_SHARDS)
+      throw refused(
+        `${rows} rows in shards of ${job.shardRows} make over ${MAX_SHARDS} shards; ask for more rows a shard ` +
+          `(at least ${Math.ceil(rows / MAX_SHARDS)})`,
+      );
     const outputDir = await stat(path.dirname(job.output)).catch(() => undefined);
     if (!outputDir?.isDirectory()) throw refused(`${path.dirname(job.output)} (the output's folder) does not exist`);
     const workDir = workDirOf(job.output, workflowId);

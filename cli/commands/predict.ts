@@ -147,6 +147,7 @@ export async function predictCommand(ref: string, raw: PredictOptions): Promise<
   const input = path.resolve(options.input);
   const output = path.resolve(options.output);
   if (!(await stat(input).catch(() => undefined))) throw new UsageError(`--input: ${input} does not exist`);
+  if (output === input) throw new UsageError('--output: the input itself; predictions go to a file of their own');
   if (!(await stat(path.dirname(output)).catch(() => undefined))?.isDirectory())
     throw new UsageError(`--output: ${path.dirname(output)} is not a folder`);
   const format = options.format ?? formatOf(output);
