@@ -91,7 +91,7 @@ program
 program
   .command('worker')
   .description('run one worker of a pool against TEMPORAL_ADDRESS or the embedded server')
-  .requiredOption('--pool <pool>', "control, train, predict (gantry predict's shards), or a pool the project's steps name")
+  .requiredOption('--pool <pool>', "control, train, predict (batch prediction), or a pool the project's steps name")
   .action(action(workerCommand));
 
 program
