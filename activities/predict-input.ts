@@ -1,6 +1,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { asyncBufferFromFile, parquetMetadataAsync } from 'hyparquet';
+import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
+import { compressors } from 'hyparquet-compressors';
 import { DatasetError } from '../data/errors';
 import { decodeImageBytes, ImageDecodeError } from '../data/image-decode';
 import { readIdxFile } from '../data/idx';
@@ -11,7 +12,7 @@ import { readJsonArrayRows } from '../data/tabular/json';
 import { readJsonlRows } from '../data/tabular/jsonl';
 import { readParquetRows } from '../data/tabular/parquet';
 import { MalformedRow, rowBatches, type RowReader } from '../data/tabular/rows';
-import { columnarFiles } from '../data/tabular/columnar';
+import { columnarFiles, plainValue } from '../data/tabular/columnar';
 import type { Servable } from '../serving/loader';
 import { rowSize } from '../serving/signature';
 import type { DenseTensor } from '../serving/tensors';
@@ -124,6 +125,52 @@ export async function countInputRows(kind: PredictInputKind, location: string): 
       for await (const batch of rowBatches(TABULAR_READERS[kind], location)) rows += batch.rows.length;
       return rows;
     }
+  }
+}
+
+/** Rows read from a Parquet file at a time: hyparquet decodes only the pages of the rows asked for. */
+const PARQUET_CHUNK_ROWS = 16_384;
+
+/**
+ * Rows [start, end) of a Parquet file or folder of parts, read by row range (hyparquet's rowStart/rowEnd), so a
+ * shard far into the input does not decode the rows before it. `where` is `file#row`, as the Parquet source names
+ * rows.
+ */
+export async function* parquetRange(
+  location: string,
+  range: { start: number; end: number },
+): AsyncGenerator<{ values: Record<string, unknown>; where: string }> {
+  let offset = 0;
+  for (const file of await columnarFiles(location, PARQUET_EXTENSIONS, 'Parquet')) {
+    if (offset >= range.end) return;
+    let buffer: Awaited<ReturnType<typeof asyncBufferFromFile>>;
+    let metadata: Awaited<ReturnType<typeof parquetMetadataAsync>>;
+    try {
+      buffer = await asyncBufferFromFile(file);
+      metadata = await parquetMetadataAsync(buffer);
+    } catch (error) {
+      throw new DatasetError(file, `not a readable Parquet file: ${(error as Error).message}`);
+    }
+    const rows = Number(metadata.num_rows);
+    const from = Math.max(range.start - offset, 0);
+    const to = Math.min(range.end - offset, rows);
+    for (let chunk = from; chunk < to; chunk += PARQUET_CHUNK_ROWS) {
+      const rowEnd = Math.min(to, chunk + PARQUET_CHUNK_ROWS);
+      let objects: Record<string, unknown>[];
+      try {
+        objects = await parquetReadObjects({ file: buffer, metadata, rowStart: chunk, rowEnd, compressors });
+      } catch (error) {
+        throw new DatasetError(file, `not a readable Parquet file: ${(error as Error).message}`);
+      }
+      if (objects.length !== rowEnd - chunk)
+        throw new DatasetError(file, `rows ${chunk}-${rowEnd} gave ${objects.length} rows`);
+      for (let i = 0; i < objects.length; i++) {
+        const values: Record<string, unknown> = {};
+        for (const [column, value] of Object.entries(objects[i]!)) values[column] = plainValue(value);
+        yield { values, where: `${file}#${chunk + i}` };
+      }
+    }
+    offset += rows;
   }
 }
 
@@ -323,6 +370,13 @@ async function* tabularBatches(
         if (rows.length + bad.length >= batchRows) yield flush();
       }
       if (index >= range.end) break;
+    }
+  } else if (kind === 'parquet') {
+    index = range.start;
+    for await (const row of parquetRange(location, range)) {
+      const r = index++;
+      take(r, row.where, (column) => row.values[column]);
+      if (rows.length + bad.length >= batchRows) yield flush();
     }
   } else {
     for await (const batch of rowBatches(TABULAR_READERS[kind], location)) {

@@ -5,6 +5,8 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import sharp from 'sharp';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createPredictShardActivity, shardFiles } from '../activities/batch-predict';
+import { parquetRange } from '../activities/predict-input';
+import { readParquetRows } from '../data/tabular/parquet';
 import { startRun } from '../cli/runs';
 import { readRegistry } from '../control/registry';
 import { taskQueueOf } from '../control/task-queues';
@@ -14,7 +16,7 @@ import { validatePipeline } from '../pipelines';
 import { completedRun } from '../workflows/api';
 import { batchPredictWorkflow } from '../workflows/batch-predict';
 import type { BatchPredictInput, BatchPredictResult, ShardResult } from '../workflows/batch-predict-api';
-import { csvText, PENGUINS_JSON, readJsonRows } from './data/tabular-helpers';
+import { csvText, PENGUINS_JSON, readJsonRows, VEGA_DATA } from './data/tabular-helpers';
 import { gantry } from './helpers/cli';
 import { createTestEnv, type TestEnv } from './helpers/env';
 import { sliceSpec } from './helpers/specs';
@@ -284,4 +286,15 @@ it('a shard whose output is already complete is returned without computing it ag
   const again = await new MockActivityEnvironment().run(activity, input);
   expect(again).toEqual({ ...first, computed: false });
   expect(await readFile(files.part)).toEqual(bytes);
+}, 60_000);
+
+it('a Parquet shard reads its own row range, the rows the Parquet source reads there', async () => {
+  const file = path.join(VEGA_DATA, 'flights-3m.parquet');
+  const range = { start: 16_380, end: 16_390 };
+  const ranged = [];
+  for await (const row of parquetRange(file, range)) ranged.push(row);
+  const all = [];
+  for await (const row of readParquetRows(file, { maxRows: range.end })) all.push(row);
+  expect(ranged).toEqual(all.slice(range.start));
+  expect(ranged[0]!.where).toBe(`${file}#16380`);
 }, 60_000);
