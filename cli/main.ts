@@ -7,6 +7,7 @@ import { devCommand } from './commands/dev';
 import { experimentStartCommand, experimentStatusCommand, experimentStopCommand } from './commands/experiment';
 import { modelsDescribeCommand, modelsListCommand } from './commands/models';
 import { modelsImportCommand } from './commands/models-import';
+import { DEFAULT_SHARD_ROWS, predictCommand } from './commands/predict';
 import {
   approveCommand,
   promoteCommand,
@@ -101,7 +102,7 @@ program
 program
   .command('worker')
   .description('run one worker of a pool against TEMPORAL_ADDRESS or the embedded server')
-  .requiredOption('--pool <pool>', "control, train, or a pool the project's steps name")
+  .requiredOption('--pool <pool>', "control, train, predict (batch prediction), or a pool the project's steps name")
   .action(action(workerCommand));
 
 program
@@ -161,6 +162,23 @@ models
   .option('--dataset <ref>', 'evaluate on this dataset: a fingerprint, a manifest.json, or a run id')
   .option('--json', 'print the result as JSON')
   .action(action(modelsImportCommand));
+
+program
+  .command('predict <model>')
+  .description(
+    'batch prediction: a published version (<model>, <model>:<version> or <model>@<alias>) over a whole file or ' +
+      'folder (IDX images, a folder of images, CSV, JSON Lines, JSON, Parquet, Arrow) as a durable job of shards ' +
+      'on a worker pool, written in input order to --output',
+  )
+  .requiredOption('--input <path>', 'the file or folder to predict')
+  .requiredOption('--output <file>', 'where the predictions go (written whole or not at all)')
+  .option('--format <format>', 'jsonl or csv (default: from the output name, else jsonl)')
+  .option('--on-bad-row <policy>', 'skip (count and list them) or fail', 'skip')
+  .option('--shard-rows <n>', 'rows per shard', String(DEFAULT_SHARD_ROWS))
+  .option('--pool <pool>', 'the pool that runs the shards: train, or predict when its workers run', 'train')
+  .option('--follow', 'print progress (shards, rows of each running shard) until the job ends')
+  .option('--json', 'print the result as JSON')
+  .action(action(predictCommand));
 
 program
   .command('promote <model> <version>')

@@ -21,7 +21,7 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { WorkflowHandle } from '@temporalio/client';
-import { Context } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import proto from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, Runtime, Worker } from '@temporalio/worker';
@@ -234,6 +234,45 @@ function importActivities(blessed: boolean) {
         : { evaluation: null, datasetFingerprint: null, reason: 'no dataset fits', blessed: false, reasons: [] },
     registerImport: async () => ({ version: 3 }),
     publishImport: async () => ({ publishedPath: '/models/imported/3' }),
+  };
+}
+
+function batchPredictActivities(failShard?: number) {
+  return {
+    planBatchPredict: async () => ({
+      kind: 'idx',
+      rows: 2500,
+      shards: [
+        { index: 0, start: 0, end: 1000 },
+        { index: 1, start: 1000, end: 2000 },
+        { index: 2, start: 2000, end: 2500 },
+      ],
+      workDir: '/tmp/.preds.jsonl.job.shards',
+    }),
+    predictShard: async (input: { shard: { index: number; start: number; end: number } }) => {
+      const { index, start, end } = input.shard;
+      if (index === failShard)
+        throw ApplicationFailure.nonRetryable(`bad row ${start + 7} at /tmp/x.csv:${start + 9}: bad`, 'BadRow');
+      const bad = index === 1 ? 1 : 0;
+      const badRows = bad ? [{ where: `/tmp/x.csv:${start + 9}`, reason: 'has 2 fields, the header has 7' }] : [];
+      return { index, predicted: end - start - bad, bad, badRows, computed: true };
+    },
+    assemblePredictions: async () => ({ bytes: 123_456, rejects: '/tmp/preds.jsonl.rejects.jsonl' }),
+  };
+}
+
+function batchPredictInput(taskQueue: string) {
+  return {
+    model: 'fashion-mnist',
+    version: 1,
+    versionDir: '/models/fashion-mnist/1',
+    input: '/tmp/t10k-images-idx3-ubyte.gz',
+    output: '/tmp/preds.jsonl',
+    format: 'jsonl',
+    onBadRow: 'skip',
+    shardRows: 1000,
+    pool: 'train',
+    shardTaskQueue: taskQueue,
   };
 }
 
@@ -531,6 +570,33 @@ const CASES: Case[] = [
           args: [{ model: 'imported', path: '/tmp/tfjs-model', signature: 'serving_default' }],
         }),
       ),
+  },
+  {
+    workflowType: 'batchPredictWorkflow',
+    name: 'assembled',
+    activities: () => batchPredictActivities(),
+    drive: async (env, taskQueue, workflowId) =>
+      finished(
+        await env.client.workflow.start('batchPredictWorkflow', {
+          taskQueue,
+          workflowId,
+          args: [batchPredictInput(taskQueue)],
+        }),
+      ),
+  },
+  {
+    workflowType: 'batchPredictWorkflow',
+    name: 'bad-row-failed',
+    activities: () => batchPredictActivities(1),
+    drive: async (env, taskQueue, workflowId) => {
+      const handle = await env.client.workflow.start('batchPredictWorkflow', {
+        taskQueue,
+        workflowId,
+        args: [{ ...batchPredictInput(taskQueue), onBadRow: 'fail' }],
+      });
+      await handle.result().catch(() => undefined);
+      return handle;
+    },
   },
 ];
 
