@@ -14,3 +14,4 @@ export { trainJobWorkflow } from './train-job';
 export { rolloutWorkflow } from './rollout';
 export { experimentWorkflow } from './experiment';
 export { importModelWorkflow } from './import-model';
+export { tuneWorkflow } from './tune';
