@@ -77,16 +77,19 @@ export function cornerParams(space: Space): Params[] {
 
 const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
+/** A deep copy of plain JSON data (workflow code has no structuredClone). */
+const copyOf = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
+
 /** A copy of `spec` with each dotted path of `params` set to its value (objects made on the way). */
 export function withParams<T>(spec: T, params: Params): T {
-  const copy = structuredClone(spec) as Record<string, unknown>;
+  const copy = copyOf(spec) as Record<string, unknown>;
   for (const [path, value] of Object.entries(params)) {
     const keys = path.split('.');
     let node = copy;
     keys.forEach((key, i) => {
       if (UNSAFE_KEYS.has(key)) throw new Error(`"${path}": "${key}" is not a field of the spec`);
       if (i === keys.length - 1) {
-        node[key] = structuredClone(value);
+        node[key] = copyOf(value);
         return;
       }
       const next = Object.hasOwn(node, key) ? node[key] : undefined;
