@@ -137,7 +137,12 @@ tune
   .description("a study's trials (params, state, epochs, metric, why stopped) and the best so far")
   .option('--follow', 'print trial changes until the study ends, then the table')
   .option('--json', 'print as one JSON object: {trials: [{params, state, metric, ...}], best, ...}')
-  .action(action((studyId: string, options) => tuneStatusCommand(studyId, options)));
+  // `tune` has --json and --follow of its own, and commander gives them to the parent: read both.
+  .action(
+    action((studyId: string, options, command: Command) =>
+      tuneStatusCommand(studyId, { ...command.parent!.opts<{ json?: boolean; follow?: boolean }>(), ...options }),
+    ),
+  );
 
 program
   .command('status <runId>')
