@@ -175,7 +175,8 @@ function summary(row: Row): string[] {
 
 const rows: (Row | string)[] = [];
 console.error(
-  `[tuning-bench] ${nTrain} train / ${nValidation} validation images, ${maxEpochs} epochs a trial at most, ${budget} epochs a row`,
+  `[tuning-bench] ${nTrain} train / ${nValidation} validation images, ` +
+    `${maxEpochs} epochs a trial at most, ${budget} epochs a row`,
 );
 rows.push(await gantryRow('asha'));
 rows.push(await gantryRow('random'));

@@ -37,7 +37,7 @@ afterAll(async () => {
   await control?.stop();
 });
 
-it('a study survives a killed train worker: finished trials are kept, the best is registered with its study', async () => {
+it('a study survives a killed train worker: finished trials kept, the best registered with its study', async () => {
   const spec = sliceSpec({
     data: { limits: { train: 1000, test: 500 } },
     // ~8 steps an epoch, slowed so that an epoch lasts over two seconds; a lost trainer is noticed in 3 s.
