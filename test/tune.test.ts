@@ -40,8 +40,9 @@ afterAll(async () => {
 it('a study survives a killed train worker: finished trials kept, the best registered with its study', async () => {
   const spec = sliceSpec({
     data: { limits: { train: 1000, test: 500 } },
-    // ~8 steps an epoch, slowed so that an epoch lasts over two seconds; a lost trainer is noticed in 3 s.
-    train: { epochs: 4, stepDelayMs: 250, heartbeatTimeout: '3s', learningRateSchedule: 'constant' },
+    // ~8 steps an epoch, slowed so that an epoch lasts over two seconds; a lost trainer is noticed in 5 s (a loaded
+    // machine can take 3 s to start a trainer before its first heartbeat: such retries are no failure here).
+    train: { epochs: 4, stepDelayMs: 250, heartbeatTimeout: '5s', maxAttempts: 10, learningRateSchedule: 'constant' },
     model: { options: { hiddenUnits: [64] } },
     deployment: { rollout: { enabled: false } },
     tuning: {

@@ -176,3 +176,29 @@ describe('tuners', () => {
     expect(third.trial.target).toBe(2);
   });
 });
+
+describe('gantry tune input', () => {
+  it('refuses a space whose extreme values the spec cannot take, naming the parameter, before anything starts', async () => {
+    const { mkdtemp, writeFile } = await import('node:fs/promises');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const { resolveTuningSpec } = await import('../cli/commands/tune');
+    const { default: fashionMnist } = await import('../pipelines/fashion-mnist');
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'gantry-tune-spec-'));
+    const file = path.join(dir, 'bad.json');
+    const space = {
+      'model.options.dropout': { uniform: [0, 1.5] },
+      'train.learningRate': { logUniform: [1e-4, 1e-2] },
+    };
+    await writeFile(file, JSON.stringify({ ...fashionMnist, tuning: { space } }));
+    await expect(resolveTuningSpec(file, { set: [] })).rejects.toThrow(
+      /tuning\.space\.model\.options\.dropout: the spec cannot take 1\.5/,
+    );
+    // --trials and --parallel land in the spec's tuning section.
+    const good = await resolveTuningSpec('fashion-mnist', { set: [], trials: '5', parallel: '3' });
+    expect(good.tuning).toMatchObject({ budget: { trials: 5 }, parallelism: 3, algorithm: 'asha' });
+    await expect(resolveTuningSpec('fashion-mnist', { set: ['tuning.budget.trials=0'] })).rejects.toThrow(
+      /tuning\.budget\.trials/,
+    );
+  });
+});
