@@ -178,7 +178,7 @@ describe('tuners', () => {
 });
 
 describe('gantry tune input', () => {
-  it('refuses a space whose extreme values the spec cannot take, naming the parameter, before anything starts', async () => {
+  it('refuses a space value the spec cannot take, naming the parameter, before anything starts', async () => {
     const { mkdtemp, writeFile } = await import('node:fs/promises');
     const os = await import('node:os');
     const path = await import('node:path');
