@@ -24,6 +24,7 @@ export function createRegisterActivity(deps: ActivityDeps) {
     trained,
     evaluation,
     steps,
+    study,
   }: RegisterInput): Promise<{ version: number }> {
     const spec = checkedSpec(rawSpec);
     const startWorkflowOperation = registryStartOperation(spec.model.name);
@@ -47,6 +48,7 @@ export function createRegisterActivity(deps: ActivityDeps) {
             gitCommit: deps.gitCommit,
             backend: trained.backend.name,
             ...(steps?.length ? { steps } : {}),
+            ...(study ? { study } : {}),
           },
           blessed: evaluation.blessed,
           reasons: evaluation.reasons,

@@ -162,6 +162,7 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
             verifyReplicas: spec.train.verifyReplicas,
           }),
           ...loop,
+          epochs: Math.min(input.untilEpoch ?? loop.epochs, loop.epochs),
           start,
           learningRateAt: (epoch, progress) => scaledLearningRate(spec.train, join.worldSize, epoch, progress),
           checkpointEverySteps: spec.train.checkpointEverySteps,

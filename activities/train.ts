@@ -12,7 +12,7 @@ import { checkedSpec } from './failures';
 const PROGRESS_SIGNAL_INTERVAL_MS = 1_000;
 
 export function createTrainActivity(deps: ActivityDeps) {
-  return async function train({ runId, spec: rawSpec, dataset }: TrainInput): Promise<TrainResult> {
+  return async function train({ runId, spec: rawSpec, dataset, untilEpoch }: TrainInput): Promise<TrainResult> {
     const spec = checkedSpec(rawSpec);
     const context = Context.current();
     const { attempt, workflowExecution } = context.info;
@@ -55,6 +55,7 @@ export function createTrainActivity(deps: ActivityDeps) {
     try {
       await trainLoop({
         ...loop,
+        epochs: Math.min(untilEpoch ?? loop.epochs, loop.epochs),
         startEpoch: resumedFromEpoch ?? 0,
         startGlobalStep: restored?.manifest.globalStep ?? 0,
         learningRateAt: (epoch) =>
@@ -72,6 +73,7 @@ export function createTrainActivity(deps: ActivityDeps) {
           trainedSamples += step.step === step.stepsPerEpoch ? lastBatch : spec.train.batchSize;
           lastStep = {
             ...step,
+            runId,
             attempt,
             valAccuracy: lastValAccuracy,
             resumedFromEpoch,

@@ -16,6 +16,7 @@ import {
   rolloutStatusCommand,
 } from './commands/rollout';
 import { runNamedCommand } from './commands/run';
+import { tuneCommand, tuneStatusCommand } from './commands/tune';
 import { serveCommand } from './commands/serve';
 import {
   scheduleCreateCommand,
@@ -125,6 +126,33 @@ program
   .action(
     action(async (pipeline: string, options) =>
       runNamedCommand(pipeline, options, { workflows: await projectWorkflowNames(await activateProject()) }),
+    ),
+  );
+
+const tune = program
+  .command('tune')
+  .description(
+    "run a hyperparameter study of a pipeline (its spec's tuning section): trials on the train pool, ranked on a " +
+      'validation metric; the best is evaluated, registered and published like a run',
+  )
+  .argument('<pipeline>', 'the pipeline (a name or a .ts/.json file)')
+  .option('--set <path=value>', 'override a spec field, e.g. --set data.limits.train=6000 (repeatable)', collect, [])
+  .option('--trials <n>', 'trials to run (tuning.budget.trials)')
+  .option('--parallel <k>', 'trials training at once (tuning.parallelism)')
+  .option('--follow', 'print each trial as it starts, is promoted, finishes or is stopped')
+  .option('--json', 'print the result as one JSON object')
+  .option('--detach', 'print the study id and return without waiting')
+  .option('--id <studyId>', 'workflow id for the study (default: <pipeline>-tune-<time>-<random>)')
+  .action(action((pipeline: string, options) => tuneCommand(pipeline, options)));
+tune
+  .command('status <studyId>')
+  .description("a study's trials (params, state, epochs, metric, why stopped) and the best so far")
+  .option('--follow', 'print trial changes until the study ends, then the table')
+  .option('--json', 'print as one JSON object: {trials: [{params, state, metric, ...}], best, ...}')
+  // `tune` has --json and --follow of its own, and commander gives them to the parent: read both.
+  .action(
+    action((studyId: string, options, command: Command) =>
+      tuneStatusCommand(studyId, { ...command.parent!.opts<{ json?: boolean; follow?: boolean }>(), ...options }),
     ),
   );
 

@@ -17,6 +17,20 @@ export default definePipeline({
   train: { epochs: 15, batchSize: 128, learningRate: 0.001, optimizer: 'adam', learningRateSchedule: 'cosine' },
   // Half a point of tolerance against the champion: dropout makes two identical runs differ by that much.
   evaluation: { minAccuracy: 0.85, minAccuracyDelta: -0.005 },
+  // `gantry tune fashion-mnist`: ASHA over 12 random trials (rungs at 1, 3, 9 and 15 epochs), two at a time.
+  tuning: {
+    space: {
+      'train.learningRate': { logUniform: [1e-4, 1e-2] },
+      'train.batchSize': { choice: [64, 128, 256] },
+      'model.options.hiddenUnits': { choice: [[128], [256, 128], [512, 256]] },
+      'model.options.dropout': { uniform: [0, 0.5] },
+    },
+    objective: { metric: 'accuracy', goal: 'max' },
+    budget: { trials: 12 },
+    parallelism: 2,
+    algorithm: 'asha',
+    asha: { minEpochs: 1, reductionFactor: 3 },
+  },
   deployment: {
     publish: true,
     alias: 'champion',

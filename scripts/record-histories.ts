@@ -323,6 +323,34 @@ function retrainInput(taskQueue: string, { replicas = 1, rollout = false } = {})
   return { spec, taskQueues: { control: taskQueue, train: taskQueue }, deploymentPrefix: 'replay' };
 }
 
+/** A study of 4 ASHA trials (rungs at 1, 2 and 4 epochs), 2 at a time, on the retrain input's spec. */
+function tuneInput(taskQueue: string): RetrainInput {
+  const input = retrainInput(taskQueue);
+  const spec = validatePipeline({
+    ...input.spec,
+    train: { ...input.spec.train, epochs: 4 },
+    tuning: {
+      space: { 'train.learningRate': { logUniform: [1e-4, 1e-2] }, 'model.options.dropout': { uniform: [0, 0.5] } },
+      budget: { trials: 4 },
+      parallelism: 2,
+      algorithm: 'asha',
+      asha: { minEpochs: 1, reductionFactor: 2 },
+    },
+  });
+  return { ...input, spec };
+}
+
+/** The trainer of a study's trial: `untilEpoch` epochs whose validation accuracy follows the learning rate. */
+async function trainTrial(input: { spec: { train: { learningRate: number } }; untilEpoch?: number }) {
+  const level = 0.5 + 0.05 * Math.log10(input.spec.train.learningRate * 1e4);
+  const history = Array.from({ length: input.untilEpoch ?? 1 }, (_, i) => ({
+    ...trained.history[0]!,
+    epoch: i + 1,
+    valAccuracy: level + 0.01 * i,
+  }));
+  return { ...trained, history };
+}
+
 interface Case {
   workflowType: string;
   name: string;
@@ -508,6 +536,15 @@ const CASES: Case[] = [
       );
       return experiment;
     },
+  },
+  {
+    workflowType: 'tuneWorkflow',
+    name: 'asha-registered',
+    activities: (env) => ({ ...stageActivities(env), train: trainTrial }),
+    drive: async (env, taskQueue, workflowId) =>
+      finished(
+        await env.client.workflow.start('tuneWorkflow', { taskQueue, workflowId, args: [tuneInput(taskQueue)] }),
+      ),
   },
   {
     workflowType: 'retrainWorkflow',

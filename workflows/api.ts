@@ -13,6 +13,7 @@ import type { Judgement, ShadowWindow, VersionWindow } from './canary-analysis';
 import type { EpochPoint } from './curve';
 import type { ExperimentVerdict } from './experiment-analysis';
 import type { ApplyReport, DesiredServing, ServingLayout } from './serving-desired';
+import type { StudyLineage } from './tune-api';
 
 /**
  * The contract between the workflows, the activities they run and the clients that start and steer
@@ -84,6 +85,10 @@ export interface RetrainInput {
   taskQueues: { control: string; train: string };
   /** Scopes the registry and rollout workflow ids (GANTRY_TASK_QUEUE_PREFIX); derived from the queues when absent. */
   deploymentPrefix?: string;
+  /** A model trained already (a study's best trial): the run skips ingest and train and goes on from them. */
+  pretrained?: { dataset: DatasetRef; trained: TrainResult };
+  /** The study that picked the model: recorded in the version's lineage. */
+  study?: StudyLineage;
 }
 
 /**
@@ -388,6 +393,8 @@ export interface VersionLineage {
   steps?: StepRecord[];
   /** Where an imported version came from (`gantry models import`); absent from trained versions. */
   source?: ImportSource;
+  /** The hyperparameter study whose best trial this is (`gantry tune`); absent from other versions. */
+  study?: StudyLineage;
 }
 
 /** The lineage of an imported version: no training run made it; `runId` is the import workflow's id. */
@@ -579,6 +586,11 @@ export interface TrainInput {
   runId: string;
   spec: PipelineSpec;
   dataset: DatasetRef;
+  /**
+   * Stop after this epoch instead of train.epochs (a study's rung): the learning-rate schedule still spans
+   * train.epochs, so training on from the checkpoint later follows the same path as one uninterrupted run.
+   */
+  untilEpoch?: number;
 }
 
 /**
@@ -586,6 +598,8 @@ export interface TrainInput {
  * attempt's context.
  */
 export interface TrainProgress extends StepProgress {
+  /** The run (or study trial) training; absent from trainers before studies. */
+  runId?: string;
   attempt: number;
   valAccuracy: number | null;
   /** Epochs that came from a checkpoint instead of being trained in this attempt. */
@@ -643,6 +657,8 @@ export interface RegisterInput {
   evaluation: EvaluationResult;
   /** The user steps that ran before register: recorded in the version's lineage. */
   steps?: StepRecord[];
+  /** The study that picked the model: recorded in the version's lineage. */
+  study?: StudyLineage;
 }
 
 export interface PublishInput {

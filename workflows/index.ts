@@ -15,3 +15,4 @@ export { rolloutWorkflow } from './rollout';
 export { experimentWorkflow } from './experiment';
 export { importModelWorkflow } from './import-model';
 export { batchPredictWorkflow } from './batch-predict';
+export { tuneWorkflow } from './tune';

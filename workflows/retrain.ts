@@ -206,7 +206,9 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
   }
   let publishedPath: string | null = null;
 
-  const dataset = await stage('ingest', () => control.ingest({ runId, spec }));
+  // A study's best trial comes trained: its dataset and model are the run's, and only the stages after train run.
+  const { pretrained } = input;
+  const dataset = await stage('ingest', async () => pretrained?.dataset ?? control.ingest({ runId, spec }));
   outputs.dataset = datasetStepOutputs(dataset);
   progress.dataset = {
     fingerprint: dataset.fingerprint,
@@ -221,12 +223,14 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
   // workflow that is its replicas' rendezvous and restarts lost attempts (workflows/train-job.ts).
   const distributed = spec.train.replicas > 1 || spec.train.strategy !== 'mirrored';
   const trained: TrainResult = await stage('train', () =>
-    distributed
-      ? executeChild(trainJobWorkflow, {
-          workflowId: trainJobWorkflowId(runId),
-          args: [{ runId, spec, dataset, taskQueue: taskQueues.train }],
-        })
-      : trainer.train({ runId, spec, dataset }),
+    pretrained
+      ? Promise.resolve(pretrained.trained)
+      : distributed
+        ? executeChild(trainJobWorkflow, {
+            workflowId: trainJobWorkflowId(runId),
+            args: [{ runId, spec, dataset, taskQueue: taskQueues.train }],
+          })
+        : trainer.train({ runId, spec, dataset }),
   );
   outputs.training = {
     modelUri: trained.modelUri,
@@ -268,6 +272,7 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
       evaluation,
       // Only a run with steps sends them: the activity's input stays as it was for every other run.
       ...(steps.length ? { steps } : {}),
+      ...(input.study ? { study: input.study } : {}),
     }),
   );
   progress.version = version;

@@ -31,7 +31,13 @@ import { recordEpoch } from './curve';
  * allows and trainers are missing.
  */
 
-export async function trainJobWorkflow({ runId, spec, dataset, taskQueue }: TrainJobInput): Promise<TrainResult> {
+export async function trainJobWorkflow({
+  runId,
+  spec,
+  dataset,
+  taskQueue,
+  untilEpoch,
+}: TrainJobInput): Promise<TrainResult> {
   const jobId = workflowInfo().workflowId;
   const wanted = spec.train.replicas;
   const activities = proxyActivities<TrainActivities>({
@@ -116,7 +122,18 @@ export async function trainJobWorkflow({ runId, spec, dataset, taskQueue }: Trai
     const settled: (ReplicaResult | Error | undefined)[] = Array.from({ length: wanted });
     const runs = scopes.map((scope, replica) =>
       scope
-        .run(() => activities.trainReplica({ runId, spec, dataset, jobId, jobAttempt: attempt, replica }))
+        .run(() =>
+          activities.trainReplica({
+            runId,
+            spec,
+            dataset,
+            jobId,
+            jobAttempt: attempt,
+            replica,
+            // A study's rung stops early; a run's job trains to train.epochs as it always did.
+            ...(untilEpoch !== undefined ? { untilEpoch } : {}),
+          }),
+        )
         .then(
           (result) => {
             settled[replica] = result;
