@@ -9,8 +9,9 @@ import { PROTO_ROOT } from '../../serving/grpc/protos';
  * gRPC load from ghz (a Go client, built by bench/ghz/setup.sh into .tools/ghz), for bench/serving.ts:
  * closed loop, `concurrency` workers on one connection (as the Node client's one channel), the same
  * serialized PredictRequest in every call. Its per-request details are cut to the measured window
- * (after `warmupMs`, `durationMs` long) as the Node client does; its CPU (user + system, all of its
- * threads) comes from the shell's `times` for its children, as a share of one core.
+ * (calls started after `warmupMs` and ended within `durationMs` after that) as the Node client does;
+ * its CPU (user + system, all of its threads) comes from the shell's `times` for its children, as a
+ * share of one core (over 1 when its threads ran on more than one).
  */
 
 const run = promisify(execFile);
@@ -57,8 +58,9 @@ export async function ghzLoad(job: GhzJob) {
     '--call=tensorflow.serving.PredictionService/Predict',
     `--binary-file=${bodyFile}`,
     `--concurrency=${job.concurrency}`,
-    // 200 ms past the measured window: the calls ghz cancels or cuts when it stops all fall outside it.
+    // 200 ms past the measured window, and the calls in flight when it stops left out of its report.
     `--duration=${total + 200}ms`,
+    '--duration-stop=ignore',
     '--total=0',
     '--timeout=20s',
     '--format=json',
@@ -81,21 +83,24 @@ export async function ghzLoad(job: GhzJob) {
   const [user, system] = (timeLines[1] ?? '').trim().split(/\s+/);
   const cpuSeconds = seconds(user ?? '') + seconds(system ?? '');
   const details = report.details ?? [];
-  const start = Math.min(...details.map((d) => Date.parse(d.timestamp)));
+  // A detail's timestamp is when the call ended (ghz's stats handler: the RPC's EndTime).
+  const calls = details.map((d) => {
+    const ms = d.latency / 1e6;
+    const t1 = Date.parse(d.timestamp);
+    return { t0: t1 - ms, t1, ms, ok: !d.error && d.status === 'OK', why: `${d.status} ${d.error ?? ''}` };
+  });
+  const start = Math.min(...calls.map((c) => c.t0));
   const from = start + job.warmupMs;
   const end = from + job.durationMs;
   const latencies: number[] = [];
   let errors = 0;
-  for (const d of details) {
-    const t0 = Date.parse(d.timestamp);
-    const ms = d.latency / 1e6;
-    if (t0 < from || t0 + ms > end) continue;
-    // ghz cancels the calls in flight when its duration is up: those are not the server's errors.
-    if (d.status === 'Canceled') continue;
-    if (d.error || d.status !== 'OK') {
-      if (process.env.BENCH_DEBUG) console.error(`ghz: ${d.status} ${d.error}`);
+  for (const call of calls) {
+    if (call.t0 < from || call.t1 > end) continue;
+    if (call.ok) latencies.push(call.ms);
+    else {
+      if (process.env.BENCH_DEBUG) console.error(`ghz: ${call.why}`);
       errors++;
-    } else latencies.push(ms);
+    }
   }
   latencies.sort((a, b) => a - b);
   const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? NaN;
