@@ -348,7 +348,7 @@ for (const kind of KINDS) {
       const order = variants.map((_, i) => variants[(i + round) % variants.length]!);
       for (const variant of order) {
         // A moment between cells: the last client's sockets close, its garbage is collected.
-        await sleep(250);
+        await sleep(100);
         rounds.get(variant)!.push(await measure(kind, variant, concurrency));
       }
     }
