@@ -17,8 +17,11 @@ import type { OutputLayout } from './predict-output';
 /** Rows a row group may hold: a shard of more rows is split, so a huge --shard-rows does not grow memory. */
 export const MAX_ROW_GROUP_ROWS = 65_536;
 
-/** A line of a shard part longer than this is not one the shards wrote. */
-const MAX_LINE_CHARS = 1 << 20;
+/** The longest line the shards write for `layout`: a value is at most 16 characters (`-1.23456789e-38,`). */
+function maxLineChars(layout: OutputLayout): number {
+  const longestClass = Math.max(0, ...(layout.classes ?? []).map((c) => JSON.stringify(c).length));
+  return 1024 + 16 * layout.width + longestClass;
+}
 
 export function parquetSchema(layout: OutputLayout): SchemaElement[] {
   const predictions = Array.from(
@@ -63,7 +66,8 @@ interface PartRow {
 
 /** Parses and checks a line of a shard part: a part is a file on disk, so it is read as hostile as any input. */
 function parsePartLine(line: string, where: string, layout: OutputLayout): PartRow {
-  if (line.length > MAX_LINE_CHARS) throw new Error(`${where}: a line of over ${MAX_LINE_CHARS} characters`);
+  const max = maxLineChars(layout);
+  if (line.length > max) throw new Error(`${where}: a line of over ${max} characters is not a prediction row`);
   let value: PartRow;
   try {
     value = JSON.parse(line) as PartRow;
