@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { appendFile, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { appendFile, type FileHandle, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
@@ -20,7 +20,8 @@ import {
   type ShardResult,
 } from '../workflows/batch-predict-api';
 import { countInputRows, inputKindOf, shardBatches } from './predict-input';
-import { csvHeader, formatPredictions, outputLayoutOf } from './predict-output';
+import { csvHeader, formatPredictions, type OutputLayout, outputLayoutOf } from './predict-output';
+import { writeParquetPredictions } from './predict-parquet';
 
 /**
  * `gantry predict`'s activities (workflows/batch-predict.ts runs them). Planning and assembling are light and run on
@@ -76,11 +77,14 @@ async function trace(event: Record<string, unknown>): Promise<void> {
   if (file) await appendFile(file, `${JSON.stringify({ job, ...event, pid: process.pid })}\n`);
 }
 
-async function readDone(file: string): Promise<(ShardResult & { header: string }) | undefined> {
+/** A shard's done mark: its result, and the output's CSV header and layout (older marks have no layout). */
+type DoneMark = ShardResult & { header: string; layout?: OutputLayout };
+
+async function readDone(file: string): Promise<DoneMark | undefined> {
   const text = await readFile(file, 'utf8').catch(() => undefined);
   if (text === undefined) return undefined;
   try {
-    return JSON.parse(text) as ShardResult & { header: string };
+    return JSON.parse(text) as DoneMark;
   } catch {
     return undefined;
   }
@@ -130,7 +134,7 @@ export function createPredictShardActivity() {
     const done = await readDone(files.done);
     if (done && (await stat(files.part).catch(() => undefined))) {
       await trace({ shard: shard.index, event: 'reused' });
-      const { header: _header, ...result } = done;
+      const { header: _header, layout: _layout, ...result } = done;
       return { ...result, computed: false };
     }
     await activeBackend();
@@ -164,7 +168,9 @@ export function createPredictShardActivity() {
           }
           if (batch.rows.length > 0) {
             const [output] = servable.run(batch.inputs);
-            await part.write(formatPredictions(job.format, layout, job.version, batch.rows, output!));
+            // A Parquet job's shards write JSON Lines, which the assembly turns into row groups.
+            const format = job.format === 'parquet' ? 'jsonl' : job.format;
+            await part.write(formatPredictions(format, layout, job.version, batch.rows, output!));
             predicted += batch.rows.length;
           }
           heartbeat.rowsDone = predicted + bad;
@@ -186,21 +192,22 @@ export function createPredictShardActivity() {
       throw error;
     }
     const result: ShardResult = { index: shard.index, predicted, bad, badRows, computed: true };
-    // The CSV header rides in the mark, so the assembly (on the control pool) need not load the model.
-    await writeFileAtomically(files.done, JSON.stringify({ ...result, header: csvHeader(layout) }));
+    // The CSV header and the layout (Parquet's columns) ride in the mark, so the assembly (on the control pool)
+    // need not load the model.
+    const mark: DoneMark = { ...result, header: csvHeader(layout), layout };
+    await writeFileAtomically(files.done, JSON.stringify(mark));
     await trace({ shard: shard.index, event: 'computed', attempt: context.info.attempt });
     return result;
   };
 }
 
-/** `header` and then every file of `parts` in order, written to a temp file renamed over `target`. */
-async function writeConcatenation(target: string, header: string, parts: string[]): Promise<number> {
+/** What `write` writes, to a temp file renamed over `target`: its size. */
+async function writeAtomically(target: string, write: (out: FileHandle) => Promise<void>): Promise<number> {
   const temporary = `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
     const out = await open(temporary, 'w');
     try {
-      if (header) await out.write(header);
-      for (const file of parts) for await (const chunk of createReadStream(file)) await out.write(chunk as Buffer);
+      await write(out);
     } finally {
       await out.close();
     }
@@ -210,6 +217,14 @@ async function writeConcatenation(target: string, header: string, parts: string[
     throw error;
   }
   return (await stat(target)).size;
+}
+
+/** `header` and then every file of `parts` in order, written to a temp file renamed over `target`. */
+function writeConcatenation(target: string, header: string, parts: string[]): Promise<number> {
+  return writeAtomically(target, async (out) => {
+    if (header) await out.write(header);
+    for (const file of parts) for await (const chunk of createReadStream(file)) await out.write(chunk as Buffer);
+  });
 }
 
 export function createAssembleActivity() {
@@ -226,20 +241,26 @@ export function createAssembleActivity() {
     const shards = plan.shards.map((s) => shardFiles(plan.workDir, s.index));
     const rejectParts: string[] = [];
     let header: string | undefined;
+    let layout: OutputLayout | undefined;
     for (const [i, files] of shards.entries()) {
       const done = await readDone(files.done);
       if (!done) throw new Error(`shard ${i} is not complete (${files.done} is missing)`);
       if (done.bad > 0) rejectParts.push(files.rejects);
       header ??= done.header;
+      layout ??= done.layout;
     }
-    // No shard (an empty input) wrote a header: the model says what it is.
-    if (job.format !== 'csv') header = '';
-    else header ??= csvHeader(outputLayoutOf(await servableOf(job.versionDir)));
-    const bytes = await writeConcatenation(
-      job.output,
-      header,
-      shards.map((s) => s.part),
-    );
+    const parts = shards.map((s) => s.part);
+    let bytes: number;
+    if (job.format === 'parquet') {
+      // No shard (an empty input, or marks from before Parquet) gave the layout: the model says what it is.
+      const columns = layout ?? outputLayoutOf(await servableOf(job.versionDir));
+      bytes = await writeAtomically(job.output, (out) => writeParquetPredictions(out, columns, parts));
+    } else {
+      // No shard (an empty input) wrote a header: the model says what it is.
+      if (job.format !== 'csv') header = '';
+      else header ??= csvHeader(outputLayoutOf(await servableOf(job.versionDir)));
+      bytes = await writeConcatenation(job.output, header, parts);
+    }
     if (rejectParts.length > 0) await writeConcatenation(rejectsFile, '', rejectParts);
     else await rm(rejectsFile, { force: true });
     await rm(plan.workDir, { recursive: true, force: true });

@@ -7,7 +7,8 @@ import type { PredictFormat } from '../workflows/batch-predict-api';
  * `{"row":<input row index>,"predictions":[…],"class":"<name>","version":<n>}` (no `class` for a regression). CSV:
  * the same fields as columns, `predictions` spread over one column per output value (`predictions_0`, …) after a
  * header row. Numbers are float32 in nine significant digits (formatFloat32): they read back as the same float32,
- * and the same output is the same bytes on every run.
+ * and the same output is the same bytes on every run. Parquet: the same columns as CSV, assembled from JSON Lines
+ * parts (activities/predict-parquet.ts).
  */
 
 export interface OutputLayout {
@@ -61,7 +62,7 @@ export function csvHeader(layout: OutputLayout): string {
 
 /** The text of predicted rows `rows` (input row indexes) from the model's output for them. */
 export function formatPredictions(
-  format: PredictFormat,
+  format: Exclude<PredictFormat, 'parquet'>,
   layout: OutputLayout,
   version: number,
   rows: readonly number[],

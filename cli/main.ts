@@ -200,7 +200,7 @@ program
   )
   .requiredOption('--input <path>', 'the file or folder to predict')
   .requiredOption('--output <file>', 'where the predictions go (written whole or not at all)')
-  .option('--format <format>', 'jsonl or csv (default: from the output name, else jsonl)')
+  .option('--format <format>', 'jsonl, csv or parquet (default: from the output name, else jsonl)')
   .option('--on-bad-row <policy>', 'skip (count and list them) or fail', 'skip')
   .option('--shard-rows <n>', 'rows per shard', String(DEFAULT_SHARD_ROWS))
   .option('--pool <pool>', 'the pool that runs the shards: train, or predict when its workers run', 'train')

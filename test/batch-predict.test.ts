@@ -2,6 +2,7 @@ import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promis
 import os from 'node:os';
 import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
+import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import sharp from 'sharp';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createPredictShardActivity, shardFiles } from '../activities/batch-predict';
@@ -144,6 +145,56 @@ it('penguins: a CSV with missing values predicted; bad rows skipped and listed, 
   const versionDir = (await readRegistry(workers.client, spec.model.name))!.versions[0]!.publishedPath!;
   const fromJsonl = await predictOne(versionDir, 'jsonl', jsonl, { index: 0, start: 0, end: 50 });
   expect(fromJsonl.map((r) => r.class)).toEqual(predicted.slice(0, 50).map((cells) => cells[4]));
+
+  // Parquet, chosen by the output's name: the rows of the same job as JSON Lines, a row group a shard, and a rerun
+  // (its shards computed again) the same bytes.
+  const parquet = path.join(dir, 'penguins-preds.parquet');
+  const pq = await gantry([...args.slice(0, 4), '--output', parquet, '--shard-rows', '100', '--json'], env.env);
+  expect(pq.code, pq.stderr).toBe(0);
+  expect(JSON.parse(pq.stdout)).toMatchObject({ format: 'parquet', predicted: birds.length - 1, bad: 2 });
+  const job = (output: string, format: BatchPredictInput['format']): BatchPredictInput => ({
+    model: spec.model.name,
+    version: 1,
+    versionDir,
+    input,
+    output,
+    format,
+    onBadRow: 'skip',
+    shardRows: 100,
+    pool: 'train',
+    shardTaskQueue: taskQueueOf('train'),
+  });
+  const predictJob = async (input: BatchPredictInput, id: string) =>
+    (
+      await workers.client.workflow.start(batchPredictWorkflow, {
+        workflowId: id,
+        taskQueue: taskQueueOf('control'),
+        args: [input],
+      })
+    ).result();
+  const again = path.join(dir, 'penguins-again.parquet');
+  const asJsonl = path.join(dir, 'penguins-preds.jsonl');
+  await predictJob(job(again, 'parquet'), 'penguins-parquet-again');
+  await predictJob(job(asJsonl, 'jsonl'), 'penguins-jsonl');
+  const file = await asyncBufferFromFile(again);
+  expect((await parquetMetadataAsync(file)).row_groups.map((g) => Number(g.num_rows))).toEqual([
+    99,
+    99,
+    100,
+    birds.length + 1 - 300,
+  ]);
+  const fromParquet = await parquetReadObjects({ file });
+  const expected = (await readFile(asJsonl, 'utf8'))
+    .trimEnd()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { row: number; predictions: number[]; class: string; version: number })
+    .map(({ row, predictions, ...rest }) => ({
+      row: BigInt(row),
+      ...Object.fromEntries(predictions.map((p, k) => [`predictions_${k}`, Math.fround(p)])),
+      ...rest,
+    }));
+  expect(fromParquet).toEqual(expected);
+  expect(await readFile(parquet)).toEqual(await readFile(again));
 }, 180_000);
 
 /** One shard run by the activity itself (no workflow): its output rows parsed. */

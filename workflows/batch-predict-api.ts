@@ -6,7 +6,7 @@ import { defineQuery } from '@temporalio/workflow';
  * small values cross it (paths, row ranges, counts, a few bad rows as samples): the rows stay in files.
  */
 
-export const PREDICT_FORMATS = ['jsonl', 'csv'] as const;
+export const PREDICT_FORMATS = ['jsonl', 'csv', 'parquet'] as const;
 export type PredictFormat = (typeof PREDICT_FORMATS)[number];
 export const BAD_ROW_POLICIES = ['skip', 'fail'] as const;
 export type BadRowPolicy = (typeof BAD_ROW_POLICIES)[number];

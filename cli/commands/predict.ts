@@ -74,7 +74,8 @@ export function resolveVersion(state: RegistryState, ref: ReturnType<typeof pars
 }
 
 function formatOf(output: string): BatchPredictInput['format'] {
-  return output.toLowerCase().endsWith('.csv') ? 'csv' : 'jsonl';
+  const name = output.toLowerCase();
+  return name.endsWith('.csv') ? 'csv' : name.endsWith('.parquet') ? 'parquet' : 'jsonl';
 }
 
 /** Whether a worker polls `taskQueue` for activities (one has in the last minutes, as Temporal counts it). */
