@@ -15,6 +15,8 @@ import { SavedModelError } from '../engine/saved-model';
 import { asActivityFailure, checkedSpec } from './failures';
 import { readRegistry } from '../control/registry';
 import type { EvaluateInput, EvaluationResult } from '../workflows/api';
+import type { Timed } from '../workflows/timings-api';
+import { ActivityClock } from './timing';
 
 export function createEvaluateActivity(deps: ActivityDeps) {
   return async function evaluate({
@@ -22,13 +24,14 @@ export function createEvaluateActivity(deps: ActivityDeps) {
     spec: rawSpec,
     dataset,
     modelUri,
-  }: EvaluateInput): Promise<EvaluationResult> {
+  }: EvaluateInput): Promise<EvaluationResult & Timed> {
+    const clock = new ActivityClock();
     const spec = checkedSpec(rawSpec);
     const context = Context.current();
     const backend = await activeBackend();
     let test;
     try {
-      test = await loadSplit(deps.store, dataset, 'test');
+      test = await clock.part('load test split', () => loadSplit(deps.store, dataset, 'test'));
     } catch (error) {
       throw asActivityFailure(error);
     }
@@ -53,15 +56,18 @@ export function createEvaluateActivity(deps: ActivityDeps) {
       }
     };
 
-    const candidate = await measure('candidate', () => loadModelFromStore(deps.store, modelUri));
+    const candidate = await clock.part('candidate', () =>
+      measure('candidate', () => loadModelFromStore(deps.store, modelUri)),
+    );
 
     // The champion is judged on this run's test split, so the comparison is like for like.
-    const registry = await readRegistry(deps.client, spec.model.name);
+    const registry = await clock.part('read registry', () => readRegistry(deps.client, spec.model.name));
     const championVersion = registry?.aliases[spec.deployment.alias];
     const championEntry = registry?.versions.find((v) => v.version === championVersion && v.publishedPath);
     let champion: EvaluationResult['champion'] = null;
     const notes: string[] = [];
     const source = championEntry?.lineage.source;
+    const championStarted = performance.now();
     if (championEntry?.publishedPath && source?.format === 'saved_model') {
       // An imported SavedModel champion (gantry models import) runs through its signature when it fits the data.
       try {
@@ -85,6 +91,8 @@ export function createEvaluateActivity(deps: ActivityDeps) {
       };
     }
 
+    if (championEntry?.publishedPath) clock.add('champion', performance.now() - championStarted);
+
     const gated = decideBlessing(candidate, champion, spec.evaluation);
     const decision = { ...gated, reasons: [...gated.reasons, ...notes] };
     const report = {
@@ -97,7 +105,10 @@ export function createEvaluateActivity(deps: ActivityDeps) {
       gate: spec.evaluation,
       backend,
     };
-    const reportUri = await deps.store.put(`runs/${runId}/evaluation.json`, JSON.stringify(report, null, 2));
-    return { candidate, champion, blessed: decision.blessed, reasons: decision.reasons, reportUri, backend };
+    const reportUri = await clock.part('report', () =>
+      deps.store.put(`runs/${runId}/evaluation.json`, JSON.stringify(report, null, 2)),
+    );
+    const timing = clock.timing();
+    return { candidate, champion, blessed: decision.blessed, reasons: decision.reasons, reportUri, backend, timing };
   };
 }
