@@ -1,10 +1,11 @@
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import { loadSplit } from '../data/shards';
 import { activeBackend } from '../engine/backend';
 import { inputFeedOf } from '../training/batches';
-import { evaluateModel, type ModelMetrics } from '../training/evaluate';
+import { evaluateModel, ModelMetricsSchema, type ModelMetrics } from '../training/evaluate';
 import { loadDatasetPreprocessing } from './training-setup';
 import type * as tfType from '@tensorflow/tfjs';
 import { deserializeModel, loadModelFromStore, WEIGHTS_FILE } from '../engine/model-files';
@@ -15,6 +16,7 @@ import { SavedModelError } from '../engine/saved-model';
 import { asActivityFailure, checkedSpec } from './failures';
 import { readRegistry } from '../control/registry';
 import type { EvaluateInput, EvaluationResult } from '../workflows/api';
+import type { BackendReport } from '../engine/backend';
 import type { Timed } from '../workflows/timings-api';
 import { ActivityClock } from './timing';
 
@@ -68,7 +70,15 @@ export function createEvaluateActivity(deps: ActivityDeps) {
     const notes: string[] = [];
     const source = championEntry?.lineage.source;
     const championStarted = performance.now();
-    if (championEntry?.publishedPath && source?.format === 'saved_model') {
+    // A published version never changes, nor does a dataset's test split: its metrics on them, once measured on
+    // this backend, are looked up (each tuning trial and rerun on the same data would measure them again).
+    const memoKey = championEntry?.publishedPath
+      ? championMetricsKey(spec.model.name, championEntry.publishedPath, dataset.fingerprint, backend)
+      : null;
+    const remembered = memoKey ? await readChampionMetrics(deps.store, deps.store.uri(memoKey)) : null;
+    if (championEntry && remembered) {
+      champion = { version: championEntry.version, metrics: remembered };
+    } else if (championEntry?.publishedPath && source?.format === 'saved_model') {
       // An imported SavedModel champion (gantry models import) runs through its signature when it fits the data.
       try {
         context.heartbeat({ evaluating: `champion v${championEntry.version}` });
@@ -92,6 +102,7 @@ export function createEvaluateActivity(deps: ActivityDeps) {
     }
 
     if (championEntry?.publishedPath) clock.add('champion', performance.now() - championStarted);
+    if (champion && memoKey && !remembered) await deps.store.put(memoKey, JSON.stringify(champion.metrics));
 
     const gated = decideBlessing(candidate, champion, spec.evaluation);
     const decision = { ...gated, reasons: [...gated.reasons, ...notes] };
@@ -111,4 +122,22 @@ export function createEvaluateActivity(deps: ActivityDeps) {
     const timing = clock.timing();
     return { candidate, champion, blessed: decision.blessed, reasons: decision.reasons, reportUri, backend, timing };
   };
+}
+
+/** Where a champion's metrics on one dataset's test split, measured on one backend, are kept. */
+function championMetricsKey(model: string, publishedPath: string, fingerprint: string, backend: BackendReport): string {
+  const id = createHash('sha256')
+    .update(JSON.stringify({ publishedPath, fingerprint, backend: backend.name, engine: backend.engineBackend }))
+    .digest('hex');
+  return `models/${model}/champion-metrics/${id}.json`;
+}
+
+/** The remembered metrics, or null when there are none or they do not parse (then they are measured again). */
+async function readChampionMetrics(store: ActivityDeps['store'], uri: string): Promise<ModelMetrics | null> {
+  try {
+    if (!(await store.exists(uri))) return null;
+    return ModelMetricsSchema.parse(JSON.parse((await store.get(uri)).toString('utf8')));
+  } catch {
+    return null;
+  }
 }
