@@ -10,6 +10,8 @@ import {
 } from '../workflows/api';
 import type { ActivityDeps } from './deps';
 import { checkedSpec } from './failures';
+import { ActivityClock } from './timing';
+import type { Timed } from '../workflows/timings-api';
 
 /**
  * Registers the run's model as the next version of its model, starting the model's registry
@@ -25,10 +27,11 @@ export function createRegisterActivity(deps: ActivityDeps) {
     evaluation,
     steps,
     study,
-  }: RegisterInput): Promise<{ version: number }> {
+  }: RegisterInput): Promise<{ version: number } & Timed> {
+    const clock = new ActivityClock();
     const spec = checkedSpec(rawSpec);
     const startWorkflowOperation = registryStartOperation(spec.model.name);
-    return deps.client.workflow.executeUpdateWithStart(registerVersionUpdate, {
+    const { version } = await deps.client.workflow.executeUpdateWithStart(registerVersionUpdate, {
       startWorkflowOperation,
       args: [
         {
@@ -55,6 +58,7 @@ export function createRegisterActivity(deps: ActivityDeps) {
         },
       ],
     });
+    return { version, timing: clock.timing() };
   };
 }
 

@@ -7,12 +7,15 @@ import { trainProgressSignal, type TrainInput, type TrainProgress, type TrainRes
 import type { ActivityDeps } from './deps';
 import { epochLogLine, prepareTraining, trainingFailure } from './training-setup';
 import { checkedSpec } from './failures';
+import { ActivityClock } from './timing';
+import type { Timed } from '../workflows/timings-api';
 
 /** How often the trainer tells its workflow where it is (heartbeats are throttled by the SDK). */
 const PROGRESS_SIGNAL_INTERVAL_MS = 1_000;
 
 export function createTrainActivity(deps: ActivityDeps) {
-  return async function train({ runId, spec: rawSpec, dataset, untilEpoch }: TrainInput): Promise<TrainResult> {
+  return async function train({ runId, spec: rawSpec, dataset, untilEpoch }: TrainInput): Promise<TrainResult & Timed> {
+    const clock = new ActivityClock();
     const spec = checkedSpec(rawSpec);
     const context = Context.current();
     const { attempt, workflowExecution } = context.info;
@@ -22,6 +25,7 @@ export function createTrainActivity(deps: ActivityDeps) {
       runId,
       spec,
       dataset,
+      clock,
     );
     const fallback = backend.fallbackReason ? `; fell back because ${backend.fallbackReason}` : '';
     context.log.info(`training ${spec.model.architecture} on ${backend.name} (attempt ${attempt})${fallback}`);
@@ -52,6 +56,7 @@ export function createTrainActivity(deps: ActivityDeps) {
     let lastEpoch = history.at(-1) ?? null;
     let lastStep: TrainProgress | undefined;
     let execution: ExecutionReport = { mode: 'eager' };
+    let checkpointMs = 0;
     try {
       await trainLoop({
         ...loop,
@@ -89,6 +94,7 @@ export function createTrainActivity(deps: ActivityDeps) {
           lastEpoch = metrics;
           // The epoch's validation metrics reach the run now, not with the next epoch's first step.
           if (lastStep) report({ ...lastStep, valAccuracy: metrics.valAccuracy, lastEpoch }, true);
+          const checkpointStarted = performance.now();
           await saveCheckpoint(deps.store, checkpointPrefix, {
             model,
             optimizer,
@@ -97,14 +103,17 @@ export function createTrainActivity(deps: ActivityDeps) {
             history,
             attempt,
           });
+          checkpointMs += performance.now() - checkpointStarted;
           context.log.info(epochLogLine(metrics, spec.train.epochs));
         },
       });
     } catch (error) {
       throw trainingFailure(context.cancellationSignal, error);
     }
+    clock.add('epochs', performance.now() - trainingStarted - checkpointMs);
+    clock.add('checkpoint', checkpointMs);
 
-    const modelUri = await saveModelToStore(deps.store, `runs/${runId}/model`, model);
+    const modelUri = await clock.part('save', () => saveModelToStore(deps.store, `runs/${runId}/model`, model));
     model.dispose();
     optimizer.dispose();
     return {
@@ -116,6 +125,7 @@ export function createTrainActivity(deps: ActivityDeps) {
       execution,
       samplesPerSecond: samplesPerSecond(),
       seconds: (performance.now() - started) / 1000,
+      timing: clock.timing(),
     };
   };
 }

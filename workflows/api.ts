@@ -11,6 +11,7 @@ import type { MetricName } from '../training/metrics';
 import type { StepProgress } from '../training/trainer';
 import type { Judgement, ShadowWindow, VersionWindow } from './canary-analysis';
 import type { EpochPoint } from './curve';
+import type { RunTimings, Timed } from './timings-api';
 import type { ExperimentVerdict } from './experiment-analysis';
 import type { ApplyReport, DesiredServing, ServingLayout } from './serving-desired';
 import type { StudyLineage } from './tune-api';
@@ -131,6 +132,8 @@ export interface RunProgress {
   rolloutId: string | null;
   rollout: { result: 'promoted' | 'rolled-back'; reasons: string[] } | null;
   error: string | null;
+  /** Each finished stage's and step's time so far (absent from runs before timings existed). */
+  timings?: RunTimings;
 }
 
 export const progressQuery = defineQuery<RunProgress>('progress');
@@ -205,6 +208,8 @@ export interface StoppedRunResult {
   version: number | null;
   published: boolean;
   publishedPath: string | null;
+  /** Where the run's time went, stage by stage (absent from runs before timings existed). */
+  timings?: RunTimings;
 }
 
 /** What `retrainWorkflow` returns: a completed run, or one a step stopped. */
@@ -722,13 +727,15 @@ export interface RunResult {
     execution: ExecutionReport;
     distribution: Distribution;
   };
+  /** Where the run's time went, stage by stage (absent from runs before timings existed). */
+  timings?: RunTimings;
 }
 
 export interface ControlActivities extends DeployActivities {
-  ingest(input: IngestInput): Promise<DatasetRef>;
-  evaluate(input: EvaluateInput): Promise<EvaluationResult>;
-  register(input: RegisterInput): Promise<{ version: number }>;
-  publish(input: PublishInput): Promise<{ publishedPath: string }>;
+  ingest(input: IngestInput): Promise<DatasetRef & Timed>;
+  evaluate(input: EvaluateInput): Promise<EvaluationResult & Timed>;
+  register(input: RegisterInput): Promise<{ version: number } & Timed>;
+  publish(input: PublishInput): Promise<{ publishedPath: string } & Timed>;
 }
 
 /** What the servers measured for a model: a window since `since` (or since they started). */
@@ -771,11 +778,11 @@ export interface ReplicaResult {
   rank: number;
   worldSize: number;
   steps: number;
-  trained: TrainResult | null;
+  trained: (TrainResult & Timed) | null;
 }
 
 export interface TrainActivities {
-  train(input: TrainInput): Promise<TrainResult>;
+  train(input: TrainInput): Promise<TrainResult & Timed>;
   trainReplica(input: ReplicaInput): Promise<ReplicaResult>;
 }
 

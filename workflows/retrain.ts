@@ -34,6 +34,7 @@ import {
 } from './api';
 import { recordEpoch } from './curve';
 import { controlActivities, trainActivities } from './stage-activities';
+import type { RunTimings, StageTiming, Timed } from './timings-api';
 import { trainJobWorkflow } from './train-job';
 import { rolloutWorkflow } from './rollout';
 
@@ -83,6 +84,14 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
     rollout: null,
     error: null,
   };
+  // Workflow time (Date.now() is the SDK's deterministic clock here); the activities add their own view.
+  const timings: RunTimings = { totalMs: 0, stages: [] };
+  const runStarted = workflowInfo().runStartTime.getTime();
+  progress.timings = timings;
+  const timed = (entry: StageTiming) => {
+    timings.stages.push(entry);
+    timings.totalMs = Date.now() - runStarted;
+  };
   setHandler(progressQuery, () => progress);
   setHandler(trainProgressSignal, (update) => {
     // A lost attempt's last signals can land after its successor's first ones: newer attempts win,
@@ -102,10 +111,18 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
   async function stage<T>(name: Stage, run: () => Promise<T>): Promise<T> {
     progress.stage = name;
     progress.stages[name] = 'running';
+    const started = Date.now();
     try {
       const result = await run();
       progress.stages[name] = 'done';
-      return result;
+      if (result === null || typeof result !== 'object' || !('timing' in result)) {
+        timed({ stage: name, wallMs: Date.now() - started });
+        return result;
+      }
+      // The activity's measurement goes to the timings, not on to the next stage's input.
+      const { timing, ...rest } = result as T & Timed;
+      timed({ stage: name, wallMs: Date.now() - started, ...timing });
+      return rest as T;
     } catch (error) {
       progress.stages[name] = isCancellation(error) ? 'cancelled' : 'failed';
       throw failure(name, error);
@@ -160,6 +177,7 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
       const label = `step ${placement.name} (${at})`;
       progress.step = label;
       let result: StepActivityResult;
+      const started = Date.now();
       try {
         result = await activities[stepActivityType(placement.name)]!({
           runId,
@@ -173,6 +191,7 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
         throw failure(label, error);
       }
       progress.step = null;
+      timed({ stage: label, wallMs: Date.now() - started });
       steps.push({ name: placement.name, at, data: result.data });
       progress.steps = steps.map(({ name, at }) => ({ name, at }));
       outputs.steps[placement.name] = result.data;
@@ -188,6 +207,7 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
     progress.stage = null;
     progress.status = 'stopped';
     progress.stopped = stop;
+    timings.totalMs = Date.now() - runStarted;
     const result: StoppedRunResult = {
       runId,
       pipeline: spec.name,
@@ -201,6 +221,7 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
       version: ran.version ?? null,
       published: publishedPath !== null,
       publishedPath,
+      timings,
     };
     return result;
   }
@@ -340,6 +361,7 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
 
   progress.stage = null;
   progress.status = 'completed';
+  timings.totalMs = Date.now() - runStarted;
   return {
     runId,
     pipeline: spec.name,
@@ -379,5 +401,6 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
       execution: trained.execution ?? { mode: 'eager' },
       distribution: trained.distribution ?? { strategy: 'mirrored', replicas: 1 },
     },
+    timings,
   };
 }

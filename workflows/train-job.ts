@@ -20,6 +20,7 @@ import {
   type TrainResult,
 } from './api';
 import { recordEpoch } from './curve';
+import type { Timed } from './timings-api';
 
 /**
  * One synchronous data-parallel training job (after tf.distribute's multi-worker strategies): N
@@ -37,7 +38,7 @@ export async function trainJobWorkflow({
   dataset,
   taskQueue,
   untilEpoch,
-}: TrainJobInput): Promise<TrainResult> {
+}: TrainJobInput): Promise<TrainResult & Timed> {
   const jobId = workflowInfo().workflowId;
   const wanted = spec.train.replicas;
   const activities = proxyActivities<TrainActivities>({

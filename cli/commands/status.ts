@@ -1,6 +1,8 @@
 import { withClient } from '../../control/connect';
 import { readRun } from '../../control/reads';
+import type { RunTimings } from '../../workflows/timings-api';
 import { UsageError } from '../errors';
+import { timingLines } from '../timings';
 
 /** A run's state: its progress while it runs, its result once it completed. */
 export async function statusCommand(runId: string, options: { json?: boolean; replicas?: boolean }): Promise<void> {
@@ -37,6 +39,9 @@ export async function statusCommand(runId: string, options: { json?: boolean; re
       if (progress.evaluation)
         console.log(`blessed: ${progress.evaluation.blessed}\n  ${progress.evaluation.reasons.join('\n  ')}`);
     }
+    // The result's timings once the run completed (no worker needed to answer), else the progress's so far.
+    const timings = (result as { timings?: RunTimings } | null)?.timings ?? progress?.timings;
+    if (timings) for (const line of timingLines(timings)) console.log(line);
     if (job) {
       console.log(
         `train job: ${job.strategy}, attempt ${job.attempt}, ${job.phase}, ${job.worldSize ?? '?'} of ` +
