@@ -1,10 +1,11 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../../engine/backend';
 import { clientMessage, MAX_CLIENT_MESSAGE } from '../../serving/errors';
 import type { ModelServer } from '../../serving/server';
 import { fashionBase, removeDir, request, startServer } from './helpers';
+import { field, rss, shapeField, varint } from './wire';
 
 /**
  * Hostile bodies cost little: a few MB of protobuf empty strings, or a JSON body of millions of scalars against the
@@ -29,38 +30,10 @@ afterAll(async () => {
 });
 
 /** A protobuf varint. */
-function varint(value: number): number[] {
-  const out: number[] = [];
-  while (value >= 0x80) {
-    out.push((value % 0x80) | 0x80);
-    value = Math.floor(value / 0x80);
-  }
-  out.push(value);
-  return out;
-}
-
-/** A length-delimited field. */
-function field(number: number, payload: Buffer): Buffer {
-  return Buffer.concat([Buffer.from([...varint((number << 3) | 2), ...varint(payload.length)]), payload]);
-}
-
 /** A PredictRequest with one input "input": a TensorProto of `dtype` carrying `tensor` (its fields after dtype). */
 function predictRequest(dtype: number, tensor: Buffer, key = 'input'): Buffer {
   const proto = Buffer.concat([Buffer.from([0x08, ...varint(dtype)]), tensor]);
   return field(2, Buffer.concat([field(1, Buffer.from(key)), field(2, proto)]));
-}
-
-/** tensor_shape with these dims. */
-function shape(dims: number[]): Buffer {
-  return field(2, Buffer.concat(dims.map((d) => field(2, Buffer.from([0x08, ...varint(d)])))));
-}
-
-/** This process's resident set (VmRSS) or its peak since the last reset (VmHWM), in bytes; Linux's /proc. */
-function rss(which: 'VmRSS' | 'VmHWM'): number {
-  const line = readFileSync('/proc/self/status', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`${which}:`));
-  return Number(line?.match(/(\d+) kB/)?.[1] ?? Number.NaN) * 1024;
 }
 
 /**
@@ -84,7 +57,7 @@ describe('hostile bodies are refused cheaply', () => {
     const count = 2_000_000;
     const empties = Buffer.alloc(count * 2);
     for (let i = 0; i < count; i++) empties[i * 2] = 0x42; // string_val: field 8, wire type 2
-    const body = predictRequest(7, Buffer.concat([shape([1, 28, 28, 1]), empties]));
+    const body = predictRequest(7, Buffer.concat([shapeField([1, 28, 28, 1]), empties]));
     const result = await measure(body, 'application/x-protobuf');
     console.log('empty strings', body.length, result);
     expect(result).toMatchObject({ status: 400, error: expect.stringMatching(/string_val/) });
@@ -122,27 +95,33 @@ describe('hostile bodies are refused cheaply', () => {
     };
     const floats = field(5, Buffer.alloc(784 * 4)); // float_val, packed
     // Nine dims.
-    expect(await post(predictRequest(1, Buffer.concat([shape([1, 1, 1, 1, 1, 1, 1, 1, 1]), floats])))).toMatchObject({
+    expect(
+      await post(predictRequest(1, Buffer.concat([shapeField([1, 1, 1, 1, 1, 1, 1, 1, 1]), floats]))),
+    ).toMatchObject({
       status: 400,
       error: expect.stringMatching(/inputs\.input\.tensor_shape: more than 8 dims/),
     });
     // A dim beyond every limit (a negative size is a 10-byte varint).
-    expect(await post(predictRequest(1, Buffer.concat([shape([2 ** 40, 28, 28, 1]), floats])))).toMatchObject({
+    expect(await post(predictRequest(1, Buffer.concat([shapeField([2 ** 40, 28, 28, 1]), floats])))).toMatchObject({
       status: 400,
       error: expect.stringMatching(/inputs\.input\.tensor_shape\.dim\[0\]\.size: \d+ exceeds the limit/),
     });
     // A TensorProto field that does not exist (field 30).
     const unknownField = Buffer.from([...varint((30 << 3) | 0), 1]);
-    expect(await post(predictRequest(1, Buffer.concat([shape([1, 28, 28, 1]), floats, unknownField])))).toMatchObject({
+    expect(
+      await post(predictRequest(1, Buffer.concat([shapeField([1, 28, 28, 1]), floats, unknownField]))),
+    ).toMatchObject({
       status: 400,
       error: expect.stringMatching(/inputs\.input: TensorProto has no field 30/),
     });
     // An input the signature does not have, and more inputs than it takes.
-    expect(await post(predictRequest(1, Buffer.concat([shape([1, 28, 28, 1]), floats]), 'constructor'))).toMatchObject({
+    expect(
+      await post(predictRequest(1, Buffer.concat([shapeField([1, 28, 28, 1]), floats]), 'constructor')),
+    ).toMatchObject({
       status: 400,
       error: expect.stringMatching(/unknown input "constructor"/),
     });
-    const one = predictRequest(1, Buffer.concat([shape([1, 28, 28, 1]), floats]));
+    const one = predictRequest(1, Buffer.concat([shapeField([1, 28, 28, 1]), floats]));
     expect(await post(Buffer.concat([one, one]))).toMatchObject({
       status: 400,
       error: expect.stringMatching(/inputs: more than the 1 inputs the signature takes/),
@@ -183,7 +162,7 @@ describe('gRPC Predict: the same pre-scan before proto-loader decodes', () => {
     const count = 2_000_000;
     const empties = Buffer.alloc(count * 2);
     for (let i = 0; i < count; i++) empties[i * 2] = 0x42;
-    const body = predictRequest(7, Buffer.concat([shape([count]), empties]));
+    const body = predictRequest(7, Buffer.concat([shapeField([count]), empties]));
     writeFileSync('/proc/self/clear_refs', '5');
     const before = rss('VmRSS');
     const start = performance.now();
@@ -202,14 +181,14 @@ describe('gRPC Predict: the same pre-scan before proto-loader decodes', () => {
     const floats = field(5, Buffer.alloc(784 * 4));
     const oneString = Buffer.from([0x42, 0]);
     expect(
-      await grpcPredict(predictRequest(7, Buffer.concat([shape([1, 1, 1, 1, 1, 1, 1, 1, 1]), oneString]))),
+      await grpcPredict(predictRequest(7, Buffer.concat([shapeField([1, 1, 1, 1, 1, 1, 1, 1, 1]), oneString]))),
     ).toEqual({
       code: grpc.status.INVALID_ARGUMENT,
       details: 'inputs.input.tensor_shape: more than 8 dims',
     });
     const unknownField = Buffer.from([...varint((30 << 3) | 0), 1]);
     expect(
-      await grpcPredict(predictRequest(1, Buffer.concat([shape([1, 28, 28, 1]), floats, unknownField]))),
+      await grpcPredict(predictRequest(1, Buffer.concat([shapeField([1, 28, 28, 1]), floats, unknownField]))),
     ).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/has no field 30/) });
   });
 });
@@ -292,8 +271,8 @@ describe('seeded fuzz', () => {
     };
     const image = `[${Array.from({ length: 28 }, () => `[${Array.from({ length: 28 }, () => '[0.5]')}]`)}]`;
     const json = Buffer.from(`{"instances": [${image}], "signature_name": "serving_default"}`);
-    const proto = predictRequest(1, Buffer.concat([shape([1, 28, 28, 1]), field(5, Buffer.alloc(784 * 4))]));
-    const strings = predictRequest(7, Buffer.concat([shape([2]), Buffer.from([0x42, 1, 0x41, 0x42, 0])]));
+    const proto = predictRequest(1, Buffer.concat([shapeField([1, 28, 28, 1]), field(5, Buffer.alloc(784 * 4))]));
+    const strings = predictRequest(7, Buffer.concat([shapeField([2]), Buffer.from([0x42, 1, 0x41, 0x42, 0])]));
     for (let i = 0; i < 120; i++) {
       const kind = i % 3;
       const body = mutate(kind === 0 ? json : int(2) ? proto : strings);

@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../../engine/backend';
@@ -7,6 +7,7 @@ import { decodePredictInputs } from '../../serving/grpc/tensor-proto';
 import type { ModelServer } from '../../serving/server';
 import type { Signature } from '../../serving/signature';
 import { fashionBase, PIXELS, predictionServiceClient, removeDir, request, startServer } from './helpers';
+import { field, rss, shapeField, varint } from './wire';
 
 /**
  * Float32 overflow and NaN/±Infinity on every input path, against one real server (REST and gRPC): each path ×
@@ -46,24 +47,6 @@ function imageJson(text: string): string {
     Array.from({ length: 28 }, (_, x) => `[${y * 28 + x === AT ? text : '0.25'}]`).join(','),
   );
   return `[${rows.map((r) => `[${r}]`).join(',')}]`;
-}
-
-function varint(value: number): number[] {
-  const out: number[] = [];
-  while (value >= 0x80) {
-    out.push((value % 0x80) | 0x80);
-    value = Math.floor(value / 0x80);
-  }
-  out.push(value);
-  return out;
-}
-
-function field(number: number, payload: Buffer): Buffer {
-  return Buffer.concat([Buffer.from([...varint((number << 3) | 2), ...varint(payload.length)]), payload]);
-}
-
-function shapeField(dims: number[]): Buffer {
-  return field(2, Buffer.concat(dims.map((d) => field(2, Buffer.from([0x08, ...varint(d)])))));
 }
 
 /** A PredictRequest for model "fashion", input "input": DT_FLOAT of `dims` whose values are `values` (fields). */
@@ -300,14 +283,6 @@ describe('tf.Example features (a SavedModel classify or regress signature)', () 
     expect(jsonFeature([3, 4], 'examples[0].n')).toMatchObject({ kind: 'int64' });
   });
 });
-
-/** This process's resident set or its peak since the last reset (bytes); Linux's /proc. */
-function rss(which: 'VmRSS' | 'VmHWM'): number {
-  const line = readFileSync('/proc/self/status', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`${which}:`));
-  return Number(line?.match(/(\d+) kB/)?.[1] ?? Number.NaN) * 1024;
-}
 
 describe("gRPC's dense fast reader does not skip the pre-scan", () => {
   it('what it reads but cannot answer is pre-scanned with the signature before proto-loader decodes it', async () => {
