@@ -15,8 +15,7 @@ import { CommandFailed } from '../errors';
 import { followRun } from '../follow';
 import { newRunId, resolveSpec, startRun } from '../runs';
 import { predictOnServer } from './demo-serve';
-import { describeStack } from './dev';
-import { startHomeDashboard } from '../../ui/start';
+import { describeStack, startStackDashboard } from './dev';
 import { formatLoadSummary } from './load';
 import { runCommand } from './run';
 
@@ -45,14 +44,7 @@ export async function demoCommand(options: { set: string[]; json?: boolean }): P
       ),
   });
   // Open while the demo runs: its run's curves, then its rollout's steps as they are decided.
-  const dashboard = await startHomeDashboard(home, {
-    port: 'auto',
-    target: stack.target,
-    temporalUiUrl: stack.server?.uiUrl ?? null,
-  }).catch((error: Error) => {
-    console.error(`the dashboard did not start: ${error.message}`);
-    return null;
-  });
+  const dashboard = await startStackDashboard(home, stack);
   const load = new AbortController();
   let loadDone: Promise<LoadSummary | undefined> | undefined;
   const stop = () => {

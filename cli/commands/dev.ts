@@ -6,6 +6,21 @@ import { customPools } from '../../workers/project';
 import { startHomeDashboard } from '../../ui/start';
 import { UsageError } from '../errors';
 
+/**
+ * The dashboard of a local stack, on its usual port when free, reading the stack's Temporal server. A dashboard that
+ * cannot start is reported and leaves the stack up (null).
+ */
+export async function startStackDashboard(home: GantryHome, stack: LocalStack) {
+  return startHomeDashboard(home, {
+    port: 'auto',
+    target: stack.target,
+    temporalUiUrl: stack.server?.uiUrl ?? null,
+  }).catch((error: Error) => {
+    console.error(`the dashboard did not start: ${error.message}`);
+    return null;
+  });
+}
+
 export function describeStack(home: GantryHome, stack: LocalStack, dashboard?: { url: string } | null): string {
   const server = stack.server;
   return [
@@ -72,15 +87,7 @@ export async function devCommand(options: { port?: string; headless?: boolean; t
       console.error(`${what} is running again (pid ${pid}; restart ${restarts} since gantry dev started)`),
     onGiveUp: (_what, error) => gaveUp!(error),
   });
-  // The dashboard reads the stack's Temporal server; a dashboard that cannot start leaves the stack up.
-  const dashboard = await startHomeDashboard(home, {
-    port: 'auto',
-    target: stack.target,
-    temporalUiUrl: stack.server?.uiUrl ?? null,
-  }).catch((error: Error) => {
-    console.error(`the dashboard did not start: ${error.message}`);
-    return null;
-  });
+  const dashboard = await startStackDashboard(home, stack);
   const hint = project
     ? `In another terminal: npx gantry run ${project.pipelines[0]?.name ?? '<pipeline>'} --follow   ` +
       '(Ctrl-C here stops everything)'
