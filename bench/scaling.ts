@@ -150,12 +150,15 @@ for (let round = 1; round <= rounds; round++) {
   for (const batch of batches) {
     process.stderr.write(`round ${round} of ${rounds}, per-replica batch ${batch}…\n`);
     const s = samples.get(batch)!;
+    // Fused and unfused 2-replica runs swap places every round: the load drifts within a round too.
+    const unfusedFirst = round % 2 === 0;
+    if (unfusedFirst) s.unfused.push(await run(2, batch, false, 0, false));
     const one = await run(1, batch);
     const two = await run(2, batch);
     s.one.push(one);
     s.two.push(two);
     s.apart.push(await run(1, batch, false, 2));
-    s.unfused.push(await run(2, batch, false, 0, false));
+    if (!unfusedFirst) s.unfused.push(await run(2, batch, false, 0, false));
     s.efficiencies.push(two.samplesPerSecond / (2 * one.samplesPerSecond));
     loads.push(os.loadavg());
   }
