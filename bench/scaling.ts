@@ -13,7 +13,8 @@
  * Beside it, the same-run ceiling: two independent 1-replica jobs at once (no communication) — on
  * a 2-core machine the two replicas slow each other down before a byte is exchanged, and no
  * all-reduce can beat that. Target: 2 replicas ≥ 0.95 × the ceiling. The load average is printed with the table:
- * on a machine other work shares, both the ceiling and the 2-replica rate move with it. The rates come from plain runs, medians over rounds. One more
+ * on a machine other work shares, both the ceiling and the 2-replica rate move with it. The rates come from plain
+ * runs, medians over rounds. One more
  * 2-replica run puts a barrier before each all-reduce, so its step breakdown splits the
  * communication into waiting for the slower peer (the barrier) and moving the bytes (the
  * all-reduce proper); that run's own rate is not used.

@@ -90,7 +90,7 @@ describe('the training loop', () => {
     });
   }
 
-  it('fused updates (apply the previous + compute the next in one run) reach the same weights at every checkpoint', async () => {
+  it('fused updates (apply the previous + compute the next in one run): same weights at every checkpoint', async () => {
     // Dropout on: the fused pass must draw the masks the unfused one draws. Checkpoints every 3 of 5 steps an
     // epoch: each must see the update of the step before it, deferred or not.
     const withDropout = () =>
