@@ -5,13 +5,16 @@ import { getDataSource } from '../data/sources';
 import type { ActivityDeps } from './deps';
 import { asActivityFailure, checkedSpec } from './failures';
 import type { IngestInput } from '../workflows/api';
+import type { Timed } from '../workflows/timings-api';
+import { ActivityClock } from './timing';
 
 export function createIngestActivity(deps: ActivityDeps) {
-  return async function ingest({ runId, spec: rawSpec }: IngestInput): Promise<DatasetRef> {
+  return async function ingest({ runId, spec: rawSpec }: IngestInput): Promise<DatasetRef & Timed> {
+    const clock = new ActivityClock();
     const spec = checkedSpec(rawSpec);
     const context = Context.current();
     try {
-      return await ingestDataset(
+      const dataset = await ingestDataset(
         {
           source: spec.data.source,
           // A relative data.path is the project's: the worker runs in the project folder.
@@ -37,6 +40,7 @@ export function createIngestActivity(deps: ActivityDeps) {
           context.log.info(message);
         },
       );
+      return { ...dataset, timing: clock.timing() };
     } catch (error) {
       throw asActivityFailure(error);
     }

@@ -16,6 +16,8 @@ import { describeIssues } from '../validation/issues';
 import { publishVersionUpdate, type PublishedDataset, type PublishInput } from '../workflows/api';
 import type { ActivityDeps } from './deps';
 import { checkedSpec } from './failures';
+import { ActivityClock } from './timing';
+import type { Timed } from '../workflows/timings-api';
 import { registryHandle } from '../control/registry';
 
 /**
@@ -36,15 +38,20 @@ export function createPublishActivity(deps: ActivityDeps) {
     evaluation,
     moveAlias,
     dataset,
-  }: PublishInput): Promise<{ publishedPath: string }> {
+  }: PublishInput): Promise<{ publishedPath: string } & Timed> {
+    const clock = new ActivityClock();
     const spec = checkedSpec(rawSpec);
     const repository = new ModelRepository(deps.home.modelRepositoryDir);
-    const preprocessing = dataset ? await preprocessingOf(dataset, (uri) => deps.store.get(uri)) : undefined;
     const regression = dataset?.task === 'regression';
-    const modelJson = await deps.store.get(`${modelUri}/model.json`);
-    const weights = await deps.store.get(`${modelUri}/weights.bin`);
-    const { signature, savedModel } = await savedModelOfVersion(modelJson, weights, (inputs) =>
-      signatureMetadataOf(inputs, preprocessing?.json, regression),
+    const [preprocessing, modelJson, weights] = await clock.part('read model', () =>
+      Promise.all([
+        dataset ? preprocessingOf(dataset, (uri) => deps.store.get(uri)) : undefined,
+        deps.store.get(`${modelUri}/model.json`),
+        deps.store.get(`${modelUri}/weights.bin`),
+      ]),
+    );
+    const { signature, savedModel } = await clock.part('saved model', () =>
+      savedModelOfVersion(modelJson, weights, (inputs) => signatureMetadataOf(inputs, preprocessing?.json, regression)),
     );
     const metadata = {
       model: spec.model.name,
@@ -65,17 +72,21 @@ export function createPublishActivity(deps: ActivityDeps) {
       ...(preprocessing ? { [PREPROCESSING_FILE]: preprocessing.bytes } : {}),
       [METADATA_FILE]: metadataText,
     };
-    const publishedPath = await repository.publish(spec.model.name, version, {
-      'model.json': modelJson,
-      'weights.bin': weights,
-      ...extras,
-      ...(savedModel.bytes ? savedModelFiles(savedModel.bytes, extras) : {}),
-    });
+    const publishedPath = await clock.part('write version', () =>
+      repository.publish(spec.model.name, version, {
+        'model.json': modelJson,
+        'weights.bin': weights,
+        ...extras,
+        ...(savedModel.bytes ? savedModelFiles(savedModel.bytes, extras) : {}),
+      }),
+    );
     const registry = registryHandle(deps.client, spec.model.name);
-    await registry.executeUpdate(publishVersionUpdate, {
-      args: [{ version, publishedPath, alias: moveAlias === false ? null : spec.deployment.alias }],
-    });
-    return { publishedPath };
+    await clock.part('registry update', () =>
+      registry.executeUpdate(publishVersionUpdate, {
+        args: [{ version, publishedPath, alias: moveAlias === false ? null : spec.deployment.alias }],
+      }),
+    );
+    return { publishedPath, timing: clock.timing() };
   };
 }
 

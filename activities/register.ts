@@ -10,6 +10,8 @@ import {
 } from '../workflows/api';
 import type { ActivityDeps } from './deps';
 import { checkedSpec } from './failures';
+import { ActivityClock } from './timing';
+import type { Timed } from '../workflows/timings-api';
 
 /**
  * Registers the run's model as the next version of its model, starting the model's registry
@@ -24,10 +26,12 @@ export function createRegisterActivity(deps: ActivityDeps) {
     trained,
     evaluation,
     steps,
-  }: RegisterInput): Promise<{ version: number }> {
+    study,
+  }: RegisterInput): Promise<{ version: number } & Timed> {
+    const clock = new ActivityClock();
     const spec = checkedSpec(rawSpec);
     const startWorkflowOperation = registryStartOperation(spec.model.name);
-    return deps.client.workflow.executeUpdateWithStart(registerVersionUpdate, {
+    const { version } = await deps.client.workflow.executeUpdateWithStart(registerVersionUpdate, {
       startWorkflowOperation,
       args: [
         {
@@ -47,12 +51,14 @@ export function createRegisterActivity(deps: ActivityDeps) {
             gitCommit: deps.gitCommit,
             backend: trained.backend.name,
             ...(steps?.length ? { steps } : {}),
+            ...(study ? { study } : {}),
           },
           blessed: evaluation.blessed,
           reasons: evaluation.reasons,
         },
       ],
     });
+    return { version, timing: clock.timing() };
   };
 }
 

@@ -18,6 +18,7 @@ import {
 } from '../workflows/api';
 import type { ActivityDeps } from './deps';
 import { epochLogLine, prepareTraining, trainingFailure } from './training-setup';
+import { ActivityClock } from './timing';
 import { checkedSpec } from './failures';
 
 const PROGRESS_SIGNAL_INTERVAL_MS = 1_000;
@@ -47,12 +48,14 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
     const spec = checkedSpec(input.spec);
     const { runId, dataset, jobId, jobAttempt, replica } = input;
     const context = Context.current();
+    const clock = new ActivityClock();
     const started = performance.now();
     const { backend, checkpointPrefix, restored, model, optimizer, history, loop } = await prepareTraining(
       deps,
       runId,
       spec,
       dataset,
+      clock,
     );
     const start = restored
       ? {
@@ -123,13 +126,17 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
       const runHandle = deps.client.workflow.getHandle(runId);
       let lastSignal = 0;
       let lastValAccuracy = history.at(-1)?.valAccuracy ?? null;
+      let lastStep: StepProgress | undefined;
       const report = (step: StepProgress, force = false) => {
+        lastStep = step;
         const progress: TrainProgress = {
           ...step,
           attempt: jobAttempt,
           valAccuracy: lastValAccuracy,
           resumedFromEpoch: restored ? start.epoch : null,
           backend: backend.name,
+          // The workflows keep the run's and each rank's curve from it (workflows/curve.ts).
+          lastEpoch: history.at(-1) ?? null,
         };
         context.heartbeat(progress);
         const now = performance.now();
@@ -158,6 +165,7 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
             verifyReplicas: spec.train.verifyReplicas,
           }),
           ...loop,
+          epochs: Math.min(input.untilEpoch ?? loop.epochs, loop.epochs),
           start,
           learningRateAt: (epoch, progress) => scaledLearningRate(spec.train, join.worldSize, epoch, progress),
           checkpointEverySteps: spec.train.checkpointEverySteps,
@@ -169,6 +177,7 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
           onEpochEnd: async (metrics, position) => {
             history.push(metrics);
             lastValAccuracy = metrics.valAccuracy;
+            if (lastStep) report(lastStep, true);
             await checkpoint(position);
             context.log.info(epochLogLine(metrics, spec.train.epochs));
           },
@@ -179,12 +188,13 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
       const seconds = (performance.now() - started) / 1000;
       if (join.rank !== 0) return { rank: join.rank, worldSize: join.worldSize, steps: result.steps, trained: null };
       const samples = result.steps * spec.train.batchSize * join.worldSize;
+      const modelUri = await clock.part('save', () => saveModelToStore(deps.store, `runs/${runId}/model`, model));
       return {
         rank: 0,
         worldSize: join.worldSize,
         steps: result.steps,
         trained: {
-          modelUri: await saveModelToStore(deps.store, `runs/${runId}/model`, model),
+          modelUri,
           history,
           attempt: jobAttempt,
           resumedFromEpoch: restored ? start.epoch : null,
@@ -193,6 +203,8 @@ export function createTrainReplicaActivity(deps: ActivityDeps) {
           samplesPerSecond: samples / Math.max(1e-3, seconds),
           seconds,
           distribution: { strategy: spec.train.strategy, replicas: join.worldSize, allReduce: transport.allReduce },
+          // The rendezvous, the epochs and the checkpoints are the run's part not named here.
+          timing: clock.timing(),
         },
       };
     } finally {

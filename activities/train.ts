@@ -7,12 +7,15 @@ import { trainProgressSignal, type TrainInput, type TrainProgress, type TrainRes
 import type { ActivityDeps } from './deps';
 import { epochLogLine, prepareTraining, trainingFailure } from './training-setup';
 import { checkedSpec } from './failures';
+import { ActivityClock } from './timing';
+import type { Timed } from '../workflows/timings-api';
 
 /** How often the trainer tells its workflow where it is (heartbeats are throttled by the SDK). */
 const PROGRESS_SIGNAL_INTERVAL_MS = 1_000;
 
 export function createTrainActivity(deps: ActivityDeps) {
-  return async function train({ runId, spec: rawSpec, dataset }: TrainInput): Promise<TrainResult> {
+  return async function train({ runId, spec: rawSpec, dataset, untilEpoch }: TrainInput): Promise<TrainResult & Timed> {
+    const clock = new ActivityClock();
     const spec = checkedSpec(rawSpec);
     const context = Context.current();
     const { attempt, workflowExecution } = context.info;
@@ -22,6 +25,7 @@ export function createTrainActivity(deps: ActivityDeps) {
       runId,
       spec,
       dataset,
+      clock,
     );
     const fallback = backend.fallbackReason ? `; fell back because ${backend.fallbackReason}` : '';
     context.log.info(`training ${spec.model.architecture} on ${backend.name} (attempt ${attempt})${fallback}`);
@@ -48,10 +52,15 @@ export function createTrainActivity(deps: ActivityDeps) {
     const samplesPerSecond = () => trainedSamples / Math.max(1e-3, (performance.now() - trainingStarted) / 1000);
 
     let lastValAccuracy = history.at(-1)?.valAccuracy ?? null;
+    // Sent with every report after it: the workflow keeps the run's curve from it (workflows/curve.ts).
+    let lastEpoch = history.at(-1) ?? null;
+    let lastStep: TrainProgress | undefined;
     let execution: ExecutionReport = { mode: 'eager' };
+    let checkpointMs = 0;
     try {
       await trainLoop({
         ...loop,
+        epochs: Math.min(untilEpoch ?? loop.epochs, loop.epochs),
         startEpoch: resumedFromEpoch ?? 0,
         startGlobalStep: restored?.manifest.globalStep ?? 0,
         learningRateAt: (epoch) =>
@@ -67,21 +76,25 @@ export function createTrainActivity(deps: ActivityDeps) {
           // Every batch is full but an epoch's last, which holds the remainder.
           const lastBatch = loop.train.count - (step.stepsPerEpoch - 1) * spec.train.batchSize;
           trainedSamples += step.step === step.stepsPerEpoch ? lastBatch : spec.train.batchSize;
-          report(
-            {
-              ...step,
-              attempt,
-              valAccuracy: lastValAccuracy,
-              resumedFromEpoch,
-              samplesPerSecond: samplesPerSecond(),
-              backend: backend.name,
-            },
-            step.step === step.stepsPerEpoch,
-          );
+          lastStep = {
+            ...step,
+            runId,
+            attempt,
+            valAccuracy: lastValAccuracy,
+            resumedFromEpoch,
+            samplesPerSecond: samplesPerSecond(),
+            backend: backend.name,
+            lastEpoch,
+          };
+          report(lastStep, step.step === step.stepsPerEpoch);
         },
         onEpochEnd: async (metrics, { globalStep }) => {
           history.push(metrics);
           lastValAccuracy = metrics.valAccuracy;
+          lastEpoch = metrics;
+          // The epoch's validation metrics reach the run now, not with the next epoch's first step.
+          if (lastStep) report({ ...lastStep, valAccuracy: metrics.valAccuracy, lastEpoch }, true);
+          const checkpointStarted = performance.now();
           await saveCheckpoint(deps.store, checkpointPrefix, {
             model,
             optimizer,
@@ -90,14 +103,17 @@ export function createTrainActivity(deps: ActivityDeps) {
             history,
             attempt,
           });
+          checkpointMs += performance.now() - checkpointStarted;
           context.log.info(epochLogLine(metrics, spec.train.epochs));
         },
       });
     } catch (error) {
       throw trainingFailure(context.cancellationSignal, error);
     }
+    clock.add('epochs', performance.now() - trainingStarted - checkpointMs);
+    clock.add('checkpoint', checkpointMs);
 
-    const modelUri = await saveModelToStore(deps.store, `runs/${runId}/model`, model);
+    const modelUri = await clock.part('save', () => saveModelToStore(deps.store, `runs/${runId}/model`, model));
     model.dispose();
     optimizer.dispose();
     return {
@@ -109,6 +125,7 @@ export function createTrainActivity(deps: ActivityDeps) {
       execution,
       samplesPerSecond: samplesPerSecond(),
       seconds: (performance.now() - started) / 1000,
+      timing: clock.timing(),
     };
   };
 }

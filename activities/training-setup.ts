@@ -11,6 +11,7 @@ import type { LoopInputs } from '../training/loop';
 import { createOptimizer } from '../training/optimizers';
 import type { ActivityDeps } from './deps';
 import { asActivityFailure } from './failures';
+import type { ActivityClock } from './timing';
 
 export interface TrainingSetup {
   backend: BackendReport;
@@ -35,7 +36,11 @@ export async function prepareTraining(
   runId: string,
   spec: PipelineSpec,
   dataset: DatasetRef,
+  /** Times the parts: `load data` (the splits), `setup` (the rest). */
+  clock?: ActivityClock,
 ): Promise<TrainingSetup> {
+  const setupStarted = performance.now();
+  clock?.add('setup', 0); // first in the listing: it starts first (and goes on after the load)
   const preprocessing = await loadDatasetPreprocessing(deps, dataset);
   const architectureInput = {
     featureShape: dataset.featureShape,
@@ -45,9 +50,12 @@ export async function prepareTraining(
     preprocessing,
   };
   const build = () => buildModel(tf, spec.model.architecture, architectureInput, spec.model.options);
-  const backend = await selectTrainingBackend(build, dataset.featureShape);
+  const { seed: _seed, ...kernelsOf } = architectureInput;
+  const backendKey = JSON.stringify({ architecture: spec.model.architecture, kernelsOf, options: spec.model.options });
+  const backend = await selectTrainingBackend(build, dataset.featureShape, backendKey);
 
   let trainSplit, validationSplit;
+  const loadStarted = performance.now();
   try {
     [trainSplit, validationSplit] = await Promise.all([
       loadSplit(deps.store, dataset, 'train'),
@@ -56,6 +64,8 @@ export async function prepareTraining(
   } catch (error) {
     throw asActivityFailure(error);
   }
+  const loadMs = performance.now() - loadStarted;
+  clock?.add('load data', loadMs);
 
   const checkpointPrefix = `runs/${runId}/checkpoints`;
   const restored = await loadLatestCheckpoint(deps.store, checkpointPrefix);
@@ -63,6 +73,7 @@ export async function prepareTraining(
   const optimizer = createOptimizer(spec.train.optimizer, spec.train.learningRate);
   if (restored) await optimizer.setWeights(restored.optimizerWeights);
   const history: EpochMetrics[] = restored ? [...restored.manifest.history] : [];
+  clock?.add('setup', performance.now() - setupStarted - loadMs);
   const loop = {
     model,
     optimizer,

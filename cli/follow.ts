@@ -12,6 +12,7 @@ import {
   type RunProgress,
 } from '../workflows/api';
 import { formatDecision } from './commands/rollout';
+import { stageTimingLine } from './timings';
 
 const POLL_MS = 500;
 
@@ -29,6 +30,13 @@ export async function followRun(
 ): Promise<void> {
   const view = stream.isTTY ? new BarsView(stream) : new LinesView(stream);
   const rollout = new RolloutDecisions(handle);
+  // A line per stage and step as it finishes, with its timings (runs before timings existed have none).
+  let timingsShown = 0;
+  const showTimings = (progress: RunProgress) => {
+    const stages = progress.timings?.stages ?? [];
+    for (const t of stages.slice(timingsShown)) view.note(`[${progress.runId}] took: ${stageTimingLine(t)}`);
+    timingsShown = Math.max(timingsShown, stages.length);
+  };
   let finished = false;
   done.then(
     () => (finished = true),
@@ -39,6 +47,7 @@ export async function followRun(
       try {
         const progress = await handle.query(progressQuery);
         view.update(progress);
+        showTimings(progress);
         if (replicas && progress.stages.train !== 'pending')
           await showReplicas(view, replicas.client, handle.workflowId);
         if (progress.stage === 'rollout')
@@ -53,6 +62,9 @@ export async function followRun(
       // The decisions made since the last poll, the final one included.
       for (const d of await rollout.next(progress)) view.decision(progress.runId, d);
       view.update(progress);
+      showTimings(progress);
+      if (progress.timings && progress.status !== 'running')
+        view.note(`[${progress.runId}] took: ${(progress.timings.totalMs / 1000).toFixed(2)} s in all`);
       if (replicas) await showReplicas(view, replicas.client, handle.workflowId);
     } catch {
       // A finished workflow still answers queries while a worker is up; nothing to add otherwise.
@@ -144,6 +156,10 @@ class LinesView {
     this.stream.write(`[${runId}] rollout ${formatDecision(d)}\n`);
   }
 
+  note(line: string): void {
+    this.stream.write(`${line}\n`);
+  }
+
   replicas(job: JobState): void {
     // A line per replica when an attempt or an epoch changes, and every 10 s in between.
     const now = Date.now();
@@ -209,6 +225,10 @@ class BarsView {
   decision(_runId: string, d: RolloutDecision): void {
     // Above the bars, which redraw below it.
     this.multibar.log(`rollout ${formatDecision(d)}\n`);
+  }
+
+  note(line: string): void {
+    this.multibar.log(`${line}\n`);
   }
 
   replicas(job: JobState): void {

@@ -7,6 +7,7 @@ import { devCommand } from './commands/dev';
 import { experimentStartCommand, experimentStatusCommand, experimentStopCommand } from './commands/experiment';
 import { modelsDescribeCommand, modelsListCommand } from './commands/models';
 import { modelsImportCommand } from './commands/models-import';
+import { DEFAULT_SHARD_ROWS, predictCommand } from './commands/predict';
 import {
   approveCommand,
   promoteCommand,
@@ -15,6 +16,7 @@ import {
   rolloutStatusCommand,
 } from './commands/rollout';
 import { runNamedCommand } from './commands/run';
+import { tuneCommand, tuneStatusCommand } from './commands/tune';
 import { serveCommand } from './commands/serve';
 import {
   scheduleCreateCommand,
@@ -22,6 +24,7 @@ import {
   scheduleListCommand,
   scheduleSimpleCommand,
 } from './commands/schedule';
+import { uiCommand } from './commands/ui';
 import { workerCommand } from './commands/worker';
 import { initCommand } from './commands/init';
 import { activateProject, projectWorkflowNames } from '../pipelines/load-project';
@@ -88,9 +91,19 @@ program
   .action(action(devCommand));
 
 program
+  .command('ui')
+  .description(
+    'the dashboard: runs with their learning curves, models, rollouts and experiments, live; actions need the ' +
+      'admin token',
+  )
+  .option('--port <port>', 'port to listen on (0: a free one)', '8350')
+  .option('--host <host>', 'address to listen on', '127.0.0.1')
+  .action(action(uiCommand));
+
+program
   .command('worker')
   .description('run one worker of a pool against TEMPORAL_ADDRESS or the embedded server')
-  .requiredOption('--pool <pool>', "control, train, or a pool the project's steps name")
+  .requiredOption('--pool <pool>', "control, train, predict (batch prediction), or a pool the project's steps name")
   .action(action(workerCommand));
 
 program
@@ -113,6 +126,33 @@ program
   .action(
     action(async (pipeline: string, options) =>
       runNamedCommand(pipeline, options, { workflows: await projectWorkflowNames(await activateProject()) }),
+    ),
+  );
+
+const tune = program
+  .command('tune')
+  .description(
+    "run a hyperparameter study of a pipeline (its spec's tuning section): trials on the train pool, ranked on a " +
+      'validation metric; the best is evaluated, registered and published like a run',
+  )
+  .argument('<pipeline>', 'the pipeline (a name or a .ts/.json file)')
+  .option('--set <path=value>', 'override a spec field, e.g. --set data.limits.train=6000 (repeatable)', collect, [])
+  .option('--trials <n>', 'trials to run (tuning.budget.trials)')
+  .option('--parallel <k>', 'trials training at once (tuning.parallelism)')
+  .option('--follow', 'print each trial as it starts, is promoted, finishes or is stopped')
+  .option('--json', 'print the result as one JSON object')
+  .option('--detach', 'print the study id and return without waiting')
+  .option('--id <studyId>', 'workflow id for the study (default: <pipeline>-tune-<time>-<random>)')
+  .action(action((pipeline: string, options) => tuneCommand(pipeline, options)));
+tune
+  .command('status <studyId>')
+  .description("a study's trials (params, state, epochs, metric, why stopped) and the best so far")
+  .option('--follow', 'print trial changes until the study ends, then the table')
+  .option('--json', 'print as one JSON object: {trials: [{params, state, metric, ...}], best, ...}')
+  // `tune` has --json and --follow of its own, and commander gives them to the parent: read both.
+  .action(
+    action((studyId: string, options, command: Command) =>
+      tuneStatusCommand(studyId, { ...command.parent!.opts<{ json?: boolean; follow?: boolean }>(), ...options }),
     ),
   );
 
@@ -150,6 +190,23 @@ models
   .option('--dataset <ref>', 'evaluate on this dataset: a fingerprint, a manifest.json, or a run id')
   .option('--json', 'print the result as JSON')
   .action(action(modelsImportCommand));
+
+program
+  .command('predict <model>')
+  .description(
+    'batch prediction: a published version (<model>, <model>:<version> or <model>@<alias>) over a whole file or ' +
+      'folder (IDX images, a folder of images, CSV, JSON Lines, JSON, Parquet, Arrow) as a durable job of shards ' +
+      'on a worker pool, written in input order to --output',
+  )
+  .requiredOption('--input <path>', 'the file or folder to predict')
+  .requiredOption('--output <file>', 'where the predictions go (written whole or not at all)')
+  .option('--format <format>', 'jsonl, csv or parquet (default: from the output name, else jsonl)')
+  .option('--on-bad-row <policy>', 'skip (count and list them) or fail', 'skip')
+  .option('--shard-rows <n>', 'rows per shard', String(DEFAULT_SHARD_ROWS))
+  .option('--pool <pool>', 'the pool that runs the shards: train, or predict when its workers run', 'train')
+  .option('--follow', 'print progress (shards, rows of each running shard) until the job ends')
+  .option('--json', 'print the result as JSON')
+  .action(action(predictCommand));
 
 program
   .command('promote <model> <version>')

@@ -24,6 +24,7 @@ import { describeIssues } from '../validation/issues';
 import { MissingPolicySchema } from './preprocessing';
 import { ColumnSettingSchema } from './tabular/settings';
 import { ingestTabularDataset } from './tabular/ingest';
+import { identitiesOf, ingestMemoKey, readIngestMemo, writeIngestMemo } from './ingest-memo';
 
 export const IngestOptionsSchema = z.object({
   /** A name from the source registry, e.g. `fashion-mnist`. */
@@ -333,13 +334,34 @@ export async function ingestDataset(
   const source = getDataSource(options.source);
   if (source.kind === 'tabular') return ingestTabularDataset(options, store, source, progress);
 
-  progress(`reading ${source.name} from ${options.path}`);
-  const raw = await source.read(options.path, {
+  const readOptions = {
     ...(options.image ? { image: options.image } : {}),
     onMalformed: options.onMalformed,
     testFraction: options.testFraction,
     seed: options.seed,
+  };
+  const { seed, validationFraction, limits, shardSize } = options;
+  const memoKey = ingestMemoKey(source.name, options.path, {
+    readOptions,
+    parameters: { seed, validationFraction, limits, shardSize },
   });
+  const memo = await readIngestMemo(store, memoKey);
+  if (memo) {
+    const key = `${datasetPrefix(memo.fingerprint)}/manifest.json`;
+    const manifest = await readCompleteManifest(store, key, memo.fingerprint);
+    if (manifest) {
+      progress(
+        `dataset ${memo.fingerprint.slice(0, 12)} is already on the store and ${options.path} is unchanged since ` +
+          'it was read; reusing its shards without reading the source',
+      );
+      const rows = RowReportSchema.safeParse(memo.rows);
+      return concludeIngest(store, options, manifest, key, progress, rows.success ? { rows: rows.data } : {});
+    }
+  }
+
+  progress(`reading ${source.name} from ${options.path}`);
+  const readStarted = Date.now();
+  const raw = await source.read(options.path, readOptions);
   if (raw.rows && raw.rows.malformed > 0) {
     progress(
       `skipped ${raw.rows.malformed} malformed of ${raw.rows.read}: ${raw.rows.examples.slice(0, 3).join('; ')}`,
@@ -358,6 +380,10 @@ export async function ingestDataset(
   } else {
     manifest = await writeDataset(store, raw, source.name, fingerprint, parameters, progress);
   }
+  // Not when a file changed after the read began (its ctime says so): the fingerprint may not be of what it holds.
+  const identities = await identitiesOf(options.path, raw.sourceFiles).catch(() => null);
+  if (identities?.every((f) => f.ctimeMs < readStarted))
+    await writeIngestMemo(store, memoKey, { fingerprint, files: identities, ...(raw.rows ? { rows: raw.rows } : {}) });
 
   return concludeIngest(store, options, manifest, manifestKey, progress, raw.rows ? { rows: raw.rows } : {});
 }

@@ -159,8 +159,31 @@ export async function activeBackend(): Promise<BackendReport> {
 export async function selectTrainingBackend(
   build: () => tfType.LayersModel,
   featureShape: number[],
+  /**
+   * What the architecture's kernels depend on (architecture, options, shapes): a key probed before in this process
+   * is answered from memory, sparing each small run of a long-lived trainer a model build and a gradient step.
+   */
+  key?: string,
 ): Promise<BackendReport> {
   const selected = await selectBackend();
+  const cacheKey = key === undefined ? undefined : `${selected.name}\n${key}`;
+  const known = cacheKey === undefined ? undefined : probedBackends.get(cacheKey);
+  if (known) {
+    if (tf.getBackend() !== known.engineBackend) await tf.setBackend(known.engineBackend);
+    return known;
+  }
+  const report = await probeTrainingBackend(selected, build, featureShape);
+  if (cacheKey !== undefined) probedBackends.set(cacheKey, report);
+  return report;
+}
+
+const probedBackends = new Map<string, BackendReport>();
+
+async function probeTrainingBackend(
+  selected: BackendReport,
+  build: () => tfType.LayersModel,
+  featureShape: number[],
+): Promise<BackendReport> {
   // The loss is a plain mean square of the output: what is probed is the model's own kernels and
   // their gradients, which do not depend on the task's loss (a regression has no classes to one-hot).
   const probe = () => {

@@ -154,8 +154,14 @@ export type ForwardLayer =
       axes: string;
       mean: string;
       variance: string;
-      inverseStd: string;
-      normalized: string;
+      /** Set where the layer was written out in elementary ops (inference, or training unfused). */
+      inverseStd?: string;
+      normalized?: string;
+      /**
+       * Training a 4-D input fused (ForwardOptions.fuseBatchNorm): one FusedBatchNormV3 `node` on `input` with
+       * `scale` and `offset` (gamma and beta, or ones and zeros), whose outputs 3 to 5 its gradient op takes.
+       */
+      fused?: { node: string; input: string; scale: string; offset: string; epsilon: number };
       gamma?: string;
       beta?: string;
       momentum: number;
@@ -174,6 +180,11 @@ export interface ForwardOptions {
    * uses its moving averages (weights after gamma and beta), as at inference.
    */
   dropoutSeed?: string;
+  /**
+   * Training: a BatchNormalization on a 4-D input (after a convolution) as TensorFlow's FusedBatchNormV3, one
+   * oneDNN kernel, in place of the elementary ops (a dozen passes over the feature map).
+   */
+  fuseBatchNorm?: boolean;
   /** Called before each layer compiles: where a caller supports less (the trainer's gradients), it throws here. */
   checkLayer?(layer: LayerInfo, index: number): void;
 }
@@ -467,6 +478,36 @@ export function compileForward(
           Array.from({ length: rank - 1 }, (_, i) => i),
         );
         const training = options.dropoutSeed !== undefined;
+        if (training && options.fuseBatchNorm && rank === 4) {
+          const channels = shape.at(-1)!;
+          const input = h;
+          const scale = gamma ?? g.floats(`${p}/ones`, new Array(channels).fill(1), [channels]);
+          const offset = beta ?? g.floats(`${p}/zeros`, new Array(channels).fill(0), [channels]);
+          // Training takes no running statistics (empty); outputs 3 and 4 are the batch's mean and biased variance,
+          // as tfjs folds into the moving averages (output 2 is the unbiased one).
+          const empty = g.floats(`${p}/no_statistics`, [], [0]);
+          const node = g.op('FusedBatchNormV3', `${p}/fused`, [input, scale, offset, empty, empty], {
+            ...F,
+            U: attr.type('DT_FLOAT'),
+            epsilon: attr.float(epsilon),
+            exponential_avg_factor: attr.float(1),
+            data_format: attr.str('NHWC'),
+            is_training: attr.bool(true),
+          });
+          h = node;
+          return record({
+            kind: 'batchNorm',
+            training,
+            axes,
+            mean: `${node}:3`,
+            variance: `${node}:4`,
+            fused: { node, input, scale, offset, epsilon },
+            gamma,
+            beta,
+            momentum,
+            output: h,
+          });
+        }
         const reduce = (name: string, input: string) =>
           g.op('Mean', `${p}/${name}`, [input, axes], {
             ...F,

@@ -341,6 +341,102 @@ export const ScheduleSpecSchema = z
   })
   .strict();
 
+/** Both ends of a search range, low first. */
+const range = (bound: z.ZodNumber) =>
+  z.tuple([bound, bound]).refine(([low, high]) => low < high, { message: 'must be [low, high] with low < high' });
+
+/**
+ * One dimension of a search space: a log-uniform or uniform real range, an integer range (both ends included) or
+ * a choice among JSON values (numbers, strings, booleans, lists of numbers such as hidden-layer sizes).
+ */
+export const SearchParamSchema = z.union([
+  z.object({ logUniform: range(z.number().positive()) }).strict(),
+  z.object({ uniform: range(z.number()) }).strict(),
+  z.object({ int: range(z.number().int()) }).strict(),
+  z
+    .object({
+      choice: z
+        .array(z.union([z.number(), z.string().max(200), z.boolean(), z.array(z.number()).max(16)]))
+        .min(1)
+        .max(64),
+    })
+    .strict(),
+]);
+export type SearchParam = z.output<typeof SearchParamSchema>;
+
+/** The spec paths a study may vary: training and model fields (a trial shares the study's one ingested dataset). */
+const TUNABLE_PATH = /^(train|model)\.[A-Za-z_]\w*(\.(?:[A-Za-z_]\w*|\d+))*$/;
+const UNTUNABLE = new Set(['model.name', 'model.architecture', 'train.epochs', 'train.seed']);
+
+export const TUNING_ALGORITHMS = ['random', 'tpe', 'asha'] as const;
+
+/**
+ * A hyperparameter study (`gantry tune`, workflows/tune.ts): trials of the spec with the space's values set, trained
+ * on the train pool and ranked by a validation metric; the best one is evaluated, registered and published like a
+ * run's model.
+ */
+export const TuningSpecSchema = z
+  .object({
+    /** Dotted spec path (e.g. `train.learningRate`, `model.options.dropout`) → its range or choices. */
+    space: z
+      .record(
+        z.string().regex(TUNABLE_PATH, 'must be a dotted path under train. or model. (e.g. train.learningRate)'),
+        SearchParamSchema,
+      )
+      .refine((space) => Object.keys(space).length >= 1 && Object.keys(space).length <= 20, {
+        message: 'must name 1 to 20 parameters',
+      })
+      .refine((space) => !Object.keys(space).some((key) => UNTUNABLE.has(key)), {
+        message: `cannot vary ${[...UNTUNABLE].join(', ')}: epochs are the budget's, the rest name the study`,
+      }),
+    /**
+     * What a trial is ranked by, on the validation split after each epoch: a task metric (accuracy, auc, logLoss,
+     * rmse, mae, r2) or the loss. `goal` defaults to max for accuracy, auc and r2, min otherwise.
+     */
+    objective: z
+      .object({
+        metric: z.enum([...METRIC_NAMES, 'loss']).default('accuracy'),
+        goal: z.enum(['min', 'max']).optional(),
+      })
+      .strict()
+      .default({ metric: 'accuracy' }),
+    /** Trials to start; `epochs` also caps the epochs trained by all trials together. */
+    budget: z
+      .object({ trials: z.number().int().min(1).max(1000).default(12), epochs: z.number().int().min(1).optional() })
+      .strict()
+      .default({ trials: 12 }),
+    /** Trials training at once (each takes a train worker's slot, or `train.replicas` of them). */
+    parallelism: z.number().int().min(1).max(64).default(2),
+    /**
+     * `random` search; `tpe`, a tree-structured Parzen estimator (Bergstra et al. 2011) that samples where the best
+     * quarter of finished trials lies; `asha`, asynchronous successive halving (Li et al. 2020): random trials train
+     * to `minEpochs`, and only the top 1/`reductionFactor` of each rung trains on, up to `train.epochs`.
+     */
+    algorithm: z.enum(TUNING_ALGORITHMS).default('asha'),
+    asha: z
+      .object({
+        minEpochs: z.number().int().min(1).default(1),
+        reductionFactor: z.number().int().min(2).max(10).default(3),
+      })
+      .strict()
+      .default({ minEpochs: 1, reductionFactor: 3 }),
+    tpe: z
+      .object({
+        /** Random trials before the estimator takes over (default: a third of the trials, 2 to 10). */
+        startupTrials: z.number().int().min(1).optional(),
+        /** Candidates drawn from the good trials' density per suggestion; the best ratio wins. */
+        candidates: z.number().int().min(1).max(1000).default(24),
+        /** The share of finished trials counted as good. */
+        gamma: z.number().gt(0).lt(1).default(0.25),
+      })
+      .strict()
+      .default({ candidates: 24, gamma: 0.25 }),
+    /** Seeds the tuner's own random numbers: the same seed and results give the same trials. */
+    seed: z.number().int().default(1),
+  })
+  .strict();
+export type TuningSpec = z.output<typeof TuningSpecSchema>;
+
 export const PipelineSpecSchema = z
   .object({
     name: identifier,
@@ -353,6 +449,8 @@ export const PipelineSpecSchema = z
     schedule: ScheduleSpecSchema.optional(),
     /** User steps, run in this order at their points. */
     steps: z.array(StepPlacementSchema).max(50).default([]),
+    /** A hyperparameter study's search (`gantry tune`); a plain run ignores it. */
+    tuning: TuningSpecSchema.optional(),
   })
   .strict()
   .superRefine((spec, ctx) => {

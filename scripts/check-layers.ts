@@ -28,6 +28,7 @@ const FOLDERS = [
   'pipelines',
   'serving',
   'training',
+  'ui',
   'validation',
   'workers',
   'workflows',
@@ -45,6 +46,14 @@ const FORBIDDEN: { from: string; to: RegExp; why: string }[] = [
   { from: 'workflows', to: /^activities\//, why: 'workflows see activities through the contract in workflows/api.ts' },
   { from: 'cli', to: /^activities\//, why: 'the CLI is a client: workflows/api.ts and control/ are its way in' },
   { from: 'engine', to: /^(training|serving|workflows|activities)\//, why: 'the engine sits below its users' },
+  {
+    from: 'ui',
+    to: /^(training|serving|activities|workers|engine)\//,
+    why: "the dashboard is a client: it reads Gantry's state through control/ and workflows/api.ts",
+  },
+  ...['control', 'workflows', 'serving', 'training', 'activities', 'workers', 'engine', 'data', 'pipelines'].map(
+    (from) => ({ from, to: /^ui\//, why: 'nothing below the CLI starts or reads the dashboard' }),
+  ),
   {
     from: 'collectives',
     to: /^(@tensorflow|@temporalio|engine\/|training\/|workflows\/|activities\/)/,

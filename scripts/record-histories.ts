@@ -21,7 +21,7 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { WorkflowHandle } from '@temporalio/client';
-import { Context } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import proto from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, Runtime, Worker } from '@temporalio/worker';
@@ -237,6 +237,45 @@ function importActivities(blessed: boolean) {
   };
 }
 
+function batchPredictActivities(failShard?: number) {
+  return {
+    planBatchPredict: async () => ({
+      kind: 'idx',
+      rows: 2500,
+      shards: [
+        { index: 0, start: 0, end: 1000 },
+        { index: 1, start: 1000, end: 2000 },
+        { index: 2, start: 2000, end: 2500 },
+      ],
+      workDir: '/tmp/.preds.jsonl.job.shards',
+    }),
+    predictShard: async (input: { shard: { index: number; start: number; end: number } }) => {
+      const { index, start, end } = input.shard;
+      if (index === failShard)
+        throw ApplicationFailure.nonRetryable(`bad row ${start + 7} at /tmp/x.csv:${start + 9}: bad`, 'BadRow');
+      const bad = index === 1 ? 1 : 0;
+      const badRows = bad ? [{ where: `/tmp/x.csv:${start + 9}`, reason: 'has 2 fields, the header has 7' }] : [];
+      return { index, predicted: end - start - bad, bad, badRows, computed: true };
+    },
+    assemblePredictions: async () => ({ bytes: 123_456, rejects: '/tmp/preds.jsonl.rejects.jsonl' }),
+  };
+}
+
+function batchPredictInput(taskQueue: string) {
+  return {
+    model: 'fashion-mnist',
+    version: 1,
+    versionDir: '/models/fashion-mnist/1',
+    input: '/tmp/t10k-images-idx3-ubyte.gz',
+    output: '/tmp/preds.jsonl',
+    format: 'jsonl',
+    onBadRow: 'skip',
+    shardRows: 1000,
+    pool: 'train',
+    shardTaskQueue: taskQueue,
+  };
+}
+
 // ---- the cases ----
 
 const ROLLOUT_STEPS = [
@@ -282,6 +321,34 @@ function retrainInput(taskQueue: string, { replicas = 1, rollout = false } = {})
     },
   } as never);
   return { spec, taskQueues: { control: taskQueue, train: taskQueue }, deploymentPrefix: 'replay' };
+}
+
+/** A study of 4 ASHA trials (rungs at 1, 2 and 4 epochs), 2 at a time, on the retrain input's spec. */
+function tuneInput(taskQueue: string): RetrainInput {
+  const input = retrainInput(taskQueue);
+  const spec = validatePipeline({
+    ...input.spec,
+    train: { ...input.spec.train, epochs: 4 },
+    tuning: {
+      space: { 'train.learningRate': { logUniform: [1e-4, 1e-2] }, 'model.options.dropout': { uniform: [0, 0.5] } },
+      budget: { trials: 4 },
+      parallelism: 2,
+      algorithm: 'asha',
+      asha: { minEpochs: 1, reductionFactor: 2 },
+    },
+  });
+  return { ...input, spec };
+}
+
+/** The trainer of a study's trial: `untilEpoch` epochs whose validation accuracy follows the learning rate. */
+async function trainTrial(input: { spec: { train: { learningRate: number } }; untilEpoch?: number }) {
+  const level = 0.5 + 0.05 * Math.log10(input.spec.train.learningRate * 1e4);
+  const history = Array.from({ length: input.untilEpoch ?? 1 }, (_, i) => ({
+    ...trained.history[0]!,
+    epoch: i + 1,
+    valAccuracy: level + 0.01 * i,
+  }));
+  return { ...trained, history };
 }
 
 interface Case {
@@ -471,6 +538,15 @@ const CASES: Case[] = [
     },
   },
   {
+    workflowType: 'tuneWorkflow',
+    name: 'asha-registered',
+    activities: (env) => ({ ...stageActivities(env), train: trainTrial }),
+    drive: async (env, taskQueue, workflowId) =>
+      finished(
+        await env.client.workflow.start('tuneWorkflow', { taskQueue, workflowId, args: [tuneInput(taskQueue)] }),
+      ),
+  },
+  {
     workflowType: 'retrainWorkflow',
     name: 'published',
     activities: (env) => stageActivities(env),
@@ -531,6 +607,33 @@ const CASES: Case[] = [
           args: [{ model: 'imported', path: '/tmp/tfjs-model', signature: 'serving_default' }],
         }),
       ),
+  },
+  {
+    workflowType: 'batchPredictWorkflow',
+    name: 'assembled',
+    activities: () => batchPredictActivities(),
+    drive: async (env, taskQueue, workflowId) =>
+      finished(
+        await env.client.workflow.start('batchPredictWorkflow', {
+          taskQueue,
+          workflowId,
+          args: [batchPredictInput(taskQueue)],
+        }),
+      ),
+  },
+  {
+    workflowType: 'batchPredictWorkflow',
+    name: 'bad-row-failed',
+    activities: () => batchPredictActivities(1),
+    drive: async (env, taskQueue, workflowId) => {
+      const handle = await env.client.workflow.start('batchPredictWorkflow', {
+        taskQueue,
+        workflowId,
+        args: [{ ...batchPredictInput(taskQueue), onBadRow: 'fail' }],
+      });
+      await handle.result().catch(() => undefined);
+      return handle;
+    },
   },
 ];
 

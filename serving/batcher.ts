@@ -12,9 +12,13 @@ import { sliceRows, stringTensor, type DenseTensor } from './tensors';
  *
  * An idle version runs a request at once, inside the caller's turn, as TF Serving forms a batch
  * the moment a thread is free: nothing to wait for, so no queue, timer or extra turn. "Idle"
- * means nothing is queued and no model call ran in this event-loop turn or the one before —
- * under load every turn runs a batch, so requests keep queueing and merging; a quiet server
- * answers its next request with no added wait whatever `batch_timeout_micros` says.
+ * means nothing is queued, no model call ran earlier in this event-loop turn, and no batch of
+ * queued requests ran in this turn or at the end of the one before (BusyTurns). A request that
+ * ran on the spot does not make the next turn busy: at concurrency 1 the next request is read in
+ * the turn after the previous answer was written (sooner the busier the machine), and it must run
+ * on the spot too, not wait for the end of its turn. Under load every turn runs a batch, so
+ * requests keep queueing and merging; a quiet server answers its next request with no added wait
+ * whatever `batch_timeout_micros` says.
  *
  * The queue is bounded (`max_enqueued_batches` × `max_batch_size` rows); beyond it a request is
  * refused with RESOURCE_EXHAUSTED (HTTP 429) instead of growing the latency of everyone queued.
@@ -35,11 +39,51 @@ interface Task {
 
 type Run = (inputs: DenseTensor[]) => DenseTensor[];
 
+/**
+ * Which event-loop turns a version counts as busy in: a pure state machine, told of model calls
+ * and of the end of each turn by the batcher (its check-phase callback), so its rule is tested
+ * without timing. Turns are counted only while someone is busy; when nobody is, `turn` stands
+ * for whatever turn the next call comes in.
+ */
+export class BusyTurns {
+  private turn = 0;
+  private busyThrough = -1;
+
+  get busy(): boolean {
+    return this.turn <= this.busyThrough;
+  }
+
+  /** A request ran on the spot: the rest of this turn queues behind it (they arrived together). */
+  ranInline(): void {
+    this.busyThrough = Math.max(this.busyThrough, this.turn);
+  }
+
+  /**
+   * A batch of queued requests ran (at the end of this turn, or on its timeout): this turn and
+   * the next queue, so that the requests a loaded server reads next merge instead of the first
+   * of them running alone.
+   */
+  ranBatch(): void {
+    this.busyThrough = Math.max(this.busyThrough, this.turn + 1);
+  }
+
+  /** The end of a turn; true while the next turn is busy too (so its end must be reported). */
+  endTurn(): boolean {
+    this.turn++;
+    return this.busy;
+  }
+}
+
 export class Batcher {
   private queue: Task[] = [];
   private queuedRows = 0;
-  private scheduled: NodeJS.Immediate | NodeJS.Timeout | undefined;
   private closed = false;
+  private readonly turns = new BusyTurns();
+  /** The check-phase callback of this turn (endOfTurn), when one is pending. */
+  private endOfTurnPending: NodeJS.Immediate | undefined;
+  /** Whether endOfTurn flushes the queue (timeout 0, or a full batch), else a timer does. */
+  private flushAtEndOfTurn = false;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly run: Run,
@@ -56,10 +100,13 @@ export class Batcher {
     if (this.closed) throw new ServingError('UNAVAILABLE', 'the version is unloading');
     const rows = inputs[0]?.shape[0] ?? 0;
     // Unbatched, or batched with nothing to merge with: one model call for this request, now.
-    if (!this.options.enabled || (this.queue.length === 0 && this.scheduled === undefined && this.busyTurns === 0)) {
+    if (!this.options.enabled || (this.queue.length === 0 && !this.turns.busy)) {
       this.observer.batch(rows);
       this.observer.queued(0);
-      if (this.options.enabled) this.markBusy();
+      if (this.options.enabled) {
+        this.turns.ranInline();
+        this.atEndOfTurn();
+      }
       return this.run(inputs);
     }
     const limit = this.options.max_enqueued_batches * this.options.max_batch_size;
@@ -77,53 +124,43 @@ export class Batcher {
   }
 
   private schedule(): void {
-    const full = this.queuedRows >= this.options.max_batch_size;
-    if (this.scheduled) {
-      // A full batch does not wait for a pending timeout.
-      if (!full || this.isImmediate) return;
-      this.clear();
-    }
-    if (full || this.options.batch_timeout_micros === 0) {
+    if (this.flushAtEndOfTurn) return;
+    // A full batch does not wait for a pending timeout.
+    if (this.queuedRows >= this.options.max_batch_size || this.options.batch_timeout_micros === 0) {
       // At the end of this turn, not inline: the caller is still inside its request handler,
       // and other requests read in this turn should join.
-      this.isImmediate = true;
-      this.scheduled = setImmediate(() => this.flush());
+      this.clearTimer();
+      this.flushAtEndOfTurn = true;
+      this.atEndOfTurn();
     } else {
-      this.isImmediate = false;
-      this.scheduled = setTimeout(() => this.flush(), this.options.batch_timeout_micros / 1000);
+      this.timer ??= setTimeout(() => {
+        this.timer = undefined;
+        this.flush();
+      }, this.options.batch_timeout_micros / 1000);
     }
   }
 
-  private isImmediate = false;
-
-  /**
-   * Turns left before the version counts as idle again: a model call sets 2, the check phase
-   * of each following event-loop turn takes one off. A call made while the loop reads requests
-   * (the idle path) thus keeps the requests read in the next turn queueing, as does a batch run
-   * at the end of a turn.
-   */
-  private busyTurns = 0;
-  private busyTicker: NodeJS.Immediate | undefined;
-
-  private markBusy(): void {
-    this.busyTurns = 2;
-    this.busyTicker ??= setImmediate(this.tick);
+  private atEndOfTurn(): void {
+    this.endOfTurnPending ??= setImmediate(this.endOfTurn);
   }
 
-  private readonly tick = (): void => {
-    this.busyTurns--;
-    this.busyTicker = this.busyTurns > 0 ? setImmediate(this.tick) : undefined;
+  /** The check phase of a turn: runs the batch due now, then tells BusyTurns the turn ended. */
+  private readonly endOfTurn = (): void => {
+    this.endOfTurnPending = undefined;
+    if (this.flushAtEndOfTurn) {
+      this.flushAtEndOfTurn = false;
+      this.flush();
+    }
+    if (this.turns.endTurn()) this.atEndOfTurn();
   };
 
-  private clear(): void {
-    if (this.scheduled === undefined) return;
-    if (this.isImmediate) clearImmediate(this.scheduled as NodeJS.Immediate);
-    else clearTimeout(this.scheduled as NodeJS.Timeout);
-    this.scheduled = undefined;
+  private clearTimer(): void {
+    if (this.timer === undefined) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
   }
 
   private flush(): void {
-    this.scheduled = undefined;
     if (this.queue.length === 0) return;
     // Take whole requests up to max_batch_size rows (always at least one, however large).
     const batch: Task[] = [];
@@ -140,7 +177,8 @@ export class Batcher {
   }
 
   private execute(batch: Task[], rows: number): void {
-    this.markBusy();
+    this.turns.ranBatch();
+    this.atEndOfTurn();
     const started = performance.now();
     for (const task of batch) this.observer.queued((started - task.enqueuedAt) / 1000);
     this.observer.batch(rows);
@@ -165,9 +203,10 @@ export class Batcher {
   /** Refuses new requests; requests already queued still run (their handles are held). */
   close(): void {
     this.closed = true;
-    if (this.queue.length > 0 && !this.scheduled) {
-      this.isImmediate = true;
-      this.scheduled = setImmediate(() => this.flush());
+    if (this.queue.length > 0) {
+      this.clearTimer();
+      this.flushAtEndOfTurn = true;
+      this.atEndOfTurn();
     }
   }
 }

@@ -30,9 +30,9 @@ afterAll(async () => {
 });
 
 describe('gantry run', () => {
-  it('--json prints the final result as one JSON object', async () => {
+  it('--json prints the final result as one JSON object; it, --follow and status carry per-stage timings', async () => {
     const { code, stdout, stderr } = await gantry(
-      ['run', 'fashion-mnist', ...slice, '--set', 'model.name=cli-model', '--json'],
+      ['run', 'fashion-mnist', ...slice, '--set', 'model.name=cli-model', '--json', '--follow'],
       env.env,
     );
     expect(code, stderr).toBe(0);
@@ -43,6 +43,27 @@ describe('gantry run', () => {
     expect(typeof result.runId).toBe('string');
     expect(result.testAccuracy).toBeGreaterThan(0.3);
     expect(result.reasons.length).toBeGreaterThan(0);
+
+    // Each stage's wall time, and its activity's own queue wait and run time; the trainer's run in its parts.
+    const stages = result.timings.stages as { stage: string; wallMs: number; queueMs: number; runMs: number }[];
+    expect(stages.map((s) => s.stage)).toEqual(['ingest', 'train', 'evaluate', 'register', 'publish', 'rollout']);
+    for (const s of stages.slice(0, 5)) {
+      expect(s.queueMs, s.stage).toBeGreaterThanOrEqual(0);
+      expect(s.runMs, s.stage).toBeGreaterThanOrEqual(0);
+      expect(s.wallMs, s.stage).toBeGreaterThanOrEqual(s.runMs);
+    }
+    const train = result.timings.stages[1];
+    expect(Object.keys(train.parts)).toEqual(['setup', 'load data', 'epochs', 'checkpoint', 'save']);
+    expect(train.parts.epochs).toBeGreaterThan(0);
+    expect(train.runMs).toBeGreaterThanOrEqual(train.parts.epochs);
+    expect(result.timings.totalMs).toBeGreaterThanOrEqual(stages.reduce((sum, s) => sum + s.wallMs, 0));
+    // --follow (stderr) says what each stage took as it finishes, and the whole run's time at the end.
+    expect(stderr).toMatch(/took: ingest \d+ ms \(queue \d+ ms, run \d+ ms\)/);
+    expect(stderr).toMatch(/took: train .+: setup \d+ ms, load data \d+ ms, epochs [\d.]+ m?s, checkpoint/);
+    expect(stderr).toMatch(/took: [\d.]+ s in all/);
+    const plain = await gantry(['status', result.runId], env.env);
+    expect(plain.stdout).toMatch(/^timings: .+ in all$/m);
+    expect(plain.stdout).toMatch(/^ {2}evaluate \d+ ms \(queue \d+ ms, run \d+ ms\): load test split/m);
 
     const status = await gantry(['status', result.runId, '--json'], env.env);
     expect(status.code).toBe(0);

@@ -57,6 +57,9 @@ it(
       'feedback: only with a token (local)',
     );
     expect((await fetch(`${modelServerUrl}/readyz`)).status).toBe(200);
+    // The dashboard, on its own line, reads the stack's Temporal server.
+    const dashboard = /dashboard {8}(http:\/\/127\.0\.0\.1:\d+)/.exec(output)![1];
+    expect(await (await fetch(`${dashboard}/api/runs`)).json()).toEqual({ runs: [] });
     // The admin API listens on its own loopback port; the public port does not know its routes.
     const bearer = { headers: { authorization: `Bearer ${token}` } };
     expect((await fetch(`${adminUrl}/v1/admin/state`, bearer)).status).toBe(200);

@@ -10,7 +10,8 @@ import { customPools, workerProject } from './project';
 export async function runPoolWorker(pool: string): Promise<void> {
   // The project first: it decides GANTRY_HOME's default and which steps this pool runs.
   const project = await workerProject();
-  const pools = ['control', 'train', ...customPools(project)];
+  // `predict` runs batch prediction's shards (gantry predict --pool predict); a project's own pool may share the name.
+  const pools = [...new Set(['control', 'train', ...customPools(project), 'predict'])];
   if (!pools.includes(pool)) throw new Error(`"${pool}" is not a pool; choose ${pools.join(', ')}`);
   // Relative paths in the project's specs (data.path) are from the project folder, wherever the worker started.
   if (project) process.chdir(project.dir);

@@ -3,7 +3,12 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker, type BundleOptions, type WorkerOptions } from '@temporalio/worker';
-import { createControlActivities, createTrainActivities, type ActivityDeps } from '../activities';
+import {
+  createControlActivities,
+  createPredictActivities,
+  createTrainActivities,
+  type ActivityDeps,
+} from '../activities';
 import { FileArtifactStore } from '../artifacts/store';
 import { connectClient, connectWorker } from '../control/connect';
 import type { GantryHome } from '../control/home';
@@ -113,17 +118,26 @@ export async function createPoolWorker(
                   : WORKFLOWS_PATH,
               }),
         }
-      : pool !== 'train'
-        ? { ...common, taskQueue, activities: steps, maxHeartbeatThrottleInterval: '2s' }
-        : {
+      : pool === 'predict'
+        ? {
             ...common,
             taskQueue,
-            activities: { ...createTrainActivities(deps), ...steps },
+            // Batch prediction's shards (gantry predict --pool predict), one at a time like training's slots.
+            activities: { ...createPredictActivities(), ...steps },
             maxConcurrentActivityTaskExecutions: trainSlots(),
-            // Heartbeats carry progress and bring back cancellation: send them every few seconds
-            // rather than the SDK's default of 80% of the heartbeat timeout.
             maxHeartbeatThrottleInterval: '2s',
-          };
+          }
+        : pool !== 'train'
+          ? { ...common, taskQueue, activities: steps, maxHeartbeatThrottleInterval: '2s' }
+          : {
+              ...common,
+              taskQueue,
+              activities: { ...createTrainActivities(deps), ...steps },
+              maxConcurrentActivityTaskExecutions: trainSlots(),
+              // Heartbeats carry progress and bring back cancellation: send them every few seconds
+              // rather than the SDK's default of 80% of the heartbeat timeout.
+              maxHeartbeatThrottleInterval: '2s',
+            };
   const worker = await Worker.create(options);
   return {
     worker,

@@ -10,8 +10,11 @@ import type { ModelMetrics } from '../training/evaluate';
 import type { MetricName } from '../training/metrics';
 import type { StepProgress } from '../training/trainer';
 import type { Judgement, ShadowWindow, VersionWindow } from './canary-analysis';
+import type { EpochPoint } from './curve';
+import type { RunTimings, Timed } from './timings-api';
 import type { ExperimentVerdict } from './experiment-analysis';
 import type { ApplyReport, DesiredServing, ServingLayout } from './serving-desired';
+import type { StudyLineage } from './tune-api';
 
 /**
  * The contract between the workflows, the activities they run and the clients that start and steer
@@ -83,6 +86,10 @@ export interface RetrainInput {
   taskQueues: { control: string; train: string };
   /** Scopes the registry and rollout workflow ids (GANTRY_TASK_QUEUE_PREFIX); derived from the queues when absent. */
   deploymentPrefix?: string;
+  /** A model trained already (a study's best trial): the run skips ingest and train and goes on from them. */
+  pretrained?: { dataset: DatasetRef; trained: TrainResult };
+  /** The study that picked the model: recorded in the version's lineage. */
+  study?: StudyLineage;
 }
 
 /**
@@ -111,6 +118,8 @@ export interface RunProgress {
   stopped?: StopRecord | null;
   stages: Record<Stage, StageStatus>;
   train: (TrainProgress & { epochs: number }) | null;
+  /** One point per finished epoch (workflows/curve.ts); absent from runs started before it was kept. */
+  curve?: EpochPoint[];
   dataset: {
     fingerprint: string;
     counts: { train: number; validation: number; test: number };
@@ -123,6 +132,8 @@ export interface RunProgress {
   rolloutId: string | null;
   rollout: { result: 'promoted' | 'rolled-back'; reasons: string[] } | null;
   error: string | null;
+  /** Each finished stage's and step's time so far (absent from runs before timings existed). */
+  timings?: RunTimings;
 }
 
 export const progressQuery = defineQuery<RunProgress>('progress');
@@ -197,6 +208,8 @@ export interface StoppedRunResult {
   version: number | null;
   published: boolean;
   publishedPath: string | null;
+  /** Where the run's time went, stage by stage (absent from runs before timings existed). */
+  timings?: RunTimings;
 }
 
 /** What `retrainWorkflow` returns: a completed run, or one a step stopped. */
@@ -258,6 +271,8 @@ export interface ReplicaState {
   port: number;
   identity: string;
   progress: TrainProgress | null;
+  /** This rank's finished epochs in the current attempt (absent from jobs started before it was kept). */
+  curve?: EpochPoint[];
 }
 
 export interface JobState {
@@ -321,6 +336,10 @@ export interface RolloutStatus {
   /** Every analysis of the current rollout (the most recent 200): what each decision was made on. */
   analyses: RolloutDecision[];
   outcome: { result: 'promoted' | 'rolled-back'; reasons: string[]; at: string } | null;
+  /** The spec's thresholds the windows are judged against (absent from rollouts started before it was kept). */
+  thresholds?: RolloutSpec['thresholds'];
+  /** The spec's steps, in order (absent from rollouts started before it was kept). */
+  plan?: { percent: number; bake: string }[];
 }
 
 export interface ManualRequest {
@@ -379,6 +398,8 @@ export interface VersionLineage {
   steps?: StepRecord[];
   /** Where an imported version came from (`gantry models import`); absent from trained versions. */
   source?: ImportSource;
+  /** The hyperparameter study whose best trial this is (`gantry tune`); absent from other versions. */
+  study?: StudyLineage;
 }
 
 /** The lineage of an imported version: no training run made it; `runId` is the import workflow's id. */
@@ -570,6 +591,11 @@ export interface TrainInput {
   runId: string;
   spec: PipelineSpec;
   dataset: DatasetRef;
+  /**
+   * Stop after this epoch instead of train.epochs (a study's rung): the learning-rate schedule still spans
+   * train.epochs, so training on from the checkpoint later follows the same path as one uninterrupted run.
+   */
+  untilEpoch?: number;
 }
 
 /**
@@ -577,12 +603,16 @@ export interface TrainInput {
  * attempt's context.
  */
 export interface TrainProgress extends StepProgress {
+  /** The run (or study trial) training; absent from trainers before studies. */
+  runId?: string;
   attempt: number;
   valAccuracy: number | null;
   /** Epochs that came from a checkpoint instead of being trained in this attempt. */
   resumedFromEpoch: number | null;
   samplesPerSecond: number;
   backend: string;
+  /** The last finished epoch's metrics (validation included): the workflow keeps the run's curve from them. */
+  lastEpoch?: EpochMetrics | null;
 }
 
 export interface Distribution {
@@ -632,6 +662,8 @@ export interface RegisterInput {
   evaluation: EvaluationResult;
   /** The user steps that ran before register: recorded in the version's lineage. */
   steps?: StepRecord[];
+  /** The study that picked the model: recorded in the version's lineage. */
+  study?: StudyLineage;
 }
 
 export interface PublishInput {
@@ -695,13 +727,15 @@ export interface RunResult {
     execution: ExecutionReport;
     distribution: Distribution;
   };
+  /** Where the run's time went, stage by stage (absent from runs before timings existed). */
+  timings?: RunTimings;
 }
 
 export interface ControlActivities extends DeployActivities {
-  ingest(input: IngestInput): Promise<DatasetRef>;
-  evaluate(input: EvaluateInput): Promise<EvaluationResult>;
-  register(input: RegisterInput): Promise<{ version: number }>;
-  publish(input: PublishInput): Promise<{ publishedPath: string }>;
+  ingest(input: IngestInput): Promise<DatasetRef & Timed>;
+  evaluate(input: EvaluateInput): Promise<EvaluationResult & Timed>;
+  register(input: RegisterInput): Promise<{ version: number } & Timed>;
+  publish(input: PublishInput): Promise<{ publishedPath: string } & Timed>;
 }
 
 /** What the servers measured for a model: a window since `since` (or since they started). */
@@ -744,11 +778,11 @@ export interface ReplicaResult {
   rank: number;
   worldSize: number;
   steps: number;
-  trained: TrainResult | null;
+  trained: (TrainResult & Timed) | null;
 }
 
 export interface TrainActivities {
-  train(input: TrainInput): Promise<TrainResult>;
+  train(input: TrainInput): Promise<TrainResult & Timed>;
   trainReplica(input: ReplicaInput): Promise<ReplicaResult>;
 }
 

@@ -14,3 +14,5 @@ export { trainJobWorkflow } from './train-job';
 export { rolloutWorkflow } from './rollout';
 export { experimentWorkflow } from './experiment';
 export { importModelWorkflow } from './import-model';
+export { batchPredictWorkflow } from './batch-predict';
+export { tuneWorkflow } from './tune';

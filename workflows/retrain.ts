@@ -32,7 +32,9 @@ import {
   type StoppedRunResult,
   type TrainResult,
 } from './api';
+import { recordEpoch } from './curve';
 import { controlActivities, trainActivities } from './stage-activities';
+import type { RunTimings, StageTiming, Timed } from './timings-api';
 import { trainJobWorkflow } from './train-job';
 import { rolloutWorkflow } from './rollout';
 
@@ -74,6 +76,7 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
       rollout: 'pending',
     },
     train: null,
+    curve: [],
     dataset: null,
     evaluation: null,
     version: null,
@@ -81,11 +84,21 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
     rollout: null,
     error: null,
   };
+  // Workflow time (Date.now() is the SDK's deterministic clock here); the activities add their own view.
+  const timings: RunTimings = { totalMs: 0, stages: [] };
+  const runStarted = workflowInfo().runStartTime.getTime();
+  progress.timings = timings;
+  const timed = (entry: StageTiming) => {
+    timings.stages.push(entry);
+    timings.totalMs = Date.now() - runStarted;
+  };
   setHandler(progressQuery, () => progress);
   setHandler(trainProgressSignal, (update) => {
     // A lost attempt's last signals can land after its successor's first ones: newer attempts win,
     // and within one attempt the furthest step does.
     const current = progress.train;
+    if (update.lastEpoch && (!current || update.attempt >= current.attempt))
+      recordEpoch(progress.curve!, update.lastEpoch, update.attempt);
     if (
       !current ||
       update.attempt > current.attempt ||
@@ -98,10 +111,18 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
   async function stage<T>(name: Stage, run: () => Promise<T>): Promise<T> {
     progress.stage = name;
     progress.stages[name] = 'running';
+    const started = Date.now();
     try {
       const result = await run();
       progress.stages[name] = 'done';
-      return result;
+      if (result === null || typeof result !== 'object' || !('timing' in result)) {
+        timed({ stage: name, wallMs: Date.now() - started });
+        return result;
+      }
+      // The activity's measurement goes to the timings, not on to the next stage's input.
+      const { timing, ...rest } = result as T & Timed;
+      timed({ stage: name, wallMs: Date.now() - started, ...timing });
+      return rest as T;
     } catch (error) {
       progress.stages[name] = isCancellation(error) ? 'cancelled' : 'failed';
       throw failure(name, error);
@@ -156,6 +177,7 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
       const label = `step ${placement.name} (${at})`;
       progress.step = label;
       let result: StepActivityResult;
+      const started = Date.now();
       try {
         result = await activities[stepActivityType(placement.name)]!({
           runId,
@@ -169,6 +191,7 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
         throw failure(label, error);
       }
       progress.step = null;
+      timed({ stage: label, wallMs: Date.now() - started });
       steps.push({ name: placement.name, at, data: result.data });
       progress.steps = steps.map(({ name, at }) => ({ name, at }));
       outputs.steps[placement.name] = result.data;
@@ -184,6 +207,7 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
     progress.stage = null;
     progress.status = 'stopped';
     progress.stopped = stop;
+    timings.totalMs = Date.now() - runStarted;
     const result: StoppedRunResult = {
       runId,
       pipeline: spec.name,
@@ -197,12 +221,15 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
       version: ran.version ?? null,
       published: publishedPath !== null,
       publishedPath,
+      timings,
     };
     return result;
   }
   let publishedPath: string | null = null;
 
-  const dataset = await stage('ingest', () => control.ingest({ runId, spec }));
+  // A study's best trial comes trained: its dataset and model are the run's, and only the stages after train run.
+  const { pretrained } = input;
+  const dataset = await stage('ingest', async () => pretrained?.dataset ?? control.ingest({ runId, spec }));
   outputs.dataset = datasetStepOutputs(dataset);
   progress.dataset = {
     fingerprint: dataset.fingerprint,
@@ -217,12 +244,14 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
   // workflow that is its replicas' rendezvous and restarts lost attempts (workflows/train-job.ts).
   const distributed = spec.train.replicas > 1 || spec.train.strategy !== 'mirrored';
   const trained: TrainResult = await stage('train', () =>
-    distributed
-      ? executeChild(trainJobWorkflow, {
-          workflowId: trainJobWorkflowId(runId),
-          args: [{ runId, spec, dataset, taskQueue: taskQueues.train }],
-        })
-      : trainer.train({ runId, spec, dataset }),
+    pretrained
+      ? Promise.resolve(pretrained.trained)
+      : distributed
+        ? executeChild(trainJobWorkflow, {
+            workflowId: trainJobWorkflowId(runId),
+            args: [{ runId, spec, dataset, taskQueue: taskQueues.train }],
+          })
+        : trainer.train({ runId, spec, dataset }),
   );
   outputs.training = {
     modelUri: trained.modelUri,
@@ -264,6 +293,7 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
       evaluation,
       // Only a run with steps sends them: the activity's input stays as it was for every other run.
       ...(steps.length ? { steps } : {}),
+      ...(input.study ? { study: input.study } : {}),
     }),
   );
   progress.version = version;
@@ -331,6 +361,7 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
 
   progress.stage = null;
   progress.status = 'completed';
+  timings.totalMs = Date.now() - runStarted;
   return {
     runId,
     pipeline: spec.name,
@@ -370,5 +401,6 @@ export async function retrainWorkflow(input: RetrainInput): Promise<RetrainOutco
       execution: trained.execution ?? { mode: 'eager' },
       distribution: trained.distribution ?? { strategy: 'mirrored', replicas: 1 },
     },
+    timings,
   };
 }

@@ -52,6 +52,8 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutStatu
     decisions: [],
     analyses: [],
     outcome: null,
+    thresholds: spec.thresholds,
+    plan: spec.steps.map((s) => ({ percent: s.percent, bake: s.bake })),
   };
   // In an object, not `let`s: handlers set them while the main body awaits.
   const requests: { manual: { action: 'promote' | 'rollback'; reason: string } | null; approved: boolean } = {

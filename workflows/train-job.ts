@@ -19,6 +19,8 @@ import {
   type TrainJobInput,
   type TrainResult,
 } from './api';
+import { recordEpoch } from './curve';
+import type { Timed } from './timings-api';
 
 /**
  * One synchronous data-parallel training job (after tf.distribute's multi-worker strategies): N
@@ -30,7 +32,13 @@ import {
  * allows and trainers are missing.
  */
 
-export async function trainJobWorkflow({ runId, spec, dataset, taskQueue }: TrainJobInput): Promise<TrainResult> {
+export async function trainJobWorkflow({
+  runId,
+  spec,
+  dataset,
+  taskQueue,
+  untilEpoch,
+}: TrainJobInput): Promise<TrainResult & Timed> {
   const jobId = workflowInfo().workflowId;
   const wanted = spec.train.replicas;
   const activities = proxyActivities<TrainActivities>({
@@ -96,7 +104,9 @@ export async function trainJobWorkflow({ runId, spec, dataset, taskQueue }: Trai
   );
   setHandler(replicaProgressSignal, ({ jobAttempt, rank, progress }) => {
     const replica = state.replicas.find((r) => r.rank === rank);
-    if (jobAttempt === state.attempt && replica) replica.progress = progress;
+    if (jobAttempt !== state.attempt || !replica) return;
+    replica.progress = progress;
+    if (progress.lastEpoch) recordEpoch((replica.curve ??= []), progress.lastEpoch, jobAttempt);
   });
 
   const rendezvousMs = spec.train.rendezvousTimeout;
@@ -113,7 +123,18 @@ export async function trainJobWorkflow({ runId, spec, dataset, taskQueue }: Trai
     const settled: (ReplicaResult | Error | undefined)[] = Array.from({ length: wanted });
     const runs = scopes.map((scope, replica) =>
       scope
-        .run(() => activities.trainReplica({ runId, spec, dataset, jobId, jobAttempt: attempt, replica }))
+        .run(() =>
+          activities.trainReplica({
+            runId,
+            spec,
+            dataset,
+            jobId,
+            jobAttempt: attempt,
+            replica,
+            // A study's rung stops early; a run's job trains to train.epochs as it always did.
+            ...(untilEpoch !== undefined ? { untilEpoch } : {}),
+          }),
+        )
         .then(
           (result) => {
             settled[replica] = result;

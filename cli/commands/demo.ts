@@ -16,6 +16,7 @@ import { followRun } from '../follow';
 import { newRunId, resolveSpec, startRun } from '../runs';
 import { predictOnServer } from './demo-serve';
 import { describeStack } from './dev';
+import { startHomeDashboard } from '../../ui/start';
 import { formatLoadSummary } from './load';
 import { runCommand } from './run';
 
@@ -43,11 +44,22 @@ export async function demoCommand(options: { set: string[]; json?: boolean }): P
           `see ${e.logFile}`,
       ),
   });
+  // Open while the demo runs: its run's curves, then its rollout's steps as they are decided.
+  const dashboard = await startHomeDashboard(home, {
+    port: 'auto',
+    target: stack.target,
+    temporalUiUrl: stack.server?.uiUrl ?? null,
+  }).catch((error: Error) => {
+    console.error(`the dashboard did not start: ${error.message}`);
+    return null;
+  });
   const load = new AbortController();
   let loadDone: Promise<LoadSummary | undefined> | undefined;
   const stop = () => {
     load.abort();
-    void stack.stop().then(() => process.exit(130));
+    void Promise.resolve(dashboard?.close())
+      .then(() => stack.stop())
+      .then(() => process.exit(130));
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
@@ -55,7 +67,7 @@ export async function demoCommand(options: { set: string[]; json?: boolean }): P
     if (!options.json) console.error(text);
   };
   try {
-    say(`${describeStack(home, stack)}\n`);
+    say(`${describeStack(home, stack, dashboard)}\n`);
     process.env.TEMPORAL_ADDRESS = stack.target.address;
     process.env.TEMPORAL_NAMESPACE = stack.target.namespace;
     const spec = await resolveSpec('fashion-mnist', options.set);
@@ -137,6 +149,7 @@ export async function demoCommand(options: { set: string[]; json?: boolean }): P
   } finally {
     load.abort();
     await loadDone;
+    await dashboard?.close();
     await stack.stop();
   }
 }

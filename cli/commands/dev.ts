@@ -3,11 +3,13 @@ import { gantryHome, type GantryHome } from '../../control/home';
 import { taskQueueOf, type Pool } from '../../control/task-queues';
 import { activateProject } from '../../pipelines/load-project';
 import { customPools } from '../../workers/project';
+import { startHomeDashboard } from '../../ui/start';
 import { UsageError } from '../errors';
 
-export function describeStack(home: GantryHome, stack: LocalStack): string {
+export function describeStack(home: GantryHome, stack: LocalStack, dashboard?: { url: string } | null): string {
   const server = stack.server;
   return [
+    `dashboard        ${dashboard ? dashboard.url : 'not started (gantry ui)'}`,
     `state folder     ${home.root}`,
     `temporal         ${stack.target.address} (namespace ${stack.target.namespace}; ${
       server ? `embedded, pid ${server.pid}, ${server.binaryOrigin}: ${server.binary}` : 'TEMPORAL_ADDRESS'
@@ -70,6 +72,15 @@ export async function devCommand(options: { port?: string; headless?: boolean; t
       console.error(`${what} is running again (pid ${pid}; restart ${restarts} since gantry dev started)`),
     onGiveUp: (_what, error) => gaveUp!(error),
   });
+  // The dashboard reads the stack's Temporal server; a dashboard that cannot start leaves the stack up.
+  const dashboard = await startHomeDashboard(home, {
+    port: 'auto',
+    target: stack.target,
+    temporalUiUrl: stack.server?.uiUrl ?? null,
+  }).catch((error: Error) => {
+    console.error(`the dashboard did not start: ${error.message}`);
+    return null;
+  });
   const hint = project
     ? `In another terminal: npx gantry run ${project.pipelines[0]?.name ?? '<pipeline>'} --follow   ` +
       '(Ctrl-C here stops everything)'
@@ -78,17 +89,19 @@ export async function devCommand(options: { port?: string; headless?: boolean; t
       '(traffic for the next rollout)';
   console.log(
     `gantry dev is up${project ? ` for project ${project.definition.name} (${project.file})` : ''}\n` +
-      `${describeStack(home, stack)}\n\n${hint}`,
+      `${describeStack(home, stack, dashboard)}\n\n${hint}`,
   );
   const ended = await Promise.race([untilInterrupted(), givenUp]);
   if (ended instanceof Error) {
     // A child that cannot stay up: the stack is not what it says it is, so it stops rather than limps.
     console.error('a child keeps dying: stopping the workers, the model server and the Temporal server…');
+    await dashboard?.close();
     await stack.stop();
     console.error('stopped');
     throw ended;
   }
   console.log(`\n${ended}: stopping the workers, the model server and the Temporal server…`);
+  await dashboard?.close();
   await stack.stop();
   console.log('stopped');
 }

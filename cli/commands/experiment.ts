@@ -1,21 +1,16 @@
 import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
-  WorkflowUpdateFailedError,
   type Client,
   type WorkflowHandle,
 } from '@temporalio/client';
 import { z } from 'zod';
+import { ActionRefused, stopExperiment } from '../../control/actions';
 import { readRegistry } from '../../control/registry';
 import { withClient } from '../../control/connect';
 import { deploymentPrefix, taskQueueOf } from '../../control/task-queues';
 import { DurationSchema } from '../../pipelines/spec';
-import {
-  experimentStatusQuery,
-  experimentWorkflowId,
-  stopExperimentUpdate,
-  type ExperimentStatus,
-} from '../../workflows/api';
+import { experimentStatusQuery, experimentWorkflowId, type ExperimentStatus } from '../../workflows/api';
 import { experimentWorkflow } from '../../workflows/experiment';
 import { badFlags, CommandFailed, UsageError } from '../errors';
 
@@ -162,15 +157,13 @@ export async function experimentStopCommand(
   options: { reason?: string; json?: boolean },
 ): Promise<void> {
   await withClient(async (client) => {
+    let status: ExperimentStatus;
     try {
-      const status = await handleFor(client, model).executeUpdate(stopExperimentUpdate, {
-        args: [{ reason: options.reason }],
-      });
-      console.log(options.json ? JSON.stringify(status) : formatExperiment(status));
+      status = await stopExperiment(client, model, options.reason);
     } catch (error) {
-      if (error instanceof WorkflowNotFoundError) throw new UsageError(`no experiment on "${model}" is running`);
-      if (error instanceof WorkflowUpdateFailedError) throw new UsageError(error.cause?.message ?? error.message);
+      if (error instanceof ActionRefused) throw new UsageError(error.message);
       throw error;
     }
+    console.log(options.json ? JSON.stringify(status) : formatExperiment(status));
   });
 }

@@ -1,25 +1,16 @@
 import { withClient } from '../../control/connect';
+import { listModels } from '../../control/reads';
 import { readRegistry } from '../../control/registry';
-import { deploymentPrefix } from '../../control/task-queues';
-import { modelOfRegistryWorkflowId, REGISTRY_WORKFLOW_TYPE, registryWorkflowId } from '../../workflows/api';
 import { UsageError } from '../errors';
 
 /** Models are the registry workflows that are running: one per model name. */
 export async function modelsListCommand(options: { json?: boolean }): Promise<void> {
   await withClient(async (client) => {
-    const models: { model: string; versions: number; aliases: Record<string, number> }[] = [];
-    const scope = registryWorkflowId(deploymentPrefix(), '');
-    for await (const execution of client.workflow.list({
-      query:
-        `WorkflowType = '${REGISTRY_WORKFLOW_TYPE}' AND ExecutionStatus = 'Running' AND WorkflowId ` +
-        `STARTS_WITH '${scope}'`,
-    })) {
-      const model = modelOfRegistryWorkflowId(deploymentPrefix(), execution.workflowId);
-      if (model === undefined) continue;
-      const state = await readRegistry(client, model);
-      if (state) models.push({ model, versions: state.versions.length, aliases: state.aliases });
-    }
-    models.sort((a, b) => a.model.localeCompare(b.model));
+    const models = (await listModels(client)).map((state) => ({
+      model: state.model,
+      versions: state.versions.length,
+      aliases: state.aliases,
+    }));
     if (options.json) {
       console.log(JSON.stringify(models));
       return;

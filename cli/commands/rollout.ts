@@ -1,25 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  WorkflowExecutionAlreadyStartedError,
-  WorkflowNotFoundError,
-  WorkflowUpdateFailedError,
-  type Client,
-  type WorkflowHandle,
-} from '@temporalio/client';
-import { readRegistry, registryHandle } from '../../control/registry';
+import { WorkflowExecutionAlreadyStartedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { ActionRefused, approve, promoteVersion, rollbackModel } from '../../control/actions';
+import { runningRollout } from '../../control/reads';
+import { readRegistry } from '../../control/registry';
 import { withClient } from '../../control/connect';
 import { deploymentPrefix, taskQueueOf } from '../../control/task-queues';
 import { RolloutSpecSchema, type RolloutSpec } from '../../pipelines/spec';
 import {
-  approveRolloutUpdate,
-  approveUpdate,
-  promoteRolloutUpdate,
-  promoteUpdate,
-  rollbackRolloutUpdate,
-  rollbackUpdate,
   rolloutStatusQuery,
   rolloutWorkflowId,
-  type ApprovalState,
   type RegistryEvent,
   type RegistryState,
   type RolloutDecision,
@@ -44,33 +33,18 @@ function parseVersion(text: string, what: string): number {
   return version;
 }
 
-/** The model's rollout workflow while it runs, else undefined. */
-async function runningRollout(
-  client: Client,
-  model: string,
-): Promise<WorkflowHandle<typeof rolloutWorkflow> | undefined> {
-  const handle = client.workflow.getHandle<typeof rolloutWorkflow>(rolloutWorkflowId(deploymentPrefix(), model));
-  try {
-    const description = await handle.describe();
-    return description.status.name === 'RUNNING' ? handle : undefined;
-  } catch (error) {
-    if (error instanceof WorkflowNotFoundError) return undefined;
-    throw error;
-  }
-}
-
 async function requireRegistry(client: Client, model: string): Promise<RegistryState> {
   const state = await readRegistry(client, model);
   if (!state) throw new UsageError(`no model named "${model}" is registered`);
   return state;
 }
 
-/** Runs an Update; a refusal (validator or handler) is the user's to fix: exit 2 with the reason. */
+/** Runs an action (control/actions.ts); a refusal is the user's to fix: exit 2 with the reason. */
 async function refusedAsUsage<T>(run: () => Promise<T>): Promise<T> {
   try {
     return await run();
   } catch (error) {
-    if (error instanceof WorkflowUpdateFailedError) throw new UsageError(error.cause?.message ?? error.message);
+    if (error instanceof ActionRefused) throw new UsageError(error.message);
     throw error;
   }
 }
@@ -95,31 +69,15 @@ export async function promoteCommand(
 ): Promise<void> {
   const version = parseVersion(versionText, 'version');
   await withClient(async (client) => {
-    await requireRegistry(client, model);
     const started = performance.now();
-    const rollout = await runningRollout(client, model);
-    if (rollout) {
-      const status = await rollout.query(rolloutStatusQuery);
-      if (status.candidate !== version) {
-        throw new UsageError(
-          `a rollout of v${status.candidate} is running for "${model}": promote v${status.candidate}, or roll it ` +
-            `back first (gantry rollback ${model})`,
-        );
-      }
-      const ended = await refusedAsUsage(() =>
-        rollout.executeUpdate(promoteRolloutUpdate, { args: [{ reason: options.reason }] }),
-      );
+    const outcome = await refusedAsUsage(() => promoteVersion(client, model, version, options.reason));
+    if (outcome.via === 'rollout')
       print(
         options.json,
-        ended,
+        outcome.status,
         `v${version} promoted; the rollout ended (${(performance.now() - started).toFixed(0)} ms)`,
       );
-      return;
-    }
-    const change = await refusedAsUsage(() =>
-      registryHandle(client, model).executeUpdate(promoteUpdate, { args: [{ version, reason: options.reason }] }),
-    );
-    print(options.json, change, describeChange(change, performance.now() - started));
+    else print(options.json, outcome.change, describeChange(outcome.change, performance.now() - started));
   });
 }
 
@@ -129,30 +87,18 @@ export async function rollbackCommand(
 ): Promise<void> {
   const to = options.to === undefined ? undefined : parseVersion(options.to, '--to');
   await withClient(async (client) => {
-    await requireRegistry(client, model);
     const started = performance.now();
-    const rollout = await runningRollout(client, model);
-    if (rollout) {
-      // The canary goes first; then, if asked, the champion too.
-      const ended = await refusedAsUsage(() =>
-        rollout.executeUpdate(rollbackRolloutUpdate, { args: [{ reason: options.reason }] }),
-      );
-      if (to === undefined) {
-        print(
-          options.json,
-          ended,
-          `v${ended.candidate} rolled back; v${ended.champion} keeps the traffic ` +
-            `(${(performance.now() - started).toFixed(0)} ms)`,
-        );
-        return;
-      }
-    }
-    const change = await refusedAsUsage(() =>
-      registryHandle(client, model).executeUpdate(rollbackUpdate, {
-        args: [{ to, reason: options.reason ?? 'manual rollback' }],
-      }),
+    const { rollout: ended, change } = await refusedAsUsage(() =>
+      rollbackModel(client, model, { to, reason: options.reason }),
     );
-    print(options.json, change, describeChange(change, performance.now() - started));
+    if (change) print(options.json, change, describeChange(change, performance.now() - started));
+    else
+      print(
+        options.json,
+        ended,
+        `v${ended!.candidate} rolled back; v${ended!.champion} keeps the traffic ` +
+          `(${(performance.now() - started).toFixed(0)} ms)`,
+      );
   });
 }
 
@@ -162,19 +108,13 @@ export async function rollbackCommand(
  */
 export async function approveCommand(model: string, options: { reason?: string; json?: boolean }): Promise<void> {
   await withClient(async (client) => {
-    const rollout = await runningRollout(client, model);
-    if (!rollout) {
-      const approved = await approveWorkflow(client, model, options.reason);
-      if (!approved)
-        throw new UsageError(
-          `no rollout of "${model}" is running and no running workflow has that id, so there is nothing to approve`,
-        );
+    const outcome = await refusedAsUsage(() => approve(client, model, options.reason));
+    if (outcome.via === 'workflow') {
+      const approved = outcome.approval;
       print(options.json, approved, `approved: ${approved.subject}${approved.reason ? ` (${approved.reason})` : ''}`);
       return;
     }
-    const status = await refusedAsUsage(() =>
-      rollout.executeUpdate(approveRolloutUpdate, { args: [{ reason: options.reason }] }),
-    );
+    const status = outcome.status;
     print(
       options.json,
       status,
@@ -183,22 +123,6 @@ export async function approveCommand(model: string, options: { reason?: string; 
         : `approved: v${status.candidate} is promoted once its steps pass`,
     );
   });
-}
-
-/** Approves what a running workflow of this id waits for; undefined when no such workflow runs. */
-async function approveWorkflow(
-  client: Client,
-  workflowId: string,
-  reason?: string,
-): Promise<ApprovalState | undefined> {
-  const handle = client.workflow.getHandle(workflowId);
-  try {
-    if ((await handle.describe()).status.name !== 'RUNNING') return undefined;
-  } catch (error) {
-    if (error instanceof WorkflowNotFoundError) return undefined;
-    throw error;
-  }
-  return refusedAsUsage(() => handle.executeUpdate(approveUpdate, { args: [{ reason }] }));
 }
 
 function print(json: boolean | undefined, value: unknown, text: string): void {

@@ -1,3 +1,4 @@
+import { rootCause } from '../../control/reads';
 import { randomBytes } from 'node:crypto';
 import { WorkflowFailedError } from '@temporalio/client';
 import { withClient } from '../../control/connect';
@@ -32,15 +33,7 @@ export interface RunProject {
 const MAX_ARG_BYTES = 256 * 1024;
 
 /** The innermost message of a failed run: what actually went wrong, not the wrapping layers. */
-export function rootCause(error: unknown): string {
-  let current = error as { message?: string; cause?: unknown } | undefined;
-  let message = current?.message ?? String(error);
-  while (current?.cause) {
-    current = current.cause as { message?: string; cause?: unknown };
-    if (current.message) message = current.message;
-  }
-  return message;
-}
+export { rootCause };
 
 function formatOutcome(value: RetrainOutcome, seconds: number): string {
   return isStoppedRun(value) ? formatStoppedRun(value, seconds) : formatRunResult(value as RunResult, seconds);

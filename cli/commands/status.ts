@@ -1,62 +1,25 @@
-import { WorkflowNotFoundError } from '@temporalio/client';
 import { withClient } from '../../control/connect';
-import { jobStateQuery, progressQuery, trainJobWorkflowId, type JobState, type RunProgress } from '../../workflows/api';
+import { readRun } from '../../control/reads';
+import type { RunTimings } from '../../workflows/timings-api';
 import { UsageError } from '../errors';
-import { rootCause } from './run';
+import { timingLines } from '../timings';
 
 /** A run's state: its progress while it runs, its result once it completed. */
 export async function statusCommand(runId: string, options: { json?: boolean; replicas?: boolean }): Promise<void> {
   await withClient(async (client) => {
-    const handle = client.workflow.getHandle(runId);
-    let description;
-    try {
-      description = await handle.describe();
-    } catch (error) {
-      if (error instanceof WorkflowNotFoundError) throw new UsageError(`no run with id "${runId}"`);
-      throw error;
-    }
-    const status = description.status.name;
-    let progress: RunProgress | null = null;
-    let result: unknown = null;
-    let error: string | null = null;
-    try {
-      progress = await handle.query(progressQuery);
-    } catch {
-      // Queries need a live worker; the status and result below do not.
-    }
-    if (status === 'COMPLETED') result = await handle.result();
-    if (status === 'FAILED')
-      error = await handle.result().then(
-        () => null,
-        (e: unknown) => rootCause(e),
+    const read = await readRun(client, runId, { replicas: options.replicas });
+    if (!read) throw new UsageError(`no run with id "${runId}"`);
+    const { status, startTime, closeTime, progress, result, error, job } = read;
+    if (options.replicas && !job)
+      throw new UsageError(
+        `run "${runId}" has no data-parallel train job (train.replicas = 1), or it has not started yet`,
       );
-    // A data-parallel run's train job keeps each replica's progress (workflows/train-job.ts).
-    let job: JobState | null = null;
-    if (options.replicas) {
-      job = await client.workflow
-        .getHandle(trainJobWorkflowId(runId))
-        .query(jobStateQuery)
-        .catch(() => null);
-      if (!job)
-        throw new UsageError(
-          `run "${runId}" has no data-parallel train job (train.replicas = 1), or it has not started yet`,
-        );
-    }
-    const report = {
-      runId,
-      status,
-      startTime: description.startTime,
-      closeTime: description.closeTime ?? null,
-      progress,
-      result,
-      error,
-      ...(job ? { job } : {}),
-    };
+    const report = { runId, status, startTime, closeTime, progress, result, error, ...(job ? { job } : {}) };
     if (options.json) {
       console.log(JSON.stringify(report));
       return;
     }
-    console.log(`run ${runId}: ${status} (started ${description.startTime.toISOString()})`);
+    console.log(`run ${runId}: ${status} (started ${startTime.toISOString()})`);
     if (progress) {
       console.log(
         `stages: ${Object.entries(progress.stages)
@@ -76,6 +39,9 @@ export async function statusCommand(runId: string, options: { json?: boolean; re
       if (progress.evaluation)
         console.log(`blessed: ${progress.evaluation.blessed}\n  ${progress.evaluation.reasons.join('\n  ')}`);
     }
+    // The result's timings once the run completed (no worker needed to answer), else the progress's so far.
+    const timings = (result as { timings?: RunTimings } | null)?.timings ?? progress?.timings;
+    if (timings) for (const line of timingLines(timings)) console.log(line);
     if (job) {
       console.log(
         `train job: ${job.strategy}, attempt ${job.attempt}, ${job.phase}, ${job.worldSize ?? '?'} of ` +

@@ -176,6 +176,28 @@ describe('ingestDataset end to end into a FileArtifactStore', () => {
     expect(skewed.drift.reasons.some((r) => r.startsWith('maxLabelShareChange'))).toBe(true);
   });
 
+  it('skips reading unchanged source files on a rerun, and reads them again once one changes', async () => {
+    const dir = path.join(root, 'memo');
+    await mkdir(dir);
+    await writeFashionLayout(dir, { train: syntheticSplit(60, (i) => i % 10), gzip: true });
+    const memoStore = new FileArtifactStore(path.join(root, 'memo-store'));
+    const ingest = async () => {
+      const messages: string[] = [];
+      const ref = await ingestDataset({ ...options, path: dir, limits: {} }, memoStore, (m) => messages.push(m));
+      return { ref, read: messages.some((m) => m.startsWith('reading ')) };
+    };
+    const first = await ingest();
+    expect(first.read).toBe(true);
+    const again = await ingest();
+    expect(again.read).toBe(false);
+    expect(again.ref).toMatchObject({ fingerprint: first.ref.fingerprint, splits: first.ref.splits });
+    // New labels, same sizes: the files' mtime and ctime change, so the source is read (and fingerprinted) again.
+    await writeFashionLayout(dir, { train: syntheticSplit(60, () => 3), gzip: true });
+    const changed = await ingest();
+    expect(changed.read).toBe(true);
+    expect(changed.ref.fingerprint).not.toBe(first.ref.fingerprint);
+  });
+
   it('loadSplit fails clearly when a shard disagrees with the reference', async () => {
     const bogusUri = await store.put('bogus/images.u8', new Uint8Array(10));
     const tampered = structuredClone(first);

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { Batcher } from '../../serving/batcher';
+import { Batcher, BusyTurns } from '../../serving/batcher';
 import type { BatchingOptions } from '../../serving/config';
 import type { DenseTensor } from '../../serving/tensors';
 import { FakeLoader, managerWith, modelConfig, rowsOf, snapshot, valuesOf } from './fakes';
@@ -24,6 +24,9 @@ function batcherWith(options: Partial<BatchingOptions>, run?: (inputs: DenseTens
   return { batcher, calls, batches };
 }
 
+/** Lets the event loop reach its check phase: the batcher's end of turn runs before this resolves. */
+const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+
 const outputsOf = async (answer: DenseTensor[] | Promise<DenseTensor[]>) => valuesOf(await answer);
 
 describe('Batcher', () => {
@@ -33,6 +36,29 @@ describe('Batcher', () => {
     expect(Array.isArray(answer)).toBe(true);
     expect(valuesOf(answer as DenseTensor[])).toEqual([101, 102]);
     expect(calls).toEqual([[1, 2]]);
+  });
+
+  it('answers on the spot a request read in the turn after one that ran on the spot (concurrency 1)', async () => {
+    const { batcher, calls } = batcherWith({ batch_timeout_micros: 1_000_000 });
+    expect(Array.isArray(batcher.submit(rowsOf(1)))).toBe(true);
+    // The previous answer is written; the next request comes in a later turn (after this check phase).
+    await nextTurn();
+    const answer = batcher.submit(rowsOf(2));
+    expect(Array.isArray(answer)).toBe(true);
+    expect(calls).toEqual([[1], [2]]);
+  });
+
+  it('keeps queueing in the turn after a batch ran, and answers on the spot once a turn passed quietly', async () => {
+    const { batcher, calls } = batcherWith({});
+    batcher.submit(rowsOf(0));
+    const merged = [rowsOf(1), rowsOf(2)].map((rows) => batcher.submit(rows));
+    await nextTurn(); // the batch [1, 2] ran at the end of that turn
+    const next = batcher.submit(rowsOf(3));
+    expect(next).toBeInstanceOf(Promise);
+    expect(await Promise.all([...merged, next].map(outputsOf))).toEqual([[101], [102], [103]]);
+    await nextTurn();
+    expect(Array.isArray(batcher.submit(rowsOf(4)))).toBe(true);
+    expect(calls).toEqual([[0], [1, 2], [3], [4]]);
   });
 
   it('merges requests that arrive while it is busy into batches of up to max_batch_size rows', async () => {
@@ -117,5 +143,42 @@ describe('Batcher', () => {
     one.release();
     two.release();
     await manager.close();
+  });
+});
+
+describe('BusyTurns (the inline decision)', () => {
+  it('is idle until a model call, and an on-the-spot call keeps only the rest of its own turn busy', () => {
+    const turns = new BusyTurns();
+    expect(turns.busy).toBe(false);
+    turns.ranInline();
+    expect(turns.busy).toBe(true); // a second request read in this turn merges with later ones
+    expect(turns.endTurn()).toBe(false); // no end of turn need be reported any more
+    expect(turns.busy).toBe(false); // the next request (concurrency 1) runs on the spot
+    turns.ranInline();
+    turns.ranInline();
+    expect(turns.endTurn()).toBe(false);
+    expect(turns.busy).toBe(false);
+  });
+
+  it('keeps the turn after a batch busy, then turns idle', () => {
+    const turns = new BusyTurns();
+    turns.ranInline();
+    turns.ranBatch(); // requests read with the first one queued and ran at the end of the turn
+    expect(turns.endTurn()).toBe(true);
+    expect(turns.busy).toBe(true);
+    turns.ranInline(); // cannot happen while busy, but must not shorten the busy span
+    expect(turns.endTurn()).toBe(false);
+    expect(turns.busy).toBe(false);
+  });
+
+  it('stays busy turn after turn while every turn runs a batch (a loaded server)', () => {
+    const turns = new BusyTurns();
+    for (let i = 0; i < 5; i++) {
+      turns.ranBatch();
+      expect(turns.endTurn()).toBe(true);
+      expect(turns.busy).toBe(true);
+    }
+    expect(turns.endTurn()).toBe(false);
+    expect(turns.busy).toBe(false);
   });
 });

@@ -3,7 +3,12 @@ import { tf } from '../../engine/backend';
 import type { Task } from '../batches';
 import { describeLayers, GraphUnsupported } from '../../engine/forward-graph';
 import { GraphSession } from '../../engine/graph-session';
-import { type CompiledStep, compileSequentialStep, type OptimizerConfig } from './train-step-graph';
+import {
+  type CompiledStep,
+  type CompileStepOptions,
+  compileSequentialStep,
+  type OptimizerConfig,
+} from './train-step-graph';
 
 /**
  * A training step run as one TensorFlow graph on the native backend (see train-step-graph.ts).
@@ -65,9 +70,10 @@ export class GraphTrainStep {
     featureShape: number[],
     numClasses: number,
     task: Task = 'classification',
+    options: CompileStepOptions = {},
   ): Promise<GraphTrainStep | { unsupported: string }> {
     const opened = await GraphSession.compileAndOpen(TAG, () =>
-      compileSequentialStep(describeLayers(model), featureShape, numClasses, optimizerConfig(optimizer), task),
+      compileSequentialStep(describeLayers(model), featureShape, numClasses, optimizerConfig(optimizer), task, options),
     );
     if ('unsupported' in opened) return opened;
     const { compiled, session } = opened;
