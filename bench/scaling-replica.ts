@@ -49,9 +49,18 @@ const timed =
     if (timing) phases[phase] += performance.now() - t0;
     return result;
   };
+// BENCH_FUSE=0 applies each update in its own session run; otherwise (where the engine can) it rides on the next
+// gradient run, which the 'compute' phase then includes.
+const fuseUpdates = process.env.BENCH_FUSE !== '0';
 const profiledEngine = Object.assign(Object.create(engine), {
   computeGradients: timed('compute', engine.computeGradients.bind(engine)),
   applyGradients: timed('apply', engine.applyGradients.bind(engine)),
+  deferGradients: engine.deferGradients && timed('apply', engine.deferGradients.bind(engine)),
+  // Every other method bound to the engine itself, whose state (a deferred update) they read.
+  readVariables: engine.readVariables.bind(engine),
+  writeVariables: engine.writeVariables.bind(engine),
+  syncToModel: engine.syncToModel.bind(engine),
+  step: engine.step.bind(engine),
 });
 const barrierFirst = process.env.BENCH_SPLIT_WAIT === '1';
 const timedBarrier = timed('wait', group.barrier.bind(group));
@@ -72,7 +81,7 @@ let timedFrom = 0;
 let timedSteps = 0;
 await replicaLoop({
   engine: profiledEngine,
-  ring: strategyRing('multi-worker-mirrored', profiledGroup),
+  ring: strategyRing('multi-worker-mirrored', profiledGroup, { fuseUpdates }),
   model,
   optimizer,
   train,
@@ -100,6 +109,7 @@ console.log(
     samplesPerSecond: (timedSteps * batchSize * worldSize) / seconds,
     backend: backend.name,
     execution: execution.mode,
+    fused: fuseUpdates && 'fusesUpdates' in engine && engine.fusesUpdates === true,
     transport: group.transport.allReduce + (group.transport.reason ? ` (${group.transport.reason})` : ''),
     msPerStep: {
       total: perStep(seconds * 1000),

@@ -29,6 +29,11 @@ export interface ReplicaEngine {
     seed: [number, number],
   ): Float32Array;
   applyGradients(flat: Float32Array): void;
+  /**
+   * Where the engine can: applyGradients, deferred to the next computeGradients' session run ("apply the previous
+   * update + compute the next gradients" in one run), or to the first read or write of the variables before it.
+   */
+  deferGradients?(flat: Float32Array): void;
   readVariables(): Float32Array;
   writeVariables(flat: Float32Array): void;
   /** Makes the tfjs model and optimizer hold the engine's state (before evaluation or a checkpoint). */

@@ -31,11 +31,17 @@ export interface Collective {
 export interface StrategyRingOptions {
   /** Compare every replica's weights with rank 0's after each step; a difference fails the job. */
   verifyReplicas?: boolean;
+  /**
+   * All-reduce strategies: apply each step's update in the next step's gradient session run, where the engine can
+   * (default true). The weights are the same; one session run per step instead of two.
+   */
+  fuseUpdates?: boolean;
 }
 
 /** The ring of `collective`'s replicas, combining gradients by `strategy`. */
 export function strategyRing(strategy: StrategyName, collective: Collective, options: StrategyRingOptions = {}): Ring {
   const { rank, worldSize } = collective;
+  const fuse = options.fuseUpdates ?? true;
   return {
     rank,
     worldSize,
@@ -56,7 +62,8 @@ export function strategyRing(strategy: StrategyName, collective: Collective, opt
         return { lossSum: totals[0]!, correct: totals[1]! };
       }
       await collective.allReduce(gradients, { op: 'sum' });
-      engine.applyGradients(gradients);
+      if (fuse && engine.deferGradients) engine.deferGradients(gradients);
+      else engine.applyGradients(gradients);
       return { lossSum: gradients[size]!, correct: gradients[size + 1]! };
     },
     verify: options.verifyReplicas ? (engine, globalStep) => verify(engine, collective, globalStep) : undefined,

@@ -50,6 +50,8 @@ function optimizerConfig(optimizer: tfType.Optimizer): OptimizerConfig {
 
 export class GraphTrainStep {
   private gradientBuffer: Float32Array | undefined;
+  /** An update handed to deferGradients, not yet applied: the summed gradients and the update's feeds. */
+  private pending: { gradients: tfType.Tensor; update: Feeds } | undefined;
 
   private constructor(
     private readonly session: GraphSession,
@@ -136,6 +138,7 @@ export class GraphTrainStep {
     lossScale: number,
     seed: [number, number],
   ): GraphStepResult {
+    this.flush();
     const { outputs } = this.compiled;
     const batch = this.batchFeeds(xs, ys, lossScale, seed);
     const update = this.updateFeeds();
@@ -147,6 +150,11 @@ export class GraphTrainStep {
     tf.dispose([...results, ...batch.owned, ...update.owned]);
     this.countIteration();
     return { lossSum, correct };
+  }
+
+  /** Whether deferGradients' update rides on the next computeGradients' session run (no BatchNormalization). */
+  get fusesUpdates(): boolean {
+    return this.compiled.fused !== undefined;
   }
 
   /** Elements of all variables together: the length of the flat vectors below. */
@@ -164,12 +172,25 @@ export class GraphTrainStep {
     lossScale: number,
     seed: [number, number],
   ): Float32Array {
-    const { outputs } = this.compiled;
+    const { outputs, fused } = this.compiled;
+    const pending = fused ? this.pending : undefined;
+    if (!pending) this.flush();
     const batch = this.batchFeeds(xs, ys, lossScale, seed);
-    // The moving averages of BatchNormalization move with every batch a replica sees, as in a step.
-    const fetches = [this.compiled.flatGradients, outputs.lossSum, outputs.correct];
-    if (this.compiled.states.length) fetches.push(outputs.stateDone);
-    const results = this.session.run(batch.feeds, fetches);
+    let results: tfType.Tensor[];
+    if (pending && fused) {
+      // The deferred update and this batch's gradients on the updated variables, in one session run.
+      this.pending = undefined;
+      results = this.session.run(
+        [[this.compiled.applyFlat, pending.gradients], ...pending.update.feeds, ...batch.feeds],
+        [fused.flatGradients, fused.lossSum, fused.correct, this.compiled.applyFlatDone],
+      );
+      tf.dispose([pending.gradients, ...pending.update.owned]);
+    } else {
+      // The moving averages of BatchNormalization move with every batch a replica sees, as in a step.
+      const fetches = [this.compiled.flatGradients, outputs.lossSum, outputs.correct];
+      if (this.compiled.states.length) fetches.push(outputs.stateDone);
+      results = this.session.run(batch.feeds, fetches);
+    }
     // One buffer for every step (see ReplicaEngine.computeGradients): less garbage per step.
     const out = (this.gradientBuffer ??= new Float32Array(this.size + 2));
     out.set(results[0]!.dataSync() as Float32Array);
@@ -179,8 +200,35 @@ export class GraphTrainStep {
     return out;
   }
 
+  /**
+   * The update from `flat` (as applyGradients), applied with the next computeGradients in the same session run — or
+   * before anything else reads or writes the variables (a step, readVariables, writeVariables, syncToModel), so a
+   * checkpoint, an evaluation or the end of an epoch sees it. The learning rate and Adam's step are those of now.
+   */
+  deferGradients(flat: Float32Array): void {
+    this.flush();
+    this.pending = {
+      gradients: tf.tensor1d(flat.length === this.size ? flat : flat.subarray(0, this.size)),
+      update: this.updateFeeds(),
+    };
+    this.countIteration();
+  }
+
+  /** Applies a deferred update now, if there is one. */
+  flush(): void {
+    const pending = this.pending;
+    if (!pending) return;
+    this.pending = undefined;
+    const results = this.session.run(
+      [[this.compiled.applyFlat, pending.gradients], ...pending.update.feeds],
+      [this.compiled.applyFlatDone],
+    );
+    tf.dispose([...results, ...pending.update.owned, pending.gradients]);
+  }
+
   /** One optimizer update from a flat gradient vector (the all-reduced sum; extra elements ignored). */
   applyGradients(flat: Float32Array): void {
+    this.flush();
     const update = this.updateFeeds();
     const gradients = tf.tensor1d(flat.length === this.size ? flat : flat.subarray(0, this.size));
     const results = this.session.run(
@@ -193,6 +241,7 @@ export class GraphTrainStep {
 
   /** Every variable's value as one vector (variable order). */
   readVariables(): Float32Array {
+    this.flush();
     const feed = tf.scalar(0);
     const [flat] = this.session.run([[this.compiled.inputs.lossScale, feed]], [this.compiled.flatVariables]);
     const out = Float32Array.from(flat!.dataSync() as Float32Array);
@@ -204,6 +253,7 @@ export class GraphTrainStep {
   writeVariables(flat: Float32Array): void {
     if (flat.length !== this.size)
       throw new Error(`writeVariables: ${flat.length} values for ${this.size} elements of variables`);
+    this.flush();
     const values = tf.tensor1d(flat);
     tf.dispose([...this.session.run([[this.compiled.setFlatVariables, values]], [this.compiled.setFlatDone]), values]);
   }
@@ -259,6 +309,7 @@ export class GraphTrainStep {
 
   /** Copies the graph's variables and Adam moments back into the tfjs model and optimizer. */
   async syncToModel(): Promise<void> {
+    this.flush();
     const { variables, states } = this.compiled;
     const fetches = [
       ...variables.flatMap((v) => [v.read, ...(v.readM ? [v.readM, v.readV!] : [])]),
@@ -306,6 +357,8 @@ export class GraphTrainStep {
   }
 
   dispose(): void {
+    if (this.pending) tf.dispose([this.pending.gradients, ...this.pending.update.owned]);
+    this.pending = undefined;
     this.session.close();
   }
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { attr, GraphBuilder } from '../../engine/graph-def';
+import { type AttrValue, attr, GraphBuilder } from '../../engine/graph-def';
 import {
   activationOf,
   compileForward,
@@ -96,6 +96,11 @@ export interface CompiledStep {
   flatGradients: string;
   applyFlat: string;
   applyFlatDone: string;
+  /**
+   * Feeds of `applyFlat` + a batch, fetching `applyFlatDone` and these: one session run applies an update and
+   * computes the next batch's gradients on the updated variables. Absent for a model with BatchNormalization.
+   */
+  fused?: { flatGradients: string; lossSum: string; correct: string };
   flatVariables: string;
   setFlatVariables: string;
   setFlatDone: string;
@@ -196,32 +201,259 @@ export function compileSequentialStep(
     return read;
   };
 
-  // ---- forward (the engine's compiler), weights as variables ----
-  /** Variable index of each weight's read node. */
-  const variableOf = new Map<string, number>();
-  const forward = compileForward(g, layers, branchInputs ? xs : x, inputShape, {
-    weight: (layer, index) => {
-      const weight = layers[layer]!.weights[index];
-      if (!weight) throw new GraphUnsupported(`layer ${layer} has a frozen weight (only trainable ones compile)`);
-      const read = addVariable(weight.name, weight.shape);
-      variableOf.set(read, variables.length - 1);
-      return read;
-    },
-    dropoutSeed: seed,
-    fuseBatchNorm: fuse,
-    checkLayer: (layer, index) => checkDifferentiable(layer, index === layers.length - 1),
+  /**
+   * Forward pass, loss and backward pass on `g` (the step's builder, or one that prefixes every node's name), the
+   * weights from `weightOf`: each weight's node and the index of its variable. The step runs it on the variables'
+   * reads; the fused step ("apply the previous update, then the next gradients") once more on the updated values.
+   */
+  const pass = (g: GraphBuilder, weightOf: (layer: number, index: number) => [string, number]) => {
+    // ---- forward (the engine's compiler) ----
+    /** Variable index of each weight's node. */
+    const variableOf = new Map<string, number>();
+    const forward = compileForward(g, layers, branchInputs ? xs : x, inputShape, {
+      weight: (layer, index) => {
+        const [node, variable] = weightOf(layer, index);
+        variableOf.set(node, variable);
+        return node;
+      },
+      dropoutSeed: seed,
+      fuseBatchNorm: fuse,
+      checkLayer: (layer, index) => checkDifferentiable(layer, index === layers.length - 1),
+    });
+    const last = forward.layers.at(-1);
+    // A classifier's softmax is fused with the loss below: softmax cross-entropy on logits, as Keras computes it.
+    const logits = last?.kind === 'dense' && last.activation === 'softmax' ? last.linear : undefined;
+    if (task === 'classification' && !logits)
+      throw new GraphUnsupported('a classifier whose last layer is not Dense with softmax');
+    const prediction =
+      last?.kind === 'dense' && last.activation === 'linear' && forward.shape.length === 1 && forward.shape[0] === 1
+        ? last.output
+        : undefined;
+    if (task === 'regression' && !prediction)
+      throw new GraphUnsupported('a regression model whose last layer is not a linear Dense with one unit');
+
+    // ---- backward, one step per layer from the last, from the nodes the forward pass recorded ----
+    /** Gradient node per variable index. */
+    const gradients: string[] = [];
+    const firstWithWeights = layers.findIndex((l) => l.weights.length > 0);
+    // A branching model: whether a layer's output needs a gradient (it, or a layer upstream of it, has weights).
+    const branching = layers.some((l) => l.inbound !== undefined);
+    const needsGradient: boolean[] = [];
+    layers.forEach((l, i) => {
+      needsGradient[i] = l.weights.length > 0 || (l.inbound ?? []).some((j) => needsGradient[j]);
+    });
+    /** Whether layer `index` passes a gradient to its input(s); `inChain` decides for a model that is one chain. */
+    const inputGradient = (index: number, inChain: boolean): boolean =>
+      branching ? layers[index]!.inbound!.some((j) => needsGradient[j]) : inChain;
+    /** The gradient before the activation from the one after it (a last softmax is in the loss's gradient). */
+    const activationGrad = (p: string, activation: string, dy: string, output: string): string => {
+      if (activation === 'relu') return g.op('ReluGrad', `${p}/relu_grad`, [dy, output], F);
+      if (activation === 'sigmoid') return g.op('SigmoidGrad', `${p}/sigmoid_grad`, [output, dy], F);
+      if (activation === 'tanh') return g.op('TanhGrad', `${p}/tanh_grad`, [output, dy], F);
+      return dy;
+    };
+    /** The gradient into the layer's input (Concatenate: one per input), or undefined when none is needed. */
+    const backward = (record: ForwardLayer, index: number, dy: string): string | string[] | undefined => {
+      const p = `l${index}`;
+      switch (record.kind) {
+        case 'identity':
+          return dy;
+        case 'rescaling':
+          // The input needs no gradient and nothing before this layer trains.
+          return inputGradient(index, index !== 0) ? g.op('Mul', `${p}/grad`, [dy, record.scale], F) : undefined;
+        case 'flatten':
+          return g.op(
+            'Reshape',
+            `${p}/grad`,
+            [dy, g.op('Shape', `${p}/input_shape`, [record.input], { ...F, out_type: attr.type('DT_INT32') })],
+            { ...F, Tshape: attr.type('DT_INT32') },
+          );
+        case 'dropout':
+          return g.op('Mul', `${p}/grad`, [dy, record.mask], F);
+        case 'dense': {
+          const dz = activationGrad(p, record.activation, dy, record.output);
+          const kernelIndex = variableOf.get(record.kernel)!;
+          gradients[kernelIndex] = g.op('MatMul', `${p}/kernel_grad`, [record.input, dz], {
+            ...F,
+            transpose_a: attr.bool(true),
+            transpose_b: attr.bool(false),
+          });
+          if (record.bias)
+            gradients[kernelIndex + 1] = g.op('BiasAddGrad', `${p}/bias_grad`, [dz], {
+              ...F,
+              data_format: attr.str('NHWC'),
+            });
+          return !inputGradient(index, index !== firstWithWeights)
+            ? undefined
+            : g.op('MatMul', `${p}/input_grad`, [dz, record.kernel], {
+                ...F,
+                transpose_a: attr.bool(false),
+                transpose_b: attr.bool(true),
+              });
+        }
+        case 'conv2d': {
+          const dz = activationGrad(p, record.activation, dy, record.output);
+          const kernelIndex = variableOf.get(record.kernel)!;
+          gradients[kernelIndex] = g.op(
+            'Conv2DBackpropFilter',
+            `${p}/kernel_grad`,
+            [record.input, g.ints(`${p}/kernel_shape`, variables[kernelIndex]!.shape), dz],
+            record.attrs,
+          );
+          if (record.bias)
+            gradients[kernelIndex + 1] = g.op('BiasAddGrad', `${p}/bias_grad`, [dz], {
+              ...F,
+              data_format: attr.str('NHWC'),
+            });
+          if (!inputGradient(index, index !== firstWithWeights)) return undefined;
+          const inputShape = g.op('Shape', `${p}/input_shape`, [record.input], {
+            ...F,
+            out_type: attr.type('DT_INT32'),
+          });
+          return g.op('Conv2DBackpropInput', `${p}/input_grad`, [inputShape, record.kernel, dz], record.attrs);
+        }
+        case 'activation':
+          return activationGrad(p, record.activation, dy, record.output);
+        case 'maxPool':
+          return g.op('MaxPoolGrad', `${p}/grad`, [record.input, record.output, dy], record.attrs);
+        case 'batchNorm': {
+          if (record.fused) {
+            const { node, input, scale, epsilon } = record.fused;
+            const grad = g.op(
+              'FusedBatchNormGradV3',
+              `${p}/fused_grad`,
+              [dy, input, scale, `${node}:3`, `${node}:4`, `${node}:5`],
+              {
+                ...F,
+                U: attr.type('DT_FLOAT'),
+                epsilon: attr.float(epsilon),
+                data_format: attr.str('NHWC'),
+                is_training: attr.bool(true),
+              },
+            );
+            if (record.gamma) gradients[variableOf.get(record.gamma)!] = `${grad}:1`;
+            if (record.beta) gradients[variableOf.get(record.beta)!] = `${grad}:2`;
+            return inputGradient(index, index > firstWithWeights) ? grad : undefined;
+          }
+          const normalized = record.normalized!;
+          const inverseStd = record.inverseStd!;
+          // With x̂ the normalized input: dγ = Σ dy·x̂, dβ = Σ dy, and with g = dy·γ,
+          // dx = inverseStd · (g − mean(g) − x̂ · mean(g·x̂)), means and sums over every axis but the last.
+          const reduce = (op: 'Sum' | 'Mean', name: string, input: string) =>
+            g.op(op, `${p}/${name}`, [input, record.axes], {
+              ...F,
+              Tidx: attr.type('DT_INT32'),
+              keep_dims: attr.bool(false),
+            });
+          if (record.gamma)
+            gradients[variableOf.get(record.gamma)!] = reduce(
+              'Sum',
+              'gamma_grad',
+              g.op('Mul', `${p}/dy_normalized`, [dy, normalized], F),
+            );
+          if (record.beta) gradients[variableOf.get(record.beta)!] = reduce('Sum', 'beta_grad', dy);
+          if (!inputGradient(index, index > firstWithWeights)) return undefined;
+          const dNormalized = record.gamma ? g.op('Mul', `${p}/d_normalized`, [dy, record.gamma], F) : dy;
+          const centered = g.op(
+            'Sub',
+            `${p}/grad_centered`,
+            [
+              g.op('Sub', `${p}/grad_minus_mean`, [dNormalized, reduce('Mean', 'grad_mean', dNormalized)], F),
+              g.op(
+                'Mul',
+                `${p}/grad_projection`,
+                [
+                  normalized,
+                  reduce(
+                    'Mean',
+                    'grad_normalized_mean',
+                    g.op('Mul', `${p}/grad_times_normalized`, [dNormalized, normalized], F),
+                  ),
+                ],
+                F,
+              ),
+            ],
+            F,
+          );
+          return g.op('Mul', `${p}/grad`, [centered, inverseStd], F);
+        }
+        case 'embedding': {
+          // Each gathered row's gradient added into its table row; the indices themselves get none.
+          const reshape = (name: string, input: string, dims: number[], T: 'DT_FLOAT' | 'DT_INT32') =>
+            g.op('Reshape', `${p}/${name}`, [input, g.ints(`${p}/${name}_shape`, dims)], {
+              T: attr.type(T),
+              Tshape: attr.type('DT_INT32'),
+            });
+          gradients[variableOf.get(record.table)!] = g.op(
+            'UnsortedSegmentSum',
+            `${p}/table_grad`,
+            [
+              reshape('grad_rows', dy, [-1, record.outputDim], 'DT_FLOAT'),
+              reshape('grad_indices', record.indices, [-1], 'DT_INT32'),
+              g.ints(`${p}/table_rows`, [record.inputDim], []),
+            ],
+            { ...F, Tindices: attr.type('DT_INT32'), Tnumsegments: attr.type('DT_INT32') },
+          );
+          return undefined;
+        }
+        case 'concatenate': {
+          const split = g.op(
+            'SplitV',
+            `${p}/grad`,
+            [dy, g.ints(`${p}/grad_sizes`, record.sizes), g.ints(`${p}/grad_axis`, [-1], [])],
+            { ...F, Tlen: attr.type('DT_INT32'), num_split: attr.int(record.sizes.length) },
+          );
+          return record.sizes.map((_, k) => `${split}:${k}`);
+        }
+      }
+    };
+
+    // ---- loss, summed over the batch; the caller scales by 1 / global batch ----
+    const { lossSum, correct, lossGrad } = prediction
+      ? squaredErrorLoss(g, prediction, y, lossScale)
+      : softmaxCrossEntropyLoss(g, logits!, y, lossScale);
+
+    // ---- backward ----
+    if (branching) {
+      // From the output back (the layers are in topological order): each layer's gradient is the sum of what the
+      // layers it feeds sent back, and it sends its input gradients on to the layers feeding it that need them.
+      const incoming: string[][] = layers.map(() => []);
+      incoming[layers.length - 1]!.push(lossGrad);
+      for (let i = layers.length - 1; i >= 0; i--) {
+        const parts = incoming[i]!;
+        if (!parts.length) continue;
+        const dy =
+          parts.length === 1 ? parts[0]! : g.op('AddN', `l${i}/grad_sum`, parts, { ...F, N: attr.int(parts.length) });
+        const back = backward(forward.layers[i]!, i, dy);
+        if (back === undefined) continue;
+        const grads = typeof back === 'string' ? [back] : back;
+        layers[i]!.inbound!.forEach((j, k) => {
+          if (needsGradient[j]) incoming[j]!.push(grads[k]!);
+        });
+      }
+    } else {
+      let dy: string | undefined = lossGrad;
+      for (let i = forward.layers.length - 1; i >= 0 && dy !== undefined; i--) {
+        const back = backward(forward.layers[i]!, i, dy);
+        if (Array.isArray(back)) throw new GraphUnsupported(`layer ${layers[i]!.className} in a chain`);
+        dy = back;
+      }
+    }
+    variables.forEach((v, i) => {
+      if (!gradients[i]) throw new GraphUnsupported(`no gradient reached ${v.name}`);
+    });
+    return { forward, gradients, lossSum, correct };
+  };
+  /** Variable index of each layer's weight, by `layer/index`. */
+  const variableOfWeight = new Map<string, number>();
+  const main = pass(g, (layer, index) => {
+    const weight = layers[layer]!.weights[index];
+    if (!weight) throw new GraphUnsupported(`layer ${layer} has a frozen weight (only trainable ones compile)`);
+    const read = addVariable(weight.name, weight.shape);
+    variableOfWeight.set(`${layer}/${index}`, variables.length - 1);
+    return [read, variables.length - 1];
   });
-  const last = forward.layers.at(-1);
-  // A classifier's softmax is fused with the loss below: softmax cross-entropy on logits, as Keras computes it.
-  const logits = last?.kind === 'dense' && last.activation === 'softmax' ? last.linear : undefined;
-  if (task === 'classification' && !logits)
-    throw new GraphUnsupported('a classifier whose last layer is not Dense with softmax');
-  const prediction =
-    last?.kind === 'dense' && last.activation === 'linear' && forward.shape.length === 1 && forward.shape[0] === 1
-      ? last.output
-      : undefined;
-  if (task === 'regression' && !prediction)
-    throw new GraphUnsupported('a regression model whose last layer is not a linear Dense with one unit');
+  const { forward, gradients, lossSum, correct } = main;
 
   // ---- BatchNormalization's moving averages: variables the step folds the batch's statistics into ----
   const states: GraphState[] = [];
@@ -251,214 +483,6 @@ export function compileSequentialStep(
       );
       stateUpdates.push(assign(handle, g.op('Sub', `state${j}/new`, [read, delta], F), `state${j}/update`));
     });
-  });
-
-  // ---- backward, one step per layer from the last, from the nodes the forward pass recorded ----
-  /** Gradient node per variable index. */
-  const gradients: string[] = [];
-  const firstWithWeights = layers.findIndex((l) => l.weights.length > 0);
-  // A branching model: whether a layer's output needs a gradient (it, or a layer upstream of it, has weights).
-  const branching = layers.some((l) => l.inbound !== undefined);
-  const needsGradient: boolean[] = [];
-  layers.forEach((l, i) => {
-    needsGradient[i] = l.weights.length > 0 || (l.inbound ?? []).some((j) => needsGradient[j]);
-  });
-  /** Whether layer `index` passes a gradient to its input(s); `inChain` decides for a model that is one chain. */
-  const inputGradient = (index: number, inChain: boolean): boolean =>
-    branching ? layers[index]!.inbound!.some((j) => needsGradient[j]) : inChain;
-  /** The gradient before the activation from the one after it (a last softmax is in the loss's gradient). */
-  const activationGrad = (p: string, activation: string, dy: string, output: string): string => {
-    if (activation === 'relu') return g.op('ReluGrad', `${p}/relu_grad`, [dy, output], F);
-    if (activation === 'sigmoid') return g.op('SigmoidGrad', `${p}/sigmoid_grad`, [output, dy], F);
-    if (activation === 'tanh') return g.op('TanhGrad', `${p}/tanh_grad`, [output, dy], F);
-    return dy;
-  };
-  /** The gradient into the layer's input (Concatenate: one per input), or undefined when none is needed. */
-  const backward = (record: ForwardLayer, index: number, dy: string): string | string[] | undefined => {
-    const p = `l${index}`;
-    switch (record.kind) {
-      case 'identity':
-        return dy;
-      case 'rescaling':
-        // The input needs no gradient and nothing before this layer trains.
-        return inputGradient(index, index !== 0) ? g.op('Mul', `${p}/grad`, [dy, record.scale], F) : undefined;
-      case 'flatten':
-        return g.op(
-          'Reshape',
-          `${p}/grad`,
-          [dy, g.op('Shape', `${p}/input_shape`, [record.input], { ...F, out_type: attr.type('DT_INT32') })],
-          { ...F, Tshape: attr.type('DT_INT32') },
-        );
-      case 'dropout':
-        return g.op('Mul', `${p}/grad`, [dy, record.mask], F);
-      case 'dense': {
-        const dz = activationGrad(p, record.activation, dy, record.output);
-        const kernelIndex = variableOf.get(record.kernel)!;
-        gradients[kernelIndex] = g.op('MatMul', `${p}/kernel_grad`, [record.input, dz], {
-          ...F,
-          transpose_a: attr.bool(true),
-          transpose_b: attr.bool(false),
-        });
-        if (record.bias)
-          gradients[kernelIndex + 1] = g.op('BiasAddGrad', `${p}/bias_grad`, [dz], {
-            ...F,
-            data_format: attr.str('NHWC'),
-          });
-        return !inputGradient(index, index !== firstWithWeights)
-          ? undefined
-          : g.op('MatMul', `${p}/input_grad`, [dz, record.kernel], {
-              ...F,
-              transpose_a: attr.bool(false),
-              transpose_b: attr.bool(true),
-            });
-      }
-      case 'conv2d': {
-        const dz = activationGrad(p, record.activation, dy, record.output);
-        const kernelIndex = variableOf.get(record.kernel)!;
-        gradients[kernelIndex] = g.op(
-          'Conv2DBackpropFilter',
-          `${p}/kernel_grad`,
-          [record.input, g.ints(`${p}/kernel_shape`, variables[kernelIndex]!.shape), dz],
-          record.attrs,
-        );
-        if (record.bias)
-          gradients[kernelIndex + 1] = g.op('BiasAddGrad', `${p}/bias_grad`, [dz], {
-            ...F,
-            data_format: attr.str('NHWC'),
-          });
-        if (!inputGradient(index, index !== firstWithWeights)) return undefined;
-        const inputShape = g.op('Shape', `${p}/input_shape`, [record.input], { ...F, out_type: attr.type('DT_INT32') });
-        return g.op('Conv2DBackpropInput', `${p}/input_grad`, [inputShape, record.kernel, dz], record.attrs);
-      }
-      case 'activation':
-        return activationGrad(p, record.activation, dy, record.output);
-      case 'maxPool':
-        return g.op('MaxPoolGrad', `${p}/grad`, [record.input, record.output, dy], record.attrs);
-      case 'batchNorm': {
-        if (record.fused) {
-          const { node, input, scale, epsilon } = record.fused;
-          const grad = g.op(
-            'FusedBatchNormGradV3',
-            `${p}/fused_grad`,
-            [dy, input, scale, `${node}:3`, `${node}:4`, `${node}:5`],
-            {
-              ...F,
-              U: attr.type('DT_FLOAT'),
-              epsilon: attr.float(epsilon),
-              data_format: attr.str('NHWC'),
-              is_training: attr.bool(true),
-            },
-          );
-          if (record.gamma) gradients[variableOf.get(record.gamma)!] = `${grad}:1`;
-          if (record.beta) gradients[variableOf.get(record.beta)!] = `${grad}:2`;
-          return inputGradient(index, index > firstWithWeights) ? grad : undefined;
-        }
-        const normalized = record.normalized!;
-        const inverseStd = record.inverseStd!;
-        // With x̂ the normalized input: dγ = Σ dy·x̂, dβ = Σ dy, and with g = dy·γ,
-        // dx = inverseStd · (g − mean(g) − x̂ · mean(g·x̂)), means and sums over every axis but the last.
-        const reduce = (op: 'Sum' | 'Mean', name: string, input: string) =>
-          g.op(op, `${p}/${name}`, [input, record.axes], {
-            ...F,
-            Tidx: attr.type('DT_INT32'),
-            keep_dims: attr.bool(false),
-          });
-        if (record.gamma)
-          gradients[variableOf.get(record.gamma)!] = reduce(
-            'Sum',
-            'gamma_grad',
-            g.op('Mul', `${p}/dy_normalized`, [dy, normalized], F),
-          );
-        if (record.beta) gradients[variableOf.get(record.beta)!] = reduce('Sum', 'beta_grad', dy);
-        if (!inputGradient(index, index > firstWithWeights)) return undefined;
-        const dNormalized = record.gamma ? g.op('Mul', `${p}/d_normalized`, [dy, record.gamma], F) : dy;
-        const centered = g.op(
-          'Sub',
-          `${p}/grad_centered`,
-          [
-            g.op('Sub', `${p}/grad_minus_mean`, [dNormalized, reduce('Mean', 'grad_mean', dNormalized)], F),
-            g.op(
-              'Mul',
-              `${p}/grad_projection`,
-              [
-                normalized,
-                reduce(
-                  'Mean',
-                  'grad_normalized_mean',
-                  g.op('Mul', `${p}/grad_times_normalized`, [dNormalized, normalized], F),
-                ),
-              ],
-              F,
-            ),
-          ],
-          F,
-        );
-        return g.op('Mul', `${p}/grad`, [centered, inverseStd], F);
-      }
-      case 'embedding': {
-        // Each gathered row's gradient added into its table row; the indices themselves get none.
-        const reshape = (name: string, input: string, dims: number[], T: 'DT_FLOAT' | 'DT_INT32') =>
-          g.op('Reshape', `${p}/${name}`, [input, g.ints(`${p}/${name}_shape`, dims)], {
-            T: attr.type(T),
-            Tshape: attr.type('DT_INT32'),
-          });
-        gradients[variableOf.get(record.table)!] = g.op(
-          'UnsortedSegmentSum',
-          `${p}/table_grad`,
-          [
-            reshape('grad_rows', dy, [-1, record.outputDim], 'DT_FLOAT'),
-            reshape('grad_indices', record.indices, [-1], 'DT_INT32'),
-            g.ints(`${p}/table_rows`, [record.inputDim], []),
-          ],
-          { ...F, Tindices: attr.type('DT_INT32'), Tnumsegments: attr.type('DT_INT32') },
-        );
-        return undefined;
-      }
-      case 'concatenate': {
-        const split = g.op(
-          'SplitV',
-          `${p}/grad`,
-          [dy, g.ints(`${p}/grad_sizes`, record.sizes), g.ints(`${p}/grad_axis`, [-1], [])],
-          { ...F, Tlen: attr.type('DT_INT32'), num_split: attr.int(record.sizes.length) },
-        );
-        return record.sizes.map((_, k) => `${split}:${k}`);
-      }
-    }
-  };
-
-  // ---- loss, summed over the batch; the caller scales by 1 / global batch ----
-  const { lossSum, correct, lossGrad } = prediction
-    ? squaredErrorLoss(g, prediction, y, lossScale)
-    : softmaxCrossEntropyLoss(g, logits!, y, lossScale);
-
-  // ---- backward ----
-  if (branching) {
-    // From the output back (the layers are in topological order): each layer's gradient is the sum of what the
-    // layers it feeds sent back, and it sends its input gradients on to the layers feeding it that need them.
-    const incoming: string[][] = layers.map(() => []);
-    incoming[layers.length - 1]!.push(lossGrad);
-    for (let i = layers.length - 1; i >= 0; i--) {
-      const parts = incoming[i]!;
-      if (!parts.length) continue;
-      const dy =
-        parts.length === 1 ? parts[0]! : g.op('AddN', `l${i}/grad_sum`, parts, { ...F, N: attr.int(parts.length) });
-      const back = backward(forward.layers[i]!, i, dy);
-      if (back === undefined) continue;
-      const grads = typeof back === 'string' ? [back] : back;
-      layers[i]!.inbound!.forEach((j, k) => {
-        if (needsGradient[j]) incoming[j]!.push(grads[k]!);
-      });
-    }
-  } else {
-    let dy: string | undefined = lossGrad;
-    for (let i = forward.layers.length - 1; i >= 0 && dy !== undefined; i--) {
-      const back = backward(forward.layers[i]!, i, dy);
-      if (Array.isArray(back)) throw new GraphUnsupported(`layer ${layers[i]!.className} in a chain`);
-      dy = back;
-    }
-  }
-  variables.forEach((v, i) => {
-    if (!gradients[i]) throw new GraphUnsupported(`no gradient reached ${v.name}`);
   });
 
   // ---- update ----
@@ -608,6 +632,35 @@ export function compileSequentialStep(
   const flatGradients = flatten('flat/gradients', gradients);
   const applyFlat = g.placeholder('flat/apply', 'DT_FLOAT', [-1]);
   const applyFlatDone = g.done('apply/done', update('apply', unflatten('flat/apply_parts', applyFlat)));
+  // The fused step: the forward and backward pass once more, on reads of the variables that wait for every update
+  // of `apply/done` (control inputs), so they see the values the next step would read: its gradients bit for bit.
+  // Not where BatchNormalization's moving averages move with the batch: their update reads the first pass's
+  // statistics.
+  let fused: CompiledStep['fused'];
+  if (states.length === 0) {
+    const scoped: GraphBuilder = Object.assign(Object.create(g), {
+      op: (op: string, name: string, ...rest: [string[], Record<string, AttrValue>?, string[]?]) =>
+        g.op(op, `fused/${name}`, ...rest),
+    });
+    const next = pass(scoped, (layer, index) => {
+      const variable = variableOfWeight.get(`${layer}/${index}`)!;
+      const read = g.op(
+        'ReadVariableOp',
+        `fused/var${variable}/read`,
+        [handles[variable]!.handle],
+        {
+          dtype: attr.type('DT_FLOAT'),
+        },
+        [applyFlatDone],
+      );
+      return [read, variable];
+    });
+    fused = {
+      flatGradients: flatten('fused/flat/gradients', next.gradients),
+      lossSum: next.lossSum,
+      correct: next.correct,
+    };
+  }
   const flatVariables = flatten(
     'flat/variables',
     variables.map((v) => v.read),
@@ -629,6 +682,7 @@ export function compileSequentialStep(
     flatGradients,
     applyFlat,
     applyFlatDone,
+    fused,
     flatVariables,
     setFlatVariables,
     setFlatDone,
