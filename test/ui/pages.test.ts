@@ -204,7 +204,7 @@ const study = {
   },
 };
 
-it("lists tuning studies and shows a study's trials, its best run and each parameter against the objective", async () => {
+it("lists tuning studies; a study's trials, best run and each parameter against the objective", async () => {
   await page.route('**/api/tuning', (route) =>
     route.fulfill({ json: { studies: [{ ...study, params: undefined, temporalUrl: undefined }] } }),
   );

@@ -217,6 +217,15 @@ function xAxisOf(spec) {
       incrs: [1],
       values: (_u, ticks) => ticks.map((t) => (Number.isInteger(t) ? (spec.categories[t] ?? '') : '')),
     };
+  // A label at each decade only (uPlot's own would round 0.0001 to 0).
+  if (spec.xScale === 'log')
+    return {
+      label: spec.xLabel,
+      values: (_u, ticks) =>
+        ticks.map((t) =>
+          Math.abs(Math.log10(t) - Math.round(Math.log10(t))) < 1e-9 ? String(Number(t.toPrecision(1))) : '',
+        ),
+    };
   if (spec.scatter) return { label: spec.xLabel };
   // Epochs are whole numbers: no tick at 1.5.
   return { label: spec.xLabel, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500] };
