@@ -1,4 +1,7 @@
 import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { z } from 'zod';
+import { SearchParamSchema } from '../pipelines/spec';
 import { readRegistry } from './registry';
 import { deploymentPrefix, taskQueueOf } from './task-queues';
 import {
@@ -19,6 +22,8 @@ import {
   type RunProgress,
 } from '../workflows/api';
 import type { rolloutWorkflow } from '../workflows/rollout';
+import { studyStatusQuery, TUNE_WORKFLOW_TYPE, type StudyStatus } from '../workflows/tune-api';
+import type { Space } from '../workflows/tuning/space';
 
 /**
  * The reads every client of Gantry's state shares — the CLI's status, models and rollout commands and the
@@ -184,5 +189,103 @@ export async function readExperiment(
     return { running: description.status.name === 'RUNNING', status: await handle.query(experimentStatusQuery) };
   } catch {
     return undefined;
+  }
+}
+
+export interface StudySummary {
+  studyId: string;
+  /** Temporal's execution status: RUNNING, COMPLETED, FAILED, … */
+  status: string;
+  startTime: Date;
+  closeTime: Date | null;
+  /** Null while no worker answers the study's query. */
+  study: StudyStatus | null;
+}
+
+/** How long a study's query may take: a worker answers in milliseconds, a lost one must not stall a page. */
+const STUDY_QUERY_MS = 5_000;
+
+/**
+ * The study's status query, or null when no worker polls its task queue (Temporal would hold the query until its
+ * own timeout) or none answers within STUDY_QUERY_MS.
+ */
+async function queryStudy(client: Client, studyId: string, taskQueue: string): Promise<StudyStatus | null> {
+  try {
+    const queue = await client.workflowService.describeTaskQueue({
+      namespace: client.options.namespace,
+      taskQueue: { name: taskQueue },
+      // TASK_QUEUE_TYPE_WORKFLOW (the enum lives in @temporalio/proto, which Gantry does not depend on directly).
+      taskQueueType: 1,
+    });
+    if (!queue.pollers?.length) return null;
+    return await client.withDeadline(Date.now() + STUDY_QUERY_MS, () =>
+      client.workflow.getHandle(studyId).query(studyStatusQuery),
+    );
+  } catch {
+    return null;
+  }
+}
+
+/** The study's state (its query) and Temporal's status of it; undefined: no such study. */
+export async function readStudy(client: Client, studyId: string): Promise<StudySummary | undefined> {
+  const handle = client.workflow.getHandle(studyId);
+  let description;
+  try {
+    description = await handle.describe();
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) return undefined;
+    throw error;
+  }
+  if (description.type !== TUNE_WORKFLOW_TYPE) return undefined;
+  return {
+    studyId,
+    status: description.status.name,
+    startTime: description.startTime,
+    closeTime: description.closeTime ?? null,
+    // Queries need a live worker; the status above does not.
+    study: await queryStudy(client, studyId, description.taskQueue),
+  };
+}
+
+/** The newest `limit` tuning studies of this deployment (its control task queue), newest first, with their state. */
+export async function listStudies(client: Client, limit = 50): Promise<StudySummary[]> {
+  const studies: StudySummary[] = [];
+  for await (const execution of client.workflow.list({
+    query: `WorkflowType = '${TUNE_WORKFLOW_TYPE}' AND TaskQueue = '${taskQueueOf('control')}'`,
+  })) {
+    studies.push({
+      studyId: execution.workflowId,
+      status: execution.status.name,
+      startTime: execution.startTime,
+      closeTime: execution.closeTime ?? null,
+      study: await queryStudy(client, execution.workflowId, execution.taskQueue),
+    });
+    if (studies.length >= limit) break;
+  }
+  return studies.sort((a, b) => b.startTime.getTime() - a.startTime.getTime());
+}
+
+const StartedStudy = z.object({
+  spec: z.object({ tuning: z.object({ space: z.record(z.string(), SearchParamSchema) }) }),
+});
+
+/**
+ * The study's search space, from its start event's input (the status query does not carry it): how each parameter
+ * was drawn (log-uniform, uniform, integer, choice). Null when the history or its input cannot be read.
+ */
+export async function readStudySpace(client: Client, studyId: string): Promise<Space | null> {
+  try {
+    // One event: the start, whatever the study's length.
+    const page = await client.workflowService.getWorkflowExecutionHistory({
+      namespace: client.options.namespace,
+      execution: { workflowId: studyId },
+      maximumPageSize: 1,
+    });
+    const payload = page.history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+    if (!payload) return null;
+    const input = StartedStudy.safeParse(defaultPayloadConverter.fromPayload(payload as never));
+    return input.success ? input.data.spec.tuning.space : null;
+  } catch {
+    return null;
   }
 }

@@ -7,9 +7,18 @@ import type { Client } from '@temporalio/client';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { ActionRefused, approve, promoteVersion, rollbackModel, stopExperiment } from '../control/actions';
-import { listModels, listRuns, readExperiment, readRollout, readRun } from '../control/reads';
+import {
+  listModels,
+  listRuns,
+  listStudies,
+  readExperiment,
+  readRollout,
+  readRun,
+  readStudy,
+  readStudySpace,
+} from '../control/reads';
 import { readRegistry } from '../control/registry';
-import { experimentView, rolloutView } from './views';
+import { experimentView, rolloutView, studyParams } from './views';
 
 /**
  * The dashboard (`gantry ui`, and part of `gantry dev`): a JSON API over the same reads as the CLI
@@ -52,7 +61,9 @@ const ASSETS: Record<string, { file: string; type: string }> = {
 
 // Bounded before they reach Temporal: a model name as pipelines/spec.ts allows it, a workflow id of safe characters.
 const ModelParam = z.object({ model: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'not a model name') });
-const RunParam = z.object({ runId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:@-]{0,254}$/, 'not a run id') });
+// A run id may hold a slash: a study's best trial runs as `<study>/best`.
+const RunParam = z.object({ runId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,254}$/, 'not a run id') });
+const StudyParam = z.object({ studyId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:@-]{0,254}$/, 'not a study id') });
 const Reason = z.string().max(500).optional();
 const PromoteBody = z.object({ version: z.number().int().min(1), reason: Reason }).strict();
 const RollbackBody = z.object({ to: z.number().int().min(1).optional(), reason: Reason }).strict();
@@ -130,8 +141,19 @@ export async function createDashboardServer(options: DashboardOptions): Promise<
     };
   });
 
-  // The hook for tuning studies: the page lists what this returns once the tuning workflows exist.
-  app.get('/api/tuning', async () => ({ studies: [], note: 'tuning studies are not shown yet' }));
+  app.get('/api/tuning', async () => ({ studies: await listStudies(client) }));
+
+  app.get('/api/tuning/:studyId', async (request, reply) => {
+    const { studyId } = parse(StudyParam, request.params, 'studyId');
+    const study = await readStudy(client, studyId);
+    if (!study) return reply.code(404).send({ error: `no tuning study with id "${studyId}"` });
+    const space = study.study ? await readStudySpace(client, studyId) : null;
+    return {
+      ...study,
+      params: study.study ? studyParams(study.study, space) : [],
+      temporalUrl: temporalLink(studyId),
+    };
+  });
 
   /** An action: the token first (nothing about the model is read for a caller without it), then the Update. */
   const action = (route: string, run: (model: string, body: unknown) => Promise<unknown>) =>

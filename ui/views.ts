@@ -1,5 +1,7 @@
 import { jensenShannonDivergence } from '../data/drift';
 import type { ExperimentStatus, RolloutDecision, RolloutStatus } from '../workflows/api';
+import type { StudyStatus } from '../workflows/tune-api';
+import type { ParamValue, Space } from '../workflows/tuning/space';
 
 /**
  * What the dashboard's pages plot, computed from the workflows' own state (no numbers of its own): a rollout's
@@ -152,4 +154,35 @@ export function experimentView(status: ExperimentStatus, running: boolean): Expe
     }),
     verdict: status.verdict,
   };
+}
+
+/** How a study's parameter is plotted against the objective: its x-axis and, for choices, the categories in order. */
+export interface StudyParamView {
+  path: string;
+  /** `log` for log-uniform draws, `category` for choices (and any value that is not a number). */
+  scale: 'log' | 'linear' | 'category';
+  /** A choice's values as text, in the space's order; the x of a trial is its value's index. */
+  categories: string[] | null;
+}
+
+const valueText = (value: ParamValue) => (Array.isArray(value) ? `[${value.join(',')}]` : String(value));
+
+/**
+ * Each parameter's axis for the study page's scatter plots: from the search space when its start input was read,
+ * else from the trials' values (numbers on a linear axis, anything else as categories in order of appearance).
+ */
+export function studyParams(status: StudyStatus, space: Space | null): StudyParamView[] {
+  const paths = [...new Set([...Object.keys(space ?? {}), ...status.trials.flatMap((t) => Object.keys(t.params))])];
+  return paths.sort().map((path) => {
+    const values = status.trials.map((t) => t.params[path]).filter((v) => v !== undefined);
+    const param = space?.[path];
+    if (param && 'choice' in param) {
+      const categories = param.choice.map(valueText);
+      for (const v of values) if (!categories.includes(valueText(v))) categories.push(valueText(v));
+      return { path, scale: 'category', categories };
+    }
+    if (values.some((v) => typeof v !== 'number'))
+      return { path, scale: 'category', categories: [...new Set(values.map(valueText))] };
+    return { path, scale: param && 'logUniform' in param ? 'log' : 'linear', categories: null };
+  });
 }

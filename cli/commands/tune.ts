@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { WorkflowFailedError, WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { z } from 'zod';
 import { withClient } from '../../control/connect';
+import { readStudy } from '../../control/reads';
 import { taskQueueOf } from '../../control/task-queues';
 import { PipelineSpecError, validatePipeline, type PipelineSpec } from '../../pipelines';
 import { isStoppedRun, type RunResult } from '../../workflows/api';
@@ -161,19 +162,16 @@ export async function tuneCommand(pipeline: string, options: TuneOptions): Promi
 export async function tuneStatusCommand(studyId: string, options: { follow?: boolean; json?: boolean }) {
   await withClient(async (client) => {
     const handle = studyHandle(client, studyId);
-    try {
-      await handle.describe();
-    } catch (error) {
-      if (error instanceof WorkflowNotFoundError) throw new UsageError(`no study "${studyId}"`);
-      throw error;
-    }
+    if (!(await readStudy(client, studyId))) throw new UsageError(`no study "${studyId}"`);
     if (options.follow)
       await followStudy(
         handle,
         handle.result().catch(() => undefined),
         options.json ? process.stderr : process.stdout,
       );
-    const status = await handle.query(studyStatusQuery);
+    // The same read as the dashboard's study page (control/reads.ts).
+    const status = (await readStudy(client, studyId))?.study;
+    if (!status) throw new CommandFailed(`no worker answers study ${studyId}'s status query: is \`gantry worker\` up?`);
     console.log(options.json ? JSON.stringify(status) : formatStudy(status));
   });
 }

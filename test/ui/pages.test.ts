@@ -7,7 +7,8 @@ import { createTestEnv } from '../helpers/env';
 /**
  * The pages that the stack test (dashboard.test.ts) does not reach, in the real browser with the API's answers
  * given by the test (page.route): a distributed run's per-rank curves, an experiment's arms with their intervals
- * and verdict, a version's spec changes against its parent; and the keyboard's way in. No TensorFlow.
+ * and verdict, a version's spec changes against its parent, a tuning study's trials and scatter plots; and the
+ * keyboard's way in. No TensorFlow.
  */
 
 let connection: Connection;
@@ -145,6 +146,106 @@ it("shows an experiment's arms with their intervals and verdict, and each versio
   page.once('dialog', (dialog) => void dialog.accept());
   await page.getByRole('button', { name: 'Stop experiment' }).click();
   await page.locator('#notice', { hasText: 'Refused (403)' }).waitFor();
+});
+
+const trial = (n: number, params: Record<string, unknown>, state: string, metric: number | null, extra = {}) => ({
+  trial: n,
+  runId: `fm-tune-1/trial-${n}`,
+  params,
+  state,
+  epochs: metric === null ? 0 : 2,
+  targetEpochs: 2,
+  metric,
+  bestMetric: metric,
+  values: metric === null ? [] : [metric - 0.05, metric],
+  trainings: 1,
+  attempts: 1,
+  resumedFromEpoch: null,
+  stoppedReason: null,
+  error: null,
+  progress: null,
+  ...extra,
+});
+
+const lr = 'train.learningRate';
+const layers = 'model.options.hidden';
+const study = {
+  studyId: 'fm-tune-1',
+  status: 'RUNNING',
+  startTime: '2026-01-01T00:00:00.000Z',
+  closeTime: null,
+  temporalUrl: null,
+  params: [
+    { path: layers, scale: 'category', categories: ['[32]', '[64,32]'] },
+    { path: lr, scale: 'log', categories: null },
+  ],
+  study: {
+    studyId: 'fm-tune-1',
+    pipeline: 'fashion-mnist',
+    model: 'fashion-mnist',
+    status: 'running',
+    algorithm: 'asha',
+    objective: { metric: 'accuracy', goal: 'max' },
+    budget: { trials: 4, epochs: null },
+    parallelism: 2,
+    epochsTrained: 6,
+    trials: [
+      trial(1, { [lr]: 0.0003, [layers]: [32] }, 'completed', 0.81),
+      trial(2, { [lr]: 0.003, [layers]: [64, 32] }, 'completed', 0.86),
+      trial(3, { [lr]: 0.0001, [layers]: [32] }, 'stopped', 0.7, { stoppedReason: 'below the rung 1 cut (0.80)' }),
+      trial(4, { [lr]: 0.001, [layers]: [64, 32] }, 'running', null, {
+        progress: { epoch: 1, step: 5, stepsPerEpoch: 10, loss: 0.6, attempt: 1 },
+      }),
+    ],
+    best: { trial: 2, params: { [lr]: 0.003, [layers]: [64, 32] }, metric: 0.86, epochs: 2 },
+    runId: 'fm-tune-1/best',
+    version: null,
+    error: null,
+  },
+};
+
+it("lists tuning studies; a study's trials, best run and each parameter against the objective", async () => {
+  await page.route('**/api/tuning', (route) =>
+    route.fulfill({ json: { studies: [{ ...study, params: undefined, temporalUrl: undefined }] } }),
+  );
+  await page.route('**/api/tuning/fm-tune-1', (route) => route.fulfill({ json: study }));
+  await page.goto(`${dashboard.url}/?poll=60000#/tuning`);
+  await page.locator('[data-key="study-fm-tune-1"]').waitFor();
+  expect(await page.locator('main tbody tr').allTextContents()).toEqual([
+    'fm-tune-1runningashavalidation accuracy (max)3/40.8600 (trial 2)2026-01-01 00:00:00',
+  ]);
+  await page.locator('[data-key="study-fm-tune-1"]').click();
+  await page.getByRole('heading', { name: 'Study fm-tune-1' }).waitFor();
+  expect(await page.locator('#trials tbody tr').allTextContents()).toEqual([
+    '1completed2/20.81000.8100[32]3.00e-4–',
+    '2completed2/20.86000.8600[64,32]3.00e-3–',
+    '3stopped2/20.70000.7000[32]1.00e-4stopped early: below the rung 1 cut (0.80)',
+    '4running (epoch 1 step 5/10)0/2––[64,32]1.00e-3–',
+  ]);
+  expect(await page.locator('#best').textContent()).toBe(
+    'trial 2: validation accuracy 0.8600 after 2 epochs (hidden=[64,32] learningRate=3.00e-3) · its run ' +
+      'fm-tune-1/best',
+  );
+  expect(await page.locator('[data-key="best-run"]').getAttribute('href')).toBe('#/runs/fm-tune-1%2Fbest');
+  // One scatter plot per parameter, each drawn (uPlot's canvas) and with its numbers on demand.
+  const charts = page.locator('#study-charts figure.chart');
+  expect(await charts.locator('figcaption').allTextContents()).toEqual([
+    `validation accuracy against ${layers}`,
+    `validation accuracy against ${lr} (log scale)`,
+  ]);
+  expect(await charts.locator('canvas').count()).toBe(2);
+  await page.locator('[data-key="numbers-param-0"]').click();
+  expect(await page.locator('#param-0-numbers tbody tr').allTextContents()).toEqual([
+    '[32]0.8100–',
+    '[32]0.7000–',
+    '[64,32]–0.8600',
+  ]);
+  await page.locator('[data-key="numbers-param-1"]').click();
+  expect(await page.locator('#param-1-numbers tbody tr').allTextContents()).toEqual([
+    '0.00010.7000–',
+    '0.00030.8100–',
+    '0.003–0.8600',
+  ]);
 });
 
 it('lets the keyboard skip to the content and reach every section', async () => {

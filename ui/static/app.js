@@ -90,6 +90,8 @@ function say(text) {
 /**
  * A chart with its caption, a uPlot plot and a "Show numbers" button that opens a table of every value.
  * spec: { id, title, x: number[], xLabel, time?: boolean, series: [{ label, values, dash? }], marks?: [{ x, label }] }
+ * A scatter plot (scatter: true) draws points only; its x may be on a log scale (xScale: 'log') or categories
+ * (xScale: 'category', categories: the labels of x = 0, 1, …).
  */
 function chart(spec) {
   const captionId = `${spec.id}-caption`;
@@ -110,7 +112,7 @@ function chart(spec) {
     table(
       [spec.xLabel, ...spec.series.map((s) => s.label)],
       spec.x.map((x, i) => [
-        spec.time ? time(new Date(x * 1000).toISOString()) : String(x),
+        spec.time ? time(new Date(x * 1000).toISOString()) : spec.categories ? spec.categories[x] : String(x),
         ...spec.series.map((s) => s.values[i] ?? null),
       ]),
       `${spec.title}: the numbers`,
@@ -152,12 +154,8 @@ function chart(spec) {
       {
         width,
         height: 220,
-        scales: { x: { time: !!spec.time } },
-        // Epochs are whole numbers: no tick at 1.5.
-        axes: [
-          spec.time ? { label: spec.xLabel } : { label: spec.xLabel, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500] },
-          { size: 60 },
-        ],
+        scales: { x: xScaleOf(spec) },
+        axes: [xAxisOf(spec), { size: 60 }],
         series: [
           { label: spec.xLabel },
           ...spec.series.map((s, i) => ({
@@ -165,8 +163,11 @@ function chart(spec) {
             stroke: s.colour ?? COLOURS[i % COLOURS.length],
             width: s.dash ? 1.5 : 2,
             dash: s.dash,
-            points: { show: spec.x.length < 40 },
-            spanGaps: true,
+            points: spec.scatter
+              ? { show: true, size: 8, fill: s.colour ?? COLOURS[i % COLOURS.length] }
+              : { show: spec.x.length < 40 },
+            spanGaps: !spec.scatter,
+            ...(spec.scatter ? { paths: () => null } : {}),
           })),
         ],
         hooks: {
@@ -199,6 +200,35 @@ function chart(spec) {
     plots.push({ plot, div: plotDiv });
   };
   return figure;
+}
+
+function xScaleOf(spec) {
+  if (spec.xScale === 'log') return { time: false, distr: 3 };
+  if (spec.xScale === 'category') return { time: false, range: () => [-0.5, spec.categories.length - 0.5] };
+  if (spec.scatter) return { time: false, range: (_u, min, max) => (min === max ? [min - 1, max + 1] : [min, max]) };
+  return { time: !!spec.time };
+}
+
+function xAxisOf(spec) {
+  if (spec.time) return { label: spec.xLabel };
+  if (spec.xScale === 'category')
+    return {
+      label: spec.xLabel,
+      incrs: [1],
+      values: (_u, ticks) => ticks.map((t) => (Number.isInteger(t) ? (spec.categories[t] ?? '') : '')),
+    };
+  // A label at each decade only (uPlot's own would round 0.0001 to 0).
+  if (spec.xScale === 'log')
+    return {
+      label: spec.xLabel,
+      values: (_u, ticks) =>
+        ticks.map((t) =>
+          Math.abs(Math.log10(t) - Math.round(Math.log10(t))) < 1e-9 ? String(Number(t.toPrecision(1))) : '',
+        ),
+    };
+  if (spec.scatter) return { label: spec.xLabel };
+  // Epochs are whole numbers: no tick at 1.5.
+  return { label: spec.xLabel, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500] };
 }
 
 function drawCharts(root) {
@@ -851,17 +881,174 @@ async function modelPage(model) {
   return nodes;
 }
 
+// ---- tuning ----
+
+/** A parameter's value as the CLI writes it (cli/tune-format.ts): lists in brackets, small reals in exponents. */
+function paramText(v) {
+  if (Array.isArray(v)) return `[${v.join(',')}]`;
+  if (typeof v !== 'number' || Number.isInteger(v)) return String(v);
+  return Math.abs(v) < 0.01 ? v.toExponential(2) : v.toPrecision(3);
+}
+
+const paramsText = (params) =>
+  Object.keys(params)
+    .sort()
+    .map((k) => `${k.split('.').at(-1)}=${paramText(params[k])}`)
+    .join(' ');
+
 async function tuningPage() {
-  const { studies, note } = await api('/api/tuning');
+  const { studies } = await api('/api/tuning');
   return [
     h('h1', {}, 'Tuning studies'),
-    studies.length
-      ? table(
-          ['study'],
-          studies.map((s) => [s.id]),
-        )
-      : h('p', {}, note),
+    studies.length === 0
+      ? h('p', {}, 'No studies yet: bin/gantry tune fashion-mnist --follow')
+      : table(
+          ['Study', 'Status', 'Algorithm', 'Objective', 'Trials done', 'Best', 'Started'],
+          studies.map(({ studyId, status, startTime, study: s }) => {
+            const done = s ? s.trials.filter((t) => ['completed', 'stopped', 'failed'].includes(t.state)).length : 0;
+            return [
+              h('a', { href: `#/tuning/${encodeURIComponent(studyId)}`, 'data-key': `study-${studyId}` }, studyId),
+              badge(s ? s.status : status.toLowerCase(), s?.status === 'completed' ? 'done' : (s?.status ?? status)),
+              s ? s.algorithm : '–',
+              s ? `validation ${s.objective.metric} (${s.objective.goal})` : '–',
+              s ? `${done}/${s.budget.trials}` : '–',
+              s?.best ? `${fmt(s.best.metric)} (trial ${s.best.trial})` : '–',
+              time(startTime),
+            ];
+          }),
+        ),
   ];
+}
+
+/** The trial's state as the CLI says it, with its live epoch while it trains. */
+function trialState(t) {
+  const text =
+    t.state === 'running' && t.progress
+      ? `running (epoch ${t.progress.epoch} step ${t.progress.step}/${t.progress.stepsPerEpoch})`
+      : t.state;
+  return badge(text, t.state === 'completed' ? 'done' : t.state);
+}
+
+function studyCharts(s, params) {
+  const metric = `validation ${s.objective.metric}`;
+  const scored = s.trials.filter((t) => t.metric !== null);
+  return params.map((p, index) => {
+    const xOf = (t) => {
+      const v = t.params[p.path];
+      if (v === undefined) return null;
+      // The category's text as ui/views.ts names it.
+      return p.scale === 'category' ? p.categories.indexOf(Array.isArray(v) ? `[${v.join(',')}]` : String(v)) : v;
+    };
+    // uPlot wants x ascending: trials sorted by their value of this parameter.
+    const points = scored
+      .map((t) => ({ t, x: xOf(t) }))
+      .filter((q) => typeof q.x === 'number' && !(p.scale !== 'linear' && q.x < 0) && !(p.scale === 'log' && q.x === 0))
+      .sort((a, b) => a.x - b.x || a.t.trial - b.t.trial);
+    const best = s.best?.trial;
+    return chart({
+      id: `param-${index}`,
+      title: `${metric} against ${p.path}${p.scale === 'log' ? ' (log scale)' : ''}`,
+      xLabel: p.path,
+      x: points.map((q) => q.x),
+      xScale: p.scale === 'linear' ? undefined : p.scale,
+      categories: p.categories ?? undefined,
+      scatter: true,
+      series: [
+        { label: `${metric} (trial)`, values: points.map((q) => (q.t.trial === best ? null : q.t.metric)) },
+        {
+          label: `${metric} (best trial)`,
+          values: points.map((q) => (q.t.trial === best ? q.t.metric : null)),
+          colour: '#d9480f',
+        },
+      ],
+      empty: 'No trial has a validation value yet.',
+    });
+  });
+}
+
+async function studyPage(studyId) {
+  const {
+    status,
+    startTime,
+    closeTime,
+    study: s,
+    params,
+    temporalUrl,
+  } = await api(`/api/tuning/${encodeURIComponent(studyId)}`);
+  const nodes = [
+    h('p', {}, h('a', { href: '#/tuning' }, '← all studies')),
+    h('h1', {}, `Study ${studyId}`),
+    h(
+      'p',
+      { class: 'meta' },
+      badge(status),
+      ` started ${time(startTime)}`,
+      closeTime ? `, closed ${time(closeTime)}` : '',
+      temporalUrl ? ' · ' : '',
+      temporalUrl ? h('a', { href: temporalUrl, target: '_blank', rel: 'noopener' }, "Temporal's Web UI") : '',
+    ),
+  ];
+  if (!s) {
+    nodes.push(h('p', {}, 'No worker answers this study’s status query right now.'));
+    return nodes;
+  }
+  const metric = s.objective.metric;
+  nodes.push(
+    h(
+      'p',
+      { id: 'study-summary' },
+      badge(s.status, s.status === 'completed' ? 'done' : s.status),
+      ` pipeline ${s.pipeline} · model `,
+      h('a', { href: `#/models/${encodeURIComponent(s.model)}` }, s.model),
+      ` · ${s.algorithm} · objective validation ${metric} (${s.objective.goal}) · ${s.trials.length}/` +
+        `${s.budget.trials} trials` +
+        (s.budget.epochs !== null ? ` · ${s.epochsTrained}/${s.budget.epochs} epochs` : '') +
+        ` · parallel ${s.parallelism}`,
+    ),
+  );
+  if (s.error) nodes.push(h('p', { role: 'alert' }, `Error: ${s.error}`));
+  nodes.push(h('h2', {}, 'Best trial'));
+  if (!s.best) nodes.push(h('p', { id: 'best' }, 'No trial has finished yet.'));
+  else
+    nodes.push(
+      h(
+        'p',
+        { id: 'best' },
+        `trial ${s.best.trial}: validation ${metric} ${fmt(s.best.metric)} after ${s.best.epochs} epochs ` +
+          `(${paramsText(s.best.params)})`,
+        s.runId ? ' · its run ' : '',
+        s.runId ? h('a', { href: `#/runs/${encodeURIComponent(s.runId)}`, 'data-key': 'best-run' }, s.runId) : '',
+        s.version !== null ? ` registered v${s.version}` : '',
+      ),
+    );
+  nodes.push(
+    h('h2', {}, 'Trials'),
+    h(
+      'div',
+      { id: 'trials' },
+      table(
+        ['trial', 'state', 'epochs', metric, `best ${metric}`, ...params.map((p) => p.path), 'note'],
+        s.trials.map((t) => [
+          String(t.trial),
+          trialState(t),
+          `${t.epochs}/${t.targetEpochs}`,
+          t.metric,
+          t.bestMetric,
+          ...params.map((p) => (t.params[p.path] === undefined ? '–' : paramText(t.params[p.path]))),
+          [
+            t.stoppedReason ? `stopped early: ${t.stoppedReason}` : '',
+            t.error ? `failed: ${t.error}` : '',
+            t.attempts > t.trainings ? `${t.attempts - t.trainings} retried attempt(s)` : '',
+          ]
+            .filter(Boolean)
+            .join('; ') || '–',
+        ]),
+      ),
+    ),
+    h('h2', {}, 'Parameters against the objective'),
+    h('div', { class: 'charts', id: 'study-charts' }, studyCharts(s, params)),
+  );
+  return nodes;
 }
 
 // ---- routing and polling ----
@@ -871,6 +1058,7 @@ function route() {
   if (parts[0] === 'runs' && parts[1]) return { section: 'runs', load: () => runPage(parts[1]), title: parts[1] };
   if (parts[0] === 'models' && parts[1]) return { section: 'models', load: () => modelPage(parts[1]), title: parts[1] };
   if (parts[0] === 'models') return { section: 'models', load: modelsPage, title: 'Models' };
+  if (parts[0] === 'tuning' && parts[1]) return { section: 'tuning', load: () => studyPage(parts[1]), title: parts[1] };
   if (parts[0] === 'tuning') return { section: 'tuning', load: tuningPage, title: 'Tuning' };
   return { section: 'runs', load: runsPage, title: 'Runs' };
 }
