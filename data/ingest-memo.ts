@@ -43,8 +43,13 @@ async function identityOf(file: string): Promise<FileIdentity> {
   return { path: file, size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs, ino: s.ino };
 }
 
-/** The identities of the files read and of the folders holding them (and the source's own location). */
-export async function identitiesOf(location: string, files: readonly string[]): Promise<FileIdentity[]> {
+/**
+ * The identities of the files read and of the folders holding them (and the source's own location); null when a
+ * source names a folder rather than the files it read (an image folder: an image edited in place below it changes
+ * no identity listed), so such a source is always read again.
+ */
+export async function identitiesOf(location: string, files: readonly string[]): Promise<FileIdentity[] | null> {
+  for (const file of files) if (!(await stat(file)).isFile()) return null;
   const folders = new Set([location, ...files.map((f) => path.dirname(f))]);
   const all = [...new Set([...folders, ...files])];
   const identities: FileIdentity[] = [];

@@ -167,6 +167,23 @@ describe('the image-folder source', () => {
     expect(totalError / (test.count * 196)).toBeLessThan(12);
   });
 
+  it('reads an image folder again on a rerun after an image below it is replaced in place', async () => {
+    // Only the class folders are listed as the source's files, so nothing may be reused from an earlier read: a
+    // replaced image changes no folder's size or times.
+    // A folder of its own, so the store created beside it changes no folder the first read saw.
+    const dir = path.join(root, 'rerun', 'images');
+    await writeClassFolders(dir, range(0, 20), () => 'png');
+    const store = new FileArtifactStore(path.join(root, 'store-rerun'));
+    const options = baseOptions('rerun', { path: dir, image: { height: SIDE, width: SIDE, channels: 1 } });
+    const first = await ingestDataset(options, store);
+    const victim = path.join(dir, `class-${fashion.labels[0]}`, '000.png');
+    await writeImage(fashion, 1, victim);
+    const messages: string[] = [];
+    const second = await ingestDataset(options, store, (m) => messages.push(m));
+    expect(messages.some((m) => m.startsWith('reading image-folder'))).toBe(true);
+    expect(second.fingerprint).not.toBe(first.fingerprint);
+  });
+
   it('fails on an unreadable image naming its path, or skips and counts it', async () => {
     const dirty = path.join(root, 'dirty');
     await writeClassFolders(dirty, range(0, 30), () => 'png');
