@@ -1,5 +1,5 @@
 import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
+import { defaultPayloadConverter, type QueryDefinition } from '@temporalio/common';
 import { z } from 'zod';
 import { SearchParamSchema } from '../pipelines/spec';
 import { readRegistry } from './registry';
@@ -15,10 +15,8 @@ import {
   rolloutStatusQuery,
   rolloutWorkflowId,
   trainJobWorkflowId,
-  type ExperimentStatus,
   type JobState,
   type RegistryState,
-  type RolloutStatus,
   type RunProgress,
 } from '../workflows/api';
 import type { rolloutWorkflow } from '../workflows/rollout';
@@ -162,34 +160,31 @@ export async function runningRollout(
 }
 
 /**
- * The model's latest rollout, running or finished (its workflow id is the model's, reused by every rollout), with
- * whether it still runs; undefined when none ever ran or no worker answers.
+ * The latest run of a workflow whose id a model reuses for every run (its rollout, its experiment), running or
+ * finished, with whether it still runs; undefined when none ever ran or no worker answers its query.
  */
-export async function readRollout(
+async function readLatest<T>(
   client: Client,
-  model: string,
-): Promise<{ running: boolean; status: RolloutStatus } | undefined> {
-  const handle = client.workflow.getHandle(rolloutWorkflowId(deploymentPrefix(), model));
+  workflowId: string,
+  query: QueryDefinition<T>,
+): Promise<{ running: boolean; status: T } | undefined> {
+  const handle = client.workflow.getHandle(workflowId);
   try {
     const description = await handle.describe();
-    return { running: description.status.name === 'RUNNING', status: await handle.query(rolloutStatusQuery) };
+    return { running: description.status.name === 'RUNNING', status: await handle.query(query) };
   } catch {
     return undefined;
   }
 }
 
+/** The model's latest rollout (running or finished); undefined when none ran or no worker answers. */
+export function readRollout(client: Client, model: string) {
+  return readLatest(client, rolloutWorkflowId(deploymentPrefix(), model), rolloutStatusQuery);
+}
+
 /** The model's latest experiment (running or finished); undefined when none ran or no worker answers. */
-export async function readExperiment(
-  client: Client,
-  model: string,
-): Promise<{ running: boolean; status: ExperimentStatus } | undefined> {
-  const handle = client.workflow.getHandle(experimentWorkflowId(deploymentPrefix(), model));
-  try {
-    const description = await handle.describe();
-    return { running: description.status.name === 'RUNNING', status: await handle.query(experimentStatusQuery) };
-  } catch {
-    return undefined;
-  }
+export function readExperiment(client: Client, model: string) {
+  return readLatest(client, experimentWorkflowId(deploymentPrefix(), model), experimentStatusQuery);
 }
 
 export interface StudySummary {
