@@ -118,6 +118,12 @@ async function follow(handle: WorkflowHandle, done: Promise<unknown>): Promise<v
     }
     await sleep(500);
   }
+  // A job shorter than the polling interval would otherwise show only its start: the final count, once.
+  const final = await handle.query(batchPredictProgressQuery).catch(() => null);
+  if (final) {
+    const line = `${final.phase}: ${final.shardsDone}/${final.shards} shards, ${final.rowsDone}/${final.rows} rows`;
+    if (!last.startsWith(line)) console.error(`${line}${final.bad ? `, ${final.bad} bad` : ''}`);
+  }
 }
 
 export function formatPredictResult(result: BatchPredictResult): string {
