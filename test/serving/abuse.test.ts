@@ -5,7 +5,7 @@ import { selectBackend } from '../../engine/backend';
 import { clientMessage, MAX_CLIENT_MESSAGE } from '../../serving/errors';
 import type { ModelServer } from '../../serving/server';
 import { fashionBase, removeDir, request, startServer } from './helpers';
-import { field, rss, shapeField, varint } from './wire';
+import { field, grpcPredictBytes, rss, shapeField, varint } from './wire';
 
 /**
  * Hostile bodies cost little: a few MB of protobuf empty strings, or a JSON body of millions of scalars against the
@@ -140,23 +140,6 @@ describe('hostile bodies are refused cheaply', () => {
   });
 });
 
-/** gRPC Predict with these request bytes, as written (no client-side encoding): the status code and details. */
-function grpcPredict(body: Buffer): Promise<{ code: number; details: string }> {
-  const client = new grpc.Client(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure());
-  return new Promise((resolve) => {
-    client.makeUnaryRequest(
-      '/tensorflow.serving.PredictionService/Predict',
-      (b: Buffer) => b,
-      (b: Buffer) => b,
-      body,
-      (error) => {
-        client.close();
-        resolve({ code: error?.code ?? 0, details: error?.details ?? '' });
-      },
-    );
-  });
-}
-
 describe('gRPC Predict: the same pre-scan before proto-loader decodes', () => {
   it('4 MB of empty strings: INVALID_ARGUMENT naming string_val, < 1 s, < 50 MB', async () => {
     const count = 2_000_000;
@@ -166,7 +149,7 @@ describe('gRPC Predict: the same pre-scan before proto-loader decodes', () => {
     writeFileSync('/proc/self/clear_refs', '5');
     const before = rss('VmRSS');
     const start = performance.now();
-    const answer = await grpcPredict(body);
+    const answer = await grpcPredictBytes(server.grpcPort!, body);
     const ms = performance.now() - start;
     const growth = rss('VmHWM') - before;
     console.log('gRPC empty strings', body.length, { ...answer, ms, growth });
@@ -181,14 +164,20 @@ describe('gRPC Predict: the same pre-scan before proto-loader decodes', () => {
     const floats = field(5, Buffer.alloc(784 * 4));
     const oneString = Buffer.from([0x42, 0]);
     expect(
-      await grpcPredict(predictRequest(7, Buffer.concat([shapeField([1, 1, 1, 1, 1, 1, 1, 1, 1]), oneString]))),
+      await grpcPredictBytes(
+        server.grpcPort!,
+        predictRequest(7, Buffer.concat([shapeField([1, 1, 1, 1, 1, 1, 1, 1, 1]), oneString])),
+      ),
     ).toEqual({
       code: grpc.status.INVALID_ARGUMENT,
       details: 'inputs.input.tensor_shape: more than 8 dims',
     });
     const unknownField = Buffer.from([...varint((30 << 3) | 0), 1]);
     expect(
-      await grpcPredict(predictRequest(1, Buffer.concat([shapeField([1, 28, 28, 1]), floats, unknownField]))),
+      await grpcPredictBytes(
+        server.grpcPort!,
+        predictRequest(1, Buffer.concat([shapeField([1, 28, 28, 1]), floats, unknownField])),
+      ),
     ).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/has no field 30/) });
   });
 });
@@ -278,7 +267,7 @@ describe('seeded fuzz', () => {
       const body = mutate(kind === 0 ? json : int(2) ? proto : strings);
       const start = performance.now();
       if (kind === 2) {
-        const { code, details } = await grpcPredict(body);
+        const { code, details } = await grpcPredictBytes(server.grpcPort!, body);
         expect({ i, code, details }).not.toMatchObject({ code: grpc.status.INTERNAL });
         expect({ i, code, details }).not.toMatchObject({ code: grpc.status.UNKNOWN });
       } else {

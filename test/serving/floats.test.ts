@@ -7,7 +7,7 @@ import { decodePredictInputs } from '../../serving/grpc/tensor-proto';
 import type { ModelServer } from '../../serving/server';
 import type { Signature } from '../../serving/signature';
 import { fashionBase, PIXELS, predictionServiceClient, removeDir, request, startServer } from './helpers';
-import { field, rss, shapeField, varint } from './wire';
+import { field, grpcPredictBytes, rss, shapeField, varint } from './wire';
 
 /**
  * Float32 overflow and NaN/±Infinity on every input path, against one real server (REST and gRPC): each path ×
@@ -64,23 +64,6 @@ const packed = (value: number) => field(5, bytesOf(pixels(value)));
 /** Unpacked float_val: one fixed32 field per value, which the fast reader leaves to the general decoder. */
 const unpacked = (value: number) =>
   Buffer.concat(Array.from(pixels(value), (v) => Buffer.concat([Buffer.from([0x2d]), bytesOf(Float32Array.of(v))])));
-
-/** A raw gRPC Predict of these bytes. */
-function grpcRaw(body: Buffer): Promise<{ code: number; details: string }> {
-  const client = new grpc.Client(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure());
-  return new Promise((resolve) => {
-    client.makeUnaryRequest(
-      '/tensorflow.serving.PredictionService/Predict',
-      (b: Buffer) => b,
-      (b: Buffer) => b,
-      body,
-      (error) => {
-        client.close();
-        resolve({ code: error?.code ?? 0, details: error?.details ?? '' });
-      },
-    );
-  });
-}
 
 /** TF Serving's own client (proto-loader), float_val as a list of numbers. */
 function grpcFloatVal(value: number): Promise<{ code: number; details: string }> {
@@ -192,19 +175,19 @@ const PATHS: {
   {
     name: 'gRPC tensor_content (fast reader)',
     protocol: 'grpc',
-    send: (v) => grpcRaw(predictRequest(content(numberOf(v)))),
+    send: (v) => grpcPredictBytes(server.grpcPort!, predictRequest(content(numberOf(v)))),
     error: binaryError,
   },
   {
     name: 'gRPC packed float_val (fast reader)',
     protocol: 'grpc',
-    send: (v) => grpcRaw(predictRequest(packed(numberOf(v)))),
+    send: (v) => grpcPredictBytes(server.grpcPort!, predictRequest(packed(numberOf(v)))),
     error: binaryError,
   },
   {
     name: 'gRPC unpacked float_val (general decoder)',
     protocol: 'grpc',
-    send: (v) => grpcRaw(predictRequest(unpacked(numberOf(v)))),
+    send: (v) => grpcPredictBytes(server.grpcPort!, predictRequest(unpacked(numberOf(v)))),
     error: decoderError,
   },
   {
@@ -288,7 +271,9 @@ describe("gRPC's dense fast reader does not skip the pre-scan", () => {
   it('what it reads but cannot answer is pre-scanned with the signature before proto-loader decodes it', async () => {
     // Read by the fast reader (a dense DT_FLOAT tensor) but not the signature's shape: the pre-scan's error, which
     // names the batch limit (the general decoder's does not), shows the pre-scan ran.
-    expect(await grpcRaw(predictRequest(field(4, Buffer.alloc(PIXELS * 2 * 4)), [1, 28, 28, 2]))).toEqual({
+    expect(
+      await grpcPredictBytes(server.grpcPort!, predictRequest(field(4, Buffer.alloc(PIXELS * 2 * 4)), [1, 28, 28, 2])),
+    ).toEqual({
       code: grpc.status.INVALID_ARGUMENT,
       details: expect.stringMatching(/inputs\.input: shape \[1, 28, 28, 2\] .* any batch size from 1 to \d+/),
     });
@@ -305,7 +290,7 @@ describe("gRPC's dense fast reader does not skip the pre-scan", () => {
     writeFileSync('/proc/self/clear_refs', '5');
     const before = rss('VmRSS');
     const start = performance.now();
-    const answer = await grpcRaw(body);
+    const answer = await grpcPredictBytes(server.grpcPort!, body);
     const ms = performance.now() - start;
     const growth = rss('VmHWM') - before;
     console.log('gRPC million dims', body.length, { ...answer, ms, growth });

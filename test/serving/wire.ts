@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
 
 /**
  * Hand-made protobuf for the abuse and float tests: bodies that no well-behaved encoder would write (a million dims,
@@ -32,4 +33,21 @@ export function rss(which: 'VmRSS' | 'VmHWM'): number {
     .split('\n')
     .find((l) => l.startsWith(`${which}:`));
   return Number(line?.match(/(\d+) kB/)?.[1] ?? Number.NaN) * 1024;
+}
+
+/** A Predict call whose body is these bytes as they are (no encoder in between): its status code and details. */
+export function grpcPredictBytes(port: number, body: Buffer): Promise<{ code: number; details: string }> {
+  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  return new Promise((resolve) => {
+    client.makeUnaryRequest(
+      '/tensorflow.serving.PredictionService/Predict',
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      body,
+      (error) => {
+        client.close();
+        resolve({ code: error?.code ?? 0, details: error?.details ?? '' });
+      },
+    );
+  });
 }
