@@ -5,6 +5,7 @@ import { loadServable, type LoadOptions, type Servable } from './loader';
 import type { Logger } from './log';
 import type { ServingMetrics } from './metrics';
 import type { AspiredVersion, ModelSnapshot } from './source';
+import type { DenseTensor } from './tensors';
 
 /**
  * The manager: applies the source's aspired versions with an availability-preserving policy —
@@ -111,7 +112,15 @@ export class VersionManager {
     try {
       const servable = await (this.options.loadServable ?? loadServable)(wanted.path, this.options.load);
       const labels = { model, version: String(wanted.version) };
-      const batcher = new Batcher((inputs) => servable.run(inputs), batching, {
+      const run = (inputs: DenseTensor[]) => {
+        const callStarted = performance.now();
+        try {
+          return servable.run(inputs);
+        } finally {
+          metrics.modelCall.observe(labels, (performance.now() - callStarted) / 1000);
+        }
+      };
+      const batcher = new Batcher(run, batching, {
         batch: (rows) => metrics.batchSize.observe(labels, rows),
         queued: (seconds) => metrics.queueTime.observe(labels, seconds),
       });

@@ -12,6 +12,7 @@ export const METRIC = {
   latency: `${METRIC_PREFIX}request_duration_seconds`,
   batchSize: `${METRIC_PREFIX}batch_size`,
   queueTime: `${METRIC_PREFIX}queue_seconds`,
+  modelCall: `${METRIC_PREFIX}model_call_seconds`,
   loadTime: `${METRIC_PREFIX}load_seconds`,
   loadFailures: `${METRIC_PREFIX}load_failures_total`,
   loadedVersions: `${METRIC_PREFIX}loaded_versions`,

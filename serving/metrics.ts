@@ -70,6 +70,18 @@ export class ServingMetrics {
     LATENCY_BUCKETS,
   );
 
+  /**
+   * TF Serving's runtime latency: what the model itself takes per call. A request's latency less this (and its
+   * queue time) is the server's own work — decoding, routing, answering — which this split makes visible.
+   */
+  readonly modelCall = this.histogram(
+    METRIC.modelCall,
+    'Time of each model call (one batch: building its input tensors, running the model, reading its outputs), ' +
+      'by model and version',
+    ['model', 'version'],
+    LATENCY_BUCKETS,
+  );
+
   readonly loadTime = this.histogram(
     METRIC.loadTime,
     'Time to load a version (read, deserialize, warm up), by model',

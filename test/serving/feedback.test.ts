@@ -133,5 +133,12 @@ describe('feedback', () => {
     expect(
       metricValue(text, 'gantry_serving_queue_seconds_count', { model: 'fashion', version: '1' }),
     ).toBeGreaterThanOrEqual(64);
+    // One model-call time per batch: the split of a request's latency into the model's share and the server's.
+    expect(metricValue(text, 'gantry_serving_model_call_seconds_count', { model: 'fashion', version: '1' })).toBe(
+      metricValue(text, 'gantry_serving_batch_size_count', { model: 'fashion', version: '1' }),
+    );
+    expect(
+      metricValue(text, 'gantry_serving_model_call_seconds_sum', { model: 'fashion', version: '1' }),
+    ).toBeGreaterThan(0);
   });
 });
