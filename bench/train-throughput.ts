@@ -5,8 +5,10 @@
  * same wheel as the same-run ceiling for the native backend (the graph path's target: ≥ 1.2 × it).
  * Models: the mlp, the default cnn (batch normalisation) and the cnn without it (`cnn-plain`).
  * The plain-JS `cpu` backend takes minutes for one CNN step, so it is measured only with --cpu.
+ * For `cnn-plain` it also prints what else the same wheel offers (bench/keras/throughput.py): its step as a bare
+ * tf.function of tf.nn ops (the kernels with nothing around them), in NCHW, and Keras's mixed_bfloat16 policy.
  *
- *   npx tsx bench/train-throughput.ts [--steps 30] [--seconds 10] [--batch 128] [--cpu]
+ *   npx tsx bench/train-throughput.ts [--steps 60] [--seconds 10] [--batch 128] [--cpu]
  */
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
@@ -22,7 +24,7 @@ import { createOptimizer } from '../training/optimizers';
 
 const { values } = parseArgs({
   options: {
-    steps: { type: 'string', default: '30' },
+    steps: { type: 'string', default: '60' },
     seconds: { type: 'string', default: '10' },
     batch: { type: 'string', default: '128' },
     cpu: { type: 'boolean', default: false },
@@ -148,7 +150,16 @@ for (const backend of measured) {
 
 // Keras on the same tensorflow-cpu wheel whose libtensorflow the native backend links: the
 // ceiling the native backend is measured against (bench/keras/, installed on first use).
-const kerasRows: { model: ModelName; steps: number; samplesPerSecond: number; cpuMsPerStep: number }[] = [];
+interface KerasRow {
+  model: ModelName;
+  /** null: the model as Keras trains it (the ceiling); else another way the same wheel runs it (printed apart). */
+  variant: string | null;
+  steps: number;
+  samplesPerSecond: number;
+  cpuMsPerStep: number;
+}
+const kerasRows: KerasRow[] = [];
+const otherRows: KerasRow[] = [];
 try {
   execFileSync('bash', [path.join(HERE, 'keras', 'setup.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
   const python = path.join(PROJECT_ROOT, '.tools', 'keras-venv', 'bin', 'python');
@@ -160,7 +171,10 @@ try {
       stdio: ['ignore', 'pipe', 'inherit'],
     },
   );
-  for (const line of out.trim().split('\n')) kerasRows.push(JSON.parse(line));
+  for (const line of out.trim().split('\n')) {
+    const row = JSON.parse(line) as KerasRow;
+    (row.variant === null ? kerasRows : otherRows).push(row);
+  }
   const tfVersion = execFileSync(python, ['-c', 'import tensorflow as tf; print(tf.__version__)'], {
     encoding: 'utf8',
     env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3' },
@@ -215,5 +229,19 @@ if (graphRows.length && kerasRows.length) {
           `${(keras.cpuMsPerStep / n.cpuMsPerStep).toFixed(2)} |`,
       );
   }
+}
+const plain = rows.find((r) => r.backend.endsWith('(graph)') && r.model === 'cnn-plain');
+const kerasPlain = kerasRows.find((r) => r.model === 'cnn-plain');
+if (otherRows.length && plain && kerasPlain) {
+  // Where the plain CNN's time goes: the same kernels with nothing around them, and the other options the wheel has.
+  console.log('\ncnn-plain on the same wheel, other ways (same run):');
+  console.log('| how | samples/s | CPU ms/step | ÷ Keras | graph path ÷ it |');
+  console.log('|---|---:|---:|---:|---:|');
+  for (const r of [{ ...kerasPlain, variant: 'Keras (the ceiling)' }, ...otherRows])
+    console.log(
+      `| ${r.variant} | ${r.samplesPerSecond.toFixed(0)} | ${r.cpuMsPerStep.toFixed(1)} | ` +
+        `${(r.samplesPerSecond / kerasPlain.samplesPerSecond).toFixed(2)} | ` +
+        `${(plain.samplesPerSecond / r.samplesPerSecond).toFixed(2)} |`,
+    );
 }
 if (skipped.length) console.log(`\nnot measured:\n${skipped.map((s) => `  ${s}`).join('\n')}`);
