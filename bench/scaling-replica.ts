@@ -11,11 +11,8 @@ import { CollectiveGroup, collectiveKey, deriveAttemptSecret } from '../collecti
 import { createReplicaEngine } from '../training/replica-engine';
 import { strategyRing, type Collective } from '../training/distributed/strategies';
 import { replicaLoop } from '../training/loop';
-import { bindToCpus } from '../control/cpu-affinity';
 import { createOptimizer } from '../training/optimizers';
 
-// Bound as a train worker binds (workers/train.ts), before TensorFlow starts its threads.
-if (process.env.GANTRY_TRAIN_CPUS) bindToCpus(process.env.GANTRY_TRAIN_CPUS, 'GANTRY_TRAIN_CPUS');
 const [worldSize, batchSize, steps, warmup] = process.argv.slice(2).map(Number) as [number, number, number, number];
 const backend = await selectBackend();
 const raw = await getDataSource('fashion-mnist').read(DEFAULT_FASHION_MNIST_DIR);

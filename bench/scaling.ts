@@ -19,9 +19,7 @@
  * communication into waiting for the slower peer (the barrier) and moving the bytes (the
  * all-reduce proper); that run's own rate is not used.
  *
- * Each process is bound to one CPU (GANTRY_TRAIN_CPUS, as a train worker binds to its list); --no-bind does not.
- *
- *   npx tsx bench/scaling.ts [--batches 128] [--steps 200] [--warmup 10] [--rounds 3] [--no-bind]
+ *   npx tsx bench/scaling.ts [--batches 128] [--steps 200] [--warmup 10] [--rounds 3]
  */
 import { spawn } from 'node:child_process';
 import os from 'node:os';
@@ -37,13 +35,8 @@ const { values } = parseArgs({
     warmup: { type: 'string', default: '10' },
     batches: { type: 'string', default: '128' },
     rounds: { type: 'string', default: '3' },
-    'no-bind': { type: 'boolean', default: false },
   },
 });
-// Each process bound to one CPU (GANTRY_TRAIN_CPUS, as a train worker binds: control/cpu-affinity.ts) — the job's
-// replicas and the ceiling's independent jobs alike, so the ratio compares like with like; --no-bind leaves the
-// scheduler to place them.
-const bind = !values['no-bind'];
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 // As a train worker with GANTRY_TRAIN_THREADS=1 runs (ops in the calling thread: engine/backend.ts).
 const ONE_THREAD = { TF_NUM_INTRAOP_THREADS: '1', OMP_NUM_THREADS: '1', TF_CPP_MIN_LOG_LEVEL: '3' };
@@ -78,7 +71,7 @@ async function run(
 ): Promise<ReplicaReport> {
   const processes = independent || worldSize;
   const jobSize = independent ? 1 : worldSize;
-  const children = Array.from({ length: processes }, (_, i) =>
+  const children = Array.from({ length: processes }, () =>
     spawn(
       process.execPath,
       [
@@ -91,13 +84,7 @@ async function run(
         values.warmup!,
       ],
       {
-        env: {
-          ...process.env,
-          ...ONE_THREAD,
-          ...(bind ? { GANTRY_TRAIN_CPUS: String(i % os.availableParallelism()) } : {}),
-          BENCH_SPLIT_WAIT: splitWait ? '1' : '0',
-          BENCH_FUSE: fuse ? '1' : '0',
-        },
+        env: { ...process.env, ...ONE_THREAD, BENCH_SPLIT_WAIT: splitWait ? '1' : '0', BENCH_FUSE: fuse ? '1' : '0' },
         stdio: ['pipe', 'pipe', 'inherit'],
       },
     ),
@@ -185,8 +172,7 @@ const loadText = (l: number[]) => l.map((x) => x.toFixed(1)).join(' / ');
 const transport = samples.get(batches[0]!)!.two[0]!.transport;
 console.log(
   `data-parallel scaling, fashion-mnist MLP, ${values.steps} timed steps after ${values.warmup} warm-up, one ` +
-    `TensorFlow thread per replica, ${bind ? 'each process bound to a CPU of its own' : 'processes not bound'}, ` +
-    `${backend} (${execution}); ` +
+    `TensorFlow thread per replica, ${backend} (${execution}); ` +
     `all-reduce over ${transport}; updates ${fused ? 'fused into the next gradient run' : 'not fused'}; ` +
     `medians of ${rounds} rounds; ${os.cpus().length} CPUs, load average (1 / 5 / 15 min) ` +
     `${loads.map(loadText).join(' → ')} (start, after each round)\n`,

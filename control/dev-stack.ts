@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, readFileSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,7 +8,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { bearerOf } from '../serving/feedback-auth';
-import { parseCpuList, trainerCpuLists } from './cpu-affinity';
 import { startEmbeddedTemporal, type EmbeddedTemporal } from './embedded-temporal';
 import type { GantryHome } from './home';
 import { freePort } from './ports';
@@ -129,10 +128,6 @@ export async function startLocalStack(home: GantryHome, options: StackOptions = 
     trainWorkers > 1 && !process.env.GANTRY_TRAIN_THREADS
       ? String(Math.max(1, Math.floor(os.availableParallelism() / trainWorkers)))
       : undefined;
-  // ...and each is bound to its own CPUs (control/cpu-affinity.ts), so the replicas of a job stop trading cores.
-  const cpuLists = process.env.GANTRY_TRAIN_CPUS === undefined ? trainerCpuLists(ownCpus(), trainWorkers) : undefined;
-  const trainerCpus = (index: number): { GANTRY_TRAIN_CPUS?: string } =>
-    cpuLists?.[index] ? { GANTRY_TRAIN_CPUS: cpuLists[index] } : {};
   let stopping: Promise<void> | undefined;
   let writingStatus = Promise.resolve();
   // Rewritten whenever a child is started again, so that a tool (or a test) finds each child by pid.
@@ -158,10 +153,7 @@ export async function startLocalStack(home: GantryHome, options: StackOptions = 
         ? [path.join(WORKERS_DIR, `${pool}.ts`)]
         : [path.join(WORKERS_DIR, 'main.ts'), pool];
     const logFile = path.join(home.logsDir, `worker-${pool}${index ? `-${index + 1}` : ''}.log`);
-    const workerEnv =
-      pool === 'train' && threadsPerTrainer
-        ? { ...env, GANTRY_TRAIN_THREADS: threadsPerTrainer, ...trainerCpus(index) }
-        : env;
+    const workerEnv = pool === 'train' && threadsPerTrainer ? { ...env, GANTRY_TRAIN_THREADS: threadsPerTrainer } : env;
     const start = () => {
       const log = createWriteStream(logFile, { flags: 'a' });
       const child = spawn(process.execPath, [...process.execArgv, ...script], {
@@ -424,14 +416,4 @@ async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
   const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
   await exited;
   clearTimeout(timer);
-}
-
-/** The CPUs this process may run on (a container's cpuset need not start at 0); none where Linux does not say. */
-function ownCpus(): number[] {
-  try {
-    const list = /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
-    return list ? parseCpuList(list, 'Cpus_allowed_list') : [];
-  } catch {
-    return [];
-  }
 }

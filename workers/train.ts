@@ -1,5 +1,4 @@
 // Entry point of a train-pool worker process: training activities only, one slot per device.
-import { bindToCpus } from '../control/cpu-affinity';
 import { runPoolWorker } from './main';
 
 // A device is a share of the CPU when there is no GPU: GANTRY_TRAIN_THREADS caps this worker's
@@ -14,20 +13,6 @@ if (threads !== undefined) {
   }
   process.env.TF_NUM_INTRAOP_THREADS ??= threads;
   process.env.OMP_NUM_THREADS ??= threads;
-}
-
-// GANTRY_TRAIN_CPUS binds the worker to those CPUs (control/cpu-affinity.ts): one list per replica's worker on a
-// host, e.g. 0-7 and 8-15. Its TensorFlow pool then defaults to one thread per CPU it has.
-const cpus = process.env.GANTRY_TRAIN_CPUS;
-if (cpus !== undefined) {
-  try {
-    const count = bindToCpus(cpus, 'GANTRY_TRAIN_CPUS');
-    process.env.TF_NUM_INTRAOP_THREADS ??= String(count);
-    process.env.OMP_NUM_THREADS ??= String(count);
-  } catch (error) {
-    console.error((error as Error).message);
-    process.exit(2);
-  }
 }
 
 await runPoolWorker('train');
