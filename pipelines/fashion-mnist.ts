@@ -4,8 +4,8 @@ import { definePipeline } from './define';
  * Fashion-MNIST from Debian's dataset-fashion-mnist. The defaults (a 256-128 MLP with dropout,
  * Adam with cosine decay, 15 epochs over 54k images) reached 0.894 test accuracy here (0.886 with
  * a constant rate); the Fashion-MNIST paper's scikit-learn MLP reaches about 0.87.
- * `--set model.architecture=cnn --set train.epochs=6` (the cnn batch-normalises by default) reached 0.923 in 280 s
- * of training on the 2-core machine while others loaded it (load average ~18). It needs a native backend: the wasm
+ * `--set model.architecture=cnn --set train.epochs=12` (the cnn batch-normalises by default) reached 0.922 in 167 s
+ * of training on the quiet 2-core machine (6 epochs: 0.920 in 88 s). It needs a native backend: the wasm
  * backend has no gradient kernel for convolutions, so the CNN trains on the plain-JS cpu backend there, at a few
  * samples/s.
  */
