@@ -10,6 +10,7 @@ import Fastify from 'fastify';
 import { ModelRepository } from '../artifacts/model-repository';
 import { DEFAULT_FASHION_MNIST_DIR, getDataSource } from '../data/sources';
 import { readPredictRequest, writePredictResponse } from '../serving/grpc/predict-wire';
+import { rawPredictOf, serveRawPredict } from '../serving/grpc/raw-predict';
 import { loadServingProtos } from '../serving/grpc/protos';
 import { loadServable } from '../serving/loader';
 import { scanDensePredictBody } from '../serving/rest/dense-json';
@@ -29,7 +30,8 @@ import { deserializeModel, serializeModel } from '../engine/model-files';
  *     response of the same size with no model: a plain route with the stacks' own codecs
  *     (fastify's JSON parser, proto-loader's decode/encode) — the issue's ceiling — and, at
  *     concurrency 64, the same route with the server's fast codecs (dense JSON scan, wire-level
- *     PredictRequest/PredictResponse), the stricter.
+ *     PredictRequest/PredictResponse) and, for gRPC, the server's transport too (Predict answered beneath
+ *     grpc-js, serving/grpc/raw-predict.ts), the stricter.
  * Each request carries one Fashion-MNIST test image. Clients run in a child process (closed
  * loop), which reports its own CPU share: a cell whose client is near one core is client-bound.
  * gRPC load comes from ghz (a Go client, built once by bench/ghz/setup.sh into .tools/ghz) so that
@@ -308,7 +310,14 @@ const bind = (server: grpc.Server) =>
     server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
   );
 const echoGrpc = { stack: echoGrpcServer('stack'), server: echoGrpcServer('server') };
+// The server codec's echo also takes Predict beneath grpc-js, as the model server does (serving/grpc/raw-predict.ts).
+rawPredictOf.set(echoGrpc.server, {
+  deserialize: (bytes) => readPredictRequest(bytes) ?? protos.decodePredictRequest(bytes),
+  serialize: (value) => value as Buffer,
+  handle: async () => ({ response: writePredictResponse('fashion-mnist', 1, 'serving_default', [sampleOutput]) }),
+});
 const echoGrpcPort = { stack: await bind(echoGrpc.stack), server: await bind(echoGrpc.server) };
+serveRawPredict(echoGrpc.server, 16 * 1024 * 1024);
 
 // ---- the model servers, batching on and off: a process of their own (serving-server.ts) ----
 // TensorFlow's intra-op pool in the server process (TF Serving's

@@ -7,6 +7,7 @@ import { Admin } from './admin';
 import { parseServerOptions, readModelConfigFile, type ServerOptions, type ServerOptionsInput } from './config';
 import { FeedbackStore } from './feedback';
 import { FeedbackAuth } from './feedback-auth';
+import { serveRawPredict } from './grpc/raw-predict';
 import { guardGrpcServer } from './grpc/limits';
 import { bindGrpc, createAdminGrpcServer, createGrpcServer } from './grpc/server';
 import { Inference } from './inference';
@@ -200,6 +201,7 @@ export async function startModelServer(input: ServerOptionsInput, hooks: ModelSe
         servesAdmin: options.adminPort === 'same',
       });
       grpcPort = await bindGrpc(grpcServer, options.host, options.grpcPort, tls);
+      serveRawPredict(grpcServer, options.bodyLimitBytes);
       guardGrpcServer(grpcServer, options.grpcLimits, options.grpcCallTimeoutMs ?? options.requestTimeoutMs);
     }
     if (options.adminGrpcPort !== null) {

@@ -20,6 +20,7 @@ import { readPredictRequest, WirePredictRequest, wireInputs, writePredictRespons
 import { imagesFromTensors } from './image-tensors';
 import { recordOutputTensors, recordsFromTensors } from './record-tensors';
 import { grpcServerOptions } from './limits';
+import { rawPredictOf } from './raw-predict';
 import { prescanPredictRequest, RefusedRequest, requestLimits, signatureLimits } from './prescan';
 import { decodePredictInputs, encodeTensorProto } from './tensor-proto';
 import { REQUEST_ID_HEADER, VERSION_HEADER } from '../rest/headers';
@@ -398,50 +399,61 @@ export function createGrpcServer(deps: GrpcDeps): grpc.Server {
     },
   };
 
-  server.addService(predictionService, {
-    Predict: unary(async (call) => {
-      let raw: unknown = call.request;
-      if (raw instanceof RefusedRequest) throw raw.error;
-      if (raw instanceof WirePredictRequest) {
-        // The dense fast path (predict-wire.ts); whatever it cannot take, the general path below rereads.
-        const wire = raw;
-        const target = wireTarget(wire);
-        if (target) {
-          const state = { records: false };
-          let general: PredictRequest | undefined;
-          const answer = await inference.run(
-            target,
-            context(call, 'predict'),
-            (signature) =>
-              wireInputs(wire, signature, inference.maxRows) ??
-              predictInputs((general = generalRequest(wire.bytes, signature)), signature, state),
-          );
-          if (state.records)
-            return {
-              response: recordsResponse(answer, general?.output_filter),
-              metadata: answerMetadata(answer.version, answer.requestId),
-            };
-          const kept = keptOutputs(answer, wire.outputFilter);
-          const response =
-            writePredictResponse(answer.model, answer.version, answer.signature.name, kept) ??
-            predictResponse(answer, kept);
-          return { response, metadata: answerMetadata(answer.version, answer.requestId) };
-        }
-        raw = generalRequest(wire.bytes);
+  const predictHandler = async (
+    call: grpc.ServerUnaryCall<unknown, unknown>,
+  ): Promise<{ response: unknown; metadata?: grpc.Metadata }> => {
+    let raw: unknown = call.request;
+    if (raw instanceof RefusedRequest) throw raw.error;
+    if (raw instanceof WirePredictRequest) {
+      // The dense fast path (predict-wire.ts); whatever it cannot take, the general path below rereads.
+      const wire = raw;
+      const target = wireTarget(wire);
+      if (target) {
+        const state = { records: false };
+        let general: PredictRequest | undefined;
+        const answer = await inference.run(
+          target,
+          context(call, 'predict'),
+          (signature) =>
+            wireInputs(wire, signature, inference.maxRows) ??
+            predictInputs((general = generalRequest(wire.bytes, signature)), signature, state),
+        );
+        if (state.records)
+          return {
+            response: recordsResponse(answer, general?.output_filter),
+            metadata: answerMetadata(answer.version, answer.requestId),
+          };
+        const kept = keptOutputs(answer, wire.outputFilter);
+        const response =
+          writePredictResponse(answer.model, answer.version, answer.signature.name, kept) ??
+          predictResponse(answer, kept);
+        return { response, metadata: answerMetadata(answer.version, answer.requestId) };
       }
-      const request = parse(PredictRequestSchema, raw);
-      const target = targetOf(request.model_spec);
-      const state = { records: false };
-      const answer = await inference.run(target, context(call, 'predict'), (signature) =>
-        predictInputs(request, signature, state),
-      );
-      return {
-        response: state.records
-          ? recordsResponse(answer, request.output_filter)
-          : predictResponse(answer, keptOutputs(answer, request.output_filter)),
-        metadata: answerMetadata(answer.version, answer.requestId),
-      };
-    }),
+      raw = generalRequest(wire.bytes);
+    }
+    const request = parse(PredictRequestSchema, raw);
+    const target = targetOf(request.model_spec);
+    const state = { records: false };
+    const answer = await inference.run(target, context(call, 'predict'), (signature) =>
+      predictInputs(request, signature, state),
+    );
+    return {
+      response: state.records
+        ? recordsResponse(answer, request.output_filter)
+        : predictResponse(answer, keptOutputs(answer, request.output_filter)),
+      metadata: answerMetadata(answer.version, answer.requestId),
+    };
+  };
+  // Predict is also answered straight from the HTTP/2 stream, beneath grpc-js (raw-predict.ts): the same handler,
+  // codec and status mapping without grpc-js's per-call machinery.
+  rawPredictOf.set(server, {
+    deserialize: predictionService.Predict!.requestDeserialize as (bytes: Buffer) => unknown,
+    serialize: predictionService.Predict!.responseSerialize as (value: unknown) => Buffer,
+    handle: predictHandler,
+  });
+
+  server.addService(predictionService, {
+    Predict: unary(predictHandler),
 
     Classify: unary(async (call) => {
       const request = parse(ClassifyRequestSchema, call.request);
