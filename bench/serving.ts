@@ -10,7 +10,7 @@ import Fastify from 'fastify';
 import { ModelRepository } from '../artifacts/model-repository';
 import { DEFAULT_FASHION_MNIST_DIR, getDataSource } from '../data/sources';
 import { readPredictRequest, writePredictResponse } from '../serving/grpc/predict-wire';
-import { rawPredictOf, serveRawPredict } from '../serving/grpc/raw-predict';
+import { PREDICT_PATH, rawPredictOf, serveRawPredict } from '../serving/grpc/raw-predict';
 import { loadServingProtos } from '../serving/grpc/protos';
 import { loadServable } from '../serving/loader';
 import { scanDensePredictBody } from '../serving/rest/dense-json';
@@ -349,7 +349,6 @@ const servers = {
   off: { restPort: serving.off.rest, grpcPort: serving.off.grpc },
 };
 
-const PREDICT_PATH = '/tensorflow.serving.PredictionService/Predict';
 type Variant = 'ceiling' | 'ceiling, server codec' | 'on' | 'off';
 function measure(kind: Kind, variant: Variant, concurrency: number): Promise<Cell> {
   const grpcPort =

@@ -1,6 +1,7 @@
 import http2 from 'node:http2';
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import type { GrpcLimits } from '../config';
+import { answerStatus, boundHttp2Servers } from './http2';
 
 /**
  * The gRPC door's connection limits. grpc-js enforces streams per connection, keepalive, idle and
@@ -23,19 +24,15 @@ export function grpcServerOptions(limits: GrpcLimits, maxReceiveBytes: number): 
   };
 }
 
-const DEADLINE_EXCEEDED = 4;
 const TOO_MANY_PINGS = Buffer.from('too_many_pings');
 
 /**
- * Adds the ping policy and the call deadline to every listener `server` has bound (call after bindAsync).
- * grpc-js keeps its listeners in a private map: when an upgrade renames it this throws at startup rather
- * than serving without the limits (test/serving/limits.test.ts shows both working).
+ * Adds the ping policy and the call deadline to every listener `server` has bound (call after bindAsync; it throws
+ * at startup rather than serving without them if grpc-js no longer shows its listeners: http2.ts).
+ * test/serving/limits.test.ts shows both working.
  */
 export function guardGrpcServer(server: grpc.Server, limits: GrpcLimits, callTimeoutMs: number): void {
-  const listeners = (server as unknown as { http2Servers?: unknown }).http2Servers;
-  if (!(listeners instanceof Map) || listeners.size === 0)
-    throw new Error('gRPC limits: this @grpc/grpc-js keeps no http2Servers map; the ping policy cannot be applied');
-  for (const listener of listeners.keys() as Iterable<http2.Http2Server>) {
+  for (const listener of boundHttp2Servers(server, 'limits (the ping policy and call deadline)')) {
     listener.on('session', (session: http2.ServerHttp2Session) => pingPolicy(session, limits));
     listener.on('stream', (stream: http2.ServerHttp2Stream) => callDeadline(stream, callTimeoutMs));
   }
@@ -72,15 +69,7 @@ function callDeadline(stream: http2.ServerHttp2Stream, timeoutMs: number): void 
     // Headers already out means the answer is being written; it is cut (CANCEL) rather than given a status.
     const answered = !stream.headersSent;
     if (answered)
-      stream.respond(
-        {
-          ':status': 200,
-          'content-type': 'application/grpc+proto',
-          'grpc-status': String(DEADLINE_EXCEEDED),
-          'grpc-message': encodeURIComponent(`the server's deadline of ${timeoutMs} ms per call passed`),
-        },
-        { endStream: true },
-      );
+      answerStatus(stream, grpc.status.DEADLINE_EXCEEDED, `the server's deadline of ${timeoutMs} ms per call passed`);
     // RST_STREAM frees the stream's slot even while the client has not finished sending (NO_ERROR once the
     // status went out, as HTTP/2 allows a server that needs no more of the request).
     stream.close(answered ? http2.constants.NGHTTP2_NO_ERROR : http2.constants.NGHTTP2_CANCEL);

@@ -1,6 +1,7 @@
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { asServingError, clientMessage, grpcStatusOf } from '../errors';
+import { answerStatus, boundHttp2Servers } from './http2';
 
 /**
  * Predict answered straight from the HTTP/2 stream, beneath grpc-js. grpc-js spends most of a small call on its own
@@ -29,9 +30,8 @@ type StreamListener = (stream: http2.ServerHttp2Stream, headers: http2.IncomingH
  */
 export function serveRawPredict(server: grpc.Server, maxBytes: number): void {
   const raw = rawPredictOf.get(server);
-  const listeners = (server as unknown as { http2Servers?: unknown }).http2Servers;
-  if (!raw || !(listeners instanceof Map)) return;
-  for (const listener of listeners.keys() as Iterable<http2.Http2Server>) {
+  if (!raw) return;
+  for (const listener of boundHttp2Servers(server, 'Predict beneath grpc-js')) {
     const grpcJs = listener.listeners('stream') as StreamListener[];
     listener.removeAllListeners('stream');
     listener.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number) => {
@@ -66,7 +66,11 @@ function answer(raw: RawPredict, stream: http2.ServerHttp2Stream, headers: http2
     if (length > max + 5) {
       refused = true;
       chunks.length = 0;
-      fail(stream, 8, `the request is larger than ${max} bytes (the server's max receive message length)`);
+      answerStatus(
+        stream,
+        grpc.status.RESOURCE_EXHAUSTED,
+        `the request is larger than ${max} bytes (the server's max receive message length)`,
+      );
       return;
     }
     chunks.push(chunk);
@@ -75,14 +79,12 @@ function answer(raw: RawPredict, stream: http2.ServerHttp2Stream, headers: http2
   stream.on('end', () => {
     if (refused || stream.destroyed || stream.closed) return;
     const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length);
-    if (body.length < 5 || body[0] !== 0 || body.readUInt32BE(1) !== body.length - 5) {
-      fail(
-        stream,
-        body.length >= 5 && body[0] !== 0 ? 12 : 13,
-        body.length >= 5 && body[0] !== 0
-          ? 'a compressed message without grpc-encoding'
-          : 'the request is not one length-prefixed gRPC message',
-      );
+    if (body.length >= 5 && body[0] !== 0) {
+      answerStatus(stream, grpc.status.UNIMPLEMENTED, 'a compressed message without grpc-encoding');
+      return;
+    }
+    if (body.length < 5 || body.readUInt32BE(1) !== body.length - 5) {
+      answerStatus(stream, grpc.status.INTERNAL, 'the request is not one length-prefixed gRPC message');
       return;
     }
     const call = {
@@ -105,33 +107,8 @@ function answer(raw: RawPredict, stream: http2.ServerHttp2Stream, headers: http2
       },
       (error: unknown) => {
         const failure = asServingError(error);
-        fail(stream, grpcStatusOf(failure.code), clientMessage(failure.message));
+        answerStatus(stream, grpcStatusOf(failure.code), clientMessage(failure.message));
       },
     );
   });
-}
-
-/** A trailers-only answer: the status and message in the one header block, as gRPC allows for an error. */
-function fail(stream: http2.ServerHttp2Stream, code: number, message: string): void {
-  if (stream.destroyed || stream.closed || stream.headersSent) return;
-  stream.respond(
-    {
-      ':status': 200,
-      'content-type': 'application/grpc+proto',
-      'grpc-status': String(code),
-      'grpc-message': percentEncoded(message),
-    },
-    { endStream: true },
-  );
-}
-
-/** gRPC's percent-encoding of grpc-message: bytes outside printable ASCII, and '%', as %XX of their UTF-8. */
-function percentEncoded(message: string): string {
-  let out = '';
-  for (const byte of Buffer.from(message, 'utf8'))
-    out +=
-      byte >= 0x20 && byte <= 0x7e && byte !== 0x25
-        ? String.fromCharCode(byte)
-        : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
-  return out;
 }
