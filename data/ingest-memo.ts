@@ -38,9 +38,16 @@ export function ingestMemoKey(source: string, location: string, options: unknown
   return `ingest-memo/${key}.json`;
 }
 
-async function identityOf(file: string): Promise<FileIdentity> {
+async function statOf(file: string): Promise<{ identity: FileIdentity; isFile: boolean }> {
   const s = await stat(file);
-  return { path: file, size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs, ino: s.ino };
+  return {
+    identity: { path: file, size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs, ino: s.ino },
+    isFile: s.isFile(),
+  };
+}
+
+async function identityOf(file: string): Promise<FileIdentity> {
+  return (await statOf(file)).identity;
 }
 
 /**
@@ -49,13 +56,17 @@ async function identityOf(file: string): Promise<FileIdentity> {
  * no identity listed), so such a source is always read again.
  */
 export async function identitiesOf(location: string, files: readonly string[]): Promise<FileIdentity[] | null> {
-  for (const file of files) if (!(await stat(file)).isFile()) return null;
+  const read = new Set(files);
   const folders = new Set([location, ...files.map((f) => path.dirname(f))]);
   const all = [...new Set([...folders, ...files])];
   const identities: FileIdentity[] = [];
-  // In batches: an image folder can list tens of thousands of files.
-  for (let i = 0; i < all.length; i += 256)
-    identities.push(...(await Promise.all(all.slice(i, i + 256).map(identityOf))));
+  // In batches: an image folder can list tens of thousands of files. One stat each gives the identity and the kind.
+  for (let i = 0; i < all.length; i += 256) {
+    for (const { identity, isFile } of await Promise.all(all.slice(i, i + 256).map(statOf))) {
+      if (read.has(identity.path) && !isFile) return null;
+      identities.push(identity);
+    }
+  }
   return identities;
 }
 
